@@ -1,0 +1,36 @@
+"""The `switchboard` command: run the local stack and its tools."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+
+from switchboard.runtime.kafka import ensure_topics
+from switchboard.runtime.topics import Topics
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `switchboard` command."""
+    parser = argparse.ArgumentParser(prog="switchboard", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="start Kafka, Redis, the topics and every service until Ctrl-C")
+    topics = sub.add_parser("topics", help="create the topics on KAFKA_BOOTSTRAP")
+    topics.add_argument("--partitions", type=int, default=None)
+    args = parser.parse_args(argv)
+    if args.command == "up":
+        from switchboard.stack.up import up
+
+        return up()
+    if args.command == "topics":
+        bootstrap = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+        specs = Topics(os.environ.get("SB_TOPIC_PREFIX", "")).specs(args.partitions)
+        asyncio.run(ensure_topics(bootstrap, specs))
+        print("\n".join(s.name for s in specs))
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

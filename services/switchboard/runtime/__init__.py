@@ -1,0 +1,1 @@
+"""The runtime every switchboard service shares: settings, Kafka, Redis, logs, metrics, health, shutdown."""

@@ -1,0 +1,62 @@
+"""Redis key formats: the one place that knows them.
+
+Every key of a tenant carries the tenant in a hash tag (`{tenant}`), so on Redis Cluster all of a tenant's keys
+live in one slot and a Lua script may touch several of them atomically; keys of different tenants never share a
+prefix, which is what keeps tenants apart in Redis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key builder for one deployment (the prefix separates deployments and tests sharing a Redis)."""
+
+    prefix: str = "sb"
+
+    def _tenant(self, tenant_id: str, *parts: str) -> str:
+        if not tenant_id or "}" in tenant_id or "{" in tenant_id:
+            raise ValueError(f"invalid tenant id {tenant_id!r}")
+        return ":".join((self.prefix, "{" + tenant_id + "}", *parts))
+
+    def service_health(self, service: str, instance: str) -> str:
+        """A service instance's heartbeat key (with a TTL): present means alive."""
+        return f"{self.prefix}:health:{service}:{instance}"
+
+    def processed(self, tenant_id: str, consumer: str, message_id: str) -> str:
+        """Marks one record as processed by one consumer, so a redelivery changes nothing twice."""
+        return self._tenant(tenant_id, "processed", consumer, message_id)
+
+    def agent(self, tenant_id: str, agent_id: str) -> str:
+        """Hash: an agent's status, session epoch, skills, capacity and load per channel."""
+        return self._tenant(tenant_id, "agent", agent_id)
+
+    def group_agents(self, tenant_id: str, group: str) -> str:
+        """Set: agents of a skill group."""
+        return self._tenant(tenant_id, "group", group, "agents")
+
+    def queue(self, tenant_id: str, group: str) -> str:
+        """Sorted set: conversations waiting for a skill group, by score."""
+        return self._tenant(tenant_id, "queue", group)
+
+    def conversation(self, tenant_id: str, conversation_id: str) -> str:
+        """Hash: a conversation's owner, epoch, group, channel, priority and enqueue time."""
+        return self._tenant(tenant_id, "conv", conversation_id)
+
+    def returning_customer(self, tenant_id: str, customer_id: str) -> str:
+        """String with a TTL: the agent who last served a customer (熟客优先)."""
+        return self._tenant(tenant_id, "customer", customer_id, "last_agent")
+
+    def heartbeats(self, tenant_id: str) -> str:
+        """Sorted set: agents by the time of their last heartbeat, swept for lost agents."""
+        return self._tenant(tenant_id, "heartbeats")
+
+    def idempotency(self, tenant_id: str, channel: str, provider_id: str) -> str:
+        """String with a TTL: a provider's message id already accepted by an adapter."""
+        return self._tenant(tenant_id, "seen", channel, provider_id)
+
+    def tenant_pattern(self, tenant_id: str) -> str:
+        """A SCAN pattern matching every key of one tenant."""
+        return self._tenant(tenant_id, "*")

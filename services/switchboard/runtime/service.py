@@ -1,0 +1,165 @@
+"""The lifecycle of a service process: HTTP (health, readiness, metrics), workers, graceful shutdown.
+
+An entry point builds its settings and clients, registers them here, and calls `serve()`:
+
+    runtime = ServiceRuntime(settings)
+    producer = await runtime.start_producer()
+    runtime.add_worker(consumer.run, stop=consumer.stop_intake)
+    await runtime.serve()
+
+On SIGTERM or SIGINT: stop intake (every `stop` callback), give workers `shutdown_grace_s` to finish in-flight
+work, cancel what is left, close clients in reverse order, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Callable, Generator
+
+import uvicorn
+from fastapi import FastAPI, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from switchboard.runtime.kafka import RecordProducer
+from switchboard.runtime.logs import configure_logging, get_logger
+from switchboard.runtime.settings import ServiceSettings
+
+log = get_logger(__name__)
+
+ReadyCheck = Callable[[], bool]
+Closer = Callable[[], Awaitable[None]]
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the service runtime owns SIGTERM and SIGINT."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+class ServiceRuntime:
+    """Runs one service: its HTTP app, its workers, and an orderly shutdown."""
+
+    def __init__(self, settings: ServiceSettings, app: FastAPI | None = None) -> None:
+        self.settings = settings
+        configure_logging(settings.service_name, settings.instance_id, settings.log_level)
+        self.app = app or FastAPI(title=f"switchboard {settings.service_name}")
+        self._ready_checks: dict[str, ReadyCheck] = {}
+        self._workers: list[tuple[str, Callable[[], Awaitable[None]]]] = []
+        self._stoppers: list[Callable[[], None]] = []
+        self._closers: list[Closer] = []
+        self.stopping = asyncio.Event()
+        self.port: int | None = None
+        self._install_health_routes()
+
+    def _install_health_routes(self) -> None:
+        @self.app.get("/healthz", include_in_schema=False)
+        async def healthz() -> dict[str, str]:
+            return {"status": "alive", "service": self.settings.service_name}
+
+        @self.app.get("/readyz", include_in_schema=False)
+        async def readyz(response: Response) -> dict[str, object]:
+            checks = {name: check() for name, check in self._ready_checks.items()}
+            ready = all(checks.values()) and not self.stopping.is_set()
+            response.status_code = 200 if ready else 503
+            return {"ready": ready, "checks": checks}
+
+        @self.app.get("/metrics", include_in_schema=False)
+        async def metrics() -> Response:
+            return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    def add_ready_check(self, name: str, check: ReadyCheck) -> None:
+        """`/readyz` answers 200 only while every check returns True."""
+        self._ready_checks[name] = check
+
+    def add_worker(
+        self, name: str, run: Callable[[], Awaitable[None]], stop: Callable[[], None] | None = None
+    ) -> None:
+        """A long-running coroutine; `stop` asks it to stop taking new work."""
+        self._workers.append((name, run))
+        if stop is not None:
+            self._stoppers.append(stop)
+
+    def add_stopper(self, stop: Callable[[], None]) -> None:
+        """Called first on shutdown: stop intake (close a listener, stop reading a topic)."""
+        self._stoppers.append(stop)
+
+    def add_closer(self, close: Closer) -> None:
+        """Called last on shutdown, in reverse order of registration (close clients)."""
+        self._closers.append(close)
+
+    async def start_producer(self) -> RecordProducer:
+        """Start the service's Kafka producer and close it on shutdown."""
+        producer = RecordProducer(self.settings)
+        await producer.start()
+        self.add_closer(producer.stop)
+        return producer
+
+    def request_stop(self) -> None:
+        """Begin a graceful shutdown (what SIGTERM does)."""
+        if not self.stopping.is_set():
+            log.info("stopping", service=self.settings.service_name)
+            self.stopping.set()
+
+    async def serve(self) -> None:
+        """Serve until SIGTERM/SIGINT or `request_stop`, then shut down in order."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        config = uvicorn.Config(
+            self.app, host=self.settings.http_host, port=self.settings.http_port, log_config=None,
+            lifespan="off", ws="websockets-sansio", timeout_graceful_shutdown=self.settings.shutdown_grace_s,
+        )
+        server = _Server(config)
+        http_task = asyncio.create_task(server.serve(), name="http")
+        worker_tasks = [asyncio.create_task(run(), name=name) for name, run in self._workers]
+        await self._wait_started(server, http_task)
+        log.info("serving", service=self.settings.service_name, port=self.port,
+                 workers=[name for name, _ in self._workers])
+        stop_task = asyncio.create_task(self.stopping.wait())
+        try:
+            await asyncio.wait([stop_task, http_task, *worker_tasks], return_when=asyncio.FIRST_COMPLETED)
+            failed = [t for t in [http_task, *worker_tasks] if t.done() and not t.cancelled() and t.exception()]
+            for task in failed:
+                log.error("worker_failed", worker=task.get_name(), error=repr(task.exception()))
+            self.request_stop()
+            await self._shutdown(server, http_task, worker_tasks)
+        finally:
+            stop_task.cancel()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+        if failed:
+            raise SystemExit(1)
+
+    async def _wait_started(self, server: _Server, http_task: asyncio.Task[None]) -> None:
+        while not server.started:
+            if http_task.done():
+                http_task.result()
+                raise RuntimeError("HTTP server exited before it started")
+            await asyncio.sleep(0.01)
+        sockets = [s for srv in server.servers for s in (srv.sockets or ())]
+        self.port = sockets[0].getsockname()[1] if sockets else self.settings.http_port
+
+    async def _shutdown(
+        self, server: _Server, http_task: asyncio.Task[None], workers: list[asyncio.Task[None]]
+    ) -> None:
+        for stop in self._stoppers:
+            stop()
+        pending = [t for t in workers if not t.done()]
+        if pending:
+            _, still = await asyncio.wait(pending, timeout=self.settings.shutdown_grace_s)
+            for task in still:
+                log.warning("worker_cancelled", worker=task.get_name())
+                task.cancel()
+            await asyncio.gather(*still, return_exceptions=True)
+        server.should_exit = True
+        await asyncio.gather(http_task, return_exceptions=True)
+        for close in reversed(self._closers):
+            try:
+                await close()
+            except Exception as exc:  # closing must go on for the other clients
+                log.warning("close_failed", error=repr(exc))
+        log.info("stopped", service=self.settings.service_name)

@@ -1,0 +1,131 @@
+"""Session fixtures: a real Kafka broker and Redis server, and a fresh set of topics and keys per test.
+
+Kafka and Redis come from KAFKA_BOOTSTRAP / REDIS_URL when set, from testcontainers when a Docker engine answers,
+and otherwise from local processes (Kafka jars from Maven Central, Debian's redis-server).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from redis.asyncio import Redis
+
+from switchboard.runtime.kafka import ensure_topics
+from switchboard.runtime.settings import ServiceSettings
+from switchboard.runtime.topics import Topics
+from switchboard.stack.kafka import LocalKafka
+from switchboard.stack.redis import LocalRedis
+
+TEST_PARTITIONS = 3
+
+
+def _docker_answers() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Kafka bootstrap address for the whole session."""
+    if os.environ.get("KAFKA_BOOTSTRAP"):
+        yield os.environ["KAFKA_BOOTSTRAP"]
+        return
+    if _docker_answers():
+        from testcontainers.kafka import KafkaContainer  # type: ignore[import-not-found]
+
+        with KafkaContainer("apache/kafka:4.1.1").with_kraft() as container:
+            yield container.get_bootstrap_server()
+        return
+    broker = LocalKafka(tmp_path_factory.mktemp("kafka"))
+    broker.start()
+    try:
+        asyncio.run(_wait_for_broker(broker.bootstrap))
+        yield broker.bootstrap
+    finally:
+        broker.stop()
+
+
+async def _wait_for_broker(bootstrap: str, timeout: float = 60.0) -> None:
+    async with asyncio.timeout(timeout):
+        while True:
+            admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+            try:
+                await admin.start()
+                cluster = await admin.describe_cluster()
+                if cluster["brokers"]:
+                    return
+            except Exception:  # noqa: BLE001 - the broker is still starting
+                await asyncio.sleep(0.3)
+            finally:
+                await admin.close()
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Redis URL for the whole session."""
+    if os.environ.get("REDIS_URL"):
+        yield os.environ["REDIS_URL"]
+        return
+    if _docker_answers():
+        from testcontainers.redis import RedisContainer  # type: ignore[import-not-found]
+
+        with RedisContainer("redis:7") as container:
+            yield f"redis://{container.get_container_host_ip()}:{container.get_exposed_port(6379)}/0"
+        return
+    server = LocalRedis(tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A prefix unique to this test, for its topics, consumer groups and Redis keys."""
+    return f"t{uuid.uuid4().hex[:10]}."
+
+
+@pytest.fixture
+async def settings(kafka_bootstrap: str, redis_url: str, prefix: str) -> ServiceSettings:
+    """Service settings pointing at the session's Kafka and Redis, with this test's own topics created."""
+    await ensure_topics(kafka_bootstrap, Topics(prefix).specs(TEST_PARTITIONS))
+    return ServiceSettings(
+        kafka_bootstrap=kafka_bootstrap,
+        redis_url=redis_url,
+        topic_prefix=prefix,
+        key_prefix=prefix.rstrip("."),
+        service_name="test",
+        http_port=0,
+        http_host="127.0.0.1",
+        shutdown_grace_s=5.0,
+        retry_backoff_s=0.05,
+    )
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    """A Redis client for the test; closed after it."""
+    client = Redis.from_url(redis_url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    """The repository root."""
+    return Path(__file__).resolve().parent.parent
