@@ -58,7 +58,9 @@ def main() -> int:
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         fresh = generate(Path(tmp))
-        stale = [p.name for p in fresh if not (OUT / p.name).exists() or not filecmp.cmp(p, OUT / p.name, shallow=False)]
+        stale = [
+            p.name for p in fresh if not (OUT / p.name).exists() or not filecmp.cmp(p, OUT / p.name, shallow=False)
+        ]
     if stale:
         print(f"generated code is stale: {', '.join(stale)}; run `make proto`", file=sys.stderr)
         return 1

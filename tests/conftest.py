@@ -66,7 +66,7 @@ async def _wait_for_broker(bootstrap: str, timeout: float = 60.0) -> None:
                 cluster = await admin.describe_cluster()
                 if cluster["brokers"]:
                     return
-            except Exception:  # noqa: BLE001 - the broker is still starting
+            except Exception:
                 await asyncio.sleep(0.3)
             finally:
                 await admin.close()

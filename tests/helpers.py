@@ -14,8 +14,13 @@ from switchboard.contracts import TYPE_HEADER, decode
 
 async def read_topic(bootstrap: str, topic: str, count: int, timeout: float = 30.0) -> list[tuple[str, Message]]:
     """Read `count` records (key, message) from the start of `topic`, or fail after `timeout`."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                enable_auto_commit=False, group_id=None)
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+    )
     await consumer.start()
     found: list[tuple[str, Message]] = []
     try:

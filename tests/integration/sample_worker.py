@@ -50,8 +50,13 @@ async def main() -> None:
             await apply_once(keys=[f"{settings.key_prefix}:done:{mid}", effects, duplicates], args=[mid])
         return []
 
-    consumer = BatchConsumer(settings, topics=[Topics(settings.topic_prefix).inbound],
-                             group_id=f"{settings.topic_prefix}worker", handler=handle, producer=producer)
+    consumer = BatchConsumer(
+        settings,
+        topics=[Topics(settings.topic_prefix).inbound],
+        group_id=f"{settings.topic_prefix}worker",
+        handler=handle,
+        producer=producer,
+    )
     await consumer.start()
     runtime.add_closer(consumer.stop)
     runtime.add_ready_check("kafka", lambda: consumer.ready)

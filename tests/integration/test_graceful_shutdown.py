@@ -25,17 +25,28 @@ TOTAL = 300
 
 
 async def _start_worker(settings: ServiceSettings, port: int) -> asyncio.subprocess.Process:
-    env = {**os.environ, "KAFKA_BOOTSTRAP": settings.kafka_bootstrap, "REDIS_URL": settings.redis_url,
-           "SB_TOPIC_PREFIX": settings.topic_prefix, "SB_KEY_PREFIX": settings.key_prefix,
-           "SB_HTTP_PORT": str(port), "SB_HTTP_HOST": "127.0.0.1", "SB_CONSUMER_MAX_RECORDS": "20",
-           "SB_SERVICE_NAME": "sample-worker", "SB_SHUTDOWN_GRACE_S": "10"}
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "REDIS_URL": settings.redis_url,
+        "SB_TOPIC_PREFIX": settings.topic_prefix,
+        "SB_KEY_PREFIX": settings.key_prefix,
+        "SB_HTTP_PORT": str(port),
+        "SB_HTTP_HOST": "127.0.0.1",
+        "SB_CONSUMER_MAX_RECORDS": "20",
+        "SB_SERVICE_NAME": "sample-worker",
+        "SB_SHUTDOWN_GRACE_S": "10",
+    }
     return await asyncio.create_subprocess_exec(sys.executable, "-m", "tests.integration.sample_worker", env=env)
 
 
 async def _committed(settings: ServiceSettings) -> int:
     topic = Topics(settings.topic_prefix).inbound
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap,
-                                group_id=f"{settings.topic_prefix}worker", enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=f"{settings.topic_prefix}worker",
+        enable_auto_commit=False,
+    )
     await consumer.start()
     try:
         offsets = [await consumer.committed(TopicPartition(topic, p)) for p in range(TEST_PARTITIONS)]
@@ -45,22 +56,35 @@ async def _committed(settings: ServiceSettings) -> int:
 
 
 async def test_sigterm_mid_batch_commits_what_it_finished_and_restart_finishes_exactly_once(
-    settings: ServiceSettings, redis,  # type: ignore[no-untyped-def]
+    settings: ServiceSettings,
+    redis,  # type: ignore[no-untyped-def]
 ) -> None:
     producer = RecordProducer(settings)
     await producer.start()
     try:
-        await producer.send_many(Topics(settings.topic_prefix).inbound, [
-            (f"c{i % 7}", InboundMessage(message_id=f"m{i}", tenant_id="shop-a", conversation_id=f"c{i % 7}",
-                                         channel=Channel.CHANNEL_CHAT, text="hi"))
-            for i in range(TOTAL)
-        ])
+        await producer.send_many(
+            Topics(settings.topic_prefix).inbound,
+            [
+                (
+                    f"c{i % 7}",
+                    InboundMessage(
+                        message_id=f"m{i}",
+                        tenant_id="shop-a",
+                        conversation_id=f"c{i % 7}",
+                        channel=Channel.CHANNEL_CHAT,
+                        text="hi",
+                    ),
+                )
+                for i in range(TOTAL)
+            ],
+        )
     finally:
         await producer.stop()
     effects = f"{settings.key_prefix}:effects"
     port = free_port()
     worker = await _start_worker(settings, port)
     async with httpx.AsyncClient() as http:
+
         async def ready() -> bool:
             try:
                 return (await http.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200

@@ -20,15 +20,25 @@ pytestmark = pytest.mark.broker
 
 
 def _message(i: int, conversation: str = "c1") -> InboundMessage:
-    return InboundMessage(message_id=f"m{i}", tenant_id="shop-a", conversation_id=conversation,
-                          channel=Channel.CHANNEL_CHAT, text=f"第{i}条 message {i}")
+    return InboundMessage(
+        message_id=f"m{i}",
+        tenant_id="shop-a",
+        conversation_id=conversation,
+        channel=Channel.CHANNEL_CHAT,
+        text=f"第{i}条 message {i}",
+    )
 
 
 async def _run_consumer(settings: ServiceSettings, handler, until) -> None:  # type: ignore[no-untyped-def]
     producer = RecordProducer(settings)
     await producer.start()
-    consumer = BatchConsumer(settings, topics=[Topics(settings.topic_prefix).inbound],
-                             group_id=settings.topic_prefix + "g", handler=handler, producer=producer)
+    consumer = BatchConsumer(
+        settings,
+        topics=[Topics(settings.topic_prefix).inbound],
+        group_id=settings.topic_prefix + "g",
+        handler=handler,
+        producer=producer,
+    )
     await consumer.start()
     task = asyncio.create_task(consumer.run())
     try:
@@ -72,8 +82,12 @@ async def test_undecodable_and_refused_records_go_to_the_dlq_and_the_consumer_go
     raw = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
     await raw.start()
     try:
-        await raw.send_and_wait(topics.inbound, b"\xff\x00garbage", key=b"c1",
-                                headers=[("sb-type", b"switchboard.v1.InboundMessage")])
+        await raw.send_and_wait(
+            topics.inbound,
+            b"\xff\x00garbage",
+            key=b"c1",
+            headers=[("sb-type", b"switchboard.v1.InboundMessage")],
+        )
         await raw.send_and_wait(topics.inbound, b"no header at all", key=b"c1")
     finally:
         await raw.stop()
@@ -137,8 +151,12 @@ async def test_idempotent_producer_and_transactions_work_against_the_pinned_brok
     settings: ServiceSettings,
 ) -> None:
     topic = Topics(settings.topic_prefix).routing
-    tx = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, transactional_id=settings.topic_prefix + "tx",
-                          enable_idempotence=True, acks="all")
+    tx = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        transactional_id=settings.topic_prefix + "tx",
+        enable_idempotence=True,
+        acks="all",
+    )
     await tx.start()
     try:
         headers = [("sb-type", b"switchboard.v1.RoutingEvent")]
@@ -150,8 +168,13 @@ async def test_idempotent_producer_and_transactions_work_against_the_pinned_brok
         await tx.commit_transaction()
     finally:
         await tx.stop()
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap, isolation_level="read_committed",
-                                auto_offset_reset="earliest", group_id=None)
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=settings.kafka_bootstrap,
+        isolation_level="read_committed",
+        auto_offset_reset="earliest",
+        group_id=None,
+    )
     await consumer.start()
     try:
         events: list[str] = []

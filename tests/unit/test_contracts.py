@@ -25,8 +25,12 @@ from switchboard.contracts import (
 
 def test_every_record_type_round_trips_by_its_header() -> None:
     message = InboundMessage(
-        message_id="m1", tenant_id="shop-a", conversation_id="c1", channel=Channel.CHANNEL_EMAIL,
-        text="请问什么时候发货? When will it ship?", language="zh",
+        message_id="m1",
+        tenant_id="shop-a",
+        conversation_id="c1",
+        channel=Channel.CHANNEL_EMAIL,
+        text="请问什么时候发货? When will it ship?",
+        language="zh",
         commerce=CommerceContext(order_id="O123", order_status="paid", platform="tmall"),
         email=EmailDetail(message_id="<a@b>", references=["<r@b>"]),
     )
@@ -34,8 +38,13 @@ def test_every_record_type_round_trips_by_its_header() -> None:
     assert again == message
     assert again.WhichOneof("detail") == "email"
     assert set(RECORD_TYPES) == {
-        "switchboard.v1.InboundMessage", "switchboard.v1.RoutingEvent", "switchboard.v1.AgentPresence",
-        "switchboard.v1.OutboundMessage", "switchboard.v1.DeadLetter",
+        "switchboard.v1.InboundMessage",
+        "switchboard.v1.RoutingEvent",
+        "switchboard.v1.AgentPresence",
+        "switchboard.v1.OutboundMessage",
+        "switchboard.v1.DeadLetter",
+        "switchboard.v1.AgentCommand",
+        "switchboard.v1.DeskEvent",
     }
 
 
@@ -56,6 +65,8 @@ def test_reasons_travel_with_routing_events() -> None:
 
 def test_generated_code_is_not_stale(repo_root: Path) -> None:
     result = subprocess.run(
-        [sys.executable, str(repo_root / "scripts" / "gen_proto.py"), "--check"], capture_output=True, text=True
+        [sys.executable, str(repo_root / "scripts" / "gen_proto.py"), "--check"],
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stderr

@@ -9,6 +9,8 @@ from __future__ import annotations
 from google.protobuf.message import DecodeError, Message
 
 from switchboard.contracts.v1.messages_pb2 import (
+    AgentCommand,
+    AgentCommandType,
     AgentPresence,
     AgentStatus,
     Attachment,
@@ -20,6 +22,8 @@ from switchboard.contracts.v1.messages_pb2 import (
     CommerceContext,
     Customer,
     DeadLetter,
+    DeskEvent,
+    DeskEventType,
     EmailDetail,
     InboundMessage,
     MessageKind,
@@ -33,7 +37,7 @@ TYPE_HEADER = "sb-type"
 
 RECORD_TYPES: dict[str, type[Message]] = {
     cls.DESCRIPTOR.full_name: cls
-    for cls in (InboundMessage, RoutingEvent, AgentPresence, OutboundMessage, DeadLetter)
+    for cls in (InboundMessage, RoutingEvent, AgentPresence, OutboundMessage, DeadLetter, AgentCommand, DeskEvent)
 }
 
 
@@ -66,6 +70,8 @@ def decode(type_header: str | None, value: bytes | None) -> Message:
 __all__ = [
     "RECORD_TYPES",
     "TYPE_HEADER",
+    "AgentCommand",
+    "AgentCommandType",
     "AgentPresence",
     "AgentStatus",
     "Attachment",
@@ -78,6 +84,8 @@ __all__ = [
     "ContractError",
     "Customer",
     "DeadLetter",
+    "DeskEvent",
+    "DeskEventType",
     "EmailDetail",
     "InboundMessage",
     "MessageKind",

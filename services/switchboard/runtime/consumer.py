@@ -137,17 +137,21 @@ class BatchConsumer:
                 await self._dead_letter(record, headers, str(exc), "decode_error")
                 continue
             key = record.key.decode("utf-8", "replace") if record.key else ""
-            decoded.append(
-                Delivery(tp.topic, tp.partition, record.offset, key, message, record.timestamp, headers)
-            )
+            decoded.append(Delivery(tp.topic, tp.partition, record.offset, key, message, record.timestamp, headers))
         if decoded:
             for rejected in await self._handle_with_retry(decoded):
                 d = rejected.delivery
                 original = d.message.SerializeToString()
                 await self._producer.dead_letter(
-                    source=d.topic, reason=rejected.reason, error_type=rejected.error_type, original=original,
-                    key=d.key, tenant_id=getattr(d.message, "tenant_id", ""), partition=d.partition,
-                    offset=d.offset, original_headers=d.headers,
+                    source=d.topic,
+                    reason=rejected.reason,
+                    error_type=rejected.error_type,
+                    original=original,
+                    key=d.key,
+                    tenant_id=getattr(d.message, "tenant_id", ""),
+                    partition=d.partition,
+                    offset=d.offset,
+                    original_headers=d.headers,
                 )
         await self._commit(tp, records[-1].offset + 1)
         BATCH_SECONDS.labels(service).observe(time.perf_counter() - started)
@@ -180,9 +184,14 @@ class BatchConsumer:
         self, record: ConsumerRecord[bytes, bytes], headers: dict[str, str], reason: str, error_type: str
     ) -> None:
         await self._producer.dead_letter(
-            source=record.topic, reason=reason, error_type=error_type, original=record.value or b"",
-            key=record.key.decode("utf-8", "replace") if record.key else "", partition=record.partition,
-            offset=record.offset, original_headers=headers,
+            source=record.topic,
+            reason=reason,
+            error_type=error_type,
+            original=record.value or b"",
+            key=record.key.decode("utf-8", "replace") if record.key else "",
+            partition=record.partition,
+            offset=record.offset,
+            original_headers=headers,
         )
 
     async def _commit(self, tp: TopicPartition, next_offset: int) -> None:

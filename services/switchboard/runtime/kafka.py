@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -65,9 +66,7 @@ class RecordProducer:
         """Flush what is pending and disconnect."""
         await self._producer.stop()
 
-    async def send(
-        self, topic: str, key: str, message: Message, headers: Sequence[Header] = ()
-    ) -> None:
+    async def send(self, topic: str, key: str, message: Message, headers: Sequence[Header] = ()) -> None:
         """Send one record and wait for the broker's acknowledgement."""
         await self.send_many(topic, [(key, message)], headers)
 
@@ -139,9 +138,8 @@ async def ensure_topics(bootstrap: str, specs: Sequence[TopicSpec], replication:
             if spec.name not in existing
         ]
         if missing:
-            try:
+            # Another process may create them between list and create; that is fine.
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass  # another process created them between list and create
     finally:
         await admin.close()

@@ -57,6 +57,22 @@ class Keys:
         """String with a TTL: a provider's message id already accepted by an adapter."""
         return self._tenant(tenant_id, "seen", channel, provider_id)
 
+    def desk_outbox(self, tenant_id: str, agent_id: str) -> str:
+        """Stream: an agent's DeskEvents in delivery order (entry field `e` = serialized DeskEvent, `seq`)."""
+        return self._tenant(tenant_id, "desk", agent_id)
+
+    def desk_seq(self, tenant_id: str, agent_id: str) -> str:
+        """Counter: the last DeskEvent seq given to an agent (INCR in the script that appends to the outbox)."""
+        return self._tenant(tenant_id, "desk", agent_id, "seq")
+
+    def desk_notify(self, tenant_id: str) -> str:
+        """Pub/sub channel: "agent_id seq" published after an append, so gateways read outboxes without polling."""
+        return self._tenant(tenant_id, "desk-notify")
+
+    def tenant_agents(self, tenant_id: str) -> str:
+        """Set: every agent id of a tenant known to presence."""
+        return self._tenant(tenant_id, "agents")
+
     def tenant_pattern(self, tenant_id: str) -> str:
         """A SCAN pattern matching every key of one tenant."""
         return self._tenant(tenant_id, "*")

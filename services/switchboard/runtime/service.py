@@ -16,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable, Coroutine, Generator
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Response
@@ -48,7 +49,7 @@ class ServiceRuntime:
         configure_logging(settings.service_name, settings.instance_id, settings.log_level)
         self.app = app or FastAPI(title=f"switchboard {settings.service_name}")
         self._ready_checks: dict[str, ReadyCheck] = {}
-        self._workers: list[tuple[str, Callable[[], Awaitable[None]]]] = []
+        self._workers: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []
         self._stoppers: list[Callable[[], None]] = []
         self._closers: list[Closer] = []
         self.stopping = asyncio.Event()
@@ -76,7 +77,7 @@ class ServiceRuntime:
         self._ready_checks[name] = check
 
     def add_worker(
-        self, name: str, run: Callable[[], Awaitable[None]], stop: Callable[[], None] | None = None
+        self, name: str, run: Callable[[], Coroutine[Any, Any, None]], stop: Callable[[], None] | None = None
     ) -> None:
         """A long-running coroutine; `stop` asks it to stop taking new work."""
         self._workers.append((name, run))
@@ -110,15 +111,24 @@ class ServiceRuntime:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
         config = uvicorn.Config(
-            self.app, host=self.settings.http_host, port=self.settings.http_port, log_config=None,
-            lifespan="off", ws="websockets-sansio", timeout_graceful_shutdown=self.settings.shutdown_grace_s,
+            self.app,
+            host=self.settings.http_host,
+            port=self.settings.http_port,
+            log_config=None,
+            lifespan="off",
+            ws="websockets-sansio",
+            timeout_graceful_shutdown=max(1, int(self.settings.shutdown_grace_s)),
         )
         server = _Server(config)
         http_task = asyncio.create_task(server.serve(), name="http")
         worker_tasks = [asyncio.create_task(run(), name=name) for name, run in self._workers]
         await self._wait_started(server, http_task)
-        log.info("serving", service=self.settings.service_name, port=self.port,
-                 workers=[name for name, _ in self._workers])
+        log.info(
+            "serving",
+            service=self.settings.service_name,
+            port=self.port,
+            workers=[name for name, _ in self._workers],
+        )
         stop_task = asyncio.create_task(self.stopping.wait())
         try:
             await asyncio.wait([stop_task, http_task, *worker_tasks], return_when=asyncio.FIRST_COMPLETED)

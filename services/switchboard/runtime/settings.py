@@ -16,9 +16,7 @@ def _instance_id() -> str:
 class ServiceSettings(BaseSettings):
     """What every service reads from its environment (prefix `SB_`; Kafka and Redis also by their usual names)."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="SB_", extra="ignore", validate_by_name=True, validate_by_alias=True
-    )
+    model_config = SettingsConfigDict(env_prefix="SB_", extra="ignore", validate_by_name=True, validate_by_alias=True)
 
     service_name: str = "switchboard"
     instance_id: str = Field(default_factory=_instance_id)
@@ -31,7 +29,7 @@ class ServiceSettings(BaseSettings):
     # Prepended to every topic name and Redis key; tests give each test its own.
     topic_prefix: str = ""
     key_prefix: str = "sb"
-    http_host: str = "0.0.0.0"  # noqa: S104 - services listen on the pod network
+    http_host: str = "0.0.0.0"
     http_port: int = 8080
     log_level: str = "INFO"
     # SIGTERM: stop intake, then give in-flight work this long before cancelling it.

@@ -9,6 +9,7 @@ ROUTING = "sb.routing.v1"
 PRESENCE = "sb.presence.v1"
 OUTBOUND = "sb.outbound.v1"
 DLQ = "sb.dlq.v1"
+COMMANDS = "sb.commands.v1"
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,14 @@ class Topics:
         return self.prefix + OUTBOUND
 
     @property
+    def commands(self) -> str:
+        """Agents' accept/decline/close/transfer from the desktops to the router. Key: conversation id.
+
+        Same partition count as the inbound topic, so a conversation's commands and messages meet at one router.
+        """
+        return self.prefix + COMMANDS
+
+    @property
     def dlq(self) -> str:
         """Records and requests that could not be taken, with the reason."""
         return self.prefix + DLQ
@@ -69,5 +78,6 @@ class Topics:
             TopicSpec(self.routing, n(12)),
             TopicSpec(self.presence, n(6), compacted=True),
             TopicSpec(self.outbound, n(12)),
+            TopicSpec(self.commands, n(12)),
             TopicSpec(self.dlq, n(3), retention_ms=30 * 24 * 3600 * 1000),
         ]

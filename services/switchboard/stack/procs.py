@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -31,9 +32,7 @@ def spawn(args: Sequence[str], log_path: Path, env: dict[str, str] | None = None
     """Start a child in its own process group with stdout and stderr going to `log_path`."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
-        return subprocess.Popen(
-            list(args), stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
+        return subprocess.Popen(list(args), stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
 
 def terminate(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> int | None:
@@ -51,10 +50,8 @@ def terminate(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> int | Non
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def wait_for(predicate: object, timeout: float, what: str, interval: float = 0.2) -> None:

@@ -49,12 +49,28 @@ class LocalRedis:
         server = ensure_redis_server()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.proc = spawn(
-            [server, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.data_dir), "--daemonize", "no"],
+            [
+                server,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.data_dir),
+                "--daemonize",
+                "no",
+            ],
             self.data_dir / "redis.log",
         )
-        wait_for(lambda: self.proc is not None and self.proc.poll() is None and port_open(self.port), timeout,
-                 f"Redis on {self.url}")
+        wait_for(
+            lambda: self.proc is not None and self.proc.poll() is None and port_open(self.port),
+            timeout,
+            f"Redis on {self.url}",
+        )
 
     def stop(self) -> None:
         """Stop the server."""

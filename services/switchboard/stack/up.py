@@ -84,8 +84,13 @@ def start_services(names: list[str], bootstrap: str, redis_url: str, run_dir: Pa
     running = []
     for name in names:
         port = free_port()
-        env = {**os.environ, "KAFKA_BOOTSTRAP": bootstrap, "REDIS_URL": redis_url, "SB_HTTP_PORT": str(port),
-               "SB_SERVICE_NAME": name}
+        env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP": bootstrap,
+            "REDIS_URL": redis_url,
+            "SB_HTTP_PORT": str(port),
+            "SB_SERVICE_NAME": name,
+        }
         log = run_dir / "logs" / f"{name}.log"
         proc = spawn([sys.executable, "-m", f"switchboard.{name}"], log, env=env)
         running.append(RunningService(name, port, proc, log))
@@ -158,11 +163,12 @@ class _Flag:
         self._event.wait(timeout)
 
 
-def _print_table(
-    bootstrap: str, redis_url: str, services: list[RunningService], took: float, run_dir: Path
-) -> None:
-    lines = [f"switchboard is up in {took:.1f}s (Ctrl-C stops everything)",
-             f"  kafka      {bootstrap}", f"  redis      {redis_url}"]
+def _print_table(bootstrap: str, redis_url: str, services: list[RunningService], took: float, run_dir: Path) -> None:
+    lines = [
+        f"switchboard is up in {took:.1f}s (Ctrl-C stops everything)",
+        f"  kafka      {bootstrap}",
+        f"  redis      {redis_url}",
+    ]
     lines += [f"  {s.name:<10} http://127.0.0.1:{s.port}  (/healthz /readyz /metrics)" for s in services]
     lines.append(f"  logs       {run_dir / 'logs'}")
     print("\n".join(lines), flush=True)

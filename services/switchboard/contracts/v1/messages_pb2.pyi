@@ -173,6 +173,72 @@ AGENT_STATUS_WRAP_UP: AgentStatus.ValueType  # 4
 AGENT_STATUS_OFFLINE: AgentStatus.ValueType  # 5
 Global___AgentStatus: _TypeAlias = AgentStatus  # noqa: Y015
 
+class _AgentCommandType:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AgentCommandTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AgentCommandType.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    AGENT_COMMAND_TYPE_UNSPECIFIED: _AgentCommandType.ValueType  # 0
+    AGENT_COMMAND_ACCEPT: _AgentCommandType.ValueType  # 1
+    AGENT_COMMAND_DECLINE: _AgentCommandType.ValueType  # 2
+    AGENT_COMMAND_CLOSE: _AgentCommandType.ValueType  # 3
+    AGENT_COMMAND_TRANSFER: _AgentCommandType.ValueType  # 4
+
+class AgentCommandType(_AgentCommandType, metaclass=_AgentCommandTypeEnumTypeWrapper): ...
+
+AGENT_COMMAND_TYPE_UNSPECIFIED: AgentCommandType.ValueType  # 0
+AGENT_COMMAND_ACCEPT: AgentCommandType.ValueType  # 1
+AGENT_COMMAND_DECLINE: AgentCommandType.ValueType  # 2
+AGENT_COMMAND_CLOSE: AgentCommandType.ValueType  # 3
+AGENT_COMMAND_TRANSFER: AgentCommandType.ValueType  # 4
+Global___AgentCommandType: _TypeAlias = AgentCommandType  # noqa: Y015
+
+class _DeskEventType:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DeskEventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DeskEventType.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DESK_EVENT_TYPE_UNSPECIFIED: _DeskEventType.ValueType  # 0
+    DESK_EVENT_OFFER: _DeskEventType.ValueType  # 1
+    """accept or decline before offer_deadline"""
+    DESK_EVENT_ASSIGNED: _DeskEventType.ValueType  # 2
+    """the conversation is the agent's now"""
+    DESK_EVENT_MESSAGE: _DeskEventType.ValueType  # 3
+    """a customer message of an owned conversation"""
+    DESK_EVENT_TRANSCRIPT: _DeskEventType.ValueType  # 4
+    """a live (partial) phone transcript segment"""
+    DESK_EVENT_CLOSED: _DeskEventType.ValueType  # 5
+    DESK_EVENT_TRANSFERRED: _DeskEventType.ValueType  # 6
+    """the conversation left this agent"""
+    DESK_EVENT_REVOKED: _DeskEventType.ValueType  # 7
+    """an offer timed out or the conversation was requeued"""
+    DESK_EVENT_STATUS: _DeskEventType.ValueType  # 8
+    """the agent's own status changed"""
+    DESK_EVENT_QUEUE_STATS: _DeskEventType.ValueType  # 9
+
+class DeskEventType(_DeskEventType, metaclass=_DeskEventTypeEnumTypeWrapper): ...
+
+DESK_EVENT_TYPE_UNSPECIFIED: DeskEventType.ValueType  # 0
+DESK_EVENT_OFFER: DeskEventType.ValueType  # 1
+"""accept or decline before offer_deadline"""
+DESK_EVENT_ASSIGNED: DeskEventType.ValueType  # 2
+"""the conversation is the agent's now"""
+DESK_EVENT_MESSAGE: DeskEventType.ValueType  # 3
+"""a customer message of an owned conversation"""
+DESK_EVENT_TRANSCRIPT: DeskEventType.ValueType  # 4
+"""a live (partial) phone transcript segment"""
+DESK_EVENT_CLOSED: DeskEventType.ValueType  # 5
+DESK_EVENT_TRANSFERRED: DeskEventType.ValueType  # 6
+"""the conversation left this agent"""
+DESK_EVENT_REVOKED: DeskEventType.ValueType  # 7
+"""an offer timed out or the conversation was requeued"""
+DESK_EVENT_STATUS: DeskEventType.ValueType  # 8
+"""the agent's own status changed"""
+DESK_EVENT_QUEUE_STATS: DeskEventType.ValueType  # 9
+Global___DeskEventType: _TypeAlias = DeskEventType  # noqa: Y015
+
 @_typing.final
 class Customer(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -878,3 +944,156 @@ class DeadLetter(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeadLetter: _TypeAlias = DeadLetter  # noqa: Y015
+
+@_typing.final
+class AgentCommand(_message.Message):
+    """What an agent did about a conversation at the desktop, on its way from the gateway to the router.
+    Key: conversation_id, so a command is ordered with the conversation's inbound messages.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COMMAND_ID_FIELD_NUMBER: _builtins.int
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    AGENT_ID_FIELD_NUMBER: _builtins.int
+    CONVERSATION_ID_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    EPOCH_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    WRAP_UP_CODE_FIELD_NUMBER: _builtins.int
+    TRANSFER_TO_AGENT_FIELD_NUMBER: _builtins.int
+    TRANSFER_TO_GROUP_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    SESSION_EPOCH_FIELD_NUMBER: _builtins.int
+    command_id: _builtins.str
+    """idempotency id: a resent command changes nothing twice"""
+    tenant_id: _builtins.str
+    agent_id: _builtins.str
+    conversation_id: _builtins.str
+    type: Global___AgentCommandType.ValueType
+    epoch: _builtins.int
+    """the ownership (or offer) epoch the agent acted under"""
+    reason: _builtins.str
+    """decline reason"""
+    wrap_up_code: _builtins.str
+    """close"""
+    transfer_to_agent: _builtins.str
+    """transfer: to one agent, or"""
+    transfer_to_group: _builtins.str
+    """to a skill group"""
+    session_epoch: _builtins.int
+    """the desktop session that sent it; older sessions are fenced"""
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        command_id: _builtins.str = ...,
+        tenant_id: _builtins.str = ...,
+        agent_id: _builtins.str = ...,
+        conversation_id: _builtins.str = ...,
+        type: Global___AgentCommandType.ValueType = ...,
+        epoch: _builtins.int = ...,
+        reason: _builtins.str = ...,
+        wrap_up_code: _builtins.str = ...,
+        transfer_to_agent: _builtins.str = ...,
+        transfer_to_group: _builtins.str = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+        session_epoch: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "at", b"at", "command_id", b"command_id", "conversation_id", b"conversation_id", "epoch", b"epoch", "reason", b"reason", "session_epoch", b"session_epoch", "tenant_id", b"tenant_id", "transfer_to_agent", b"transfer_to_agent", "transfer_to_group", b"transfer_to_group", "type", b"type", "wrap_up_code", b"wrap_up_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AgentCommand: _TypeAlias = AgentCommand  # noqa: Y015
+
+@_typing.final
+class DeskEvent(_message.Message):
+    """One event for one agent's desktop, appended by the router to the agent's outbox (a Redis stream) in the same
+    atomic step that changed ownership, so what the desktop sees never disagrees with who owns what.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class AttributesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    AGENT_ID_FIELD_NUMBER: _builtins.int
+    SEQ_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    CONVERSATION_ID_FIELD_NUMBER: _builtins.int
+    EPOCH_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    ROUTING_FIELD_NUMBER: _builtins.int
+    OFFER_DEADLINE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    SKILL_GROUP_FIELD_NUMBER: _builtins.int
+    ATTRIBUTES_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    agent_id: _builtins.str
+    seq: _builtins.int
+    """per-agent delivery number, gapless and increasing; the desktop acks it"""
+    type: Global___DeskEventType.ValueType
+    conversation_id: _builtins.str
+    epoch: _builtins.int
+    status: Global___AgentStatus.ValueType
+    skill_group: _builtins.str
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def message(self) -> Global___InboundMessage:
+        """MESSAGE, TRANSCRIPT, and the first message of OFFER / ASSIGNED"""
+
+    @_builtins.property
+    def routing(self) -> Global___RoutingEvent:
+        """the decision behind OFFER, ASSIGNED, CLOSED, TRANSFERRED, REVOKED"""
+
+    @_builtins.property
+    def offer_deadline(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def attributes(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+        agent_id: _builtins.str = ...,
+        seq: _builtins.int = ...,
+        type: Global___DeskEventType.ValueType = ...,
+        conversation_id: _builtins.str = ...,
+        epoch: _builtins.int = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+        message: Global___InboundMessage | None = ...,
+        routing: Global___RoutingEvent | None = ...,
+        offer_deadline: _timestamp_pb2.Timestamp | None = ...,
+        status: Global___AgentStatus.ValueType = ...,
+        skill_group: _builtins.str = ...,
+        attributes: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "message", b"message", "offer_deadline", b"offer_deadline", "routing", b"routing"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "at", b"at", "attributes", b"attributes", "conversation_id", b"conversation_id", "epoch", b"epoch", "message", b"message", "offer_deadline", b"offer_deadline", "routing", b"routing", "seq", b"seq", "skill_group", b"skill_group", "status", b"status", "tenant_id", b"tenant_id", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeskEvent: _TypeAlias = DeskEvent  # noqa: Y015

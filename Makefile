@@ -1,0 +1,66 @@
+# switchboard — the same targets for people and CI.
+# `make up` runs the stack, `make test` runs the tests; both install what they need on their own.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: help venv prepare proto proto-check fmt lint typecheck check test test-all soak bench loadtest up clean
+
+help:
+	@echo "make up         run Kafka, Redis and every service (Ctrl-C stops all)"
+	@echo "make test       the test suite against real Kafka and Redis (installs what it needs)"
+	@echo "make loadtest   the smoke big-sale scenario against a local stack, with a report"
+	@echo "make bench      raw limits and pipeline figures on this machine"
+	@echo "make check      format check, lint and typecheck"
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements.lock
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e .
+	rm -f $(VENV)/.installed-* && touch $@
+
+venv: $(STAMP)
+
+prepare: venv
+	$(BIN)/python -m switchboard.stack.prepare
+
+proto: venv
+	$(BIN)/python scripts/gen_proto.py
+
+proto-check: venv
+	$(BIN)/python scripts/gen_proto.py --check
+
+fmt: venv
+	$(BIN)/ruff format services tests scripts
+	$(BIN)/ruff check --fix services tests scripts
+
+lint: venv
+	$(BIN)/ruff check services tests scripts
+
+typecheck: venv
+	$(BIN)/mypy
+
+check: lint typecheck proto-check
+
+test: prepare
+	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+
+test-all: prepare
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+soak: prepare
+	$(BIN)/pytest -m slow $(PYTEST_ARGS)
+
+up: prepare
+	$(BIN)/switchboard up
+
+bench: prepare
+	$(BIN)/switchboard bench
+
+loadtest: prepare
+	$(BIN)/switchboard loadtest --scenario smoke
+
+clean:
+	rm -rf .run reports .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""What every channel adapter shares: PII masking, language detection, ids, and the accept-then-ack path."""

@@ -1,0 +1,121 @@
+"""The accept path every adapter shares: acknowledge a sender only after Kafka acknowledged the record.
+
+    outcome = await intake.accept(message, provider_id)   # Accepted / Duplicate; raises BrokerUnavailable
+    await intake.reject(source, reason, error_type, raw)    # DLQ record with the bytes masked
+
+Idempotency: a Redis marker per (tenant, channel, provider id) is taken as `pending` (short TTL) before the send and
+set to `done` after the broker's ack. A redelivery while `done` is a Duplicate; while `pending` (the first copy is
+still in flight) the sender is told to retry later; a failed send drops the marker so the retry goes through.
+If the adapter dies between the ack and `done`, the marker expires and the retry produces a second record with the
+same message id, which the router drops as already seen.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from switchboard.contracts import Channel, InboundMessage
+from switchboard.intake.ids import message_id
+from switchboard.intake.language import detect_language
+from switchboard.intake.pii import mask_bytes, mask_pii
+from switchboard.runtime.errors import BrokerUnavailable, TransientError
+from switchboard.runtime.kafka import RecordProducer, now_timestamp
+from switchboard.runtime.keys import Keys
+from switchboard.runtime.logs import get_logger
+
+log = get_logger(__name__)
+
+PENDING_TTL_S = 30
+DONE_TTL_S = 7 * 24 * 3600
+
+
+class Outcome(enum.Enum):
+    """What happened to an offered message."""
+
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+
+
+class InFlight(TransientError):
+    """The same provider message is being accepted right now; the sender should retry later."""
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """The result of `Intake.accept`."""
+
+    outcome: Outcome
+    message_id: str
+
+
+class Intake:
+    """Writes normalized InboundMessages to the inbound topic, once per provider message."""
+
+    def __init__(self, producer: RecordProducer, redis: Redis, keys: Keys) -> None:
+        self.producer = producer
+        self.redis = redis
+        self.keys = keys
+
+    def prepare(self, message: InboundMessage, provider_id: str) -> InboundMessage:
+        """Fill the ids, receive time and language, and mask PII in the text (in place; returns it)."""
+        channel = Channel.Name(message.channel)
+        message.provider_message_id = provider_id
+        message.message_id = message_id(message.tenant_id, channel, provider_id)
+        if not message.HasField("received_at"):
+            message.received_at.CopyFrom(now_timestamp())
+        message.text = mask_pii(message.text)
+        if not message.language:
+            message.language = detect_language(message.text)
+        return message
+
+    async def accept(self, message: InboundMessage, provider_id: str) -> Accepted:
+        """Send one message unless this provider id was accepted before; return after the broker's ack."""
+        self.prepare(message, provider_id)
+        marker = self.keys.idempotency(message.tenant_id, Channel.Name(message.channel), provider_id)
+        try:
+            taken = await self.redis.set(marker, b"pending", nx=True, ex=PENDING_TTL_S)
+            if not taken:
+                state = await self.redis.get(marker)
+                if state == b"done":
+                    return Accepted(Outcome.DUPLICATE, message.message_id)
+                if state is not None:
+                    raise InFlight(f"provider message {provider_id} is being accepted")
+                taken = await self.redis.set(marker, b"pending", nx=True, ex=PENDING_TTL_S)
+                if not taken:
+                    raise InFlight(f"provider message {provider_id} is being accepted")
+        except RedisError as exc:
+            raise TransientError(f"redis unavailable: {exc!r}") from exc
+        try:
+            await self.producer.send(self.producer.topics.inbound, message.conversation_id, message)
+        except BrokerUnavailable:
+            await self._forget(marker)
+            raise
+        try:
+            await self.redis.set(marker, b"done", ex=DONE_TTL_S)
+        except RedisError as exc:
+            # The record is on the topic, so the sender gets its ack; a redelivery would carry the same message id.
+            log.warning("idempotency_mark_failed", message_id=message.message_id, error=repr(exc))
+        return Accepted(Outcome.ACCEPTED, message.message_id)
+
+    async def _forget(self, marker: str) -> None:
+        try:
+            await self.redis.delete(marker)
+        except RedisError as exc:
+            log.warning("idempotency_forget_failed", error=repr(exc))
+
+    async def reject(
+        self, *, source: str, reason: str, error_type: str, raw: bytes, tenant_id: str = "", key: str = ""
+    ) -> None:
+        """Record refused input in the DLQ, PII-masked; raises BrokerUnavailable when Kafka is down."""
+        await self.producer.dead_letter(
+            source=source,
+            reason=reason,
+            error_type=error_type,
+            original=mask_bytes(raw),
+            tenant_id=tenant_id,
+            key=key,
+        )
