@@ -73,6 +73,26 @@ class Keys:
         """Set: every agent id of a tenant known to presence."""
         return self._tenant(tenant_id, "agents")
 
+    def chat_conversation(self, tenant_id: str, customer_id: str) -> str:
+        """String with a TTL: a chat customer's open conversation id (deleted when the conversation closes)."""
+        return self._tenant(tenant_id, "chat", "customer", customer_id, "conv")
+
+    def chat_conversation_customer(self, tenant_id: str, conversation_id: str) -> str:
+        """String with a TTL: the chat customer of a conversation (to find the socket of a reply or a close)."""
+        return self._tenant(tenant_id, "chat", "conv", conversation_id, "customer")
+
+    def chat_customer_channel(self, tenant_id: str, customer_id: str) -> str:
+        """Pub/sub channel: frames for a customer's open widget sockets, on whichever chat replica holds them."""
+        return self._tenant(tenant_id, "chat", "customer", customer_id, "frames")
+
+    def chat_webhook_event(self, tenant_id: str, event_id: str) -> str:
+        """String with a TTL: a platform webhook event id already taken (replay protection)."""
+        return self._tenant(tenant_id, "chat", "event", event_id)
+
+    def chat_customer_rate(self, tenant_id: str, customer_id: str, window: int) -> str:
+        """Counter with a TTL: a chat customer's messages in one rate-limit window, across replicas."""
+        return self._tenant(tenant_id, "chat", "rate", customer_id, str(window))
+
     def tenant_pattern(self, tenant_id: str) -> str:
         """A SCAN pattern matching every key of one tenant."""
         return self._tenant(tenant_id, "*")
