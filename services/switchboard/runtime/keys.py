@@ -93,6 +93,10 @@ class Keys:
         """Counter with a TTL: a chat customer's messages in one rate-limit window, across replicas."""
         return self._tenant(tenant_id, "chat", "rate", customer_id, str(window))
 
+    def phone_call(self, tenant_id: str, call_id: str) -> str:
+        """Hash with a TTL: a call's conversation, masked caller, dialled number, language, state, next segment seq."""
+        return self._tenant(tenant_id, "phone", "call", call_id)
+
     def tenant_pattern(self, tenant_id: str) -> str:
         """A SCAN pattern matching every key of one tenant."""
         return self._tenant(tenant_id, "*")
