@@ -13,6 +13,7 @@ same message id, which the router drops as already seen.
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -101,9 +102,55 @@ class Intake:
             log.warning("idempotency_mark_failed", message_id=message.message_id, error=repr(exc))
         return Accepted(Outcome.ACCEPTED, message.message_id)
 
-    async def _forget(self, marker: str) -> None:
+    async def accept_many(self, items: Sequence[tuple[InboundMessage, str]]) -> list[Accepted]:
+        """`accept` for several messages of one conversation in one round trip to the broker, order kept.
+
+        Each (message, provider id) gets its own marker; those already done are Duplicates and are not sent again.
+        When any of them is in flight elsewhere, nothing is sent and InFlight is raised (the sender retries the
+        whole batch, and the rest become Duplicates then).
+        """
+        for message, provider_id in items:
+            self.prepare(message, provider_id)
+        markers = [self.keys.idempotency(m.tenant_id, Channel.Name(m.channel), p) for m, p in items]
         try:
-            await self.redis.delete(marker)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for marker in markers:
+                    pipe.set(marker, b"pending", nx=True, ex=PENDING_TTL_S)
+                    pipe.get(marker)
+                replies = await pipe.execute()
+        except RedisError as exc:
+            raise TransientError(f"redis unavailable: {exc!r}") from exc
+        taken = [bool(replies[2 * i]) for i in range(len(items))]
+        states = [replies[2 * i + 1] for i in range(len(items))]
+        if any(not t and s != b"done" for t, s in zip(taken, states, strict=True)):
+            await self._forget(*[m for m, t in zip(markers, taken, strict=True) if t])
+            raise InFlight("a message of the batch is being accepted")
+        to_send = [(m, mk) for (m, _), mk, t in zip(items, markers, taken, strict=True) if t]
+        if to_send:
+            try:
+                await self.producer.send_many(
+                    self.producer.topics.inbound, [(m.conversation_id, m) for m, _ in to_send]
+                )
+            except BrokerUnavailable:
+                await self._forget(*[mk for _, mk in to_send])
+                raise
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for _, marker in to_send:
+                        pipe.set(marker, b"done", ex=DONE_TTL_S)
+                    await pipe.execute()
+            except RedisError as exc:
+                log.warning("idempotency_mark_failed", count=len(to_send), error=repr(exc))
+        return [
+            Accepted(Outcome.ACCEPTED if t else Outcome.DUPLICATE, m.message_id)
+            for (m, _), t in zip(items, taken, strict=True)
+        ]
+
+    async def _forget(self, *markers: str) -> None:
+        if not markers:
+            return
+        try:
+            await self.redis.delete(*markers)
         except RedisError as exc:
             log.warning("idempotency_forget_failed", error=repr(exc))
 
