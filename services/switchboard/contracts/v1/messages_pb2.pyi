@@ -744,6 +744,8 @@ class AgentPresence(_message.Message):
     CAPACITY_MULTIPLIER_FIELD_NUMBER: _builtins.int
     WRAP_UP_UNTIL_FIELD_NUMBER: _builtins.int
     DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    PRESENCE_VERSION_FIELD_NUMBER: _builtins.int
+    TEMPORARY_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
     agent_id: _builtins.str
     status: Global___AgentStatus.ValueType
@@ -756,6 +758,12 @@ class AgentPresence(_message.Message):
     capacity_multiplier: _builtins.float
     """surge profiles raise it; 0 means 1.0"""
     display_name: _builtins.str
+    presence_version: _builtins.int
+    """Increases with every change of this agent's presence (Redis HINCRBY in the same script as the change);
+    a consumer ignores a record whose version is lower than one it already applied.
+    """
+    temporary: _builtins.bool
+    """a surge helper added by an operator"""
     @_builtins.property
     def skill_groups(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -786,10 +794,12 @@ class AgentPresence(_message.Message):
         capacity_multiplier: _builtins.float = ...,
         wrap_up_until: _timestamp_pb2.Timestamp | None = ...,
         display_name: _builtins.str = ...,
+        presence_version: _builtins.int = ...,
+        temporary: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["changed_at", b"changed_at", "last_heartbeat_at", b"last_heartbeat_at", "wrap_up_until", b"wrap_up_until"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "capacity", b"capacity", "capacity_multiplier", b"capacity_multiplier", "changed_at", b"changed_at", "changed_by", b"changed_by", "display_name", b"display_name", "gateway_instance", b"gateway_instance", "languages", b"languages", "last_heartbeat_at", b"last_heartbeat_at", "reason", b"reason", "session_epoch", b"session_epoch", "skill_groups", b"skill_groups", "status", b"status", "tenant_id", b"tenant_id", "wrap_up_until", b"wrap_up_until"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "capacity", b"capacity", "capacity_multiplier", b"capacity_multiplier", "changed_at", b"changed_at", "changed_by", b"changed_by", "display_name", b"display_name", "gateway_instance", b"gateway_instance", "languages", b"languages", "last_heartbeat_at", b"last_heartbeat_at", "presence_version", b"presence_version", "reason", b"reason", "session_epoch", b"session_epoch", "skill_groups", b"skill_groups", "status", b"status", "temporary", b"temporary", "tenant_id", b"tenant_id", "wrap_up_until", b"wrap_up_until"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
