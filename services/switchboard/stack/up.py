@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
+import json
 import os
 import signal
 import subprocess
@@ -50,10 +51,20 @@ class RunningService:
             return False
 
 
+@dataclass
+class Infrastructure:
+    """Where Kafka and Redis answer, and the pids of those started here (none when given by the environment)."""
+
+    bootstrap: str
+    redis_url: str
+    pids: dict[str, int]
+
+
 @contextlib.contextmanager
-def infrastructure(run_dir: Path) -> Iterator[tuple[str, str]]:
+def infrastructure(run_dir: Path) -> Iterator[Infrastructure]:
     """Kafka and Redis: the ones in KAFKA_BOOTSTRAP / REDIS_URL, or local processes started here."""
     kafka = redis = None
+    pids: dict[str, int] = {}
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP")
     redis_url = os.environ.get("REDIS_URL")
     try:
@@ -61,11 +72,13 @@ def infrastructure(run_dir: Path) -> Iterator[tuple[str, str]]:
             kafka = LocalKafka(run_dir / "kafka", port=9092 if _free(9092) else free_port())
             kafka.start()
             bootstrap = kafka.bootstrap
+            pids["kafka"] = kafka.proc.pid if kafka.proc else 0
         if not redis_url:
             redis = LocalRedis(run_dir / "redis", port=6379 if _free(6379) else free_port())
             redis.start()
             redis_url = redis.url
-        yield bootstrap, redis_url
+            pids["redis"] = redis.proc.pid if redis.proc else 0
+        yield Infrastructure(bootstrap, redis_url, pids)
     finally:
         if redis is not None:
             redis.stop()
@@ -112,19 +125,40 @@ def wait_ready(services: list[RunningService], timeout: float) -> None:
         raise TimeoutError(f"not ready after {timeout:.0f}s: {', '.join(s.name for s in pending)}")
 
 
+def write_endpoints(run_dir: Path, infra: Infrastructure, services: list[RunningService]) -> Path:
+    """Record where everything listens (and its pid) in `<run_dir>/endpoints.json` for tools and tests."""
+    path = run_dir / "endpoints.json"
+    path.write_text(
+        json.dumps(
+            {
+                "kafka_bootstrap": infra.bootstrap,
+                "redis_url": infra.redis_url,
+                "infrastructure_pids": infra.pids,
+                "services": {
+                    s.name: {"http": f"http://127.0.0.1:{s.port}", "port": s.port, "pid": s.proc.pid} for s in services
+                },
+            },
+            indent=2,
+        )
+    )
+    return path
+
+
 def up(run_dir: Path | None = None, ready_timeout: float = 90.0) -> int:
     """Run the whole stack in the foreground; Ctrl-C (or SIGTERM) stops everything and returns 0."""
-    run_dir = run_dir or ROOT / ".run" / "stack"
+    run_dir = run_dir or Path(os.environ.get("SB_RUN_DIR", ROOT / ".run" / "stack"))
     stop = _stop_signal()
     started = time.monotonic()
     services: list[RunningService] = []
-    with infrastructure(run_dir) as (bootstrap, redis_url):
+    with infrastructure(run_dir) as infra:
+        bootstrap, redis_url = infra.bootstrap, infra.redis_url
         try:
             asyncio.run(ensure_topics(bootstrap, Topics(os.environ.get("SB_TOPIC_PREFIX", "")).specs()))
             services = start_services(
                 [n for n in existing_services() if n not in NOT_STARTED_BY_UP], bootstrap, redis_url, run_dir
             )
             wait_ready(services, ready_timeout)
+            write_endpoints(run_dir, infra, services)
             _print_table(bootstrap, redis_url, services, time.monotonic() - started, run_dir)
             while not stop.is_set() and all(s.proc.poll() is None for s in services):
                 stop.wait(0.5)
