@@ -97,6 +97,34 @@ class Keys:
         """Hash with a TTL: a call's conversation, masked caller, dialled number, language, state, next segment seq."""
         return self._tenant(tenant_id, "phone", "call", call_id)
 
+    def presence_tenants(self) -> str:
+        """Set (not per tenant): tenants with agents in presence, so the sweep knows which heartbeat sets to read."""
+        return f"{self.prefix}:presence:tenants"
+
+    def presence_pending(self, tenant_id: str) -> str:
+        """Sorted set: agents whose presence changed but whose AgentPresence record is not acked yet, by change time."""
+        return self._tenant(tenant_id, "presence", "pending")
+
+    def wrap_up_timers(self, tenant_id: str) -> str:
+        """Sorted set: agents in wrap_up, by the time (ms) their wrap-up ends."""
+        return self._tenant(tenant_id, "presence", "wrap_up")
+
+    def presence_audit(self, tenant_id: str) -> str:
+        """Stream: audit log of operator controls (surge, capacity, temporary agents) of a tenant."""
+        return self._tenant(tenant_id, "presence", "audit")
+
+    def surge_profiles(self, tenant_id: str) -> str:
+        """Hash: surge profile name -> JSON definition (tenant factor, group factors)."""
+        return self._tenant(tenant_id, "surge", "profiles")
+
+    def surge_state(self, tenant_id: str) -> str:
+        """Hash: the surge profile in force (`active`, `since_ms`, `by`, `schedule_id`)."""
+        return self._tenant(tenant_id, "surge", "state")
+
+    def surge_schedules(self, tenant_id: str) -> str:
+        """Hash: schedule id -> JSON window (profile, start_ms, end_ms, state)."""
+        return self._tenant(tenant_id, "surge", "schedules")
+
     def tenant_pattern(self, tenant_id: str) -> str:
         """A SCAN pattern matching every key of one tenant."""
         return self._tenant(tenant_id, "*")
