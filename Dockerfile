@@ -1,0 +1,46 @@
+# syntax=docker/dockerfile:1
+# One image for every switchboard service: the command picks the service, e.g.
+#   docker run switchboard switchboard.router
+#   docker run switchboard switchboard topics
+
+# --- builder: a venv with the pinned runtime dependencies and the package ---------------------------------------
+FROM python:3.11-slim AS builder
+
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PATH=/opt/venv/bin:$PATH
+RUN python -m venv /opt/venv
+WORKDIR /src
+
+# Dependencies get their own layer so that editing the code does not reinstall them.
+# requirements.lock also pins the dev tools (pytest, mypy, ruff, grpcio-tools, testcontainers); the image takes
+# only the direct runtime dependencies from pyproject.toml, with every version constrained by the lock.
+COPY pyproject.toml requirements.lock ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+        > requirements.runtime.txt \
+ && pip install --requirement requirements.runtime.txt --constraint requirements.lock
+
+COPY services ./services
+# Not editable: the final stage copies only /opt/venv, so the package must live inside it.
+RUN pip install --no-deps .
+
+# --- runtime: the venv on a clean slim image, as a non-root user -----------------------------------------------
+# Same base as the builder, so the venv's python symlink points at the same interpreter.
+FROM python:3.11-slim AS runtime
+
+# The root filesystem is read-only in Kubernetes; pip already compiled the bytecode in the builder.
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    SB_HTTP_PORT=8080
+
+COPY --from=builder /opt/venv /opt/venv
+
+# A numeric user, so Kubernetes' runAsNonRoot can verify it without an /etc/passwd lookup.
+USER 10001:10001
+WORKDIR /tmp
+EXPOSE 8080
+
+# Exec form: no shell at runtime, and SIGTERM reaches python directly for the graceful shutdown.
+ENTRYPOINT ["python", "-m"]
+CMD ["switchboard", "--help"]
