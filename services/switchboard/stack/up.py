@@ -30,7 +30,14 @@ NOT_STARTED_BY_UP = {"loadgen"}
 
 def existing_services() -> list[str]:
     """Service packages that have an entry point (`python -m switchboard.<name>`)."""
-    return [name for name in SERVICES if importlib.util.find_spec(f"switchboard.{name}.__main__") is not None]
+    return [name for name in SERVICES if _has_entry_point(name)]
+
+
+def _has_entry_point(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(f"switchboard.{name}.__main__") is not None
+    except ModuleNotFoundError:  # the service package does not exist yet
+        return False
 
 
 @dataclass
