@@ -17,7 +17,13 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("up", help="start Kafka, Redis, the topics and every service until Ctrl-C")
     topics = sub.add_parser("topics", help="create the topics on KAFKA_BOOTSTRAP")
-    topics.add_argument("--partitions", type=int, default=None)
+    topics.add_argument("--partitions", type=int, default=None, help="override the production partition counts")
+    topics.add_argument(
+        "--replication",
+        type=int,
+        default=int(os.environ.get("SB_TOPIC_REPLICATION", "1")),
+        help="replication factor (3 on a production cluster; env SB_TOPIC_REPLICATION)",
+    )
     args = parser.parse_args(argv)
     if args.command == "up":
         from switchboard.stack.up import up
@@ -26,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "topics":
         bootstrap = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
         specs = Topics(os.environ.get("SB_TOPIC_PREFIX", "")).specs(args.partitions)
-        asyncio.run(ensure_topics(bootstrap, specs))
+        asyncio.run(ensure_topics(bootstrap, specs, replication=args.replication))
         print("\n".join(s.name for s in specs))
         return 0
     return 2
