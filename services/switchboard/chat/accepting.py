@@ -1,0 +1,53 @@
+"""The one path a chat message takes onto the inbound topic, from a widget socket or a webhook alike."""
+
+from __future__ import annotations
+
+from redis.exceptions import RedisError
+
+from switchboard.chat.conversations import Conversations
+from switchboard.chat.frames import ChatInput, to_inbound
+from switchboard.intake.accept import Accepted, Intake
+from switchboard.runtime.errors import BrokerUnavailable, TransientError
+from switchboard.runtime.logs import get_logger
+
+log = get_logger(__name__)
+
+
+class ChatAccept:
+    """Gives a message its conversation and hands it to the shared Intake (acknowledged after Kafka's ack)."""
+
+    def __init__(self, intake: Intake, conversations: Conversations) -> None:
+        self.intake = intake
+        self.conversations = conversations
+
+    async def offer(
+        self,
+        msg: ChatInput,
+        *,
+        tenant_id: str,
+        customer_id: str,
+        provider_id: str,
+        connection_id: str = "",
+        event_id: str = "",
+    ) -> Accepted:
+        """Accept one message; raises TransientError (BrokerUnavailable included) when the sender must retry."""
+        try:
+            conversation_id = await self.conversations.current(tenant_id, customer_id)
+        except (RedisError, OSError) as exc:
+            raise TransientError(f"redis unavailable: {exc!r}") from exc
+        record = to_inbound(
+            msg,
+            tenant_id=tenant_id,
+            customer_id=customer_id,
+            conversation_id=conversation_id,
+            connection_id=connection_id,
+            event_id=event_id,
+        )
+        return await self.intake.accept(record, provider_id)
+
+    async def refuse(self, *, source: str, reason: str, error_type: str, raw: bytes, tenant_id: str = "") -> None:
+        """DLQ record of refused input (masked by Intake.reject); the refusal stands even when Kafka is down."""
+        try:
+            await self.intake.reject(source=source, reason=reason, error_type=error_type, raw=raw, tenant_id=tenant_id)
+        except BrokerUnavailable:
+            log.warning("chat_dead_letter_failed", source=source, error_type=error_type, tenant_id=tenant_id)

@@ -1,0 +1,69 @@
+"""Rate limits: a token bucket per connection (in memory) and a window counter per customer (in Redis).
+
+The connection bucket refuses a flood before it costs a Redis or Kafka round trip; the customer counter holds
+across a customer's tabs and across chat replicas. Neither blocks: a refused message is answered at once, so a
+flooding customer only ever waits on their own socket and never on anyone else's.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from redis.asyncio import Redis
+
+from switchboard.runtime.keys import Keys
+
+# INCR and set the window's expiry on first use, in one round trip.
+_COUNT_IN_WINDOW = """
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return n
+"""
+
+
+@dataclass
+class TokenBucket:
+    """`rate` tokens a second up to `burst`; `take` spends one or says no."""
+
+    rate: float
+    burst: int
+    clock: Callable[[], float] = time.monotonic
+    tokens: float = field(init=False)
+    updated: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.tokens = float(self.burst)
+        self.updated = self.clock()
+
+    def take(self) -> bool:
+        """Spend a token if one is there."""
+        now = self.clock()
+        self.tokens = min(float(self.burst), self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+    def seconds_to_next(self) -> float:
+        """How long until a token is back (a hint for the refused client)."""
+        return 0.0 if self.tokens >= 1.0 else round((1.0 - self.tokens) / self.rate, 2)
+
+
+class CustomerRate:
+    """At most `limit` messages per customer per `window_s` seconds, over every connection and replica."""
+
+    def __init__(self, redis: Redis, keys: Keys, limit: int, window_s: int) -> None:
+        self._script = redis.register_script(_COUNT_IN_WINDOW)
+        self._keys = keys
+        self._limit = limit
+        self._window_s = window_s
+
+    async def allow(self, tenant_id: str, customer_id: str, now: float | None = None) -> bool:
+        """Count one message; False when the customer is over the limit in this window."""
+        window = int((now if now is not None else time.time()) // self._window_s)
+        key = self._keys.chat_customer_rate(tenant_id, customer_id, window)
+        count = int(await self._script(keys=[key], args=[self._window_s * 2]))
+        return count <= self._limit

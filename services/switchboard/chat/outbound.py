@@ -1,0 +1,100 @@
+"""What the chat adapter consumes: agents' replies (outbound topic) and routing decisions (routing topic).
+
+Replies go to the customer's open socket on any replica, else to the platform callback; a reply that can go
+nowhere is dead-lettered with the reason. QUEUED decisions become queue-position frames; CLOSED decisions end the
+customer's open conversation so their next message opens a new one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from switchboard.chat.callbacks import CallbackFailed, PlatformCallbacks
+from switchboard.chat.conversations import Conversations
+from switchboard.chat.frames import queue_frame, reply_frame
+from switchboard.chat.sockets import SocketHub
+from switchboard.contracts import Channel, OutboundMessage, RoutingEvent, RoutingEventType
+from switchboard.runtime.consumer import Delivery, Rejected
+from switchboard.runtime.errors import TransientError
+from switchboard.runtime.keys import Keys
+from switchboard.runtime.logs import get_logger
+
+log = get_logger(__name__)
+
+DELIVERED_TTL_S = 7 * 24 * 3600
+_WAITING = (RoutingEventType.ROUTING_EVENT_QUEUED, RoutingEventType.ROUTING_EVENT_REQUEUED)
+
+
+class ChatOutbound:
+    """The handler of the chat adapter's consumer (outbound and routing topics)."""
+
+    def __init__(
+        self,
+        *,
+        redis: Redis,
+        keys: Keys,
+        conversations: Conversations,
+        hub: SocketHub,
+        callbacks: PlatformCallbacks,
+        seconds_per_position: float,
+    ) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._conversations = conversations
+        self._hub = hub
+        self._callbacks = callbacks
+        self._seconds_per_position = seconds_per_position
+
+    async def handle(self, batch: Sequence[Delivery]) -> Sequence[Rejected]:
+        """Handle one partition's batch in order; Redis trouble is transient (the batch is retried)."""
+        rejected: list[Rejected] = []
+        try:
+            for delivery in batch:
+                message = delivery.message
+                if isinstance(message, OutboundMessage) and message.channel == Channel.CHANNEL_CHAT:
+                    reason = await self._reply(message)
+                    if reason:
+                        rejected.append(Rejected(delivery, reason, "undeliverable"))
+                elif isinstance(message, RoutingEvent):
+                    await self._routing(message)
+        except (RedisError, OSError) as exc:
+            raise TransientError(f"redis unavailable: {exc!r}") from exc
+        return rejected
+
+    async def _reply(self, reply: OutboundMessage) -> str:
+        """Deliver a reply once; the reason when it could not be delivered."""
+        customer_id = reply.customer_id or await self._conversations.customer_of(reply.tenant_id, reply.conversation_id)
+        if not customer_id:
+            return f"conversation {reply.conversation_id} has no known chat customer"
+        marker = self._keys.processed(reply.tenant_id, "chat-outbound", reply.message_id)
+        if not await self._redis.set(marker, b"1", nx=True, ex=DELIVERED_TTL_S):
+            return ""  # a redelivered record: the customer has it already
+        frame = reply_frame(reply)
+        try:
+            if await self._hub.publish(reply.tenant_id, customer_id, frame) == 0:
+                await self._callbacks.post(reply.tenant_id, customer_id, frame)
+        except CallbackFailed as exc:
+            return str(exc)
+        except BaseException:
+            await self._redis.delete(marker)  # not delivered: let the retry deliver it
+            raise
+        return ""
+
+    async def _routing(self, event: RoutingEvent) -> None:
+        if event.channel not in (Channel.CHANNEL_CHAT, Channel.CHANNEL_UNSPECIFIED):
+            return
+        if event.type in _WAITING and event.queue_position > 0:
+            customer_id = await self._conversations.customer_of(event.tenant_id, event.conversation_id)
+            if customer_id:
+                frame = queue_frame(event.conversation_id, event.queue_position, self._seconds_per_position)
+                await self._hub.publish(event.tenant_id, customer_id, frame)
+        elif event.type == RoutingEventType.ROUTING_EVENT_CLOSED:
+            customer_id = await self._conversations.close(event.tenant_id, event.conversation_id)
+            if customer_id:
+                log.info("chat_conversation_closed", tenant_id=event.tenant_id, conversation_id=event.conversation_id)
+                await self._hub.publish(
+                    event.tenant_id, customer_id, {"type": "closed", "conversation_id": event.conversation_id}
+                )

@@ -1,0 +1,169 @@
+"""Widget sockets on this replica, reachable from every replica through Redis pub/sub.
+
+Each replica subscribes to `keys.chat_customer_channel(tenant, customer)` while it holds at least one socket of
+that customer; whoever has a frame for the customer PUBLISHes it there. PUBLISH answers how many replicas got it,
+so 0 means no socket is open anywhere and a reply goes to the platform callback instead.
+
+Each socket has its own bounded outbox drained by its own writer task: a customer who stops reading fills only
+their own outbox (and is disconnected), never the listener that serves everyone else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.exceptions import RedisError
+from starlette.websockets import WebSocket
+
+from switchboard.runtime.keys import Keys
+from switchboard.runtime.logs import get_logger
+
+log = get_logger(__name__)
+
+OUTBOX_FRAMES = 256
+CLOSE_TOO_SLOW = 1013  # "try again later": the client did not read its frames
+
+Frame = dict[str, Any]
+Undelivered = Callable[[str, str, Frame], Awaitable[None]]
+
+
+class CustomerSocket:
+    """One open widget socket and its outbox."""
+
+    def __init__(self, ws: WebSocket, tenant_id: str, customer_id: str, connection_id: str) -> None:
+        self.ws = ws
+        self.tenant_id = tenant_id
+        self.customer_id = customer_id
+        self.connection_id = connection_id
+        self._outbox: asyncio.Queue[Frame | None] = asyncio.Queue(OUTBOX_FRAMES)
+        self._writer: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start the writer task."""
+        self._writer = asyncio.create_task(self._write(), name=f"chat-ws-{self.connection_id}")
+
+    def push(self, frame: Frame) -> bool:
+        """Queue a frame; False (and the socket is being closed) when the client stopped reading."""
+        try:
+            self._outbox.put_nowait(frame)
+            return True
+        except asyncio.QueueFull:
+            log.warning("chat_socket_too_slow", tenant_id=self.tenant_id, connection_id=self.connection_id)
+            asyncio.get_running_loop().create_task(self._close_slow())
+            return False
+
+    async def _close_slow(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.ws.close(CLOSE_TOO_SLOW, "not reading frames")
+
+    async def _write(self) -> None:
+        while (frame := await self._outbox.get()) is not None:
+            try:
+                await self.ws.send_text(json.dumps(frame, ensure_ascii=False))
+            except Exception:  # the socket went away; the reader notices and unregisters
+                return
+
+    async def drain_and_stop(self) -> None:
+        """Send what is queued, then stop the writer."""
+        with contextlib.suppress(asyncio.QueueFull):
+            self._outbox.put_nowait(None)
+        if self._writer is not None:
+            try:
+                await asyncio.wait_for(self._writer, 2.0)
+            except (TimeoutError, asyncio.CancelledError):
+                self._writer.cancel()
+
+
+class SocketHub:
+    """The sockets of this replica and the pub/sub subscription that reaches them."""
+
+    def __init__(self, redis: Redis, keys: Keys, on_undelivered: Undelivered) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._on_undelivered = on_undelivered
+        self._sockets: dict[str, set[CustomerSocket]] = {}
+        self._pubsub: PubSub = redis.pubsub()
+        self._subscribed = asyncio.Event()
+        self._stopping = asyncio.Event()
+
+    @property
+    def open_sockets(self) -> int:
+        """How many widget sockets this replica holds."""
+        return sum(len(s) for s in self._sockets.values())
+
+    async def add(self, sock: CustomerSocket) -> None:
+        """Register a socket (subscribing to its customer's channel if it is the first here)."""
+        channel = self._keys.chat_customer_channel(sock.tenant_id, sock.customer_id)
+        first = channel not in self._sockets
+        self._sockets.setdefault(channel, set()).add(sock)
+        if first:
+            await self._pubsub.subscribe(channel)
+            self._subscribed.set()
+
+    async def remove(self, sock: CustomerSocket) -> None:
+        """Unregister a socket (unsubscribing when it was the customer's last here)."""
+        channel = self._keys.chat_customer_channel(sock.tenant_id, sock.customer_id)
+        held = self._sockets.get(channel)
+        if held is None:
+            return
+        held.discard(sock)
+        if not held:
+            del self._sockets[channel]
+            with contextlib.suppress(RedisError):
+                await self._pubsub.unsubscribe(channel)
+
+    async def publish(self, tenant_id: str, customer_id: str, frame: Frame) -> int:
+        """Send a frame to the customer's sockets on any replica; the number of replicas that hold one."""
+        channel = self._keys.chat_customer_channel(tenant_id, customer_id)
+        payload = json.dumps({"t": tenant_id, "c": customer_id, "f": frame}, ensure_ascii=False)
+        return int(await self._redis.publish(channel, payload))
+
+    def stop_intake(self) -> None:
+        """Stop listening (shutdown)."""
+        self._stopping.set()
+        self._subscribed.set()
+
+    async def close(self) -> None:
+        """Close the pub/sub connection."""
+        await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def listen(self) -> None:
+        """Deliver published frames to local sockets until stopped."""
+        while not self._stopping.is_set():
+            if not self._pubsub.subscribed:
+                self._subscribed.clear()
+                await self._subscribed.wait()
+                continue
+            try:
+                message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)
+            except (RedisError, OSError) as exc:
+                log.warning("chat_pubsub_failed", error=repr(exc))
+                await self._resubscribe()
+                continue
+            if message is not None and message.get("type") == "message":
+                await self._deliver(message["channel"], message["data"])
+
+    async def _resubscribe(self) -> None:
+        await asyncio.sleep(0.5)
+        with contextlib.suppress(RedisError, OSError):
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+        self._pubsub = self._redis.pubsub()
+        if self._sockets:
+            with contextlib.suppress(RedisError, OSError):
+                await self._pubsub.subscribe(*self._sockets)
+
+    async def _deliver(self, channel: bytes | str, data: bytes | str) -> None:
+        name = channel.decode() if isinstance(channel, bytes) else channel
+        envelope = json.loads(data)
+        frame: Frame = envelope["f"]
+        held = self._sockets.get(name, set())
+        delivered = [sock.push(frame) for sock in held]
+        if not any(delivered):
+            # The socket closed between PUBLISH and now: the reply still has to reach the customer.
+            await self._on_undelivered(envelope["t"], envelope["c"], frame)

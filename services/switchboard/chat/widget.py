@@ -1,0 +1,201 @@
+"""The customer websocket of the chat widget: `/chat/v1/ws?tenant=<shop>&customer=<id>&token=<hmac>`.
+
+One reader per socket takes frames in order and awaits each message's broker ack before the next, which is what
+keeps a conversation's messages in order on the topic. Protocol: docs/chat-widget.md.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from switchboard.chat.accepting import ChatAccept
+from switchboard.chat.frames import Limits, decode_json, error_frame, parse_message
+from switchboard.chat.limits import CustomerRate, TokenBucket
+from switchboard.chat.metrics import CHAT_MESSAGES, CHAT_SOCKETS
+from switchboard.chat.settings import ChatSettings, Tenant
+from switchboard.chat.signing import verify_widget_token
+from switchboard.chat.sockets import CustomerSocket, SocketHub
+from switchboard.intake.accept import Outcome
+from switchboard.runtime.errors import InvalidRecord, TransientError
+from switchboard.runtime.logs import get_logger
+
+log = get_logger(__name__)
+
+PATH = "/chat/v1/ws"
+SOURCE = "ws:" + PATH
+CLOSE_POLICY = 1008  # rate limit kept being exceeded
+CLOSE_TRY_LATER = 1013
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_UNKNOWN_TENANT = 4404
+CLOSE_BAD_REQUEST = 4400
+
+
+class WidgetEndpoint:
+    """Serves widget sockets: authenticate, then take messages and push replies and queue positions."""
+
+    def __init__(
+        self, settings: ChatSettings, tenants: dict[str, Tenant], accept: ChatAccept, hub: SocketHub, rate: CustomerRate
+    ) -> None:
+        self.settings = settings
+        self.tenants = tenants
+        self.accept = accept
+        self.hub = hub
+        self.rate = rate
+        self.limits = Limits(settings.chat_max_text_chars, settings.chat_max_url_chars)
+
+    async def serve(self, ws: WebSocket) -> None:
+        """One customer's socket, from handshake to close."""
+        await ws.accept()
+        who = await self._authenticate(ws)
+        if who is None:
+            return
+        tenant_id, customer_id = who
+        try:
+            conversation_id = await self.accept.conversations.current(tenant_id, customer_id)
+        except Exception as exc:
+            log.warning("chat_widget_redis_failed", error=repr(exc))
+            await ws.close(CLOSE_TRY_LATER, "try again later")
+            return
+        sock = CustomerSocket(ws, tenant_id, customer_id, uuid.uuid4().hex)
+        sock.start()
+        await self.hub.add(sock)
+        CHAT_SOCKETS.inc()
+        sock.push({"type": "hello", "conversation_id": conversation_id, "connection_id": sock.connection_id})
+        try:
+            await _Session(self, sock).run()
+        except WebSocketDisconnect:
+            pass
+        finally:
+            CHAT_SOCKETS.dec()
+            await self.hub.remove(sock)
+            await sock.drain_and_stop()
+
+    async def _authenticate(self, ws: WebSocket) -> tuple[str, str] | None:
+        tenant_id = ws.query_params.get("tenant", "")
+        customer_id = ws.query_params.get("customer", "")
+        tenant = self.tenants.get(tenant_id)
+        if tenant is None:
+            await ws.close(CLOSE_UNKNOWN_TENANT, "unknown tenant")
+            return None
+        if not customer_id or len(customer_id) > 128 or "{" in customer_id or "}" in customer_id:
+            await ws.close(CLOSE_BAD_REQUEST, "customer id missing or invalid")
+            return None
+        token = ws.query_params.get("token", "")
+        if self.settings.chat_widget_auth and not verify_widget_token(tenant.secret, customer_id, token):
+            await ws.close(CLOSE_UNAUTHORIZED, "bad widget token")
+            return None
+        return tenant_id, customer_id
+
+
+class _Session:
+    """The reading side of one socket: frames in order, limits, accept, ack."""
+
+    def __init__(self, endpoint: WidgetEndpoint, sock: CustomerSocket) -> None:
+        self.e = endpoint
+        self.sock = sock
+        s = endpoint.settings
+        self.bucket = TokenBucket(s.chat_conn_rate_per_s, s.chat_conn_burst)
+        self.strikes = 0
+
+    async def run(self) -> None:
+        while True:
+            event = await self.sock.ws.receive()
+            if event["type"] == "websocket.disconnect":
+                return
+            raw: bytes = event.get("bytes") or (event.get("text") or "").encode()
+            if not await self._frame(raw):
+                return
+
+    async def _frame(self, raw: bytes) -> bool:
+        """Handle one frame; False when the socket was closed."""
+        s = self.e.settings
+        if len(raw) > s.chat_max_frame_bytes:
+            await self._refuse(raw[:1024], "", f"frame is larger than {s.chat_max_frame_bytes} bytes", "too_large")
+            return True
+        try:
+            fields = decode_json(raw)
+        except InvalidRecord as exc:
+            await self._refuse(raw, "", exc.reason, exc.error_type)
+            return True
+        kind = fields.get("type")
+        if kind == "ping":
+            self.sock.push({"type": "pong"})
+            return True
+        if kind != "message":
+            await self._refuse(raw, "", "`type` must be message or ping", "invalid_field")
+            return True
+        return await self._message(fields, raw)
+
+    async def _message(self, fields: dict[str, Any], raw: bytes) -> bool:
+        client_msg_id = fields.get("client_msg_id")
+        if not isinstance(client_msg_id, str) or not client_msg_id or len(client_msg_id) > 128:
+            await self._refuse(raw, "", "`client_msg_id` is required (at most 128 characters)", "invalid_field")
+            return True
+        if not await self._within_limits(client_msg_id):
+            return self.strikes < self.e.settings.chat_rate_strikes_to_close or await self._close_flooder()
+        try:
+            msg = parse_message(fields, self.e.limits)
+        except InvalidRecord as exc:
+            await self._refuse(raw, client_msg_id, exc.reason, exc.error_type)
+            return True
+        sock = self.sock
+        try:
+            accepted = await self.e.accept.offer(
+                msg,
+                tenant_id=sock.tenant_id,
+                customer_id=sock.customer_id,
+                # Scoped by customer: two customers' widgets may well both number their messages 1, 2, 3.
+                provider_id=f"ws:{sock.customer_id}:{client_msg_id}",
+                connection_id=sock.connection_id,
+            )
+        except TransientError:
+            CHAT_MESSAGES.labels("widget", "retry_later").inc()
+            retry = self.e.settings.chat_retry_after_s
+            sock.push(error_frame("retry_later", "not stored; send it again later", client_msg_id, retry))
+            return True
+        duplicate = accepted.outcome == Outcome.DUPLICATE
+        CHAT_MESSAGES.labels("widget", "duplicate" if duplicate else "accepted").inc()
+        sock.push(
+            {
+                "type": "ack",
+                "client_msg_id": client_msg_id,
+                "message_id": accepted.message_id,
+                "duplicate": duplicate,
+            }
+        )
+        return True
+
+    async def _within_limits(self, client_msg_id: str) -> bool:
+        if self.bucket.take():
+            try:
+                allowed = await self.e.rate.allow(self.sock.tenant_id, self.sock.customer_id)
+            except Exception as exc:  # a limiter outage must not stop customers from writing
+                log.warning("chat_rate_check_failed", error=repr(exc))
+                allowed = True
+            if allowed:
+                self.strikes = 0
+                return True
+            retry_after = float(self.e.settings.chat_customer_rate_window_s)
+        else:
+            retry_after = max(self.bucket.seconds_to_next(), 0.1)
+        self.strikes += 1
+        CHAT_MESSAGES.labels("widget", "rate_limited").inc()
+        self.sock.push(error_frame("rate_limited", "too many messages; slow down", client_msg_id, retry_after))
+        return False
+
+    async def _close_flooder(self) -> bool:
+        log.warning("chat_flood_closed", tenant_id=self.sock.tenant_id, connection_id=self.sock.connection_id)
+        await self.sock.drain_and_stop()
+        await self.sock.ws.close(CLOSE_POLICY, "rate limit exceeded")
+        return False
+
+    async def _refuse(self, raw: bytes, client_msg_id: str, reason: str, error_type: str) -> None:
+        CHAT_MESSAGES.labels("widget", "refused").inc()
+        code = "too_large" if error_type == "too_large" else "invalid"
+        self.sock.push(error_frame(code, reason, client_msg_id))
+        await self.e.accept.refuse(
+            source=SOURCE, reason=reason, error_type=error_type, raw=raw, tenant_id=self.sock.tenant_id
+        )
