@@ -1,0 +1,180 @@
+"""An agent's presence as plain data: parsing the agent hash, building AgentPresence records and desk events.
+
+Pure functions, no I/O: the store reads the hash and hands it here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from switchboard.contracts import AgentPresence, AgentStatus, Channel, ChannelCapacity, DeskEvent, DeskEventType
+from switchboard.presence.roster import CHANNELS
+
+
+class Status(StrEnum):
+    """Agent status as stored in the agent hash (`status` field)."""
+
+    AVAILABLE = "available"
+    BUSY = "busy"
+    AWAY = "away"
+    WRAP_UP = "wrap_up"
+    OFFLINE = "offline"
+
+
+STATUS_TO_PROTO: dict[Status, AgentStatus.ValueType] = {
+    Status.AVAILABLE: AgentStatus.AGENT_STATUS_AVAILABLE,
+    Status.BUSY: AgentStatus.AGENT_STATUS_BUSY,
+    Status.AWAY: AgentStatus.AGENT_STATUS_AWAY,
+    Status.WRAP_UP: AgentStatus.AGENT_STATUS_WRAP_UP,
+    Status.OFFLINE: AgentStatus.AGENT_STATUS_OFFLINE,
+}
+PROTO_TO_STATUS = {v: k for k, v in STATUS_TO_PROTO.items()}
+
+CHANNEL_TO_PROTO: dict[str, Channel.ValueType] = {
+    "chat": Channel.CHANNEL_CHAT,
+    "email": Channel.CHANNEL_EMAIL,
+    "phone": Channel.CHANNEL_PHONE,
+}
+
+
+@dataclass
+class AgentState:
+    """One agent as the agent hash holds it (presence's fields and the router's load fields)."""
+
+    tenant_id: str
+    agent_id: str
+    status: Status = Status.OFFLINE
+    session_epoch: int = 0
+    groups: list[str] = field(default_factory=list)
+    languages: list[str] = field(default_factory=list)
+    capacity: dict[str, int] = field(default_factory=dict)
+    used: dict[str, int] = field(default_factory=dict)
+    multiplier: float = 1.0
+    display_name: str = ""
+    temporary: bool = False
+    last_heartbeat_ms: int = 0
+    status_since_ms: int = 0
+    status_changed_by: str = ""
+    status_reason: str = ""
+    wrap_up_until_ms: int = 0
+    presence_version: int = 0
+    gateway_instance: str = ""
+
+    def effective_capacity(self) -> dict[str, int]:
+        """Slots per channel after the surge multiplier: floor(cap * multiplier)."""
+        return {ch: math.floor(slots * self.multiplier) for ch, slots in self.capacity.items()}
+
+    def load(self) -> float:
+        """The highest used/capacity ratio over channels with capacity (0 when idle)."""
+        ratios = [self.used.get(ch, 0) / cap for ch, cap in self.effective_capacity().items() if cap > 0]
+        return max(ratios, default=0.0)
+
+
+def split_csv(value: str) -> list[str]:
+    """`"a,b"` -> `["a", "b"]`; empty parts dropped."""
+    return [part for part in value.split(",") if part]
+
+
+def _int(fields: dict[str, str], name: str) -> int:
+    try:
+        return int(fields.get(name) or 0)
+    except ValueError:
+        return 0
+
+
+def text(value: bytes | str) -> str:
+    """A Redis reply as str."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def parse_agent_hash(tenant_id: str, agent_id: str, raw: Mapping[bytes | str, bytes | str]) -> AgentState:
+    """An AgentState from the agent hash (bytes or str keys); missing fields get defaults."""
+    fields = {text(k): text(v) for k, v in raw.items()}
+    try:
+        status = Status(fields.get("status", "offline"))
+    except ValueError:
+        status = Status.OFFLINE
+    try:
+        multiplier = float(fields.get("multiplier") or 1.0)
+    except ValueError:
+        multiplier = 1.0
+    return AgentState(
+        tenant_id=tenant_id,
+        agent_id=agent_id,
+        status=status,
+        session_epoch=_int(fields, "session_epoch"),
+        groups=split_csv(fields.get("groups", "")),
+        languages=split_csv(fields.get("languages", "")),
+        capacity={ch: _int(fields, f"cap:{ch}") for ch in CHANNELS},
+        used={ch: _int(fields, f"used:{ch}") for ch in CHANNELS},
+        multiplier=multiplier,
+        display_name=fields.get("display_name", ""),
+        temporary=fields.get("temporary") == "1",
+        last_heartbeat_ms=_int(fields, "last_heartbeat_ms"),
+        status_since_ms=_int(fields, "status_since_ms"),
+        status_changed_by=fields.get("status_changed_by", ""),
+        status_reason=fields.get("status_reason", ""),
+        wrap_up_until_ms=_int(fields, "wrap_up_until_ms"),
+        presence_version=_int(fields, "presence_version"),
+        gateway_instance=fields.get("gateway_instance", ""),
+    )
+
+
+def ms_timestamp(ms: int) -> Timestamp:
+    """A protobuf Timestamp from epoch milliseconds."""
+    ts = Timestamp()
+    ts.FromMilliseconds(ms)
+    return ts
+
+
+def presence_key(tenant_id: str, agent_id: str) -> str:
+    """The record key on the compacted presence topic."""
+    return f"{tenant_id}/{agent_id}"
+
+
+def to_presence_record(state: AgentState, now_ms: int) -> AgentPresence:
+    """The AgentPresence record of an agent's current state."""
+    record = AgentPresence(
+        tenant_id=state.tenant_id,
+        agent_id=state.agent_id,
+        status=STATUS_TO_PROTO[state.status],
+        session_epoch=state.session_epoch,
+        skill_groups=state.groups,
+        languages=state.languages,
+        capacity=[ChannelCapacity(channel=CHANNEL_TO_PROTO[ch], slots=n) for ch, n in state.capacity.items()],
+        changed_at=ms_timestamp(state.status_since_ms or now_ms),
+        changed_by=state.status_changed_by,
+        reason=state.status_reason,
+        gateway_instance=state.gateway_instance,
+        capacity_multiplier=state.multiplier,
+        display_name=state.display_name,
+        presence_version=state.presence_version,
+        temporary=state.temporary,
+    )
+    if state.last_heartbeat_ms:
+        record.last_heartbeat_at.CopyFrom(ms_timestamp(state.last_heartbeat_ms))
+    if state.status is Status.WRAP_UP and state.wrap_up_until_ms:
+        record.wrap_up_until.CopyFrom(ms_timestamp(state.wrap_up_until_ms))
+    return record
+
+
+def status_desk_event(
+    tenant_id: str, agent_id: str, status: Status, now_ms: int, changed_by: str, reason: str, wrap_up_until_ms: int = 0
+) -> DeskEvent:
+    """The DESK_EVENT_STATUS telling an agent's desktop its status changed (seq is given on append)."""
+    event = DeskEvent(
+        tenant_id=tenant_id,
+        agent_id=agent_id,
+        type=DeskEventType.DESK_EVENT_STATUS,
+        at=ms_timestamp(now_ms),
+        status=STATUS_TO_PROTO[status],
+        attributes={"changed_by": changed_by, "reason": reason},
+    )
+    if wrap_up_until_ms:
+        event.attributes["wrap_up_until_ms"] = str(wrap_up_until_ms)
+    return event

@@ -1,0 +1,39 @@
+"""Settings of the presence service (env prefix `SB_`)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from switchboard.runtime.settings import ServiceSettings
+
+
+class OperatorGrant(BaseModel):
+    """One operator bearer token and the tenants it may control (`"*"` = every tenant)."""
+
+    name: str
+    token: str = Field(min_length=16)
+    tenants: list[str] = Field(default_factory=list)
+
+    def allows(self, tenant_id: str) -> bool:
+        """True when this operator may act on the tenant."""
+        return "*" in self.tenants or tenant_id in self.tenants
+
+
+class PresenceSettings(ServiceSettings):
+    """Presence: heartbeat grace, sweep cadence, wrap-up, roster and operator tokens."""
+
+    service_name: str = "presence"
+    # `config/agents/dev-agents.yaml` of the repo when empty.
+    roster_path: str = ""
+    load_roster_on_start: bool = True
+    # An agent whose heartbeats stopped this long ago is set offline (tolerates mobile networks flapping).
+    heartbeat_grace_s: float = 45.0
+    sweep_interval_s: float = 2.0
+    # Wrap-up lasts this long unless the agent (or caller) says otherwise, then the agent is available again.
+    wrap_up_s: float = 30.0
+    # A change whose AgentPresence record was not acked this long after is republished by the sweep.
+    republish_after_s: float = 10.0
+    # JSON list of {"name", "token", "tenants"}; empty means the operator API answers 401 to everyone.
+    # e.g. SB_OPERATOR_TOKENS='[{"name":"ops-a","token":"…32 chars…","tenants":["shop-a"]}]'
+    operator_tokens: list[OperatorGrant] = Field(default_factory=list)
+    audit_maxlen: int = 10_000

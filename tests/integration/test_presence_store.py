@@ -1,0 +1,116 @@
+"""PresenceStore on real Redis and Kafka: sessions fence each other; each change is one record and one desk event."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from switchboard.contracts import AgentPresence, AgentStatus, DeskEventType
+from switchboard.presence.model import Status
+from switchboard.presence.roster import RosterAgent, load_roster
+from switchboard.presence.store import AgentOffline, HeartbeatResult, PresenceStore, StaleSession, UnknownAgent
+from switchboard.runtime.desk import read_outbox
+from switchboard.runtime.kafka import RecordProducer
+from switchboard.runtime.keys import Keys
+from switchboard.runtime.settings import ServiceSettings
+from tests.helpers import read_topic
+
+pytestmark = pytest.mark.broker
+
+
+@pytest.fixture
+async def store(settings: ServiceSettings, redis: Redis) -> AsyncIterator[PresenceStore]:
+    producer = RecordProducer(settings)
+    await producer.start()
+    try:
+        store = PresenceStore(redis, Keys(settings.key_prefix), producer, wrap_up_s=0.2)
+        await store.load_roster(load_roster())
+        yield store
+    finally:
+        await producer.stop()
+
+
+def _records(found: list[tuple[str, object]]) -> list[tuple[str, AgentPresence]]:
+    return [(k, m) for k, m in found if isinstance(m, AgentPresence)]
+
+
+async def test_roster_loads_profiles_and_group_sets(store: PresenceStore) -> None:
+    lina = await store.get_agent("shop-a", "a-lina")
+    assert lina is not None
+    assert lina.status is Status.OFFLINE
+    assert lina.groups == ["presales", "orders"]
+    assert lina.capacity == {"chat": 5, "email": 10, "phone": 1}
+    assert "a-lina" in await store.group_members("shop-a", "presales")
+    assert await store.get_agent("shop-b", "a-lina") is None
+    # Loading the same roster again changes nothing and publishes nothing.
+    assert await store.load_roster(load_roster()) == 0
+
+
+async def test_newer_session_fences_older(store: PresenceStore, settings: ServiceSettings) -> None:
+    first = await store.login("shop-a", "a-lina")
+    second = await store.login("shop-a", "a-lina")
+    assert second > first
+    assert await store.heartbeat("shop-a", "a-lina", first) is HeartbeatResult.STALE_SESSION
+    assert await store.heartbeat("shop-a", "a-lina", second) is HeartbeatResult.OK
+    with pytest.raises(StaleSession):
+        await store.set_status("shop-a", "a-lina", Status.AWAY, "agent", session_epoch=first)
+    # The old tab's logout does not log the new session out.
+    assert not await store.logout("shop-a", "a-lina", first)
+    agent = await store.get_agent("shop-a", "a-lina")
+    assert agent is not None
+    assert agent.status is Status.AVAILABLE
+    assert agent.session_epoch == second
+
+
+async def test_status_change_is_record_and_desk_event(store: PresenceStore, settings: ServiceSettings) -> None:
+    epoch = await store.login("shop-a", "a-wei", gateway_instance="gw-1")
+    state = await store.set_status("shop-a", "a-wei", "busy", "agent", session_epoch=epoch, reason="lunch soon")
+    assert state.status is Status.BUSY
+    assert await store.logout("shop-a", "a-wei", epoch)
+    assert await store.heartbeat("shop-a", "a-wei", epoch) is HeartbeatResult.OFFLINE
+    with pytest.raises(AgentOffline):
+        await store.set_status("shop-a", "a-wei", "available", "router")
+
+    found = await read_topic(settings.kafka_bootstrap, store.producer.topics.presence, 8 + 3)
+    wei = [m for k, m in _records(found) if k == "shop-a/a-wei"]
+    statuses = [m.status for m in wei]
+    # roster load (offline), login (available), busy, offline
+    assert statuses[-3:] == [
+        AgentStatus.AGENT_STATUS_AVAILABLE,
+        AgentStatus.AGENT_STATUS_BUSY,
+        AgentStatus.AGENT_STATUS_OFFLINE,
+    ]
+    versions = [m.presence_version for m in wei]
+    assert versions == sorted(versions)
+    assert wei[-1].changed_by == "agent"
+
+    events = await read_outbox(store.redis, store.keys, "shop-a", "a-wei", 0)
+    assert [e.type for e in events] == [DeskEventType.DESK_EVENT_STATUS] * 3
+    assert [e.status for e in events] == statuses[-3:]
+    assert [e.seq for e in events] == [1, 2, 3]
+
+
+async def test_unknown_agent_and_live_profile_change(store: PresenceStore) -> None:
+    with pytest.raises(UnknownAgent):
+        await store.login("shop-a", "nobody")
+    with pytest.raises(UnknownAgent):
+        await store.login("shop-b", "a-lina")
+    assert await store.update_profile("shop-a", "a-min", groups=["complaints", "vip"], capacity={"chat": 7})
+    assert "a-min" not in await store.group_members("shop-a", "after_sales")
+    assert "a-min" in await store.group_members("shop-a", "vip")
+    agent = await store.get_agent("shop-a", "a-min")
+    assert agent is not None
+    assert agent.capacity["chat"] == 7
+
+
+async def test_temporary_agent_removed(store: PresenceStore) -> None:
+    helper = RosterAgent(agent_id="tmp-1", groups=["presales"], capacity={"chat": 3}, temporary=True)
+    assert await store.add_agent("shop-a", helper)
+    await store.login("shop-a", "tmp-1")
+    assert await store.remove_agent("shop-a", "tmp-1", "operator:ops")
+    assert await store.get_agent("shop-a", "tmp-1") is None
+    assert "tmp-1" not in await store.group_members("shop-a", "presales")
+    with pytest.raises(UnknownAgent):
+        await store.login("shop-a", "tmp-1")
