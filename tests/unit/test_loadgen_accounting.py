@@ -1,0 +1,73 @@
+"""The accounting: every message sent matched to exactly one desktop delivery."""
+
+from __future__ import annotations
+
+from switchboard.loadgen.accounting import Delivery, Ledger, Sent
+
+
+def _ledger(tags: list[str]) -> Ledger:
+    ledger = Ledger()
+    for i, tag in enumerate(tags):
+        ledger.record_sent(Sent(tag, "shop-a", f"c{i}", "chat", sent_at=float(i)))
+    return ledger
+
+
+def _deliver(ledger: Ledger, tag: str, agent: str = "a1", epoch: int = 1, at: float = 10.0) -> None:
+    ledger.record_delivery(Delivery(tag, "shop-a", agent, "conv", epoch, "MESSAGE", at))
+
+
+def test_every_message_delivered_once_is_balanced() -> None:
+    ledger = _ledger(["aaa", "bbb", "ccc"])
+    for tag in ("aaa", "bbb", "ccc"):
+        _deliver(ledger, tag)
+    result = ledger.settle()
+    assert result.balanced
+    assert (result.accepted, result.delivered) == (3, 3)
+    assert result.first_delivery["bbb"].agent_id == "a1"
+
+
+def test_a_deliberately_dropped_message_is_reported_as_lost() -> None:
+    ledger = _ledger(["aaa", "bbb", "ccc"])
+    _deliver(ledger, "aaa")
+    _deliver(ledger, "ccc")  # "bbb" is dropped on its way
+    result = ledger.settle()
+    assert not result.balanced
+    assert result.lost == ["bbb"]
+    assert result.summary()["lost"] == 1
+
+
+def test_the_same_message_twice_to_one_owner_is_a_duplicate() -> None:
+    ledger = _ledger(["aaa"])
+    _deliver(ledger, "aaa", at=1.0)
+    _deliver(ledger, "aaa", at=2.0)
+    result = ledger.settle()
+    assert result.duplicated == ["aaa"]
+    assert not result.balanced
+
+
+def test_a_new_owner_after_requeue_is_a_redelivery_not_a_duplicate() -> None:
+    ledger = _ledger(["aaa"])
+    _deliver(ledger, "aaa", agent="a1", epoch=1, at=1.0)
+    _deliver(ledger, "aaa", agent="b1", epoch=2, at=5.0)
+    result = ledger.settle()
+    assert result.balanced
+    assert result.redelivered == ["aaa"]
+    assert result.first_delivery["aaa"].agent_id == "a1"
+
+
+def test_a_message_nobody_sent_is_unexpected() -> None:
+    ledger = _ledger(["aaa"])
+    _deliver(ledger, "aaa")
+    _deliver(ledger, "zzz")
+    result = ledger.settle()
+    assert result.unexpected == ["zzz"]
+    assert not result.balanced
+
+
+def test_a_refused_message_is_neither_lost_nor_expected() -> None:
+    ledger = Ledger()
+    ledger.record_sent(Sent("aaa", "shop-a", "c", "email", 0.0, accepted=False))
+    result = ledger.settle()
+    assert result.refused == ["aaa"]
+    assert result.lost == []
+    assert result.balanced

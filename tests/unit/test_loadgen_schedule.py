@@ -1,0 +1,73 @@
+"""Scenario files and the seeded schedule: the same seed gives the same run, bounded in count and time."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from switchboard.loadgen.scenario import INTENTS, Scenario, load_scenario
+from switchboard.loadgen.schedule import build_schedule
+
+
+def test_shipped_scenarios_load() -> None:
+    for name in ("smoke", "double11"):
+        scenario = load_scenario(name)
+        assert set(scenario.intents) == set(INTENTS)
+        for intent in scenario.intents.values():
+            assert {"zh", "en"} <= set(intent.texts)
+
+
+def test_same_seed_same_schedule_other_seed_other_schedule() -> None:
+    scenario = load_scenario("smoke")
+    first, again, other = build_schedule(scenario, 42), build_schedule(scenario, 42), build_schedule(scenario, 43)
+    assert first == again
+    assert first.conversations != other.conversations
+
+
+def test_schedule_is_bounded_in_count_and_time() -> None:
+    scenario = load_scenario("double11")
+    capped = scenario.model_copy(update={"limits": scenario.limits.model_copy(update={"max_conversations": 50})})
+    schedule = build_schedule(capped)
+    assert len(schedule.conversations) == 50
+    assert schedule.truncated
+    full = build_schedule(scenario)
+    assert all(c.start_s < scenario.duration_s for c in full.conversations)
+    assert len(full.conversations) <= scenario.limits.max_conversations
+
+
+def test_spike_raises_arrivals_twentyfold_and_decays() -> None:
+    arrivals = load_scenario("double11").arrivals
+    spike = arrivals.spike
+    assert spike is not None
+    base = arrivals.rate(0.0)
+    assert arrivals.rate(spike.at_s + spike.ramp_s) == pytest.approx(base * 20)
+    assert arrivals.rate(spike.at_s + spike.ramp_s + 5 * spike.decay_s) < base * 1.2
+
+
+def test_mixes_follow_the_scenario() -> None:
+    scenario = load_scenario("double11")
+    schedule = build_schedule(scenario)
+    n = len(schedule.conversations)
+    chat = sum(1 for c in schedule.conversations if c.channel == "chat") / n
+    flagship = sum(1 for c in schedule.conversations if c.tenant_id == "lg-flagship") / n
+    assert chat == pytest.approx(0.75, abs=0.04)
+    assert flagship == pytest.approx(0.5, abs=0.04)
+    tags = [m.tag for c in schedule.conversations for m in c.messages]
+    assert len(tags) == len(set(tags))
+
+
+def test_shift_change_replaces_leavers_with_newcomers() -> None:
+    scenario = load_scenario("smoke")
+    schedule = build_schedule(scenario)
+    flagship = [a for a in schedule.agents if a.tenant_id == "lg-flagship"]
+    leaving = [a for a in flagship if a.off_s is not None]
+    joining = [a for a in flagship if a.on_s > 0]
+    assert len(leaving) == len(joining) == 2
+    assert all(a.on_s < leaving[0].off_s for a in joining if leaving[0].off_s is not None)
+
+
+def test_unknown_intent_is_refused() -> None:
+    data = load_scenario("smoke").model_dump()
+    data["intents"]["gossip"] = {"weight": 1, "texts": {"zh": ["?"], "en": ["?"]}}
+    with pytest.raises(ValidationError, match="unknown intents"):
+        Scenario.model_validate(data)
