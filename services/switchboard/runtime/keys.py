@@ -69,6 +69,22 @@ class Keys:
         """Pub/sub channel: "agent_id seq" published after an append, so gateways read outboxes without polling."""
         return self._tenant(tenant_id, "desk-notify")
 
+    def desk_notify_pattern(self) -> str:
+        """PSUBSCRIBE pattern matching every tenant's desk-notify channel (one subscription per gateway replica)."""
+        escaped = "".join("\\" + c if c in "*?[]\\" else c for c in self.prefix)
+        return escaped + ":{*}:desk-notify"
+
+    def desk_notify_tenant(self, channel: str) -> str | None:
+        """The tenant of a desk-notify channel name, or None when it is not one of this deployment's."""
+        head, tail = self.prefix + ":{", "}:desk-notify"
+        if not channel.startswith(head) or not channel.endswith(tail):
+            return None
+        return channel[len(head) : -len(tail)] or None
+
+    def desk_view(self, tenant_id: str, agent_id: str) -> str:
+        """Hash: the agent's desk view folded from outbox events already trimmed (`through`, `view` JSON)."""
+        return self._tenant(tenant_id, "desk", agent_id, "view")
+
     def tenant_agents(self, tenant_id: str) -> str:
         """Set: every agent id of a tenant known to presence."""
         return self._tenant(tenant_id, "agents")
