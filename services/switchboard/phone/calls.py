@@ -1,0 +1,103 @@
+"""Call state in Redis (`keys.phone_call`): written at call start, read by every later item of the call.
+
+Fields: conversation_id, customer_id, caller_masked, dialled_number, language, ivr_choice, state
+(started / answered / ended), next_seq (the lowest final segment seq not yet written). The caller's number is
+stored masked only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from redis.typing import EncodableT, FieldT
+
+from switchboard.phone.records import CallState
+from switchboard.runtime.errors import TransientError
+from switchboard.runtime.keys import Keys
+
+# Raise next_seq, never lower it (two deliveries of one call may finish in either order).
+_RAISE_NEXT_SEQ = """
+local current = tonumber(redis.call('HGET', KEYS[1], 'next_seq') or '0')
+if tonumber(ARGV[1]) > current then
+  redis.call('HSET', KEYS[1], 'next_seq', ARGV[1])
+end
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+
+FIRST_SEQ = 1
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class CallStore:
+    """Reads and writes call state; Redis errors surface as TransientError (the sender retries later)."""
+
+    def __init__(self, redis: Redis, keys: Keys, ttl_s: int) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.ttl_s = ttl_s
+        self._raise = redis.register_script(_RAISE_NEXT_SEQ)
+
+    async def start(self, tenant_id: str, call_id: str, call: CallState) -> None:
+        """Remember a call (a resent started event writes the same values again)."""
+        key = self.keys.phone_call(tenant_id, call_id)
+        try:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                fields: dict[FieldT, EncodableT] = {k: v for k, v in asdict(call).items()}
+                fields["state"] = "started"
+                pipe.hset(key, mapping=fields)
+                pipe.hsetnx(key, "next_seq", FIRST_SEQ)
+                pipe.expire(key, self.ttl_s)
+                await pipe.execute()
+        except RedisError as exc:
+            raise TransientError(f"redis unavailable: {exc!r}") from exc
+
+    async def get(self, tenant_id: str, call_id: str) -> CallState | None:
+        """The call's state, or None for a call this tenant never started."""
+        try:
+            fields = await self.redis.hgetall(self.keys.phone_call(tenant_id, call_id))
+        except RedisError as exc:
+            raise TransientError(f"redis unavailable: {exc!r}") from exc
+        if not fields:
+            return None
+        text = {_text(k): _text(v) for k, v in fields.items()}
+        return CallState(
+            conversation_id=text.get("conversation_id", ""),
+            customer_id=text.get("customer_id", ""),
+            caller_masked=text.get("caller_masked", ""),
+            dialled_number=text.get("dialled_number", ""),
+            language=text.get("language", ""),
+            ivr_choice=text.get("ivr_choice", ""),
+        )
+
+    async def update(self, tenant_id: str, call_id: str, **changes: str) -> None:
+        """Set some fields (state, ivr_choice) and refresh the TTL."""
+        key = self.keys.phone_call(tenant_id, call_id)
+        fields: dict[FieldT, EncodableT] = {k: v for k, v in changes.items()}
+        try:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hset(key, mapping=fields)
+                pipe.expire(key, self.ttl_s)
+                await pipe.execute()
+        except RedisError as exc:
+            raise TransientError(f"redis unavailable: {exc!r}") from exc
+
+    async def next_seq(self, tenant_id: str, call_id: str) -> int:
+        """The lowest final segment seq of the call not yet written."""
+        try:
+            value = await self.redis.hget(self.keys.phone_call(tenant_id, call_id), "next_seq")
+        except RedisError as exc:
+            raise TransientError(f"redis unavailable: {exc!r}") from exc
+        return int(value) if value is not None else FIRST_SEQ
+
+    async def advance(self, tenant_id: str, call_id: str, next_seq: int) -> None:
+        """Record that every final segment below `next_seq` was written (or skipped)."""
+        try:
+            await self._raise(keys=[self.keys.phone_call(tenant_id, call_id)], args=[next_seq, self.ttl_s])
+        except RedisError as exc:
+            raise TransientError(f"redis unavailable: {exc!r}") from exc

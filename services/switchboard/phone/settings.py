@@ -1,0 +1,31 @@
+"""Settings of the phone adapter (env prefix `SB_`, e.g. SB_PHONE_DIRECTORY)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from switchboard.runtime.settings import ServiceSettings
+
+# The dev directory is found relative to the repository root, so `switchboard up` needs no config.
+DEV_DIRECTORY = Path(__file__).resolve().parents[3] / "config" / "phone" / "dev-numbers.yaml"
+
+
+class PhoneSettings(ServiceSettings):
+    """What the phone adapter reads from its environment."""
+
+    service_name: str = "phone"
+    # Tenants, their dialled numbers and API keys (YAML, see config/phone/dev-numbers.yaml).
+    phone_directory: Path = DEV_DIRECTORY
+    # A final segment that arrives ahead of a missing predecessor waits this long for it before it is written
+    # anyway (the gap is then skipped and a predecessor that still comes is marked out_of_order).
+    phone_reorder_window_s: float = 1.5
+    phone_max_body_bytes: int = 256 * 1024
+    phone_max_frame_bytes: int = 64 * 1024
+    phone_max_document_bytes: int = 2 * 1024 * 1024
+    phone_max_items: int = 500
+    phone_max_text_chars: int = 4000
+    # Frames of one websocket handled at once; the socket is not read further while this many are in flight.
+    phone_ws_inflight_frames: int = 32
+    # How long a call's state (conversation, caller, next seq) is kept after its last event.
+    phone_call_ttl_s: int = 2 * 24 * 3600
+    retry_after_s: int = 1
