@@ -141,6 +141,14 @@ class Keys:
         """Hash: schedule id -> JSON window (profile, start_ms, end_ms, state)."""
         return self._tenant(tenant_id, "surge", "schedules")
 
+    def email_thread(self, tenant_id: str, message_id_hash: str) -> str:
+        """String with a TTL: the conversation an e-mail Message-ID (sha256 prefix) belongs to, in or out."""
+        return self._tenant(tenant_id, "email", "thread", message_id_hash)
+
+    def email_contact(self, tenant_id: str, conversation_id: str) -> str:
+        """Hash: how to reply to an e-mail conversation (customer address, shop address, subject, last ids)."""
+        return self._tenant(tenant_id, "email", "contact", conversation_id)
+
     def tenant_pattern(self, tenant_id: str) -> str:
         """A SCAN pattern matching every key of one tenant."""
         return self._tenant(tenant_id, "*")
