@@ -1,0 +1,177 @@
+"""The chat widget websocket against real Kafka and Redis: acks after the broker's ack, order, limits, refusals."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+
+from switchboard.contracts import Channel, DeadLetter, InboundMessage, MessageKind
+from switchboard.runtime.settings import ServiceSettings
+from switchboard.runtime.topics import Topics
+from tests.helpers import read_topic
+from tests.integration.chat_service import chat_settings, connect, next_frame, running_chat, send_message
+
+pytestmark = pytest.mark.broker
+
+
+async def test_every_message_kind_is_acked_once_on_the_topic_masked_and_with_its_language(
+    settings: ServiceSettings,
+) -> None:
+    topics = Topics(settings.topic_prefix)
+    async with running_chat(chat_settings(settings)) as chat, connect(chat.ws_url("shop-a", "buyer-1")) as ws:
+        hello = await next_frame(ws, "hello")
+        profile = {"display_name": "小王 13812341234", "member_tier": "88VIP"}
+        await send_message(ws, "m1", kind="text", text="我的电话13812341234，什么时候发货？", **profile)
+        await send_message(ws, "m2", kind="image", image_url="https://img.example.com/a.jpg")
+        await send_message(ws, "m3", kind="product_card", sku="SKU-10086")
+        await send_message(ws, "m4", kind="order_card", order_id="202311110001", order_status="shipped")
+        await send_message(ws, "m5", kind="emoji", emoji="👍")
+        await send_message(ws, "m6", kind="text", text="When will my order ship?")
+        acks = [await next_frame(ws, "ack") for _ in range(6)]
+        assert [a["client_msg_id"] for a in acks] == ["m1", "m2", "m3", "m4", "m5", "m6"]
+        assert not any(a["duplicate"] for a in acks)
+
+        records = await read_topic(settings.kafka_bootstrap, topics.inbound, 6)
+    assert len(records) == 6
+    messages = [m for _, m in records]
+    assert all(isinstance(m, InboundMessage) for m in messages)
+    by_id = {m.message_id: m for m in messages if isinstance(m, InboundMessage)}
+    first, image, product, order, emoji, english = (by_id[a["message_id"]] for a in acks)
+    for key, m in records:
+        assert isinstance(m, InboundMessage)
+        assert key == m.conversation_id == hello["conversation_id"]
+        assert (m.tenant_id, m.channel, m.customer.customer_id) == ("shop-a", Channel.CHANNEL_CHAT, "buyer-1")
+    assert first.text == "我的电话138****1234，什么时候发货？"
+    assert first.customer.display_name == "小王 138****1234"
+    assert first.customer.member_tier == "88VIP"
+    assert (first.language, english.language) == ("zh", "en")
+    assert image.kind == MessageKind.MESSAGE_KIND_IMAGE and image.attachments[0].url.endswith("/a.jpg")
+    assert product.kind == MessageKind.MESSAGE_KIND_PRODUCT_CARD and product.commerce.sku == "SKU-10086"
+    assert order.kind == MessageKind.MESSAGE_KIND_ORDER_CARD
+    assert (order.commerce.order_id, order.commerce.order_status) == ("202311110001", "shipped")
+    assert emoji.kind == MessageKind.MESSAGE_KIND_EMOJI and emoji.text == "👍"
+    for raw in (bytes(m.SerializeToString()) for m in messages if isinstance(m, InboundMessage)):
+        assert b"13812341234" not in raw
+
+
+async def test_messages_keep_their_order_and_a_resend_is_one_record(settings: ServiceSettings) -> None:
+    topics = Topics(settings.topic_prefix)
+    count = 40
+    async with (
+        running_chat(chat_settings(settings, chat_conn_burst=1000, chat_customer_rate_per_window=1000)) as chat,
+        connect(chat.ws_url("shop-b", "buyer-9")) as ws,
+    ):
+        await next_frame(ws, "hello")
+        for i in range(count):  # pipelined: no waiting for acks in between
+            await send_message(ws, f"n{i}", text=f"message {i}")
+        acks = [await next_frame(ws, "ack") for _ in range(count)]
+        assert [a["client_msg_id"] for a in acks] == [f"n{i}" for i in range(count)]
+        await send_message(ws, "n7", text="message 7")  # the client lost the ack and sends it again
+        again = await next_frame(ws, "ack")
+        assert again["duplicate"] and again["message_id"] == acks[7]["message_id"]
+        records = await read_topic(settings.kafka_bootstrap, topics.inbound, count)
+    texts = [m.text for _, m in records if isinstance(m, InboundMessage)]
+    assert texts == [f"message {i}" for i in range(count)]
+
+
+async def test_bad_frames_get_an_error_and_a_masked_dead_letter_and_the_socket_stays_usable(
+    settings: ServiceSettings,
+) -> None:
+    topics = Topics(settings.topic_prefix)
+    cs = chat_settings(settings, chat_max_frame_bytes=2048, chat_max_text_chars=100)
+    async with running_chat(cs) as chat, connect(chat.ws_url("shop-a", "buyer-2")) as ws:
+        await next_frame(ws, "hello")
+        await ws.send("not json, call me 13812341234")
+        await ws.send(json.dumps({"type": "message", "text": "no client id"}))
+        await send_message(ws, "b1", kind="sticker", text="?")
+        await send_message(ws, "b2", kind="order_card", order_id="1")
+        await send_message(ws, "b3", text="x" * 101)
+        await ws.send(json.dumps({"type": "message", "client_msg_id": "b4", "text": "y" * 3000}))
+        errors = [await next_frame(ws, "error") for _ in range(6)]
+        assert [e["code"] for e in errors] == ["invalid", "invalid", "invalid", "invalid", "too_large", "too_large"]
+        assert [e["client_msg_id"] for e in errors][2:5] == ["b1", "b2", "b3"]
+        assert "order_status" in errors[3]["message"]
+        await send_message(ws, "ok", text="still here")
+        assert (await next_frame(ws, "ack"))["client_msg_id"] == "ok"
+        letters = await read_topic(settings.kafka_bootstrap, topics.dlq, 6)
+    assert len(letters) == 6
+    for _, letter in letters:
+        assert isinstance(letter, DeadLetter)
+        assert letter.tenant_id == "shop-a" and letter.source == "ws:/chat/v1/ws" and letter.reason
+        assert b"13812341234" not in letter.original
+    assert any(b"138****1234" in letter.original for _, letter in letters if isinstance(letter, DeadLetter))
+
+
+async def test_unknown_tenants_and_forged_tokens_are_closed_with_a_clear_code(settings: ServiceSettings) -> None:
+    async with running_chat(chat_settings(settings)) as chat:
+        for url, code in [
+            (chat.ws_url("shop-a", "buyer-3", token="forged"), 4401),
+            (chat.ws_url("shop-a", "buyer-3").replace("shop-a", "shop-x"), 4404),
+            # A token of shop-b does not open a socket at shop-a: tenants never see each other's customers.
+            (chat.ws_url("shop-b", "buyer-3").replace("tenant=shop-b", "tenant=shop-a"), 4401),
+        ]:
+            async with connect(url) as ws:
+                with pytest.raises(ConnectionClosed) as closed:
+                    await ws.recv()
+                assert closed.value.rcvd is not None and closed.value.rcvd.code == code
+
+
+async def test_a_flooding_customer_is_limited_and_closed_while_another_is_served_promptly(
+    settings: ServiceSettings,
+) -> None:
+    async with (
+        running_chat(chat_settings(settings)) as chat,
+        connect(chat.ws_url("shop-a", "flooder")) as flood,
+        connect(chat.ws_url("shop-a", "calm")) as calm,
+    ):
+        await next_frame(flood, "hello")
+        await next_frame(calm, "hello")
+
+        async def flood_it() -> list[str]:
+            codes: list[str] = []
+            try:
+                for i in range(500):
+                    await send_message(flood, f"f{i}", text=f"buy buy buy {i}")
+                async for raw in flood:
+                    codes.append(json.loads(raw)["type"])
+            except ConnectionClosed:
+                pass
+            return codes
+
+        flooding = asyncio.create_task(flood_it())
+        latencies = []
+        for i in range(8):
+            started = time.perf_counter()
+            await send_message(calm, f"c{i}", text=f"is size M in stock? {i}")
+            assert (await next_frame(calm, "ack"))["client_msg_id"] == f"c{i}"
+            latencies.append(time.perf_counter() - started)
+            await asyncio.sleep(0.25)  # a person typing: well within the limits
+        codes = await asyncio.wait_for(flooding, 15)
+    assert max(latencies) < 1.0, latencies
+    assert "error" in codes and codes.count("ack") <= 10
+    assert flood.close_code == 1008
+
+
+async def test_the_customer_limit_holds_across_their_connections(settings: ServiceSettings) -> None:
+    cs = chat_settings(settings, chat_customer_rate_per_window=5, chat_customer_rate_window_s=60)
+    async with (
+        running_chat(cs) as chat,
+        connect(chat.ws_url("shop-a", "two-tabs")) as tab1,
+        connect(chat.ws_url("shop-a", "two-tabs")) as tab2,
+    ):
+        for ws in (tab1, tab2):
+            await next_frame(ws, "hello")
+        answers = []
+        for i in range(6):
+            ws = (tab1, tab2)[i % 2]
+            await send_message(ws, f"t{i}", text="hello")
+            async with asyncio.timeout(10):
+                while (frame := json.loads(await ws.recv()))["type"] not in ("ack", "error"):
+                    pass
+            answers.append(frame.get("code", frame["type"]))
+    assert answers[:5] == ["ack"] * 5 or answers.count("ack") == 5
+    assert answers[5] == "rate_limited"
