@@ -1,0 +1,248 @@
+"""Operator controls: capacity factors, temporary agents, surge profiles and their schedules, each audited.
+
+Capacity changes go through PresenceStore (one script per agent, one AgentPresence record per changed agent), so
+the router sees a raised `multiplier` as soon as the record lands.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from switchboard.presence import lua
+from switchboard.presence.audit import AuditLog
+from switchboard.presence.model import Status, text
+from switchboard.presence.roster import RosterAgent
+from switchboard.presence.store import PresenceStore
+from switchboard.presence.surge import (
+    ScheduleAction,
+    ScheduleState,
+    SurgeProfile,
+    SurgeSchedule,
+    due_action,
+    factor_for,
+    next_state,
+)
+from switchboard.runtime.logs import get_logger
+
+log = get_logger(__name__)
+
+
+class ControlError(Exception):
+    """An operator control that cannot be applied as asked (unknown profile, not a temporary agent, …)."""
+
+
+class SurgeControl:
+    """The operator's levers for one deployment; every method records an audit entry."""
+
+    def __init__(self, store: PresenceStore, audit: AuditLog) -> None:
+        self.store = store
+        self.audit = audit
+        self.redis = store.redis
+        self.keys = store.keys
+        self._claim_schedule = self.redis.register_script(lua.CLAIM_SCHEDULE)
+
+    async def scale_capacity(self, tenant_id: str, factor: float, operator: str, group: str | None = None) -> list[str]:
+        """Set the capacity multiplier of every agent of the tenant (or of one group) to `factor`."""
+        if not 0 < factor <= 10:
+            raise ControlError("factor must be in (0, 10]")
+        if group:
+            ids = await self.store.group_members(tenant_id, group)
+        else:
+            ids = [a.agent_id for a in await self.store.list_agents(tenant_id)]
+        changed = await self.store.set_multiplier(tenant_id, ids, factor)
+        await self.audit.record(
+            tenant_id,
+            operator,
+            "scale_capacity",
+            {"factor": factor, "group": group},
+            {"agents": len(ids), "changed": changed},
+        )
+        return changed
+
+    async def add_temporary_agents(self, tenant_id: str, agents: Sequence[RosterAgent], operator: str) -> list[str]:
+        """Add (or update) temporary agents, offline until they log in; an active profile's factor applies."""
+        added = []
+        for agent in agents:
+            existing = await self.store.get_agent(tenant_id, agent.agent_id)
+            if existing is not None and not existing.temporary:
+                raise ControlError(f"{agent.agent_id} is a rostered agent, not a temporary one")
+            temporary = agent.model_copy(update={"temporary": True, "password": None, "password_sha256": None})
+            await self.store.add_agent(tenant_id, temporary)
+            added.append(agent.agent_id)
+        profile = await self.active_profile(tenant_id)
+        if profile is not None:
+            await self._apply_factors(tenant_id, profile, only=set(added))
+        await self.audit.record(
+            tenant_id, operator, "add_temporary_agents", {"agent_ids": added}, {"added": len(added)}
+        )
+        return added
+
+    async def remove_temporary_agents(self, tenant_id: str, agent_ids: Sequence[str], operator: str) -> dict[str, str]:
+        """Remove temporary agents (offline first, so the router requeues their work); rostered ones are refused."""
+        outcome: dict[str, str] = {}
+        for agent_id in agent_ids:
+            agent = await self.store.get_agent(tenant_id, agent_id)
+            if agent is None:
+                outcome[agent_id] = "unknown"
+            elif not agent.temporary:
+                outcome[agent_id] = "refused: not temporary"
+            else:
+                await self.store.remove_agent(tenant_id, agent_id, operator)
+                outcome[agent_id] = "removed"
+        await self.audit.record(tenant_id, operator, "remove_temporary_agents", {"agent_ids": list(agent_ids)}, outcome)
+        return outcome
+
+    async def put_profile(self, tenant_id: str, name: str, profile: SurgeProfile, operator: str) -> None:
+        """Define or replace a surge profile (does not switch it on; an active one is re-applied)."""
+        await self.redis.hset(self.keys.surge_profiles(tenant_id), name, profile.model_dump_json())
+        active = await self.active_profile_name(tenant_id)
+        result: dict[str, Any] = {"reapplied": False}
+        if active == name:
+            result["changed"] = await self._apply_factors(tenant_id, profile)
+            result["reapplied"] = True
+        await self.audit.record(tenant_id, operator, "put_profile", {"name": name, **profile.model_dump()}, result)
+
+    async def profiles(self, tenant_id: str) -> dict[str, SurgeProfile]:
+        """Every defined profile of a tenant."""
+        raw = await self.redis.hgetall(self.keys.surge_profiles(tenant_id))
+        return {text(k): SurgeProfile.model_validate_json(v) for k, v in raw.items()}
+
+    async def active_profile_name(self, tenant_id: str) -> str | None:
+        """The name of the profile in force, or None."""
+        active = await self.redis.hget(self.keys.surge_state(tenant_id), "active")
+        return text(active) if active else None
+
+    async def active_profile(self, tenant_id: str) -> SurgeProfile | None:
+        """The profile in force, or None."""
+        name = await self.active_profile_name(tenant_id)
+        return (await self.profiles(tenant_id)).get(name) if name else None
+
+    async def activate(self, tenant_id: str, name: str, operator: str, schedule_id: str = "") -> list[str]:
+        """Switch a profile on: every agent gets the profile's factor for its groups."""
+        profile = (await self.profiles(tenant_id)).get(name)
+        if profile is None:
+            raise ControlError(f"no surge profile {name!r}")
+        await self.redis.hset(
+            self.keys.surge_state(tenant_id),
+            mapping={"active": name, "since_ms": self.store.now_ms(), "by": operator, "schedule_id": schedule_id},
+        )
+        changed = await self._apply_factors(tenant_id, profile)
+        await self.audit.record(
+            tenant_id, operator, "activate_profile", {"name": name, "schedule_id": schedule_id}, {"changed": changed}
+        )
+        return changed
+
+    async def deactivate(self, tenant_id: str, operator: str, schedule_id: str = "") -> list[str]:
+        """Switch the surge profile off: every agent's multiplier back to 1."""
+        previous = await self.active_profile_name(tenant_id)
+        await self.redis.delete(self.keys.surge_state(tenant_id))
+        changed = await self._apply_factors(tenant_id, None)
+        await self.audit.record(
+            tenant_id,
+            operator,
+            "deactivate_profile",
+            {"previous": previous, "schedule_id": schedule_id},
+            {"changed": changed},
+        )
+        return changed
+
+    async def _apply_factors(
+        self, tenant_id: str, profile: SurgeProfile | None, only: set[str] | None = None
+    ) -> list[str]:
+        by_factor: dict[float, list[str]] = defaultdict(list)
+        for agent in await self.store.list_agents(tenant_id):
+            if only is None or agent.agent_id in only:
+                by_factor[factor_for(agent.groups, profile)].append(agent.agent_id)
+        changed: list[str] = []
+        for factor, ids in by_factor.items():
+            changed += await self.store.set_multiplier(tenant_id, ids, factor)
+        return changed
+
+    # --- schedules ------------------------------------------------------------------------------------------
+
+    async def schedule(self, tenant_id: str, schedule: SurgeSchedule, operator: str) -> SurgeSchedule:
+        """Store a window in which a profile is in force; the sweep applies and reverts it."""
+        if schedule.profile not in await self.profiles(tenant_id):
+            raise ControlError(f"no surge profile {schedule.profile!r}")
+        schedule = schedule.model_copy(update={"created_by": operator, "state": ScheduleState.PENDING})
+        await self.redis.hset(self.keys.surge_schedules(tenant_id), schedule.schedule_id, schedule.model_dump_json())
+        await self.audit.record(tenant_id, operator, "schedule_profile", schedule.model_dump(mode="json"), {})
+        return schedule
+
+    async def schedules(self, tenant_id: str) -> list[SurgeSchedule]:
+        """Every schedule of a tenant, by start time."""
+        raw = await self.redis.hgetall(self.keys.surge_schedules(tenant_id))
+        return sorted((SurgeSchedule.model_validate_json(v) for v in raw.values()), key=lambda s: s.start_ms)
+
+    async def cancel_schedule(self, tenant_id: str, schedule_id: str, operator: str) -> SurgeSchedule:
+        """Cancel a schedule; if it is in force, its profile is switched off now."""
+        for schedule in await self.schedules(tenant_id):
+            if schedule.schedule_id != schedule_id:
+                continue
+            for state in (ScheduleState.PENDING, ScheduleState.ACTIVE):
+                if await self._move(tenant_id, schedule, state, ScheduleState.CANCELLED):
+                    if state is ScheduleState.ACTIVE:
+                        await self.deactivate(tenant_id, operator, schedule_id)
+                    await self.audit.record(tenant_id, operator, "cancel_schedule", {"schedule_id": schedule_id}, {})
+                    return schedule.model_copy(update={"state": ScheduleState.CANCELLED})
+            raise ControlError(f"schedule {schedule_id} is already {schedule.state.value}")
+        raise ControlError(f"no schedule {schedule_id!r}")
+
+    async def run_schedules(self, tenant_id: str, now_ms: int) -> list[tuple[str, ScheduleAction]]:
+        """Apply, revert or expire the tenant's schedules that are due (called by every sweep of every replica;
+        each transition is claimed atomically, so exactly one replica acts)."""
+        done = []
+        for schedule in await self.schedules(tenant_id):
+            action = due_action(schedule, now_ms)
+            if action is None:
+                continue
+            expected, new = next_state(action)
+            if not await self._move(tenant_id, schedule, expected, new):
+                continue  # another replica got there first
+            actor = f"schedule:{schedule.schedule_id}"
+            if action is ScheduleAction.APPLY:
+                await self.activate(tenant_id, schedule.profile, actor, schedule.schedule_id)
+            elif action is ScheduleAction.REVERT and await self._is_in_force(tenant_id, schedule.schedule_id):
+                await self.deactivate(tenant_id, actor, schedule.schedule_id)
+            log.info("surge_schedule", tenant_id=tenant_id, schedule_id=schedule.schedule_id, action=action.value)
+            done.append((schedule.schedule_id, action))
+        return done
+
+    async def _is_in_force(self, tenant_id: str, schedule_id: str) -> bool:
+        # An operator may have switched another profile on by hand meanwhile; the window's end must not undo it.
+        current = await self.redis.hget(self.keys.surge_state(tenant_id), "schedule_id")
+        return current is not None and text(current) == schedule_id
+
+    async def _move(self, tenant_id: str, schedule: SurgeSchedule, expected: ScheduleState, new: ScheduleState) -> bool:
+        moved = schedule.model_copy(update={"state": new})
+        result = await self._claim_schedule(
+            keys=[self.keys.surge_schedules(tenant_id)],
+            args=[schedule.schedule_id, expected.value, moved.model_dump_json()],
+        )
+        return bool(result == 1)
+
+    # --- live profile and status changes by operators ---------------------------------------------------------
+
+    async def update_agent(self, tenant_id: str, agent_id: str, changes: dict[str, Any], operator: str) -> bool:
+        """Change an agent's groups, languages, capacity or display name live."""
+        if await self.store.get_agent(tenant_id, agent_id) is None:
+            raise ControlError(f"no agent {agent_id!r}")
+        changed = await self.store.update_profile(tenant_id, agent_id, **changes)
+        await self.audit.record(
+            tenant_id, operator, "update_agent", {"agent_id": agent_id, **changes}, {"changed": changed}
+        )
+        return changed
+
+    async def set_status(self, tenant_id: str, agent_id: str, status: Status, reason: str, operator: str) -> Status:
+        """An operator sets an agent's status (an offline agent stays offline until it logs in)."""
+        state = await self.store.set_status(tenant_id, agent_id, status, operator, reason=reason)
+        await self.audit.record(
+            tenant_id,
+            operator,
+            "set_status",
+            {"agent_id": agent_id, "status": status.value, "reason": reason},
+            {"status": state.status.value},
+        )
+        return state.status

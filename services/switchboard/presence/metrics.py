@@ -1,0 +1,15 @@
+"""Prometheus metrics of presence."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+SWEPT_OFFLINE = Counter("sb_presence_swept_offline_total", "Agents set offline because their heartbeats stopped")
+WRAP_UPS_ENDED = Counter("sb_presence_wrap_ups_ended_total", "Agents back to available after the wrap-up timer")
+REPUBLISHED = Counter("sb_presence_republished_total", "AgentPresence records republished after a failed send")
+SCHEDULE_ACTIONS = Counter("sb_presence_schedule_actions_total", "Surge schedules applied or reverted", ["action"])
+SWEEP_SECONDS = Histogram(
+    "sb_presence_sweep_seconds",
+    "Time of one sweep over every tenant",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
