@@ -1,0 +1,62 @@
+"""The report writer: terminal summary, JSON and an HTML page with PNG charts, from a synthetic run."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+from switchboard.loadgen.accounting import Delivery, Sent
+from switchboard.loadgen.observations import ConversationTrack, Observations
+from switchboard.loadgen.report import build_report, terminal_summary, write_report
+from switchboard.loadgen.scenario import load_scenario
+from switchboard.loadgen.stats import AgentSession
+
+
+def _synthetic_run(drop: str | None = None) -> Observations:
+    rng = random.Random(1)
+    obs = Observations(run_name="unit", scenario="smoke", seed=1, started_at=1000.0, ended_at=1060.0)
+    for i in range(40):
+        tenant = "lg-flagship" if i % 2 else "lg-shop-01"
+        tag = f"tag{i:03d}"
+        start = 1000.0 + i
+        obs.ledger.record_sent(Sent(tag, tenant, f"k{i}", "chat", start))
+        obs.conversations[f"k{i}"] = ConversationTrack(
+            tenant,
+            "chat",
+            start,
+            offered_at=start + 0.05,
+            answered_at=start + rng.uniform(0.1, 30),
+            closed_at=start + 40,
+        )
+        obs.series.add("messages_sent", i)
+        obs.series.set(f"queue:{tenant}/presales", i, float(i % 5))
+        if tag != drop:
+            obs.ledger.record_delivery(Delivery(tag, tenant, "a1", f"c{i}", 1, "ASSIGNED", start + 0.02))
+            obs.series.add("messages_delivered", i)
+    for tenant in ("lg-flagship", "lg-shop-01"):
+        obs.agents_online[tenant] = [(1000.0, 2)]
+        obs.sessions.append(AgentSession(tenant, f"{tenant}-a1", 60.0, 30.0, 10, 3))
+        obs.sessions.append(AgentSession(tenant, f"{tenant}-a2", 60.0, 20.0, 8, 3))
+    obs.decision_latencies_s = [0.005, 0.007, 0.01]
+    return obs
+
+
+def test_report_files_are_written(tmp_path: Path) -> None:
+    scenario = load_scenario("smoke")
+    report = build_report(_synthetic_run(), scenario)
+    page = write_report(report, tmp_path / "unit")
+    assert page.read_text(encoding="utf-8").count("<img") == 5
+    for png in ("latency.png", "arrivals_queues.png", "tenant_waits.png", "occupancy.png", "erlang_c.png"):
+        assert (tmp_path / "unit" / png).stat().st_size > 1000
+    data = json.loads((tmp_path / "unit" / "report.json").read_text())
+    assert data["accounting"]["balanced"] is True
+    assert data["latency_s"]["end_to_end"]["p50"] > 0
+    assert set(data["erlang_c"]) == {"lg-flagship", "lg-shop-01"}
+
+
+def test_summary_says_when_a_message_was_lost() -> None:
+    report = build_report(_synthetic_run(drop="tag007"), load_scenario("smoke"))
+    assert report["accounting"]["lost"] == 1
+    assert report["accounting"]["examples"]["lost"] == ["tag007"]
+    assert "NOT BALANCED" in terminal_summary(report)
