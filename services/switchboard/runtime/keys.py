@@ -41,6 +41,22 @@ class Keys:
         """Sorted set: conversations waiting for a skill group, by score."""
         return self._tenant(tenant_id, "queue", group)
 
+    def queue_channel(self, tenant_id: str, group: str, channel: str) -> str:
+        """Sorted set: conversations of one channel waiting for a skill group (router), lowest score first."""
+        return self._tenant(tenant_id, "queue", f"{group}:{channel}")
+
+    def conversation_backlog(self, tenant_id: str, conversation_id: str) -> str:
+        """List: customer messages of a queued or offered conversation, held until an owner takes it (router)."""
+        return self._tenant(tenant_id, "conv", conversation_id, "backlog")
+
+    def agent_conversations(self, tenant_id: str, agent_id: str) -> str:
+        """Set: conversations an agent owns or was offered, i.e. what holds its capacity (router)."""
+        return self._tenant(tenant_id, "agent", agent_id, "conversations")
+
+    def offers(self, tenant_id: str) -> str:
+        """Sorted set: offered conversations by offer deadline (ms), swept for timeouts (router)."""
+        return self._tenant(tenant_id, "offers")
+
     def conversation(self, tenant_id: str, conversation_id: str) -> str:
         """Hash: a conversation's owner, epoch, group, channel, priority and enqueue time."""
         return self._tenant(tenant_id, "conv", conversation_id)
