@@ -1,0 +1,185 @@
+"""Agents' replies and routing decisions reach chat customers: socket on any replica, platform callback, queue."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Generator
+from typing import Any
+
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from switchboard.chat.signing import verify_body
+from switchboard.contracts import Channel, DeadLetter, OutboundMessage, RoutingEvent, RoutingEventType
+from switchboard.runtime.kafka import RecordProducer
+from switchboard.runtime.settings import ServiceSettings
+from switchboard.runtime.topics import Topics
+from switchboard.stack.procs import free_port
+from tests.helpers import eventually, read_topic
+from tests.integration.chat_service import SECRETS, chat_settings, connect, next_frame, running_chat
+
+pytestmark = pytest.mark.broker
+
+
+class _QuietServer(uvicorn.Server):
+    """A loopback receiver that leaves signal handling to the test process."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+@contextlib.asynccontextmanager
+async def platform_receiver() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
+    """A platform's callback endpoint on loopback that keeps what it got (when correctly signed)."""
+    got: list[dict[str, Any]] = []
+
+    async def callback(request: Request) -> Response:
+        body = await request.body()
+        failure = verify_body(
+            SECRETS["shop-a"].encode(),
+            request.headers.get("X-SB-Timestamp"),
+            request.headers.get("X-SB-Signature"),
+            body,
+            time.time(),
+            300,
+        )
+        if failure:
+            return Response(failure, 401)
+        got.append(json.loads(body))
+        return Response("ok")
+
+    port = free_port()
+    app = Starlette(routes=[Route("/im/callback", callback, methods=["POST"])])
+    server = _QuietServer(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="off"))
+    task = asyncio.create_task(server.serve())
+
+    async def started() -> bool:
+        return bool(server.started)
+
+    await eventually(started, 10, "callback receiver")
+    try:
+        yield f"http://127.0.0.1:{port}/im/callback", got
+    finally:
+        server.should_exit = True
+        await task
+
+
+@contextlib.asynccontextmanager
+async def producer_for(settings: ServiceSettings) -> AsyncIterator[RecordProducer]:
+    """A producer standing in for the gateway (replies) and the router (decisions)."""
+    producer = RecordProducer(settings)
+    await producer.start()
+    try:
+        yield producer
+    finally:
+        await producer.stop()
+
+
+def reply(conversation_id: str, text: str, message_id: str, tenant: str = "shop-a") -> OutboundMessage:
+    """An agent's reply as the gateway writes it."""
+    return OutboundMessage(
+        message_id=message_id,
+        tenant_id=tenant,
+        conversation_id=conversation_id,
+        channel=Channel.CHANNEL_CHAT,
+        agent_id="agent-7",
+        text=text,
+    )
+
+
+def decision(conversation_id: str, kind: RoutingEventType.ValueType, position: int = 0) -> RoutingEvent:
+    """A routing decision as the router writes it."""
+    return RoutingEvent(
+        event_id=f"ev-{conversation_id}-{kind}-{position}",
+        tenant_id="shop-a",
+        conversation_id=conversation_id,
+        type=kind,
+        channel=Channel.CHANNEL_CHAT,
+        queue_position=position,
+    )
+
+
+async def test_the_waiting_customer_sees_the_queue_then_the_reply_then_the_close(settings: ServiceSettings) -> None:
+    topics = Topics(settings.topic_prefix)
+    cs = chat_settings(settings, chat_seconds_per_queue_position=40)
+    async with running_chat(cs) as chat, producer_for(settings) as producer:
+        async with connect(chat.ws_url("shop-a", "waiting-1")) as ws:
+            conv = (await next_frame(ws, "hello"))["conversation_id"]
+            await producer.send(topics.routing, conv, decision(conv, RoutingEventType.ROUTING_EVENT_QUEUED, 3))
+            assert await next_frame(ws, "queue") == {
+                "type": "queue",
+                "conversation_id": conv,
+                "position": 3,
+                "estimated_wait_s": 120,
+            }
+            await producer.send(topics.routing, conv, decision(conv, RoutingEventType.ROUTING_EVENT_QUEUED, 1))
+            assert (await next_frame(ws, "queue"))["position"] == 1
+            email = reply(conv, "not for chat", "r-email")
+            email.channel = Channel.CHANNEL_EMAIL
+            await producer.send_many(topics.outbound, [(conv, email), (conv, reply(conv, "您好，马上为您查询", "r-1"))])
+            got = await next_frame(ws, "reply")
+            assert (got["message_id"], got["text"], got["conversation_id"]) == ("r-1", "您好，马上为您查询", conv)
+            # The same reply read twice (a consumer restart) reaches the customer once.
+            await producer.send_many(topics.outbound, [(conv, reply(conv, "您好，马上为您查询", "r-1"))])
+            await producer.send(topics.outbound, conv, reply(conv, "还有别的问题吗？", "r-2"))
+            assert (await next_frame(ws, "reply"))["message_id"] == "r-2"
+        async with connect(chat.ws_url("shop-a", "waiting-1")) as ws:
+            assert (await next_frame(ws, "hello"))["conversation_id"] == conv, "stable until closed"
+            await producer.send(topics.routing, conv, decision(conv, RoutingEventType.ROUTING_EVENT_CLOSED))
+            assert (await next_frame(ws, "closed"))["conversation_id"] == conv
+        async with connect(chat.ws_url("shop-a", "waiting-1")) as ws:
+            assert (await next_frame(ws, "hello"))["conversation_id"] != conv, "a new conversation after the close"
+
+
+async def test_without_an_open_socket_the_reply_goes_to_the_platform_callback_or_the_dlq(
+    settings: ServiceSettings,
+) -> None:
+    topics = Topics(settings.topic_prefix)
+    async with platform_receiver() as (url, got):
+        cs = chat_settings(settings, chat_tenant_callbacks={"shop-a": url})
+        async with running_chat(cs) as chat, producer_for(settings) as producer:
+            async with connect(chat.ws_url("shop-a", "gone-1")) as ws:
+                conv_a = (await next_frame(ws, "hello"))["conversation_id"]
+            async with connect(chat.ws_url("shop-b", "gone-2")) as ws:
+                conv_b = (await next_frame(ws, "hello"))["conversation_id"]
+            await producer.send(topics.outbound, conv_a, reply(conv_a, "已为您退款", "r-a"))
+            await producer.send(topics.outbound, conv_b, reply(conv_b, "hello", "r-b", tenant="shop-b"))
+
+            async def called_back() -> bool:
+                return len(got) == 1
+
+            await eventually(called_back, 20, "platform callback")
+            letters = await read_topic(settings.kafka_bootstrap, topics.dlq, 1)
+    assert got[0]["tenant_id"] == "shop-a" and got[0]["customer_id"] == "gone-1"
+    assert (got[0]["type"], got[0]["text"], got[0]["conversation_id"]) == ("reply", "已为您退款", conv_a)
+    letter = letters[0][1]
+    assert isinstance(letter, DeadLetter) and letter.error_type == "undeliverable"
+    assert letter.tenant_id == "shop-b" and "callback" in letter.reason
+
+
+async def test_a_reply_reaches_the_socket_whichever_replica_holds_it(settings: ServiceSettings) -> None:
+    topics = Topics(settings.topic_prefix)
+    async with (
+        running_chat(chat_settings(settings, instance_id="chat-1")) as one,
+        running_chat(chat_settings(settings, instance_id="chat-2")) as two,
+        producer_for(settings) as producer,
+        contextlib.AsyncExitStack() as stack,
+    ):
+        sockets = []
+        for i in range(6):
+            replica = (one, two)[i % 2]
+            ws = await stack.enter_async_context(connect(replica.ws_url("shop-a", f"multi-{i}")))
+            sockets.append((ws, (await next_frame(ws, "hello"))["conversation_id"]))
+        await producer.send_many(
+            topics.outbound, [(conv, reply(conv, f"answer {i}", f"r-{i}")) for i, (_, conv) in enumerate(sockets)]
+        )
+        for i, (ws, _) in enumerate(sockets):
+            assert (await next_frame(ws, "reply", timeout=30))["text"] == f"answer {i}"
