@@ -23,19 +23,24 @@ class CallTurn:
     def __init__(self, next_seq: int) -> None:
         self.next_seq = next_seq
         self.changed = asyncio.Condition()
+        self.waiting = 0  # deliveries waiting for a predecessor right now (tests and debugging look at it)
 
     async def wait_for(self, seq: int, window_s: float) -> bool:
         """Wait until next_seq >= seq; False when the window ran out first (the gap will be skipped)."""
         deadline = time.monotonic() + window_s
         async with self.changed:
-            while self.next_seq < seq:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                try:
-                    await asyncio.wait_for(self.changed.wait(), left)
-                except TimeoutError:
-                    return self.next_seq >= seq
+            self.waiting += 1
+            try:
+                while self.next_seq < seq:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return False
+                    try:
+                        await asyncio.wait_for(self.changed.wait(), left)
+                    except TimeoutError:
+                        return self.next_seq >= seq
+            finally:
+                self.waiting -= 1
         return True
 
     async def advance(self, next_seq: int) -> None:
@@ -52,6 +57,11 @@ class Sequencer:
     def __init__(self, window_s: float) -> None:
         self.window_s = window_s
         self._turns: OrderedDict[tuple[str, str], CallTurn] = OrderedDict()
+
+    def waiting(self, tenant_id: str, call_id: str) -> int:
+        """How many deliveries of a call wait for a predecessor."""
+        turn = self._turns.get((tenant_id, call_id))
+        return turn.waiting if turn else 0
 
     async def turn(self, tenant_id: str, call_id: str, load: Callable[[], Awaitable[int]]) -> CallTurn:
         """The call's turn object (loading next_seq with `load` the first time)."""
