@@ -1,0 +1,359 @@
+"""The operator HTTP API of presence: surge controls, live agent changes, who is where, and the audit log.
+
+Every route is under `/v1/operator/tenants/{tenant_id}` and needs `Authorization: Bearer <token>`: a missing or
+unknown token is 401, a token not granted the tenant is 403 (tokens are scoped per tenant; `"*"` grants all).
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections import Counter, defaultdict
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import AwareDatetime, BaseModel, Field, model_validator
+
+from switchboard.presence.audit import AuditEntry
+from switchboard.presence.control import ControlError, SurgeControl
+from switchboard.presence.model import AgentState, Status
+from switchboard.presence.roster import ChannelSlots, Ident, RosterAgent
+from switchboard.presence.settings import OperatorGrant
+from switchboard.presence.store import AgentOffline, UnknownAgent
+from switchboard.presence.surge import MAX_FACTOR, SurgeProfile, SurgeSchedule
+
+_bearer = HTTPBearer(auto_error=False, description="An operator token from SB_OPERATOR_TOKENS")
+
+
+class AgentView(BaseModel):
+    """An agent as operators see it: status, skills, capacity and the load the router wrote."""
+
+    agent_id: str
+    display_name: str
+    status: Status
+    status_since_ms: int
+    groups: list[str]
+    languages: list[str]
+    capacity: dict[str, int]
+    effective_capacity: dict[str, int]
+    used: dict[str, int]
+    load: float
+    multiplier: float
+    temporary: bool
+    last_heartbeat_ms: int
+
+    @classmethod
+    def of(cls, state: AgentState) -> AgentView:
+        """The view of one agent state."""
+        return cls(
+            agent_id=state.agent_id,
+            display_name=state.display_name,
+            status=state.status,
+            status_since_ms=state.status_since_ms,
+            groups=state.groups,
+            languages=state.languages,
+            capacity=state.capacity,
+            effective_capacity=state.effective_capacity(),
+            used=state.used,
+            load=round(state.load(), 3),
+            multiplier=state.multiplier,
+            temporary=state.temporary,
+            last_heartbeat_ms=state.last_heartbeat_ms,
+        )
+
+
+class WhereView(BaseModel):
+    """Who is where: agents, counts by status, and counts by group and status."""
+
+    agents: list[AgentView]
+    by_status: dict[str, int]
+    by_group: dict[str, dict[str, int]]
+    active_profile: str | None
+
+
+class CapacityRequest(BaseModel):
+    """Set the capacity multiplier of a tenant's agents, or of one group's, to `factor` (1 = normal)."""
+
+    factor: float = Field(gt=0, le=MAX_FACTOR)
+    group: Ident | None = None
+
+
+class ChangedView(BaseModel):
+    """Agents whose record changed."""
+
+    changed: list[str]
+
+
+class AgentChanges(BaseModel):
+    """Live changes to an agent; omitted fields stay as they are."""
+
+    groups: list[Ident] | None = None
+    languages: list[str] | None = None
+    capacity: ChannelSlots | None = None
+    display_name: str | None = None
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> AgentChanges:
+        if not self.model_fields_set:
+            raise ValueError("nothing to change")
+        return self
+
+
+class StatusRequest(BaseModel):
+    """An operator sets an agent's status (offline agents come back only by logging in)."""
+
+    status: Status
+    reason: str = ""
+
+
+class TemporaryAgent(BaseModel):
+    """A surge helper: skills, languages, capacity; offline until it logs in through the gateway."""
+
+    agent_id: Ident
+    display_name: str = ""
+    groups: list[Ident] = Field(min_length=1)
+    languages: list[str] = Field(default_factory=list)
+    capacity: ChannelSlots = Field(default_factory=ChannelSlots)
+
+
+class TemporaryAgentsRequest(BaseModel):
+    """Agents to add in bulk."""
+
+    agents: list[TemporaryAgent] = Field(min_length=1, max_length=5000)
+
+
+class RemoveRequest(BaseModel):
+    """Temporary agents to remove in bulk."""
+
+    agent_ids: list[Ident] = Field(min_length=1, max_length=5000)
+
+
+class ActivateRequest(BaseModel):
+    """The profile to switch on."""
+
+    profile: Ident
+
+
+class ScheduleRequest(BaseModel):
+    """A window, with time zone (e.g. `2026-11-11T00:00:00+08:00` to `2026-11-11T02:00:00+08:00`)."""
+
+    profile: Ident
+    start: AwareDatetime
+    end: AwareDatetime
+
+
+class SurgeView(BaseModel):
+    """A tenant's surge profiles, the one in force, and its schedules."""
+
+    profiles: dict[str, SurgeProfile]
+    active_profile: str | None
+    schedules: list[SurgeSchedule]
+
+
+def _grants(request: Request) -> list[OperatorGrant]:
+    grants: list[OperatorGrant] = request.app.state.operator_grants
+    return grants
+
+
+def operator_for_tenant(
+    request: Request,
+    tenant_id: Annotated[Ident, Path(description="The shop")],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> OperatorGrant:
+    """The operator behind the bearer token, if it may act on this tenant (else 401 / 403)."""
+    unauthorized = HTTPException(
+        status.HTTP_401_UNAUTHORIZED, "missing or unknown operator token", {"WWW-Authenticate": "Bearer"}
+    )
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise unauthorized
+    presented = credentials.credentials.encode()
+    grant = next((g for g in _grants(request) if hmac.compare_digest(g.token.encode(), presented)), None)
+    if grant is None:
+        raise unauthorized
+    if not grant.allows(tenant_id):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"operator {grant.name} may not control tenant {tenant_id}")
+    return grant
+
+
+Operator = Annotated[OperatorGrant, Depends(operator_for_tenant)]
+
+
+def _control(request: Request) -> SurgeControl:
+    control: SurgeControl = request.app.state.surge_control
+    return control
+
+
+Control = Annotated[SurgeControl, Depends(_control)]
+
+
+def _actor(grant: OperatorGrant) -> str:
+    return f"operator:{grant.name}"
+
+
+router = APIRouter(prefix="/v1/operator/tenants/{tenant_id}", tags=["operator"])
+
+
+@router.get("/agents", summary="Who is where")
+async def where(
+    tenant_id: str,
+    operator: Operator,
+    control: Control,
+    status_filter: Annotated[Status | None, Query(alias="status")] = None,
+    group: Annotated[str | None, Query()] = None,
+) -> WhereView:
+    """Agents of the tenant (optionally of one status / group) with load, and counts by status and group."""
+    agents = await control.store.list_agents(tenant_id)
+    if status_filter is not None:
+        agents = [a for a in agents if a.status is status_filter]
+    if group is not None:
+        agents = [a for a in agents if group in a.groups]
+    by_group: dict[str, Counter[str]] = defaultdict(Counter)
+    for agent in agents:
+        for g in agent.groups:
+            by_group[g][agent.status.value] += 1
+    return WhereView(
+        agents=[AgentView.of(a) for a in agents],
+        by_status=dict(Counter(a.status.value for a in agents)),
+        by_group={g: dict(c) for g, c in sorted(by_group.items())},
+        active_profile=await control.active_profile_name(tenant_id),
+    )
+
+
+@router.patch("/agents/{agent_id}", summary="Change an agent's skills, languages or capacity live")
+async def update_agent(
+    tenant_id: str, agent_id: Ident, body: AgentChanges, operator: Operator, control: Control
+) -> AgentView:
+    """Apply the changes at once; the router gets the agent's new AgentPresence record."""
+    changes: dict[str, Any] = body.model_dump(exclude_unset=True)
+    if body.capacity is not None:
+        changes["capacity"] = body.capacity.as_dict()
+    try:
+        await control.update_agent(tenant_id, agent_id, changes, _actor(operator))
+    except ControlError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+    return AgentView.of(await _agent(control, tenant_id, agent_id))
+
+
+@router.put("/agents/{agent_id}/status", summary="Set an agent's status")
+async def set_status(
+    tenant_id: str, agent_id: Ident, body: StatusRequest, operator: Operator, control: Control
+) -> AgentView:
+    """Set the status as an operator (e.g. away during a meeting); an offline agent must log in itself."""
+    try:
+        await control.set_status(tenant_id, agent_id, body.status, body.reason, _actor(operator))
+    except UnknownAgent as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no agent {agent_id}") from exc
+    except AgentOffline as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"{agent_id} is offline") from exc
+    return AgentView.of(await _agent(control, tenant_id, agent_id))
+
+
+async def _agent(control: SurgeControl, tenant_id: str, agent_id: str) -> AgentState:
+    state = await control.store.get_agent(tenant_id, agent_id)
+    if state is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no agent {agent_id}")
+    return state
+
+
+@router.post("/capacity", summary="Raise or lower capacity by a factor")
+async def scale_capacity(tenant_id: str, body: CapacityRequest, operator: Operator, control: Control) -> ChangedView:
+    """Every agent of the tenant (or of `group`) gets `multiplier = factor`; effective slots are
+    floor(cap × factor). The router reacts to the AgentPresence records at once."""
+    changed = await control.scale_capacity(tenant_id, body.factor, _actor(operator), body.group)
+    return ChangedView(changed=changed)
+
+
+@router.post("/temporary-agents", summary="Add temporary agents in bulk", status_code=201)
+async def add_temporary(
+    tenant_id: str, body: TemporaryAgentsRequest, operator: Operator, control: Control
+) -> ChangedView:
+    """Create surge helpers (offline until they log in); an active surge profile's factor applies to them."""
+    agents = [RosterAgent(**a.model_dump(), temporary=True) for a in body.agents]
+    try:
+        added = await control.add_temporary_agents(tenant_id, agents, _actor(operator))
+    except ControlError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    return ChangedView(changed=added)
+
+
+@router.post("/temporary-agents/remove", summary="Remove temporary agents in bulk")
+async def remove_temporary(tenant_id: str, body: RemoveRequest, operator: Operator, control: Control) -> dict[str, str]:
+    """Each agent goes offline (its conversations go back to the queue) and leaves every group.
+    Rostered agents are refused; the answer says what happened to each id."""
+    return await control.remove_temporary_agents(tenant_id, body.agent_ids, _actor(operator))
+
+
+@router.get("/surge", summary="Surge profiles, the one in force, and schedules")
+async def surge(tenant_id: str, operator: Operator, control: Control) -> SurgeView:
+    """The tenant's surge configuration."""
+    return SurgeView(
+        profiles=await control.profiles(tenant_id),
+        active_profile=await control.active_profile_name(tenant_id),
+        schedules=await control.schedules(tenant_id),
+    )
+
+
+@router.put("/surge/profiles/{name}", summary="Define a surge profile")
+async def put_profile(
+    tenant_id: str, name: Ident, body: SurgeProfile, operator: Operator, control: Control
+) -> SurgeView:
+    """Create or replace a profile; if it is in force its new factors apply at once."""
+    await control.put_profile(tenant_id, name, body, _actor(operator))
+    return await surge(tenant_id, operator, control)
+
+
+@router.post("/surge/activate", summary="Switch a surge profile on")
+async def activate(tenant_id: str, body: ActivateRequest, operator: Operator, control: Control) -> ChangedView:
+    """Every agent's multiplier becomes the profile's factor for its groups."""
+    try:
+        return ChangedView(changed=await control.activate(tenant_id, body.profile, _actor(operator)))
+    except ControlError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+
+
+@router.post("/surge/deactivate", summary="Switch the surge profile off")
+async def deactivate(tenant_id: str, operator: Operator, control: Control) -> ChangedView:
+    """Every agent's multiplier goes back to 1."""
+    return ChangedView(changed=await control.deactivate(tenant_id, _actor(operator)))
+
+
+@router.post("/surge/schedules", summary="Schedule a surge profile for a time window", status_code=201)
+async def schedule(tenant_id: str, body: ScheduleRequest, operator: Operator, control: Control) -> SurgeSchedule:
+    """The sweep switches the profile on at `start` and off at `end` (whichever presence replica sweeps first)."""
+    try:
+        window = SurgeSchedule(profile=body.profile, start_ms=_ms(body.start), end_ms=_ms(body.end))
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    try:
+        return await control.schedule(tenant_id, window, _actor(operator))
+    except ControlError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+
+
+@router.delete("/surge/schedules/{schedule_id}", summary="Cancel a schedule")
+async def cancel_schedule(tenant_id: str, schedule_id: str, operator: Operator, control: Control) -> SurgeSchedule:
+    """A pending window never starts; an active one ends now."""
+    try:
+        return await control.cancel_schedule(tenant_id, schedule_id, _actor(operator))
+    except ControlError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+
+
+@router.get("/audit", summary="The audit log of operator controls")
+async def audit(
+    tenant_id: str, operator: Operator, control: Control, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> list[AuditEntry]:
+    """Newest first."""
+    return await control.audit.read(tenant_id, limit)
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def mount_operator_api(app: FastAPI, control: SurgeControl, grants: list[OperatorGrant]) -> None:
+    """Add the operator routes to a service's app."""
+    app.state.surge_control = control
+    app.state.operator_grants = grants
+    app.include_router(router)

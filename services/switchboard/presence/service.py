@@ -1,0 +1,43 @@
+"""Wiring of the presence service: clients, store, roster, sweep and the operator API on the runtime's app."""
+
+from __future__ import annotations
+
+from switchboard.presence.api import mount_operator_api
+from switchboard.presence.audit import AuditLog
+from switchboard.presence.control import SurgeControl
+from switchboard.presence.roster import load_roster
+from switchboard.presence.settings import PresenceSettings
+from switchboard.presence.store import PresenceStore
+from switchboard.presence.sweep import Sweeper
+from switchboard.runtime.keys import Keys
+from switchboard.runtime.logs import get_logger
+from switchboard.runtime.redis_client import redis_client
+from switchboard.runtime.service import ServiceRuntime
+
+log = get_logger(__name__)
+
+
+async def run(settings: PresenceSettings) -> None:
+    """Run presence until SIGTERM: load the roster, sweep, serve the operator API."""
+    runtime = ServiceRuntime(settings)
+    runtime.app.title = "switchboard presence operator API"
+    redis = redis_client(settings)
+    runtime.add_closer(redis.aclose)
+    producer = await runtime.start_producer()
+    store = PresenceStore(redis, Keys(settings.key_prefix), producer, wrap_up_s=settings.wrap_up_s)
+    if settings.load_roster_on_start:
+        await store.load_roster(load_roster(settings.roster_path or None))
+    control = SurgeControl(store, AuditLog(redis, store.keys, settings.audit_maxlen))
+    sweeper = Sweeper(
+        store,
+        control,
+        grace_s=settings.heartbeat_grace_s,
+        interval_s=settings.sweep_interval_s,
+        republish_after_s=settings.republish_after_s,
+    )
+    runtime.add_worker("sweep", sweeper.run, stop=sweeper.stop)
+    runtime.add_ready_check("sweep", lambda: sweeper.healthy)
+    mount_operator_api(runtime.app, control, settings.operator_tokens)
+    if not settings.operator_tokens:
+        log.warning("operator_api_disabled", reason="SB_OPERATOR_TOKENS is empty: every operator call is 401")
+    await runtime.serve()
