@@ -1,0 +1,261 @@
+"""The gateway's HTTP surface: POST /login issues desk tokens, /desk is the agent desktop websocket."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Annotated, Any
+
+from fastapi import FastAPI, HTTPException, WebSocket
+from pydantic import BaseModel, Field
+from redis.asyncio import Redis
+
+from switchboard.gateway.commands import DeskCommands
+from switchboard.gateway.hub import SESSION_PREFIX, DeskHub
+from switchboard.gateway.metrics import AUTH_REFUSED, COMMANDS
+from switchboard.gateway.protocol import (
+    CloseCode,
+    Command,
+    CommandBucket,
+    FrameError,
+    Hello,
+    error_frame,
+    parse_command,
+    parse_hello,
+    result_frame,
+)
+from switchboard.gateway.session import DeskSession
+from switchboard.gateway.settings import GatewaySettings
+from switchboard.gateway.snapshot import build_snapshot
+from switchboard.gateway.tokens import DeskClaims, TokenRefused, issue_token, verify_token
+from switchboard.presence.roster import Roster
+from switchboard.presence.store import AgentOffline, HeartbeatResult, PresenceStore, StaleSession, UnknownAgent
+from switchboard.runtime.errors import BrokerUnavailable
+from switchboard.runtime.keys import Keys
+from switchboard.runtime.logs import get_logger
+
+log = get_logger(__name__)
+
+
+class LoginRequest(BaseModel):
+    """Dev login: an agent of the roster with its password."""
+
+    tenant_id: Annotated[str, Field(max_length=64)]
+    agent_id: Annotated[str, Field(max_length=64)]
+    password: Annotated[str, Field(max_length=256)]
+
+
+class LoginResponse(BaseModel):
+    """A desk token for the websocket's auth frame."""
+
+    token: str
+    token_type: str = "Bearer"
+    expires_in: int
+    tenant_id: str
+    agent_id: str
+
+
+class _Closed(Exception):
+    """The socket was closed (by us with a code, or by the peer)."""
+
+
+class Gateway:
+    """Everything one gateway replica needs to serve desktops; `install` mounts its routes on an app."""
+
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        secret: str,
+        redis: Redis,
+        roster: Roster,
+        presence: PresenceStore,
+        commands: DeskCommands,
+        hub: DeskHub,
+    ) -> None:
+        self.settings = settings
+        self.secret = secret
+        self.redis = redis
+        self.keys = Keys(settings.key_prefix)
+        self.roster = roster
+        self.presence = presence
+        self.commands = commands
+        self.hub = hub
+
+    def install(self, app: FastAPI) -> None:
+        """Add POST /login and the /desk websocket to `app`."""
+
+        @app.post("/login", response_model=LoginResponse, responses={401: {"description": "unknown agent"}})
+        async def login(body: LoginRequest) -> LoginResponse:
+            """Issue a short-lived desk token for a configured agent."""
+            if self.roster.check_login(body.tenant_id, body.agent_id, body.password) is None:
+                raise HTTPException(status_code=401, detail="unknown tenant, agent or password")
+            token = issue_token(self.secret, body.tenant_id, body.agent_id, self.settings.token_ttl_s)
+            return LoginResponse(
+                token=token, expires_in=self.settings.token_ttl_s, tenant_id=body.tenant_id, agent_id=body.agent_id
+            )
+
+        @app.websocket("/desk")
+        async def desk(websocket: WebSocket) -> None:
+            await self.serve_socket(websocket)
+
+    def stop_sessions(self) -> None:
+        """Shutdown: tell every desktop to reconnect (to another replica) with 1012."""
+        for session in list(self.hub.sessions.values()):
+            self.hub.spawn(session.close(CloseCode.SERVICE_RESTART, "gateway restarting; reconnect"))
+
+    # --- auth -----------------------------------------------------------------------------------------------------
+
+    async def _refuse(self, websocket: WebSocket, code: CloseCode, reason: str) -> None:
+        AUTH_REFUSED.labels(str(int(code))).inc()
+        log.info("desk_refused", code=int(code), reason=reason)
+        await websocket.close(code=int(code), reason=reason)
+
+    async def _authenticate(self, websocket: WebSocket) -> tuple[DeskClaims, Hello] | None:
+        """Origin, URL and the first frame; None after closing the socket with the reason."""
+        origin = websocket.headers.get("origin")
+        await websocket.accept()
+        if any(name.lower() in ("token", "access_token", "jwt", "auth") for name in websocket.query_params):
+            await self._refuse(websocket, CloseCode.TOKEN_IN_URL, "tokens are not accepted in the URL")
+            return None
+        if origin is not None and origin not in self.settings.allowed_origins:
+            await self._refuse(websocket, CloseCode.ORIGIN_NOT_ALLOWED, "origin not allowed")
+            return None
+        try:
+            raw = await self._receive_text(websocket, timeout=self.settings.auth_timeout_s)
+        except TimeoutError:
+            await self._refuse(websocket, CloseCode.AUTH_TIMEOUT, "no auth frame in time")
+            return None
+        return None if raw is None else await self._check_hello(websocket, raw)
+
+    async def _check_hello(self, websocket: WebSocket, raw: str) -> tuple[DeskClaims, Hello] | None:
+        try:
+            hello = parse_hello(raw)
+            claims = verify_token(self.secret, hello.token)
+        except FrameError as exc:
+            await self._refuse(websocket, CloseCode.PROTOCOL_ERROR, exc.detail)
+            return None
+        except TokenRefused as exc:
+            await self._refuse(websocket, exc.code, exc.reason)
+            return None
+        known = self.roster.agent(claims.tenant_id, claims.agent_id) is not None
+        if not known or (hello.tenant is not None and hello.tenant != claims.tenant_id):
+            await self._refuse(websocket, CloseCode.WRONG_TENANT, "token is not for this tenant")
+            return None
+        return claims, hello
+
+    async def _receive_text(self, websocket: WebSocket, timeout: float | None = None) -> str | None:
+        """The next text frame; None when the peer left or after closing for a bad frame."""
+        async with asyncio.timeout(timeout):
+            message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return None
+        text: str | None = message.get("text")
+        if text is None:
+            await websocket.close(CloseCode.PROTOCOL_ERROR, "frames must be text (JSON)")
+            return None
+        if len(text) > self.settings.max_frame_bytes:
+            await websocket.close(CloseCode.MESSAGE_TOO_BIG, f"frames are limited to {self.settings.max_frame_bytes}")
+            return None
+        return text
+
+    # --- the session ----------------------------------------------------------------------------------------------
+
+    async def serve_socket(self, websocket: WebSocket) -> None:
+        """One desktop connection, from auth to disconnect."""
+        auth = await self._authenticate(websocket)
+        if auth is None:
+            return
+        claims, hello = auth
+        tenant, agent = claims.tenant_id, claims.agent_id
+        try:
+            epoch = await self.presence.login(tenant, agent, gateway_instance=self.settings.instance_id)
+        except UnknownAgent:
+            await self._refuse(websocket, CloseCode.WRONG_TENANT, "agent not known in this tenant")
+            return
+        await self.redis.publish(self.keys.desk_notify(tenant), f"{agent} {SESSION_PREFIX}{epoch}")
+        snapshot = await build_snapshot(
+            self.redis, self.keys, tenant, agent, hello.resume_after, self.settings.snapshot_messages, epoch
+        )
+
+        async def close(code: int, reason: str) -> None:
+            await websocket.close(code=code, reason=reason)
+
+        session = DeskSession(tenant, agent, epoch, websocket.send_text, close, self.settings.send_queue_max)
+        session.last_sent = session.acked = session.trim_requested = snapshot.as_of_seq
+        await websocket.send_text(snapshot.frame)
+        older = self.hub.register(session)
+        if older is not None:
+            await older.close(CloseCode.SUPERSEDED, "a newer session of this agent logged in")
+        log.info("desk_connected", tenant_id=tenant, agent_id=agent, session_epoch=epoch, resumed=snapshot.resumed)
+        try:
+            await self._command_loop(websocket, session)
+        finally:
+            self.hub.unregister(session)
+            if session.writer is not None:
+                session.writer.cancel()
+            log.info("desk_disconnected", tenant_id=tenant, agent_id=agent, session_epoch=epoch)
+
+    async def _command_loop(self, websocket: WebSocket, session: DeskSession) -> None:
+        bucket = CommandBucket(self.settings.command_rate, self.settings.command_burst, time.monotonic())
+        while not session.closed:
+            raw = await self._receive_text(websocket)
+            if raw is None:
+                return
+            try:
+                cmd = parse_command(raw)
+            except FrameError as exc:
+                await session.send(error_frame(exc.code, exc.detail, exc.ref))
+                continue
+            if cmd.type == "ack":
+                self.hub.acked(session, cmd.seq)
+                continue
+            left = bucket.take(time.monotonic())
+            if left < -self.settings.command_burst:
+                await session.close(CloseCode.RATE_LIMITED, "too many commands")
+                return
+            if left < 0:
+                COMMANDS.labels(cmd.type, "rate_limited").inc()
+                await session.send(error_frame("rate_limited", "too many commands; slow down", cmd.ref))
+                continue
+            await self._dispatch(session, cmd)
+
+    async def _dispatch(self, session: DeskSession, cmd: Command) -> None:
+        try:
+            fields = await self._run(session, cmd)
+        except FrameError as exc:
+            COMMANDS.labels(cmd.type, exc.code).inc()
+            await session.send(error_frame(exc.code, exc.detail, cmd.ref))
+            return
+        except BrokerUnavailable:
+            COMMANDS.labels(cmd.type, "retry_later").inc()
+            await session.send(error_frame("retry_later", "could not record the command; send it again", cmd.ref))
+            return
+        except StaleSession:
+            await session.close(CloseCode.SUPERSEDED, "a newer session of this agent logged in")
+            return
+        except (AgentOffline, UnknownAgent):
+            await session.close(CloseCode.SESSION_ENDED, "the agent is offline; log in again")
+            return
+        if fields is not None:
+            await session.send(result_frame(cmd.ref, **fields))
+
+    async def _run(self, session: DeskSession, cmd: Command) -> dict[str, Any] | None:
+        """Do one command; the fields of its result frame, or None to close the session (already closed)."""
+        if cmd.type == "reply":
+            return {"message_id": await self.commands.reply(session, cmd)}
+        if cmd.type == "typing":
+            await self.commands.typing(session, cmd)
+            return {}
+        if cmd.type == "heartbeat":
+            beat = await self.presence.heartbeat(session.tenant_id, session.agent_id, session.session_epoch)
+            if beat is HeartbeatResult.STALE_SESSION:
+                raise StaleSession(0)
+            if beat is HeartbeatResult.OFFLINE:
+                raise AgentOffline("offline")
+            return {}
+        if cmd.type == "set_status":
+            state = await self.presence.set_status(
+                session.tenant_id, session.agent_id, cmd.status, "agent", session.session_epoch, cmd.reason
+            )
+            return {"status": state.status.value}
+        return {"epoch": await self.commands.act(session, cmd)}

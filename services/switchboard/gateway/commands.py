@@ -1,0 +1,150 @@
+"""Client commands: checked against the agent's tenant and ownership in Redis, then sent on as records.
+
+Every key is built from the tenant in the agent's token, never from the frame, so a conversation id of another
+shop names a key that does not exist: an agent of shop A can neither read nor act on shop B's conversations.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from switchboard.contracts import AgentCommand, AgentCommandType, Channel, MessageKind, OutboundMessage
+from switchboard.gateway.metrics import COMMANDS
+from switchboard.gateway.protocol import CONVERSATION_COMMANDS, Command, FrameError
+from switchboard.gateway.session import DeskSession
+from switchboard.runtime.kafka import RecordProducer, now_timestamp
+from switchboard.runtime.keys import Keys
+from switchboard.runtime.topics import Topics
+
+_CHANNELS = {"chat": Channel.CHANNEL_CHAT, "email": Channel.CHANNEL_EMAIL, "phone": Channel.CHANNEL_PHONE}
+
+
+@dataclass(frozen=True)
+class ConversationState:
+    """The router's conversation hash, as far as the gateway needs it."""
+
+    exists: bool
+    owner: str
+    epoch: int
+    state: str
+    offer_agent: str
+    channel: str
+    customer_id: str
+
+
+def _text(value: bytes | str | None) -> str:
+    if isinstance(value, bytes):
+        return value.decode()
+    return value or ""
+
+
+def command_id(session: DeskSession, cmd: Command) -> str:
+    """The idempotency id of a command: the same client `id` resent (after a reconnect) gives the same id."""
+    if not cmd.ref:
+        return uuid.uuid4().hex
+    raw = f"{session.tenant_id}\x00{session.agent_id}\x00{cmd.type}\x00{cmd.conversation_id}\x00{cmd.ref}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
+def check_conversation(agent_id: str, cmd: Command, conv: ConversationState) -> int:
+    """The epoch the command acts under, or FrameError when this agent may not do it (pure)."""
+    if not conv.exists:
+        raise FrameError("not_found", "no such conversation", cmd.ref)
+    if cmd.type in ("accept", "decline"):
+        if conv.owner == agent_id and cmd.type == "accept":
+            return conv.epoch  # accepted already (a resend): the router ignores the duplicate
+        if conv.offer_agent != agent_id or conv.state != "offered":
+            raise FrameError("not_offered", "this conversation is not offered to you", cmd.ref)
+    elif conv.owner != agent_id or conv.state == "closed":
+        raise FrameError("not_owner", "you do not own this conversation", cmd.ref)
+    if cmd.epoch and cmd.epoch != conv.epoch:
+        raise FrameError("stale_epoch", f"the conversation is at epoch {conv.epoch}", cmd.ref)
+    return conv.epoch
+
+
+class DeskCommands:
+    """Turns checked client commands into AgentCommand and OutboundMessage records."""
+
+    def __init__(self, redis: Redis, keys: Keys, producer: RecordProducer, topics: Topics) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.producer = producer
+        self.topics = topics
+
+    async def conversation(self, tenant_id: str, conversation_id: str) -> ConversationState:
+        """Read the conversation hash of this tenant."""
+        fields = ["owner", "epoch", "state", "offer_agent", "channel", "customer_id"]
+        values = await self.redis.hmget(self.keys.conversation(tenant_id, conversation_id), fields)
+        owner, epoch, state, offer_agent, channel, customer = (_text(v) for v in values)
+        return ConversationState(
+            exists=any(v is not None for v in values),
+            owner=owner,
+            epoch=int(epoch or 0),
+            state=state,
+            offer_agent=offer_agent,
+            channel=channel,
+            customer_id=customer,
+        )
+
+    async def act(self, session: DeskSession, cmd: Command) -> int:
+        """accept / decline / close / transfer: an AgentCommand on the commands topic; returns its epoch."""
+        conv = await self.conversation(session.tenant_id, cmd.conversation_id)
+        epoch = check_conversation(session.agent_id, cmd, conv)
+        record = AgentCommand(
+            command_id=command_id(session, cmd),
+            tenant_id=session.tenant_id,
+            agent_id=session.agent_id,
+            conversation_id=cmd.conversation_id,
+            type=CONVERSATION_COMMANDS[cmd.type],
+            epoch=epoch,
+            reason=cmd.reason,
+            wrap_up_code=cmd.wrap_up_code,
+            transfer_to_agent=cmd.to_agent,
+            transfer_to_group=cmd.to_group,
+            at=now_timestamp(),
+            session_epoch=session.session_epoch,
+        )
+        if record.type == AgentCommandType.AGENT_COMMAND_TRANSFER and cmd.to_agent == session.agent_id:
+            raise FrameError("bad_field", "cannot transfer a conversation to yourself", cmd.ref)
+        await self.producer.send(self.topics.commands, cmd.conversation_id, record)
+        COMMANDS.labels(cmd.type, "sent").inc()
+        return epoch
+
+    async def reply(self, session: DeskSession, cmd: Command) -> str:
+        """An OutboundMessage, only from the current owner at the current epoch; returns its message id."""
+        conv = await self.conversation(session.tenant_id, cmd.conversation_id)
+        check_conversation(session.agent_id, cmd, conv)
+        if cmd.epoch != conv.epoch:
+            raise FrameError("stale_epoch", f"the conversation is at epoch {conv.epoch}", cmd.ref)
+        source = cmd.client_message_id or cmd.ref
+        message_id = command_id(session, Command("reply", source, cmd.conversation_id)) if source else uuid.uuid4().hex
+        record = OutboundMessage(
+            message_id=message_id,
+            tenant_id=session.tenant_id,
+            conversation_id=cmd.conversation_id,
+            channel=_channel(conv.channel),
+            agent_id=session.agent_id,
+            epoch=conv.epoch,
+            sent_at=now_timestamp(),
+            kind=MessageKind.MESSAGE_KIND_TEXT,
+            text=cmd.text,
+            customer_id=conv.customer_id,
+        )
+        await self.producer.send(self.topics.outbound, cmd.conversation_id, record)
+        COMMANDS.labels("reply", "sent").inc()
+        return message_id
+
+    async def typing(self, session: DeskSession, cmd: Command) -> None:
+        """Typing indicators are checked for ownership; forwarding them to the customer is not built yet."""
+        conv = await self.conversation(session.tenant_id, cmd.conversation_id)
+        check_conversation(session.agent_id, cmd, conv)
+
+
+def _channel(value: str) -> Channel.ValueType:
+    if value.isdigit():
+        return Channel.ValueType(int(value))
+    return _CHANNELS.get(value.lower(), Channel.CHANNEL_UNSPECIFIED)

@@ -1,0 +1,12 @@
+"""The gateway's Prometheus metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+SOCKETS = Gauge("sb_gateway_sockets", "Authenticated desktop sockets on this replica")
+SOCKETS_STALLED = Gauge("sb_gateway_sockets_stalled", "Sockets whose send queue is full (outbox reads paused)")
+EVENTS_SENT = Counter("sb_gateway_events_sent_total", "Desk events queued to desktop sockets")
+AUTH_REFUSED = Counter("sb_gateway_auth_refused_total", "Sockets closed before a session started", ["code"])
+COMMANDS = Counter("sb_gateway_commands_total", "Client commands by type and outcome", ["type", "outcome"])
+TRIMS = Counter("sb_gateway_outbox_trims_total", "Outbox trims after acks (folded into the desk view)")

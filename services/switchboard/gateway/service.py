@@ -1,0 +1,74 @@
+"""Building a gateway replica from its settings: clients, the hub, the routes and the workers."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from redis.asyncio import Redis
+
+from switchboard.gateway.app import Gateway
+from switchboard.gateway.commands import DeskCommands
+from switchboard.gateway.hub import DeskHub
+from switchboard.gateway.settings import GatewaySettings
+from switchboard.presence.roster import load_roster
+from switchboard.presence.store import PresenceStore
+from switchboard.runtime.kafka import RecordProducer
+from switchboard.runtime.keys import Keys
+from switchboard.runtime.logs import get_logger
+from switchboard.runtime.redis_client import redis_client
+from switchboard.runtime.service import ServiceRuntime
+from switchboard.runtime.topics import Topics
+
+log = get_logger(__name__)
+
+Worker = tuple[str, Callable[[], Coroutine[Any, Any, None]]]
+
+
+def jwt_secret(settings: GatewaySettings) -> str:
+    """The configured token secret, or a random one for a single dev replica (logged as a warning)."""
+    if settings.jwt_secret is not None and settings.jwt_secret.get_secret_value():
+        return settings.jwt_secret.get_secret_value()
+    log.warning("jwt_secret_generated", detail="SB_JWT_SECRET unset: tokens are valid on this replica only")
+    return secrets.token_urlsafe(32)
+
+
+def assemble(settings: GatewaySettings, redis: Redis, producer: RecordProducer) -> Gateway:
+    """A gateway replica over started clients (routes not installed, workers not running)."""
+    keys = Keys(settings.key_prefix)
+    return Gateway(
+        settings,
+        jwt_secret(settings),
+        redis,
+        load_roster(settings.agents_file),
+        PresenceStore(redis, keys, producer),
+        DeskCommands(redis, keys, producer, Topics(settings.topic_prefix)),
+        DeskHub(redis, keys, settings),
+    )
+
+
+def workers(gateway: Gateway) -> list[Worker]:
+    """The replica's long-running loops."""
+    hub = gateway.hub
+    return [
+        ("desk-notify", hub.run_listener),
+        ("desk-pump", hub.run_pump),
+        ("desk-reconcile", hub.run_reconcile),
+        ("desk-trim", hub.trimmer.run),
+    ]
+
+
+async def build_gateway(runtime: ServiceRuntime, settings: GatewaySettings) -> Gateway:
+    """Clients, hub and routes of one replica on `runtime`; its workers and closers are registered there."""
+    redis = redis_client(settings)
+    runtime.add_closer(redis.aclose)
+    producer = await runtime.start_producer()
+    gateway = assemble(settings, redis, producer)
+    gateway.install(runtime.app)
+    runtime.add_ready_check("desk_notify", lambda: gateway.hub.listening)
+    for name, run in workers(gateway):
+        runtime.add_worker(name, run)
+    runtime.add_stopper(gateway.hub.stop)
+    runtime.add_stopper(gateway.stop_sessions)
+    return gateway

@@ -1,0 +1,113 @@
+"""One authenticated desktop socket on this replica: its send queue, delivery position and writer."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+from switchboard.gateway.protocol import CloseCode
+
+Send = Callable[[str], Awaitable[None]]
+Close = Callable[[int, str], Awaitable[None]]
+
+
+class DeskSession:
+    """An agent's socket: frames queued for it, the highest seq queued and the highest seq the desktop acked.
+
+    Events enter the queue only from the hub's pump, which never queues more than `queue_max` frames: a slow
+    desktop leaves its events in the Redis outbox instead of in this process's memory.
+    """
+
+    __slots__ = (
+        "_close",
+        "_send",
+        "acked",
+        "agent_id",
+        "closed",
+        "full_since",
+        "last_sent",
+        "queue",
+        "queue_max",
+        "session_epoch",
+        "tenant_id",
+        "trim_requested",
+        "wake",
+        "writer",
+    )
+
+    def __init__(
+        self, tenant_id: str, agent_id: str, session_epoch: int, send: Send, close: Close, queue_max: int
+    ) -> None:
+        self.tenant_id = tenant_id
+        self.agent_id = agent_id
+        self.session_epoch = session_epoch
+        self._send = send
+        self._close = close
+        self.queue: deque[str] = deque()
+        self.queue_max = queue_max
+        self.last_sent = 0
+        self.acked = 0
+        self.trim_requested = 0
+        self.closed = False
+        self.full_since: float | None = None
+        self.wake = asyncio.Event()
+        self.writer: asyncio.Task[None] | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """(tenant, agent): at most one session per key per replica."""
+        return (self.tenant_id, self.agent_id)
+
+    def room(self) -> int:
+        """How many more event frames may be queued now."""
+        return self.queue_max - len(self.queue)
+
+    def enqueue(self, seq: int, frame: str) -> None:
+        """Queue an event frame (the pump checks `room()` first)."""
+        self.queue.append(frame)
+        self.last_sent = seq
+        if len(self.queue) >= self.queue_max and self.full_since is None:
+            self.full_since = time.monotonic()
+        self.wake.set()
+
+    def ack(self, seq: int) -> bool:
+        """Record the desktop's cumulative ack; True when it moved forward. Acks beyond what was sent are capped."""
+        seq = min(seq, self.last_sent)
+        if seq <= self.acked:
+            return False
+        self.acked = seq
+        return True
+
+    async def send(self, frame: str) -> None:
+        """Write one frame now (results, errors, the snapshot), outside the event queue."""
+        await self._send(frame)
+
+    async def close(self, code: int, reason: str) -> None:
+        """Close the socket with a close code; idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        self.wake.set()
+        try:
+            await self._close(code, reason)
+        except Exception:  # the peer may already be gone; closing is best effort
+            return
+
+    async def run_writer(self, drained: Callable[[DeskSession], None]) -> None:
+        """Write queued frames in order; tell the hub when the queue drained so it reads the outbox again."""
+        while not self.closed:
+            while self.queue and not self.closed:
+                frame = self.queue.popleft()
+                try:
+                    await self._send(frame)
+                except Exception:
+                    await self.close(CloseCode.INTERNAL_ERROR, "send failed")
+                    return
+                if self.full_since is not None and len(self.queue) <= self.queue_max // 2:
+                    self.full_since = None
+                    drained(self)
+            self.wake.clear()
+            if not self.queue:
+                await self.wake.wait()

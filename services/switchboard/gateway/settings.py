@@ -1,0 +1,54 @@
+"""Gateway settings (env prefix `SB_`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+
+from switchboard.runtime.settings import ServiceSettings
+
+_REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+class GatewaySettings(ServiceSettings):
+    """What one gateway replica reads from its environment."""
+
+    service_name: str = "gateway"
+    # HS256 secret shared by every replica. No default: when unset, a random one is made at start-up, which only
+    # works for a single replica (tokens from one replica fail on another) and is logged as a warning.
+    jwt_secret: SecretStr | None = None
+    token_ttl_s: int = 900
+    # The dev roster: tenants, agents and their dev passwords (see config/agents/dev-agents.yaml).
+    agents_file: Path = _REPO_ROOT / "config" / "agents" / "dev-agents.yaml"
+    # Browser origins allowed to open /desk. Native desktops send no Origin header and are allowed.
+    allowed_origins: list[str] = Field(
+        default_factory=lambda: [
+            "http://localhost:8080",
+            "http://127.0.0.1:8080",
+            "http://localhost:3000",
+            "http://127.0.0.1:3000",
+        ]
+    )
+    # The first frame (auth) must arrive within this many seconds.
+    auth_timeout_s: float = 5.0
+    # Frames waiting to be written to one socket; when full the gateway stops reading that agent's outbox.
+    send_queue_max: int = 256
+    # A socket whose queue stays full this long is closed with 4010 (the outbox keeps its events).
+    slow_close_s: float = 60.0
+    # Client frames larger than this close the socket with 1009.
+    max_frame_bytes: int = 64 * 1024
+    # Client commands per second (token bucket) and the bucket's size.
+    command_rate: float = 20.0
+    command_burst: int = 40
+    # Outbox reads: entries per XRANGE, sockets per pipelined round trip.
+    outbox_batch: int = 100
+    pump_sockets_per_round: int = 500
+    # Acked events beyond this margin are folded into the desk view and trimmed from the outbox.
+    trim_margin: int = 100
+    trim_every: int = 100
+    # Every so often each socket's seq counter and session epoch are compared with Redis, so a lost pub/sub
+    # notification delays an event by at most this long, and a fenced session is closed within it.
+    reconcile_interval_s: float = 5.0
+    # Recent messages per conversation kept in the snapshot.
+    snapshot_messages: int = 20

@@ -1,0 +1,103 @@
+"""The snapshot a desktop gets right after auth: its status, open conversations, pending offers, queue stats."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+
+from redis.asyncio import Redis
+
+from switchboard.gateway.trim import read_view
+from switchboard.gateway.view import DeskView, fold
+from switchboard.runtime.desk import read_outbox
+from switchboard.runtime.keys import Keys
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A desk view as of `as_of_seq`; events with seq > as_of_seq follow on the socket."""
+
+    frame: str
+    as_of_seq: int
+    resumed: bool
+
+
+async def _view_through(redis: Redis, keys: Keys, tenant_id: str, agent_id: str, as_of: int) -> DeskView | None:
+    """The stored view folded with outbox events up to `as_of`; None when a trim raced the read (retry)."""
+    view = await read_view(redis, keys, tenant_id, agent_id)
+    through_before = view.through_seq
+    while view.through_seq < as_of:
+        events = [e for e in await read_outbox(redis, keys, tenant_id, agent_id, view.through_seq) if e.seq <= as_of]
+        if not events:
+            break
+        fold(view, events, keep_messages=1_000_000)
+    stored = await redis.hget(keys.desk_view(tenant_id, agent_id), "through")
+    if int(stored or 0) != through_before:
+        return None
+    return view
+
+
+async def build_snapshot(
+    redis: Redis,
+    keys: Keys,
+    tenant_id: str,
+    agent_id: str,
+    resume_after: int | None,
+    keep_messages: int,
+    session_epoch: int,
+) -> Snapshot:
+    """The snapshot frame; resumes at `resume_after` when the outbox still holds every event after it."""
+    current = int(await redis.get(keys.desk_seq(tenant_id, agent_id)) or 0)
+    stored_through = int(await redis.hget(keys.desk_view(tenant_id, agent_id), "through") or 0)
+    resumed = resume_after is not None and stored_through <= resume_after <= current
+    as_of = resume_after if resumed and resume_after is not None else current
+    view = None
+    for _ in range(5):
+        view = await _view_through(redis, keys, tenant_id, agent_id, as_of)
+        if view is not None:
+            break
+    if view is None or (resumed and view.through_seq > as_of):
+        resumed, as_of = False, current
+        view = await _view_through(redis, keys, tenant_id, agent_id, as_of) or DeskView()
+    await _drop_stale(redis, keys, tenant_id, agent_id, view)
+    status = await redis.hget(keys.agent(tenant_id, agent_id), "status")
+    frame = {
+        "type": "snapshot",
+        "tenant_id": tenant_id,
+        "agent_id": agent_id,
+        "session_epoch": session_epoch,
+        "status": status.decode() if isinstance(status, bytes) else (status or "offline"),
+        "as_of_seq": as_of,
+        "last_seq": current,
+        "resumed": resumed,
+        "conversations": [_trimmed(asdict(c), keep_messages) for c in view.conversations.values()],
+        "offers": [asdict(o) for o in view.offers.values()],
+        "queue_stats": view.queue_stats,
+    }
+    return Snapshot(json.dumps(frame, ensure_ascii=False, separators=(",", ":")), as_of, resumed)
+
+
+def _trimmed(conversation: dict[str, object], keep: int) -> dict[str, object]:
+    messages = conversation.get("messages")
+    if isinstance(messages, list):
+        conversation["messages"] = messages[-keep:]
+    return conversation
+
+
+async def _drop_stale(redis: Redis, keys: Keys, tenant_id: str, agent_id: str, view: DeskView) -> None:
+    """Leave out conversations the router says are owned by someone else or closed, and offers past deadline."""
+    now_ms = int(time.time() * 1000)
+    for conv, offer in list(view.offers.items()):
+        if offer.offer_deadline_ms and offer.offer_deadline_ms < now_ms:
+            del view.offers[conv]
+    if not view.conversations:
+        return
+    pipe = redis.pipeline(transaction=False)
+    for conv in view.conversations:
+        pipe.hmget(keys.conversation(tenant_id, conv), ["owner", "state"])
+    for conv, (owner, state) in zip(list(view.conversations), await pipe.execute(), strict=True):
+        if owner is None and state is None:
+            continue  # no conversation hash (yet): trust the events
+        if (owner or b"").decode() != agent_id or state == b"closed":
+            del view.conversations[conv]
