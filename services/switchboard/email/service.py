@@ -1,0 +1,57 @@
+"""Wiring of the e-mail adapter: SMTP server, webhook route and reply sender on one ServiceRuntime."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from switchboard.email.inbox import EmailInbox
+from switchboard.email.outbound import CONSUMER_NAME, ReplySender
+from switchboard.email.settings import EmailSettings
+from switchboard.email.smtp import SmtpServer
+from switchboard.email.tenants import TenantDirectory
+from switchboard.email.threads import ThreadBook
+from switchboard.email.webhook import install_webhook
+from switchboard.intake.accept import Intake
+from switchboard.runtime.consumer import BatchConsumer
+from switchboard.runtime.keys import Keys
+from switchboard.runtime.redis_client import redis_client
+from switchboard.runtime.service import ServiceRuntime
+
+
+@dataclass
+class EmailService:
+    """The running parts, for tests that need the SMTP port or the inbox."""
+
+    runtime: ServiceRuntime
+    inbox: EmailInbox
+    smtp: SmtpServer
+    replies: BatchConsumer
+
+
+async def build_service(settings: EmailSettings) -> EmailService:
+    """Start the clients and the SMTP listener and register everything with a runtime (call `runtime.serve()`)."""
+    runtime = ServiceRuntime(settings)
+    redis = redis_client(settings)
+    runtime.add_closer(redis.aclose)
+    producer = await runtime.start_producer()
+    keys = Keys(settings.key_prefix)
+    book = ThreadBook(redis, keys, settings.thread_ttl_s)
+    tenants = TenantDirectory(settings.tenant_addresses, settings.tenant_domains, settings.tenant_subdomain_of)
+    inbox = EmailInbox(settings, Intake(producer, redis, keys), book, tenants)
+    install_webhook(runtime.app, inbox)
+    smtp = SmtpServer(settings, inbox)
+    await smtp.start()
+    runtime.add_stopper(smtp.stop_intake)
+    runtime.add_closer(smtp.close)
+    replies = BatchConsumer(
+        settings,
+        topics=[producer.topics.outbound],
+        group_id=f"{settings.topic_prefix}{CONSUMER_NAME}",
+        handler=ReplySender(settings, book, keys).handle,
+        producer=producer,
+    )
+    await replies.start()
+    runtime.add_closer(replies.stop)
+    runtime.add_ready_check("outbound_consumer", lambda: replies.ready)
+    runtime.add_worker("replies", replies.run, stop=replies.stop_intake)
+    return EmailService(runtime, inbox, smtp, replies)

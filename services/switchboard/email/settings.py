@@ -1,0 +1,39 @@
+"""Settings of the e-mail adapter (env prefix `SB_`, e.g. `SB_SMTP_PORT`, `SB_TENANT_DOMAINS='{"a.example": "a"}'`)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from switchboard.runtime.settings import ServiceSettings
+
+
+class EmailSettings(ServiceSettings):
+    """Where the adapter listens, which tenant a recipient belongs to, how replies leave, and the input limits."""
+
+    service_name: str = "email"
+    smtp_host: str = "0.0.0.0"
+    smtp_port: int = 2525
+    # The name the SMTP server greets with and the domain of the Message-IDs it makes for agents' replies.
+    smtp_hostname: str = "switchboard.local"
+    smtp_idle_timeout_s: float = 60.0
+    # Outgoing mail: the relay every agent reply is handed to.
+    relay_host: str = "127.0.0.1"
+    relay_port: int = 25
+    relay_timeout_s: float = 10.0
+    relay_username: str | None = None
+    relay_password: str | None = None
+    relay_starttls: bool = False
+    # Tenant by recipient: an exact address wins over its domain; `<tenant>.<tenant_subdomain_of>` works without
+    # any table (e.g. service@shop-a.inbound.switchboard.local belongs to shop-a).
+    tenant_addresses: dict[str, str] = Field(default_factory=dict)
+    tenant_domains: dict[str, str] = Field(default_factory=dict)
+    tenant_subdomain_of: str = "inbound.switchboard.local"
+    # The From of agents' replies when the conversation does not say which shop address the customer wrote to.
+    reply_from_local_part: str = "service"
+    # Input limits: over them a message is refused (SMTP 552/554, HTTP 413/422) and dead-lettered.
+    max_message_bytes: int = 10 * 1024 * 1024
+    max_attachment_bytes: int = 8 * 1024 * 1024
+    max_parts: int = 100
+    max_depth: int = 8
+    # How long a Message-ID keeps pointing at its conversation (replies after that open a new one).
+    thread_ttl_s: int = 90 * 24 * 3600

@@ -1,0 +1,116 @@
+"""Which conversation an e-mail belongs to, and how to reply into it (Redis).
+
+Every Message-ID seen (the customer's and our agents' replies) points at its conversation for `thread_ttl_s`. A new
+message joins the conversation of its own Message-ID (a redelivery), else of In-Reply-To, else of the most recent
+References entry that is known. When none is known, the conversation id is derived from the thread's root
+(first References entry, else In-Reply-To, else the message's own id), so two replies of one thread that arrive
+before their parent still meet in one conversation, and a new thread opens a new conversation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from redis.typing import EncodableT, FieldT
+
+from switchboard.intake.ids import stable_id
+from switchboard.runtime.errors import TransientError
+from switchboard.runtime.keys import Keys
+
+MAX_REFERENCES_KEPT = 20
+
+
+def _hash(message_id: str) -> str:
+    return hashlib.sha256(message_id.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+@dataclass(frozen=True)
+class Contact:
+    """How an agent's reply reaches the customer: addresses, subject and the thread's ids."""
+
+    customer_address: str
+    shop_address: str
+    subject: str
+    last_message_id: str
+    references: list[str]
+
+
+def thread_root(message_id: str, in_reply_to: str, references: list[str]) -> str:
+    """The id that names a thread when none of its messages is known yet."""
+    if references:
+        return references[0]
+    return in_reply_to or message_id
+
+
+class ThreadBook:
+    """Message-ID → conversation, and conversation → reply contact, per tenant."""
+
+    def __init__(self, redis: Redis, keys: Keys, ttl_s: int) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.ttl_s = ttl_s
+
+    async def conversation_for(self, tenant_id: str, message_id: str, in_reply_to: str, references: list[str]) -> str:
+        """The conversation a message joins (see module doc); raises TransientError when Redis is down."""
+        lookup = [m for m in (message_id, in_reply_to, *reversed(references)) if m]
+        if lookup:
+            try:
+                found = await self.redis.mget([self.keys.email_thread(tenant_id, _hash(m)) for m in lookup])
+            except RedisError as exc:
+                raise TransientError(f"redis unavailable: {exc!r}") from exc
+            for value in found:
+                if value:
+                    return value.decode() if isinstance(value, bytes) else str(value)
+        return "email-" + stable_id(tenant_id, "email", thread_root(message_id, in_reply_to, references))
+
+    async def remember(self, tenant_id: str, conversation_id: str, message_ids: list[str]) -> None:
+        """Point these Message-IDs at the conversation (an id already pointing elsewhere keeps its conversation)."""
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for mid in filter(None, message_ids):
+                    pipe.set(self.keys.email_thread(tenant_id, _hash(mid)), conversation_id, nx=True, ex=self.ttl_s)
+                await pipe.execute()
+        except RedisError as exc:
+            raise TransientError(f"redis unavailable: {exc!r}") from exc
+
+    async def save_contact(self, tenant_id: str, conversation_id: str, contact: Contact) -> None:
+        """Remember how to reply into the conversation (the latest message wins)."""
+        key = self.keys.email_contact(tenant_id, conversation_id)
+        mapping: dict[FieldT, EncodableT] = {
+            "customer_address": contact.customer_address,
+            "shop_address": contact.shop_address,
+            "subject": contact.subject,
+            "last_message_id": contact.last_message_id,
+            "references": " ".join(contact.references[-MAX_REFERENCES_KEPT:]),
+        }
+        try:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hset(key, mapping=mapping)
+                pipe.expire(key, self.ttl_s)
+                await pipe.execute()
+        except RedisError as exc:
+            raise TransientError(f"redis unavailable: {exc!r}") from exc
+
+    async def contact(self, tenant_id: str, conversation_id: str) -> Contact | None:
+        """How to reply into a conversation, or None when no e-mail of it was ever received."""
+        try:
+            raw = await self.redis.hgetall(self.keys.email_contact(tenant_id, conversation_id))
+        except RedisError as exc:
+            raise TransientError(f"redis unavailable: {exc!r}") from exc
+        if not raw:
+            return None
+        fields = {_text(k): _text(v) for k, v in raw.items()}
+        return Contact(
+            customer_address=fields.get("customer_address", ""),
+            shop_address=fields.get("shop_address", ""),
+            subject=fields.get("subject", ""),
+            last_message_id=fields.get("last_message_id", ""),
+            references=fields.get("references", "").split(),
+        )
