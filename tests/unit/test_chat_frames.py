@@ -1,0 +1,103 @@
+"""What a chat message may say, and what the widget gets back: pure rules, no I/O."""
+
+from __future__ import annotations
+
+import pytest
+
+from switchboard.chat.frames import (
+    ChatInput,
+    Limits,
+    decode_json,
+    error_frame,
+    parse_message,
+    queue_frame,
+    reply_frame,
+    required_id,
+    to_inbound,
+)
+from switchboard.contracts import Attachment, Channel, MessageKind, OutboundMessage
+from switchboard.runtime.errors import InvalidRecord
+
+LIMITS = Limits(max_text_chars=20, max_url_chars=40)
+
+
+@pytest.mark.parametrize(
+    ("fields", "kind"),
+    [
+        ({"text": "hi"}, "text"),
+        ({"kind": "image", "image_url": "https://i.example/a.png"}, "image"),
+        ({"kind": "product_card", "sku": "SKU-1"}, "product_card"),
+        ({"kind": "order_card", "order_id": "1", "order_status": "paid"}, "order_card"),
+        ({"kind": "emoji", "emoji": "😀"}, "emoji"),
+    ],
+)
+def test_every_kind_with_its_fields_is_taken(fields: dict[str, object], kind: str) -> None:
+    assert parse_message(fields, LIMITS).kind == kind
+
+
+@pytest.mark.parametrize(
+    ("fields", "error_type", "says"),
+    [
+        ({"kind": "voice"}, "invalid_field", "kind"),
+        ({"kind": "text", "text": "  "}, "invalid_field", "text"),
+        ({"kind": "image", "image_url": "javascript:alert(1)"}, "invalid", "image_url"),
+        ({"kind": "image", "image_url": "https://i.example/" + "a" * 40}, "invalid", "image_url"),
+        ({"kind": "order_card", "order_id": "1"}, "invalid_field", "order_status"),
+        ({"text": "x" * 21}, "too_large", "20"),
+        ({"text": 5}, "invalid_field", "text"),
+        ({"text": "hi", "sent_at": "yesterday"}, "invalid_field", "sent_at"),
+        ({"text": "hi", "member_tier": "v" * 65}, "too_large", "member_tier"),
+    ],
+)
+def test_bad_messages_are_refused_with_a_reason(fields: dict[str, object], error_type: str, says: str) -> None:
+    with pytest.raises(InvalidRecord) as refused:
+        parse_message(fields, LIMITS)
+    assert refused.value.error_type == error_type and says in refused.value.reason
+
+
+def test_ids_and_json_are_checked() -> None:
+    assert required_id({"event_id": "e-1"}, "event_id") == "e-1"
+    for fields in ({}, {"event_id": ""}, {"event_id": "a{b}"}, {"event_id": "x" * 129}, {"event_id": 3}):
+        with pytest.raises(InvalidRecord):
+            required_id(fields, "event_id")
+    for raw in (b"[1]", b"{", b"\xff"):
+        with pytest.raises(InvalidRecord) as refused:
+            decode_json(raw)
+        assert refused.value.error_type == "invalid_json"
+
+
+def test_the_record_carries_tenant_customer_commerce_and_masks_the_display_name() -> None:
+    msg = ChatInput(
+        kind="order_card",
+        text="where is it",
+        order_id="O-1",
+        order_status="shipped",
+        display_name="Li 13812341234",
+        member_tier="gold",
+        platform="tmall",
+        image_url="https://i.example/a.png",
+        sent_at_ms=1_700_000_000_123,
+    )
+    record = to_inbound(msg, tenant_id="shop-a", customer_id="c-1", conversation_id="chat-1", connection_id="k")
+    assert (record.tenant_id, record.conversation_id, record.channel) == ("shop-a", "chat-1", Channel.CHANNEL_CHAT)
+    assert record.kind == MessageKind.MESSAGE_KIND_ORDER_CARD
+    assert (record.commerce.order_id, record.commerce.order_status, record.commerce.platform) == (
+        "O-1",
+        "shipped",
+        "tmall",
+    )
+    assert record.customer.display_name == "Li 138****1234" and record.customer.member_tier == "gold"
+    assert record.attachments[0].url == "https://i.example/a.png"
+    assert record.sent_at.ToMilliseconds() == 1_700_000_000_123 and record.chat.connection_id == "k"
+    emoji = to_inbound(ChatInput(kind="emoji", emoji="👍"), tenant_id="s", customer_id="c", conversation_id="v")
+    assert emoji.text == "👍" and emoji.attributes["emoji"] == "👍" and emoji.commerce.platform == "web"
+
+
+def test_frames_sent_back_to_the_widget() -> None:
+    reply = OutboundMessage(message_id="r", conversation_id="v", kind=MessageKind.MESSAGE_KIND_IMAGE, text="看图")
+    reply.attachments.append(Attachment(url="https://i.example/b.png", content_type="image/png"))
+    frame = reply_frame(reply)
+    assert frame["kind"] == "image" and frame["attachments"][0]["url"].endswith("b.png") and frame["sent_at"] == 0
+    assert queue_frame("v", 4, 30)["estimated_wait_s"] == 120
+    assert error_frame("retry_later", "later", "m1", 2)["retry_after_s"] == 2
+    assert "retry_after_s" not in error_frame("invalid", "bad")
