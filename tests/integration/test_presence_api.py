@@ -1,0 +1,230 @@
+"""The operator API on real Redis and Kafka: auth per tenant, capacity factors, temporary agents, surge profiles
+and schedules, audit."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from redis.asyncio import Redis
+
+from switchboard.contracts import AgentPresence
+from switchboard.presence.api import mount_operator_api
+from switchboard.presence.audit import AuditLog
+from switchboard.presence.control import SurgeControl
+from switchboard.presence.roster import load_roster
+from switchboard.presence.settings import OperatorGrant
+from switchboard.presence.store import PresenceStore
+from switchboard.presence.sweep import Sweeper
+from switchboard.runtime.kafka import RecordProducer
+from switchboard.runtime.keys import Keys
+from switchboard.runtime.settings import ServiceSettings
+from tests.helpers import eventually, read_topic
+
+pytestmark = pytest.mark.broker
+
+OPS_A = "ops-a-token-0123456789"
+OPS_B = "ops-b-token-0123456789"
+PLATFORM = "platform-token-0123456789"
+GRANTS = [
+    OperatorGrant(name="ops-a", token=OPS_A, tenants=["shop-a"]),
+    OperatorGrant(name="ops-b", token=OPS_B, tenants=["shop-b"]),
+    OperatorGrant(name="platform", token=PLATFORM, tenants=["*"]),
+]
+A = "/v1/operator/tenants/shop-a"
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+class Presence:
+    """One in-process presence: store, controls, sweeper and the operator API client."""
+
+    def __init__(self, store: PresenceStore, control: SurgeControl, http: httpx.AsyncClient) -> None:
+        self.store = store
+        self.control = control
+        self.http = http
+
+
+@pytest.fixture
+async def presence(settings: ServiceSettings, redis: Redis) -> AsyncIterator[Presence]:
+    producer = RecordProducer(settings)
+    await producer.start()
+    store = PresenceStore(redis, Keys(settings.key_prefix), producer)
+    await store.load_roster(load_roster())
+    control = SurgeControl(store, AuditLog(redis, store.keys))
+    app = FastAPI()
+    mount_operator_api(app, control, GRANTS)
+    transport = httpx.ASGITransport(app=app)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://presence") as http:
+            yield Presence(store, control, http)
+    finally:
+        await producer.stop()
+
+
+@pytest.mark.parametrize(
+    ("headers", "code"),
+    [
+        ({}, 401),
+        ({"Authorization": "Bearer not-a-token"}, 401),
+        ({"Authorization": f"Basic {OPS_A}"}, 401),
+        (auth(OPS_B), 403),
+        (auth(OPS_A), 200),
+        (auth(PLATFORM), 200),
+    ],
+)
+async def test_auth_matrix(presence: Presence, headers: dict[str, str], code: int) -> None:
+    for method, path, body in [
+        ("GET", f"{A}/agents", None),
+        ("POST", f"{A}/capacity", {"factor": 1.0}),
+        ("GET", f"{A}/audit", None),
+        ("POST", f"{A}/surge/deactivate", None),
+    ]:
+        resp = await presence.http.request(method, path, json=body, headers=headers)
+        assert resp.status_code == code, (method, path, resp.text)
+    if code == 401:
+        assert resp.headers["www-authenticate"] == "Bearer"
+
+
+async def test_operator_of_shop_a_cannot_touch_shop_b(presence: Presence) -> None:
+    resp = await presence.http.post("/v1/operator/tenants/shop-b/capacity", json={"factor": 3.0}, headers=auth(OPS_A))
+    assert resp.status_code == 403
+    hao = await presence.store.get_agent("shop-b", "b-hao")
+    assert hao is not None
+    assert hao.multiplier == 1.0
+    # Shop A's view lists only shop A's agents.
+    resp = await presence.http.get(f"{A}/agents", headers=auth(OPS_A))
+    assert {a["agent_id"] for a in resp.json()["agents"]} == {"a-lina", "a-wei", "a-min", "a-emma", "a-jun"}
+
+
+async def test_group_capacity_factor_changes_hash_and_publishes(presence: Presence, settings: ServiceSettings) -> None:
+    resp = await presence.http.post(f"{A}/capacity", json={"factor": 1.5, "group": "presales"}, headers=auth(OPS_A))
+    assert resp.status_code == 200
+    assert sorted(resp.json()["changed"]) == ["a-emma", "a-jun", "a-lina"]
+    raw = await presence.store.redis.hget(presence.store.keys.agent("shop-a", "a-lina"), "multiplier")
+    assert float(raw) == 1.5
+    wei = await presence.store.get_agent("shop-a", "a-wei")
+    assert wei is not None
+    assert wei.multiplier == 1.0
+    view = (await presence.http.get(f"{A}/agents", params={"group": "presales"}, headers=auth(OPS_A))).json()
+    lina = next(a for a in view["agents"] if a["agent_id"] == "a-lina")
+    assert lina["effective_capacity"] == {"chat": 7, "email": 15, "phone": 1}
+    found = await read_topic(settings.kafka_bootstrap, settings.topic_prefix + "sb.presence.v1", 8 + 3)
+    surged = {k: m for k, m in found if isinstance(m, AgentPresence) and m.capacity_multiplier == 1.5}
+    assert set(surged) == {"shop-a/a-emma", "shop-a/a-jun", "shop-a/a-lina"}
+    audit = (await presence.http.get(f"{A}/audit", headers=auth(OPS_A))).json()
+    assert audit[0]["action"] == "scale_capacity"
+    assert audit[0]["operator"] == "operator:ops-a"
+    assert audit[0]["params"] == {"factor": 1.5, "group": "presales"}
+
+
+async def test_live_skill_change_and_bad_input(presence: Presence) -> None:
+    resp = await presence.http.patch(
+        f"{A}/agents/a-wei", json={"groups": ["logistics", "complaints"], "capacity": {"chat": 9}}, headers=auth(OPS_A)
+    )
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["groups"] == ["logistics", "complaints"]
+    assert resp.json()["capacity"]["chat"] == 9
+    assert "a-wei" in await presence.store.group_members("shop-a", "complaints")
+    assert "a-wei" not in await presence.store.group_members("shop-a", "after_sales")
+    bad = [
+        ("PATCH", f"{A}/agents/a-wei", {"capacity": {"chat": -1}}, 422),
+        ("PATCH", f"{A}/agents/a-wei", {}, 422),
+        ("PATCH", f"{A}/agents/nobody", {"languages": ["en"]}, 404),
+        ("POST", f"{A}/capacity", {"factor": 0}, 422),
+        ("POST", f"{A}/capacity", {"factor": 50}, 422),
+        ("PUT", f"{A}/agents/a-wei/status", {"status": "away"}, 409),  # offline: only a login brings it back
+        ("POST", f"{A}/surge/activate", {"profile": "nope"}, 404),
+    ]
+    for method, path, body, code in bad:
+        resp = await presence.http.request(method, path, json=body, headers=auth(OPS_A))
+        assert resp.status_code == code, (method, path, body, resp.text)
+
+
+async def test_temporary_agents_in_bulk(presence: Presence) -> None:
+    helpers = [{"agent_id": f"tmp-{i}", "groups": ["presales"], "capacity": {"chat": 4}} for i in range(20)]
+    resp = await presence.http.post(f"{A}/temporary-agents", json={"agents": helpers}, headers=auth(OPS_A))
+    assert resp.status_code == 201, resp.text
+    assert len(await presence.store.group_members("shop-a", "presales")) == 23
+    await presence.store.login("shop-a", "tmp-3")
+    resp = await presence.http.post(
+        f"{A}/temporary-agents/remove",
+        json={"agent_ids": [f"tmp-{i}" for i in range(20)] + ["a-lina", "ghost"]},
+        headers=auth(OPS_A),
+    )
+    assert resp.status_code == 200
+    outcome = resp.json()
+    assert outcome["a-lina"] == "refused: not temporary"
+    assert outcome["ghost"] == "unknown"
+    assert sum(v == "removed" for v in outcome.values()) == 20
+    assert await presence.store.group_members("shop-a", "presales") == ["a-emma", "a-jun", "a-lina"]
+    # A rostered agent cannot be overwritten as a temporary one.
+    resp = await presence.http.post(
+        f"{A}/temporary-agents", json={"agents": [{"agent_id": "a-lina", "groups": ["x"]}]}, headers=auth(OPS_A)
+    )
+    assert resp.status_code == 409
+
+
+async def test_profile_on_and_off(presence: Presence) -> None:
+    profile = {"tenant_factor": 1.2, "group_factors": {"presales": 2.0}, "description": "Double 11"}
+    resp = await presence.http.put(f"{A}/surge/profiles/double11", json=profile, headers=auth(OPS_A))
+    assert resp.status_code == 200, resp.text
+    resp = await presence.http.post(f"{A}/surge/activate", json={"profile": "double11"}, headers=auth(OPS_A))
+    assert resp.status_code == 200
+    multipliers = {a.agent_id: a.multiplier for a in await presence.store.list_agents("shop-a")}
+    assert multipliers == {"a-lina": 2.0, "a-emma": 2.0, "a-jun": 2.0, "a-wei": 1.2, "a-min": 1.2}
+    # a temporary agent added during the surge gets the surge factor
+    await presence.http.post(
+        f"{A}/temporary-agents", json={"agents": [{"agent_id": "tmp-x", "groups": ["orders"]}]}, headers=auth(OPS_A)
+    )
+    tmp = await presence.store.get_agent("shop-a", "tmp-x")
+    assert tmp is not None
+    assert tmp.multiplier == 1.2
+    resp = await presence.http.post(f"{A}/surge/deactivate", headers=auth(OPS_A))
+    assert all(a.multiplier == 1.0 for a in await presence.store.list_agents("shop-a"))
+    actions = [e["action"] for e in (await presence.http.get(f"{A}/audit", headers=auth(OPS_A))).json()]
+    assert actions[:4] == ["deactivate_profile", "add_temporary_agents", "activate_profile", "put_profile"]
+
+
+async def test_scheduled_profile_applies_and_reverts(presence: Presence, redis: Redis) -> None:
+    await presence.http.put(f"{A}/surge/profiles/midnight", json={"tenant_factor": 2.0}, headers=auth(OPS_A))
+    start = datetime.now(UTC) + timedelta(seconds=0.5)
+    end = start + timedelta(seconds=1)
+    body = {"profile": "midnight", "start": start.isoformat(), "end": end.isoformat()}
+    resp = await presence.http.post(f"{A}/surge/schedules", json=body, headers=auth(OPS_A))
+    assert resp.status_code == 201, resp.text
+    schedule_id = resp.json()["schedule_id"]
+    bad = {"profile": "midnight", "start": end.isoformat(), "end": start.isoformat()}
+    assert (await presence.http.post(f"{A}/surge/schedules", json=bad, headers=auth(OPS_A))).status_code == 422
+    naive = {"profile": "midnight", "start": "2026-11-11T00:00:00", "end": "2026-11-11T02:00:00"}
+    assert (await presence.http.post(f"{A}/surge/schedules", json=naive, headers=auth(OPS_A))).status_code == 422
+
+    sweeper = Sweeper(presence.store, presence.control, grace_s=60, interval_s=0.05)
+    task = asyncio.create_task(sweeper.run())
+    try:
+
+        async def multiplier_is(value: float) -> bool:
+            return all(a.multiplier == value for a in await presence.store.list_agents("shop-a"))
+
+        await eventually(lambda: multiplier_is(2.0), timeout=5, what="schedule applied")
+        surge = (await presence.http.get(f"{A}/surge", headers=auth(OPS_A))).json()
+        assert surge["active_profile"] == "midnight"
+        await eventually(lambda: multiplier_is(1.0), timeout=5, what="schedule reverted")
+    finally:
+        sweeper.stop()
+        await task
+    surge = (await presence.http.get(f"{A}/surge", headers=auth(OPS_A))).json()
+    assert surge["active_profile"] is None
+    assert surge["schedules"][0]["state"] == "done"
+    audit = (await presence.http.get(f"{A}/audit", headers=auth(OPS_A))).json()
+    by_schedule = [e for e in audit if e["operator"] == f"schedule:{schedule_id}"]
+    assert [e["action"] for e in by_schedule] == ["deactivate_profile", "activate_profile"]
+    # shop B never saw any of it
+    assert all(a.multiplier == 1.0 for a in await presence.store.list_agents("shop-b"))
+    assert await redis.xlen(presence.store.keys.presence_audit("shop-b")) == 0
