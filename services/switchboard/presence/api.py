@@ -352,6 +352,16 @@ def _ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
+OPENAPI_TITLE = "switchboard presence operator API"
+
+
+def openapi_document() -> dict[str, Any]:
+    """The operator API's OpenAPI document (what `docs/operator-api.json` holds)."""
+    app = FastAPI(title=OPENAPI_TITLE, version="1", description=__doc__)
+    app.include_router(router)
+    return app.openapi()
+
+
 def mount_operator_api(app: FastAPI, control: SurgeControl, grants: list[OperatorGrant]) -> None:
     """Add the operator routes to a service's app."""
     app.state.surge_control = control

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from switchboard.presence.api import mount_operator_api
+from switchboard.presence.api import OPENAPI_TITLE, mount_operator_api
 from switchboard.presence.audit import AuditLog
 from switchboard.presence.control import SurgeControl
 from switchboard.presence.roster import load_roster
@@ -20,7 +20,7 @@ log = get_logger(__name__)
 async def run(settings: PresenceSettings) -> None:
     """Run presence until SIGTERM: load the roster, sweep, serve the operator API."""
     runtime = ServiceRuntime(settings)
-    runtime.app.title = "switchboard presence operator API"
+    runtime.app.title = OPENAPI_TITLE
     redis = redis_client(settings)
     runtime.add_closer(redis.aclose)
     producer = await runtime.start_producer()
