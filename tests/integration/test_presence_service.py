@@ -1,0 +1,87 @@
+"""`python -m switchboard.presence` as a process: env-only start, roster loaded, operator API, lost heartbeats swept
+by the service, SIGTERM exits 0."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from switchboard.contracts import AgentPresence, AgentStatus
+from switchboard.presence.model import Status
+from switchboard.presence.store import PresenceStore
+from switchboard.runtime.kafka import RecordProducer
+from switchboard.runtime.keys import Keys
+from switchboard.runtime.settings import ServiceSettings
+from switchboard.stack.procs import free_port
+from tests.helpers import eventually, read_topic
+
+pytestmark = pytest.mark.broker
+
+TOKEN = "ops-shop-a-0123456789abcdef"
+
+
+async def _start(settings: ServiceSettings, port: int) -> asyncio.subprocess.Process:
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "REDIS_URL": settings.redis_url,
+        "SB_TOPIC_PREFIX": settings.topic_prefix,
+        "SB_KEY_PREFIX": settings.key_prefix,
+        "SB_HTTP_PORT": str(port),
+        "SB_HTTP_HOST": "127.0.0.1",
+        "SB_SERVICE_NAME": "presence",
+        "SB_HEARTBEAT_GRACE_S": "0.5",
+        "SB_SWEEP_INTERVAL_S": "0.1",
+        "SB_OPERATOR_TOKENS": json.dumps([{"name": "ops-a", "token": TOKEN, "tenants": ["shop-a"]}]),
+    }
+    return await asyncio.create_subprocess_exec(sys.executable, "-m", "switchboard.presence", env=env)
+
+
+async def test_presence_process(settings: ServiceSettings, redis: Redis) -> None:
+    port = free_port()
+    proc = await _start(settings, port)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=2) as http:
+
+            async def ready() -> bool:
+                try:
+                    return (await http.get("/readyz")).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            await eventually(ready, timeout=30, what="presence ready")
+            resp = await http.get("/v1/operator/tenants/shop-a/agents", headers={"Authorization": f"Bearer {TOKEN}"})
+            assert resp.status_code == 200
+            assert resp.json()["by_status"] == {"offline": 5}
+            assert (await http.get("/v1/operator/tenants/shop-b/agents")).status_code == 401
+            assert (await http.get("/openapi.json")).json()["info"]["title"] == "switchboard presence operator API"
+
+        # The gateway's side: an agent logs in, beats once, then its socket dies.
+        producer = RecordProducer(settings)
+        await producer.start()
+        try:
+            store = PresenceStore(redis, Keys(settings.key_prefix), producer)
+            epoch = await store.login("shop-a", "a-emma")
+
+            async def offline() -> bool:
+                agent = await store.get_agent("shop-a", "a-emma")
+                return agent is not None and agent.status is Status.OFFLINE
+
+            await eventually(offline, timeout=5, what="swept offline by the service")
+        finally:
+            await producer.stop()
+        found = await read_topic(settings.kafka_bootstrap, settings.topic_prefix + "sb.presence.v1", 8 + 2)
+        emma = [m for k, m in found if k == "shop-a/a-emma" and isinstance(m, AgentPresence)]
+        assert emma[-1].status == AgentStatus.AGENT_STATUS_OFFLINE
+        assert emma[-1].session_epoch == epoch
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 20) == 0
