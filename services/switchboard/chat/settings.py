@@ -3,19 +3,25 @@
 Tenants (shops) come from `SB_CHAT_TENANT_SECRETS` / `SB_CHAT_TENANT_CALLBACKS` (JSON objects keyed by tenant) and
 from `SB_CHAT_TENANTS_FILE`, a YAML or JSON file `{tenants: {shop-a: {secret: ..., callback_url: ...}}}`; the
 environment wins over the file. A tenant without a secret is unknown: its webhooks and widgets are refused.
+With neither set, the development tenants of `config/chat/dev-tenants.yaml` are used (and a warning is logged).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import Field, SecretStr
 
+from switchboard.runtime.logs import get_logger
 from switchboard.runtime.settings import ServiceSettings
+
+log = get_logger(__name__)
+
+DEV_TENANTS = Path(__file__).resolve().parents[3] / "config" / "chat" / "dev-tenants.yaml"
 
 
 @dataclass(frozen=True)
@@ -23,7 +29,7 @@ class Tenant:
     """What the chat adapter knows of one shop."""
 
     tenant_id: str
-    secret: bytes
+    secret: bytes = field(repr=False)
     callback_url: str = ""
 
 
@@ -61,8 +67,12 @@ class ChatSettings(ServiceSettings):
         """Every configured tenant, the file overlaid by the environment."""
         secrets: dict[str, str] = {}
         callbacks: dict[str, str] = {}
-        if self.chat_tenants_file is not None:
-            for tenant_id, entry in _read_tenants_file(self.chat_tenants_file).items():
+        path = self.chat_tenants_file
+        if path is None and not self.chat_tenant_secrets and DEV_TENANTS.exists():
+            log.warning("chat_dev_tenants", path=str(DEV_TENANTS), hint="set SB_CHAT_TENANTS_FILE in production")
+            path = DEV_TENANTS
+        if path is not None:
+            for tenant_id, entry in _read_tenants_file(path).items():
                 if entry.get("secret"):
                     secrets[tenant_id] = str(entry["secret"])
                 if entry.get("callback_url"):
