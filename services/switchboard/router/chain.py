@@ -1,0 +1,197 @@
+"""The candidate chain: which agents may take a conversation, in which order, and why the others were passed over.
+
+Pure functions over a snapshot of agents. The order is a plan; the Lua claim (`claims.py`) re-checks each
+candidate atomically and takes the first that still fits, so a stale snapshot can cost a retry but never a breach
+of capacity.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from switchboard.router.config import CHANNELS, Capacity, OverflowRing, SkillGroup, TenantRouting
+from switchboard.router.scoring import estimated_wait_s, service_level
+
+
+@dataclass
+class AgentView:
+    """One agent as routing sees it: presence's fields and the router's load fields."""
+
+    agent_id: str
+    status: str = "offline"
+    groups: frozenset[str] = frozenset()
+    cap: dict[str, int] = field(default_factory=dict)
+    multiplier: float = 1.0
+    used: dict[str, int] = field(default_factory=dict)
+    last_assigned_ms: int = 0
+    status_since_ms: int = 0
+
+    @classmethod
+    def from_hash(cls, agent_id: str, fields: Mapping[bytes, bytes]) -> AgentView:
+        """Build from the agent hash as HGETALL returns it."""
+
+        def text(name: str) -> str:
+            return fields.get(name.encode(), b"").decode()
+
+        def number(name: str, default: float = 0) -> float:
+            try:
+                return float(text(name) or default)
+            except ValueError:
+                return default
+
+        mult = number("multiplier", 1.0)
+        return cls(
+            agent_id=agent_id,
+            status=text("status") or "offline",
+            groups=frozenset(g for g in text("groups").split(",") if g),
+            cap={ch: int(number(f"cap:{ch}")) for ch in CHANNELS},
+            multiplier=mult if mult > 0 else 1.0,
+            used={ch: int(number(f"used:{ch}")) for ch in CHANNELS},
+            last_assigned_ms=int(number("last_assigned_ms")),
+            status_since_ms=int(number("status_since_ms")),
+        )
+
+    def capacity(self, channel: str) -> int:
+        """Effective slots of a channel: floor(cap * multiplier)."""
+        return math.floor(self.cap.get(channel, 0) * self.multiplier)
+
+    def load(self, channel: str) -> float:
+        """used / capacity of a channel (1.0 when the agent has no slot of it)."""
+        cap = self.capacity(channel)
+        return self.used.get(channel, 0) / cap if cap > 0 else 1.0
+
+
+def refusal(agent: AgentView, channel: str, capacity: Capacity) -> str | None:
+    """Why the agent cannot take one more conversation of `channel` now, or None when it can."""
+    if agent.status != "available":
+        return agent.status if agent.status in ("offline", "away", "busy", "wrap_up") else "not_available"
+    if agent.used.get(channel, 0) + 1 > agent.capacity(channel):
+        return "at_capacity"
+    if capacity.phone_blocks_other_work and channel != "phone" and agent.used.get("phone", 0) > 0:
+        return "phone_call_blocks"
+    if capacity.mode == "units":
+        weights: dict[str, int] = {str(k): v for k, v in capacity.unit_weights.items()}
+        in_use = sum(agent.used.get(ch, 0) * weights.get(ch, 1) for ch in CHANNELS)
+        if in_use + weights.get(channel, 1) > math.floor(capacity.units_per_agent * agent.multiplier):
+            return "units_exhausted"
+    return None
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An agent to try, the group it would serve in, and the chain step that proposed it."""
+
+    agent_id: str
+    group: str
+    step: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Why a candidate was taken or passed over (becomes a CandidateVerdict)."""
+
+    agent_id: str
+    group: str
+    step: str
+    reason: str
+    load: float = 0.0
+
+
+@dataclass(frozen=True)
+class GroupStats:
+    """What the overflow triggers look at, per group."""
+
+    queue_length: int = 0
+    recent_waits_s: tuple[float, ...] = ()
+
+
+@dataclass
+class Plan:
+    """The ordered candidates for one conversation, the verdicts of those passed over, and the groups it may use."""
+
+    candidates: list[Candidate] = field(default_factory=list)
+    verdicts: list[Verdict] = field(default_factory=list)
+    groups: list[str] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+
+
+def active_rings(
+    config: TenantRouting, group: SkillGroup, stats: Mapping[str, GroupStats], agents: Sequence[AgentView], channel: str
+) -> list[tuple[OverflowRing, str]]:
+    """Overflow rings whose wait or service-level trigger fires at decision time, with the reason."""
+    mine = stats.get(group.name, GroupStats())
+    slots = sum(a.capacity(channel) for a in agents if group.name in a.groups and a.status == "available")
+    wait = estimated_wait_s(mine.queue_length, slots, group.avg_handle_s)
+    level = service_level(mine.recent_waits_s, config.queue.service_level_target_s)
+    fired = []
+    for ring in group.overflow:
+        if ring.estimated_wait_over_s is not None and wait > ring.estimated_wait_over_s:
+            fired.append((ring, f"overflow:{ring.group}:estimated_wait={wait:.0f}s"))
+        elif ring.service_level_below is not None and level is not None and level < ring.service_level_below:
+            fired.append((ring, f"overflow:{ring.group}:service_level={level:.2f}"))
+    return fired
+
+
+def least_loaded(agents: Sequence[AgentView], group: str, channel: str) -> list[AgentView]:
+    """Agents of a group, least loaded first; ties go to the one idle longest (earliest last assignment)."""
+    members = [a for a in agents if group in a.groups]
+    return sorted(members, key=lambda a: (a.load(channel), a.last_assigned_ms, a.agent_id))
+
+
+def plan(
+    config: TenantRouting,
+    group_name: str,
+    channel: str,
+    agents: Sequence[AgentView],
+    *,
+    sticky: str = "",
+    returning: str = "",
+    excluded: frozenset[str] = frozenset(),
+    stats: Mapping[str, GroupStats] | None = None,
+) -> Plan:
+    """Walk the group's chain over the snapshot and return the candidates that fit, in order."""
+    group = config.group(group_name)
+    by_id = {a.agent_id: a for a in agents}
+    result = Plan(groups=[group_name])
+    seen: set[str] = set()
+
+    def consider(agent: AgentView | None, agent_id: str, in_group: str, step: str) -> None:
+        if agent_id in seen or not agent_id:
+            return
+        seen.add(agent_id)
+        if agent is None:
+            result.verdicts.append(Verdict(agent_id, in_group, step, "unknown_agent"))
+            return
+        why = refusal(agent, channel, config.capacity)
+        if why is None and in_group not in agent.groups:
+            why = "not_in_skill"
+        if why is None and agent_id in excluded:
+            why = "declined_or_missed"
+        if why is None:
+            result.candidates.append(Candidate(agent_id, in_group, step))
+        else:
+            result.verdicts.append(Verdict(agent_id, in_group, step, why, agent.load(channel)))
+
+    for step in group.chain:
+        if step == "sticky" and sticky:
+            consider(by_id.get(sticky), sticky, group_name, "sticky")
+        elif step == "returning" and returning and config.affinity.enabled:
+            consider(by_id.get(returning), returning, group_name, "returning")
+        elif step == "least_loaded":
+            for agent in least_loaded(agents, group_name, channel):
+                consider(agent, agent.agent_id, group_name, "least_loaded")
+        elif step == "overflow":
+            for ring, reason in active_rings(config, group, stats or {}, agents, channel):
+                result.groups.append(ring.group)
+                result.reasons.append(reason)
+                for agent in least_loaded(agents, ring.group, channel):
+                    consider(agent, agent.agent_id, ring.group, f"overflow:{ring.group}")
+    return result
+
+
+def take(agent: AgentView, channel: str, now_ms: int) -> None:
+    """Count a planned assignment in the snapshot, so the next plan of the same batch sees the load."""
+    agent.used[channel] = agent.used.get(channel, 0) + 1
+    agent.last_assigned_ms = now_ms

@@ -1,0 +1,110 @@
+"""The router's atomic Redis scripts (Lua in `lua/`), and the context they run with.
+
+Each script is `DESK_APPEND_LUA` + `lua/lib.lua` + one action, so ownership, capacity and the desk events that
+tell agents about them change in one atomic step. Scripts return the decisions they made as a JSON list; the
+engine turns them into RoutingEvents.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+
+from switchboard.router.config import TenantRouting
+from switchboard.runtime.desk import DESK_APPEND_LUA
+from switchboard.runtime.keys import Keys
+
+_MARK = "\x01"
+ACTIONS = ("inbound", "command", "drain", "timeout", "requeue", "overflow")
+
+
+def _lua(name: str) -> str:
+    return (resources.files("switchboard.router") / "lua" / f"{name}.lua").read_text(encoding="utf-8")
+
+
+def script_source(action: str) -> str:
+    """The full Lua source of one action."""
+    return "\n".join((DESK_APPEND_LUA, _lua("lib"), _lua(action)))
+
+
+def _template(key: str) -> list[str]:
+    before, _, after = key.partition(_MARK)
+    return [before, after]
+
+
+def key_templates(keys: Keys, tenant: str) -> dict[str, Any]:
+    """Every key format a script needs, from keys.py, split around the variable part."""
+    return {
+        "agent": _template(keys.agent(tenant, _MARK)),
+        "conv": _template(keys.conversation(tenant, _MARK)),
+        "backlog": _template(keys.conversation_backlog(tenant, _MARK)),
+        "agent_convs": _template(keys.agent_conversations(tenant, _MARK)),
+        "group_agents": _template(keys.group_agents(tenant, _MARK)),
+        "queue": _template(keys.queue(tenant, _MARK)),
+        "outbox": _template(keys.desk_outbox(tenant, _MARK)),
+        "seq": _template(keys.desk_seq(tenant, _MARK)),
+        "returning": _template(keys.returning_customer(tenant, _MARK)),
+        "processed": _template(keys.processed(tenant, "router", _MARK)),
+        "notify": keys.desk_notify(tenant),
+        "offers": keys.offers(tenant),
+    }
+
+
+def context(keys: Keys, config: TenantRouting, now_ms: int, instance: str) -> str:
+    """ARGV[1] of every script: the tenant's keys and the parts of its config the scripts apply."""
+    cap = config.capacity
+    given: dict[str, int] = {str(k): v for k, v in cap.unit_weights.items()}
+    weights = {ch: given.get(ch, 1) for ch in ("chat", "email", "phone")}
+    policies: dict[str, Any] = {"*": _policy(config.offers.mode, config.offers.timeout_s)}
+    for group in config.skill_groups:
+        offer = config.offer_policy(group.name)
+        policies[group.name] = _policy(offer.mode, offer.timeout_s)
+    return json.dumps(
+        {
+            "t": config.tenant,
+            "now": now_ms,
+            "k": key_templates(keys, config.tenant),
+            "cap": {
+                "pb": cap.phone_blocks_other_work,
+                "units": cap.units_per_agent if cap.mode == "units" else 0,
+                "w": weights,
+            },
+            "pol": policies,
+            "aging_ms": config.queue.aging_s_per_point * 1000.0,
+            "aff_ttl": config.affinity.ttl_s if config.affinity.enabled else 0,
+            "inst": instance,
+        },
+        separators=(",", ":"),
+    )
+
+
+def _policy(mode: str, timeout_s: float) -> dict[str, Any]:
+    return {"mode": mode, "ms": int(timeout_s * 1000)}
+
+
+@dataclass
+class Scripts:
+    """The registered scripts of one Redis client (EVALSHA, loaded again if Redis lost them)."""
+
+    inbound: AsyncScript
+    command: AsyncScript
+    drain: AsyncScript
+    timeout: AsyncScript
+    requeue: AsyncScript
+    overflow: AsyncScript
+
+    @classmethod
+    def register(cls, redis: Redis) -> Scripts:
+        """Register every action with the client."""
+        return cls(**{action: redis.register_script(script_source(action)) for action in ACTIONS})
+
+
+def decisions(raw: bytes | str) -> list[dict[str, Any]]:
+    """The decisions a script returned (cjson encodes an empty list as {})."""
+    value = json.loads(raw)
+    return value if isinstance(value, list) else []

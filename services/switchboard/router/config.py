@@ -1,0 +1,230 @@
+"""Routing config: one YAML file per tenant (shop), validated into pydantic models.
+
+A config with an error is rejected with a message that names the file and line of the offending value, so an
+operator can fix it from the log line alone; the loader (`reload.py`) keeps the previous config in force.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ChannelName = Literal["chat", "email", "phone"]
+ChainStep = Literal["sticky", "returning", "least_loaded", "overflow"]
+CHANNELS: tuple[ChannelName, ...] = ("chat", "email", "phone")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _default_chain() -> list[ChainStep]:
+    return ["sticky", "returning", "least_loaded", "overflow"]
+
+
+def _default_weights() -> dict[ChannelName, int]:
+    return {"chat": 2, "email": 1, "phone": 10}
+
+
+class OverflowRing(_Model):
+    """A secondary group that may take a group's conversations once a trigger fires."""
+
+    group: str
+    # Fires for one conversation once it has waited this long (None: never by time).
+    after_s: float | None = None
+    # Fires at decision time when the primary group's estimated wait is above this (None: never).
+    estimated_wait_over_s: float | None = None
+    # Fires at decision time when the primary group's recent service level is below this fraction (None: never).
+    service_level_below: float | None = Field(default=None, ge=0, le=1)
+
+
+class OfferPolicy(_Model):
+    """Auto-assign, or offer with a push timeout; `max_misses` missed offers in a row set the agent away."""
+
+    mode: Literal["auto", "offer"] = "auto"
+    timeout_s: float = Field(default=20.0, gt=0)
+    max_misses: int = Field(default=3, ge=1)
+
+
+class SkillGroup(_Model):
+    """A skill group (售前, 售后, 物流 …): the agents who serve it come from presence (`groups`)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    display_name: str = ""
+    languages: list[str] = Field(default_factory=lambda: ["zh"])
+    channels: list[ChannelName] = Field(default_factory=lambda: list(CHANNELS))
+    chain: list[ChainStep] = Field(default_factory=_default_chain)
+    overflow: list[OverflowRing] = Field(default_factory=list)
+    offer: OfferPolicy | None = None
+    # Average handle time, for the estimated wait of the queue.
+    avg_handle_s: float = Field(default=300.0, gt=0)
+
+
+class Match(_Model):
+    """What a rule matches on; every condition given must hold, any value of a list may match."""
+
+    keywords: list[str] = Field(default_factory=list)
+    patterns: list[str] = Field(default_factory=list)
+    channel: list[ChannelName] = Field(default_factory=list)
+    order_status: list[str] = Field(default_factory=list)
+    dispute_stage: list[str] = Field(default_factory=list)
+    platform: list[str] = Field(default_factory=list)
+    category: list[str] = Field(default_factory=list)
+    sku_prefix: list[str] = Field(default_factory=list)
+    language: list[str] = Field(default_factory=list)
+    member_tier: list[str] = Field(default_factory=list)
+
+    @field_validator("patterns")
+    @classmethod
+    def _patterns_compile(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"bad regular expression {pattern!r}: {exc}") from exc
+        return value
+
+
+class IntentRule(_Model):
+    """Maps a conversation's first message and commerce context to a skill group and a priority."""
+
+    name: str
+    group: str
+    priority: int = 0
+    match: Match
+
+
+class UrgencyBoost(_Model):
+    """Anger or urgency words add points to the queue priority."""
+
+    points: int = 0
+    words: list[str] = Field(default_factory=list)
+
+
+class Boosts(_Model):
+    """Priority points added on top of the matched rule's priority."""
+
+    channel: dict[ChannelName, int] = Field(default_factory=dict)
+    member_tier: dict[str, int] = Field(default_factory=dict)
+    urgency: UrgencyBoost = UrgencyBoost()
+    dispute_stage: dict[str, int] = Field(default_factory=dict)
+
+
+class QueuePolicy(_Model):
+    """Queue scoring: priority points plus aging (one point per `aging_s_per_point` waited), so nobody starves."""
+
+    aging_s_per_point: float = Field(default=30.0, gt=0)
+    boosts: Boosts = Boosts()
+    service_level_target_s: float = Field(default=30.0, gt=0)
+
+
+class Capacity(_Model):
+    """Capacity per channel: slots (cap:<channel> from presence) and optionally a weighted-units budget."""
+
+    mode: Literal["slots", "units"] = "slots"
+    phone_blocks_other_work: bool = True
+    units_per_agent: int = Field(default=10, ge=1)
+    unit_weights: dict[ChannelName, int] = Field(default_factory=_default_weights)
+
+
+class Affinity(_Model):
+    """熟客优先: a returning customer goes to the agent who served them last, within the TTL."""
+
+    enabled: bool = True
+    ttl_s: int = Field(default=7 * 24 * 3600, ge=1)
+
+
+class TenantRouting(_Model):
+    """The whole routing config of one tenant."""
+
+    tenant: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    default_group: str
+    default_priority: int = 0
+    skill_groups: list[SkillGroup]
+    rules: list[IntentRule] = Field(default_factory=list)
+    capacity: Capacity = Capacity()
+    offers: OfferPolicy = OfferPolicy()
+    affinity: Affinity = Affinity()
+    queue: QueuePolicy = QueuePolicy()
+    offline_grace_s: float = Field(default=60.0, ge=0)
+
+    @model_validator(mode="after")
+    def _references(self) -> TenantRouting:
+        names = [g.name for g in self.skill_groups]
+        if len(set(names)) != len(names):
+            raise ValueError(f"skill group names must be unique: {names}")
+        known = set(names)
+        if self.default_group not in known:
+            raise ValueError(f"default_group {self.default_group!r} is not a skill group")
+        for rule in self.rules:
+            if rule.group not in known:
+                raise ValueError(f"rule {rule.name!r} names unknown group {rule.group!r}")
+        for group in self.skill_groups:
+            for ring in group.overflow:
+                if ring.group not in known or ring.group == group.name:
+                    raise ValueError(f"group {group.name!r} overflows to unknown group {ring.group!r}")
+        return self
+
+    def group(self, name: str) -> SkillGroup:
+        """The skill group of that name (KeyError if unknown)."""
+        for group in self.skill_groups:
+            if group.name == name:
+                return group
+        raise KeyError(name)
+
+    def offer_policy(self, group: str) -> OfferPolicy:
+        """The group's offer policy, or the tenant's."""
+        return self.group(group).offer or self.offers
+
+
+class ConfigError(ValueError):
+    """A routing config file cannot be taken; the message points at file:line."""
+
+
+def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int:
+    """The 1-based line of the YAML node at a pydantic error location (or of its nearest parent)."""
+    line = node.start_mark.line + 1 if node is not None else 1
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            child = next((v for k, v in node.value if getattr(k, "value", None) == part), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            child = node.value[part]
+        else:
+            child = None
+        if child is None:
+            break
+        node, line = child, child.start_mark.line + 1
+    return line
+
+
+def parse_config(text: str, source: str) -> TenantRouting:
+    """Parse and validate one tenant's config; raise ConfigError naming `source:line` on any error."""
+    try:
+        node = yaml.compose(text)
+        data: Any = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else 1
+        raise ConfigError(f"{source}:{line}: not valid YAML: {getattr(exc, 'problem', exc)}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}:1: a routing config is a mapping with tenant, skill_groups and rules")
+    try:
+        return TenantRouting.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = tuple(p for p in first["loc"] if isinstance(p, int | str))
+        where = ".".join(str(p) for p in loc) or "(top level)"
+        raise ConfigError(f"{source}:{_line_of(node, loc)}: {where}: {first['msg']}") from exc
+
+
+def load_config_file(path: Path) -> TenantRouting:
+    """Read and validate one config file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}:1: cannot read: {exc}") from exc
+    return parse_config(text, str(path))

@@ -1,0 +1,392 @@
+"""The router's decisions over Redis: inbound messages and agent commands.
+
+Per partition batch: read the conversations and the agents of the groups involved (one pipelined round trip
+each), plan every new conversation with the pure chain over that snapshot (counting planned assignments so the
+batch spreads load), then run the claim scripts in one pipeline, in record order. The scripts re-check
+everything atomically; what they decided becomes RoutingEvents.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from prometheus_client import Counter, Histogram
+from redis.asyncio import Redis
+
+from switchboard.contracts import (
+    AgentCommand,
+    AgentCommandType,
+    AgentPresence,
+    AgentStatus,
+    InboundMessage,
+    MessageKind,
+    RoutingEvent,
+)
+from switchboard.router.chain import Plan, plan, take
+from switchboard.router.claims import Scripts, context, decisions
+from switchboard.router.classify import Facts, classify
+from switchboard.router.config import TenantRouting
+from switchboard.router.events import CHANNEL_NAMES, routing_event, verdicts_json
+from switchboard.router.reload import ConfigStore
+from switchboard.router.snapshot import Snapshot, read_groups, redis_guard, text
+from switchboard.runtime.keys import Keys
+from switchboard.runtime.logs import get_logger
+
+log = get_logger(__name__)
+
+DECISIONS = Counter("sb_router_decisions_total", "Routing decisions by type", ["type"])
+DECISION_SECONDS = Histogram(
+    "sb_router_batch_decision_seconds",
+    "Time to decide one batch of inbound records (Redis reads, plan, claim scripts)",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+)
+COMMAND_NAMES = {
+    AgentCommandType.AGENT_COMMAND_ACCEPT: "accept",
+    AgentCommandType.AGENT_COMMAND_DECLINE: "decline",
+    AgentCommandType.AGENT_COMMAND_CLOSE: "close",
+    AgentCommandType.AGENT_COMMAND_TRANSFER: "transfer",
+}
+
+
+class EventSink(Protocol):
+    """Where decisions go: the routing topic, and presence records when the router sets an agent away."""
+
+    async def routing(self, events: Sequence[RoutingEvent]) -> None:
+        """Publish routing events (keyed by conversation)."""
+
+    async def presence(self, records: Sequence[AgentPresence]) -> None:
+        """Publish presence records (keyed by tenant/agent)."""
+
+
+@dataclass
+class MemorySink:
+    """An EventSink that keeps what it got (tests, replay, benchmark)."""
+
+    events: list[RoutingEvent] = field(default_factory=list)
+    presences: list[AgentPresence] = field(default_factory=list)
+
+    async def routing(self, events: Sequence[RoutingEvent]) -> None:
+        """Keep the events."""
+        self.events.extend(events)
+
+    async def presence(self, records: Sequence[AgentPresence]) -> None:
+        """Keep the records."""
+        self.presences.extend(records)
+
+
+def facts_of(message: InboundMessage) -> Facts:
+    """What classification looks at in a message."""
+    text_ = message.text
+    if message.HasField("email") and message.email.subject:
+        text_ = f"{message.email.subject}\n{text_}"
+    return Facts(
+        text=text_,
+        channel=CHANNEL_NAMES.get(message.channel, "chat"),
+        language=message.language,
+        member_tier=message.customer.member_tier,
+        order_status=message.commerce.order_status,
+        dispute_stage=message.commerce.dispute_stage,
+        platform=message.commerce.platform,
+        category=message.commerce.category,
+        sku=message.commerce.sku,
+    )
+
+
+def invalid_inbound(message: InboundMessage, configs: ConfigStore) -> str | None:
+    """Why an inbound message cannot be routed (it goes to the DLQ), or None."""
+    if not message.tenant_id:
+        return "inbound message without tenant_id"
+    if configs.get(message.tenant_id) is None:
+        return f"no routing config for tenant {message.tenant_id!r}"
+    if not message.conversation_id or not message.message_id:
+        return "inbound message without conversation_id or message_id"
+    if message.channel not in CHANNEL_NAMES:
+        return f"inbound message with unknown channel {message.channel}"
+    return None
+
+
+def _is_live(message: InboundMessage) -> bool:
+    # A partial ASR segment is a live update for the owner's desktop, never a stored message.
+    return (
+        message.kind == MessageKind.MESSAGE_KIND_TRANSCRIPT and message.HasField("phone") and not message.phone.is_final
+    )
+
+
+class Router:
+    """Routing decisions of one router process; any number of processes may share a tenant."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        configs: ConfigStore,
+        sink: EventSink,
+        *,
+        instance: str = "router",
+        marker_ttl_s: int = 7 * 24 * 3600,
+        clock: Callable[[], int] | None = None,
+    ) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.configs = configs
+        self.sink = sink
+        self.instance = instance
+        self.marker_ttl_s = marker_ttl_s
+        self.clock = clock or (lambda: int(time.time() * 1000))
+        self.scripts = Scripts.register(redis)
+        self._waits: dict[tuple[str, str], deque[float]] = defaultdict(lambda: deque(maxlen=200))
+
+    # -- shared -----------------------------------------------------------------------------------------------
+
+    def ctx(self, config: TenantRouting, now_ms: int) -> str:
+        """ARGV[1] of the scripts for a tenant."""
+        return context(self.keys, config, now_ms, self.instance)
+
+    def waits(self, tenant: str) -> dict[str, tuple[float, ...]]:
+        """Recent waits per group of a tenant (for service-level overflow triggers)."""
+        return {g: tuple(w) for (t, g), w in self._waits.items() if t == tenant}
+
+    async def snapshot(self, config: TenantRouting, groups: set[str]) -> Snapshot:
+        """Agents and queue lengths of the groups and their overflow rings."""
+        wanted = set(groups)
+        for name in groups:
+            wanted.update(ring.group for ring in config.group(name).overflow)
+        return await read_groups(self.redis, self.keys, config.tenant, wanted, self.waits(config.tenant))
+
+    def plan_for(
+        self,
+        config: TenantRouting,
+        snap: Snapshot,
+        group: str,
+        channel: str,
+        *,
+        sticky: str = "",
+        returning: str = "",
+        excluded: frozenset[str] = frozenset(),
+    ) -> Plan:
+        """The chain's plan for one conversation over a snapshot."""
+        return plan(
+            config,
+            group,
+            channel,
+            snap.views(),
+            sticky=sticky,
+            returning=returning,
+            excluded=excluded,
+            stats=snap.stats,
+        )
+
+    async def publish(self, config: TenantRouting, found: Sequence[dict[str, Any]], now_ms: int) -> None:
+        """Turn decisions into RoutingEvents (and presence records for agents set away) and publish them."""
+        events, presences = [], []
+        for decision in found:
+            kind = str(decision.get("type"))
+            DECISIONS.labels(kind).inc()
+            if kind in ("assigned", "offered") and decision.get("enq"):
+                wait = max(0.0, (now_ms - float(decision["enq"])) / 1000)
+                self._waits[(config.tenant, str(decision.get("group")))].append(wait)
+            if kind == "refused":
+                log.info(
+                    "command_refused",
+                    tenant=config.tenant,
+                    **{k: decision.get(k) for k in ("conv", "agent", "reason", "command")},
+                )
+            event = routing_event(
+                config.tenant,
+                decision,
+                now_ms=now_ms,
+                instance=self.instance,
+                aging_s_per_point=config.queue.aging_s_per_point,
+            )
+            if event is not None:
+                events.append(event)
+            if kind == "timed_out" and decision.get("away"):
+                presences.append(
+                    self._away(config.tenant, str(decision["agent"]), int(decision.get("missed") or 0), now_ms)
+                )
+        if events:
+            await self.sink.routing(events)
+        if presences:
+            await self.sink.presence(presences)
+
+    @staticmethod
+    def _away(tenant: str, agent: str, missed: int, now_ms: int) -> AgentPresence:
+        record = AgentPresence(
+            tenant_id=tenant, agent_id=agent, changed_by="router", reason=f"missed {missed} offers in a row"
+        )
+        record.status = AgentStatus.AGENT_STATUS_AWAY
+        record.changed_at.FromMilliseconds(now_ms)
+        return record
+
+    # -- inbound ----------------------------------------------------------------------------------------------
+
+    async def handle_inbound(self, messages: Sequence[InboundMessage]) -> list[tuple[InboundMessage, str]]:
+        """Route a batch of inbound messages in order; return those refused, with the reason."""
+        started = time.perf_counter()
+        refused: list[tuple[InboundMessage, str]] = []
+        by_tenant: dict[str, list[InboundMessage]] = {}
+        for message in messages:
+            reason = invalid_inbound(message, self.configs)
+            if reason is not None:
+                refused.append((message, reason))
+            else:
+                by_tenant.setdefault(message.tenant_id, []).append(message)
+        async with redis_guard():
+            for tenant, items in by_tenant.items():
+                config = self.configs.get(tenant)
+                assert config is not None
+                await self._inbound_tenant(config, items)
+        DECISION_SECONDS.observe(time.perf_counter() - started)
+        return refused
+
+    async def _inbound_tenant(self, config: TenantRouting, items: Sequence[InboundMessage]) -> None:
+        now = self.clock()
+        tenant = config.tenant
+        pipe = self.redis.pipeline(transaction=False)
+        for m in items:
+            pipe.hmget(self.keys.conversation(tenant, m.conversation_id), "state", "last_owner")
+            pipe.get(self.keys.returning_customer(tenant, m.customer.customer_id or "-"))
+        rows = await pipe.execute()
+        opened: set[str] = set()
+        to_plan: list[int] = []
+        for i, m in enumerate(items):
+            state = text(rows[2 * i][0])
+            if state not in ("assigned", "queued", "offered") and m.conversation_id not in opened and not _is_live(m):
+                opened.add(m.conversation_id)
+                to_plan.append(i)
+        classes = {i: classify(config, facts_of(items[i])) for i in to_plan}
+        snap = await self.snapshot(config, {c.group for c in classes.values()}) if classes else Snapshot()
+        metas: list[dict[str, Any]] = []
+        for i, m in enumerate(items):
+            meta: dict[str, Any] = self._meta(m)
+            if i in classes:
+                returning = text(rows[2 * i + 1]) if m.customer.customer_id else ""
+                self._add_plan(config, snap, meta, classes[i].group, text(rows[2 * i][1]), returning, now)
+                meta.update(prio=classes[i].priority, rule=classes[i].rule, reasons=list(classes[i].boosts))
+            metas.append(meta)
+        ctx = self.ctx(config, now)
+        pipe = self.redis.pipeline(transaction=False)
+        for m, meta in zip(items, metas, strict=True):
+            await self.scripts.inbound(args=[ctx, json.dumps(meta), m.SerializeToString()], client=pipe)
+        results = [decisions(raw) for raw in await pipe.execute()]
+        found: list[dict[str, Any]] = []
+        for m, meta, result in zip(items, metas, results, strict=True):
+            if result and result[0].get("type") == "need_plan":
+                # The conversation closed between our read and the script: plan it now, alone.
+                result = await self._replan(config, m)  # noqa: PLW2901
+            reasons = meta.get("reasons") or []
+            for decision in result:
+                if reasons and decision.get("type") in ("assigned", "offered", "queued"):
+                    decision["reasons"] = reasons
+            found.extend(result)
+        await self.publish(config, found, now)
+
+    def _meta(self, m: InboundMessage) -> dict[str, Any]:
+        meta: dict[str, Any] = {
+            "mid": m.message_id,
+            "conv": m.conversation_id,
+            "ch": CHANNEL_NAMES[m.channel],
+            "cust": m.customer.customer_id,
+            "ttl": self.marker_ttl_s,
+        }
+        if _is_live(m):
+            # Only present when true: JSON null decodes to a truthy value in Redis's Lua.
+            meta["live"] = True
+        return meta
+
+    def _add_plan(
+        self,
+        config: TenantRouting,
+        snap: Snapshot,
+        meta: dict[str, Any],
+        group: str,
+        sticky: str,
+        returning: str,
+        now: int,
+    ) -> None:
+        channel = meta["ch"]
+        chosen = self.plan_for(config, snap, group, channel, sticky=sticky, returning=returning)
+        if chosen.candidates:
+            take(snap.agents[chosen.candidates[0].agent_id], channel, now)
+        meta.update(
+            group=group,
+            cands=[{"a": c.agent_id, "g": c.group, "s": c.step} for c in chosen.candidates],
+            groups=chosen.groups,
+            verdicts=verdicts_json(chosen.verdicts),
+        )
+
+    async def _replan(self, config: TenantRouting, m: InboundMessage) -> list[dict[str, Any]]:
+        for _ in range(5):
+            now = self.clock()
+            found = classify(config, facts_of(m))
+            snap = await self.snapshot(config, {found.group})
+            last = await self.redis.hget(self.keys.conversation(config.tenant, m.conversation_id), "last_owner")
+            meta = self._meta(m)
+            self._add_plan(config, snap, meta, found.group, text(last), "", now)
+            meta.update(prio=found.priority, rule=found.rule)
+            raw = await self.scripts.inbound(args=[self.ctx(config, now), json.dumps(meta), m.SerializeToString()])
+            result = decisions(raw)
+            if not (result and result[0].get("type") == "need_plan"):
+                return result
+        raise RuntimeError(f"conversation {m.conversation_id} kept changing while being planned")
+
+    # -- commands ---------------------------------------------------------------------------------------------
+
+    async def handle_commands(self, commands: Sequence[AgentCommand]) -> list[tuple[AgentCommand, str]]:
+        """Apply agents' commands in order; return those refused as bad input, with the reason."""
+        refused: list[tuple[AgentCommand, str]] = []
+        async with redis_guard():
+            for command in commands:
+                reason = await self._command(command)
+                if reason is not None:
+                    refused.append((command, reason))
+        return refused
+
+    async def _command(self, cmd: AgentCommand) -> str | None:
+        config = self.configs.get(cmd.tenant_id) if cmd.tenant_id else None
+        if config is None:
+            return f"no routing config for tenant {cmd.tenant_id!r}"
+        if not (cmd.command_id and cmd.conversation_id and cmd.agent_id) or cmd.type not in COMMAND_NAMES:
+            return "agent command without command_id, conversation_id, agent_id or a known type"
+        kind = COMMAND_NAMES[cmd.type]
+        if kind == "transfer" and bool(cmd.transfer_to_agent) == bool(cmd.transfer_to_group):
+            return "transfer names neither or both of transfer_to_agent and transfer_to_group"
+        if cmd.transfer_to_group and cmd.transfer_to_group not in {g.name for g in config.skill_groups}:
+            return f"transfer to unknown skill group {cmd.transfer_to_group!r}"
+        now = self.clock()
+        meta: dict[str, Any] = {
+            "cid": cmd.command_id,
+            "type": kind,
+            "agent": cmd.agent_id,
+            "conv": cmd.conversation_id,
+            "epoch": cmd.epoch,
+            "session": cmd.session_epoch,
+            "reason": cmd.reason,
+            "wrap": cmd.wrap_up_code,
+            "to_agent": cmd.transfer_to_agent,
+            "to_group": cmd.transfer_to_group,
+            "ttl": self.marker_ttl_s,
+            "cands": [],
+            "groups": [],
+        }
+        if kind == "decline" or cmd.transfer_to_group:
+            group, channel, declined = await self.redis.hmget(
+                self.keys.conversation(config.tenant, cmd.conversation_id), "group", "channel", "declined"
+            )
+            group_name = cmd.transfer_to_group or text(group)
+            if group_name in {g.name for g in config.skill_groups} and text(channel):
+                snap = await self.snapshot(config, {group_name})
+                excluded = frozenset({cmd.agent_id, *text(declined).split(",")})
+                chosen = self.plan_for(config, snap, group_name, text(channel), excluded=excluded)
+                meta["cands"] = [{"a": c.agent_id, "g": c.group, "s": c.step} for c in chosen.candidates]
+                meta["groups"] = chosen.groups
+            else:
+                meta["groups"] = [group_name] if group_name else []
+        raw = await self.scripts.command(args=[self.ctx(config, now), json.dumps(meta)])
+        await self.publish(config, decisions(raw), now)
+        return None

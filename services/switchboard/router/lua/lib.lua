@@ -1,0 +1,220 @@
+-- Shared functions of the router's claim scripts. Every script runs atomically on one tenant's keys (all carry
+-- the tenant hash tag), so checking an agent's capacity, claiming it, changing a conversation's owner and telling
+-- the desktops happen as one step: two routers can never both take the last slot or both own a conversation.
+--
+-- ARGV[1] is the context (JSON): tenant `t`, time `now` (ms), key templates `k` (from keys.py, split around the
+-- variable part), capacity rules `cap`, offer policies per group `pol`, queue aging `aging_ms`, affinity TTL
+-- `aff_ttl`, router instance `inst`.
+local C = cjson.decode(ARGV[1])
+local NOW = tonumber(C.now)
+local E = {}
+
+local function K(name, id)
+  local t = C.k[name]
+  return t[1] .. id .. t[2]
+end
+
+local function qkey(group, ch)
+  return K('queue', group .. ':' .. ch)
+end
+
+local function emit(d)
+  E[#E + 1] = d
+  return d
+end
+
+-- Protobuf encoding of the few fields a DeskEvent needs (wire types 0 and 2 only).
+local function varint(n)
+  local out = {}
+  while n >= 128 do
+    out[#out + 1] = string.char(n % 128 + 128)
+    n = math.floor(n / 128)
+  end
+  out[#out + 1] = string.char(n)
+  return table.concat(out)
+end
+
+local function f_str(f, s)
+  if s == nil or s == false or s == '' then return '' end
+  return varint(f * 8 + 2) .. varint(#s) .. s
+end
+
+local function f_int(f, n)
+  n = tonumber(n) or 0
+  if n <= 0 then return '' end
+  return varint(f * 8) .. varint(n)
+end
+
+local function f_ts(f, ms)
+  ms = tonumber(ms) or 0
+  if ms <= 0 then return '' end
+  local s = math.floor(ms / 1000)
+  return f_str(f, f_int(1, s) .. f_int(2, (ms - s * 1000) * 1000000))
+end
+
+-- DeskEventType: OFFER 1, ASSIGNED 2, MESSAGE 3, TRANSCRIPT 4, CLOSED 5, TRANSFERRED 6, REVOKED 7, STATUS 8.
+-- RoutingEventType: QUEUED 1, OFFERED 2, ASSIGNED 3, ACCEPTED 4, DECLINED 5, TIMED_OUT 6, REQUEUED 7,
+-- TRANSFERRED 8, CLOSED 9, MESSAGE_DELIVERED 10.
+local function desk(agent, etype, conv, epoch, group, msg, deadline, rtype, rule, extra)
+  local routing = f_str(2, C.t) .. f_str(3, conv) .. f_int(4, rtype) .. f_ts(5, NOW) .. f_str(6, group)
+    .. f_str(7, agent) .. f_int(8, epoch) .. f_str(11, rule) .. f_str(21, C.inst)
+  local ev = f_str(1, C.t) .. f_str(2, agent) .. f_int(4, etype) .. f_str(5, conv) .. f_int(6, epoch)
+    .. f_ts(7, NOW) .. f_str(8, msg) .. f_str(9, routing) .. f_ts(10, deadline) .. f_str(12, group) .. (extra or '')
+  return desk_append(K('outbox', agent), K('seq', agent), C.k.notify, agent, ev)
+end
+
+local function listed(list, item)
+  return string.find(',' .. (list or '') .. ',', ',' .. item .. ',', 1, true) ~= nil
+end
+
+-- Why an agent cannot take one more conversation of channel `ch` in `group` now (nil: it can). Mirrors
+-- chain.refusal, which plans over a snapshot; this is the check that counts.
+local function refusal(agent, ch, group)
+  local a = redis.call('HMGET', K('agent', agent), 'status', 'multiplier', 'groups',
+    'cap:chat', 'cap:email', 'cap:phone', 'used:chat', 'used:email', 'used:phone')
+  if a[1] ~= 'available' then return a[1] or 'offline' end
+  if group and not listed(a[3], group) then return 'not_in_skill' end
+  local mult = tonumber(a[2]) or 1
+  if mult <= 0 then mult = 1 end
+  local cap = { chat = tonumber(a[4]) or 0, email = tonumber(a[5]) or 0, phone = tonumber(a[6]) or 0 }
+  local used = { chat = tonumber(a[7]) or 0, email = tonumber(a[8]) or 0, phone = tonumber(a[9]) or 0 }
+  if used[ch] + 1 > math.floor(cap[ch] * mult) then return 'at_capacity' end
+  if C.cap.pb and ch ~= 'phone' and used.phone > 0 then return 'phone_call_blocks' end
+  if C.cap.units > 0 then
+    local w = C.cap.w
+    local in_use = used.chat * w.chat + used.email * w.email + used.phone * w.phone
+    if in_use + w[ch] > math.floor(C.cap.units * mult) then return 'units_exhausted' end
+  end
+  return nil
+end
+
+local function policy(group)
+  return C.pol[group] or C.pol['*']
+end
+
+local function leave_queues(ckey, conv, ch)
+  local qs = redis.call('HGET', ckey, 'queues')
+  if qs and qs ~= '' then
+    for g in string.gmatch(qs, '[^,]+') do redis.call('ZREM', qkey(g, ch), conv) end
+  end
+end
+
+local function deliver_backlog(agent, conv, epoch, group, rule)
+  local msgs = redis.call('LRANGE', K('backlog', conv), 0, -1)
+  desk(agent, 2, conv, epoch, group, msgs[1], 0, 3, rule)
+  for i = 2, #msgs do desk(agent, 3, conv, epoch, group, msgs[i], 0, 10, '') end
+  redis.call('DEL', K('backlog', conv))
+  return #msgs
+end
+
+-- Take `agent`'s capacity for `conv` and make it the owner (or the offered agent): one atomic step with the
+-- desk events that tell the agent.
+local function claim(conv, agent, group, step)
+  local ckey = K('conv', conv)
+  local c = redis.call('HMGET', ckey, 'channel', 'customer_id', 'rule', 'group', 'enqueued_ms', 'priority')
+  local ch = c[1]
+  local akey = K('agent', agent)
+  redis.call('HINCRBY', akey, 'used:' .. ch, 1)
+  redis.call('HSET', akey, 'last_assigned_ms', NOW)
+  leave_queues(ckey, conv, ch)
+  local epoch = redis.call('HINCRBY', ckey, 'epoch', 1)
+  redis.call('SADD', K('agent_convs', agent), conv)
+  if c[2] and c[2] ~= '' and C.aff_ttl > 0 then
+    redis.call('SET', K('returning', c[2]), agent, 'EX', C.aff_ttl)
+  end
+  local d = { type = 'assigned', conv = conv, agent = agent, group = group, step = step, epoch = epoch,
+    channel = ch, enq = tonumber(c[5]) or NOW, prio = tonumber(c[6]) or 0, rule = c[3] or '' }
+  local pol = policy(c[4])
+  if pol.mode == 'offer' then
+    local deadline = NOW + pol.ms
+    redis.call('HSET', ckey, 'state', 'offered', 'owner', '', 'offer_agent', agent, 'offer_deadline_ms', deadline,
+      'queues', '', 'served_group', group)
+    redis.call('ZADD', C.k.offers, deadline, conv)
+    desk(agent, 1, conv, epoch, group, redis.call('LINDEX', K('backlog', conv), 0), deadline, 2, c[3])
+    d.type = 'offered'
+    d.deadline = deadline
+  else
+    redis.call('HSET', ckey, 'state', 'assigned', 'owner', agent, 'offer_agent', '', 'offer_deadline_ms', 0,
+      'queues', '', 'served_group', group, 'declined', '')
+    deliver_backlog(agent, conv, epoch, group, c[3])
+  end
+  return emit(d)
+end
+
+-- Give back the capacity `agent` holds for `conv` (idempotent: the agent's set of conversations says whether
+-- it still holds it).
+local function release(agent, conv, ch)
+  if redis.call('SREM', K('agent_convs', agent), conv) == 1 then
+    local left = redis.call('HINCRBY', K('agent', agent), 'used:' .. ch, -1)
+    if left < 0 then redis.call('HSET', K('agent', agent), 'used:' .. ch, 0) end
+  end
+end
+
+-- The candidate chain's last word: try the planned candidates in order; if the plan was stale and none fits,
+-- look at every member of the groups before queueing, so nothing waits while an eligible agent has room.
+local function route(conv, cands, groups, verdicts)
+  local ckey = K('conv', conv)
+  local c = redis.call('HMGET', ckey, 'channel', 'group', 'declined', 'priority', 'enqueued_ms', 'rule')
+  local ch, primary, declined = c[1], c[2], c[3]
+  if #groups == 0 then groups = { primary } end
+  local tried = {}
+  for _, cand in ipairs(cands) do
+    tried[cand.a] = true
+    local why
+    if listed(declined, cand.a) then why = 'declined_or_missed' else why = refusal(cand.a, ch, cand.g) end
+    if not why then
+      local d = claim(conv, cand.a, cand.g, cand.s)
+      d.verdicts = verdicts
+      return d
+    end
+    verdicts[#verdicts + 1] = { a = cand.a, g = cand.g, s = cand.s, r = why .. ':at_claim' }
+  end
+  for _, g in ipairs(groups) do
+    for _, a in ipairs(redis.call('SMEMBERS', K('group_agents', g))) do
+      if not tried[a] then
+        tried[a] = true
+        if not listed(declined, a) and not refusal(a, ch, g) then
+          local d = claim(conv, a, g, 'recheck')
+          d.verdicts = verdicts
+          return d
+        end
+      end
+    end
+  end
+  local prio = tonumber(c[4]) or 0
+  local enq = tonumber(c[5]) or NOW
+  local score = enq - prio * C.aging_ms
+  for _, g in ipairs(groups) do redis.call('ZADD', qkey(g, ch), score, conv) end
+  redis.call('HSET', ckey, 'state', 'queued', 'owner', '', 'offer_agent', '', 'offer_deadline_ms', 0,
+    'queues', table.concat(groups, ','))
+  local pos = redis.call('ZRANK', qkey(primary, ch), conv) + 1
+  return emit({ type = 'queued', conv = conv, group = primary, pos = pos, verdicts = verdicts, channel = ch,
+    enq = enq, prio = prio, rule = c[6] or '', groups = groups, epoch = tonumber(redis.call('HGET', ckey, 'epoch')) or 0 })
+end
+
+-- Work-conserving drain: while the agent has room, take the best-scored conversation it may serve across its
+-- groups and channels. Queues are sorted sets by `enqueued - priority * aging`, lowest first.
+local function drain(agent)
+  local groups = redis.call('HGET', K('agent', agent), 'groups')
+  if not groups or groups == '' then return end
+  for _ = 1, 200 do
+    local best, best_score, best_group
+    for _, ch in ipairs({ 'chat', 'email', 'phone' }) do
+      if not refusal(agent, ch, nil) then
+        for g in string.gmatch(groups, '[^,]+') do
+          local head = redis.call('ZRANGE', qkey(g, ch), 0, 9, 'WITHSCORES')
+          for i = 1, #head, 2 do
+            local s = tonumber(head[i + 1])
+            if best_score and s >= best_score then break end
+            if not listed(redis.call('HGET', K('conv', head[i]), 'declined'), agent) then
+              best, best_score, best_group = head[i], s, g
+              break
+            end
+          end
+        end
+      end
+    end
+    if not best then return end
+    claim(best, agent, best_group, 'drain')
+  end
+end

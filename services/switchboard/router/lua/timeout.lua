@@ -1,0 +1,30 @@
+-- An offer's push timeout passed: take the capacity back, count the miss (N misses set the agent away), and
+-- route the conversation to the next candidate. ARGV[2]: JSON {conv, cands, groups, max_misses}.
+local M = cjson.decode(ARGV[2])
+local conv = M.conv
+local ckey = K('conv', conv)
+local st = redis.call('HMGET', ckey, 'state', 'offer_agent', 'offer_deadline_ms', 'channel', 'group')
+if st[1] ~= 'offered' or (tonumber(st[3]) or 0) > NOW then
+  redis.call('ZREM', C.k.offers, conv)
+  return cjson.encode(E)
+end
+local agent, ch, group = st[2], st[4], st[5]
+release(agent, conv, ch)
+redis.call('ZREM', C.k.offers, conv)
+local declined = redis.call('HGET', ckey, 'declined') or ''
+if declined == '' then declined = agent else declined = declined .. ',' .. agent end
+local e = redis.call('HINCRBY', ckey, 'epoch', 1)
+redis.call('HSET', ckey, 'declined', declined, 'offer_agent', '', 'state', 'new', 'queues', '')
+desk(agent, 7, conv, e, group, nil, 0, 6, 'offer_timed_out')
+local akey = K('agent', agent)
+local missed = redis.call('HINCRBY', akey, 'missed_offers', 1)
+local away = false
+if missed >= M.max_misses and redis.call('HGET', akey, 'status') == 'available' then
+  redis.call('HSET', akey, 'status', 'away', 'status_since_ms', NOW, 'missed_offers', 0)
+  desk(agent, 8, '', 0, '', nil, 0, 0, 'missed_offers', f_int(11, 3))
+  away = true
+end
+emit({ type = 'timed_out', conv = conv, agent = agent, epoch = e, group = group, missed = missed, away = away })
+route(conv, M.cands, M.groups, {})
+drain(agent)
+return cjson.encode(E)

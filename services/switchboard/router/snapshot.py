@@ -1,0 +1,88 @@
+"""Reading the tenant's state the planner works on: agents of some groups, queue lengths, conversations.
+
+A snapshot is only a plan's input: every claim is re-checked atomically by the scripts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+
+from redis.asyncio import Redis
+from redis.exceptions import BusyLoadingError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from switchboard.router.chain import AgentView, GroupStats
+from switchboard.router.config import CHANNELS
+from switchboard.runtime.errors import TransientError
+from switchboard.runtime.keys import Keys
+
+
+@contextlib.asynccontextmanager
+async def redis_guard() -> AsyncIterator[None]:
+    """Turn Redis being unreachable, loading or busy into TransientError: the consumer pauses, nothing is guessed."""
+    try:
+        yield
+    except (RedisConnectionError, RedisTimeoutError, BusyLoadingError) as exc:
+        raise TransientError(f"redis unavailable: {exc!r}") from exc
+    except ResponseError as exc:
+        if str(exc).startswith(("BUSY", "OOM", "LOADING", "MASTERDOWN", "READONLY")):
+            raise TransientError(f"redis refused: {exc!r}") from exc
+        raise
+
+
+@dataclass
+class Snapshot:
+    """Agents of the groups read, by id, and queue lengths per group."""
+
+    agents: dict[str, AgentView] = field(default_factory=dict)
+    stats: dict[str, GroupStats] = field(default_factory=dict)
+
+    def views(self) -> list[AgentView]:
+        """Every agent read."""
+        return list(self.agents.values())
+
+
+async def read_agents(redis: Redis, keys: Keys, tenant: str, agent_ids: Iterable[str]) -> dict[str, AgentView]:
+    """HGETALL of each agent, as AgentViews."""
+    ids = sorted(set(agent_ids))
+    pipe = redis.pipeline(transaction=False)
+    for agent in ids:
+        pipe.hgetall(keys.agent(tenant, agent))
+    rows = await pipe.execute()
+    return {agent: AgentView.from_hash(agent, row) for agent, row in zip(ids, rows, strict=True) if row}
+
+
+async def read_groups(
+    redis: Redis, keys: Keys, tenant: str, groups: Iterable[str], waits: dict[str, tuple[float, ...]] | None = None
+) -> Snapshot:
+    """The agents of the groups and each group's queue length (all channels)."""
+    names = sorted(set(groups))
+    pipe = redis.pipeline(transaction=False)
+    for group in names:
+        pipe.smembers(keys.group_agents(tenant, group))
+    for group in names:
+        for ch in CHANNELS:
+            pipe.zcard(keys.queue_channel(tenant, group, ch))
+    rows = await pipe.execute()
+    members: set[str] = set()
+    for row in rows[: len(names)]:
+        members.update(m.decode() for m in row)
+    lengths = rows[len(names) :]
+    stats = {
+        group: GroupStats(
+            queue_length=sum(int(n) for n in lengths[i * len(CHANNELS) : (i + 1) * len(CHANNELS)]),
+            recent_waits_s=(waits or {}).get(group, ()),
+        )
+        for i, group in enumerate(names)
+    }
+    return Snapshot(await read_agents(redis, keys, tenant, members), stats)
+
+
+def text(value: object) -> str:
+    """A Redis reply as text ('' for nil)."""
+    if isinstance(value, bytes):
+        return value.decode()
+    return value if isinstance(value, str) else ""

@@ -1,0 +1,246 @@
+"""Router test support: agents set up as presence would, messages, and the DESIGN.md invariants read from Redis.
+
+Until the presence service runs in a test, the test writes the presence-owned fields of the agent hash itself
+(docs/state.md): status, groups, cap:<channel>, multiplier, status_since_ms, session_epoch, and the group and
+tenant agent sets.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from redis.asyncio import Redis
+
+from switchboard.contracts import (
+    AgentPresence,
+    AgentStatus,
+    Channel,
+    ChannelCapacity,
+    CommerceContext,
+    Customer,
+    DeskEvent,
+    DeskEventType,
+    InboundMessage,
+)
+from switchboard.router.config import CHANNELS, TenantRouting
+from switchboard.runtime.desk import read_outbox
+from switchboard.runtime.keys import Keys
+
+CHANNEL_OF = {"chat": Channel.CHANNEL_CHAT, "email": Channel.CHANNEL_EMAIL, "phone": Channel.CHANNEL_PHONE}
+STATUS_OF = {
+    "available": AgentStatus.AGENT_STATUS_AVAILABLE,
+    "busy": AgentStatus.AGENT_STATUS_BUSY,
+    "away": AgentStatus.AGENT_STATUS_AWAY,
+    "offline": AgentStatus.AGENT_STATUS_OFFLINE,
+}
+
+
+def now_ms() -> int:
+    """Wall-clock milliseconds."""
+    return int(time.time() * 1000)
+
+
+async def put_agent(
+    redis: Redis,
+    keys: Keys,
+    tenant: str,
+    agent: str,
+    groups: list[str],
+    *,
+    chat: int = 3,
+    email: int = 5,
+    phone: int = 1,
+    status: str = "available",
+    multiplier: float = 1.0,
+    since_ms: int | None = None,
+) -> None:
+    """Write an agent as presence would (its own fields only; the router's used:* fields are left alone)."""
+    await redis.hset(
+        keys.agent(tenant, agent),
+        mapping={
+            "status": status,
+            "session_epoch": 1,
+            "groups": ",".join(groups),
+            "languages": "zh,en",
+            "cap:chat": chat,
+            "cap:email": email,
+            "cap:phone": phone,
+            "multiplier": multiplier,
+            "status_since_ms": since_ms if since_ms is not None else now_ms(),
+            "last_heartbeat_ms": now_ms(),
+        },
+    )
+    await redis.sadd(keys.tenant_agents(tenant), agent)
+    for group in groups:
+        await redis.sadd(keys.group_agents(tenant, group), agent)
+
+
+async def set_status(
+    redis: Redis, keys: Keys, tenant: str, agent: str, status: str, *, since_ms: int | None = None
+) -> None:
+    """Change an agent's status as presence would."""
+    await redis.hset(
+        keys.agent(tenant, agent),
+        mapping={"status": status, "status_since_ms": since_ms if since_ms is not None else now_ms()},
+    )
+
+
+def presence_record(tenant: str, agent: str, status: str, groups: list[str], multiplier: float = 1.0) -> AgentPresence:
+    """The AgentPresence record presence publishes after such a change."""
+    record = AgentPresence(
+        tenant_id=tenant,
+        agent_id=agent,
+        status=STATUS_OF[status],
+        session_epoch=1,
+        skill_groups=groups,
+        changed_by="agent",
+        capacity_multiplier=multiplier,
+    )
+    record.capacity.append(ChannelCapacity(channel=Channel.CHANNEL_CHAT, slots=3))
+    record.changed_at.GetCurrentTime()
+    return record
+
+
+def message(
+    tenant: str,
+    conv: str,
+    mid: str,
+    text: str = "你好",
+    *,
+    channel: str = "chat",
+    customer: str = "",
+    tier: str = "",
+    order_status: str = "",
+    dispute_stage: str = "",
+    language: str = "zh",
+) -> InboundMessage:
+    """An inbound customer message as an adapter would write it."""
+    m = InboundMessage(
+        message_id=mid,
+        tenant_id=tenant,
+        conversation_id=conv,
+        channel=CHANNEL_OF[channel],
+        text=text,
+        language=language,
+        customer=Customer(customer_id=customer or f"cust-{conv}", member_tier=tier),
+        commerce=CommerceContext(order_status=order_status, dispute_stage=dispute_stage, platform="tmall"),
+    )
+    m.received_at.GetCurrentTime()
+    return m
+
+
+async def outbox(redis: Redis, keys: Keys, tenant: str, agent: str) -> list[DeskEvent]:
+    """Every event of an agent's desk outbox."""
+    events: list[DeskEvent] = []
+    while True:
+        batch = await read_outbox(redis, keys, tenant, agent, events[-1].seq if events else 0, count=1000)
+        if not batch:
+            return events
+        events.extend(batch)
+
+
+@dataclass
+class TenantState:
+    """Everything routing-related of one tenant, read from Redis."""
+
+    agents: dict[str, dict[str, str]] = field(default_factory=dict)
+    agent_convs: dict[str, set[str]] = field(default_factory=dict)
+    convs: dict[str, dict[str, str]] = field(default_factory=dict)
+    queues: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    backlogs: dict[str, list[str]] = field(default_factory=dict)
+    outboxes: dict[str, list[DeskEvent]] = field(default_factory=dict)
+
+
+def _s(raw: dict[bytes, bytes]) -> dict[str, str]:
+    return {k.decode(): v.decode() for k, v in raw.items()}
+
+
+async def read_state(redis: Redis, keys: Keys, config: TenantRouting, conv_ids: set[str]) -> TenantState:
+    """Read agents, conversations, queues, backlogs and outboxes of one tenant."""
+    tenant = config.tenant
+    state = TenantState()
+    for raw in await redis.smembers(keys.tenant_agents(tenant)):
+        agent = raw.decode()
+        state.agents[agent] = _s(await redis.hgetall(keys.agent(tenant, agent)))
+        state.agent_convs[agent] = {c.decode() for c in await redis.smembers(keys.agent_conversations(tenant, agent))}
+        state.outboxes[agent] = await outbox(redis, keys, tenant, agent)
+    for conv in conv_ids:
+        fields = _s(await redis.hgetall(keys.conversation(tenant, conv)))
+        if fields:
+            state.convs[conv] = fields
+            backlog = await redis.lrange(keys.conversation_backlog(tenant, conv), 0, -1)
+            state.backlogs[conv] = [InboundMessage.FromString(b).message_id for b in backlog]
+    for group in config.skill_groups:
+        for ch in CHANNELS:
+            members = await redis.zrange(keys.queue_channel(tenant, group.name, ch), 0, -1)
+            state.queues[(group.name, ch)] = [m.decode() for m in members]
+    return state
+
+
+def _fits(agent: dict[str, str], ch: str, group: str, config: TenantRouting) -> bool:
+    if agent.get("status") != "available" or group not in agent.get("groups", "").split(","):
+        return False
+    mult = float(agent.get("multiplier") or 1) or 1.0
+    if int(agent.get(f"used:{ch}") or 0) + 1 > math.floor(int(agent.get(f"cap:{ch}") or 0) * mult):
+        return False
+    return not (config.capacity.phone_blocks_other_work and ch != "phone" and int(agent.get("used:phone") or 0) > 0)
+
+
+def check_invariants(
+    state: TenantState, config: TenantRouting, sent: dict[str, list[str]], *, check_capacity: bool = True
+) -> None:
+    """Assert DESIGN.md's invariants over one tenant's state; `sent` is each conversation's message ids in order."""
+    holders: Counter[str] = Counter()
+    for agent, convs in state.agent_convs.items():
+        fields = state.agents[agent]
+        for ch in CHANNELS:
+            mine = [c for c in convs if state.convs.get(c, {}).get("channel") == ch]
+            used = int(fields.get(f"used:{ch}") or 0)
+            assert used == len(mine), f"{agent} used:{ch}={used} but holds {sorted(mine)}"
+            if check_capacity:
+                cap = math.floor(int(fields.get(f"cap:{ch}") or 0) * (float(fields.get("multiplier") or 1) or 1.0))
+                assert used <= cap, f"{agent} over capacity on {ch}: {used} > {cap}"
+        holders.update(convs)
+    for conv, fields in state.convs.items():
+        st, owner, offered = fields.get("state"), fields.get("owner", ""), fields.get("offer_agent", "")
+        assert st in ("queued", "offered", "assigned", "closed"), f"{conv} in state {st}"
+        holder = owner if st == "assigned" else offered if st == "offered" else ""
+        if holder:
+            assert conv in state.agent_convs.get(holder, set()), f"{conv} owned by {holder} who does not hold it"
+            assert holders[conv] == 1, f"{conv} held by {holders[conv]} agents"
+        else:
+            assert holders[conv] == 0, f"{conv} ({st}) still holds an agent's capacity"
+        in_queues = {g for (g, ch), members in state.queues.items() if conv in members}
+        if st == "queued":
+            expected = set(fields.get("queues", "").split(","))
+            assert in_queues == expected, f"{conv} queued in {in_queues}, expected {expected}"
+            declined = set(fields.get("declined", "").split(","))
+            for group in in_queues:
+                for agent, afields in state.agents.items():
+                    if agent not in declined and _fits(afields, fields["channel"], group, config):
+                        raise AssertionError(f"{conv} waits in {group} while {agent} has room (not work-conserving)")
+        else:
+            assert not in_queues, f"{conv} ({st}) still in queues {in_queues}"
+    delivered: Counter[str] = Counter()
+    order: dict[tuple[str, str], list[str]] = {}
+    for agent, events in state.outboxes.items():
+        for event in events:
+            assert event.tenant_id == config.tenant and event.agent_id == agent, "desk event of another tenant/agent"
+            if (
+                event.type in (DeskEventType.DESK_EVENT_ASSIGNED, DeskEventType.DESK_EVENT_MESSAGE)
+                and event.message.message_id
+            ):
+                delivered[event.message.message_id] += 1
+                order.setdefault((agent, event.conversation_id), []).append(event.message.message_id)
+    for conv, mids in sent.items():
+        held = state.backlogs.get(conv, [])
+        for mid in mids:
+            total = delivered[mid] + held.count(mid)
+            assert total == 1, f"message {mid} of {conv} delivered {delivered[mid]}x and held {held.count(mid)}x"
+        for (_, c), seen in order.items():
+            if c == conv:
+                assert seen == [m for m in mids if m in seen], f"{conv} out of order on a desk: {seen} vs {mids}"
+        assert held == [m for m in mids if m in held], f"{conv} backlog out of order: {held} vs {mids}"
