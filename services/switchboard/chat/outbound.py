@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 from switchboard.chat.callbacks import CallbackFailed, PlatformCallbacks
 from switchboard.chat.conversations import Conversations
 from switchboard.chat.frames import queue_frame, reply_frame
+from switchboard.chat.metrics import CHAT_REPLIES
 from switchboard.chat.sockets import SocketHub
 from switchboard.contracts import Channel, OutboundMessage, RoutingEvent, RoutingEventType
 from switchboard.runtime.consumer import Delivery, Rejected
@@ -74,9 +75,13 @@ class ChatOutbound:
             return ""  # a redelivered record: the customer has it already
         frame = reply_frame(reply)
         try:
-            if await self._hub.publish(reply.tenant_id, customer_id, frame) == 0:
+            if await self._hub.publish(reply.tenant_id, customer_id, frame) > 0:
+                CHAT_REPLIES.labels("socket").inc()
+            else:
                 await self._callbacks.post(reply.tenant_id, customer_id, frame)
+                CHAT_REPLIES.labels("callback").inc()
         except CallbackFailed as exc:
+            CHAT_REPLIES.labels("failed").inc()
             return str(exc)
         except BaseException:
             await self._redis.delete(marker)  # not delivered: let the retry deliver it
