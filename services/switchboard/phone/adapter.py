@@ -175,12 +175,12 @@ class PhoneAdapter:
         """Forward a live hypothesis to the call's current owner; it is never a record on the inbound topic."""
         ref = provider_id(segment)
         try:
-            owner, epoch = await self.redis.hmget(
-                self.keys.conversation(tenant_id, call.conversation_id), "owner", "epoch"
+            owner, epoch, state = await self.redis.hmget(
+                self.keys.conversation(tenant_id, call.conversation_id), "owner", "epoch", "state"
             )
         except RedisError as exc:
             raise TransientError(f"redis unavailable: {exc!r}") from exc
-        if not owner:
+        if not owner or state == b"closed":
             PHONE_ITEMS.labels("segment.partial", "no_owner").inc()
             return ItemResult(ref, "no_owner")
         message = self.intake.prepare(segment_message(tenant_id, call, segment), ref)
