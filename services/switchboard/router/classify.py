@@ -53,8 +53,13 @@ def _contains_any(text: str, words: list[str]) -> bool:
 def matches(match: Match, facts: Facts) -> bool:
     """True when every condition the rule gives holds for the facts."""
     checks: list[tuple[Sequence[str], Callable[[], bool]]] = [
-        (match.keywords, lambda: _contains_any(facts.text, match.keywords)),
-        (match.patterns, lambda: any(_compiled(p).search(facts.text) for p in match.patterns)),
+        (
+            [*match.keywords, *match.patterns],
+            lambda: (
+                _contains_any(facts.text, match.keywords)
+                or any(_compiled(p).search(facts.text) for p in match.patterns)
+            ),
+        ),
         (match.channel, lambda: facts.channel in match.channel),
         (match.order_status, lambda: facts.order_status in match.order_status),
         (match.dispute_stage, lambda: facts.dispute_stage in match.dispute_stage),

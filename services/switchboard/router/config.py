@@ -65,7 +65,10 @@ class SkillGroup(_Model):
 
 
 class Match(_Model):
-    """What a rule matches on; every condition given must hold, any value of a list may match."""
+    """What a rule matches on; every condition given must hold, any value of a list may match.
+
+    Keywords and patterns together are one condition on the text: any keyword or any pattern matches.
+    """
 
     keywords: list[str] = Field(default_factory=list)
     patterns: list[str] = Field(default_factory=list)
@@ -156,17 +159,20 @@ class TenantRouting(_Model):
     def _references(self) -> TenantRouting:
         names = [g.name for g in self.skill_groups]
         if len(set(names)) != len(names):
-            raise ValueError(f"skill group names must be unique: {names}")
+            raise ValueError(f"at skill_groups: skill group names must be unique: {names}")
         known = set(names)
         if self.default_group not in known:
-            raise ValueError(f"default_group {self.default_group!r} is not a skill group")
-        for rule in self.rules:
+            raise ValueError(f"at default_group: {self.default_group!r} is not a skill group")
+        for i, rule in enumerate(self.rules):
             if rule.group not in known:
-                raise ValueError(f"rule {rule.name!r} names unknown group {rule.group!r}")
-        for group in self.skill_groups:
-            for ring in group.overflow:
+                raise ValueError(f"at rules.{i}.group: rule {rule.name!r} names unknown group {rule.group!r}")
+        for i, group in enumerate(self.skill_groups):
+            for j, ring in enumerate(group.overflow):
                 if ring.group not in known or ring.group == group.name:
-                    raise ValueError(f"group {group.name!r} overflows to unknown group {ring.group!r}")
+                    raise ValueError(
+                        f"at skill_groups.{i}.overflow.{j}.group: {group.name!r} overflows to unknown group "
+                        f"{ring.group!r}"
+                    )
         return self
 
     def group(self, name: str) -> SkillGroup:
@@ -217,8 +223,14 @@ def parse_config(text: str, source: str) -> TenantRouting:
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = tuple(p for p in first["loc"] if isinstance(p, int | str))
+        message = str(first["msg"])
+        # Cross-reference checks name their own location ("at rules.3.group: ...").
+        found = re.search(r"\bat ([\w.]+): (.*)", message)
+        if not loc and found:
+            loc = tuple(int(p) if p.isdigit() else p for p in found.group(1).split("."))
+            message = found.group(2)
         where = ".".join(str(p) for p in loc) or "(top level)"
-        raise ConfigError(f"{source}:{_line_of(node, loc)}: {where}: {first['msg']}") from exc
+        raise ConfigError(f"{source}:{_line_of(node, loc)}: {where}: {message}") from exc
 
 
 def load_config_file(path: Path) -> TenantRouting:

@@ -1,0 +1,133 @@
+"""The router process: Kafka loops over inbound + commands and presence, the sweep, config reloads.
+
+One consumer group shares the inbound and command partitions among router replicas; a second one shares the
+presence records. Every replica sweeps every tenant: the scripts make repeated sweeps harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from switchboard.contracts import AgentCommand, AgentPresence, InboundMessage, RoutingEvent
+from switchboard.router.engine import Router
+from switchboard.router.reload import ConfigStore
+from switchboard.router.settings import RouterSettings
+from switchboard.router.upkeep import Upkeep
+from switchboard.runtime.consumer import BatchConsumer, Delivery, Handler, Rejected
+from switchboard.runtime.errors import TransientError
+from switchboard.runtime.kafka import RecordProducer
+from switchboard.runtime.keys import Keys
+from switchboard.runtime.logs import get_logger
+from switchboard.runtime.redis_client import redis_client
+from switchboard.runtime.service import ServiceRuntime
+from switchboard.runtime.topics import Topics
+
+log = get_logger(__name__)
+
+
+class KafkaSink:
+    """Publishes decisions to the routing topic and away-records to the presence topic (waits for acks)."""
+
+    def __init__(self, producer: RecordProducer) -> None:
+        self._producer = producer
+        self._topics = producer.topics
+
+    async def routing(self, events: Sequence[RoutingEvent]) -> None:
+        """Routing events keyed by conversation."""
+        await self._producer.send_many(self._topics.routing, [(e.conversation_id, e) for e in events])
+
+    async def presence(self, records: Sequence[AgentPresence]) -> None:
+        """Presence records keyed by tenant/agent."""
+        await self._producer.send_many(self._topics.presence, [(f"{r.tenant_id}/{r.agent_id}", r) for r in records])
+
+
+def conversation_handler(router: Router) -> Handler:
+    """The handler of inbound and command batches: refused records go to the DLQ with the reason."""
+
+    async def handle(batch: Sequence[Delivery]) -> Sequence[Rejected]:
+        inbound = [(d, d.message) for d in batch if isinstance(d.message, InboundMessage)]
+        commands = [(d, d.message) for d in batch if isinstance(d.message, AgentCommand)]
+        known = {id(d) for d, _ in inbound} | {id(d) for d, _ in commands}
+        rejected = [
+            Rejected(d, "not an InboundMessage or AgentCommand", "wrong_type") for d in batch if id(d) not in known
+        ]
+        delivery_of = {id(m): d for d, m in [*inbound, *commands]}
+        for message, reason in await router.handle_inbound([m for _, m in inbound]):
+            rejected.append(Rejected(delivery_of[id(message)], reason))
+        for command, reason in await router.handle_commands([m for _, m in commands]):
+            rejected.append(Rejected(delivery_of[id(command)], reason))
+        return rejected
+
+    return handle
+
+
+def presence_handler(upkeep: Upkeep) -> Handler:
+    """The handler of presence batches."""
+
+    async def handle(batch: Sequence[Delivery]) -> Sequence[Rejected]:
+        records = [d.message for d in batch if isinstance(d.message, AgentPresence)]
+        await upkeep.handle_presence(records)
+        return []
+
+    return handle
+
+
+async def sweep_loop(upkeep: Upkeep, interval_s: float, stopping: asyncio.Event) -> None:
+    """Run the sweep every interval until stopping; Redis or Kafka outages are logged and retried next time."""
+    while not stopping.is_set():
+        try:
+            await upkeep.sweep()
+        except TransientError as exc:
+            log.warning("sweep_paused", error=repr(exc))
+        try:
+            await asyncio.wait_for(stopping.wait(), interval_s)
+        except TimeoutError:
+            continue
+
+
+async def run(settings: RouterSettings) -> None:
+    """Run the router until SIGTERM."""
+    runtime = ServiceRuntime(settings)
+    redis = redis_client(settings)
+    runtime.add_closer(redis.aclose)
+    configs = ConfigStore(settings.config_dir())
+    configs.poll()
+    producer = await runtime.start_producer()
+    router = Router(
+        redis,
+        Keys(settings.key_prefix),
+        configs,
+        KafkaSink(producer),
+        instance=settings.instance_id,
+        marker_ttl_s=settings.marker_ttl_s,
+    )
+    upkeep = Upkeep(router)
+    topics = Topics(settings.topic_prefix)
+    conversations = BatchConsumer(
+        settings,
+        topics=[topics.inbound, topics.commands],
+        group_id=f"{settings.topic_prefix}router",
+        handler=conversation_handler(router),
+        producer=producer,
+    )
+    presence = BatchConsumer(
+        settings,
+        topics=[topics.presence],
+        group_id=f"{settings.topic_prefix}router-presence",
+        handler=presence_handler(upkeep),
+        producer=producer,
+    )
+    await conversations.start()
+    await presence.start()
+    runtime.add_closer(conversations.stop)
+    runtime.add_closer(presence.stop)
+    runtime.add_ready_check("conversations", lambda: conversations.ready)
+    runtime.add_ready_check("presence", lambda: presence.ready)
+    runtime.add_ready_check("routing_config", lambda: bool(configs.tenants()))
+    stopping = asyncio.Event()
+    runtime.add_worker("conversations", conversations.run, stop=conversations.stop_intake)
+    runtime.add_worker("presence", presence.run, stop=presence.stop_intake)
+    runtime.add_worker("sweep", lambda: sweep_loop(upkeep, settings.sweep_interval_s, stopping), stop=stopping.set)
+    runtime.add_worker("config", lambda: configs.watch(settings.config_poll_s), stop=configs.stop)
+    await runtime.serve()

@@ -1,0 +1,28 @@
+"""Settings of the router (env prefix `SB_`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from switchboard.runtime.settings import ServiceSettings
+
+# The example configs of the repository this package lives in (config/routing/*.yaml).
+REPO_ROUTING_DIR = Path(__file__).resolve().parents[3] / "config" / "routing"
+
+
+class RouterSettings(ServiceSettings):
+    """Router: where the routing configs live, how often they are re-read, the sweep cadence, marker lifetime."""
+
+    service_name: str = "router"
+    # Directory of per-tenant routing configs (`*.yaml`); the repository's `config/routing` when empty.
+    routing_config_dir: str = ""
+    config_poll_s: float = 2.0
+    # Offer timeouts, time-based overflow, departed agents and safety drains run this often.
+    sweep_interval_s: float = 0.5
+    # A processed record's marker (and the decisions stored with it) lives this long: redeliveries after a
+    # crash or rebalance within it change nothing twice.
+    marker_ttl_s: int = 7 * 24 * 3600
+
+    def config_dir(self) -> Path:
+        """The routing config directory in force."""
+        return Path(self.routing_config_dir) if self.routing_config_dir else REPO_ROUTING_DIR
