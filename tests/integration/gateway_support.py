@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 from collections.abc import AsyncIterator, Generator
 from dataclasses import dataclass, field
 from typing import Any
@@ -121,9 +122,20 @@ class Desk:
         resume_after: int | None = None,
         origin: str | None = ORIGIN,
         max_queue: int | None = 16,
+        rcvbuf: int | None = None,
+        compression: str | None = "deflate",
     ) -> Desk:
-        """Connect, authenticate, and read the snapshot."""
-        ws = await connect(url, origin=Origin(origin) if origin else None, max_queue=max_queue)
+        """Connect, authenticate, and read the snapshot; `rcvbuf` shrinks the kernel's receive buffer (slow desk)."""
+        sock = None
+        if rcvbuf is not None:
+            host, port = url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
+        ws = await connect(
+            url, origin=Origin(origin) if origin else None, max_queue=max_queue, sock=sock, compression=compression
+        )
         desk = cls(ws)
         hello: dict[str, Any] = {"type": "auth", "token": auth_token}
         if resume_after is not None:
