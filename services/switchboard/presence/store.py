@@ -198,11 +198,13 @@ class PresenceStore:
         condition: str = "",
         cutoff_ms: int = 0,
         wrap_up_s: float | None = None,
+        publish: bool = True,
     ) -> int:
         """Run the transition script (and publish on a change); returns its result code (lua.CHANGED, …).
 
         `condition` is for the sweep: `stale_before` (only if no heartbeat since `cutoff_ms`) or `wrap_up_due`.
-        Whichever replica's script changes the agent is the only one that publishes.
+        Whichever replica's script changes the agent is the only one that publishes. With `publish=False` the
+        caller publishes (the sweep sends one batch for many agents).
         """
         now = self.now_ms()
         k = self.keys
@@ -243,7 +245,8 @@ class PresenceStore:
                 changed_by=changed_by,
                 reason=reason,
             )
-            await self.publish(tenant_id, [agent_id])
+            if publish:
+                await self.publish(tenant_id, [agent_id])
         return int(code)
 
     # --- profile: skills, languages, capacity, surge multiplier ---------------------------------------------
@@ -396,9 +399,12 @@ class PresenceStore:
         except BrokerUnavailable as exc:
             log.warning("presence_publish_failed", tenant_id=tenant_id, agents=len(records), error=str(exc))
             return False
+        clear = self.redis.pipeline(transaction=False)
         for s in states:
             await self._clear_pending(
                 keys=[self.keys.agent(tenant_id, s.agent_id), self.keys.presence_pending(tenant_id)],
                 args=[s.agent_id, s.presence_version],
+                client=clear,
             )
+        await clear.execute()
         return True

@@ -82,7 +82,7 @@ class Sweeper:
         silent: list[bytes] = await self.store.redis.zrangebyscore(  # type: ignore[assignment]
             self.store.keys.heartbeats(tenant_id), "-inf", f"({cutoff}", start=0, num=SWEEP_BATCH
         )
-        offline = 0
+        offline = []
         for member in silent:
             code = await self.store.transition(
                 tenant_id,
@@ -92,26 +92,36 @@ class Sweeper:
                 "heartbeats stopped",
                 condition="stale_before",
                 cutoff_ms=cutoff,
+                publish=False,
             )
             if code == lua.CHANGED:
-                offline += 1
-        SWEPT_OFFLINE.inc(offline)
-        return offline
+                offline.append(text(member))
+        # one acked batch for all of them (a gateway crash drops thousands of sockets at once)
+        await self.store.publish(tenant_id, offline)
+        SWEPT_OFFLINE.inc(len(offline))
+        return len(offline)
 
     async def end_wrap_ups(self, tenant_id: str, now_ms: int) -> int:
         """Return agents whose wrap-up timer ran out to available."""
         due: list[bytes] = await self.store.redis.zrangebyscore(  # type: ignore[assignment]
             self.store.keys.wrap_up_timers(tenant_id), "-inf", now_ms, start=0, num=SWEEP_BATCH
         )
-        ended = 0
+        ended = []
         for member in due:
             code = await self.store.transition(
-                tenant_id, text(member), Status.AVAILABLE, "wrap_up_timer", "wrap-up ended", condition="wrap_up_due"
+                tenant_id,
+                text(member),
+                Status.AVAILABLE,
+                "wrap_up_timer",
+                "wrap-up ended",
+                condition="wrap_up_due",
+                publish=False,
             )
             if code == lua.CHANGED:
-                ended += 1
-        WRAP_UPS_ENDED.inc(ended)
-        return ended
+                ended.append(text(member))
+        await self.store.publish(tenant_id, ended)
+        WRAP_UPS_ENDED.inc(len(ended))
+        return len(ended)
 
     async def republish(self, tenant_id: str, now_ms: int) -> int:
         """Republish agents whose change was not acked by Kafka for a while (a failed send or a crashed replica)."""
