@@ -8,6 +8,7 @@ not routed), 451 when Kafka or Redis is down, 5xx with the reason for refused in
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -17,6 +18,8 @@ from switchboard.email.settings import EmailSettings
 from switchboard.runtime.logs import get_logger
 
 log = get_logger(__name__)
+# aiosmtpd logs every SMTP command at info level; the adapter logs one line per message instead.
+logging.getLogger("mail.log").setLevel(logging.WARNING)
 
 # aiosmtpd refuses bigger DATA itself with 552 before the handler sees it; between max_message_bytes and this the
 # handler refuses with a DLQ record. The hard cap bounds memory per session.

@@ -1,0 +1,336 @@
+"""The e-mail adapter end to end: real SMTP clients and HTTP against the service, real Kafka and Redis, a real relay.
+
+One service instance serves the whole module (its own topics and keys); each test uses its own Message-IDs.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from email.header import Header, decode_header, make_header
+from email.message import EmailMessage
+from email.utils import make_msgid
+
+import aiosmtplib
+import httpx
+import pytest
+import pytest_asyncio
+
+from switchboard.contracts import Channel, DeadLetter, InboundMessage, OutboundMessage
+from switchboard.email.service import EmailService
+from switchboard.runtime.kafka import RecordProducer, ensure_topics
+from switchboard.runtime.settings import ServiceSettings
+from switchboard.runtime.topics import Topics
+from tests.conftest import TEST_PARTITIONS
+from tests.helpers import eventually
+from tests.integration.email_support import CapturingRelay, email_settings, read_all, running_email
+
+pytestmark = pytest.mark.broker
+
+CUSTOMER = "zhang.san@customer.example"
+PHONE, ID_CARD = "13812345678", "110101199003071234"
+
+
+@dataclass
+class Env:
+    service: EmailService
+    relay: CapturingRelay
+    topics: Topics
+    bootstrap: str
+    smtp_port: int
+    http: httpx.AsyncClient
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def env(kafka_bootstrap: str, redis_url: str) -> AsyncIterator[Env]:
+    prefix = f"t{uuid.uuid4().hex[:10]}."
+    topics = Topics(prefix)
+    await ensure_topics(kafka_bootstrap, topics.specs(TEST_PARTITIONS))
+    base = ServiceSettings(
+        kafka_bootstrap=kafka_bootstrap,
+        redis_url=redis_url,
+        topic_prefix=prefix,
+        key_prefix=prefix.rstrip("."),
+        http_host="127.0.0.1",
+        http_port=0,
+        shutdown_grace_s=5.0,
+        retry_backoff_s=0.05,
+    )
+    relay = CapturingRelay()
+    await relay.start()
+    settings = email_settings(
+        base, relay.port, max_message_bytes=300_000, max_attachment_bytes=100_000, max_parts=20, max_depth=5
+    )
+    try:
+        async with running_email(settings) as service, httpx.AsyncClient(timeout=30) as http:
+            assert service.smtp.port is not None
+            yield Env(service, relay, topics, kafka_bootstrap, service.smtp.port, http)
+    finally:
+        await relay.stop()
+
+
+async def smtp_send(port: int, raw: bytes, rcpt: str = "service@shop-a.example", sender: str = CUSTOMER) -> str:
+    """Send over SMTP; returns the final reply as "code text" (refusals included)."""
+    client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, timeout=30)
+    await client.connect()
+    try:
+        await client.ehlo()
+        await client.mail(sender)
+        try:
+            await client.rcpt(rcpt)
+            response = await client.data(raw)
+        except aiosmtplib.SMTPResponseException as exc:
+            return f"{exc.code} {exc.message}"
+        return f"{response.code} {response.message}"
+    finally:
+        await client.quit()
+
+
+def mail(text: str, *, charset: str = "utf-8", subject: str = "订单咨询", **headers: str) -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = headers.pop("From", f"{Header('张三', 'gb2312').encode()} <{CUSTOMER}>")
+    msg["To"] = headers.pop("To", "service@shop-a.example")
+    msg["Subject"] = subject
+    msg["Message-ID"] = headers.pop("Message_ID", make_msgid(domain="customer.example"))
+    for name, value in headers.items():
+        msg[name.replace("_", "-")] = value
+    msg.set_content(text, charset=charset)
+    return msg
+
+
+async def inbound(env: Env) -> list[InboundMessage]:
+    return [m for _, m in await read_all(env.bootstrap, env.topics.inbound) if isinstance(m, InboundMessage)]
+
+
+async def dead_letters(env: Env) -> list[DeadLetter]:
+    return [m for _, m in await read_all(env.bootstrap, env.topics.dlq) if isinstance(m, DeadLetter)]
+
+
+def _raw_with_charset(text: str, charset: str | None, declared: str | None) -> bytes:
+    ctype = f"text/plain; charset={declared}" if declared else "text/plain"
+    head = (
+        f"From: {CUSTOMER}\r\nTo: service@shop-a.example\r\nSubject: =?utf-8?b?6K6i5Y2V?=\r\n"
+        f"Message-ID: {make_msgid(domain='customer.example')}\r\nMIME-Version: 1.0\r\n"
+        f"Content-Type: {ctype}\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+    )
+    return head.encode() + text.encode(charset or "utf-8") + b"\r\n"
+
+
+async def test_chinese_charsets_arrive_as_readable_text_over_smtp(env: Env) -> None:
+    simplified = "您好，我买的外套还没有发货，请问什么时候发？"
+    traditional = "您好，我買的外套還沒有發貨，請問什麼時候發？"
+    cases = [
+        (simplified, "gb2312", "gb2312"),
+        (simplified, "gbk", "gbk"),
+        (simplified, "gb18030", "gb18030"),
+        (traditional, "big5", "big5"),
+        (simplified, "utf-8", "utf-8"),
+        (simplified, "gbk", None),  # undeclared
+        (traditional, "big5", "gb2312"),  # declared wrong
+        (simplified, "utf-8", "iso-8859-1"),  # declared wrong
+    ]
+    sent = []
+    for text, charset, declared in cases:
+        raw = _raw_with_charset(text, charset, declared)
+        reply = await smtp_send(env.smtp_port, raw)
+        assert reply.startswith("250"), reply
+        sent.append((reply.split()[-1], text))
+    by_id = {m.message_id: m for m in await inbound(env)}
+    for message_id, text in sent:
+        record = by_id[message_id]
+        assert record.text == text
+        assert record.language == "zh"
+        assert record.email.subject == "订单"
+        assert (record.tenant_id, record.channel) == ("shop-a", Channel.CHANNEL_EMAIL)
+
+
+async def test_multipart_html_only_quotes_and_attachments(env: Env) -> None:
+    msg = mail("纯文本版本：请帮我把尺码换成XL\n\n在 2025年11月3日 10:00，客服 写道：\n> 您好，请问需要什么帮助？")
+    msg.add_alternative("<p>HTML版本</p>", subtype="html")
+    msg.add_attachment(b"\x89PNG" + bytes(1000), maintype="image", subtype="png", filename="尺码表.png")
+    html_only = mail("<p>只有<b>HTML</b>的邮件</p><blockquote>旧内容</blockquote>")
+    html_only.set_content("<p>只有<b>HTML</b>的邮件</p><blockquote>旧内容</blockquote>", subtype="html")
+    first = (await smtp_send(env.smtp_port, msg.as_bytes())).split()[-1]
+    second = (await smtp_send(env.smtp_port, html_only.as_bytes())).split()[-1]
+    by_id = {m.message_id: m for m in await inbound(env)}
+    assert by_id[first].text == "纯文本版本：请帮我把尺码换成XL"
+    [attachment] = by_id[first].attachments
+    assert (attachment.name, attachment.content_type, attachment.size_bytes) == ("尺码表.png", "image/png", 1004)
+    assert len(attachment.sha256) == 64
+    assert by_id[second].text == "只有 HTML 的邮件"
+
+
+async def test_pii_is_masked_in_records_and_dead_letters(env: Env) -> None:
+    body = f"我的手机 {PHONE}，也可以打 １３９ ８７６５ ４３２１，身份证 {ID_CARD}，邮箱 lisi.backup@qq.com"
+    reply = await smtp_send(env.smtp_port, mail(body, subject=f"回电 {PHONE}").as_bytes())
+    record = next(m for m in await inbound(env) if m.message_id == reply.split()[-1])
+    assert "138****5678" in record.text and "139****4321" in record.text
+    assert "110101********1234" in record.text and "l***@qq.com" in record.text
+    assert record.email.subject == "回电 138****5678"
+    assert record.customer.contact_masked == "z***@customer.example"
+    assert record.email.from_address_masked == "z***@customer.example"
+    assert record.customer.display_name == "张三"
+    too_many = mail(body)
+    for i in range(25):
+        too_many.add_attachment(b"x", maintype="application", subtype="octet-stream", filename=f"{i}.bin")
+    refused = await smtp_send(env.smtp_port, too_many.as_bytes())
+    assert refused.startswith("554 ") and "MIME parts" in refused
+    letter = next(d for d in await dead_letters(env) if d.error_type == "too_many_parts")
+    for raw_value in (PHONE, ID_CARD, "lisi.backup@qq.com", CUSTOMER):
+        assert raw_value.encode() not in record.SerializeToString()
+        assert raw_value.encode() not in letter.SerializeToString()
+
+
+async def test_replies_join_their_conversation_and_a_new_thread_opens_a_new_one(env: Env) -> None:
+    first = mail("第一封：订单 A 没收到")
+    root = first["Message-ID"]
+    reply_a = await smtp_send(env.smtp_port, first.as_bytes())
+    second = mail("补充：快递单号 SF123", subject="Re: 订单咨询", In_Reply_To=root, References=root)
+    reply_b = await smtp_send(env.smtp_port, second.as_bytes())
+    # A client that keeps only References, and a reply that arrives before the message it answers.
+    third = mail("还在吗？", References=f"{root} {second['Message-ID']}")
+    reply_c = await smtp_send(env.smtp_port, third.as_bytes())
+    orphan_parent = make_msgid(domain="customer.example")
+    orphan = mail("先到的回复", References=f"{root} {orphan_parent}", In_Reply_To=orphan_parent)
+    reply_d = await smtp_send(env.smtp_port, orphan.as_bytes())
+    other = await smtp_send(env.smtp_port, mail("另一个问题：发票").as_bytes())
+    by_id = {m.message_id: m for m in await inbound(env)}
+    conv = by_id[reply_a.split()[-1]].conversation_id
+    assert [by_id[r.split()[-1]].conversation_id for r in (reply_b, reply_c, reply_d)] == [conv] * 3
+    assert by_id[other.split()[-1]].conversation_id != conv
+    assert by_id[reply_b.split()[-1]].email.in_reply_to == root.strip("<>")
+
+
+async def test_the_same_message_id_delivered_twice_yields_one_record(env: Env) -> None:
+    msg = mail("请问可以开发票吗？")
+    first = await smtp_send(env.smtp_port, msg.as_bytes())
+    again = await smtp_send(env.smtp_port, msg.as_bytes())
+    via_http = await env.http.post(
+        f"http://127.0.0.1:{env.service.runtime.port}/v1/email/inbound",
+        content=msg.as_bytes(),
+        headers={"content-type": "message/rfc822"},
+    )
+    assert first.startswith("250 2.0.0 Accepted") and again.startswith("250 2.0.0 Already accepted")
+    assert via_http.status_code == 200 and via_http.json()["result"] == "duplicate"
+    records = [m for m in await inbound(env) if m.provider_message_id == msg["Message-ID"].strip("<>")]
+    assert len(records) == 1
+
+
+@pytest.mark.parametrize(
+    ("headers", "sender", "reason"),
+    [
+        ({"Auto_Submitted": "auto-replied"}, CUSTOMER, "auto_submitted"),
+        ({"Precedence": "bulk"}, CUSTOMER, "precedence_bulk"),
+        ({"X_Autoreply": "yes"}, CUSTOMER, "auto_reply"),
+        ({"From": "MAILER-DAEMON@mx.customer.example"}, "", "bounce"),
+        ({"List_Id": "<deals.lists.example>"}, CUSTOMER, "mailing_list"),
+    ],
+)
+async def test_auto_replies_bounces_and_list_mail_are_counted_not_routed(
+    env: Env, headers: dict[str, str], sender: str, reason: str
+) -> None:
+    msg = mail("I am out of the office", **headers)
+    before = await _metric(env, f'sb_email_not_routed_total{{reason="{reason}"}}')
+    reply = await smtp_send(env.smtp_port, msg.as_bytes(), sender=sender)
+    assert reply.startswith("250") and reason in reply
+    assert await _metric(env, f'sb_email_not_routed_total{{reason="{reason}"}}') == before + 1
+    assert not [m for m in await inbound(env) if m.provider_message_id == msg["Message-ID"].strip("<>")]
+
+
+async def _metric(env: Env, series: str) -> float:
+    text = (await env.http.get(f"http://127.0.0.1:{env.service.runtime.port}/metrics")).text
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+async def test_refused_input_gets_a_clear_smtp_error_and_a_dead_letter(env: Env) -> None:
+    unknown = await smtp_send(env.smtp_port, mail("hi").as_bytes(), rcpt="someone@elsewhere.example")
+    assert unknown.startswith("550 5.1.1")
+    big = mail("附件太大")
+    big.add_attachment(bytes(150_000), maintype="application", subtype="pdf", filename="invoice.pdf")
+    assert (await smtp_send(env.smtp_port, big.as_bytes())).startswith("552 5.3.4 attachments exceed")
+    huge = mail("x" * 400_000)
+    assert (await smtp_send(env.smtp_port, huge.as_bytes())).startswith("552 5.3.4 message is larger")
+    deep = "\r\n".join(
+        [f"From: {CUSTOMER}", "Subject: deep", "MIME-Version: 1.0"]
+        + [line for i in range(8) for line in (f'Content-Type: multipart/mixed; boundary="b{i}"', "", f"--b{i}")]
+        + ["Content-Type: text/plain", "", "deep", ""]
+        + [f"--b{i}--" for i in reversed(range(8))]
+    )
+    assert (await smtp_send(env.smtp_port, deep.encode())).startswith("554 5.6.0 MIME parts nested deeper")
+    letters = {d.error_type: d for d in await dead_letters(env)}
+    for error_type in ("too_large", "too_deep"):
+        assert letters[error_type].source == "smtp"
+        assert letters[error_type].reason
+        assert letters[error_type].service == "email"
+
+
+async def test_http_webhook_answers_like_the_smtp_server(env: Env) -> None:
+    url = f"http://127.0.0.1:{env.service.runtime.port}/v1/email/inbound"
+    rfc822 = {"content-type": "message/rfc822"}
+    msg = mail("通过 webhook 发来的邮件", To="service@shop-b.example")
+    accepted = await env.http.post(url, content=msg.as_bytes(), headers=rfc822)
+    assert accepted.status_code == 202, accepted.text
+    [message_id] = accepted.json()["message_ids"]
+    record = next(m for m in await inbound(env) if m.message_id == message_id)
+    assert record.tenant_id == "shop-b"
+    explicit = await env.http.post(
+        url, params={"recipient": "help@shop-a.example"}, content=mail("指定收件人").as_bytes(), headers=rfc822
+    )
+    assert explicit.status_code == 202
+    assert (await env.http.post(url, content=b"{}", headers={"content-type": "application/json"})).status_code == 415
+    assert (await env.http.post(url, content=b"x" * 400_000, headers=rfc822)).status_code == 413
+    stranger = await env.http.post(url, content=mail("hi", To="a@elsewhere.example").as_bytes(), headers=rfc822)
+    assert stranger.status_code == 422 and "no shop" in stranger.json()["detail"]
+    no_sender = b"To: service@shop-a.example\r\nSubject: who am I\r\nMessage-ID: <nosender@x>\r\n\r\nhello\r\n"
+    nameless = await env.http.post(url, content=no_sender, headers=rfc822)
+    assert nameless.status_code == 422 and "no sender" in nameless.json()["detail"]
+    auto = await env.http.post(url, content=mail("away", Auto_Submitted="auto-replied").as_bytes(), headers=rfc822)
+    assert auto.status_code == 200 and auto.json()["result"] == "not_routed"
+    letters = [d for d in await dead_letters(env) if d.source.startswith("http:")]
+    assert {"unsupported_media_type", "too_large", "unknown_recipient", "no_sender"} <= {d.error_type for d in letters}
+
+
+async def test_agent_reply_leaves_through_the_relay_threaded_and_the_answer_joins(env: Env) -> None:
+    question = mail("你好，我想退货", subject="退货申请")
+    reply = await smtp_send(env.smtp_port, question.as_bytes())
+    record = next(m for m in await inbound(env) if m.message_id == reply.split()[-1])
+    outbound = OutboundMessage(
+        message_id=uuid.uuid4().hex,
+        tenant_id="shop-a",
+        conversation_id=record.conversation_id,
+        channel=Channel.CHANNEL_EMAIL,
+        agent_id="agent-7",
+        text="您好，已为您登记退货，请寄回商品。",
+    )
+    chat_reply = OutboundMessage(message_id="c1", tenant_id="shop-a", conversation_id="x", channel=Channel.CHANNEL_CHAT)
+    producer = RecordProducer(env.service.runtime.settings)
+    await producer.start()
+    try:
+        await producer.send_many(env.topics.outbound, [("x", chat_reply), (record.conversation_id, outbound)])
+    finally:
+        await producer.stop()
+
+    async def delivered() -> bool:
+        return any(m["Message-ID"] == f"<{outbound.message_id}@mail.switchboard.test>" for m in env.relay.messages)
+
+    await eventually(delivered, 30, "agent reply at the relay")
+    sent = next(m for m in env.relay.messages if m["Message-ID"] == f"<{outbound.message_id}@mail.switchboard.test>")
+    assert sent["In-Reply-To"] == question["Message-ID"]
+    assert question["Message-ID"] in sent["References"]
+    assert str(make_header(decode_header(sent["Subject"]))) == "Re: 退货申请"
+    assert sent["To"] == CUSTOMER and sent["From"] == "service@shop-a.example"
+    assert sent.get_payload(decode=True).decode(sent.get_content_charset()).strip() == outbound.text
+    assert len(env.relay.messages) == len({m["Message-ID"] for m in env.relay.messages}), "chat reply not mailed"
+    answer = mail(
+        "好的，已寄出",
+        subject="Re: 退货申请",
+        In_Reply_To=sent["Message-ID"],
+        References=f"{question['Message-ID']} {sent['Message-ID']}",
+    )
+    answer_reply = await smtp_send(env.smtp_port, answer.as_bytes())
+    joined = next(m for m in await inbound(env) if m.message_id == answer_reply.split()[-1])
+    assert joined.conversation_id == record.conversation_id
