@@ -24,7 +24,13 @@ def main(argv: list[str] | None = None) -> int:
         default=int(os.environ.get("SB_TOPIC_REPLICATION", "1")),
         help="replication factor (3 on a production cluster; env SB_TOPIC_REPLICATION)",
     )
+    from switchboard.loadgen.commands import COMMANDS as LOADGEN_COMMANDS
+    from switchboard.loadgen.commands import add_subcommands, run_subcommand
+
+    add_subcommands(sub)
     args = parser.parse_args(argv)
+    if args.command in LOADGEN_COMMANDS:
+        return run_subcommand(args)
     if args.command == "up":
         from switchboard.stack.up import up
 
