@@ -193,6 +193,14 @@ def check_invariants(
     state: TenantState, config: TenantRouting, sent: dict[str, list[str]], *, check_capacity: bool = True
 ) -> None:
     """Assert DESIGN.md's invariants over one tenant's state; `sent` is each conversation's message ids in order."""
+    holders = _check_capacity(state, check_capacity)
+    for conv, fields in state.convs.items():
+        _check_conversation(state, config, conv, fields, holders)
+    _check_delivery(state, config, sent)
+
+
+def _check_capacity(state: TenantState, check_capacity: bool) -> Counter[str]:
+    """Load counters match what each agent holds, and never exceed capacity."""
     holders: Counter[str] = Counter()
     for agent, convs in state.agent_convs.items():
         fields = state.agents[agent]
@@ -204,35 +212,43 @@ def check_invariants(
                 cap = math.floor(int(fields.get(f"cap:{ch}") or 0) * (float(fields.get("multiplier") or 1) or 1.0))
                 assert used <= cap, f"{agent} over capacity on {ch}: {used} > {cap}"
         holders.update(convs)
-    for conv, fields in state.convs.items():
-        st, owner, offered = fields.get("state"), fields.get("owner", ""), fields.get("offer_agent", "")
-        assert st in ("queued", "offered", "assigned", "closed"), f"{conv} in state {st}"
-        holder = owner if st == "assigned" else offered if st == "offered" else ""
-        if holder:
-            assert conv in state.agent_convs.get(holder, set()), f"{conv} owned by {holder} who does not hold it"
-            assert holders[conv] == 1, f"{conv} held by {holders[conv]} agents"
-        else:
-            assert holders[conv] == 0, f"{conv} ({st}) still holds an agent's capacity"
-        in_queues = {g for (g, ch), members in state.queues.items() if conv in members}
-        if st == "queued":
-            expected = set(fields.get("queues", "").split(","))
-            assert in_queues == expected, f"{conv} queued in {in_queues}, expected {expected}"
-            declined = set(fields.get("declined", "").split(","))
-            for group in in_queues:
-                for agent, afields in state.agents.items():
-                    if agent not in declined and _fits(afields, fields["channel"], group, config):
-                        raise AssertionError(f"{conv} waits in {group} while {agent} has room (not work-conserving)")
-        else:
-            assert not in_queues, f"{conv} ({st}) still in queues {in_queues}"
+    return holders
+
+
+def _check_conversation(
+    state: TenantState, config: TenantRouting, conv: str, fields: dict[str, str], holders: Counter[str]
+) -> None:
+    """One owner (or offered agent) at most, queues consistent, and nothing waits while someone has room."""
+    st, owner, offered = fields.get("state"), fields.get("owner", ""), fields.get("offer_agent", "")
+    assert st in ("queued", "offered", "assigned", "closed"), f"{conv} in state {st}"
+    holder = owner if st == "assigned" else offered if st == "offered" else ""
+    if holder:
+        assert conv in state.agent_convs.get(holder, set()), f"{conv} owned by {holder} who does not hold it"
+        assert holders[conv] == 1, f"{conv} held by {holders[conv]} agents"
+    else:
+        assert holders[conv] == 0, f"{conv} ({st}) still holds an agent's capacity"
+    in_queues = {g for (g, _), members in state.queues.items() if conv in members}
+    if st != "queued":
+        assert not in_queues, f"{conv} ({st}) still in queues {in_queues}"
+        return
+    expected = set(fields.get("queues", "").split(","))
+    assert in_queues == expected, f"{conv} queued in {in_queues}, expected {expected}"
+    declined = set(fields.get("declined", "").split(","))
+    for group in in_queues:
+        for agent, afields in state.agents.items():
+            if agent not in declined and _fits(afields, fields["channel"], group, config):
+                raise AssertionError(f"{conv} waits in {group} while {agent} has room (not work-conserving)")
+
+
+def _check_delivery(state: TenantState, config: TenantRouting, sent: dict[str, list[str]]) -> None:
+    """Every message reached exactly one owner's desk once (or is held for the next owner), in order."""
     delivered: Counter[str] = Counter()
     order: dict[tuple[str, str], list[str]] = {}
+    kinds = (DeskEventType.DESK_EVENT_ASSIGNED, DeskEventType.DESK_EVENT_MESSAGE)
     for agent, events in state.outboxes.items():
         for event in events:
             assert event.tenant_id == config.tenant and event.agent_id == agent, "desk event of another tenant/agent"
-            if (
-                event.type in (DeskEventType.DESK_EVENT_ASSIGNED, DeskEventType.DESK_EVENT_MESSAGE)
-                and event.message.message_id
-            ):
+            if event.type in kinds and event.message.message_id:
                 delivered[event.message.message_id] += 1
                 order.setdefault((agent, event.conversation_id), []).append(event.message.message_id)
     for conv, mids in sent.items():
