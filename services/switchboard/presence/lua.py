@@ -24,6 +24,7 @@ NEEDS_LOGIN = -3
 _MARK_PENDING = """
 local function mark_pending(agent_key, pending_key, agent_id, now)
   local v = redis.call('HINCRBY', agent_key, 'presence_version', 1)
+  redis.call('HSET', agent_key, 'changed_ms', now)
   redis.call('ZADD', pending_key, now, agent_id)
   return v
 end

@@ -63,6 +63,7 @@ class AgentState:
     status_reason: str = ""
     wrap_up_until_ms: int = 0
     presence_version: int = 0
+    changed_ms: int = 0
     gateway_instance: str = ""
 
     def effective_capacity(self) -> dict[str, int]:
@@ -121,6 +122,7 @@ def parse_agent_hash(tenant_id: str, agent_id: str, raw: Mapping[bytes | str, by
         status_reason=fields.get("status_reason", ""),
         wrap_up_until_ms=_int(fields, "wrap_up_until_ms"),
         presence_version=_int(fields, "presence_version"),
+        changed_ms=_int(fields, "changed_ms"),
         gateway_instance=fields.get("gateway_instance", ""),
     )
 
@@ -147,7 +149,7 @@ def to_presence_record(state: AgentState, now_ms: int) -> AgentPresence:
         skill_groups=state.groups,
         languages=state.languages,
         capacity=[ChannelCapacity(channel=CHANNEL_TO_PROTO[ch], slots=n) for ch, n in state.capacity.items()],
-        changed_at=ms_timestamp(state.status_since_ms or now_ms),
+        changed_at=ms_timestamp(state.changed_ms or state.status_since_ms or now_ms),
         changed_by=state.status_changed_by,
         reason=state.status_reason,
         gateway_instance=state.gateway_instance,
