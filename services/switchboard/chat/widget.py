@@ -61,10 +61,10 @@ class WidgetEndpoint:
             return
         sock = CustomerSocket(ws, tenant_id, customer_id, uuid.uuid4().hex)
         sock.start()
-        await self.hub.add(sock)
         CHAT_SOCKETS.inc()
-        sock.push({"type": "hello", "conversation_id": conversation_id, "connection_id": sock.connection_id})
         try:
+            await self.hub.add(sock)
+            sock.push({"type": "hello", "conversation_id": conversation_id, "connection_id": sock.connection_id})
             await _Session(self, sock).run()
         except WebSocketDisconnect:
             pass
