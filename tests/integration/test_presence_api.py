@@ -205,8 +205,9 @@ async def test_scheduled_profile_applies_and_reverts(presence: Presence, redis: 
     naive = {"profile": "midnight", "start": "2026-11-11T00:00:00", "end": "2026-11-11T02:00:00"}
     assert (await presence.http.post(f"{A}/surge/schedules", json=naive, headers=auth(OPS_A))).status_code == 422
 
-    sweeper = Sweeper(presence.store, presence.control, grace_s=60, interval_s=0.05)
-    task = asyncio.create_task(sweeper.run())
+    # Two replicas sweep: the window is applied once and reverted once.
+    sweepers = [Sweeper(presence.store, presence.control, grace_s=60, interval_s=0.05) for _ in range(2)]
+    tasks = [asyncio.create_task(s.run()) for s in sweepers]
     try:
 
         async def multiplier_is(value: float) -> bool:
@@ -217,8 +218,9 @@ async def test_scheduled_profile_applies_and_reverts(presence: Presence, redis: 
         assert surge["active_profile"] == "midnight"
         await eventually(lambda: multiplier_is(1.0), timeout=5, what="schedule reverted")
     finally:
-        sweeper.stop()
-        await task
+        for sweeper in sweepers:
+            sweeper.stop()
+        await asyncio.gather(*tasks)
     surge = (await presence.http.get(f"{A}/surge", headers=auth(OPS_A))).json()
     assert surge["active_profile"] is None
     assert surge["schedules"][0]["state"] == "done"

@@ -12,8 +12,11 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request, status
+from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AwareDatetime, BaseModel, Field, model_validator
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from switchboard.presence.audit import AuditEntry
 from switchboard.presence.control import ControlError, SurgeControl
@@ -367,3 +370,12 @@ def mount_operator_api(app: FastAPI, control: SurgeControl, grants: list[Operato
     app.state.surge_control = control
     app.state.operator_grants = grants
     app.include_router(router)
+    app.add_exception_handler(RedisConnectionError, _redis_unavailable)
+    app.add_exception_handler(RedisTimeoutError, _redis_unavailable)
+
+
+async def _redis_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    # Nothing was half-applied that a retry would not finish: every change is one script, audited after it.
+    return JSONResponse(
+        {"detail": "presence store unavailable, retry later"}, status_code=503, headers={"Retry-After": "5"}
+    )

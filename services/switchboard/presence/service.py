@@ -5,7 +5,7 @@ from __future__ import annotations
 from switchboard.presence.api import OPENAPI_TITLE, mount_operator_api
 from switchboard.presence.audit import AuditLog
 from switchboard.presence.control import SurgeControl
-from switchboard.presence.roster import load_roster
+from switchboard.presence.roster import Roster, default_roster_path, load_roster
 from switchboard.presence.settings import PresenceSettings
 from switchboard.presence.store import PresenceStore
 from switchboard.presence.sweep import Sweeper
@@ -17,6 +17,17 @@ from switchboard.runtime.service import ServiceRuntime
 log = get_logger(__name__)
 
 
+def _roster(settings: PresenceSettings) -> Roster:
+    """The configured roster; without SB_ROSTER_PATH and without the repo's dev roster (an installed image),
+    presence starts with none: agents then come from operators (temporary agents) or a mounted roster."""
+    if settings.roster_path:
+        return load_roster(settings.roster_path)
+    if default_roster_path().exists():
+        return load_roster(default_roster_path())
+    log.warning("no_roster", reason="SB_ROSTER_PATH unset and no dev roster next to the package")
+    return Roster()
+
+
 async def run(settings: PresenceSettings) -> None:
     """Run presence until SIGTERM: load the roster, sweep, serve the operator API."""
     runtime = ServiceRuntime(settings)
@@ -26,7 +37,7 @@ async def run(settings: PresenceSettings) -> None:
     producer = await runtime.start_producer()
     store = PresenceStore(redis, Keys(settings.key_prefix), producer, wrap_up_s=settings.wrap_up_s)
     if settings.load_roster_on_start:
-        await store.load_roster(load_roster(settings.roster_path or None))
+        await store.load_roster(_roster(settings))
     control = SurgeControl(store, AuditLog(redis, store.keys, settings.audit_maxlen))
     sweeper = Sweeper(
         store,
