@@ -1,0 +1,65 @@
+"""`python -m switchboard.email` as `switchboard up` starts it: env-only config, SMTP and HTTP, clean SIGTERM exit."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from email.message import EmailMessage
+
+import aiosmtplib
+import httpx
+import pytest
+
+from switchboard.contracts import InboundMessage
+from switchboard.runtime.settings import ServiceSettings
+from switchboard.runtime.topics import Topics
+from switchboard.stack.procs import free_port
+from tests.helpers import eventually, read_topic
+
+pytestmark = pytest.mark.broker
+
+
+async def test_the_service_starts_from_env_takes_mail_and_exits_cleanly_on_sigterm(settings: ServiceSettings) -> None:
+    http_port, smtp_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "REDIS_URL": settings.redis_url,
+        "SB_TOPIC_PREFIX": settings.topic_prefix,
+        "SB_KEY_PREFIX": settings.key_prefix,
+        "SB_HTTP_PORT": str(http_port),
+        "SB_HTTP_HOST": "127.0.0.1",
+        "SB_SMTP_HOST": "127.0.0.1",
+        "SB_SMTP_PORT": str(smtp_port),
+        "SB_SERVICE_NAME": "email",
+    }
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "switchboard.email", env=env)
+    try:
+        async with httpx.AsyncClient() as http:
+
+            async def ready() -> bool:
+                try:
+                    return (await http.get(f"http://127.0.0.1:{http_port}/readyz")).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            await eventually(ready, 60, "email service ready")
+        msg = EmailMessage()
+        msg["From"] = "buyer@customer.example"
+        msg["To"] = "service@shop-a.inbound.switchboard.local"
+        msg["Subject"] = "发票"
+        msg["Message-ID"] = "<process-test@customer.example>"
+        msg.set_content("请问可以开增值税发票吗？")
+        _, reply = await aiosmtplib.send(msg, hostname="127.0.0.1", port=smtp_port, timeout=30)
+        assert reply.startswith("2.0.0 Accepted")
+        [(_, record)] = await read_topic(settings.kafka_bootstrap, Topics(settings.topic_prefix).inbound, 1)
+        assert isinstance(record, InboundMessage)
+        assert (record.tenant_id, record.text) == ("shop-a", "请问可以开增值税发票吗？")
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
