@@ -230,3 +230,20 @@ async def test_scheduled_profile_applies_and_reverts(presence: Presence, redis: 
     # shop B never saw any of it
     assert all(a.multiplier == 1.0 for a in await presence.store.list_agents("shop-b"))
     assert await redis.xlen(presence.store.keys.presence_audit("shop-b")) == 0
+
+
+async def test_redis_unreachable_is_503(settings: ServiceSettings) -> None:
+    dead = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
+    producer = RecordProducer(settings)
+    await producer.start()
+    store = PresenceStore(dead, Keys(settings.key_prefix), producer)
+    app = FastAPI()
+    mount_operator_api(app, SurgeControl(store, AuditLog(dead, store.keys)), GRANTS)
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://presence") as http:
+            resp = await http.get(f"{A}/agents", headers=auth(OPS_A))
+        assert resp.status_code == 503
+        assert resp.headers["retry-after"] == "5"
+    finally:
+        await dead.aclose()
+        await producer.stop()
