@@ -117,6 +117,7 @@ class ServiceRuntime:
             log_config=None,
             lifespan="off",
             ws="websockets-sansio",
+            ws_max_size=self.settings.http_ws_max_bytes,
             timeout_graceful_shutdown=max(1, int(self.settings.shutdown_grace_s)),
         )
         server = _Server(config)

@@ -31,6 +31,8 @@ class ServiceSettings(BaseSettings):
     key_prefix: str = "sb"
     http_host: str = "0.0.0.0"
     http_port: int = 8080
+    # Largest websocket message the HTTP server reads; a bigger one closes the socket (1009) before it is buffered.
+    http_ws_max_bytes: int = 16 * 1024 * 1024
     log_level: str = "INFO"
     # SIGTERM: stop intake, then give in-flight work this long before cancelling it.
     shutdown_grace_s: float = 10.0
