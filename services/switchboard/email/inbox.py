@@ -160,18 +160,14 @@ class EmailInbox:
         )
         # Thread links and the reply contact are derived from the message alone, so writing them before the
         # broker's ack is harmless when the send fails: the retry writes the same values.
-        await self.book.remember(tenant_id, conversation_id, [parsed.message_id])
-        await self.book.save_contact(
-            tenant_id,
-            conversation_id,
-            Contact(
-                customer_address=parsed.from_address,
-                shop_address=addresses[0],
-                subject=parsed.subject,
-                last_message_id=parsed.message_id,
-                references=[*parsed.references, parsed.message_id] if parsed.message_id else parsed.references,
-            ),
+        contact = Contact(
+            customer_address=parsed.from_address,
+            shop_address=addresses[0],
+            subject=parsed.subject,
+            last_message_id=parsed.message_id,
+            references=[*parsed.references, parsed.message_id] if parsed.message_id else parsed.references,
         )
+        await self.book.remember(tenant_id, conversation_id, [parsed.message_id], contact)
         record = self._record(parsed, tenant_id, conversation_id, addresses)
         result = await self.intake.accept(record, provider_id)
         log.info(

@@ -108,10 +108,9 @@ class ReplySender:
         if problem is not None:
             return problem
         own_id = reply_message_id(reply, self.settings).strip("<>")
-        await self.book.remember(reply.tenant_id, reply.conversation_id, [own_id])
         refs = [*contact.references, own_id] if own_id not in contact.references else contact.references
-        await self.book.save_contact(
-            reply.tenant_id, reply.conversation_id, dataclasses.replace(contact, references=refs)
+        await self.book.remember(
+            reply.tenant_id, reply.conversation_id, [own_id], dataclasses.replace(contact, references=refs)
         )
         try:
             await self.book.redis.set(sent_key, b"1", ex=SENT_TTL_S)

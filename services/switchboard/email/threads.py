@@ -49,6 +49,16 @@ def thread_root(message_id: str, in_reply_to: str, references: list[str]) -> str
     return in_reply_to or message_id
 
 
+def _contact_fields(contact: Contact) -> dict[FieldT, EncodableT]:
+    return {
+        "customer_address": contact.customer_address,
+        "shop_address": contact.shop_address,
+        "subject": contact.subject,
+        "last_message_id": contact.last_message_id,
+        "references": " ".join(contact.references[-MAX_REFERENCES_KEPT:]),
+    }
+
+
 class ThreadBook:
     """Message-ID → conversation, and conversation → reply contact, per tenant."""
 
@@ -70,30 +80,20 @@ class ThreadBook:
                     return value.decode() if isinstance(value, bytes) else str(value)
         return "email-" + stable_id(tenant_id, "email", thread_root(message_id, in_reply_to, references))
 
-    async def remember(self, tenant_id: str, conversation_id: str, message_ids: list[str]) -> None:
-        """Point these Message-IDs at the conversation (an id already pointing elsewhere keeps its conversation)."""
+    async def remember(
+        self, tenant_id: str, conversation_id: str, message_ids: list[str], contact: Contact | None = None
+    ) -> None:
+        """Point these Message-IDs at the conversation (an id pointing elsewhere keeps its conversation) and,
+        given a contact, make it how replies into the conversation are addressed (the latest message wins).
+        One round trip; raises TransientError when Redis is down."""
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for mid in filter(None, message_ids):
                     pipe.set(self.keys.email_thread(tenant_id, _hash(mid)), conversation_id, nx=True, ex=self.ttl_s)
-                await pipe.execute()
-        except RedisError as exc:
-            raise TransientError(f"redis unavailable: {exc!r}") from exc
-
-    async def save_contact(self, tenant_id: str, conversation_id: str, contact: Contact) -> None:
-        """Remember how to reply into the conversation (the latest message wins)."""
-        key = self.keys.email_contact(tenant_id, conversation_id)
-        mapping: dict[FieldT, EncodableT] = {
-            "customer_address": contact.customer_address,
-            "shop_address": contact.shop_address,
-            "subject": contact.subject,
-            "last_message_id": contact.last_message_id,
-            "references": " ".join(contact.references[-MAX_REFERENCES_KEPT:]),
-        }
-        try:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.hset(key, mapping=mapping)
-                pipe.expire(key, self.ttl_s)
+                if contact is not None:
+                    key = self.keys.email_contact(tenant_id, conversation_id)
+                    pipe.hset(key, mapping=_contact_fields(contact))
+                    pipe.expire(key, self.ttl_s)
                 await pipe.execute()
         except RedisError as exc:
             raise TransientError(f"redis unavailable: {exc!r}") from exc
