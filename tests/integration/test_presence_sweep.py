@@ -157,3 +157,22 @@ async def test_unacked_change_is_republished(redis: Redis, settings: ServiceSett
     records = await presence_records(settings, 9)
     assert any(k == "shop-a/a-jun" and m.display_name == "Jun (night shift)" for k, m in records)
     assert await redis.zcard(store.keys.presence_pending("shop-a")) == 0
+
+
+async def test_broken_entries_do_not_stall_the_sweep(
+    redis: Redis, settings: ServiceSettings, producer: RecordProducer
+) -> None:
+    store = PresenceStore(redis, Keys(settings.key_prefix), producer)
+    sweeper = Sweeper(store, SurgeControl(store, AuditLog(redis, store.keys)), grace_s=0, interval_s=1)
+    await store.load_roster(load_roster())
+    await store.login("shop-a", "a-lina")
+    await store.login("shop-a", "a-wei")
+    # a hash deleted by hand, and a heartbeat field edited into garbage
+    await redis.zadd(store.keys.heartbeats("shop-a"), {"ghost": 0})
+    await redis.hset(store.keys.agent("shop-a", "a-wei"), "last_heartbeat_ms", "yesterday")
+    await sweeper.sweep_once()
+    assert await redis.zscore(store.keys.heartbeats("shop-a"), "ghost") is None
+    for agent in ("a-lina", "a-wei"):
+        state = await store.get_agent("shop-a", agent)
+        assert state is not None
+        assert state.status is Status.OFFLINE

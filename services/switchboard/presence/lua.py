@@ -5,6 +5,9 @@ the tenant's pending set; the store publishes the record after the script and ta
 set only if the version it published is still the current one. A crash between the script and the publish is
 repaired by the sweep, which republishes agents pending for too long.
 
+Numbers read from the hash go through `tonumber(...) or 0`: a field edited by hand into garbage must not make a
+script fail (and with it every sweep of the tenant).
+
 All keys of one call belong to one tenant (hash tag `{tenant}`), so the scripts stay cluster-safe. Group set keys
 are built inside the profile script from a prefix/suffix pair that `Keys.group_agents` produced, because which
 groups an agent leaves is only known inside the script.
@@ -42,17 +45,17 @@ local agent, hb, wrap, pending = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local id, new, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
 if redis.call('EXISTS', agent) == 0 or redis.call('HGET', agent, 'removed') == '1' then return {-2, 0, 0, 0} end
 local cur = redis.call('HGET', agent, 'status') or 'offline'
-local epoch = tonumber(redis.call('HGET', agent, 'session_epoch') or '0')
+local epoch = (tonumber(redis.call('HGET', agent, 'session_epoch')) or 0)
 if ARGV[4] ~= '' and tonumber(ARGV[4]) ~= epoch then return {-1, epoch, 0, 0} end
 local cond = ARGV[5]
 if cond == 'stale_before' then
   -- the sweep: only an agent still silent since before the cutoff goes offline (another replica may have won)
   if cur == 'offline' then redis.call('ZREM', hb, id) return {0, epoch, 0, 0} end
-  local last = tonumber(redis.call('HGET', agent, 'last_heartbeat_ms') or '0')
+  local last = (tonumber(redis.call('HGET', agent, 'last_heartbeat_ms')) or 0)
   if last >= tonumber(ARGV[6]) then return {0, epoch, 0, 0} end
 elseif cond == 'wrap_up_due' then
   if cur ~= 'wrap_up' then redis.call('ZREM', wrap, id) return {0, epoch, 0, 0} end
-  local due = tonumber(redis.call('HGET', agent, 'wrap_up_until_ms') or '0')
+  local due = (tonumber(redis.call('HGET', agent, 'wrap_up_until_ms')) or 0)
   if due > now then return {0, epoch, 0, 0} end
 end
 if cur == 'offline' and ARGV[11] ~= '1' then return {-3, epoch, 0, 0} end
@@ -106,7 +109,7 @@ return {1, epoch, v, changed}
 # Returns 1 (recorded), -1 (stale session), -3 (offline: the desktop must log in again)
 HEARTBEAT = """
 local agent, hb = KEYS[1], KEYS[2]
-local epoch = tonumber(redis.call('HGET', agent, 'session_epoch') or '0')
+local epoch = (tonumber(redis.call('HGET', agent, 'session_epoch')) or 0)
 if epoch ~= tonumber(ARGV[2]) then return -1 end
 local cur = redis.call('HGET', agent, 'status')
 if not cur or cur == 'offline' then return -3 end
@@ -147,7 +150,7 @@ for i = 6, #ARGV, 2 do
 end
 redis.call('SADD', tenant_agents, id)
 if changed then return {1, mark_pending(agent, pending, id, now)} end
-return {0, tonumber(redis.call('HGET', agent, 'presence_version') or '0')}
+return {0, (tonumber(redis.call('HGET', agent, 'presence_version')) or 0)}
 """
 )
 
@@ -181,7 +184,7 @@ return ids
 # KEYS: agent, pending. ARGV: agent_id, published presence_version.
 # Clears the pending mark unless a newer change came in meanwhile (that change publishes itself).
 CLEAR_PENDING = """
-local v = tonumber(redis.call('HGET', KEYS[1], 'presence_version') or '0')
+local v = (tonumber(redis.call('HGET', KEYS[1], 'presence_version')) or 0)
 if v <= tonumber(ARGV[2]) then redis.call('ZREM', KEYS[2], ARGV[1]) return 1 end
 return 0
 """

@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from typing import Any
 
 from switchboard.presence import lua
 from switchboard.presence.control import SurgeControl
 from switchboard.presence.metrics import REPUBLISHED, SCHEDULE_ACTIONS, SWEEP_SECONDS, SWEPT_OFFLINE, WRAP_UPS_ENDED
 from switchboard.presence.model import Status, text
-from switchboard.presence.store import PresenceStore
+from switchboard.presence.store import PresenceStore, UnknownAgent
 from switchboard.runtime.logs import get_logger
 
 log = get_logger(__name__)
@@ -84,7 +85,8 @@ class Sweeper:
         )
         offline = []
         for member in silent:
-            code = await self.store.transition(
+            code = await self._sweep_one(
+                self.store.keys.heartbeats(tenant_id),
                 tenant_id,
                 text(member),
                 Status.OFFLINE,
@@ -108,7 +110,8 @@ class Sweeper:
         )
         ended = []
         for member in due:
-            code = await self.store.transition(
+            code = await self._sweep_one(
+                self.store.keys.wrap_up_timers(tenant_id),
                 tenant_id,
                 text(member),
                 Status.AVAILABLE,
@@ -122,6 +125,14 @@ class Sweeper:
         await self.store.publish(tenant_id, ended)
         WRAP_UPS_ENDED.inc(len(ended))
         return len(ended)
+
+    async def _sweep_one(self, timer_set: str, tenant_id: str, agent_id: str, *args: Any, **kwargs: Any) -> int:
+        try:
+            return await self.store.transition(tenant_id, agent_id, *args, **kwargs)
+        except UnknownAgent:
+            # a hash deleted by hand (or a removed agent) must not stall every later sweep of the tenant
+            await self.store.redis.zrem(timer_set, agent_id)
+            return lua.UNCHANGED
 
     async def republish(self, tenant_id: str, now_ms: int) -> int:
         """Republish agents whose change was not acked by Kafka for a while (a failed send or a crashed replica)."""
