@@ -31,15 +31,23 @@ RECIPIENT = "service@shop-a.inbound.switchboard.local"
 TEXT = "您好，我上周买的外套还没有发货，订单号 2024111100123，请问什么时候能发？谢谢！"
 
 
-def _mail(n: int) -> bytes:
+def _template() -> bytes:
     msg = EmailMessage()
-    msg["From"] = f"buyer{n % 1000}@customer.example"
+    msg["From"] = "buyer@customer.example"
     msg["To"] = RECIPIENT
     msg["Subject"] = "发货咨询"
-    msg["Message-ID"] = f"<{uuid.uuid4().hex}@customer.example>"
+    msg["Message-ID"] = "<MSGID@customer.example>"
     msg.set_content(TEXT)
     msg.add_alternative(f"<p>{TEXT}</p>", subtype="html")
     return msg.as_bytes()
+
+
+_TEMPLATE = _template()
+
+
+def _mail(n: int) -> bytes:
+    # Built once and stamped with a fresh Message-ID, so the client side spends its CPU on sending, not composing.
+    return _TEMPLATE.replace(b"MSGID", f"{uuid.uuid4().hex}.{n}".encode())
 
 
 async def smtp_clients(port: int, clients: int, seconds: float) -> tuple[float, list[float]]:
