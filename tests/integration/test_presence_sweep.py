@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 from switchboard.contracts import AgentPresence, AgentStatus
 from switchboard.presence.audit import AuditLog
 from switchboard.presence.control import SurgeControl
+from switchboard.presence.lua import PRESENCE_STATUS_LUA
 from switchboard.presence.model import Status
 from switchboard.presence.roster import load_roster
 from switchboard.presence.store import HeartbeatResult, PresenceStore
@@ -176,3 +177,27 @@ async def test_broken_entries_do_not_stall_the_sweep(
         state = await store.get_agent("shop-a", agent)
         assert state is not None
         assert state.status is Status.OFFLINE
+
+
+async def test_status_set_by_another_services_script_is_published_whole(
+    redis: Redis, settings: ServiceSettings, producer: RecordProducer
+) -> None:
+    """The router sets `away` inside its own script with PRESENCE_STATUS_LUA; presence publishes the full state."""
+    store, sweeper = make_replica(redis, settings, producer)
+    await store.load_roster(load_roster())
+    await store.login("shop-b", "b-sara")
+    router_script = redis.register_script(
+        PRESENCE_STATUS_LUA
+        + "\nreturn presence_set_status(KEYS[1], KEYS[2], ARGV[1], 'away', ARGV[2], 'router', 'missed 3 offers')\n"
+    )
+    old = store.now_ms() - 60_000  # as if the router's publish call never came
+    await router_script(
+        keys=[store.keys.agent("shop-b", "b-sara"), store.keys.presence_pending("shop-b")], args=["b-sara", old]
+    )
+    await sweeper.sweep_once()
+    records = await presence_records(settings, 8 + 1 + 1)
+    sara = [m for k, m in records if k == "shop-b/b-sara"]
+    assert sara[-1].status == AgentStatus.AGENT_STATUS_AWAY
+    assert sara[-1].changed_by == "router"
+    assert list(sara[-1].skill_groups) == ["cross_border", "logistics"]  # the whole state, not a partial record
+    assert sara[-1].presence_version > sara[-2].presence_version

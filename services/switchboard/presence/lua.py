@@ -33,13 +33,29 @@ local function mark_pending(agent_key, pending_key, agent_id, now)
 end
 """
 
+# For scripts of other services that must change an agent's status in their own atomic step (the router sets an
+# agent `away` after missed offers inside its offer-timeout script): include this, call it instead of HSET
+# `status`, then call `PresenceStore.publish(tenant, [agent])` after the script. If that publish never happens the
+# presence sweep republishes the agent's whole state within SB_REPUBLISH_AFTER_S. Do not publish a hand-built,
+# partial AgentPresence: on the compacted topic it would replace the agent's whole state.
+PRESENCE_STATUS_LUA = (
+    _MARK_PENDING
+    + """
+local function presence_set_status(agent_key, pending_key, agent_id, status, now, changed_by, reason)
+  redis.call('HSET', agent_key, 'status', status, 'status_since_ms', now, 'status_changed_by', changed_by,
+    'status_reason', reason)
+  return mark_pending(agent_key, pending_key, agent_id, now)
+end
+"""
+)
+
 # KEYS: agent, heartbeats, wrap_up timers, pending, desk outbox, desk seq, desk notify
 # ARGV: agent_id, new_status, now_ms, expect_epoch ('' = any), condition ('' | stale_before | wrap_up_due),
 #       cutoff_ms, wrap_up_until_ms, changed_by, reason, desk event bytes, allow_from_offline ('1' | '0')
 # Returns {code, session_epoch, presence_version, desk_seq}
 TRANSITION = (
     DESK_APPEND_LUA
-    + _MARK_PENDING
+    + PRESENCE_STATUS_LUA
     + """
 local agent, hb, wrap, pending = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local id, new, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
@@ -61,8 +77,7 @@ end
 if cur == 'offline' and ARGV[11] ~= '1' then return {-3, epoch, 0, 0} end
 -- wrap_up -> wrap_up restarts the timer; any other same-status change is no change
 if cur == new and new ~= 'wrap_up' then return {0, epoch, 0, 0} end
-redis.call('HSET', agent, 'status', new, 'status_since_ms', ARGV[3], 'status_changed_by', ARGV[8],
-  'status_reason', ARGV[9])
+local v = presence_set_status(agent, pending, id, new, now, ARGV[8], ARGV[9])
 if new == 'wrap_up' then
   redis.call('HSET', agent, 'wrap_up_until_ms', ARGV[7])
   redis.call('ZADD', wrap, ARGV[7], id)
@@ -71,7 +86,6 @@ else
   redis.call('ZREM', wrap, id)
 end
 if new == 'offline' then redis.call('ZREM', hb, id) end
-local v = mark_pending(agent, pending, id, now)
 local seq = desk_append(KEYS[5], KEYS[6], KEYS[7], id, ARGV[10])
 return {1, epoch, v, seq}
 """
