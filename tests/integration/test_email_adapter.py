@@ -334,3 +334,47 @@ async def test_agent_reply_leaves_through_the_relay_threaded_and_the_answer_join
     answer_reply = await smtp_send(env.smtp_port, answer.as_bytes())
     joined = next(m for m in await inbound(env) if m.message_id == answer_reply.split()[-1])
     assert joined.conversation_id == record.conversation_id
+
+
+async def test_replies_the_relay_refuses_or_that_have_no_address_go_to_the_dlq(env: Env) -> None:
+    question = await smtp_send(env.smtp_port, mail("请问有优惠券吗？").as_bytes())
+    record = next(m for m in await inbound(env) if m.message_id == question.split()[-1])
+    refused = OutboundMessage(
+        message_id=uuid.uuid4().hex,
+        tenant_id="shop-a",
+        conversation_id=record.conversation_id,
+        channel=Channel.CHANNEL_EMAIL,
+        text="有的",
+    )
+    nowhere = OutboundMessage(
+        message_id=uuid.uuid4().hex, tenant_id="shop-a", conversation_id="email-unknown", channel=Channel.CHANNEL_EMAIL
+    )
+    env.relay.refuse_with = "550 5.1.1 mailbox unavailable"
+    producer = RecordProducer(env.service.runtime.settings)
+    await producer.start()
+    try:
+        await producer.send_many(env.topics.outbound, [(record.conversation_id, refused), ("email-unknown", nowhere)])
+
+        async def dead_lettered() -> bool:
+            letters = [d for d in await dead_letters(env) if d.error_type == "undeliverable"]
+            return len(letters) >= 2
+
+        await eventually(dead_lettered, 30, "both replies dead-lettered")
+    finally:
+        env.relay.refuse_with = None
+        await producer.stop()
+    reasons = sorted(d.reason for d in await dead_letters(env) if d.error_type == "undeliverable")
+    assert any("relay refused" in r for r in reasons) and any("no e-mail was received" in r for r in reasons)
+
+
+async def test_one_message_to_two_shops_is_one_record_per_shop(env: Env) -> None:
+    msg = mail("两家店都问一下：有现货吗？", To="service@shop-a.example, service@shop-b.example")
+    answer = await env.http.post(
+        f"http://127.0.0.1:{env.service.runtime.port}/v1/email/inbound",
+        content=msg.as_bytes(),
+        headers={"content-type": "message/rfc822"},
+    )
+    assert answer.status_code == 202
+    records = [m for m in await inbound(env) if m.provider_message_id == msg["Message-ID"].strip("<>")]
+    assert sorted(r.tenant_id for r in records) == ["shop-a", "shop-b"]
+    assert records[0].conversation_id != records[1].conversation_id
