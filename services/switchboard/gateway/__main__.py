@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from switchboard.gateway.limits import raise_open_files
 from switchboard.gateway.service import build_gateway
 from switchboard.gateway.settings import GatewaySettings
 from switchboard.runtime.service import ServiceRuntime
@@ -18,4 +19,11 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    # Every desktop is a file descriptor; the default soft limit (often 1024) would cap a replica at ~1,000 agents.
+    raise_open_files(GatewaySettings().max_open_files)
+    try:
+        import uvloop
+    except ImportError:  # uvloop comes with uvicorn[standard]; plain asyncio works, only slower
+        asyncio.run(main())
+    else:
+        uvloop.run(main())

@@ -77,6 +77,8 @@ class Gateway:
         self.redis = redis
         self.keys = Keys(settings.key_prefix)
         self.roster = roster
+        # Roster lookups happen on every connect: a set, not a scan of every tenant's agent list.
+        self.agents = {(t.tenant_id, a.agent_id) for t in roster.tenants for a in t.agents}
         self.presence = presence
         self.commands = commands
         self.hub = hub
@@ -137,7 +139,7 @@ class Gateway:
         except TokenRefused as exc:
             await self._refuse(websocket, exc.code, exc.reason)
             return None
-        known = self.roster.agent(claims.tenant_id, claims.agent_id) is not None
+        known = (claims.tenant_id, claims.agent_id) in self.agents
         if not known or (hello.tenant is not None and hello.tenant != claims.tenant_id):
             await self._refuse(websocket, CloseCode.WRONG_TENANT, "token is not for this tenant")
             return None

@@ -61,7 +61,7 @@ def workers(gateway: Gateway) -> list[Worker]:
 
 async def build_gateway(runtime: ServiceRuntime, settings: GatewaySettings) -> Gateway:
     """Clients, hub and routes of one replica on `runtime`; its workers and closers are registered there."""
-    redis = redis_client(settings)
+    redis = redis_client(settings, max_connections=settings.redis_connections)
     runtime.add_closer(redis.aclose)
     producer = await runtime.start_producer()
     gateway = assemble(settings, redis, producer)

@@ -50,5 +50,9 @@ class GatewaySettings(ServiceSettings):
     # Every so often each socket's seq counter and session epoch are compared with Redis, so a lost pub/sub
     # notification delays an event by at most this long, and a fenced session is closed within it.
     reconcile_interval_s: float = 5.0
+    # Redis connections of the replica; connects beyond that wait for a free one (bursts of reconnects).
+    redis_connections: int = 64
+    # RLIMIT_NOFILE raised to this at start (one descriptor per desktop socket).
+    max_open_files: int = 65536
     # Recent messages per conversation kept in the snapshot.
     snapshot_messages: int = 20
