@@ -82,7 +82,8 @@ class CapturingRelay:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: SMTP(self, hostname="relay.test"), "127.0.0.1", 0)
+        # A restart listens on the same port again, as a relay coming back would.
+        self._server = await loop.create_server(lambda: SMTP(self, hostname="relay.test"), "127.0.0.1", self.port)
         sockets: Any = self._server.sockets
         self.port = sockets[0].getsockname()[1]
 
@@ -90,6 +91,7 @@ class CapturingRelay:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+            self._server = None
 
 
 async def read_all(

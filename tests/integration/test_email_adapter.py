@@ -378,3 +378,34 @@ async def test_one_message_to_two_shops_is_one_record_per_shop(env: Env) -> None
     records = [m for m in await inbound(env) if m.provider_message_id == msg["Message-ID"].strip("<>")]
     assert sorted(r.tenant_id for r in records) == ["shop-a", "shop-b"]
     assert records[0].conversation_id != records[1].conversation_id
+
+
+async def test_a_reply_waits_while_the_relay_is_down_and_leaves_when_it_is_back(env: Env) -> None:
+    question = await smtp_send(env.smtp_port, mail("什么时候补货？").as_bytes())
+    record = next(m for m in await inbound(env) if m.message_id == question.split()[-1])
+    reply = OutboundMessage(
+        message_id=uuid.uuid4().hex,
+        tenant_id="shop-a",
+        conversation_id=record.conversation_id,
+        channel=Channel.CHANNEL_EMAIL,
+        text="下周一补货",
+    )
+    retries_before = await _metric(env, 'sb_transient_retries_total{service="email"}')
+    await env.relay.stop()
+    producer = RecordProducer(env.service.runtime.settings)
+    await producer.start()
+    try:
+        await producer.send(env.topics.outbound, record.conversation_id, reply)
+    finally:
+        await producer.stop()
+
+    async def retrying() -> bool:
+        return await _metric(env, 'sb_transient_retries_total{service="email"}') > retries_before
+
+    await eventually(retrying, 30, "the reply sender retrying while the relay is down")
+    await env.relay.start()
+
+    async def delivered() -> bool:
+        return any(m["Message-ID"] == f"<{reply.message_id}@mail.switchboard.test>" for m in env.relay.messages)
+
+    await eventually(delivered, 30, "the reply at the relay once it is back")
