@@ -42,7 +42,7 @@ class RunningChat:
 def chat_settings(settings: ServiceSettings, **overrides: Any) -> ChatSettings:
     """ChatSettings on the test's topics and keys, with two shops."""
     values: dict[str, Any] = {
-        **settings.model_dump(),
+        **settings.model_dump(exclude_unset=True),
         "service_name": "chat",
         "chat_tenant_secrets": SECRETS,
         "produce_timeout_s": 3.0,

@@ -15,9 +15,10 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from websockets.exceptions import ConnectionClosed
 
 from switchboard.chat.signing import verify_body
-from switchboard.contracts import Channel, DeadLetter, OutboundMessage, RoutingEvent, RoutingEventType
+from switchboard.contracts import Channel, DeadLetter, InboundMessage, OutboundMessage, RoutingEvent, RoutingEventType
 from switchboard.runtime.kafka import RecordProducer
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.runtime.topics import Topics
@@ -183,3 +184,38 @@ async def test_a_reply_reaches_the_socket_whichever_replica_holds_it(settings: S
         )
         for i, (ws, _) in enumerate(sockets):
             assert (await next_frame(ws, "reply", timeout=30))["text"] == f"answer {i}"
+
+
+async def test_a_customer_whose_id_is_their_phone_number_is_served_without_it_reaching_the_topic(
+    settings: ServiceSettings,
+) -> None:
+    topics = Topics(settings.topic_prefix)
+    async with (
+        running_chat(chat_settings(settings)) as chat,
+        producer_for(settings) as producer,
+        connect(chat.ws_url("shop-a", "13812341234")) as ws,
+    ):
+        conv = (await next_frame(ws, "hello"))["conversation_id"]
+        await ws.send(json.dumps({"type": "message", "client_msg_id": "1", "text": "hi"}))
+        await next_frame(ws, "ack")
+        [(_, record)] = await read_topic(settings.kafka_bootstrap, topics.inbound, 1)
+        assert isinstance(record, InboundMessage)
+        assert record.customer.customer_id.startswith("h-")
+        assert record.customer.contact_masked == "138****1234"
+        assert b"13812341234" not in record.SerializeToString()
+        # The gateway answers with the customer id it saw on the record.
+        answer = reply(conv, "hello", "r-p")
+        answer.customer_id = record.customer.customer_id
+        await producer.send(topics.outbound, conv, answer)
+        assert (await next_frame(ws, "reply"))["message_id"] == "r-p"
+
+
+async def test_a_frame_over_the_transport_limit_closes_the_socket_without_being_buffered(
+    settings: ServiceSettings,
+) -> None:
+    async with running_chat(chat_settings(settings)) as chat, connect(chat.ws_url("shop-a", "big")) as ws:
+        await next_frame(ws, "hello")
+        await ws.send(json.dumps({"type": "message", "client_msg_id": "1", "text": "x" * 300_000}))
+        with pytest.raises(ConnectionClosed):
+            await next_frame(ws, "ack")
+        assert ws.close_code == 1009

@@ -11,6 +11,7 @@ from switchboard.chat.frames import (
     error_frame,
     parse_message,
     queue_frame,
+    record_customer,
     reply_frame,
     required_id,
     to_inbound,
@@ -101,3 +102,14 @@ def test_frames_sent_back_to_the_widget() -> None:
     assert queue_frame("v", 4, 30)["estimated_wait_s"] == 120
     assert error_frame("retry_later", "later", "m1", 2)["retry_after_s"] == 2
     assert "retry_after_s" not in error_frame("invalid", "bad")
+
+
+def test_a_customer_id_that_is_pii_is_replaced_by_a_stable_hash_on_the_record() -> None:
+    plain = record_customer("shop-a", "tb-buyer-1", "Li", "gold")
+    assert (plain.customer_id, plain.contact_masked) == ("tb-buyer-1", "")
+    phone = record_customer("shop-a", "13812341234", "", "")
+    assert phone.customer_id.startswith("h-") and phone.contact_masked == "138****1234"
+    assert phone.customer_id == record_customer("shop-a", "13812341234", "", "").customer_id
+    assert phone.customer_id != record_customer("shop-b", "13812341234", "", "").customer_id
+    mail = record_customer("shop-a", "li.na@example.com", "", "")
+    assert "li.na" not in mail.customer_id and mail.contact_masked == "l***@example.com"

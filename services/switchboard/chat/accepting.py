@@ -7,6 +7,7 @@ from redis.exceptions import RedisError
 from switchboard.chat.conversations import Conversations
 from switchboard.chat.frames import ChatInput, to_inbound
 from switchboard.intake.accept import Accepted, Intake
+from switchboard.intake.pii import mask_pii
 from switchboard.runtime.errors import BrokerUnavailable, TransientError
 from switchboard.runtime.logs import get_logger
 
@@ -48,6 +49,9 @@ class ChatAccept:
     async def refuse(self, *, source: str, reason: str, error_type: str, raw: bytes, tenant_id: str = "") -> None:
         """DLQ record of refused input (masked by Intake.reject); the refusal stands even when Kafka is down."""
         try:
-            await self.intake.reject(source=source, reason=reason, error_type=error_type, raw=raw, tenant_id=tenant_id)
+            # Reasons may quote what the sender sent (an event id, a header): masked like the bytes.
+            await self.intake.reject(
+                source=source, reason=mask_pii(reason), error_type=error_type, raw=raw, tenant_id=tenant_id
+            )
         except BrokerUnavailable:
             log.warning("chat_dead_letter_failed", source=source, error_type=error_type, tenant_id=tenant_id)

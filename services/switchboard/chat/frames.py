@@ -20,6 +20,7 @@ from switchboard.contracts import (
     MessageKind,
     OutboundMessage,
 )
+from switchboard.intake.ids import stable_id
 from switchboard.intake.pii import mask_pii
 from switchboard.runtime.errors import InvalidRecord
 
@@ -136,9 +137,7 @@ def to_inbound(
         tenant_id=tenant_id,
         conversation_id=conversation_id,
         channel=Channel.CHANNEL_CHAT,
-        customer=Customer(
-            customer_id=customer_id, display_name=mask_pii(msg.display_name), member_tier=msg.member_tier
-        ),
+        customer=record_customer(tenant_id, customer_id, mask_pii(msg.display_name), msg.member_tier),
         kind=KINDS[msg.kind],
         text=text,
         commerce=CommerceContext(
@@ -153,6 +152,20 @@ def to_inbound(
     if msg.sent_at_ms:
         record.sent_at.FromMilliseconds(msg.sent_at_ms)
     return record
+
+
+def record_customer(tenant_id: str, customer_id: str, display_name: str, member_tier: str) -> Customer:
+    """The Customer of a record. Shops often use the buyer's phone number or e-mail as their id: such an id is
+    replaced by a stable hash (the masked form goes to contact_masked), so it reaches no topic in the clear."""
+    masked = mask_pii(customer_id)
+    if masked == customer_id:
+        return Customer(customer_id=customer_id, display_name=display_name, member_tier=member_tier)
+    return Customer(
+        customer_id="h-" + stable_id(tenant_id, customer_id),
+        display_name=display_name,
+        member_tier=member_tier,
+        contact_masked=masked,
+    )
 
 
 def reply_frame(reply: OutboundMessage) -> dict[str, Any]:

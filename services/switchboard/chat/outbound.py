@@ -67,7 +67,9 @@ class ChatOutbound:
 
     async def _reply(self, reply: OutboundMessage) -> str:
         """Deliver a reply once; the reason when it could not be delivered."""
-        customer_id = reply.customer_id or await self._conversations.customer_of(reply.tenant_id, reply.conversation_id)
+        # The conversation knows the customer as the socket and the platform know them; the record's customer_id
+        # may be a hash of it (see frames.record_customer).
+        customer_id = await self._conversations.customer_of(reply.tenant_id, reply.conversation_id) or reply.customer_id
         if not customer_id:
             return f"conversation {reply.conversation_id} has no known chat customer"
         marker = self._keys.processed(reply.tenant_id, "chat-outbound", reply.message_id)

@@ -43,6 +43,9 @@ class ChatSettings(ServiceSettings):
     # Widget: a customer proves who they are with a token the shop's backend signs (see docs/chat-widget.md).
     chat_widget_auth: bool = True
     chat_max_frame_bytes: int = 16 * 1024
+    # Frames up to chat_max_frame_bytes are taken; bigger ones up to this get a `too_large` error frame; anything
+    # bigger is never buffered: the server closes the socket with 1009.
+    http_ws_max_bytes: int = 256 * 1024
     chat_max_text_chars: int = 2000
     chat_max_url_chars: int = 2048
     # Per connection: a token bucket; per customer (all connections, all replicas): messages per window.

@@ -19,6 +19,7 @@ from switchboard.chat.settings import ChatSettings, Tenant
 from switchboard.chat.signing import verify_widget_token
 from switchboard.chat.sockets import CustomerSocket, SocketHub
 from switchboard.intake.accept import Outcome
+from switchboard.intake.ids import stable_id
 from switchboard.runtime.errors import InvalidRecord, TransientError
 from switchboard.runtime.logs import get_logger
 
@@ -147,8 +148,9 @@ class _Session:
                 msg,
                 tenant_id=sock.tenant_id,
                 customer_id=sock.customer_id,
-                # Scoped by customer: two customers' widgets may well both number their messages 1, 2, 3.
-                provider_id=f"ws:{sock.customer_id}:{client_msg_id}",
+                # Scoped by customer (two widgets may both number their messages 1, 2, 3), hashed: the provider id
+                # is written to the topic, and a customer id may be a phone number.
+                provider_id=f"ws:{stable_id(sock.customer_id)}:{client_msg_id}",
                 connection_id=sock.connection_id,
             )
         except TransientError:
