@@ -114,3 +114,16 @@ async def test_temporary_agent_removed(store: PresenceStore) -> None:
     assert "tmp-1" not in await store.group_members("shop-a", "presales")
     with pytest.raises(UnknownAgent):
         await store.login("shop-a", "tmp-1")
+
+
+async def test_roster_reload_prunes_agents_it_no_longer_lists(store: PresenceStore) -> None:
+    roster = load_roster()
+    helper = RosterAgent(agent_id="tmp-9", groups=["orders"], temporary=True)
+    await store.add_agent("shop-a", helper)
+    await store.login("shop-a", "a-jun")
+    shop_a = roster.tenants[0]
+    shop_a.agents = [a for a in shop_a.agents if a.agent_id != "a-jun"]
+    assert await store.load_roster(roster) == 1
+    assert await store.get_agent("shop-a", "a-jun") is None
+    assert "a-jun" not in await store.group_members("shop-a", "orders")
+    assert await store.get_agent("shop-a", "tmp-9") is not None  # temporary agents belong to operators

@@ -301,14 +301,24 @@ class PresenceStore:
         await self.publish(tenant_id, changed)
         return changed
 
-    async def load_roster(self, roster: Roster) -> int:
-        """Write every configured agent's profile (never its status or session); returns how many changed."""
+    async def load_roster(self, roster: Roster, *, prune: bool = True) -> int:
+        """Write every configured agent's profile (never its status or session); returns how many changed.
+
+        With `prune`, a rostered (not temporary) agent of a tenant in the roster that the roster no longer lists is
+        removed (offline first). Tenants the roster does not mention are left alone.
+        """
         changed = 0
         for tenant in roster.tenants:
             await self.redis.sadd(self.keys.presence_tenants(), tenant.tenant_id)
             ids = [a.agent_id for a in tenant.agents if await self.add_agent(tenant.tenant_id, a, publish=False)]
             await self.publish(tenant.tenant_id, ids)
             changed += len(ids)
+            if prune:
+                listed = {a.agent_id for a in tenant.agents}
+                for gone in await self.list_agents(tenant.tenant_id):
+                    if gone.agent_id not in listed and not gone.temporary:
+                        await self.remove_agent(tenant.tenant_id, gone.agent_id, "roster")
+                        changed += 1
         log.info("roster_loaded", tenants=len(roster.tenants), changed=changed)
         return changed
 
