@@ -195,7 +195,11 @@ async def test_replies_join_their_conversation_and_a_new_thread_opens_a_new_one(
     orphan = mail("先到的回复", References=f"{root} {orphan_parent}", In_Reply_To=orphan_parent)
     reply_d = await smtp_send(env.smtp_port, orphan.as_bytes())
     other = await smtp_send(env.smtp_port, mail("另一个问题：发票").as_bytes())
+    # Someone else copying the thread's ids does not get into the conversation (agents' replies would go to them).
+    stranger = mail("我也要退款", From="intruder@elsewhere.example", In_Reply_To=root, References=root)
+    intruder = await smtp_send(env.smtp_port, stranger.as_bytes(), sender="intruder@elsewhere.example")
     by_id = {m.message_id: m for m in await inbound(env)}
+    assert by_id[intruder.split()[-1]].conversation_id != by_id[reply_a.split()[-1]].conversation_id
     conv = by_id[reply_a.split()[-1]].conversation_id
     assert [by_id[r.split()[-1]].conversation_id for r in (reply_b, reply_c, reply_d)] == [conv] * 3
     assert by_id[other.split()[-1]].conversation_id != conv

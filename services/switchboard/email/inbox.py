@@ -156,7 +156,7 @@ class EmailInbox:
         self, parsed: ParsedEmail, provider_id: str, tenant_id: str, addresses: list[str]
     ) -> tuple[Outcome, str, str]:
         conversation_id = await self.book.conversation_for(
-            tenant_id, parsed.message_id, parsed.in_reply_to, parsed.references
+            tenant_id, parsed.from_address, parsed.message_id, parsed.in_reply_to, parsed.references
         )
         # Thread links and the reply contact are derived from the message alone, so writing them before the
         # broker's ack is harmless when the send fails: the retry writes the same values.

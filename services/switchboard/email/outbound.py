@@ -85,7 +85,13 @@ class ReplySender:
             reply = delivery.message
             if not isinstance(reply, OutboundMessage) or reply.channel != Channel.CHANNEL_EMAIL:
                 continue
-            problem = await self._send_once(reply)
+            try:
+                problem = await self._send_once(reply)
+            except TransientError:
+                raise
+            except Exception as exc:  # one reply that cannot be composed must not stop the others
+                log.exception("reply_failed", message_id=reply.message_id)
+                problem = f"the reply could not be composed ({type(exc).__name__}: {exc})"
             if problem is not None:
                 REPLIES_SENT.labels("refused").inc()
                 rejected.append(Rejected(delivery, problem, "undeliverable"))

@@ -4,7 +4,8 @@ Every Message-ID seen (the customer's and our agents' replies) points at its con
 message joins the conversation of its own Message-ID (a redelivery), else of In-Reply-To, else of the most recent
 References entry that is known. When none is known, the conversation id is derived from the thread's root
 (first References entry, else In-Reply-To, else the message's own id), so two replies of one thread that arrive
-before their parent still meet in one conversation, and a new thread opens a new conversation.
+before their parent still meet in one conversation, and a new thread opens a new conversation. A thread's ids
+lead only the customer who wrote into the conversation there (see `conversation_for`).
 """
 
 from __future__ import annotations
@@ -67,18 +68,28 @@ class ThreadBook:
         self.keys = keys
         self.ttl_s = ttl_s
 
-    async def conversation_for(self, tenant_id: str, message_id: str, in_reply_to: str, references: list[str]) -> str:
-        """The conversation a message joins (see module doc); raises TransientError when Redis is down."""
+    async def conversation_for(
+        self, tenant_id: str, sender: str, message_id: str, in_reply_to: str, references: list[str]
+    ) -> str:
+        """The conversation a message joins (see module doc); raises TransientError when Redis is down.
+
+        Only the customer who wrote into a conversation may join it by its ids: anyone can copy a Message-ID
+        into In-Reply-To, and joining would make agents' replies go to them. Another sender gets a conversation
+        of their own (derived from sender and thread root, so their own replies still meet).
+        """
         lookup = [m for m in (message_id, in_reply_to, *reversed(references)) if m]
-        if lookup:
-            try:
-                found = await self.redis.mget([self.keys.email_thread(tenant_id, _hash(m)) for m in lookup])
-            except RedisError as exc:
-                raise TransientError(f"redis unavailable: {exc!r}") from exc
-            for value in found:
-                if value:
-                    return value.decode() if isinstance(value, bytes) else str(value)
-        return "email-" + stable_id(tenant_id, "email", thread_root(message_id, in_reply_to, references))
+        try:
+            found = (
+                await self.redis.mget([self.keys.email_thread(tenant_id, _hash(m)) for m in lookup]) if lookup else []
+            )
+            joined = next((_text(v) for v in found if v), None)
+            if joined is not None:
+                owner = await self.redis.hget(self.keys.email_contact(tenant_id, joined), "customer_address")
+                if owner is None or _text(owner) == sender:
+                    return joined
+        except RedisError as exc:
+            raise TransientError(f"redis unavailable: {exc!r}") from exc
+        return "email-" + stable_id(tenant_id, "email", sender, thread_root(message_id, in_reply_to, references))
 
     async def remember(
         self, tenant_id: str, conversation_id: str, message_ids: list[str], contact: Contact | None = None
