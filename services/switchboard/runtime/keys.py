@@ -117,6 +117,10 @@ class Keys:
         """Pub/sub channel: frames for a customer's open widget sockets, on whichever chat replica holds them."""
         return self._tenant(tenant_id, "chat", "customer", customer_id, "frames")
 
+    def chat_pending_replies(self, tenant_id: str, customer_id: str) -> str:
+        """List with a TTL: replies for a chat customer who had no socket open, sent when they reconnect."""
+        return self._tenant(tenant_id, "chat", "customer", customer_id, "pending")
+
     def chat_webhook_event(self, tenant_id: str, event_id: str) -> str:
         """String with a TTL: a platform webhook event id already taken (replay protection)."""
         return self._tenant(tenant_id, "chat", "event", event_id)
