@@ -78,6 +78,9 @@ class SimulatedAgent:
     _leaving: bool = False
     _idle: asyncio.Event = field(default_factory=asyncio.Event)
     _pending: set[asyncio.Task[None]] = field(default_factory=set)
+    # Commands sent and not yet answered (result or error frame): a leaving agent waits for them.
+    _unanswered: set[str] = field(default_factory=set)
+    _answered: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.shift.seed)
@@ -132,6 +135,9 @@ class SimulatedAgent:
             self._idle.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._idle.wait(), self.behaviour.handling_time.max_s + 5)
+        if self._unanswered:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._answered.wait(), 5.0)
 
     async def _heartbeats(self) -> None:
         while True:
@@ -143,12 +149,20 @@ class SimulatedAgent:
             return
         self._refs += 1
         frame.setdefault("id", f"{self.shift.agent_id}-{self._refs}")
+        if frame["type"] not in ("ack", "heartbeat"):
+            self._unanswered.add(frame["id"])
+            self._answered.clear()
         with contextlib.suppress(ConnectionClosed):
             await self._ws.send(json.dumps(frame, ensure_ascii=False))
 
     async def _read(self, ws: ClientConnection) -> None:
         async for raw in ws:
             frame = json.loads(raw)
+            if frame.get("type") in ("result", "error"):
+                self._unanswered.discard(str(frame.get("id", "")))
+                if not self._unanswered:
+                    self._answered.set()
+                continue
             if frame.get("type") != "event":
                 continue
             now = self.clock()

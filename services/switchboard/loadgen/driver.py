@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import time
 from collections import Counter
 from datetime import datetime
@@ -24,7 +23,7 @@ from switchboard.loadgen.agents import SimulatedAgent
 from switchboard.loadgen.customers import CustomerContext, Endpoints, PhoneStream, chat_conversation, email_conversation
 from switchboard.loadgen.fixtures import Credentials, hotline
 from switchboard.loadgen.observations import ConversationTrack, Observations
-from switchboard.loadgen.probes import QueueSampler, RoutingProbe
+from switchboard.loadgen.probes import TAG, QueueSampler, RoutingProbe
 from switchboard.loadgen.scenario import Scenario
 from switchboard.loadgen.schedule import AgentShift, Schedule, SurgeToggle
 from switchboard.loadgen.stats import AgentSession
@@ -32,7 +31,6 @@ from switchboard.runtime.logs import get_logger
 
 log = get_logger(__name__)
 
-TAG = re.compile(r"\[lg:([a-z]{10})\]")
 DELIVERIES = ("assigned", "message", "transcript")
 LOGIN_TIMEOUT_S = 60.0
 
@@ -53,9 +51,12 @@ class Recorder:
         self.progress = progress
         self.by_tag = {m.tag: c for c in schedule.conversations for m in c.messages}
         self.first_tag = {c.conversation_key: c.messages[0].tag for c in schedule.conversations}
-        self.key_of_conversation: dict[str, str] = {}
+        self.conversation_of_tag: dict[str, str] = {}
         self.received_at: dict[str, float] = {}  # message id → the adapter's receive time
         self.untagged: Counter[str] = Counter()
+        self.first_offer: dict[str, float] = {}
+        self.first_assigned: dict[str, tuple[float, str]] = {}
+        self.closed: dict[str, tuple[float, float]] = {}
 
     def sent(self, sent: Sent) -> None:
         """A channel acknowledged (or refused) a message."""
@@ -63,9 +64,6 @@ class Recorder:
         self.obs.series.add("messages_sent", self.obs.elapsed(sent.sent_at))
         conv = self.by_tag[sent.tag]
         if sent.tag == self.first_tag[conv.conversation_key]:
-            self.obs.conversations[conv.conversation_key] = ConversationTrack(
-                conv.tenant_id, conv.channel, sent.sent_at
-            )
             self.obs.series.add("conversations_started", self.obs.elapsed(sent.sent_at))
         if self.progress is not None:
             self.progress.update(1)
@@ -78,16 +76,15 @@ class Recorder:
         match = TAG.search(str(message.get("text", "")))
         tag = match.group(1) if match else None
         if tag is not None and tag in self.by_tag:
-            self.key_of_conversation[conversation_id] = self.by_tag[tag].conversation_key
+            self.conversation_of_tag.setdefault(tag, conversation_id)
         if message.get("message_id") and (at := _rfc3339(message.get("received_at"))) is not None:
             self.received_at[str(message["message_id"])] = at
-        track = self.obs.conversations.get(self.key_of_conversation.get(conversation_id, ""))
-        if track is not None and event in ("offer", "assigned") and track.offered_at is None:
-            track.offered_at = received_at
-            self.obs.offer_latencies_s.append(received_at - track.started_at)
-        if track is not None and event == "assigned" and track.answered_at is None:
-            track.answered_at = received_at
-            track.agent_id = agent.agent_id
+        # The first offer and assignment per conversation id; matched to a customer's conversation at the end,
+        # because a phone call's first desk event carries the call-started record, which has no tag.
+        if event in ("offer", "assigned"):
+            self.first_offer.setdefault(conversation_id, received_at)
+        if event == "assigned":
+            self.first_assigned.setdefault(conversation_id, (received_at, agent.agent_id))
         if event not in DELIVERIES:
             return
         if tag is None:
@@ -109,11 +106,34 @@ class Recorder:
 
     def handled(self, agent: AgentShift, conversation_id: str, answered_at: float, closed_at: float) -> None:
         """An agent closed a conversation."""
-        track = self.obs.conversations.get(self.key_of_conversation.get(conversation_id, ""))
-        if track is not None and track.closed_at is None:
-            track.closed_at = closed_at
-            if track.answered_at is None:
-                track.answered_at = answered_at
+        self.closed.setdefault(conversation_id, (answered_at, closed_at))
+
+    def resolve(self, on_topic: dict[str, str]) -> None:
+        """Build each conversation as the system saw it (a customer writing after a close opens a new one).
+
+        `on_topic` maps tags to the conversation id the adapter gave them (from the inbound topic); a conversation
+        starts with its earliest acknowledged message and is answered when its first ASSIGNED reached a desktop.
+        """
+        conversation_of = {**self.conversation_of_tag, **on_topic}
+        tracks: dict[str, ConversationTrack] = {}
+        for tag, conversation_id in conversation_of.items():
+            sent = self.obs.ledger.sent.get(tag)
+            if sent is None or not sent.accepted:
+                continue
+            track = tracks.get(conversation_id)
+            if track is None or sent.sent_at < track.started_at:
+                tracks[conversation_id] = ConversationTrack(sent.tenant_id, sent.channel, sent.sent_at)
+        for conversation_id, track in tracks.items():
+            if (offered := self.first_offer.get(conversation_id)) is not None:
+                track.offered_at = offered
+                self.obs.offer_latencies_s.append(max(0.0, offered - track.started_at))
+            if (assigned := self.first_assigned.get(conversation_id)) is not None:
+                track.answered_at, track.agent_id = assigned
+            if (closed := self.closed.get(conversation_id)) is not None:
+                track.closed_at = closed[1]
+                if track.answered_at is None:
+                    track.answered_at = closed[0]
+        self.obs.conversations = tracks
 
 
 class Run:
@@ -281,10 +301,15 @@ class Run:
 
     def _collect(self, probe: RoutingProbe) -> None:
         obs = self.obs
+        self.recorder.resolve({tag: seen.conversation_id for tag, seen in probe.inbound.items()})
         obs.routing_event_times = list(probe.times)
+        obs.inbound_times = list(probe.inbound_times)
+        obs.whereabouts = {tag: probe.whereabouts(tag, obs.started_at) for tag in obs.ledger.settle().lost[:50]}
         obs.routing_event_types.update(probe.types)
+        received_at = {seen.message_id: seen.received_at for seen in probe.inbound.values()}
+        received_at.update(self.recorder.received_at)
         for message_id, decided_at in probe.first_decision.items():
-            received = self.recorder.received_at.get(message_id)
+            received = received_at.get(message_id)
             if received is not None:
                 obs.decision_latencies_s.append(max(0.0, decided_at - received))
         for kind, count in self.recorder.untagged.items():

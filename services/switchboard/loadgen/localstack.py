@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient
+from aiosmtpd.controller import Controller
 from redis.asyncio import Redis
 
 from switchboard.loadgen.customers import Endpoints
@@ -32,7 +33,12 @@ NEEDED = ("presence", "router", "gateway", "chat", "email", "phone")
 
 @contextlib.contextmanager
 def local_stack(
-    run_dir: Path, config_env: dict[str, str], run_id: str, partitions: int, ready_timeout: float = 120.0
+    run_dir: Path,
+    config_env: dict[str, str],
+    run_id: str,
+    partitions: int,
+    ready_timeout: float = 120.0,
+    keep_data: bool = False,
 ) -> Iterator[Endpoints]:
     """Start infrastructure and services for one run; yield where they listen; stop and clean up after."""
     missing = [name for name in NEEDED if name not in existing_services()]
@@ -40,6 +46,9 @@ def local_stack(
         raise RuntimeError(f"services not built yet, the load test needs them: {', '.join(missing)}")
     topic_prefix, key_prefix = f"{run_id}.", run_id
     smtp_port = free_port()
+    # Agents' e-mail replies leave through a relay: the customers' mail server, here a sink that counts them.
+    relay = Controller(ReplySink(), hostname="127.0.0.1", port=free_port())
+    relay.start()
     env = {
         **config_env,
         "SB_TOPIC_PREFIX": topic_prefix,
@@ -47,6 +56,8 @@ def local_stack(
         "SB_HTTP_HOST": "127.0.0.1",
         "SB_SMTP_HOST": "127.0.0.1",
         "SB_SMTP_PORT": str(smtp_port),
+        "SB_RELAY_HOST": "127.0.0.1",
+        "SB_RELAY_PORT": str(relay.port),
         "SB_LOG_LEVEL": "WARNING",
     }
     saved = {name: os.environ.get(name) for name in env}
@@ -76,14 +87,31 @@ def local_stack(
             finally:
                 for svc in reversed(services):
                     terminate(svc.proc)
-                with contextlib.suppress(Exception):
-                    asyncio.run(_clean_up(infra.bootstrap, infra.redis_url, topic_prefix, key_prefix, partitions))
+                if keep_data:
+                    log.warning("loadgen_data_kept", topic_prefix=topic_prefix, key_prefix=key_prefix)
+                else:
+                    cleanup = _clean_up(infra.bootstrap, infra.redis_url, topic_prefix, key_prefix, partitions)
+                    with contextlib.suppress(Exception):
+                        asyncio.run(cleanup)
     finally:
+        relay.stop()
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+class ReplySink:
+    """An SMTP handler that accepts every message (the customers' side of agents' e-mail replies)."""
+
+    def __init__(self) -> None:
+        self.received = 0
+
+    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:  # noqa: N802 (aiosmtpd)
+        """Take the message."""
+        self.received += 1
+        return "250 OK"
 
 
 async def _clean_up(bootstrap: str, redis_url: str, topic_prefix: str, key_prefix: str, partitions: int) -> None:

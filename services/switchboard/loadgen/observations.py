@@ -32,12 +32,15 @@ class Observations:
     started_at: float
     ended_at: float = 0.0
     ledger: Ledger = field(default_factory=Ledger)
-    # Keyed by the loadgen's conversation key, or by the system's conversation id once a desktop names it.
+    # Keyed by the conversation id the system gave (a customer writing again after a close opens a new one).
     conversations: dict[str, ConversationTrack] = field(default_factory=dict)
     sessions: list[AgentSession] = field(default_factory=list)
     # Routing decision latency: the adapter's receive time → the router's first decision about a message.
     decision_latencies_s: list[float] = field(default_factory=list)
     routing_event_times: list[float] = field(default_factory=list)
+    inbound_times: list[float] = field(default_factory=list)
+    # For each undelivered message: whether it reached the inbound topic and its conversation's last decision.
+    whereabouts: dict[str, dict[str, object]] = field(default_factory=dict)
     routing_event_types: Counter[str] = field(default_factory=Counter)
     # Offer latency: customer send → the first offer (or assignment) shown on any desktop.
     offer_latencies_s: list[float] = field(default_factory=list)

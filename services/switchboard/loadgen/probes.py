@@ -8,28 +8,62 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer
 from redis.asyncio import Redis
 
-from switchboard.contracts import TYPE_HEADER, ContractError, RoutingEvent, RoutingEventType, decode
+from switchboard.contracts import TYPE_HEADER, ContractError, InboundMessage, RoutingEvent, RoutingEventType, decode
 from switchboard.loadgen.fixtures import GROUPS
 from switchboard.loadgen.scenario import CHANNELS
 from switchboard.runtime.keys import Keys
 from switchboard.runtime.topics import Topics
 
+TAG = re.compile(r"\[lg:([a-z]{10})\]")
+
+
+@dataclass(frozen=True)
+class OnTopic:
+    """A load-test message as the adapter wrote it to the inbound topic."""
+
+    message_id: str
+    conversation_id: str
+    received_at: float
+
+
+@dataclass(frozen=True)
+class LastDecision:
+    """The latest routing event of a conversation."""
+
+    type: str
+    group: str
+    agent_id: str
+    at: float
+
 
 class RoutingProbe:
-    """Follows sb.routing.v1 from the run's start: when each message got its first decision, and how many."""
+    """Follows sb.inbound.v1 and sb.routing.v1 from the run's start.
+
+    From the inbound topic: which conversation and message id each tagged message got, and when the adapter
+    received it. From the routing topic: when each message got its first decision, the decisions per second, and
+    each conversation's latest decision, which says where an undelivered message is stuck.
+    """
 
     def __init__(self, bootstrap: str, topic_prefix: str, tenants: Sequence[str]) -> None:
         self.tenants = set(tenants)
         self.first_decision: dict[str, float] = {}
         self.times: list[float] = []
         self.types: dict[str, int] = {}
+        self.inbound: dict[str, OnTopic] = {}
+        self.inbound_times: list[float] = []
+        self.last_decision: dict[str, LastDecision] = {}
+        topics = Topics(topic_prefix)
+        self._inbound_topic = topics.inbound
         self._consumer = AIOKafkaConsumer(
-            Topics(topic_prefix).routing,
+            topics.inbound,
+            topics.routing,
             bootstrap_servers=bootstrap,
             group_id=None,
             enable_auto_commit=False,
@@ -54,17 +88,47 @@ class RoutingProbe:
     def _take(self, headers: Sequence[tuple[str, bytes]], value: bytes | None) -> None:
         type_header = dict(headers or ()).get(TYPE_HEADER, b"").decode()
         try:
-            event = decode(type_header, value or b"")
+            record = decode(type_header, value or b"")
         except ContractError:
             return
-        if not isinstance(event, RoutingEvent) or event.tenant_id not in self.tenants:
-            return
+        if isinstance(record, InboundMessage) and record.tenant_id in self.tenants:
+            self._inbound(record)
+        elif isinstance(record, RoutingEvent) and record.tenant_id in self.tenants:
+            self._decision(record)
+
+    def _inbound(self, message: InboundMessage) -> None:
+        received = message.received_at.ToMilliseconds() / 1000
+        self.inbound_times.append(received)
+        match = TAG.search(message.text)
+        if match:
+            self.inbound[match.group(1)] = OnTopic(message.message_id, message.conversation_id, received)
+
+    def _decision(self, event: RoutingEvent) -> None:
         at = event.at.ToMilliseconds() / 1000
         self.times.append(at)
         name = RoutingEventType.Name(event.type).removeprefix("ROUTING_EVENT_").lower()
         self.types[name] = self.types.get(name, 0) + 1
         if event.message_id and event.message_id not in self.first_decision:
             self.first_decision[event.message_id] = at
+        self.last_decision[event.conversation_id] = LastDecision(name, event.skill_group, event.agent_id, at)
+
+    def whereabouts(self, tag: str, started_at: float) -> dict[str, object]:
+        """Where a message went: on the inbound topic or not, and its conversation's latest routing decision."""
+        seen = self.inbound.get(tag)
+        if seen is None:
+            return {"tag": tag, "on_inbound_topic": False}
+        last = self.last_decision.get(seen.conversation_id)
+        where: dict[str, object] = {
+            "tag": tag,
+            "on_inbound_topic": True,
+            "conversation_id": seen.conversation_id,
+            "message_id": seen.message_id,
+        }
+        if last is not None:
+            where["last_decision"] = (
+                f"{last.type} group={last.group or '-'} agent={last.agent_id or '-'} at +{last.at - started_at:.1f}s"
+            )
+        return where
 
     async def stop(self) -> None:
         """Stop following and disconnect."""

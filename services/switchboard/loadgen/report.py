@@ -117,6 +117,18 @@ def build_report(obs: Observations, scenario: Scenario) -> Report:
     targets = scenario.service_level_targets_s
     patience = scenario.conversation.patience_s
     e2e = [d.received_at - obs.ledger.sent[tag].sent_at for tag, d in accounting.first_delivery.items()]
+    # A conversation's first message waits for an offer to be accepted (or in the queue); later messages go
+    # straight to the owner: the second figure is the pipeline's own latency.
+    first = [
+        d.received_at - obs.ledger.sent[t].sent_at
+        for t, d in accounting.first_delivery.items()
+        if d.event == "assigned"
+    ]
+    owned = [
+        d.received_at - obs.ledger.sent[t].sent_at
+        for t, d in accounting.first_delivery.items()
+        if d.event != "assigned"
+    ]
     sent_times = [s.sent_at for s in obs.ledger.sent.values() if s.accepted]
     delivered_times = [d.received_at for d in accounting.first_delivery.values()]
     return {
@@ -129,15 +141,18 @@ def build_report(obs: Observations, scenario: Scenario) -> Report:
             "service_level_targets_s": list(targets),
             "notes": obs.notes,
         },
-        "accounting": accounting.summary(),
+        "accounting": {**accounting.summary(), "lost_whereabouts": list(obs.whereabouts.values())},
         "throughput": {
             "channel_accepted": throughput(sent_times, obs.started_at),
+            "inbound_topic": throughput(obs.inbound_times, obs.started_at),
             "routing_decisions": throughput(obs.routing_event_times, obs.started_at),
             "desktop_delivered": throughput(delivered_times, obs.started_at),
         },
         "routing_event_types": dict(sorted(obs.routing_event_types.items())),
         "latency_s": {
             "end_to_end": latency_summary(e2e),
+            "end_to_end_first_message": latency_summary(first),
+            "end_to_end_to_owner": latency_summary(owned),
             "first_offer": latency_summary(obs.offer_latencies_s),
             "routing_decision": latency_summary(obs.decision_latencies_s),
         },
@@ -169,6 +184,7 @@ def terminal_summary(report: Report) -> str:
     """A few lines a load tester reads first."""
     run, acc, ans = report["run"], report["accounting"], report["answer"]
     e2e, dec = report["latency_s"]["end_to_end"], report["latency_s"]["routing_decision"]
+    owned = report["latency_s"]["end_to_end_to_owner"]
     thr = report["throughput"]
     sl = [f"service_level_{t:g}s" for t in run["service_level_targets_s"]]
     lines = [
@@ -179,12 +195,14 @@ def terminal_summary(report: Report) -> str:
         "throughput  "
         + "  ".join(f"{k} {v['mean_per_s']:.1f}/s (peak {v['peak_per_s']:.0f}/s)" for k, v in thr.items()),
         f"end-to-end  p50 {_fmt(e2e['p50'], 's')}  p95 {_fmt(e2e['p95'], 's')}  p99 {_fmt(e2e['p99'], 's')}  "
-        f"max {_fmt(e2e['max'], 's')}",
+        f"max {_fmt(e2e['max'], 's')}   (to an owner: p50 {_fmt(owned['p50'], 's')}  p99 {_fmt(owned['p99'], 's')})",
         f"routing     p50 {_fmt(dec['p50'], 's')}  p99 {_fmt(dec['p99'], 's')}",
         f"answer      {int(ans['conversations'])} conversations  "
         + "  ".join(f"SL {k.removeprefix('service_level_')} {_pct(ans[k])}" for k in sl)
         + f"  ASA {_fmt(ans['asa_s'], 's')}  abandoned {_pct(ans['abandonment_rate'])}",
     ]
+    if report["accounting"].get("lost_whereabouts"):
+        lines.append(_whereabouts(report, limit=5))
     erlang = report["erlang_c"]
     if erlang:
         first = sl[0] if sl else None
@@ -239,7 +257,8 @@ pre{{background:#f5f5f5;padding:1em}}
 </style></head><body>
 <h1>switchboard load test — {html.escape(report["run"]["name"])}</h1>
 <pre>{html.escape(terminal_summary(report))}</pre>
-<h2>Accounting</h2>{_table({"messages": report["accounting"]}, [k for k in report["accounting"] if k != "examples"])}
+<h2>Accounting</h2>{_table({"messages": report["accounting"]}, _scalar_keys(report["accounting"]))}
+<pre>{html.escape(_whereabouts(report))}</pre>
 <h2>Latency (seconds)</h2>{_table(lat, ["count", "mean", "p50", "p95", "p99", "max"])}
 <h2>Per-tenant waits</h2>{_table(report["per_tenant"], list(next(iter(report["per_tenant"].values()), {}).keys()))}
 <h2>Measured service level vs Erlang C</h2>{
@@ -250,6 +269,22 @@ pre{{background:#f5f5f5;padding:1em}}
 <p>Raw figures: <a href="report.json">report.json</a></p>
 </body></html>
 """
+
+
+def _scalar_keys(row: dict[str, Any]) -> list[str]:
+    return [k for k, v in row.items() if not isinstance(v, dict | list)]
+
+
+def _whereabouts(report: Report, limit: int = 20) -> str:
+    """Where undelivered messages are: an operator's first lead."""
+    lines = []
+    for where in report["accounting"].get("lost_whereabouts", [])[:limit]:
+        if not where.get("on_inbound_topic"):
+            lines.append(f"lost {where['tag']}: acknowledged by its channel but never on the inbound topic")
+        else:
+            last = where.get("last_decision", "no routing decision")
+            lines.append(f"lost {where['tag']}: conversation {where['conversation_id']}, last decision {last}")
+    return "\n".join(lines)
 
 
 def write_report(report: Report, out_dir: Path) -> Path:

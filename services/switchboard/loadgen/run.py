@@ -58,7 +58,12 @@ def load_test(settings: LoadgenSettings) -> Outcome:
         config_env = write_stack_config(scenario, schedule, creds, folder / "stack-config")
         run_id = f"lg{int(time.time()) % 10**8:08d}"
         with local_stack(
-            folder / "stack", config_env, run_id, settings.loadgen_partitions, settings.loadgen_ready_timeout_s
+            folder / "stack",
+            config_env,
+            run_id,
+            settings.loadgen_partitions,
+            settings.loadgen_ready_timeout_s,
+            settings.loadgen_keep_data,
         ) as endpoints:
             report = _drive(scenario, schedule, endpoints, creds, name, settings.loadgen_progress)
     else:

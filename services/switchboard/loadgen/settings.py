@@ -33,6 +33,8 @@ class LoadgenSettings(ServiceSettings):
     # Partitions of each topic of a stack started for the run (production counts are for clusters, not 2 cores).
     loadgen_partitions: int = 4
     loadgen_progress: bool = True
+    # Keep the run's topics and keys (prefix lg<time>) after a local-stack run, to investigate a finding.
+    loadgen_keep_data: bool = False
     loadgen_ready_timeout_s: float = 120.0
 
     def given_endpoints(self) -> Endpoints:
