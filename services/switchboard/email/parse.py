@@ -58,7 +58,6 @@ class ParsedEmail:
     to_addresses: list[str]
     sent_at: datetime | None
     text: str
-    full_text: str
     attachments: list[AttachmentInfo] = field(default_factory=list)
 
 
@@ -95,7 +94,6 @@ def parse_email(raw: bytes, limits: Limits) -> ParsedEmail:
         to_addresses=[a.lower() for _, a in getaddresses([header_text(v) for v in msg.get_all("to", [])]) if a],
         sent_at=_date(msg.get("date")),
         text=strip_quotes(full) if full else "",
-        full_text=full,
         attachments=attachments,
     )
 
