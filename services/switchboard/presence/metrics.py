@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 SWEPT_OFFLINE = Counter("sb_presence_swept_offline_total", "Agents set offline because their heartbeats stopped")
 WRAP_UPS_ENDED = Counter("sb_presence_wrap_ups_ended_total", "Agents back to available after the wrap-up timer")
@@ -13,3 +13,5 @@ SWEEP_SECONDS = Histogram(
     "Time of one sweep over every tenant",
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+AGENTS = Gauge("sb_presence_agents", "Agents by tenant and status", ["tenant", "status"])
+ROSTER_RELOADS = Counter("sb_presence_roster_reloads_total", "Roster file reloads", ["result"])

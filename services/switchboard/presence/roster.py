@@ -106,5 +106,8 @@ def default_roster_path() -> Path:
 def load_roster(path: Path | str | None = None) -> Roster:
     """Parse and validate a roster file (raises ValueError / pydantic.ValidationError on bad content)."""
     source = Path(path) if path else default_roster_path()
-    data = yaml.safe_load(source.read_text(encoding="utf-8")) or {}
+    try:
+        data = yaml.safe_load(source.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{source}: not valid YAML: {exc}") from exc
     return Roster.model_validate(data)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from switchboard.presence.api import OPENAPI_TITLE, mount_operator_api
 from switchboard.presence.audit import AuditLog
 from switchboard.presence.control import SurgeControl
-from switchboard.presence.roster import Roster, default_roster_path, load_roster
+from switchboard.presence.roster import default_roster_path, load_roster
 from switchboard.presence.settings import PresenceSettings
 from switchboard.presence.store import PresenceStore
 from switchboard.presence.sweep import Sweeper
+from switchboard.presence.watch import RosterWatcher
 from switchboard.runtime.keys import Keys
 from switchboard.runtime.logs import get_logger
 from switchboard.runtime.redis_client import redis_client
@@ -17,15 +20,15 @@ from switchboard.runtime.service import ServiceRuntime
 log = get_logger(__name__)
 
 
-def _roster(settings: PresenceSettings) -> Roster:
-    """The configured roster; without SB_ROSTER_PATH and without the repo's dev roster (an installed image),
-    presence starts with none: agents then come from operators (temporary agents) or a mounted roster."""
+def _roster_path(settings: PresenceSettings) -> Path | None:
+    """SB_ROSTER_PATH, else the repo's dev roster; None in an installed image without one (agents then come from
+    operators as temporary agents, or from a roster mounted at SB_ROSTER_PATH)."""
     if settings.roster_path:
-        return load_roster(settings.roster_path)
+        return Path(settings.roster_path)
     if default_roster_path().exists():
-        return load_roster(default_roster_path())
+        return default_roster_path()
     log.warning("no_roster", reason="SB_ROSTER_PATH unset and no dev roster next to the package")
-    return Roster()
+    return None
 
 
 async def run(settings: PresenceSettings) -> None:
@@ -36,8 +39,10 @@ async def run(settings: PresenceSettings) -> None:
     runtime.add_closer(redis.aclose)
     producer = await runtime.start_producer()
     store = PresenceStore(redis, Keys(settings.key_prefix), producer, wrap_up_s=settings.wrap_up_s)
-    if settings.load_roster_on_start:
-        await store.load_roster(_roster(settings))
+    roster_path = _roster_path(settings)
+    if settings.load_roster_on_start and roster_path is not None:
+        # a broken roster at start is a deployment error: fail loudly (a broken reload later is only logged)
+        await store.load_roster(load_roster(roster_path))
     control = SurgeControl(store, AuditLog(redis, store.keys, settings.audit_maxlen))
     sweeper = Sweeper(
         store,
@@ -48,6 +53,8 @@ async def run(settings: PresenceSettings) -> None:
     )
     runtime.add_worker("sweep", sweeper.run, stop=sweeper.stop)
     runtime.add_ready_check("sweep", lambda: sweeper.healthy)
+    watcher = RosterWatcher(store, roster_path if settings.load_roster_on_start else None, settings.roster_poll_s)
+    runtime.add_worker("roster", watcher.run, stop=watcher.stop)
     mount_operator_api(runtime.app, control, settings.operator_tokens)
     if not settings.operator_tokens:
         log.warning("operator_api_disabled", reason="SB_OPERATOR_TOKENS is empty: every operator call is 401")

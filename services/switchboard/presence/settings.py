@@ -26,6 +26,8 @@ class PresenceSettings(ServiceSettings):
     # `config/agents/dev-agents.yaml` of the repo when empty.
     roster_path: str = ""
     load_roster_on_start: bool = True
+    # The roster file is checked for changes this often (and agent counts for /metrics refreshed).
+    roster_poll_s: float = 10.0
     # An agent whose heartbeats stopped this long ago is set offline (tolerates mobile networks flapping).
     heartbeat_grace_s: float = 45.0
     sweep_interval_s: float = 2.0

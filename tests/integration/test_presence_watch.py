@@ -1,0 +1,76 @@
+"""Roster reloads without restart, and the agent-count gauge, on real Redis and Kafka."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from prometheus_client import REGISTRY
+from redis.asyncio import Redis
+
+from switchboard.presence.model import Status
+from switchboard.presence.roster import default_roster_path, load_roster
+from switchboard.presence.store import PresenceStore
+from switchboard.presence.watch import RosterWatcher
+from switchboard.runtime.kafka import RecordProducer
+from switchboard.runtime.keys import Keys
+from switchboard.runtime.settings import ServiceSettings
+
+pytestmark = pytest.mark.broker
+
+
+@pytest.fixture
+async def store(settings: ServiceSettings, redis: Redis) -> AsyncIterator[PresenceStore]:
+    producer = RecordProducer(settings)
+    await producer.start()
+    try:
+        yield PresenceStore(redis, Keys(settings.key_prefix), producer)
+    finally:
+        await producer.stop()
+
+
+def _touch(path: Path, text: str, bump: int) -> None:
+    path.write_text(text, encoding="utf-8")
+    stat = path.stat()
+    os.utime(path, (stat.st_atime, stat.st_mtime + bump))  # mtime resolution of some filesystems is coarse
+
+
+async def test_roster_file_change_is_loaded_and_a_broken_one_ignored(store: PresenceStore, tmp_path: Path) -> None:
+    roster = tmp_path / "agents.yaml"
+    original = default_roster_path().read_text(encoding="utf-8")
+    watcher = RosterWatcher(store, roster, interval_s=1)  # no file yet
+    _touch(roster, original, 0)
+    assert await watcher.poll()
+    assert not await watcher.poll()  # unchanged file: nothing to do
+    lina = await store.get_agent("shop-a", "a-lina")
+    assert lina is not None
+    assert lina.capacity["chat"] == 5
+
+    _touch(roster, original.replace("capacity: {chat: 5, email: 10, phone: 1}", "capacity: {chat: 2}", 1), 10)
+    assert await watcher.poll()
+    lina = await store.get_agent("shop-a", "a-lina")
+    assert lina is not None
+    assert lina.capacity == {"chat": 2, "email": 0, "phone": 0}
+
+    _touch(roster, original + "\n  - tenant_id: {broken\n", 20)
+    assert not await watcher.poll()
+    lina = await store.get_agent("shop-a", "a-lina")
+    assert lina is not None
+    assert lina.capacity["chat"] == 2  # kept as it was
+
+
+async def test_agent_count_gauge(store: PresenceStore) -> None:
+    await store.load_roster(load_roster())
+    watcher = RosterWatcher(store, None, interval_s=1)
+    await store.login("shop-b", "b-hao")
+    await store.set_status("shop-b", "b-hao", Status.BUSY, "agent")
+    await watcher.count_agents()
+
+    def gauge(status: str) -> float | None:
+        return REGISTRY.get_sample_value("sb_presence_agents", {"tenant": "shop-b", "status": status})
+
+    assert gauge("busy") == 1
+    assert gauge("offline") == 2
+    assert gauge("available") == 0
