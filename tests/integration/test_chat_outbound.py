@@ -54,6 +54,8 @@ async def platform_receiver() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]
         )
         if failure:
             return Response(failure, 401)
+        if json.loads(body)["text"] == "refuse":
+            return Response("no such conversation", 400)
         got.append(json.loads(body))
         return Response("ok")
 
@@ -140,7 +142,7 @@ async def test_the_waiting_customer_sees_the_queue_then_the_reply_then_the_close
             assert (await next_frame(ws, "hello"))["conversation_id"] != conv, "a new conversation after the close"
 
 
-async def test_without_an_open_socket_the_reply_goes_to_the_platform_callback_or_the_dlq(
+async def test_without_an_open_socket_the_reply_goes_to_the_platform_callback_or_waits_for_the_next_connection(
     settings: ServiceSettings,
 ) -> None:
     topics = Topics(settings.topic_prefix)
@@ -152,18 +154,24 @@ async def test_without_an_open_socket_the_reply_goes_to_the_platform_callback_or
             async with connect(chat.ws_url("shop-b", "gone-2")) as ws:
                 conv_b = (await next_frame(ws, "hello"))["conversation_id"]
             await producer.send(topics.outbound, conv_a, reply(conv_a, "已为您退款", "r-a"))
-            await producer.send(topics.outbound, conv_b, reply(conv_b, "hello", "r-b", tenant="shop-b"))
-
-            async def called_back() -> bool:
-                return len(got) == 1
-
-            await eventually(called_back, 20, "platform callback")
+            await producer.send(topics.outbound, conv_a, reply(conv_a, "refuse", "r-refused"))
+            for i in range(2):  # shop-b has no callback: its customer gets these when they come back
+                await producer.send(topics.outbound, conv_b, reply(conv_b, f"hello {i}", f"r-b{i}", tenant="shop-b"))
             letters = await read_topic(settings.kafka_bootstrap, topics.dlq, 1)
+            async with connect(chat.ws_url("shop-b", "gone-2")) as ws:
+                assert (await next_frame(ws, "hello"))["conversation_id"] == conv_b
+                kept = [await next_frame(ws, "reply") for _ in range(2)]
+            async with connect(chat.ws_url("shop-b", "gone-2")) as ws:
+                await next_frame(ws, "hello")
+                await ws.send(json.dumps({"type": "ping"}))
+                assert json.loads(await ws.recv())["type"] == "pong", "kept replies are sent once"
+    assert [f["text"] for f in kept] == ["hello 0", "hello 1"]
+    assert len(got) == 1
     assert got[0]["tenant_id"] == "shop-a" and got[0]["customer_id"] == "gone-1"
     assert (got[0]["type"], got[0]["text"], got[0]["conversation_id"]) == ("reply", "已为您退款", conv_a)
     letter = letters[0][1]
     assert isinstance(letter, DeadLetter) and letter.error_type == "undeliverable"
-    assert letter.tenant_id == "shop-b" and "callback" in letter.reason
+    assert letter.tenant_id == "shop-a" and "400" in letter.reason
 
 
 async def test_a_reply_reaches_the_socket_whichever_replica_holds_it(settings: ServiceSettings) -> None:

@@ -32,6 +32,11 @@ class PlatformCallbacks:
         """Close the HTTP client."""
         await self._client.aclose()
 
+    def configured(self, tenant_id: str) -> bool:
+        """True when the tenant's platform takes replies by callback."""
+        tenant = self._tenants.get(tenant_id)
+        return tenant is not None and bool(tenant.callback_url)
+
     async def post(self, tenant_id: str, customer_id: str, frame: dict[str, Any]) -> None:
         """Deliver one frame; raises CallbackFailed with the reason when the platform did not take it."""
         tenant = self._tenants.get(tenant_id)

@@ -10,4 +10,6 @@ CHAT_MESSAGES = Counter(
     ["source", "outcome"],  # source: widget, webhook; outcome: accepted, duplicate, retry_later, refused, rate_limited
 )
 CHAT_SOCKETS = Gauge("sb_chat_open_sockets", "Widget websockets open on this replica")
-CHAT_REPLIES = Counter("sb_chat_replies_total", "Agent replies by how they left", ["route"])  # socket, callback, failed
+CHAT_REPLIES = Counter(
+    "sb_chat_replies_total", "Agent replies by how they left", ["route"]
+)  # socket, callback, kept (for the next connection), failed

@@ -1,8 +1,9 @@
 """What the chat adapter consumes: agents' replies (outbound topic) and routing decisions (routing topic).
 
-Replies go to the customer's open socket on any replica, else to the platform callback; a reply that can go
-nowhere is dead-lettered with the reason. QUEUED decisions become queue-position frames; CLOSED decisions end the
-customer's open conversation so their next message opens a new one.
+Replies go to the customer's open socket on any replica, else to the platform callback, else they are kept for
+the customer's next connection (see replies.py); a reply the platform refused is dead-lettered with the reason.
+QUEUED decisions become queue-position frames; CLOSED decisions end the customer's open conversation so their next
+message opens a new one.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ from collections.abc import Sequence
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from switchboard.chat.callbacks import CallbackFailed, PlatformCallbacks
+from switchboard.chat.callbacks import CallbackFailed
 from switchboard.chat.conversations import Conversations
 from switchboard.chat.frames import queue_frame, reply_frame
-from switchboard.chat.metrics import CHAT_REPLIES
+from switchboard.chat.replies import ReplyRoute
 from switchboard.chat.sockets import SocketHub
 from switchboard.contracts import Channel, OutboundMessage, RoutingEvent, RoutingEventType
 from switchboard.runtime.consumer import Delivery, Rejected
@@ -39,14 +40,14 @@ class ChatOutbound:
         keys: Keys,
         conversations: Conversations,
         hub: SocketHub,
-        callbacks: PlatformCallbacks,
+        route: ReplyRoute,
         seconds_per_position: float,
     ) -> None:
         self._redis = redis
         self._keys = keys
         self._conversations = conversations
         self._hub = hub
-        self._callbacks = callbacks
+        self._route = route
         self._seconds_per_position = seconds_per_position
 
     async def handle(self, batch: Sequence[Delivery]) -> Sequence[Rejected]:
@@ -77,13 +78,8 @@ class ChatOutbound:
             return ""  # a redelivered record: the customer has it already
         frame = reply_frame(reply)
         try:
-            if await self._hub.publish(reply.tenant_id, customer_id, frame) > 0:
-                CHAT_REPLIES.labels("socket").inc()
-            else:
-                await self._callbacks.post(reply.tenant_id, customer_id, frame)
-                CHAT_REPLIES.labels("callback").inc()
+            await self._route.deliver(reply.tenant_id, customer_id, frame)
         except CallbackFailed as exc:
-            CHAT_REPLIES.labels("failed").inc()
             return str(exc)
         except BaseException:
             await self._redis.delete(marker)  # not delivered: let the retry deliver it

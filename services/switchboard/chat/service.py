@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi import Request, WebSocket
 from fastapi.responses import JSONResponse
 
 from switchboard.chat.accepting import ChatAccept
-from switchboard.chat.callbacks import CallbackFailed, PlatformCallbacks
+from switchboard.chat.callbacks import PlatformCallbacks
 from switchboard.chat.conversations import Conversations
 from switchboard.chat.limits import CustomerRate
-from switchboard.chat.metrics import CHAT_REPLIES
 from switchboard.chat.outbound import ChatOutbound
+from switchboard.chat.pending import PendingReplies
+from switchboard.chat.replies import ReplyRoute
 from switchboard.chat.settings import ChatSettings
 from switchboard.chat.sockets import SocketHub
 from switchboard.chat.webhook import WebhookEndpoint
@@ -45,24 +47,24 @@ async def build(settings: ChatSettings) -> ServiceRuntime:
     conversations = Conversations(redis, keys, settings.chat_conversation_ttl_s)
     accept = ChatAccept(intake, conversations)
 
+    pending = PendingReplies(redis, keys, settings.chat_conversation_ttl_s)
+    route = ReplyRoute(callbacks, pending)
+
     async def undelivered(tenant_id: str, customer_id: str, frame: dict[str, Any]) -> None:
         # A socket closed between PUBLISH and delivery: replies still reach the customer, queue updates may go.
         if frame.get("type") != "reply":
             return
         try:
-            await callbacks.post(tenant_id, customer_id, frame)
-            CHAT_REPLIES.labels("callback").inc()
-        except CallbackFailed as exc:
-            CHAT_REPLIES.labels("failed").inc()
+            await route.without_socket(tenant_id, customer_id, frame)
+        except Exception as exc:
+            reason = f"reply {frame.get('message_id')} lost its socket and could not be sent on: {exc!r}"
+            raw = json.dumps(frame, ensure_ascii=False).encode()
             await accept.refuse(
-                source="chat:socket",
-                reason=str(exc),
-                error_type="undeliverable",
-                raw=str(frame).encode(),
-                tenant_id=tenant_id,
+                source="chat:socket", reason=reason, error_type="undeliverable", raw=raw, tenant_id=tenant_id
             )
 
-    hub = SocketHub(redis, keys, undelivered)
+    hub = SocketHub(redis, keys, pending, undelivered)
+    route.hub = hub
     runtime.add_closer(hub.close)
     runtime.add_worker("chat-sockets", hub.listen, stop=hub.stop_intake)
     rate = CustomerRate(redis, keys, settings.chat_customer_rate_per_window, settings.chat_customer_rate_window_s)
@@ -82,7 +84,7 @@ async def build(settings: ChatSettings) -> ServiceRuntime:
         keys=keys,
         conversations=conversations,
         hub=hub,
-        callbacks=callbacks,
+        route=route,
         seconds_per_position=settings.chat_seconds_per_queue_position,
     )
     topics = Topics(settings.topic_prefix)

@@ -21,12 +21,15 @@ from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 from starlette.websockets import WebSocket
 
+from switchboard.chat.pending import PendingReplies
 from switchboard.runtime.keys import Keys
 from switchboard.runtime.logs import get_logger
 
 log = get_logger(__name__)
 
 OUTBOX_FRAMES = 256
+# Published after a reply was kept for later: a socket that opened meanwhile picks it up at once.
+PENDING_NUDGE = "pending"
 CLOSE_TOO_SLOW = 1013  # "try again later": the client did not read its frames
 
 Frame = dict[str, Any]
@@ -83,9 +86,10 @@ class CustomerSocket:
 class SocketHub:
     """The sockets of this replica and the pub/sub subscription that reaches them."""
 
-    def __init__(self, redis: Redis, keys: Keys, on_undelivered: Undelivered) -> None:
+    def __init__(self, redis: Redis, keys: Keys, pending: PendingReplies, on_undelivered: Undelivered) -> None:
         self._redis = redis
         self._keys = keys
+        self._pending = pending
         self._on_undelivered = on_undelivered
         self._sockets: dict[str, set[CustomerSocket]] = {}
         self._pubsub: PubSub = redis.pubsub()
@@ -118,6 +122,20 @@ class SocketHub:
             with contextlib.suppress(RedisError):
                 await self._pubsub.unsubscribe(channel)
 
+    async def deliver_pending(self, tenant_id: str, customer_id: str) -> None:
+        """Send the replies kept for the customer to their sockets here (none taken when there are none here)."""
+        held = self._sockets.get(self._keys.chat_customer_channel(tenant_id, customer_id))
+        if not held:
+            return
+        try:
+            frames = await self._pending.take(tenant_id, customer_id)
+        except (RedisError, OSError) as exc:
+            log.warning("chat_pending_take_failed", tenant_id=tenant_id, error=repr(exc))
+            return  # they stay in Redis for the next connection
+        for frame in frames:
+            for sock in held:
+                sock.push(frame)
+
     async def publish(self, tenant_id: str, customer_id: str, frame: Frame) -> int:
         """Send a frame to the customer's sockets on any replica; the number of replicas that hold one."""
         channel = self._keys.chat_customer_channel(tenant_id, customer_id)
@@ -147,7 +165,10 @@ class SocketHub:
                 await self._resubscribe()
                 continue
             if message is not None and message.get("type") == "message":
-                await self._deliver(message["channel"], message["data"])
+                try:
+                    await self._deliver(message["channel"], message["data"])
+                except Exception as exc:  # one bad frame or a Redis hiccup must not stop delivery to everyone
+                    log.warning("chat_frame_delivery_failed", error=repr(exc))
 
     async def _resubscribe(self) -> None:
         await asyncio.sleep(0.5)
@@ -162,6 +183,9 @@ class SocketHub:
         name = channel.decode() if isinstance(channel, bytes) else channel
         envelope = json.loads(data)
         frame: Frame = envelope["f"]
+        if frame.get("type") == PENDING_NUDGE:
+            await self.deliver_pending(envelope["t"], envelope["c"])
+            return
         held = self._sockets.get(name, set())
         delivered = [sock.push(frame) for sock in held]
         if not any(delivered):

@@ -66,6 +66,7 @@ class WidgetEndpoint:
         try:
             await self.hub.add(sock)
             sock.push({"type": "hello", "conversation_id": conversation_id, "connection_id": sock.connection_id})
+            await self.hub.deliver_pending(tenant_id, customer_id)
             await _Session(self, sock).run()
         except WebSocketDisconnect:
             pass
