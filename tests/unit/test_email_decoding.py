@@ -5,6 +5,8 @@ from __future__ import annotations
 from email.header import Header
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from switchboard.email.charsets import decode_bytes, header_text
 from switchboard.email.html_text import html_to_text
@@ -99,3 +101,17 @@ def test_inline_reply_keeps_answers_and_drops_quoted_lines() -> None:
 
 def test_all_quote_text_is_kept_rather_than_emptied() -> None:
     assert strip_quotes("> only a quote") == "> only a quote"
+
+
+def test_a_broken_byte_costs_one_character_not_the_whole_text() -> None:
+    raw = SIMPLIFIED.encode("gbk")
+    broken = raw[:10] + b"\xff" + raw[10:]
+    text = decode_bytes(broken, None)
+    assert "订单" in text and "发货" in text
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=400), st.sampled_from([None, "gb2312", "big5", "utf-8", "x-unknown", "iso-8859-1"]))
+def test_any_bytes_decode_without_raising(raw: bytes, declared: str | None) -> None:
+    assert isinstance(decode_bytes(raw, declared), str)
+    assert isinstance(header_text(raw.decode("ascii", "surrogateescape")), str)

@@ -1,12 +1,12 @@
 """Turning mail bytes into text when the declared charset is missing or wrong, as Chinese mail often is.
 
 Candidates are tried in order: the declared charset (widened to its superset: GB2312 and GBK mail is decoded as
-GB18030, Big5 also as CP950), then UTF-8, GB18030, Big5, and CP1252 for Western mail. Each candidate that decodes
-without error is scored by how plausible its text looks: common Chinese characters and ASCII score most, rare Han
+GB18030, Big5 also as CP950), then UTF-8, GB18030, Big5, and CP1252 for Western mail. Each candidate's reading
+is scored by how plausible its text looks: common Chinese characters and ASCII score most, rare Han
 characters (what the wrong double-byte table produces) and accented Latin letters less, control and private-use
 characters cost. Valid multi-byte UTF-8 gets a bonus, as it almost never happens by accident. The declared charset
-wins unless another candidate is clearly more plausible. When nothing decodes strictly, the declared charset (or
-UTF-8) with replacement characters is the last resort, so a message never fails to decode.
+wins unless another candidate is clearly more plausible. The choice is made on the first 64 KiB, and bytes the
+chosen charset cannot read become replacement characters, so a message never fails to decode.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ _SUPERSETS = {
 _FALLBACKS = ("utf-8", "gb18030", "big5", "cp950", "cp1252")
 # Valid UTF-8 with multi-byte sequences almost never happens by accident; mail mislabelled as Latin-1 often is.
 _UTF8_BONUS_PER_BYTE = 0.75
+SAMPLE_BYTES = 64 * 1024
 
 
 def _codec(name: str | None) -> str | None:
@@ -80,37 +81,34 @@ def plausibility(text: str) -> float:
     return score
 
 
+def _best_codec(sample: bytes, first: str | None) -> str:
+    """The codec whose reading of the sample is most plausible (the declared one when it is close)."""
+    candidates: list[str] = [first] if first else []
+    candidates += [c for c in (codecs.lookup(f).name for f in _FALLBACKS) if c not in candidates]
+    best, best_score = candidates[0], float("-inf")
+    for name in candidates:
+        # Replacing, not strict: one broken byte must cost its reading a little, not disqualify it (each
+        # replacement character scores -5). Not final: a sample may end inside a multi-byte character.
+        text = codecs.getincrementaldecoder(name)("replace").decode(sample, final=False)
+        score = plausibility(text)
+        if name == "utf-8":
+            score += _UTF8_BONUS_PER_BYTE * sum(1 for b in sample if b >= 0x80)
+        if name == first:
+            # A declared charset is the sender's word: keep it unless another reading is clearly better.
+            score += 0.05 * len(sample)
+        if score > best_score:
+            best, best_score = name, score
+    return best
+
+
 def decode_bytes(raw: bytes, declared: str | None = None) -> str:
-    """The most plausible text of `raw`, trying the declared charset first."""
+    """The most plausible text of `raw`, trying the declared charset first; never raises."""
     if not raw:
         return ""
     if raw.isascii():
         return raw.decode("ascii")
-    first = _codec(declared)
-    candidates: list[str] = [first] if first else []
-    candidates += [c for c in (codecs.lookup(f).name for f in _FALLBACKS) if c not in candidates]
-    best_text: str | None = None
-    best_score = float("-inf")
-    declared_score = float("-inf")
-    declared_text: str | None = None
-    for name in candidates:
-        try:
-            text = raw.decode(name)
-        except (UnicodeDecodeError, LookupError):
-            continue
-        score = plausibility(text)
-        if name == "utf-8":
-            score += _UTF8_BONUS_PER_BYTE * sum(1 for b in raw if b >= 0x80)
-        if name == first:
-            declared_text, declared_score = text, score
-        if score > best_score:
-            best_text, best_score = text, score
-    if declared_text is not None and declared_score >= best_score - 0.05 * len(raw):
-        # A declared charset is the sender's word: keep it unless another reading is clearly better.
-        return declared_text
-    if best_text is not None:
-        return best_text
-    return raw.decode(first or "utf-8", "replace")
+    # The charset is chosen on a sample, so a 10 MB body costs one scoring pass of 64 KiB per candidate.
+    return raw.decode(_best_codec(raw[:SAMPLE_BYTES], _codec(declared)), "replace")
 
 
 def header_text(value: object) -> str:
