@@ -7,6 +7,8 @@ from email import message_from_bytes
 from email.message import EmailMessage
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from switchboard.contracts import Channel, OutboundMessage
 from switchboard.email.loops import loop_reason
@@ -154,3 +156,37 @@ def test_agent_reply_carries_threading_headers() -> None:
     assert msg["Subject"] == "Re: 退款"
     assert (msg["From"], msg["To"]) == ("service@shop-a.example", "buyer@customer.example")
     assert msg.get_content().strip() == "已为您退款"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                b"From: a@b.example\r\n",
+                b"Content-Type: multipart/mixed; boundary=x\r\n",
+                b'Content-Type: multipart/alternative; boundary="y"\r\n',
+                b"Content-Type: text/html; charset=gb2312\r\n",
+                b"Content-Type: message/rfc822\r\n",
+                b"Content-Transfer-Encoding: base64\r\n",
+                b"Content-Transfer-Encoding: quoted-printable\r\n",
+                b"Content-Disposition: attachment; filename*=utf-8''%E5%9B%BE.png\r\n",
+                b"Subject: =?gbk?B?broken\r\n",
+                b"\r\n",
+                b"--x\r\n",
+                b"--y--\r\n",
+                b"=E4=BD=A0=\r\n",
+                b"<p>\xc4\xe3\xba\xc3</p>\r\n",
+            ]
+        )
+        | st.binary(max_size=40),
+        max_size=40,
+    )
+)
+def test_any_mail_shaped_bytes_parse_or_are_refused_with_a_reason(chunks: list[bytes]) -> None:
+    try:
+        parsed = parse_email(b"".join(chunks), LIMITS)
+    except InvalidRecord as refused:
+        assert refused.reason and refused.error_type
+        return
+    assert isinstance(parsed.text, str)
