@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
-from enum import StrEnum
 
 from redis.asyncio import Redis
 
 from switchboard.presence import lua
+from switchboard.presence.errors import AgentOffline, HeartbeatResult, PresenceError, StaleSession, UnknownAgent
 from switchboard.presence.model import (
     AgentState,
     Status,
@@ -32,38 +32,13 @@ from switchboard.runtime.kafka import RecordProducer
 from switchboard.runtime.keys import Keys
 from switchboard.runtime.logs import get_logger
 
+# The gateway imports the errors from here, next to the store that raises them.
+__all__ = ["AgentOffline", "HeartbeatResult", "PresenceError", "PresenceStore", "StaleSession", "UnknownAgent"]
+
 log = get_logger(__name__)
 
 _GROUP_MARK = "\x01"
 _KEEP_GROUPS = "\x00"
-
-
-class PresenceError(Exception):
-    """A presence change that cannot be made as asked."""
-
-
-class UnknownAgent(PresenceError):
-    """No such agent in this tenant (or it was removed)."""
-
-
-class StaleSession(PresenceError):
-    """The caller's session epoch is older than the agent's current session: a newer login fenced it."""
-
-    def __init__(self, current_epoch: int) -> None:
-        super().__init__(f"session fenced by epoch {current_epoch}")
-        self.current_epoch = current_epoch
-
-
-class AgentOffline(PresenceError):
-    """The agent is offline; only a login brings it back."""
-
-
-class HeartbeatResult(StrEnum):
-    """What a heartbeat did."""
-
-    OK = "ok"
-    STALE_SESSION = "stale_session"  # a newer login fenced this session: close the old socket
-    OFFLINE = "offline"  # the agent was set offline (grace passed or logout): the desktop must log in again
 
 
 class PresenceStore:

@@ -1,0 +1,134 @@
+"""Request and response bodies of the operator API."""
+
+from __future__ import annotations
+
+from pydantic import AwareDatetime, BaseModel, Field, model_validator
+
+from switchboard.presence.model import AgentState, Status
+from switchboard.presence.roster import ChannelSlots, Ident
+from switchboard.presence.surge import MAX_FACTOR, SurgeProfile, SurgeSchedule
+
+
+class AgentView(BaseModel):
+    """An agent as operators see it: status, skills, capacity and the load the router wrote."""
+
+    agent_id: str
+    display_name: str
+    status: Status
+    status_since_ms: int
+    groups: list[str]
+    languages: list[str]
+    capacity: dict[str, int]
+    effective_capacity: dict[str, int]
+    used: dict[str, int]
+    load: float
+    multiplier: float
+    temporary: bool
+    last_heartbeat_ms: int
+
+    @classmethod
+    def of(cls, state: AgentState) -> AgentView:
+        """The view of one agent state."""
+        return cls(
+            agent_id=state.agent_id,
+            display_name=state.display_name,
+            status=state.status,
+            status_since_ms=state.status_since_ms,
+            groups=state.groups,
+            languages=state.languages,
+            capacity=state.capacity,
+            effective_capacity=state.effective_capacity(),
+            used=state.used,
+            load=round(state.load(), 3),
+            multiplier=state.multiplier,
+            temporary=state.temporary,
+            last_heartbeat_ms=state.last_heartbeat_ms,
+        )
+
+
+class WhereView(BaseModel):
+    """Who is where: agents, counts by status, and counts by group and status."""
+
+    agents: list[AgentView]
+    by_status: dict[str, int]
+    by_group: dict[str, dict[str, int]]
+    active_profile: str | None
+
+
+class CapacityRequest(BaseModel):
+    """Set the capacity multiplier of a tenant's agents, or of one group's, to `factor` (1 = normal)."""
+
+    factor: float = Field(gt=0, le=MAX_FACTOR)
+    group: Ident | None = None
+
+
+class ChangedView(BaseModel):
+    """Agents whose record changed."""
+
+    changed: list[str]
+
+
+class AgentChanges(BaseModel):
+    """Live changes to an agent; omitted fields stay as they are."""
+
+    groups: list[Ident] | None = None
+    languages: list[str] | None = None
+    capacity: ChannelSlots | None = None
+    display_name: str | None = None
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> AgentChanges:
+        if not self.model_fields_set:
+            raise ValueError("nothing to change")
+        return self
+
+
+class StatusRequest(BaseModel):
+    """An operator sets an agent's status (offline agents come back only by logging in)."""
+
+    status: Status
+    reason: str = ""
+
+
+class TemporaryAgent(BaseModel):
+    """A surge helper: skills, languages, capacity; offline until it logs in through the gateway."""
+
+    agent_id: Ident
+    display_name: str = ""
+    groups: list[Ident] = Field(min_length=1)
+    languages: list[str] = Field(default_factory=list)
+    capacity: ChannelSlots = Field(default_factory=ChannelSlots)
+
+
+class TemporaryAgentsRequest(BaseModel):
+    """Agents to add in bulk."""
+
+    agents: list[TemporaryAgent] = Field(min_length=1, max_length=5000)
+
+
+class RemoveRequest(BaseModel):
+    """Temporary agents to remove in bulk."""
+
+    agent_ids: list[Ident] = Field(min_length=1, max_length=5000)
+
+
+class ActivateRequest(BaseModel):
+    """The profile to switch on."""
+
+    profile: Ident
+
+
+class ScheduleRequest(BaseModel):
+    """A window, with time zone (e.g. `2026-11-11T00:00:00+08:00` to `2026-11-11T02:00:00+08:00`)."""
+
+    profile: Ident
+    start: AwareDatetime
+    end: AwareDatetime
+
+
+class SurgeView(BaseModel):
+    """A tenant's surge profiles, the one in force, and its schedules."""
+
+    profiles: dict[str, SurgeProfile]
+    active_profile: str | None
+    schedules: list[SurgeSchedule]
