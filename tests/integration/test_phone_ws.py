@@ -52,6 +52,24 @@ async def test_each_frame_is_acked_after_kafka_and_out_of_order_frames_become_me
     assert all(m.language == "en" for m in messages)
 
 
+async def test_frames_sent_without_waiting_keep_the_calls_lifecycle_order(settings: ServiceSettings) -> None:
+    async with running_phone(settings) as phone, connect(phone.ws, additional_headers=SHOP_A_KEY) as ws:
+        await _send(ws, "start", started("ws-5"))
+        for seq in (1, 2, 3):
+            await _send(ws, f"s{seq}", segment("ws-5", seq, f"part {seq}"))
+        await _send(ws, "answered", {"type": "call.answered", "call_id": "ws-5"})
+        await _send(ws, "s4", segment("ws-5", 4, "part 4"))
+        await _send(ws, "end", {"type": "call.ended", "call_id": "ws-5"})
+        answers = await _answers(ws, 7)
+        assert {a["type"] for a in answers.values()} == {"ack"}, answers
+    records = await read_topic(settings.kafka_bootstrap, Topics(settings.topic_prefix).inbound, 7)
+    refs = [m.provider_message_id for _, m in records]  # type: ignore[attr-defined]
+    assert refs[0] == "ws-5:call.started"
+    assert refs[-1] == "ws-5:call.ended"
+    assert [r for r in refs if ":seg:" in r] == [f"ws-5:seg:{n}" for n in (1, 2, 3, 4)]
+    assert len(refs) == 7
+
+
 async def test_partials_reach_the_owning_agents_desk_live_and_never_the_inbound_topic(
     settings: ServiceSettings, redis: Any
 ) -> None:

@@ -7,7 +7,8 @@ stored masked only.
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from collections import OrderedDict
+from dataclasses import asdict, replace
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -28,6 +29,7 @@ return 1
 """
 
 FIRST_SEQ = 1
+RECENT_CALLS = 20_000
 
 
 def _text(value: bytes | str) -> str:
@@ -35,13 +37,25 @@ def _text(value: bytes | str) -> str:
 
 
 class CallStore:
-    """Reads and writes call state; Redis errors surface as TransientError (the sender retries later)."""
+    """Reads and writes call state; Redis errors surface as TransientError (the sender retries later).
+
+    What a call is (conversation, customer, numbers, language) never changes after its start, so recent calls are
+    also kept in memory: a segment then costs no Redis read. Only `ivr_choice` may change (on this replica, which
+    updates its copy; another replica's copy may show the previous choice on later lifecycle events).
+    """
 
     def __init__(self, redis: Redis, keys: Keys, ttl_s: int) -> None:
         self.redis = redis
         self.keys = keys
         self.ttl_s = ttl_s
         self._raise = redis.register_script(_RAISE_NEXT_SEQ)
+        self._recent: OrderedDict[tuple[str, str], CallState] = OrderedDict()
+
+    def _remember(self, tenant_id: str, call_id: str, call: CallState) -> None:
+        self._recent[(tenant_id, call_id)] = call
+        self._recent.move_to_end((tenant_id, call_id))
+        while len(self._recent) > RECENT_CALLS:
+            self._recent.popitem(last=False)
 
     async def start(self, tenant_id: str, call_id: str, call: CallState) -> None:
         """Remember a call (a resent started event writes the same values again)."""
@@ -56,9 +70,13 @@ class CallStore:
                 await pipe.execute()
         except RedisError as exc:
             raise TransientError(f"redis unavailable: {exc!r}") from exc
+        self._remember(tenant_id, call_id, call)
 
     async def get(self, tenant_id: str, call_id: str) -> CallState | None:
         """The call's state, or None for a call this tenant never started."""
+        known = self._recent.get((tenant_id, call_id))
+        if known is not None:
+            return known
         try:
             fields = await self.redis.hgetall(self.keys.phone_call(tenant_id, call_id))
         except RedisError as exc:
@@ -66,7 +84,7 @@ class CallStore:
         if not fields:
             return None
         text = {_text(k): _text(v) for k, v in fields.items()}
-        return CallState(
+        call = CallState(
             conversation_id=text.get("conversation_id", ""),
             customer_id=text.get("customer_id", ""),
             caller_masked=text.get("caller_masked", ""),
@@ -74,11 +92,16 @@ class CallStore:
             language=text.get("language", ""),
             ivr_choice=text.get("ivr_choice", ""),
         )
+        self._remember(tenant_id, call_id, call)
+        return call
 
     async def update(self, tenant_id: str, call_id: str, **changes: str) -> None:
         """Set some fields (state, ivr_choice) and refresh the TTL."""
         key = self.keys.phone_call(tenant_id, call_id)
         fields: dict[FieldT, EncodableT] = {k: v for k, v in changes.items()}
+        known = self._recent.get((tenant_id, call_id))
+        if known is not None and "ivr_choice" in changes:
+            self._recent[(tenant_id, call_id)] = replace(known, ivr_choice=changes["ivr_choice"])
         try:
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.hset(key, mapping=fields)

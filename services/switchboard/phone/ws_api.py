@@ -2,24 +2,27 @@
 
 Each frame is a delivery (`{"id": ..., "items": [...]}` or one item). Frames are handled concurrently (up to
 `phone_ws_inflight_frames`, then the socket is not read further), so a segment waiting for its predecessor does
-not hold up the frame that carries it. Every frame gets exactly one answer:
+not hold up the frame that carries it; a call's lifecycle events keep the order they were sent in (`_start`).
+Every frame gets exactly one answer:
 `{"type": "ack", "id", "results"}` after Kafka acked its records, or `{"type": "error", "id", "code", "reason"}`
 with code `retry_later` (nothing taken, send it again) or the refusal's error type (DLQ record written).
-Close codes: 4401 unknown API key, 1009 frame too big, 1011 internal error.
+Close codes: 4401 unknown API key, 1009 frame too big.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from switchboard.phone.adapter import PhoneAdapter, dump, results_json
+from switchboard.phone.adapter import ItemResult, PhoneAdapter, dump, results_json
 from switchboard.phone.metrics import PHONE_REFUSED, PHONE_RETRY_LATER
 from switchboard.phone.settings import PhoneSettings
-from switchboard.phone.wire import PhoneInputError, delivery_id, parse_delivery
+from switchboard.phone.wire import CallEnded, Delivery, PhoneInputError, PhoneItem, Segment, delivery_id, parse_delivery
 from switchboard.runtime.errors import TransientError
 from switchboard.runtime.logs import get_logger
 
@@ -28,6 +31,26 @@ log = get_logger(__name__)
 STREAM_PATH = "/v1/phone/stream"
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_TOO_BIG = 1009
+
+
+@dataclass(eq=False)
+class _Unit:
+    """A part of a frame in hand: resolved when it was handled (or failed)."""
+
+    done: asyncio.Future[None]
+    lifecycle: bool
+    calls: set[str]
+
+
+@dataclass
+class _Part:
+    items: Sequence[PhoneItem]
+    after: list[asyncio.Future[None]]
+    unit: _Unit
+
+
+def _calls(items: Sequence[PhoneItem]) -> set[str]:
+    return {item.call_id for item in items}
 
 
 class StreamSession:
@@ -41,6 +64,8 @@ class StreamSession:
         self._send_lock = asyncio.Lock()
         self._slots = asyncio.Semaphore(settings.phone_ws_inflight_frames)
         self._tasks: set[asyncio.Task[None]] = set()
+        # Parts of frames in hand, per call, that later frames of the call may have to wait for.
+        self._units: dict[str, list[_Unit]] = {}
 
     async def run(self) -> None:
         """Read frames until the platform disconnects; answer each; wait for the frames in hand."""
@@ -54,33 +79,81 @@ class StreamSession:
                     await self._too_big(raw)
                     break
                 await self._slots.acquire()
-                task = asyncio.create_task(self._frame(raw))
-                self._tasks.add(task)
-                task.add_done_callback(self._done)
+                self._start(raw)
         except WebSocketDisconnect:
             pass
         finally:
             # Records of frames in hand are still written; their answers go nowhere if the socket is gone.
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        self._slots.release()
+    def _start(self, raw: bytes) -> None:
+        """Handle one frame in a task of its own, after the earlier frames it depends on.
 
-    async def _frame(self, raw: bytes) -> None:
-        frame_id = ""
+        Dependencies keep a call's lifecycle in the order the socket sent it, without making final segments wait
+        for each other (the sequencer orders those, and a segment waiting for its predecessor must not hold up
+        the frame that carries the predecessor). A frame is two parts: its head (everything but call.ended) waits
+        for earlier parts of its calls that carry lifecycle events, so call.started comes first; its tail
+        (call.ended) waits for every earlier part of its calls, its own head included, so ended comes last.
+        """
         try:
             delivery = parse_delivery(raw, self.settings.phone_max_items, self.settings.phone_max_text_chars)
-            frame_id = delivery.id
-            results = await self.adapter.handle(self.tenant_id, delivery)
+        except PhoneInputError as error:
+            self._track(asyncio.create_task(self._refuse(error, raw)), [])
+            return
+        loop = asyncio.get_running_loop()
+        parts: list[_Part] = []
+        head = [item for item in delivery.items if not isinstance(item, CallEnded)]
+        tail = [item for item in delivery.items if isinstance(item, CallEnded)]
+        if head:
+            lifecycle = any(not isinstance(item, Segment) for item in head)
+            after = [u.done for c in _calls(head) for u in self._units.get(c, []) if u.lifecycle]
+            parts.append(_Part(head, after, _Unit(loop.create_future(), lifecycle, _calls(head))))
+        if tail:
+            after = [u.done for c in _calls(tail) for u in self._units.get(c, [])] + [p.unit.done for p in parts]
+            parts.append(_Part(tail, after, _Unit(loop.create_future(), True, _calls(tail))))
+        for part in parts:
+            for call_id in part.unit.calls:
+                self._units.setdefault(call_id, []).append(part.unit)
+        self._track(asyncio.create_task(self._frame(delivery.id, raw, parts)), [p.unit for p in parts])
+
+    def _track(self, task: asyncio.Task[None], units: list[_Unit]) -> None:
+        self._tasks.add(task)
+
+        def done(finished: asyncio.Task[None]) -> None:
+            self._tasks.discard(finished)
+            for unit in units:
+                for call_id in unit.calls:
+                    pending = self._units.get(call_id, [])
+                    if unit in pending:
+                        pending.remove(unit)
+                    if not pending:
+                        self._units.pop(call_id, None)
+            self._slots.release()
+
+        task.add_done_callback(done)
+
+    async def _frame(self, frame_id: str, raw: bytes, parts: list[_Part]) -> None:
+        results: list[ItemResult] = []
+        try:
+            for part in parts:
+                if part.after:
+                    await asyncio.wait(part.after)
+                results += await self.adapter.handle(
+                    self.tenant_id, Delivery.model_construct(id=frame_id, items=list(part.items))
+                )
+                part.unit.done.set_result(None)
             await self._send({"type": "ack", "id": frame_id, "results": results_json(results)})
         except PhoneInputError as error:
             await self._refuse(error, raw)
         except TransientError as exc:
-            await self._retry_later(frame_id or delivery_id(raw), exc)
+            await self._retry_later(frame_id, exc)
         except Exception as exc:  # one bad frame must not end the platform's connection of every call
             log.exception("phone_frame_failed", tenant_id=self.tenant_id, error=repr(exc))
             await self._send({"type": "error", "id": frame_id, "code": "internal", "reason": "internal error"})
+        finally:
+            for part in parts:
+                if not part.unit.done.done():
+                    part.unit.done.set_result(None)
 
     async def _refuse(self, error: PhoneInputError, raw: bytes) -> None:
         frame_id = delivery_id(raw)
