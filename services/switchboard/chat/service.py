@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request, WebSocket
 from fastapi.responses import JSONResponse
+from redis.asyncio import Redis
 
 from switchboard.chat.accepting import ChatAccept
 from switchboard.chat.callbacks import PlatformCallbacks
@@ -15,13 +17,15 @@ from switchboard.chat.limits import CustomerRate
 from switchboard.chat.outbound import ChatOutbound
 from switchboard.chat.pending import PendingReplies
 from switchboard.chat.replies import ReplyRoute
-from switchboard.chat.settings import ChatSettings
-from switchboard.chat.sockets import SocketHub
+from switchboard.chat.settings import ChatSettings, Tenant
+from switchboard.chat.sockets import SocketHub, Undelivered
+from switchboard.chat.webhook import PATH as WEBHOOK_PATH
 from switchboard.chat.webhook import WebhookEndpoint
 from switchboard.chat.widget import PATH as WIDGET_PATH
 from switchboard.chat.widget import WidgetEndpoint
 from switchboard.intake.accept import Intake
 from switchboard.runtime.consumer import BatchConsumer
+from switchboard.runtime.kafka import RecordProducer
 from switchboard.runtime.keys import Keys
 from switchboard.runtime.logs import get_logger
 from switchboard.runtime.redis_client import redis_client
@@ -29,6 +33,18 @@ from switchboard.runtime.service import ServiceRuntime
 from switchboard.runtime.topics import Topics
 
 log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class _Parts:
+    """The clients and stores one chat replica is built from."""
+
+    settings: ChatSettings
+    redis: Redis
+    keys: Keys
+    accept: ChatAccept
+    hub: SocketHub
+    route: ReplyRoute
 
 
 async def build(settings: ChatSettings) -> ServiceRuntime:
@@ -43,13 +59,21 @@ async def build(settings: ChatSettings) -> ServiceRuntime:
     producer = await runtime.start_producer()
     callbacks = PlatformCallbacks(tenants, settings.chat_callback_timeout_s, settings.chat_callback_attempts)
     runtime.add_closer(callbacks.close)
-    intake = Intake(producer, redis, keys)
     conversations = Conversations(redis, keys, settings.chat_conversation_ttl_s)
-    accept = ChatAccept(intake, conversations)
-
+    accept = ChatAccept(Intake(producer, redis, keys), conversations)
     pending = PendingReplies(redis, keys, settings.chat_conversation_ttl_s)
     route = ReplyRoute(callbacks, pending)
+    hub = SocketHub(redis, keys, pending, _undelivered(route, accept))
+    route.hub = hub
+    runtime.add_closer(hub.close)
+    runtime.add_worker("chat-sockets", hub.listen, stop=hub.stop_intake)
+    parts = _Parts(settings, redis, keys, accept, hub, route)
+    _mount(runtime, parts, tenants)
+    await _consume(runtime, parts, producer)
+    return runtime
 
+
+def _undelivered(route: ReplyRoute, accept: ChatAccept) -> Undelivered:
     async def undelivered(tenant_id: str, customer_id: str, frame: dict[str, Any]) -> None:
         # A socket closed between PUBLISH and delivery: replies still reach the customer, queue updates may go.
         if frame.get("type") != "reply":
@@ -63,35 +87,38 @@ async def build(settings: ChatSettings) -> ServiceRuntime:
                 source="chat:socket", reason=reason, error_type="undeliverable", raw=raw, tenant_id=tenant_id
             )
 
-    hub = SocketHub(redis, keys, pending, undelivered)
-    route.hub = hub
-    runtime.add_closer(hub.close)
-    runtime.add_worker("chat-sockets", hub.listen, stop=hub.stop_intake)
-    rate = CustomerRate(redis, keys, settings.chat_customer_rate_per_window, settings.chat_customer_rate_window_s)
-    widget = WidgetEndpoint(settings, tenants, accept, hub, rate)
-    webhook = WebhookEndpoint(settings, tenants, accept, redis, keys)
+    return undelivered
+
+
+def _mount(runtime: ServiceRuntime, parts: _Parts, tenants: dict[str, Tenant]) -> None:
+    s = parts.settings
+    rate = CustomerRate(parts.redis, parts.keys, s.chat_customer_rate_per_window, s.chat_customer_rate_window_s)
+    widget = WidgetEndpoint(s, tenants, parts.accept, parts.hub, rate)
+    webhook = WebhookEndpoint(s, tenants, parts.accept, parts.redis, parts.keys)
 
     @runtime.app.websocket(WIDGET_PATH)
     async def chat_widget(ws: WebSocket) -> None:
         await widget.serve(ws)
 
-    @runtime.app.post("/chat/v1/webhook/{tenant_id}")
+    @runtime.app.post(WEBHOOK_PATH)
     async def chat_webhook(tenant_id: str, request: Request) -> JSONResponse:
         return await webhook.receive(tenant_id, request)
 
+
+async def _consume(runtime: ServiceRuntime, parts: _Parts, producer: RecordProducer) -> None:
     handler = ChatOutbound(
-        redis=redis,
-        keys=keys,
-        conversations=conversations,
-        hub=hub,
-        route=route,
-        seconds_per_position=settings.chat_seconds_per_queue_position,
+        redis=parts.redis,
+        keys=parts.keys,
+        conversations=parts.accept.conversations,
+        hub=parts.hub,
+        route=parts.route,
+        seconds_per_position=parts.settings.chat_seconds_per_queue_position,
     )
-    topics = Topics(settings.topic_prefix)
+    topics = Topics(parts.settings.topic_prefix)
     consumer = BatchConsumer(
-        settings,
+        parts.settings,
         topics=[topics.outbound, topics.routing],
-        group_id=f"{settings.topic_prefix}chat",
+        group_id=f"{parts.settings.topic_prefix}chat",
         handler=handler.handle,
         producer=producer,
     )
@@ -99,4 +126,3 @@ async def build(settings: ChatSettings) -> ServiceRuntime:
     runtime.add_closer(consumer.stop)
     runtime.add_ready_check("kafka_consumer", lambda: consumer.ready)
     runtime.add_worker("chat-outbound", consumer.run, stop=consumer.stop_intake)
-    return runtime
