@@ -210,8 +210,13 @@ class EmailInbox:
         )
         return record
 
-    async def refuse(self, raw: bytes, via: str, reason: str, error_type: str, recipients: list[str]) -> Verdict:
-        """Record refused input in the DLQ (masked) and say why; 451/503 when even that cannot be recorded."""
+    async def refuse(
+        self, raw: bytes, via: str, reason: str, error_type: str, recipients: list[str], *, is_message: bool = True
+    ) -> Verdict:
+        """Record refused input in the DLQ (masked) and say why; 451/503 when even that cannot be recorded.
+
+        `raw` is a message (kept as its decoded view) unless `is_message` is False (kept as it is, e.g. an envelope).
+        """
         code, http_status = _REFUSALS.get(error_type, ("554 5.6.0", 422))
         tenants = list(self.recipients_by_tenant(recipients))
         try:
@@ -219,7 +224,7 @@ class EmailInbox:
                 source=via,
                 reason=reason,
                 error_type=error_type,
-                raw=dead_letter_view(raw),
+                raw=dead_letter_view(raw) if is_message else raw,
                 tenant_id=tenants[0] if tenants else "",
             )
         except TransientError:

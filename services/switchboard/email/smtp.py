@@ -1,6 +1,7 @@
 """The SMTP server customers' mail arrives at (aiosmtpd on the service's own event loop).
 
-RCPT refuses addresses no shop receives mail at (550), so a sender learns it per recipient. DATA answers only
+RCPT refuses addresses no shop receives mail at (550, with a DLQ record of the envelope), so a sender learns it
+per recipient. DATA answers only
 after the inbox decided: 250 once Kafka acknowledged the record (or it was a duplicate, or an auto-reply that is
 not routed), 451 when Kafka or Redis is down, 5xx with the reason for refused input.
 """
@@ -37,7 +38,17 @@ class InboxHandler:
     ) -> str:
         """Take a recipient only when a shop receives mail there."""
         if self.inbox.tenants.tenant_for(address) is None:
-            return "550 5.1.1 No shop receives mail at this address"
+            # Recorded like any refused input, so a shop whose domain is missing from the table shows up in the DLQ.
+            envelope_line = f"MAIL FROM:<{envelope.mail_from or ''}> RCPT TO:<{address}>".encode()
+            verdict = await self.inbox.refuse(
+                envelope_line,
+                "smtp",
+                "no shop receives mail at this address",
+                "unknown_recipient",
+                [],
+                is_message=False,
+            )
+            return verdict.smtp
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 
