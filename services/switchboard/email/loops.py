@@ -6,7 +6,6 @@ counted by reason, and dropped.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from email.message import Message
 from email.utils import parseaddr
 
@@ -21,7 +20,10 @@ def _local_part(address: str) -> str:
 
 def loop_reason(message: Message, envelope_sender: str | None, own_domain: str) -> str | None:  # noqa: PLR0911
     """Why this message is not for an agent ("auto_submitted", "bounce", …), or None when it is."""
-    get: Callable[[str], str] = lambda name: str(message.get(name, "") or "").strip().lower()  # noqa: E731
+
+    def get(name: str) -> str:
+        return str(message.get(name, "") or "").strip().lower()
+
     auto = get("auto-submitted")
     if auto and auto != "no":
         return "auto_submitted"

@@ -54,9 +54,8 @@ class InboxHandler:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
         """Answer with what the inbox decided."""
+        # decode_data=False: original_content is the message exactly as it came, bytes.
         content = envelope.original_content or b""
-        if isinstance(envelope.content, bytes) and not content:
-            content = envelope.content
         verdict = await self.inbox.receive(content, list(envelope.rcpt_tos), envelope.mail_from, "smtp")
         return verdict.smtp
 
