@@ -270,9 +270,24 @@ class PresenceStore:
 
     async def set_multiplier(self, tenant_id: str, agent_ids: Iterable[str], multiplier: float) -> list[str]:
         """Set the surge capacity factor of several agents; returns those that changed (their records are sent)."""
-        changed = [
-            a for a in agent_ids if await self.update_profile(tenant_id, a, multiplier=multiplier, publish=False)
-        ]
+        if multiplier <= 0:
+            raise ValueError("multiplier must be > 0")
+        k = self.keys
+        ids = list(agent_ids)
+        changed: list[str] = []
+        # pipelined in chunks: a Double 11 factor for 20,000 agents must not take 20,000 round trips
+        for start in range(0, len(ids), 1000):
+            chunk = ids[start : start + 1000]
+            pipe = self.redis.pipeline(transaction=False)
+            now = self.now_ms()
+            for agent_id in chunk:
+                await self._profile(
+                    keys=[k.agent(tenant_id, agent_id), k.tenant_agents(tenant_id), k.presence_pending(tenant_id)],
+                    args=[agent_id, now, "", "", _KEEP_GROUPS, "multiplier", repr(float(multiplier))],
+                    client=pipe,
+                )
+            results = await pipe.execute()
+            changed += [a for a, (code, _) in zip(chunk, results, strict=True) if code == lua.CHANGED]
         await self.publish(tenant_id, changed)
         return changed
 
