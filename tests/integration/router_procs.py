@@ -1,0 +1,135 @@
+"""Router processes for tests, and a desk simulator that closes what agents are assigned (as agents would)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import sys
+import uuid
+from pathlib import Path
+
+import httpx
+from redis.asyncio import Redis
+
+from switchboard.contracts import AgentCommand, AgentCommandType, DeskEventType
+from switchboard.router.config import CHANNELS
+from switchboard.runtime.desk import read_outbox
+from switchboard.runtime.kafka import RecordProducer
+from switchboard.runtime.keys import Keys
+from switchboard.runtime.settings import ServiceSettings
+from switchboard.stack.procs import free_port
+from tests.helpers import eventually
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+async def start_router(
+    settings: ServiceSettings, log_dir: Path, name: str, *, extra: dict[str, str] | None = None
+) -> tuple[asyncio.subprocess.Process, int]:
+    """Start `python -m switchboard.router` on the test's topics and keys; wait until it is ready."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "REDIS_URL": settings.redis_url,
+        "SB_TOPIC_PREFIX": settings.topic_prefix,
+        "SB_KEY_PREFIX": settings.key_prefix,
+        "SB_HTTP_PORT": str(port),
+        "SB_HTTP_HOST": "127.0.0.1",
+        "SB_SERVICE_NAME": "router",
+        "SB_INSTANCE_ID": name,
+        "SB_ROUTING_CONFIG_DIR": str(REPO / "config" / "routing"),
+        "SB_SWEEP_INTERVAL_S": "0.3",
+        "SB_SHUTDOWN_GRACE_S": "5",
+        **(extra or {}),
+    }
+    log = (log_dir / f"{name}.log").open("ab")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "switchboard.router", env=env, stdout=log, stderr=log, cwd=str(REPO)
+    )
+    log.close()
+    async with httpx.AsyncClient() as http:
+
+        async def ready() -> bool:
+            if proc.returncode is not None:
+                raise AssertionError(f"router {name} exited with {proc.returncode}, see {log_dir / name}.log")
+            try:
+                return (await http.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        await eventually(ready, 60, f"router {name} ready")
+    return proc, port
+
+
+async def stop_router(proc: asyncio.subprocess.Process) -> int:
+    """SIGTERM and wait (SIGKILL if it hangs)."""
+    if proc.returncode is None:
+        proc.terminate()
+        try:
+            return await asyncio.wait_for(proc.wait(), 30)
+        except TimeoutError:
+            proc.kill()
+    return await proc.wait()
+
+
+class DeskSimulator:
+    """Agents who close every conversation they are assigned, after `hold_s`, through the commands topic.
+
+    While it runs it also checks, hash by hash, that no agent is ever over capacity.
+    """
+
+    def __init__(
+        self, redis: Redis, keys: Keys, producer: RecordProducer, tenant: str, agents: list[str], hold_s: float = 0.05
+    ) -> None:
+        self.redis, self.keys, self.producer = redis, keys, producer
+        self.tenant, self.agents, self.hold_s = tenant, agents, hold_s
+        self.seq = dict.fromkeys(agents, 0)
+        self.closed = 0
+        self.over_capacity: list[str] = []
+        self._stop = asyncio.Event()
+
+    async def run(self) -> None:
+        """Poll outboxes and close what was assigned, until stopped."""
+        while not self._stop.is_set():
+            commands = []
+            for agent in self.agents:
+                events = await read_outbox(self.redis, self.keys, self.tenant, agent, self.seq[agent])
+                for event in events:
+                    self.seq[agent] = event.seq
+                    if event.type == DeskEventType.DESK_EVENT_ASSIGNED:
+                        commands.append((agent, event.conversation_id, event.epoch))
+                await self._check_capacity(agent)
+            if commands:
+                await asyncio.sleep(self.hold_s)
+                await self.producer.send_many(
+                    self.producer.topics.commands,
+                    [(conv, self._close(agent, conv, epoch)) for agent, conv, epoch in commands],
+                )
+                self.closed += len(commands)
+            await asyncio.sleep(0.05)
+
+    def stop(self) -> None:
+        """Stop polling."""
+        self._stop.set()
+
+    def _close(self, agent: str, conv: str, epoch: int) -> AgentCommand:
+        return AgentCommand(
+            command_id=uuid.uuid4().hex,
+            tenant_id=self.tenant,
+            agent_id=agent,
+            conversation_id=conv,
+            type=AgentCommandType.AGENT_COMMAND_CLOSE,
+            epoch=epoch,
+            wrap_up_code="resolved",
+        )
+
+    async def _check_capacity(self, agent: str) -> None:
+        fields = await self.redis.hgetall(self.keys.agent(self.tenant, agent))
+        mult = float(fields.get(b"multiplier", b"1")) or 1.0
+        for ch in CHANNELS:
+            used = int(fields.get(f"used:{ch}".encode(), b"0"))
+            cap = math.floor(int(fields.get(f"cap:{ch}".encode(), b"0")) * mult)
+            if used > cap:
+                self.over_capacity.append(f"{agent} {ch} {used}>{cap}")
