@@ -286,3 +286,15 @@ async def test_unknown_api_key_is_refused_and_tenants_do_not_see_each_others_cal
     records = await read_topic(settings.kafka_bootstrap, Topics(settings.topic_prefix).inbound, 2)
     by_tenant = {m.tenant_id: key for key, m in records}  # type: ignore[attr-defined]
     assert by_tenant["shop-a"] != by_tenant["shop-b"], "the same call id at two shops is two conversations"
+
+
+async def test_redis_unreachable_means_retry_later_not_a_crash(settings: ServiceSettings) -> None:
+    async with (
+        running_phone(settings, redis_url="redis://127.0.0.1:1/0") as phone,
+        httpx.AsyncClient(base_url=phone.http, headers=SHOP_A_KEY) as http,
+    ):
+        answer = await http.post(EVENTS, json=[started("call-9")])
+        assert answer.status_code == 503
+        assert answer.headers["Retry-After"] == "1"
+        assert answer.json()["error"] == "retry_later"
+        assert (await http.get("/healthz")).status_code == 200

@@ -111,7 +111,7 @@ class PhoneAdapter:
                         "wrong_tenant",
                         403,
                     )
-                calls[item.call_id] = new_call(tenant_id, item)
+                calls[item.call_id] = new_call(tenant_id, item, self.directory.language_of(item.dialled_number))
         for call_id in {item.call_id for item in items} - calls.keys():
             state = await self.calls.get(tenant_id, call_id)
             if state is None:

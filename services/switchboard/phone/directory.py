@@ -31,6 +31,9 @@ class PhoneDirectory:
 
     tenant_by_key_hash: dict[str, str] = field(default_factory=dict)
     tenant_by_number: dict[str, str] = field(default_factory=dict)
+    # A hotline's language ("zh", "en", "other") for calls whose platform sends none (an English hotline for
+    # cross-border buyers routes to the 跨境 group before anyone said a word).
+    language_by_number: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_mapping(cls, data: object) -> PhoneDirectory:
@@ -39,6 +42,7 @@ class PhoneDirectory:
             raise ValueError("phone directory: expected a mapping with a `tenants` list")
         by_key: dict[str, str] = {}
         by_number: dict[str, str] = {}
+        languages: dict[str, str] = {}
         for entry in data["tenants"]:
             tenant = str(entry.get("tenant_id", ""))
             if not tenant or "{" in tenant or "}" in tenant:
@@ -49,10 +53,17 @@ class PhoneDirectory:
                 if by_key.setdefault(h, tenant) != tenant:
                     raise ValueError("phone directory: one API key is listed for two tenants")
             for number in entry.get("numbers", []):
-                digits = number_digits(str(number))
+                # A number is "400-800-1001" or {"number": "400-800-1001", "language": "en"}.
+                spec = number if isinstance(number, dict) else {"number": number}
+                digits = number_digits(str(spec.get("number", "")))
+                if not digits:
+                    raise ValueError(f"phone directory: bad number {number!r} of {tenant}")
                 if by_number.setdefault(digits, tenant) != tenant:
-                    raise ValueError(f"phone directory: number {number} is listed for two tenants")
-        return cls(by_key, by_number)
+                    raise ValueError(f"phone directory: number {spec['number']} is listed for two tenants")
+                language = str(spec.get("language", entry.get("language", "")))
+                if language:
+                    languages[digits] = language
+        return cls(by_key, by_number, languages)
 
     @classmethod
     def load(cls, path: Path) -> PhoneDirectory:
@@ -72,3 +83,7 @@ class PhoneDirectory:
     def tenant_for_number(self, dialled_number: str) -> str | None:
         """The tenant that owns a dialled hotline, or None."""
         return self.tenant_by_number.get(number_digits(dialled_number))
+
+    def language_of(self, dialled_number: str) -> str:
+        """The configured language tag of a hotline ("" when none)."""
+        return self.language_by_number.get(number_digits(dialled_number), "")

@@ -60,8 +60,11 @@ def call_language(tag: str) -> str:
     return "other"
 
 
-def new_call(tenant_id: str, started: CallStarted) -> CallState:
-    """The state of a call from its started event (the caller's number is kept masked only)."""
+def new_call(tenant_id: str, started: CallStarted, hotline_language: str = "") -> CallState:
+    """The state of a call from its started event (the caller's number is kept masked only).
+
+    Its language is the platform's tag, else the hotline's configured language; segments are detected one by one.
+    """
     digits = re.sub(r"[^0-9]", "", started.caller)[-11:]
     customer = stable_id(tenant_id, "phone", digits) if digits else stable_id(tenant_id, "phone-call", started.call_id)
     return CallState(
@@ -69,7 +72,7 @@ def new_call(tenant_id: str, started: CallStarted) -> CallState:
         customer_id=customer,
         caller_masked=mask_phone_number(started.caller),
         dialled_number=started.dialled_number,
-        language=call_language(started.language),
+        language=call_language(started.language or hotline_language),
         ivr_choice=started.ivr_choice,
     )
 

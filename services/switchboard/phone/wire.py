@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from switchboard.intake.pii import mask_pii
 from switchboard.runtime.errors import InvalidRecord
 
 CALL_ID = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$"
@@ -31,7 +32,8 @@ class PhoneInputError(InvalidRecord):
     """Input the adapter refuses: a reason, an error type for the DLQ, and the HTTP status it answers with."""
 
     def __init__(self, reason: str, error_type: str = "invalid", status: int = 422) -> None:
-        super().__init__(reason, error_type)
+        # Reasons quote bits of the input (a timestamp, a call id); they reach logs, answers and the DLQ masked.
+        super().__init__(mask_pii(reason), error_type)
         self.status = status
 
 
