@@ -181,6 +181,8 @@ class PresenceStore:
         Whichever replica's script changes the agent is the only one that publishes. With `publish=False` the
         caller publishes (the sweep sends one batch for many agents).
         """
+        if wrap_up_s is not None and not 0 <= wrap_up_s <= 24 * 3600:
+            raise ValueError("wrap_up_s must be between 0 and a day")
         now = self.now_ms()
         k = self.keys
         until = now + int((self.wrap_up_s if wrap_up_s is None else wrap_up_s) * 1000) if new is Status.WRAP_UP else 0
