@@ -111,7 +111,7 @@ def routing(scenario: Scenario, tenant_id: str) -> dict[str, Any]:
         "skill_groups": groups,
         "rules": rules,
         # Offers time out quickly, so a missed offer is re-offered within the compressed time of a scenario.
-        "offers": {"mode": "offer", "timeout_s": 5.0, "max_misses": 3},
+        "offers": {"mode": scenario.agents.offer_mode, "timeout_s": scenario.agents.offer_timeout_s, "max_misses": 3},
         "offline_grace_s": 5.0,
     }
 

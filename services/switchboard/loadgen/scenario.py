@@ -120,6 +120,9 @@ class Agents(_Model):
     accept_delay_s: Range = Range(min=0.2, max=1.5)
     missed_offer_probability: float = Field(ge=0, le=1, default=0.02)
     wrap_up_code: str = "resolved"
+    # How the shops' routing hands out work: offers to accept (with a timeout) or direct assignment.
+    offer_mode: Literal["offer", "auto"] = "offer"
+    offer_timeout_s: float = Field(gt=0, default=5.0)
     capacity: dict[str, int] = Field(default_factory=lambda: {"chat": 3, "email": 5, "phone": 1})
     languages: list[str] = Field(default_factory=lambda: ["zh", "en"])
 
