@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import httpx
 import pytest
@@ -298,3 +299,14 @@ async def test_redis_unreachable_means_retry_later_not_a_crash(settings: Service
         assert answer.headers["Retry-After"] == "1"
         assert answer.json()["error"] == "retry_later"
         assert (await http.get("/healthz")).status_code == 200
+
+
+async def test_without_its_directory_the_service_is_up_but_not_ready(settings: ServiceSettings, tmp_path: Path) -> None:
+    async with (
+        running_phone(settings, phone_directory=tmp_path / "missing.yaml") as phone,
+        httpx.AsyncClient(base_url=phone.http, headers=SHOP_A_KEY) as http,
+    ):
+        ready = await http.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["phone_directory"] is False
+        assert (await http.post(EVENTS, json=[started("call-10")])).status_code == 401

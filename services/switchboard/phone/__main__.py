@@ -14,8 +14,23 @@ from switchboard.phone.settings import PhoneSettings
 from switchboard.phone.ws_api import install_ws_routes
 from switchboard.runtime.kafka import RecordProducer
 from switchboard.runtime.keys import Keys
+from switchboard.runtime.logs import get_logger
 from switchboard.runtime.redis_client import redis_client
 from switchboard.runtime.service import ServiceRuntime
+
+log = get_logger(__name__)
+
+
+def load_directory(settings: PhoneSettings) -> PhoneDirectory:
+    """The phone directory from SB_PHONE_DIRECTORY (a malformed one raises).
+
+    A missing file leaves the service up but not ready (an image without the dev config, a secret not mounted
+    yet), so the operator sees it in /readyz instead of a crash loop.
+    """
+    if not settings.phone_directory.is_file():
+        log.error("phone_directory_missing", path=str(settings.phone_directory))
+        return PhoneDirectory()
+    return PhoneDirectory.load(settings.phone_directory)
 
 
 def build_adapter(settings: PhoneSettings, producer: RecordProducer, runtime: ServiceRuntime) -> PhoneAdapter:
@@ -23,10 +38,12 @@ def build_adapter(settings: PhoneSettings, producer: RecordProducer, runtime: Se
     redis = redis_client(settings)
     runtime.add_closer(redis.aclose)
     keys = Keys(settings.key_prefix)
+    directory = load_directory(settings)
+    runtime.add_ready_check("phone_directory", lambda: bool(directory.tenant_by_key_hash))
     adapter = PhoneAdapter(
         intake=Intake(producer, redis, keys),
         calls=CallStore(redis, keys, settings.phone_call_ttl_s),
-        directory=PhoneDirectory.load(settings.phone_directory),
+        directory=directory,
         sequencer=Sequencer(settings.phone_reorder_window_s),
         redis=redis,
         keys=keys,
