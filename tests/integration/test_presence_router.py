@@ -1,0 +1,152 @@
+"""Presence and router together on real Redis and Kafka: the router reacts to the records presence publishes.
+
+Lost heartbeats send an agent's conversations back to the queue; a surge factor lets a waiting conversation in at
+once. The router runs in-process; its presence consumer is stood in for by reading the presence topic here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+from redis.asyncio import Redis
+
+from switchboard.contracts import TYPE_HEADER, AgentPresence, decode
+from switchboard.presence.audit import AuditLog
+from switchboard.presence.control import SurgeControl
+from switchboard.presence.roster import load_roster
+from switchboard.presence.store import PresenceStore
+from switchboard.presence.sweep import Sweeper
+from switchboard.router.engine import MemorySink, Router
+from switchboard.router.reload import ConfigStore
+from switchboard.router.upkeep import Upkeep
+from switchboard.runtime.kafka import RecordProducer
+from switchboard.runtime.keys import Keys
+from switchboard.runtime.settings import ServiceSettings
+from tests.helpers import eventually
+from tests.router_support import message
+
+pytestmark = pytest.mark.broker
+
+T = "shop-a"
+
+
+@dataclass
+class Stack:
+    """Presence (store, controls) and a router sharing one Redis, and a reader of the presence topic."""
+
+    presence: PresenceStore
+    control: SurgeControl
+    upkeep: Upkeep
+    router: Router
+    consumer: AIOKafkaConsumer
+
+    async def deliver_presence(self) -> list[AgentPresence]:
+        """Hand the router every presence record published so far and not yet handed over (acked = on the topic)."""
+        partitions = list(self.consumer.assignment())
+        ends = await self.consumer.end_offsets(partitions)
+        records: list[AgentPresence] = []
+        while [p for p in partitions if await self.consumer.position(p) < ends[p]]:
+            for batch in (await self.consumer.getmany(timeout_ms=200)).values():
+                for r in batch:
+                    headers = {k: v.decode() for k, v in r.headers}
+                    record = decode(headers.get(TYPE_HEADER), r.value)
+                    assert isinstance(record, AgentPresence)
+                    records.append(record)
+        await self.upkeep.handle_presence(records)
+        return records
+
+    async def conv(self, conv: str) -> dict[str, str]:
+        raw = await self.presence.redis.hgetall(self.presence.keys.conversation(T, conv))
+        return {k.decode(): v.decode() for k, v in raw.items()}
+
+    async def send(self, conv: str, text: str = "这个尺码合适吗") -> None:
+        assert await self.router.handle_inbound([message(T, conv, f"m-{conv}", text)]) == []
+
+
+@pytest.fixture
+async def stack(settings: ServiceSettings, redis: Redis, repo_root: Path, tmp_path: Path) -> AsyncIterator[Stack]:
+    routing = (repo_root / "config" / "routing" / "tmall-flagship.yaml").read_text(encoding="utf-8")
+    routing = routing.replace("tenant: tmall-flagship", f"tenant: {T}")
+    routing = routing.replace("offline_grace_s: 60", "offline_grace_s: 0")
+    (tmp_path / "routing").mkdir()
+    (tmp_path / "routing" / f"{T}.yaml").write_text(routing, encoding="utf-8")
+    configs = ConfigStore(tmp_path / "routing")
+    configs.poll()
+    assert configs.get(T) is not None, configs.errors
+    keys = Keys(settings.key_prefix)
+    router = Router(redis, keys, configs, MemorySink(), instance="test")
+    producer = RecordProducer(settings)
+    consumer = AIOKafkaConsumer(
+        settings.topic_prefix + "sb.presence.v1",
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+    )
+    await producer.start()
+    await consumer.start()
+    try:
+        await eventually(_assigned(consumer), timeout=10, what="presence topic assigned")
+        presence = PresenceStore(redis, keys, producer)
+        await presence.load_roster(load_roster())
+        control = SurgeControl(presence, AuditLog(redis, keys))
+        stack = Stack(presence, control, Upkeep(router), router, consumer)
+        await stack.deliver_presence()
+        yield stack
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+def _assigned(consumer: AIOKafkaConsumer) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        if not consumer.assignment():
+            await consumer.getmany(timeout_ms=100)
+        return bool(consumer.assignment())
+
+    return check
+
+
+async def test_lost_heartbeats_send_conversations_back_to_the_queue(stack: Stack) -> None:
+    await stack.presence.login(T, "a-lina")
+    await stack.deliver_presence()
+    await stack.send("c1")
+    assert (await stack.conv("c1"))["owner"] == "a-lina"
+
+    sweeper = Sweeper(stack.presence, stack.control, grace_s=0.3, interval_s=0.05)
+    task = asyncio.create_task(sweeper.run())
+    try:
+
+        async def offline() -> bool:
+            agent = await stack.presence.get_agent(T, "a-lina")
+            return agent is not None and agent.status.value == "offline"
+
+        await eventually(offline, timeout=5, what="a-lina swept offline")
+    finally:
+        sweeper.stop()
+        await task
+    records = await stack.deliver_presence()
+    assert [r.changed_by for r in records] == ["heartbeat_sweep"]
+    conv = await stack.conv("c1")
+    assert conv["owner"] == ""
+    assert conv["state"] == "queued"
+
+
+async def test_surge_factor_lets_a_waiting_conversation_in_at_once(stack: Stack) -> None:
+    await stack.presence.update_profile(T, "a-lina", capacity={"chat": 1})
+    await stack.presence.login(T, "a-lina")
+    await stack.deliver_presence()
+    await stack.send("c1")
+    await stack.send("c2")
+    assert (await stack.conv("c1"))["owner"] == "a-lina"
+    assert (await stack.conv("c2"))["state"] == "queued"
+
+    changed = await stack.control.scale_capacity(T, 2.0, "operator:test")
+    assert "a-lina" in changed
+    await stack.deliver_presence()
+    assert (await stack.conv("c2"))["owner"] == "a-lina"
