@@ -153,7 +153,7 @@ class Run:
         self.endpoints = endpoints
         self.creds = creds
         self.obs = Observations(run_name=run_name, scenario=scenario.name, seed=schedule.seed, started_at=0.0)
-        self.bar = tqdm(total=schedule.message_count, desc=run_name, unit="msg", disable=not progress)
+        self.bar = tqdm(total=schedule.message_count, desc=run_name, unit="msg", disable=not progress, mininterval=1.0)
         self.recorder = Recorder(self.obs, schedule, self.bar)
         self.stop = asyncio.Event()
         self.agents: list[SimulatedAgent] = []

@@ -1,0 +1,56 @@
+"""The stack config the load generator writes is what presence, the gateway, the router and phone accept."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from switchboard.loadgen.fixtures import Credentials, write_stack_config
+from switchboard.loadgen.scenario import load_scenario
+from switchboard.loadgen.schedule import build_schedule
+from switchboard.phone.directory import PhoneDirectory
+from switchboard.presence.roster import load_roster
+from switchboard.router.classify import classify
+from switchboard.router.config import load_config_file
+from switchboard.router.engine import facts_of
+
+
+def test_written_config_is_accepted_by_the_services(tmp_path: Path) -> None:
+    scenario = load_scenario("double11")
+    schedule = build_schedule(scenario)
+    creds = Credentials("unit")
+    env = write_stack_config(scenario, schedule, creds, tmp_path)
+
+    roster = load_roster(env["SB_ROSTER_PATH"])
+    every_agent = [(s.tenant_id, s.agent_id) for s in schedule.agents]
+    for tenant_id, agent_id in every_agent:
+        assert roster.check_login(tenant_id, agent_id, creds.agent_password(tenant_id, agent_id)) is not None
+    assert roster.check_login("lg-flagship", "lg-flagship-a000", "wrong") is None
+
+    routing_files = sorted(Path(env["SB_ROUTING_CONFIG_DIR"]).glob("*.yaml"))
+    assert len(routing_files) == len(scenario.all_tenants())
+    for path in routing_files:
+        load_config_file(path)
+
+    directory = PhoneDirectory.load(Path(env["SB_PHONE_DIRECTORY"]))
+    assert directory.tenant_for_key(creds.phone_key("lg-shop-07")) == "lg-shop-07"
+    assert set(json.loads(env["SB_CHAT_TENANT_SECRETS"])) == {t.id for t in scenario.all_tenants()}
+    assert yaml.safe_load(Path(env["SB_ROSTER_PATH"]).read_text())["version"] == 1
+
+
+def test_sample_texts_reach_their_skill_groups(tmp_path: Path) -> None:
+    from switchboard.contracts import Channel, InboundMessage
+
+    scenario = load_scenario("smoke")
+    env = write_stack_config(scenario, build_schedule(scenario), Credentials("unit"), tmp_path)
+    config = load_config_file(Path(env["SB_ROUTING_CONFIG_DIR"]) / "lg-flagship.yaml")
+    expected = {"logistics": "logistics", "promotions": "promotions", "after_sales": "aftersales"}
+    for intent, group in expected.items():
+        for language, texts in scenario.intents[intent].texts.items():
+            for text in texts:
+                message = InboundMessage(
+                    tenant_id="lg-flagship", text=text, language=language, channel=Channel.CHANNEL_CHAT
+                )
+                assert classify(config, facts_of(message)).group == group, text
