@@ -71,6 +71,17 @@ def _retry(detail: str) -> Verdict:
     return Verdict(Result.RETRY_LATER, f"451 4.3.0 {detail}, try again later", 503, detail)
 
 
+def _taken(accepted: list[str], duplicates: list[str], conversations: list[str]) -> Verdict:
+    ids = tuple(accepted + duplicates)
+    if accepted:
+        return Verdict(
+            Result.ACCEPTED, f"250 2.0.0 Accepted as {' '.join(ids)}", 202, "accepted", ids, tuple(conversations)
+        )
+    return Verdict(
+        Result.DUPLICATE, f"250 2.0.0 Already accepted as {' '.join(ids)}", 200, "duplicate", ids, tuple(conversations)
+    )
+
+
 class EmailInbox:
     """Takes raw messages for the shops' addresses and writes them to the inbound topic, once each."""
 
@@ -129,19 +140,7 @@ class EmailInbox:
             outcome, message_id, conversation_id = await self._accept(parsed, provider_id, tenant_id, addresses)
             (accepted if outcome is Outcome.ACCEPTED else duplicates).append(message_id)
             conversations.append(conversation_id)
-        ids = tuple(accepted + duplicates)
-        if accepted:
-            return Verdict(
-                Result.ACCEPTED, f"250 2.0.0 Accepted as {' '.join(ids)}", 202, "accepted", ids, tuple(conversations)
-            )
-        return Verdict(
-            Result.DUPLICATE,
-            f"250 2.0.0 Already accepted as {' '.join(ids)}",
-            200,
-            "duplicate",
-            ids,
-            tuple(conversations),
-        )
+        return _taken(accepted, duplicates, conversations)
 
     def recipients_by_tenant(self, recipients: list[str]) -> dict[str, list[str]]:
         """The shop addresses among the recipients, grouped by tenant (unknown addresses are left out)."""
