@@ -23,6 +23,8 @@ from switchboard.email.parse import parse_message
 PATH = "/v1/email/inbound"
 CONTENT_TYPES = frozenset({"message/rfc822", "application/octet-stream", "text/plain"})
 RETRY_AFTER_S = "5"
+# What a DLQ record keeps of a body that is not a message at all.
+DEAD_LETTER_HEAD_BYTES = 64 * 1024
 
 
 def _header_recipients(raw: bytes) -> list[str]:
@@ -69,11 +71,21 @@ def install_webhook(app: FastAPI, inbox: EmailInbox) -> None:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type not in CONTENT_TYPES:
             reason = f"content type must be one of {', '.join(sorted(CONTENT_TYPES))}"
-            verdict = await inbox.refuse(b"", source, reason, "unsupported_media_type", recipient or [])
+            head, _ = await _read_capped(request, DEAD_LETTER_HEAD_BYTES)
+            verdict = await inbox.refuse(
+                head[:DEAD_LETTER_HEAD_BYTES],
+                source,
+                reason,
+                "unsupported_media_type",
+                recipient or [],
+                is_message=False,
+            )
             return _response(verdict)
         declared = request.headers.get("content-length", "")
-        raw, complete = (b"", False) if declared.isdigit() and int(declared) > limit else (b"", True)
-        if complete:
+        if declared.isdigit() and int(declared) > limit:
+            # Not read at all: the sender said how big it is.
+            raw, complete = b"", False
+        else:
             raw, complete = await _read_capped(request, limit)
         if not complete:
             reason = f"message is larger than {limit} bytes"
