@@ -42,7 +42,8 @@ async def test_a_call_becomes_one_conversation_with_its_final_segments_in_order(
                 "id": "b1",
                 "items": [
                     started("call-1", ivr_choice="2", language="zh-CN"),
-                    segment("call-1", 2, "我的订单 还没到，电话 13812345678", final=True),
+                    segment("call-1", 2, "我的订单 还没到，电话 13812345678，邮箱 zhang.san@example.com", final=True),
+                    segment("call-1", 3, "身份证 110101199003071234", speaker="客户"),
                     segment("call-1", 1, "你好", final=False),
                     segment("call-1", 1, "你好，我想查一下订单"),
                 ],
@@ -55,12 +56,13 @@ async def test_a_call_becomes_one_conversation_with_its_final_segments_in_order(
             "call-1:partial:1": "no_owner",
             "call-1:seg:1": "accepted",
             "call-1:seg:2": "accepted",
+            "call-1:seg:3": "accepted",
         }
         second = await http.post(
             EVENTS, json=[{"type": "call.answered", "call_id": "call-1"}, {"type": "call.ended", "call_id": "call-1"}]
         )
         assert second.status_code == 200
-    records = await read_topic(settings.kafka_bootstrap, topics.inbound, 5)
+    records = await read_topic(settings.kafka_bootstrap, topics.inbound, 6)
     keys = {key for key, _ in records}
     messages = _inbound(records)
     assert keys == {conversation_id("shop-a", "call-1")}, "one call, one conversation key"
@@ -76,12 +78,14 @@ async def test_a_call_becomes_one_conversation_with_its_final_segments_in_order(
     assert start.phone.ivr_choice == "2"
     assert start.language == "zh"
     finals = [m for m in messages if m.kind == MessageKind.MESSAGE_KIND_TRANSCRIPT]
-    assert [m.phone.segment_seq for m in finals] == [1, 2], "finals in seq order though sent 2 before 1"
+    assert [m.phone.segment_seq for m in finals] == [1, 2, 3], "finals in seq order though sent 2 before 1"
     assert all(m.phone.is_final for m in finals), "partials never on the inbound topic"
-    assert finals[1].text == "我的订单 还没到，电话 138****5678"
+    assert finals[1].text == "我的订单 还没到，电话 138****5678，邮箱 z***@example.com"
+    assert finals[2].text == "身份证 110101********1234"
+    assert finals[2].phone.speaker == "customer"
     assert finals[1].language == "zh"
     assert finals[0].phone.speaker == "customer"
-    assert [m.phone.event for m in messages[3:]] == [CallEvent.CALL_EVENT_ANSWERED, CallEvent.CALL_EVENT_ENDED]
+    assert [m.phone.event for m in messages[4:]] == [CallEvent.CALL_EVENT_ANSWERED, CallEvent.CALL_EVENT_ENDED]
     for message in messages:
         assert "13812345678" not in message.SerializeToString().decode("utf-8", "replace")
 

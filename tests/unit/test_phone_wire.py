@@ -27,6 +27,7 @@ def test_a_delivery_may_be_one_item_a_list_or_an_object_with_items() -> None:
     ("raw", "error_type", "status", "words"),
     [
         ("{", "bad_json", 400, "not JSON"),
+        ("[" * 50_000 + "]" * 50_000, "bad_json", 400, "nested too deeply"),
         ('{"items": []}', "invalid", 422, "items"),
         ('[{"type": "call.exploded", "call_id": "c"}]', "invalid", 422, "type"),
         (

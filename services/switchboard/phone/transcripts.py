@@ -93,6 +93,8 @@ def parse_json_transcript(raw: bytes, call_id: str, max_text_chars: int) -> list
         data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise PhoneInputError(f"transcript is not JSON: {exc}", "bad_json", 400) from exc
+    except RecursionError as exc:
+        raise PhoneInputError("transcript is nested too deeply", "bad_json", 400) from exc
     try:
         doc = _JsonTranscript.model_validate({"segments": data} if isinstance(data, list) else data)
     except ValidationError as exc:

@@ -125,6 +125,8 @@ def parse_delivery(raw: bytes | str, max_items: int, max_text_chars: int) -> Del
         data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise PhoneInputError(f"body is not JSON: {exc}", "bad_json", 400) from exc
+    except RecursionError as exc:  # "[[[[...": nesting deeper than any delivery has
+        raise PhoneInputError("body is nested too deeply", "bad_json", 400) from exc
     if isinstance(data, dict) and "type" in data:
         data = {"id": data.get("id", ""), "items": [data]}
     if isinstance(data, list):
@@ -147,6 +149,6 @@ def delivery_id(raw: bytes | str) -> str:
     """The `id` of a delivery when it can be read at all (for the error frame of a refused one)."""
     try:
         data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         return ""
     return str(data.get("id", ""))[:128] if isinstance(data, dict) else ""
