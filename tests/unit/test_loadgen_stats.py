@@ -9,6 +9,7 @@ import pytest
 from switchboard.loadgen.stats import (
     AgentSession,
     ConversationOutcome,
+    TimeSeries,
     answer_stats,
     busiest_window_rate,
     coefficient_of_variation,
@@ -76,3 +77,14 @@ def test_per_tenant_waits_keep_shops_apart() -> None:
 def test_busiest_window() -> None:
     times = [0.0, 0.1, 0.2, 5.0, 5.5, 5.6, 5.7, 5.8]
     assert busiest_window_rate(times, 1.0) == pytest.approx(5.0)
+
+
+def test_counters_have_zeros_in_quiet_seconds_and_gauges_do_not() -> None:
+    series = TimeSeries()
+    series.add("sent", 0.2)
+    series.add("sent", 3.9, 2)
+    series.set("queue:a/b", 1.0, 4)
+    series.set("queue:a/b", 5.0, 0)
+    lists = series.as_lists()
+    assert lists["sent"] == [(0, 1.0), (1, 0.0), (2, 0.0), (3, 2.0)]
+    assert lists["queue:a/b"] == [(1, 4.0), (5, 0.0)]

@@ -19,10 +19,11 @@ from typing import Any
 from urllib.parse import urlencode
 
 import aiosmtplib
+import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
-from switchboard.chat.signing import widget_token
+from switchboard.chat.signing import signed_headers, widget_token
 from switchboard.loadgen.accounting import Sent
 from switchboard.loadgen.fixtures import Credentials, email_address
 from switchboard.loadgen.schedule import PlannedConversation, PlannedMessage
@@ -74,6 +75,7 @@ class CustomerContext:
     stop: asyncio.Event
     clock: Callable[[], float] = time.time
     replies: dict[str, float] = field(default_factory=dict)
+    http: httpx.AsyncClient | None = None
 
     async def until(self, offset_s: float) -> None:
         """Sleep until `offset_s` seconds into the run."""
@@ -161,6 +163,43 @@ async def _answer_for(frames: asyncio.Queue[dict[str, Any]], tag: str) -> dict[s
             frame = await frames.get()
             if frame.get("client_msg_id") in (tag, ""):
                 return frame
+
+
+async def webhook_conversation(ctx: CustomerContext, conv: PlannedConversation) -> None:
+    """A customer on a marketplace's IM: the platform posts each message, signed, to the shop's chat webhook."""
+    assert ctx.http is not None
+    secret = ctx.creds.chat_secret(conv.tenant_id).encode()
+    url = f"{ctx.endpoints.chat_http}/chat/v1/webhook/{conv.tenant_id}"
+    for message in conv.messages:
+        await ctx.until(message.offset_s)
+        for attempt in range(RETRIES):
+            sent_at = ctx.clock()
+            body = json.dumps(
+                {
+                    "event_id": f"{message.tag}-{attempt}",
+                    "customer_id": conv.customer_id,
+                    "message_id": message.tag,
+                    "kind": "text",
+                    "text": tagged(message),
+                    "sent_at": int(sent_at * 1000),
+                    "platform": "tmall",
+                },
+                ensure_ascii=False,
+            ).encode()
+            headers = {"Content-Type": "application/json", **signed_headers(secret, int(sent_at), body)}
+            try:
+                resp = await ctx.http.post(url, content=body, headers=headers)
+            except httpx.HTTPError as exc:
+                ctx.error(f"webhook:{type(exc).__name__}")
+                return
+            if resp.status_code == 200:
+                ctx.record(_sent(conv, message, sent_at))
+                break
+            if resp.status_code != 503:
+                ctx.error(f"webhook_{resp.status_code}")
+                ctx.record(_sent(conv, message, sent_at, accepted=False))
+                break
+            await asyncio.sleep(float(resp.headers.get("Retry-After", "1")))
 
 
 async def email_conversation(ctx: CustomerContext, conv: PlannedConversation) -> None:

@@ -20,7 +20,14 @@ from tqdm import tqdm  # type: ignore[import-untyped]
 
 from switchboard.loadgen.accounting import Delivery, Sent
 from switchboard.loadgen.agents import SimulatedAgent
-from switchboard.loadgen.customers import CustomerContext, Endpoints, PhoneStream, chat_conversation, email_conversation
+from switchboard.loadgen.customers import (
+    CustomerContext,
+    Endpoints,
+    PhoneStream,
+    chat_conversation,
+    email_conversation,
+    webhook_conversation,
+)
 from switchboard.loadgen.fixtures import Credentials, hotline
 from switchboard.loadgen.observations import ConversationTrack, Observations
 from switchboard.loadgen.probes import TAG, QueueSampler, RoutingProbe
@@ -195,7 +202,7 @@ class Run:
                 loop.call_later(shift.off_s, leave[shift.agent_id].set)
         tasks += [asyncio.create_task(self._agent(http, s, s.on_s, leave[s.agent_id])) for s in later]
         tasks += [asyncio.create_task(self._surge(http, toggle)) for toggle in self.schedule.surges]
-        tasks.append(asyncio.create_task(self._customers()))
+        tasks.append(asyncio.create_task(self._customers(http)))
         sampler = QueueSampler(redis, self.endpoints.key_prefix, tenants)
         tasks.append(asyncio.create_task(sampler.run(1.0, self._queue_sample)))
         return tasks
@@ -247,16 +254,18 @@ class Run:
             self.obs.errors[f"surge:{type(exc).__name__}"] += 1
             log.warning("loadgen_surge_failed", tenant_id=toggle.tenant_id, error=repr(exc))
 
-    async def _customers(self) -> None:
+    async def _customers(self, http: httpx.AsyncClient) -> None:
         ctx = CustomerContext(
-            self.endpoints, self.creds, self.obs.started_at, self.recorder.sent, self._error, self.stop
+            self.endpoints, self.creds, self.obs.started_at, self.recorder.sent, self._error, self.stop, http=http
         )
         tenants = [t.id for t in self.scenario.all_tenants()]
         streams = {t: PhoneStream(ctx, t, hotline(i)) for i, t in enumerate(tenants, start=1)}
         linger = self.scenario.conversation.patience_s + self.scenario.agents.handling_time.max_s
         work = []
         for conv in self.schedule.conversations:
-            if conv.channel == "chat":
+            if conv.channel == "chat" and conv.entry == "webhook":
+                work.append(webhook_conversation(ctx, conv))
+            elif conv.channel == "chat":
                 work.append(chat_conversation(ctx, conv, linger))
             elif conv.channel == "email":
                 work.append(email_conversation(ctx, conv))

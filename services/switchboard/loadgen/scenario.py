@@ -170,6 +170,8 @@ class Scenario(_Model):
     shift_change: ShiftChange | None = None
     operator: Operator | None = None
     limits: Limits
+    # Share of chat conversations that come from a platform's IM webhook (signed POSTs) rather than the widget.
+    chat_webhook_share: float = Field(ge=0, le=1, default=0.0)
     service_level_targets_s: tuple[float, ...] = (20.0, 180.0)
 
     @field_validator("channels", "languages")

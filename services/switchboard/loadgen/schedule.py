@@ -41,6 +41,8 @@ class PlannedConversation:
     intent: str
     language: str
     messages: tuple[PlannedMessage, ...]
+    # How a chat customer arrives: the shop's widget (websocket) or a platform's webhook.
+    entry: str = "widget"
 
     @property
     def start_s(self) -> float:
@@ -128,7 +130,9 @@ def _conversation(scenario: Scenario, rng: random.Random, index: int, start: flo
         tag = _tag(rng)
         messages.append(PlannedMessage(tag=tag, offset_s=round(offset, 3), text=rng.choice(texts)))
         offset += rng.uniform(conv.think_time_s.min, conv.think_time_s.max)
+    entry = "webhook" if channel == "chat" and rng.random() < scenario.chat_webhook_share else "widget"
     return PlannedConversation(
+        entry=entry,
         conversation_key=f"lg{scenario.seed:x}-{index:06d}",
         tenant_id=tenant,
         customer_id=f"buyer-{rng.randrange(10**9):09d}",

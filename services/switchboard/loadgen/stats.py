@@ -155,9 +155,11 @@ class TimeSeries:
     """Counts or gauges per whole second of the run, keyed by series name."""
 
     points: dict[str, dict[int, float]] = field(default_factory=lambda: defaultdict(dict))
+    counters: set[str] = field(default_factory=set)
 
     def add(self, series: str, t_s: float, value: float = 1.0) -> None:
         """Add `value` to the series' bucket at second int(t_s)."""
+        self.counters.add(series)
         bucket = self.points[series]
         second = int(t_s)
         bucket[second] = bucket.get(second, 0.0) + value
@@ -167,8 +169,14 @@ class TimeSeries:
         self.points[series][int(t_s)] = value
 
     def as_lists(self) -> dict[str, list[tuple[int, float]]]:
-        """Every series as sorted (second, value) pairs."""
-        return {name: sorted(bucket.items()) for name, bucket in sorted(self.points.items())}
+        """Every series as sorted (second, value) pairs; a counter's quiet seconds are zeros, not gaps."""
+        result = {}
+        for name, bucket in sorted(self.points.items()):
+            if name in self.counters and bucket:
+                result[name] = [(t, bucket.get(t, 0.0)) for t in range(min(bucket), max(bucket) + 1)]
+            else:
+                result[name] = sorted(bucket.items())
+        return result
 
 
 def throughput(timestamps: Sequence[float], started_at: float) -> dict[str, float]:
