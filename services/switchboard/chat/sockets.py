@@ -171,13 +171,26 @@ class SocketHub:
                     log.warning("chat_frame_delivery_failed", error=repr(exc))
 
     async def _resubscribe(self) -> None:
-        await asyncio.sleep(0.5)
-        with contextlib.suppress(RedisError, OSError):
-            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
-        self._pubsub = self._redis.pubsub()
-        if self._sockets:
+        """A new pub/sub connection with every channel of this replica's sockets, retried until Redis answers."""
+        while not self._stopping.is_set():
+            await asyncio.sleep(0.5)
             with contextlib.suppress(RedisError, OSError):
+                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+            self._pubsub = self._redis.pubsub()
+            if not self._sockets:
+                return
+            try:
                 await self._pubsub.subscribe(*self._sockets)
+                log.info("chat_pubsub_resubscribed", channels=len(self._sockets))
+            except (RedisError, OSError) as exc:
+                log.warning("chat_pubsub_resubscribe_failed", error=repr(exc))
+                continue
+            # Replies that found no subscriber while the subscription was down were kept: send them now.
+            for held in list(self._sockets.values()):
+                if held:
+                    sock = next(iter(held))
+                    await self.deliver_pending(sock.tenant_id, sock.customer_id)
+            return
 
     async def _deliver(self, channel: bytes | str, data: bytes | str) -> None:
         name = channel.decode() if isinstance(channel, bytes) else channel
