@@ -75,7 +75,7 @@ async def stop_router(proc: asyncio.subprocess.Process) -> int:
 
 
 class DeskSimulator:
-    """Agents who close every conversation they are assigned, after `hold_s`, through the commands topic.
+    """Agents who accept every offer and close every conversation they are assigned, through the commands topic.
 
     While it runs it also checks, hash by hash, that no agent is ever over capacity.
     """
@@ -87,6 +87,7 @@ class DeskSimulator:
         self.tenant, self.agents, self.hold_s = tenant, agents, hold_s
         self.seq = dict.fromkeys(agents, 0)
         self.closed = 0
+        self.accepted = 0
         self.over_capacity: list[str] = []
         self._stop = asyncio.Event()
 
@@ -99,28 +100,34 @@ class DeskSimulator:
                 for event in events:
                     self.seq[agent] = event.seq
                     if event.type == DeskEventType.DESK_EVENT_ASSIGNED:
-                        commands.append((agent, event.conversation_id, event.epoch))
+                        commands.append(
+                            (agent, event.conversation_id, event.epoch, AgentCommandType.AGENT_COMMAND_CLOSE)
+                        )
+                    elif event.type == DeskEventType.DESK_EVENT_OFFER:
+                        commands.append(
+                            (agent, event.conversation_id, event.epoch, AgentCommandType.AGENT_COMMAND_ACCEPT)
+                        )
                 await self._check_capacity(agent)
             if commands:
                 await asyncio.sleep(self.hold_s)
                 await self.producer.send_many(
                     self.producer.topics.commands,
-                    [(conv, self._close(agent, conv, epoch)) for agent, conv, epoch in commands],
+                    [(conv, self._command(agent, conv, epoch, kind)) for agent, conv, epoch, kind in commands],
                 )
-                self.closed += len(commands)
+                self.closed += sum(1 for c in commands if c[3] == AgentCommandType.AGENT_COMMAND_CLOSE)
             await asyncio.sleep(0.05)
 
     def stop(self) -> None:
         """Stop polling."""
         self._stop.set()
 
-    def _close(self, agent: str, conv: str, epoch: int) -> AgentCommand:
+    def _command(self, agent: str, conv: str, epoch: int, kind: AgentCommandType.ValueType) -> AgentCommand:
         return AgentCommand(
             command_id=uuid.uuid4().hex,
             tenant_id=self.tenant,
             agent_id=agent,
             conversation_id=conv,
-            type=AgentCommandType.AGENT_COMMAND_CLOSE,
+            type=kind,
             epoch=epoch,
             wrap_up_code="resolved",
         )
