@@ -31,6 +31,7 @@ from switchboard.presence.store import PresenceStore
 from switchboard.runtime.desk import DESK_APPEND_LUA
 from switchboard.runtime.kafka import RecordProducer, ensure_topics
 from switchboard.runtime.keys import Keys
+from switchboard.runtime.redis_client import redis_client
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.runtime.topics import Topics
 from switchboard.stack.procs import free_port
@@ -74,7 +75,7 @@ async def _load_agents(settings: ServiceSettings, agents: int, tenants: int) -> 
     roster = bench_roster(agents, tenants)
     path = Path(tempfile.mkdtemp(prefix="sb-gw-bench-")) / "roster.yaml"
     path.write_text(yaml.safe_dump(roster.model_dump(exclude_none=True), allow_unicode=True))
-    redis = Redis.from_url(settings.redis_url)
+    redis = redis_client(settings, max_connections=64)
     producer = RecordProducer(settings)
     await producer.start()
     try:
@@ -179,7 +180,8 @@ class Desktops:
         for proc in self.procs:
             if proc.stdin is not None:
                 proc.stdin.close()
-        await asyncio.wait([asyncio.create_task(p.wait()) for p in self.procs], timeout=30)
+        if self.procs:
+            await asyncio.wait([asyncio.create_task(p.wait()) for p in self.procs], timeout=30)
         for proc in self.procs:
             if proc.returncode is None:
                 proc.kill()

@@ -8,10 +8,14 @@ from dataclasses import asdict, dataclass
 
 from redis.asyncio import Redis
 
+from switchboard.contracts import DeskEvent
 from switchboard.gateway.trim import read_view
 from switchboard.gateway.view import DeskView, fold
 from switchboard.runtime.desk import read_outbox
 from switchboard.runtime.keys import Keys
+
+# Outbox entries read in the snapshot's one atomic round trip; a longer backlog is read page by page.
+_ONE_READ = 1000
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,25 @@ async def _view_through(redis: Redis, keys: Keys, tenant_id: str, agent_id: str,
     return view
 
 
+async def _read_atomically(
+    redis: Redis, keys: Keys, tenant_id: str, agent_id: str
+) -> tuple[int, DeskView, str, list[DeskEvent], bool]:
+    """Seq counter, stored view, status and the outbox's first entries in one MULTI (no trim can come between)."""
+    pipe = redis.pipeline(transaction=True)
+    pipe.get(keys.desk_seq(tenant_id, agent_id))
+    pipe.hget(keys.desk_view(tenant_id, agent_id), "view")
+    pipe.hget(keys.agent(tenant_id, agent_id), "status")
+    pipe.xrange(keys.desk_outbox(tenant_id, agent_id), min="-", max="+", count=_ONE_READ)
+    seq, raw_view, status, entries = await pipe.execute()
+    events = []
+    for entry_id, fields in entries:
+        event = DeskEvent.FromString(fields[b"e"])
+        event.seq = int(entry_id.split(b"-")[0])
+        events.append(event)
+    status_text = status.decode() if isinstance(status, bytes) else (status or "offline")
+    return int(seq or 0), DeskView.from_json(raw_view), status_text, events, len(entries) >= _ONE_READ
+
+
 async def build_snapshot(
     redis: Redis,
     keys: Keys,
@@ -48,26 +71,29 @@ async def build_snapshot(
     session_epoch: int,
 ) -> Snapshot:
     """The snapshot frame; resumes at `resume_after` when the outbox still holds every event after it."""
-    current = int(await redis.get(keys.desk_seq(tenant_id, agent_id)) or 0)
-    stored_through = int(await redis.hget(keys.desk_view(tenant_id, agent_id), "through") or 0)
-    resumed = resume_after is not None and stored_through <= resume_after <= current
+    current, view, status, events, more = await _read_atomically(redis, keys, tenant_id, agent_id)
+    resumed = resume_after is not None and view.through_seq <= resume_after <= current
     as_of = resume_after if resumed and resume_after is not None else current
-    view = None
-    for _ in range(5):
-        view = await _view_through(redis, keys, tenant_id, agent_id, as_of)
-        if view is not None:
-            break
-    if view is None or (resumed and view.through_seq > as_of):
-        resumed, as_of = False, current
-        view = await _view_through(redis, keys, tenant_id, agent_id, as_of) or DeskView()
+    if more and events[-1].seq < as_of:
+        # A long unread backlog: fold it page by page, re-checking that no trim raced the reads.
+        slow = None
+        for _ in range(5):
+            slow = await _view_through(redis, keys, tenant_id, agent_id, as_of)
+            if slow is not None:
+                break
+        view = slow or view
+        if resumed and view.through_seq > as_of:
+            resumed, as_of = False, current
+            view = await _view_through(redis, keys, tenant_id, agent_id, as_of) or view
+    else:
+        fold(view, [e for e in events if e.seq <= as_of], keep_messages=1_000_000)
     await _drop_stale(redis, keys, tenant_id, agent_id, view)
-    status = await redis.hget(keys.agent(tenant_id, agent_id), "status")
     frame = {
         "type": "snapshot",
         "tenant_id": tenant_id,
         "agent_id": agent_id,
         "session_epoch": session_epoch,
-        "status": status.decode() if isinstance(status, bytes) else (status or "offline"),
+        "status": status,
         "as_of_seq": as_of,
         "last_seq": current,
         "resumed": resumed,
