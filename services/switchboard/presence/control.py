@@ -63,14 +63,16 @@ class SurgeControl:
 
     async def add_temporary_agents(self, tenant_id: str, agents: Sequence[RosterAgent], operator: str) -> list[str]:
         """Add (or update) temporary agents, offline until they log in; an active profile's factor applies."""
-        added = []
-        for agent in agents:
-            existing = await self.store.get_agent(tenant_id, agent.agent_id)
-            if existing is not None and not existing.temporary:
-                raise ControlError(f"{agent.agent_id} is a rostered agent, not a temporary one")
-            temporary = agent.model_copy(update={"temporary": True, "password": None, "password_sha256": None})
-            await self.store.add_agent(tenant_id, temporary)
-            added.append(agent.agent_id)
+        ids = [a.agent_id for a in agents]
+        # all or nothing: refuse the whole batch before adding any of it
+        rostered = [
+            s.agent_id for s in await self.store.get_agents(tenant_id, ids) if s is not None and not s.temporary
+        ]
+        if rostered:
+            raise ControlError(f"rostered agents, not temporary ones: {', '.join(rostered)}")
+        helpers = [a.model_copy(update={"temporary": True, "password": None, "password_sha256": None}) for a in agents]
+        await self.store.add_agents(tenant_id, helpers)
+        added = ids
         profile = await self.active_profile(tenant_id)
         if profile is not None:
             await self._apply_factors(tenant_id, profile, only=set(added))

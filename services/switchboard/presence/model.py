@@ -6,7 +6,7 @@ Pure functions, no I/O: the store reads the hash and hands it here.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -74,6 +74,37 @@ class AgentState:
         """The highest used/capacity ratio over channels with capacity (0 when idle)."""
         ratios = [self.used.get(ch, 0) / cap for ch, cap in self.effective_capacity().items() if cap > 0]
         return max(ratios, default=0.0)
+
+
+@dataclass(frozen=True)
+class ProfileChange:
+    """What to change of an agent's profile; None leaves a field as it is."""
+
+    groups: Sequence[str] | None = None
+    languages: Sequence[str] | None = None
+    capacity: Mapping[str, int] | None = None
+    display_name: str | None = None
+    multiplier: float | None = None
+    temporary: bool | None = None
+
+    def hash_fields(self) -> list[str | int]:
+        """The agent-hash field/value pairs (flat) of everything but groups; raises ValueError on bad values."""
+        fields: list[str | int] = []
+        if self.languages is not None:
+            fields += ["languages", ",".join(self.languages)]
+        for channel, slots in (self.capacity or {}).items():
+            if channel not in CHANNELS or slots < 0:
+                raise ValueError(f"bad capacity {channel}={slots}")
+            fields += [f"cap:{channel}", int(slots)]
+        if self.display_name is not None:
+            fields += ["display_name", self.display_name]
+        if self.multiplier is not None:
+            if not self.multiplier > 0:
+                raise ValueError("multiplier must be > 0")
+            fields += ["multiplier", repr(float(self.multiplier))]
+        if self.temporary is not None:
+            fields += ["temporary", "1" if self.temporary else "0"]
+        return fields
 
 
 def split_csv(value: str) -> list[str]:

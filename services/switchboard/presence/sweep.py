@@ -12,13 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import Any
 
 from switchboard.presence import lua
 from switchboard.presence.control import SurgeControl
 from switchboard.presence.metrics import REPUBLISHED, SCHEDULE_ACTIONS, SWEEP_SECONDS, SWEPT_OFFLINE, WRAP_UPS_ENDED
 from switchboard.presence.model import Status, text
-from switchboard.presence.store import PresenceStore, UnknownAgent
+from switchboard.presence.store import PresenceStore
 from switchboard.runtime.logs import get_logger
 
 log = get_logger(__name__)
@@ -83,21 +82,16 @@ class Sweeper:
         silent: list[bytes] = await self.store.redis.zrangebyscore(  # type: ignore[assignment]
             self.store.keys.heartbeats(tenant_id), "-inf", f"({cutoff}", start=0, num=SWEEP_BATCH
         )
-        offline = []
-        for member in silent:
-            code = await self._sweep_one(
-                self.store.keys.heartbeats(tenant_id),
-                tenant_id,
-                text(member),
-                Status.OFFLINE,
-                "heartbeat_sweep",
-                "heartbeats stopped",
-                condition="stale_before",
-                cutoff_ms=cutoff,
-                publish=False,
-            )
-            if code == lua.CHANGED:
-                offline.append(text(member))
+        offline = await self._transition_all(
+            self.store.keys.heartbeats(tenant_id),
+            tenant_id,
+            [text(m) for m in silent],
+            Status.OFFLINE,
+            "heartbeat_sweep",
+            "heartbeats stopped",
+            condition="stale_before",
+            cutoff_ms=cutoff,
+        )
         # one acked batch for all of them (a gateway crash drops thousands of sockets at once)
         await self.store.publish(tenant_id, offline)
         SWEPT_OFFLINE.inc(len(offline))
@@ -108,31 +102,41 @@ class Sweeper:
         due: list[bytes] = await self.store.redis.zrangebyscore(  # type: ignore[assignment]
             self.store.keys.wrap_up_timers(tenant_id), "-inf", now_ms, start=0, num=SWEEP_BATCH
         )
-        ended = []
-        for member in due:
-            code = await self._sweep_one(
-                self.store.keys.wrap_up_timers(tenant_id),
-                tenant_id,
-                text(member),
-                Status.AVAILABLE,
-                "wrap_up_timer",
-                "wrap-up ended",
-                condition="wrap_up_due",
-                publish=False,
-            )
-            if code == lua.CHANGED:
-                ended.append(text(member))
+        ended = await self._transition_all(
+            self.store.keys.wrap_up_timers(tenant_id),
+            tenant_id,
+            [text(m) for m in due],
+            Status.AVAILABLE,
+            "wrap_up_timer",
+            "wrap-up ended",
+            condition="wrap_up_due",
+        )
         await self.store.publish(tenant_id, ended)
         WRAP_UPS_ENDED.inc(len(ended))
         return len(ended)
 
-    async def _sweep_one(self, timer_set: str, tenant_id: str, agent_id: str, *args: Any, **kwargs: Any) -> int:
-        try:
-            return await self.store.transition(tenant_id, agent_id, *args, **kwargs)
-        except UnknownAgent:
-            # a hash deleted by hand (or a removed agent) must not stall every later sweep of the tenant
-            await self.store.redis.zrem(timer_set, agent_id)
-            return lua.UNCHANGED
+    async def _transition_all(
+        self,
+        timer_set: str,
+        tenant_id: str,
+        agent_ids: list[str],
+        new: Status,
+        changed_by: str,
+        reason: str,
+        *,
+        condition: str,
+        cutoff_ms: int = 0,
+    ) -> list[str]:
+        if not agent_ids:
+            return []
+        codes = await self.store.transition_many(
+            tenant_id, agent_ids, new, changed_by, reason, condition=condition, cutoff_ms=cutoff_ms
+        )
+        unknown = [a for a, code in codes.items() if code == lua.UNKNOWN_AGENT]
+        if unknown:
+            # a hash deleted by hand (or a removed agent) must not come back in every later sweep
+            await self.store.redis.zrem(timer_set, *unknown)
+        return [a for a, code in codes.items() if code == lua.CHANGED]
 
     async def republish(self, tenant_id: str, now_ms: int) -> int:
         """Republish agents whose change was not acked by Kafka for a while (a failed send or a crashed replica)."""
