@@ -314,3 +314,19 @@ async def test_without_its_directory_the_service_is_up_but_not_ready(settings: S
         assert ready.status_code == 503
         assert ready.json()["checks"]["phone_directory"] is False
         assert (await http.post(EVENTS, json=[started("call-10")])).status_code == 401
+
+
+async def test_a_huge_malformed_transcript_is_refused_and_dead_lettered_cut_to_size(settings: ServiceSettings) -> None:
+    body = b"NOT A VTT 13812345678\n" + b"x" * 1_500_000
+    async with running_phone(settings) as phone, httpx.AsyncClient(base_url=phone.http, headers=SHOP_A_KEY) as http:
+        assert (await http.post(EVENTS, json=[started("call-11")])).status_code == 200
+        answer = await http.post(
+            "/v1/phone/calls/call-11/transcript", content=body, headers={"Content-Type": "text/vtt"}
+        )
+        assert answer.status_code == 422, answer.text
+    [(_, letter)] = await read_topic(settings.kafka_bootstrap, Topics(settings.topic_prefix).dlq, 1)
+    assert isinstance(letter, DeadLetter)
+    assert letter.error_type == "bad_webvtt"
+    assert 0 < len(letter.original) <= 128 * 1024
+    assert letter.original.startswith(b"NOT A VTT 138****5678")
+    assert "first 131072 of" in letter.reason

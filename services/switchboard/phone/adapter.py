@@ -42,6 +42,7 @@ from switchboard.runtime.logs import get_logger
 log = get_logger(__name__)
 
 POST_CALL_CHUNK = 200
+DLQ_ORIGINAL_MAX = 128 * 1024
 _CALLER_FIELD = re.compile(rb'("caller"\s*:\s*")([^"]*)(")')
 
 
@@ -218,9 +219,21 @@ class PhoneAdapter:
         return results
 
     async def reject(self, *, source: str, error: PhoneInputError, raw: bytes, tenant_id: str = "") -> None:
-        """A DLQ record of refused input, callers' numbers and PII in text masked."""
+        """A DLQ record of refused input, callers' numbers and PII in text masked.
+
+        Only the first DLQ_ORIGINAL_MAX bytes are kept: a refused 2 MiB transcript would exceed Kafka's record size
+        limit, and a DLQ write that can never succeed would answer "retry later" for ever.
+        """
+        reason = error.reason
+        if len(raw) > DLQ_ORIGINAL_MAX:
+            reason += f" (DLQ keeps the first {DLQ_ORIGINAL_MAX} of {len(raw)} bytes)"
         await self.intake.reject(
-            source=source, reason=error.reason, error_type=error.error_type, raw=mask_callers(raw), tenant_id=tenant_id
+            source=source,
+            reason=reason,
+            error_type=error.error_type,
+            # A cut through a phone number would leave digits no mask recognises: drop a trailing digit run.
+            raw=mask_callers(raw if len(raw) <= DLQ_ORIGINAL_MAX else raw[:DLQ_ORIGINAL_MAX].rstrip(b"0123456789 -+")),
+            tenant_id=tenant_id,
         )
 
 

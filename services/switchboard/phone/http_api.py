@@ -39,7 +39,7 @@ def retry_later(settings: PhoneSettings, exc: Exception) -> JSONResponse:
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing more than `limit` bytes without reading them all."""
+    """The request body; over `limit` bytes it is refused (a declared length unread, a streamed one cut at limit)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PhoneInputError(f"body of {declared} bytes, at most {limit}", "too_large", 413)
@@ -47,8 +47,13 @@ async def read_body(request: Request, limit: int) -> bytes:
     async for chunk in request.stream():
         body += chunk
         if len(body) > limit:
-            raise PhoneInputError(f"body over {limit} bytes", "too_large", 413)
+            break
     return bytes(body)
+
+
+def _check_size(raw: bytes, limit: int) -> None:
+    if len(raw) > limit:
+        raise PhoneInputError(f"body over {limit} bytes", "too_large", 413)
 
 
 def _media_type(request: Request) -> str:
@@ -82,6 +87,7 @@ def install_http_routes(app: FastAPI, adapter: PhoneAdapter, settings: PhoneSett
         source = "http:" + EVENTS_PATH
         try:
             raw = await read_body(request, settings.phone_max_body_bytes)
+            _check_size(raw, settings.phone_max_body_bytes)
             if _media_type(request) != "application/json":
                 raise PhoneInputError("Content-Type must be application/json", "unsupported_media_type", 415)
             delivery = parse_delivery(raw, settings.phone_max_items, settings.phone_max_text_chars)
@@ -104,6 +110,7 @@ def install_http_routes(app: FastAPI, adapter: PhoneAdapter, settings: PhoneSett
         source = "http:" + TRANSCRIPT_PATH.format(call_id=call_id[:128])
         try:
             raw = await read_body(request, settings.phone_max_document_bytes)
+            _check_size(raw, settings.phone_max_document_bytes)
             segments = _parse_transcript(_media_type(request), raw, call_id, settings.phone_max_text_chars)
             results = await adapter.import_transcript(tenant_id, call_id, segments)
         except PhoneInputError as error:

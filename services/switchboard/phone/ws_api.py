@@ -182,9 +182,7 @@ class StreamSession:
         limit = self.settings.phone_max_frame_bytes
         error = PhoneInputError(f"frame of {len(raw)} bytes, at most {limit}", "too_large", 413)
         try:
-            await self.adapter.reject(
-                source="ws:" + STREAM_PATH, error=error, raw=raw[:limit], tenant_id=self.tenant_id
-            )
+            await self.adapter.reject(source="ws:" + STREAM_PATH, error=error, raw=raw, tenant_id=self.tenant_id)
         except TransientError as exc:
             log.warning("phone_dead_letter_failed", error=repr(exc))
         PHONE_REFUSED.labels(error.error_type).inc()
