@@ -31,7 +31,13 @@ pytestmark = pytest.mark.broker
 async def own_kafka(tmp_path: Path) -> AsyncIterator[LocalKafka]:
     """A broker only this test uses, so it may stop it."""
     broker = LocalKafka(tmp_path / "kafka", heap="384m")
-    await asyncio.to_thread(broker.start)
+    try:
+        await asyncio.to_thread(broker.start)
+    except RuntimeError:
+        # Its free ports were taken by another process before the JVM bound them: once more with new ones.
+        await asyncio.to_thread(broker.stop)
+        broker = LocalKafka(tmp_path / "kafka-again", heap="384m")
+        await asyncio.to_thread(broker.start)
     try:
         yield broker
     finally:
