@@ -79,23 +79,29 @@ class Sweeper:
     async def sweep_heartbeats(self, tenant_id: str, now_ms: int) -> int:
         """Set offline the agents whose last heartbeat is older than the grace period."""
         cutoff = now_ms - self.grace_ms
-        silent: list[bytes] = await self.store.redis.zrangebyscore(  # type: ignore[assignment]
-            self.store.keys.heartbeats(tenant_id), "-inf", f"({cutoff}", start=0, num=SWEEP_BATCH
-        )
-        offline = await self._transition_all(
-            self.store.keys.heartbeats(tenant_id),
-            tenant_id,
-            [text(m) for m in silent],
-            Status.OFFLINE,
-            "heartbeat_sweep",
-            "heartbeats stopped",
-            condition="stale_before",
-            cutoff_ms=cutoff,
-        )
-        # one acked batch for all of them (a gateway crash drops thousands of sockets at once)
-        await self.store.publish(tenant_id, offline)
-        SWEPT_OFFLINE.inc(len(offline))
-        return len(offline)
+        total = 0
+        # batch after batch: a gateway crash drops thousands of sockets at once, and all of them must be offline
+        # by grace + interval, not a batch per sweep later
+        while True:
+            silent: list[bytes] = await self.store.redis.zrangebyscore(  # type: ignore[assignment]
+                self.store.keys.heartbeats(tenant_id), "-inf", f"({cutoff}", start=0, num=SWEEP_BATCH
+            )
+            offline = await self._transition_all(
+                self.store.keys.heartbeats(tenant_id),
+                tenant_id,
+                [text(m) for m in silent],
+                Status.OFFLINE,
+                "heartbeat_sweep",
+                "heartbeats stopped",
+                condition="stale_before",
+                cutoff_ms=cutoff,
+            )
+            await self.store.publish(tenant_id, offline)  # one acked send per batch
+            SWEPT_OFFLINE.inc(len(offline))
+            total += len(offline)
+            # a batch that changed nobody (another replica got them) or was not full ends the round
+            if len(silent) < SWEEP_BATCH or not offline:
+                return total
 
     async def end_wrap_ups(self, tenant_id: str, now_ms: int) -> int:
         """Return agents whose wrap-up timer ran out to available."""
