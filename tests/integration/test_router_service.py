@@ -38,10 +38,15 @@ async def test_router_process_routes_queues_reacts_to_presence_and_closes(
     router, _ = await start_router(settings, tmp_path, "router-1")
     try:
         topics = producer.topics
+        await producer.send(topics.inbound, "c1", message(T, "c1", "m1", "这件衣服有XL码吗"))
+
+        async def lina_has_c1() -> bool:
+            return len(await outbox(redis, keys, T, "lina")) >= 1
+
+        await eventually(lina_has_c1, 30, "c1 on lina's desk")
         await producer.send_many(
             topics.inbound,
             [
-                ("c1", message(T, "c1", "m1", "这件衣服有XL码吗")),
                 ("c2", message(T, "c2", "m2", "颜色有哪些")),
                 ("c3", message(T, "c3", "m3", "在吗")),
                 ("c1", message(T, "c1", "m1b", "谢谢")),

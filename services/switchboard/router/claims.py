@@ -15,6 +15,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
+from switchboard.presence.lua import PRESENCE_STATUS_LUA
 from switchboard.router.config import TenantRouting
 from switchboard.runtime.desk import DESK_APPEND_LUA
 from switchboard.runtime.keys import Keys
@@ -29,7 +30,7 @@ def _lua(name: str) -> str:
 
 def script_source(action: str) -> str:
     """The full Lua source of one action."""
-    return "\n".join((DESK_APPEND_LUA, _lua("lib"), _lua(action)))
+    return "\n".join((DESK_APPEND_LUA, PRESENCE_STATUS_LUA, _lua("lib"), _lua(action)))
 
 
 def _template(key: str) -> list[str]:
@@ -52,6 +53,7 @@ def key_templates(keys: Keys, tenant: str) -> dict[str, Any]:
         "processed": _template(keys.processed(tenant, "router", _MARK)),
         "notify": keys.desk_notify(tenant),
         "offers": keys.offers(tenant),
+        "pending": keys.presence_pending(tenant),
     }
 
 

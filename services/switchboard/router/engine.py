@@ -21,8 +21,6 @@ from redis.asyncio import Redis
 from switchboard.contracts import (
     AgentCommand,
     AgentCommandType,
-    AgentPresence,
-    AgentStatus,
     InboundMessage,
     MessageKind,
     RoutingEvent,
@@ -54,13 +52,13 @@ COMMAND_NAMES = {
 
 
 class EventSink(Protocol):
-    """Where decisions go: the routing topic, and presence records when the router sets an agent away."""
+    """Where decisions go: the routing topic; and agents whose presence the router changed (set away)."""
 
     async def routing(self, events: Sequence[RoutingEvent]) -> None:
         """Publish routing events (keyed by conversation)."""
 
-    async def presence(self, records: Sequence[AgentPresence]) -> None:
-        """Publish presence records (keyed by tenant/agent)."""
+    async def agents_changed(self, tenant: str, agents: Sequence[str]) -> None:
+        """Publish these agents' whole presence state (presence's PresenceStore.publish)."""
 
 
 @dataclass
@@ -68,15 +66,15 @@ class MemorySink:
     """An EventSink that keeps what it got (tests, replay, benchmark)."""
 
     events: list[RoutingEvent] = field(default_factory=list)
-    presences: list[AgentPresence] = field(default_factory=list)
+    away: list[tuple[str, str]] = field(default_factory=list)
 
     async def routing(self, events: Sequence[RoutingEvent]) -> None:
         """Keep the events."""
         self.events.extend(events)
 
-    async def presence(self, records: Sequence[AgentPresence]) -> None:
-        """Keep the records."""
-        self.presences.extend(records)
+    async def agents_changed(self, tenant: str, agents: Sequence[str]) -> None:
+        """Keep the agents."""
+        self.away.extend((tenant, agent) for agent in agents)
 
 
 def facts_of(message: InboundMessage) -> Facts:
@@ -182,8 +180,8 @@ class Router:
         )
 
     async def publish(self, config: TenantRouting, found: Sequence[dict[str, Any]], now_ms: int) -> None:
-        """Turn decisions into RoutingEvents (and presence records for agents set away) and publish them."""
-        events, presences = [], []
+        """Turn decisions into RoutingEvents and publish them (and the presence of agents set away)."""
+        events, away = [], []
         for decision in found:
             kind = str(decision.get("type"))
             DECISIONS.labels(kind).inc()
@@ -194,7 +192,10 @@ class Router:
                 log.info(
                     "command_refused",
                     tenant=config.tenant,
-                    **{k: decision.get(k) for k in ("conv", "agent", "reason", "command")},
+                    conv=decision.get("conv"),
+                    agent=decision.get("agent"),
+                    reason=decision.get("reason"),
+                    command=decision.get("command"),
                 )
             event = routing_event(
                 config.tenant,
@@ -206,22 +207,11 @@ class Router:
             if event is not None:
                 events.append(event)
             if kind == "timed_out" and decision.get("away"):
-                presences.append(
-                    self._away(config.tenant, str(decision["agent"]), int(decision.get("missed") or 0), now_ms)
-                )
+                away.append(str(decision["agent"]))
         if events:
             await self.sink.routing(events)
-        if presences:
-            await self.sink.presence(presences)
-
-    @staticmethod
-    def _away(tenant: str, agent: str, missed: int, now_ms: int) -> AgentPresence:
-        record = AgentPresence(
-            tenant_id=tenant, agent_id=agent, changed_by="router", reason=f"missed {missed} offers in a row"
-        )
-        record.status = AgentStatus.AGENT_STATUS_AWAY
-        record.changed_at.FromMilliseconds(now_ms)
-        return record
+        if away:
+            await self.sink.agents_changed(config.tenant, away)
 
     # -- inbound ----------------------------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import Sequence
 
 from switchboard.contracts import AgentCommand, AgentPresence, InboundMessage, RoutingEvent
+from switchboard.presence.store import PresenceStore
 from switchboard.router.engine import Router
 from switchboard.router.reload import ConfigStore
 from switchboard.router.settings import RouterSettings
@@ -27,19 +28,20 @@ log = get_logger(__name__)
 
 
 class KafkaSink:
-    """Publishes decisions to the routing topic and away-records to the presence topic (waits for acks)."""
+    """Publishes decisions to the routing topic (waits for acks), and agents set away through presence's store."""
 
-    def __init__(self, producer: RecordProducer) -> None:
+    def __init__(self, producer: RecordProducer, presence: PresenceStore) -> None:
         self._producer = producer
         self._topics = producer.topics
+        self._presence = presence
 
     async def routing(self, events: Sequence[RoutingEvent]) -> None:
         """Routing events keyed by conversation."""
         await self._producer.send_many(self._topics.routing, [(e.conversation_id, e) for e in events])
 
-    async def presence(self, records: Sequence[AgentPresence]) -> None:
-        """Presence records keyed by tenant/agent."""
-        await self._producer.send_many(self._topics.presence, [(f"{r.tenant_id}/{r.agent_id}", r) for r in records])
+    async def agents_changed(self, tenant: str, agents: Sequence[str]) -> None:
+        """The agents' whole presence state; if the broker does not ack, presence's sweep republishes it."""
+        await self._presence.publish(tenant, agents)
 
 
 def conversation_handler(router: Router) -> Handler:
@@ -94,11 +96,12 @@ async def run(settings: RouterSettings) -> None:
     configs = ConfigStore(settings.config_dir())
     configs.poll()
     producer = await runtime.start_producer()
+    keys = Keys(settings.key_prefix)
     router = Router(
         redis,
-        Keys(settings.key_prefix),
+        keys,
         configs,
-        KafkaSink(producer),
+        KafkaSink(producer, PresenceStore(redis, keys, producer)),
         instance=settings.instance_id,
         marker_ttl_s=settings.marker_ttl_s,
     )

@@ -20,7 +20,10 @@ local akey = K('agent', agent)
 local missed = redis.call('HINCRBY', akey, 'missed_offers', 1)
 local away = false
 if missed >= M.max_misses and redis.call('HGET', akey, 'status') == 'available' then
-  redis.call('HSET', akey, 'status', 'away', 'status_since_ms', NOW, 'missed_offers', 0)
+  -- Status belongs to presence: change it through presence's own function so the version and pending mark
+  -- move with it, and presence's record of the agent stays whole.
+  presence_set_status(akey, C.k.pending, agent, 'away', NOW, 'router', 'missed ' .. missed .. ' offers')
+  redis.call('HSET', akey, 'missed_offers', 0)
   desk(agent, 8, '', 0, '', nil, 0, 0, 'missed_offers', f_int(11, 3))
   away = true
 end
