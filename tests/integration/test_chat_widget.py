@@ -175,3 +175,19 @@ async def test_the_customer_limit_holds_across_their_connections(settings: Servi
                     pass
             answers.append(frame.get("code", frame["type"]))
     assert answers == ["ack"] * 5 + ["rate_limited"]
+
+
+async def test_one_customer_may_not_hold_more_sockets_than_the_limit(settings: ServiceSettings) -> None:
+    async with (
+        running_chat(chat_settings(settings, chat_max_sockets_per_customer=2)) as chat,
+        connect(chat.ws_url("shop-a", "many-tabs")) as tab1,
+        connect(chat.ws_url("shop-a", "many-tabs")) as tab2,
+    ):
+        for ws in (tab1, tab2):
+            await next_frame(ws, "hello")
+        async with connect(chat.ws_url("shop-a", "many-tabs")) as tab3:
+            with pytest.raises(ConnectionClosed):
+                await tab3.recv()
+            assert tab3.close_code == 1008
+        async with connect(chat.ws_url("shop-a", "another")) as other:
+            await next_frame(other, "hello")

@@ -55,6 +55,8 @@ class ChatSettings(ServiceSettings):
     chat_customer_rate_window_s: int = 10
     # A connection that keeps flooding after this many refusals in a row is closed (1008).
     chat_rate_strikes_to_close: int = 20
+    # Sockets one customer may hold on one replica (tabs, devices); one more is closed with 1008.
+    chat_max_sockets_per_customer: int = 5
     # Webhook: body limit, and how far a signed timestamp may be from now (replayed event ids are kept twice as long).
     chat_max_body_bytes: int = 64 * 1024
     chat_signature_tolerance_s: int = 300

@@ -101,6 +101,10 @@ class SocketHub:
         """How many widget sockets this replica holds."""
         return sum(len(s) for s in self._sockets.values())
 
+    def held(self, tenant_id: str, customer_id: str) -> int:
+        """How many sockets of this customer this replica holds."""
+        return len(self._sockets.get(self._keys.chat_customer_channel(tenant_id, customer_id), ()))
+
     async def add(self, sock: CustomerSocket) -> None:
         """Register a socket (subscribing to its customer's channel if it is the first here)."""
         channel = self._keys.chat_customer_channel(sock.tenant_id, sock.customer_id)

@@ -27,7 +27,7 @@ log = get_logger(__name__)
 
 PATH = "/chat/v1/ws"
 SOURCE = "ws:" + PATH
-CLOSE_POLICY = 1008  # rate limit kept being exceeded
+CLOSE_POLICY = 1008  # rate limit kept being exceeded, or too many sockets of one customer
 CLOSE_TRY_LATER = 1013
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_UNKNOWN_TENANT = 4404
@@ -54,6 +54,9 @@ class WidgetEndpoint:
         if who is None:
             return
         tenant_id, customer_id = who
+        if self.hub.held(tenant_id, customer_id) >= self.settings.chat_max_sockets_per_customer:
+            await ws.close(CLOSE_POLICY, "too many sockets for this customer")
+            return
         try:
             conversation_id = await self.accept.conversations.current(tenant_id, customer_id)
         except Exception as exc:
