@@ -123,6 +123,7 @@ class RoutingProbe:
             "on_inbound_topic": True,
             "conversation_id": seen.conversation_id,
             "message_id": seen.message_id,
+            "received_at": f"+{seen.received_at - started_at:.1f}s",
         }
         if last is not None:
             where["last_decision"] = (

@@ -25,6 +25,14 @@ from switchboard.loadgen.stats import (
 
 Report = dict[str, Any]
 
+ERLANG_MODEL = (
+    "Erlang C per shop: arrivals = the shop's measured conversations per second (whole arrival window, and its "
+    "busiest minute); AHT = measured assignment-to-close time; servers = mean agents online × traffic-weighted "
+    "slots per agent × the surge multiplier averaged over its time on. Outside the model: a phone call blocking "
+    "an agent's other work, offers that time out, routing and delivery delays, and arrivals that are anything but "
+    "steady during a spike; a measured service level below the prediction points at those."
+)
+
 
 def outcomes(obs: Observations) -> list[ConversationOutcome]:
     """Each conversation's start, answer and handling time."""
@@ -160,6 +168,7 @@ def build_report(obs: Observations, scenario: Scenario) -> Report:
         "per_tenant": per_tenant(convs, patience, targets),
         "agents": occupancy_and_fairness(obs.sessions),
         "erlang_c": erlang_comparison(obs, scenario, convs),
+        "erlang_c_model": ERLANG_MODEL,
         "series": obs.series.as_lists(),
         "errors": dict(obs.errors),
         "e2e_samples_s": sorted(e2e),
@@ -283,7 +292,10 @@ def _whereabouts(report: Report, limit: int = 20) -> str:
             lines.append(f"lost {where['tag']}: acknowledged by its channel but never on the inbound topic")
         else:
             last = where.get("last_decision", "no routing decision")
-            lines.append(f"lost {where['tag']}: conversation {where['conversation_id']}, last decision {last}")
+            lines.append(
+                f"lost {where['tag']}: received {where.get('received_at', '?')} in conversation "
+                f"{where['conversation_id']}, its last decision {last}"
+            )
     return "\n".join(lines)
 
 
