@@ -154,6 +154,15 @@ async def test_temporary_agents_in_bulk(presence: Presence) -> None:
     resp = await presence.http.post(f"{A}/temporary-agents", json={"agents": helpers}, headers=auth(OPS_A))
     assert resp.status_code == 201, resp.text
     assert len(await presence.store.group_members("shop-a", "presales")) == 23
+    passwords = resp.json()["passwords"]
+    assert len(set(passwords.values())) == 20
+    # a helper logs in at the gateway with the password issued to it, and only with that, only in its shop
+    assert await presence.store.check_temporary_login("shop-a", "tmp-3", passwords["tmp-3"])
+    assert not await presence.store.check_temporary_login("shop-a", "tmp-3", passwords["tmp-4"])
+    assert not await presence.store.check_temporary_login("shop-b", "tmp-3", passwords["tmp-3"])
+    assert not await presence.store.check_temporary_login("shop-a", "a-lina", "dev-lina")  # rostered: the file
+    audit = (await presence.http.get(f"{A}/audit", headers=auth(OPS_A))).json()
+    assert passwords["tmp-3"] not in str(audit)
     await presence.store.login("shop-a", "tmp-3")
     resp = await presence.http.post(
         f"{A}/temporary-agents/remove",
@@ -165,6 +174,7 @@ async def test_temporary_agents_in_bulk(presence: Presence) -> None:
     assert outcome["a-lina"] == "refused: not temporary"
     assert outcome["ghost"] == "unknown"
     assert sum(v == "removed" for v in outcome.values()) == 20
+    assert not await presence.store.check_temporary_login("shop-a", "tmp-3", passwords["tmp-3"])
     assert await presence.store.group_members("shop-a", "presales") == ["a-emma", "a-jun", "a-lina"]
     # A rostered agent cannot be overwritten as a temporary one.
     resp = await presence.http.post(

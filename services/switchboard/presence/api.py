@@ -32,6 +32,7 @@ from switchboard.presence.schemas import (
     StatusRequest,
     SurgeView,
     TemporaryAgentsRequest,
+    TemporaryAgentsView,
     WhereView,
 )
 from switchboard.presence.settings import OperatorGrant
@@ -157,14 +158,15 @@ async def scale_capacity(tenant_id: str, body: CapacityRequest, operator: Operat
 @router.post("/temporary-agents", summary="Add temporary agents in bulk", status_code=201)
 async def add_temporary(
     tenant_id: str, body: TemporaryAgentsRequest, operator: Operator, control: Control
-) -> ChangedView:
-    """Create surge helpers (offline until they log in); an active surge profile's factor applies to them."""
+) -> TemporaryAgentsView:
+    """Create surge helpers (offline until they log in at the gateway with the password issued here, once);
+    an active surge profile's factor applies to them. Adding an agent again issues it a new password."""
     agents = [RosterAgent(**a.model_dump(), temporary=True) for a in body.agents]
     try:
-        added = await control.add_temporary_agents(tenant_id, agents, _actor(operator))
+        passwords = await control.add_temporary_agents(tenant_id, agents, _actor(operator))
     except ControlError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
-    return ChangedView(changed=added)
+    return TemporaryAgentsView(changed=list(passwords), passwords=passwords)
 
 
 @router.post("/temporary-agents/remove", summary="Remove temporary agents in bulk")

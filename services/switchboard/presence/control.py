@@ -61,8 +61,12 @@ class SurgeControl:
         )
         return changed
 
-    async def add_temporary_agents(self, tenant_id: str, agents: Sequence[RosterAgent], operator: str) -> list[str]:
-        """Add (or update) temporary agents, offline until they log in; an active profile's factor applies."""
+    async def add_temporary_agents(
+        self, tenant_id: str, agents: Sequence[RosterAgent], operator: str
+    ) -> dict[str, str]:
+        """Add (or update) temporary agents, offline until they log in; an active profile's factor applies.
+
+        Returns each agent's newly issued login password (shown once: neither stored nor audited in the clear)."""
         ids = [a.agent_id for a in agents]
         # all or nothing: refuse the whole batch before adding any of it
         rostered = [
@@ -76,10 +80,11 @@ class SurgeControl:
         profile = await self.active_profile(tenant_id)
         if profile is not None:
             await self._apply_factors(tenant_id, profile, only=set(added))
+        passwords = await self.store.issue_temporary_logins(tenant_id, added)
         await self.audit.record(
             tenant_id, operator, "add_temporary_agents", {"agent_ids": added}, {"added": len(added)}
         )
-        return added
+        return passwords
 
     async def remove_temporary_agents(self, tenant_id: str, agent_ids: Sequence[str], operator: str) -> dict[str, str]:
         """Remove temporary agents (offline first, so the router requeues their work); rostered ones are refused."""

@@ -19,6 +19,16 @@ CHANNELS = ("chat", "email", "phone")
 Ident = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
 
 
+def hash_secret(salt: str, password: str) -> str:
+    """The `password_sha256` of a password: sha256 hex of salt + password."""
+    return hashlib.sha256((salt + password).encode()).hexdigest()
+
+
+def check_secret(salt: str, password: str, digest: str) -> bool:
+    """Constant-time check of a password against its salted digest."""
+    return hmac.compare_digest(hash_secret(salt, password), digest.lower())
+
+
 class ChannelSlots(BaseModel):
     """Slots per channel before any surge multiplier."""
 
@@ -51,8 +61,7 @@ class RosterAgent(BaseModel):
     def check_password(self, password: str) -> bool:
         """True when `password` is this agent's (constant-time compare); False when no password is configured."""
         if self.password_sha256:
-            digest = hashlib.sha256((self.password_salt + password).encode()).hexdigest()
-            return hmac.compare_digest(digest, self.password_sha256.lower())
+            return check_secret(self.password_salt, password, self.password_sha256)
         if self.password is not None:
             return hmac.compare_digest(self.password.encode(), password.encode())
         return False

@@ -100,6 +100,13 @@ class TemporaryAgent(BaseModel):
     capacity: ChannelSlots = Field(default_factory=ChannelSlots)
 
 
+class TemporaryAgentsView(BaseModel):
+    """The agents added, and the login password issued to each (shown only here, once)."""
+
+    changed: list[str]
+    passwords: dict[str, str]
+
+
 class TemporaryAgentsRequest(BaseModel):
     """Agents to add in bulk."""
 

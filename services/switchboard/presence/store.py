@@ -10,6 +10,7 @@ it. Records carry `presence_version`, so a consumer can drop one that arrives af
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -28,7 +29,7 @@ from switchboard.presence.model import (
     text,
     to_presence_record,
 )
-from switchboard.presence.roster import Roster, RosterAgent
+from switchboard.presence.roster import Roster, RosterAgent, check_secret, hash_secret
 from switchboard.runtime.errors import BrokerUnavailable
 from switchboard.runtime.kafka import RecordProducer
 from switchboard.runtime.keys import Keys
@@ -376,6 +377,35 @@ class PresenceStore:
         )
         await self.publish(tenant_id, [agent_id])
         return bool(code == lua.CHANGED)
+
+    # --- logins of temporary agents --------------------------------------------------------------------------
+
+    async def issue_temporary_logins(self, tenant_id: str, agent_ids: Sequence[str]) -> dict[str, str]:
+        """Give each (temporary) agent a new random password and return them; only the salted digest is kept.
+
+        Generated passwords carry 128 random bits, so a salted sha256 is enough to keep them.
+        """
+        passwords = {agent_id: secrets.token_urlsafe(16) for agent_id in agent_ids}
+        pipe = self.redis.pipeline(transaction=False)
+        for agent_id, password in passwords.items():
+            salt = secrets.token_hex(8)
+            pipe.hset(
+                self.keys.agent(tenant_id, agent_id),
+                mapping={"login_salt": salt, "login_sha256": hash_secret(salt, password)},
+            )
+        await pipe.execute()
+        return passwords
+
+    async def check_temporary_login(self, tenant_id: str, agent_id: str, password: str) -> bool:
+        """True when a temporary agent (added by an operator, not removed) logs in with the password it was issued.
+
+        The gateway's login endpoint asks this for agents its roster file does not list."""
+        salt, digest, temporary, removed = await self.redis.hmget(
+            self.keys.agent(tenant_id, agent_id), ["login_salt", "login_sha256", "temporary", "removed"]
+        )
+        if not salt or not digest or temporary != b"1" or removed == b"1":
+            return False
+        return check_secret(text(salt), password, text(digest))
 
     # --- reads ----------------------------------------------------------------------------------------------
 
