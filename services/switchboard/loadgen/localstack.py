@@ -90,9 +90,12 @@ def local_stack(
                 if keep_data:
                     log.warning("loadgen_data_kept", topic_prefix=topic_prefix, key_prefix=key_prefix)
                 else:
+                    # A broker holds files open per partition: a run's topics must not outlive it.
                     cleanup = _clean_up(infra.bootstrap, infra.redis_url, topic_prefix, key_prefix, partitions)
-                    with contextlib.suppress(Exception):
+                    try:
                         asyncio.run(cleanup)
+                    except Exception as exc:
+                        log.warning("loadgen_cleanup_failed", topic_prefix=topic_prefix, error=repr(exc))
     finally:
         relay.stop()
         for name, value in saved.items():
