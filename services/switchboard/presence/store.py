@@ -1,6 +1,6 @@
 """PresenceStore: the one way an agent's presence changes (login, heartbeat, status, profile, removal).
 
-Every change is one atomic Redis script (`presence.lua`); after it, the agent's current state is published as an
+Every change is one atomic Redis script (`presence/lua.py`); after it, the agent's current state is published as an
 AgentPresence record on the compacted presence topic (key `tenant/agent`), and a status change also appends a
 DESK_EVENT_STATUS to the agent's desk outbox inside the same script. The gateway calls this class directly.
 
