@@ -20,6 +20,7 @@ from websockets.exceptions import ConnectionClosed
 from switchboard.chat.signing import verify_body
 from switchboard.contracts import Channel, DeadLetter, InboundMessage, OutboundMessage, RoutingEvent, RoutingEventType
 from switchboard.runtime.kafka import RecordProducer
+from switchboard.runtime.keys import Keys
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.runtime.topics import Topics
 from switchboard.stack.procs import free_port
@@ -227,3 +228,27 @@ async def test_a_frame_over_the_transport_limit_closes_the_socket_without_being_
         with pytest.raises(ConnectionClosed):
             await next_frame(ws, "ack")
         assert ws.close_code == 1009
+
+
+async def test_the_waiting_customer_sees_their_place_move_up_as_the_queue_drains(
+    settings: ServiceSettings,
+    redis,  # type: ignore[no-untyped-def]
+) -> None:
+    keys = Keys(settings.key_prefix)
+    cs = chat_settings(settings, chat_queue_refresh_s=0.1, chat_seconds_per_queue_position=20)
+    async with running_chat(cs) as chat, connect(chat.ws_url("shop-a", "in-line")) as ws:
+        conv = (await next_frame(ws, "hello"))["conversation_id"]
+        # The router's state for a queued chat conversation with two ahead of it (see docs/state.md).
+        queue = keys.queue_channel("shop-a", "presales", "chat")
+        await redis.zadd(queue, {"ahead-1": 1, "ahead-2": 2, conv: 3})
+        await redis.hset(keys.conversation("shop-a", conv), mapping={"state": "queued", "group": "presales"})
+        first = await next_frame(ws, "queue")
+        assert (first["conversation_id"], first["position"], first["estimated_wait_s"]) == (conv, 3, 60)
+        await redis.zrem(queue, "ahead-1")
+        assert (await next_frame(ws, "queue"))["position"] == 2
+        await redis.zrem(queue, "ahead-2")
+        assert (await next_frame(ws, "queue"))["position"] == 1
+        await redis.zrem(queue, conv)
+        await redis.hset(keys.conversation("shop-a", conv), "state", "assigned")
+        await ws.send(json.dumps({"type": "ping"}))
+        assert json.loads(await ws.recv())["type"] == "pong", "no more queue frames once an agent has it"

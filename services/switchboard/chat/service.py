@@ -16,6 +16,7 @@ from switchboard.chat.conversations import Conversations
 from switchboard.chat.limits import CustomerRate
 from switchboard.chat.outbound import ChatOutbound
 from switchboard.chat.pending import PendingReplies
+from switchboard.chat.queue_watch import QueueWatch
 from switchboard.chat.replies import ReplyRoute
 from switchboard.chat.settings import ChatSettings, Tenant
 from switchboard.chat.sockets import SocketHub, Undelivered
@@ -67,6 +68,9 @@ async def build(settings: ChatSettings) -> ServiceRuntime:
     route.hub = hub
     runtime.add_closer(hub.close)
     runtime.add_worker("chat-sockets", hub.listen, stop=hub.stop_intake)
+    if settings.chat_queue_refresh_s > 0:
+        watch = QueueWatch(hub, redis, keys, settings.chat_seconds_per_queue_position, settings.chat_queue_refresh_s)
+        runtime.add_worker("chat-queue-watch", watch.run, stop=watch.stop_intake)
     parts = _Parts(settings, redis, keys, accept, hub, route)
     _mount(runtime, parts, tenants)
     await _consume(runtime, parts, producer)

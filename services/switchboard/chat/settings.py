@@ -65,6 +65,8 @@ class ChatSettings(ServiceSettings):
     chat_conversation_ttl_s: int = 7 * 24 * 3600
     # Estimated wait shown to a queued customer: position times this (a shop's average handle time per agent slot).
     chat_seconds_per_queue_position: float = 30.0
+    # How often a replica looks up its waiting customers' places in the router's queues (0 turns it off).
+    chat_queue_refresh_s: float = 5.0
     chat_callback_timeout_s: float = 5.0
     chat_callback_attempts: int = 3
 

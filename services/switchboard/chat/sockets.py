@@ -101,6 +101,15 @@ class SocketHub:
         """How many widget sockets this replica holds."""
         return sum(len(s) for s in self._sockets.values())
 
+    def customers(self) -> set[tuple[str, str]]:
+        """(tenant, customer) of every socket held here."""
+        return {(sock.tenant_id, sock.customer_id) for held in self._sockets.values() for sock in held}
+
+    def push_local(self, tenant_id: str, customer_id: str, frame: Frame) -> None:
+        """A frame to this customer's sockets on this replica only."""
+        for sock in self._sockets.get(self._keys.chat_customer_channel(tenant_id, customer_id), ()):
+            sock.push(frame)
+
     def held(self, tenant_id: str, customer_id: str) -> int:
         """How many sockets of this customer this replica holds."""
         return len(self._sockets.get(self._keys.chat_customer_channel(tenant_id, customer_id), ()))
