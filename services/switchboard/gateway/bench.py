@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 from redis.asyncio import Redis
@@ -34,6 +35,7 @@ from switchboard.runtime.keys import Keys
 from switchboard.runtime.redis_client import redis_client
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.runtime.topics import Topics
+from switchboard.stack.kafka import LocalKafka
 from switchboard.stack.procs import free_port
 from switchboard.stack.redis import LocalRedis
 
@@ -136,7 +138,7 @@ class Desktops:
     def __init__(self) -> None:
         self.procs: list[asyncio.subprocess.Process] = []
         self.events: dict[int, int] = {}
-        self.connected: dict[int, dict[str, float]] = {}
+        self.connected: dict[int, dict[str, Any]] = {}
         self.tasks: list[asyncio.Task[None]] = []
         self.changed = asyncio.Event()
 
@@ -171,6 +173,11 @@ class Desktops:
                 self.changed.clear()
                 await self.changed.wait()
 
+    def agents(self, sockets: int) -> list[int]:
+        """Indices of the agents whose socket opened."""
+        failed = {i for report in self.connected.values() for i in report["failed"]}
+        return [i for i in range(sockets) if i not in failed]
+
     def total_events(self) -> int:
         """Events all desktops received so far."""
         return sum(self.events.values())
@@ -196,16 +203,17 @@ async def _fan_out(args: argparse.Namespace, settings: ServiceSettings, desktops
         script = redis.register_script(APPEND)
         text = "您好, where is my parcel? order 1234567890 " * 2
         base = desktops.total_events()
+        agents = desktops.agents(args.sockets)
         started = time.monotonic()
         for start in range(0, args.events, args.batch):
             pipe = redis.pipeline(transaction=False)
             for i in range(start, min(start + args.batch, args.events)):
-                tenant, agent = agent_of(i % args.sockets, args.tenants)
+                tenant, agent = agent_of(agents[i % len(agents)], args.tenants)
                 event = DeskEvent(
                     tenant_id=tenant,
                     agent_id=agent,
                     type=DeskEventType.DESK_EVENT_MESSAGE,
-                    conversation_id=f"conv-{i % args.sockets}",
+                    conversation_id=f"conv-{agents[i % len(agents)]}",
                     epoch=1,
                     message=InboundMessage(
                         message_id=f"m{i}", tenant_id=tenant, channel=Channel.CHANNEL_CHAT, text=text
@@ -225,12 +233,60 @@ async def _fan_out(args: argparse.Namespace, settings: ServiceSettings, desktops
         await redis.aclose()
 
 
+async def _measure(
+    args: argparse.Namespace,
+    settings: ServiceSettings,
+    gateway: asyncio.subprocess.Process,
+    port: int,
+    desktops: Desktops,
+    figures: Figures,
+) -> None:
+    """Open the sockets, weigh the gateway, fan the events out; fills `figures` and prints them."""
+    await asyncio.sleep(2)
+    figures.rss_idle_mib = _rss_mib(gateway.pid)
+    started, cpu_before = time.monotonic(), _cpu_s(gateway.pid)
+    await desktops.start(args, f"ws://127.0.0.1:{port}/desk")
+    await desktops.until(lambda: len(desktops.connected) >= args.clients, timeout=600)
+    figures.connect_seconds = time.monotonic() - started
+    figures.connect_cpu_s = _cpu_s(gateway.pid) - cpu_before
+    figures.sockets = int(sum(r["connected"] for r in desktops.connected.values()))
+    await asyncio.sleep(3)
+    figures.rss_sockets_mib = _rss_mib(gateway.pid)
+    figures.kib_per_socket = (figures.rss_sockets_mib - figures.rss_idle_mib) * 1024 / max(1, figures.sockets)
+    print(
+        f"sockets held: {figures.sockets} of {args.sockets} in {figures.connect_seconds:.1f} s "
+        f"(gateway CPU {figures.connect_cpu_s:.1f} s); gateway RSS "
+        f"{figures.rss_idle_mib:.0f} MiB idle -> {figures.rss_sockets_mib:.0f} MiB "
+        f"({figures.kib_per_socket:.1f} KiB per socket)",
+        flush=True,
+    )
+    if args.events:
+        cpu_before = _cpu_s(gateway.pid)
+        appended, elapsed = await _fan_out(args, settings, desktops)
+        figures.events = desktops.total_events()
+        figures.gateway_cpu_s = _cpu_s(gateway.pid) - cpu_before
+        figures.events_per_s = args.events / elapsed
+        figures.events_per_gateway_cpu_s = args.events / max(figures.gateway_cpu_s, 0.01)
+        figures.append_per_s = args.events / appended
+        print(
+            f"fan-out: {args.events} events appended at {figures.append_per_s:.0f}/s, all received after "
+            f"{elapsed:.2f} s: {figures.events_per_s:.0f} events/s (gateway CPU {figures.gateway_cpu_s:.1f} s: "
+            f"{figures.events_per_gateway_cpu_s:.0f} events per gateway CPU-second); "
+            f"gateway RSS now {_rss_mib(gateway.pid):.0f} MiB",
+            flush=True,
+        )
+
+
 async def run(args: argparse.Namespace) -> Figures:
     """The whole benchmark; returns its figures."""
     raise_open_files(args.sockets + 4096)
     base = ServiceSettings()
     prefix = f"gwbench{uuid.uuid4().hex[:6]}"
-    own_redis = None
+    own_redis = own_kafka = None
+    if args.own_kafka:
+        own_kafka = LocalKafka(Path(tempfile.mkdtemp(prefix="sb-gw-bench-kafka-")))
+        own_kafka.start()
+        base = base.model_copy(update={"kafka_bootstrap": own_kafka.bootstrap})
     redis_url = args.redis_url
     if not redis_url:
         own_redis = LocalRedis(Path(tempfile.mkdtemp(prefix="sb-gw-bench-redis-")))
@@ -247,39 +303,7 @@ async def run(args: argparse.Namespace) -> Figures:
         roster = await _load_agents(settings, args.sockets, args.tenants)
         port = free_port()
         gateway = await _start_gateway(settings, roster, port, args.profile)
-        await asyncio.sleep(2)
-        figures.rss_idle_mib = _rss_mib(gateway.pid)
-        started, cpu_before = time.monotonic(), _cpu_s(gateway.pid)
-        await desktops.start(args, f"ws://127.0.0.1:{port}/desk")
-        await desktops.until(lambda: len(desktops.connected) >= args.clients, timeout=600)
-        figures.connect_seconds = time.monotonic() - started
-        figures.connect_cpu_s = _cpu_s(gateway.pid) - cpu_before
-        figures.sockets = int(sum(r["connected"] for r in desktops.connected.values()))
-        await asyncio.sleep(3)
-        figures.rss_sockets_mib = _rss_mib(gateway.pid)
-        figures.kib_per_socket = (figures.rss_sockets_mib - figures.rss_idle_mib) * 1024 / max(1, figures.sockets)
-        print(
-            f"sockets held: {figures.sockets} of {args.sockets} in {figures.connect_seconds:.1f} s "
-            f"(gateway CPU {figures.connect_cpu_s:.1f} s); gateway RSS "
-            f"{figures.rss_idle_mib:.0f} MiB idle -> {figures.rss_sockets_mib:.0f} MiB "
-            f"({figures.kib_per_socket:.1f} KiB per socket)",
-            flush=True,
-        )
-        if args.events:
-            cpu_before = _cpu_s(gateway.pid)
-            appended, elapsed = await _fan_out(args, settings, desktops)
-            figures.events = desktops.total_events()
-            figures.gateway_cpu_s = _cpu_s(gateway.pid) - cpu_before
-            figures.events_per_s = args.events / elapsed
-            figures.events_per_gateway_cpu_s = args.events / max(figures.gateway_cpu_s, 0.01)
-            figures.append_per_s = args.events / appended
-            print(
-                f"fan-out: {args.events} events appended at {figures.append_per_s:.0f}/s, all received after "
-                f"{elapsed:.2f} s: {figures.events_per_s:.0f} events/s (gateway CPU {figures.gateway_cpu_s:.1f} s: "
-                f"{figures.events_per_gateway_cpu_s:.0f} events per gateway CPU-second); "
-                f"gateway RSS now {_rss_mib(gateway.pid):.0f} MiB",
-                flush=True,
-            )
+        await _measure(args, settings, gateway, port, desktops, figures)
     finally:
         await desktops.stop()
         if gateway is not None and gateway.returncode is None:
@@ -287,6 +311,8 @@ async def run(args: argparse.Namespace) -> Figures:
             await gateway.wait()
         if own_redis is not None:
             own_redis.stop()
+        if own_kafka is not None:
+            own_kafka.stop()
     return figures
 
 
@@ -302,6 +328,7 @@ def main() -> None:
     parser.add_argument("--ack-every", type=int, default=20)
     parser.add_argument("--deflate", action="store_true", help="desktops negotiate permessage-deflate")
     parser.add_argument("--profile", default="", help="write a cProfile of the gateway process to this file")
+    parser.add_argument("--own-kafka", action="store_true", help="start a Kafka broker for the run")
     parser.add_argument("--redis-url", default="", help="use this Redis instead of starting one")
     args = parser.parse_args()
     figures = asyncio.run(run(args))

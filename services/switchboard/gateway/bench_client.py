@@ -80,7 +80,8 @@ async def main() -> None:
     started = time.monotonic()
     opened = await asyncio.gather(*(_open(args, i, gate) for i in range(args.start, args.start + args.count)))
     sockets = [ws for ws in opened if ws is not None]
-    _report(connected=len(sockets), failed=args.count - len(sockets), seconds=round(time.monotonic() - started, 2))
+    failed = [args.start + i for i, ws in enumerate(opened) if ws is None]
+    _report(connected=len(sockets), failed=failed, seconds=round(time.monotonic() - started, 2))
     counts = [0]
     readers = [asyncio.create_task(_read(ws, counts, args.ack_every)) for ws in sockets]
     stdin_closed = asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
