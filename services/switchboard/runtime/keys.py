@@ -41,6 +41,11 @@ class Keys:
         """Sorted set: conversations waiting for a skill group, by score."""
         return self._tenant(tenant_id, "queue", group)
 
+    def group_capacity_version(self, tenant_id: str, group: str) -> str:
+        """Counter: bumped whenever capacity may have grown in a group (router), so a claim can tell its snapshot
+        is still current and skip re-checking every agent before queueing."""
+        return self._tenant(tenant_id, "group", group, "capver")
+
     def queue_channel(self, tenant_id: str, group: str, channel: str) -> str:
         """Sorted set: conversations of one channel waiting for a skill group (router), lowest score first."""
         return self._tenant(tenant_id, "queue", f"{group}:{channel}")
