@@ -8,7 +8,7 @@ of capacity.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from switchboard.router.config import CHANNELS, Capacity, OverflowRing, SkillGroup, TenantRouting
@@ -117,13 +117,41 @@ class Plan:
     reasons: list[str] = field(default_factory=list)
 
 
+@dataclass
+class AgentIndex:
+    """A snapshot's agents by id and by group, with the groups' slots per channel (what a batch plans over)."""
+
+    by_id: dict[str, AgentView]
+    by_group: dict[str, list[AgentView]]
+    _slots: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, agents: Iterable[AgentView]) -> AgentIndex:
+        """Index a list of agents."""
+        by_id = {a.agent_id: a for a in agents}
+        by_group: dict[str, list[AgentView]] = {}
+        for agent in by_id.values():
+            for group in agent.groups:
+                by_group.setdefault(group, []).append(agent)
+        return cls(by_id, by_group)
+
+    def slots(self, group: str, channel: str) -> int:
+        """Effective slots of a channel over the group's available agents (taking work does not change it)."""
+        key = (group, channel)
+        if key not in self._slots:
+            members = self.by_group.get(group, [])
+            self._slots[key] = sum(a.capacity(channel) for a in members if a.status == "available")
+        return self._slots[key]
+
+
 def active_rings(
-    config: TenantRouting, group: SkillGroup, stats: Mapping[str, GroupStats], agents: Sequence[AgentView], channel: str
+    config: TenantRouting, group: SkillGroup, stats: Mapping[str, GroupStats], index: AgentIndex, channel: str
 ) -> list[tuple[OverflowRing, str]]:
     """Overflow rings whose wait or service-level trigger fires at decision time, with the reason."""
+    if not group.overflow:
+        return []
     mine = stats.get(group.name, GroupStats())
-    slots = sum(a.capacity(channel) for a in agents if group.name in a.groups and a.status == "available")
-    wait = estimated_wait_s(mine.queue_length, slots, group.avg_handle_s)
+    wait = estimated_wait_s(mine.queue_length, index.slots(group.name, channel), group.avg_handle_s)
     level = service_level(mine.recent_waits_s, config.queue.service_level_target_s)
     fired = []
     for ring in group.overflow:
@@ -134,31 +162,40 @@ def active_rings(
     return fired
 
 
-def least_loaded(agents: Sequence[AgentView], group: str, channel: str) -> list[AgentView]:
-    """Agents of a group, least loaded first; ties go to the one idle longest (earliest last assignment)."""
-    members = [a for a in agents if group in a.groups]
-    return sorted(members, key=lambda a: (a.load(channel), a.last_assigned_ms, a.agent_id))
+def least_loaded(members: Iterable[AgentView], channel: str) -> list[AgentView]:
+    """Agents least loaded first; ties go to the one idle longest (earliest last assignment)."""
+
+    def key(a: AgentView) -> tuple[float, int, str]:
+        cap = math.floor(a.cap.get(channel, 0) * a.multiplier)
+        return (a.used.get(channel, 0) / cap if cap > 0 else 1.0, a.last_assigned_ms, a.agent_id)
+
+    return sorted(members, key=key)
 
 
 def plan(
     config: TenantRouting,
     group_name: str,
     channel: str,
-    agents: Sequence[AgentView],
+    agents: Sequence[AgentView] | AgentIndex,
     *,
     sticky: str = "",
     returning: str = "",
     excluded: frozenset[str] = frozenset(),
     stats: Mapping[str, GroupStats] | None = None,
+    limit: int = 8,
 ) -> Plan:
-    """Walk the group's chain over the snapshot and return the candidates that fit, in order."""
+    """Walk the group's chain over the snapshot and return up to `limit` candidates that fit, in order.
+
+    The claim script tries them in order and, if none still fits, re-checks the group's other agents before
+    queueing; so a short list costs nothing in correctness and keeps each decision small.
+    """
+    index = agents if isinstance(agents, AgentIndex) else AgentIndex.of(agents)
     group = config.group(group_name)
-    by_id = {a.agent_id: a for a in agents}
     result = Plan(groups=[group_name])
     seen: set[str] = set()
 
     def consider(agent: AgentView | None, agent_id: str, in_group: str, step: str) -> None:
-        if agent_id in seen or not agent_id:
+        if agent_id in seen or not agent_id or len(result.candidates) >= limit:
             return
         seen.add(agent_id)
         if agent is None:
@@ -176,18 +213,19 @@ def plan(
 
     for step in group.chain:
         if step == "sticky" and sticky:
-            consider(by_id.get(sticky), sticky, group_name, "sticky")
+            consider(index.by_id.get(sticky), sticky, group_name, "sticky")
         elif step == "returning" and returning and config.affinity.enabled:
-            consider(by_id.get(returning), returning, group_name, "returning")
-        elif step == "least_loaded":
-            for agent in least_loaded(agents, group_name, channel):
+            consider(index.by_id.get(returning), returning, group_name, "returning")
+        elif step == "least_loaded" and len(result.candidates) < limit:
+            for agent in least_loaded(index.by_group.get(group_name, []), channel):
                 consider(agent, agent.agent_id, group_name, "least_loaded")
         elif step == "overflow":
-            for ring, reason in active_rings(config, group, stats or {}, agents, channel):
+            for ring, reason in active_rings(config, group, stats or {}, index, channel):
                 result.groups.append(ring.group)
                 result.reasons.append(reason)
-                for agent in least_loaded(agents, ring.group, channel):
-                    consider(agent, agent.agent_id, ring.group, f"overflow:{ring.group}")
+                if len(result.candidates) < limit:
+                    for agent in least_loaded(index.by_group.get(ring.group, []), channel):
+                        consider(agent, agent.agent_id, ring.group, f"overflow:{ring.group}")
     return result
 
 

@@ -46,6 +46,7 @@ def key_templates(keys: Keys, tenant: str) -> dict[str, Any]:
         "backlog": _template(keys.conversation_backlog(tenant, _MARK)),
         "agent_convs": _template(keys.agent_conversations(tenant, _MARK)),
         "group_agents": _template(keys.group_agents(tenant, _MARK)),
+        "capver": _template(keys.group_capacity_version(tenant, _MARK)),
         "queue": _template(keys.queue(tenant, _MARK)),
         "outbox": _template(keys.desk_outbox(tenant, _MARK)),
         "seq": _template(keys.desk_seq(tenant, _MARK)),

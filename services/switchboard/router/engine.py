@@ -43,6 +43,8 @@ DECISION_SECONDS = Histogram(
     "Time to decide one batch of inbound records (Redis reads, plan, claim scripts)",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
 )
+# A decision's event lists at most this many passed-over candidates (and says how many there were).
+MAX_VERDICTS = 20
 COMMAND_NAMES = {
     AgentCommandType.AGENT_COMMAND_ACCEPT: "accept",
     AgentCommandType.AGENT_COMMAND_DECLINE: "decline",
@@ -172,7 +174,7 @@ class Router:
             config,
             group,
             channel,
-            snap.views(),
+            snap.index(),
             sticky=sticky,
             returning=returning,
             excluded=excluded,
@@ -257,7 +259,8 @@ class Router:
             if i in classes:
                 returning = text(rows[2 * i + 1]) if m.customer.customer_id else ""
                 self._add_plan(config, snap, meta, classes[i].group, text(rows[2 * i][1]), returning, now)
-                meta.update(prio=classes[i].priority, rule=classes[i].rule, reasons=list(classes[i].boosts))
+                meta.update(prio=classes[i].priority, rule=classes[i].rule)
+                meta.setdefault("reasons", []).extend(classes[i].boosts)
             metas.append(meta)
         ctx = self.ctx(config, now)
         pipe = self.redis.pipeline(transaction=False)
@@ -307,8 +310,12 @@ class Router:
             group=group,
             cands=[{"a": c.agent_id, "g": c.group, "s": c.step} for c in chosen.candidates],
             groups=chosen.groups,
-            verdicts=verdicts_json(chosen.verdicts),
+            verdicts=verdicts_json(chosen.verdicts[:MAX_VERDICTS]),
+            ver={g: snap.versions[g] for g in chosen.groups if g in snap.versions},
         )
+        meta.setdefault("reasons", []).extend(chosen.reasons)
+        if len(chosen.verdicts) > MAX_VERDICTS:
+            meta.setdefault("reasons", []).append(f"passed_over:{len(chosen.verdicts)}")
 
     async def _replan(self, config: TenantRouting, m: InboundMessage) -> list[dict[str, Any]]:
         for _ in range(5):

@@ -14,7 +14,7 @@ from redis.exceptions import BusyLoadingError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from switchboard.router.chain import AgentView, GroupStats
+from switchboard.router.chain import AgentIndex, AgentView, GroupStats
 from switchboard.router.config import CHANNELS
 from switchboard.runtime.errors import TransientError
 from switchboard.runtime.keys import Keys
@@ -35,14 +35,22 @@ async def redis_guard() -> AsyncIterator[None]:
 
 @dataclass
 class Snapshot:
-    """Agents of the groups read, by id, and queue lengths per group."""
+    """Agents of the groups read, by id, queue lengths per group, and each group's capacity version."""
 
     agents: dict[str, AgentView] = field(default_factory=dict)
     stats: dict[str, GroupStats] = field(default_factory=dict)
+    versions: dict[str, int] = field(default_factory=dict)
+    _index: AgentIndex | None = None
 
     def views(self) -> list[AgentView]:
         """Every agent read."""
         return list(self.agents.values())
+
+    def index(self) -> AgentIndex:
+        """The agents indexed by id and group (built once)."""
+        if self._index is None:
+            self._index = AgentIndex.of(self.agents.values())
+        return self._index
 
 
 async def read_agents(redis: Redis, keys: Keys, tenant: str, agent_ids: Iterable[str]) -> dict[str, AgentView]:
@@ -66,11 +74,14 @@ async def read_groups(
     for group in names:
         for ch in CHANNELS:
             pipe.zcard(keys.queue_channel(tenant, group, ch))
+    for group in names:
+        pipe.get(keys.group_capacity_version(tenant, group))
     rows = await pipe.execute()
     members: set[str] = set()
     for row in rows[: len(names)]:
         members.update(m.decode() for m in row)
-    lengths = rows[len(names) :]
+    lengths = rows[len(names) : len(names) * (1 + len(CHANNELS))]
+    versions = {group: int(v or 0) for group, v in zip(names, rows[len(names) * (1 + len(CHANNELS)) :], strict=True)}
     stats = {
         group: GroupStats(
             queue_length=sum(int(n) for n in lengths[i * len(CHANNELS) : (i + 1) * len(CHANNELS)]),
@@ -78,7 +89,7 @@ async def read_groups(
         )
         for i, group in enumerate(names)
     }
-    return Snapshot(await read_agents(redis, keys, tenant, members), stats)
+    return Snapshot(await read_agents(redis, keys, tenant, members), stats, versions)
 
 
 def text(value: object) -> str:

@@ -23,7 +23,7 @@ else
   redis.call('HSET', ckey, 'state', 'new', 'group', M.group, 'channel', M.ch, 'priority', M.prio,
     'enqueued_ms', NOW, 'customer_id', M.cust, 'rule', M.rule, 'declined', '', 'queues', '')
   redis.call('RPUSH', K('backlog', conv), ARGV[3])
-  route(conv, M.cands, M.groups, M.verdicts)
+  route(conv, M.cands, M.groups, M.verdicts, M.ver)
 end
 for _, d in ipairs(E) do d.mid = M.mid end
 local out = cjson.encode(E)

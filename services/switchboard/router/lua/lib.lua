@@ -143,7 +143,17 @@ end
 
 -- Give back the capacity `agent` holds for `conv` (idempotent: the agent's set of conversations says whether
 -- it still holds it).
+-- Capacity may have grown in the agent's groups: bump their versions, so a claim planned on an older snapshot
+-- re-checks those groups' agents before it queues a conversation.
+local function bump(agent)
+  local groups = redis.call('HGET', K('agent', agent), 'groups')
+  if groups then
+    for g in string.gmatch(groups, '[^,]+') do redis.call('INCR', K('capver', g)) end
+  end
+end
+
 local function release(agent, conv, ch)
+  bump(agent)
   if redis.call('SREM', K('agent_convs', agent), conv) == 1 then
     local left = redis.call('HINCRBY', K('agent', agent), 'used:' .. ch, -1)
     if left < 0 then redis.call('HSET', K('agent', agent), 'used:' .. ch, 0) end
@@ -152,7 +162,7 @@ end
 
 -- The candidate chain's last word: try the planned candidates in order; if the plan was stale and none fits,
 -- look at every member of the groups before queueing, so nothing waits while an eligible agent has room.
-local function route(conv, cands, groups, verdicts)
+local function route(conv, cands, groups, verdicts, versions)
   local ckey = K('conv', conv)
   local c = redis.call('HMGET', ckey, 'channel', 'group', 'declined', 'priority', 'enqueued_ms', 'rule')
   local ch, primary, declined = c[1], c[2], c[3]
@@ -170,7 +180,12 @@ local function route(conv, cands, groups, verdicts)
     verdicts[#verdicts + 1] = { a = cand.a, g = cand.g, s = cand.s, r = why .. ':at_claim' }
   end
   for _, g in ipairs(groups) do
-    for _, a in ipairs(redis.call('SMEMBERS', K('group_agents', g))) do
+    -- Skip the re-check when no capacity grew in the group since the snapshot the plan was made on.
+    local unchanged = versions and versions[g] ~= nil
+      and (tonumber(redis.call('GET', K('capver', g))) or 0) == tonumber(versions[g])
+    local members = {}
+    if not unchanged then members = redis.call('SMEMBERS', K('group_agents', g)) end
+    for _, a in ipairs(members) do
       if not tried[a] then
         tried[a] = true
         if not listed(declined, a) and not refusal(a, ch, g) then
@@ -197,6 +212,7 @@ end
 local function drain(agent)
   local groups = redis.call('HGET', K('agent', agent), 'groups')
   if not groups or groups == '' then return end
+  bump(agent)
   for _ = 1, 200 do
     local best, best_score, best_group
     for _, ch in ipairs({ 'chat', 'email', 'phone' }) do
