@@ -9,11 +9,12 @@ import time
 import pytest
 from websockets.exceptions import ConnectionClosed
 
+from switchboard.chat.signing import widget_token
 from switchboard.contracts import Channel, DeadLetter, InboundMessage, MessageKind
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.runtime.topics import Topics
 from tests.helpers import read_topic
-from tests.integration.chat_service import chat_settings, connect, next_frame, running_chat, send_message
+from tests.integration.chat_service import SECRETS, chat_settings, connect, next_frame, running_chat, send_message
 
 pytestmark = pytest.mark.broker
 
@@ -107,12 +108,19 @@ async def test_bad_frames_get_an_error_and_a_masked_dead_letter_and_the_socket_s
 
 
 async def test_unknown_tenants_and_forged_tokens_are_closed_with_a_clear_code(settings: ServiceSettings) -> None:
+    secret, past = SECRETS["shop-a"].encode(), int(time.time()) - 1
     async with running_chat(chat_settings(settings)) as chat:
+        future = int(time.time()) + 600
+        token = widget_token(secret, "buyer-3", future)
+        async with connect(chat.ws_url("shop-a", "buyer-3", token=token) + f"&expires={future}") as ws:
+            await next_frame(ws, "hello")
         for url, code in [
             (chat.ws_url("shop-a", "buyer-3", token="forged"), 4401),
             (chat.ws_url("shop-a", "buyer-3").replace("shop-a", "shop-x"), 4404),
             # A token of shop-b does not open a socket at shop-a: tenants never see each other's customers.
             (chat.ws_url("shop-b", "buyer-3").replace("tenant=shop-b", "tenant=shop-a"), 4401),
+            (chat.ws_url("shop-a", "buyer-3", token=widget_token(secret, "buyer-3", past)) + f"&expires={past}", 4401),
+            (chat.ws_url("shop-a", "buyer-3") + "&expires=tomorrow", 4401),
         ]:
             async with connect(url) as ws:
                 with pytest.raises(ConnectionClosed) as closed:

@@ -33,6 +33,14 @@ def test_widget_tokens_are_per_customer_and_per_secret() -> None:
     assert not verify_widget_token(b"other", "c-1", token)
 
 
+def test_a_widget_token_with_an_expiry_works_until_then() -> None:
+    token = widget_token(SECRET, "c-1", expires=2_000)
+    assert token != widget_token(SECRET, "c-1")
+    assert verify_widget_token(SECRET, "c-1", token, expires=2_000, now=1_999)
+    assert not verify_widget_token(SECRET, "c-1", token, expires=2_000, now=2_001)
+    assert not verify_widget_token(SECRET, "c-1", token, expires=9_999, now=1_999), "the expiry is signed"
+
+
 def test_the_bucket_allows_a_burst_then_the_rate() -> None:
     now = [0.0]
     bucket = TokenBucket(rate=2.0, burst=3, clock=lambda: now[0])

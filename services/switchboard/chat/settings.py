@@ -42,6 +42,8 @@ class ChatSettings(ServiceSettings):
     chat_tenants_file: Path | None = None
     # Widget: a customer proves who they are with a token the shop's backend signs (see docs/chat-widget.md).
     chat_widget_auth: bool = True
+    # Refuse widget tokens without an `expires` (recommended once every shop's backend sends one).
+    chat_widget_token_expiry_required: bool = False
     chat_max_frame_bytes: int = 16 * 1024
     # Frames up to chat_max_frame_bytes are taken; bigger ones up to this get a `too_large` error frame; anything
     # bigger is never buffered: the server closes the socket with 1009.

@@ -1,7 +1,8 @@
 """HMAC signatures shared by platforms and the chat adapter (webhooks in, callbacks out, widget tokens).
 
 Webhooks and callbacks: `X-SB-Timestamp: <unix seconds>` and `X-SB-Signature: sha256=<hex>` where the hex is
-HMAC-SHA256(tenant secret, "<timestamp>." + body). Widget tokens: HMAC-SHA256(secret, "widget:<customer id>").
+HMAC-SHA256(tenant secret, "<timestamp>." + body). Widget tokens: HMAC-SHA256(secret, "widget:<customer id>"), or
+with an expiry HMAC-SHA256(secret, "widget:<customer id>:<expires>").
 """
 
 from __future__ import annotations
@@ -42,11 +43,17 @@ def verify_body(
     return None
 
 
-def widget_token(secret: bytes, customer_id: str) -> str:
-    """The token a shop's backend gives its widget so the customer may connect as `customer_id`."""
-    return hmac.new(secret, f"widget:{customer_id}".encode(), hashlib.sha256).hexdigest()
+def widget_token(secret: bytes, customer_id: str, expires: int = 0) -> str:
+    """The token a shop's backend gives its widget so the customer may connect as `customer_id`.
+
+    With `expires` (unix seconds, sent along as the `expires` query parameter) the token stops working then.
+    """
+    subject = f"widget:{customer_id}" if not expires else f"widget:{customer_id}:{expires}"
+    return hmac.new(secret, subject.encode(), hashlib.sha256).hexdigest()
 
 
-def verify_widget_token(secret: bytes, customer_id: str, token: str) -> bool:
-    """True when the token was signed for this customer with this tenant's secret."""
-    return hmac.compare_digest(widget_token(secret, customer_id), token)
+def verify_widget_token(secret: bytes, customer_id: str, token: str, expires: int = 0, now: float = 0.0) -> bool:
+    """True when the token was signed for this customer with this tenant's secret and has not expired."""
+    if expires and expires < now:
+        return False
+    return hmac.compare_digest(widget_token(secret, customer_id, expires), token)

@@ -6,6 +6,7 @@ keeps a conversation's messages in order on the topic. Protocol: docs/chat-widge
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -88,11 +89,17 @@ class WidgetEndpoint:
         if not customer_id or len(customer_id) > 128 or "{" in customer_id or "}" in customer_id:
             await ws.close(CLOSE_BAD_REQUEST, "customer id missing or invalid")
             return None
-        token = ws.query_params.get("token", "")
-        if self.settings.chat_widget_auth and not verify_widget_token(tenant.secret, customer_id, token):
-            await ws.close(CLOSE_UNAUTHORIZED, "bad widget token")
+        if self.settings.chat_widget_auth and not self._token_ok(ws, tenant, customer_id):
+            await ws.close(CLOSE_UNAUTHORIZED, "bad or expired widget token")
             return None
         return tenant_id, customer_id
+
+    def _token_ok(self, ws: WebSocket, tenant: Tenant, customer_id: str) -> bool:
+        expires = ws.query_params.get("expires", "")
+        if not expires.isdigit() and (expires or self.settings.chat_widget_token_expiry_required):
+            return False
+        token = ws.query_params.get("token", "")
+        return verify_widget_token(tenant.secret, customer_id, token, int(expires or 0), time.time())
 
 
 class _Session:
