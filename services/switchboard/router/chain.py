@@ -7,8 +7,9 @@ of capacity.
 
 from __future__ import annotations
 
+import heapq
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from switchboard.router.config import CHANNELS, Capacity, OverflowRing, SkillGroup, TenantRouting
@@ -115,6 +116,7 @@ class Plan:
     verdicts: list[Verdict] = field(default_factory=list)
     groups: list[str] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
+    passed_over: int = 0
 
 
 @dataclass
@@ -162,14 +164,74 @@ def active_rings(
     return fired
 
 
-def least_loaded(members: Iterable[AgentView], channel: str) -> list[AgentView]:
-    """Agents least loaded first; ties go to the one idle longest (earliest last assignment)."""
-
+def _load_key(channel: str) -> Callable[[AgentView], tuple[float, int, str]]:
     def key(a: AgentView) -> tuple[float, int, str]:
         cap = math.floor(a.cap.get(channel, 0) * a.multiplier)
         return (a.used.get(channel, 0) / cap if cap > 0 else 1.0, a.last_assigned_ms, a.agent_id)
 
-    return sorted(members, key=key)
+    return key
+
+
+def least_loaded(members: Iterable[AgentView], channel: str) -> list[AgentView]:
+    """Agents least loaded first; ties go to the one idle longest (earliest last assignment)."""
+    return sorted(members, key=_load_key(channel))
+
+
+# A plan keeps at most this many verdicts of passed-over agents (and counts the rest).
+MAX_VERDICTS = 20
+
+
+class _Walk:
+    """One walk of the chain: candidates in order, verdicts of those passed over."""
+
+    def __init__(self, config: TenantRouting, channel: str, excluded: frozenset[str], limit: int) -> None:
+        self.config, self.channel, self.excluded, self.limit = config, channel, excluded, limit
+        self.result = Plan()
+        self.seen: set[str] = set()
+
+    def full(self) -> bool:
+        return len(self.result.candidates) >= self.limit
+
+    def why_not(self, agent: AgentView, group: str) -> str | None:
+        why = refusal(agent, self.channel, self.config.capacity)
+        if why is None and group not in agent.groups:
+            why = "not_in_skill"
+        if why is None and agent.agent_id in self.excluded:
+            why = "declined_or_missed"
+        return why
+
+    def pass_over(self, agent_id: str, group: str, step: str, why: str, load: float = 0.0) -> None:
+        self.result.passed_over += 1
+        if len(self.result.verdicts) < MAX_VERDICTS:
+            self.result.verdicts.append(Verdict(agent_id, group, step, why, load))
+
+    def one(self, agent: AgentView | None, agent_id: str, group: str, step: str) -> None:
+        if agent_id in self.seen or self.full():
+            return
+        self.seen.add(agent_id)
+        if agent is None:
+            self.pass_over(agent_id, group, step, "unknown_agent")
+            return
+        why = self.why_not(agent, group)
+        if why is None:
+            self.result.candidates.append(Candidate(agent_id, group, step))
+        else:
+            self.pass_over(agent_id, group, step, why, agent.load(self.channel))
+
+    def least_loaded(self, members: Sequence[AgentView], group: str, step: str) -> None:
+        fit = []
+        for agent in members:
+            if agent.agent_id in self.seen:
+                continue
+            self.seen.add(agent.agent_id)
+            why = self.why_not(agent, group)
+            if why is None:
+                fit.append(agent)
+            else:
+                self.pass_over(agent.agent_id, group, step, why, agent.load(self.channel))
+        room = self.limit - len(self.result.candidates)
+        for agent in heapq.nsmallest(room, fit, key=_load_key(self.channel)) if room > 0 else []:
+            self.result.candidates.append(Candidate(agent.agent_id, group, step))
 
 
 def plan(
@@ -191,42 +253,22 @@ def plan(
     """
     index = agents if isinstance(agents, AgentIndex) else AgentIndex.of(agents)
     group = config.group(group_name)
-    result = Plan(groups=[group_name])
-    seen: set[str] = set()
-
-    def consider(agent: AgentView | None, agent_id: str, in_group: str, step: str) -> None:
-        if agent_id in seen or not agent_id or len(result.candidates) >= limit:
-            return
-        seen.add(agent_id)
-        if agent is None:
-            result.verdicts.append(Verdict(agent_id, in_group, step, "unknown_agent"))
-            return
-        why = refusal(agent, channel, config.capacity)
-        if why is None and in_group not in agent.groups:
-            why = "not_in_skill"
-        if why is None and agent_id in excluded:
-            why = "declined_or_missed"
-        if why is None:
-            result.candidates.append(Candidate(agent_id, in_group, step))
-        else:
-            result.verdicts.append(Verdict(agent_id, in_group, step, why, agent.load(channel)))
-
+    walk = _Walk(config, channel, excluded, limit)
+    walk.result.groups.append(group_name)
     for step in group.chain:
         if step == "sticky" and sticky:
-            consider(index.by_id.get(sticky), sticky, group_name, "sticky")
+            walk.one(index.by_id.get(sticky), sticky, group_name, "sticky")
         elif step == "returning" and returning and config.affinity.enabled:
-            consider(index.by_id.get(returning), returning, group_name, "returning")
-        elif step == "least_loaded" and len(result.candidates) < limit:
-            for agent in least_loaded(index.by_group.get(group_name, []), channel):
-                consider(agent, agent.agent_id, group_name, "least_loaded")
+            walk.one(index.by_id.get(returning), returning, group_name, "returning")
+        elif step == "least_loaded" and not walk.full():
+            walk.least_loaded(index.by_group.get(group_name, []), group_name, "least_loaded")
         elif step == "overflow":
             for ring, reason in active_rings(config, group, stats or {}, index, channel):
-                result.groups.append(ring.group)
-                result.reasons.append(reason)
-                if len(result.candidates) < limit:
-                    for agent in least_loaded(index.by_group.get(ring.group, []), channel):
-                        consider(agent, agent.agent_id, ring.group, f"overflow:{ring.group}")
-    return result
+                walk.result.groups.append(ring.group)
+                walk.result.reasons.append(reason)
+                if not walk.full():
+                    walk.least_loaded(index.by_group.get(ring.group, []), ring.group, f"overflow:{ring.group}")
+    return walk.result
 
 
 def take(agent: AgentView, channel: str, now_ms: int) -> None:

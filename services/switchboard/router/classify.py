@@ -7,7 +7,7 @@ priority boosts (channel, VIP tier, anger/urgency words, dispute stage) are adde
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -50,27 +50,43 @@ def _contains_any(text: str, words: list[str]) -> bool:
     return any(word.casefold() in folded for word in words)
 
 
+def _predicate(match: Match) -> Callable[[Facts], bool]:
+    """Compile a rule's conditions once: the checks of the conditions it gives, all of which must hold."""
+    checks: list[Callable[[Facts], bool]] = []
+    words = [w.casefold() for w in match.keywords]
+    patterns = [_compiled(p) for p in match.patterns]
+    if words or patterns:
+        checks.append(lambda f: any(w in f.text.casefold() for w in words) or any(p.search(f.text) for p in patterns))
+    for field_name, values in (
+        ("channel", match.channel),
+        ("order_status", match.order_status),
+        ("dispute_stage", match.dispute_stage),
+        ("platform", match.platform),
+        ("category", match.category),
+        ("language", match.language),
+        ("member_tier", match.member_tier),
+    ):
+        if values:
+            allowed = frozenset(values)
+            checks.append(lambda f, name=field_name, allowed=allowed: getattr(f, name) in allowed)  # type: ignore[misc]
+    if match.sku_prefix:
+        prefixes = tuple(match.sku_prefix)
+        checks.append(lambda f: bool(f.sku) and f.sku.startswith(prefixes))
+    return lambda f: bool(checks) and all(check(f) for check in checks)
+
+
+# Compiled rules by the identity of their Match (configs are immutable; a reload makes new objects).
+_PREDICATES: dict[int, tuple[Match, Callable[[Facts], bool]]] = {}
+
+
 def matches(match: Match, facts: Facts) -> bool:
-    """True when every condition the rule gives holds for the facts."""
-    checks: list[tuple[Sequence[str], Callable[[], bool]]] = [
-        (
-            [*match.keywords, *match.patterns],
-            lambda: (
-                _contains_any(facts.text, match.keywords)
-                or any(_compiled(p).search(facts.text) for p in match.patterns)
-            ),
-        ),
-        (match.channel, lambda: facts.channel in match.channel),
-        (match.order_status, lambda: facts.order_status in match.order_status),
-        (match.dispute_stage, lambda: facts.dispute_stage in match.dispute_stage),
-        (match.platform, lambda: facts.platform in match.platform),
-        (match.category, lambda: facts.category in match.category),
-        (match.sku_prefix, lambda: any(facts.sku.startswith(p) for p in match.sku_prefix if facts.sku)),
-        (match.language, lambda: facts.language in match.language),
-        (match.member_tier, lambda: facts.member_tier in match.member_tier),
-    ]
-    given = [check for values, check in checks if values]
-    return bool(given) and all(check() for check in given)
+    """True when every condition the rule gives holds for the facts (keywords or patterns count as one)."""
+    cached = _PREDICATES.get(id(match))
+    if cached is None or cached[0] is not match:
+        if len(_PREDICATES) > 10_000:
+            _PREDICATES.clear()
+        cached = _PREDICATES[id(match)] = (match, _predicate(match))
+    return cached[1](facts)
 
 
 def boosts(config: TenantRouting, facts: Facts) -> tuple[int, tuple[str, ...]]:

@@ -43,8 +43,6 @@ DECISION_SECONDS = Histogram(
     "Time to decide one batch of inbound records (Redis reads, plan, claim scripts)",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
 )
-# A decision's event lists at most this many passed-over candidates (and says how many there were).
-MAX_VERDICTS = 20
 COMMAND_NAMES = {
     AgentCommandType.AGENT_COMMAND_ACCEPT: "accept",
     AgentCommandType.AGENT_COMMAND_DECLINE: "decline",
@@ -310,12 +308,12 @@ class Router:
             group=group,
             cands=[{"a": c.agent_id, "g": c.group, "s": c.step} for c in chosen.candidates],
             groups=chosen.groups,
-            verdicts=verdicts_json(chosen.verdicts[:MAX_VERDICTS]),
+            verdicts=verdicts_json(chosen.verdicts),
             ver={g: snap.versions[g] for g in chosen.groups if g in snap.versions},
         )
         meta.setdefault("reasons", []).extend(chosen.reasons)
-        if len(chosen.verdicts) > MAX_VERDICTS:
-            meta.setdefault("reasons", []).append(f"passed_over:{len(chosen.verdicts)}")
+        if chosen.passed_over > len(chosen.verdicts):
+            meta["reasons"].append(f"passed_over:{chosen.passed_over}")
 
     async def _replan(self, config: TenantRouting, m: InboundMessage) -> list[dict[str, Any]]:
         for _ in range(5):
