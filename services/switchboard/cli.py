@@ -13,8 +13,15 @@ from switchboard.runtime.topics import Topics
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `switchboard` command."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["replay"]:
+        # The replay tool parses its own arguments (switchboard replay --help).
+        from switchboard.router.replay import main as replay
+
+        return replay(argv[1:])
     parser = argparse.ArgumentParser(prog="switchboard", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("replay", help="replay a recorded day against a routing config, offline (router)")
     sub.add_parser("up", help="start Kafka, Redis, the topics and every service until Ctrl-C")
     topics = sub.add_parser("topics", help="create the topics on KAFKA_BOOTSTRAP")
     topics.add_argument("--partitions", type=int, default=None, help="override the production partition counts")
