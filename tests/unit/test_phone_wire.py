@@ -7,7 +7,7 @@ import json
 import pytest
 
 from switchboard.phone.adapter import mask_callers
-from switchboard.phone.records import call_language, conversation_id, ordered, provider_id
+from switchboard.phone.records import call_language, caller_customer_id, conversation_id, ordered, provider_id
 from switchboard.phone.wire import CallStarted, PhoneInputError, Segment, parse_delivery, speaker_of
 
 
@@ -95,3 +95,12 @@ def test_ids_languages_speakers_and_masking() -> None:
     masked = mask_callers(raw)
     assert b"6123" not in masked and b"13912345678" not in masked
     assert b'"caller": "****4567"' in masked
+
+
+def test_customer_ids_follow_the_number_and_a_key_makes_them_unguessable() -> None:
+    same = caller_customer_id("shop-a", "+86 138-1234-5678")
+    assert same == caller_customer_id("shop-a", "13812345678")
+    assert same != caller_customer_id("shop-b", "13812345678")
+    keyed = caller_customer_id("shop-a", "13812345678", b"secret")
+    assert keyed == caller_customer_id("shop-a", "138 1234 5678", b"secret")
+    assert keyed not in {same, caller_customer_id("shop-a", "13812345678", b"other")}

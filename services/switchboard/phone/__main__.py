@@ -47,7 +47,10 @@ def build_adapter(settings: PhoneSettings, producer: RecordProducer, runtime: Se
         sequencer=Sequencer(settings.phone_reorder_window_s),
         redis=redis,
         keys=keys,
+        customer_id_key=settings.phone_customer_id_key.encode(),
     )
+    if not settings.phone_customer_id_key:
+        log.warning("phone_customer_id_key_unset", hint="set SB_PHONE_CUSTOMER_ID_KEY in production")
     install_http_routes(runtime.app, adapter, settings)
     install_ws_routes(runtime.app, adapter, settings)
     return adapter

@@ -70,8 +70,10 @@ class PhoneAdapter:
         sequencer: Sequencer,
         redis: Redis,
         keys: Keys,
+        customer_id_key: bytes = b"",
     ) -> None:
         self.intake = intake
+        self.customer_id_key = customer_id_key
         self.calls = calls
         self.directory = directory
         self.sequencer = sequencer
@@ -112,7 +114,8 @@ class PhoneAdapter:
                         "wrong_tenant",
                         403,
                     )
-                calls[item.call_id] = new_call(tenant_id, item, self.directory.language_of(item.dialled_number))
+                language = self.directory.language_of(item.dialled_number)
+                calls[item.call_id] = new_call(tenant_id, item, language, self.customer_id_key)
         for call_id in {item.call_id for item in items} - calls.keys():
             state = await self.calls.get(tenant_id, call_id)
             if state is None:

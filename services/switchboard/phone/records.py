@@ -7,6 +7,8 @@ for final segments; a post-call transcript has its own namespace per cue positio
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -60,13 +62,29 @@ def call_language(tag: str) -> str:
     return "other"
 
 
-def new_call(tenant_id: str, started: CallStarted, hotline_language: str = "") -> CallState:
+def caller_customer_id(tenant_id: str, caller: str, id_key: bytes = b"") -> str:
+    """A caller's customer id: the same number at the same shop is the same customer (熟客优先 works by it).
+
+    With `id_key` (a deployment secret) it is a keyed hash, which cannot be reversed by trying every mobile number.
+    """
+    digits = re.sub(r"[^0-9]", "", caller)[-11:]
+    if not id_key:
+        return stable_id(tenant_id, "phone", digits)
+    return hmac.new(id_key, f"{tenant_id}\x1fphone\x1f{digits}".encode(), hashlib.sha256).hexdigest()[:24]
+
+
+def new_call(tenant_id: str, started: CallStarted, hotline_language: str = "", id_key: bytes = b"") -> CallState:
     """The state of a call from its started event (the caller's number is kept masked only).
 
     Its language is the platform's tag, else the hotline's configured language; segments are detected one by one.
+    A withheld number makes the call its own customer.
     """
-    digits = re.sub(r"[^0-9]", "", started.caller)[-11:]
-    customer = stable_id(tenant_id, "phone", digits) if digits else stable_id(tenant_id, "phone-call", started.call_id)
+    has_number = bool(re.search(r"[0-9]", started.caller))
+    customer = (
+        caller_customer_id(tenant_id, started.caller, id_key)
+        if has_number
+        else stable_id(tenant_id, "phone-call", started.call_id)
+    )
     return CallState(
         conversation_id=conversation_id(tenant_id, started.call_id),
         customer_id=customer,

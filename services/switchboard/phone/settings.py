@@ -29,3 +29,6 @@ class PhoneSettings(ServiceSettings):
     # How long a call's state (conversation, caller, next seq) is kept after its last event.
     phone_call_ttl_s: int = 2 * 24 * 3600
     retry_after_s: int = 1
+    # Secret key of callers' customer ids (HMAC of tenant and number). Empty: an unkeyed hash, fine for
+    # development, reversible by anyone holding records who tries every mobile number; set it in production.
+    phone_customer_id_key: str = ""
