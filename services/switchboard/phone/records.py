@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -67,7 +68,7 @@ def caller_customer_id(tenant_id: str, caller: str, id_key: bytes = b"") -> str:
 
     With `id_key` (a deployment secret) it is a keyed hash, which cannot be reversed by trying every mobile number.
     """
-    digits = re.sub(r"[^0-9]", "", caller)[-11:]
+    digits = re.sub(r"[^0-9]", "", unicodedata.normalize("NFKC", caller))[-11:]  # full-width digits too
     if not id_key:
         return stable_id(tenant_id, "phone", digits)
     return hmac.new(id_key, f"{tenant_id}\x1fphone\x1f{digits}".encode(), hashlib.sha256).hexdigest()[:24]
@@ -79,7 +80,7 @@ def new_call(tenant_id: str, started: CallStarted, hotline_language: str = "", i
     Its language is the platform's tag, else the hotline's configured language; segments are detected one by one.
     A withheld number makes the call its own customer.
     """
-    has_number = bool(re.search(r"[0-9]", started.caller))
+    has_number = bool(re.search(r"\d", started.caller))
     customer = (
         caller_customer_id(tenant_id, started.caller, id_key)
         if has_number
