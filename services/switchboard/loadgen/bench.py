@@ -62,6 +62,7 @@ def table(kafka: Rate, redis: Rate, echo: Rate, p: PipelineFigures) -> dict[str,
             "latency_ms": _ms(p.half_latency_s),
             "stages_ms": {name: _ms(figures) for name, figures in p.half_stages_s.items()},
         },
+        "generator_cpu_share": p.generator_cpu_share,
         "goals": {
             "end_to_end_at_least_half_kafka": p.max_delivered_per_s >= 0.5 * kafka.per_s,
             "p99_under_50ms_at_half_rate": p99_ms < 50,
@@ -88,6 +89,7 @@ def render(result: dict[str, Any]) -> str:
     )
     for name, figures in half["stages_ms"].items():
         lines.append(f"  {name:<36} p50 {figures['p50']:7.1f} ms  p99 {figures['p99']:7.1f} ms")
+    lines.append(f"load generator CPU during the maximum phase: {result['generator_cpu_share']:.0%} of one core")
     goals = result["goals"]
     lines.append(
         "goals: end-to-end ≥ ½ raw Kafka passthrough: "

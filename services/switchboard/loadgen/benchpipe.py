@@ -146,6 +146,9 @@ class PipelineFigures:
     half_delivered: int
     half_sent: int
     half_stages_s: dict[str, dict[str, float]]
+    # CPU seconds the bench's own process (customers, agents, probe) used per second of the maximum phase: near
+    # 1.0 means the generator, not the pipeline, set the maximum.
+    generator_cpu_share: float
 
 
 async def pipeline(endpoints: Endpoints, creds: Credentials, seconds: float, customers: int = 64) -> PipelineFigures:
@@ -169,7 +172,9 @@ async def pipeline(endpoints: Endpoints, creds: Credentials, seconds: float, cus
             await asyncio.gather(*(c.open() for c in clients))
             await asyncio.gather(*(c.send() for c in clients))
             await _all_delivered(clients, deliveries, 30)
+            cpu_before, wall_before = time.process_time(), time.time()
             maximum = await _maximum(clients, deliveries, probe, seconds)
+            cpu_share = (time.process_time() - cpu_before) / (time.time() - wall_before)
             half = await _half_rate(clients, deliveries, maximum[0] / 2, seconds)
             stages = _stage_latencies(clients, deliveries, probe, half[4])
         finally:
@@ -179,7 +184,7 @@ async def pipeline(endpoints: Endpoints, creds: Credentials, seconds: float, cus
             await asyncio.gather(*tasks, return_exceptions=True)
             await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
             await probe.stop()
-    return PipelineFigures(*maximum, half[0], half[1], half[2], half[3], stages)
+    return PipelineFigures(*maximum, half[0], half[1], half[2], half[3], stages, cpu_share)
 
 
 def _stage_latencies(

@@ -125,8 +125,8 @@ def build_report(obs: Observations, scenario: Scenario) -> Report:
     targets = scenario.service_level_targets_s
     patience = scenario.conversation.patience_s
     e2e = [d.received_at - obs.ledger.sent[tag].sent_at for tag, d in accounting.first_delivery.items()]
-    # A conversation's first message waits for an offer to be accepted (or in the queue); later messages go
-    # straight to the owner: the second figure is the pipeline's own latency.
+    # A conversation's first message waits for an offer to be accepted (or in the queue); later messages go to
+    # the owner, straight through the pipeline once the conversation is assigned (held while an offer is pending).
     first = [
         d.received_at - obs.ledger.sent[t].sent_at
         for t, d in accounting.first_delivery.items()
@@ -204,7 +204,7 @@ def terminal_summary(report: Report) -> str:
         "throughput  "
         + "  ".join(f"{k} {v['mean_per_s']:.1f}/s (peak {v['peak_per_s']:.0f}/s)" for k, v in thr.items()),
         f"end-to-end  p50 {_fmt(e2e['p50'], 's')}  p95 {_fmt(e2e['p95'], 's')}  p99 {_fmt(e2e['p99'], 's')}  "
-        f"max {_fmt(e2e['max'], 's')}   (to an owner: p50 {_fmt(owned['p50'], 's')}  p99 {_fmt(owned['p99'], 's')})",
+        f"max {_fmt(e2e['max'], 's')}   (later messages: p50 {_fmt(owned['p50'], 's')}  p99 {_fmt(owned['p99'], 's')})",
         f"routing     p50 {_fmt(dec['p50'], 's')}  p99 {_fmt(dec['p99'], 's')}",
         f"answer      {int(ans['conversations'])} conversations  "
         + "  ".join(f"SL {k.removeprefix('service_level_')} {_pct(ans[k])}" for k in sl)
