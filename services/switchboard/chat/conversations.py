@@ -17,6 +17,7 @@ _OPEN_OR_GET = """
 local current = redis.call('GET', KEYS[1])
 if current then
   redis.call('EXPIRE', KEYS[1], ARGV[3])
+  redis.call('EXPIRE', ARGV[4] .. current .. ARGV[5], ARGV[3])
   return current
 end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
@@ -51,12 +52,11 @@ class Conversations:
             self._keys.chat_conversation(tenant_id, customer_id),
             self._keys.chat_conversation_customer(tenant_id, fresh),
         ]
-        value = await self._open(keys=keys, args=[fresh, customer_id, self._ttl_s])
-        current = value.decode() if isinstance(value, bytes) else str(value)
-        if current != fresh:
-            # The reverse key is named by the id, which the script did not know in advance: refresh it here.
-            await self._redis.expire(self._keys.chat_conversation_customer(tenant_id, current), self._ttl_s)
-        return current
+        # The reverse key of an id already open is named by that id, which only the script reads: it gets the
+        # key's template (same tenant hash tag, so the same slot), as the router's scripts do.
+        head, tail = self._keys.chat_conversation_customer(tenant_id, "\x00").split("\x00")
+        value = await self._open(keys=keys, args=[fresh, customer_id, self._ttl_s, head, tail])
+        return value.decode() if isinstance(value, bytes) else str(value)
 
     async def customer_of(self, tenant_id: str, conversation_id: str) -> str | None:
         """The chat customer of a conversation, or None when it is not a (known) chat conversation."""
