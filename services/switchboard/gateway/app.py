@@ -93,8 +93,6 @@ class Gateway:
         self.redis = redis
         self.keys = Keys(settings.key_prefix)
         self.roster = roster
-        # Roster lookups happen on every connect: a set, not a scan of every tenant's agent list.
-        self.agents = {(t.tenant_id, a.agent_id) for t in roster.tenants for a in t.agents}
         self.presence = presence
         self.commands = commands
         self.hub = hub
@@ -105,7 +103,11 @@ class Gateway:
         @app.post("/login", response_model=LoginResponse, responses={401: {"description": "unknown agent"}})
         async def login(body: LoginRequest) -> LoginResponse:
             """Issue a short-lived desk token for a configured agent."""
-            if self.roster.check_login(body.tenant_id, body.agent_id, body.password) is None:
+            configured = self.roster.check_login(body.tenant_id, body.agent_id, body.password) is not None
+            # Temporary agents (surge helpers added by an operator) are not in the roster file; presence knows them.
+            if not configured and not await self.presence.check_temporary_login(
+                body.tenant_id, body.agent_id, body.password
+            ):
                 raise HTTPException(status_code=401, detail="unknown tenant, agent or password")
             token = issue_token(self.secret, body.tenant_id, body.agent_id, self.settings.token_ttl_s)
             return LoginResponse(
@@ -153,8 +155,8 @@ class Gateway:
         except TokenRefused as exc:
             await self._refuse(websocket, exc.code, exc.reason)
             return None
-        known = (claims.tenant_id, claims.agent_id) in self.agents
-        if not known or (hello.tenant is not None and hello.tenant != claims.tenant_id):
+        # An agent the roster does not list may be a temporary one: presence.login decides (UnknownAgent -> 4005).
+        if hello.tenant is not None and hello.tenant != claims.tenant_id:
             await self._refuse(websocket, CloseCode.WRONG_TENANT, "token is not for this tenant")
             return None
         return claims, hello

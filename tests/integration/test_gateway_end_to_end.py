@@ -1,0 +1,83 @@
+"""End to end with the real presence store and router process: a customer's messages reach the agent's desktop in
+order, the agent's reply becomes an OutboundMessage, close is carried back to the desk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from switchboard.contracts import OutboundMessage
+from switchboard.presence.roster import ChannelSlots, RosterAgent
+from switchboard.presence.store import PresenceStore
+from switchboard.runtime.kafka import RecordProducer
+from switchboard.runtime.keys import Keys
+from switchboard.runtime.settings import ServiceSettings
+from tests.helpers import read_topic
+from tests.integration.gateway_support import Desk, gateway_settings, running_gateway, token
+from tests.integration.router_procs import start_router, stop_router
+from tests.router_support import message
+
+pytestmark = pytest.mark.broker
+
+T = "tmall-flagship"
+
+
+async def _until_event(desk: Desk, kinds: set[str], conversation: str) -> dict[str, object]:
+    while True:
+        [event] = await desk.events(1, timeout=30)
+        if event["event"] in kinds and event.get("conversation_id") == conversation:
+            return event
+
+
+async def test_customer_to_desk_and_reply_back_through_router_and_presence(
+    settings: ServiceSettings, redis: Redis, tmp_path: Path
+) -> None:
+    gs = gateway_settings(settings)
+    producer = RecordProducer(gs)
+    await producer.start()
+    store = PresenceStore(redis, Keys(gs.key_prefix), producer)
+    await store.add_agent(
+        T, RosterAgent(agent_id="lina", groups=["presales"], languages=["zh"], capacity=ChannelSlots(chat=3))
+    )
+    router, _ = await start_router(settings, tmp_path, "router-e2e")
+    try:
+        async with running_gateway(gs) as gw:
+            desk = await Desk.open(gw.url, token(T, "lina"))
+            assert desk.snapshot["status"] == "available"
+            topics = producer.topics
+            await producer.send(topics.inbound, "c1", message(T, "c1", "m1", "这件衣服有XL码吗"))
+
+            first = await _until_event(desk, {"offer", "assigned"}, "c1")
+            if first["event"] == "offer":
+                accepted = await desk.command({"type": "accept", "id": "a1", "conversation_id": "c1"})
+                assert accepted["type"] == "result", accepted
+                first = await _until_event(desk, {"assigned"}, "c1")
+            epoch = int(first["epoch"])  # type: ignore[call-overload]
+
+            for i in range(5):
+                await producer.send(topics.inbound, "c1", message(T, "c1", f"m{i + 2}", f"第{i}个问题"))
+            texts = []
+            while len(texts) < 5:
+                event = await _until_event(desk, {"message"}, "c1")
+                texts.append(event["message"]["text"])  # type: ignore[index]
+            assert texts == [f"第{i}个问题" for i in range(5)], "in the order the customer sent them"
+
+            answer = await desk.command(
+                {"type": "reply", "id": "r1", "conversation_id": "c1", "epoch": epoch, "text": "有的, XL有货"}
+            )
+            assert answer["type"] == "result", answer
+            [(key, reply)] = await read_topic(gs.kafka_bootstrap, topics.outbound, 1)
+            assert isinstance(reply, OutboundMessage) and key == "c1"
+            assert (reply.tenant_id, reply.agent_id, reply.epoch, reply.text) == (T, "lina", epoch, "有的, XL有货")
+
+            closing = await desk.command(
+                {"type": "close", "id": "x1", "conversation_id": "c1", "wrap_up_code": "answered", "epoch": epoch}
+            )
+            assert closing["type"] == "result", closing
+            await _until_event(desk, {"closed"}, "c1")
+            await desk.close()
+    finally:
+        await stop_router(router)
+        await producer.stop()
