@@ -1,0 +1,46 @@
+"""The routing probe's bookkeeping, fed records as they come off the topics (no broker)."""
+
+from __future__ import annotations
+
+from switchboard.contracts import TYPE_HEADER, InboundMessage, RoutingEvent, RoutingEventType, type_name
+from switchboard.loadgen.probes import RoutingProbe
+
+
+def _record(message: InboundMessage | RoutingEvent) -> tuple[list[tuple[str, bytes]], bytes]:
+    return [(TYPE_HEADER, type_name(message).encode())], message.SerializeToString()
+
+
+def _probe() -> RoutingProbe:
+    """A probe that is never started: its consumer connects to nothing, records are handed to it directly."""
+    return RoutingProbe("127.0.0.1:1", "", ["shop-a"])
+
+
+async def test_a_lost_message_is_traced_to_its_conversations_last_decision() -> None:
+    probe = _probe()
+    inbound = InboundMessage(message_id="m1", tenant_id="shop-a", conversation_id="c1", text="在吗 [lg:abcdefghij]")
+    inbound.received_at.FromMilliseconds(101_500)
+    probe._take(*_record(inbound))
+    for kind, at_ms in (
+        (RoutingEventType.ROUTING_EVENT_OFFERED, 101_510),
+        (RoutingEventType.ROUTING_EVENT_QUEUED, 107_000),
+    ):
+        event = RoutingEvent(tenant_id="shop-a", conversation_id="c1", type=kind, skill_group="orders", message_id="m1")
+        event.at.FromMilliseconds(at_ms)
+        probe._take(*_record(event))
+
+    assert probe.first_decision["m1"] == 101.51
+    where = probe.whereabouts("abcdefghij", started_at=100.0)
+    assert where["conversation_id"] == "c1"
+    assert where["received_at"] == "+1.5s"
+    assert where["last_decision"] == "queued group=orders agent=- at +7.0s"
+    assert probe.whereabouts("zzzzzzzzzz", 100.0) == {"tag": "zzzzzzzzzz", "on_inbound_topic": False}
+    await probe.stop()
+
+
+async def test_other_tenants_and_undecodable_records_are_ignored() -> None:
+    probe = _probe()
+    probe._take(*_record(InboundMessage(tenant_id="shop-b", text="[lg:abcdefghij]")))
+    probe._take([(TYPE_HEADER, b"switchboard.v1.Nope")], b"\x00")
+    assert probe.inbound == {}
+    assert probe.times == []
+    await probe.stop()
