@@ -2,7 +2,7 @@
 
 Each replica subscribes to `keys.chat_customer_channel(tenant, customer)` while it holds at least one socket of
 that customer; whoever has a frame for the customer PUBLISHes it there. PUBLISH answers how many replicas got it,
-so 0 means no socket is open anywhere and a reply goes to the platform callback instead.
+so 0 means no socket is open anywhere and a reply takes another way (replies.py).
 
 Each socket has its own bounded outbox drained by its own writer task: a customer who stops reading fills only
 their own outbox (and is disconnected), never the listener that serves everyone else.
@@ -46,6 +46,7 @@ class CustomerSocket:
         self.connection_id = connection_id
         self._outbox: asyncio.Queue[Frame | None] = asyncio.Queue(OUTBOX_FRAMES)
         self._writer: asyncio.Task[None] | None = None
+        self._closing: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         """Start the writer task."""
@@ -57,8 +58,9 @@ class CustomerSocket:
             self._outbox.put_nowait(frame)
             return True
         except asyncio.QueueFull:
-            log.warning("chat_socket_too_slow", tenant_id=self.tenant_id, connection_id=self.connection_id)
-            asyncio.get_running_loop().create_task(self._close_slow())
+            if self._closing is None:
+                log.warning("chat_socket_too_slow", tenant_id=self.tenant_id, connection_id=self.connection_id)
+                self._closing = asyncio.create_task(self._close_slow())
             return False
 
     async def _close_slow(self) -> None:
