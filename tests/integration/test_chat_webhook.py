@@ -54,6 +54,7 @@ async def test_a_signed_message_is_taken_once_however_often_the_platform_redeliv
     message = records[0][1]
     assert isinstance(message, InboundMessage)
     assert message.message_id == first.json()["message_id"]
+    assert message.conversation_id == first.json()["conversation_id"]
     assert message.kind == MessageKind.MESSAGE_KIND_ORDER_CARD
     assert (message.commerce.order_status, message.commerce.platform) == ("refunding", "taobao")
     assert message.text == "退款怎么还没到？电话 139****5678" and message.language == "zh"

@@ -35,6 +35,7 @@ async def test_every_message_kind_is_acked_once_on_the_topic_masked_and_with_its
         acks = [await next_frame(ws, "ack") for _ in range(6)]
         assert [a["client_msg_id"] for a in acks] == ["m1", "m2", "m3", "m4", "m5", "m6"]
         assert not any(a["duplicate"] for a in acks)
+        assert {a["conversation_id"] for a in acks} == {hello["conversation_id"]}
 
         records = await read_topic(settings.kafka_bootstrap, topics.inbound, 6)
     assert len(records) == 6

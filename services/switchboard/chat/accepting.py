@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from redis.exceptions import RedisError
 
 from switchboard.chat.conversations import Conversations
 from switchboard.chat.frames import ChatInput, to_inbound
-from switchboard.intake.accept import Accepted, Intake
+from switchboard.intake.accept import Intake, Outcome
 from switchboard.intake.pii import mask_pii
 from switchboard.runtime.errors import BrokerUnavailable, TransientError
 from switchboard.runtime.logs import get_logger
 
 log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class ChatAccepted:
+    """What the sender is told: stored (or stored before), under which id, in which conversation."""
+
+    duplicate: bool
+    message_id: str
+    conversation_id: str
 
 
 class ChatAccept:
@@ -30,7 +41,7 @@ class ChatAccept:
         provider_id: str,
         connection_id: str = "",
         event_id: str = "",
-    ) -> Accepted:
+    ) -> ChatAccepted:
         """Accept one message; raises TransientError (BrokerUnavailable included) when the sender must retry."""
         try:
             conversation_id = await self.conversations.current(tenant_id, customer_id)
@@ -44,7 +55,8 @@ class ChatAccept:
             connection_id=connection_id,
             event_id=event_id,
         )
-        return await self.intake.accept(record, provider_id)
+        accepted = await self.intake.accept(record, provider_id)
+        return ChatAccepted(accepted.outcome == Outcome.DUPLICATE, accepted.message_id, conversation_id)
 
     async def refuse(self, *, source: str, reason: str, error_type: str, raw: bytes, tenant_id: str = "") -> None:
         """DLQ record of refused input (masked by Intake.reject); the refusal stands even when Kafka is down."""

@@ -22,7 +22,6 @@ from switchboard.chat.frames import Limits, decode_json, parse_message, required
 from switchboard.chat.metrics import CHAT_MESSAGES
 from switchboard.chat.settings import ChatSettings, Tenant
 from switchboard.chat.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_body
-from switchboard.intake.accept import Outcome
 from switchboard.runtime.errors import InvalidRecord, TransientError
 from switchboard.runtime.keys import Keys
 
@@ -124,9 +123,10 @@ class WebhookEndpoint:
         except TransientError:
             await self._release(marker)
             raise
-        status = "duplicate" if accepted.outcome == Outcome.DUPLICATE else "accepted"
+        status = "duplicate" if accepted.duplicate else "accepted"
         CHAT_MESSAGES.labels("webhook", status).inc()
-        return JSONResponse({"status": status, "message_id": accepted.message_id})
+        body = {"status": status, "message_id": accepted.message_id, "conversation_id": accepted.conversation_id}
+        return JSONResponse(body)
 
     async def _release(self, marker: str) -> None:
         # If Redis fails here the marker expires; until then the retry gets 409 instead of being taken twice.

@@ -19,7 +19,6 @@ from switchboard.chat.metrics import CHAT_MESSAGES, CHAT_SOCKETS
 from switchboard.chat.settings import ChatSettings, Tenant
 from switchboard.chat.signing import verify_widget_token
 from switchboard.chat.sockets import CustomerSocket, SocketHub
-from switchboard.intake.accept import Outcome
 from switchboard.intake.ids import stable_id
 from switchboard.runtime.errors import InvalidRecord, TransientError
 from switchboard.runtime.logs import get_logger
@@ -169,14 +168,14 @@ class _Session:
             retry = self.e.settings.chat_retry_after_s
             sock.push(error_frame("retry_later", "not stored; send it again later", client_msg_id, retry))
             return True
-        duplicate = accepted.outcome == Outcome.DUPLICATE
-        CHAT_MESSAGES.labels("widget", "duplicate" if duplicate else "accepted").inc()
+        CHAT_MESSAGES.labels("widget", "duplicate" if accepted.duplicate else "accepted").inc()
         sock.push(
             {
                 "type": "ack",
                 "client_msg_id": client_msg_id,
                 "message_id": accepted.message_id,
-                "duplicate": duplicate,
+                "conversation_id": accepted.conversation_id,
+                "duplicate": accepted.duplicate,
             }
         )
         return True
