@@ -126,6 +126,11 @@ class AgentIndex:
     by_id: dict[str, AgentView]
     by_group: dict[str, list[AgentView]]
     _slots: dict[tuple[str, str], int] = field(default_factory=dict)
+    # Per (group, channel): a heap of (load key, version, agent) built on first use; an agent's version grows
+    # with every planned assignment, which pushes a fresh entry and leaves the old one stale. So a batch of
+    # plans for one group costs O(limit · log agents) each instead of a pass over every agent.
+    _heaps: dict[tuple[str, str], list[tuple[tuple[float, int, str], int, AgentView]]] = field(default_factory=dict)
+    _versions: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def of(cls, agents: Iterable[AgentView]) -> AgentIndex:
@@ -136,6 +141,30 @@ class AgentIndex:
             for group in agent.groups:
                 by_group.setdefault(group, []).append(agent)
         return cls(by_id, by_group)
+
+    def ranked(self, group: str, channel: str) -> list[tuple[tuple[float, int, str], int, AgentView]]:
+        """The group's heap of agents by load on a channel (see `_heaps`)."""
+        key = (group, channel)
+        if key not in self._heaps:
+            order = _load_key(channel)
+            heap = [(order(a), self._versions.get(a.agent_id, 0), a) for a in self.by_group.get(group, [])]
+            heapq.heapify(heap)
+            self._heaps[key] = heap
+        return self._heaps[key]
+
+    def version(self, agent_id: str) -> int:
+        """How many planned assignments the agent got in this snapshot."""
+        return self._versions.get(agent_id, 0)
+
+    def take(self, agent_id: str, channel: str, now_ms: int) -> None:
+        """Count a planned assignment, so the next plan of the same batch sees the load."""
+        agent = self.by_id[agent_id]
+        take(agent, channel, now_ms)
+        version = self._versions[agent_id] = self._versions.get(agent_id, 0) + 1
+        for group in agent.groups:
+            heap = self._heaps.get((group, channel))
+            if heap is not None:
+                heapq.heappush(heap, (_load_key(channel)(agent), version, agent))
 
     def slots(self, group: str, channel: str) -> int:
         """Effective slots of a channel over the group's available agents (taking work does not change it)."""
@@ -218,6 +247,31 @@ class _Walk:
         else:
             self.pass_over(agent_id, group, step, why, agent.load(self.channel))
 
+    def from_heap(self, index: AgentIndex, group: str, step: str) -> None:
+        """Take the least-loaded fitting agents off the group's heap; put back what may fit again."""
+        heap = index.ranked(group, self.channel)
+        keep = []
+        while heap and not self.full():
+            entry = heapq.heappop(heap)
+            agent = entry[2]
+            if entry[1] != index.version(agent.agent_id):
+                continue  # a newer entry of this agent is in the heap
+            if agent.agent_id in self.seen:
+                keep.append(entry)
+                continue
+            self.seen.add(agent.agent_id)
+            why = self.why_not(agent, group)
+            if why is None:
+                self.result.candidates.append(Candidate(agent.agent_id, group, step))
+                keep.append(entry)
+            else:
+                self.pass_over(agent.agent_id, group, step, why, agent.load(self.channel))
+                if why == "declined_or_missed":
+                    keep.append(entry)  # refused for this conversation only
+                # Anything else only gets worse while a batch plans more work: it leaves the heap for the batch.
+        for entry in keep:
+            heapq.heappush(heap, entry)
+
     def least_loaded(self, members: Sequence[AgentView], group: str, step: str) -> None:
         fit = []
         for agent in members:
@@ -261,13 +315,20 @@ def plan(
         elif step == "returning" and returning and config.affinity.enabled:
             walk.one(index.by_id.get(returning), returning, group_name, "returning")
         elif step == "least_loaded" and not walk.full():
-            walk.least_loaded(index.by_group.get(group_name, []), group_name, "least_loaded")
+            walk.from_heap(index, group_name, "least_loaded")
         elif step == "overflow":
             for ring, reason in active_rings(config, group, stats or {}, index, channel):
                 walk.result.groups.append(ring.group)
                 walk.result.reasons.append(reason)
                 if not walk.full():
-                    walk.least_loaded(index.by_group.get(ring.group, []), ring.group, f"overflow:{ring.group}")
+                    walk.from_heap(index, ring.group, f"overflow:{ring.group}")
+    if not walk.result.candidates:
+        # Nobody fits: say why each agent of the groups was passed over (the event of a queued conversation).
+        walk.seen.clear()
+        for name in walk.result.groups:
+            walk.least_loaded(
+                index.by_group.get(name, []), name, "least_loaded" if name == group_name else f"overflow:{name}"
+            )
     return walk.result
 
 

@@ -25,7 +25,7 @@ from switchboard.contracts import (
     MessageKind,
     RoutingEvent,
 )
-from switchboard.router.chain import Plan, plan, take
+from switchboard.router.chain import Plan, plan
 from switchboard.router.claims import Scripts, context, decisions
 from switchboard.router.classify import Facts, classify
 from switchboard.router.config import TenantRouting
@@ -303,7 +303,7 @@ class Router:
         channel = meta["ch"]
         chosen = self.plan_for(config, snap, group, channel, sticky=sticky, returning=returning)
         if chosen.candidates:
-            take(snap.agents[chosen.candidates[0].agent_id], channel, now)
+            snap.index().take(chosen.candidates[0].agent_id, channel, now)
         meta.update(
             group=group,
             cands=[{"a": c.agent_id, "g": c.group, "s": c.step} for c in chosen.candidates],
