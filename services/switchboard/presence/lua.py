@@ -51,7 +51,7 @@ end
 
 # KEYS: agent, heartbeats, wrap_up timers, pending, desk outbox, desk seq, desk notify
 # ARGV: agent_id, new_status, now_ms, expect_epoch ('' = any), condition ('' | stale_before | wrap_up_due),
-#       cutoff_ms, wrap_up_until_ms, changed_by, reason, desk event bytes, allow_from_offline ('1' | '0')
+#       cutoff_ms, wrap_up_until_ms, changed_by, reason, desk event bytes
 # Returns {code, session_epoch, presence_version, desk_seq}
 TRANSITION = (
     DESK_APPEND_LUA
@@ -74,7 +74,8 @@ elseif cond == 'wrap_up_due' then
   local due = (tonumber(redis.call('HGET', agent, 'wrap_up_until_ms')) or 0)
   if due > now then return {0, epoch, 0, 0} end
 end
-if cur == 'offline' and ARGV[11] ~= '1' then return {-3, epoch, 0, 0} end
+-- only a login (its own script) brings an offline agent back
+if cur == 'offline' then return {-3, epoch, 0, 0} end
 -- wrap_up -> wrap_up restarts the timer; any other same-status change is no change
 if cur == new and new ~= 'wrap_up' then return {0, epoch, 0, 0} end
 local v = presence_set_status(agent, pending, id, new, now, ARGV[8], ARGV[9])

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from redis.asyncio import Redis
 
@@ -273,18 +272,30 @@ class PresenceStore:
             changed_by,
             reason,
             event.SerializeToString(),
-            "0",
         ]
         return keys, args
 
     # --- profile: skills, languages, capacity, surge multiplier ---------------------------------------------
 
-    async def update_profile(self, tenant_id: str, agent_id: str, *, publish: bool = True, **change: Any) -> bool:
-        """Change what an agent can do (creating it offline if new): keyword arguments of ProfileChange.
+    async def update_profile(
+        self,
+        tenant_id: str,
+        agent_id: str,
+        *,
+        groups: Sequence[str] | None = None,
+        languages: Sequence[str] | None = None,
+        capacity: Mapping[str, int] | None = None,
+        display_name: str | None = None,
+        multiplier: float | None = None,
+        temporary: bool | None = None,
+        publish: bool = True,
+    ) -> bool:
+        """Change what an agent can do (creating it offline if new); None leaves a field as it is.
 
         Returns True when something changed (and, with `publish`, its record was sent).
         """
-        return bool(await self.apply_profiles(tenant_id, [(agent_id, ProfileChange(**change))], publish=publish))
+        change = ProfileChange(groups, languages, capacity, display_name, multiplier, temporary)
+        return bool(await self.apply_profiles(tenant_id, [(agent_id, change)], publish=publish))
 
     async def apply_profiles(
         self, tenant_id: str, changes: Sequence[tuple[str, ProfileChange]], *, publish: bool = True
