@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import shutil
 import subprocess
 import uuid
@@ -15,11 +16,17 @@ ROOT = Path(__file__).resolve().parents[3]
 POM = ROOT / "deploy" / "kafka" / "pom.xml"
 LOG4J = ROOT / "deploy" / "kafka" / "log4j2.properties"
 CACHE = ROOT / ".cache" / "kafka"
-LIBS = CACHE / "libs"
 
 
-def ensure_jars(libs: Path = LIBS) -> Path:
+def _libs_dir() -> Path:
+    """The jar folder for the current pom: a changed pom gets a folder of its own, so nothing stale is mixed in."""
+    digest = hashlib.sha256(POM.read_bytes()).hexdigest()[:12]
+    return CACHE / f"libs-{digest}"
+
+
+def ensure_jars(libs: Path | None = None) -> Path:
     """Download the broker jars into the cache once; later calls find them and download nothing."""
+    libs = libs or _libs_dir()
     marker = libs / ".complete"
     if marker.exists():
         return libs
