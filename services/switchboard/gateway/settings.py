@@ -47,9 +47,10 @@ class GatewaySettings(ServiceSettings):
     # Acked events beyond this margin are folded into the desk view and trimmed from the outbox.
     trim_margin: int = 100
     trim_every: int = 100
-    # Every so often each socket's seq counter and session epoch are compared with Redis, so a lost pub/sub
-    # notification delays an event by at most this long, and a fenced session is closed within it.
-    reconcile_interval_s: float = 5.0
+    # Every so often each socket's seq counter and session epoch are compared with Redis (two commands per socket,
+    # pipelined), so a notification lost without a pub/sub reconnect delays an event by at most this long, and a
+    # fenced session whose "session:<epoch>" notification was lost is closed within it.
+    reconcile_interval_s: float = 30.0
     # Redis connections of the replica; connects beyond that wait for a free one (bursts of reconnects).
     redis_connections: int = 64
     # RLIMIT_NOFILE raised to this at start (one descriptor per desktop socket).
