@@ -10,6 +10,7 @@ import pytest
 from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
+from switchboard.presence.audit import AuditLog
 from switchboard.presence.model import Status
 from switchboard.presence.roster import default_roster_path, load_roster
 from switchboard.presence.store import PresenceStore
@@ -40,7 +41,8 @@ def _touch(path: Path, text: str, bump: int) -> None:
 async def test_roster_file_change_is_loaded_and_a_broken_one_ignored(store: PresenceStore, tmp_path: Path) -> None:
     roster = tmp_path / "agents.yaml"
     original = default_roster_path().read_text(encoding="utf-8")
-    watcher = RosterWatcher(store, roster, interval_s=1)  # no file yet
+    audit = AuditLog(store.redis, store.keys)
+    watcher = RosterWatcher(store, roster, interval_s=1, audit=audit)  # no file yet
     _touch(roster, original, 0)
     assert await watcher.poll()
     assert not await watcher.poll()  # unchanged file: nothing to do
@@ -53,6 +55,7 @@ async def test_roster_file_change_is_loaded_and_a_broken_one_ignored(store: Pres
     lina = await store.get_agent("shop-a", "a-lina")
     assert lina is not None
     assert lina.capacity == {"chat": 2, "email": 0, "phone": 0}
+    assert [e.action for e in await audit.read("shop-b")] == ["reload_roster", "reload_roster"]
 
     _touch(roster, original + "\n  - tenant_id: {broken\n", 20)
     assert not await watcher.poll()

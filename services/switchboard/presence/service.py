@@ -53,7 +53,9 @@ async def run(settings: PresenceSettings) -> None:
     )
     runtime.add_worker("sweep", sweeper.run, stop=sweeper.stop)
     runtime.add_ready_check("sweep", lambda: sweeper.healthy)
-    watcher = RosterWatcher(store, roster_path if settings.load_roster_on_start else None, settings.roster_poll_s)
+    watcher = RosterWatcher(
+        store, roster_path if settings.load_roster_on_start else None, settings.roster_poll_s, control.audit
+    )
     runtime.add_worker("roster", watcher.run, stop=watcher.stop)
     mount_operator_api(runtime.app, control, settings.operator_tokens)
     if not settings.operator_tokens:

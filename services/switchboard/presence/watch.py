@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from switchboard.presence.audit import AuditLog
 from switchboard.presence.metrics import AGENTS, ROSTER_RELOADS
 from switchboard.presence.model import text
 from switchboard.presence.roster import load_roster
@@ -28,8 +29,11 @@ STATUSES = ("available", "busy", "away", "wrap_up", "offline")
 class RosterWatcher:
     """Reloads the roster when its file changes, and refreshes the `sb_presence_agents` gauge."""
 
-    def __init__(self, store: PresenceStore, path: Path | None, interval_s: float) -> None:
+    def __init__(
+        self, store: PresenceStore, path: Path | None, interval_s: float, audit: AuditLog | None = None
+    ) -> None:
         self.store = store
+        self.audit = audit
         self.path = path
         self.interval_s = interval_s
         self._mtime: float | None = path.stat().st_mtime if path and path.exists() else None
@@ -70,6 +74,10 @@ class RosterWatcher:
             return False
         changed = await self.store.load_roster(roster)
         ROSTER_RELOADS.labels("loaded").inc()
+        if self.audit is not None:
+            for tenant in roster.tenants:
+                params = {"path": str(self.path), "agents": len(tenant.agents)}
+                await self.audit.record(tenant.tenant_id, "roster_file", "reload_roster", params, {})
         log.info("roster_reloaded", path=str(self.path), changed=changed)
         return True
 
