@@ -106,6 +106,8 @@ class GroupStats:
 
     queue_length: int = 0
     recent_waits_s: tuple[float, ...] = ()
+    # The service level of recent_waits_s when already computed for the batch.
+    level: float | None = None
 
 
 @dataclass
@@ -183,7 +185,9 @@ def active_rings(
         return []
     mine = stats.get(group.name, GroupStats())
     wait = estimated_wait_s(mine.queue_length, index.slots(group.name, channel), group.avg_handle_s)
-    level = service_level(mine.recent_waits_s, config.queue.service_level_target_s)
+    level = mine.level
+    if level is None:
+        level = service_level(mine.recent_waits_s, config.queue.service_level_target_s)
     fired = []
     for ring in group.overflow:
         if ring.estimated_wait_over_s is not None and wait > ring.estimated_wait_over_s:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 from switchboard.router.config import Match, TenantRouting
 
@@ -27,6 +27,11 @@ class Facts:
     platform: str = ""
     category: str = ""
     sku: str = ""
+
+    @cached_property
+    def folded(self) -> str:
+        """The text case-folded once, for keyword matching."""
+        return self.text.casefold()
 
 
 @dataclass(frozen=True)
@@ -56,7 +61,7 @@ def _predicate(match: Match) -> Callable[[Facts], bool]:
     words = [w.casefold() for w in match.keywords]
     patterns = [_compiled(p) for p in match.patterns]
     if words or patterns:
-        checks.append(lambda f: any(w in f.text.casefold() for w in words) or any(p.search(f.text) for p in patterns))
+        checks.append(lambda f: any(w in f.folded for w in words) or any(p.search(f.text) for p in patterns))
     for field_name, values in (
         ("channel", match.channel),
         ("order_status", match.order_status),

@@ -12,7 +12,7 @@ import json
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from prometheus_client import Counter, Histogram
@@ -31,6 +31,7 @@ from switchboard.router.classify import Facts, classify
 from switchboard.router.config import TenantRouting
 from switchboard.router.events import CHANNEL_NAMES, routing_event, verdicts_json
 from switchboard.router.reload import ConfigStore
+from switchboard.router.scoring import service_level
 from switchboard.router.snapshot import Snapshot, read_groups, redis_guard, text
 from switchboard.runtime.keys import Keys
 from switchboard.runtime.logs import get_logger
@@ -154,7 +155,10 @@ class Router:
         wanted = set(groups)
         for name in groups:
             wanted.update(ring.group for ring in config.group(name).overflow)
-        return await read_groups(self.redis, self.keys, config.tenant, wanted, self.waits(config.tenant))
+        snap = await read_groups(self.redis, self.keys, config.tenant, wanted, self.waits(config.tenant))
+        target = config.queue.service_level_target_s
+        snap.stats = {g: replace(s, level=service_level(s.recent_waits_s, target)) for g, s in snap.stats.items()}
+        return snap
 
     def plan_for(
         self,
