@@ -106,7 +106,7 @@ class SimulatedAgent:
             beats = asyncio.create_task(self._heartbeats())
             try:
                 await self._until(leave, reader)
-                if not reader.done():
+                if not reader.done() and not self.shift.abrupt:
                     await self._hand_over(reader)
             finally:
                 beats.cancel()
@@ -131,13 +131,20 @@ class SimulatedAgent:
         """Shift end: take no new work, finish what is held (bounded), then go."""
         self._leaving = True
         await self._send({"type": "set_status", "status": "busy", "reason": "shift end"})
-        if self.held:
-            self._idle.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._idle.wait(), self.behaviour.handling_time.max_s + 5)
-        if self._unanswered:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._answered.wait(), 5.0)
+        deadline = self.clock() + self.behaviour.handling_time.max_s + 10
+        # An accept sent just before the hand-over brings an assignment after it: finish that one too.
+        while (self.held or self._unanswered) and self.clock() < deadline and not reader.done():
+            left = deadline - self.clock()
+            if self._unanswered:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._answered.wait(), min(5.0, left))
+            if self.held:
+                self._idle.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._idle.wait(), left)
+            else:
+                # The result of an accept can come before its assignment: give the assignment a moment.
+                await asyncio.sleep(0.5)
 
     async def _heartbeats(self) -> None:
         while True:
@@ -175,7 +182,7 @@ class SimulatedAgent:
         conversation = str(frame.get("conversation_id", ""))
         epoch = int(frame.get("epoch", 0))
         if kind == "offer":
-            if self._leaving or self.rng.random() < self.behaviour.missed_offer_probability:
+            if self.rng.random() < self.behaviour.missed_offer_probability:
                 self.missed += 1
                 return
             delay = self.rng.uniform(self.behaviour.accept_delay_s.min, self.behaviour.accept_delay_s.max)
@@ -192,7 +199,11 @@ class SimulatedAgent:
             self._mark_idle_if_free()
 
     def _accept(self, conversation: str, epoch: int) -> None:
-        task = asyncio.create_task(self._send({"type": "accept", "conversation_id": conversation, "epoch": epoch}))
+        # An agent handing over at the end of a shift declines what was offered meanwhile: it goes to another.
+        frame = {"type": "decline" if self._leaving else "accept", "conversation_id": conversation, "epoch": epoch}
+        if self._leaving:
+            frame["reason"] = "shift end"
+        task = asyncio.create_task(self._send(frame))
         # Keep a reference until it is done: the loop holds tasks only weakly.
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)

@@ -128,11 +128,17 @@ class Agents(_Model):
 
 
 class ShiftChange(_Model):
-    """At `at_s` a fraction of each shop's agents log off and as many new ones log on, `overlap_s` before."""
+    """At `at_s` a fraction of each shop's agents log off and as many new ones log on, `overlap_s` before.
+
+    A leaver hands over: sets itself busy, declines new offers, finishes what it holds, logs off. An `abrupt`
+    share of leavers just close the desktop with work in hand (a crash, a dead laptop): their conversations must
+    go back to the queue and reach another agent.
+    """
 
     at_s: float = Field(ge=0)
     leaving_fraction: float = Field(ge=0, le=1)
     overlap_s: float = Field(ge=0, default=5)
+    abrupt_fraction: float = Field(ge=0, le=1, default=0.0)
 
 
 class Operator(_Model):

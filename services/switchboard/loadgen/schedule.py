@@ -59,6 +59,8 @@ class AgentShift:
     on_s: float
     off_s: float | None
     seed: int
+    # Leaves by closing the desktop with work in hand instead of handing over.
+    abrupt: bool = False
 
 
 @dataclass(frozen=True)
@@ -151,7 +153,8 @@ def agent_shifts(scenario: Scenario, tenants: Sequence[Tenant], rng: random.Rand
         leaving = round(tenant.agents * change.leaving_fraction) if change else 0
         for i in range(tenant.agents):
             off = change.at_s if change and i < leaving else None
-            shifts.append(AgentShift(tenant.id, f"{tenant.id}-a{i:03d}", 0.0, off, rng.randrange(2**31)))
+            abrupt = change is not None and off is not None and rng.random() < change.abrupt_fraction
+            shifts.append(AgentShift(tenant.id, f"{tenant.id}-a{i:03d}", 0.0, off, rng.randrange(2**31), abrupt))
         for j in range(leaving):
             assert change is not None
             on = max(0.0, change.at_s - change.overlap_s)
