@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, WebSocket
 from pydantic import BaseModel, Field
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocketDisconnect, WebSocketDisconnected
 
 from switchboard.gateway.commands import DeskCommands
 from switchboard.gateway.hub import SESSION_PREFIX, DeskHub
@@ -179,11 +182,19 @@ class Gateway:
     # --- the session ----------------------------------------------------------------------------------------------
 
     async def serve_socket(self, websocket: WebSocket) -> None:
-        """One desktop connection, from auth to disconnect."""
-        auth = await self._authenticate(websocket)
-        if auth is None:
-            return
-        claims, hello = auth
+        """One desktop connection, from auth to disconnect; a peer that leaves or a Redis outage ends it quietly."""
+        try:
+            auth = await self._authenticate(websocket)
+            if auth is not None:
+                await self._serve_session(websocket, *auth)
+        except (WebSocketDisconnect, WebSocketDisconnected, OSError):
+            return  # the desktop went away mid-frame (OSError covers uvicorn's ClientDisconnected)
+        except RedisError as exc:
+            log.warning("desk_redis_error", error=repr(exc))
+            with contextlib.suppress(Exception):
+                await websocket.close(CloseCode.INTERNAL_ERROR, "state unavailable; reconnect shortly")
+
+    async def _serve_session(self, websocket: WebSocket, claims: DeskClaims, hello: Hello) -> None:
         tenant, agent = claims.tenant_id, claims.agent_id
         try:
             epoch = await self.presence.login(tenant, agent, gateway_instance=self.settings.instance_id)
@@ -244,7 +255,7 @@ class Gateway:
             COMMANDS.labels(cmd.type, exc.code).inc()
             await session.send(error_frame(exc.code, exc.detail, cmd.ref))
             return
-        except BrokerUnavailable:
+        except (BrokerUnavailable, RedisError):
             COMMANDS.labels(cmd.type, "retry_later").inc()
             await session.send(error_frame("retry_later", "could not record the command; send it again", cmd.ref))
             return
