@@ -163,6 +163,10 @@ async def test_temporary_agents_in_bulk(presence: Presence) -> None:
     assert not await presence.store.check_temporary_login("shop-a", "a-lina", "dev-lina")  # rostered: the file
     audit = (await presence.http.get(f"{A}/audit", headers=auth(OPS_A))).json()
     assert passwords["tmp-3"] not in str(audit)
+    page = (await presence.http.get(f"{A}/agents", params={"offset": 20, "limit": 3}, headers=auth(OPS_A))).json()
+    assert page["total"] == 25
+    assert [a["agent_id"] for a in page["agents"]] == ["tmp-5", "tmp-6", "tmp-7"]
+    assert page["by_status"] == {"offline": 25}
     await presence.store.login("shop-a", "tmp-3")
     resp = await presence.http.post(
         f"{A}/temporary-agents/remove",

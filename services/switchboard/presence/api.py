@@ -92,8 +92,11 @@ async def where(
     control: Control,
     status_filter: Annotated[Status | None, Query(alias="status")] = None,
     group: Annotated[str | None, Query()] = None,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
 ) -> WhereView:
-    """Agents of the tenant (optionally of one status / group) with load, and counts by status and group."""
+    """Agents of the tenant (optionally of one status / group) with load, by agent id, one page at a time;
+    the counts by status and group cover every matching agent."""
     agents = await control.store.list_agents(tenant_id)
     if status_filter is not None:
         agents = [a for a in agents if a.status is status_filter]
@@ -104,7 +107,8 @@ async def where(
         for g in agent.groups:
             by_group[g][agent.status.value] += 1
     return WhereView(
-        agents=[AgentView.of(a) for a in agents],
+        total=len(agents),
+        agents=[AgentView.of(a) for a in agents[offset : offset + limit]],
         by_status=dict(Counter(a.status.value for a in agents)),
         by_group={g: dict(c) for g, c in sorted(by_group.items())},
         active_profile=await control.active_profile_name(tenant_id),

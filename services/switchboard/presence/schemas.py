@@ -47,8 +47,9 @@ class AgentView(BaseModel):
 
 
 class WhereView(BaseModel):
-    """Who is where: agents, counts by status, and counts by group and status."""
+    """Who is where: a page of agents, how many match in all, counts by status, and by group and status."""
 
+    total: int
     agents: list[AgentView]
     by_status: dict[str, int]
     by_group: dict[str, dict[str, int]]
