@@ -99,10 +99,14 @@ def prefix() -> str:
 
 
 @pytest.fixture
-async def settings(kafka_bootstrap: str, redis_url: str, prefix: str) -> ServiceSettings:
-    """Service settings pointing at the session's Kafka and Redis, with this test's own topics created."""
+async def settings(kafka_bootstrap: str, redis_url: str, prefix: str) -> AsyncIterator[ServiceSettings]:
+    """Service settings pointing at the session's Kafka and Redis, with this test's own topics created.
+
+    The topics are deleted after the test: a broker keeps files open for every partition, and a whole session's
+    worth of them would run it out of file descriptors.
+    """
     await ensure_topics(kafka_bootstrap, Topics(prefix).specs(TEST_PARTITIONS))
-    return ServiceSettings(
+    yield ServiceSettings(
         kafka_bootstrap=kafka_bootstrap,
         redis_url=redis_url,
         topic_prefix=prefix,
@@ -113,6 +117,18 @@ async def settings(kafka_bootstrap: str, redis_url: str, prefix: str) -> Service
         shutdown_grace_s=5.0,
         retry_backoff_s=0.05,
     )
+    await _delete_topics(kafka_bootstrap, prefix)
+
+
+async def _delete_topics(bootstrap: str, prefix: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        mine = [t for t in await admin.list_topics() if t.startswith(prefix)]
+        if mine:
+            await admin.delete_topics(mine)
+    finally:
+        await admin.close()
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -28,11 +29,34 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return False
 
 
+def _raise_file_limit() -> None:
+    """As many open files as allowed, for this process and the children it starts (they inherit the limit).
+
+    A broker keeps several files open per partition, and a test session creates thousands of partitions.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 1 << 20
+    if os.geteuid() == 0:
+        with contextlib.suppress(OSError, ValueError):
+            nr_open = int(Path("/proc/sys/fs/nr_open").read_text())
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, nr_open), min(wanted, nr_open)))
+            return
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def spawn(args: Sequence[str], log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     """Start a child in its own process group with stdout and stderr going to `log_path`."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    _raise_file_limit()
     with log_path.open("ab") as log:
-        return subprocess.Popen(list(args), stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        return subprocess.Popen(
+            list(args),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
 
 
 def terminate(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> int | None:
