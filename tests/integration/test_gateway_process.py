@@ -1,0 +1,67 @@
+"""`python -m switchboard.gateway` as a process: ready, login over HTTP, a desk session, SIGTERM closes it with 1012."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from switchboard.gateway.protocol import CloseCode
+from switchboard.runtime.kafka import RecordProducer
+from switchboard.runtime.settings import ServiceSettings
+from switchboard.stack.procs import free_port
+from tests.helpers import eventually
+from tests.integration.gateway_support import ORIGIN, SECRET, Desk, load_agents
+
+pytestmark = pytest.mark.broker
+
+
+async def test_gateway_process_serves_and_shuts_down_gracefully(settings: ServiceSettings, redis: Redis) -> None:
+    producer = RecordProducer(settings)
+    await producer.start()
+    await load_agents(settings, redis, producer)
+    await producer.stop()
+    port = free_port()
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "REDIS_URL": settings.redis_url,
+        "SB_TOPIC_PREFIX": settings.topic_prefix,
+        "SB_KEY_PREFIX": settings.key_prefix,
+        "SB_HTTP_PORT": str(port),
+        "SB_HTTP_HOST": "127.0.0.1",
+        "SB_JWT_SECRET": SECRET,
+        "SB_ALLOWED_ORIGINS": f'["{ORIGIN}"]',
+        "SB_SHUTDOWN_GRACE_S": "5",
+    }
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "switchboard.gateway", env=env)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+
+            async def ready() -> bool:
+                assert proc.returncode is None, "gateway exited"
+                try:
+                    return (await http.get("/readyz")).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            await eventually(ready, 30, "gateway ready")
+            login = await http.post(
+                "/login", json={"tenant_id": "shop-b", "agent_id": "b-sara", "password": "dev-sara"}
+            )
+            assert login.status_code == 200
+            desk = await Desk.open(f"ws://127.0.0.1:{port}/desk", login.json()["token"])
+            assert desk.snapshot["agent_id"] == "b-sara"
+            metrics = (await http.get("/metrics")).text
+            assert "sb_gateway_sockets 1.0" in metrics
+        proc.terminate()
+        assert await desk.close_code() == CloseCode.SERVICE_RESTART
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
