@@ -71,12 +71,22 @@ async def _agents(redis: Redis, keys: Keys, count: int, chat: int) -> None:
     await pipe.execute()
 
 
-async def _throughput(router: Router, total: int, batch: int, run: str) -> float:
+async def _redis_cpu(redis: Redis) -> float:
+    info = await redis.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+async def _throughput(router: Router, total: int, batch: int, run: str) -> tuple[float, float, float]:
+    """Decisions per second, and CPU microseconds per decision in this process and in Redis."""
     messages = [_message(n, run) for n in range(total)]
+    redis_before, cpu_before = await _redis_cpu(router.redis), time.process_time()
     started = time.perf_counter()
     for i in range(0, total, batch):
         await router.handle_inbound(messages[i : i + batch])
-    return total / (time.perf_counter() - started)
+    elapsed = time.perf_counter() - started
+    cpu = (time.process_time() - cpu_before) / total * 1e6
+    redis_cpu = (await _redis_cpu(router.redis) - redis_before) / total * 1e6
+    return total / elapsed, cpu, redis_cpu
 
 
 async def _latency(router: Router, rate: float, seconds: float, batch_max: int, run: str) -> list[float]:
@@ -133,9 +143,9 @@ async def bench(args: argparse.Namespace) -> None:
         per_agent = args.conversations * 3 // args.agents + 10
         await _agents(redis, keys, args.agents, per_agent)
         await _throughput(router, 1000, args.batch, "warm")
-        assign = await _throughput(router, args.conversations, args.batch, "assign")
+        assign, assign_cpu, assign_redis = await _throughput(router, args.conversations, args.batch, "assign")
         await _agents(redis, keys, args.agents, 0)
-        queue = await _throughput(router, args.conversations // 4, args.batch, "queue")
+        queue, queue_cpu, queue_redis = await _throughput(router, args.conversations // 4, args.batch, "queue")
         await _agents(redis, keys, args.agents, per_agent)
         latencies = await _latency(router, assign / 2, args.seconds, args.batch, "paced")
         print(f"router bench: {args.agents} agents, Tmall example config, Redis {os.environ.get('REDIS_URL', '')}")
@@ -143,8 +153,15 @@ async def bench(args: argparse.Namespace) -> None:
             f"  bare EVALSHA 'return 1'     {single:10.0f} calls/s one per round trip, "
             f"{pipelined:.0f} calls/s pipelined by {args.batch}"
         )
-        print(f"  new conversations assigned  {assign:10.0f} decisions/s (batches of {args.batch})")
-        print(f"  new conversations queued    {queue:10.0f} decisions/s (every agent full)")
+        print(
+            f"  new conversations assigned  {assign:10.0f} decisions/s (batches of {args.batch}); CPU per decision: "
+            f"router {assign_cpu:.0f} us, redis {assign_redis:.0f} us"
+        )
+        print(
+            f"  new conversations queued    {queue:10.0f} decisions/s (every agent full); CPU per decision: "
+            f"router {queue_cpu:.0f} us, redis {queue_redis:.0f} us"
+        )
+        print(f"  load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores while measuring")
         print(
             f"  latency at {assign / 2:.0f}/s         p50 {_pct(latencies, 0.5):.1f} ms  "
             f"p99 {_pct(latencies, 0.99):.1f} ms  max {max(latencies) * 1000:.1f} ms  "

@@ -276,20 +276,22 @@ class _Walk:
         for entry in keep:
             heapq.heappush(heap, entry)
 
-    def least_loaded(self, members: Sequence[AgentView], group: str, step: str) -> None:
-        fit = []
-        for agent in members:
-            if agent.agent_id in self.seen:
-                continue
-            self.seen.add(agent.agent_id)
-            why = self.why_not(agent, group)
-            if why is None:
-                fit.append(agent)
-            else:
-                self.pass_over(agent.agent_id, group, step, why, agent.load(self.channel))
-        room = self.limit - len(self.result.candidates)
-        for agent in heapq.nsmallest(room, fit, key=_load_key(self.channel)) if room > 0 else []:
-            self.result.candidates.append(Candidate(agent.agent_id, group, step))
+    def explain(self, index: AgentIndex, groups: Sequence[str], primary: str) -> None:
+        """Nobody fits: say why agents of the groups were passed over (the first MAX_VERDICTS, and how many)."""
+        self.seen.clear()
+        self.result.verdicts.clear()
+        self.result.passed_over = 0
+        for name in groups:
+            step = "least_loaded" if name == primary else f"overflow:{name}"
+            for agent in index.by_group.get(name, []):
+                if agent.agent_id in self.seen:
+                    continue
+                self.seen.add(agent.agent_id)
+                if len(self.result.verdicts) >= MAX_VERDICTS:
+                    self.result.passed_over += 1
+                    continue
+                why = self.why_not(agent, name) or "changed_in_batch"
+                self.pass_over(agent.agent_id, name, step, why, agent.load(self.channel))
 
 
 def plan(
@@ -327,12 +329,7 @@ def plan(
                 if not walk.full():
                     walk.from_heap(index, ring.group, f"overflow:{ring.group}")
     if not walk.result.candidates:
-        # Nobody fits: say why each agent of the groups was passed over (the event of a queued conversation).
-        walk.seen.clear()
-        for name in walk.result.groups:
-            walk.least_loaded(
-                index.by_group.get(name, []), name, "least_loaded" if name == group_name else f"overflow:{name}"
-            )
+        walk.explain(index, walk.result.groups, group_name)
     return walk.result
 
 
