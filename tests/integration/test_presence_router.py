@@ -20,6 +20,7 @@ from switchboard.presence.audit import AuditLog
 from switchboard.presence.control import SurgeControl
 from switchboard.presence.roster import load_roster
 from switchboard.presence.store import PresenceStore
+from switchboard.presence.surge import SurgeProfile
 from switchboard.presence.sweep import Sweeper
 from switchboard.router.engine import MemorySink, Router
 from switchboard.router.reload import ConfigStore
@@ -137,7 +138,8 @@ async def test_lost_heartbeats_send_conversations_back_to_the_queue(stack: Stack
     assert conv["state"] == "queued"
 
 
-async def test_surge_factor_lets_a_waiting_conversation_in_at_once(stack: Stack) -> None:
+@pytest.mark.parametrize("lever", ["capacity_factor", "surge_profile"])
+async def test_surge_lets_a_waiting_conversation_in_at_once(stack: Stack, lever: str) -> None:
     await stack.presence.update_profile(T, "a-lina", capacity={"chat": 1})
     await stack.presence.login(T, "a-lina")
     await stack.deliver_presence()
@@ -146,7 +148,12 @@ async def test_surge_factor_lets_a_waiting_conversation_in_at_once(stack: Stack)
     assert (await stack.conv("c1"))["owner"] == "a-lina"
     assert (await stack.conv("c2"))["state"] == "queued"
 
-    changed = await stack.control.scale_capacity(T, 2.0, "operator:test")
+    if lever == "capacity_factor":
+        changed = await stack.control.scale_capacity(T, 2.0, "operator:test")
+    else:
+        profile = SurgeProfile(tenant_factor=1.0, group_factors={"presales": 2.0})
+        await stack.control.put_profile(T, "double11", profile, "operator:test")
+        changed = await stack.control.activate(T, "double11", "operator:test")
     assert "a-lina" in changed
     await stack.deliver_presence()
     assert (await stack.conv("c2"))["owner"] == "a-lina"
