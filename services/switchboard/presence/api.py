@@ -38,6 +38,9 @@ from switchboard.presence.schemas import (
 from switchboard.presence.settings import OperatorGrant
 from switchboard.presence.store import AgentOffline, UnknownAgent
 from switchboard.presence.surge import SurgeProfile, SurgeSchedule
+from switchboard.runtime.logs import get_logger
+
+log = get_logger(__name__)
 
 _bearer = HTTPBearer(auto_error=False, description="An operator token from SB_OPERATOR_TOKENS")
 
@@ -63,6 +66,8 @@ def operator_for_tenant(
     if grant is None:
         raise unauthorized
     if not grant.allows(tenant_id):
+        # refused attempts on another shop are worth a look: logged, not audited into that shop's log
+        log.warning("operator_denied", operator=grant.name, tenant_id=tenant_id, path=request.url.path)
         raise HTTPException(status.HTTP_403_FORBIDDEN, f"operator {grant.name} may not control tenant {tenant_id}")
     return grant
 
