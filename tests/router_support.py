@@ -186,7 +186,13 @@ def _fits(agent: dict[str, str], ch: str, group: str, config: TenantRouting) -> 
     mult = float(agent.get("multiplier") or 1) or 1.0
     if int(agent.get(f"used:{ch}") or 0) + 1 > math.floor(int(agent.get(f"cap:{ch}") or 0) * mult):
         return False
-    return not (config.capacity.phone_blocks_other_work and ch != "phone" and int(agent.get("used:phone") or 0) > 0)
+    if config.capacity.phone_blocks_other_work and ch != "phone" and int(agent.get("used:phone") or 0) > 0:
+        return False
+    if config.capacity.mode == "units":
+        weights: dict[str, int] = {str(k): v for k, v in config.capacity.unit_weights.items()}
+        in_use = sum(int(agent.get(f"used:{c}") or 0) * weights.get(c, 1) for c in CHANNELS)
+        return in_use + weights.get(ch, 1) <= math.floor(config.capacity.units_per_agent * mult)
+    return True
 
 
 def check_invariants(

@@ -306,3 +306,20 @@ async def test_unknown_tenant_and_missing_ids_are_refused(env: Env) -> None:
         "no routing config for tenant 'nobody'",
         "inbound message without conversation_id or message_id",
     ]
+
+
+async def test_weighted_units_and_a_surge_multiplier_drain_at_once(env: Env) -> None:
+    config = env.config()
+    units = config.capacity.model_copy(update={"mode": "units", "units_per_agent": 4})
+    env.store.put(config.model_copy(update={"capacity": units}))
+    await put_agent(env.redis, env.keys, T, "lina", ["presales"], chat=5, email=5)
+    await env.send(T, "c1", "m1")  # chat: 2 units
+    await env.send(T, "e1", "m2", channel="email")  # email: 1 unit
+    await env.send(T, "c2", "m3")  # another chat would need 5 of 4 units
+    assert (await env.conv("c2"))["state"] == "queued"
+    await env.check()
+    # A surge profile doubles capacity; presence publishes the record and the router drains at once.
+    await env.redis.hset(env.keys.agent(T, "lina"), "multiplier", 2)
+    await env.upkeep.handle_presence([presence_record(T, "lina", "available", ["presales"], 2.0)])
+    assert (await env.conv("c2"))["owner"] == "lina"
+    await env.check()
