@@ -40,15 +40,19 @@ async def test_each_frame_is_acked_after_kafka_and_out_of_order_frames_become_me
     async with running_phone(settings) as phone, connect(phone.ws, additional_headers=SHOP_A_KEY) as ws:
         await _send(ws, "f0", started("ws-1", language="en-US"))
         assert (await _answers(ws, 1))["f0"]["results"] == [{"ref": "ws-1:call.started", "status": "accepted"}]
+        await _send(ws, "f0b", segment("ws-1", 0, "hi"))
+        assert (await _answers(ws, 1))["f0b"]["type"] == "ack", "a platform numbering from 0 is on time"
         await _send(ws, "f3", segment("ws-1", 3, "and the colour is wrong"))
         await _send(ws, "f2", segment("ws-1", 2, "the parcel arrived damaged"))
         await _send(ws, "f1", segment("ws-1", 1, "hello"), {"type": "call.ended", "call_id": "ws-1"})
         answers = await _answers(ws, 3)
         assert {a["type"] for a in answers.values()} == {"ack"}
         assert answers["f2"]["results"] == [{"ref": "ws-1:seg:2", "status": "accepted"}]
-    records = await read_topic(settings.kafka_bootstrap, Topics(settings.topic_prefix).inbound, 5)
+    records = await read_topic(settings.kafka_bootstrap, Topics(settings.topic_prefix).inbound, 6)
     messages: list[InboundMessage] = [m for _, m in records]  # type: ignore[misc]
-    assert [m.phone.segment_seq for m in messages if m.kind == MessageKind.MESSAGE_KIND_TRANSCRIPT] == [1, 2, 3]
+    finals = [m for m in messages if m.kind == MessageKind.MESSAGE_KIND_TRANSCRIPT]
+    assert [m.phone.segment_seq for m in finals] == [0, 1, 2, 3]
+    assert not any("out_of_order" in m.attributes for m in finals)
     assert all(m.language == "en" for m in messages)
 
 

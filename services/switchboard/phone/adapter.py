@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 from switchboard.contracts import DeskEvent, DeskEventType
 from switchboard.intake.accept import Intake, Outcome
 from switchboard.intake.pii import mask_phone_number
-from switchboard.phone.calls import CallStore
+from switchboard.phone.calls import FIRST_SEQ, CallStore
 from switchboard.phone.directory import PhoneDirectory
 from switchboard.phone.metrics import PHONE_ITEMS
 from switchboard.phone.records import (
@@ -157,7 +157,8 @@ class PhoneAdapter:
         batch = []
         for seq, segment in unique.items():
             message = segment_message(tenant_id, call, segment)
-            if seq < turn.next_seq:
+            # Platforms number from 0 or from 1: a seq 0 before anything else was written is on time.
+            if seq < turn.next_seq and not (seq == 0 and turn.next_seq == FIRST_SEQ):
                 message.attributes["out_of_order"] = "true"
             batch.append((message, provider_id(segment)))
         accepted = await self.intake.accept_many(batch)
