@@ -118,6 +118,7 @@ class ServiceRuntime:
             lifespan="off",
             ws="websockets-sansio",
             ws_max_size=self.settings.http_ws_max_bytes,
+            ws_per_message_deflate=self.settings.http_ws_deflate,
             timeout_graceful_shutdown=max(1, int(self.settings.shutdown_grace_s)),
         )
         server = _Server(config)

@@ -33,6 +33,9 @@ class ServiceSettings(BaseSettings):
     http_port: int = 8080
     # Largest websocket message the HTTP server reads; a bigger one closes the socket (1009) before it is buffered.
     http_ws_max_bytes: int = 16 * 1024 * 1024
+    # permessage-deflate for websockets when the client offers it (browsers always do). Each compressed socket holds
+    # zlib state (about 40 KiB); services holding tens of thousands of sockets turn it off.
+    http_ws_deflate: bool = True
     log_level: str = "INFO"
     # SIGTERM: stop intake, then give in-flight work this long before cancelling it.
     shutdown_grace_s: float = 10.0
