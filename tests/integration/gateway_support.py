@@ -77,7 +77,15 @@ async def running_gateway(settings: GatewaySettings) -> AsyncIterator[RunningGat
     app = FastAPI()
     gateway.install(app)
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_config=None, lifespan="off", ws="websockets-sansio", ws_ping_interval=None
+        app,
+        host="127.0.0.1",
+        port=0,
+        log_config=None,
+        lifespan="off",
+        ws="websockets-sansio",
+        ws_ping_interval=None,
+        ws_max_size=settings.http_ws_max_bytes,
+        ws_per_message_deflate=settings.http_ws_deflate,
     )
     server = _Server(config)
     tasks = [asyncio.create_task(run()) for _, run in workers(gateway)]

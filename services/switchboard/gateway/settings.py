@@ -36,8 +36,11 @@ class GatewaySettings(ServiceSettings):
     send_queue_max: int = 256
     # A socket whose queue stays full this long is closed with 4010 (the outbox keeps its events).
     slow_close_s: float = 60.0
-    # Client frames larger than this close the socket with 1009.
+    # Client frames larger than this close the socket with 1009 (the HTTP server refuses them before buffering).
     max_frame_bytes: int = 64 * 1024
+    http_ws_max_bytes: int = 64 * 1024
+    # Desk frames are small JSON; zlib state per socket (~40 KiB) would more than double memory per desktop.
+    http_ws_deflate: bool = False
     # Client commands per second (token bucket) and the bucket's size.
     command_rate: float = 20.0
     command_burst: int = 40
