@@ -41,6 +41,11 @@ class Keys:
         """Sorted set: conversations waiting for a skill group, by score."""
         return self._tenant(tenant_id, "queue", group)
 
+    def routing_unsent(self, tenant_id: str) -> str:
+        """Sorted set: decisions of the router's sweep and presence scripts (JSON) not yet on the routing topic,
+        by time; removed once sent, re-sent by a later sweep if the sender died (router)."""
+        return self._tenant(tenant_id, "routing", "unsent")
+
     def group_capacity_version(self, tenant_id: str, group: str) -> str:
         """Counter: bumped whenever capacity may have grown in a group (router), so a claim can tell its snapshot
         is still current and skip re-checking every agent before queueing."""
