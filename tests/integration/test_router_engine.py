@@ -15,6 +15,7 @@ from switchboard.router.config import OfferPolicy, TenantRouting
 from switchboard.router.engine import MemorySink, Router
 from switchboard.router.reload import ConfigStore
 from switchboard.router.upkeep import Upkeep
+from switchboard.runtime.errors import BrokerUnavailable
 from switchboard.runtime.keys import Keys
 from tests.router_support import (
     check_invariants,
@@ -323,3 +324,24 @@ async def test_weighted_units_and_a_surge_multiplier_drain_at_once(env: Env) -> 
     await env.upkeep.handle_presence([presence_record(T, "lina", "available", ["presales"], 2.0)])
     assert (await env.conv("c2"))["owner"] == "lina"
     await env.check()
+
+
+async def test_sweep_decisions_that_missed_the_routing_topic_are_sent_later(env: Env) -> None:
+    await put_agent(env.redis, env.keys, T, "lina", ["presales"], status="away")
+    await env.send(T, "c1", "m1")
+
+    class Down(MemorySink):
+        async def routing(self, events: object) -> None:
+            raise BrokerUnavailable("broker did not acknowledge")
+
+    env.router.sink = Down()
+    await set_status(env.redis, env.keys, T, "lina", "available")
+    with pytest.raises(BrokerUnavailable):
+        await env.upkeep.handle_presence([presence_record(T, "lina", "available", ["presales"])])
+    assert (await env.conv("c1"))["owner"] == "lina"  # the desk already has it; only the event is owed
+    assert env.events("assigned") == []
+    env.router.sink = env.sink
+    env.clock[0] += 6_000
+    await env.upkeep.sweep()
+    assert env.events("assigned") == ["c1"]
+    assert await env.redis.zcard(env.keys.routing_unsent(T)) == 0

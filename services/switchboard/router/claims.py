@@ -55,6 +55,7 @@ def key_templates(keys: Keys, tenant: str) -> dict[str, Any]:
         "notify": keys.desk_notify(tenant),
         "offers": keys.offers(tenant),
         "pending": keys.presence_pending(tenant),
+        "unsent": keys.routing_unsent(tenant),
     }
 
 

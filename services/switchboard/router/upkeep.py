@@ -13,6 +13,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from redis.commands.core import AsyncScript
+
 from switchboard.contracts import AgentPresence, AgentStatus
 from switchboard.router.chain import AgentView
 from switchboard.router.claims import decisions
@@ -42,22 +44,35 @@ class Upkeep:
                     await self.requeue(config, record.agent_id, now)
                 await self.drain(config, [record.agent_id], now)
 
+    async def _run(self, config: TenantRouting, script: AsyncScript, meta: object, now: int) -> list[dict[str, Any]]:
+        """Run a script without processed marker, publish its decisions, then take them out of the unsent set."""
+        raw = await script(args=[self.router.ctx(config, now), json.dumps(meta)])
+        found = decisions(raw)
+        if found:
+            await self.router.publish(config, found, now)
+            await self.router.redis.zrem(self.router.keys.routing_unsent(config.tenant), raw)
+        return found
+
     async def drain(self, config: TenantRouting, agents: Sequence[str], now: int) -> list[dict[str, Any]]:
         """Drain queues for these agents (the script re-checks status and capacity)."""
         if not agents:
             return []
-        raw = await self.router.scripts.drain(args=[self.router.ctx(config, now), json.dumps(list(agents))])
-        found = decisions(raw)
-        await self.router.publish(config, found, now)
-        return found
+        return await self._run(config, self.router.scripts.drain, list(agents), now)
 
     async def requeue(self, config: TenantRouting, agent: str, now: int) -> list[dict[str, Any]]:
         """Requeue a departed agent's conversations if they are offline past the grace period."""
         meta = {"agent": agent, "offline_before_ms": now - int(config.offline_grace_s * 1000)}
-        raw = await self.router.scripts.requeue(args=[self.router.ctx(config, now), json.dumps(meta)])
-        found = decisions(raw)
-        await self.router.publish(config, found, now)
-        return found
+        return await self._run(config, self.router.scripts.requeue, meta, now)
+
+    async def resend(self, config: TenantRouting, now: int, older_than_ms: int = 5_000) -> int:
+        """Publish decisions a router recorded but did not get onto the routing topic (it died, or Kafka was down)."""
+        key = self.router.keys.routing_unsent(config.tenant)
+        stale = await self.router.redis.zrangebyscore(key, "-inf", now - older_than_ms, start=0, num=200)
+        for raw in stale:
+            assert isinstance(raw, bytes | str)
+            await self.router.publish(config, decisions(raw), now)
+            await self.router.redis.zrem(key, raw)
+        return len(stale)
 
     async def sweep(self) -> None:
         """One pass over every configured tenant."""
@@ -82,6 +97,7 @@ class Upkeep:
             if gone and await router.redis.scard(keys.agent_conversations(tenant, agent.agent_id)):
                 await self.requeue(config, agent.agent_id, now)
         await self._overflow(config, now)
+        await self.resend(config, now)
         if await self._queued(config):
             await self.drain(config, [a.agent_id for a in agents.values() if _has_room(a)], now)
 
@@ -97,8 +113,7 @@ class Upkeep:
             chosen = router.plan_for(config, snap, name, text(channel), excluded=frozenset(text(declined).split(",")))
             meta["cands"] = [{"a": c.agent_id, "g": c.group, "s": c.step} for c in chosen.candidates]
             meta["groups"] = chosen.groups
-        raw = await router.scripts.timeout(args=[router.ctx(config, now), json.dumps(meta)])
-        await router.publish(config, decisions(raw), now)
+        await self._run(config, router.scripts.timeout, meta, now)
 
     async def _overflow(self, config: TenantRouting, now: int) -> None:
         router, keys, tenant = self.router, self.router.keys, config.tenant
@@ -121,8 +136,7 @@ class Upkeep:
                     for ring in rings:
                         if waited_s >= (ring.after_s or 0) and ring.group not in text(queues).split(","):
                             meta = {"conv": text(conv), "ring": ring.group}
-                            raw = await router.scripts.overflow(args=[router.ctx(config, now), json.dumps(meta)])
-                            await router.publish(config, decisions(raw), now)
+                            await self._run(config, router.scripts.overflow, meta, now)
 
     async def _queued(self, config: TenantRouting) -> bool:
         pipe = self.router.redis.pipeline(transaction=False)

@@ -1,4 +1,4 @@
 -- Drain the queues for agents whose capacity may have grown (became available, capacity raised, sweep).
 -- ARGV[2]: JSON list of agent ids.
 for _, agent in ipairs(cjson.decode(ARGV[2])) do drain(agent) end
-return cjson.encode(E)
+return unsent()

@@ -18,6 +18,15 @@ local function qkey(group, ch)
   return K('queue', group .. ':' .. ch)
 end
 
+-- Scripts without a processed marker (drains, timeouts, requeues, overflow) keep their decisions in the tenant's
+-- unsent set until the router has them on the routing topic, so a crash between script and send loses none.
+local function unsent()
+  if #E == 0 then return cjson.encode(E) end
+  local out = cjson.encode(E)
+  redis.call('ZADD', C.k.unsent, NOW, out)
+  return out
+end
+
 local function emit(d)
   E[#E + 1] = d
   return d

@@ -9,4 +9,4 @@ for g in string.gmatch(st[2] or '', '[^,]+') do groups[#groups + 1] = g end
 groups[#groups + 1] = M.ring
 local d = route(M.conv, {}, groups, {})
 d.overflow = M.ring
-return cjson.encode(E)
+return unsent()

@@ -5,7 +5,7 @@ local M = cjson.decode(ARGV[2])
 local agent = M.agent
 local a = redis.call('HMGET', K('agent', agent), 'status', 'status_since_ms')
 if (a[1] or 'offline') ~= 'offline' or (tonumber(a[2]) or 0) > M.offline_before_ms then
-  return cjson.encode(E)
+  return unsent()
 end
 for _, conv in ipairs(redis.call('SMEMBERS', K('agent_convs', agent))) do
   local ckey = K('conv', conv)
@@ -22,4 +22,4 @@ for _, conv in ipairs(redis.call('SMEMBERS', K('agent_convs', agent))) do
     redis.call('SREM', K('agent_convs', agent), conv)
   end
 end
-return cjson.encode(E)
+return unsent()

@@ -6,7 +6,7 @@ local ckey = K('conv', conv)
 local st = redis.call('HMGET', ckey, 'state', 'offer_agent', 'offer_deadline_ms', 'channel', 'group')
 if st[1] ~= 'offered' or (tonumber(st[3]) or 0) > NOW then
   redis.call('ZREM', C.k.offers, conv)
-  return cjson.encode(E)
+  return unsent()
 end
 local agent, ch, group = st[2], st[4], st[5]
 release(agent, conv, ch)
@@ -30,4 +30,4 @@ end
 emit({ type = 'timed_out', conv = conv, agent = agent, epoch = e, group = group, missed = missed, away = away })
 route(conv, M.cands, M.groups, {})
 drain(agent)
-return cjson.encode(E)
+return unsent()
