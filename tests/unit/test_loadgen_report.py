@@ -53,6 +53,8 @@ def test_report_files_are_written(tmp_path: Path) -> None:
     assert data["accounting"]["balanced"] is True
     assert data["latency_s"]["end_to_end"]["p50"] > 0
     assert set(data["erlang_c"]) == {"lg-flagship", "lg-shop-01"}
+    assert data["isolation"]["small_shops"]["count"] == 1
+    assert set(data["isolation"]["named"]) == {"lg-flagship"}
 
 
 def test_summary_says_when_a_message_was_lost() -> None:

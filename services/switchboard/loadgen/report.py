@@ -118,6 +118,30 @@ def erlang_comparison(obs: Observations, scenario: Scenario, convs: list[Convers
     return rows
 
 
+def isolation(per_tenant_stats: dict[str, dict[str, float]], scenario: Scenario) -> Report:
+    """The named shops (the flagship) beside the small shops: do the small ones suffer from the big one's surge?"""
+    key = f"service_level_{scenario.service_level_targets_s[0]:g}s"
+    named = {t.id for t in scenario.tenants}
+    small = {t: s for t, s in per_tenant_stats.items() if t not in named}
+    result: Report = {
+        "service_level_key": key,
+        "named": {t: {key: s[key], "wait_p95_s": s["wait_p95_s"]} for t, s in per_tenant_stats.items() if t in named},
+    }
+    if small:
+        levels = sorted(s[key] for s in small.values())
+        p95s = sorted(s["wait_p95_s"] for s in small.values() if not math.isnan(s["wait_p95_s"]))
+        worst = max(small, key=lambda t: small[t]["wait_p95_s"] if not math.isnan(small[t]["wait_p95_s"]) else -1)
+        result["small_shops"] = {
+            "count": len(small),
+            f"{key}_min": levels[0],
+            f"{key}_median": levels[len(levels) // 2],
+            "wait_p95_s_median": p95s[len(p95s) // 2] if p95s else math.nan,
+            "worst_shop": worst,
+            "worst_wait_p95_s": small[worst]["wait_p95_s"],
+        }
+    return result
+
+
 def build_report(obs: Observations, scenario: Scenario) -> Report:
     """Every figure of the run as one JSON-able mapping."""
     accounting = obs.ledger.settle()
@@ -125,6 +149,7 @@ def build_report(obs: Observations, scenario: Scenario) -> Report:
     targets = scenario.service_level_targets_s
     patience = scenario.conversation.patience_s
     e2e = [d.received_at - obs.ledger.sent[tag].sent_at for tag, d in accounting.first_delivery.items()]
+    tenants = per_tenant(convs, patience, targets)
     # A conversation's first message waits for an offer to be accepted (or in the queue); later messages go to
     # the owner, straight through the pipeline once the conversation is assigned (held while an offer is pending).
     first = [
@@ -165,7 +190,8 @@ def build_report(obs: Observations, scenario: Scenario) -> Report:
             "routing_decision": latency_summary(obs.decision_latencies_s),
         },
         "answer": answer_stats(convs, patience, targets),
-        "per_tenant": per_tenant(convs, patience, targets),
+        "per_tenant": tenants,
+        "isolation": isolation(tenants, scenario),
         "agents": occupancy_and_fairness(obs.sessions),
         "erlang_c": erlang_comparison(obs, scenario, convs),
         "erlang_c_model": ERLANG_MODEL,
@@ -210,6 +236,18 @@ def terminal_summary(report: Report) -> str:
         + "  ".join(f"SL {k.removeprefix('service_level_')} {_pct(ans[k])}" for k in sl)
         + f"  ASA {_fmt(ans['asa_s'], 's')}  abandoned {_pct(ans['abandonment_rate'])}",
     ]
+    iso = report.get("isolation", {})
+    if iso.get("small_shops"):
+        key, small = iso["service_level_key"], iso["small_shops"]
+        named = "  ".join(
+            f"{t} {_pct(v[key])} (p95 wait {_fmt(v['wait_p95_s'], 's')})" for t, v in iso["named"].items()
+        )
+        lines.append(
+            f"isolation   {named}  vs {small['count']} small shops: {key.removeprefix('service_level_')} "
+            f"min {_pct(small[key + '_min'])} median {_pct(small[key + '_median'])}, p95 wait median "
+            f"{_fmt(small['wait_p95_s_median'], 's')}, worst {small['worst_shop']} "
+            f"{_fmt(small['worst_wait_p95_s'], 's')}"
+        )
     if report["accounting"].get("lost_whereabouts"):
         lines.append(_whereabouts(report, limit=5))
     erlang = report["erlang_c"]
