@@ -143,3 +143,16 @@ async def test_acked_events_are_trimmed_and_the_snapshot_keeps_open_conversation
         assert texts[-3:] == ["m17", "m18", "m19"]
         assert fresh.snapshot["resumed"] is False
         await fresh.close()
+
+
+async def test_an_event_whose_notification_was_lost_still_arrives(gs: GatewaySettings, redis: Redis) -> None:
+    keys = Keys(gs.key_prefix)
+    async with running_gateway(gs) as gw:
+        desk = await Desk.open(gw.url, token("shop-a", "a-wei"))
+        # Append as the script does, but without the PUBLISH: pub/sub is at-most-once.
+        seq = int(await redis.incr(keys.desk_seq("shop-a", "a-wei")))
+        event = message_event("shop-a", "a-wei", "c-3", "quiet")
+        await redis.xadd(keys.desk_outbox("shop-a", "a-wei"), {"e": event.SerializeToString()}, id=f"{seq}-1")
+        [got] = await desk.events(1, timeout=gs.reconcile_interval_s * 5)
+        assert (got["seq"], got["message"]["text"]) == (seq, "quiet")
+        await desk.close()

@@ -176,7 +176,6 @@ class DeskHub:
             self._deliver(session, entries)
             if len(entries) >= count:
                 self.mark_dirty(session)
-        SOCKETS_STALLED.set(sum(1 for s in self.sessions.values() if s.full_since is not None))
 
     def _deliver(self, session: DeskSession, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
         sent = 0
@@ -211,6 +210,7 @@ class DeskHub:
     async def reconcile(self, now: float) -> None:
         """Compare every session with its seq counter and session epoch in Redis, 1,000 sockets per round trip."""
         sessions = list(self.sessions.values())
+        SOCKETS_STALLED.set(sum(1 for s in sessions if s.full_since is not None))
         for start in range(0, len(sessions), 1000):
             chunk = sessions[start : start + 1000]
             pipe = self.redis.pipeline(transaction=False)
