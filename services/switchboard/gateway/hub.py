@@ -99,12 +99,16 @@ class DeskHub:
         session = self.sessions.get((tenant, agent)) if tenant else None
         if session is None:
             return
-        if value.startswith(SESSION_PREFIX):
-            epoch = int(value[len(SESSION_PREFIX) :] or 0)
-            if epoch > session.session_epoch:
-                self.spawn(session.close(CloseCode.SUPERSEDED, "a newer session of this agent logged in"))
+        session_notice = value.startswith(SESSION_PREFIX)
+        try:
+            number = int(value[len(SESSION_PREFIX) :] if session_notice else value)
+        except ValueError:
+            log.warning("desk_notify_malformed", channel=channel.decode(), data=data.decode())
             return
-        if int(value or 0) > session.last_sent:
+        if session_notice:
+            if number > session.session_epoch:
+                self.spawn(session.close(CloseCode.SUPERSEDED, "a newer session of this agent logged in"))
+        elif number > session.last_sent:
             self.mark_dirty(session)
 
     async def run_listener(self) -> None:
