@@ -181,7 +181,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of the paced latency run")
     parser.add_argument("--evalsha-calls", type=int, default=5_000)
-    asyncio.run(bench(parser.parse_args(argv)))
+    parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop", help="event loop (the router's)")
+    args = parser.parse_args(argv)
+    if args.loop == "uvloop":
+        import uvloop
+
+        uvloop.run(bench(args))
+    else:
+        asyncio.run(bench(args))
     return 0
 
 
