@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -345,3 +346,30 @@ async def test_sweep_decisions_that_missed_the_routing_topic_are_sent_later(env:
     await env.upkeep.sweep()
     assert env.events("assigned") == ["c1"]
     assert await env.redis.zcard(env.keys.routing_unsent(T)) == 0
+
+
+async def test_a_claim_on_a_stale_plan_looks_at_the_whole_group_before_queueing(env: Env) -> None:
+    """Another router took the planned agent's last slot: the script finds the agent who still has room."""
+    await put_agent(env.redis, env.keys, T, "taken", ["presales"], chat=1)
+    await put_agent(env.redis, env.keys, T, "free", ["presales"], chat=1)
+    await env.send(T, "c0", "m0")
+    busy = (await env.conv("c0"))["owner"]
+    other = "free" if busy == "taken" else "taken"
+    version = int(await env.redis.get(env.keys.group_capacity_version(T, "presales")) or 0)
+    m = message(T, "c1", "m1")
+    meta = env.router._meta(m)
+    meta.update(
+        group="presales",
+        prio=0,
+        rule="stale-plan",
+        cands=[{"a": busy, "g": "presales", "s": "least_loaded"}],
+        groups=["presales"],
+        verdicts=[],
+        ver={"presales": version},
+    )
+    raw = await env.router.scripts.inbound(
+        args=[env.router.ctx(env.config(), env.clock[0]), json.dumps(meta), m.SerializeToString()]
+    )
+    assert (await env.conv("c1"))["owner"] == other, raw
+    env.sent.setdefault(T, {})["c1"] = ["m1"]
+    await env.check()

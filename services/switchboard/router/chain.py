@@ -304,7 +304,7 @@ def plan(
     returning: str = "",
     excluded: frozenset[str] = frozenset(),
     stats: Mapping[str, GroupStats] | None = None,
-    limit: int = 8,
+    limit: int = 4,
 ) -> Plan:
     """Walk the group's chain over the snapshot and return up to `limit` candidates that fit, in order.
 

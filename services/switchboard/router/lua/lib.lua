@@ -177,6 +177,7 @@ local function route(conv, cands, groups, verdicts, versions)
   local ch, primary, declined = c[1], c[2], c[3]
   if #groups == 0 then groups = { primary } end
   local tried = {}
+  local stale = false
   for _, cand in ipairs(cands) do
     tried[cand.a] = true
     local why
@@ -187,10 +188,12 @@ local function route(conv, cands, groups, verdicts, versions)
       return d
     end
     verdicts[#verdicts + 1] = { a = cand.a, g = cand.g, s = cand.s, r = why .. ':at_claim' }
+    stale = true
   end
   for _, g in ipairs(groups) do
-    -- Skip the re-check when no capacity grew in the group since the snapshot the plan was made on.
-    local unchanged = versions and versions[g] ~= nil
+    -- Skip the re-check when the plan's candidates were current and no capacity grew in the group since the
+    -- snapshot the plan was made on (a candidate taken by another router means the snapshot was stale).
+    local unchanged = not stale and versions and versions[g] ~= nil
       and (tonumber(redis.call('GET', K('capver', g))) or 0) == tonumber(versions[g])
     local members = {}
     if not unchanged then members = redis.call('SMEMBERS', K('group_agents', g)) end
