@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.connection import Connection
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from switchboard.contracts import DeskEvent
@@ -45,6 +48,7 @@ class DeskHub:
         self.trimmer = Trimmer(redis, keys, settings)
         self.listening = False
         self._tasks: set[asyncio.Task[None]] = set()
+        self._listener: asyncio.Task[Any] | None = None
 
     # --- sessions ---------------------------------------------------------------------------------------------
 
@@ -85,10 +89,12 @@ class DeskHub:
         task.add_done_callback(self._tasks.discard)
 
     def stop(self) -> None:
-        """Stop pumping (shutdown)."""
+        """Stop listening and pumping (shutdown)."""
         self._stopping.set()
         self._wake.set()
         self.trimmer.stop()
+        if self._listener is not None and not self._listener.done():
+            self._listener.cancel()
 
     # --- notifications ------------------------------------------------------------------------------------------
 
@@ -113,6 +119,7 @@ class DeskHub:
 
     async def run_listener(self) -> None:
         """Hold the replica's one pattern subscription; after a reconnect every session is re-read."""
+        self._listener = asyncio.current_task()
         pattern = self.keys.desk_notify_pattern()
         while not self._stopping.is_set():
             pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
@@ -121,18 +128,29 @@ class DeskHub:
                 self.listening = True
                 for session in list(self.sessions.values()):
                     self.mark_dirty(session)  # notifications may have been lost while not subscribed
-                while not self._stopping.is_set():
-                    message = await pubsub.get_message(timeout=1.0)
-                    if message is not None and message["type"] == "pmessage":
-                        self.on_notify(message["channel"], message["data"])
+                await self._listen(pubsub.connection)
             except (RedisError, OSError) as exc:
-                self.listening = False
                 log.warning("desk_notify_lost", error=repr(exc))
                 await asyncio.sleep(0.5)
             finally:
                 self.listening = False
                 with contextlib.suppress(RedisError, OSError):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _listen(self, connection: Connection | None) -> None:
+        """Read notifications straight off the subscribed connection.
+
+        This is the hottest loop of the gateway (one message per desk event): PubSub.get_message wraps every read
+        in a retry helper and a timeout, which costs more than the rest of the delivery. `stop()` cancels the
+        blocking read; a dead connection raises and the caller subscribes again.
+        """
+        if connection is None:
+            raise RedisConnectionError("pub/sub connection missing after subscribe")
+        while not self._stopping.is_set():
+            # math.inf: not the client's socket_timeout; push_request: a message is an answer, not a push to skip.
+            response = await connection.read_response(timeout=math.inf, push_request=True)
+            if isinstance(response, list) and len(response) == 4 and response[0] == b"pmessage":
+                self.on_notify(response[2], response[3])
 
     # --- the pump -----------------------------------------------------------------------------------------------
 
