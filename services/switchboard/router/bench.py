@@ -137,7 +137,7 @@ async def bench(args: argparse.Namespace) -> None:
     keys = Keys(f"bench{uuid.uuid4().hex[:8]}")
     store = ConfigStore(Path(os.environ.get("SB_ROUTING_CONFIG_DIR", REPO_ROUTING_DIR)))
     store.poll()
-    router = Router(redis, keys, store, MemorySink(), instance="bench")
+    router = Router(redis, keys, store, MemorySink(), instance="bench", snapshot_ttl_s=args.snapshot_ttl_s)
     try:
         single, pipelined = await _bare_evalsha(redis, args.evalsha_calls, args.batch)
         per_agent = args.conversations * 3 // args.agents + 10
@@ -145,9 +145,11 @@ async def bench(args: argparse.Namespace) -> None:
         await _throughput(router, 1000, args.batch, "warm")
         assign, assign_cpu, assign_redis = await _throughput(router, args.conversations, args.batch, "assign")
         await _agents(redis, keys, args.agents, 0)
+        router._snapshots.clear()  # the agents changed under the router's feet: start the phase fresh
         queue, queue_cpu, queue_redis = await _throughput(router, args.conversations // 4, args.batch, "queue")
         await _agents(redis, keys, args.agents, per_agent)
-        latencies = await _latency(router, assign / 2, args.seconds, args.batch, "paced")
+        router._snapshots.clear()
+        latencies = await _latency(router, assign / 2, args.seconds, args.latency_batch, "paced")
         print(f"router bench: {args.agents} agents, Tmall example config, Redis {os.environ.get('REDIS_URL', '')}")
         print(
             f"  bare EVALSHA 'return 1'     {single:10.0f} calls/s one per round trip, "
@@ -180,7 +182,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--agents", type=int, default=200)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of the paced latency run")
+    parser.add_argument(
+        "--latency-batch", type=int, default=100, help="most records one poll hands over in the paced run"
+    )
     parser.add_argument("--evalsha-calls", type=int, default=5_000)
+    parser.add_argument("--snapshot-ttl-s", type=float, default=0.2, help="as SB_SNAPSHOT_TTL_S (router default)")
     parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop", help="event loop (the router's)")
     args = parser.parse_args(argv)
     if args.loop == "uvloop":

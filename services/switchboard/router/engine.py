@@ -131,6 +131,7 @@ class Router:
         *,
         instance: str = "router",
         marker_ttl_s: int = 7 * 24 * 3600,
+        snapshot_ttl_s: float = 0.0,
         clock: Callable[[], int] | None = None,
     ) -> None:
         self.redis = redis
@@ -139,6 +140,10 @@ class Router:
         self.sink = sink
         self.instance = instance
         self.marker_ttl_s = marker_ttl_s
+        # A snapshot of a tenant's groups may serve the batches of this long (planned assignments are counted in
+        # it); it only steers the plan, the scripts re-check, so staleness costs a re-check, never a wrong claim.
+        self.snapshot_ttl_s = snapshot_ttl_s
+        self._snapshots: dict[tuple[str, frozenset[str]], tuple[float, TenantRouting, Snapshot]] = {}
         self.clock = clock or (lambda: int(time.time() * 1000))
         self.scripts = Scripts.register(redis)
         self._waits: dict[tuple[str, str], deque[float]] = defaultdict(lambda: deque(maxlen=200))
@@ -158,9 +163,17 @@ class Router:
         wanted = set(groups)
         for name in groups:
             wanted.update(ring.group for ring in config.group(name).overflow)
+        key = (config.tenant, frozenset(wanted))
+        cached = self._snapshots.get(key)
+        if cached is not None and cached[1] is config and time.monotonic() - cached[0] < self.snapshot_ttl_s:
+            return cached[2]
         snap = await read_groups(self.redis, self.keys, config.tenant, wanted, self.waits(config.tenant))
         target = config.queue.service_level_target_s
         snap.stats = {g: replace(s, level=service_level(s.recent_waits_s, target)) for g, s in snap.stats.items()}
+        if self.snapshot_ttl_s > 0:
+            if len(self._snapshots) > 256:
+                self._snapshots.clear()
+            self._snapshots[key] = (time.monotonic(), config, snap)
         return snap
 
     def plan_for(

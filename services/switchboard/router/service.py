@@ -104,6 +104,7 @@ async def run(settings: RouterSettings) -> None:
         KafkaSink(producer, PresenceStore(redis, keys, producer)),
         instance=settings.instance_id,
         marker_ttl_s=settings.marker_ttl_s,
+        snapshot_ttl_s=settings.snapshot_ttl_s,
     )
     upkeep = Upkeep(router)
     topics = Topics(settings.topic_prefix)

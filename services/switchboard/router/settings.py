@@ -22,6 +22,9 @@ class RouterSettings(ServiceSettings):
     # A processed record's marker (and the decisions stored with it) lives this long: redeliveries after a
     # crash or rebalance within it change nothing twice.
     marker_ttl_s: int = 7 * 24 * 3600
+    # Consecutive batches may plan on one snapshot of a tenant's agents for this long (the claim scripts re-check
+    # every claim; a stale snapshot costs a re-check, never a wrong claim). 0 reads agents for every batch.
+    snapshot_ttl_s: float = 0.2
 
     def config_dir(self) -> Path:
         """The routing config directory in force."""
