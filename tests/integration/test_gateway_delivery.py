@@ -156,3 +156,26 @@ async def test_an_event_whose_notification_was_lost_still_arrives(gs: GatewaySet
         [got] = await desk.events(1, timeout=gs.reconcile_interval_s * 5)
         assert (got["seq"], got["message"]["text"]) == (seq, "quiet")
         await desk.close()
+
+
+async def test_a_silent_subscription_is_replaced(gs: GatewaySettings, redis: Redis) -> None:
+    keys = Keys(gs.key_prefix)
+    async with running_gateway(gs) as gw:
+        hub = gw.gateway.hub
+        desk = await Desk.open(gw.url, token("shop-a", "a-min"))
+        await hub.check_subscription()
+
+        async def ponged() -> bool:
+            return not hub.awaiting_pong
+
+        await eventually(ponged, 10, "PONG on the subscription")
+        hub.awaiting_pong = True  # as if the last PING had gone unanswered
+        await hub.check_subscription()
+
+        async def resubscribed() -> bool:
+            return hub.listening and not hub.awaiting_pong
+
+        await eventually(resubscribed, 10, "subscribed again")
+        await append_desk_event(redis, keys, message_event("shop-a", "a-min", "c-5", "after"))
+        assert messages(await desk.events(1)) == ["after"]
+        await desk.close()

@@ -49,6 +49,8 @@ class DeskHub:
         self.listening = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._listener: asyncio.Task[Any] | None = None
+        self._pubsub_connection: Connection | None = None
+        self.awaiting_pong = False
 
     # --- sessions ---------------------------------------------------------------------------------------------
 
@@ -128,12 +130,14 @@ class DeskHub:
                 self.listening = True
                 for session in list(self.sessions.values()):
                     self.mark_dirty(session)  # notifications may have been lost while not subscribed
+                self._pubsub_connection, self.awaiting_pong = pubsub.connection, False
                 await self._listen(pubsub.connection)
             except (RedisError, OSError) as exc:
                 log.warning("desk_notify_lost", error=repr(exc))
                 await asyncio.sleep(0.5)
             finally:
                 self.listening = False
+                self._pubsub_connection = None
                 with contextlib.suppress(RedisError, OSError):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
 
@@ -151,6 +155,24 @@ class DeskHub:
             response = await connection.read_response(timeout=math.inf, push_request=True)
             if isinstance(response, list) and len(response) == 4 and response[0] == b"pmessage":
                 self.on_notify(response[2], response[3])
+            elif isinstance(response, list) and response and response[0] == b"pong":
+                self.awaiting_pong = False
+
+    async def check_subscription(self) -> None:
+        """PING the subscribed connection; if the last PING got no PONG, drop it so the listener subscribes again.
+
+        A half-open TCP connection (a network partition, a Redis failover) would otherwise leave the blocking read
+        waiting forever while the replica hears nothing.
+        """
+        connection = self._pubsub_connection
+        if connection is None:
+            return
+        if self.awaiting_pong:
+            log.warning("desk_notify_silent", detail="no PONG on the subscription; subscribing again")
+            await connection.disconnect()
+            return
+        self.awaiting_pong = True
+        await connection.send_command("PING", check_health=False)  # a health check would read concurrently
 
     # --- the pump -----------------------------------------------------------------------------------------------
 
@@ -225,6 +247,7 @@ class DeskHub:
             if self._stopping.is_set():
                 return
             try:
+                await self.check_subscription()
                 await self.reconcile(clock())
             except (RedisError, OSError) as exc:
                 log.warning("reconcile_failed", error=repr(exc))
