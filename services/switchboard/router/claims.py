@@ -21,7 +21,7 @@ from switchboard.runtime.desk import DESK_APPEND_LUA
 from switchboard.runtime.keys import Keys
 
 _MARK = "\x01"
-ACTIONS = ("inbound", "command", "drain", "timeout", "requeue", "overflow")
+ACTIONS = ("inbound", "command", "drain", "timeout", "requeue", "overflow", "peek")
 
 
 def _lua(name: str) -> str:
@@ -101,6 +101,7 @@ class Scripts:
     timeout: AsyncScript
     requeue: AsyncScript
     overflow: AsyncScript
+    peek: AsyncScript
 
     @classmethod
     def register(cls, redis: Redis) -> Scripts:

@@ -256,16 +256,12 @@ class Router:
 
     async def _inbound_tenant(self, config: TenantRouting, items: Sequence[InboundMessage]) -> None:
         now = self.clock()
-        tenant = config.tenant
-        pipe = self.redis.pipeline(transaction=False)
-        for m in items:
-            pipe.hmget(self.keys.conversation(tenant, m.conversation_id), "state", "last_owner")
-            pipe.get(self.keys.returning_customer(tenant, m.customer.customer_id or "-"))
-        rows = await pipe.execute()
+        pairs = [part for m in items for part in (m.conversation_id, m.customer.customer_id)]
+        rows = [text(v) for v in await self.scripts.peek(args=[self.ctx(config, now), *pairs])]
         opened: set[str] = set()
         to_plan: list[int] = []
         for i, m in enumerate(items):
-            state = text(rows[2 * i][0])
+            state = rows[3 * i]
             if state not in ("assigned", "queued", "offered") and m.conversation_id not in opened and not _is_live(m):
                 opened.add(m.conversation_id)
                 to_plan.append(i)
@@ -290,7 +286,7 @@ class Router:
         self,
         config: TenantRouting,
         items: Sequence[InboundMessage],
-        rows: list[Any],
+        rows: list[str],
         classes: dict[int, Classification],
         snap: Snapshot,
         metas: list[dict[str, Any]],
@@ -306,8 +302,8 @@ class Router:
                 for i in range(start, min(start + CHUNK, len(items))):
                     m, meta = items[i], self._meta(items[i])
                     if i in classes:
-                        returning = text(rows[2 * i + 1]) if m.customer.customer_id else ""
-                        self._add_plan(config, snap, meta, classes[i].group, text(rows[2 * i][1]), returning, now)
+                        sticky, returning = rows[3 * i + 1], rows[3 * i + 2]
+                        self._add_plan(config, snap, meta, classes[i].group, sticky, returning, now)
                         meta.update(prio=classes[i].priority, rule=classes[i].rule)
                         meta.setdefault("reasons", []).extend(classes[i].boosts)
                     metas.append(meta)
