@@ -155,8 +155,8 @@ class DeskHub:
             response = await connection.read_response(timeout=math.inf, push_request=True)
             if isinstance(response, list) and len(response) == 4 and response[0] == b"pmessage":
                 self.on_notify(response[2], response[3])
-            elif isinstance(response, list) and response and response[0] == b"pong":
-                self.awaiting_pong = False
+            elif response == b"PONG" or (isinstance(response, list) and response and response[0] == b"pong"):
+                self.awaiting_pong = False  # RESP3 answers a subscribed PING with PONG, RESP2 with ["pong", ""]
 
     async def check_subscription(self) -> None:
         """PING the subscribed connection; if the last PING got no PONG, drop it so the listener subscribes again.
