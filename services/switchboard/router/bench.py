@@ -189,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--snapshot-ttl-s", type=float, default=0.2, help="as SB_SNAPSHOT_TTL_S (router default)")
     parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop", help="event loop (the router's)")
     args = parser.parse_args(argv)
+    from switchboard.router.service import tune_gc
+
+    tune_gc()  # as the router process does
     if args.loop == "uvloop":
         import uvloop
 
