@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from switchboard.contracts import AgentCommand, AgentCommandType, DeskEventType, RoutingEventType
+from switchboard.contracts import AgentCommand, AgentCommandType, AgentStatus, DeskEventType, RoutingEventType
 from switchboard.router.config import OfferPolicy, TenantRouting
 from switchboard.router.engine import MemorySink, Router
 from switchboard.router.reload import ConfigStore
@@ -172,6 +172,8 @@ async def test_offer_accept_decline_and_timeout_with_misses_setting_the_agent_aw
     assert agent[b"status"] == b"away"
     assert agent[b"status_changed_by"] == b"router"
     assert env.sink.away == [(T, "lina")]
+    status = [e for e in await outbox(env.redis, env.keys, T, "lina") if e.type == DeskEventType.DESK_EVENT_STATUS]
+    assert status[-1].status == AgentStatus.AGENT_STATUS_AWAY and status[-1].attributes["changed_by"] == "router"
     assert await env.redis.zscore(env.keys.presence_pending(T), "lina") is not None
     assert env.events("timed_out") == ["c2", "c3"]
     await env.check()

@@ -24,7 +24,10 @@ if missed >= M.max_misses and redis.call('HGET', akey, 'status') == 'available' 
   -- move with it, and presence's record of the agent stays whole.
   presence_set_status(akey, C.k.pending, agent, 'away', NOW, 'router', 'missed ' .. missed .. ' offers')
   redis.call('HSET', akey, 'missed_offers', 0)
-  desk(agent, 8, '', 0, '', nil, 0, 0, 'missed_offers', f_int(11, 3))
+  -- STATUS away (11 = 3), with the attributes presence's own STATUS events carry (13: map entries).
+  local why = 'missed ' .. missed .. ' offers'
+  desk(agent, 8, '', 0, '', nil, 0, 0, 'missed_offers', f_int(11, 3)
+    .. f_str(13, f_str(1, 'changed_by') .. f_str(2, 'router')) .. f_str(13, f_str(1, 'reason') .. f_str(2, why)))
   away = true
 end
 emit({ type = 'timed_out', conv = conv, agent = agent, epoch = e, group = group, missed = missed, away = away })
