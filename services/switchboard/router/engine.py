@@ -21,7 +21,6 @@ from redis.asyncio import Redis
 
 from switchboard.contracts import (
     AgentCommand,
-    AgentCommandType,
     InboundMessage,
     MessageKind,
     RoutingEvent,
@@ -47,12 +46,6 @@ DECISION_SECONDS = Histogram(
 )
 # Claims go to Redis in pipelines of this many, the next chunk planned while Redis runs the previous one.
 CHUNK = 100
-COMMAND_NAMES = {
-    AgentCommandType.AGENT_COMMAND_ACCEPT: "accept",
-    AgentCommandType.AGENT_COMMAND_DECLINE: "decline",
-    AgentCommandType.AGENT_COMMAND_CLOSE: "close",
-    AgentCommandType.AGENT_COMMAND_TRANSFER: "transfer",
-}
 
 
 class EventSink(Protocol):
@@ -377,54 +370,12 @@ class Router:
 
     async def handle_commands(self, commands: Sequence[AgentCommand]) -> list[tuple[AgentCommand, str]]:
         """Apply agents' commands in order; return those refused as bad input, with the reason."""
+        from switchboard.router.commands import apply_command
+
         refused: list[tuple[AgentCommand, str]] = []
         async with redis_guard():
             for command in commands:
-                reason = await self._command(command)
+                reason = await apply_command(self, command)
                 if reason is not None:
                     refused.append((command, reason))
         return refused
-
-    async def _command(self, cmd: AgentCommand) -> str | None:
-        config = self.configs.get(cmd.tenant_id) if cmd.tenant_id else None
-        if config is None:
-            return f"no routing config for tenant {cmd.tenant_id!r}"
-        if not (cmd.command_id and cmd.conversation_id and cmd.agent_id) or cmd.type not in COMMAND_NAMES:
-            return "agent command without command_id, conversation_id, agent_id or a known type"
-        kind = COMMAND_NAMES[cmd.type]
-        if kind == "transfer" and bool(cmd.transfer_to_agent) == bool(cmd.transfer_to_group):
-            return "transfer names neither or both of transfer_to_agent and transfer_to_group"
-        if cmd.transfer_to_group and cmd.transfer_to_group not in {g.name for g in config.skill_groups}:
-            return f"transfer to unknown skill group {cmd.transfer_to_group!r}"
-        now = self.clock()
-        meta: dict[str, Any] = {
-            "cid": cmd.command_id,
-            "type": kind,
-            "agent": cmd.agent_id,
-            "conv": cmd.conversation_id,
-            "epoch": cmd.epoch,
-            "session": cmd.session_epoch,
-            "reason": cmd.reason,
-            "wrap": cmd.wrap_up_code,
-            "to_agent": cmd.transfer_to_agent,
-            "to_group": cmd.transfer_to_group,
-            "ttl": self.marker_ttl_s,
-            "cands": [],
-            "groups": [],
-        }
-        if kind == "decline" or cmd.transfer_to_group:
-            group, channel, declined = await self.redis.hmget(
-                self.keys.conversation(config.tenant, cmd.conversation_id), "group", "channel", "declined"
-            )
-            group_name = cmd.transfer_to_group or text(group)
-            if group_name in {g.name for g in config.skill_groups} and text(channel):
-                snap = await self.snapshot(config, {group_name})
-                excluded = frozenset({cmd.agent_id, *text(declined).split(",")})
-                chosen = self.plan_for(config, snap, group_name, text(channel), excluded=excluded)
-                meta["cands"] = [{"a": c.agent_id, "g": c.group, "s": c.step} for c in chosen.candidates]
-                meta["groups"] = chosen.groups
-            else:
-                meta["groups"] = [group_name] if group_name else []
-        raw = await self.scripts.command(args=[self.ctx(config, now), json.dumps(meta)])
-        await self.publish(config, decisions(raw), now)
-        return None
