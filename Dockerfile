@@ -20,9 +20,18 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
         > requirements.runtime.txt \
  && pip install --requirement requirements.runtime.txt --constraint requirements.lock
 
+# Only the package: config (tenants, rosters, routing) and every secret come from mounts and the environment at
+# run time (docker-compose.yml mounts ./config, Kubernetes mounts ConfigMaps and Secrets), never from the image.
 COPY services ./services
-# Not editable: the final stage copies only /opt/venv, so the package must live inside it.
-RUN pip install --no-deps .
+# Not editable: the final stage copies only /opt/venv, so the package must live inside it. The package data
+# (the router's Lua scripts, py.typed, …; pyproject.toml [tool.setuptools.package-data]) is installed with it;
+# the check fails the build when a data file the services read at run time did not make it into the venv.
+RUN pip install --no-deps . \
+ && site=$(python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])") \
+ && cd services \
+ && for f in $(find switchboard -type f \( -name '*.lua' -o -name '*.yaml' -o -name 'py.typed' \)); do \
+        test -f "$site/$f" || { echo "package data not installed: $f" >&2; exit 1; }; \
+    done
 
 # --- runtime: the venv on a clean slim image, as a non-root user -----------------------------------------------
 # Same base as the builder, so the venv's python symlink points at the same interpreter.

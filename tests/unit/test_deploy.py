@@ -7,17 +7,24 @@ patch checked against the object it targets instead of applied).
 
 from __future__ import annotations
 
+import base64
+import fnmatch
 import json
+import os
 import re
 import shutil
 import subprocess
+import tomllib
 from collections.abc import Iterator
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from pydantic import AliasChoices
 
+from switchboard.runtime.settings import ServiceSettings
 from switchboard.stack.up import NOT_STARTED_BY_UP, SERVICES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,7 +32,8 @@ K8S = ROOT / "deploy" / "k8s"
 OVERLAYS = ("dev", "production", "double11")
 LONG_RUNNING = [name for name in SERVICES if name not in NOT_STARTED_BY_UP]
 TOOLS = [name for name in SERVICES if name in NOT_STARTED_BY_UP]
-COMPOSE_INFRA = {"kafka", "redis", "topics"}
+# mailpit: the dev mail sink standing in for the relay of agents' e-mail replies.
+COMPOSE_INFRA = {"kafka", "redis", "topics", "mailpit"}
 
 Obj = dict[str, Any]
 
@@ -122,6 +130,8 @@ def test_dockerignore_keeps_the_build_context_small_but_complete() -> None:
     ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()}
     assert {".git", ".venv", ".run"} <= ignored
     assert not {"services", "pyproject.toml", "requirements.lock"} & ignored
+    # Config and secrets are mounted at run time, never baked into the image.
+    assert "config" in ignored
 
 
 # --- kustomize tree ---------------------------------------------------------------------------------------------
@@ -211,7 +221,8 @@ def test_base_config_points_every_service_at_kafka_and_redis() -> None:
     generators = {g["name"]: g for g in load_yaml(K8S / "base" / "kustomization.yaml")["configMapGenerator"]}
     keys = {literal.split("=", 1)[0] for literal in generators["switchboard-env"]["literals"]}
     assert {"KAFKA_BOOTSTRAP", "REDIS_URL"} <= keys
-    assert "routing-config" in generators
+    # Tenant config is the overlays' business, never the base's.
+    assert not {"routing-config", "agent-roster", "phone-directory", "chat-tenants"} & set(generators)
 
 
 # --- rendering --------------------------------------------------------------------------------------------------
@@ -238,16 +249,32 @@ def resolve(directory: Path, kind: str, objects: list[Obj]) -> list[Obj]:
         objects.extend(resolve(path, "Kustomization", []) if path.is_dir() else load_docs(path))
     for entry in kustomization.get("components", []):
         resolve(directory / entry, "Component", objects)
-    for generator in kustomization.get("configMapGenerator", []):
-        exists = find(objects, "ConfigMap", generator["name"]) is not None
-        if generator.get("behavior", "create") == "create":
-            assert not exists, f"{directory}: ConfigMap {generator['name']} generated twice"
-            objects.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": generator["name"]}})
-        else:
-            assert exists, f"{directory}: ConfigMap {generator['name']} to {generator['behavior']} is missing"
+    for kind_, key in (("ConfigMap", "configMapGenerator"), ("Secret", "secretGenerator")):
+        for generator in kustomization.get(key, []):
+            generate(directory, kind_, generator, objects)
     for patch in kustomization.get("patches", []):
         check_patch(directory, patch, objects)
     return objects
+
+
+def generate(directory: Path, kind: str, generator: Obj, objects: list[Obj]) -> None:
+    """Create or merge a generated ConfigMap or Secret (Secret values base64-encoded, as kustomize renders them)."""
+    data: dict[str, str] = {}
+    for literal in generator.get("literals", []):
+        key, value = literal.split("=", 1)
+        data[key] = value
+    for entry in generator.get("files", []):
+        key, _, path = entry.rpartition("=")
+        data[key or Path(path).name] = (directory / path).read_text(encoding="utf-8")
+    if kind == "Secret":
+        data = {key: base64.b64encode(value.encode()).decode() for key, value in data.items()}
+    existing = find(objects, kind, generator["name"])
+    if generator.get("behavior", "create") == "create":
+        assert existing is None, f"{directory}: {kind} {generator['name']} generated twice"
+        objects.append({"apiVersion": "v1", "kind": kind, "metadata": {"name": generator["name"]}, "data": data})
+    else:
+        assert existing is not None, f"{directory}: {kind} {generator['name']} to {generator['behavior']} is missing"
+        existing.setdefault("data", {}).update(data)
 
 
 def find(objects: list[Obj], kind: str, name: str) -> Obj | None:
@@ -375,3 +402,376 @@ def test_only_the_dev_overlay_runs_its_own_kafka_and_redis() -> None:
     assert names(render(K8S / "overlays" / "dev"), "StatefulSet") == {"kafka", "redis"}
     for overlay in ("production", "double11"):
         assert not names(render(K8S / "overlays" / overlay), "StatefulSet")
+
+
+# --- settings: every SB_ variable a container gets is one its service reads ------------------------------------
+
+# Read by `switchboard topics` (cli.py) besides the ServiceSettings fields.
+TOPICS_ENV = {"SB_TOPIC_REPLICATION"}
+# Created in the cluster by the operator, never committed: production references them by name only.
+EXTERNAL = {"switchboard-secrets", "routing-config", "agent-roster", "phone-directory", "chat-tenants"}
+CONFIG = ROOT / "config"
+
+
+def settings_class(service: str) -> type[ServiceSettings]:
+    """The ServiceSettings subclass of `switchboard.<service>.settings`."""
+    module = import_module(f"switchboard.{service}.settings")
+    classes = [
+        value
+        for value in vars(module).values()
+        if isinstance(value, type)
+        and issubclass(value, ServiceSettings)
+        and value is not ServiceSettings
+        and value.__module__ == module.__name__
+    ]
+    assert len(classes) == 1, f"switchboard.{service}.settings: expected one ServiceSettings subclass, got {classes}"
+    return classes[0]
+
+
+def env_names(cls: type[ServiceSettings]) -> set[str]:
+    """The environment variables a settings class reads: `SB_<FIELD>`, or a field's validation aliases."""
+    prefix = str(cls.model_config.get("env_prefix", ""))
+    found: set[str] = set()
+    for name, field in cls.model_fields.items():
+        alias = field.validation_alias
+        if isinstance(alias, AliasChoices):
+            found |= {choice.upper() for choice in alias.choices if isinstance(choice, str)}
+        elif isinstance(alias, str):
+            found.add(alias.upper())
+        else:
+            found.add(f"{prefix}{name}".upper())
+    return found
+
+
+def allowed_env(service: str) -> set[str]:
+    """What the container of `service` (or the topics Job) may be given."""
+    if service == "topics":
+        return env_names(ServiceSettings) | TOPICS_ENV
+    return env_names(settings_class(service))
+
+
+def unknown_settings(service: str, names: set[str]) -> set[str]:
+    """The `SB_` names among `names` that the service does not read (a typo or a guessed name)."""
+    return {name for name in names if name.startswith("SB_")} - allowed_env(service)
+
+
+def test_the_settings_names_are_found_as_pydantic_settings_reads_them() -> None:
+    assert {"KAFKA_BOOTSTRAP", "SB_KAFKA_BOOTSTRAP", "SB_HTTP_PORT"} <= env_names(ServiceSettings)
+    assert "SB_ROUTING_CONFIG_DIR" in allowed_env("router")
+    assert "SB_ROUTING_CONFIG" not in allowed_env("router")
+    assert "SB_LOADGEN_START_STACK" in allowed_env("loadgen")
+    cli = (ROOT / "services" / "switchboard" / "cli.py").read_text(encoding="utf-8")
+    assert all(name in cli for name in TOPICS_ENV)
+
+
+def compose_env(service: Obj) -> dict[str, str]:
+    """A compose service's environment as strings."""
+    return {key: str(value) for key, value in (service.get("environment") or {}).items()}
+
+
+@pytest.mark.parametrize("name", [*SERVICES, "topics"])
+def test_compose_gives_each_service_only_settings_it_reads(compose: dict[str, Obj], name: str) -> None:
+    unknown = unknown_settings(name, set(compose_env(compose[name])))
+    assert not unknown, f"compose {name}: {sorted(unknown)} are not settings of switchboard.{name}"
+
+
+def host_path(service: Obj, value: str) -> tuple[Path, bool] | None:
+    """The host path behind a container path of a compose service, and whether it is mounted read-only."""
+    for volume in service.get("volumes", []):
+        source, target, *mode = volume.split(":")
+        if value == target or value.startswith(target.rstrip("/") + "/"):
+            return (ROOT / source).resolve() / value[len(target) :].lstrip("/"), "ro" in mode
+    return None
+
+
+def test_every_path_in_a_compose_environment_exists_under_config(compose: dict[str, Obj]) -> None:
+    checked = 0
+    for name in SERVICES:
+        for key, value in compose_env(compose[name]).items():
+            if not value.startswith("/"):
+                continue
+            mapped = host_path(compose[name], value)
+            assert mapped is not None, f"compose {name}: {key}={value} is on no mounted volume"
+            path, read_only = mapped
+            if read_only:  # config to read; a writable mount is an output folder (the load test's reports).
+                assert path.is_relative_to(CONFIG), f"compose {name}: {key} reads {path}, outside ./config"
+                assert path.exists(), f"compose {name}: {key}={value} is {path}, which does not exist"
+                checked += 1
+    assert checked >= 6
+
+
+def load_settings(monkeypatch: pytest.MonkeyPatch, service: str, env: dict[str, str]) -> ServiceSettings:
+    """The service's settings as it would read them from exactly `env`."""
+    for key in list(os.environ):
+        if key.startswith("SB_") or key in ("KAFKA_BOOTSTRAP", "REDIS_URL"):
+            monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return settings_class(service)()
+
+
+def check_loaded(service: str, settings: ServiceSettings) -> None:
+    """What a service needs besides parsing: the files behind its settings hold tenants, secrets are set."""
+    from switchboard.chat.settings import ChatSettings
+    from switchboard.gateway.settings import GatewaySettings
+    from switchboard.phone.settings import PhoneSettings
+    from switchboard.presence.settings import PresenceSettings
+    from switchboard.router.settings import RouterSettings
+
+    if isinstance(settings, RouterSettings):
+        assert settings.routing_config_dir and list(settings.config_dir().glob("*.yaml"))
+    elif isinstance(settings, PresenceSettings):
+        assert settings.roster_path and Path(settings.roster_path).is_file()
+        assert settings.operator_tokens, "the operator API would refuse everyone"
+    elif isinstance(settings, GatewaySettings):
+        assert settings.agents_file.is_file() and settings.jwt_secret is not None
+    elif isinstance(settings, ChatSettings):
+        assert settings.chat_tenants_file is not None and settings.tenants()
+    elif isinstance(settings, PhoneSettings):
+        assert settings.phone_directory.is_file() and settings.phone_customer_id_key
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_compose_settings_load_with_the_mounted_dev_config(
+    compose: dict[str, Obj], monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    env = compose_env(compose[name])
+    for key, value in env.items():
+        mapped = host_path(compose[name], value) if value.startswith("/") else None
+        if mapped is not None:
+            env[key] = str(mapped[0])
+    check_loaded(name, load_settings(monkeypatch, name, env))
+
+
+def test_compose_publishes_smtp_and_distinct_http_ports(compose: dict[str, Obj]) -> None:
+    host_ports = [port.split(":")[0] for svc in compose.values() for port in svc.get("ports", [])]
+    assert len(host_ports) == len(set(host_ports)), "two services publish the same host port"
+    assert "2525:2525" in compose["email"]["ports"]
+    assert compose["email"]["environment"]["SB_SMTP_PORT"] == "2525"
+    for name in ("gateway", "chat", "phone", "presence", "email"):
+        assert any(port.endswith(":8080") for port in compose[name]["ports"]), name
+    assert compose["loadgen"]["environment"]["SB_LOADGEN_START_STACK"] == "false"
+
+
+# --- settings in Kubernetes -------------------------------------------------------------------------------------
+
+RENDERED: dict[str, list[Obj]] = {}
+
+
+def rendered(target: str, tmp_dir: Path) -> list[Obj]:
+    """An overlay rendered once per session; `dev+loadtest` is dev with the loadtest component."""
+    if target not in RENDERED:
+        if target == "dev+loadtest":
+            directory = tmp_dir / "dev-loadtest"
+            directory.mkdir(exist_ok=True)
+            up = Path(os.path.relpath(K8S, directory))
+            kustomization = {"resources": [str(up / "overlays/dev")], "components": [str(up / "components/loadtest")]}
+            (directory / "kustomization.yaml").write_text(yaml.safe_dump(kustomization), encoding="utf-8")
+        else:
+            directory = K8S / "overlays" / target
+        RENDERED[target] = render(directory)
+    return RENDERED[target]
+
+
+def object_data(objects: list[Obj], kind: str, name: str) -> dict[str, str] | None:
+    """The data of a rendered ConfigMap or Secret (decoded), None when it is not rendered."""
+    obj = find(objects, kind, name)
+    if obj is None:
+        return None
+    data: dict[str, str] = dict(obj.get("data") or {})
+    if kind == "Secret":
+        data = {key: base64.b64decode(value).decode() for key, value in data.items()}
+    return {**data, **(obj.get("stringData") or {})}
+
+
+def container_service(container: Obj) -> str:
+    """Which switchboard service (or `topics`) a container runs."""
+    args = container.get("args", [])
+    if args == ["switchboard", "topics"]:
+        return "topics"
+    assert args and args[0].startswith("switchboard."), container["name"]
+    return str(args[0]).removeprefix("switchboard.")
+
+
+def switchboard_containers(objects: list[Obj]) -> Iterator[tuple[Obj, Obj]]:
+    """(pod spec, container) of every switchboard Deployment and Job."""
+    for obj in objects:
+        if obj["kind"] in ("Deployment", "Job") and obj["metadata"]["labels"].get("app.kubernetes.io/part-of") == (
+            "switchboard"
+        ):
+            pod = obj["spec"]["template"]["spec"]
+            for container in pod["containers"]:
+                yield pod, container
+
+
+def container_env(objects: list[Obj], target: str, pod: Obj, container: Obj) -> dict[str, str]:
+    """The environment a container gets, references resolved; a reference to a missing object fails the test."""
+    env: dict[str, str] = {}
+
+    def lookup(kind: str, name: str) -> dict[str, str]:
+        data = object_data(objects, kind, name)
+        if data is None:
+            # Only production may leave an object to the cluster, and only the documented ones.
+            assert target in ("production", "double11") and name in EXTERNAL, f"{target}: no {kind} {name}"
+            return {}
+        return data
+
+    for source in container.get("envFrom", []):
+        for kind, ref in (("ConfigMap", "configMapRef"), ("Secret", "secretRef")):
+            if ref in source:
+                env.update(lookup(kind, source[ref]["name"]))
+    for var in container.get("env", []):
+        if "value" in var:
+            env[var["name"]] = str(var["value"])
+            continue
+        for kind, ref in (("ConfigMap", "configMapKeyRef"), ("Secret", "secretKeyRef")):
+            key_ref = var.get("valueFrom", {}).get(ref)
+            if key_ref is not None:
+                data = lookup(kind, key_ref["name"])
+                if data:
+                    assert key_ref["key"] in data, f"{target}: {kind} {key_ref['name']} has no {key_ref['key']}"
+                env[var["name"]] = data.get(key_ref["key"], "")
+    for volume in pod.get("volumes", []):
+        if "configMap" in volume:
+            lookup("ConfigMap", volume["configMap"]["name"])
+        if "secret" in volume:
+            lookup("Secret", volume["secret"]["secretName"])
+    return env
+
+
+K8S_TARGETS = [*OVERLAYS, "dev+loadtest"]
+
+
+@pytest.mark.parametrize("target", K8S_TARGETS)
+def test_k8s_gives_each_container_only_settings_its_service_reads(
+    target: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    objects = rendered(target, tmp_path_factory.getbasetemp())
+    services = set()
+    for pod, container in switchboard_containers(objects):
+        service = container_service(container)
+        services.add(service)
+        unknown = unknown_settings(service, set(container_env(objects, target, pod, container)))
+        assert not unknown, f"{target} {service}: {sorted(unknown)} are not settings of switchboard.{service}"
+    assert services >= {*LONG_RUNNING, "topics"}
+    if target == "dev+loadtest":
+        assert "loadgen" in services
+
+
+def materialize(objects: list[Obj], pod: Obj, container: Obj, env: dict[str, str], root: Path) -> dict[str, str]:
+    """Write the container's ConfigMap volumes under `root` and point path settings at them."""
+    volumes = {volume["name"]: volume for volume in pod.get("volumes", [])}
+    mounts = sorted(container.get("volumeMounts", []), key=lambda m: -len(m["mountPath"]))
+    for key, value in list(env.items()):
+        if not value.startswith("/"):
+            continue
+        mount = next((m for m in mounts if value == m["mountPath"] or value.startswith(m["mountPath"] + "/")), None)
+        assert mount is not None, f"{container['name']}: {key}={value} is on no volume"
+        volume = volumes[mount["name"]]
+        if "emptyDir" in volume:  # an output folder
+            continue
+        assert "configMap" in volume, f"{container['name']}: {key} reads volume {mount['name']}"
+        data = object_data(objects, "ConfigMap", volume["configMap"]["name"])
+        assert data, f"{container['name']}: ConfigMap {volume['configMap']['name']} is empty or missing"
+        folder = root / container["name"] / mount["name"]
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, text in data.items():
+            (folder / name).write_text(text, encoding="utf-8")
+        rest = value[len(mount["mountPath"]) :].lstrip("/")
+        assert not rest or rest in data, f"{container['name']}: {key}={value} but the ConfigMap holds {sorted(data)}"
+        env[key] = str(folder / rest) if rest else str(folder)
+    return env
+
+
+@pytest.mark.parametrize("target", ["dev", "dev+loadtest"])
+def test_k8s_dev_settings_load_from_the_generated_config_and_secrets(
+    target: str, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    objects = rendered(target, tmp_path_factory.getbasetemp())
+    for pod, container in switchboard_containers(objects):
+        service = container_service(container)
+        env = materialize(objects, pod, container, container_env(objects, target, pod, container), tmp_path)
+        if service == "topics":
+            continue
+        with monkeypatch.context() as patch:
+            check_loaded(service, load_settings(patch, service, env))
+
+
+def test_the_email_service_exposes_smtp_and_the_policies_let_it_in() -> None:
+    objects = render(K8S / "overlays" / "dev")
+    service = find(objects, "Service", "email")
+    assert service is not None
+    smtp = next(port for port in service["spec"]["ports"] if port["name"] == "smtp")
+    deployment = find(objects, "Deployment", "email")
+    assert deployment is not None
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    container_port = next(p["containerPort"] for p in container["ports"] if p["name"] == smtp["targetPort"])
+    smtp_env = next(var["value"] for var in container["env"] if var["name"] == "SB_SMTP_PORT")
+    assert int(smtp_env) == container_port
+    policy = find(objects, "NetworkPolicy", "allow-smtp-ingress")
+    assert policy is not None
+    assert container_port in {port["port"] for rule in policy["spec"]["ingress"] for port in rule["ports"]}
+
+
+# --- the dev overlay's copies of config/ --------------------------------------------------------------------------
+
+DEV_CONFIG = K8S / "overlays" / "dev" / "config"
+COPIES = {
+    **{DEV_CONFIG / "routing" / p.name: p for p in sorted((CONFIG / "routing").glob("*.yaml"))},
+    DEV_CONFIG / "agents" / "dev-agents.yaml": CONFIG / "agents" / "dev-agents.yaml",
+    DEV_CONFIG / "phone" / "dev-numbers.yaml": CONFIG / "phone" / "dev-numbers.yaml",
+    **{
+        K8S / "components" / "loadtest" / "scenarios" / p.name: p for p in sorted((CONFIG / "scenarios").glob("*.yaml"))
+    },
+}
+
+
+@pytest.mark.parametrize("copy", sorted(COPIES), ids=lambda p: p.relative_to(K8S).as_posix())
+def test_kustomize_copies_of_config_files_are_up_to_date(copy: Path) -> None:
+    # kustomize reads no file outside a kustomization's folder, so the generators read copies.
+    original = COPIES[copy]
+    assert copy.exists(), f"cp {original.relative_to(ROOT)} {copy.relative_to(ROOT)}"
+    assert copy.read_bytes() == original.read_bytes(), f"cp {original.relative_to(ROOT)} {copy.relative_to(ROOT)}"
+
+
+def test_every_routing_config_is_in_the_dev_routing_config_map() -> None:
+    generators = {
+        g["name"]: g for g in load_yaml(K8S / "overlays" / "dev" / "kustomization.yaml")["configMapGenerator"]
+    }
+    files = {Path(entry).name for entry in generators["routing-config"]["files"]}
+    assert files == {p.name for p in (CONFIG / "routing").glob("*.yaml")}
+
+
+def test_dev_chat_tenants_are_config_chat_without_secrets_and_the_secrets_are_in_the_secret() -> None:
+    dev = load_yaml(CONFIG / "chat" / "dev-tenants.yaml")["tenants"]
+    public = load_yaml(DEV_CONFIG / "chat" / "tenants.yaml")["tenants"]
+    assert set(public) == set(dev)
+    assert not any("secret" in (entry or {}) for entry in public.values()), "secrets belong in the Secret"
+    objects = render(K8S / "overlays" / "dev")
+    secrets = next(o for o in objects if o["kind"] == "Secret" and o["metadata"]["name"].startswith("switchboard-sec"))
+    chat = json.loads(base64.b64decode(secrets["data"]["chat-tenant-secrets"]))
+    assert chat == {tenant: entry["secret"] for tenant, entry in dev.items()}
+
+
+def test_production_commits_no_secret_values() -> None:
+    for overlay in ("production", "double11"):
+        assert "Secret" not in {o["kind"] for o in render(K8S / "overlays" / overlay)}, overlay
+        assert "secretGenerator" not in load_yaml(K8S / "overlays" / overlay / "kustomization.yaml")
+
+
+# --- the image's package data -----------------------------------------------------------------------------------
+
+
+def test_every_data_file_of_the_package_is_installed_as_package_data() -> None:
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"][
+        "package-data"
+    ]["*"]
+    package = ROOT / "services" / "switchboard"
+    data = [
+        path
+        for path in package.rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix not in (".py", ".pyc")
+    ]
+    assert any(path.suffix == ".lua" for path in data)
+    missing = [p.relative_to(package) for p in data if not any(fnmatch.fnmatch(p.name, pat) for pat in patterns)]
+    assert not missing, f"not installed into the image (pyproject package-data): {missing}"
