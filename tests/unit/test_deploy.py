@@ -775,3 +775,28 @@ def test_every_data_file_of_the_package_is_installed_as_package_data() -> None:
     assert any(path.suffix == ".lua" for path in data)
     missing = [p.relative_to(package) for p in data if not any(fnmatch.fnmatch(p.name, pat) for pat in patterns)]
     assert not missing, f"not installed into the image (pyproject package-data): {missing}"
+
+
+def test_the_compose_loadtest_override_points_services_at_the_files_write_config_makes(tmp_path: Path) -> None:
+    from switchboard.loadgen.run import write_config
+    from switchboard.loadgen.settings import LoadgenSettings
+
+    compose_file = load_yaml(ROOT / "docker-compose.yml")["services"]
+    scenario = compose_file["loadgen"]["environment"]["SB_LOADGEN_SCENARIO"]
+    mapped = host_path(compose_file["loadgen"], scenario)
+    assert mapped is not None
+    printed = write_config(LoadgenSettings(loadgen_scenario=str(mapped[0])), tmp_path / "stack-config")
+    override: dict[str, Obj] = load_yaml(ROOT / "docker-compose.loadtest.yml")["services"]
+    assert set(override) == set(LONG_RUNNING)
+    written = ROOT / "reports" / "stack-config"
+    for name, svc in override.items():
+        env = compose_env(svc)
+        assert not unknown_settings(name, set(env)), name
+        # Every host path the env file names is replaced by the container's path of the same file.
+        for key in set(printed) & allowed_env(name):
+            if printed[key].startswith(str(tmp_path)):
+                assert key in env, f"{name}: {key} would be the host's path {printed[key]}"
+        for key, value in env.items():
+            target = host_path(svc, value)
+            assert target is not None and target[1], f"{name}: {key}={value} is on no read-only mount"
+            assert (tmp_path / "stack-config" / target[0].relative_to(written)).exists(), f"{name}: {key}={value}"
