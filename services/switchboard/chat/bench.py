@@ -11,45 +11,29 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import statistics
-import sys
 import time
-import uuid
-from collections.abc import Awaitable, Callable
 
-import httpx
-from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
 from websockets.asyncio.client import connect
 
 from switchboard.chat.signing import signed_headers, widget_token
 from switchboard.contracts import Channel, InboundMessage
-from switchboard.runtime.kafka import ensure_topics
-from switchboard.runtime.topics import Topics, TopicSpec
-from switchboard.stack.procs import free_port
+from switchboard.runtime.benchkit import (
+    RAW_LINE,
+    adapter_under_test,
+    bench_parser,
+    latency_note,
+    print_rate,
+    raw_produce,
+)
 
 SECRET = "bench-secret"
 TEXT = "你好，我想问一下这件衣服有没有M码，什么时候能发货？"
 
 
-async def raw_produce(bootstrap: str, topic: str, seconds: float) -> float:
-    """Messages/s of an idempotent acks=all producer sending pipelined batches of InboundMessage-sized records."""
-    value = InboundMessage(
-        message_id="x" * 32, tenant_id="shop-a", conversation_id="c" * 37, channel=Channel.CHANNEL_CHAT, text=TEXT
-    ).SerializeToString()
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=5)
-    await producer.start()
-    sent = 0
-    try:
-        started = time.perf_counter()
-        while time.perf_counter() - started < seconds:
-            futures = [await producer.send(topic, value, key=f"c{(sent + i) % 500}".encode()) for i in range(500)]
-            await asyncio.gather(*futures)
-            sent += len(futures)
-        return sent / (time.perf_counter() - started)
-    finally:
-        await producer.stop()
+RAW_RECORD = InboundMessage(
+    message_id="x" * 32, tenant_id="shop-a", conversation_id="c" * 37, channel=Channel.CHANNEL_CHAT, text=TEXT
+).SerializeToString()
+"""An InboundMessage of the size the widget sends, for the raw produce loop."""
 
 
 async def widget_clients(base_ws: str, clients: int, window: int, seconds: float) -> tuple[float, list[float]]:
@@ -132,89 +116,33 @@ async def webhook_senders(base: str, senders: int, seconds: float) -> float:
     return accepted / (time.perf_counter() - began)
 
 
-async def _start_adapter(bootstrap: str, redis_url: str, prefix: str, port: int) -> asyncio.subprocess.Process:
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP": bootstrap,
-        "REDIS_URL": redis_url,
-        "SB_TOPIC_PREFIX": prefix,
-        "SB_KEY_PREFIX": prefix.rstrip("."),
-        "SB_HTTP_PORT": str(port),
-        "SB_HTTP_HOST": "127.0.0.1",
-        "SB_LOG_LEVEL": "WARNING",
-        "SB_CHAT_TENANT_SECRETS": json.dumps({"shop-a": SECRET}),
-        # The benchmark measures the accept path, not the limits that protect it.
-        "SB_CHAT_CONN_RATE_PER_S": "1000000",
-        "SB_CHAT_CONN_BURST": "1000000",
-        "SB_CHAT_CUSTOMER_RATE_PER_WINDOW": "1000000",
-    }
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "switchboard.chat", env=env)
-    async with httpx.AsyncClient() as http:
-        for _ in range(300):
-            try:
-                if (await http.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
-                    return proc
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.1)
-    proc.terminate()
-    raise RuntimeError("chat adapter did not become ready")
-
-
-async def _timed(what: str, run: Callable[[], Awaitable[float]]) -> float:
-    rate = await run()
-    print(f"{what:<58} {rate:>9.0f} msg/s", flush=True)
-    return rate
-
-
 async def main(args: argparse.Namespace) -> None:
     """Run the three measurements and print them."""
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
-    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    prefix = f"bench{uuid.uuid4().hex[:8]}."
-    topics = Topics(prefix)
-    raw_topic = prefix + "bench.raw"
-    await ensure_topics(bootstrap, [*topics.specs(args.partitions), TopicSpec(raw_topic, args.partitions)])
-    port = free_port()
-    proc = await _start_adapter(bootstrap, redis_url, prefix, port)
-    try:
-        print(f"chat adapter accept rate, {args.seconds:.0f}s each, {args.partitions} partitions, on {bootstrap}")
-        await _timed(
-            "raw aiokafka produce loop (acks=all, idempotent)",
-            lambda: raw_produce(bootstrap, raw_topic, args.seconds),
-        )
-        rate, latencies = await widget_clients(
-            f"ws://127.0.0.1:{port}/chat/v1/ws", args.clients, args.window, args.seconds
-        )
-        cuts = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [0.0] * 99
-        print(
-            f"{f'chat widget ({args.clients} sockets, window {args.window})':<58} {rate:>9.0f} msg/s"
-            f"   ack p50 {cuts[49] * 1000:.1f} ms  p99 {cuts[98] * 1000:.1f} ms",
-            flush=True,
-        )
-        await _timed(
+    async with adapter_under_test(
+        "switchboard.chat",
+        args.partitions,
+        SB_CHAT_TENANT_SECRETS=json.dumps({"shop-a": SECRET}),
+        # The benchmark measures the accept path, not the limits that protect it.
+        SB_CHAT_CONN_RATE_PER_S="1000000",
+        SB_CHAT_CONN_BURST="1000000",
+        SB_CHAT_CUSTOMER_RATE_PER_WINDOW="1000000",
+    ) as adapter:
+        adapter.print_header("chat adapter", args.seconds, args.partitions)
+        print_rate(RAW_LINE, await raw_produce(adapter.bootstrap, adapter.raw_topic, RAW_RECORD, args.seconds))
+        rate, latencies = await widget_clients(f"{adapter.ws_url}/chat/v1/ws", args.clients, args.window, args.seconds)
+        print_rate(f"chat widget ({args.clients} sockets, window {args.window})", rate, latency_note("ack", latencies))
+        print_rate(
             f"chat webhook ({args.senders} concurrent senders, HMAC-signed)",
-            lambda: webhook_senders(f"http://127.0.0.1:{port}", args.senders, args.seconds),
+            await webhook_senders(adapter.base_url, args.senders, args.seconds),
         )
-    finally:
-        proc.terminate()
-        await proc.wait()
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-        await admin.start()
-        try:
-            await admin.delete_topics([raw_topic, *(s.name for s in topics.specs())])
-        finally:
-            await admin.close()
 
 
 def cli() -> None:
     """Parse arguments and run."""
-    parser = argparse.ArgumentParser(prog="python -m switchboard.chat.bench", description=__doc__)
-    parser.add_argument("--seconds", type=float, default=10.0)
+    parser = bench_parser("python -m switchboard.chat.bench", __doc__)
     parser.add_argument("--clients", type=int, default=20, help="widget sockets")
     parser.add_argument("--window", type=int, default=20, help="unacknowledged messages per socket")
     parser.add_argument("--senders", type=int, default=16, help="concurrent webhook requests")
-    parser.add_argument("--partitions", type=int, default=3)
     asyncio.run(main(parser.parse_args()))
 
 

@@ -11,20 +11,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import statistics
-import sys
 import time
 import uuid
 from email.message import EmailMessage
 
 import aiosmtplib
 import httpx
-from aiokafka.admin import AIOKafkaAdminClient
 
-from switchboard.chat.bench import raw_produce
-from switchboard.runtime.kafka import ensure_topics
-from switchboard.runtime.topics import Topics, TopicSpec
+# The chat benchmark's record, so the raw figures of both benchmarks compare.
+from switchboard.chat.bench import RAW_RECORD
+from switchboard.runtime.benchkit import (
+    RAW_LINE,
+    adapter_under_test,
+    bench_parser,
+    latency_note,
+    print_rate,
+    raw_produce,
+)
 from switchboard.stack.procs import free_port
 
 RECIPIENT = "service@shop-a.inbound.switchboard.local"
@@ -99,75 +102,31 @@ async def webhook_senders(base: str, senders: int, seconds: float) -> float:
     return accepted / (time.perf_counter() - began)
 
 
-async def _start_adapter(
-    bootstrap: str, redis_url: str, prefix: str, port: int, smtp_port: int
-) -> asyncio.subprocess.Process:
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP": bootstrap,
-        "REDIS_URL": redis_url,
-        "SB_TOPIC_PREFIX": prefix,
-        "SB_KEY_PREFIX": prefix.rstrip("."),
-        "SB_HTTP_PORT": str(port),
-        "SB_HTTP_HOST": "127.0.0.1",
-        "SB_SMTP_HOST": "127.0.0.1",
-        "SB_SMTP_PORT": str(smtp_port),
-        "SB_LOG_LEVEL": "WARNING",
-    }
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "switchboard.email", env=env)
-    async with httpx.AsyncClient() as http:
-        for _ in range(300):
-            try:
-                if (await http.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
-                    return proc
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.1)
-    proc.terminate()
-    raise RuntimeError("email adapter did not become ready")
-
-
 async def main(args: argparse.Namespace) -> None:
     """Run the three measurements and print them."""
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
-    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    prefix = f"bench{uuid.uuid4().hex[:8]}."
-    topics = Topics(prefix)
-    raw_topic = prefix + "bench.raw"
-    await ensure_topics(bootstrap, [*topics.specs(args.partitions), TopicSpec(raw_topic, args.partitions)])
-    port, smtp_port = free_port(), free_port()
-    proc = await _start_adapter(bootstrap, redis_url, prefix, port, smtp_port)
-    try:
-        print(f"email adapter accept rate, {args.seconds:.0f}s each, {args.partitions} partitions, on {bootstrap}")
-        raw = await raw_produce(bootstrap, raw_topic, args.seconds)
-        print(f"{'raw aiokafka produce loop (acks=all, idempotent)':<58} {raw:>9.0f} msg/s", flush=True)
+    smtp_port = free_port()
+    async with adapter_under_test(
+        "switchboard.email", args.partitions, SB_SMTP_HOST="127.0.0.1", SB_SMTP_PORT=str(smtp_port)
+    ) as adapter:
+        adapter.print_header("email adapter", args.seconds, args.partitions)
+        print_rate(RAW_LINE, await raw_produce(adapter.bootstrap, adapter.raw_topic, RAW_RECORD, args.seconds))
         rate, latencies = await smtp_clients(smtp_port, args.clients, args.seconds)
-        cuts = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [0.0] * 99
-        print(
-            f"{f'email SMTP ({args.clients} connections, multipart/alternative)':<58} {rate:>9.0f} msg/s"
-            f"   250 after DATA p50 {cuts[49] * 1000:.1f} ms  p99 {cuts[98] * 1000:.1f} ms",
-            flush=True,
+        print_rate(
+            f"email SMTP ({args.clients} connections, multipart/alternative)",
+            rate,
+            latency_note("250 after DATA", latencies),
         )
-        hook = await webhook_senders(f"http://127.0.0.1:{port}", args.senders, args.seconds)
-        print(f"{f'email webhook ({args.senders} concurrent senders, raw RFC 5322)':<58} {hook:>9.0f} msg/s")
-    finally:
-        proc.terminate()
-        await proc.wait()
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-        await admin.start()
-        try:
-            await admin.delete_topics([raw_topic, *(s.name for s in topics.specs())])
-        finally:
-            await admin.close()
+        print_rate(
+            f"email webhook ({args.senders} concurrent senders, raw RFC 5322)",
+            await webhook_senders(adapter.base_url, args.senders, args.seconds),
+        )
 
 
 def cli() -> None:
     """Parse arguments and run."""
-    parser = argparse.ArgumentParser(prog="python -m switchboard.email.bench", description=__doc__)
-    parser.add_argument("--seconds", type=float, default=10.0)
+    parser = bench_parser("python -m switchboard.email.bench", __doc__)
     parser.add_argument("--clients", type=int, default=16, help="SMTP connections")
     parser.add_argument("--senders", type=int, default=16, help="concurrent webhook requests")
-    parser.add_argument("--partitions", type=int, default=3)
     asyncio.run(main(parser.parse_args()))
 
 

@@ -11,45 +11,32 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import statistics
-import sys
 import time
 import uuid
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
 from websockets.asyncio.client import connect
 
 from switchboard.contracts import Channel, InboundMessage
-from switchboard.runtime.kafka import ensure_topics
-from switchboard.runtime.topics import Topics
-from switchboard.stack.procs import free_port
+from switchboard.runtime.benchkit import (
+    RAW_LINE,
+    adapter_under_test,
+    bench_parser,
+    latency_note,
+    print_rate,
+    raw_produce,
+)
 
 KEY = {"X-Api-Key": "dev-phone-shop-a"}
 HOTLINE = "400-800-1001"
 TEXT = "你好，我上周买的外套还没有发货，订单号是 202311110000123456，能帮我查一下吗？"
 
 
-async def raw_produce(bootstrap: str, topic: str, seconds: float) -> float:
-    """Messages/s of an idempotent acks=all producer sending pipelined batches of transcript-sized records."""
-    value = InboundMessage(
-        message_id="x" * 32, tenant_id="shop-a", conversation_id="c" * 29, channel=Channel.CHANNEL_PHONE, text=TEXT
-    ).SerializeToString()
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=5)
-    await producer.start()
-    sent = 0
-    try:
-        started = time.perf_counter()
-        while time.perf_counter() - started < seconds:
-            futures = [await producer.send(topic, value, key=f"c{(sent + i) % 500}".encode()) for i in range(500)]
-            await asyncio.gather(*futures)
-            sent += len(futures)
-        return sent / (time.perf_counter() - started)
-    finally:
-        await producer.stop()
+RAW_RECORD = InboundMessage(
+    message_id="x" * 32, tenant_id="shop-a", conversation_id="c" * 29, channel=Channel.CHANNEL_PHONE, text=TEXT
+).SerializeToString()
+"""An InboundMessage of a transcript segment's size, for the raw produce loop."""
 
 
 def _segment(call_id: str, seq: int) -> dict[str, Any]:
@@ -131,86 +118,41 @@ async def http_senders(base: str, senders: int, per_batch: int, seconds: float) 
     return accepted / (time.perf_counter() - began)
 
 
-async def _start_adapter(bootstrap: str, redis_url: str, prefix: str, port: int) -> asyncio.subprocess.Process:
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP": bootstrap,
-        "REDIS_URL": redis_url,
-        "SB_TOPIC_PREFIX": prefix,
-        "SB_KEY_PREFIX": prefix.rstrip("."),
-        "SB_HTTP_PORT": str(port),
-        "SB_HTTP_HOST": "127.0.0.1",
-        "SB_LOG_LEVEL": "WARNING",
-    }
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "switchboard.phone", env=env)
-    async with httpx.AsyncClient() as http:
-        for _ in range(300):
-            try:
-                if (await http.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
-                    return proc
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.1)
-    proc.terminate()
-    raise RuntimeError("phone adapter did not become ready")
-
-
 def _line(what: str, rate: float, extra: str = "") -> None:
-    print(f"{what:<62} {rate:>9.0f} msg/s{extra}", flush=True)
+    print_rate(what, rate, extra, width=62)
 
 
 async def main(args: argparse.Namespace) -> None:
     """Run the measurements and print them."""
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
-    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    prefix = f"bench{uuid.uuid4().hex[:8]}."
-    topics = Topics(prefix)
-    await ensure_topics(bootstrap, topics.specs(args.partitions))
-    port = free_port()
-    proc = await _start_adapter(bootstrap, redis_url, prefix, port)
-    try:
-        print(f"phone adapter accept rate, {args.seconds:.0f}s each, {args.partitions} partitions, on {bootstrap}")
-        _line(
-            "raw aiokafka produce loop (acks=all, idempotent)", await raw_produce(bootstrap, topics.dlq, args.seconds)
-        )
+    async with adapter_under_test("switchboard.phone", args.partitions) as adapter:
+        adapter.print_header("phone adapter", args.seconds, args.partitions)
+        _line(RAW_LINE, await raw_produce(adapter.bootstrap, adapter.raw_topic, RAW_RECORD, args.seconds))
         rate, latencies = await ws_platforms(
-            f"ws://127.0.0.1:{port}/v1/phone/stream", args.sockets, args.calls, args.per_frame, args.seconds
+            f"{adapter.ws_url}/v1/phone/stream", args.sockets, args.calls, args.per_frame, args.seconds
         )
-        cuts = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [0.0] * 99
         _line(
             f"phone websocket ({args.sockets}x{args.calls} calls, {args.per_frame} finals/frame)",
             rate,
-            f"   frame ack p50 {cuts[49] * 1000:.1f} ms  p99 {cuts[98] * 1000:.1f} ms",
+            latency_note("frame ack", latencies),
         )
         _line(
             f"phone HTTP batches ({args.senders} senders, {args.per_batch} finals/batch)",
-            await http_senders(f"http://127.0.0.1:{port}", args.senders, args.per_batch, args.seconds),
+            await http_senders(adapter.base_url, args.senders, args.per_batch, args.seconds),
         )
         _line(
             f"phone HTTP single segments ({args.senders} senders)",
-            await http_senders(f"http://127.0.0.1:{port}", args.senders, 1, args.seconds),
+            await http_senders(adapter.base_url, args.senders, 1, args.seconds),
         )
-    finally:
-        proc.terminate()
-        await proc.wait()
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-        await admin.start()
-        try:
-            await admin.delete_topics([s.name for s in topics.specs()])
-        finally:
-            await admin.close()
 
 
 def cli() -> None:
     """Parse arguments and run."""
-    parser = argparse.ArgumentParser(prog="python -m switchboard.phone.bench", description=__doc__)
-    parser.add_argument("--seconds", type=float, default=10.0)
+    parser = bench_parser("python -m switchboard.phone.bench", __doc__)
     parser.add_argument("--sockets", type=int, default=4, help="platform websockets")
     parser.add_argument("--calls", type=int, default=25, help="calls streamed per socket, one frame in flight each")
     parser.add_argument("--per-frame", type=int, default=1, help="final segments per websocket frame")
     parser.add_argument("--senders", type=int, default=16, help="concurrent HTTP senders")
     parser.add_argument("--per-batch", type=int, default=20, help="final segments per HTTP batch")
-    parser.add_argument("--partitions", type=int, default=3)
     asyncio.run(main(parser.parse_args()))
 
 
