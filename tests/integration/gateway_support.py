@@ -13,6 +13,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 from redis.asyncio import Redis
+from starlette.types import ASGIApp, Receive, Scope, Send
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Origin
@@ -46,6 +47,23 @@ class RunningGateway:
     port: int
     url: str
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    # Exceptions the ASGI app raised to the server (uvicorn logs each as "Exception in ASGI application").
+    app_errors: list[BaseException] = field(default_factory=list)
+
+
+class _RaiseRecorder:
+    """Wraps the ASGI app and records what it raises to the server (then raises it on, as before)."""
+
+    def __init__(self, app: ASGIApp, errors: list[BaseException]) -> None:
+        self.app = app
+        self.errors = errors
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self.app(scope, receive, send)
+        except BaseException as exc:
+            self.errors.append(exc)
+            raise
 
 
 def gateway_settings(settings: ServiceSettings, **overrides: Any) -> GatewaySettings:
@@ -76,8 +94,9 @@ async def running_gateway(settings: GatewaySettings) -> AsyncIterator[RunningGat
     gateway = assemble(settings, redis, producer)
     app = FastAPI()
     gateway.install(app)
+    app_errors: list[BaseException] = []
     config = uvicorn.Config(
-        app,
+        _RaiseRecorder(app, app_errors),
         host="127.0.0.1",
         port=0,
         log_config=None,
@@ -97,7 +116,7 @@ async def running_gateway(settings: GatewaySettings) -> AsyncIterator[RunningGat
 
         await eventually(started, 10, "gateway started")
         port = server.servers[0].sockets[0].getsockname()[1]
-        yield RunningGateway(gateway, port, f"ws://127.0.0.1:{port}/desk", tasks)
+        yield RunningGateway(gateway, port, f"ws://127.0.0.1:{port}/desk", tasks, app_errors)
     finally:
         gateway.hub.stop()
         gateway.stop_sessions()

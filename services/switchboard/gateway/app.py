@@ -188,7 +188,9 @@ class Gateway:
             if auth is not None:
                 await self._serve_session(websocket, *auth)
         except (WebSocketDisconnect, WebSocketDisconnected, OSError):
-            return  # the desktop went away mid-frame (OSError covers uvicorn's ClientDisconnected)
+            # Session frames go through DeskSession.send, which ends the session when the peer is gone; this is
+            # for the handshake and close frames (OSError covers uvicorn's ClientDisconnected).
+            return
         except RedisError as exc:
             log.warning("desk_redis_error", error=repr(exc))
             with contextlib.suppress(Exception):
@@ -211,7 +213,8 @@ class Gateway:
 
         session = DeskSession(tenant, agent, epoch, websocket.send_text, close, self.settings.send_queue_max)
         session.last_sent = session.acked = session.trim_requested = snapshot.as_of_seq
-        await websocket.send_text(snapshot.frame)
+        if not await session.send(snapshot.frame):
+            return  # the desktop left while its snapshot was read
         older = self.hub.register(session)
         if older is not None:
             await older.close(CloseCode.SUPERSEDED, "a newer session of this agent logged in")

@@ -7,8 +7,6 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
-from switchboard.gateway.protocol import CloseCode
-
 Send = Callable[[str], Awaitable[None]]
 Close = Callable[[int, str], Awaitable[None]]
 
@@ -80,9 +78,33 @@ class DeskSession:
         self.acked = seq
         return True
 
-    async def send(self, frame: str) -> None:
-        """Write one frame now (results, errors, the snapshot), outside the event queue."""
-        await self._send(frame)
+    async def send(self, frame: str) -> bool:
+        """Write one frame now (results, errors, the snapshot), outside the event queue; False if the peer is gone.
+
+        A desktop may close while a command is still being recorded (a shift ends with work in hand): writing its
+        result then fails. That ends the session quietly instead of raising into the HTTP server.
+        """
+        if self.closed:
+            return False
+        try:
+            await self._send(frame)
+        except Exception:  # the socket is gone (WebSocketDisconnect, ClientDisconnected, a reset connection)
+            self.closed = True
+            self.wake.set()
+            return False
+        return True
+
+    def offer_ephemeral(self, frame: str) -> bool:
+        """Queue a frame without a seq (queue stats) unless the desktop is behind; True when queued.
+
+        Such frames are superseded by the next one, so a socket with a half-full queue simply misses this one:
+        they never make a slow desktop slower or take the room its events need.
+        """
+        if self.closed or len(self.queue) >= self.queue_max // 2:
+            return False
+        self.queue.append(frame)
+        self.wake.set()
+        return True
 
     async def close(self, code: int, reason: str) -> None:
         """Close the socket with a close code; idempotent."""
@@ -100,10 +122,7 @@ class DeskSession:
         while not self.closed:
             while self.queue and not self.closed:
                 frame = self.queue.popleft()
-                try:
-                    await self._send(frame)
-                except Exception:
-                    await self.close(CloseCode.INTERNAL_ERROR, "send failed")
+                if not await self.send(frame):
                     return
                 if self.full_since is not None and len(self.queue) <= self.queue_max // 2:
                     self.full_since = None
