@@ -1,15 +1,19 @@
-"""Test helpers: read what landed on a topic, wait on a condition with a deadline."""
+"""Test helpers: read what landed on a topic, wait on a condition with a deadline, run a service as a process."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import time
 from collections.abc import Awaitable, Callable
 
+import httpx
 from aiokafka import AIOKafkaConsumer
 from google.protobuf.message import Message
 
 from switchboard.contracts import TYPE_HEADER, decode
+from switchboard.runtime.settings import ServiceSettings
 
 
 async def read_topic(bootstrap: str, topic: str, count: int, timeout: float = 30.0) -> list[tuple[str, Message]]:
@@ -46,3 +50,50 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 30.0
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} not met after {timeout}s")
         await asyncio.sleep(0.05)
+
+
+def service_env(settings: ServiceSettings, port: int, **extra: str) -> dict[str, str]:
+    """The environment `switchboard up` gives a service (the test's Kafka, Redis and prefixes, an HTTP port on
+    loopback), plus the service's own `extra` variables."""
+    return {
+        **os.environ,
+        "KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "REDIS_URL": settings.redis_url,
+        "SB_TOPIC_PREFIX": settings.topic_prefix,
+        "SB_KEY_PREFIX": settings.key_prefix,
+        "SB_HTTP_PORT": str(port),
+        "SB_HTTP_HOST": "127.0.0.1",
+        **extra,
+    }
+
+
+async def start_service(
+    module: str, env: dict[str, str], timeout: float = 60.0
+) -> tuple[asyncio.subprocess.Process, str]:
+    """Start `python -m <module>` with `env` and wait until its /readyz answers 200; (process, base URL).
+
+    The process is killed when it does not become ready in `timeout` seconds.
+    """
+    base_url = f"http://127.0.0.1:{env['SB_HTTP_PORT']}"
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", module, env=env)
+    try:
+        async with httpx.AsyncClient(base_url=base_url) as http:
+
+            async def ready() -> bool:
+                try:
+                    return (await http.get("/readyz")).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            await eventually(ready, timeout, f"{module} ready")
+    except BaseException:
+        await stop_service(proc)
+        raise
+    return proc, base_url
+
+
+async def stop_service(proc: asyncio.subprocess.Process) -> None:
+    """Kill a service process the test did not stop itself, and reap it."""
+    if proc.returncode is None:
+        proc.kill()
+        await proc.wait()

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import sys
 
 import httpx
 import pytest
@@ -15,45 +13,30 @@ from websockets.asyncio.client import connect
 from switchboard.chat.signing import widget_token
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.stack.procs import free_port
-from tests.helpers import eventually
+from tests.helpers import service_env, start_service, stop_service
 
 pytestmark = pytest.mark.broker
 
 
 async def test_the_adapter_process_takes_a_message_and_exits_zero_on_sigterm(settings: ServiceSettings) -> None:
     port = free_port()
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "REDIS_URL": settings.redis_url,
-        "SB_TOPIC_PREFIX": settings.topic_prefix,
-        "SB_KEY_PREFIX": settings.key_prefix,
-        "SB_HTTP_PORT": str(port),
-        "SB_HTTP_HOST": "127.0.0.1",
-        "SB_SERVICE_NAME": "chat",
-        "SB_CHAT_TENANT_SECRETS": json.dumps({"shop-p": "process-secret"}),
-    }
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "switchboard.chat", env=env)
+    env = service_env(
+        settings,
+        port,
+        SB_SERVICE_NAME="chat",
+        SB_CHAT_TENANT_SECRETS=json.dumps({"shop-p": "process-secret"}),
+    )
+    proc, base = await start_service("switchboard.chat", env)
     try:
-        async with httpx.AsyncClient() as http:
-
-            async def ready() -> bool:
-                try:
-                    return (await http.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            await eventually(ready, 60, "chat adapter ready")
+        async with httpx.AsyncClient(base_url=base) as http:
             token = widget_token(b"process-secret", "p-1")
             async with connect(f"ws://127.0.0.1:{port}/chat/v1/ws?tenant=shop-p&customer=p-1&token={token}") as ws:
                 assert json.loads(await ws.recv())["type"] == "hello"
                 await ws.send(json.dumps({"type": "message", "client_msg_id": "1", "text": "在吗"}))
                 assert json.loads(await ws.recv())["type"] == "ack"
-            metrics = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+            metrics = (await http.get("/metrics")).text
             assert 'sb_chat_messages_total{outcome="accepted",source="widget"} 1.0' in metrics
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 30) == 0
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        await stop_service(proc)

@@ -3,49 +3,32 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 from email.message import EmailMessage
 
 import aiosmtplib
-import httpx
 import pytest
 
 from switchboard.contracts import InboundMessage
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.runtime.topics import Topics
 from switchboard.stack.procs import free_port
-from tests.helpers import eventually, read_topic
+from tests.helpers import read_topic, service_env, start_service, stop_service
 
 pytestmark = pytest.mark.broker
 
 
 async def test_the_service_starts_from_env_takes_mail_and_exits_cleanly_on_sigterm(settings: ServiceSettings) -> None:
     http_port, smtp_port = free_port(), free_port()
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "REDIS_URL": settings.redis_url,
-        "SB_TOPIC_PREFIX": settings.topic_prefix,
-        "SB_KEY_PREFIX": settings.key_prefix,
-        "SB_HTTP_PORT": str(http_port),
-        "SB_HTTP_HOST": "127.0.0.1",
-        "SB_SMTP_HOST": "127.0.0.1",
-        "SB_SMTP_PORT": str(smtp_port),
-        "SB_SERVICE_NAME": "email",
-    }
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "switchboard.email", env=env)
+    env = service_env(
+        settings,
+        http_port,
+        SB_SMTP_HOST="127.0.0.1",
+        SB_SMTP_PORT=str(smtp_port),
+        SB_SERVICE_NAME="email",
+    )
+    proc, _ = await start_service("switchboard.email", env)
     try:
-        async with httpx.AsyncClient() as http:
-
-            async def ready() -> bool:
-                try:
-                    return (await http.get(f"http://127.0.0.1:{http_port}/readyz")).status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            await eventually(ready, 60, "email service ready")
         msg = EmailMessage()
         msg["From"] = "buyer@customer.example"
         msg["To"] = "service@shop-a.inbound.switchboard.local"
@@ -60,6 +43,4 @@ async def test_the_service_starts_from_env_takes_mail_and_exits_cleanly_on_sigte
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 30) == 0
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        await stop_service(proc)

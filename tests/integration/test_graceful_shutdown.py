@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 
 import httpx
 import pytest
@@ -17,27 +15,22 @@ from switchboard.runtime.settings import ServiceSettings
 from switchboard.runtime.topics import Topics
 from switchboard.stack.procs import free_port
 from tests.conftest import TEST_PARTITIONS
-from tests.helpers import eventually
+from tests.helpers import eventually, service_env, start_service
 
 pytestmark = pytest.mark.broker
 
 TOTAL = 300
 
 
-async def _start_worker(settings: ServiceSettings, port: int) -> asyncio.subprocess.Process:
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "REDIS_URL": settings.redis_url,
-        "SB_TOPIC_PREFIX": settings.topic_prefix,
-        "SB_KEY_PREFIX": settings.key_prefix,
-        "SB_HTTP_PORT": str(port),
-        "SB_HTTP_HOST": "127.0.0.1",
-        "SB_CONSUMER_MAX_RECORDS": "20",
-        "SB_SERVICE_NAME": "sample-worker",
-        "SB_SHUTDOWN_GRACE_S": "10",
-    }
-    return await asyncio.create_subprocess_exec(sys.executable, "-m", "tests.integration.sample_worker", env=env)
+async def _start_worker(settings: ServiceSettings) -> tuple[asyncio.subprocess.Process, str]:
+    env = service_env(
+        settings,
+        free_port(),
+        SB_CONSUMER_MAX_RECORDS="20",
+        SB_SERVICE_NAME="sample-worker",
+        SB_SHUTDOWN_GRACE_S="10",
+    )
+    return await start_service("tests.integration.sample_worker", env)
 
 
 async def _committed(settings: ServiceSettings) -> int:
@@ -81,20 +74,11 @@ async def test_sigterm_mid_batch_commits_what_it_finished_and_restart_finishes_e
     finally:
         await producer.stop()
     effects = f"{settings.key_prefix}:effects"
-    port = free_port()
-    worker = await _start_worker(settings, port)
-    async with httpx.AsyncClient() as http:
-
-        async def ready() -> bool:
-            try:
-                return (await http.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        await eventually(ready, 60, "worker ready")
-        metrics = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+    worker, base = await _start_worker(settings)
+    async with httpx.AsyncClient(base_url=base) as http:
+        metrics = (await http.get("/metrics")).text
         assert "sb_records_consumed_total" in metrics
-        assert (await http.get(f"http://127.0.0.1:{port}/healthz")).json()["status"] == "alive"
+        assert (await http.get("/healthz")).json()["status"] == "alive"
 
     async def some_done() -> bool:
         return int(await redis.llen(effects)) >= 40
@@ -106,7 +90,7 @@ async def test_sigterm_mid_batch_commits_what_it_finished_and_restart_finishes_e
     assert 40 <= done_at_stop < TOTAL, "the stop landed mid-stream"
     assert await _committed(settings) == done_at_stop, "committed exactly what was finished"
 
-    worker = await _start_worker(settings, free_port())
+    worker, _ = await _start_worker(settings)
 
     async def all_done() -> bool:
         return int(await redis.llen(effects)) >= TOTAL

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import sys
 
 import httpx
 import pytest
@@ -16,7 +14,7 @@ from switchboard.contracts import CallEvent
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.runtime.topics import Topics
 from switchboard.stack.procs import free_port
-from tests.helpers import eventually, read_topic
+from tests.helpers import read_topic, service_env, start_service, stop_service
 from tests.integration.phone_service import SHOP_A_KEY, segment, started
 
 pytestmark = pytest.mark.broker
@@ -26,26 +24,9 @@ async def test_the_phone_service_starts_from_env_serves_both_transports_and_stop
     settings: ServiceSettings,
 ) -> None:
     port = free_port()
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "REDIS_URL": settings.redis_url,
-        "SB_TOPIC_PREFIX": settings.topic_prefix,
-        "SB_KEY_PREFIX": settings.key_prefix,
-        "SB_HTTP_PORT": str(port),
-        "SB_SERVICE_NAME": "phone",
-    }
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "switchboard.phone", env=env)
+    proc, base = await start_service("switchboard.phone", service_env(settings, port, SB_SERVICE_NAME="phone"))
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=SHOP_A_KEY) as http:
-
-            async def ready() -> bool:
-                try:
-                    return (await http.get("/readyz")).status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            await eventually(ready, 60, "phone service ready")
+        async with httpx.AsyncClient(base_url=base, headers=SHOP_A_KEY) as http:
             assert (await http.post("/v1/phone/events", json=[started("p-1")])).status_code == 200
             async with connect(f"ws://127.0.0.1:{port}/v1/phone/stream", additional_headers=SHOP_A_KEY) as ws:
                 await ws.send(json.dumps({"id": "s1", "items": [segment("p-1", 1, "hi")]}))
@@ -54,8 +35,6 @@ async def test_the_phone_service_starts_from_env_serves_both_transports_and_stop
                 proc.send_signal(signal.SIGTERM)
                 assert await asyncio.wait_for(proc.wait(), 30) == 0
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        await stop_service(proc)
     records = await read_topic(settings.kafka_bootstrap, Topics(settings.topic_prefix).inbound, 2)
     assert records[0][1].phone.event == CallEvent.CALL_EVENT_STARTED  # type: ignore[attr-defined]

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import sys
 
 import httpx
 import pytest
@@ -20,44 +18,25 @@ from switchboard.runtime.kafka import RecordProducer
 from switchboard.runtime.keys import Keys
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.stack.procs import free_port
-from tests.helpers import eventually, read_topic
+from tests.helpers import eventually, read_topic, service_env, start_service
 
 pytestmark = pytest.mark.broker
 
 TOKEN = "ops-shop-a-0123456789abcdef"
 
 
-async def _start(settings: ServiceSettings, port: int) -> asyncio.subprocess.Process:
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "REDIS_URL": settings.redis_url,
-        "SB_TOPIC_PREFIX": settings.topic_prefix,
-        "SB_KEY_PREFIX": settings.key_prefix,
-        "SB_HTTP_PORT": str(port),
-        "SB_HTTP_HOST": "127.0.0.1",
-        "SB_SERVICE_NAME": "presence",
-        "SB_HEARTBEAT_GRACE_S": "0.5",
-        "SB_SWEEP_INTERVAL_S": "0.1",
-        "SB_OPERATOR_TOKENS": json.dumps([{"name": "ops-a", "token": TOKEN, "tenants": ["shop-a"]}]),
-    }
-    return await asyncio.create_subprocess_exec(sys.executable, "-m", "switchboard.presence", env=env)
-
-
 async def test_presence_process(settings: ServiceSettings, redis: Redis) -> None:
-    port = free_port()
-    proc = await _start(settings, port)
-    base = f"http://127.0.0.1:{port}"
+    env = service_env(
+        settings,
+        free_port(),
+        SB_SERVICE_NAME="presence",
+        SB_HEARTBEAT_GRACE_S="0.5",
+        SB_SWEEP_INTERVAL_S="0.1",
+        SB_OPERATOR_TOKENS=json.dumps([{"name": "ops-a", "token": TOKEN, "tenants": ["shop-a"]}]),
+    )
+    proc, base = await start_service("switchboard.presence", env, timeout=30)
     try:
         async with httpx.AsyncClient(base_url=base, timeout=2) as http:
-
-            async def ready() -> bool:
-                try:
-                    return (await http.get("/readyz")).status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            await eventually(ready, timeout=30, what="presence ready")
             resp = await http.get("/v1/operator/tenants/shop-a/agents", headers={"Authorization": f"Bearer {TOKEN}"})
             assert resp.status_code == 200
             assert resp.json()["by_status"] == {"offline": 5}
