@@ -18,7 +18,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from redis.asyncio import Redis
 
-from switchboard.runtime.kafka import ensure_topics
+from switchboard.runtime.kafka import RecordProducer, ensure_topics
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.runtime.topics import Topics
 from switchboard.stack.kafka import LocalKafka
@@ -139,6 +139,35 @@ async def redis(redis_url: str) -> AsyncIterator[Redis]:
         yield client
     finally:
         await client.aclose()
+
+
+@pytest.fixture
+async def producer(settings: ServiceSettings) -> AsyncIterator[RecordProducer]:
+    """A started RecordProducer on the test's settings, standing in for another service; stopped after the test."""
+    producer = RecordProducer(settings)
+    await producer.start()
+    try:
+        yield producer
+    finally:
+        await producer.stop()
+
+
+@pytest.fixture
+async def own_kafka(tmp_path: Path) -> AsyncIterator[LocalKafka]:
+    """A broker only this test uses, so it may stop and restart it (the shared one is never stopped)."""
+    broker = LocalKafka(tmp_path / "kafka", heap="384m")
+    try:
+        await asyncio.to_thread(broker.start)
+    except RuntimeError:
+        # Its free ports were taken by another process before the JVM bound them: once more with new ones.
+        await asyncio.to_thread(broker.stop)
+        broker = LocalKafka(tmp_path / "kafka-again", heap="384m")
+        await asyncio.to_thread(broker.start)
+    try:
+        await _wait_for_broker(broker.bootstrap)
+        yield broker
+    finally:
+        await asyncio.to_thread(broker.stop)
 
 
 @pytest.fixture(scope="session")

@@ -8,8 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -25,23 +23,6 @@ from tests.helpers import read_topic
 from tests.integration.chat_service import chat_settings, connect, next_frame, running_chat, send_message, signed
 
 pytestmark = pytest.mark.broker
-
-
-@pytest.fixture
-async def own_kafka(tmp_path: Path) -> AsyncIterator[LocalKafka]:
-    """A broker only this test uses, so it may stop it."""
-    broker = LocalKafka(tmp_path / "kafka", heap="384m")
-    try:
-        await asyncio.to_thread(broker.start)
-    except RuntimeError:
-        # Its free ports were taken by another process before the JVM bound them: once more with new ones.
-        await asyncio.to_thread(broker.stop)
-        broker = LocalKafka(tmp_path / "kafka-again", heap="384m")
-        await asyncio.to_thread(broker.start)
-    try:
-        yield broker
-    finally:
-        await asyncio.to_thread(broker.stop)
 
 
 async def _answer(ws: ClientConnection, client_msg_id: str, timeout: float = 15.0) -> dict[str, object]:

@@ -76,17 +76,6 @@ async def platform_receiver() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]
         await task
 
 
-@contextlib.asynccontextmanager
-async def producer_for(settings: ServiceSettings) -> AsyncIterator[RecordProducer]:
-    """A producer standing in for the gateway (replies) and the router (decisions)."""
-    producer = RecordProducer(settings)
-    await producer.start()
-    try:
-        yield producer
-    finally:
-        await producer.stop()
-
-
 def reply(conversation_id: str, text: str, message_id: str, tenant: str = "shop-a") -> OutboundMessage:
     """An agent's reply as the gateway writes it."""
     return OutboundMessage(
@@ -111,10 +100,12 @@ def decision(conversation_id: str, kind: RoutingEventType.ValueType, position: i
     )
 
 
-async def test_the_waiting_customer_sees_the_queue_then_the_reply_then_the_close(settings: ServiceSettings) -> None:
+async def test_the_waiting_customer_sees_the_queue_then_the_reply_then_the_close(
+    settings: ServiceSettings, producer: RecordProducer
+) -> None:
     topics = Topics(settings.topic_prefix)
     cs = chat_settings(settings, chat_seconds_per_queue_position=40)
-    async with running_chat(cs) as chat, producer_for(settings) as producer:
+    async with running_chat(cs) as chat:
         async with connect(chat.ws_url("shop-a", "waiting-1")) as ws:
             conv = (await next_frame(ws, "hello"))["conversation_id"]
             await producer.send(topics.routing, conv, decision(conv, RoutingEventType.ROUTING_EVENT_QUEUED, 3))
@@ -144,12 +135,12 @@ async def test_the_waiting_customer_sees_the_queue_then_the_reply_then_the_close
 
 
 async def test_without_an_open_socket_the_reply_goes_to_the_platform_callback_or_waits_for_the_next_connection(
-    settings: ServiceSettings,
+    settings: ServiceSettings, producer: RecordProducer
 ) -> None:
     topics = Topics(settings.topic_prefix)
     async with platform_receiver() as (url, got):
         cs = chat_settings(settings, chat_tenant_callbacks={"shop-a": url})
-        async with running_chat(cs) as chat, producer_for(settings) as producer:
+        async with running_chat(cs) as chat:
             async with connect(chat.ws_url("shop-a", "gone-1")) as ws:
                 conv_a = (await next_frame(ws, "hello"))["conversation_id"]
             async with connect(chat.ws_url("shop-b", "gone-2")) as ws:
@@ -175,12 +166,13 @@ async def test_without_an_open_socket_the_reply_goes_to_the_platform_callback_or
     assert letter.tenant_id == "shop-a" and "400" in letter.reason
 
 
-async def test_a_reply_reaches_the_socket_whichever_replica_holds_it(settings: ServiceSettings) -> None:
+async def test_a_reply_reaches_the_socket_whichever_replica_holds_it(
+    settings: ServiceSettings, producer: RecordProducer
+) -> None:
     topics = Topics(settings.topic_prefix)
     async with (
         running_chat(chat_settings(settings, instance_id="chat-1")) as one,
         running_chat(chat_settings(settings, instance_id="chat-2")) as two,
-        producer_for(settings) as producer,
         contextlib.AsyncExitStack() as stack,
     ):
         sockets = []
@@ -196,12 +188,11 @@ async def test_a_reply_reaches_the_socket_whichever_replica_holds_it(settings: S
 
 
 async def test_a_customer_whose_id_is_their_phone_number_is_served_without_it_reaching_the_topic(
-    settings: ServiceSettings,
+    settings: ServiceSettings, producer: RecordProducer
 ) -> None:
     topics = Topics(settings.topic_prefix)
     async with (
         running_chat(chat_settings(settings)) as chat,
-        producer_for(settings) as producer,
         connect(chat.ws_url("shop-a", "13812341234")) as ws,
     ):
         conv = (await next_frame(ws, "hello"))["conversation_id"]

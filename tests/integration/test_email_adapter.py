@@ -107,6 +107,34 @@ async def dead_letters(env: Env) -> list[DeadLetter]:
     return [m for _, m in await read_all(env.bootstrap, env.topics.dlq) if isinstance(m, DeadLetter)]
 
 
+async def asked(env: Env, question: EmailMessage) -> InboundMessage:
+    """Send a customer's mail over SMTP and return the record it became."""
+    answer = await smtp_send(env.smtp_port, question.as_bytes())
+    return next(m for m in await inbound(env) if m.message_id == answer.split()[-1])
+
+
+def agent_reply(record: InboundMessage, text: str, **fields: str) -> OutboundMessage:
+    """An agent's e-mail reply into the record's conversation, as the gateway writes it."""
+    return OutboundMessage(
+        message_id=uuid.uuid4().hex,
+        tenant_id="shop-a",
+        conversation_id=record.conversation_id,
+        channel=Channel.CHANNEL_EMAIL,
+        text=text,
+        **fields,
+    )
+
+
+async def publish_outbound(env: Env, *keyed: tuple[str, OutboundMessage]) -> None:
+    """Put replies on the outbound topic as the gateway does."""
+    producer = RecordProducer(env.service.runtime.settings)
+    await producer.start()
+    try:
+        await producer.send_many(env.topics.outbound, list(keyed))
+    finally:
+        await producer.stop()
+
+
 def _raw_with_charset(text: str, charset: str | None, declared: str | None) -> bytes:
     ctype = f"text/plain; charset={declared}" if declared else "text/plain"
     head = (
@@ -163,8 +191,7 @@ async def test_multipart_html_only_quotes_and_attachments(env: Env) -> None:
 
 async def test_pii_is_masked_in_records_and_dead_letters(env: Env) -> None:
     body = f"我的手机 {PHONE}，也可以打 １３９ ８７６５ ４３２１，身份证 {ID_CARD}，邮箱 lisi.backup@qq.com"
-    reply = await smtp_send(env.smtp_port, mail(body, subject=f"回电 {PHONE}").as_bytes())
-    record = next(m for m in await inbound(env) if m.message_id == reply.split()[-1])
+    record = await asked(env, mail(body, subject=f"回电 {PHONE}"))
     assert "138****5678" in record.text and "139****4321" in record.text
     assert "110101********1234" in record.text and "l***@qq.com" in record.text
     assert record.email.subject == "回电 138****5678"
@@ -300,23 +327,10 @@ async def test_http_webhook_answers_like_the_smtp_server(env: Env) -> None:
 
 async def test_agent_reply_leaves_through_the_relay_threaded_and_the_answer_joins(env: Env) -> None:
     question = mail("你好，我想退货", subject="退货申请")
-    reply = await smtp_send(env.smtp_port, question.as_bytes())
-    record = next(m for m in await inbound(env) if m.message_id == reply.split()[-1])
-    outbound = OutboundMessage(
-        message_id=uuid.uuid4().hex,
-        tenant_id="shop-a",
-        conversation_id=record.conversation_id,
-        channel=Channel.CHANNEL_EMAIL,
-        agent_id="agent-7",
-        text="您好，已为您登记退货，请寄回商品。",
-    )
+    record = await asked(env, question)
+    outbound = agent_reply(record, "您好，已为您登记退货，请寄回商品。", agent_id="agent-7")
     chat_reply = OutboundMessage(message_id="c1", tenant_id="shop-a", conversation_id="x", channel=Channel.CHANNEL_CHAT)
-    producer = RecordProducer(env.service.runtime.settings)
-    await producer.start()
-    try:
-        await producer.send_many(env.topics.outbound, [("x", chat_reply), (record.conversation_id, outbound)])
-    finally:
-        await producer.stop()
+    await publish_outbound(env, ("x", chat_reply), (record.conversation_id, outbound))
 
     async def delivered() -> bool:
         return any(m["Message-ID"] == f"<{outbound.message_id}@mail.switchboard.test>" for m in env.relay.messages)
@@ -335,29 +349,19 @@ async def test_agent_reply_leaves_through_the_relay_threaded_and_the_answer_join
         In_Reply_To=sent["Message-ID"],
         References=f"{question['Message-ID']} {sent['Message-ID']}",
     )
-    answer_reply = await smtp_send(env.smtp_port, answer.as_bytes())
-    joined = next(m for m in await inbound(env) if m.message_id == answer_reply.split()[-1])
+    joined = await asked(env, answer)
     assert joined.conversation_id == record.conversation_id
 
 
 async def test_replies_the_relay_refuses_or_that_have_no_address_go_to_the_dlq(env: Env) -> None:
-    question = await smtp_send(env.smtp_port, mail("请问有优惠券吗？").as_bytes())
-    record = next(m for m in await inbound(env) if m.message_id == question.split()[-1])
-    refused = OutboundMessage(
-        message_id=uuid.uuid4().hex,
-        tenant_id="shop-a",
-        conversation_id=record.conversation_id,
-        channel=Channel.CHANNEL_EMAIL,
-        text="有的",
-    )
+    record = await asked(env, mail("请问有优惠券吗？"))
+    refused = agent_reply(record, "有的")
     nowhere = OutboundMessage(
         message_id=uuid.uuid4().hex, tenant_id="shop-a", conversation_id="email-unknown", channel=Channel.CHANNEL_EMAIL
     )
     env.relay.refuse_with = "550 5.1.1 mailbox unavailable"
-    producer = RecordProducer(env.service.runtime.settings)
-    await producer.start()
     try:
-        await producer.send_many(env.topics.outbound, [(record.conversation_id, refused), ("email-unknown", nowhere)])
+        await publish_outbound(env, (record.conversation_id, refused), ("email-unknown", nowhere))
 
         async def dead_lettered() -> bool:
             letters = [d for d in await dead_letters(env) if d.error_type == "undeliverable"]
@@ -366,7 +370,6 @@ async def test_replies_the_relay_refuses_or_that_have_no_address_go_to_the_dlq(e
         await eventually(dead_lettered, 30, "both replies dead-lettered")
     finally:
         env.relay.refuse_with = None
-        await producer.stop()
     reasons = sorted(d.reason for d in await dead_letters(env) if d.error_type == "undeliverable")
     assert any("relay refused" in r for r in reasons) and any("no e-mail was received" in r for r in reasons)
 
@@ -385,23 +388,11 @@ async def test_one_message_to_two_shops_is_one_record_per_shop(env: Env) -> None
 
 
 async def test_a_reply_waits_while_the_relay_is_down_and_leaves_when_it_is_back(env: Env) -> None:
-    question = await smtp_send(env.smtp_port, mail("什么时候补货？").as_bytes())
-    record = next(m for m in await inbound(env) if m.message_id == question.split()[-1])
-    reply = OutboundMessage(
-        message_id=uuid.uuid4().hex,
-        tenant_id="shop-a",
-        conversation_id=record.conversation_id,
-        channel=Channel.CHANNEL_EMAIL,
-        text="下周一补货",
-    )
+    record = await asked(env, mail("什么时候补货？"))
+    reply = agent_reply(record, "下周一补货")
     retries_before = await _metric(env, 'sb_transient_retries_total{service="email"}')
     await env.relay.stop()
-    producer = RecordProducer(env.service.runtime.settings)
-    await producer.start()
-    try:
-        await producer.send(env.topics.outbound, record.conversation_id, reply)
-    finally:
-        await producer.stop()
+    await publish_outbound(env, (record.conversation_id, reply))
 
     async def retrying() -> bool:
         return await _metric(env, 'sb_transient_retries_total{service="email"}') > retries_before

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from email.message import EmailMessage
 from email.utils import make_msgid
-from pathlib import Path
 
 import aiosmtplib
 import httpx
@@ -19,7 +18,7 @@ from switchboard.runtime.kafka import ensure_topics
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.runtime.topics import Topics
 from switchboard.stack.kafka import LocalKafka
-from tests.conftest import TEST_PARTITIONS, _wait_for_broker
+from tests.conftest import TEST_PARTITIONS
 from tests.helpers import eventually
 from tests.integration.email_support import email_settings, read_all, running_email
 
@@ -52,47 +51,41 @@ async def _send(port: int, msg: EmailMessage) -> int:
 
 
 async def test_broker_down_means_451_and_503_and_after_restart_nothing_is_lost(
-    settings: ServiceSettings, tmp_path: Path
+    settings: ServiceSettings, own_kafka: LocalKafka
 ) -> None:
-    broker = LocalKafka(tmp_path / "kafka", heap="384m")
-    broker.start()
-    try:
-        await _wait_for_broker(broker.bootstrap)
-        await ensure_topics(broker.bootstrap, Topics(settings.topic_prefix).specs(TEST_PARTITIONS))
-        own = settings.model_copy(update={"kafka_bootstrap": broker.bootstrap, "produce_timeout_s": 2.0})
-        before = [_mail(i) for i in range(3)]
-        during = [_mail(i) for i in range(3, 6)]
-        async with running_email(email_settings(own)) as service, httpx.AsyncClient(timeout=30) as http:
-            port = service.smtp.port
-            assert port is not None
-            assert [await _send(port, m) for m in before] == [250, 250, 250]
+    await ensure_topics(own_kafka.bootstrap, Topics(settings.topic_prefix).specs(TEST_PARTITIONS))
+    own = settings.model_copy(update={"kafka_bootstrap": own_kafka.bootstrap, "produce_timeout_s": 2.0})
+    before = [_mail(i) for i in range(3)]
+    during = [_mail(i) for i in range(3, 6)]
+    async with running_email(email_settings(own)) as service, httpx.AsyncClient(timeout=30) as http:
+        port = service.smtp.port
+        assert port is not None
+        assert [await _send(port, m) for m in before] == [250, 250, 250]
 
-            broker.stop()
-            assert [await _send(port, m) for m in during] == [451, 451, 451]
-            url = f"http://127.0.0.1:{service.runtime.port}/v1/email/inbound"
-            down = await http.post(url, content=during[0].as_bytes(), headers={"content-type": "message/rfc822"})
-            assert down.status_code == 503 and down.headers["Retry-After"]
-            refused = await http.post(url, content=b"x", headers={"content-type": "application/json"})
-            assert refused.status_code == 503, "a refusal is answered only after its DLQ record is written"
+        own_kafka.stop()
+        assert [await _send(port, m) for m in during] == [451, 451, 451]
+        url = f"http://127.0.0.1:{service.runtime.port}/v1/email/inbound"
+        down = await http.post(url, content=during[0].as_bytes(), headers={"content-type": "message/rfc822"})
+        assert down.status_code == 503 and down.headers["Retry-After"]
+        refused = await http.post(url, content=b"x", headers={"content-type": "application/json"})
+        assert refused.status_code == 503, "a refusal is answered only after its DLQ record is written"
 
-            broker.start()
-            pending = list(during)
+        own_kafka.start()
+        pending = list(during)
 
-            async def resent() -> bool:
-                # What a sending MTA does with a 451: try again later, until it is taken.
-                for msg in list(pending):
-                    if await _send(port, msg) == 250:
-                        pending.remove(msg)
-                return not pending
+        async def resent() -> bool:
+            # What a sending MTA does with a 451: try again later, until it is taken.
+            for msg in list(pending):
+                if await _send(port, msg) == 250:
+                    pending.remove(msg)
+            return not pending
 
-            await eventually(resent, 90, "every deferred message taken after the restart")
-            assert await _send(port, before[0]) == 250, "a redelivery after the outage is still one record"
+        await eventually(resent, 90, "every deferred message taken after the restart")
+        assert await _send(port, before[0]) == 250, "a redelivery after the outage is still one record"
 
-        records = [m for _, m in await read_all(broker.bootstrap, Topics(settings.topic_prefix).inbound)]
-        sent_ids = {m["Message-ID"].strip("<>") for m in before + during}
-        got = [m.provider_message_id for m in records if isinstance(m, InboundMessage)]
-        assert set(got) == sent_ids, "every message that got its 250 is on the topic, none of the others"
-        # A send that timed out may still land when the broker is back; its copy has the same message id.
-        assert len({m.message_id for m in records if isinstance(m, InboundMessage)}) == len(sent_ids)
-    finally:
-        broker.stop()
+    records = [m for _, m in await read_all(own_kafka.bootstrap, Topics(settings.topic_prefix).inbound)]
+    sent_ids = {m["Message-ID"].strip("<>") for m in before + during}
+    got = [m.provider_message_id for m in records if isinstance(m, InboundMessage)]
+    assert set(got) == sent_ids, "every message that got its 250 is on the topic, none of the others"
+    # A send that timed out may still land when the broker is back; its copy has the same message id.
+    assert len({m.message_id for m in records if isinstance(m, InboundMessage)}) == len(sent_ids)

@@ -5,8 +5,6 @@ stopped."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
@@ -27,23 +25,6 @@ from tests.conftest import TEST_PARTITIONS
 from tests.helpers import eventually, read_topic
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
-
-
-@pytest.fixture
-async def own_kafka(tmp_path: Path) -> AsyncIterator[LocalKafka]:
-    """A broker only this test uses, so it may stop it."""
-    broker = LocalKafka(tmp_path / "kafka", heap="384m")
-    try:
-        await asyncio.to_thread(broker.start)
-    except RuntimeError:
-        # Its free ports were taken by another process before the JVM bound them: once more with new ones.
-        await asyncio.to_thread(broker.stop)
-        broker = LocalKafka(tmp_path / "kafka-again", heap="384m")
-        await asyncio.to_thread(broker.start)
-    try:
-        yield broker
-    finally:
-        await asyncio.to_thread(broker.stop)
 
 
 async def test_changes_while_kafka_is_down_are_published_when_it_is_back(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from redis.asyncio import Redis
 
@@ -21,15 +19,10 @@ pytestmark = pytest.mark.broker
 
 
 @pytest.fixture
-async def store(settings: ServiceSettings, redis: Redis) -> AsyncIterator[PresenceStore]:
-    producer = RecordProducer(settings)
-    await producer.start()
-    try:
-        store = PresenceStore(redis, Keys(settings.key_prefix), producer, wrap_up_s=0.2)
-        await store.load_roster(load_roster())
-        yield store
-    finally:
-        await producer.stop()
+async def store(redis: Redis, settings: ServiceSettings, producer: RecordProducer) -> PresenceStore:
+    store = PresenceStore(redis, Keys(settings.key_prefix), producer, wrap_up_s=0.2)
+    await store.load_roster(load_roster())
+    return store
 
 
 def _records(found: list[tuple[str, object]]) -> list[tuple[str, AgentPresence]]:

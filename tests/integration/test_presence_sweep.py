@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
@@ -26,16 +25,6 @@ pytestmark = pytest.mark.broker
 
 GRACE_S = 0.6
 INTERVAL_S = 0.1
-
-
-@pytest.fixture
-async def producer(settings: ServiceSettings) -> AsyncIterator[RecordProducer]:
-    producer = RecordProducer(settings)
-    await producer.start()
-    try:
-        yield producer
-    finally:
-        await producer.stop()
 
 
 def make_replica(redis: Redis, settings: ServiceSettings, producer: RecordProducer) -> tuple[PresenceStore, Sweeper]:

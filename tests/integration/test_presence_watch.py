@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -23,13 +22,8 @@ pytestmark = pytest.mark.broker
 
 
 @pytest.fixture
-async def store(settings: ServiceSettings, redis: Redis) -> AsyncIterator[PresenceStore]:
-    producer = RecordProducer(settings)
-    await producer.start()
-    try:
-        yield PresenceStore(redis, Keys(settings.key_prefix), producer)
-    finally:
-        await producer.stop()
+def store(redis: Redis, settings: ServiceSettings, producer: RecordProducer) -> PresenceStore:
+    return PresenceStore(redis, Keys(settings.key_prefix), producer)
 
 
 def _touch(path: Path, text: str, bump: int) -> None:
