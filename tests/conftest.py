@@ -13,6 +13,7 @@ import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
@@ -105,19 +106,24 @@ async def settings(kafka_bootstrap: str, redis_url: str, prefix: str) -> AsyncIt
     The topics are deleted after the test: a broker keeps files open for every partition, and a whole session's
     worth of them would run it out of file descriptors.
     """
+    yield await topic_settings(
+        kafka_bootstrap, redis_url, prefix, service_name="test", shutdown_grace_s=5.0, retry_backoff_s=0.05
+    )
+    await _delete_topics(kafka_bootstrap, prefix)
+
+
+async def topic_settings(kafka_bootstrap: str, redis_url: str, prefix: str, **overrides: Any) -> ServiceSettings:
+    """Settings on `prefix` for topics and keys, with its topics created, serving HTTP on a free loopback port."""
     await ensure_topics(kafka_bootstrap, Topics(prefix).specs(TEST_PARTITIONS))
-    yield ServiceSettings(
+    return ServiceSettings(
         kafka_bootstrap=kafka_bootstrap,
         redis_url=redis_url,
         topic_prefix=prefix,
         key_prefix=prefix.rstrip("."),
-        service_name="test",
         http_port=0,
         http_host="127.0.0.1",
-        shutdown_grace_s=5.0,
-        retry_backoff_s=0.05,
+        **overrides,
     )
-    await _delete_topics(kafka_bootstrap, prefix)
 
 
 async def _delete_topics(bootstrap: str, prefix: str) -> None:

@@ -19,10 +19,9 @@ import pytest_asyncio
 
 from switchboard.contracts import Channel, DeadLetter, InboundMessage, OutboundMessage
 from switchboard.email.service import EmailService
-from switchboard.runtime.kafka import RecordProducer, ensure_topics
-from switchboard.runtime.settings import ServiceSettings
+from switchboard.runtime.kafka import RecordProducer
 from switchboard.runtime.topics import Topics
-from tests.conftest import TEST_PARTITIONS
+from tests.conftest import topic_settings
 from tests.helpers import eventually
 from tests.integration.email_support import CapturingRelay, email_settings, read_all, running_email
 
@@ -46,17 +45,7 @@ class Env:
 async def env(kafka_bootstrap: str, redis_url: str) -> AsyncIterator[Env]:
     prefix = f"t{uuid.uuid4().hex[:10]}."
     topics = Topics(prefix)
-    await ensure_topics(kafka_bootstrap, topics.specs(TEST_PARTITIONS))
-    base = ServiceSettings(
-        kafka_bootstrap=kafka_bootstrap,
-        redis_url=redis_url,
-        topic_prefix=prefix,
-        key_prefix=prefix.rstrip("."),
-        http_host="127.0.0.1",
-        http_port=0,
-        shutdown_grace_s=5.0,
-        retry_backoff_s=0.05,
-    )
+    base = await topic_settings(kafka_bootstrap, redis_url, prefix, shutdown_grace_s=5.0, retry_backoff_s=0.05)
     relay = CapturingRelay()
     await relay.start()
     settings = email_settings(

@@ -27,10 +27,8 @@ import pytest_asyncio
 
 from switchboard.contracts import DeadLetter, InboundMessage
 from switchboard.email.service import EmailService
-from switchboard.runtime.kafka import ensure_topics
-from switchboard.runtime.settings import ServiceSettings
 from switchboard.runtime.topics import Topics
-from tests.conftest import TEST_PARTITIONS
+from tests.conftest import topic_settings
 from tests.integration.email_support import email_settings, read_all, running_email
 
 pytestmark = pytest.mark.broker
@@ -68,15 +66,7 @@ needs_corpus = pytest.mark.skipif(
 async def corpus_service(kafka_bootstrap: str, redis_url: str) -> AsyncIterator[tuple[EmailService, Topics]]:
     prefix = f"t{uuid.uuid4().hex[:10]}."
     topics = Topics(prefix)
-    await ensure_topics(kafka_bootstrap, topics.specs(TEST_PARTITIONS))
-    base = ServiceSettings(
-        kafka_bootstrap=kafka_bootstrap,
-        redis_url=redis_url,
-        topic_prefix=prefix,
-        key_prefix=prefix.rstrip("."),
-        http_host="127.0.0.1",
-        http_port=0,
-    )
+    base = await topic_settings(kafka_bootstrap, redis_url, prefix)
     async with running_email(email_settings(base)) as service:
         yield service, topics
 
