@@ -6,13 +6,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: help venv prepare proto proto-check fmt lint typecheck check test test-all soak bench loadtest up clean
+.PHONY: help venv prepare proto proto-check fmt lint typecheck check test test-all soak bench bench-services loadtest up clean
 
 help:
 	@echo "make up         run Kafka, Redis and every service (Ctrl-C stops all)"
 	@echo "make test       the test suite against real Kafka and Redis (installs what it needs)"
 	@echo "make loadtest   the smoke big-sale scenario against a local stack, with a report"
 	@echo "make bench      raw limits and pipeline figures on this machine"
+	@echo "make bench-services  each service's own benchmark (BENCH_ARGS=--quick for short runs)"
 	@echo "make check      format check, lint and typecheck"
 
 $(STAMP): requirements.lock pyproject.toml
@@ -58,6 +59,9 @@ up: prepare
 
 bench: prepare
 	$(BIN)/switchboard bench
+
+bench-services: prepare
+	$(BIN)/python scripts/bench_services.py $(BENCH_ARGS)
 
 loadtest: prepare
 	$(BIN)/switchboard loadtest --scenario smoke
