@@ -25,6 +25,7 @@ from switchboard.contracts import (
     DeskEventType,
     InboundMessage,
 )
+from switchboard.router.claims import excluded_now
 from switchboard.router.config import CHANNELS, TenantRouting
 from switchboard.runtime.desk import read_outbox
 from switchboard.runtime.keys import Keys
@@ -196,12 +197,22 @@ def _fits(agent: dict[str, str], ch: str, group: str, config: TenantRouting) -> 
 
 
 def check_invariants(
-    state: TenantState, config: TenantRouting, sent: dict[str, list[str]], *, check_capacity: bool = True
+    state: TenantState,
+    config: TenantRouting,
+    sent: dict[str, list[str]],
+    *,
+    check_capacity: bool = True,
+    now_ms: int | None = None,
 ) -> None:
-    """Assert DESIGN.md's invariants over one tenant's state; `sent` is each conversation's message ids in order."""
+    """Assert DESIGN.md's invariants over one tenant's state; `sent` is each conversation's message ids in order.
+
+    `now_ms` is the router's clock: an agent who declined or missed a conversation's offer is passed over for it
+    only until their back-off ends then (None: wall-clock time).
+    """
     holders = _check_capacity(state, check_capacity)
+    now = now_ms if now_ms is not None else int(time.time() * 1000)
     for conv, fields in state.convs.items():
-        _check_conversation(state, config, conv, fields, holders)
+        _check_conversation(state, config, conv, fields, holders, now)
     _check_delivery(state, config, sent)
 
 
@@ -222,7 +233,7 @@ def _check_capacity(state: TenantState, check_capacity: bool) -> Counter[str]:
 
 
 def _check_conversation(
-    state: TenantState, config: TenantRouting, conv: str, fields: dict[str, str], holders: Counter[str]
+    state: TenantState, config: TenantRouting, conv: str, fields: dict[str, str], holders: Counter[str], now: int
 ) -> None:
     """One owner (or offered agent) at most, queues consistent, and nothing waits while someone has room."""
     st, owner, offered = fields.get("state"), fields.get("owner", ""), fields.get("offer_agent", "")
@@ -239,30 +250,44 @@ def _check_conversation(
         return
     expected = set(fields.get("queues", "").split(","))
     assert in_queues == expected, f"{conv} queued in {in_queues}, expected {expected}"
-    declined = set(fields.get("declined", "").split(","))
+    # Passed over only while their back-off lasts: after it, a queued conversation must not wait for them.
+    declined = excluded_now(fields.get("declined", ""), now)
     for group in in_queues:
         for agent, afields in state.agents.items():
             if agent not in declined and _fits(afields, fields["channel"], group, config):
-                raise AssertionError(f"{conv} waits in {group} while {agent} has room (not work-conserving)")
+                raise AssertionError(
+                    f"{conv} waits in {group} while {agent} has room (not work-conserving; "
+                    f"declined={fields.get('declined', '')!r} now={now})"
+                )
 
 
 def _check_delivery(state: TenantState, config: TenantRouting, sent: dict[str, list[str]]) -> None:
-    """Every message reached exactly one owner's desk once (or is held for the next owner), in order."""
-    delivered: Counter[str] = Counter()
-    order: dict[tuple[str, str], list[str]] = {}
+    """The owner has the whole conversation: under the current ownership epoch their desk got every message of it
+    once, in order (the ASSIGNED and what followed), however often it was requeued, timed out or transferred.
+    A queued or offered conversation holds every message in its backlog for the next owner; a closed one reached
+    an owner. No desk gets a message twice under one epoch, or out of order.
+    """
+    got: dict[tuple[str, str, int], list[str]] = {}
     kinds = (DeskEventType.DESK_EVENT_ASSIGNED, DeskEventType.DESK_EVENT_MESSAGE)
     for agent, events in state.outboxes.items():
         for event in events:
             assert event.tenant_id == config.tenant and event.agent_id == agent, "desk event of another tenant/agent"
             if event.type in kinds and event.message.message_id:
-                delivered[event.message.message_id] += 1
-                order.setdefault((agent, event.conversation_id), []).append(event.message.message_id)
+                got.setdefault((agent, event.conversation_id, event.epoch), []).append(event.message.message_id)
+    for (agent, conv, epoch), seen in got.items():
+        mids = sent.get(conv, [])
+        assert len(seen) == len(set(seen)), f"{conv}: {agent} got a message twice under epoch {epoch}: {seen}"
+        assert seen == [m for m in mids if m in seen], f"{conv} out of order on {agent}'s desk: {seen} vs {mids}"
     for conv, mids in sent.items():
-        held = state.backlogs.get(conv, [])
-        for mid in mids:
-            total = delivered[mid] + held.count(mid)
-            assert total == 1, f"message {mid} of {conv} delivered {delivered[mid]}x and held {held.count(mid)}x"
-        for (_, c), seen in order.items():
-            if c == conv:
-                assert seen == [m for m in mids if m in seen], f"{conv} out of order on a desk: {seen} vs {mids}"
-        assert held == [m for m in mids if m in held], f"{conv} backlog out of order: {held} vs {mids}"
+        fields = state.convs.get(conv, {})
+        st = fields.get("state")
+        if st == "assigned":
+            owner, epoch = fields["owner"], int(fields["epoch"])
+            mine = got.get((owner, conv, epoch), [])
+            assert mine == mids, f"{conv}: owner {owner} (epoch {epoch}) has {mine}, the customer sent {mids}"
+        elif st in ("queued", "offered"):
+            held = state.backlogs.get(conv, [])
+            assert held == mids, f"{conv} ({st}) holds {held} for its next owner, the customer sent {mids}"
+        elif st == "closed":
+            reached = {m for (_, c, _), seen in got.items() if c == conv for m in seen}
+            assert set(mids) <= reached, f"{conv} closed without {sorted(set(mids) - reached)} reaching an owner"

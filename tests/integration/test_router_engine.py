@@ -86,7 +86,7 @@ class Env:
     async def check(self, tenant: str = T) -> None:
         config = self.config(tenant)
         sent = self.sent.get(tenant, {})
-        check_invariants(await read_state(self.redis, self.keys, config, set(sent)), config, sent)
+        check_invariants(await read_state(self.redis, self.keys, config, set(sent)), config, sent, now_ms=self.clock[0])
 
     def events(self, kind: str) -> list[str]:
         wanted = getattr(RoutingEventType, f"ROUTING_EVENT_{kind.upper()}")
@@ -163,6 +163,8 @@ async def test_offer_accept_decline_and_timeout_with_misses_setting_the_agent_aw
     env.clock[0] += 21_000
     await env.upkeep.sweep()
     assert ("REVOKED", "c2", "") in await env.desk("lina")
+    # Wei's decline passed him over for the back-off only: with lina out of the running, c2 goes back to him.
+    assert (await env.conv("c2"))["offer_agent"] == "wei"
     await env.send(T, "c3", "m3")
     await env.command("c3", "wei", "decline", reason="no")
     assert (await env.conv("c3"))["offer_agent"] == "lina"
@@ -175,7 +177,7 @@ async def test_offer_accept_decline_and_timeout_with_misses_setting_the_agent_aw
     status = [e for e in await outbox(env.redis, env.keys, T, "lina") if e.type == DeskEventType.DESK_EVENT_STATUS]
     assert status[-1].status == AgentStatus.AGENT_STATUS_AWAY and status[-1].attributes["changed_by"] == "router"
     assert await env.redis.zscore(env.keys.presence_pending(T), "lina") is not None
-    assert env.events("timed_out") == ["c2", "c3"]
+    assert env.events("timed_out") == ["c2", "c2", "c3"]
     await env.check()
 
 
@@ -200,10 +202,12 @@ async def test_transfer_to_agent_and_to_group(env: Env) -> None:
     await env.command("c1", "lina", "transfer", transfer_to_agent="wei")
     assert (await env.conv("c1"))["owner"] == "wei"
     await env.send(T, "c1", "m1b", "退货怎么弄")
-    assert await env.desk("wei") == [("ASSIGNED", "c1", ""), ("MESSAGE", "c1", "m1b")]
+    # The new owner gets the conversation so far with the transfer, then what follows.
+    assert await env.desk("wei") == [("ASSIGNED", "c1", "m1"), ("MESSAGE", "c1", "m1b")]
     assert await env.desk("lina") == [("ASSIGNED", "c1", "m1"), ("TRANSFERRED", "c1", "")]
     await env.command("c1", "wei", "transfer", transfer_to_group="presales")
     assert (await env.conv("c1"))["owner"] == "lina"
+    assert (await env.desk("lina"))[2:] == [("ASSIGNED", "c1", "m1"), ("MESSAGE", "c1", "m1b")]
     assert env.events("transferred") == ["c1", "c1"]
     await env.check()
 
@@ -374,4 +378,91 @@ async def test_a_claim_on_a_stale_plan_looks_at_the_whole_group_before_queueing(
     )
     assert (await env.conv("c1"))["owner"] == other, raw
     env.sent.setdefault(T, {})["c1"] = ["m1"]
+    await env.check()
+
+
+async def test_a_shops_only_agent_who_declined_or_missed_is_offered_it_again_after_the_back_off(env: Env) -> None:
+    """A decline or a miss passes the agent over for `reoffer_after_s` only; the sweep then offers it again, and
+    `max_misses` misses in a row set the agent away (the intended way out)."""
+    env.use_offers(timeout_s=20, max_misses=2)
+    assert env.config().offers.reoffer_after_s == 5
+    await put_agent(env.redis, env.keys, T, "lina", ["presales"])
+    await env.send(T, "c1", "m1")
+    await env.command("c1", "lina", "decline", reason="on a call")
+    assert (await env.conv("c1"))["state"] == "queued"
+    await env.upkeep.sweep()
+    assert (await env.conv("c1"))["state"] == "queued"  # within the back-off
+    await env.check()
+    env.clock[0] += 5_001
+    await env.upkeep.sweep()
+    assert (await env.conv("c1"))["offer_agent"] == "lina"
+    await env.check()
+
+    env.clock[0] += 20_001
+    await env.upkeep.sweep()  # first miss: revoked, waits out the back-off, then comes back to her
+    assert (await env.conv("c1"))["state"] == "queued"
+    await env.check()
+    env.clock[0] += 5_001
+    await env.upkeep.sweep()
+    assert (await env.conv("c1"))["offer_agent"] == "lina"
+    await env.send(T, "c1", "m1b", "在吗")
+    await env.command("c1", "lina", "accept")
+    assert (await env.desk("lina"))[-2:] == [("ASSIGNED", "c1", "m1"), ("MESSAGE", "c1", "m1b")]
+    await env.check()
+
+    await env.send(T, "c2", "m2")
+    for _ in range(2):
+        env.clock[0] += 20_001
+        await env.upkeep.sweep()
+        env.clock[0] += 5_001
+        await env.upkeep.sweep()
+    assert (await env.redis.hget(env.keys.agent(T, "lina"), "status")) == b"away"
+    assert (await env.conv("c2"))["state"] == "queued"
+    assert env.events("timed_out") == ["c1", "c2", "c2"]
+    await env.check()
+
+
+async def test_a_reassigned_conversation_reaches_its_new_owner_with_every_message(env: Env) -> None:
+    """Shift change: the owner closes the desktop with work in hand; a message arrives during the grace period and
+    another while the conversation waits; the next owner gets all of them once, in order, after ASSIGNED."""
+    await put_agent(env.redis, env.keys, T, "lina", ["presales"])
+    await put_agent(env.redis, env.keys, T, "wei", ["presales"], status="away")
+    await env.send(T, "c1", "m1")
+    await env.send(T, "c1", "m2", "还有L码吗")
+    assert (await env.conv("c1"))["owner"] == "lina"
+    await set_status(env.redis, env.keys, T, "lina", "offline", since_ms=env.clock[0])
+    await env.upkeep.handle_presence([presence_record(T, "lina", "offline", ["presales"])])
+    await env.send(T, "c1", "m3", "人呢")  # to lina's desk, which nobody reads any more
+    env.clock[0] += 61_000
+    await env.upkeep.sweep()
+    assert (await env.conv("c1"))["state"] == "queued"
+    await env.send(T, "c1", "m4", "急")
+    await env.check()
+    await set_status(env.redis, env.keys, T, "wei", "available")
+    await env.upkeep.handle_presence([presence_record(T, "wei", "available", ["presales"])])
+    assert await env.desk("wei") == [
+        ("ASSIGNED", "c1", "m1"),
+        ("MESSAGE", "c1", "m2"),
+        ("MESSAGE", "c1", "m3"),
+        ("MESSAGE", "c1", "m4"),
+    ]
+    await env.send(T, "c1", "m5", "好的")
+    assert (await env.desk("wei"))[-1] == ("MESSAGE", "c1", "m5")
+    await env.check()
+
+
+async def test_an_offer_that_timed_out_after_messages_arrived_brings_them_to_the_next_agent(env: Env) -> None:
+    env.use_offers(timeout_s=20, max_misses=3)
+    await put_agent(env.redis, env.keys, T, "lina", ["presales"])
+    await env.redis.hset(env.keys.agent(T, "lina"), "last_assigned_ms", 1)  # idles longest: offered first
+    await put_agent(env.redis, env.keys, T, "wei", ["presales"])
+    await env.redis.hset(env.keys.agent(T, "wei"), "last_assigned_ms", 2)
+    await env.send(T, "c1", "m1")
+    await env.send(T, "c1", "m2", "在吗")
+    assert (await env.conv("c1"))["offer_agent"] == "lina"
+    env.clock[0] += 20_001
+    await env.upkeep.sweep()
+    assert (await env.conv("c1"))["offer_agent"] == "wei"
+    await env.command("c1", "wei", "accept")
+    assert await env.desk("wei") == [("OFFER", "c1", "m1"), ("ASSIGNED", "c1", "m1"), ("MESSAGE", "c1", "m2")]
     await env.check()

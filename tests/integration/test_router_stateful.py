@@ -201,7 +201,7 @@ class RoutingMachine(RuleBasedStateMachine):
             config = self.store.get(tenant)
             assert config is not None
             state = self.run(read_state(self.redis, self.keys, config, set(self.sent[tenant])))
-            check_invariants(state, config, self.sent[tenant])
+            check_invariants(state, config, self.sent[tenant], now_ms=self.clock[0])
 
 
 def test_routing_invariants_hold_after_every_step(redis_url: str) -> None:

@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 from switchboard.presence.lua import PRESENCE_STATUS_LUA
-from switchboard.router.config import TenantRouting
+from switchboard.router.config import OfferPolicy, TenantRouting
 from switchboard.runtime.desk import DESK_APPEND_LUA
 from switchboard.runtime.keys import Keys
 
@@ -64,10 +64,9 @@ def context(keys: Keys, config: TenantRouting, now_ms: int, instance: str) -> st
     cap = config.capacity
     given: dict[str, int] = {str(k): v for k, v in cap.unit_weights.items()}
     weights = {ch: given.get(ch, 1) for ch in ("chat", "email", "phone")}
-    policies: dict[str, Any] = {"*": _policy(config.offers.mode, config.offers.timeout_s)}
+    policies: dict[str, Any] = {"*": _policy(config.offers)}
     for group in config.skill_groups:
-        offer = config.offer_policy(group.name)
-        policies[group.name] = _policy(offer.mode, offer.timeout_s)
+        policies[group.name] = _policy(config.offer_policy(group.name))
     return json.dumps(
         {
             "t": config.tenant,
@@ -87,8 +86,22 @@ def context(keys: Keys, config: TenantRouting, now_ms: int, instance: str) -> st
     )
 
 
-def _policy(mode: str, timeout_s: float) -> dict[str, Any]:
-    return {"mode": mode, "ms": int(timeout_s * 1000)}
+def _policy(offer: OfferPolicy) -> dict[str, Any]:
+    return {"mode": offer.mode, "ms": int(offer.timeout_s * 1000), "back": int(offer.reoffer_after_s * 1000)}
+
+
+def excluded_now(declined: str, now_ms: int) -> frozenset[str]:
+    """Agents a conversation's `declined` field still passes over at `now_ms`.
+
+    The field lists `agent@until_ms` entries (docs/state.md); an expired entry, or one without a time (written
+    by an older router), excludes nobody.
+    """
+    out = set()
+    for entry in declined.split(","):
+        agent, _, until = entry.rpartition("@")
+        if agent and until.isdigit() and int(until) > now_ms:
+            out.add(agent)
+    return frozenset(out)
 
 
 @dataclass

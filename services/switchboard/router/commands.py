@@ -10,7 +10,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from switchboard.contracts import AgentCommand, AgentCommandType
-from switchboard.router.claims import decisions
+from switchboard.router.claims import decisions, excluded_now
 from switchboard.router.snapshot import text
 
 if TYPE_CHECKING:
@@ -68,7 +68,7 @@ async def apply_command(router: Router, cmd: AgentCommand) -> str | None:
         group_name = cmd.transfer_to_group or text(group)
         if group_name in groups and text(channel):
             snap = await router.snapshot(config, {group_name})
-            excluded = frozenset({cmd.agent_id, *text(declined).split(",")})
+            excluded = excluded_now(text(declined), now) | {cmd.agent_id}
             chosen = router.plan_for(config, snap, group_name, text(channel), excluded=excluded)
             meta["cands"] = [{"a": c.agent_id, "g": c.group, "s": c.step} for c in chosen.candidates]
             meta["groups"] = chosen.groups

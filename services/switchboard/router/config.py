@@ -43,11 +43,17 @@ class OverflowRing(_Model):
 
 
 class OfferPolicy(_Model):
-    """Auto-assign, or offer with a push timeout; `max_misses` missed offers in a row set the agent away."""
+    """Auto-assign, or offer with a push timeout; `max_misses` missed offers in a row set the agent away.
+
+    An agent who declined or missed an offer (or transferred the conversation to a group) is passed over for that
+    conversation for `reoffer_after_s` only: after it, they may be offered it again, so a shop whose every agent
+    missed it once does not leave it waiting while they have room.
+    """
 
     mode: Literal["auto", "offer"] = "auto"
     timeout_s: float = Field(default=20.0, gt=0)
     max_misses: int = Field(default=3, ge=1)
+    reoffer_after_s: float = Field(default=5.0, ge=0)
 
 
 class SkillGroup(_Model):

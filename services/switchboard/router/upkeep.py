@@ -17,7 +17,7 @@ from redis.commands.core import AsyncScript
 
 from switchboard.contracts import AgentPresence, AgentStatus
 from switchboard.router.chain import AgentView
-from switchboard.router.claims import decisions
+from switchboard.router.claims import decisions, excluded_now
 from switchboard.router.config import CHANNELS, TenantRouting
 from switchboard.router.engine import Router
 from switchboard.router.snapshot import Snapshot, read_agents, redis_guard, text
@@ -103,14 +103,16 @@ class Upkeep:
 
     async def _time_out(self, config: TenantRouting, snap: Snapshot, conv: str, now: int) -> None:
         router = self.router
-        group, channel, declined = await router.redis.hmget(
-            router.keys.conversation(config.tenant, conv), "group", "channel", "declined"
+        group, channel, declined, agent = await router.redis.hmget(
+            router.keys.conversation(config.tenant, conv), "group", "channel", "declined", "offer_agent"
         )
         meta: dict[str, Any] = {"conv": conv, "cands": [], "groups": [], "max_misses": config.offers.max_misses}
         name = text(group)
         if name in {g.name for g in config.skill_groups} and text(channel):
             meta["max_misses"] = config.offer_policy(name).max_misses
-            chosen = router.plan_for(config, snap, name, text(channel), excluded=frozenset(text(declined).split(",")))
+            # The agent whose offer timed out is passed over too (the script excludes them for the back-off).
+            excluded = excluded_now(text(declined), now) | {text(agent)}
+            chosen = router.plan_for(config, snap, name, text(channel), excluded=excluded)
             meta["cands"] = [{"a": c.agent_id, "g": c.group, "s": c.step} for c in chosen.candidates]
             meta["groups"] = chosen.groups
         await self._run(config, router.scripts.timeout, meta, now)

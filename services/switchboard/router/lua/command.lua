@@ -32,10 +32,9 @@ elseif M.type == 'accept' or M.type == 'decline' then
   else
     release(agent, conv, ch)
     redis.call('ZREM', C.k.offers, conv)
-    local declined = redis.call('HGET', ckey, 'declined') or ''
-    if declined == '' then declined = agent else declined = declined .. ',' .. agent end
+    exclude(ckey, agent, policy(group).back)
     local e = redis.call('HINCRBY', ckey, 'epoch', 1)
-    redis.call('HSET', ckey, 'declined', declined, 'offer_agent', '', 'state', 'new', 'queues', '')
+    redis.call('HSET', ckey, 'offer_agent', '', 'state', 'new', 'queues', '')
     desk(agent, 7, conv, e, group, nil, 0, 5, 'declined:' .. (M.reason or ''))
     emit({ type = 'declined', conv = conv, agent = agent, epoch = e, group = group, reason = M.reason })
     route(conv, M.cands, M.groups, {})
@@ -64,7 +63,7 @@ elseif M.type == 'transfer' and M.to_agent ~= '' then
     redis.call('SADD', K('agent_convs', M.to_agent), conv)
     redis.call('HSET', ckey, 'owner', M.to_agent, 'last_owner', agent)
     desk(agent, 6, conv, epoch, group, nil, 0, 8, 'to_agent:' .. M.to_agent)
-    desk(M.to_agent, 2, conv, e, group, nil, 0, 8, 'from_agent:' .. agent)
+    deliver_backlog(M.to_agent, conv, e, group, 'from_agent:' .. agent, 8)
     emit({ type = 'transferred', conv = conv, agent = M.to_agent, prev = agent, epoch = e, group = group,
       to_agent = M.to_agent, channel = ch })
     drain(agent)
@@ -72,8 +71,9 @@ elseif M.type == 'transfer' and M.to_agent ~= '' then
 elseif M.type == 'transfer' and M.to_group ~= '' then
   release(agent, conv, ch)
   local e = redis.call('HINCRBY', ckey, 'epoch', 1)
-  redis.call('HSET', ckey, 'owner', '', 'last_owner', agent, 'group', M.to_group, 'state', 'new', 'declined', agent,
+  redis.call('HSET', ckey, 'owner', '', 'last_owner', agent, 'group', M.to_group, 'state', 'new', 'declined', '',
     'queues', '')
+  exclude(ckey, agent, policy(M.to_group).back)
   desk(agent, 6, conv, epoch, group, nil, 0, 8, 'to_group:' .. M.to_group)
   emit({ type = 'transferred', conv = conv, prev = agent, agent = '', epoch = e, group = M.to_group,
     to_group = M.to_group, channel = ch })

@@ -76,6 +76,39 @@ local function listed(list, item)
   return string.find(',' .. (list or '') .. ',', ',' .. item .. ',', 1, true) ~= nil
 end
 
+-- A conversation's `declined` field: `agent@until_ms` entries of agents who declined or missed its offer (or
+-- transferred it to a group). They are passed over for it until then only, so a conversation never waits for
+-- good while an agent who once missed it has room; an entry without a time (an older router's) excludes nobody.
+local function excluded(list, agent)
+  if not list or list == '' then return false end
+  for entry in string.gmatch(list, '[^,]+') do
+    local a, t = string.match(entry, '^(.*)@(%d+)$')
+    if a == agent and tonumber(t) > NOW then return true end
+  end
+  return false
+end
+
+-- Pass `agent` over for `conv` for `ms` from now (expired entries and the agent's older one are dropped).
+local function exclude(ckey, agent, ms)
+  local keep = {}
+  for entry in string.gmatch(redis.call('HGET', ckey, 'declined') or '', '[^,]+') do
+    local a, t = string.match(entry, '^(.*)@(%d+)$')
+    if a and a ~= agent and tonumber(t) > NOW then keep[#keep + 1] = entry end
+  end
+  keep[#keep + 1] = agent .. '@' .. (NOW + ms)
+  local out = table.concat(keep, ',')
+  redis.call('HSET', ckey, 'declined', out)
+  return out
+end
+
+-- Every message of an open conversation stays in its backlog (the newest BACKLOG_MAX) until it closes, so
+-- whoever owns it next, after a requeue, timeout or transfer, gets the conversation so far.
+local BACKLOG_MAX = 200
+local function keep_message(conv, raw)
+  local n = redis.call('RPUSH', K('backlog', conv), raw)
+  if n > BACKLOG_MAX then redis.call('LTRIM', K('backlog', conv), -BACKLOG_MAX, -1) end
+end
+
 -- Why an agent cannot take one more conversation of channel `ch` in `group` now (nil: it can). Mirrors
 -- chain.refusal, which plans over a snapshot; this is the check that counts.
 local function refusal(agent, ch, group)
@@ -108,11 +141,13 @@ local function leave_queues(ckey, conv, ch)
   end
 end
 
-local function deliver_backlog(agent, conv, epoch, group, rule)
+-- ASSIGNED with the conversation's first kept message, then MESSAGE for the rest in order: a new owner (or the
+-- same agent under a new epoch) gets the whole conversation so far. The backlog stays until the close; desktops
+-- recognise messages they saw under an earlier epoch by message_id.
+local function deliver_backlog(agent, conv, epoch, group, rule, rtype)
   local msgs = redis.call('LRANGE', K('backlog', conv), 0, -1)
-  desk(agent, 2, conv, epoch, group, msgs[1], 0, 3, rule)
+  desk(agent, 2, conv, epoch, group, msgs[1], 0, rtype or 3, rule)
   for i = 2, #msgs do desk(agent, 3, conv, epoch, group, msgs[i], 0, 10, '') end
-  redis.call('DEL', K('backlog', conv))
   return #msgs
 end
 
@@ -181,7 +216,7 @@ local function route(conv, cands, groups, verdicts, versions)
   for _, cand in ipairs(cands) do
     tried[cand.a] = true
     local why
-    if listed(declined, cand.a) then why = 'declined_or_missed' else why = refusal(cand.a, ch, cand.g) end
+    if excluded(declined, cand.a) then why = 'declined_or_missed' else why = refusal(cand.a, ch, cand.g) end
     if not why then
       local d = claim(conv, cand.a, cand.g, cand.s)
       d.verdicts = verdicts
@@ -200,7 +235,7 @@ local function route(conv, cands, groups, verdicts, versions)
     for _, a in ipairs(members) do
       if not tried[a] then
         tried[a] = true
-        if not listed(declined, a) and not refusal(a, ch, g) then
+        if not excluded(declined, a) and not refusal(a, ch, g) then
           local d = claim(conv, a, g, 'recheck')
           d.verdicts = verdicts
           return d
@@ -234,7 +269,7 @@ local function drain(agent)
           for i = 1, #head, 2 do
             local s = tonumber(head[i + 1])
             if best_score and s >= best_score then break end
-            if not listed(redis.call('HGET', K('conv', head[i]), 'declined'), agent) then
+            if not excluded(redis.call('HGET', K('conv', head[i]), 'declined'), agent) then
               best, best_score, best_group = head[i], s, g
               break
             end

@@ -11,10 +11,9 @@ end
 local agent, ch, group = st[2], st[4], st[5]
 release(agent, conv, ch)
 redis.call('ZREM', C.k.offers, conv)
-local declined = redis.call('HGET', ckey, 'declined') or ''
-if declined == '' then declined = agent else declined = declined .. ',' .. agent end
+exclude(ckey, agent, policy(group).back)
 local e = redis.call('HINCRBY', ckey, 'epoch', 1)
-redis.call('HSET', ckey, 'declined', declined, 'offer_agent', '', 'state', 'new', 'queues', '')
+redis.call('HSET', ckey, 'offer_agent', '', 'state', 'new', 'queues', '')
 desk(agent, 7, conv, e, group, nil, 0, 6, 'offer_timed_out')
 local akey = K('agent', agent)
 local missed = redis.call('HINCRBY', akey, 'missed_offers', 1)
