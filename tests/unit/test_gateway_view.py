@@ -35,3 +35,11 @@ def test_events_already_folded_are_skipped_and_json_round_trips() -> None:
     again = DeskView.from_json(view.to_json())
     assert again == view
     assert again.queue_stats == {"presales": {"waiting": "12"}}
+
+
+def test_a_conversation_assigned_again_keeps_each_message_once() -> None:
+    view = fold(DeskView(), [_event(1, DeskEventType.DESK_EVENT_ASSIGNED, text="hi")], keep_messages=5)
+    again = _event(2, DeskEventType.DESK_EVENT_ASSIGNED, text="hi")
+    again.message.message_id = "m1"  # the router delivers the conversation so far with a new assignment
+    fold(view, [again, _event(3, DeskEventType.DESK_EVENT_MESSAGE, text="more")], keep_messages=5)
+    assert [m["message_id"] for m in view.conversations["c1"].messages] == ["m1", "m3"]

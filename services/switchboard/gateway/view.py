@@ -108,6 +108,10 @@ def _apply(view: DeskView, event: DeskEvent, keep_messages: int) -> None:
 
 def _remember(opened: OpenConversation, event: DeskEvent, keep_messages: int) -> None:
     message = event_body(event)["message"]
+    # A conversation assigned again (requeue, transfer) brings its messages so far: keep each message_id once.
+    mid = message.get("message_id")
+    if mid and any(m.get("message_id") == mid for m in opened.messages):
+        return
     opened.channel = message.get("channel", opened.channel)
     opened.messages.append(message)
     del opened.messages[:-keep_messages]
