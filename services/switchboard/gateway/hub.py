@@ -52,6 +52,11 @@ class DeskHub:
         self._pubsub_connection: Connection | None = None
         self.awaiting_pong = False
 
+    @property
+    def stopping(self) -> asyncio.Event:
+        """Set when the replica shuts down: the hub's loops (and the queue stats ticker) end."""
+        return self._stopping
+
     # --- sessions ---------------------------------------------------------------------------------------------
 
     def register(self, session: DeskSession) -> DeskSession | None:

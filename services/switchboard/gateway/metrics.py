@@ -10,3 +10,4 @@ EVENTS_SENT = Counter("sb_gateway_events_sent_total", "Desk events queued to des
 AUTH_REFUSED = Counter("sb_gateway_auth_refused_total", "Sockets closed before a session started", ["code"])
 COMMANDS = Counter("sb_gateway_commands_total", "Client commands by type and outcome", ["type", "outcome"])
 TRIMS = Counter("sb_gateway_outbox_trims_total", "Outbox trims after acks (folded into the desk view)")
+QUEUE_STATS_FRAMES = Counter("sb_gateway_queue_stats_frames_total", "queue_stats frames queued to desktop sockets")

@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from switchboard.gateway.app import Gateway
 from switchboard.gateway.commands import DeskCommands
 from switchboard.gateway.hub import DeskHub
+from switchboard.gateway.queue_stats import QueueStatsBroadcaster
 from switchboard.gateway.settings import GatewaySettings
 from switchboard.presence.roster import load_roster
 from switchboard.presence.store import PresenceStore
@@ -56,6 +57,7 @@ def workers(gateway: Gateway) -> list[Worker]:
         ("desk-pump", hub.run_pump),
         ("desk-reconcile", hub.run_reconcile),
         ("desk-trim", hub.trimmer.run),
+        ("desk-queue-stats", QueueStatsBroadcaster(gateway.redis, gateway.keys, hub, gateway.settings).run),
     ]
 
 

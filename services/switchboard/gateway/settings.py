@@ -60,3 +60,9 @@ class GatewaySettings(ServiceSettings):
     max_open_files: int = 65536
     # Recent messages per conversation kept in the snapshot.
     snapshot_messages: int = 20
+    # Queue stats of the connected agents' groups are pushed this often (0 = never); each (tenant, group) is read
+    # once per tick. The longest wait is taken over the first `queue_stats_head` conversations in line per channel.
+    queue_stats_interval_s: float = 5.0
+    queue_stats_head: int = 10
+    # Agents' group lists are re-read this often (operators change them live); new sockets are read at once.
+    queue_stats_groups_refresh_s: float = 30.0

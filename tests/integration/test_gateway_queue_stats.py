@@ -1,0 +1,91 @@
+"""Queue stats of the agent's groups reach its desktop as `queue_stats` frames, per tenant, as the queues change."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import weakref
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from switchboard.gateway.settings import GatewaySettings
+from switchboard.runtime.kafka import RecordProducer
+from switchboard.runtime.keys import Keys
+from switchboard.runtime.settings import ServiceSettings
+from tests.integration.gateway_support import Desk, gateway_settings, load_agents, running_gateway, token
+
+pytestmark = pytest.mark.broker
+
+
+@pytest.fixture
+async def gs(settings: ServiceSettings, redis: Redis) -> AsyncIterator[GatewaySettings]:
+    """Gateway settings with the dev roster loaded and stats every 0.2 s."""
+    values = gateway_settings(settings, queue_stats_interval_s=0.2)
+    producer = RecordProducer(values)
+    await producer.start()
+    await load_agents(values, redis, producer)
+    await producer.stop()
+    yield values
+
+
+async def enqueue(redis: Redis, keys: Keys, tenant: str, group: str, channel: str, conv: str, waited_s: int) -> None:
+    """Queue a conversation as the router does: its hash with `enqueued_ms`, and the channel queue of its group."""
+    enqueued = int(time.time() * 1000) - waited_s * 1000
+    await redis.hset(  # type: ignore[misc]
+        keys.conversation(tenant, conv),
+        mapping={"state": "queued", "group": group, "channel": channel, "enqueued_ms": enqueued},
+    )
+    await redis.zadd(keys.queue_channel(tenant, group, channel), {conv: enqueued})
+
+
+_LATEST: weakref.WeakKeyDictionary[Desk, dict[str, dict[str, Any]]] = weakref.WeakKeyDictionary()
+
+
+async def stats(desk: Desk, group: str, wanted: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    """The desktop's latest queue_stats of `group` once it is what the test waits for.
+
+    Frames are sent when figures change, so one read while waiting for another group is remembered here.
+    """
+    latest = _LATEST.setdefault(desk, {})
+    try:
+        async with asyncio.timeout(10):
+            while group not in latest or not wanted(latest[group]):
+                frame = await desk.frame()
+                if frame["type"] == "queue_stats":
+                    latest[frame["skill_group"]] = frame
+    except TimeoutError:
+        raise AssertionError(f"no such queue_stats frame of {group}; latest {latest.get(group)}") from None
+    return latest[group]
+
+
+async def test_an_agent_sees_the_queues_of_its_groups_and_only_its_own_shops(gs: GatewaySettings, redis: Redis) -> None:
+    keys = Keys(gs.key_prefix)
+    await enqueue(redis, keys, "shop-a", "presales", "chat", "c-1", waited_s=42)
+    await enqueue(redis, keys, "shop-a", "presales", "email", "c-2", waited_s=5)
+    async with running_gateway(gs) as gw:
+        lina = await Desk.open(gw.url, token("shop-a", "a-lina"))
+        first = await stats(lina, "presales", lambda f: True)
+        assert "seq" not in first  # ephemeral: not numbered, not acked
+        assert first["waiting"] == 2
+        assert first["waiting_by_channel"] == {"chat": 1, "email": 1, "phone": 0}
+        assert 42 <= first["oldest_wait_s"] < 60
+        assert first["available_agents"] == 1  # a-lina; a-emma and a-jun are not logged in
+
+        # Another presales agent logs in and a customer joins the queue: both desktops hear of it.
+        emma = await Desk.open(gw.url, token("shop-a", "a-emma"))
+        await enqueue(redis, keys, "shop-a", "presales", "chat", "c-3", waited_s=0)
+        grown = await stats(lina, "presales", lambda f: f["waiting"] == 3 and f["available_agents"] == 2)
+        assert grown["waiting_by_channel"]["chat"] == 2
+        assert (await stats(emma, "presales", lambda f: f["waiting"] == 3))["available_agents"] == 2
+        orders = await stats(lina, "orders", lambda f: True)
+        assert orders["waiting"] == 0 and orders["oldest_wait_s"] == 0
+
+        # Shop B's presales group has the same name and an empty queue: shop A's customers never show there.
+        hao = await Desk.open(gw.url, token("shop-b", "b-hao"))
+        theirs = await stats(hao, "presales", lambda f: True)
+        assert theirs["waiting"] == 0 and theirs["available_agents"] == 1
+        for desk in (lina, emma, hao):
+            await desk.close()

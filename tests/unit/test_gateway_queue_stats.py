@@ -1,0 +1,52 @@
+"""Queue stats figures and frames, and how they share a socket's queue with events (no I/O)."""
+
+from __future__ import annotations
+
+import json
+
+from switchboard.gateway.queue_stats import GroupQueue, group_queue, oldest_wait_s, parse_groups, stats_frame
+from switchboard.gateway.session import DeskSession
+
+
+async def _send(frame: str) -> None:
+    return None
+
+
+async def _close(code: int, reason: str) -> None:
+    return None
+
+
+def test_groups_field_is_split_trimmed_and_deduplicated() -> None:
+    assert parse_groups(b"presales, orders,presales,") == ("orders", "presales")
+    assert parse_groups(None) == ()
+    assert parse_groups("") == ()
+
+
+def test_oldest_wait_is_the_longest_of_the_head_in_whole_seconds() -> None:
+    now = 1_000_000
+    assert oldest_wait_s(now, [b"990000", b"958500", None, b"garbage"]) == 41
+    assert oldest_wait_s(now, []) == 0
+
+
+def test_group_figures_count_depth_per_channel_and_available_agents() -> None:
+    stats = group_queue([3, 1, 0], [b"940000"], [b"available", b"busy", None, b"available"], 1_000_000)
+    assert stats == GroupQueue(waiting={"chat": 3, "email": 1, "phone": 0}, oldest_wait_s=60, available_agents=2)
+    frame = json.loads(stats_frame("售前", stats))
+    assert frame == {
+        "type": "queue_stats",
+        "skill_group": "售前",
+        "waiting": 4,
+        "waiting_by_channel": {"chat": 3, "email": 1, "phone": 0},
+        "oldest_wait_s": 60,
+        "available_agents": 2,
+    }
+
+
+def test_stats_skip_a_desktop_that_is_behind_and_never_take_its_events_room() -> None:
+    session = DeskSession("shop-a", "a-lina", 1, _send, _close, queue_max=8)
+    for seq in range(1, 4):
+        session.enqueue(seq, f"event {seq}")
+    assert session.offer_ephemeral("stats")  # 3 of 8 queued: room
+    assert not session.offer_ephemeral("stats")  # half full: skipped, the next tick brings fresh figures
+    assert session.last_sent == 3 and session.full_since is None
+    assert list(session.queue) == ["event 1", "event 2", "event 3", "stats"]
