@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from switchboard.gateway.queue_stats import GroupQueue, group_queue, oldest_wait_s, parse_groups, stats_frame
+from switchboard.gateway.queue_stats import GroupQueue, group_queue, parse_groups, stats_frame
 from switchboard.gateway.session import DeskSession
 
 
@@ -22,14 +22,8 @@ def test_groups_field_is_split_trimmed_and_deduplicated() -> None:
     assert parse_groups("") == ()
 
 
-def test_oldest_wait_is_the_longest_of_the_head_in_whole_seconds() -> None:
-    now = 1_000_000
-    assert oldest_wait_s(now, [b"990000", b"958500", None, b"garbage"]) == 41
-    assert oldest_wait_s(now, []) == 0
-
-
-def test_group_figures_count_depth_per_channel_and_available_agents() -> None:
-    stats = group_queue([3, 1, 0], [b"940000"], [b"available", b"busy", None, b"available"], 1_000_000)
+def test_group_figures_from_the_scripts_answer() -> None:
+    stats = group_queue([2, 940_000, 3, 1, 0], 1_000_000)
     assert stats == GroupQueue(waiting={"chat": 3, "email": 1, "phone": 0}, oldest_wait_s=60, available_agents=2)
     frame = json.loads(stats_frame("售前", stats))
     assert frame == {
@@ -40,6 +34,11 @@ def test_group_figures_count_depth_per_channel_and_available_agents() -> None:
         "oldest_wait_s": 60,
         "available_agents": 2,
     }
+
+
+def test_an_empty_queue_has_waited_nothing() -> None:
+    assert group_queue([0, 0, 0, 0, 0], 1_000_000).oldest_wait_s == 0
+    assert group_queue([1, 1_000_500, 1, 0, 0], 1_000_000).oldest_wait_s == 0  # clocks a little apart
 
 
 def test_stats_skip_a_desktop_that_is_behind_and_never_take_its_events_room() -> None:

