@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+
+from switchboard.gateway.protocol import CloseCode
 
 Send = Callable[[str], Awaitable[None]]
 Close = Callable[[int, str], Awaitable[None]]
@@ -91,6 +94,9 @@ class DeskSession:
         except Exception:  # the socket is gone (WebSocketDisconnect, ClientDisconnected, a reset connection)
             self.closed = True
             self.wake.set()
+            # Whatever else made the write fail, the socket must not linger half-open: closing a gone peer fails fast.
+            with contextlib.suppress(Exception):
+                await self._close(CloseCode.INTERNAL_ERROR, "send failed")
             return False
         return True
 
