@@ -69,6 +69,9 @@ def test_up_starts_everything_within_90s_and_ctrl_c_leaves_nothing(tmp_path: Pat
         infra = list(endpoints["infrastructure_pids"].values())
         assert len(infra) == 2 and all(_alive(pid) for pid in infra), "Kafka and Redis started by up"
     finally:
+        # A person often presses Ctrl-C twice; the second must not upset the orderly stop.
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.05)
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=90)
     assert proc.returncode == 0, out

@@ -187,21 +187,28 @@ def _stop_signal() -> _Flag:
 
 
 class _Flag:
-    """A threading.Event-like flag set from a signal handler."""
+    """A stop flag set from a signal handler.
+
+    A plain attribute and short sleeps, not threading.Event: Event.set() takes a lock that Event.wait() holds, so a
+    second Ctrl-C arriving while the first is handled would deadlock the stack in its own signal handler.
+    """
 
     def __init__(self) -> None:
-        import threading
-
-        self._event = threading.Event()
+        self._set = False
 
     def set(self) -> None:
-        self._event.set()
+        """Mark the stop (safe inside a signal handler)."""
+        self._set = True
 
     def is_set(self) -> bool:
-        return self._event.is_set()
+        """True once a stop was asked."""
+        return self._set
 
     def wait(self, timeout: float) -> None:
-        self._event.wait(timeout)
+        """Sleep up to `timeout`, returning early when the stop is asked."""
+        deadline = time.monotonic() + timeout
+        while not self._set and time.monotonic() < deadline:
+            time.sleep(0.05)
 
 
 def _print_table(bootstrap: str, redis_url: str, services: list[RunningService], took: float, run_dir: Path) -> None:
