@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from redis.exceptions import RedisError
-
 from switchboard.chat.conversations import Conversations
 from switchboard.chat.frames import ChatInput, to_inbound
 from switchboard.intake.accept import Intake, Outcome
 from switchboard.intake.pii import mask_pii
-from switchboard.runtime.errors import BrokerUnavailable, TransientError
+from switchboard.runtime.errors import BrokerUnavailable
 from switchboard.runtime.logs import get_logger
+from switchboard.runtime.redis_client import redis_unavailable_as_transient
 
 log = get_logger(__name__)
 
@@ -43,10 +42,8 @@ class ChatAccept:
         event_id: str = "",
     ) -> ChatAccepted:
         """Accept one message; raises TransientError (BrokerUnavailable included) when the sender must retry."""
-        try:
+        with redis_unavailable_as_transient():
             conversation_id = await self.conversations.current(tenant_id, customer_id)
-        except (RedisError, OSError) as exc:
-            raise TransientError(f"redis unavailable: {exc!r}") from exc
         record = to_inbound(
             msg,
             tenant_id=tenant_id,

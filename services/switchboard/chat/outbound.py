@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from switchboard.chat.callbacks import CallbackFailed
 from switchboard.chat.conversations import Conversations
@@ -20,9 +19,9 @@ from switchboard.chat.replies import ReplyRoute
 from switchboard.chat.sockets import SocketHub
 from switchboard.contracts import Channel, OutboundMessage, RoutingEvent, RoutingEventType
 from switchboard.runtime.consumer import Delivery, Rejected
-from switchboard.runtime.errors import TransientError
 from switchboard.runtime.keys import Keys
 from switchboard.runtime.logs import get_logger
+from switchboard.runtime.redis_client import redis_unavailable_as_transient
 
 log = get_logger(__name__)
 
@@ -53,7 +52,7 @@ class ChatOutbound:
     async def handle(self, batch: Sequence[Delivery]) -> Sequence[Rejected]:
         """Handle one partition's batch in order; Redis trouble is transient (the batch is retried)."""
         rejected: list[Rejected] = []
-        try:
+        with redis_unavailable_as_transient():
             for delivery in batch:
                 message = delivery.message
                 if isinstance(message, OutboundMessage) and message.channel == Channel.CHANNEL_CHAT:
@@ -62,8 +61,6 @@ class ChatOutbound:
                         rejected.append(Rejected(delivery, reason, "undeliverable"))
                 elif isinstance(message, RoutingEvent):
                     await self._routing(message)
-        except (RedisError, OSError) as exc:
-            raise TransientError(f"redis unavailable: {exc!r}") from exc
         return rejected
 
     async def _reply(self, reply: OutboundMessage) -> str:

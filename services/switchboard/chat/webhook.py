@@ -24,6 +24,7 @@ from switchboard.chat.settings import ChatSettings, Tenant
 from switchboard.chat.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_body
 from switchboard.runtime.errors import InvalidRecord, TransientError
 from switchboard.runtime.keys import Keys
+from switchboard.runtime.redis_client import redis_unavailable_as_transient
 
 PATH = "/chat/v1/webhook/{tenant_id}"
 
@@ -107,11 +108,9 @@ class WebhookEndpoint:
         marker = self.keys.chat_webhook_event(tenant_id, event_id)
         # A signature is good for `tolerance` seconds either way, so an event id must be remembered for twice that.
         ttl = 2 * self.settings.chat_signature_tolerance_s
-        try:
+        with redis_unavailable_as_transient():
             if not await self.redis.set(marker, b"1", nx=True, ex=ttl):
                 raise Refusal(409, "replayed", f"event id {event_id!r} was already delivered")
-        except RedisError as exc:
-            raise TransientError(repr(exc)) from exc
         try:
             accepted = await self.accept.offer(
                 fields["message"],

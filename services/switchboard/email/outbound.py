@@ -28,6 +28,7 @@ from switchboard.runtime.errors import TransientError
 from switchboard.runtime.kafka import now_timestamp
 from switchboard.runtime.keys import Keys
 from switchboard.runtime.logs import get_logger
+from switchboard.runtime.redis_client import redis_unavailable_as_transient
 
 log = get_logger(__name__)
 
@@ -101,11 +102,9 @@ class ReplySender:
         if not reply.tenant_id or not reply.conversation_id or not reply.message_id:
             return "reply has no tenant, conversation or message id"
         sent_key = self.keys.processed(reply.tenant_id, CONSUMER_NAME, reply.message_id)
-        try:
+        with redis_unavailable_as_transient():
             if await self.book.redis.exists(sent_key):
                 return None
-        except RedisError as exc:
-            raise TransientError(f"redis unavailable: {exc!r}") from exc
         contact = await self.book.contact(reply.tenant_id, reply.conversation_id)
         if contact is None or not contact.customer_address:
             return "no e-mail was received in this conversation, so there is no address to reply to"

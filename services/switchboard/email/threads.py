@@ -14,12 +14,11 @@ import hashlib
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 from redis.typing import EncodableT, FieldT
 
 from switchboard.intake.ids import stable_id
-from switchboard.runtime.errors import TransientError
 from switchboard.runtime.keys import Keys
+from switchboard.runtime.redis_client import redis_unavailable_as_transient
 
 MAX_REFERENCES_KEPT = 20
 
@@ -78,7 +77,7 @@ class ThreadBook:
         of their own (derived from sender and thread root, so their own replies still meet).
         """
         lookup = [m for m in (message_id, in_reply_to, *reversed(references)) if m]
-        try:
+        with redis_unavailable_as_transient():
             found = (
                 await self.redis.mget([self.keys.email_thread(tenant_id, _hash(m)) for m in lookup]) if lookup else []
             )
@@ -87,8 +86,6 @@ class ThreadBook:
                 owner = await self.redis.hget(self.keys.email_contact(tenant_id, joined), "customer_address")
                 if owner is None or _text(owner) == sender:
                     return joined
-        except RedisError as exc:
-            raise TransientError(f"redis unavailable: {exc!r}") from exc
         return "email-" + stable_id(tenant_id, "email", sender, thread_root(message_id, in_reply_to, references))
 
     async def remember(
@@ -97,7 +94,7 @@ class ThreadBook:
         """Point these Message-IDs at the conversation (an id pointing elsewhere keeps its conversation) and,
         given a contact, make it how replies into the conversation are addressed (the latest message wins).
         One round trip; raises TransientError when Redis is down."""
-        try:
+        with redis_unavailable_as_transient():
             async with self.redis.pipeline(transaction=False) as pipe:
                 for mid in filter(None, message_ids):
                     pipe.set(self.keys.email_thread(tenant_id, _hash(mid)), conversation_id, nx=True, ex=self.ttl_s)
@@ -106,15 +103,11 @@ class ThreadBook:
                     pipe.hset(key, mapping=_contact_fields(contact))
                     pipe.expire(key, self.ttl_s)
                 await pipe.execute()
-        except RedisError as exc:
-            raise TransientError(f"redis unavailable: {exc!r}") from exc
 
     async def contact(self, tenant_id: str, conversation_id: str) -> Contact | None:
         """How to reply into a conversation, or None when no e-mail of it was ever received."""
-        try:
+        with redis_unavailable_as_transient():
             raw = await self.redis.hgetall(self.keys.email_contact(tenant_id, conversation_id))
-        except RedisError as exc:
-            raise TransientError(f"redis unavailable: {exc!r}") from exc
         if not raw:
             return None
         fields = {_text(k): _text(v) for k, v in raw.items()}

@@ -27,6 +27,7 @@ from switchboard.runtime.errors import BrokerUnavailable, TransientError
 from switchboard.runtime.kafka import RecordProducer, now_timestamp
 from switchboard.runtime.keys import Keys
 from switchboard.runtime.logs import get_logger
+from switchboard.runtime.redis_client import redis_unavailable_as_transient
 
 log = get_logger(__name__)
 
@@ -77,7 +78,7 @@ class Intake:
         """Send one message unless this provider id was accepted before; return after the broker's ack."""
         self.prepare(message, provider_id)
         marker = self.keys.idempotency(message.tenant_id, Channel.Name(message.channel), provider_id)
-        try:
+        with redis_unavailable_as_transient():
             taken = await self.redis.set(marker, b"pending", nx=True, ex=PENDING_TTL_S)
             if not taken:
                 state = await self.redis.get(marker)
@@ -88,8 +89,6 @@ class Intake:
                 taken = await self.redis.set(marker, b"pending", nx=True, ex=PENDING_TTL_S)
                 if not taken:
                     raise InFlight(f"provider message {provider_id} is being accepted")
-        except RedisError as exc:
-            raise TransientError(f"redis unavailable: {exc!r}") from exc
         try:
             await self.producer.send(self.producer.topics.inbound, message.conversation_id, message)
         except BrokerUnavailable:
@@ -112,14 +111,12 @@ class Intake:
         for message, provider_id in items:
             self.prepare(message, provider_id)
         markers = [self.keys.idempotency(m.tenant_id, Channel.Name(m.channel), p) for m, p in items]
-        try:
+        with redis_unavailable_as_transient():
             async with self.redis.pipeline(transaction=False) as pipe:
                 for marker in markers:
                     pipe.set(marker, b"pending", nx=True, ex=PENDING_TTL_S)
                     pipe.get(marker)
                 replies = await pipe.execute()
-        except RedisError as exc:
-            raise TransientError(f"redis unavailable: {exc!r}") from exc
         taken = [bool(replies[2 * i]) for i in range(len(items))]
         states = [replies[2 * i + 1] for i in range(len(items))]
         if any(not t and s != b"done" for t, s in zip(taken, states, strict=True)):

@@ -11,12 +11,11 @@ from collections import OrderedDict
 from dataclasses import asdict, replace
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 from redis.typing import EncodableT, FieldT
 
 from switchboard.phone.records import CallState
-from switchboard.runtime.errors import TransientError
 from switchboard.runtime.keys import Keys
+from switchboard.runtime.redis_client import redis_unavailable_as_transient
 
 # Raise next_seq, never lower it (two deliveries of one call may finish in either order).
 _RAISE_NEXT_SEQ = """
@@ -60,7 +59,7 @@ class CallStore:
     async def start(self, tenant_id: str, call_id: str, call: CallState) -> None:
         """Remember a call (a resent started event writes the same values again)."""
         key = self.keys.phone_call(tenant_id, call_id)
-        try:
+        with redis_unavailable_as_transient():
             async with self.redis.pipeline(transaction=True) as pipe:
                 fields: dict[FieldT, EncodableT] = {k: v for k, v in asdict(call).items()}
                 fields["state"] = "started"
@@ -68,8 +67,6 @@ class CallStore:
                 pipe.hsetnx(key, "next_seq", FIRST_SEQ)
                 pipe.expire(key, self.ttl_s)
                 await pipe.execute()
-        except RedisError as exc:
-            raise TransientError(f"redis unavailable: {exc!r}") from exc
         self._remember(tenant_id, call_id, call)
 
     async def get(self, tenant_id: str, call_id: str) -> CallState | None:
@@ -77,10 +74,8 @@ class CallStore:
         known = self._recent.get((tenant_id, call_id))
         if known is not None:
             return known
-        try:
+        with redis_unavailable_as_transient():
             fields = await self.redis.hgetall(self.keys.phone_call(tenant_id, call_id))
-        except RedisError as exc:
-            raise TransientError(f"redis unavailable: {exc!r}") from exc
         if not fields:
             return None
         text = {_text(k): _text(v) for k, v in fields.items()}
@@ -102,25 +97,19 @@ class CallStore:
         known = self._recent.get((tenant_id, call_id))
         if known is not None and "ivr_choice" in changes:
             self._recent[(tenant_id, call_id)] = replace(known, ivr_choice=changes["ivr_choice"])
-        try:
+        with redis_unavailable_as_transient():
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.hset(key, mapping=fields)
                 pipe.expire(key, self.ttl_s)
                 await pipe.execute()
-        except RedisError as exc:
-            raise TransientError(f"redis unavailable: {exc!r}") from exc
 
     async def next_seq(self, tenant_id: str, call_id: str) -> int:
         """The lowest final segment seq of the call not yet written."""
-        try:
+        with redis_unavailable_as_transient():
             value = await self.redis.hget(self.keys.phone_call(tenant_id, call_id), "next_seq")
-        except RedisError as exc:
-            raise TransientError(f"redis unavailable: {exc!r}") from exc
         return int(value) if value is not None else FIRST_SEQ
 
     async def advance(self, tenant_id: str, call_id: str, next_seq: int) -> None:
         """Record that every final segment below `next_seq` was written (or skipped)."""
-        try:
+        with redis_unavailable_as_transient():
             await self._raise(keys=[self.keys.phone_call(tenant_id, call_id)], args=[next_seq, self.ttl_s])
-        except RedisError as exc:
-            raise TransientError(f"redis unavailable: {exc!r}") from exc

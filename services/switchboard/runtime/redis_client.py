@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from switchboard.runtime.errors import TransientError
 from switchboard.runtime.settings import ServiceSettings
 
 
@@ -31,3 +35,13 @@ def redis_client(settings: ServiceSettings, *, max_connections: int | None = Non
         return Redis.from_url(settings.redis_url, **options)
     pool = BlockingConnectionPool.from_url(settings.redis_url, max_connections=max_connections, timeout=10, **options)
     return Redis(connection_pool=pool)
+
+
+@contextlib.contextmanager
+def redis_unavailable_as_transient() -> Iterator[None]:
+    """Redis trouble inside the block becomes TransientError: a consumer pauses and retries the batch, an adapter
+    tells its sender to retry later. Errors of the block's own making (TransientError included) pass through."""
+    try:
+        yield
+    except (RedisError, OSError) as exc:
+        raise TransientError(f"redis unavailable: {exc!r}") from exc
