@@ -19,7 +19,7 @@ from pathlib import Path
 from switchboard.runtime.kafka import ensure_topics
 from switchboard.runtime.topics import Topics
 from switchboard.stack.kafka import ROOT, LocalKafka
-from switchboard.stack.procs import free_port, spawn, terminate
+from switchboard.stack.procs import free_port, port_open, spawn, terminate
 from switchboard.stack.redis import LocalRedis
 
 # Every service of switchboard, in start order; those not built yet are skipped.
@@ -76,12 +76,12 @@ def infrastructure(run_dir: Path) -> Iterator[Infrastructure]:
     redis_url = os.environ.get("REDIS_URL")
     try:
         if not bootstrap:
-            kafka = LocalKafka(run_dir / "kafka", port=9092 if _free(9092) else free_port())
+            kafka = LocalKafka(run_dir / "kafka", port=9092 if not port_open(9092) else free_port())
             kafka.start()
             bootstrap = kafka.bootstrap
             pids["kafka"] = kafka.proc.pid if kafka.proc else 0
         if not redis_url:
-            redis = LocalRedis(run_dir / "redis", port=6379 if _free(6379) else free_port())
+            redis = LocalRedis(run_dir / "redis", port=6379 if not port_open(6379) else free_port())
             redis.start()
             redis_url = redis.url
             pids["redis"] = redis.proc.pid if redis.proc else 0
@@ -91,12 +91,6 @@ def infrastructure(run_dir: Path) -> Iterator[Infrastructure]:
             redis.stop()
         if kafka is not None:
             kafka.stop()
-
-
-def _free(port: int) -> bool:
-    from switchboard.stack.procs import port_open
-
-    return not port_open(port)
 
 
 def start_services(names: list[str], bootstrap: str, redis_url: str, run_dir: Path) -> list[RunningService]:
