@@ -50,7 +50,7 @@ class ChatOutbound:
         self._seconds_per_position = seconds_per_position
 
     async def handle(self, batch: Sequence[Delivery]) -> Sequence[Rejected]:
-        """Handle one consumed batch in order; Redis trouble is transient (the batch is retried)."""
+        """Handle one partition's batch in order; Redis trouble is transient (the batch is retried)."""
         rejected: list[Rejected] = []
         with redis_unavailable_as_transient():
             for delivery in batch:

@@ -80,7 +80,7 @@ class ReplySender:
         self.keys = keys
 
     async def handle(self, batch: Sequence[Delivery]) -> Sequence[Rejected]:
-        """Send the e-mail replies of one consumed batch; other channels' replies are not ours."""
+        """Send the e-mail replies of one partition batch; other channels' replies are not ours."""
         rejected: list[Rejected] = []
         for delivery in batch:
             reply = delivery.message

@@ -1,6 +1,6 @@
 """The router's decisions over Redis: inbound messages and agent commands.
 
-Per consumed batch: read the conversations and the agents of the groups involved (one pipelined round trip
+Per partition batch: read the conversations and the agents of the groups involved (one pipelined round trip
 each), plan every new conversation with the pure chain over that snapshot (counting planned assignments so the
 batch spreads load), then run the claim scripts in one pipeline, in record order. The scripts re-check
 everything atomically; what they decided becomes RoutingEvents.

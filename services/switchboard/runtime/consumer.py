@@ -65,7 +65,7 @@ class _Abandoned(Exception):
 
 
 class BatchConsumer:
-    """Consumes topics in one consumer group and feeds a handler one poll at a time."""
+    """Consumes topics in one consumer group and feeds a handler partition batch by partition batch."""
 
     def __init__(
         self,
@@ -99,7 +99,7 @@ class BatchConsumer:
         self._set_ready(True)
 
     def stop_intake(self) -> None:
-        """Ask the loop to finish the poll in hand, commit, and return."""
+        """Ask the loop to finish the partition batch in hand, commit, and return."""
         self._stopping.set()
 
     async def stop(self) -> None:
