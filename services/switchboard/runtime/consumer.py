@@ -1,12 +1,10 @@
 """The one batch consumer loop of switchboard.
 
-Reads batches with `getmany`, decodes each record into its protobuf message by the type header, hands the whole
-poll (every partition's records, each partition's in order) to the service's handler in one call, sends what the
-handler refuses (and what does not decode) to the DLQ, and commits the poll's offsets only after it is handled.
-One handler call and one commit per poll, not per partition: with a dozen partitions, per-partition round trips
-(scripts, produce acks, commits) added up to most of a record's latency. On stop it finishes the poll in hand,
-commits, and returns; what it did not finish is read again by the next owner, so handlers make redelivered records
-change nothing twice.
+Reads batches with `getmany`, decodes each record into its protobuf message by the type header, hands each
+partition's batch to the service's handler in order, sends what the handler refuses (and what does not decode) to
+the DLQ, and commits a partition's offsets only after its batch is handled. On stop it finishes the partition
+batch in hand, commits, and returns; what it did not finish is read again by the next owner, so handlers make
+redelivered records change nothing twice.
 """
 
 from __future__ import annotations
@@ -117,43 +115,45 @@ class BatchConsumer:
             batches = await self._consumer.getmany(
                 timeout_ms=self._settings.consumer_poll_ms, max_records=self._settings.consumer_max_records
             )
-            if not batches:
-                continue
-            try:
-                await self._handle_poll(batches)
-            except _Abandoned:
-                return
+            for tp, records in batches.items():
+                if self._stopping.is_set():
+                    # Not handled, not committed: the next owner of the partition reads them again.
+                    break
+                try:
+                    await self._handle_partition(tp, records)
+                except _Abandoned:
+                    return
 
-    async def _handle_poll(self, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+    async def _handle_partition(self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]) -> None:
         started = time.perf_counter()
         service = self._settings.service_name
+        RECORDS_CONSUMED.labels(service, tp.topic).inc(len(records))
         decoded: list[Delivery] = []
-        for tp, records in batches.items():
-            RECORDS_CONSUMED.labels(service, tp.topic).inc(len(records))
-            for record in records:
-                headers = _headers(record)
-                try:
-                    message = decode(headers.get(TYPE_HEADER), record.value)
-                except ContractError as exc:
-                    await self._dead_letter(record, headers, str(exc), "decode_error")
-                    continue
-                key = record.key.decode("utf-8", "replace") if record.key else ""
-                decoded.append(Delivery(tp.topic, tp.partition, record.offset, key, message, record.timestamp, headers))
+        for record in records:
+            headers = _headers(record)
+            try:
+                message = decode(headers.get(TYPE_HEADER), record.value)
+            except ContractError as exc:
+                await self._dead_letter(record, headers, str(exc), "decode_error")
+                continue
+            key = record.key.decode("utf-8", "replace") if record.key else ""
+            decoded.append(Delivery(tp.topic, tp.partition, record.offset, key, message, record.timestamp, headers))
         if decoded:
             for rejected in await self._handle_with_retry(decoded):
                 d = rejected.delivery
+                original = d.message.SerializeToString()
                 await self._producer.dead_letter(
                     source=d.topic,
                     reason=rejected.reason,
                     error_type=rejected.error_type,
-                    original=d.message.SerializeToString(),
+                    original=original,
                     key=d.key,
                     tenant_id=getattr(d.message, "tenant_id", ""),
                     partition=d.partition,
                     offset=d.offset,
                     original_headers=d.headers,
                 )
-        await self._commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
+        await self._commit(tp, records[-1].offset + 1)
         BATCH_SECONDS.labels(service).observe(time.perf_counter() - started)
 
     async def _handle_with_retry(self, batch: Sequence[Delivery]) -> Sequence[Rejected]:
@@ -194,21 +194,17 @@ class BatchConsumer:
             original_headers=headers,
         )
 
-    async def _commit(self, next_offsets: dict[TopicPartition, int]) -> None:
+    async def _commit(self, tp: TopicPartition, next_offset: int) -> None:
         attempt = 0
         while True:
             try:
-                await self._consumer.commit({tp: OffsetAndMetadata(n, "") for tp, n in next_offsets.items()})
+                await self._consumer.commit({tp: OffsetAndMetadata(next_offset, "")})
                 return
             except KafkaError as exc:
                 attempt += 1
                 if attempt > self._settings.transient_retries:
                     # Lost the partition in a rebalance, or the coordinator is gone: the records will be read
                     # again by their next owner, and handlers are idempotent.
-                    log.warning(
-                        "commit_failed",
-                        partitions=[f"{tp.topic}/{tp.partition}" for tp in next_offsets],
-                        error=repr(exc),
-                    )
+                    log.warning("commit_failed", topic=tp.topic, partition=tp.partition, error=repr(exc))
                     return
                 await asyncio.sleep(self._settings.retry_backoff_s * attempt)

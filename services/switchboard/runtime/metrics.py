@@ -20,7 +20,7 @@ PRODUCE_LATENCY = Histogram(
 )
 BATCH_SECONDS = Histogram(
     "sb_batch_seconds",
-    "Time to handle one consumed poll (all its partitions)",
+    "Time to handle one consumed batch of one partition",
     ["service"],
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
