@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 import sys
 import uuid
 from pathlib import Path
@@ -19,7 +18,7 @@ from switchboard.runtime.kafka import RecordProducer
 from switchboard.runtime.keys import Keys
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.stack.procs import free_port
-from tests.helpers import eventually
+from tests.helpers import eventually, service_env
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -29,21 +28,16 @@ async def start_router(
 ) -> tuple[asyncio.subprocess.Process, int]:
     """Start `python -m switchboard.router` on the test's topics and keys; wait until it is ready."""
     port = free_port()
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "REDIS_URL": settings.redis_url,
-        "SB_TOPIC_PREFIX": settings.topic_prefix,
-        "SB_KEY_PREFIX": settings.key_prefix,
-        "SB_HTTP_PORT": str(port),
-        "SB_HTTP_HOST": "127.0.0.1",
-        "SB_SERVICE_NAME": "router",
-        "SB_INSTANCE_ID": name,
-        "SB_ROUTING_CONFIG_DIR": str(REPO / "config" / "routing"),
-        "SB_SWEEP_INTERVAL_S": "0.3",
-        "SB_SHUTDOWN_GRACE_S": "5",
+    env = service_env(
+        settings,
+        port,
+        SB_SERVICE_NAME="router",
+        SB_INSTANCE_ID=name,
+        SB_ROUTING_CONFIG_DIR=str(REPO / "config" / "routing"),
+        SB_SWEEP_INTERVAL_S="0.3",
+        SB_SHUTDOWN_GRACE_S="5",
         **(extra or {}),
-    }
+    )
     log = (log_dir / f"{name}.log").open("ab")
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "switchboard.router", env=env, stdout=log, stderr=log, cwd=str(REPO)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 
 import httpx
@@ -14,7 +13,7 @@ from switchboard.gateway.protocol import CloseCode
 from switchboard.runtime.kafka import RecordProducer
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.stack.procs import free_port
-from tests.helpers import eventually
+from tests.helpers import eventually, service_env
 from tests.integration.gateway_support import ORIGIN, SECRET, Desk, load_agents
 
 pytestmark = pytest.mark.broker
@@ -26,18 +25,7 @@ async def test_gateway_process_serves_and_shuts_down_gracefully(settings: Servic
     await load_agents(settings, redis, producer)
     await producer.stop()
     port = free_port()
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "REDIS_URL": settings.redis_url,
-        "SB_TOPIC_PREFIX": settings.topic_prefix,
-        "SB_KEY_PREFIX": settings.key_prefix,
-        "SB_HTTP_PORT": str(port),
-        "SB_HTTP_HOST": "127.0.0.1",
-        "SB_JWT_SECRET": SECRET,
-        "SB_ALLOWED_ORIGINS": f'["{ORIGIN}"]',
-        "SB_SHUTDOWN_GRACE_S": "5",
-    }
+    env = service_env(settings, port, SB_JWT_SECRET=SECRET, SB_ALLOWED_ORIGINS=f'["{ORIGIN}"]', SB_SHUTDOWN_GRACE_S="5")
     proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "switchboard.gateway", env=env)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
