@@ -26,7 +26,7 @@ from switchboard.contracts import (
     InboundMessage,
 )
 from switchboard.router.claims import excluded_now
-from switchboard.router.config import CHANNELS, TenantRouting
+from switchboard.routing.config import CHANNELS, TenantRouting
 from switchboard.runtime.desk import read_outbox
 from switchboard.runtime.keys import Keys
 

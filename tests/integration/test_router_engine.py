@@ -12,7 +12,7 @@ import pytest
 from redis.asyncio import Redis
 
 from switchboard.contracts import AgentCommand, AgentCommandType, AgentStatus, DeskEventType, RoutingEventType
-from switchboard.router.config import OfferPolicy, TenantRouting
+from switchboard.routing.config import OfferPolicy, TenantRouting
 from switchboard.router.engine import MemorySink, Router
 from switchboard.router.reload import ConfigStore
 from switchboard.router.upkeep import Upkeep

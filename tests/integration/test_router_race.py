@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from switchboard.router.config import load_config_file
+from switchboard.routing.config import load_config_file
 from switchboard.runtime.kafka import RecordProducer
 from switchboard.runtime.keys import Keys
 from switchboard.runtime.settings import ServiceSettings

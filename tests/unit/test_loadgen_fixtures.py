@@ -12,8 +12,8 @@ from switchboard.loadgen.scenario import load_scenario
 from switchboard.loadgen.schedule import build_schedule
 from switchboard.phone.directory import PhoneDirectory
 from switchboard.presence.roster import load_roster
-from switchboard.router.classify import classify
-from switchboard.router.config import load_config_file
+from switchboard.routing.classify import classify
+from switchboard.routing.config import load_config_file
 from switchboard.router.engine import facts_of
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from switchboard.router.config import ConfigError, load_config_file, parse_config
+from switchboard.routing.config import ConfigError, load_config_file, parse_config
 from switchboard.router.reload import ConfigStore
 
 MINIMAL = """\

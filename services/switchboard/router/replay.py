@@ -28,12 +28,12 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from switchboard.contracts import InboundMessage, RoutingEvent, RoutingEventType
-from switchboard.router.chain import AgentView, plan, take
-from switchboard.router.classify import classify
-from switchboard.router.config import TenantRouting, load_config_file
+from switchboard.routing.chain import AgentView, plan, take
+from switchboard.routing.classify import classify
+from switchboard.routing.config import TenantRouting, load_config_file
 from switchboard.router.engine import facts_of
 from switchboard.router.events import CHANNEL_NAMES
-from switchboard.router.scoring import stored_score
+from switchboard.routing.scoring import stored_score
 
 RECORDS: dict[str, type[Message]] = {"InboundMessage": InboundMessage, "RoutingEvent": RoutingEvent}
 

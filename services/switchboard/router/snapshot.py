@@ -14,8 +14,8 @@ from redis.exceptions import BusyLoadingError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from switchboard.router.chain import AgentIndex, AgentView, GroupStats
-from switchboard.router.config import CHANNELS
+from switchboard.routing.chain import AgentIndex, AgentView, GroupStats
+from switchboard.routing.config import CHANNELS
 from switchboard.runtime.errors import TransientError
 from switchboard.runtime.keys import Keys
 
