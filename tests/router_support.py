@@ -25,10 +25,10 @@ from switchboard.contracts import (
     DeskEventType,
     InboundMessage,
 )
-from switchboard.router.claims import excluded_now
 from switchboard.routing.config import CHANNELS, TenantRouting
-from switchboard.runtime.desk import read_outbox
-from switchboard.runtime.keys import Keys
+from switchboard.routing.exclusion import excluded_now
+from switchboard.state.keys import Keys
+from switchboard.state.outbox import read_outbox
 
 CHANNEL_OF = {"chat": Channel.CHANNEL_CHAT, "email": Channel.CHANNEL_EMAIL, "phone": Channel.CHANNEL_PHONE}
 STATUS_OF = {

@@ -18,16 +18,16 @@ from redis.asyncio import Redis
 from switchboard.contracts import TYPE_HEADER, AgentPresence, decode
 from switchboard.presence.audit import AuditLog
 from switchboard.presence.control import SurgeControl
-from switchboard.presence.roster import load_roster
-from switchboard.presence.store import PresenceStore
 from switchboard.presence.surge import SurgeProfile
 from switchboard.presence.sweep import Sweeper
 from switchboard.router.engine import MemorySink, Router
 from switchboard.router.reload import ConfigStore
 from switchboard.router.upkeep import Upkeep
 from switchboard.runtime.kafka import RecordProducer
-from switchboard.runtime.keys import Keys
 from switchboard.runtime.settings import ServiceSettings
+from switchboard.state.agents import PresenceStore
+from switchboard.state.keys import Keys
+from switchboard.state.roster import load_roster
 from tests.helpers import eventually
 from tests.router_support import message
 
@@ -96,7 +96,7 @@ async def stack(settings: ServiceSettings, redis: Redis, repo_root: Path, tmp_pa
         presence = PresenceStore(redis, keys, producer)
         await presence.load_roster(load_roster())
         control = SurgeControl(presence, AuditLog(redis, keys))
-        stack = Stack(presence, control, Upkeep(router), router, consumer)
+        stack = Stack(presence, control, router.upkeep, router, consumer)
         await stack.deliver_presence()
         yield stack
     finally:

@@ -22,8 +22,7 @@ from redis.asyncio import Redis
 from switchboard.contracts import AgentCommand, AgentCommandType
 from switchboard.router.engine import MemorySink, Router
 from switchboard.router.reload import ConfigStore
-from switchboard.router.upkeep import Upkeep
-from switchboard.runtime.keys import Keys
+from switchboard.state.keys import Keys
 from tests.router_support import check_invariants, message, now_ms, presence_record, put_agent, read_state
 
 pytestmark = pytest.mark.broker
@@ -53,7 +52,7 @@ class RoutingMachine(RuleBasedStateMachine):
         self.clock = [now_ms()]
         self.sink = MemorySink()
         self.router = Router(self.redis, self.keys, self.store, self.sink, clock=lambda: self.clock[0])
-        self.upkeep = Upkeep(self.router)
+        self.upkeep = self.router.upkeep
         self.sent: dict[str, dict[str, list[str]]] = {TMALL: {}, SMALL: {}}
         self.seen: list[Any] = []
         self.count = 0

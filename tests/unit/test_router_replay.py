@@ -9,9 +9,9 @@ import pytest
 from google.protobuf import json_format
 
 from switchboard.contracts import RoutingEvent, RoutingEventType
+from switchboard.router.replay import baseline, main, read_jsonl, simulate
 from switchboard.routing.chain import AgentView
 from switchboard.routing.config import load_config_file
-from switchboard.router.replay import baseline, main, read_jsonl, simulate
 from tests.router_support import message
 
 T = "tmall-flagship"

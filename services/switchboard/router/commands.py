@@ -106,8 +106,9 @@ class CommandHandler:
             target = agents.get(cmd.transfer_to_agent)
             why = transfer_target_refusal(cmd.agent_id, target, conv.channel, config.capacity)
         if why is not None:
-            log.info("command_refused", tenant=tenant, conv=cmd.conversation_id, agent=cmd.agent_id, reason=why,
-                     command=kind)
+            log.info(
+                "command_refused", tenant=tenant, conv=cmd.conversation_id, agent=cmd.agent_id, reason=why, command=kind
+            )
             return [Decision("refused", conv=cmd.conversation_id, agent=cmd.agent_id, reason=why, command=kind)]
         ks = ctx.key_set(config).add(ctx.keys.processed(tenant, "router", cmd.command_id))
         ks.conversation(cmd.conversation_id, conv.customer_id).agent(cmd.agent_id).groups([conv.group])
@@ -121,10 +122,10 @@ class CommandHandler:
                 config, conv, cmd.transfer_to_group or conv.group, declined, cmd.agent_id, now
             )
             ks.route(route)
-        target = None
+        target_expects = None
         if cmd.transfer_to_agent:
             ks.agent(cmd.transfer_to_agent)
-            target = expectation(agents[cmd.transfer_to_agent])
+            target_expects = expectation(agents[cmd.transfer_to_agent])
         request = CommandRequest(
             cid=cmd.command_id,
             type=kind,
@@ -137,7 +138,7 @@ class CommandHandler:
             to_agent=cmd.transfer_to_agent,
             to_group=cmd.transfer_to_group,
             declined=declined,
-            target=target,
+            target=target_expects,
             route=route,
             bump=bump,
         )

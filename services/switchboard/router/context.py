@@ -26,8 +26,8 @@ from switchboard.router.snapshot import Snapshot, read_groups
 from switchboard.routing.chain import AgentView, Plan, Verdict, offer_deadline_ms, plan
 from switchboard.routing.config import TenantRouting
 from switchboard.routing.scoring import service_level, stored_score
-from switchboard.runtime.keys import Keys
 from switchboard.runtime.logs import get_logger
+from switchboard.state.keys import Keys
 
 log = get_logger(__name__)
 
@@ -218,7 +218,12 @@ class RouterContext:
                 self._waits[(config.tenant, d.group)].append(max(0.0, (now_ms - d.enq) / 1000))
             if d.type == "refused":
                 log.info(
-                    "command_refused", tenant=config.tenant, conv=d.conv, agent=d.agent, reason=d.reason, command=d.command
+                    "command_refused",
+                    tenant=config.tenant,
+                    conv=d.conv,
+                    agent=d.agent,
+                    reason=d.reason,
+                    command=d.command,
                 )
             event = routing_event(
                 config.tenant,

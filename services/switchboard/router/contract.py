@@ -108,7 +108,13 @@ class InboundRequest:
 
     def encode(self) -> str:
         """ARGV[2] of inbound.lua."""
-        out: dict[str, Any] = {"mid": self.mid, "conv": self.conv, "ch": self.ch, "cust": self.cust, "owner": self.owner}
+        out: dict[str, Any] = {
+            "mid": self.mid,
+            "conv": self.conv,
+            "ch": self.ch,
+            "cust": self.cust,
+            "owner": self.owner,
+        }
         if self.live:
             out["live"] = True  # only present when true: a JSON false is falsy in Lua, but keep the form small
         if self.open is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from switchboard.router.context import Outcome, RouterContext, expectation
+from switchboard.router.context import RouterContext, expectation
 from switchboard.router.contract import Decision, DrainPick, DrainRequest
 from switchboard.router.snapshot import read_agents, text
 from switchboard.routing.chain import AgentView, offer_deadline_ms, refusal

@@ -21,7 +21,7 @@ from switchboard.router.context import EventSink, MemorySink, RouterContext
 from switchboard.router.inbound import InboundHandler
 from switchboard.router.reload import ConfigStore
 from switchboard.router.upkeep import Upkeep
-from switchboard.runtime.keys import Keys
+from switchboard.state.keys import Keys
 
 __all__ = ["EventSink", "MemorySink", "Router"]
 

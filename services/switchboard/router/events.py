@@ -36,7 +36,9 @@ def _ts(ms: float) -> Timestamp:
 
 
 def _verdict(v: Verdict) -> CandidateVerdict:
-    return CandidateVerdict(agent_id=v.agent_id, skill_group=v.group, step=v.step, reason=v.reason, load=round(v.load, 3))
+    return CandidateVerdict(
+        agent_id=v.agent_id, skill_group=v.group, step=v.step, reason=v.reason, load=round(v.load, 3)
+    )
 
 
 def routing_event(
@@ -77,9 +79,7 @@ def routing_event(
     event.candidates.extend(_verdict(v) for v in verdicts)
     if d.step:
         event.candidates.append(
-            CandidateVerdict(
-                agent_id=d.agent, skill_group=d.group, step=d.step, chosen=True, reason=f"chosen:{d.step}"
-            )
+            CandidateVerdict(agent_id=d.agent, skill_group=d.group, step=d.step, chosen=True, reason=f"chosen:{d.step}")
         )
     if d.enq:
         event.enqueued_at.CopyFrom(_ts(d.enq))

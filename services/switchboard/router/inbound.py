@@ -144,21 +144,21 @@ class InboundHandler:
         opened: set[str] = set()
         to_plan: set[int] = set()
         for i, m in enumerate(items):
-            if seen[i].state not in ("assigned", "queued", "offered") and m.conversation_id not in opened:
-                if not is_live(m):
-                    opened.add(m.conversation_id)
-                    to_plan.add(i)
+            opens = seen[i].state not in ("assigned", "queued", "offered") and m.conversation_id not in opened
+            if opens and not is_live(m):
+                opened.add(m.conversation_id)
+                to_plan.add(i)
         classes = {i: classify(config, facts_of(items[i])) for i in sorted(to_plan)}
         snap = await self.ctx.snapshot(config, {c.group for c in classes.values()}) if classes else Snapshot()
         calls: list[Call] = []
         raws = await self._claim_in_chunks(config, items, seen, classes, snap, calls, now)
         found: list[Outcome] = []
         stale: set[str] = set()
-        for call, raw in zip(calls, raws, strict=True):
-            result = decode_decisions(raw)
+        for first, raw in zip(calls, raws, strict=True):
+            result, call = decode_decisions(raw), first
             if result and result[0].type in ("need_plan", "changed"):
                 # The conversation changed between our read and the script: read and plan it again, alone.
-                result, call = await self._again(config, call.message)
+                result, call = await self._again(config, first.message)
             found.extend(annotate(result, call.chosen, call.reasons))
             stale.update(d.group for d in result if d.stale)
         if stale:
@@ -227,7 +227,7 @@ class InboundHandler:
                 for i in range(start, min(start + CHUNK, len(items))):
                     call = self._call(config, items[i], seen[i], snap, classes.get(i), now)
                     calls.append(call)
-                    args = [ctx, call.request.encode(), items[i].SerializeToString()]
+                    args: list[str | bytes] = [ctx, call.request.encode(), items[i].SerializeToString()]
                     await self.ctx.scripts.inbound(keys=call.keys.list(), args=args, client=pipe)
                 if in_flight is not None:
                     raws.extend(await in_flight)

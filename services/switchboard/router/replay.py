@@ -28,11 +28,11 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from switchboard.contracts import InboundMessage, RoutingEvent, RoutingEventType
+from switchboard.router.events import CHANNEL_NAMES
+from switchboard.router.inbound import facts_of
 from switchboard.routing.chain import AgentView, plan, take
 from switchboard.routing.classify import classify
 from switchboard.routing.config import TenantRouting, load_config_file
-from switchboard.router.engine import facts_of
-from switchboard.router.events import CHANNEL_NAMES
 from switchboard.routing.scoring import stored_score
 
 RECORDS: dict[str, type[Message]] = {"InboundMessage": InboundMessage, "RoutingEvent": RoutingEvent}
@@ -187,7 +187,7 @@ def simulate(
 def agents_from(roster: Path | None, tenant: str, recording: Recording, multiplier: float) -> list[AgentView]:
     """The agents to simulate: a presence roster's, or those the recording shows, with default slots."""
     if roster is not None:
-        from switchboard.presence.roster import load_roster
+        from switchboard.state.roster import load_roster
 
         found = next((t for t in load_roster(roster).tenants if t.tenant_id == tenant), None)
         if found is None:

@@ -19,9 +19,9 @@ from redis.commands.core import AsyncScript
 
 from switchboard.router.contract import Decision, Route, decode_decisions
 from switchboard.routing.config import CHANNELS, TenantRouting
-from switchboard.runtime.desk import DESK_APPEND_LUA
-from switchboard.runtime.keys import Keys
-from switchboard.presence.lua import PRESENCE_STATUS_LUA
+from switchboard.state.agents_lua import PRESENCE_STATUS_LUA
+from switchboard.state.keys import Keys
+from switchboard.state.outbox import DESK_APPEND_LUA
 
 _MARK = "\x01"
 ACTIONS = ("inbound", "command", "drain", "timeout", "requeue", "overflow")
@@ -99,7 +99,10 @@ class KeySet:
         """An agent's hash, its conversations and its desk outbox and seq."""
         k, t = self.keys, self.tenant
         return self.add(
-            k.agent(t, agent_id), k.agent_conversations(t, agent_id), k.desk_outbox(t, agent_id), k.desk_seq(t, agent_id)
+            k.agent(t, agent_id),
+            k.agent_conversations(t, agent_id),
+            k.desk_outbox(t, agent_id),
+            k.desk_seq(t, agent_id),
         )
 
     def conversation(self, conversation_id: str, customer_id: str = "") -> KeySet:

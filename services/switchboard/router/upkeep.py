@@ -14,7 +14,14 @@ from collections.abc import Sequence
 from switchboard.contracts import AgentPresence, AgentStatus
 from switchboard.router.commands import conversation_expectation, read_conversation
 from switchboard.router.context import Outcome, RouterContext, expectation
-from switchboard.router.contract import Decision, decode_decisions, OverflowRequest, RequeueItem, RequeueRequest, TimeoutRequest
+from switchboard.router.contract import (
+    Decision,
+    OverflowRequest,
+    RequeueItem,
+    RequeueRequest,
+    TimeoutRequest,
+    decode_decisions,
+)
 from switchboard.router.drain import drain_agents, drain_groups, has_room
 from switchboard.router.snapshot import read_agents, redis_guard, text
 from switchboard.routing.chain import AgentView, sets_away
@@ -157,22 +164,26 @@ class Upkeep:
             if not rings:
                 continue
             for ch in CHANNELS:
-                members = await ctx.redis.zrange(keys.queue_channel(tenant, group.name, ch), 0, 199, withscores=True)
+                members: list[tuple[bytes, float]] = await ctx.redis.zrange(
+                    keys.queue_channel(tenant, group.name, ch), 0, 199, withscores=True
+                )  # type: ignore[assignment]
                 if not members:
                     continue
                 pipe = ctx.redis.pipeline(transaction=False)
-                for conv, _ in members:
-                    pipe.hmget(keys.conversation(tenant, text(conv)), "enqueued_ms", "queues", "group", "epoch")
+                for member in members:
+                    pipe.hmget(keys.conversation(tenant, text(member[0])), "enqueued_ms", "queues", "group", "epoch")
                 rows = await pipe.execute()
-                for (conv, score), (enq, queues, primary, epoch) in zip(members, rows, strict=True):
+                for (conv, score), row in zip(members, rows, strict=True):
+                    enq, queues, primary, epoch = row
                     if text(primary) != group.name:
                         continue
                     waited_s = (now - int(text(enq) or now)) / 1000
                     for ring in rings:
                         listed = text(queues).split(",")
                         if waited_s >= (ring.after_s or 0) and ring.group not in listed:
-                            await self._widen(config, text(conv), int(text(epoch) or 0), text(queues), ring.group,
-                                              float(score), now)
+                            await self._widen(
+                                config, text(conv), int(text(epoch) or 0), text(queues), ring.group, float(score), now
+                            )
 
     async def _widen(
         self, config: TenantRouting, conv: str, epoch: int, queues: str, ring: str, score: float, now: int

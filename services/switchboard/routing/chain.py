@@ -354,4 +354,3 @@ def offer_deadline_ms(config: TenantRouting, group: str, now_ms: int) -> int:
 def sets_away(config: TenantRouting, group: str, agent: AgentView) -> bool:
     """Whether one more missed offer of `group` sets the agent away (N misses in a row)."""
     return agent.status == "available" and agent.missed_offers + 1 >= config.offer_policy(group).max_misses
-

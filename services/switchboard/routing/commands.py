@@ -33,7 +33,15 @@ class ConversationView:
 
     # The hash fields `of` reads (HMGET them in this order).
     FIELDS: ClassVar[tuple[str, ...]] = (
-        "state", "owner", "offer_agent", "epoch", "channel", "group", "customer_id", "declined", "priority",
+        "state",
+        "owner",
+        "offer_agent",
+        "epoch",
+        "channel",
+        "group",
+        "customer_id",
+        "declined",
+        "priority",
         "enqueued_ms",
     )
 
@@ -63,7 +71,7 @@ class ConversationView:
         )
 
 
-def command_refusal(
+def command_refusal(  # noqa: PLR0911 (one return per rule reads best)
     kind: str,
     agent_id: str,
     conv: ConversationView,
@@ -94,11 +102,16 @@ def command_refusal(
     return None
 
 
+def transfer_refusal(agent_id: str, to_agent: str) -> str | None:
+    """Why an agent may not transfer a conversation to the named agent whoever that is, or None."""
+    return "same_agent" if to_agent == agent_id else None
+
+
 def transfer_target_refusal(agent_id: str, target: AgentView | None, channel: str, capacity: Capacity) -> str | None:
     """Why a conversation of `channel` may not go to `target` now (the target's status and room), or None."""
     if target is None:
         return "target_unknown_agent"
-    if target.agent_id == agent_id:
+    if transfer_refusal(agent_id, target.agent_id):
         return "same_agent"
     why = refusal(target, channel, capacity)
     return f"target_{why}" if why else None
