@@ -17,6 +17,7 @@ from switchboard.router.contract import (
     InboundRequest,
     OpenConversation,
     OverflowRequest,
+    Peek,
     RequeueItem,
     RequeueRequest,
     Route,
@@ -98,3 +99,9 @@ def test_each_script_names_its_keys_and_arguments_and_encodes_no_protobuf(action
     lib = (resources.files("switchboard.router") / "lua" / "lib.lua").read_text(encoding="utf-8")
     for source in (lua, lib):
         assert "varint" not in source and "string.char" not in source  # records are built from proto/ in Python
+
+
+def test_peeks_round_trip() -> None:
+    peeks = [Peek("assigned", "lina", "wei", "lina"), Peek()]
+    assert Peek.decode_all(json.dumps([p.encode() for p in peeks])) == peeks
+    assert Peek.decode_all("{}") == []

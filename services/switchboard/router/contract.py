@@ -261,6 +261,26 @@ class OverflowRequest:
 
 
 @dataclass(frozen=True)
+class Peek:
+    """peek.lua, per message: its conversation's state, owner and last owner, and its customer's last agent."""
+
+    state: str = ""
+    owner: str = ""
+    last_owner: str = ""
+    returning: str = ""
+
+    @classmethod
+    def decode_all(cls, raw: bytes | str) -> list[Peek]:
+        """The script's JSON list (an empty list comes as {})."""
+        value = json.loads(raw)
+        return [cls(**row) for row in value] if isinstance(value, list) else []
+
+    def encode(self) -> dict[str, str]:
+        """The JSON object the script returns for one message (tests)."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class Decision:
     """One decision a script made (becomes a RoutingEvent, or is logged: held, refused, dropped_live ...)."""
 
@@ -295,24 +315,11 @@ class Decision:
     @classmethod
     def decode(cls, raw: Mapping[str, Any]) -> Self:
         """One decision from the script's JSON object; an unknown field is an error, not a guess."""
-        known = {f.name: f for f in fields(cls)}
-        unknown = set(raw) - set(known)
-        if unknown:
-            raise ValueError(f"script decision with unknown fields {sorted(unknown)}: {raw}")
-        values: dict[str, Any] = {}
-        for name, value in raw.items():
-            kind = known[name].type
-            if kind == "tuple[str, ...]":
-                values[name] = tuple(str(v) for v in value) if isinstance(value, list) else ()
-            elif kind == "int":
-                values[name] = int(value)
-            elif kind == "float":
-                values[name] = float(value)
-            elif kind == "bool":
-                values[name] = bool(value)
-            else:
-                values[name] = str(value)
-        return cls(**values)
+        try:
+            return cls(**{name: _DECISION_FIELDS[name](value) for name, value in raw.items()})
+        except KeyError as exc:
+            unknown = sorted(set(raw) - set(_DECISION_FIELDS))
+            raise ValueError(f"script decision with unknown fields {unknown}: {raw}") from exc
 
     def encode(self) -> dict[str, Any]:
         """The JSON object a script would return for this decision (defaults left out)."""
@@ -322,6 +329,16 @@ class Decision:
             if value != f.default:
                 out[f.name] = list(value) if isinstance(value, tuple) else value
         return out
+
+
+def _strings(value: Any) -> tuple[str, ...]:
+    # cjson encodes an empty Lua table as {}.
+    return tuple(str(v) for v in value) if isinstance(value, list) else ()
+
+
+_CONVERTERS: dict[str, Any] = {"tuple[str, ...]": _strings, "int": int, "float": float, "bool": bool, "str": str}
+# How each decision field is read from JSON, by its declared type.
+_DECISION_FIELDS: dict[str, Any] = {f.name: _CONVERTERS[str(f.type)] for f in fields(Decision)}
 
 
 def decode_decisions(raw: bytes | str) -> list[Decision]:

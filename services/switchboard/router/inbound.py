@@ -17,12 +17,12 @@ from prometheus_client import Histogram
 
 from switchboard.contracts import InboundMessage, MessageKind
 from switchboard.router.context import Outcome, RouterContext, annotate
-from switchboard.router.contract import Decision, InboundRequest, OpenConversation, decode_decisions
+from switchboard.router.contract import Decision, InboundRequest, OpenConversation, Peek, decode_decisions
 from switchboard.router.drain import drain_groups
 from switchboard.router.events import CHANNEL_NAMES
 from switchboard.router.reload import ConfigStore
 from switchboard.router.scripts import KeySet
-from switchboard.router.snapshot import Snapshot, redis_guard, text
+from switchboard.router.snapshot import Snapshot, redis_guard
 from switchboard.routing.chain import Plan
 from switchboard.routing.classify import Classification, Facts, classify
 from switchboard.routing.config import TenantRouting
@@ -76,16 +76,6 @@ def is_live(message: InboundMessage) -> bool:
     )
 
 
-@dataclass(frozen=True)
-class Seen:
-    """A conversation as read before planning: state, owner, last owner, the customer's returning agent."""
-
-    state: str = ""
-    owner: str = ""
-    last_owner: str = ""
-    returning: str = ""
-
-
 @dataclass
 class Call:
     """One message's script call: its request, declared keys and the plan behind it."""
@@ -122,21 +112,14 @@ class InboundHandler:
         DECISION_SECONDS.observe(time.perf_counter() - started)
         return refused
 
-    async def _read(self, config: TenantRouting, items: Sequence[InboundMessage]) -> list[Seen]:
+    async def _read(self, config: TenantRouting, items: Sequence[InboundMessage]) -> list[Peek]:
         keys, tenant = self.ctx.keys, config.tenant
-        pipe = self.ctx.redis.pipeline(transaction=False)
+        declared: list[str] = []
         for m in items:
-            pipe.hmget(keys.conversation(tenant, m.conversation_id), "state", "owner", "last_owner")
+            conv = keys.conversation(tenant, m.conversation_id)
             customer = m.customer.customer_id
-            if customer:
-                pipe.get(keys.returning_customer(tenant, customer))
-        rows = iter(await pipe.execute())
-        seen = []
-        for m in items:
-            state, owner, last = (text(v) for v in next(rows))
-            returning = text(next(rows)) if m.customer.customer_id else ""
-            seen.append(Seen(state, owner, last, returning))
-        return seen
+            declared += (conv, keys.returning_customer(tenant, customer) if customer else conv)
+        return Peek.decode_all(await self.ctx.scripts.peek(keys=declared))
 
     async def _tenant(self, config: TenantRouting, items: Sequence[InboundMessage]) -> None:
         now = self.ctx.clock()
@@ -171,7 +154,7 @@ class InboundHandler:
         self,
         config: TenantRouting,
         m: InboundMessage,
-        seen: Seen,
+        seen: Peek,
         snap: Snapshot | None,
         classified: Classification | None,
         now: int,
@@ -211,7 +194,7 @@ class InboundHandler:
         self,
         config: TenantRouting,
         items: Sequence[InboundMessage],
-        seen: Sequence[Seen],
+        seen: Sequence[Peek],
         classes: dict[int, Classification],
         snap: Snapshot,
         calls: list[Call],

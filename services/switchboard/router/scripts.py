@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from importlib import resources
 from typing import Any
 
@@ -25,6 +26,8 @@ from switchboard.state.outbox import DESK_APPEND_LUA
 
 _MARK = "\x01"
 ACTIONS = ("inbound", "command", "drain", "timeout", "requeue", "overflow")
+# Read-only scripts: no shared functions, no context.
+READS = ("peek",)
 
 
 def _lua(name: str) -> str:
@@ -76,6 +79,27 @@ def context(keys: Keys, config: TenantRouting, now_ms: int, instance: str, marke
     )
 
 
+# Key names of agents, groups and tenants repeat in every call: built once each (conversations' are not kept).
+@lru_cache(maxsize=1024)
+def _tenant_keys(keys: Keys, tenant: str) -> tuple[str, ...]:
+    return (keys.offers(tenant), keys.routing_unsent(tenant), keys.presence_pending(tenant), keys.desk_notify(tenant))
+
+
+@lru_cache(maxsize=65536)
+def _agent_keys(keys: Keys, tenant: str, agent_id: str) -> tuple[str, ...]:
+    return (
+        keys.agent(tenant, agent_id),
+        keys.agent_conversations(tenant, agent_id),
+        keys.desk_outbox(tenant, agent_id),
+        keys.desk_seq(tenant, agent_id),
+    )
+
+
+@lru_cache(maxsize=16384)
+def _group_keys(keys: Keys, tenant: str, group: str) -> tuple[str, ...]:
+    return (keys.group_capacity_version(tenant, group), *(keys.queue_channel(tenant, group, ch) for ch in CHANNELS))
+
+
 @dataclass
 class KeySet:
     """The keys one script call declares (KEYS), in a stable order, each once."""
@@ -115,9 +139,8 @@ class KeySet:
 
     def groups(self, names: Iterable[str]) -> KeySet:
         """Each group's queues (every channel) and capacity version."""
-        k, t = self.keys, self.tenant
         for group in names:
-            self.add(k.group_capacity_version(t, group), *(k.queue_channel(t, group, ch) for ch in CHANNELS))
+            self.add(*_group_keys(self.keys, self.tenant, group))
         return self
 
     def route(self, route: Route) -> KeySet:
@@ -145,11 +168,13 @@ class Scripts:
     timeout: AsyncScript
     requeue: AsyncScript
     overflow: AsyncScript
+    peek: AsyncScript
 
     @classmethod
     def register(cls, redis: Redis) -> Scripts:
         """Register every action with the client."""
-        return cls(**{action: redis.register_script(script_source(action)) for action in ACTIONS})
+        scripts = {action: redis.register_script(script_source(action)) for action in ACTIONS}
+        return cls(**scripts, peek=redis.register_script(_lua("peek")))
 
 
 async def run(script: AsyncScript, keys: KeySet, ctx: str, request: str, *extra: bytes | str) -> list[Decision]:
