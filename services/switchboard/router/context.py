@@ -15,18 +15,18 @@ from typing import Protocol
 
 from prometheus_client import Counter
 from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
 
 from switchboard.contracts import RoutingEvent
 from switchboard.router.contract import AgentExpectation, Decision, Route, RouteCandidate, decode_decisions
 from switchboard.router.events import routing_event
 from switchboard.router.reload import ConfigStore
-from switchboard.router.scripts import KeySet, Scripts, context
+from switchboard.router.scripts import SCRIPTS, KeySet, Scripts, context
 from switchboard.router.snapshot import Snapshot, read_groups
 from switchboard.routing.chain import AgentView, Plan, Verdict, offer_deadline_ms, plan
 from switchboard.routing.config import TenantRouting
 from switchboard.routing.scoring import service_level, stored_score
 from switchboard.runtime.logs import get_logger
+from switchboard.runtime.lua import LuaScript
 from switchboard.state.keys import Keys
 
 log = get_logger(__name__)
@@ -103,12 +103,9 @@ class RouterContext:
     # it only steers the plan: a claim applies only to agents still as the snapshot had them.
     snapshot_ttl_s: float = 0.0
     clock: Callable[[], int] = field(default=lambda: int(time.time() * 1000))
-    scripts: Scripts = field(init=False)
+    scripts: Scripts = SCRIPTS
     _snapshots: dict[tuple[str, frozenset[str]], tuple[float, TenantRouting, Snapshot]] = field(default_factory=dict)
     _waits: dict[tuple[str, str], deque[float]] = field(default_factory=lambda: defaultdict(lambda: deque(maxlen=200)))
-
-    def __post_init__(self) -> None:
-        self.scripts = Scripts.register(self.redis)
 
     def ctx(self, config: TenantRouting, now_ms: int) -> str:
         """ARGV[1] of the scripts for a tenant."""
@@ -186,7 +183,7 @@ class RouterContext:
     async def apply(
         self,
         config: TenantRouting,
-        script: AsyncScript,
+        script: LuaScript,
         keys: KeySet,
         request: str,
         now_ms: int,
@@ -200,7 +197,7 @@ class RouterContext:
         A script without processed marker (`unsent`) also keeps its decisions in the tenant's unsent set: they are
         taken out once published, and re-sent by a later sweep if this process dies first.
         """
-        raw = await script(keys=keys.list(), args=[self.ctx(config, now_ms), request])
+        raw = await script(self.redis, keys.list(), [self.ctx(config, now_ms), request])
         found = decode_decisions(raw)
         if found:
             await self.publish(config, annotate(found, chosen, reasons), now_ms)

@@ -12,6 +12,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import Histogram
 
@@ -26,6 +27,7 @@ from switchboard.router.snapshot import Snapshot, redis_guard
 from switchboard.routing.chain import Plan
 from switchboard.routing.classify import Classification, Facts, classify
 from switchboard.routing.config import TenantRouting
+from switchboard.runtime.lua import ScriptCall, run_pipelined
 
 DECISION_SECONDS = Histogram(
     "sb_router_batch_decision_seconds",
@@ -119,7 +121,7 @@ class InboundHandler:
             conv = keys.conversation(tenant, m.conversation_id)
             customer = m.customer.customer_id
             declared += (conv, keys.returning_customer(tenant, customer) if customer else conv)
-        return Peek.decode_all(await self.ctx.scripts.peek(keys=declared))
+        return Peek.decode_all(await self.ctx.scripts.peek(self.ctx.redis, declared))
 
     async def _tenant(self, config: TenantRouting, items: Sequence[InboundMessage]) -> None:
         now = self.ctx.clock()
@@ -203,18 +205,18 @@ class InboundHandler:
         """Plan and claim in chunks; Redis runs one chunk's scripts while the next is planned, still in order."""
         ctx = self.ctx.ctx(config, now)
         raws: list[bytes | str] = []
-        in_flight: asyncio.Task[list[bytes | str]] | None = None
+        in_flight: asyncio.Task[list[Any]] | None = None
         try:
             for start in range(0, len(items), CHUNK):
-                pipe = self.ctx.redis.pipeline(transaction=False)
+                chunk: list[ScriptCall] = []
                 for i in range(start, min(start + CHUNK, len(items))):
                     call = self._call(config, items[i], seen[i], snap, classes.get(i), now)
                     calls.append(call)
-                    args: list[str | bytes] = [ctx, call.request.encode(), items[i].SerializeToString()]
-                    await self.ctx.scripts.inbound(keys=call.keys.list(), args=args, client=pipe)
+                    args = (ctx, call.request.encode(), items[i].SerializeToString())
+                    chunk.append(ScriptCall(self.ctx.scripts.inbound, call.keys.list(), args))
                 if in_flight is not None:
                     raws.extend(await in_flight)
-                in_flight = asyncio.create_task(pipe.execute())
+                in_flight = asyncio.create_task(run_pipelined(self.ctx.redis, chunk))
                 await asyncio.sleep(0)  # let it write its commands before the next chunk's planning takes the CPU
             if in_flight is not None:
                 raws.extend(await in_flight)
@@ -234,9 +236,8 @@ class InboundHandler:
                 classified = classify(config, facts_of(m))
                 snap = await self.ctx.snapshot(config, {classified.group})
             call = self._call(config, m, seen, snap, classified, now)
-            raw = await self.ctx.scripts.inbound(
-                keys=call.keys.list(), args=[self.ctx.ctx(config, now), call.request.encode(), m.SerializeToString()]
-            )
+            args = (self.ctx.ctx(config, now), call.request.encode(), m.SerializeToString())
+            raw = await self.ctx.scripts.inbound(self.ctx.redis, call.keys.list(), args)
             result = decode_decisions(raw)
             if not (result and result[0].type in ("need_plan", "changed")):
                 return result, call

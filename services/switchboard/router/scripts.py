@@ -1,25 +1,22 @@
 """The router's Redis scripts (router/lua/) and the keys each call declares.
 
-Each script is the outbox append + presence's status function + `lua/lib.lua` + one action. A call declares every
-key the script will touch in KEYS (`KeySet`), so the scripts run on Redis Cluster: all keys of one call carry the
-tenant's hash tag. The context (ARGV[1]) gives the key templates the Lua builds names from; lib.lua refuses a
-name that was not declared.
+Each script is the outbox append + presence's status function + `lua/lib.lua` + one action (runtime/lua.py). A
+call declares every key the script will touch in KEYS (`KeySet`), so the scripts run on Redis Cluster: all keys of
+one call carry the tenant's hash tag. The context (ARGV[1]) gives the key templates the Lua builds names from;
+lib.lua refuses a name that was not declared.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from importlib import resources
 from typing import Any
 
-from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
-
-from switchboard.router.contract import Decision, Route, decode_decisions
+from switchboard.router.contract import Route
 from switchboard.routing.config import CHANNELS, TenantRouting
+from switchboard.runtime.lua import LuaScript, lua_file
 from switchboard.state.agents_lua import PRESENCE_STATUS_LUA
 from switchboard.state.keys import Keys
 from switchboard.state.outbox import DESK_APPEND_LUA
@@ -30,13 +27,9 @@ ACTIONS = ("inbound", "command", "drain", "timeout", "requeue", "overflow")
 READS = ("peek",)
 
 
-def _lua(name: str) -> str:
-    return (resources.files("switchboard.router") / "lua" / f"{name}.lua").read_text(encoding="utf-8")
-
-
-def script_source(action: str) -> str:
-    """The full Lua source of one action."""
-    return "\n".join((DESK_APPEND_LUA, PRESENCE_STATUS_LUA, _lua("lib"), _lua(action)))
+def _script(action: str) -> LuaScript:
+    """One action with the shared functions: outbox append, presence's status function, lib.lua."""
+    return LuaScript.load(__file__, action, libs=(DESK_APPEND_LUA, PRESENCE_STATUS_LUA, lua_file(__file__, "lib")))
 
 
 def _template(key: str) -> list[str]:
@@ -158,30 +151,22 @@ class KeySet:
         return list(self._names)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Scripts:
-    """The registered scripts of one Redis client (EVALSHA, loaded again if Redis lost them)."""
+    """The router's scripts (EVALSHA; loaded on the node, or every primary of a cluster, that lacks one)."""
 
-    inbound: AsyncScript
-    command: AsyncScript
-    drain: AsyncScript
-    timeout: AsyncScript
-    requeue: AsyncScript
-    overflow: AsyncScript
-    peek: AsyncScript
+    inbound: LuaScript
+    command: LuaScript
+    drain: LuaScript
+    timeout: LuaScript
+    requeue: LuaScript
+    overflow: LuaScript
+    peek: LuaScript
 
     @classmethod
-    def register(cls, redis: Redis) -> Scripts:
-        """Register every action with the client."""
-        scripts = {action: redis.register_script(script_source(action)) for action in ACTIONS}
-        return cls(**scripts, peek=redis.register_script(_lua("peek")))
+    def load(cls) -> Scripts:
+        """Read every script from router/lua/."""
+        return cls(**{action: _script(action) for action in ACTIONS}, peek=LuaScript.load(__file__, "peek"))
 
 
-async def run(script: AsyncScript, keys: KeySet, ctx: str, request: str, *extra: bytes | str) -> list[Decision]:
-    """Call one script with its declared keys and decode its decisions."""
-    return decode_decisions(await script(keys=keys.list(), args=[ctx, request, *extra]))
-
-
-def decisions_of(raws: Sequence[bytes | str]) -> list[list[Decision]]:
-    """Decode the results of pipelined calls."""
-    return [decode_decisions(raw) for raw in raws]
+SCRIPTS = Scripts.load()
