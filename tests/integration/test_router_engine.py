@@ -17,6 +17,7 @@ from switchboard.router.upkeep import Upkeep
 from switchboard.routing.config import OfferPolicy, TenantRouting
 from switchboard.runtime.errors import BrokerUnavailable
 from switchboard.state.keys import Keys
+from tests.redis_cluster import on_both_redis_backends
 from tests.router_support import (
     check_invariants,
     message,
@@ -28,7 +29,7 @@ from tests.router_support import (
     set_status,
 )
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, on_both_redis_backends]
 
 T = "tmall-flagship"
 
