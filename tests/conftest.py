@@ -22,8 +22,8 @@ from redis.asyncio import Redis
 from switchboard.runtime.kafka import RecordProducer, ensure_topics
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.runtime.topics import Topics
-from switchboard.stack.kafka import LocalKafka
-from switchboard.stack.redis import LocalRedis
+from switchboard_tools.stack.kafka import LocalKafka
+from switchboard_tools.stack.redis import LocalRedis
 
 TEST_PARTITIONS = 3
 

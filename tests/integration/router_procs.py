@@ -17,7 +17,7 @@ from switchboard.runtime.desk import read_outbox
 from switchboard.runtime.kafka import RecordProducer
 from switchboard.runtime.keys import Keys
 from switchboard.runtime.settings import ServiceSettings
-from switchboard.stack.procs import free_port
+from switchboard_tools.stack.procs import free_port
 from tests.helpers import eventually, service_env
 
 REPO = Path(__file__).resolve().parents[2]

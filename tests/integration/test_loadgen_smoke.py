@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from switchboard.loadgen.run import load_test
-from switchboard.loadgen.scenario import load_scenario
-from switchboard.loadgen.settings import LoadgenSettings
+from switchboard_tools.loadgen.run import load_test
+from switchboard_tools.loadgen.scenario import load_scenario
+from switchboard_tools.loadgen.settings import LoadgenSettings
 
 pytestmark = pytest.mark.broker
 

@@ -20,7 +20,7 @@ from switchboard.runtime.kafka import RecordProducer, ensure_topics
 from switchboard.runtime.keys import Keys
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.runtime.topics import Topics
-from switchboard.stack.kafka import LocalKafka
+from switchboard_tools.stack.kafka import LocalKafka
 from tests.conftest import TEST_PARTITIONS
 from tests.helpers import eventually, read_topic
 

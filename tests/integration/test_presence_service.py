@@ -17,7 +17,7 @@ from switchboard.presence.store import PresenceStore
 from switchboard.runtime.kafka import RecordProducer
 from switchboard.runtime.keys import Keys
 from switchboard.runtime.settings import ServiceSettings
-from switchboard.stack.procs import free_port
+from switchboard_tools.stack.procs import free_port
 from tests.helpers import eventually, read_topic, service_env, start_service
 
 pytestmark = pytest.mark.broker

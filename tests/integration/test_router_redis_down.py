@@ -13,7 +13,7 @@ from switchboard.runtime.errors import TransientError
 from switchboard.runtime.keys import Keys
 from switchboard.runtime.redis_client import redis_client
 from switchboard.runtime.settings import ServiceSettings
-from switchboard.stack.redis import LocalRedis
+from switchboard_tools.stack.redis import LocalRedis
 from tests.router_support import message, outbox, put_agent
 
 pytestmark = pytest.mark.broker
