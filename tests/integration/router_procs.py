@@ -13,10 +13,10 @@ from redis.asyncio import Redis
 
 from switchboard.contracts import AgentCommand, AgentCommandType, DeskEventType
 from switchboard.router.config import CHANNELS
-from switchboard.runtime.desk import read_outbox
 from switchboard.runtime.kafka import RecordProducer
-from switchboard.runtime.keys import Keys
 from switchboard.runtime.settings import ServiceSettings
+from switchboard.state.keys import Keys
+from switchboard.state.outbox import read_outbox
 from switchboard_tools.stack.procs import free_port
 from tests.helpers import eventually, service_env
 

@@ -12,11 +12,11 @@ import pytest
 from redis.asyncio import Redis
 
 from switchboard.contracts import AgentPresence, AgentStatus
-from switchboard.presence.model import Status
-from switchboard.presence.store import PresenceStore
 from switchboard.runtime.kafka import RecordProducer
-from switchboard.runtime.keys import Keys
 from switchboard.runtime.settings import ServiceSettings
+from switchboard.state.agent_model import Status
+from switchboard.state.agents import PresenceStore
+from switchboard.state.keys import Keys
 from switchboard_tools.stack.procs import free_port
 from tests.helpers import eventually, read_topic, service_env, start_service
 

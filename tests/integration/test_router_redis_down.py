@@ -10,9 +10,9 @@ import pytest
 from switchboard.router.engine import MemorySink, Router
 from switchboard.router.reload import ConfigStore
 from switchboard.runtime.errors import TransientError
-from switchboard.runtime.keys import Keys
 from switchboard.runtime.redis_client import redis_client
 from switchboard.runtime.settings import ServiceSettings
+from switchboard.state.keys import Keys
 from switchboard_tools.stack.redis import LocalRedis
 from tests.router_support import message, outbox, put_agent
 

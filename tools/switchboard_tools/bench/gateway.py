@@ -27,13 +27,13 @@ from redis.asyncio import Redis
 
 from switchboard.contracts import Channel, DeskEvent, DeskEventType, InboundMessage
 from switchboard.gateway.limits import raise_open_files
-from switchboard.presence.store import PresenceStore
-from switchboard.runtime.desk import DESK_APPEND_LUA
 from switchboard.runtime.kafka import RecordProducer, ensure_topics
-from switchboard.runtime.keys import Keys
 from switchboard.runtime.redis_client import redis_client
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.runtime.topics import Topics
+from switchboard.state.agents import PresenceStore
+from switchboard.state.keys import Keys
+from switchboard.state.outbox import DESK_APPEND_LUA
 from switchboard_tools.bench.gateway_roster import agent_of, bench_roster
 from switchboard_tools.stack.kafka import LocalKafka
 from switchboard_tools.stack.procs import free_port

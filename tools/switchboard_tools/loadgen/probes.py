@@ -16,8 +16,8 @@ from aiokafka import AIOKafkaConsumer
 from redis.asyncio import Redis
 
 from switchboard.contracts import TYPE_HEADER, ContractError, InboundMessage, RoutingEvent, RoutingEventType, decode
-from switchboard.runtime.keys import Keys
 from switchboard.runtime.topics import Topics
+from switchboard.state.keys import Keys
 from switchboard_tools.loadgen.fixtures import GROUPS
 from switchboard_tools.loadgen.scenario import CHANNELS
 
