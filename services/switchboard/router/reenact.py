@@ -316,25 +316,31 @@ class Reenactment:
 
     # -- what the recording says happened -------------------------------------------------------------------
 
-    def inbound(self, message: Timed[InboundMessage]) -> None:
-        """Route a recorded inbound message at its recorded time."""
-        record = message.record
+    def inbound(self, at_ms: int, batch: Sequence[InboundMessage]) -> None:
+        """Route a batch of recorded inbound messages at `at_ms`."""
 
         async def route() -> None:
-            await self.router.handle_inbound([record])
+            await self.router.handle_inbound(batch)
 
-        self.at(message.at_ms, "inbound", route)
+        self.at(at_ms, "inbound", route)
 
     def presence_record(self, timed: Timed[AgentPresence]) -> None:
-        """Apply a recorded presence record at its recorded time."""
+        """Write a recorded agent state when presence changed it (`changed_at`: the router's reads see it from
+        then on), and hand the records presence's store publishes to the router's presence handler when the
+        recorded one reached the topic."""
+        changed = timed.record.changed_at.ToMilliseconds() or timed.at_ms
+        published: list[AgentPresence] = []
 
-        async def apply() -> None:
+        async def write() -> None:
             await self._apply_presence(timed.record)
-            records = self.published.take_presence()
-            if records:
-                await self.upkeep.handle_presence(records)
+            published.extend(self.published.take_presence())
 
-        self.at(timed.at_ms, "presence", apply)
+        async def handle() -> None:
+            if published:
+                await self.upkeep.handle_presence(published)
+
+        self.at(min(changed, timed.at_ms), "presence", write)
+        self.at(timed.at_ms, "presence", handle)
 
     async def _apply_presence(self, record: AgentPresence) -> None:
         """Write a recorded agent state the way presence does: profile first, then the status change if any."""
@@ -435,11 +441,40 @@ class Reenactment:
         self.at(at_ms, "action", send)
 
 
+def inbound_batches(
+    inbound: Sequence[Timed[InboundMessage]], handled_at: dict[str, int]
+) -> list[tuple[int, list[InboundMessage]]]:
+    """The recorded messages in the batches the recorded router handled them in, at the time it did.
+
+    A decision's time is the router's clock when it took the batch, so messages whose decisions share a time were
+    one batch: planned together, with the same time of assignment (which decides later ties between equally
+    loaded agents). A message without a recorded decision keeps its topic time; a conversation's messages stay in
+    their order.
+    """
+    timed: list[tuple[int, int, InboundMessage]] = []
+    last: dict[str, int] = {}
+    for index, item in enumerate(inbound):
+        conv = item.record.conversation_id
+        at = max(handled_at.get(item.record.message_id, item.at_ms), last.get(conv, 0))
+        last[conv] = at
+        timed.append((at, index, item.record))
+    batches: list[tuple[int, list[InboundMessage]]] = []
+    for at, _, message in sorted(timed, key=lambda t: (t[0], t[1])):
+        if batches and batches[-1][0] == at:
+            batches[-1][1].append(message)
+        else:
+            batches.append((at, [message]))
+    return batches
+
+
 def schedule(
-    replay: Reenactment, inbound: Sequence[Timed[InboundMessage]], presence: Sequence[Timed[AgentPresence]]
+    replay: Reenactment,
+    inbound: Sequence[Timed[InboundMessage]],
+    presence: Sequence[Timed[AgentPresence]],
+    handled_at: dict[str, int],
 ) -> None:
-    """Put every recorded inbound message and presence record on the replay's timeline."""
-    for message in inbound:
-        replay.inbound(message)
+    """Put every recorded inbound message (in its recorded batch) and presence record on the replay's timeline."""
+    for at_ms, batch in inbound_batches(inbound, handled_at):
+        replay.inbound(at_ms, batch)
     for record in presence:
         replay.presence_record(record)

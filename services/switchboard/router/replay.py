@@ -71,6 +71,15 @@ class Recording:
             first.setdefault(timed.record.conversation_id, timed.at_ms)
         return first
 
+    def handled_at(self) -> dict[str, int]:
+        """When the recorded router took each inbound message (its first decision naming the message)."""
+        found: dict[str, int] = {}
+        for event in self.events:
+            if event.message_id:
+                at = event.at.ToMilliseconds()
+                found[event.message_id] = min(at, found.get(event.message_id, at))
+        return found
+
     def span_s(self) -> float:
         """Seconds from the first to the last record (at least one)."""
         times = [t.at_ms for t in self.inbound] + [t.at_ms for t in self.presence]
@@ -321,7 +330,7 @@ async def replay(
             sweep_interval_s=sweep_interval_s,
             capacity_multiplier=capacity_multiplier,
         )
-        schedule(run, recording.inbound, recording.presence)
+        schedule(run, recording.inbound, recording.presence, recording.handled_at())
         return await run.run(tail_ms(configs))
 
 
