@@ -18,10 +18,10 @@ from websockets.typing import Origin
 
 from switchboard.contracts import DeskEvent, DeskEventType
 from switchboard.gateway.settings import GatewaySettings
-from switchboard.runtime.desk import append_desk_event
 from switchboard.runtime.kafka import RecordProducer
-from switchboard.runtime.keys import Keys
 from switchboard.runtime.settings import ServiceSettings
+from switchboard.state.keys import Keys
+from switchboard.state.outbox import append_desk_event
 from tests.helpers import eventually
 from tests.integration.gateway_support import (
     ORIGIN,
@@ -32,8 +32,9 @@ from tests.integration.gateway_support import (
     running_gateway,
     token,
 )
+from tests.redis_cluster import on_both_redis_backends
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, on_both_redis_backends]
 
 AGENTS = ("a-lina", "a-wei", "a-min", "a-emma")
 

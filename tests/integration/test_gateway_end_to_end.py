@@ -9,17 +9,18 @@ import pytest
 from redis.asyncio import Redis
 
 from switchboard.contracts import OutboundMessage
-from switchboard.presence.roster import ChannelSlots, RosterAgent
-from switchboard.presence.store import PresenceStore
 from switchboard.runtime.kafka import RecordProducer
-from switchboard.runtime.keys import Keys
 from switchboard.runtime.settings import ServiceSettings
+from switchboard.state.agents import PresenceStore
+from switchboard.state.keys import Keys
+from switchboard.state.roster import ChannelSlots, RosterAgent
 from tests.helpers import read_topic
 from tests.integration.gateway_support import Desk, gateway_settings, running_gateway, token
 from tests.integration.router_procs import start_router, stop_router
+from tests.redis_cluster import on_both_redis_backends_router_pending
 from tests.router_support import message
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, on_both_redis_backends_router_pending]
 
 T = "tmall-flagship"
 

@@ -16,16 +16,17 @@ from switchboard.contracts import AgentPresence
 from switchboard.presence.api import mount_operator_api
 from switchboard.presence.audit import AuditLog
 from switchboard.presence.control import SurgeControl
-from switchboard.presence.roster import load_roster
 from switchboard.presence.settings import OperatorGrant
-from switchboard.presence.store import PresenceStore
 from switchboard.presence.sweep import Sweeper
 from switchboard.runtime.kafka import RecordProducer
-from switchboard.runtime.keys import Keys
 from switchboard.runtime.settings import ServiceSettings
+from switchboard.state.agents import PresenceStore
+from switchboard.state.keys import Keys
+from switchboard.state.roster import load_roster
 from tests.helpers import eventually, read_topic
+from tests.redis_cluster import on_both_redis_backends
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, on_both_redis_backends]
 
 OPS_A = "ops-a-token-0123456789"
 OPS_B = "ops-b-token-0123456789"

@@ -12,15 +12,16 @@ import pytest
 from redis.asyncio import Redis
 
 from switchboard.contracts import AgentPresence, AgentStatus
-from switchboard.presence.model import Status
-from switchboard.presence.store import PresenceStore
 from switchboard.runtime.kafka import RecordProducer
-from switchboard.runtime.keys import Keys
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.stack.procs import free_port
+from switchboard.state.agent_model import Status
+from switchboard.state.agents import PresenceStore
+from switchboard.state.keys import Keys
 from tests.helpers import eventually, read_topic, service_env, start_service
+from tests.redis_cluster import on_both_redis_backends
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, on_both_redis_backends]
 
 TOKEN = "ops-shop-a-0123456789abcdef"
 

@@ -17,8 +17,8 @@ from switchboard.gateway.metrics import COMMANDS
 from switchboard.gateway.protocol import CONVERSATION_COMMANDS, Command, FrameError
 from switchboard.gateway.session import DeskSession
 from switchboard.runtime.kafka import RecordProducer, now_timestamp
-from switchboard.runtime.keys import Keys
 from switchboard.runtime.topics import Topics
+from switchboard.state.keys import Keys
 
 _CHANNELS = {"chat": Channel.CHANNEL_CHAT, "email": Channel.CHANNEL_EMAIL, "phone": Channel.CHANNEL_PHONE}
 

@@ -39,15 +39,16 @@ from switchboard.contracts import (
     RoutingEvent,
     RoutingEventType,
 )
-from switchboard.presence.model import PROTO_TO_STATUS, Status
-from switchboard.presence.store import PresenceStore
 from switchboard.router.engine import MemorySink, Router
 from switchboard.router.events import CHANNEL_NAMES
 from switchboard.router.reload import ConfigStore
 from switchboard.router.upkeep import Upkeep
 from switchboard.runtime.kafka import Header, RecordProducer
-from switchboard.runtime.keys import Keys
+from switchboard.runtime.redis_client import connect_url
 from switchboard.runtime.topics import Topics
+from switchboard.state.agent_model import PROTO_TO_STATUS, Status
+from switchboard.state.agents import PresenceStore
+from switchboard.state.keys import Keys
 
 OWNED = (RoutingEventType.ROUTING_EVENT_ASSIGNED, RoutingEventType.ROUTING_EVENT_ACCEPTED)
 COMMANDS = {
@@ -168,12 +169,12 @@ class Behaviour:
 async def scratch_redis(url: str | None) -> AsyncIterator[tuple[Redis, Keys]]:
     """A Redis for one replay and a key prefix of its own; its keys are deleted after (or its server stopped).
 
-    With `url` the replay uses that server under a unique prefix; without, it starts a local `redis-server` on a
-    free loopback port with no persistence.
+    With `url` (a `redis+cluster://` one too) the replay uses that server under a unique prefix; without, it starts
+    a local `redis-server` on a free loopback port with no persistence.
     """
     keys = Keys(f"replay-{uuid.uuid4().hex[:12]}")
     if url is not None:
-        redis = Redis.from_url(url)
+        redis = connect_url(url)
         try:
             yield redis, keys
         finally:
