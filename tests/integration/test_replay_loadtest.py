@@ -17,9 +17,6 @@ import yaml
 from aiokafka.admin import AIOKafkaAdminClient
 from redis.asyncio import Redis
 
-from switchboard.loadgen.run import Outcome, load_test
-from switchboard.loadgen.scenario import load_scenario
-from switchboard.loadgen.settings import LoadgenSettings
 from switchboard.router.replay import (
     Agreement,
     Figures,
@@ -34,6 +31,9 @@ from switchboard.router.replay import (
 )
 from switchboard.router.settings import RouterSettings
 from switchboard.runtime.topics import Topics
+from switchboard_tools.loadgen.run import Outcome, load_test
+from switchboard_tools.loadgen.scenario import load_scenario
+from switchboard_tools.loadgen.settings import LoadgenSettings
 
 pytestmark = pytest.mark.broker
 
