@@ -14,7 +14,8 @@ from switchboard.presence.store import PresenceStore
 from switchboard.runtime.kafka import RecordProducer
 from switchboard.runtime.keys import Keys
 from switchboard.runtime.settings import ServiceSettings
-from tests.helpers import read_topic
+from switchboard.state.history import CustomerHistory
+from tests.helpers import eventually, read_topic
 from tests.integration.gateway_support import Desk, gateway_settings, running_gateway, token
 from tests.integration.router_procs import start_router, stop_router
 from tests.router_support import message
@@ -76,7 +77,18 @@ async def test_customer_to_desk_and_reply_back_through_router_and_presence(
                 {"type": "close", "id": "x1", "conversation_id": "c1", "wrap_up_code": "answered", "epoch": epoch}
             )
             assert closing["type"] == "result", closing
-            await _until_event(desk, {"closed"}, "c1")
+            closed = await _until_event(desk, {"closed"}, "c1")
+            assert closed["routing"]["wrap_up_code"] == "answered", closed  # type: ignore[index]
+            # The router kept the close in the customer's history, which the desk reads with `context`.
+            history = CustomerHistory(redis, Keys(gs.key_prefix))
+            customer = (await redis.hget(Keys(gs.key_prefix).conversation(T, "c1"), "customer_id")).decode()
+
+            async def recorded() -> bool:
+                return bool(await history.read(T, customer))
+
+            await eventually(recorded, 10, "the close in the customer's history")
+            [entry] = await history.read(T, customer)
+            assert (entry.conversation_id, entry.agent_id, entry.wrap_up_code) == ("c1", "lina", "answered")
             await desk.close()
     finally:
         await stop_router(router)

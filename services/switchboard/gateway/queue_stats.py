@@ -207,3 +207,84 @@ class QueueStatsBroadcaster:
             for pair, answer in zip(chunk, await pipe.execute(), strict=True):
                 result[pair] = group_queue(answer, now_ms)
         return result
+
+
+# The supervisor board's read of one group: the same queues and head as QUEUE_STATS_LUA, plus every member's status
+# and the used / effective slots of those not offline (occupancy). Read-only, one call per group.
+GROUP_BOARD_LUA = """#!lua flags=no-writes
+-- KEYS[1]: the group's agent set; KEYS[2..]: its channel queues.
+-- ARGV: agent key head and tail, conversation key head and tail, how many of each queue's head to look at.
+local statuses = {available = 0, busy = 0, away = 0, wrap_up = 0, offline = 0}
+local used, slots = 0, 0
+for _, agent in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local a = redis.call('HMGET', ARGV[1] .. agent .. ARGV[2], 'status', 'multiplier',
+    'cap:chat', 'cap:email', 'cap:phone', 'used:chat', 'used:email', 'used:phone')
+  local status = a[1] or 'offline'
+  if statuses[status] == nil then status = 'offline' end
+  statuses[status] = statuses[status] + 1
+  if status ~= 'offline' then
+    local mult = tonumber(a[2]) or 1
+    if mult <= 0 then mult = 1 end
+    for i = 3, 5 do slots = slots + math.floor((tonumber(a[i]) or 0) * mult) end
+    for i = 6, 8 do used = used + (tonumber(a[i]) or 0) end
+  end
+end
+local out = {0, statuses.available, statuses.busy, statuses.away, statuses.wrap_up, statuses.offline, used, slots}
+for i = 2, #KEYS do
+  out[#out + 1] = redis.call('ZCARD', KEYS[i])
+  for _, conv in ipairs(redis.call('ZRANGE', KEYS[i], 0, tonumber(ARGV[5]) - 1)) do
+    local at = tonumber(redis.call('HGET', ARGV[3] .. conv .. ARGV[4], 'enqueued_ms'))
+    if at and (out[1] == 0 or at < out[1]) then out[1] = at end
+  end
+end
+return out
+"""
+
+BOARD_STATUSES = ("available", "busy", "away", "wrap_up", "offline")
+
+
+@dataclass(frozen=True, slots=True)
+class GroupBoard:
+    """One skill group as the supervisor board shows it: its queue (as desktops see it) and its agents."""
+
+    queue: GroupQueue
+    agents_by_status: dict[str, int]
+    used_slots: int
+    slots: int
+
+    @property
+    def occupancy(self) -> float:
+        """Used over effective slots of the group's agents who are not offline (0 when none)."""
+        return round(self.used_slots / self.slots, 3) if self.slots else 0.0
+
+
+def group_board(answer: Sequence[int], now_ms: int) -> GroupBoard:
+    """A group's board figures from GROUP_BOARD_LUA's answer: [oldest enqueued_ms, agents per BOARD_STATUSES,
+    used slots, effective slots, depth per channel in CHANNELS order]."""
+    values = [int(v) for v in answer]
+    oldest_ms, by_status, (used, slots), depths = values[0], values[1:6], values[6:8], values[8:]
+    statuses = dict(zip(BOARD_STATUSES, by_status, strict=True))
+    queue = group_queue([statuses["available"], oldest_ms, *depths], now_ms)
+    return GroupBoard(queue=queue, agents_by_status=statuses, used_slots=used, slots=slots)
+
+
+async def read_group_boards(
+    redis: Redis, keys: Keys, pairs: Sequence[TenantGroup], now_ms: int, head: int
+) -> dict[TenantGroup, GroupBoard]:
+    """The board figures of each (tenant, group): one GROUP_BOARD_LUA call each, pipelined."""
+    script = redis.register_script(GROUP_BOARD_LUA)
+    result: dict[TenantGroup, GroupBoard] = {}
+    for start in range(0, len(pairs), _CHUNK):
+        chunk = pairs[start : start + _CHUNK]
+        pipe = redis.pipeline(transaction=False)
+        for tenant, group in chunk:
+            agent_head, agent_tail = keys.agent(tenant, "\x00").split("\x00")
+            conv_head, conv_tail = keys.conversation(tenant, "\x00").split("\x00")
+            await script(
+                keys=[keys.group_agents(tenant, group), *[keys.queue_channel(tenant, group, c) for c in CHANNELS]],
+                args=[agent_head, agent_tail, conv_head, conv_tail, head],
+                client=pipe,
+            )
+        for pair, answer in zip(chunk, await pipe.execute(), strict=True):
+            result[pair] = group_board(answer, now_ms)
+    return result
