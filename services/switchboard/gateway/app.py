@@ -145,7 +145,9 @@ class Gateway:
         if any(name.lower() in ("token", "access_token", "jwt", "auth") for name in websocket.query_params):
             await self._refuse(websocket, CloseCode.TOKEN_IN_URL, "tokens are not accepted in the URL")
             return None
-        if origin is not None and origin not in self.settings.allowed_origins:
+        # The desk page the gateway serves itself is same-origin: its Origin names the host the socket is on.
+        same_origin = origin is not None and origin.split("://", 1)[-1] == websocket.headers.get("host")
+        if origin is not None and origin not in self.settings.allowed_origins and not same_origin:
             await self._refuse(websocket, CloseCode.ORIGIN_NOT_ALLOWED, "origin not allowed")
             return None
         try:
