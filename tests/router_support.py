@@ -27,8 +27,8 @@ from switchboard.contracts import (
 )
 from switchboard.router.claims import excluded_now
 from switchboard.router.config import CHANNELS, TenantRouting
-from switchboard.runtime.desk import read_outbox
-from switchboard.runtime.keys import Keys
+from switchboard.state.keys import Keys
+from switchboard.state.outbox import read_outbox
 
 CHANNEL_OF = {"chat": Channel.CHANNEL_CHAT, "email": Channel.CHANNEL_EMAIL, "phone": Channel.CHANNEL_PHONE}
 STATUS_OF = {

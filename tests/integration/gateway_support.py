@@ -22,11 +22,11 @@ from switchboard.gateway.app import Gateway
 from switchboard.gateway.service import assemble, workers
 from switchboard.gateway.settings import GatewaySettings
 from switchboard.gateway.tokens import issue_token
-from switchboard.presence.roster import load_roster
-from switchboard.presence.store import PresenceStore
 from switchboard.runtime.kafka import RecordProducer
-from switchboard.runtime.keys import Keys
 from switchboard.runtime.settings import ServiceSettings
+from switchboard.state.agents import PresenceStore
+from switchboard.state.keys import Keys
+from switchboard.state.roster import load_roster
 from tests.helpers import eventually
 
 SECRET = "test-secret-0123456789-0123456789"

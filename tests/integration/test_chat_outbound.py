@@ -20,10 +20,10 @@ from websockets.exceptions import ConnectionClosed
 from switchboard.chat.signing import verify_body
 from switchboard.contracts import Channel, DeadLetter, InboundMessage, OutboundMessage, RoutingEvent, RoutingEventType
 from switchboard.runtime.kafka import RecordProducer
-from switchboard.runtime.keys import Keys
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.runtime.topics import Topics
 from switchboard.stack.procs import free_port
+from switchboard.state.keys import Keys
 from tests.helpers import eventually, read_topic
 from tests.integration.chat_service import SECRETS, chat_settings, connect, next_frame, running_chat
 

@@ -6,10 +6,10 @@ import pytest
 from redis.asyncio import Redis
 
 from switchboard.contracts import DeskEventType
-from switchboard.runtime.desk import append_desk_event
 from switchboard.runtime.kafka import RecordProducer
-from switchboard.runtime.keys import Keys
 from switchboard.runtime.settings import ServiceSettings
+from switchboard.state.keys import Keys
+from switchboard.state.outbox import append_desk_event
 from tests.helpers import eventually
 from tests.integration.gateway_support import Desk, gateway_settings, load_agents, running_gateway, token
 from tests.integration.test_gateway_delivery import message_event

@@ -11,9 +11,9 @@ from switchboard.contracts import AgentCommand, AgentCommandType, Channel, Outbo
 from switchboard.gateway.protocol import CloseCode
 from switchboard.gateway.settings import GatewaySettings
 from switchboard.runtime.kafka import RecordProducer
-from switchboard.runtime.keys import Keys
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.runtime.topics import Topics
+from switchboard.state.keys import Keys
 from tests.helpers import read_topic
 from tests.integration.gateway_support import Desk, gateway_settings, load_agents, running_gateway, token
 

@@ -9,10 +9,10 @@ from redis.asyncio import Redis
 
 from switchboard.contracts import Channel, DeskEvent, DeskEventType, InboundMessage
 from switchboard.gateway.settings import GatewaySettings
-from switchboard.runtime.desk import append_desk_event
 from switchboard.runtime.kafka import RecordProducer
-from switchboard.runtime.keys import Keys
 from switchboard.runtime.settings import ServiceSettings
+from switchboard.state.keys import Keys
+from switchboard.state.outbox import append_desk_event
 from tests.helpers import eventually
 from tests.integration.gateway_support import Desk, gateway_settings, load_agents, running_gateway, token
 

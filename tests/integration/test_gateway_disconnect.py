@@ -18,10 +18,10 @@ from websockets.typing import Origin
 
 from switchboard.contracts import DeskEvent, DeskEventType
 from switchboard.gateway.settings import GatewaySettings
-from switchboard.runtime.desk import append_desk_event
 from switchboard.runtime.kafka import RecordProducer
-from switchboard.runtime.keys import Keys
 from switchboard.runtime.settings import ServiceSettings
+from switchboard.state.keys import Keys
+from switchboard.state.outbox import append_desk_event
 from tests.helpers import eventually
 from tests.integration.gateway_support import (
     ORIGIN,

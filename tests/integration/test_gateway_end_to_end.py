@@ -9,12 +9,12 @@ import pytest
 from redis.asyncio import Redis
 
 from switchboard.contracts import OutboundMessage
-from switchboard.presence.roster import ChannelSlots, RosterAgent
-from switchboard.presence.store import PresenceStore
 from switchboard.runtime.kafka import RecordProducer
-from switchboard.runtime.keys import Keys
 from switchboard.runtime.settings import ServiceSettings
+from switchboard.state.agents import PresenceStore
 from switchboard.state.history import CustomerHistory
+from switchboard.state.keys import Keys
+from switchboard.state.roster import ChannelSlots, RosterAgent
 from tests.helpers import eventually, read_topic
 from tests.integration.gateway_support import Desk, gateway_settings, running_gateway, token
 from tests.integration.router_procs import start_router, stop_router

@@ -13,8 +13,8 @@ from redis.asyncio import Redis
 
 from switchboard.gateway.settings import GatewaySettings
 from switchboard.runtime.kafka import RecordProducer
-from switchboard.runtime.keys import Keys
 from switchboard.runtime.settings import ServiceSettings
+from switchboard.state.keys import Keys
 from tests.integration.gateway_support import Desk, gateway_settings, load_agents, running_gateway, token
 
 pytestmark = pytest.mark.broker

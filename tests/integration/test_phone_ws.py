@@ -11,10 +11,10 @@ from websockets.exceptions import ConnectionClosed
 
 from switchboard.contracts import DeadLetter, DeskEventType, InboundMessage, MessageKind
 from switchboard.phone.records import conversation_id
-from switchboard.runtime.desk import read_outbox
-from switchboard.runtime.keys import Keys
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.runtime.topics import Topics
+from switchboard.state.keys import Keys
+from switchboard.state.outbox import read_outbox
 from tests.helpers import read_topic
 from tests.integration.phone_service import SHOP_A_KEY, running_phone, segment, started
 

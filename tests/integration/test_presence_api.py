@@ -16,13 +16,13 @@ from switchboard.contracts import AgentPresence
 from switchboard.presence.api import mount_operator_api
 from switchboard.presence.audit import AuditLog
 from switchboard.presence.control import SurgeControl
-from switchboard.presence.roster import load_roster
 from switchboard.presence.settings import OperatorGrant
-from switchboard.presence.store import PresenceStore
 from switchboard.presence.sweep import Sweeper
 from switchboard.runtime.kafka import RecordProducer
-from switchboard.runtime.keys import Keys
 from switchboard.runtime.settings import ServiceSettings
+from switchboard.state.agents import PresenceStore
+from switchboard.state.keys import Keys
+from switchboard.state.roster import load_roster
 from tests.helpers import eventually, read_topic
 
 pytestmark = pytest.mark.broker

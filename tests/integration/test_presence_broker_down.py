@@ -12,15 +12,15 @@ from redis.asyncio import Redis
 from switchboard.contracts import AgentPresence, AgentStatus
 from switchboard.presence.audit import AuditLog
 from switchboard.presence.control import SurgeControl
-from switchboard.presence.model import Status
-from switchboard.presence.roster import load_roster
-from switchboard.presence.store import PresenceStore
 from switchboard.presence.sweep import Sweeper
 from switchboard.runtime.kafka import RecordProducer, ensure_topics
-from switchboard.runtime.keys import Keys
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.runtime.topics import Topics
 from switchboard.stack.kafka import LocalKafka
+from switchboard.state.agent_model import Status
+from switchboard.state.agents import PresenceStore
+from switchboard.state.keys import Keys
+from switchboard.state.roster import load_roster
 from tests.conftest import TEST_PARTITIONS
 from tests.helpers import eventually, read_topic
 

@@ -18,16 +18,16 @@ from redis.asyncio import Redis
 from switchboard.contracts import TYPE_HEADER, AgentPresence, decode
 from switchboard.presence.audit import AuditLog
 from switchboard.presence.control import SurgeControl
-from switchboard.presence.roster import load_roster
-from switchboard.presence.store import PresenceStore
 from switchboard.presence.surge import SurgeProfile
 from switchboard.presence.sweep import Sweeper
 from switchboard.router.engine import MemorySink, Router
 from switchboard.router.reload import ConfigStore
 from switchboard.router.upkeep import Upkeep
 from switchboard.runtime.kafka import RecordProducer
-from switchboard.runtime.keys import Keys
 from switchboard.runtime.settings import ServiceSettings
+from switchboard.state.agents import PresenceStore
+from switchboard.state.keys import Keys
+from switchboard.state.roster import load_roster
 from tests.helpers import eventually
 from tests.router_support import message
 

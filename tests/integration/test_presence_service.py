@@ -12,12 +12,12 @@ import pytest
 from redis.asyncio import Redis
 
 from switchboard.contracts import AgentPresence, AgentStatus
-from switchboard.presence.model import Status
-from switchboard.presence.store import PresenceStore
 from switchboard.runtime.kafka import RecordProducer
-from switchboard.runtime.keys import Keys
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.stack.procs import free_port
+from switchboard.state.agent_model import Status
+from switchboard.state.agents import PresenceStore
+from switchboard.state.keys import Keys
 from tests.helpers import eventually, read_topic, service_env, start_service
 
 pytestmark = pytest.mark.broker

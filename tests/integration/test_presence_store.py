@@ -6,13 +6,13 @@ import pytest
 from redis.asyncio import Redis
 
 from switchboard.contracts import AgentPresence, AgentStatus, DeskEventType
-from switchboard.presence.model import Status
-from switchboard.presence.roster import RosterAgent, load_roster
-from switchboard.presence.store import AgentOffline, HeartbeatResult, PresenceStore, StaleSession, UnknownAgent
-from switchboard.runtime.desk import read_outbox
 from switchboard.runtime.kafka import RecordProducer
-from switchboard.runtime.keys import Keys
 from switchboard.runtime.settings import ServiceSettings
+from switchboard.state.agent_model import Status
+from switchboard.state.agents import AgentOffline, HeartbeatResult, PresenceStore, StaleSession, UnknownAgent
+from switchboard.state.keys import Keys
+from switchboard.state.outbox import read_outbox
+from switchboard.state.roster import RosterAgent, load_roster
 from tests.helpers import read_topic
 
 pytestmark = pytest.mark.broker

@@ -11,14 +11,14 @@ from redis.asyncio import Redis
 from switchboard.contracts import AgentPresence, AgentStatus
 from switchboard.presence.audit import AuditLog
 from switchboard.presence.control import SurgeControl
-from switchboard.presence.lua import PRESENCE_STATUS_LUA
-from switchboard.presence.model import Status
-from switchboard.presence.roster import load_roster
-from switchboard.presence.store import HeartbeatResult, PresenceStore
 from switchboard.presence.sweep import Sweeper
 from switchboard.runtime.kafka import RecordProducer
-from switchboard.runtime.keys import Keys
 from switchboard.runtime.settings import ServiceSettings
+from switchboard.state.agent_model import Status
+from switchboard.state.agents import HeartbeatResult, PresenceStore
+from switchboard.state.agents_lua import PRESENCE_STATUS_LUA
+from switchboard.state.keys import Keys
+from switchboard.state.roster import load_roster
 from tests.helpers import eventually, read_topic
 
 pytestmark = pytest.mark.broker

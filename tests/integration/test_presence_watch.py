@@ -10,13 +10,13 @@ from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
 from switchboard.presence.audit import AuditLog
-from switchboard.presence.model import Status
-from switchboard.presence.roster import default_roster_path, load_roster
-from switchboard.presence.store import PresenceStore
 from switchboard.presence.watch import RosterWatcher
 from switchboard.runtime.kafka import RecordProducer
-from switchboard.runtime.keys import Keys
 from switchboard.runtime.settings import ServiceSettings
+from switchboard.state.agent_model import Status
+from switchboard.state.agents import PresenceStore
+from switchboard.state.keys import Keys
+from switchboard.state.roster import default_roster_path, load_roster
 
 pytestmark = pytest.mark.broker
 

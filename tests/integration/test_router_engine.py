@@ -17,7 +17,7 @@ from switchboard.router.engine import MemorySink, Router
 from switchboard.router.reload import ConfigStore
 from switchboard.router.upkeep import Upkeep
 from switchboard.runtime.errors import BrokerUnavailable
-from switchboard.runtime.keys import Keys
+from switchboard.state.keys import Keys
 from tests.router_support import (
     check_invariants,
     message,

@@ -13,8 +13,8 @@ from redis.asyncio import Redis
 
 from switchboard.router.config import load_config_file
 from switchboard.runtime.kafka import RecordProducer
-from switchboard.runtime.keys import Keys
 from switchboard.runtime.settings import ServiceSettings
+from switchboard.state.keys import Keys
 from tests.helpers import eventually
 from tests.integration.router_procs import REPO, DeskSimulator, start_router, stop_router
 from tests.router_support import check_invariants, message, put_agent, read_state

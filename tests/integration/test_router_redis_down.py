@@ -10,10 +10,10 @@ import pytest
 from switchboard.router.engine import MemorySink, Router
 from switchboard.router.reload import ConfigStore
 from switchboard.runtime.errors import TransientError
-from switchboard.runtime.keys import Keys
 from switchboard.runtime.redis_client import redis_client
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.stack.redis import LocalRedis
+from switchboard.state.keys import Keys
 from tests.router_support import message, outbox, put_agent
 
 pytestmark = pytest.mark.broker

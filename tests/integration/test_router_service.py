@@ -16,8 +16,8 @@ from switchboard.contracts import (
     RoutingEventType,
 )
 from switchboard.runtime.kafka import RecordProducer
-from switchboard.runtime.keys import Keys
 from switchboard.runtime.settings import ServiceSettings
+from switchboard.state.keys import Keys
 from tests.helpers import eventually, read_topic
 from tests.integration.router_procs import start_router, stop_router
 from tests.router_support import message, outbox, presence_record, put_agent, set_status

@@ -23,7 +23,7 @@ from switchboard.contracts import AgentCommand, AgentCommandType
 from switchboard.router.engine import MemorySink, Router
 from switchboard.router.reload import ConfigStore
 from switchboard.router.upkeep import Upkeep
-from switchboard.runtime.keys import Keys
+from switchboard.state.keys import Keys
 from tests.router_support import check_invariants, message, now_ms, presence_record, put_agent, read_state
 
 pytestmark = pytest.mark.broker

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from switchboard.runtime.keys import Keys
 from switchboard.runtime.topics import Topics
+from switchboard.state.keys import Keys
 
 
 def test_topic_names_are_versioned_and_prefixable() -> None:

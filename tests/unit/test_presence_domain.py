@@ -9,8 +9,6 @@ import pytest
 from pydantic import ValidationError
 
 from switchboard.contracts import AgentStatus, Channel, DeskEventType
-from switchboard.presence.model import Status, parse_agent_hash, status_desk_event, to_presence_record
-from switchboard.presence.roster import Roster, load_roster
 from switchboard.presence.settings import OperatorGrant
 from switchboard.presence.surge import (
     ScheduleAction,
@@ -20,6 +18,8 @@ from switchboard.presence.surge import (
     due_action,
     factor_for,
 )
+from switchboard.state.agent_model import Status, parse_agent_hash, status_desk_event, to_presence_record
+from switchboard.state.roster import Roster, load_roster
 
 
 def test_dev_roster_logins() -> None:

@@ -10,7 +10,7 @@ import uuid
 
 from redis.asyncio import Redis
 
-from switchboard.runtime.keys import Keys
+from switchboard.state.keys import Keys
 
 # Take the open id, or open one: two messages racing on two replicas still get one id (SET NX wins once).
 _OPEN_OR_GET = """

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
-from switchboard.runtime.keys import Keys
+from switchboard.state.keys import Keys
 
 # INCR and set the window's expiry on first use, in one round trip.
 _COUNT_IN_WINDOW = """

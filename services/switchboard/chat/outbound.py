@@ -19,9 +19,9 @@ from switchboard.chat.replies import ReplyRoute
 from switchboard.chat.sockets import SocketHub
 from switchboard.contracts import Channel, MessageKind, OutboundMessage, RoutingEvent, RoutingEventType
 from switchboard.runtime.consumer import Delivery, Rejected
-from switchboard.runtime.keys import Keys
 from switchboard.runtime.logs import get_logger
 from switchboard.runtime.redis_client import redis_unavailable_as_transient
+from switchboard.state.keys import Keys
 
 log = get_logger(__name__)
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from switchboard.runtime.keys import Keys
+from switchboard.state.keys import Keys
 
 # Take every waiting reply at once: two sockets opening together must not both get them.
 _TAKE_ALL = """

@@ -17,8 +17,8 @@ from redis.exceptions import RedisError
 
 from switchboard.chat.frames import queue_frame
 from switchboard.chat.sockets import SocketHub
-from switchboard.runtime.keys import Keys
 from switchboard.runtime.logs import get_logger
+from switchboard.state.keys import Keys
 
 log = get_logger(__name__)
 

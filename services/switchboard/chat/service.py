@@ -27,11 +27,11 @@ from switchboard.chat.widget import WidgetEndpoint
 from switchboard.intake.accept import Intake
 from switchboard.runtime.consumer import BatchConsumer
 from switchboard.runtime.kafka import RecordProducer
-from switchboard.runtime.keys import Keys
 from switchboard.runtime.logs import get_logger
 from switchboard.runtime.redis_client import redis_client
 from switchboard.runtime.service import ServiceRuntime
 from switchboard.runtime.topics import Topics
+from switchboard.state.keys import Keys
 
 log = get_logger(__name__)
 

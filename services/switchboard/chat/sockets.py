@@ -22,8 +22,8 @@ from redis.exceptions import RedisError
 from starlette.websockets import WebSocket
 
 from switchboard.chat.pending import PendingReplies
-from switchboard.runtime.keys import Keys
 from switchboard.runtime.logs import get_logger
+from switchboard.state.keys import Keys
 
 log = get_logger(__name__)
 

@@ -23,8 +23,8 @@ from switchboard.chat.metrics import CHAT_MESSAGES
 from switchboard.chat.settings import ChatSettings, Tenant
 from switchboard.chat.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_body
 from switchboard.runtime.errors import InvalidRecord, TransientError
-from switchboard.runtime.keys import Keys
 from switchboard.runtime.redis_client import redis_unavailable_as_transient
+from switchboard.state.keys import Keys
 
 PATH = "/chat/v1/webhook/{tenant_id}"
 

@@ -26,9 +26,9 @@ from switchboard.email.threads import MAX_REFERENCES_KEPT, Contact, ThreadBook
 from switchboard.runtime.consumer import Delivery, Rejected
 from switchboard.runtime.errors import TransientError
 from switchboard.runtime.kafka import now_timestamp
-from switchboard.runtime.keys import Keys
 from switchboard.runtime.logs import get_logger
 from switchboard.runtime.redis_client import redis_unavailable_as_transient
+from switchboard.state.keys import Keys
 
 log = get_logger(__name__)
 

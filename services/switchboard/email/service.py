@@ -13,9 +13,9 @@ from switchboard.email.threads import ThreadBook
 from switchboard.email.webhook import install_webhook
 from switchboard.intake.accept import Intake
 from switchboard.runtime.consumer import BatchConsumer
-from switchboard.runtime.keys import Keys
 from switchboard.runtime.redis_client import redis_client
 from switchboard.runtime.service import ServiceRuntime
+from switchboard.state.keys import Keys
 
 
 @dataclass

@@ -17,8 +17,8 @@ from redis.asyncio import Redis
 from redis.typing import EncodableT, FieldT
 
 from switchboard.intake.ids import stable_id
-from switchboard.runtime.keys import Keys
 from switchboard.runtime.redis_client import redis_unavailable_as_transient
+from switchboard.state.keys import Keys
 
 MAX_REFERENCES_KEPT = 20
 

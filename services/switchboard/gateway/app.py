@@ -33,11 +33,11 @@ from switchboard.gateway.session import DeskSession
 from switchboard.gateway.settings import GatewaySettings
 from switchboard.gateway.snapshot import build_snapshot
 from switchboard.gateway.tokens import DeskClaims, TokenRefused, issue_token, verify_token
-from switchboard.presence.roster import Roster
-from switchboard.presence.store import AgentOffline, HeartbeatResult, PresenceStore, StaleSession, UnknownAgent
 from switchboard.runtime.errors import BrokerUnavailable
-from switchboard.runtime.keys import Keys
 from switchboard.runtime.logs import get_logger
+from switchboard.state.agents import AgentOffline, HeartbeatResult, PresenceStore, StaleSession, UnknownAgent
+from switchboard.state.keys import Keys
+from switchboard.state.roster import Roster
 
 log = get_logger(__name__)
 

@@ -28,16 +28,16 @@ from redis.asyncio import Redis
 from switchboard.contracts import Channel, DeskEvent, DeskEventType, InboundMessage
 from switchboard.gateway.bench_roster import agent_of, bench_roster
 from switchboard.gateway.limits import raise_open_files
-from switchboard.presence.store import PresenceStore
-from switchboard.runtime.desk import DESK_APPEND_LUA
 from switchboard.runtime.kafka import RecordProducer, ensure_topics
-from switchboard.runtime.keys import Keys
 from switchboard.runtime.redis_client import redis_client
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.runtime.topics import Topics
 from switchboard.stack.kafka import LocalKafka
 from switchboard.stack.procs import free_port
 from switchboard.stack.redis import LocalRedis
+from switchboard.state.agents import PresenceStore
+from switchboard.state.keys import Keys
+from switchboard.state.outbox import DESK_APPEND_LUA
 
 APPEND = DESK_APPEND_LUA + "\nreturn desk_append(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2])\n"
 SECRET = "bench-secret-" + "x" * 32

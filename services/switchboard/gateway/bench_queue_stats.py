@@ -21,8 +21,8 @@ from switchboard.gateway.hub import DeskHub
 from switchboard.gateway.queue_stats import QueueStatsBroadcaster
 from switchboard.gateway.session import DeskSession
 from switchboard.gateway.settings import GatewaySettings
-from switchboard.presence.roster import CHANNELS
-from switchboard.runtime.keys import Keys
+from switchboard.state.keys import Keys
+from switchboard.state.roster import CHANNELS
 
 
 async def _noop_send(frame: str) -> None:

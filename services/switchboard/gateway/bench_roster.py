@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from switchboard.presence.roster import ChannelSlots, Roster, RosterAgent, RosterTenant
+from switchboard.state.roster import ChannelSlots, Roster, RosterAgent, RosterTenant
 
 
 def agent_of(index: int, tenants: int) -> tuple[str, str]:

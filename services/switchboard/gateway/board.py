@@ -26,11 +26,10 @@ from redis.asyncio import Redis
 from switchboard.contracts import InboundMessage
 from switchboard.gateway.board_stats import BoardFigures
 from switchboard.gateway.commands import DeskCommands, conversation_context
-from switchboard.presence.schemas import AgentView
-from switchboard.presence.settings import OperatorGrant
-from switchboard.presence.store import PresenceStore
-from switchboard.runtime.keys import Keys
 from switchboard.runtime.logs import get_logger
+from switchboard.state.agents import PresenceStore
+from switchboard.state.keys import Keys
+from switchboard.state.operators import OperatorGrant
 
 log = get_logger(__name__)
 
@@ -126,9 +125,19 @@ async def agents(request: Request, tenant_id: str, who: Supervisor) -> dict[str,
     held = await pipe.execute() if states else []
     rows = []
     for state, convs in zip(states, held, strict=True):
-        row = AgentView.of(state).model_dump(mode="json")
-        row["conversations"] = sorted(c.decode() if isinstance(c, bytes) else c for c in convs)
-        rows.append(row)
+        rows.append(
+            {
+                "agent_id": state.agent_id,
+                "display_name": state.display_name,
+                "status": state.status.value,
+                "status_since_ms": state.status_since_ms,
+                "groups": state.groups,
+                "effective_capacity": state.effective_capacity(),
+                "used": state.used,
+                "load": round(state.load(), 3),
+                "conversations": sorted(c.decode() if isinstance(c, bytes) else c for c in convs),
+            }
+        )
     return {"tenant_id": tenant_id, "now_ms": int(time.time() * 1000), "agents": rows}
 
 

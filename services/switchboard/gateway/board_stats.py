@@ -23,16 +23,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from prometheus_client import Gauge
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from switchboard.contracts import RoutingEvent, RoutingEventType
 from switchboard.gateway.queue_stats import GroupBoard, TenantGroup, read_group_boards
-from switchboard.presence.roster import Roster
 from switchboard.runtime.consumer import Delivery, Rejected
-from switchboard.runtime.keys import Keys
 from switchboard.runtime.logs import get_logger
+from switchboard.state.keys import Keys
+from switchboard.state.roster import Roster
 
 log = get_logger(__name__)
 
@@ -128,18 +129,15 @@ class BoardPoint:
 
 
 def service_level_targets(routing_dir: Path) -> dict[str, float]:
-    """Each tenant's routing target (`queue.service_level_target_s` of config/routing/<tenant>.yaml), read with
-    the router's own loader; a file it refuses is left out (the router refuses it too) and logged."""
-    from switchboard.router.config import ConfigError, load_config_file
-
+    """Each tenant's routing target: `queue.service_level_target_s` of the router's config/routing/<tenant>.yaml
+    (the router validates those files; a file that cannot be read here is logged and left at the default)."""
     targets: dict[str, float] = {}
     for path in sorted(routing_dir.glob("*.yaml")) if routing_dir.is_dir() else []:
         try:
-            config = load_config_file(path)
-        except (ConfigError, OSError) as exc:
-            log.warning("board_routing_config_skipped", path=str(path), error=str(exc))
-            continue
-        targets[config.tenant] = float(config.queue.service_level_target_s)
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            targets[str(data["tenant"])] = float(data.get("queue", {}).get("service_level_target_s", DEFAULT_TARGET_S))
+        except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError, AttributeError) as exc:
+            log.warning("board_routing_config_skipped", path=str(path), error=repr(exc))
     return targets
 
 

@@ -19,9 +19,9 @@ from switchboard.gateway.metrics import COMMANDS
 from switchboard.gateway.protocol import CONVERSATION_COMMANDS, Command, FrameError
 from switchboard.gateway.session import DeskSession
 from switchboard.runtime.kafka import RecordProducer, now_timestamp
-from switchboard.runtime.keys import Keys
 from switchboard.runtime.topics import Topics
 from switchboard.state.history import CustomerHistory
+from switchboard.state.keys import Keys
 
 # A transfer note waits this long for the next owner to open the conversation.
 TRANSFER_NOTE_TTL_S = 7 * 24 * 3600

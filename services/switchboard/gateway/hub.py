@@ -26,8 +26,8 @@ from switchboard.gateway.protocol import CloseCode, event_frame
 from switchboard.gateway.session import DeskSession
 from switchboard.gateway.settings import GatewaySettings
 from switchboard.gateway.trim import Trimmer
-from switchboard.runtime.keys import Keys
 from switchboard.runtime.logs import get_logger
+from switchboard.state.keys import Keys
 
 log = get_logger(__name__)
 

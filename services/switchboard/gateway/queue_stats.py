@@ -28,9 +28,9 @@ from switchboard.gateway.hub import DeskHub
 from switchboard.gateway.metrics import QUEUE_STATS_FRAMES
 from switchboard.gateway.session import DeskSession
 from switchboard.gateway.settings import GatewaySettings
-from switchboard.presence.roster import CHANNELS
-from switchboard.runtime.keys import Keys
 from switchboard.runtime.logs import get_logger
+from switchboard.state.keys import Keys
+from switchboard.state.roster import CHANNELS
 
 log = get_logger(__name__)
 

@@ -16,15 +16,15 @@ from switchboard.gateway.desk_config import load_desk_configs
 from switchboard.gateway.hub import DeskHub
 from switchboard.gateway.queue_stats import QueueStatsBroadcaster
 from switchboard.gateway.settings import GatewaySettings
-from switchboard.presence.roster import load_roster
-from switchboard.presence.store import PresenceStore
 from switchboard.runtime.consumer import BatchConsumer
 from switchboard.runtime.kafka import RecordProducer
-from switchboard.runtime.keys import Keys
 from switchboard.runtime.logs import get_logger
 from switchboard.runtime.redis_client import redis_client
 from switchboard.runtime.service import ServiceRuntime
 from switchboard.runtime.topics import Topics
+from switchboard.state.agents import PresenceStore
+from switchboard.state.keys import Keys
+from switchboard.state.roster import load_roster
 
 log = get_logger(__name__)
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr
 
-from switchboard.presence.settings import OperatorGrant
 from switchboard.runtime.settings import ServiceSettings
+from switchboard.state.operators import OperatorGrant
 
 _REPO_ROOT = Path(__file__).resolve().parents[3]
 

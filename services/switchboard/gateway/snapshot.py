@@ -11,8 +11,8 @@ from redis.asyncio import Redis
 from switchboard.contracts import DeskEvent
 from switchboard.gateway.trim import read_view
 from switchboard.gateway.view import DeskView, fold
-from switchboard.runtime.desk import read_outbox
-from switchboard.runtime.keys import Keys
+from switchboard.state.keys import Keys
+from switchboard.state.outbox import read_outbox
 
 # Outbox entries read in the snapshot's one atomic round trip; a longer backlog is read page by page.
 _ONE_READ = 1000

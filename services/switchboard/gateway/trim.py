@@ -15,9 +15,9 @@ from redis.exceptions import RedisError
 from switchboard.gateway.metrics import TRIMS
 from switchboard.gateway.settings import GatewaySettings
 from switchboard.gateway.view import DeskView, fold
-from switchboard.runtime.desk import read_outbox
-from switchboard.runtime.keys import Keys
 from switchboard.runtime.logs import get_logger
+from switchboard.state.keys import Keys
+from switchboard.state.outbox import read_outbox
 
 if TYPE_CHECKING:
     from switchboard.gateway.session import DeskSession

@@ -25,9 +25,9 @@ from switchboard.intake.language import detect_language
 from switchboard.intake.pii import mask_bytes, mask_pii
 from switchboard.runtime.errors import BrokerUnavailable, TransientError
 from switchboard.runtime.kafka import RecordProducer, now_timestamp
-from switchboard.runtime.keys import Keys
 from switchboard.runtime.logs import get_logger
 from switchboard.runtime.redis_client import redis_unavailable_as_transient
+from switchboard.state.keys import Keys
 
 log = get_logger(__name__)
 

@@ -18,8 +18,8 @@ from redis.asyncio import Redis
 from switchboard.contracts import TYPE_HEADER, ContractError, InboundMessage, RoutingEvent, RoutingEventType, decode
 from switchboard.loadgen.fixtures import GROUPS
 from switchboard.loadgen.scenario import CHANNELS
-from switchboard.runtime.keys import Keys
 from switchboard.runtime.topics import Topics
+from switchboard.state.keys import Keys
 
 TAG = re.compile(r"\[lg:([a-z]{10})\]")
 

@@ -13,10 +13,10 @@ from switchboard.phone.sequencer import Sequencer
 from switchboard.phone.settings import PhoneSettings
 from switchboard.phone.ws_api import install_ws_routes
 from switchboard.runtime.kafka import RecordProducer
-from switchboard.runtime.keys import Keys
 from switchboard.runtime.logs import get_logger
 from switchboard.runtime.redis_client import redis_client
 from switchboard.runtime.service import ServiceRuntime
+from switchboard.state.keys import Keys
 
 log = get_logger(__name__)
 

@@ -33,11 +33,11 @@ from switchboard.phone.records import (
 )
 from switchboard.phone.sequencer import Sequencer
 from switchboard.phone.wire import CallIvr, CallStarted, Delivery, PhoneInputError, PhoneItem, Segment
-from switchboard.runtime.desk import append_desk_event
 from switchboard.runtime.errors import TransientError
 from switchboard.runtime.kafka import now_timestamp
-from switchboard.runtime.keys import Keys
 from switchboard.runtime.logs import get_logger
+from switchboard.state.keys import Keys
+from switchboard.state.outbox import append_desk_event
 
 log = get_logger(__name__)
 

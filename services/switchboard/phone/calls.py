@@ -14,8 +14,8 @@ from redis.asyncio import Redis
 from redis.typing import EncodableT, FieldT
 
 from switchboard.phone.records import CallState
-from switchboard.runtime.keys import Keys
 from switchboard.runtime.redis_client import redis_unavailable_as_transient
+from switchboard.state.keys import Keys
 
 # Raise next_seq, never lower it (two deliveries of one call may finish in either order).
 _RAISE_NEXT_SEQ = """

@@ -19,8 +19,6 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from switchboard.presence.audit import AuditEntry
 from switchboard.presence.control import ControlError, SurgeControl
-from switchboard.presence.model import AgentState, Status
-from switchboard.presence.roster import Ident, RosterAgent
 from switchboard.presence.schemas import (
     ActivateRequest,
     AgentChanges,
@@ -36,9 +34,11 @@ from switchboard.presence.schemas import (
     WhereView,
 )
 from switchboard.presence.settings import OperatorGrant
-from switchboard.presence.store import AgentOffline, UnknownAgent
 from switchboard.presence.surge import SurgeProfile, SurgeSchedule
 from switchboard.runtime.logs import get_logger
+from switchboard.state.agent_model import AgentState, Status
+from switchboard.state.agents import AgentOffline, UnknownAgent
+from switchboard.state.roster import Ident, RosterAgent
 
 log = get_logger(__name__)
 

@@ -9,9 +9,9 @@ from typing import Any
 from pydantic import BaseModel
 from redis.asyncio import Redis
 
-from switchboard.presence.model import text
-from switchboard.runtime.keys import Keys
 from switchboard.runtime.logs import get_logger
+from switchboard.state.agent_model import text
+from switchboard.state.keys import Keys
 
 log = get_logger(__name__)
 

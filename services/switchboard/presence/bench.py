@@ -15,14 +15,14 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from switchboard.presence.audit import AuditLog
 from switchboard.presence.control import SurgeControl
-from switchboard.presence.roster import ChannelSlots, Roster, RosterAgent, RosterTenant
-from switchboard.presence.store import PresenceStore
 from switchboard.presence.sweep import Sweeper
 from switchboard.runtime.kafka import RecordProducer, ensure_topics
-from switchboard.runtime.keys import Keys
 from switchboard.runtime.redis_client import redis_client
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.runtime.topics import Topics
+from switchboard.state.agents import PresenceStore
+from switchboard.state.keys import Keys
+from switchboard.state.roster import ChannelSlots, Roster, RosterAgent, RosterTenant
 
 TENANT = "bench-shop"
 

@@ -10,11 +10,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from switchboard.presence import lua
 from switchboard.presence.audit import AuditLog
-from switchboard.presence.model import Status, text
-from switchboard.presence.roster import RosterAgent
-from switchboard.presence.store import PresenceStore
 from switchboard.presence.surge import (
     ScheduleAction,
     ScheduleState,
@@ -25,6 +21,10 @@ from switchboard.presence.surge import (
     next_state,
 )
 from switchboard.runtime.logs import get_logger
+from switchboard.state import agents_lua as lua
+from switchboard.state.agent_model import Status, text
+from switchboard.state.agents import PresenceStore
+from switchboard.state.roster import RosterAgent
 
 log = get_logger(__name__)
 

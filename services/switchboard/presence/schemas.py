@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pydantic import AwareDatetime, BaseModel, Field, model_validator
 
-from switchboard.presence.model import AgentState, Status
-from switchboard.presence.roster import ChannelSlots, Ident
 from switchboard.presence.surge import MAX_FACTOR, SurgeProfile, SurgeSchedule
+from switchboard.state.agent_model import AgentState, Status
+from switchboard.state.roster import ChannelSlots, Ident
 
 
 class AgentView(BaseModel):

@@ -7,15 +7,15 @@ from pathlib import Path
 from switchboard.presence.api import OPENAPI_TITLE, mount_operator_api
 from switchboard.presence.audit import AuditLog
 from switchboard.presence.control import SurgeControl
-from switchboard.presence.roster import default_roster_path, load_roster
 from switchboard.presence.settings import PresenceSettings
-from switchboard.presence.store import PresenceStore
 from switchboard.presence.sweep import Sweeper
 from switchboard.presence.watch import RosterWatcher
-from switchboard.runtime.keys import Keys
 from switchboard.runtime.logs import get_logger
 from switchboard.runtime.redis_client import redis_client
 from switchboard.runtime.service import ServiceRuntime
+from switchboard.state.agents import PresenceStore
+from switchboard.state.keys import Keys
+from switchboard.state.roster import default_roster_path, load_roster
 
 log = get_logger(__name__)
 

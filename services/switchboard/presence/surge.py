@@ -11,7 +11,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field, model_validator
 
-from switchboard.presence.roster import Ident
+from switchboard.state.roster import Ident
 
 # Beyond this a typo (15 instead of 1.5) would let every agent drown in work.
 MAX_FACTOR = 10.0

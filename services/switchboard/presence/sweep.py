@@ -13,12 +13,12 @@ import asyncio
 import contextlib
 import time
 
-from switchboard.presence import lua
 from switchboard.presence.control import SurgeControl
 from switchboard.presence.metrics import REPUBLISHED, SCHEDULE_ACTIONS, SWEEP_SECONDS, SWEPT_OFFLINE, WRAP_UPS_ENDED
-from switchboard.presence.model import Status, text
-from switchboard.presence.store import PresenceStore
 from switchboard.runtime.logs import get_logger
+from switchboard.state import agents_lua as lua
+from switchboard.state.agent_model import Status, text
+from switchboard.state.agents import PresenceStore
 
 log = get_logger(__name__)
 

@@ -16,10 +16,10 @@ from pydantic import ValidationError
 
 from switchboard.presence.audit import AuditLog
 from switchboard.presence.metrics import AGENTS, ROSTER_RELOADS
-from switchboard.presence.model import text
-from switchboard.presence.roster import load_roster
-from switchboard.presence.store import PresenceStore
 from switchboard.runtime.logs import get_logger
+from switchboard.state.agent_model import text
+from switchboard.state.agents import PresenceStore
+from switchboard.state.roster import load_roster
 
 log = get_logger(__name__)
 

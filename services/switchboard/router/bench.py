@@ -29,7 +29,7 @@ from switchboard.contracts import Channel, InboundMessage
 from switchboard.router.engine import MemorySink, Router
 from switchboard.router.reload import ConfigStore
 from switchboard.router.settings import REPO_ROUTING_DIR
-from switchboard.runtime.keys import Keys
+from switchboard.state.keys import Keys
 
 T = "tmall-flagship"
 TEXTS = ["这个尺码合适吗", "我要退货 衣服破了", "快递到哪了", "优惠券怎么用", "帮我改地址", "在吗", "急！什么时候发货"]

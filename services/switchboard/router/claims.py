@@ -15,10 +15,10 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
-from switchboard.presence.lua import PRESENCE_STATUS_LUA
 from switchboard.router.config import OfferPolicy, TenantRouting
-from switchboard.runtime.desk import DESK_APPEND_LUA
-from switchboard.runtime.keys import Keys
+from switchboard.state.agents_lua import PRESENCE_STATUS_LUA
+from switchboard.state.keys import Keys
+from switchboard.state.outbox import DESK_APPEND_LUA
 
 _MARK = "\x01"
 ACTIONS = ("inbound", "command", "drain", "timeout", "requeue", "overflow", "peek")

@@ -33,9 +33,9 @@ from switchboard.router.events import CHANNEL_NAMES, routing_event, verdicts_jso
 from switchboard.router.reload import ConfigStore
 from switchboard.router.scoring import service_level
 from switchboard.router.snapshot import Snapshot, read_groups, redis_guard, text
-from switchboard.runtime.keys import Keys
 from switchboard.runtime.logs import get_logger
 from switchboard.state.history import CustomerHistory
+from switchboard.state.keys import Keys
 
 log = get_logger(__name__)
 

@@ -187,7 +187,7 @@ def simulate(
 def agents_from(roster: Path | None, tenant: str, recording: Recording, multiplier: float) -> list[AgentView]:
     """The agents to simulate: a presence roster's, or those the recording shows, with default slots."""
     if roster is not None:
-        from switchboard.presence.roster import load_roster
+        from switchboard.state.roster import load_roster
 
         found = next((t for t in load_roster(roster).tenants if t.tenant_id == tenant), None)
         if found is None:

@@ -11,7 +11,6 @@ import gc
 from collections.abc import Sequence
 
 from switchboard.contracts import AgentCommand, AgentPresence, InboundMessage, RoutingEvent
-from switchboard.presence.store import PresenceStore
 from switchboard.router.engine import Router
 from switchboard.router.reload import ConfigStore
 from switchboard.router.settings import RouterSettings
@@ -19,11 +18,12 @@ from switchboard.router.upkeep import Upkeep
 from switchboard.runtime.consumer import BatchConsumer, Delivery, Handler, Rejected
 from switchboard.runtime.errors import TransientError
 from switchboard.runtime.kafka import RecordProducer
-from switchboard.runtime.keys import Keys
 from switchboard.runtime.logs import get_logger
 from switchboard.runtime.redis_client import redis_client
 from switchboard.runtime.service import ServiceRuntime
 from switchboard.runtime.topics import Topics
+from switchboard.state.agents import PresenceStore
+from switchboard.state.keys import Keys
 
 log = get_logger(__name__)
 

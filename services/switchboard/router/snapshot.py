@@ -17,7 +17,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from switchboard.router.chain import AgentIndex, AgentView, GroupStats
 from switchboard.router.config import CHANNELS
 from switchboard.runtime.errors import TransientError
-from switchboard.runtime.keys import Keys
+from switchboard.state.keys import Keys
 
 
 @contextlib.asynccontextmanager

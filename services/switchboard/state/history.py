@@ -14,7 +14,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from switchboard.runtime.keys import Keys
+from switchboard.state.keys import Keys
 
 HISTORY_MAX = 20
 # A customer silent for half a year starts afresh; the list is short, so its memory is bounded anyway.

@@ -13,7 +13,7 @@ from __future__ import annotations
 from redis.asyncio import Redis
 
 from switchboard.contracts import DeskEvent
-from switchboard.runtime.keys import Keys
+from switchboard.state.keys import Keys
 
 # Outboxes keep at most about this many events; gateways trim what desktops acked long before that.
 OUTBOX_MAXLEN = 10_000

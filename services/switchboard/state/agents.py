@@ -1,6 +1,6 @@
 """PresenceStore: the one way an agent's presence changes (login, heartbeat, status, profile, removal).
 
-Every change is one atomic Redis script (`presence/lua.py`); after it, the agent's current state is published as an
+Every change is one atomic Redis script (`state/agents_lua.py`); after it, the agent's current state is published as an
 AgentPresence record on the compacted presence topic (key `tenant/agent`), and a status change also appends a
 DESK_EVENT_STATUS to the agent's desk outbox inside the same script. The gateway calls this class directly.
 
@@ -16,9 +16,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from redis.asyncio import Redis
 
-from switchboard.presence import lua
-from switchboard.presence.errors import AgentOffline, HeartbeatResult, PresenceError, StaleSession, UnknownAgent
-from switchboard.presence.model import (
+from switchboard.runtime.errors import BrokerUnavailable
+from switchboard.runtime.kafka import RecordProducer
+from switchboard.runtime.logs import get_logger
+from switchboard.state import agents_lua as lua
+from switchboard.state.agent_errors import AgentOffline, HeartbeatResult, PresenceError, StaleSession, UnknownAgent
+from switchboard.state.agent_model import (
     AgentState,
     ProfileChange,
     Status,
@@ -28,11 +31,8 @@ from switchboard.presence.model import (
     text,
     to_presence_record,
 )
-from switchboard.presence.roster import Roster, RosterAgent, check_secret, hash_secret
-from switchboard.runtime.errors import BrokerUnavailable
-from switchboard.runtime.kafka import RecordProducer
-from switchboard.runtime.keys import Keys
-from switchboard.runtime.logs import get_logger
+from switchboard.state.keys import Keys
+from switchboard.state.roster import Roster, RosterAgent, check_secret, hash_secret
 
 # The gateway imports the errors from here, next to the store that raises them.
 __all__ = ["AgentOffline", "HeartbeatResult", "PresenceError", "PresenceStore", "StaleSession", "UnknownAgent"]

@@ -13,7 +13,7 @@ from enum import StrEnum
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from switchboard.contracts import AgentPresence, AgentStatus, Channel, ChannelCapacity, DeskEvent, DeskEventType
-from switchboard.presence.roster import CHANNELS
+from switchboard.state.roster import CHANNELS
 
 
 class Status(StrEnum):

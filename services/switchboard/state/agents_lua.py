@@ -15,7 +15,7 @@ groups an agent leaves is only known inside the script.
 
 from __future__ import annotations
 
-from switchboard.runtime.desk import DESK_APPEND_LUA
+from switchboard.state.outbox import DESK_APPEND_LUA
 
 # Result codes shared by the scripts.
 CHANGED = 1
