@@ -2,6 +2,14 @@
 
 Kafka and Redis come from KAFKA_BOOTSTRAP / REDIS_URL when set, from testcontainers when a Docker engine answers,
 and otherwise from local processes (Kafka jars from Maven Central, Debian's redis-server).
+
+Redis Cluster: `redis_cluster_url` starts a real three-master cluster once per session, on first use
+(tests/redis_cluster.py; REDIS_CLUSTER_URL points at an existing one instead). A test or module runs on both one
+server and the cluster with `tests.redis_cluster.on_both_redis_backends` (parametrizes `redis_backend`); the
+`settings`, `redis` and `redis_url_for_test` fixtures then use the backend's URL, so the test body and the services
+it starts (REDIS_URL `redis+cluster://...`) need no change. To bring another flow to the cluster, e.g. the router's:
+mark its module `pytestmark = [..., on_both_redis_backends]` and build clients with
+`switchboard.runtime.redis_client` (or the `redis` fixture), never `Redis.from_url`.
 """
 
 from __future__ import annotations
@@ -20,10 +28,12 @@ from aiokafka.admin import AIOKafkaAdminClient
 from redis.asyncio import Redis
 
 from switchboard.runtime.kafka import RecordProducer, ensure_topics
+from switchboard.runtime.redis_client import connect_url
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.runtime.topics import Topics
-from switchboard.stack.kafka import LocalKafka
-from switchboard.stack.redis import LocalRedis
+from switchboard_tools.stack.kafka import LocalKafka
+from switchboard_tools.stack.redis import LocalRedis
+from tests.redis_cluster import LocalRedisCluster
 
 TEST_PARTITIONS = 3
 
@@ -93,6 +103,36 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A `redis+cluster://` URL of a three-master Redis Cluster for the whole session (started on first use)."""
+    if os.environ.get("REDIS_CLUSTER_URL"):
+        yield os.environ["REDIS_CLUSTER_URL"]
+        return
+    cluster = LocalRedisCluster(tmp_path_factory.mktemp("redis-cluster"))
+    try:
+        cluster.start()
+        yield cluster.url
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def redis_backend() -> str:
+    """Which Redis the test runs on: "single" unless parametrized (`tests.redis_cluster.on_both_redis_backends`)."""
+    return "single"
+
+
+@pytest.fixture
+def redis_url_for_test(redis_backend: str, request: pytest.FixtureRequest) -> str:
+    """The URL of the test's Redis backend (the cluster is started only for tests that ask for it)."""
+    if redis_backend == "cluster":
+        return str(request.getfixturevalue("redis_cluster_url"))
+    if redis_backend != "single":
+        raise ValueError(f"unknown redis_backend {redis_backend!r}")
+    return str(request.getfixturevalue("redis_url"))
+
+
 @pytest.fixture
 def prefix() -> str:
     """A prefix unique to this test, for its topics, consumer groups and Redis keys."""
@@ -100,14 +140,14 @@ def prefix() -> str:
 
 
 @pytest.fixture
-async def settings(kafka_bootstrap: str, redis_url: str, prefix: str) -> AsyncIterator[ServiceSettings]:
+async def settings(kafka_bootstrap: str, redis_url_for_test: str, prefix: str) -> AsyncIterator[ServiceSettings]:
     """Service settings pointing at the session's Kafka and Redis, with this test's own topics created.
 
     The topics are deleted after the test: a broker keeps files open for every partition, and a whole session's
     worth of them would run it out of file descriptors.
     """
     yield await topic_settings(
-        kafka_bootstrap, redis_url, prefix, service_name="test", shutdown_grace_s=5.0, retry_backoff_s=0.05
+        kafka_bootstrap, redis_url_for_test, prefix, service_name="test", shutdown_grace_s=5.0, retry_backoff_s=0.05
     )
     await _delete_topics(kafka_bootstrap, prefix)
 
@@ -138,9 +178,9 @@ async def _delete_topics(bootstrap: str, prefix: str) -> None:
 
 
 @pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    """A Redis client for the test; closed after it."""
-    client = Redis.from_url(redis_url)
+async def redis(redis_url_for_test: str) -> AsyncIterator[Redis]:
+    """A client for the test's Redis (a RedisCluster on the cluster backend); closed after it."""
+    client = connect_url(redis_url_for_test)
     try:
         yield client
     finally:

@@ -23,6 +23,7 @@ from switchboard.gateway.service import assemble, workers
 from switchboard.gateway.settings import GatewaySettings
 from switchboard.gateway.tokens import issue_token
 from switchboard.runtime.kafka import RecordProducer
+from switchboard.runtime.redis_client import redis_client
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.state.agents import PresenceStore
 from switchboard.state.keys import Keys
@@ -88,7 +89,7 @@ async def load_agents(settings: ServiceSettings, redis: Redis, producer: RecordP
 @contextlib.asynccontextmanager
 async def running_gateway(settings: GatewaySettings) -> AsyncIterator[RunningGateway]:
     """A replica with its own Redis client and producer; stopped (sockets closed) on exit."""
-    redis = Redis.from_url(settings.redis_url)
+    redis = redis_client(settings)
     producer = RecordProducer(settings)
     await producer.start()
     gateway = assemble(settings, redis, producer)

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from switchboard.runtime.settings import ServiceSettings
-from switchboard.stack.pages import build_pages, ensure_chromium
-from switchboard.stack.procs import free_port
+from switchboard_tools.stack.pages import build_pages, ensure_chromium
+from switchboard_tools.stack.procs import free_port
 from tests.helpers import service_env, start_service, stop_service
 from tests.integration.router_procs import REPO, start_router, stop_router
 

@@ -16,8 +16,9 @@ from switchboard.gateway.protocol import CloseCode
 from switchboard.runtime.kafka import RecordProducer
 from switchboard.runtime.settings import ServiceSettings
 from tests.integration.gateway_support import ORIGIN, Desk, gateway_settings, load_agents, running_gateway, token
+from tests.redis_cluster import on_both_redis_backends
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, on_both_redis_backends]
 
 
 async def _refused(url: str, first_frame: dict[str, object] | None, origin: str | None = ORIGIN) -> tuple[int, str]:

@@ -13,8 +13,9 @@ from switchboard.state.outbox import append_desk_event
 from tests.helpers import eventually
 from tests.integration.gateway_support import Desk, gateway_settings, load_agents, running_gateway, token
 from tests.integration.test_gateway_delivery import message_event
+from tests.redis_cluster import on_both_redis_backends
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, on_both_redis_backends]
 
 EVENTS = 3000
 TEXT = "x" * 4000  # 3000 events of ~4 KB: far more than socket buffers hold

@@ -16,8 +16,9 @@ from switchboard.runtime.topics import Topics
 from switchboard.state.keys import Keys
 from tests.helpers import read_topic
 from tests.integration.gateway_support import Desk, gateway_settings, load_agents, running_gateway, token
+from tests.redis_cluster import on_both_redis_backends
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, on_both_redis_backends]
 
 
 @pytest.fixture

@@ -15,8 +15,9 @@ from switchboard.state.keys import Keys
 from switchboard.state.outbox import append_desk_event
 from tests.helpers import eventually
 from tests.integration.gateway_support import Desk, gateway_settings, load_agents, running_gateway, token
+from tests.redis_cluster import on_both_redis_backends
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, on_both_redis_backends]
 
 
 def message_event(

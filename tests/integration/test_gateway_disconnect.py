@@ -32,8 +32,9 @@ from tests.integration.gateway_support import (
     running_gateway,
     token,
 )
+from tests.redis_cluster import on_both_redis_backends
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, on_both_redis_backends]
 
 AGENTS = ("a-lina", "a-wei", "a-min", "a-emma")
 

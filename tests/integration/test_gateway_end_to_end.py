@@ -18,9 +18,10 @@ from switchboard.state.roster import ChannelSlots, RosterAgent
 from tests.helpers import eventually, read_topic
 from tests.integration.gateway_support import Desk, gateway_settings, running_gateway, token
 from tests.integration.router_procs import start_router, stop_router
+from tests.redis_cluster import on_both_redis_backends_router_pending
 from tests.router_support import message
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, on_both_redis_backends_router_pending]
 
 T = "tmall-flagship"
 
@@ -38,12 +39,14 @@ async def test_customer_to_desk_and_reply_back_through_router_and_presence(
     gs = gateway_settings(settings)
     producer = RecordProducer(gs)
     await producer.start()
-    store = PresenceStore(redis, Keys(gs.key_prefix), producer)
-    await store.add_agent(
-        T, RosterAgent(agent_id="lina", groups=["presales"], languages=["zh"], capacity=ChannelSlots(chat=3))
-    )
-    router, _ = await start_router(settings, tmp_path, "router-e2e")
+    router = None
     try:
+        store = PresenceStore(redis, Keys(gs.key_prefix), producer)
+        await store.add_agent(
+            T, RosterAgent(agent_id="lina", groups=["presales"], languages=["zh"], capacity=ChannelSlots(chat=3))
+        )
+        # Inside the try: a router that does not start (the cluster variant) must not leave the producer open.
+        router, _ = await start_router(settings, tmp_path, "router-e2e")
         async with running_gateway(gs) as gw:
             desk = await Desk.open(gw.url, token(T, "lina"))
             assert desk.snapshot["status"] == "available"
@@ -91,5 +94,6 @@ async def test_customer_to_desk_and_reply_back_through_router_and_presence(
             assert (entry.conversation_id, entry.agent_id, entry.wrap_up_code) == ("c1", "lina", "answered")
             await desk.close()
     finally:
-        await stop_router(router)
+        if router is not None:
+            await stop_router(router)
         await producer.stop()

@@ -12,11 +12,12 @@ from redis.asyncio import Redis
 from switchboard.gateway.protocol import CloseCode
 from switchboard.runtime.kafka import RecordProducer
 from switchboard.runtime.settings import ServiceSettings
-from switchboard.stack.procs import free_port
+from switchboard_tools.stack.procs import free_port
 from tests.helpers import eventually, service_env
 from tests.integration.gateway_support import ORIGIN, SECRET, Desk, load_agents
+from tests.redis_cluster import on_both_redis_backends
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, on_both_redis_backends]
 
 
 async def test_gateway_process_serves_and_shuts_down_gracefully(settings: ServiceSettings, redis: Redis) -> None:

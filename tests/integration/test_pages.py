@@ -17,7 +17,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from switchboard.chat.signing import widget_token
 from switchboard.contracts import TYPE_HEADER, RoutingEvent, RoutingEventType, decode
-from switchboard.stack.pages import WEB
+from switchboard_tools.stack.pages import WEB
 from tests.conftest import _delete_topics, topic_settings
 from tests.integration.pages_stack import (
     README_IMAGES,

@@ -24,8 +24,9 @@ from switchboard.state.agents import PresenceStore
 from switchboard.state.keys import Keys
 from switchboard.state.roster import load_roster
 from tests.helpers import eventually, read_topic
+from tests.redis_cluster import on_both_redis_backends
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, on_both_redis_backends]
 
 OPS_A = "ops-a-token-0123456789"
 OPS_B = "ops-b-token-0123456789"

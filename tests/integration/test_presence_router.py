@@ -29,9 +29,10 @@ from switchboard.state.agents import PresenceStore
 from switchboard.state.keys import Keys
 from switchboard.state.roster import load_roster
 from tests.helpers import eventually
+from tests.redis_cluster import on_both_redis_backends_router_pending
 from tests.router_support import message
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, on_both_redis_backends_router_pending]
 
 T = "shop-a"
 

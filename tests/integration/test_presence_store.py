@@ -14,8 +14,9 @@ from switchboard.state.keys import Keys
 from switchboard.state.outbox import read_outbox
 from switchboard.state.roster import RosterAgent, load_roster
 from tests.helpers import read_topic
+from tests.redis_cluster import on_both_redis_backends
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, on_both_redis_backends]
 
 
 @pytest.fixture

@@ -20,8 +20,9 @@ from switchboard.state.agents_lua import PRESENCE_STATUS_LUA
 from switchboard.state.keys import Keys
 from switchboard.state.roster import load_roster
 from tests.helpers import eventually, read_topic
+from tests.redis_cluster import on_both_redis_backends
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, on_both_redis_backends]
 
 GRACE_S = 0.6
 INTERVAL_S = 0.1

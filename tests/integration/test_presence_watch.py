@@ -17,8 +17,9 @@ from switchboard.state.agent_model import Status
 from switchboard.state.agents import PresenceStore
 from switchboard.state.keys import Keys
 from switchboard.state.roster import default_roster_path, load_roster
+from tests.redis_cluster import on_both_redis_backends
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, on_both_redis_backends]
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from starlette.websockets import WebSocket
 
 from switchboard.chat.pending import PendingReplies
 from switchboard.runtime.logs import get_logger
+from switchboard.runtime.redis_client import prepare_pubsub
 from switchboard.state.keys import Keys
 
 log = get_logger(__name__)
@@ -122,6 +123,7 @@ class SocketHub:
         first = channel not in self._sockets
         self._sockets.setdefault(channel, set()).add(sock)
         if first:
+            await prepare_pubsub(self._redis)
             await self._pubsub.subscribe(channel)
             self._subscribed.set()
 
@@ -195,6 +197,7 @@ class SocketHub:
             if not self._sockets:
                 return
             try:
+                await prepare_pubsub(self._redis)
                 await self._pubsub.subscribe(*self._sockets)
                 log.info("chat_pubsub_resubscribed", channels=len(self._sockets))
             except (RedisError, OSError) as exc:

@@ -27,6 +27,7 @@ from switchboard.gateway.session import DeskSession
 from switchboard.gateway.settings import GatewaySettings
 from switchboard.gateway.trim import Trimmer
 from switchboard.runtime.logs import get_logger
+from switchboard.runtime.redis_client import prepare_pubsub
 from switchboard.state.keys import Keys
 
 log = get_logger(__name__)
@@ -131,6 +132,7 @@ class DeskHub:
         while not self._stopping.is_set():
             pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
             try:
+                await prepare_pubsub(self.redis)
                 await pubsub.psubscribe(pattern)
                 self.listening = True
                 for session in list(self.sessions.values()):

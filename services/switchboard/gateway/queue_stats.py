@@ -2,8 +2,9 @@
 
 Every `SB_QUEUE_STATS_INTERVAL_S` the replica reads, for each (tenant, group) that one of its agents belongs to,
 the group's queue depth per channel, the longest wait at the head of its queues and how many of its agents are
-available: one read-only script call per group, pipelined. Each (tenant, group) is computed once and its frame is
-built once; the same string is then queued to every socket of that group. A socket gets a group's frame when the
+available: its members and queue heads, then one read-only script call per group, each round pipelined. Each
+(tenant, group) is computed once and its frame is built once; the same string is then queued to every socket of
+that group. A socket gets a group's frame when the
 figures changed since the last tick, or when the socket (or its group list) is new to the broadcaster.
 
 The frames have no seq and do not go through the outbox: they are superseded by the next tick, a reconnect gets
@@ -29,6 +30,7 @@ from switchboard.gateway.metrics import QUEUE_STATS_FRAMES
 from switchboard.gateway.session import DeskSession
 from switchboard.gateway.settings import GatewaySettings
 from switchboard.runtime.logs import get_logger
+from switchboard.runtime.lua import LuaScript, ScriptCall, run_pipelined
 from switchboard.state.keys import Keys
 from switchboard.state.roster import CHANNELS
 
@@ -37,26 +39,10 @@ log = get_logger(__name__)
 TenantGroup = tuple[str, str]
 _CHUNK = 1000  # commands per pipelined round trip
 
-# One group per call, read-only, all keys in the tenant's slot (the agent and conversation keys are built from
-# templates, as the router's and the chat adapter's scripts do). Counting statuses here instead of one HGET per
-# agent from Python keeps a tick to one command per group: ~40x cheaper for the replica at 20,000 sockets.
-QUEUE_STATS_LUA = """#!lua flags=no-writes
--- KEYS[1]: the group's agent set; KEYS[2..]: its channel queues.
--- ARGV: agent key head and tail, conversation key head and tail, how many of each queue's head to look at.
-local available = 0
-for _, agent in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  if redis.call('HGET', ARGV[1] .. agent .. ARGV[2], 'status') == 'available' then available = available + 1 end
-end
-local out = {available, 0}
-for i = 2, #KEYS do
-  out[#out + 1] = redis.call('ZCARD', KEYS[i])
-  for _, conv in ipairs(redis.call('ZRANGE', KEYS[i], 0, tonumber(ARGV[5]) - 1)) do
-    local at = tonumber(redis.call('HGET', ARGV[3] .. conv .. ARGV[4], 'enqueued_ms'))
-    if at and (out[2] == 0 or at < out[2]) then out[2] = at end
-  end
-end
-return out
-"""
+# Two pipelined rounds per tick: the groups' members and queue heads, then one read-only script per group over
+# exactly those agent and conversation keys (declared in KEYS, so it runs on a cluster too). The two rounds are
+# not one snapshot; the figures are a tick's estimate either way.
+QUEUE_STATS = LuaScript.load(__file__, "queue_stats")
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +108,6 @@ class QueueStatsBroadcaster:
         self._groups: dict[DeskSession, tuple[str, ...]] = {}
         self._frames: dict[TenantGroup, str] = {}
         self._groups_read_at = 0.0
-        self._script = redis.register_script(QUEUE_STATS_LUA)
 
     async def run(self) -> None:
         """Tick every interval until the hub stops; a Redis error skips a tick."""
@@ -190,55 +175,51 @@ class QueueStatsBroadcaster:
         return fresh
 
     async def _read(self, pairs: list[TenantGroup], now_ms: int) -> dict[TenantGroup, GroupQueue]:
-        """One script call per (tenant, group), pipelined."""
+        """Members and queue heads of every (tenant, group), then one script call per group, pipelined."""
+        heads = await read_group_heads(self.redis, self.keys, pairs, self.settings.queue_stats_head)
+        calls = [ScriptCall(QUEUE_STATS, keys=[*h.agents, *h.conversations], args=[len(h.agents)]) for h in heads]
         result: dict[TenantGroup, GroupQueue] = {}
-        for start in range(0, len(pairs), _CHUNK):
-            chunk = pairs[start : start + _CHUNK]
-            pipe = self.redis.pipeline(transaction=False)
-            for tenant, group in chunk:
-                agent_head, agent_tail = self.keys.agent(tenant, "\x00").split("\x00")
-                conv_head, conv_tail = self.keys.conversation(tenant, "\x00").split("\x00")
-                queues = [self.keys.queue_channel(tenant, group, channel) for channel in CHANNELS]
-                await self._script(
-                    keys=[self.keys.group_agents(tenant, group), *queues],
-                    args=[agent_head, agent_tail, conv_head, conv_tail, self.settings.queue_stats_head],
-                    client=pipe,
-                )
-            for pair, answer in zip(chunk, await pipe.execute(), strict=True):
-                result[pair] = group_queue(answer, now_ms)
+        for start in range(0, len(calls), _CHUNK):
+            chunk = range(start, min(start + _CHUNK, len(calls)))
+            answered = await run_pipelined(self.redis, [calls[i] for i in chunk])
+            for i, (available, oldest) in zip(chunk, answered, strict=True):
+                result[pairs[i]] = group_queue([available, oldest, *heads[i].depths], now_ms)
         return result
 
 
-# The supervisor board's read of one group: the same queues and head as QUEUE_STATS_LUA, plus every member's status
-# and the used / effective slots of those not offline (occupancy). Read-only, one call per group.
-GROUP_BOARD_LUA = """#!lua flags=no-writes
--- KEYS[1]: the group's agent set; KEYS[2..]: its channel queues.
--- ARGV: agent key head and tail, conversation key head and tail, how many of each queue's head to look at.
-local statuses = {available = 0, busy = 0, away = 0, wrap_up = 0, offline = 0}
-local used, slots = 0, 0
-for _, agent in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  local a = redis.call('HMGET', ARGV[1] .. agent .. ARGV[2], 'status', 'multiplier',
-    'cap:chat', 'cap:email', 'cap:phone', 'used:chat', 'used:email', 'used:phone')
-  local status = a[1] or 'offline'
-  if statuses[status] == nil then status = 'offline' end
-  statuses[status] = statuses[status] + 1
-  if status ~= 'offline' then
-    local mult = tonumber(a[2]) or 1
-    if mult <= 0 then mult = 1 end
-    for i = 3, 5 do slots = slots + math.floor((tonumber(a[i]) or 0) * mult) end
-    for i = 6, 8 do used = used + (tonumber(a[i]) or 0) end
-  end
-end
-local out = {0, statuses.available, statuses.busy, statuses.away, statuses.wrap_up, statuses.offline, used, slots}
-for i = 2, #KEYS do
-  out[#out + 1] = redis.call('ZCARD', KEYS[i])
-  for _, conv in ipairs(redis.call('ZRANGE', KEYS[i], 0, tonumber(ARGV[5]) - 1)) do
-    local at = tonumber(redis.call('HGET', ARGV[3] .. conv .. ARGV[4], 'enqueued_ms'))
-    if at and (out[1] == 0 or at < out[1]) then out[1] = at end
-  end
-end
-return out
-"""
+@dataclass(frozen=True, slots=True)
+class GroupHeads:
+    """What the first round reads of one group: its agent hashes, the conversations at its queue heads, and the
+    depth of each channel queue (CHANNELS order)."""
+
+    agents: list[str]
+    conversations: list[str]
+    depths: list[int]
+
+
+async def read_group_heads(redis: Redis, keys: Keys, pairs: Sequence[TenantGroup], head: int) -> list[GroupHeads]:
+    """Members, queue depths and the first `head` conversations of each channel queue of every (tenant, group),
+    pipelined; the scripts that follow read exactly these keys (declared, so they run on a cluster too)."""
+    commands: list[tuple[Any, ...]] = []
+    for tenant, group in pairs:
+        commands.append(("SMEMBERS", keys.group_agents(tenant, group)))
+        for channel in CHANNELS:
+            queue = keys.queue_channel(tenant, group, channel)
+            commands += [("ZCARD", queue), ("ZRANGE", queue, 0, head - 1)]
+    answers = iter(await _pipelined(redis, commands))
+    found = []
+    for tenant, _group in pairs:
+        members = sorted(next(answers))
+        depths, conversations = [], []
+        for _channel in CHANNELS:
+            depths.append(int(next(answers)))
+            conversations += [keys.conversation(tenant, c.decode()) for c in next(answers)]
+        found.append(GroupHeads([keys.agent(tenant, m.decode()) for m in members], conversations, depths))
+    return found
+
+
+# The supervisor board's read of one group: the same first round, then every member's status and slots.
+GROUP_BOARD = LuaScript.load(__file__, "group_board")
 
 BOARD_STATUSES = ("available", "busy", "away", "wrap_up", "offline")
 
@@ -259,8 +240,8 @@ class GroupBoard:
 
 
 def group_board(answer: Sequence[int], now_ms: int) -> GroupBoard:
-    """A group's board figures from GROUP_BOARD_LUA's answer: [oldest enqueued_ms, agents per BOARD_STATUSES,
-    used slots, effective slots, depth per channel in CHANNELS order]."""
+    """A group's board figures from GROUP_BOARD's answer followed by the queue depths: [oldest enqueued_ms, agents
+    per BOARD_STATUSES, used slots, effective slots, depth per channel in CHANNELS order]."""
     values = [int(v) for v in answer]
     oldest_ms, by_status, (used, slots), depths = values[0], values[1:6], values[6:8], values[8:]
     statuses = dict(zip(BOARD_STATUSES, by_status, strict=True))
@@ -271,20 +252,13 @@ def group_board(answer: Sequence[int], now_ms: int) -> GroupBoard:
 async def read_group_boards(
     redis: Redis, keys: Keys, pairs: Sequence[TenantGroup], now_ms: int, head: int
 ) -> dict[TenantGroup, GroupBoard]:
-    """The board figures of each (tenant, group): one GROUP_BOARD_LUA call each, pipelined."""
-    script = redis.register_script(GROUP_BOARD_LUA)
+    """The board figures of each (tenant, group): the queue stats' first round, then one GROUP_BOARD call each."""
+    heads = await read_group_heads(redis, keys, pairs, head)
+    calls = [ScriptCall(GROUP_BOARD, keys=[*h.agents, *h.conversations], args=[len(h.agents)]) for h in heads]
     result: dict[TenantGroup, GroupBoard] = {}
-    for start in range(0, len(pairs), _CHUNK):
-        chunk = pairs[start : start + _CHUNK]
-        pipe = redis.pipeline(transaction=False)
-        for tenant, group in chunk:
-            agent_head, agent_tail = keys.agent(tenant, "\x00").split("\x00")
-            conv_head, conv_tail = keys.conversation(tenant, "\x00").split("\x00")
-            await script(
-                keys=[keys.group_agents(tenant, group), *[keys.queue_channel(tenant, group, c) for c in CHANNELS]],
-                args=[agent_head, agent_tail, conv_head, conv_tail, head],
-                client=pipe,
-            )
-        for pair, answer in zip(chunk, await pipe.execute(), strict=True):
-            result[pair] = group_board(answer, now_ms)
+    for start in range(0, len(calls), _CHUNK):
+        chunk = range(start, min(start + _CHUNK, len(calls)))
+        answered = await run_pipelined(redis, [calls[i] for i in chunk])
+        for i, answer in zip(chunk, answered, strict=True):
+            result[pairs[i]] = group_board([*answer, *heads[i].depths], now_ms)
     return result

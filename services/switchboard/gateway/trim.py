@@ -16,6 +16,7 @@ from switchboard.gateway.metrics import TRIMS
 from switchboard.gateway.settings import GatewaySettings
 from switchboard.gateway.view import DeskView, fold
 from switchboard.runtime.logs import get_logger
+from switchboard.runtime.lua import LuaScript
 from switchboard.state.keys import Keys
 from switchboard.state.outbox import read_outbox
 
@@ -24,14 +25,7 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
-# KEYS: view hash, outbox. ARGV: expected through, new through, view JSON, XTRIM MINID.
-FOLD_AND_TRIM = """
-local current = tonumber(redis.call('HGET', KEYS[1], 'through') or '0')
-if current ~= tonumber(ARGV[1]) then return 0 end
-redis.call('HSET', KEYS[1], 'through', ARGV[2], 'view', ARGV[3])
-redis.call('XTRIM', KEYS[2], 'MINID', ARGV[4])
-return 1
-"""
+FOLD_AND_TRIM = LuaScript.load(__file__, "fold_and_trim")
 
 
 async def read_view(redis: Redis, keys: Keys, tenant_id: str, agent_id: str) -> DeskView:
@@ -56,8 +50,8 @@ async def fold_and_trim(
         fold(view, events, keep_messages)
     if view.through_seq == expected:
         return True
-    script = redis.register_script(FOLD_AND_TRIM)
-    done = await script(
+    done = await FOLD_AND_TRIM(
+        redis,
         keys=[keys.desk_view(tenant_id, agent_id), keys.desk_outbox(tenant_id, agent_id)],
         args=[expected, view.through_seq, view.to_json(), f"{view.through_seq + 1}-0"],
     )

@@ -10,6 +10,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+from switchboard.presence import scripts
 from switchboard.presence.audit import AuditLog
 from switchboard.presence.surge import (
     ScheduleAction,
@@ -21,7 +22,6 @@ from switchboard.presence.surge import (
     next_state,
 )
 from switchboard.runtime.logs import get_logger
-from switchboard.state import agents_lua as lua
 from switchboard.state.agent_model import Status, text
 from switchboard.state.agents import PresenceStore
 from switchboard.state.roster import RosterAgent
@@ -41,7 +41,6 @@ class SurgeControl:
         self.audit = audit
         self.redis = store.redis
         self.keys = store.keys
-        self._claim_schedule = self.redis.register_script(lua.CLAIM_SCHEDULE)
 
     async def scale_capacity(self, tenant_id: str, factor: float, operator: str, group: str | None = None) -> list[str]:
         """Set the capacity multiplier of every agent of the tenant (or of one group) to `factor`."""
@@ -224,7 +223,8 @@ class SurgeControl:
 
     async def _move(self, tenant_id: str, schedule: SurgeSchedule, expected: ScheduleState, new: ScheduleState) -> bool:
         moved = schedule.model_copy(update={"state": new})
-        result = await self._claim_schedule(
+        result = await scripts.CLAIM_SCHEDULE(
+            self.redis,
             keys=[self.keys.surge_schedules(tenant_id)],
             args=[schedule.schedule_id, expected.value, moved.model_dump_json()],
         )

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import time
 
+from switchboard.presence import scripts
 from switchboard.presence.control import SurgeControl
 from switchboard.presence.metrics import REPUBLISHED, SCHEDULE_ACTIONS, SWEEP_SECONDS, SWEPT_OFFLINE, WRAP_UPS_ENDED
 from switchboard.runtime.logs import get_logger
@@ -43,7 +44,6 @@ class Sweeper:
         self.grace_ms = int(grace_s * 1000)
         self.interval_s = interval_s
         self.republish_after_ms = int(republish_after_s * 1000)
-        self._claim_pending = store.redis.register_script(lua.CLAIM_PENDING)
         self._stop = asyncio.Event()
         self.healthy = True
 
@@ -146,7 +146,8 @@ class Sweeper:
 
     async def republish(self, tenant_id: str, now_ms: int) -> int:
         """Republish agents whose change was not acked by Kafka for a while (a failed send or a crashed replica)."""
-        claimed = await self._claim_pending(
+        claimed = await scripts.CLAIM_PENDING(
+            self.store.redis,
             keys=[self.store.keys.presence_pending(tenant_id)],
             args=[now_ms, now_ms - self.republish_after_ms, SWEEP_BATCH],
         )

@@ -1,12 +1,17 @@
-"""The Redis client factory."""
+"""The Redis client factory: one Redis server by default, Redis Cluster when the settings say so.
+
+`REDIS_URL=redis+cluster://host:port` (or `rediss+cluster://`), or `SB_REDIS_CLUSTER=true` with a plain URL,
+gives every service a `redis.asyncio.cluster.RedisCluster` that discovers the other nodes from that one.
+"""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -16,6 +21,33 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from switchboard.runtime.errors import TransientError
 from switchboard.runtime.settings import ServiceSettings
 
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+
+
+def cluster_url(url: str) -> str | None:
+    """The plain URL of a `redis+cluster://` (or `rediss+cluster://`) URL; None for any other URL."""
+    scheme, sep, rest = url.partition("://")
+    plain = CLUSTER_SCHEMES.get(scheme.lower())
+    return f"{plain}{sep}{rest}" if plain and sep else None
+
+
+def is_cluster(settings: ServiceSettings) -> bool:
+    """True when the service talks to a Redis Cluster (by URL scheme or `SB_REDIS_CLUSTER`)."""
+    return settings.redis_cluster or cluster_url(settings.redis_url) is not None
+
+
+def connect_url(url: str, *, cluster: bool = False, **options: Any) -> Redis:
+    """A client for `url` (a RedisCluster for a `+cluster` URL or with `cluster`), byte responses.
+
+    Typed as `Redis`: redis-py types RedisCluster apart although it answers the same commands, and services are
+    written against those shared commands only (scripts with declared KEYS, single-slot or non-transactional
+    pipelines, see docs/state.md). The cluster test suite is what holds them to it.
+    """
+    plain = cluster_url(url)
+    if plain is not None or cluster:
+        return cast(Redis, RedisCluster.from_url(plain or url, **options))
+    return Redis.from_url(url, **options)
+
 
 def redis_client(settings: ServiceSettings, *, max_connections: int | None = None) -> Redis:
     """A client for the service's Redis; byte responses, short timeouts, a few quick reconnect retries.
@@ -23,6 +55,7 @@ def redis_client(settings: ServiceSettings, *, max_connections: int | None = Non
     Longer outages surface as redis ConnectionError, which callers turn into TransientError so the consumer
     loop pauses instead of guessing. With `max_connections`, callers beyond that many concurrent commands wait
     for a free connection (up to 10 s) instead of failing with "Too many connections" (the default pool's 100).
+    On a cluster that is a cap per node, and RedisCluster fails a command beyond it instead of waiting.
     """
     options: dict[str, Any] = {
         "socket_timeout": 2.0,
@@ -31,10 +64,25 @@ def redis_client(settings: ServiceSettings, *, max_connections: int | None = Non
         "retry": Retry(ExponentialBackoff(cap=0.5, base=0.02), retries=3),
         "retry_on_error": [RedisConnectionError, RedisTimeoutError],
     }
+    if is_cluster(settings):
+        if max_connections is not None:
+            options["max_connections"] = max_connections
+        return connect_url(settings.redis_url, cluster=True, **options)
     if max_connections is None:
         return Redis.from_url(settings.redis_url, **options)
     pool = BlockingConnectionPool.from_url(settings.redis_url, max_connections=max_connections, timeout=10, **options)
     return Redis(connection_pool=pool)
+
+
+async def prepare_pubsub(redis: Redis) -> None:
+    """Call before a client's first SUBSCRIBE/PSUBSCRIBE: a RedisCluster picks its pub/sub node from the slot table
+    it fills on its first command (without it, `pubsub().subscribe` fails with a KeyError). No-op on one server.
+
+    Classic pub/sub is what services use on a cluster too: PUBLISH is broadcast over the cluster bus, so the one
+    subscribed connection, on whichever node, hears every channel (see docs/state.md, Redis Cluster).
+    """
+    if isinstance(redis, RedisCluster):
+        await redis.initialize()
 
 
 @contextlib.contextmanager

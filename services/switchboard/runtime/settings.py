@@ -26,6 +26,8 @@ class ServiceSettings(BaseSettings):
     redis_url: str = Field(
         default="redis://127.0.0.1:6379/0", validation_alias=AliasChoices("REDIS_URL", "SB_REDIS_URL")
     )
+    # Redis Cluster instead of one server (also chosen by a `redis+cluster://` REDIS_URL): the URL names one node.
+    redis_cluster: bool = False
     # Prepended to every topic name and Redis key; tests give each test its own.
     topic_prefix: str = ""
     key_prefix: str = "sb"

@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from switchboard.runtime.errors import BrokerUnavailable
 from switchboard.runtime.kafka import RecordProducer
 from switchboard.runtime.logs import get_logger
+from switchboard.runtime.lua import ScriptCall, run_pipelined
 from switchboard.state import agents_lua as lua
 from switchboard.state.agent_errors import AgentOffline, HeartbeatResult, PresenceError, StaleSession, UnknownAgent
 from switchboard.state.agent_model import (
@@ -39,8 +40,9 @@ __all__ = ["AgentOffline", "HeartbeatResult", "PresenceError", "PresenceStore", 
 
 log = get_logger(__name__)
 
-_GROUP_MARK = "\x01"
 _KEEP_GROUPS = "\x00"
+# A profile or removal script whose agent's groups changed between the read and the script is run again.
+_GROUP_RETRIES = 5
 
 
 class PresenceStore:
@@ -60,12 +62,6 @@ class PresenceStore:
         self.producer = producer
         self.wrap_up_s = wrap_up_s
         self._clock = clock
-        self._transition = redis.register_script(lua.TRANSITION)
-        self._login = redis.register_script(lua.LOGIN)
-        self._heartbeat = redis.register_script(lua.HEARTBEAT)
-        self._profile = redis.register_script(lua.PROFILE)
-        self._remove = redis.register_script(lua.REMOVE)
-        self._clear_pending = redis.register_script(lua.CLEAR_PENDING)
 
     def now_ms(self) -> int:
         """The store's clock in epoch milliseconds."""
@@ -90,7 +86,8 @@ class PresenceStore:
         now = self.now_ms()
         k = self.keys
         event = status_desk_event(tenant_id, agent_id, initial_status, now, changed_by, "login")
-        code, epoch, _, _ = await self._login(
+        code, epoch, _, _ = await lua.LOGIN(
+            self.redis,
             keys=[
                 k.agent(tenant_id, agent_id),
                 k.heartbeats(tenant_id),
@@ -111,7 +108,8 @@ class PresenceStore:
     async def heartbeat(self, tenant_id: str, agent_id: str, session_epoch: int) -> HeartbeatResult:
         """Record a heartbeat of the agent's current session; a fenced or offline session is refused."""
         k = self.keys
-        result = await self._heartbeat(
+        result = await lua.HEARTBEAT(
+            self.redis,
             keys=[k.agent(tenant_id, agent_id), k.heartbeats(tenant_id)],
             args=[agent_id, session_epoch, self.now_ms()],
         )
@@ -190,7 +188,7 @@ class PresenceStore:
         keys, args = self._transition_call(
             tenant_id, agent_id, new, changed_by, reason, now, session_epoch, condition, cutoff_ms, until
         )
-        code, *_ = await self._transition(keys=keys, args=args)
+        code, *_ = await lua.TRANSITION(self.redis, keys, args)
         if code == lua.UNKNOWN_AGENT:
             raise UnknownAgent(f"{tenant_id}/{agent_id}")
         if code == lua.CHANGED:
@@ -222,13 +220,16 @@ class PresenceStore:
         Returns each agent's result code; a condition makes each script a no-op for agents already handled.
         """
         now = self.now_ms()
-        pipe = self.redis.pipeline(transaction=False)
-        for agent_id in agent_ids:
-            keys, args = self._transition_call(
-                tenant_id, agent_id, new, changed_by, reason, now, None, condition, cutoff_ms, 0
+        calls = [
+            ScriptCall(
+                lua.TRANSITION,
+                *self._transition_call(
+                    tenant_id, agent_id, new, changed_by, reason, now, None, condition, cutoff_ms, 0
+                ),
             )
-            await self._transition(keys=keys, args=args, client=pipe)
-        results = await pipe.execute()
+            for agent_id in agent_ids
+        ]
+        results = await run_pipelined(self.redis, calls)
         codes = {agent_id: int(result[0]) for agent_id, result in zip(agent_ids, results, strict=True)}
         for agent_id, code in codes.items():
             if code == lua.CHANGED:
@@ -302,25 +303,58 @@ class PresenceStore:
     ) -> list[str]:
         """Apply profile changes to many agents (pipelined in chunks: a Double 11 factor for 20,000 agents must not
         take 20,000 round trips); returns the agents that changed, whose records are then sent in one batch."""
-        k = self.keys
-        pre, post = k.group_agents(tenant_id, _GROUP_MARK).split(_GROUP_MARK)
-        prepared = [(a, _KEEP_GROUPS if c.groups is None else ",".join(c.groups), c.hash_fields()) for a, c in changes]
         changed: list[str] = []
-        for start in range(0, len(prepared), 1000):
-            chunk = prepared[start : start + 1000]
-            pipe = self.redis.pipeline(transaction=False)
-            now = self.now_ms()
-            for agent_id, groups, fields in chunk:
-                await self._profile(
-                    keys=[k.agent(tenant_id, agent_id), k.tenant_agents(tenant_id), k.presence_pending(tenant_id)],
-                    args=[agent_id, now, pre, post, groups, *fields],
-                    client=pipe,
-                )
-            results = await pipe.execute()
-            changed += [a for (a, _, _), (code, _) in zip(chunk, results, strict=True) if code == lua.CHANGED]
+        for start in range(0, len(changes), 1000):
+            changed += await self._apply_profile_chunk(tenant_id, changes[start : start + 1000])
         if publish:
             await self.publish(tenant_id, changed)
         return changed
+
+    async def _apply_profile_chunk(self, tenant_id: str, chunk: Sequence[tuple[str, ProfileChange]]) -> list[str]:
+        """One pipelined round of profile scripts; agents whose groups changed meanwhile are read and run again."""
+        k = self.keys
+        changed: list[str] = []
+        todo = list(chunk)
+        for _ in range(_GROUP_RETRIES):
+            regrouping = [agent_id for agent_id, change in todo if change.groups is not None]
+            old_groups = dict(zip(regrouping, await self._read_groups(tenant_id, regrouping), strict=True))
+            now = self.now_ms()
+            calls = []
+            for agent_id, change in todo:
+                named = [] if change.groups is None else sorted({*old_groups[agent_id], *change.groups})
+                calls.append(
+                    ScriptCall(
+                        lua.PROFILE,
+                        keys=[
+                            k.agent(tenant_id, agent_id),
+                            k.tenant_agents(tenant_id),
+                            k.presence_pending(tenant_id),
+                            *(k.group_agents(tenant_id, g) for g in named),
+                        ],
+                        args=[
+                            agent_id,
+                            now,
+                            _KEEP_GROUPS if change.groups is None else ",".join(change.groups),
+                            ",".join(named),
+                            *change.hash_fields(),
+                        ],
+                    )
+                )
+            results = await run_pipelined(self.redis, calls)
+            changed += [a for (a, _), (code, _) in zip(todo, results, strict=True) if code == lua.CHANGED]
+            todo = [item for item, (code, _) in zip(todo, results, strict=True) if code == lua.RETRY]
+            if not todo:
+                return changed
+        raise PresenceError(f"groups of {len(todo)} agents of {tenant_id} kept changing during a profile update")
+
+    async def _read_groups(self, tenant_id: str, agent_ids: Sequence[str]) -> list[list[str]]:
+        """The groups each agent's hash names now, in one round trip."""
+        if not agent_ids:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for agent_id in agent_ids:
+            pipe.hget(self.keys.agent(tenant_id, agent_id), "groups")
+        return [[g for g in text(raw or b"").split(",") if g] for raw in await pipe.execute()]
 
     async def set_multiplier(self, tenant_id: str, agent_ids: Iterable[str], multiplier: float) -> list[str]:
         """Set the surge capacity factor of several agents; returns those that changed (their records are sent)."""
@@ -375,17 +409,25 @@ class PresenceStore:
         if state.status is not Status.OFFLINE:
             await self.transition(tenant_id, agent_id, Status.OFFLINE, changed_by, "removed")
         k = self.keys
-        pre, post = k.group_agents(tenant_id, _GROUP_MARK).split(_GROUP_MARK)
-        code, _ = await self._remove(
-            keys=[
-                k.agent(tenant_id, agent_id),
-                k.tenant_agents(tenant_id),
-                k.heartbeats(tenant_id),
-                k.wrap_up_timers(tenant_id),
-                k.presence_pending(tenant_id),
-            ],
-            args=[agent_id, self.now_ms(), pre, post],
-        )
+        code = lua.RETRY
+        for _ in range(_GROUP_RETRIES):
+            (groups,) = await self._read_groups(tenant_id, [agent_id])
+            code, _ = await lua.REMOVE(
+                self.redis,
+                keys=[
+                    k.agent(tenant_id, agent_id),
+                    k.tenant_agents(tenant_id),
+                    k.heartbeats(tenant_id),
+                    k.wrap_up_timers(tenant_id),
+                    k.presence_pending(tenant_id),
+                    *(k.group_agents(tenant_id, g) for g in groups),
+                ],
+                args=[agent_id, self.now_ms(), ",".join(groups)],
+            )
+            if code != lua.RETRY:
+                break
+        else:
+            raise PresenceError(f"groups of {tenant_id}/{agent_id} kept changing during its removal")
         await self.publish(tenant_id, [agent_id])
         return bool(code == lua.CHANGED)
 
@@ -470,12 +512,15 @@ class PresenceStore:
         except BrokerUnavailable as exc:
             log.warning("presence_publish_failed", tenant_id=tenant_id, agents=len(records), error=str(exc))
             return False
-        clear = self.redis.pipeline(transaction=False)
-        for s in states:
-            await self._clear_pending(
-                keys=[self.keys.agent(tenant_id, s.agent_id), self.keys.presence_pending(tenant_id)],
-                args=[s.agent_id, s.presence_version],
-                client=clear,
-            )
-        await clear.execute()
+        await run_pipelined(
+            self.redis,
+            [
+                ScriptCall(
+                    lua.CLEAR_PENDING,
+                    keys=[self.keys.agent(tenant_id, s.agent_id), self.keys.presence_pending(tenant_id)],
+                    args=[s.agent_id, s.presence_version],
+                )
+                for s in states
+            ],
+        )
         return True

@@ -93,7 +93,8 @@ class CustomerHistory:
             seen = ClosedConversation.from_json(raw)
             if seen is not None and (seen.conversation_id, seen.epoch) == (entry.conversation_id, entry.epoch):
                 return 0
-        pipe = self.redis.pipeline(transaction=True)
+        # Not a transaction (a cluster pipeline need not support one): a list left one entry long is trimmed next time.
+        pipe = self.redis.pipeline(transaction=False)
         pipe.lpush(key, entry.to_json())
         pipe.ltrim(key, 0, HISTORY_MAX - 1)
         pipe.expire(key, HISTORY_TTL_S)

@@ -4,8 +4,9 @@ An outbox is a Redis stream per agent whose entry ids are `<seq>-1`, where seq i
 number. A desktop that acked seq N resumes with `XRANGE outbox (N-1 +` on any gateway replica. After an append,
 "<agent_id> <seq>" is published on the tenant's desk-notify channel so gateways need not poll.
 
-`DESK_APPEND_LUA` is a Lua function for scripts that change ownership and must tell the desktop in the same atomic
-step (the router's claim scripts include it); `append_desk_event` is the same thing from Python.
+`DESK_APPEND_LUA` (`lua/desk_append.lua`) is a Lua function for scripts that change ownership and must tell the
+desktop in the same atomic step (the router's claim scripts include it); `append_desk_event` is the same thing
+from Python.
 """
 
 from __future__ import annotations
@@ -13,27 +14,18 @@ from __future__ import annotations
 from redis.asyncio import Redis
 
 from switchboard.contracts import DeskEvent
+from switchboard.runtime.lua import LuaScript, lua_file
 from switchboard.state.keys import Keys
 
-# Outboxes keep at most about this many events; gateways trim what desktops acked long before that.
-OUTBOX_MAXLEN = 10_000
+DESK_APPEND_LUA = lua_file(__file__, "desk_append")
 
-DESK_APPEND_LUA = f"""
-local function desk_append(outbox, seqkey, channel, agent_id, event)
-  local seq = redis.call('INCR', seqkey)
-  redis.call('XADD', outbox, 'MAXLEN', '~', {OUTBOX_MAXLEN}, seq .. '-1', 'e', event)
-  redis.call('PUBLISH', channel, agent_id .. ' ' .. seq)
-  return seq
-end
-"""
-
-_APPEND_SCRIPT = DESK_APPEND_LUA + "\nreturn desk_append(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2])\n"
+_APPEND = LuaScript.load(__file__, "append_desk_event", libs=(DESK_APPEND_LUA,))
 
 
 async def append_desk_event(redis: Redis, keys: Keys, event: DeskEvent) -> int:
     """Append one event to its agent's outbox and return the seq it got (event.seq is ignored)."""
-    script = redis.register_script(_APPEND_SCRIPT)
-    seq = await script(
+    seq = await _APPEND(
+        redis,
         keys=[
             keys.desk_outbox(event.tenant_id, event.agent_id),
             keys.desk_seq(event.tenant_id, event.agent_id),
