@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -69,10 +70,11 @@ async def new_page(browser: Browser, width: int = 1280, height: int = 800) -> Pa
 
 
 async def shot(page: Page, name: str, readme: bool = False) -> None:
-    """Save a screenshot under reports/screenshots (and docs/img for the README's two)."""
+    """Save a screenshot under reports/screenshots; the README's two go to docs/img only when
+    SB_UPDATE_README_IMAGES=1, so a test run leaves the committed images alone."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
-    if readme:
+    if readme and os.environ.get("SB_UPDATE_README_IMAGES") == "1":
         README_IMAGES.mkdir(parents=True, exist_ok=True)
         await page.screenshot(path=str(README_IMAGES / f"{name}.png"))
 
