@@ -26,6 +26,7 @@ from switchboard.routing.chain import AgentView, Plan, Verdict, offer_deadline_m
 from switchboard.routing.config import TenantRouting
 from switchboard.routing.scoring import service_level, stored_score
 from switchboard.runtime.logs import get_logger
+from switchboard.state.history import Close, CustomerHistory
 from switchboard.runtime.lua import LuaScript
 from switchboard.state.keys import Keys
 
@@ -237,5 +238,13 @@ class RouterContext:
                 away.append(d.agent)
         if events:
             await self.sink.routing(events)
+        # The customer's history (for the next agent's desk) is written where the CLOSED decision is published.
+        closes = [
+            Close(d.conv, d.channel, d.group, d.agent, d.wrap, d.epoch)
+            for d in (o.decision for o in found)
+            if d.type == "closed" and d.conv
+        ]
+        if closes:
+            await CustomerHistory(self.redis, self.keys).record_closed(config.tenant, closes, now_ms)
         if away:
             await self.sink.agents_changed(config.tenant, away)
