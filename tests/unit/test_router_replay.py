@@ -17,9 +17,9 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from switchboard.contracts import AgentPresence, AgentStatus, Channel, ChannelCapacity, RoutingEvent, RoutingEventType
-from switchboard.routing.config import parse_config
 from switchboard.router.reload import ConfigStore
 from switchboard.router.replay import Recording, agreement, figures, main, outcomes, read_jsonl, replay
+from switchboard.routing.config import parse_config
 from switchboard.runtime.redis_client import connect_url
 from tests.redis_cluster import on_both_redis_backends
 from tests.router_support import message

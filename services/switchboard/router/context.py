@@ -26,8 +26,8 @@ from switchboard.routing.chain import AgentView, Plan, Verdict, offer_deadline_m
 from switchboard.routing.config import TenantRouting
 from switchboard.routing.scoring import service_level, stored_score
 from switchboard.runtime.logs import get_logger
-from switchboard.state.history import Close, CustomerHistory
 from switchboard.runtime.lua import LuaScript
+from switchboard.state.history import Close, CustomerHistory
 from switchboard.state.keys import Keys
 
 log = get_logger(__name__)

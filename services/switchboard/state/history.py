@@ -8,7 +8,7 @@ The router records a conversation when it publishes the CLOSED decision; the gat
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
