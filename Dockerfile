@@ -2,6 +2,11 @@
 # One image for every switchboard service: the command picks the service, e.g.
 #   docker run switchboard switchboard.router
 #   docker run switchboard switchboard topics
+# It installs only the service distribution (pyproject.toml). The load generator and the benchmarks are the tools
+# distribution (tools/pyproject.toml, with matplotlib and tqdm); they get their own stage, `loadtest`:
+#   docker build --target loadtest -t switchboard-loadtest .
+#   docker run switchboard-loadtest switchboard_tools.loadgen
+# The service image (`runtime`) is the last stage, so a plain `docker build .` builds it.
 
 # --- builder: a venv with the pinned runtime dependencies and the package ---------------------------------------
 FROM python:3.11-slim AS builder
@@ -32,6 +37,29 @@ RUN pip install --no-deps . \
  && for f in $(find switchboard -type f \( -name '*.lua' -o -name '*.yaml' -o -name 'py.typed' \)); do \
         test -f "$site/$f" || { echo "package data not installed: $f" >&2; exit 1; }; \
     done
+
+# --- tools-builder: the same venv plus the tools distribution and its dependencies (load test only) -------------
+FROM builder AS tools-builder
+COPY tools ./tools
+RUN python -c "import tomllib; deps = tomllib.load(open('tools/pyproject.toml', 'rb'))['project']['dependencies']; \
+print('\n'.join(d for d in deps if d != 'switchboard'))" > requirements.tools.txt \
+ && pip install --requirement requirements.tools.txt --constraint requirements.lock \
+ && pip install --no-deps ./tools
+
+# --- loadtest: the load generator's image (docker-compose.yml `loadgen`, components/loadtest), never a service --
+FROM python:3.11-slim AS loadtest
+
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1
+
+COPY --from=tools-builder /opt/venv /opt/venv
+
+USER 10001:10001
+WORKDIR /tmp
+
+ENTRYPOINT ["python", "-m"]
+CMD ["switchboard_tools", "--help"]
 
 # --- runtime: the venv on a clean slim image, as a non-root user -----------------------------------------------
 # Same base as the builder, so the venv's python symlink points at the same interpreter.

@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
+STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml tools/pyproject.toml | cksum | cut -d' ' -f1)
 
 .PHONY: help venv prepare proto proto-check fmt lint typecheck check test test-all soak bench bench-services loadtest up clean
 
@@ -16,16 +16,19 @@ help:
 	@echo "make bench-services  each service's own benchmark (BENCH_ARGS=--quick for short runs)"
 	@echo "make check      format check, lint and typecheck"
 
-$(STAMP): requirements.lock pyproject.toml
+# The dev venv: every pinned package, then both distributions editable: the services (.) and their tooling
+# (tools/: the local stack, the load generator, the benchmarks; tools/README.md says why they are apart).
+$(STAMP): requirements.lock pyproject.toml tools/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements.lock
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e .
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e tools
 	rm -f $(VENV)/.installed-* && touch $@
 
 venv: $(STAMP)
 
 prepare: venv
-	$(BIN)/python -m switchboard.stack.prepare
+	$(BIN)/python -m switchboard_tools.stack.prepare
 
 proto: venv
 	$(BIN)/python scripts/gen_proto.py
@@ -34,11 +37,11 @@ proto-check: venv
 	$(BIN)/python scripts/gen_proto.py --check
 
 fmt: venv
-	$(BIN)/ruff format services tests scripts
-	$(BIN)/ruff check --fix services tests scripts
+	$(BIN)/ruff format services tools tests scripts
+	$(BIN)/ruff check --fix services tools tests scripts
 
 lint: venv
-	$(BIN)/ruff check services tests scripts
+	$(BIN)/ruff check services tools tests scripts
 
 typecheck: venv
 	$(BIN)/mypy
@@ -61,7 +64,7 @@ bench: prepare
 	$(BIN)/switchboard bench
 
 bench-services: prepare
-	$(BIN)/python scripts/bench_services.py $(BENCH_ARGS)
+	$(BIN)/python -m switchboard_tools.bench.services $(BENCH_ARGS)
 
 loadtest: prepare
 	$(BIN)/switchboard loadtest --scenario smoke

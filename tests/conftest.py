@@ -31,8 +31,8 @@ from switchboard.runtime.kafka import RecordProducer, ensure_topics
 from switchboard.runtime.redis_client import connect_url
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.runtime.topics import Topics
-from switchboard.stack.kafka import LocalKafka
-from switchboard.stack.redis import LocalRedis
+from switchboard_tools.stack.kafka import LocalKafka
+from switchboard_tools.stack.redis import LocalRedis
 from tests.redis_cluster import LocalRedisCluster
 
 TEST_PARTITIONS = 3

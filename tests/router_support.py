@@ -1,4 +1,4 @@
-"""Router test support: agents set up as presence would, messages, and the DESIGN.md invariants read from Redis.
+"""Router test support: agents set up as presence would, messages, and docs/invariants.md checked on Redis state.
 
 Until the presence service runs in a test, the test writes the presence-owned fields of the agent hash itself
 (docs/state.md): status, groups, cap:<channel>, multiplier, status_since_ms, session_epoch, and the group and
@@ -204,7 +204,7 @@ def check_invariants(
     check_capacity: bool = True,
     now_ms: int | None = None,
 ) -> None:
-    """Assert DESIGN.md's invariants over one tenant's state; `sent` is each conversation's message ids in order.
+    """Assert invariants 1-6 of docs/invariants.md over one tenant's state; `sent`: each conversation's message ids.
 
     `now_ms` is the router's clock: an agent who declined or missed a conversation's offer is passed over for it
     only until their back-off ends then (None: wall-clock time).

@@ -1,4 +1,4 @@
-"""`python -m switchboard` is the `switchboard` command."""
+"""`python -m switchboard`: the service image's commands, `topics` and `replay` (switchboard.cli)."""
 
 import sys
 

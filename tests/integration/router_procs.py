@@ -15,9 +15,9 @@ from switchboard.contracts import AgentCommand, AgentCommandType, DeskEventType
 from switchboard.router.config import CHANNELS
 from switchboard.runtime.kafka import RecordProducer
 from switchboard.runtime.settings import ServiceSettings
-from switchboard.stack.procs import free_port
 from switchboard.state.keys import Keys
 from switchboard.state.outbox import read_outbox
+from switchboard_tools.stack.procs import free_port
 from tests.helpers import eventually, service_env
 
 REPO = Path(__file__).resolve().parents[2]

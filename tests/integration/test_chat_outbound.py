@@ -22,8 +22,8 @@ from switchboard.contracts import Channel, DeadLetter, InboundMessage, OutboundM
 from switchboard.runtime.kafka import RecordProducer
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.runtime.topics import Topics
-from switchboard.stack.procs import free_port
 from switchboard.state.keys import Keys
+from switchboard_tools.stack.procs import free_port
 from tests.helpers import eventually, read_topic
 from tests.integration.chat_service import SECRETS, chat_settings, connect, next_frame, running_chat
 from tests.redis_cluster import on_both_redis_backends

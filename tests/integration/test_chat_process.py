@@ -12,7 +12,7 @@ from websockets.asyncio.client import connect
 
 from switchboard.chat.signing import widget_token
 from switchboard.runtime.settings import ServiceSettings
-from switchboard.stack.procs import free_port
+from switchboard_tools.stack.procs import free_port
 from tests.helpers import service_env, start_service, stop_service
 from tests.redis_cluster import on_both_redis_backends
 

@@ -20,7 +20,7 @@ from switchboard.contracts import Channel, OutboundMessage
 from switchboard.runtime.kafka import RecordProducer
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.runtime.topics import Topics
-from switchboard.stack.redis import LocalRedis
+from switchboard_tools.stack.redis import LocalRedis
 from tests.integration.chat_service import chat_settings, connect, next_frame, running_chat, send_message, signed
 
 pytestmark = pytest.mark.broker

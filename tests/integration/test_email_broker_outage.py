@@ -17,7 +17,7 @@ from switchboard.contracts import InboundMessage
 from switchboard.runtime.kafka import ensure_topics
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.runtime.topics import Topics
-from switchboard.stack.kafka import LocalKafka
+from switchboard_tools.stack.kafka import LocalKafka
 from tests.conftest import TEST_PARTITIONS
 from tests.helpers import eventually
 from tests.integration.email_support import email_settings, read_all, running_email

@@ -12,7 +12,7 @@ import pytest
 from switchboard.contracts import InboundMessage
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.runtime.topics import Topics
-from switchboard.stack.procs import free_port
+from switchboard_tools.stack.procs import free_port
 from tests.helpers import read_topic, service_env, start_service, stop_service
 from tests.redis_cluster import on_both_redis_backends
 

@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from switchboard.gateway.protocol import CloseCode
 from switchboard.runtime.kafka import RecordProducer
 from switchboard.runtime.settings import ServiceSettings
-from switchboard.stack.procs import free_port
+from switchboard_tools.stack.procs import free_port
 from tests.helpers import eventually, service_env
 from tests.integration.gateway_support import ORIGIN, SECRET, Desk, load_agents
 from tests.redis_cluster import on_both_redis_backends

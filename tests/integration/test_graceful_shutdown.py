@@ -13,7 +13,7 @@ from switchboard.contracts import Channel, InboundMessage
 from switchboard.runtime.kafka import RecordProducer
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.runtime.topics import Topics
-from switchboard.stack.procs import free_port
+from switchboard_tools.stack.procs import free_port
 from tests.conftest import TEST_PARTITIONS
 from tests.helpers import eventually, service_env, start_service
 

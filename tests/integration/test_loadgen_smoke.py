@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from switchboard.loadgen.run import load_test
-from switchboard.loadgen.scenario import load_scenario
-from switchboard.loadgen.settings import LoadgenSettings
+from switchboard_tools.loadgen.run import load_test
+from switchboard_tools.loadgen.scenario import load_scenario
+from switchboard_tools.loadgen.settings import LoadgenSettings
 
 pytestmark = pytest.mark.broker
 
@@ -58,7 +58,7 @@ def test_tiny_sale_balances_and_writes_a_report(
     assert accounting["duplicated"] == accounting["unexpected"] == 0, outcome.summary
     assert len(accounting["lost_whereabouts"]) == accounting["lost"]
     # Nothing is lost, not even in a shop whose only agent missed an offer or in conversations requeued at the
-    # shift change (DESIGN.md invariants 1 and 5); the lost whereabouts say where a lost one stopped.
+    # shift change (docs/invariants.md, invariants 1 and 5); the lost whereabouts say where a lost one stopped.
     assert accounting["lost"] == 0, (outcome.summary, accounting["lost_whereabouts"])
     assert accounting["delivered"] == accounting["accepted"], outcome.summary
     assert outcome.report["throughput"]["routing_decisions"]["count"] > 0

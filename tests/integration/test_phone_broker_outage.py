@@ -16,7 +16,7 @@ from switchboard.contracts import InboundMessage, MessageKind
 from switchboard.runtime.kafka import ensure_topics
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.runtime.topics import Topics
-from switchboard.stack.kafka import LocalKafka
+from switchboard_tools.stack.kafka import LocalKafka
 from tests.conftest import TEST_PARTITIONS
 from tests.helpers import eventually, read_topic
 from tests.integration.phone_service import SHOP_A_KEY, running_phone, segment, started

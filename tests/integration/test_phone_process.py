@@ -13,7 +13,7 @@ from websockets.asyncio.client import connect
 from switchboard.contracts import CallEvent
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.runtime.topics import Topics
-from switchboard.stack.procs import free_port
+from switchboard_tools.stack.procs import free_port
 from tests.helpers import read_topic, service_env, start_service, stop_service
 from tests.integration.phone_service import SHOP_A_KEY, segment, started
 from tests.redis_cluster import on_both_redis_backends

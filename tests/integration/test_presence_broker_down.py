@@ -16,11 +16,11 @@ from switchboard.presence.sweep import Sweeper
 from switchboard.runtime.kafka import RecordProducer, ensure_topics
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.runtime.topics import Topics
-from switchboard.stack.kafka import LocalKafka
 from switchboard.state.agent_model import Status
 from switchboard.state.agents import PresenceStore
 from switchboard.state.keys import Keys
 from switchboard.state.roster import load_roster
+from switchboard_tools.stack.kafka import LocalKafka
 from tests.conftest import TEST_PARTITIONS
 from tests.helpers import eventually, read_topic
 

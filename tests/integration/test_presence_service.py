@@ -14,10 +14,10 @@ from redis.asyncio import Redis
 from switchboard.contracts import AgentPresence, AgentStatus
 from switchboard.runtime.kafka import RecordProducer
 from switchboard.runtime.settings import ServiceSettings
-from switchboard.stack.procs import free_port
 from switchboard.state.agent_model import Status
 from switchboard.state.agents import PresenceStore
 from switchboard.state.keys import Keys
+from switchboard_tools.stack.procs import free_port
 from tests.helpers import eventually, read_topic, service_env, start_service
 from tests.redis_cluster import on_both_redis_backends
 

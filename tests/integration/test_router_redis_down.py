@@ -12,8 +12,8 @@ from switchboard.router.reload import ConfigStore
 from switchboard.runtime.errors import TransientError
 from switchboard.runtime.redis_client import redis_client
 from switchboard.runtime.settings import ServiceSettings
-from switchboard.stack.redis import LocalRedis
 from switchboard.state.keys import Keys
+from switchboard_tools.stack.redis import LocalRedis
 from tests.router_support import message, outbox, put_agent
 
 pytestmark = pytest.mark.broker

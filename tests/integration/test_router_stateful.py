@@ -1,7 +1,7 @@
 """A stateful property test of routing against a real Redis: random arrivals, follow-ups, closes, offers,
-transfers, status and surge changes, time passing and redeliveries, with DESIGN.md's invariants checked after
-every step for two tenants that share agent and conversation ids: one owner, capacity never exceeded, every
-message on exactly one owner's desk once and in order, work-conserving, tenant isolation.
+transfers, status and surge changes, time passing and redeliveries, with the invariants of docs/invariants.md
+checked after every step for two tenants that share agent and conversation ids: one owner, capacity never
+exceeded, every message on exactly one owner's desk once and in order, work-conserving, tenant isolation.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from switchboard.stack.up import NOT_STARTED_BY_UP, existing_services
+from switchboard_tools.stack.up import NOT_STARTED_BY_UP, existing_services
 
 pytestmark = pytest.mark.broker
 
@@ -47,7 +47,7 @@ def test_up_starts_everything_within_90s_and_ctrl_c_leaves_nothing(tmp_path: Pat
     env["SB_RUN_DIR"] = str(tmp_path)
     started = time.monotonic()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "switchboard", "up"],
+        [sys.executable, "-m", "switchboard_tools", "up"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

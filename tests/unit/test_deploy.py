@@ -25,7 +25,7 @@ import yaml
 from pydantic import AliasChoices
 
 from switchboard.runtime.settings import ServiceSettings
-from switchboard.stack.up import NOT_STARTED_BY_UP, SERVICES
+from switchboard_tools.stack.up import NOT_STARTED_BY_UP, SERVICES, module_of
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -68,8 +68,13 @@ def test_compose_services_share_one_image_and_pick_the_service_by_command(compos
     assert topics["command"] == ["switchboard", "topics"]
     for name in SERVICES:
         svc = compose[name]
-        assert (svc["image"], svc["build"]) == (topics["image"], topics["build"]), name
-        assert svc["command"] == [f"switchboard.{name}"]
+        if name in TOOLS:
+            # The tools run from the image of the Dockerfile's `loadtest` stage, never from the service image.
+            assert svc["image"] != topics["image"], name
+            assert svc["build"] == {"context": topics["build"], "target": "loadtest"}, name
+        else:
+            assert (svc["image"], svc["build"]) == (topics["image"], topics["build"]), name
+        assert svc["command"] == [module_of(name)]
         assert svc["environment"]["KAFKA_BOOTSTRAP"] == "kafka:9092"
         assert svc["environment"]["REDIS_URL"].startswith("redis://redis:6379")
         assert svc["environment"]["SB_SERVICE_NAME"] == name
@@ -414,8 +419,8 @@ CONFIG = ROOT / "config"
 
 
 def settings_class(service: str) -> type[ServiceSettings]:
-    """The ServiceSettings subclass of `switchboard.<service>.settings`."""
-    module = import_module(f"switchboard.{service}.settings")
+    """The ServiceSettings subclass of `<module_of(service)>.settings`."""
+    module = import_module(f"{module_of(service)}.settings")
     classes = [
         value
         for value in vars(module).values()
@@ -424,7 +429,7 @@ def settings_class(service: str) -> type[ServiceSettings]:
         and value is not ServiceSettings
         and value.__module__ == module.__name__
     ]
-    assert len(classes) == 1, f"switchboard.{service}.settings: expected one ServiceSettings subclass, got {classes}"
+    assert len(classes) == 1, f"{module_of(service)}.settings: expected one ServiceSettings subclass, got {classes}"
     return classes[0]
 
 
@@ -472,7 +477,7 @@ def compose_env(service: Obj) -> dict[str, str]:
 @pytest.mark.parametrize("name", [*SERVICES, "topics"])
 def test_compose_gives_each_service_only_settings_it_reads(compose: dict[str, Obj], name: str) -> None:
     unknown = unknown_settings(name, set(compose_env(compose[name])))
-    assert not unknown, f"compose {name}: {sorted(unknown)} are not settings of switchboard.{name}"
+    assert not unknown, f"compose {name}: {sorted(unknown)} are not settings of {module_of(name)}"
 
 
 def host_path(service: Obj, value: str) -> tuple[Path, bool] | None:
@@ -589,8 +594,9 @@ def container_service(container: Obj) -> str:
     args = container.get("args", [])
     if args == ["switchboard", "topics"]:
         return "topics"
-    assert args and args[0].startswith("switchboard."), container["name"]
-    return str(args[0]).removeprefix("switchboard.")
+    services = {module_of(name): name for name in SERVICES}
+    assert args and args[0] in services, container["name"]
+    return services[args[0]]
 
 
 def switchboard_containers(objects: list[Obj]) -> Iterator[tuple[Obj, Obj]]:
@@ -652,7 +658,7 @@ def test_k8s_gives_each_container_only_settings_its_service_reads(
         service = container_service(container)
         services.add(service)
         unknown = unknown_settings(service, set(container_env(objects, target, pod, container)))
-        assert not unknown, f"{target} {service}: {sorted(unknown)} are not settings of switchboard.{service}"
+        assert not unknown, f"{target} {service}: {sorted(unknown)} are not settings of {module_of(service)}"
     assert services >= {*LONG_RUNNING, "topics"}
     if target == "dev+loadtest":
         assert "loadgen" in services
@@ -778,8 +784,8 @@ def test_every_data_file_of_the_package_is_installed_as_package_data() -> None:
 
 
 def test_the_compose_loadtest_override_points_services_at_the_files_write_config_makes(tmp_path: Path) -> None:
-    from switchboard.loadgen.run import write_config
-    from switchboard.loadgen.settings import LoadgenSettings
+    from switchboard_tools.loadgen.run import write_config
+    from switchboard_tools.loadgen.settings import LoadgenSettings
 
     compose_file = load_yaml(ROOT / "docker-compose.yml")["services"]
     scenario = compose_file["loadgen"]["environment"]["SB_LOADGEN_SCENARIO"]

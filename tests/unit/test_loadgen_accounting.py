@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from switchboard.loadgen.accounting import Delivery, Ledger, Sent
+from switchboard_tools.loadgen.accounting import Delivery, Ledger, Sent
 
 
 def _ledger(tags: list[str]) -> Ledger:

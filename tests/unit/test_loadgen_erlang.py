@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from switchboard.loadgen.erlang import average_speed_of_answer, predict, probability_of_wait, service_level
+from switchboard_tools.loadgen.erlang import average_speed_of_answer, predict, probability_of_wait, service_level
 
 # The classic Erlang C table for 10 Erlangs of offered traffic (e.g. 100 calls/hour of 6 minutes), probability of
 # waiting by number of agents, as printed in call-centre staffing tables and by the Erlang C calculators

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import yaml
 
-from switchboard.loadgen.fixtures import Credentials, write_stack_config
-from switchboard.loadgen.scenario import load_scenario
-from switchboard.loadgen.schedule import build_schedule
 from switchboard.phone.directory import PhoneDirectory
 from switchboard.router.classify import classify
 from switchboard.router.config import load_config_file
 from switchboard.router.engine import facts_of
 from switchboard.state.roster import load_roster
+from switchboard_tools.loadgen.fixtures import Credentials, write_stack_config
+from switchboard_tools.loadgen.scenario import load_scenario
+from switchboard_tools.loadgen.schedule import build_schedule
 
 
 def test_written_config_is_accepted_by_the_services(tmp_path: Path) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from switchboard.contracts import TYPE_HEADER, InboundMessage, RoutingEvent, RoutingEventType, type_name
-from switchboard.loadgen.probes import RoutingProbe
+from switchboard_tools.loadgen.probes import RoutingProbe
 
 
 def _record(message: InboundMessage | RoutingEvent) -> tuple[list[tuple[str, bytes]], bytes]:

@@ -6,11 +6,11 @@ import json
 import random
 from pathlib import Path
 
-from switchboard.loadgen.accounting import Delivery, Sent
-from switchboard.loadgen.observations import ConversationTrack, Observations
-from switchboard.loadgen.report import build_report, terminal_summary, write_report
-from switchboard.loadgen.scenario import load_scenario
-from switchboard.loadgen.stats import AgentSession
+from switchboard_tools.loadgen.accounting import Delivery, Sent
+from switchboard_tools.loadgen.observations import ConversationTrack, Observations
+from switchboard_tools.loadgen.report import build_report, terminal_summary, write_report
+from switchboard_tools.loadgen.scenario import load_scenario
+from switchboard_tools.loadgen.stats import AgentSession
 
 
 def _synthetic_run(drop: str | None = None) -> Observations:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from switchboard.loadgen.scenario import INTENTS, Scenario, load_scenario
-from switchboard.loadgen.schedule import build_schedule
+from switchboard_tools.loadgen.scenario import INTENTS, Scenario, load_scenario
+from switchboard_tools.loadgen.schedule import build_schedule
 
 
 def test_shipped_scenarios_load() -> None:

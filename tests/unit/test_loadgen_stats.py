@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from switchboard.loadgen.stats import (
+from switchboard_tools.loadgen.stats import (
     AgentSession,
     ConversationOutcome,
     TimeSeries,

@@ -1,0 +1,1 @@
+"""switchboard-tools: the local stack, the load generator and the benchmarks; not part of the service image."""

@@ -1,0 +1,148 @@
+"""The configuration a stack needs to serve a scenario's shops: roster, routing, chat secrets, phone directory.
+
+When the load generator starts a local stack it writes these files into the run folder and points the services at
+them (SB_ROSTER_PATH, SB_AGENTS_FILE, SB_ROUTING_CONFIG_DIR, SB_CHAT_TENANT_SECRETS, SB_PHONE_DIRECTORY, …). Against a
+deployed stack, `switchboard loadtest --write-config DIR` writes the same files for the operator to install.
+Secrets here are derived from the run's seed: they are for load-test tenants only, never for real shops.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from switchboard_tools.loadgen.scenario import Scenario
+from switchboard_tools.loadgen.schedule import Schedule
+
+# Intent → skill group id, and the words the router's intent rules match on (they appear in the sample texts).
+GROUPS = {
+    "pre_sales": "presales",
+    "order": "orders",
+    "after_sales": "aftersales",
+    "logistics": "logistics",
+    "complaints": "complaints",
+    "promotions": "promotions",
+    "cross_border": "crossborder",
+}
+KEYWORDS = {
+    "order": ["收货地址", "取消", "发货", "拍错", "address", "cancel"],
+    "after_sales": ["退货", "退款", "发票", "质量问题", "refund", "exchange", "broken"],
+    "logistics": ["快递", "包裹", "物流", "parcel", "tracking"],
+    "complaints": ["投诉", "气人", "complaint", "unacceptable", "escalate"],
+    "promotions": ["券", "定金", "尾款", "价保", "coupon", "price protection"],
+    "cross_border": ["海外", "关税", "新加坡", "customs", "singapore", "usd"],
+}
+EMAIL_DOMAIN = "inbound.switchboard.local"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Secrets of the load-test tenants, derived from one run key."""
+
+    run_key: str
+
+    def _derive(self, *parts: str) -> str:
+        return hashlib.sha256("\x1f".join((self.run_key, *parts)).encode()).hexdigest()[:32]
+
+    def agent_password(self, tenant_id: str, agent_id: str) -> str:
+        """The dev password of a simulated agent."""
+        return self._derive("agent", tenant_id, agent_id)
+
+    def chat_secret(self, tenant_id: str) -> str:
+        """The tenant's HMAC secret for widget tokens and webhooks."""
+        return self._derive("chat", tenant_id)
+
+    def phone_key(self, tenant_id: str) -> str:
+        """The tenant's telephony API key."""
+        return self._derive("phone", tenant_id)
+
+    def operator_token(self) -> str:
+        """The operator token that may switch surge profiles of every load-test tenant."""
+        return self._derive("operator")
+
+
+def hotline(index: int) -> str:
+    """A dialled number per tenant (400 numbers are what shops publish)."""
+    return f"400-900-{index:04d}"
+
+
+def email_address(tenant_id: str) -> str:
+    """Where customers write to a shop."""
+    return f"service@{tenant_id}.{EMAIL_DOMAIN}"
+
+
+def roster(scenario: Scenario, schedule: Schedule, creds: Credentials) -> dict[str, Any]:
+    """The agent roster (docs/agents-config.md) with every simulated agent of the schedule."""
+    by_tenant: dict[str, list[dict[str, Any]]] = {t.id: [] for t in scenario.all_tenants()}
+    for shift in schedule.agents:
+        by_tenant[shift.tenant_id].append(
+            {
+                "agent_id": shift.agent_id,
+                "display_name": f"LG {shift.agent_id}",
+                "password": creds.agent_password(shift.tenant_id, shift.agent_id),
+                "groups": sorted(GROUPS.values()),
+                "languages": list(scenario.agents.languages),
+                "capacity": dict(scenario.agents.capacity),
+            }
+        )
+    return {"version": 1, "tenants": [{"tenant_id": t, "agents": agents} for t, agents in by_tenant.items()]}
+
+
+def routing(scenario: Scenario, tenant_id: str) -> dict[str, Any]:
+    """A tenant's routing config: a skill group per intent, keyword rules, offers with a timeout."""
+    aht = scenario.agents.handling_time.mean_s
+    groups = [
+        {"name": group, "languages": list(scenario.agents.languages), "avg_handle_s": aht}
+        for group in sorted(GROUPS.values())
+    ]
+    rules = [
+        {"name": intent, "group": GROUPS[intent], "priority": 10 if intent == "complaints" else 0,
+         "match": {"keywords": words}}
+        for intent, words in KEYWORDS.items()
+    ]  # fmt: skip
+    return {
+        "tenant": tenant_id,
+        "default_group": "presales",
+        "skill_groups": groups,
+        "rules": rules,
+        # Offers time out quickly, so a missed offer is re-offered within the compressed time of a scenario.
+        "offers": {"mode": scenario.agents.offer_mode, "timeout_s": scenario.agents.offer_timeout_s, "max_misses": 3},
+        "offline_grace_s": 5.0,
+    }
+
+
+def write_stack_config(scenario: Scenario, schedule: Schedule, creds: Credentials, out: Path) -> dict[str, str]:
+    """Write every file into `out`; return the environment that points services at them."""
+    out.mkdir(parents=True, exist_ok=True)
+    tenants = [t.id for t in scenario.all_tenants()]
+    roster_path = out / "agents.yaml"
+    roster_path.write_text(yaml.safe_dump(roster(scenario, schedule, creds), allow_unicode=True, sort_keys=False))
+    routing_dir = out / "routing"
+    routing_dir.mkdir(exist_ok=True)
+    for tenant in tenants:
+        text = yaml.safe_dump(routing(scenario, tenant), allow_unicode=True, sort_keys=False)
+        (routing_dir / f"{tenant}.yaml").write_text(text)
+    phone_path = out / "phone-directory.yaml"
+    phone = {
+        "version": 1,
+        "tenants": [
+            {"tenant_id": t, "numbers": [hotline(i)], "api_keys": [creds.phone_key(t)]}
+            for i, t in enumerate(tenants, start=1)
+        ],
+    }
+    phone_path.write_text(yaml.safe_dump(phone, sort_keys=False))
+    grants = [{"name": "loadgen", "token": creds.operator_token(), "tenants": tenants}]
+    return {
+        "SB_ROSTER_PATH": str(roster_path),
+        "SB_AGENTS_FILE": str(roster_path),
+        "SB_ROUTING_CONFIG_DIR": str(routing_dir),
+        "SB_PHONE_DIRECTORY": str(phone_path),
+        "SB_CHAT_TENANT_SECRETS": json.dumps({t: creds.chat_secret(t) for t in tenants}),
+        "SB_TENANT_SUBDOMAIN_OF": EMAIL_DOMAIN,
+        "SB_OPERATOR_TOKENS": json.dumps(grants),
+    }

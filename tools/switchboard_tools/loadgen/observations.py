@@ -1,0 +1,55 @@
+"""What a run observed, as plain data: the driver fills it, the report reads it."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from switchboard_tools.loadgen.accounting import Ledger
+from switchboard_tools.loadgen.stats import AgentSession, TimeSeries
+
+
+@dataclass
+class ConversationTrack:
+    """One conversation as the simulated customer and agents saw it (wall-clock seconds)."""
+
+    tenant_id: str
+    channel: str
+    started_at: float
+    offered_at: float | None = None
+    answered_at: float | None = None
+    closed_at: float | None = None
+    agent_id: str = ""
+
+
+@dataclass
+class Observations:
+    """Everything measured during one run."""
+
+    run_name: str
+    scenario: str
+    seed: int
+    started_at: float
+    ended_at: float = 0.0
+    ledger: Ledger = field(default_factory=Ledger)
+    # Keyed by the conversation id the system gave (a customer writing again after a close opens a new one).
+    conversations: dict[str, ConversationTrack] = field(default_factory=dict)
+    sessions: list[AgentSession] = field(default_factory=list)
+    # Routing decision latency: the adapter's receive time → the router's first decision about a message.
+    decision_latencies_s: list[float] = field(default_factory=list)
+    routing_event_times: list[float] = field(default_factory=list)
+    inbound_times: list[float] = field(default_factory=list)
+    # For each undelivered message: whether it reached the inbound topic and its conversation's last decision.
+    whereabouts: dict[str, dict[str, object]] = field(default_factory=dict)
+    routing_event_types: Counter[str] = field(default_factory=Counter)
+    # Offer latency: customer send → the first offer (or assignment) shown on any desktop.
+    offer_latencies_s: list[float] = field(default_factory=list)
+    series: TimeSeries = field(default_factory=TimeSeries)
+    errors: Counter[str] = field(default_factory=Counter)
+    agents_online: dict[str, list[tuple[float, int]]] = field(default_factory=dict)
+    surge_on_at: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def elapsed(self, at: float) -> float:
+        """Seconds since the run started."""
+        return at - self.started_at

@@ -1,0 +1,87 @@
+"""One load test from start to report: scenario → schedule → (stack) → driver → report folder."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from switchboard_tools.loadgen.customers import Endpoints
+from switchboard_tools.loadgen.driver import Run
+from switchboard_tools.loadgen.fixtures import Credentials, write_stack_config
+from switchboard_tools.loadgen.localstack import local_stack
+from switchboard_tools.loadgen.report import Report, build_report, terminal_summary, write_report
+from switchboard_tools.loadgen.scenario import Scenario, load_scenario
+from switchboard_tools.loadgen.schedule import Schedule, build_schedule
+from switchboard_tools.loadgen.settings import LoadgenSettings
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Where the report went and what it says."""
+
+    report: Report
+    folder: Path
+    summary: str
+
+    @property
+    def balanced(self) -> bool:
+        """True when the accounting found nothing lost, duplicated or unexpected."""
+        return bool(self.report["accounting"]["balanced"])
+
+
+def run_name(scenario: Scenario, seed: int) -> str:
+    """`<scenario>-s<seed>-<UTC time>`: a folder name that sorts by time."""
+    return f"{scenario.name}-s{seed}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+
+
+def plan(settings: LoadgenSettings) -> tuple[Scenario, Schedule, Credentials]:
+    """The scenario, its schedule for the seed, and the run's credentials."""
+    scenario = load_scenario(settings.loadgen_scenario)
+    schedule = build_schedule(scenario, settings.loadgen_seed)
+    return scenario, schedule, Credentials(settings.loadgen_run_key)
+
+
+def write_config(settings: LoadgenSettings, out: Path) -> dict[str, str]:
+    """Write the stack config of the scenario's tenants into `out` (for a deployed stack)."""
+    scenario, schedule, creds = plan(settings)
+    return write_stack_config(scenario, schedule, creds, out)
+
+
+def load_test(settings: LoadgenSettings) -> Outcome:
+    """Run one load test and write its report into `<loadgen_out>/<run name>/`."""
+    scenario, schedule, creds = plan(settings)
+    name = run_name(scenario, schedule.seed)
+    folder = settings.loadgen_out / name
+    if settings.loadgen_start_stack:
+        config_env = write_stack_config(scenario, schedule, creds, folder / "stack-config")
+        run_id = f"lg{int(time.time()) % 10**8:08d}"
+        with local_stack(
+            folder / "stack",
+            config_env,
+            run_id,
+            settings.loadgen_partitions,
+            settings.loadgen_ready_timeout_s,
+            settings.loadgen_keep_data,
+        ) as endpoints:
+            report = _drive(scenario, schedule, endpoints, creds, name, settings.loadgen_progress)
+    else:
+        report = _drive(scenario, schedule, settings.given_endpoints(), creds, name, settings.loadgen_progress)
+    write_report(report, folder)
+    return Outcome(report, folder, terminal_summary(report))
+
+
+def _drive(
+    scenario: Scenario, schedule: Schedule, endpoints: Endpoints, creds: Credentials, name: str, progress: bool
+) -> Report:
+    observations = asyncio.run(Run(scenario, schedule, endpoints, creds, name, progress).execute())
+    report = build_report(observations, scenario)
+    report["run"]["endpoints"] = endpoints.as_dict()
+    report["run"]["schedule"] = {
+        "conversations": len(schedule.conversations),
+        "messages": schedule.message_count,
+        "agents": len(schedule.agents),
+        "truncated": schedule.truncated,
+    }
+    return report

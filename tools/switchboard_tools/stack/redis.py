@@ -1,0 +1,79 @@
+"""A real Redis server as a local process; Debian's redis-server is installed when missing and we are root."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from switchboard_tools.stack.procs import free_port, port_open, spawn, terminate, wait_for
+
+INSTALL_HINT = (
+    "redis-server is not on PATH. Install it (Debian/Ubuntu: `sudo apt-get install -y redis-server`, "
+    "macOS: `brew install redis`) or point REDIS_URL at a running Redis."
+)
+
+
+def ensure_redis_server() -> str:
+    """The path of redis-server, installing Debian's package first when it is missing and we are root."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], check=False, env=env)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "redis-server"], check=True, env=env)
+        found = shutil.which("redis-server")
+        if found:
+            return found
+    raise RuntimeError(INSTALL_HINT)
+
+
+@dataclass
+class LocalRedis:
+    """One Redis server on loopback, without persistence, with its files in `data_dir`."""
+
+    data_dir: Path
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """The URL clients use."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 20.0) -> None:
+        """Start the server and wait until it accepts connections."""
+        server = ensure_redis_server()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.proc = spawn(
+            [
+                server,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.data_dir),
+                "--daemonize",
+                "no",
+            ],
+            self.data_dir / "redis.log",
+        )
+        wait_for(
+            lambda: self.proc is not None and self.proc.poll() is None and port_open(self.port),
+            timeout,
+            f"Redis on {self.url}",
+        )
+
+    def stop(self) -> None:
+        """Stop the server."""
+        if self.proc is not None:
+            terminate(self.proc)
+            self.proc = None
