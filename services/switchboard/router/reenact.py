@@ -24,7 +24,7 @@ import tempfile
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Generic, TypeVar
 
 from google.protobuf.message import Message
@@ -153,11 +153,7 @@ class Behaviour:
             self.endings[(conv, owner)].append(None)
 
     def _end(self, conv: str, agent: str, at: int, action: Action, owned: dict[tuple[str, str], int]) -> None:
-        start = owned.pop((conv, agent))
-        delay = at - start
-        self.endings[(conv, agent)][-1] = Action(
-            action.kind, delay, "", action.wrap_up_code, action.to_agent, action.to_group
-        )
+        self.endings[(conv, agent)][-1] = replace(action, delay_ms=at - owned.pop((conv, agent)))
 
     def typical_accept_ms(self) -> int:
         """The median recorded accept delay (for conversations that were never accepted in the recording)."""
