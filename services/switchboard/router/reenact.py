@@ -24,7 +24,7 @@ import tempfile
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Generic, TypeVar
 
 from google.protobuf.message import Message
@@ -153,11 +153,7 @@ class Behaviour:
             self.endings[(conv, owner)].append(None)
 
     def _end(self, conv: str, agent: str, at: int, action: Action, owned: dict[tuple[str, str], int]) -> None:
-        start = owned.pop((conv, agent))
-        delay = at - start
-        self.endings[(conv, agent)][-1] = Action(
-            action.kind, delay, "", action.wrap_up_code, action.to_agent, action.to_group
-        )
+        self.endings[(conv, agent)][-1] = replace(action, delay_ms=at - owned.pop((conv, agent)))
 
     def typical_accept_ms(self) -> int:
         """The median recorded accept delay (for conversations that were never accepted in the recording)."""
@@ -315,12 +311,24 @@ class Reenactment:
             if step.kind == "sweep" and not self._pending and step.at_ms > last_other + tail_ms:
                 break
             self.clock.now_ms = max(self.clock.now_ms, step.at_ms)
-            if step.kind != "sweep":
-                self._pending -= 1
-                last_other = self.clock.now_ms
-            await step.run()
+            together = [step, *self._concurrent_with(step)]
+            for one in together:
+                if one.kind != "sweep":
+                    self._pending -= 1
+                    last_other = self.clock.now_ms
+            await asyncio.gather(*(one.run() for one in together))
             self._react()
         return self.sink.events
+
+    def _concurrent_with(self, step: _Step) -> list[_Step]:
+        """The recorded router's consumer and sweep ran in one event loop: an inbound batch and a recorded sweep at
+        the same millisecond run interleaved, as they did (both plan on what they read before either claims)."""
+        if step.kind not in ("inbound", "sweep"):
+            return []
+        found = []
+        while self._steps and self._steps[0].at_ms == step.at_ms and self._steps[0].kind in ("inbound", "sweep"):
+            found.append(heapq.heappop(self._steps))
+        return found
 
     def _periodic_sweep(self, at_ms: int) -> None:
         """A sweep every sweep interval from `at_ms`, until a recorded sweep sets a new phase."""
