@@ -24,7 +24,7 @@ import tempfile
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Generic, TypeVar
 
 from google.protobuf.message import Message
@@ -152,11 +152,7 @@ class Behaviour:
             self.endings[(conv, owner)].append(None)
 
     def _end(self, conv: str, agent: str, at: int, action: Action, owned: dict[tuple[str, str], int]) -> None:
-        start = owned.pop((conv, agent))
-        delay = at - start
-        self.endings[(conv, agent)][-1] = Action(
-            action.kind, delay, "", action.wrap_up_code, action.to_agent, action.to_group
-        )
+        self.endings[(conv, agent)][-1] = replace(action, delay_ms=at - owned.pop((conv, agent)))
 
     def typical_accept_ms(self) -> int:
         """The median recorded accept delay (for conversations that were never accepted in the recording)."""
@@ -270,7 +266,12 @@ class Reenactment:
     ) -> None:
         self.clock = VirtualClock()
         self.sink = MemorySink()
-        self.router = Router(redis, keys, configs, self.sink, instance="replay", clock=self.clock.ms)
+        self.configs = configs
+        # Every batch plans on fresh reads: a snapshot kept for a while of wall-clock time would make the replay's
+        # choices among equally loaded agents depend on how fast the replay runs.
+        self.router = Router(
+            redis, keys, configs, self.sink, instance="replay", clock=self.clock.ms, snapshot_ttl_s=0.0
+        )
         self.upkeep = self.router.upkeep
         self.published = CollectingProducer()
         self.presence = PresenceStore(redis, keys, self.published, clock=self.clock.seconds)
@@ -284,6 +285,9 @@ class Reenactment:
         self._owned: dict[tuple[str, str], int] = defaultdict(int)
         self._first_owned: dict[str, int] = {}
         self._pending = 0  # steps other than sweeps still to run
+        self._phase = 0  # bumped by each recorded sweep: the periodic sweeps of an older phase stop
+        # Spans of virtual time in which the recorded router is known not to have swept (see Recording.quiet).
+        self.quiet: Sequence[tuple[int, int]] = ()
 
     def at(self, at_ms: int, kind: str, run: Callable[[], Awaitable[None]]) -> None:
         """Run `run` at `at_ms` of virtual time."""
@@ -296,23 +300,59 @@ class Reenactment:
         if not self._steps:
             return []
         self.clock.now_ms = self._steps[0].at_ms
-        self.at(self.clock.now_ms, "sweep", self._sweep)
+        # Until the first customer message nothing waits and nothing is offered: sweeps start with it (a compacted
+        # presence topic may hold records from days before).
+        first = min((s.at_ms for s in self._steps if s.kind == "inbound"), default=self.clock.now_ms)
+        self._periodic_sweep(first)
         last_other = self.clock.now_ms
         while self._steps:
             step = heapq.heappop(self._steps)
             if step.kind == "sweep" and not self._pending and step.at_ms > last_other + tail_ms:
                 break
             self.clock.now_ms = max(self.clock.now_ms, step.at_ms)
-            if step.kind != "sweep":
-                self._pending -= 1
-                last_other = self.clock.now_ms
-            await step.run()
+            together = [step, *self._concurrent_with(step)]
+            for one in together:
+                if one.kind != "sweep":
+                    self._pending -= 1
+                    last_other = self.clock.now_ms
+            await asyncio.gather(*(one.run() for one in together))
             self._react()
         return self.sink.events
 
-    async def _sweep(self) -> None:
-        await self.upkeep.sweep()
-        self.at(self.clock.now_ms + self.sweep_ms, "sweep", self._sweep)
+    def _concurrent_with(self, step: _Step) -> list[_Step]:
+        """The recorded router's consumer and sweep ran in one event loop: an inbound batch and a recorded sweep at
+        the same millisecond run interleaved, as they did (both plan on what they read before either claims)."""
+        if step.kind not in ("inbound", "sweep"):
+            return []
+        found = []
+        while self._steps and self._steps[0].at_ms == step.at_ms and self._steps[0].kind in ("inbound", "sweep"):
+            found.append(heapq.heappop(self._steps))
+        return found
+
+    def _periodic_sweep(self, at_ms: int) -> None:
+        """A sweep every sweep interval from `at_ms`, until a recorded sweep sets a new phase."""
+        phase = self._phase
+
+        async def sweep() -> None:
+            if phase != self._phase:
+                return
+            now = self.clock.now_ms
+            if not any(start <= now < end for start, end in self.quiet):
+                await self.upkeep.sweep()
+            self._periodic_sweep(now + self.sweep_ms)
+
+        self.at(at_ms, "sweep", sweep)
+
+    def recorded_sweep(self, at_ms: int) -> None:
+        """A sweep the recorded router ran at `at_ms` (its decisions are in the recording): the replay sweeps then
+        too, and keeps the interval from there, so offers time out when they did in the recording."""
+
+        async def sweep() -> None:
+            self._phase += 1
+            await self.upkeep.sweep()
+            self._periodic_sweep(self.clock.now_ms + self.sweep_ms)
+
+        self.at(at_ms, "sweep", sweep)
 
     # -- what the recording says happened -------------------------------------------------------------------
 
@@ -345,7 +385,7 @@ class Reenactment:
     async def _apply_presence(self, record: AgentPresence) -> None:
         """Write a recorded agent state the way presence does: profile first, then the status change if any."""
         tenant, agent = record.tenant_id, record.agent_id
-        if self.router.context.configs.get(tenant) is None or not agent:
+        if self.configs.get(tenant) is None or not agent:
             return
         capacity = {CHANNEL_NAMES[c.channel]: c.slots for c in record.capacity if c.channel in CHANNEL_NAMES}
         await self.presence.update_profile(
@@ -409,7 +449,7 @@ class Reenactment:
         conv = event.conversation_id
         handle = self.behaviour.handle_ms.get(conv)
         if handle is None:
-            config = self.router.context.configs.get(event.tenant_id)
+            config = self.configs.get(event.tenant_id)
             group = event.skill_group
             known = config is not None and group in {g.name for g in config.skill_groups}
             handle = int(config.group(group).avg_handle_s * 1000) if config is not None and known else 0
@@ -472,9 +512,15 @@ def schedule(
     inbound: Sequence[Timed[InboundMessage]],
     presence: Sequence[Timed[AgentPresence]],
     handled_at: dict[str, int],
+    sweeps: Sequence[int] = (),
+    quiet: Sequence[tuple[int, int]] = (),
 ) -> None:
-    """Put every recorded inbound message (in its recorded batch) and presence record on the replay's timeline."""
+    """Put every recorded inbound message (in its recorded batch), presence record and sweep on the replay's
+    timeline; `quiet`: spans in which the recorded router did not sweep."""
+    replay.quiet = quiet
     for at_ms, batch in inbound_batches(inbound, handled_at):
         replay.inbound(at_ms, batch)
     for record in presence:
         replay.presence_record(record)
+    for at_ms in sweeps:
+        replay.recorded_sweep(at_ms)

@@ -80,6 +80,30 @@ class Recording:
                 found[event.message_id] = min(at, found.get(event.message_id, at))
         return found
 
+    def sweeps(self) -> list[int]:
+        """Times the recorded router swept (the decisions only a sweep makes: offers timing out, rings opening)."""
+        found = set()
+        for event in self.events:
+            waited = any(r.startswith("overflow:") and r.endswith(":waited") for r in event.reasons)
+            if event.type == RoutingEventType.ROUTING_EVENT_TIMED_OUT or waited:
+                found.add(event.at.ToMilliseconds())
+        return sorted(found)
+
+    def quiet(self) -> list[tuple[int, int]]:
+        """Spans in which the recorded router did not sweep: from an offer's deadline to the sweep that timed it out
+        (any sweep in between would have)."""
+        deadline: dict[tuple[str, str], int] = {}
+        found = []
+        for event in sorted(self.events, key=lambda e: e.at.ToMilliseconds()):
+            key = (event.conversation_id, event.agent_id)
+            if event.type == RoutingEventType.ROUTING_EVENT_OFFERED and event.HasField("offer_deadline"):
+                deadline[key] = event.offer_deadline.ToMilliseconds()
+            elif event.type == RoutingEventType.ROUTING_EVENT_TIMED_OUT and key in deadline:
+                start, end = deadline.pop(key), event.at.ToMilliseconds()
+                if start < end:
+                    found.append((start, end))
+        return sorted(found)
+
     def span_s(self) -> float:
         """Seconds from the first to the last record (at least one)."""
         times = [t.at_ms for t in self.inbound] + [t.at_ms for t in self.presence]
@@ -330,7 +354,14 @@ async def replay(
             sweep_interval_s=sweep_interval_s,
             capacity_multiplier=capacity_multiplier,
         )
-        schedule(run, recording.inbound, recording.presence, recording.handled_at())
+        schedule(
+            run,
+            recording.inbound,
+            recording.presence,
+            recording.handled_at(),
+            sweeps=recording.sweeps(),
+            quiet=recording.quiet(),
+        )
         return await run.run(tail_ms(configs))
 
 

@@ -4,7 +4,9 @@
 -- KEYS: the processed marker, the conversation's hash and backlog, the acting agent's and a target agent's hash,
 --   conversations, outbox and seq, the route plan's keys (decline, transfer to a group), offers, notify.
 -- ARGV[1]: context; ARGV[2]: request JSON.
-local M = cjson.decode(ARGV[2])
+local context, request = ARGV[1], ARGV[2]
+begin(context, KEYS)
+local M = cjson.decode(request)
 BUMP = M.bump
 local marker = K('processed', M.cid)
 local done = redis.call('GET', marker)

@@ -5,7 +5,9 @@
 -- KEYS: the agent's hash, conversations, outbox and seq; each pick's hash and backlog, its customer's
 --   returning-agent key, the queues of its groups; the agent's groups' capacity versions; offers, notify, unsent.
 -- ARGV[1]: context; ARGV[2]: request JSON.
-local M = cjson.decode(ARGV[2])
+local context, request = ARGV[1], ARGV[2]
+begin(context, KEYS)
+local M = cjson.decode(request)
 BUMP = M.bump
 if not agent_unchanged(M.agent, M.expect) then
   return cjson.encode({ { type = 'drain_changed', agent = M.agent } })

@@ -4,7 +4,9 @@
 --   returning-agent key, offers, notify (router/scripts.py declares them).
 -- ARGV[1]: context; ARGV[2]: request JSON; ARGV[3]: the InboundMessage bytes.
 -- A redelivered message returns the decisions stored with its processed marker and changes nothing.
-local M = cjson.decode(ARGV[2])
+local context, request, message = ARGV[1], ARGV[2], ARGV[3]
+begin(context, KEYS)
+local M = cjson.decode(request)
 local marker = K('processed', M.mid)
 local done = redis.call('GET', marker)
 if done then return done end
@@ -16,19 +18,19 @@ if st[1] == 'assigned' and st[2] ~= M.owner then
   return cjson.encode({ { type = 'changed', conv = conv } })
 elseif st[1] == 'assigned' and st[2] and st[2] ~= '' then
   if M.live then
-    desk(st[2], { type = 'transcript', conv = conv, epoch = st[3], group = st[4], msg = ARGV[3],
+    desk(st[2], { type = 'transcript', conv = conv, epoch = st[3], group = st[4], msg = message,
       routing = 'message_delivered' })
   else
-    desk(st[2], { type = 'message', conv = conv, epoch = st[3], group = st[4], msg = ARGV[3],
+    desk(st[2], { type = 'message', conv = conv, epoch = st[3], group = st[4], msg = message,
       routing = 'message_delivered' })
-    keep_message(conv, ARGV[3])
+    keep_message(conv, message)
   end
   emit({ type = 'delivered', conv = conv, agent = st[2], epoch = tonumber(st[3]), group = st[4], live = M.live })
 elseif M.live then
   -- A live partial transcript of a call nobody owns yet is dropped: the final segment follows.
   emit({ type = 'dropped_live', conv = conv })
 elseif st[1] == 'queued' or st[1] == 'offered' then
-  keep_message(conv, ARGV[3])
+  keep_message(conv, message)
   emit({ type = 'held', conv = conv, state = st[1], group = st[4], agent = st[5] or '' })
 else
   local open = M.open
@@ -36,7 +38,7 @@ else
   redis.call('HSET', ckey, 'state', 'new', 'group', open.group, 'channel', M.ch, 'priority', open.prio,
     'enqueued_ms', NOW, 'customer_id', M.cust, 'rule', open.rule, 'declined', '', 'queues', '')
   redis.call('DEL', K('backlog', conv))
-  keep_message(conv, ARGV[3])
+  keep_message(conv, message)
   route(conv, open.route)
 end
 return marked(marker, 'mid', M.mid)

@@ -9,15 +9,20 @@
 -- when its state, owner, offered agent and epoch are, a group's capacity when its capacity version is. What no
 -- longer holds is not applied; the result says so and the router plans again from fresh state.
 --
--- KEYS: every key a script touches, declared by the caller (router/scripts.py); all carry the tenant's hash tag,
--- so the scripts run on Redis Cluster. K() builds a key from its template and refuses one not declared.
--- ARGV[1]: the context (JSON, contract.Context): tenant `t`, time `now` (ms), key templates `k`, affinity TTL
--- `aff_ttl` (s), marker TTL `ttl` (s), router instance `inst`. ARGV[2]: the request (JSON, contract.*Request).
-local C = cjson.decode(ARGV[1])
-local NOW = tonumber(C.now)
+-- Each script begins with begin(context, KEYS): KEYS are every key the script touches, declared by the caller
+-- (router/scripts.py), all with the tenant's hash tag, so the scripts run on Redis Cluster; K() builds a key from
+-- its template and refuses one not declared. The context (ARGV[1] of every script, JSON): tenant `t`, time `now`
+-- (ms), key templates `k`, affinity TTL `aff_ttl` (s), marker TTL `ttl` (s), router instance `inst`.
+local C = {}
+local NOW = 0
 local E = {}
 local DECLARED = {}
-for _, key in ipairs(KEYS) do DECLARED[key] = true end
+
+local function begin(context, keys)
+  C = cjson.decode(context)
+  NOW = tonumber(C.now)
+  for _, key in ipairs(keys) do DECLARED[key] = true end
+end
 
 local function declared(key)
   if not DECLARED[key] then error('switchboard: undeclared key ' .. key) end

@@ -2,7 +2,9 @@
 -- queue takes it too, with the same score. Applied only if it is still queued at the epoch the router read.
 -- KEYS: the conversation's hash, the queues of its groups and the ring's, unsent.
 -- ARGV[1]: context; ARGV[2]: request JSON.
-local M = cjson.decode(ARGV[2])
+local context, request = ARGV[1], ARGV[2]
+begin(context, KEYS)
+local M = cjson.decode(request)
 local ckey = K('conv', M.conv)
 local st = redis.call('HMGET', ckey, 'state', 'epoch', 'queues', 'channel')
 if st[1] ~= 'queued' or (tonumber(st[2]) or 0) ~= M.epoch or st[3] ~= M.queues then return unsent() end

@@ -4,7 +4,9 @@
 -- KEYS: the agent's hash, conversations, outbox and seq; each conversation's hash and its groups' queues;
 --   the groups' capacity versions; offers, notify, unsent.
 -- ARGV[1]: context; ARGV[2]: request JSON.
-local M = cjson.decode(ARGV[2])
+local context, request = ARGV[1], ARGV[2]
+begin(context, KEYS)
+local M = cjson.decode(request)
 BUMP = M.bump
 local agent = M.agent
 if not agent_unchanged(agent, M.expect) then return unsent() end

@@ -4,7 +4,9 @@
 -- KEYS: the conversation's hash and backlog, the offered agent's hash, conversations, outbox and seq, the route
 --   plan's keys, offers, presence pending, notify, unsent.
 -- ARGV[1]: context; ARGV[2]: request JSON.
-local M = cjson.decode(ARGV[2])
+local context, request = ARGV[1], ARGV[2]
+begin(context, KEYS)
+local M = cjson.decode(request)
 BUMP = M.bump
 local conv, agent = M.conv, M.expect.offer_agent
 local ckey = K('conv', conv)
