@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import secrets
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -11,6 +12,7 @@ from redis.asyncio import Redis
 from switchboard.gateway.app import Gateway
 from switchboard.gateway.commands import DeskCommands
 from switchboard.gateway.hub import DeskHub
+from switchboard.gateway.limits import raise_open_files
 from switchboard.gateway.queue_stats import QueueStatsBroadcaster
 from switchboard.gateway.settings import GatewaySettings
 from switchboard.runtime.kafka import RecordProducer
@@ -74,3 +76,16 @@ async def build_gateway(runtime: ServiceRuntime, settings: GatewaySettings) -> G
     runtime.add_stopper(gateway.hub.stop)
     runtime.add_stopper(gateway.stop_sessions)
     return gateway
+
+
+async def build(settings: GatewaySettings) -> ServiceRuntime:
+    """A ready-to-serve gateway replica, with the process tuned for tens of thousands of sockets."""
+    # Every desktop is a file descriptor; the default soft limit (often 1024) would cap a replica at ~1,000 agents.
+    raise_open_files(settings.max_open_files)
+    runtime = ServiceRuntime(settings)
+    await build_gateway(runtime, settings)
+    # Tens of thousands of long-lived socket objects make every full garbage collection walk all of them; the
+    # roster and start-up objects never die, so freeze them, and collect the young generation less often.
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
+    return runtime
