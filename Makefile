@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml tools/pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: help venv prepare proto proto-check fmt lint typecheck check test test-all soak bench bench-services loadtest up clean
+.PHONY: help venv prepare pages web-check proto proto-check fmt lint typecheck check test test-all soak bench bench-services loadtest up clean
 
 help:
 	@echo "make up         run Kafka, Redis and every service (Ctrl-C stops all)"
@@ -30,6 +30,9 @@ venv: $(STAMP)
 prepare: venv
 	$(BIN)/python -m switchboard_tools.stack.prepare
 
+pages: venv
+	$(BIN)/python -c "from switchboard_tools.stack.pages import build_pages; print(build_pages(force=True))"
+
 proto: venv
 	$(BIN)/python scripts/gen_proto.py
 
@@ -46,7 +49,11 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
-check: lint typecheck proto-check
+check: lint typecheck proto-check web-check
+
+# The pages' TypeScript, checked by tsc (npm packages from web/package-lock.json, installed by prepare).
+web-check: prepare
+	cd web && ./node_modules/.bin/tsc --noEmit
 
 test: prepare
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)

@@ -26,8 +26,9 @@ from switchboard.state.keys import Keys
 from switchboard_tools.stack.procs import free_port
 from tests.helpers import eventually, read_topic
 from tests.integration.chat_service import SECRETS, chat_settings, connect, next_frame, running_chat
+from tests.redis_cluster import on_both_redis_backends
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, on_both_redis_backends]
 
 
 class _QuietServer(uvicorn.Server):

@@ -14,8 +14,9 @@ from switchboard.chat.signing import widget_token
 from switchboard.runtime.settings import ServiceSettings
 from switchboard_tools.stack.procs import free_port
 from tests.helpers import service_env, start_service, stop_service
+from tests.redis_cluster import on_both_redis_backends
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, on_both_redis_backends]
 
 
 async def test_the_adapter_process_takes_a_message_and_exits_zero_on_sigterm(settings: ServiceSettings) -> None:

@@ -13,8 +13,9 @@ from switchboard.runtime.settings import ServiceSettings
 from switchboard.runtime.topics import Topics
 from tests.helpers import read_topic
 from tests.integration.chat_service import chat_settings, running_chat, signed
+from tests.redis_cluster import on_both_redis_backends
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, on_both_redis_backends]
 
 URL = "/chat/v1/webhook/shop-a"
 

@@ -15,8 +15,9 @@ from switchboard.runtime.settings import ServiceSettings
 from switchboard.runtime.topics import Topics
 from tests.helpers import read_topic
 from tests.integration.chat_service import SECRETS, chat_settings, connect, next_frame, running_chat, send_message
+from tests.redis_cluster import on_both_redis_backends
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, on_both_redis_backends]
 
 
 async def test_every_message_kind_is_acked_once_on_the_topic_masked_and_with_its_language(

@@ -14,8 +14,9 @@ from switchboard.runtime.settings import ServiceSettings
 from switchboard.runtime.topics import Topics
 from switchboard_tools.stack.procs import free_port
 from tests.helpers import read_topic, service_env, start_service, stop_service
+from tests.redis_cluster import on_both_redis_backends
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, on_both_redis_backends]
 
 
 async def test_the_service_starts_from_env_takes_mail_and_exits_cleanly_on_sigterm(settings: ServiceSettings) -> None:

@@ -73,7 +73,7 @@ async def still_served(gw: RunningGateway, redis: Redis, gs: GatewaySettings) ->
     )
     desk = await Desk.open(gw.url, token("shop-a", "a-emma"))
     answer = await desk.command({"type": "typing", "id": "t1", "conversation_id": "c-ok"})
-    assert answer == {"type": "result", "id": "t1", "ok": True}
+    assert answer == {"type": "result", "id": "t1", "ok": True, "forwarded": False}  # not a chat conversation
     await desk.close()
 
 

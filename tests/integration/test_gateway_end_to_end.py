@@ -12,9 +12,10 @@ from switchboard.contracts import OutboundMessage
 from switchboard.runtime.kafka import RecordProducer
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.state.agents import PresenceStore
+from switchboard.state.history import CustomerHistory
 from switchboard.state.keys import Keys
 from switchboard.state.roster import ChannelSlots, RosterAgent
-from tests.helpers import read_topic
+from tests.helpers import eventually, read_topic
 from tests.integration.gateway_support import Desk, gateway_settings, running_gateway, token
 from tests.integration.router_procs import start_router, stop_router
 from tests.redis_cluster import on_both_redis_backends_router_pending
@@ -38,12 +39,14 @@ async def test_customer_to_desk_and_reply_back_through_router_and_presence(
     gs = gateway_settings(settings)
     producer = RecordProducer(gs)
     await producer.start()
-    store = PresenceStore(redis, Keys(gs.key_prefix), producer)
-    await store.add_agent(
-        T, RosterAgent(agent_id="lina", groups=["presales"], languages=["zh"], capacity=ChannelSlots(chat=3))
-    )
-    router, _ = await start_router(settings, tmp_path, "router-e2e")
+    router = None
     try:
+        store = PresenceStore(redis, Keys(gs.key_prefix), producer)
+        await store.add_agent(
+            T, RosterAgent(agent_id="lina", groups=["presales"], languages=["zh"], capacity=ChannelSlots(chat=3))
+        )
+        # Inside the try: a router that does not start (the cluster variant) must not leave the producer open.
+        router, _ = await start_router(settings, tmp_path, "router-e2e")
         async with running_gateway(gs) as gw:
             desk = await Desk.open(gw.url, token(T, "lina"))
             assert desk.snapshot["status"] == "available"
@@ -77,8 +80,20 @@ async def test_customer_to_desk_and_reply_back_through_router_and_presence(
                 {"type": "close", "id": "x1", "conversation_id": "c1", "wrap_up_code": "answered", "epoch": epoch}
             )
             assert closing["type"] == "result", closing
-            await _until_event(desk, {"closed"}, "c1")
+            closed = await _until_event(desk, {"closed"}, "c1")
+            assert closed["routing"]["wrap_up_code"] == "answered", closed  # type: ignore[index]
+            # The router kept the close in the customer's history, which the desk reads with `context`.
+            history = CustomerHistory(redis, Keys(gs.key_prefix))
+            customer = (await redis.hget(Keys(gs.key_prefix).conversation(T, "c1"), "customer_id")).decode()
+
+            async def recorded() -> bool:
+                return bool(await history.read(T, customer))
+
+            await eventually(recorded, 10, "the close in the customer's history")
+            [entry] = await history.read(T, customer)
+            assert (entry.conversation_id, entry.agent_id, entry.wrap_up_code) == ("c1", "lina", "answered")
             await desk.close()
     finally:
-        await stop_router(router)
+        if router is not None:
+            await stop_router(router)
         await producer.stop()

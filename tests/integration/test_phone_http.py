@@ -21,8 +21,9 @@ from tests.integration.phone_service import (
     segment,
     started,
 )
+from tests.redis_cluster import on_both_redis_backends
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, on_both_redis_backends]
 
 EVENTS = "/v1/phone/events"
 

@@ -16,8 +16,9 @@ from switchboard.runtime.topics import Topics
 from switchboard_tools.stack.procs import free_port
 from tests.helpers import read_topic, service_env, start_service, stop_service
 from tests.integration.phone_service import SHOP_A_KEY, segment, started
+from tests.redis_cluster import on_both_redis_backends
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, on_both_redis_backends]
 
 
 async def test_the_phone_service_starts_from_env_serves_both_transports_and_stops_on_sigterm(

@@ -17,8 +17,9 @@ from switchboard.state.keys import Keys
 from switchboard.state.outbox import read_outbox
 from tests.helpers import read_topic
 from tests.integration.phone_service import SHOP_A_KEY, running_phone, segment, started
+from tests.redis_cluster import on_both_redis_backends
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, on_both_redis_backends]
 
 
 async def _send(ws: ClientConnection, frame_id: str, *items: dict[str, Any]) -> None:

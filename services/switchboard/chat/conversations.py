@@ -10,29 +10,11 @@ import uuid
 
 from redis.asyncio import Redis
 
+from switchboard.runtime.lua import LuaScript
 from switchboard.state.keys import Keys
 
-# Take the open id, or open one: two messages racing on two replicas still get one id (SET NX wins once).
-_OPEN_OR_GET = """
-local current = redis.call('GET', KEYS[1])
-if current then
-  redis.call('EXPIRE', KEYS[1], ARGV[3])
-  redis.call('EXPIRE', ARGV[4] .. current .. ARGV[5], ARGV[3])
-  return current
-end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
-redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
-return ARGV[1]
-"""
-
-# Close only the id that is still open: a late close of an older conversation must not end the new one.
-_CLOSE_IF_CURRENT = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  return 1
-end
-return 0
-"""
+OPEN_OR_GET = LuaScript.load(__file__, "open_or_get")
+CLOSE_IF_CURRENT = LuaScript.load(__file__, "close_if_current")
 
 
 class Conversations:
@@ -42,8 +24,6 @@ class Conversations:
         self._redis = redis
         self._keys = keys
         self._ttl_s = ttl_s
-        self._open = redis.register_script(_OPEN_OR_GET)
-        self._close = redis.register_script(_CLOSE_IF_CURRENT)
 
     async def current(self, tenant_id: str, customer_id: str) -> str:
         """The customer's open conversation id, opening a new one when there is none."""
@@ -52,11 +32,12 @@ class Conversations:
             self._keys.chat_conversation(tenant_id, customer_id),
             self._keys.chat_conversation_customer(tenant_id, fresh),
         ]
-        # The reverse key of an id already open is named by that id, which only the script reads: it gets the
-        # key's template (same tenant hash tag, so the same slot), as the router's scripts do.
-        head, tail = self._keys.chat_conversation_customer(tenant_id, "\x00").split("\x00")
-        value = await self._open(keys=keys, args=[fresh, customer_id, self._ttl_s, head, tail])
-        return value.decode() if isinstance(value, bytes) else str(value)
+        value = await OPEN_OR_GET(self._redis, keys=keys, args=[fresh, customer_id, self._ttl_s])
+        current = value.decode() if isinstance(value, bytes) else str(value)
+        if current != fresh:
+            # Keep the reverse key of the open id as long as the customer's (a TTL only: closes leave it to expire).
+            await self._redis.expire(self._keys.chat_conversation_customer(tenant_id, current), self._ttl_s)
+        return current
 
     async def customer_of(self, tenant_id: str, conversation_id: str) -> str | None:
         """The chat customer of a conversation, or None when it is not a (known) chat conversation."""
@@ -68,5 +49,7 @@ class Conversations:
         customer_id = await self.customer_of(tenant_id, conversation_id)
         if customer_id is None:
             return None
-        closed = await self._close(keys=[self._keys.chat_conversation(tenant_id, customer_id)], args=[conversation_id])
+        closed = await CLOSE_IF_CURRENT(
+            self._redis, keys=[self._keys.chat_conversation(tenant_id, customer_id)], args=[conversation_id]
+        )
         return customer_id if int(closed) else None

@@ -13,14 +13,10 @@ from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
+from switchboard.runtime.lua import LuaScript
 from switchboard.state.keys import Keys
 
-# INCR and set the window's expiry on first use, in one round trip.
-_COUNT_IN_WINDOW = """
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
-return n
-"""
+COUNT_IN_WINDOW = LuaScript.load(__file__, "count_in_window")
 
 
 @dataclass
@@ -56,7 +52,7 @@ class CustomerRate:
     """At most `limit` messages per customer per `window_s` seconds, over every connection and replica."""
 
     def __init__(self, redis: Redis, keys: Keys, limit: int, window_s: int) -> None:
-        self._script = redis.register_script(_COUNT_IN_WINDOW)
+        self._redis = redis
         self._keys = keys
         self._limit = limit
         self._window_s = window_s
@@ -65,5 +61,5 @@ class CustomerRate:
         """Count one message; False when the customer is over the limit in this window."""
         window = int((now if now is not None else time.time()) // self._window_s)
         key = self._keys.chat_customer_rate(tenant_id, customer_id, window)
-        count = int(await self._script(keys=[key], args=[self._window_s * 2]))
+        count = int(await COUNT_IN_WINDOW(self._redis, keys=[key], args=[self._window_s * 2]))
         return count <= self._limit

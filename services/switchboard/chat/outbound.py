@@ -17,7 +17,7 @@ from switchboard.chat.conversations import Conversations
 from switchboard.chat.frames import queue_frame, reply_frame
 from switchboard.chat.replies import ReplyRoute
 from switchboard.chat.sockets import SocketHub
-from switchboard.contracts import Channel, OutboundMessage, RoutingEvent, RoutingEventType
+from switchboard.contracts import Channel, MessageKind, OutboundMessage, RoutingEvent, RoutingEventType
 from switchboard.runtime.consumer import Delivery, Rejected
 from switchboard.runtime.logs import get_logger
 from switchboard.runtime.redis_client import redis_unavailable_as_transient
@@ -55,13 +55,23 @@ class ChatOutbound:
         with redis_unavailable_as_transient():
             for delivery in batch:
                 message = delivery.message
-                if isinstance(message, OutboundMessage) and message.channel == Channel.CHANNEL_CHAT:
+                if isinstance(message, OutboundMessage) and message.kind == MessageKind.MESSAGE_KIND_TYPING:
+                    await self._typing(message)
+                elif isinstance(message, OutboundMessage) and message.channel == Channel.CHANNEL_CHAT:
                     reason = await self._reply(message)
                     if reason:
                         rejected.append(Rejected(delivery, reason, "undeliverable"))
                 elif isinstance(message, RoutingEvent):
                     await self._routing(message)
         return rejected
+
+    async def _typing(self, typing: OutboundMessage) -> None:
+        """The agent is typing: shown on the customer's open socket if any, never stored or called back (a late
+        indicator is worthless)."""
+        customer_id = await self._conversations.customer_of(typing.tenant_id, typing.conversation_id)
+        if customer_id:
+            frame = {"type": "typing", "conversation_id": typing.conversation_id}
+            await self._hub.publish(typing.tenant_id, customer_id, frame)
 
     async def _reply(self, reply: OutboundMessage) -> str:
         """Deliver a reply once; the reason when it could not be delivered."""

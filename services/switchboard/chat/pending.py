@@ -11,14 +11,10 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from switchboard.runtime.lua import LuaScript
 from switchboard.state.keys import Keys
 
-# Take every waiting reply at once: two sockets opening together must not both get them.
-_TAKE_ALL = """
-local frames = redis.call('LRANGE', KEYS[1], 0, -1)
-redis.call('DEL', KEYS[1])
-return frames
-"""
+TAKE_PENDING = LuaScript.load(__file__, "take_pending")
 
 
 class PendingReplies:
@@ -29,7 +25,6 @@ class PendingReplies:
         self._keys = keys
         self._ttl_s = ttl_s
         self._max = max_frames
-        self._take = redis.register_script(_TAKE_ALL)
 
     async def store(self, tenant_id: str, customer_id: str, frame: dict[str, Any]) -> None:
         """Keep a reply (the oldest are dropped beyond the cap)."""
@@ -42,5 +37,5 @@ class PendingReplies:
 
     async def take(self, tenant_id: str, customer_id: str) -> list[dict[str, Any]]:
         """Every waiting reply, oldest first; they are no longer kept."""
-        frames = await self._take(keys=[self._keys.chat_pending_replies(tenant_id, customer_id)])
+        frames = await TAKE_PENDING(self._redis, keys=[self._keys.chat_pending_replies(tenant_id, customer_id)])
         return [json.loads(f) for f in frames]

@@ -1,8 +1,11 @@
-"""Widget sockets on this replica, reachable from every replica through Redis pub/sub.
+"""Widget sockets on this replica, reachable from every replica through Redis sharded pub/sub.
 
-Each replica subscribes to `keys.chat_customer_channel(tenant, customer)` while it holds at least one socket of
-that customer; whoever has a frame for the customer PUBLISHes it there. PUBLISH answers how many replicas got it,
-so 0 means no socket is open anywhere and a reply takes another way (replies.py).
+Each replica subscribes (SSUBSCRIBE) to `keys.chat_customer_channel(tenant, customer)` while it holds at least one
+socket of that customer; whoever has a frame for the customer SPUBLISHes it there. SPUBLISH answers how many
+replicas got it, so 0 means no socket is open anywhere and a reply takes another way (replies.py). Sharded, because
+on a Redis Cluster a classic PUBLISH counts only the subscribers of the node it reached (0 while the customer's
+replica listens on another node), while a shard channel lives on the node owning its slot with all its
+subscribers (the channel carries the tenant's hash tag, so that is the tenant's node).
 
 Each socket has its own bounded outbox drained by its own writer task: a customer who stops reading fills only
 their own outbox (and is disconnected), never the listener that serves everyone else.
@@ -23,7 +26,7 @@ from starlette.websockets import WebSocket
 
 from switchboard.chat.pending import PendingReplies
 from switchboard.runtime.logs import get_logger
-from switchboard.runtime.redis_client import prepare_pubsub
+from switchboard.runtime.redis_client import next_shard_message, prepare_pubsub
 from switchboard.state.keys import Keys
 
 log = get_logger(__name__)
@@ -124,7 +127,7 @@ class SocketHub:
         self._sockets.setdefault(channel, set()).add(sock)
         if first:
             await prepare_pubsub(self._redis)
-            await self._pubsub.subscribe(channel)
+            await self._pubsub.ssubscribe(channel)
             self._subscribed.set()
 
     async def remove(self, sock: CustomerSocket) -> None:
@@ -137,7 +140,7 @@ class SocketHub:
         if not held:
             del self._sockets[channel]
             with contextlib.suppress(RedisError):
-                await self._pubsub.unsubscribe(channel)
+                await self._pubsub.sunsubscribe(channel)
 
     async def deliver_pending(self, tenant_id: str, customer_id: str) -> None:
         """Send the replies kept for the customer to their sockets here (none taken when there are none here)."""
@@ -157,7 +160,7 @@ class SocketHub:
         """Send a frame to the customer's sockets on any replica; the number of replicas that hold one."""
         channel = self._keys.chat_customer_channel(tenant_id, customer_id)
         payload = json.dumps({"t": tenant_id, "c": customer_id, "f": frame}, ensure_ascii=False)
-        return int(await self._redis.publish(channel, payload))
+        return int(await self._redis.spublish(channel, payload))
 
     def stop_intake(self) -> None:
         """Stop listening (shutdown)."""
@@ -176,12 +179,12 @@ class SocketHub:
                 await self._subscribed.wait()
                 continue
             try:
-                message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)
+                message = await next_shard_message(self._pubsub, timeout=0.5)
             except (RedisError, OSError) as exc:
                 log.warning("chat_pubsub_failed", error=repr(exc))
                 await self._resubscribe()
                 continue
-            if message is not None and message.get("type") == "message":
+            if message is not None and message.get("type") == "smessage":
                 try:
                     await self._deliver(message["channel"], message["data"])
                 except Exception as exc:  # one bad frame or a Redis hiccup must not stop delivery to everyone
@@ -198,7 +201,7 @@ class SocketHub:
                 return
             try:
                 await prepare_pubsub(self._redis)
-                await self._pubsub.subscribe(*self._sockets)
+                await self._pubsub.ssubscribe(*self._sockets)
                 log.info("chat_pubsub_resubscribed", channels=len(self._sockets))
             except (RedisError, OSError) as exc:
                 log.warning("chat_pubsub_resubscribe_failed", error=repr(exc))

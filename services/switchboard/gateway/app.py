@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect, WebSocketDisconnected
 
 from switchboard.gateway.commands import DeskCommands
+from switchboard.gateway.desk_config import DeskConfig, default_config
 from switchboard.gateway.hub import SESSION_PREFIX, DeskHub
 from switchboard.gateway.metrics import AUTH_REFUSED, COMMANDS
 from switchboard.gateway.protocol import (
@@ -99,6 +100,12 @@ class Gateway:
         self.presence = presence
         self.commands = commands
         self.hub = hub
+        # Per-shop desk settings (config/desk); `assemble` loads them, a tenant without a file gets the defaults.
+        self.desk_configs: dict[str, DeskConfig] = {}
+
+    def desk_config(self, tenant_id: str) -> DeskConfig:
+        """The desk config of a tenant."""
+        return self.desk_configs.get(tenant_id) or default_config(tenant_id)
 
     def install(self, app: FastAPI) -> None:
         """Add POST /login and the /desk websocket to `app`."""
@@ -138,7 +145,9 @@ class Gateway:
         if any(name.lower() in ("token", "access_token", "jwt", "auth") for name in websocket.query_params):
             await self._refuse(websocket, CloseCode.TOKEN_IN_URL, "tokens are not accepted in the URL")
             return None
-        if origin is not None and origin not in self.settings.allowed_origins:
+        # The desk page the gateway serves itself is same-origin: its Origin names the host the socket is on.
+        same_origin = origin is not None and origin.split("://", 1)[-1] == websocket.headers.get("host")
+        if origin is not None and origin not in self.settings.allowed_origins and not same_origin:
             await self._refuse(websocket, CloseCode.ORIGIN_NOT_ALLOWED, "origin not allowed")
             return None
         try:
@@ -275,9 +284,8 @@ class Gateway:
         """Do one command; the fields of its result frame, or None to close the session (already closed)."""
         if cmd.type == "reply":
             return {"message_id": await self.commands.reply(session, cmd)}
-        if cmd.type == "typing":
-            await self.commands.typing(session, cmd)
-            return {}
+        if cmd.type in ("typing", "context", "desk_config"):
+            return await self._run_desk_aid(session, cmd)
         if cmd.type == "heartbeat":
             beat = await self.presence.heartbeat(session.tenant_id, session.agent_id, session.session_epoch)
             if beat is HeartbeatResult.STALE_SESSION:
@@ -291,3 +299,13 @@ class Gateway:
             )
             return {"status": state.status.value}
         return {"epoch": await self.commands.act(session, cmd)}
+
+    async def _run_desk_aid(self, session: DeskSession, cmd: Command) -> dict[str, Any]:
+        """typing, context and desk_config: what helps the desk without changing ownership."""
+        if cmd.type == "typing":
+            return {"forwarded": await self.commands.typing(session, cmd)}
+        if cmd.type == "context":
+            return await self.commands.context(session, cmd)
+        agent = await self.presence.get_agent(session.tenant_id, session.agent_id)
+        groups = tuple(agent.groups) if agent is not None else ()
+        return {"config": self.desk_config(session.tenant_id).for_agent(groups)}

@@ -7,8 +7,10 @@ shop names a key that does not exist: an agent of shop A can neither read nor ac
 from __future__ import annotations
 
 import hashlib
+import json
+import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from redis.asyncio import Redis
 
@@ -18,7 +20,11 @@ from switchboard.gateway.protocol import CONVERSATION_COMMANDS, Command, FrameEr
 from switchboard.gateway.session import DeskSession
 from switchboard.runtime.kafka import RecordProducer, now_timestamp
 from switchboard.runtime.topics import Topics
+from switchboard.state.history import CustomerHistory
 from switchboard.state.keys import Keys
+
+# A transfer note waits this long for the next owner to open the conversation.
+TRANSFER_NOTE_TTL_S = 7 * 24 * 3600
 
 _CHANNELS = {"chat": Channel.CHANNEL_CHAT, "email": Channel.CHANNEL_EMAIL, "phone": Channel.CHANNEL_PHONE}
 
@@ -107,9 +113,12 @@ class DeskCommands:
             transfer_to_group=cmd.to_group,
             at=now_timestamp(),
             session_epoch=session.session_epoch,
+            note=cmd.note,
         )
         if record.type == AgentCommandType.AGENT_COMMAND_TRANSFER and cmd.to_agent == session.agent_id:
             raise FrameError("bad_field", "cannot transfer a conversation to yourself", cmd.ref)
+        if record.type == AgentCommandType.AGENT_COMMAND_TRANSFER:
+            await self._keep_note(session, cmd)
         await self.producer.send(self.topics.commands, cmd.conversation_id, record)
         COMMANDS.labels(cmd.type, "sent").inc()
         return epoch
@@ -138,13 +147,62 @@ class DeskCommands:
         COMMANDS.labels("reply", "sent").inc()
         return message_id
 
-    async def typing(self, session: DeskSession, cmd: Command) -> None:
-        """Typing indicators are checked for ownership; forwarding them to the customer is not built yet."""
+    async def typing(self, session: DeskSession, cmd: Command) -> bool:
+        """A typing indicator of the owner: an OutboundMessage of kind TYPING for a chat conversation (the chat
+        adapter shows it in the customer's widget); other channels have nowhere to show it. True when forwarded."""
         conv = await self.conversation(session.tenant_id, cmd.conversation_id)
         check_conversation(session.agent_id, cmd, conv)
+        if _channel(conv.channel) != Channel.CHANNEL_CHAT:
+            return False
+        record = OutboundMessage(
+            message_id=uuid.uuid4().hex,
+            tenant_id=session.tenant_id,
+            conversation_id=cmd.conversation_id,
+            channel=Channel.CHANNEL_CHAT,
+            agent_id=session.agent_id,
+            epoch=conv.epoch,
+            sent_at=now_timestamp(),
+            kind=MessageKind.MESSAGE_KIND_TYPING,
+            customer_id=conv.customer_id,
+        )
+        await self.producer.send(self.topics.outbound, cmd.conversation_id, record)
+        return True
+
+    async def _keep_note(self, session: DeskSession, cmd: Command) -> None:
+        """Keep the transfer note for whoever owns the conversation next (the router never sees it)."""
+        key = self.keys.transfer_note(session.tenant_id, cmd.conversation_id)
+        if not cmd.note:
+            await self.redis.delete(key)
+            return
+        note = {"from_agent": session.agent_id, "note": cmd.note, "at_ms": int(time.time() * 1000)}
+        await self.redis.set(key, json.dumps(note, ensure_ascii=False), ex=TRANSFER_NOTE_TTL_S)
+
+    async def context(self, session: DeskSession, cmd: Command) -> dict[str, object]:
+        """What the desk shows beside a conversation the agent owns or is offered: the customer's earlier
+        conversations with this shop and the note of the agent who transferred it here."""
+        conv = await self.conversation(session.tenant_id, cmd.conversation_id)
+        if not conv.exists:
+            raise FrameError("not_found", "no such conversation", cmd.ref)
+        if session.agent_id not in (conv.owner, conv.offer_agent):
+            raise FrameError("not_owner", "you do not own this conversation", cmd.ref)
+        return await conversation_context(self.redis, self.keys, session.tenant_id, cmd.conversation_id, conv)
 
 
 def _channel(value: str) -> Channel.ValueType:
     if value.isdigit():
         return Channel.ValueType(int(value))
     return _CHANNELS.get(value.lower(), Channel.CHANNEL_UNSPECIFIED)
+
+
+async def conversation_context(
+    redis: Redis, keys: Keys, tenant_id: str, conversation_id: str, conv: ConversationState
+) -> dict[str, object]:
+    """History and transfer note of one conversation of `tenant_id` (shared by the desk and the board)."""
+    history = await CustomerHistory(redis, keys).read(tenant_id, conv.customer_id)
+    raw_note = await redis.get(keys.transfer_note(tenant_id, conversation_id))
+    return {
+        "conversation_id": conversation_id,
+        "customer_id": conv.customer_id,
+        "history": [asdict(h) for h in history if h.conversation_id != conversation_id],
+        "transfer_note": json.loads(raw_note) if raw_note else None,
+    }

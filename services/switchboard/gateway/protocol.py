@@ -64,8 +64,11 @@ CONVERSATION_COMMANDS: dict[str, AgentCommandType.ValueType] = {
     "close": AgentCommandType.AGENT_COMMAND_CLOSE,
     "transfer": AgentCommandType.AGENT_COMMAND_TRANSFER,
 }
-CLIENT_FRAMES = frozenset({*CONVERSATION_COMMANDS, "reply", "typing", "set_status", "heartbeat", "ack"})
+CLIENT_FRAMES = frozenset(
+    {*CONVERSATION_COMMANDS, "reply", "typing", "set_status", "heartbeat", "ack", "context", "desk_config"}
+)
 MAX_TEXT = 8000
+MAX_NOTE = 2000
 MAX_FIELD = 200
 
 
@@ -104,6 +107,7 @@ class Command:
     status: str = ""
     seq: int = 0
     client_message_id: str = ""
+    note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -180,14 +184,14 @@ def _conversation(kind: str, ref: str, frame: dict[str, Any]) -> Command:
         to_agent, to_group = _str(frame, "to_agent"), _str(frame, "to_group")
         if bool(to_agent) == bool(to_group):
             raise FrameError("bad_field", "transfer needs exactly one of to_agent and to_group")
-        return replace(base, to_agent=to_agent, to_group=to_group)
+        return replace(base, to_agent=to_agent, to_group=to_group, note=_str(frame, "note", limit=MAX_NOTE))
     return base
 
 
 def _command(kind: str, ref: str, frame: dict[str, Any]) -> Command:
     if kind == "ack":
         return Command(kind, ref, seq=_int(frame, "seq", required=True))
-    if kind == "heartbeat":
+    if kind in ("heartbeat", "desk_config"):
         return Command(kind, ref)
     if kind == "set_status":
         status = _str(frame, "status", required=True)

@@ -176,30 +176,89 @@ class QueueStatsBroadcaster:
 
     async def _read(self, pairs: list[TenantGroup], now_ms: int) -> dict[TenantGroup, GroupQueue]:
         """Members and queue heads of every (tenant, group), then one script call per group, pipelined."""
-        head = self.settings.queue_stats_head
-        commands: list[tuple[Any, ...]] = []
-        for tenant, group in pairs:
-            commands.append(("SMEMBERS", self.keys.group_agents(tenant, group)))
-            for channel in CHANNELS:
-                queue = self.keys.queue_channel(tenant, group, channel)
-                commands += [("ZCARD", queue), ("ZRANGE", queue, 0, head - 1)]
-        answers = iter(await _pipelined(self.redis, commands))
-        calls: list[ScriptCall] = []
-        depths: list[list[int]] = []
-        for tenant, _group in pairs:
-            members = sorted(next(answers))
-            depths.append([])
-            heads: list[bytes] = []
-            for _channel in CHANNELS:
-                depths[-1].append(int(next(answers)))
-                heads += next(answers)
-            agents = [self.keys.agent(tenant, m.decode()) for m in members]
-            conversations = [self.keys.conversation(tenant, c.decode()) for c in heads]
-            calls.append(ScriptCall(QUEUE_STATS, keys=[*agents, *conversations], args=[len(agents)]))
+        heads = await read_group_heads(self.redis, self.keys, pairs, self.settings.queue_stats_head)
+        calls = [ScriptCall(QUEUE_STATS, keys=[*h.agents, *h.conversations], args=[len(h.agents)]) for h in heads]
         result: dict[TenantGroup, GroupQueue] = {}
         for start in range(0, len(calls), _CHUNK):
             chunk = range(start, min(start + _CHUNK, len(calls)))
             answered = await run_pipelined(self.redis, [calls[i] for i in chunk])
             for i, (available, oldest) in zip(chunk, answered, strict=True):
-                result[pairs[i]] = group_queue([available, oldest, *depths[i]], now_ms)
+                result[pairs[i]] = group_queue([available, oldest, *heads[i].depths], now_ms)
         return result
+
+
+@dataclass(frozen=True, slots=True)
+class GroupHeads:
+    """What the first round reads of one group: its agent hashes, the conversations at its queue heads, and the
+    depth of each channel queue (CHANNELS order)."""
+
+    agents: list[str]
+    conversations: list[str]
+    depths: list[int]
+
+
+async def read_group_heads(redis: Redis, keys: Keys, pairs: Sequence[TenantGroup], head: int) -> list[GroupHeads]:
+    """Members, queue depths and the first `head` conversations of each channel queue of every (tenant, group),
+    pipelined; the scripts that follow read exactly these keys (declared, so they run on a cluster too)."""
+    commands: list[tuple[Any, ...]] = []
+    for tenant, group in pairs:
+        commands.append(("SMEMBERS", keys.group_agents(tenant, group)))
+        for channel in CHANNELS:
+            queue = keys.queue_channel(tenant, group, channel)
+            commands += [("ZCARD", queue), ("ZRANGE", queue, 0, head - 1)]
+    answers = iter(await _pipelined(redis, commands))
+    found = []
+    for tenant, _group in pairs:
+        members = sorted(next(answers))
+        depths, conversations = [], []
+        for _channel in CHANNELS:
+            depths.append(int(next(answers)))
+            conversations += [keys.conversation(tenant, c.decode()) for c in next(answers)]
+        found.append(GroupHeads([keys.agent(tenant, m.decode()) for m in members], conversations, depths))
+    return found
+
+
+# The supervisor board's read of one group: the same first round, then every member's status and slots.
+GROUP_BOARD = LuaScript.load(__file__, "group_board")
+
+BOARD_STATUSES = ("available", "busy", "away", "wrap_up", "offline")
+
+
+@dataclass(frozen=True, slots=True)
+class GroupBoard:
+    """One skill group as the supervisor board shows it: its queue (as desktops see it) and its agents."""
+
+    queue: GroupQueue
+    agents_by_status: dict[str, int]
+    used_slots: int
+    slots: int
+
+    @property
+    def occupancy(self) -> float:
+        """Used over effective slots of the group's agents who are not offline (0 when none)."""
+        return round(self.used_slots / self.slots, 3) if self.slots else 0.0
+
+
+def group_board(answer: Sequence[int], now_ms: int) -> GroupBoard:
+    """A group's board figures from GROUP_BOARD's answer followed by the queue depths: [oldest enqueued_ms, agents
+    per BOARD_STATUSES, used slots, effective slots, depth per channel in CHANNELS order]."""
+    values = [int(v) for v in answer]
+    oldest_ms, by_status, (used, slots), depths = values[0], values[1:6], values[6:8], values[8:]
+    statuses = dict(zip(BOARD_STATUSES, by_status, strict=True))
+    queue = group_queue([statuses["available"], oldest_ms, *depths], now_ms)
+    return GroupBoard(queue=queue, agents_by_status=statuses, used_slots=used, slots=slots)
+
+
+async def read_group_boards(
+    redis: Redis, keys: Keys, pairs: Sequence[TenantGroup], now_ms: int, head: int
+) -> dict[TenantGroup, GroupBoard]:
+    """The board figures of each (tenant, group): the queue stats' first round, then one GROUP_BOARD call each."""
+    heads = await read_group_heads(redis, keys, pairs, head)
+    calls = [ScriptCall(GROUP_BOARD, keys=[*h.agents, *h.conversations], args=[len(h.agents)]) for h in heads]
+    result: dict[TenantGroup, GroupBoard] = {}
+    for start in range(0, len(calls), _CHUNK):
+        chunk = range(start, min(start + _CHUNK, len(calls)))
+        answered = await run_pipelined(redis, [calls[i] for i in chunk])
+        for i, answer in zip(chunk, answered, strict=True):
+            result[pairs[i]] = group_board([*answer, *heads[i].depths], now_ms)
+    return result

@@ -10,11 +10,15 @@ from typing import Any
 from redis.asyncio import Redis
 
 from switchboard.gateway.app import Gateway
+from switchboard.gateway.board import Board, install_board, install_pages
+from switchboard.gateway.board_stats import BoardFigures, RoutingTally, service_level_targets
 from switchboard.gateway.commands import DeskCommands
+from switchboard.gateway.desk_config import load_desk_configs
 from switchboard.gateway.hub import DeskHub
 from switchboard.gateway.limits import raise_open_files
 from switchboard.gateway.queue_stats import QueueStatsBroadcaster
 from switchboard.gateway.settings import GatewaySettings
+from switchboard.runtime.consumer import BatchConsumer
 from switchboard.runtime.kafka import RecordProducer
 from switchboard.runtime.logs import get_logger
 from switchboard.runtime.redis_client import redis_client
@@ -40,7 +44,7 @@ def jwt_secret(settings: GatewaySettings) -> str:
 def assemble(settings: GatewaySettings, redis: Redis, producer: RecordProducer) -> Gateway:
     """A gateway replica over started clients (routes not installed, workers not running)."""
     keys = Keys(settings.key_prefix)
-    return Gateway(
+    gateway = Gateway(
         settings,
         jwt_secret(settings),
         redis,
@@ -49,6 +53,24 @@ def assemble(settings: GatewaySettings, redis: Redis, producer: RecordProducer) 
         DeskCommands(redis, keys, producer, Topics(settings.topic_prefix)),
         DeskHub(redis, keys, settings),
     )
+    gateway.desk_configs = load_desk_configs(settings.desk_config_dir)
+    return gateway
+
+
+def board_figures(settings: GatewaySettings, gateway: Gateway) -> BoardFigures:
+    """The board's figures over the gateway's Redis, watching the roster's groups with the routing targets."""
+    figures = BoardFigures(
+        gateway.redis,
+        gateway.keys,
+        RoutingTally(max(settings.board_sl_window_s, settings.board_history_s)),
+        sample_s=settings.board_sample_s,
+        history_s=settings.board_history_s,
+        head=settings.queue_stats_head,
+    )
+    figures.tally.window_ms = int(settings.board_sl_window_s * 1000)
+    figures.targets = service_level_targets(settings.routing_config_dir)
+    figures.know_roster(gateway.roster)
+    return figures
 
 
 def workers(gateway: Gateway) -> list[Worker]:
@@ -70,12 +92,43 @@ async def build_gateway(runtime: ServiceRuntime, settings: GatewaySettings) -> G
     producer = await runtime.start_producer()
     gateway = assemble(settings, redis, producer)
     gateway.install(runtime.app)
+    await _install_board(runtime, settings, gateway, producer)
     runtime.add_ready_check("desk_notify", lambda: gateway.hub.listening)
     for name, run in workers(gateway):
         runtime.add_worker(name, run)
     runtime.add_stopper(gateway.hub.stop)
     runtime.add_stopper(gateway.stop_sessions)
     return gateway
+
+
+async def _install_board(
+    runtime: ServiceRuntime, settings: GatewaySettings, gateway: Gateway, producer: RecordProducer
+) -> None:
+    """The supervisor board: its figures (sampler and routing consumer), its API and the static pages."""
+    figures = board_figures(settings, gateway)
+    # A group of its own per replica: every replica counts every routing decision.
+    consumer = BatchConsumer(
+        settings,
+        topics=[Topics(settings.topic_prefix).routing],
+        group_id=f"{settings.topic_prefix}gateway-board-{settings.instance_id}",
+        handler=figures.tally.handle,
+        producer=producer,
+    )
+    # The board's figures are a view: a lagging tally must not take the replica out of rotation.
+    await runtime.add_consumer("board-routing", consumer, gates_readiness=False)
+    runtime.add_worker("board-sample", figures.run)
+    runtime.add_stopper(figures.stop)
+    board = Board(
+        settings.operator_tokens,
+        figures,
+        gateway.presence,
+        gateway.commands,
+        gateway.redis,
+        gateway.keys,
+        settings.presence_url,
+    )
+    install_board(runtime.app, board)
+    install_pages(runtime.app, settings.pages_dir)
 
 
 async def build(settings: GatewaySettings) -> ServiceRuntime:

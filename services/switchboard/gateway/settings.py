@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 
 from switchboard.runtime.settings import ServiceSettings
+from switchboard.state.operators import OperatorGrant
 
 _REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -66,3 +67,17 @@ class GatewaySettings(ServiceSettings):
     queue_stats_head: int = 10
     # Agents' group lists are re-read this often (operators change them live); new sockets are read at once.
     queue_stats_groups_refresh_s: float = 30.0
+    # Per-shop desk settings: UI language, response-time target, wrap-up codes, quick replies (docs/desk-config.md).
+    desk_config_dir: Path = _REPO_ROOT / "config" / "desk"
+    # The built desk and board pages (web/, `make pages`); missing pages answer 503 with how to build them.
+    pages_dir: Path = _REPO_ROOT / "web" / "dist"
+    # Supervisors use operator tokens (same format as presence's SB_OPERATOR_TOKENS); the board checks them here.
+    operator_tokens: list[OperatorGrant] = Field(default_factory=list)
+    # Presence's HTTP base; the board's surge and capacity controls are forwarded to its operator API.
+    presence_url: str | None = None
+    # The routing config the router reads (for each tenant's service-level target on the board).
+    routing_config_dir: Path = _REPO_ROOT / "config" / "routing"
+    # The board's figures: sampled this often, kept for `board_history_s`, service level over `board_sl_window_s`.
+    board_sample_s: float = 5.0
+    board_history_s: float = 1800.0
+    board_sl_window_s: float = 900.0

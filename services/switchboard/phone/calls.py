@@ -14,18 +14,11 @@ from redis.asyncio import Redis
 from redis.typing import EncodableT, FieldT
 
 from switchboard.phone.records import CallState
+from switchboard.runtime.lua import LuaScript
 from switchboard.runtime.redis_client import redis_unavailable_as_transient
 from switchboard.state.keys import Keys
 
-# Raise next_seq, never lower it (two deliveries of one call may finish in either order).
-_RAISE_NEXT_SEQ = """
-local current = tonumber(redis.call('HGET', KEYS[1], 'next_seq') or '0')
-if tonumber(ARGV[1]) > current then
-  redis.call('HSET', KEYS[1], 'next_seq', ARGV[1])
-end
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-return 1
-"""
+RAISE_NEXT_SEQ = LuaScript.load(__file__, "raise_next_seq")
 
 FIRST_SEQ = 1
 RECENT_CALLS = 20_000
@@ -47,7 +40,6 @@ class CallStore:
         self.redis = redis
         self.keys = keys
         self.ttl_s = ttl_s
-        self._raise = redis.register_script(_RAISE_NEXT_SEQ)
         self._recent: OrderedDict[tuple[str, str], CallState] = OrderedDict()
 
     def _remember(self, tenant_id: str, call_id: str, call: CallState) -> None:
@@ -112,4 +104,6 @@ class CallStore:
     async def advance(self, tenant_id: str, call_id: str, next_seq: int) -> None:
         """Record that every final segment below `next_seq` was written (or skipped)."""
         with redis_unavailable_as_transient():
-            await self._raise(keys=[self.keys.phone_call(tenant_id, call_id)], args=[next_seq, self.ttl_s])
+            await RAISE_NEXT_SEQ(
+                self.redis, keys=[self.keys.phone_call(tenant_id, call_id)], args=[next_seq, self.ttl_s]
+            )

@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from switchboard.runtime.settings import ServiceSettings
+from switchboard.state.operators import OperatorGrant
 
-
-class OperatorGrant(BaseModel):
-    """One operator bearer token and the tenants it may control (`"*"` = every tenant)."""
-
-    name: str
-    token: str = Field(min_length=16)
-    tenants: list[str] = Field(default_factory=list)
-
-    def allows(self, tenant_id: str) -> bool:
-        """True when this operator may act on the tenant."""
-        return "*" in self.tenants or tenant_id in self.tenants
+__all__ = ["OperatorGrant", "PresenceSettings"]
 
 
 class PresenceSettings(ServiceSettings):

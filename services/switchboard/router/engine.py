@@ -34,6 +34,7 @@ from switchboard.router.reload import ConfigStore
 from switchboard.router.scoring import service_level
 from switchboard.router.snapshot import Snapshot, read_groups, redis_guard, text
 from switchboard.runtime.logs import get_logger
+from switchboard.state.history import CustomerHistory
 from switchboard.state.keys import Keys
 
 log = get_logger(__name__)
@@ -223,6 +224,8 @@ class Router:
                 away.append(str(decision["agent"]))
         if events:
             await self.sink.routing(events)
+        # The customer's history (for the next agent's desk) is written where the CLOSED decision is published.
+        await CustomerHistory(self.redis, self.keys).record_closed(config.tenant, found, now_ms)
         if away:
             await self.sink.agents_changed(config.tenant, away)
 

@@ -1,22 +1,23 @@
-"""Replay a recorded day against a routing config, offline: "what would last Double 11 have looked like?"
+"""Replay a recorded day through the router with other rules: "what would last Double 11 have looked like?"
 
-Input: a recording of inbound messages and routing events — JSON lines (`{"type": "InboundMessage", "record":
-{...}}` per line, protobuf JSON) or the topics themselves (`--from-topics`). The recorded routing events give
-the baseline (waits, service level, load per agent) and each conversation's handle time (assigned → closed).
-The simulation replays the first message of every conversation through the pure routing core with the new
-config — classification, candidate chain, capacity, queue priority and aging, overflow after `after_s` — with the
-same agents (a presence roster, or the agents seen in the recording), and prints how the figures would change.
+Input: a recording of the inbound, routing, presence and command topics — the topics themselves
+(`--from-topics`, optionally `--save`d) or JSON lines (`{"type": "InboundMessage", "at": ms, "record": {...}}`
+per line, protobuf JSON; `at` is the record's topic timestamp). The replay runs the router's own handlers on a
+scratch Redis with a virtual clock (`reenact.py`): the recorded messages at their times, the agents' presence
+over time, the agents' recorded answers, sweeps every sweep interval. It prints the figures an operator compares
+(waits, service level, load per agent), recorded vs replayed, and how often the replay gave a conversation to
+the same skill group and agent as the recording, with the first conversations where it did not.
 
-    python -m switchboard.router.replay recording.jsonl --config config/routing/tmall-flagship.yaml
-    switchboard replay --from-topics --config new-rules.yaml --roster config/agents/dev-agents.yaml
+    python -m switchboard.router.replay day.jsonl --config config/routing/
+    switchboard replay --from-topics --save day.jsonl --config new-rules.yaml
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import heapq
 import json
+import os
 import sys
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -27,23 +28,100 @@ from typing import TextIO
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from switchboard.contracts import InboundMessage, RoutingEvent, RoutingEventType
-from switchboard.router.chain import AgentView, plan, take
-from switchboard.router.classify import classify
-from switchboard.router.config import TenantRouting, load_config_file
-from switchboard.router.engine import facts_of
-from switchboard.router.events import CHANNEL_NAMES
-from switchboard.router.scoring import stored_score
+from switchboard.contracts import AgentCommand, AgentPresence, InboundMessage, RoutingEvent, RoutingEventType
+from switchboard.router.config import load_config_file
+from switchboard.router.reenact import Behaviour, Reenactment, Timed, schedule, scratch_redis
+from switchboard.router.reload import ConfigStore
+from switchboard.router.settings import RouterSettings
 
-RECORDS: dict[str, type[Message]] = {"InboundMessage": InboundMessage, "RoutingEvent": RoutingEvent}
+RECORDS: dict[str, type[Message]] = {
+    "InboundMessage": InboundMessage,
+    "RoutingEvent": RoutingEvent,
+    "AgentPresence": AgentPresence,
+    "AgentCommand": AgentCommand,
+}
+OWNED = (RoutingEventType.ROUTING_EVENT_ASSIGNED, RoutingEventType.ROUTING_EVENT_ACCEPTED)
 
 
 @dataclass
 class Recording:
-    """First messages of conversations and the recorded routing events, of one tenant."""
+    """The recorded records of the replayed tenants, each with its time."""
 
-    arrivals: list[tuple[int, InboundMessage]] = field(default_factory=list)
+    inbound: list[Timed[InboundMessage]] = field(default_factory=list)
     events: list[RoutingEvent] = field(default_factory=list)
+    presence: list[Timed[AgentPresence]] = field(default_factory=list)
+    commands: list[Timed[AgentCommand]] = field(default_factory=list)
+
+    def add(self, message: Message, at_ms: int | None = None) -> None:
+        """Add one record; without a topic timestamp, its own time stands for when it was recorded."""
+        if isinstance(message, InboundMessage):
+            own = message.received_at.ToMilliseconds() or message.sent_at.ToMilliseconds()
+            self.inbound.append(Timed(at_ms or own, message))
+        elif isinstance(message, RoutingEvent):
+            self.events.append(message)
+        elif isinstance(message, AgentPresence):
+            self.presence.append(Timed(at_ms or message.changed_at.ToMilliseconds(), message))
+        elif isinstance(message, AgentCommand):
+            self.commands.append(Timed(at_ms or message.at.ToMilliseconds(), message))
+
+    def arrivals(self) -> dict[str, int]:
+        """Each conversation's first message time, in order of arrival."""
+        first: dict[str, int] = {}
+        for timed in sorted(self.inbound, key=lambda t: t.at_ms):
+            first.setdefault(timed.record.conversation_id, timed.at_ms)
+        return first
+
+    def handled_at(self) -> dict[str, int]:
+        """When the recorded router took each inbound message (its first decision naming the message)."""
+        found: dict[str, int] = {}
+        for event in self.events:
+            if event.message_id:
+                at = event.at.ToMilliseconds()
+                found[event.message_id] = min(at, found.get(event.message_id, at))
+        return found
+
+    def sweeps(self) -> list[int]:
+        """Times the recorded router swept (the decisions only a sweep makes: offers timing out, rings opening)."""
+        found = set()
+        for event in self.events:
+            waited = any(r.startswith("overflow:") and r.endswith(":waited") for r in event.reasons)
+            if event.type == RoutingEventType.ROUTING_EVENT_TIMED_OUT or waited:
+                found.add(event.at.ToMilliseconds())
+        return sorted(found)
+
+    def quiet(self) -> list[tuple[int, int]]:
+        """Spans in which the recorded router did not sweep: from an offer's deadline to the sweep that timed it out
+        (any sweep in between would have)."""
+        deadline: dict[tuple[str, str], int] = {}
+        found = []
+        for event in sorted(self.events, key=lambda e: e.at.ToMilliseconds()):
+            key = (event.conversation_id, event.agent_id)
+            if event.type == RoutingEventType.ROUTING_EVENT_OFFERED and event.HasField("offer_deadline"):
+                deadline[key] = event.offer_deadline.ToMilliseconds()
+            elif event.type == RoutingEventType.ROUTING_EVENT_TIMED_OUT and key in deadline:
+                start, end = deadline.pop(key), event.at.ToMilliseconds()
+                if start < end:
+                    found.append((start, end))
+        return sorted(found)
+
+    def span_s(self) -> float:
+        """Seconds from the first to the last record (at least one)."""
+        times = [t.at_ms for t in self.inbound] + [t.at_ms for t in self.presence]
+        times += [e.at.ToMilliseconds() for e in self.events]
+        return max(1.0, (max(times) - min(times)) / 1000) if times else 1.0
+
+
+def read_jsonl(lines: Iterable[str], tenants: set[str]) -> Recording:
+    """Parse a JSON-lines recording, keeping the records of these tenants."""
+    recording = Recording()
+    for line in lines:
+        if not line.strip():
+            continue
+        entry = json.loads(line)
+        message = json_format.ParseDict(entry["record"], RECORDS[entry["type"]]())
+        if getattr(message, "tenant_id", "") in tenants:
+            recording.add(message, entry.get("at"))
+    return recording
 
 
 @dataclass
@@ -56,152 +134,70 @@ class Figures:
     busy_s: dict[str, float] = field(default_factory=lambda: defaultdict(float))
 
 
-def read_jsonl(lines: Iterable[str], tenant: str) -> Recording:
-    """Parse a JSON-lines recording, keeping one tenant's records."""
-    recording, seen = Recording(), set[str]()
-    for line in lines:
-        if not line.strip():
-            continue
-        entry = json.loads(line)
-        message = json_format.ParseDict(entry["record"], RECORDS[entry["type"]]())
-        add(recording, seen, message, tenant)
-    return recording
-
-
-def add(recording: Recording, seen: set[str], message: Message, tenant: str) -> None:
-    """Add one record to the recording (later messages of a conversation are not arrivals)."""
-    if getattr(message, "tenant_id", "") != tenant:
-        return
-    if isinstance(message, InboundMessage) and message.conversation_id not in seen:
-        seen.add(message.conversation_id)
-        at = message.received_at.ToMilliseconds() or message.sent_at.ToMilliseconds()
-        recording.arrivals.append((at, message))
-    elif isinstance(message, RoutingEvent):
-        recording.events.append(message)
-
-
-def baseline(recording: Recording, target_s: float) -> tuple[Figures, dict[str, float]]:
-    """Figures of what happened, and each conversation's recorded handle time (assigned → closed)."""
-    figures = Figures()
-    assigned: dict[str, tuple[int, str]] = {}
-    handle: dict[str, float] = {}
-    arrived = {m.conversation_id: at for at, m in recording.arrivals}
-    for event in sorted(recording.events, key=lambda e: e.at.ToMilliseconds()):
+def figures(arrivals: dict[str, int], events: Iterable[RoutingEvent]) -> Figures:
+    """Waits (arrival → first owner), conversations per agent and time each agent held conversations."""
+    found = Figures()
+    owned: dict[str, tuple[int, str]] = {}
+    answered: set[str] = set()
+    for event in sorted(events, key=lambda e: e.at.ToMilliseconds()):
         at, conv = event.at.ToMilliseconds(), event.conversation_id
-        if event.type in (RoutingEventType.ROUTING_EVENT_ASSIGNED, RoutingEventType.ROUTING_EVENT_ACCEPTED):
-            if conv not in assigned:
-                start = arrived.get(conv, event.enqueued_at.ToMilliseconds() or at)
-                figures.waits_s.append(max(0.0, (at - start) / 1000))
-                figures.handled[event.agent_id] += 1
-            assigned[conv] = (at, event.agent_id)
-        elif event.type == RoutingEventType.ROUTING_EVENT_CLOSED and conv in assigned:
-            start, agent = assigned[conv]
-            handle[conv] = (at - start) / 1000
-            figures.busy_s[event.agent_id or agent] += handle[conv]
-    figures.unanswered = len({c for c in arrived if c not in assigned})
-    return figures, handle
+        if event.type in OWNED:
+            if conv not in answered:
+                answered.add(conv)
+                start = arrivals.get(conv, event.enqueued_at.ToMilliseconds() or at)
+                found.waits_s.append(max(0.0, (at - start) / 1000))
+                found.handled[event.agent_id] += 1
+            owned[conv] = (at, event.agent_id)
+        elif event.type == RoutingEventType.ROUTING_EVENT_CLOSED and conv in owned:
+            start, agent = owned.pop(conv)
+            found.busy_s[event.agent_id or agent] += (at - start) / 1000
+    found.unanswered = len([c for c in arrivals if c not in answered])
+    return found
 
 
-class Simulation:
-    """Arrivals replayed through the pure routing core; conversations close after their recorded handle time."""
+def outcomes(events: Iterable[RoutingEvent]) -> dict[str, tuple[str, str]]:
+    """Each conversation's (skill group, agent): its first owner and the group it was served in; a conversation
+    never answered has its group and no agent."""
+    found: dict[str, tuple[str, str]] = {}
+    for event in sorted(events, key=lambda e: e.at.ToMilliseconds()):
+        conv, current = event.conversation_id, found.get(event.conversation_id)
+        if event.type in OWNED and (current is None or not current[1]):
+            found[conv] = (event.skill_group, event.agent_id)
+        elif current is None and event.skill_group:
+            found[conv] = (event.skill_group, "")
+    return found
 
-    def __init__(
-        self, config: TenantRouting, recording: Recording, agents: Sequence[AgentView], handle: dict[str, float]
-    ) -> None:
-        self.config, self.handle = config, handle
-        self.figures = Figures()
-        self.pool = {a.agent_id: a for a in agents}
-        self.clock: list[tuple[int, int, str, str, str]] = []  # (ms, order, kind, conversation, agent)
-        self.queue: list[tuple[float, int, str, str, str, int]] = []  # (score, order, conv, group, channel, since)
-        arrivals = sorted(recording.arrivals, key=lambda a: a[0])
-        self.by_conv = {m.conversation_id: m for _, m in arrivals}
-        self.order = 0
-        for at, message in arrivals:
-            self._at(at, "arrive", message.conversation_id)
 
-    def _at(self, ms: int, kind: str, conv: str = "", agent: str = "") -> None:
-        self.order += 1
-        heapq.heappush(self.clock, (ms, self.order, kind, conv, agent))
+@dataclass
+class Agreement:
+    """How often the replay decided as the recording did, per conversation."""
 
-    def _channel(self, conv: str) -> str:
-        return CHANNEL_NAMES.get(self.by_conv[conv].channel, "chat")
+    conversations: int = 0
+    same_group: int = 0
+    same_agent: int = 0
+    same_both: int = 0
+    differences: list[tuple[str, tuple[str, str], tuple[str, str]]] = field(default_factory=list)
 
-    def _assign(self, now: int, conv: str, agent: AgentView, since: int) -> None:
-        take(agent, self._channel(conv), now)
-        self.figures.waits_s.append((now - since) / 1000)
-        self.figures.handled[agent.agent_id] += 1
-        group = classify(self.config, facts_of(self.by_conv[conv])).group
-        duration = self.handle.get(conv, self.config.group(group).avg_handle_s)
-        self.figures.busy_s[agent.agent_id] += duration
-        self._at(now + int(duration * 1000), "close", conv, agent.agent_id)
+    def share(self, count: int) -> float:
+        """count / conversations (1.0 when there are none)."""
+        return count / self.conversations if self.conversations else 1.0
 
-    def _groups(self, group: str, waited_ms: int) -> list[str]:
-        rings = self.config.group(group).overflow
-        return [group, *(r.group for r in rings if r.after_s is not None and waited_ms >= r.after_s * 1000)]
 
-    def _drain(self, now: int) -> None:
-        for entry in sorted(self.queue):
-            _, _, conv, group, channel, since = entry
-            for name in self._groups(group, now - since):
-                chosen = plan(self.config, name, channel, list(self.pool.values())).candidates
-                if chosen:
-                    self.queue.remove(entry)
-                    self._assign(now, conv, self.pool[chosen[0].agent_id], since)
-                    break
-
-    def _arrive(self, now: int, conv: str) -> None:
-        found = classify(self.config, facts_of(self.by_conv[conv]))
-        channel = self._channel(conv)
-        chosen = plan(self.config, found.group, channel, list(self.pool.values())).candidates
-        if chosen:
-            self._assign(now, conv, self.pool[chosen[0].agent_id], now)
+def agreement(
+    order: Sequence[str], recorded: dict[str, tuple[str, str]], replayed: dict[str, tuple[str, str]]
+) -> Agreement:
+    """Compare the (group, agent) of every conversation in `order`; differences are listed in that order."""
+    found = Agreement()
+    for conv in order:
+        before, after = recorded.get(conv, ("", "")), replayed.get(conv, ("", ""))
+        found.conversations += 1
+        found.same_group += before[0] == after[0]
+        found.same_agent += before[1] == after[1]
+        if before == after:
+            found.same_both += 1
         else:
-            self.order += 1
-            score = stored_score(now, found.priority, self.config.queue.aging_s_per_point)
-            self.queue.append((score, self.order, conv, found.group, channel, now))
-
-    def run(self) -> Figures:
-        """Replay every arrival; what still waits a day after the last event counts as never answered."""
-        while self.clock:
-            now, _, kind, conv, agent_id = heapq.heappop(self.clock)
-            if kind == "close":
-                agent, channel = self.pool[agent_id], self._channel(conv)
-                agent.used[channel] = max(0, agent.used.get(channel, 0) - 1)
-            elif kind == "arrive":
-                self._arrive(now, conv)
-            self._drain(now)
-            if self.queue and not self.clock and any(now - e[5] < 24 * 3600 * 1000 for e in self.queue):
-                # Time-based overflow may still free a waiting conversation: look again a second later.
-                self._at(now + 1000, "tick")
-        self.figures.unanswered = len(self.queue)
-        return self.figures
-
-
-def simulate(
-    config: TenantRouting, recording: Recording, agents: Sequence[AgentView], handle: dict[str, float]
-) -> Figures:
-    """Route every recorded arrival with `config` over the agents (see Simulation)."""
-    return Simulation(config, recording, agents, handle).run()
-
-
-def agents_from(roster: Path | None, tenant: str, recording: Recording, multiplier: float) -> list[AgentView]:
-    """The agents to simulate: a presence roster's, or those the recording shows, with default slots."""
-    if roster is not None:
-        from switchboard.state.roster import load_roster
-
-        found = next((t for t in load_roster(roster).tenants if t.tenant_id == tenant), None)
-        if found is None:
-            raise SystemExit(f"{roster}: no tenant {tenant!r}")
-        return [
-            AgentView(a.agent_id, "available", frozenset(a.groups), a.capacity.as_dict(), multiplier, {})
-            for a in found.agents
-        ]
-    groups: dict[str, set[str]] = defaultdict(set)
-    for event in recording.events:
-        if event.agent_id and event.skill_group:
-            groups[event.agent_id].add(event.skill_group)
-    slots = {"chat": 5, "email": 10, "phone": 1}
-    return [AgentView(a, "available", frozenset(g), dict(slots), multiplier, {}) for a, g in sorted(groups.items())]
+            found.differences.append((conv, before, after))
+    return found
 
 
 def _pct(values: Sequence[float], q: float) -> float:
@@ -211,15 +207,21 @@ def _pct(values: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def service_level(found: Figures, target_s: float) -> float | None:
+    """Share of conversations answered within the target (unanswered ones count as missed)."""
+    total = len(found.waits_s) + found.unanswered
+    return sum(1 for w in found.waits_s if w <= target_s) / total if total else None
+
+
 def report(before: Figures, after: Figures, target_s: float, span_s: float, out: TextIO) -> None:
-    """Print the comparison."""
+    """Print the figures, recorded vs replayed."""
 
     def row(name: str, a: str, b: str) -> None:
         out.write(f"{name:<28}{a:>14}{b:>14}\n")
 
     def level(f: Figures) -> str:
-        total = len(f.waits_s) + f.unanswered
-        return f"{sum(1 for w in f.waits_s if w <= target_s) / total:.1%}" if total else "-"
+        value = service_level(f, target_s)
+        return "-" if value is None else f"{value:.1%}"
 
     row("", "recorded", "replayed")
     row("conversations answered", str(len(before.waits_s)), str(len(after.waits_s)))
@@ -236,8 +238,25 @@ def report(before: Figures, after: Figures, target_s: float, span_s: float, out:
         row(f"  {agent}", a, b)
 
 
-async def read_topics(bootstrap: str, prefix: str, tenant: str, save: Path | None) -> Recording:
-    """Read the inbound and routing topics from the start to their current end."""
+def report_agreement(found: Agreement, shown: int, out: TextIO) -> None:
+    """Print the per-conversation agreement and the first differences."""
+    out.write(f"\nagreement with the recording ({found.conversations} conversations)\n")
+    for name, count in (
+        ("same group", found.same_group),
+        ("same agent", found.same_agent),
+        ("same group and agent", found.same_both),
+    ):
+        out.write(f"  {name:<26}{found.share(count):>14.1%}\n")
+    if found.differences:
+        out.write(
+            f"first differences (conversation: recorded group/agent → replayed; {len(found.differences)} in all)\n"
+        )
+        for conv, (g0, a0), (g1, a1) in found.differences[:shown]:
+            out.write(f"  {conv}: {g0 or '-'}/{a0 or '-'} → {g1 or '-'}/{a1 or '-'}\n")
+
+
+async def read_topics(bootstrap: str, prefix: str, tenants: set[str], save: Path | None) -> Recording:
+    """Read the inbound, routing, presence and command topics from the start to their current end."""
     from aiokafka import AIOKafkaConsumer
 
     from switchboard.contracts import TYPE_HEADER, decode
@@ -247,13 +266,15 @@ async def read_topics(bootstrap: str, prefix: str, tenant: str, save: Path | Non
     consumer = AIOKafkaConsumer(
         topics.inbound,
         topics.routing,
+        topics.presence,
+        topics.commands,
         bootstrap_servers=bootstrap,
         group_id=None,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
     )
     await consumer.start()
-    recording, seen = Recording(), set[str]()
+    recording = Recording()
     sink = save.open("w", encoding="utf-8") if save else None
     try:
         ends = await consumer.end_offsets(list(consumer.assignment()))
@@ -262,10 +283,16 @@ async def read_topics(bootstrap: str, prefix: str, tenant: str, save: Path | Non
                 for r in records:
                     headers = {k: v.decode() for k, v in r.headers}
                     message = decode(headers.get(TYPE_HEADER), r.value)
-                    add(recording, seen, message, tenant)
-                    if sink is not None and getattr(message, "tenant_id", "") == tenant:
-                        record = json_format.MessageToDict(message)
-                        sink.write(json.dumps({"type": type(message).__name__, "record": record}) + "\n")
+                    if getattr(message, "tenant_id", "") not in tenants:
+                        continue
+                    recording.add(message, r.timestamp)
+                    if sink is not None:
+                        line = {
+                            "type": type(message).__name__,
+                            "at": r.timestamp,
+                            "record": json_format.MessageToDict(message),
+                        }
+                        sink.write(json.dumps(line, ensure_ascii=False) + "\n")
     finally:
         await consumer.stop()
         if sink is not None:
@@ -273,40 +300,119 @@ async def read_topics(bootstrap: str, prefix: str, tenant: str, save: Path | Non
     return recording
 
 
+def load_configs(path: Path, tenants: Sequence[str] = ()) -> ConfigStore:
+    """The routing configs to replay with: one file, or every `*.yaml` of a directory (as the router loads them);
+    with `tenants`, only those."""
+    if path.is_dir():
+        store = ConfigStore(path)
+        store.poll()
+        if store.errors:
+            raise SystemExit("\n".join(store.errors.values()))
+    else:
+        store = ConfigStore(path.parent)
+        store.put(load_config_file(path))
+    if tenants:
+        kept = ConfigStore(path)
+        for tenant in tenants:
+            config = store.get(tenant)
+            if config is None:
+                raise SystemExit(f"{path}: no routing config for tenant {tenant!r}")
+            kept.put(config)
+        store = kept
+    return store
+
+
+def tail_ms(configs: ConfigStore) -> int:
+    """How long sweeps go on after the last recorded step: long enough for offers to time out and be re-offered
+    and for time-based overflow rings to open."""
+    longest = 30.0
+    for tenant in configs.tenants():
+        config = configs.get(tenant)
+        assert config is not None
+        for group in config.skill_groups:
+            offers = config.offer_policy(group.name)
+            longest = max(longest, 3 * (offers.timeout_s + offers.reoffer_after_s))
+            longest = max([longest, *(2 * r.after_s for r in group.overflow if r.after_s is not None)])
+    return int(longest * 1000)
+
+
+async def replay(
+    recording: Recording,
+    configs: ConfigStore,
+    *,
+    redis_url: str | None,
+    sweep_interval_s: float,
+    capacity_multiplier: float = 1.0,
+) -> list[RoutingEvent]:
+    """Run the recording through the router on a scratch Redis; return the replay's routing events."""
+    async with scratch_redis(redis_url) as (redis, keys):
+        run = Reenactment(
+            redis,
+            keys,
+            configs,
+            Behaviour.of(recording.events),
+            sweep_interval_s=sweep_interval_s,
+            capacity_multiplier=capacity_multiplier,
+        )
+        schedule(
+            run,
+            recording.inbound,
+            recording.presence,
+            recording.handled_at(),
+            sweeps=recording.sweeps(),
+            quiet=recording.quiet(),
+        )
+        return await run.run(tail_ms(configs))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: `python -m switchboard.router.replay` / `switchboard replay`."""
-    import os
-
-    parser = argparse.ArgumentParser(prog="switchboard replay", description=__doc__.split("\n\n")[0])
-    parser.add_argument("recording", nargs="?", type=Path, help="JSON lines of InboundMessage and RoutingEvent")
-    parser.add_argument("--config", type=Path, required=True, help="the routing config to replay with")
-    parser.add_argument("--tenant", default="", help="tenant to replay (default: the config's)")
-    parser.add_argument("--roster", type=Path, default=None, help="presence roster of the agents to simulate")
-    parser.add_argument("--capacity-multiplier", type=float, default=1.0, help="surge factor for every agent")
-    parser.add_argument("--from-topics", action="store_true", help="read sb.inbound.v1 and sb.routing.v1")
+    parser = argparse.ArgumentParser(prog="switchboard replay", description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("recording", nargs="?", type=Path, help="JSON lines of the recorded records")
+    parser.add_argument("--config", type=Path, required=True, help="routing config file or directory to replay with")
+    parser.add_argument("--tenant", action="append", default=[], help="replay only this tenant (repeatable)")
+    parser.add_argument("--from-topics", action="store_true", help="read the topics (KAFKA_BOOTSTRAP, SB_TOPIC_PREFIX)")
     parser.add_argument("--save", type=Path, default=None, help="with --from-topics: write the recording here")
+    parser.add_argument(
+        "--capacity-multiplier", type=float, default=1.0, help="what-if: scale every agent's surge factor"
+    )
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("REDIS_URL"),
+        help="scratch Redis (default: REDIS_URL, else a local redis-server)",
+    )
+    parser.add_argument("--sweep-interval", type=float, default=RouterSettings().sweep_interval_s, help="seconds")
+    parser.add_argument("--differences", type=int, default=10, help="how many differing conversations to list")
     args = parser.parse_args(argv)
-    config = load_config_file(args.config)
-    tenant = args.tenant or config.tenant
+    configs = load_configs(args.config, args.tenant)
+    tenants = set(configs.tenants())
     if args.from_topics:
         bootstrap = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
-        recording = asyncio.run(read_topics(bootstrap, os.environ.get("SB_TOPIC_PREFIX", ""), tenant, args.save))
+        prefix = os.environ.get("SB_TOPIC_PREFIX", "")
+        recording = asyncio.run(read_topics(bootstrap, prefix, tenants, args.save))
     elif args.recording is not None:
         with args.recording.open(encoding="utf-8") as lines:
-            recording = read_jsonl(lines, tenant)
+            recording = read_jsonl(lines, tenants)
     else:
         parser.error("give a recording file or --from-topics")
-    if not recording.arrivals:
-        print(f"no inbound messages of tenant {tenant!r} in the recording")
+    if not recording.inbound:
+        print(f"no inbound messages of {', '.join(sorted(tenants))} in the recording")
         return 1
-    target = config.queue.service_level_target_s
-    before, handle = baseline(recording, target)
-    agents = agents_from(args.roster, tenant, recording, args.capacity_multiplier)
-    after = simulate(config, recording, agents, handle)
-    times = [at for at, _ in recording.arrivals] + [e.at.ToMilliseconds() for e in recording.events]
-    span_s = max(1.0, (max(times) - min(times)) / 1000)
-    print(f"tenant {tenant}: {len(recording.arrivals)} conversations over {span_s:.0f}s, {len(agents)} agents")
-    report(before, after, target, span_s, sys.stdout)
+    events = asyncio.run(
+        replay(
+            recording,
+            configs,
+            redis_url=args.redis_url,
+            sweep_interval_s=args.sweep_interval,
+            capacity_multiplier=args.capacity_multiplier,
+        )
+    )
+    arrivals = recording.arrivals()
+    first = configs.get(sorted(tenants)[0])
+    target = first.queue.service_level_target_s if first is not None else 30.0
+    report(figures(arrivals, recording.events), figures(arrivals, events), target, recording.span_s(), sys.stdout)
+    found = agreement(list(arrivals), outcomes(recording.events), outcomes(events))
+    report_agreement(found, args.differences, sys.stdout)
     return 0
 
 

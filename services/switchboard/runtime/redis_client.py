@@ -11,7 +11,8 @@ from collections.abc import Iterator
 from typing import Any, cast
 
 from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import ClusterPubSub, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -22,6 +23,8 @@ from switchboard.runtime.errors import TransientError
 from switchboard.runtime.settings import ServiceSettings
 
 CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+# How long a cluster pubsub waits on each node's connection in turn for a shard message.
+CLUSTER_SHARD_POLL_S = 0.02
 
 
 def cluster_url(url: str) -> str | None:
@@ -78,11 +81,25 @@ async def prepare_pubsub(redis: Redis) -> None:
     """Call before a client's first SUBSCRIBE/PSUBSCRIBE: a RedisCluster picks its pub/sub node from the slot table
     it fills on its first command (without it, `pubsub().subscribe` fails with a KeyError). No-op on one server.
 
-    Classic pub/sub is what services use on a cluster too: PUBLISH is broadcast over the cluster bus, so the one
-    subscribed connection, on whichever node, hears every channel (see docs/state.md, Redis Cluster).
+    On a cluster, a classic PUBLISH is broadcast over the cluster bus, so one subscribed connection on any node hears
+    every channel (the gateway's desk-notify pattern); shard channels (SSUBSCRIBE) are read from the node owning
+    each one (see docs/state.md, Redis Cluster).
     """
     if isinstance(redis, RedisCluster):
         await redis.initialize()
+
+
+async def next_shard_message(pubsub: PubSub, timeout: float) -> dict[str, Any] | None:
+    """The next message (or None after about `timeout`) of a pub/sub that holds shard channels (SSUBSCRIBE).
+
+    A cluster's pubsub holds one connection per node and reads them in turn, each with its own timeout, so it gets
+    a short one: a message on one node must not wait for reads of the others (at most `CLUSTER_SHARD_POLL_S` per
+    other node).
+    """
+    if isinstance(pubsub, ClusterPubSub):
+        return await pubsub.get_sharded_message(ignore_subscribe_messages=True, timeout=CLUSTER_SHARD_POLL_S)
+    message: dict[str, Any] | None = await pubsub.get_message(ignore_subscribe_messages=True, timeout=timeout)
+    return message
 
 
 @contextlib.contextmanager

@@ -107,11 +107,16 @@ class ServiceRuntime:
         self.add_closer(producer.stop)
         return producer
 
-    async def add_consumer(self, name: str, consumer: BatchConsumer) -> BatchConsumer:
-        """Join the consumer's group now; run it as worker `name`, ready while it is, stopped and closed in order."""
+    async def add_consumer(self, name: str, consumer: BatchConsumer, *, gates_readiness: bool = True) -> BatchConsumer:
+        """Join the consumer's group now and run it as worker `name`, stopped and closed in order.
+
+        `/readyz` follows the consumer's readiness unless `gates_readiness` is False (a consumer that feeds a
+        view, not the service's work).
+        """
         await consumer.start()
         self.add_closer(consumer.stop)
-        self.add_ready_check(name, lambda: consumer.ready)
+        if gates_readiness:
+            self.add_ready_check(name, lambda: consumer.ready)
         self.add_worker(name, consumer.run, stop=consumer.stop_intake)
         return consumer
 

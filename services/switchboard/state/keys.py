@@ -179,6 +179,14 @@ class Keys:
         """Hash: how to reply to an e-mail conversation (customer address, shop address, subject, last ids)."""
         return self._tenant(tenant_id, "email", "contact", conversation_id)
 
+    def customer_history(self, tenant_id: str, customer_id: str) -> str:
+        """List: a customer's last closed conversations with the shop, newest first, JSON (router, read by gateway)."""
+        return self._tenant(tenant_id, "customer", customer_id, "history")
+
+    def transfer_note(self, tenant_id: str, conversation_id: str) -> str:
+        """String with a TTL: the note the last agent left when transferring a conversation (gateway)."""
+        return self._tenant(tenant_id, "conv", conversation_id, "transfer-note")
+
     def tenant_pattern(self, tenant_id: str) -> str:
         """A SCAN pattern matching every key of one tenant."""
         return self._tenant(tenant_id, "*")

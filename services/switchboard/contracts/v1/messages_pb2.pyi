@@ -69,6 +69,8 @@ class _MessageKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_MessageKi
     """phone.event says which"""
     MESSAGE_KIND_TRANSCRIPT: _MessageKind.ValueType  # 7
     """a final ASR segment of a call"""
+    MESSAGE_KIND_TYPING: _MessageKind.ValueType  # 8
+    """outbound only: the agent is typing (ephemeral, no text, never stored)"""
 
 class MessageKind(_MessageKind, metaclass=_MessageKindEnumTypeWrapper):
     """What a customer sent, as the agent desktop renders it."""
@@ -86,6 +88,8 @@ MESSAGE_KIND_CALL_EVENT: MessageKind.ValueType  # 6
 """phone.event says which"""
 MESSAGE_KIND_TRANSCRIPT: MessageKind.ValueType  # 7
 """a final ASR segment of a call"""
+MESSAGE_KIND_TYPING: MessageKind.ValueType  # 8
+"""outbound only: the agent is typing (ephemeral, no text, never stored)"""
 Global___MessageKind: _TypeAlias = MessageKind  # noqa: Y015
 
 class _CallEvent:
@@ -975,6 +979,7 @@ class AgentCommand(_message.Message):
     TRANSFER_TO_GROUP_FIELD_NUMBER: _builtins.int
     AT_FIELD_NUMBER: _builtins.int
     SESSION_EPOCH_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
     command_id: _builtins.str
     """idempotency id: a resent command changes nothing twice"""
     tenant_id: _builtins.str
@@ -993,6 +998,8 @@ class AgentCommand(_message.Message):
     """to a skill group"""
     session_epoch: _builtins.int
     """the desktop session that sent it; older sessions are fenced"""
+    note: _builtins.str
+    """transfer: a note for the next agent (≤ 2000 chars; the gateway keeps it for them)"""
     @_builtins.property
     def at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -1010,10 +1017,11 @@ class AgentCommand(_message.Message):
         transfer_to_group: _builtins.str = ...,
         at: _timestamp_pb2.Timestamp | None = ...,
         session_epoch: _builtins.int = ...,
+        note: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "at", b"at", "command_id", b"command_id", "conversation_id", b"conversation_id", "epoch", b"epoch", "reason", b"reason", "session_epoch", b"session_epoch", "tenant_id", b"tenant_id", "transfer_to_agent", b"transfer_to_agent", "transfer_to_group", b"transfer_to_group", "type", b"type", "wrap_up_code", b"wrap_up_code"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "at", b"at", "command_id", b"command_id", "conversation_id", b"conversation_id", "epoch", b"epoch", "note", b"note", "reason", b"reason", "session_epoch", b"session_epoch", "tenant_id", b"tenant_id", "transfer_to_agent", b"transfer_to_agent", "transfer_to_group", b"transfer_to_group", "type", b"type", "wrap_up_code", b"wrap_up_code"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

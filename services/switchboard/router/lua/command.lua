@@ -47,7 +47,7 @@ elseif M.type == 'close' then
   local e = redis.call('HINCRBY', ckey, 'epoch', 1)
   redis.call('HSET', ckey, 'state', 'closed', 'owner', '', 'last_owner', agent, 'wrap_up', M.wrap or '')
   redis.call('DEL', K('backlog', conv))
-  desk(agent, 5, conv, epoch, group, nil, 0, 9, 'wrap_up:' .. (M.wrap or ''))
+  desk(agent, 5, conv, epoch, group, nil, 0, 9, 'wrap_up:' .. (M.wrap or ''), nil, f_str(17, M.wrap or ''))
   emit({ type = 'closed', conv = conv, agent = agent, epoch = e, group = group, wrap = M.wrap, channel = ch })
   drain(agent)
 elseif M.type == 'transfer' and M.to_agent ~= '' then

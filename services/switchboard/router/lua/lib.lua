@@ -64,9 +64,9 @@ end
 -- DeskEventType: OFFER 1, ASSIGNED 2, MESSAGE 3, TRANSCRIPT 4, CLOSED 5, TRANSFERRED 6, REVOKED 7, STATUS 8.
 -- RoutingEventType: QUEUED 1, OFFERED 2, ASSIGNED 3, ACCEPTED 4, DECLINED 5, TIMED_OUT 6, REQUEUED 7,
 -- TRANSFERRED 8, CLOSED 9, MESSAGE_DELIVERED 10.
-local function desk(agent, etype, conv, epoch, group, msg, deadline, rtype, rule, extra)
+local function desk(agent, etype, conv, epoch, group, msg, deadline, rtype, rule, extra, rextra)
   local routing = f_str(2, C.t) .. f_str(3, conv) .. f_int(4, rtype) .. f_ts(5, NOW) .. f_str(6, group)
-    .. f_str(7, agent) .. f_int(8, epoch) .. f_str(11, rule) .. f_str(21, C.inst)
+    .. f_str(7, agent) .. f_int(8, epoch) .. f_str(11, rule) .. f_str(21, C.inst) .. (rextra or '')
   local ev = f_str(1, C.t) .. f_str(2, agent) .. f_int(4, etype) .. f_str(5, conv) .. f_int(6, epoch)
     .. f_ts(7, NOW) .. f_str(8, msg) .. f_str(9, routing) .. f_ts(10, deadline) .. f_str(12, group) .. (extra or '')
   return desk_append(K('outbox', agent), K('seq', agent), C.k.notify, agent, ev)

@@ -3,8 +3,8 @@
 -- KEYS[6], KEYS[7], ...: the set of each group named in group_names, in that order (the groups the caller read
 -- from the hash); if the hash names another group (its groups changed meanwhile), nothing is written.
 -- Returns {code, presence_version}: 1 removed, -2 unknown agent, -4 groups changed meanwhile (retry).
-local agent_key, tenant_agents_key, heartbeats_key, wrap_up_key, pending_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4],
-  KEYS[5]
+local agent_key, tenant_agents_key, pending_key = KEYS[1], KEYS[2], KEYS[5]
+local heartbeats_key, wrap_up_key = KEYS[3], KEYS[4]
 local agent_id, now, group_names = ARGV[1], ARGV[2], ARGV[3]
 
 if redis.call('EXISTS', agent_key) == 0 then return {-2, 0} end

@@ -1,0 +1,253 @@
+"""The supervisor board's figures per (tenant, skill group): live, as Prometheus gauges, and 30 minutes of history.
+
+Two sources, each read once and fed to the board, the series and the gauges alike (no second bookkeeping):
+- the queues and agents in Redis, read with `queue_stats.read_group_boards` (the module that computes the desktops'
+  queue_stats frames) every `SB_BOARD_SAMPLE_S`;
+- the routing decisions on sb.routing.v1 (RoutingTally): arrivals (a conversation entering a group's line) and
+  answers (offered or assigned, with the wait since it entered), for arrivals per interval, the service level over
+  `SB_BOARD_SL_WINDOW_S` against the tenant's routing target, and the estimated wait.
+
+Every replica consumes the whole routing topic in a consumer group of its own, so each holds the same figures; the
+history is in memory, bounded (`SB_BOARD_HISTORY_S` / `SB_BOARD_SAMPLE_S` points per group), and starts anew with
+the replica (a new group reads the topic from its start, so the last 30 minutes are rebuilt from the records).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import defaultdict, deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from prometheus_client import Gauge
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from switchboard.contracts import RoutingEvent, RoutingEventType
+from switchboard.gateway.queue_stats import GroupBoard, TenantGroup, read_group_boards
+from switchboard.runtime.consumer import Delivery, Rejected
+from switchboard.runtime.logs import get_logger
+from switchboard.state.keys import Keys
+from switchboard.state.roster import Roster
+
+log = get_logger(__name__)
+
+WAITING = Gauge("sb_board_waiting", "Conversations waiting for a skill group", ["tenant", "group"])
+OLDEST_WAIT = Gauge("sb_board_oldest_wait_seconds", "Longest wait at the head of a group's queues", ["tenant", "group"])
+SERVICE_LEVEL = Gauge(
+    "sb_board_service_level", "Share answered within the target over the service-level window", ["tenant", "group"]
+)
+OCCUPANCY = Gauge(
+    "sb_board_occupancy", "Used over effective slots of a group's agents not offline", ["tenant", "group"]
+)
+AGENTS = Gauge("sb_board_agents", "A group's agents by status", ["tenant", "group", "status"])
+
+DEFAULT_TARGET_S = 30.0
+_ARRIVING = (
+    RoutingEventType.ROUTING_EVENT_QUEUED,
+    RoutingEventType.ROUTING_EVENT_OFFERED,
+    RoutingEventType.ROUTING_EVENT_ASSIGNED,
+)
+_ANSWERED = (RoutingEventType.ROUTING_EVENT_OFFERED, RoutingEventType.ROUTING_EVENT_ASSIGNED)
+
+
+class RoutingTally:
+    """Arrivals and answers per (tenant, group) from routing decisions, kept for a window (pure over its input)."""
+
+    def __init__(self, window_s: float) -> None:
+        self.window_ms = int(window_s * 1000)
+        self.arrivals: dict[TenantGroup, deque[int]] = defaultdict(deque)
+        self.answers: dict[TenantGroup, deque[tuple[int, float]]] = defaultdict(deque)
+        # (tenant, conversation, enqueued_ms) already counted: a conversation enters a line once per enqueue time
+        # and is answered once per enqueue time, however many offers it takes.
+        self._arrived: dict[tuple[str, str, int], int] = {}
+        self._answered: dict[tuple[str, str, int], int] = {}
+
+    def add(self, event: RoutingEvent) -> None:
+        """Count one decision."""
+        enqueued_ms = event.enqueued_at.ToMilliseconds() if event.HasField("enqueued_at") else 0
+        if not enqueued_ms or event.type not in _ARRIVING:
+            return
+        at_ms = event.at.ToMilliseconds() if event.HasField("at") else int(time.time() * 1000)
+        pair = (event.tenant_id, event.skill_group)
+        ident = (event.tenant_id, event.conversation_id, enqueued_ms)
+        if ident not in self._arrived:
+            self._arrived[ident] = at_ms
+            self.arrivals[pair].append(at_ms)
+        if event.type in _ANSWERED and ident not in self._answered:
+            self._answered[ident] = at_ms
+            self.answers[pair].append((at_ms, max(0.0, (at_ms - enqueued_ms) / 1000)))
+
+    def prune(self, now_ms: int) -> None:
+        """Forget what left the window."""
+        cutoff = now_ms - self.window_ms
+        for arrivals in self.arrivals.values():
+            while arrivals and arrivals[0] < cutoff:
+                arrivals.popleft()
+        for answers in self.answers.values():
+            while answers and answers[0][0] < cutoff:
+                answers.popleft()
+        for seen in (self._arrived, self._answered):
+            for ident in [i for i, at in seen.items() if at < cutoff]:
+                del seen[ident]
+
+    def arrived_since(self, pair: TenantGroup, since_ms: int) -> int:
+        """Arrivals of a group at or after `since_ms`."""
+        return sum(1 for at in self.arrivals.get(pair, ()) if at >= since_ms)
+
+    def service_level(self, pair: TenantGroup, target_s: float, since_ms: int) -> float | None:
+        """Share of answers since `since_ms` that waited at most `target_s`; None when nothing was answered."""
+        waits = [w for at, w in self.answers.get(pair, ()) if at >= since_ms]
+        return round(sum(1 for w in waits if w <= target_s) / len(waits), 3) if waits else None
+
+    def answer_rate(self, pair: TenantGroup, since_ms: int, now_ms: int) -> float:
+        """Answers per second since `since_ms`."""
+        count = sum(1 for at, _ in self.answers.get(pair, ()) if at >= since_ms)
+        return count / max(1.0, (now_ms - since_ms) / 1000)
+
+    async def handle(self, batch: Sequence[Delivery]) -> Sequence[Rejected]:
+        """The consumer's handler: count every RoutingEvent of the batch."""
+        for delivery in batch:
+            if isinstance(delivery.message, RoutingEvent):
+                self.add(delivery.message)
+        return []
+
+
+@dataclass(frozen=True, slots=True)
+class BoardPoint:
+    """One sample of a group for the charts."""
+
+    at_ms: int
+    waiting: int
+    arrivals: int
+    service_level: float | None
+
+
+def service_level_targets(routing_dir: Path) -> dict[str, float]:
+    """Each tenant's routing target: `queue.service_level_target_s` of the router's config/routing/<tenant>.yaml
+    (the router validates those files; a file that cannot be read here is logged and left at the default)."""
+    targets: dict[str, float] = {}
+    for path in sorted(routing_dir.glob("*.yaml")) if routing_dir.is_dir() else []:
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            targets[str(data["tenant"])] = float(data.get("queue", {}).get("service_level_target_s", DEFAULT_TARGET_S))
+        except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError, AttributeError) as exc:
+            log.warning("board_routing_config_skipped", path=str(path), error=repr(exc))
+    return targets
+
+
+class BoardFigures:
+    """Samples every group of the known tenants and keeps the live figures, the series and the gauges."""
+
+    def __init__(
+        self, redis: Redis, keys: Keys, tally: RoutingTally, *, sample_s: float, history_s: float, head: int
+    ) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.tally = tally
+        self.sample_s = sample_s
+        self.head = head
+        self.targets: dict[str, float] = {}
+        self.groups: dict[str, set[str]] = defaultdict(set)
+        self.live: dict[TenantGroup, GroupBoard] = {}
+        self.series: dict[TenantGroup, deque[BoardPoint]] = defaultdict(
+            lambda: deque(maxlen=max(2, int(history_s / max(sample_s, 0.1))))
+        )
+        self.sampled_ms = 0
+        self.stopping = asyncio.Event()
+
+    def know_roster(self, roster: Roster) -> None:
+        """Watch every group of the roster's agents (temporary agents' groups join as routing decisions name them)."""
+        for tenant in roster.tenants:
+            for agent in tenant.agents:
+                self.groups[tenant.tenant_id].update(agent.groups)
+
+    def target(self, tenant_id: str) -> float:
+        """The tenant's service-level target in seconds."""
+        return self.targets.get(tenant_id, DEFAULT_TARGET_S)
+
+    async def run(self) -> None:
+        """Sample every `sample_s` until stopped; a Redis error skips a sample."""
+        while not self.stopping.is_set():
+            try:
+                await self.sample(int(time.time() * 1000))
+            except (RedisError, OSError) as exc:
+                log.warning("board_sample_failed", error=repr(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), self.sample_s)
+
+    def stop(self) -> None:
+        """End `run`."""
+        self.stopping.set()
+
+    async def sample(self, now_ms: int) -> None:
+        """Read every group once; append a point to each series and set the gauges."""
+        for tenant, group in list(self.tally.arrivals):
+            self.groups[tenant].add(group)
+        self.tally.prune(now_ms)
+        pairs = sorted((t, g) for t, groups in self.groups.items() for g in groups if g)
+        boards = await read_group_boards(self.redis, self.keys, pairs, now_ms, self.head)
+        since = self.sampled_ms or now_ms - int(self.sample_s * 1000)
+        for pair, board in boards.items():
+            self.live[pair] = board
+            level = self.tally.service_level(pair, self.target(pair[0]), now_ms - self.tally.window_ms)
+            waiting = sum(board.queue.waiting.values())
+            self.series[pair].append(BoardPoint(now_ms, waiting, self.tally.arrived_since(pair, since), level))
+            self._gauges(pair, board, waiting, level)
+        self.sampled_ms = now_ms
+
+    @staticmethod
+    def _gauges(pair: TenantGroup, board: GroupBoard, waiting: int, level: float | None) -> None:
+        WAITING.labels(*pair).set(waiting)
+        OLDEST_WAIT.labels(*pair).set(board.queue.oldest_wait_s)
+        OCCUPANCY.labels(*pair).set(board.occupancy)
+        if level is not None:
+            SERVICE_LEVEL.labels(*pair).set(level)
+        for status, count in board.agents_by_status.items():
+            AGENTS.labels(*pair, status).set(count)
+
+    def tenant_view(self, tenant_id: str, now_ms: int) -> dict[str, Any]:
+        """Everything the board shows of one tenant's groups: live figures and series (only this tenant's)."""
+        window_start = now_ms - self.tally.window_ms
+        target = self.target(tenant_id)
+        groups = []
+        for (tenant, group), board in sorted(self.live.items()):
+            if tenant != tenant_id:
+                continue
+            pair = (tenant, group)
+            waiting = sum(board.queue.waiting.values())
+            rate = self.tally.answer_rate(pair, window_start, now_ms)
+            groups.append(
+                {
+                    "skill_group": group,
+                    "waiting": waiting,
+                    "waiting_by_channel": board.queue.waiting,
+                    "oldest_wait_s": board.queue.oldest_wait_s,
+                    "service_level": self.tally.service_level(pair, target, window_start),
+                    "service_level_target_s": target,
+                    "estimated_wait_s": round(waiting / rate) if rate > 0 else None,
+                    "agents_by_status": board.agents_by_status,
+                    "occupancy": board.occupancy,
+                    "series": [
+                        {
+                            "at_ms": p.at_ms,
+                            "waiting": p.waiting,
+                            "arrivals": p.arrivals,
+                            "service_level": p.service_level,
+                        }
+                        for p in self.series[pair]
+                    ],
+                }
+            )
+        return {
+            "tenant_id": tenant_id,
+            "sampled_ms": self.sampled_ms,
+            "sample_s": self.sample_s,
+            "service_level_window_s": self.tally.window_ms // 1000,
+            "groups": groups,
+        }

@@ -1,0 +1,52 @@
+"""The desk and board pages (web/) and the browser their tests drive: built and installed by `make prepare`.
+
+The pages are TypeScript bundled with esbuild into web/dist (out of git); npm packages come from
+web/package-lock.json with `npm ci`. They are rebuilt when a source, the lock or the build script is newer than the
+build. Chromium is Debian's package (the tests drive it with Playwright's `executable_path`, never a downloaded one).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[3]
+WEB = ROOT / "web"
+BUILT = WEB / "dist" / ".built"
+CHROMIUM_HINT = "Chromium is missing: install Debian's package (`apt-get install -y chromium`) as root"
+
+
+def _newest_source() -> float:
+    sources = [WEB / "package-lock.json", WEB / "build.mjs", *sorted((WEB / "src").rglob("*"))]
+    return max(p.stat().st_mtime for p in sources if p.is_file())
+
+
+def build_pages(force: bool = False) -> Path:
+    """Build web/dist when it is missing or older than its sources; returns the build directory."""
+    if not force and BUILT.exists() and BUILT.stat().st_mtime >= _newest_source():
+        return BUILT.parent
+    npm = shutil.which("npm")
+    if npm is None:
+        raise RuntimeError("npm is missing: install Node.js 18+ (Debian: `apt-get install -y nodejs npm`)")
+    if not (WEB / "node_modules" / ".package-lock.json").exists() or force:
+        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=WEB, check=True)
+    subprocess.run([npm, "run", "--silent", "build"], cwd=WEB, check=True)
+    BUILT.touch()
+    return BUILT.parent
+
+
+def ensure_chromium() -> str:
+    """The path of Debian's chromium, installing the package first when it is missing and we are root."""
+    found = shutil.which("chromium")
+    if found:
+        return found
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], check=False, env=env)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=True, env=env)
+        found = shutil.which("chromium")
+        if found:
+            return found
+    raise RuntimeError(CHROMIUM_HINT)
