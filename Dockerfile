@@ -61,6 +61,15 @@ WORKDIR /tmp
 ENTRYPOINT ["python", "-m"]
 CMD ["switchboard_tools", "--help"]
 
+# --- pages: the agent desk and supervisor board (web/, TypeScript bundled by esbuild; packages from its lock) -----
+FROM node:20-slim AS pages
+WORKDIR /web
+COPY web/package.json web/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY web/build.mjs web/tsconfig.json ./
+COPY web/src ./src
+RUN ./node_modules/.bin/tsc --noEmit && node build.mjs
+
 # --- runtime: the venv on a clean slim image, as a non-root user -----------------------------------------------
 # Same base as the builder, so the venv's python symlink points at the same interpreter.
 FROM python:3.11-slim AS runtime
@@ -69,9 +78,12 @@ FROM python:3.11-slim AS runtime
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    SB_HTTP_PORT=8080
+    SB_HTTP_PORT=8080 \
+    SB_PAGES_DIR=/opt/switchboard/pages
 
 COPY --from=builder /opt/venv /opt/venv
+# Static files only the gateway serves (/desk/, /board/); nothing is fetched at run time.
+COPY --from=pages /web/dist /opt/switchboard/pages
 
 # A numeric user, so Kubernetes' runAsNonRoot can verify it without an /etc/passwd lookup.
 USER 10001:10001

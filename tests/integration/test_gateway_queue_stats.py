@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from switchboard.gateway.queue_stats import read_group_boards
 from switchboard.gateway.settings import GatewaySettings
 from switchboard.runtime.kafka import RecordProducer
 from switchboard.runtime.settings import ServiceSettings
@@ -90,3 +91,22 @@ async def test_an_agent_sees_the_queues_of_its_groups_and_only_its_own_shops(gs:
         assert theirs["waiting"] == 0 and theirs["available_agents"] == 1
         for desk in (lina, emma, hao):
             await desk.close()
+
+
+async def test_the_board_reads_a_group_like_the_desktops_plus_its_agents_and_occupancy(
+    gs: GatewaySettings, redis: Redis
+) -> None:
+    keys = Keys(gs.key_prefix)
+    await enqueue(redis, keys, "shop-a", "presales", "chat", "c-1", waited_s=42)
+    await enqueue(redis, keys, "shop-a", "presales", "email", "c-2", waited_s=5)
+    await enqueue(redis, keys, "shop-b", "presales", "chat", "c-b", waited_s=99)
+    async with running_gateway(gs) as gw:
+        await Desk.open(gw.url, token("shop-a", "a-lina"))  # available, chat 5 / email 10 / phone 1
+        await redis.hset(keys.agent("shop-a", "a-lina"), "used:chat", 2)  # type: ignore[misc]
+        boards = await read_group_boards(redis, keys, [("shop-a", "presales")], int(time.time() * 1000), head=10)
+    board = boards[("shop-a", "presales")]
+    assert board.queue.waiting == {"chat": 1, "email": 1, "phone": 0}, "shop-b's queue is not shop-a's"
+    assert 42 <= board.queue.oldest_wait_s < 60
+    assert board.agents_by_status["available"] == 1
+    assert board.agents_by_status["offline"] == 2  # a-emma and a-jun never logged in
+    assert (board.used_slots, board.slots) == (2, 16) and board.occupancy == 0.125

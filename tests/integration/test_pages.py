@@ -33,6 +33,7 @@ from tests.integration.pages_stack import (
 pytestmark = pytest.mark.broker
 
 CHAT_SECRET_A = b"dev-chat-secret-shop-a"
+AXE = str(WEB / "node_modules" / "axe-core" / "axe.min.js")
 expect.set_options(timeout=20_000)
 SECONDS = 1000  # Playwright timeouts are in ms
 
@@ -99,9 +100,10 @@ async def customer(stack: PagesStack, tenant: str, customer_id: str) -> ClientCo
     return ws
 
 
-async def say(ws: ClientConnection, text: str) -> None:
+async def say(ws: ClientConnection, text: str) -> str:
+    """Send a customer message; the conversation id the adapter's ack names."""
     await ws.send(json.dumps({"type": "message", "client_msg_id": uuid.uuid4().hex[:8], "kind": "text", "text": text}))
-    await frame_of(ws, "ack")
+    return str((await frame_of(ws, "ack"))["conversation_id"])
 
 
 async def frame_of(ws: ClientConnection, kind: str, timeout: float = 30) -> dict[str, Any]:
@@ -110,6 +112,16 @@ async def frame_of(ws: ClientConnection, kind: str, timeout: float = 30) -> dict
             frame: dict[str, Any] = json.loads(await ws.recv())
             if frame.get("type") == kind:
                 return frame
+
+
+async def frames_until(ws: ClientConnection, kind: str, timeout: float = 30) -> dict[str, dict[str, Any]]:
+    """The last frame of each type the widget got, up to and including the first of `kind`."""
+    seen: dict[str, dict[str, Any]] = {}
+    async with asyncio.timeout(timeout):
+        while kind not in seen:
+            frame = json.loads(await ws.recv())
+            seen[str(frame.get("type"))] = frame
+    return seen
 
 
 async def test_agent_accepts_an_offer_replies_with_a_quick_reply_and_closes_with_a_wrap_up_code(
@@ -131,12 +143,12 @@ async def test_agent_accepts_an_offer_replies_with_a_quick_reply_and_closes_with
     await expect(page.get_by_role("listbox", name="Quick replies (type / to search)")).to_contain_text("7 天无理由退货")
     await box.press("Enter")  # inserts the highlighted phrase
     await expect(box).to_have_value("支持 7 天无理由退货，请在订单页点击“申请退货”。")
-    typing = asyncio.create_task(frame_of(widget, "typing", timeout=15))
     await box.press("Control+Enter")
-    reply = await frame_of(widget, "reply")
-    assert reply["text"] == "支持 7 天无理由退货，请在订单页点击“申请退货”。"
-    assert (await typing)["type"] == "typing", "the agent's typing reached the widget"
+    seen = await frames_until(widget, "reply")
+    assert seen["reply"]["text"] == "支持 7 天无理由退货，请在订单页点击“申请退货”。"
+    assert "typing" in seen, "the agent's typing reached the widget before the reply"
     await shot(page, "desk", readme=True)
+    assert not await _axe(page, AXE), "the desk with an open conversation"
 
     await page.get_by_role("button", name="Close").click()
     await expect(page.get_by_role("alert")).to_contain_text("Choose a wrap-up code first")  # shop-a requires one
@@ -146,6 +158,17 @@ async def test_agent_accepts_an_offer_replies_with_a_quick_reply_and_closes_with
     conversation = (await frame_of(widget, "closed"))["conversation_id"]
     closed = await _closed_record(stack, conversation)
     assert closed.wrap_up_code == "refund_started", closed
+
+    # The customer comes back: the next conversation shows the earlier one, closed with its wrap-up code.
+    await say(widget, "换货的快递单号是多少？")
+    await offers.get_by_role("button", name="Accept").click()
+    await page.locator("[data-conversation]").first.click()
+    earlier = page.get_by_role("complementary")
+    await expect(earlier).to_contain_text("Earlier conversations")
+    await expect(earlier.get_by_role("listitem")).to_contain_text(["after_sales · a-wei · refund_started"])
+    await page.get_by_label("Wrap-up code").select_option("answered")
+    await page.get_by_role("button", name="Close").click()
+    await expect(page.locator("[data-conversation]")).to_have_count(0)
     await widget.close()
     await page.context.close()
 
@@ -251,6 +274,23 @@ async def test_the_desk_resumes_after_the_server_drops_the_socket_without_losing
     await _set_status(stack, "a-jun", "offline")
 
 
+async def _monitor_and_scale(page: Page, conversation: str) -> None:
+    """The supervisor opens a waiting conversation read-only, then doubles capacity and sets it back."""
+    monitor = page.get_by_role("region", name="Monitor a conversation (read-only)")
+    await monitor.get_by_role("textbox").fill(conversation)
+    await monitor.get_by_role("button", name="Open").click()
+    await expect(monitor).to_contain_text("物流不动 #1")
+    assert not await monitor.get_by_role("button", name="Send").count(), "monitoring is read-only"
+    controls = page.get_by_role("region", name="Surge profile")
+    await controls.get_by_label("Capacity factor").fill("2")
+    await controls.get_by_role("button", name="Apply").click()
+    await expect(controls.get_by_role("status")).to_contain_text("capacity:")
+    await expect(page.locator('[data-agent="a-lina"]')).to_contain_text("chat 0/10")  # 5 slots x 2
+    await controls.get_by_label("Capacity factor").fill("1")
+    await controls.get_by_role("button", name="Apply").click()
+    await expect(page.locator('[data-agent="a-lina"]')).to_contain_text("chat 0/5")
+
+
 async def test_the_board_shows_a_queue_grow_and_shrink_and_another_shop_sees_none_of_it(
     stack: PagesStack, browser: Browser
 ) -> None:
@@ -265,13 +305,17 @@ async def test_the_board_shows_a_queue_grow_and_shrink_and_another_shop_sees_non
     waiting = group.locator('[data-figure="waiting"]')
     await expect(waiting).to_have_text("0")
     await _set_status(stack, "a-wei", "offline")
-    widgets = []
+    widgets, conversations = [], []
     for n in range(3):
         ws = await customer(stack, "shop-a", f"parcel-{uuid.uuid4().hex[:6]}")
-        await say(ws, f"快递三天了还没到，物流不动 #{n}")
+        conversations.append(await say(ws, f"快递三天了还没到，物流不动 #{n}"))
         widgets.append(ws)
     await expect(waiting).to_have_text("3", timeout=30 * SECONDS)
     await shot(page, "board", readme=True)
+    async with httpx.AsyncClient(base_url=stack.gateway) as http:
+        metrics = (await http.get("/metrics")).text  # the same figures, from the same code, for Prometheus
+    assert 'sb_board_waiting{group="logistics",tenant="shop-a"} 3.0' in metrics
+    await _monitor_and_scale(page, conversations[1])
     wei = await new_page(browser)
     await desk_login(wei, stack, "shop-a", "a-wei", "dev-wei")
     await wei.get_by_label("Status").select_option("available")
@@ -346,7 +390,7 @@ async def test_a_two_megabyte_paste_gets_a_message_not_a_blank_page(stack: Pages
 
 
 async def test_the_pages_pass_axe_with_no_serious_violations(stack: PagesStack, browser: Browser) -> None:
-    axe = str(WEB / "node_modules" / "axe-core" / "axe.min.js")
+    axe = AXE
     found: dict[str, list[str]] = {}
     page = await new_page(browser)
     await desk_login(page, stack, "shop-a", "a-jun", "dev-jun")
@@ -366,3 +410,44 @@ async def _axe(page: Page, script: str) -> list[str]:
     await page.add_script_tag(path=script)
     result = await page.evaluate("async () => (await axe.run(document)).violations")
     return [f"{v['id']}: {v['help']}" for v in result if v["impact"] in ("serious", "critical")]
+
+
+async def test_a_transfer_note_reaches_the_next_agent_and_a_second_tab_stops_the_first(
+    stack: PagesStack, browser: Browser
+) -> None:
+    emma, jun = await new_page(browser), await new_page(browser)
+    for page, agent in ((emma, "a-emma"), (jun, "a-jun")):
+        await desk_login(page, stack, "shop-a", agent, f"dev-{agent[2:]}")
+        await page.get_by_label("Status").select_option("available")
+    widget = await customer(stack, "shop-a", f"buyer-{uuid.uuid4().hex[:6]}")
+    conversation = await say(widget, "这件外套有M码吗？")  # presales: a-emma or a-jun
+    # Earlier tests left conversations requeued when their agents went offline: find this one by its id.
+    row = f'[data-conversation="{conversation}"]'
+    _, waiting = await asyncio.wait(
+        [asyncio.create_task(expect(side.locator(row)).to_be_visible()) for side in (emma, jun)],
+        return_when=asyncio.FIRST_COMPLETED,
+    )
+    for task in waiting:
+        task.cancel()
+    mine = await emma.locator(row).count()
+    owner, other, other_id = (emma, jun, "a-jun") if mine else (jun, emma, "a-emma")
+    await owner.locator(row).click()
+    await owner.get_by_label("To agent").fill(other_id)
+    await owner.get_by_label("Note for the next agent").fill("客户要 M 码，已查库存有货")
+    await owner.get_by_role("button", name="Transfer").click()
+    await expect(owner.locator(row)).to_have_count(0)
+    await other.locator(row).click()
+    await expect(other.get_by_role("complementary")).to_contain_text("客户要 M 码，已查库存有货")
+    await expect(other.locator(".thread")).to_contain_text("这件外套有M码吗")
+
+    second = await new_page(browser)
+    await desk_login(second, stack, "shop-a", other_id, f"dev-{other_id[2:]}")
+    await expect(other.get_by_role("alert")).to_contain_text("You signed in elsewhere")
+    await second.wait_for_timeout(3000)
+    await expect(other.get_by_role("alert")).to_contain_text("You signed in elsewhere")  # no reconnect loop
+    await expect(second.locator(row)).to_have_count(1)
+    await widget.close()
+    for page in (emma, jun, second):
+        await page.context.close()
+    for agent in ("a-emma", "a-jun"):
+        await _set_status(stack, agent, "offline")

@@ -387,7 +387,9 @@ function Thread({ conv, client, lang }: { conv: Conversation; client: DeskClient
 function Context({ conv, client, lang }: { conv: Conversation; client: DeskClient; lang: Lang }) {
   const [context, setContext] = useState<Json | null>(null);
   useEffect(() => {
-    void client.command({ type: "context", conversation_id: conv.id }).then((r) => r.type === "result" && setContext(r));
+    void client.command({ type: "context", conversation_id: conv.id }).then((r) => {
+      if (r.type === "result") setContext(r);
+    });
   }, [conv.id]);
   const commerce = [...conv.messages].reverse().find((m) => m.commerce)?.commerce;
   const first = conv.messages[0];

@@ -7,6 +7,7 @@ import contextlib
 import importlib.util
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -100,22 +101,45 @@ def infrastructure(run_dir: Path) -> Iterator[Infrastructure]:
             kafka.stop()
 
 
-def start_services(names: list[str], bootstrap: str, redis_url: str, run_dir: Path) -> list[RunningService]:
-    """Start each service as `python -m switchboard.<name>` on a port of its own."""
+def start_services(
+    names: list[str], bootstrap: str, redis_url: str, run_dir: Path, supervisors: dict[str, str] | None = None
+) -> list[RunningService]:
+    """Start each service as `python -m switchboard.<name>` on a port of its own (the gateway learns presence's
+    address, for the board's surge controls, and both share the run's supervisor tokens)."""
+    ports = {name: free_port() for name in names}
     running = []
     for name in names:
-        port = free_port()
         env = {
             **os.environ,
             "KAFKA_BOOTSTRAP": bootstrap,
             "REDIS_URL": redis_url,
-            "SB_HTTP_PORT": str(port),
+            "SB_HTTP_PORT": str(ports[name]),
             "SB_SERVICE_NAME": name,
+            **_supervisor_env(name, ports, supervisors or {}),
         }
         log = run_dir / "logs" / f"{name}.log"
         proc = spawn([sys.executable, "-m", module_of(name)], log, env=env)
-        running.append(RunningService(name, port, proc, log))
+        running.append(RunningService(name, ports[name], proc, log))
     return running
+
+
+def dev_supervisor_tokens() -> dict[str, str]:
+    """One supervisor token per shop of the dev roster, made anew for each run of `up` (printed when it is up);
+    none when SB_OPERATOR_TOKENS is set (those are used instead)."""
+    if "SB_OPERATOR_TOKENS" in os.environ:
+        return {}
+    return {tenant: secrets.token_urlsafe(18) for tenant in ("shop-a", "shop-b")}
+
+
+def _supervisor_env(name: str, ports: dict[str, int], supervisors: dict[str, str]) -> dict[str, str]:
+    """Presence and the gateway share the supervisors' SB_OPERATOR_TOKENS; the gateway gets SB_PRESENCE_URL."""
+    env: dict[str, str] = {}
+    if name in ("presence", "gateway") and supervisors:
+        grants = [{"name": f"supervisor-{t}", "token": tok, "tenants": [t]} for t, tok in supervisors.items()]
+        env["SB_OPERATOR_TOKENS"] = json.dumps(grants)
+    if name == "gateway" and "presence" in ports:
+        env["SB_PRESENCE_URL"] = f"http://127.0.0.1:{ports['presence']}"
+    return env
 
 
 def wait_ready(services: list[RunningService], timeout: float) -> None:
@@ -162,12 +186,12 @@ def up(run_dir: Path | None = None, ready_timeout: float = 90.0) -> int:
         bootstrap, redis_url = infra.bootstrap, infra.redis_url
         try:
             asyncio.run(ensure_topics(bootstrap, Topics(os.environ.get("SB_TOPIC_PREFIX", "")).specs()))
-            services = start_services(
-                [n for n in existing_services() if n not in NOT_STARTED_BY_UP], bootstrap, redis_url, run_dir
-            )
+            supervisors = dev_supervisor_tokens()
+            names = [n for n in existing_services() if n not in NOT_STARTED_BY_UP]
+            services = start_services(names, bootstrap, redis_url, run_dir, supervisors)
             wait_ready(services, ready_timeout)
             write_endpoints(run_dir, infra, services)
-            _print_table(bootstrap, redis_url, services, time.monotonic() - started, run_dir)
+            _print_table(bootstrap, redis_url, services, time.monotonic() - started, run_dir, supervisors)
             while not stop.is_set() and all(s.proc.poll() is None for s in services):
                 stop.wait(0.5)
             for svc in services:
@@ -212,12 +236,24 @@ class _Flag:
             time.sleep(0.05)
 
 
-def _print_table(bootstrap: str, redis_url: str, services: list[RunningService], took: float, run_dir: Path) -> None:
+def _print_table(
+    bootstrap: str,
+    redis_url: str,
+    services: list[RunningService],
+    took: float,
+    run_dir: Path,
+    supervisors: dict[str, str],
+) -> None:
     lines = [
         f"switchboard is up in {took:.1f}s (Ctrl-C stops everything)",
         f"  kafka      {bootstrap}",
         f"  redis      {redis_url}",
     ]
     lines += [f"  {s.name:<10} http://127.0.0.1:{s.port}  (/healthz /readyz /metrics)" for s in services]
+    gateway = next((s for s in services if s.name == "gateway"), None)
+    if gateway is not None:
+        lines.append(f"  desk       http://127.0.0.1:{gateway.port}/desk/   (shop-a / a-lina / dev-lina)")
+        lines.append(f"  board      http://127.0.0.1:{gateway.port}/board/")
+        lines += [f"             supervisor token of {t}: {tok}" for t, tok in supervisors.items()]
     lines.append(f"  logs       {run_dir / 'logs'}")
     print("\n".join(lines), flush=True)
