@@ -55,16 +55,8 @@ def chat_settings(settings: ServiceSettings, **overrides: Any) -> ChatSettings:
 async def running_chat(settings: ChatSettings) -> AsyncIterator[RunningChat]:
     """Build, serve, and on exit stop the adapter gracefully."""
     runtime = await build(settings)
-    task = asyncio.create_task(runtime.serve())
-    try:
-        while runtime.port is None:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
+    async with runtime.serving():
         yield RunningChat(runtime, settings)
-    finally:
-        runtime.request_stop()
-        await asyncio.wait_for(task, 30)
 
 
 def signed(tenant: str, body: dict[str, Any] | bytes, timestamp: int) -> tuple[bytes, dict[str, str]]:

@@ -44,17 +44,8 @@ def email_settings(base: ServiceSettings, relay_port: int = 1, **overrides: Any)
 async def running_email(settings: EmailSettings) -> AsyncIterator[EmailService]:
     """The e-mail service serving in this event loop until the block ends (then a graceful stop)."""
     service = await build_service(settings)
-    task = asyncio.create_task(service.runtime.serve())
-    try:
-        async with asyncio.timeout(30):
-            while service.runtime.port is None:
-                if task.done():
-                    task.result()
-                await asyncio.sleep(0.02)
+    async with service.runtime.serving():
         yield service
-    finally:
-        service.runtime.request_stop()
-        await asyncio.wait_for(task, 30)
 
 
 @dataclass

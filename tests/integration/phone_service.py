@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from switchboard.phone.__main__ import build_adapter
 from switchboard.phone.adapter import PhoneAdapter
+from switchboard.phone.service import build_adapter
 from switchboard.phone.settings import PhoneSettings
 from switchboard.runtime.service import ServiceRuntime
 from switchboard.runtime.settings import ServiceSettings
-from tests.helpers import eventually
 
 SHOP_A_KEY = {"X-Api-Key": "dev-phone-shop-a"}
 SHOP_B_KEY = {"X-Api-Key": "dev-phone-shop-b"}
@@ -40,24 +38,13 @@ async def running_phone(settings: ServiceSettings, **overrides: Any) -> AsyncIte
     runtime = ServiceRuntime(phone_settings)
     producer = await runtime.start_producer()
     adapter = build_adapter(phone_settings, producer, runtime)
-    task = asyncio.create_task(runtime.serve())
-
-    async def started() -> bool:
-        if task.done():
-            task.result()
-        return runtime.port is not None
-
-    try:
-        await eventually(started, 30, "phone adapter listening")
+    async with runtime.serving():
         yield PhoneService(
             http=f"http://127.0.0.1:{runtime.port}",
             ws=f"ws://127.0.0.1:{runtime.port}/v1/phone/stream",
             adapter=adapter,
             settings=phone_settings,
         )
-    finally:
-        runtime.request_stop()
-        await task
 
 
 def started(call_id: str, hotline: str = SHOP_A_HOTLINE, caller: str = CALLER, **extra: Any) -> dict[str, Any]:

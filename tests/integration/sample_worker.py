@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from switchboard.contracts import InboundMessage
 from switchboard.runtime.consumer import BatchConsumer, Delivery, Rejected
 from switchboard.runtime.redis_client import redis_client
-from switchboard.runtime.service import ServiceRuntime
+from switchboard.runtime.service import ServiceRuntime, run_service
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.runtime.topics import Topics
 
@@ -32,9 +32,8 @@ class WorkerSettings(ServiceSettings):
     work_ms: int = 10
 
 
-async def main() -> None:
-    """Consume the inbound topic until SIGTERM."""
-    settings = WorkerSettings()
+async def build(settings: WorkerSettings) -> ServiceRuntime:
+    """A worker consuming the inbound topic, built the way every service is."""
     runtime = ServiceRuntime(settings)
     redis = redis_client(settings)
     runtime.add_closer(redis.aclose)
@@ -57,12 +56,9 @@ async def main() -> None:
         handler=handle,
         producer=producer,
     )
-    await consumer.start()
-    runtime.add_closer(consumer.stop)
-    runtime.add_ready_check("kafka", lambda: consumer.ready)
-    runtime.add_worker("consume", consumer.run, stop=consumer.stop_intake)
-    await runtime.serve()
+    await runtime.add_consumer("consume", consumer)
+    return runtime
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run_service(build, WorkerSettings())

@@ -4,6 +4,7 @@ phone): what an agent and a supervisor see and do, and that bad input gets a cle
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import uuid
@@ -158,6 +159,17 @@ async def test_agent_accepts_an_offer_replies_with_a_quick_reply_and_closes_with
     conversation = (await frame_of(widget, "closed"))["conversation_id"]
     closed = await _closed_record(stack, conversation)
     assert closed.wrap_up_code == "refund_started", closed
+
+    # The customer comes back: the next conversation shows the earlier one, closed with its wrap-up code.
+    await say(widget, "换货的快递单号是多少？")
+    await offers.get_by_role("button", name="Accept").click()
+    await page.locator("[data-conversation]").first.click()
+    earlier = page.get_by_role("complementary")
+    await expect(earlier).to_contain_text("Earlier conversations")
+    await expect(earlier.get_by_role("listitem")).to_contain_text(["after_sales · a-wei · refund_started"])
+    await page.get_by_label("Wrap-up code").select_option("answered")
+    await page.get_by_role("button", name="Close").click()
+    await expect(page.locator("[data-conversation]")).to_have_count(0)
     await widget.close()
     await page.context.close()
 
@@ -263,6 +275,23 @@ async def test_the_desk_resumes_after_the_server_drops_the_socket_without_losing
     await _set_status(stack, "a-jun", "offline")
 
 
+async def _monitor_and_scale(page: Page, conversation: str) -> None:
+    """The supervisor opens a waiting conversation read-only, then doubles capacity and sets it back."""
+    monitor = page.get_by_role("region", name="Monitor a conversation (read-only)")
+    await monitor.get_by_role("textbox").fill(conversation)
+    await monitor.get_by_role("button", name="Open").click()
+    await expect(monitor).to_contain_text("物流不动 #1")
+    assert not await monitor.get_by_role("button", name="Send").count(), "monitoring is read-only"
+    controls = page.get_by_role("region", name="Surge profile")
+    await controls.get_by_label("Capacity factor").fill("2")
+    await controls.get_by_role("button", name="Apply").click()
+    await expect(controls.get_by_role("status")).to_contain_text("capacity:")
+    await expect(page.locator('[data-agent="a-lina"]')).to_contain_text("chat 0/10")  # 5 slots x 2
+    await controls.get_by_label("Capacity factor").fill("1")
+    await controls.get_by_role("button", name="Apply").click()
+    await expect(page.locator('[data-agent="a-lina"]')).to_contain_text("chat 0/5")
+
+
 async def test_the_board_shows_a_queue_grow_and_shrink_and_another_shop_sees_none_of_it(
     stack: PagesStack, browser: Browser
 ) -> None:
@@ -284,19 +313,10 @@ async def test_the_board_shows_a_queue_grow_and_shrink_and_another_shop_sees_non
         widgets.append(ws)
     await expect(waiting).to_have_text("3", timeout=30 * SECONDS)
     await shot(page, "board", readme=True)
-    monitor = page.get_by_role("region", name="Monitor a conversation (read-only)")
-    await monitor.get_by_role("textbox").fill(conversations[1])
-    await monitor.get_by_role("button", name="Open").click()
-    await expect(monitor).to_contain_text("物流不动 #1")
-    assert not await monitor.get_by_role("button", name="Send").count(), "monitoring is read-only"
-    controls = page.get_by_role("region", name="Surge profile")
-    await controls.get_by_label("Capacity factor").fill("2")
-    await controls.get_by_role("button", name="Apply").click()
-    await expect(controls.get_by_role("status")).to_contain_text("capacity:")
-    await expect(page.locator('[data-agent="a-lina"]')).to_contain_text("chat 0/10")  # 5 slots x 2
-    await controls.get_by_label("Capacity factor").fill("1")
-    await controls.get_by_role("button", name="Apply").click()
-    await expect(page.locator('[data-agent="a-lina"]')).to_contain_text("chat 0/5")
+    async with httpx.AsyncClient(base_url=stack.gateway) as http:
+        metrics = (await http.get("/metrics")).text  # the same figures, from the same code, for Prometheus
+    assert 'sb_board_waiting{group="logistics",tenant="shop-a"} 3.0' in metrics
+    await _monitor_and_scale(page, conversations[1])
     wei = await new_page(browser)
     await desk_login(wei, stack, "shop-a", "a-wei", "dev-wei")
     await wei.get_by_label("Status").select_option("available")
@@ -432,3 +452,29 @@ async def test_a_transfer_note_reaches_the_next_agent_and_a_second_tab_stops_the
         await page.context.close()
     for agent in ("a-emma", "a-jun"):
         await _set_status(stack, agent, "offline")
+
+
+async def test_an_email_shows_its_subject_and_takes_a_reply(stack: PagesStack, browser: Browser) -> None:
+    page = await new_page(browser)
+    await desk_login(page, stack, "shop-a", "a-lina", "dev-lina")
+    await page.get_by_label("Status").select_option("available")
+    mail = (
+        "From: Buyer <buyer@example.com>\r\nTo: service@shop-a.inbound.switchboard.local\r\n"
+        f"Message-ID: <{uuid.uuid4().hex}@example.com>\r\nSubject: =?utf-8?b?"
+        + base64.b64encode("尺码咨询".encode()).decode()
+        + "?=\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n这件外套有M码吗？\r\n"
+    )
+    async with httpx.AsyncClient(base_url=stack.email) as http:
+        answer = await http.post("/v1/email/inbound", content=mail.encode(), headers={"Content-Type": "message/rfc822"})
+    assert answer.status_code == 202, answer.text
+    [conversation] = answer.json()["conversation_ids"]
+    row = page.locator(f'[data-conversation="{conversation}"]')
+    await expect(row.get_by_label("email")).to_be_visible()
+    await row.click()
+    await expect(page.locator(".thread")).to_contain_text("Subject: 尺码咨询")
+    await page.locator("#reply-text").fill("有的，M 码有货。")
+    await page.get_by_role("button", name="Send").click()
+    await expect(page.locator(".thread .msg.agent")).to_contain_text("有的，M 码有货。")
+    await shot(page, "desk-email")
+    await page.context.close()
+    await _set_status(stack, "a-lina", "offline")

@@ -227,7 +227,7 @@ def test_base_config_points_every_service_at_kafka_and_redis() -> None:
     keys = {literal.split("=", 1)[0] for literal in generators["switchboard-env"]["literals"]}
     assert {"KAFKA_BOOTSTRAP", "REDIS_URL"} <= keys
     # Tenant config is the overlays' business, never the base's.
-    assert not {"routing-config", "agent-roster", "phone-directory", "chat-tenants"} & set(generators)
+    assert not {"routing-config", "desk-config", "agent-roster", "phone-directory", "chat-tenants"} & set(generators)
 
 
 # --- rendering --------------------------------------------------------------------------------------------------
@@ -414,7 +414,7 @@ def test_only_the_dev_overlay_runs_its_own_kafka_and_redis() -> None:
 # Read by `switchboard topics` (cli.py) besides the ServiceSettings fields.
 TOPICS_ENV = {"SB_TOPIC_REPLICATION"}
 # Created in the cluster by the operator, never committed: production references them by name only.
-EXTERNAL = {"switchboard-secrets", "routing-config", "agent-roster", "phone-directory", "chat-tenants"}
+EXTERNAL = {"switchboard-secrets", "routing-config", "desk-config", "agent-roster", "phone-directory", "chat-tenants"}
 CONFIG = ROOT / "config"
 
 
@@ -724,6 +724,7 @@ def test_the_email_service_exposes_smtp_and_the_policies_let_it_in() -> None:
 DEV_CONFIG = K8S / "overlays" / "dev" / "config"
 COPIES = {
     **{DEV_CONFIG / "routing" / p.name: p for p in sorted((CONFIG / "routing").glob("*.yaml"))},
+    **{DEV_CONFIG / "desk" / p.name: p for p in sorted((CONFIG / "desk").glob("*.yaml"))},
     DEV_CONFIG / "agents" / "dev-agents.yaml": CONFIG / "agents" / "dev-agents.yaml",
     DEV_CONFIG / "phone" / "dev-numbers.yaml": CONFIG / "phone" / "dev-numbers.yaml",
     **{

@@ -49,7 +49,7 @@ class _Parts:
 
 
 async def build(settings: ChatSettings) -> ServiceRuntime:
-    """A ready-to-serve chat adapter (producer and consumer started); `await runtime.serve()` runs it."""
+    """A ready-to-serve chat adapter (producer and consumer started); `run_service` or `runtime.serving()` runs it."""
     runtime = ServiceRuntime(settings)
     tenants = settings.tenants()
     if not tenants:
@@ -126,7 +126,4 @@ async def _consume(runtime: ServiceRuntime, parts: _Parts, producer: RecordProdu
         handler=handler.handle,
         producer=producer,
     )
-    await consumer.start()
-    runtime.add_closer(consumer.stop)
-    runtime.add_ready_check("kafka_consumer", lambda: consumer.ready)
-    runtime.add_worker("chat-outbound", consumer.run, stop=consumer.stop_intake)
+    await runtime.add_consumer("chat-outbound", consumer)

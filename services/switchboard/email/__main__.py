@@ -1,18 +1,7 @@
 """`python -m switchboard.email`: the e-mail adapter, configured from the environment only."""
 
-from __future__ import annotations
-
-import asyncio
-
-from switchboard.email.service import build_service
+from switchboard.email.service import build
 from switchboard.email.settings import EmailSettings
+from switchboard.runtime.service import run_service
 
-
-async def main() -> None:
-    """Serve SMTP, the inbound webhook and the reply sender until SIGTERM."""
-    service = await build_service(EmailSettings())
-    await service.runtime.serve()
-
-
-if __name__ == "__main__":
-    asyncio.run(main())
+run_service(build, EmailSettings())

@@ -28,8 +28,13 @@ class EmailService:
     replies: BatchConsumer
 
 
+async def build(settings: EmailSettings) -> ServiceRuntime:
+    """A ready-to-serve e-mail adapter: SMTP listening, webhook mounted, reply consumer started."""
+    return (await build_service(settings)).runtime
+
+
 async def build_service(settings: EmailSettings) -> EmailService:
-    """Start the clients and the SMTP listener and register everything with a runtime (call `runtime.serve()`)."""
+    """`build`, with the parts tests reach for (the SMTP port, the inbox)."""
     runtime = ServiceRuntime(settings)
     redis = redis_client(settings)
     runtime.add_closer(redis.aclose)
@@ -50,8 +55,5 @@ async def build_service(settings: EmailSettings) -> EmailService:
         handler=ReplySender(settings, book, keys).handle,
         producer=producer,
     )
-    await replies.start()
-    runtime.add_closer(replies.stop)
-    runtime.add_ready_check("outbound_consumer", lambda: replies.ready)
-    runtime.add_worker("replies", replies.run, stop=replies.stop_intake)
+    await runtime.add_consumer("replies", replies)
     return EmailService(runtime, inbox, smtp, replies)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import secrets
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -14,6 +15,7 @@ from switchboard.gateway.board_stats import BoardFigures, RoutingTally, service_
 from switchboard.gateway.commands import DeskCommands
 from switchboard.gateway.desk_config import load_desk_configs
 from switchboard.gateway.hub import DeskHub
+from switchboard.gateway.limits import raise_open_files
 from switchboard.gateway.queue_stats import QueueStatsBroadcaster
 from switchboard.gateway.settings import GatewaySettings
 from switchboard.runtime.consumer import BatchConsumer
@@ -112,9 +114,8 @@ async def _install_board(
         handler=figures.tally.handle,
         producer=producer,
     )
-    await consumer.start()
-    runtime.add_closer(consumer.stop)
-    runtime.add_worker("board-routing", consumer.run, stop=consumer.stop_intake)
+    # The board's figures are a view: a lagging tally must not take the replica out of rotation.
+    await runtime.add_consumer("board-routing", consumer, gates_readiness=False)
     runtime.add_worker("board-sample", figures.run)
     runtime.add_stopper(figures.stop)
     board = Board(
@@ -128,3 +129,16 @@ async def _install_board(
     )
     install_board(runtime.app, board)
     install_pages(runtime.app, settings.pages_dir)
+
+
+async def build(settings: GatewaySettings) -> ServiceRuntime:
+    """A ready-to-serve gateway replica, with the process tuned for tens of thousands of sockets."""
+    # Every desktop is a file descriptor; the default soft limit (often 1024) would cap a replica at ~1,000 agents.
+    raise_open_files(settings.max_open_files)
+    runtime = ServiceRuntime(settings)
+    await build_gateway(runtime, settings)
+    # Tens of thousands of long-lived socket objects make every full garbage collection walk all of them; the
+    # roster and start-up objects never die, so freeze them, and collect the young generation less often.
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
+    return runtime

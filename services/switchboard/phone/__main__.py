@@ -1,69 +1,7 @@
 """`python -m switchboard.phone`: the phone transcripts adapter (HTTP and websocket on SB_HTTP_PORT)."""
 
-from __future__ import annotations
-
-import asyncio
-
-from switchboard.intake.accept import Intake
-from switchboard.phone.adapter import PhoneAdapter
-from switchboard.phone.calls import CallStore
-from switchboard.phone.directory import PhoneDirectory
-from switchboard.phone.http_api import install_http_routes
-from switchboard.phone.sequencer import Sequencer
+from switchboard.phone.service import build
 from switchboard.phone.settings import PhoneSettings
-from switchboard.phone.ws_api import install_ws_routes
-from switchboard.runtime.kafka import RecordProducer
-from switchboard.runtime.logs import get_logger
-from switchboard.runtime.redis_client import redis_client
-from switchboard.runtime.service import ServiceRuntime
-from switchboard.state.keys import Keys
+from switchboard.runtime.service import run_service
 
-log = get_logger(__name__)
-
-
-def load_directory(settings: PhoneSettings) -> PhoneDirectory:
-    """The phone directory from SB_PHONE_DIRECTORY (a malformed one raises).
-
-    A missing file leaves the service up but not ready (an image without the dev config, a secret not mounted
-    yet), so the operator sees it in /readyz instead of a crash loop.
-    """
-    if not settings.phone_directory.is_file():
-        log.error("phone_directory_missing", path=str(settings.phone_directory))
-        return PhoneDirectory()
-    return PhoneDirectory.load(settings.phone_directory)
-
-
-def build_adapter(settings: PhoneSettings, producer: RecordProducer, runtime: ServiceRuntime) -> PhoneAdapter:
-    """The adapter with its Redis client (closed by the runtime) and routes mounted on `runtime.app`."""
-    redis = redis_client(settings)
-    runtime.add_closer(redis.aclose)
-    keys = Keys(settings.key_prefix)
-    directory = load_directory(settings)
-    runtime.add_ready_check("phone_directory", lambda: bool(directory.tenant_by_key_hash))
-    adapter = PhoneAdapter(
-        intake=Intake(producer, redis, keys),
-        calls=CallStore(redis, keys, settings.phone_call_ttl_s),
-        directory=directory,
-        sequencer=Sequencer(settings.phone_reorder_window_s),
-        redis=redis,
-        keys=keys,
-        customer_id_key=settings.phone_customer_id_key.encode(),
-    )
-    if not settings.phone_customer_id_key:
-        log.warning("phone_customer_id_key_unset", hint="set SB_PHONE_CUSTOMER_ID_KEY in production")
-    install_http_routes(runtime.app, adapter, settings)
-    install_ws_routes(runtime.app, adapter, settings)
-    return adapter
-
-
-async def main() -> None:
-    """Serve until SIGTERM."""
-    settings = PhoneSettings()
-    runtime = ServiceRuntime(settings)
-    producer = await runtime.start_producer()
-    build_adapter(settings, producer, runtime)
-    await runtime.serve()
-
-
-if __name__ == "__main__":
-    asyncio.run(main())
+run_service(build, PhoneSettings())

@@ -1,8 +1,7 @@
 """`python -m switchboard.presence`: the presence service (settings from the environment, prefix `SB_`)."""
 
-import asyncio
-
-from switchboard.presence.service import run
+from switchboard.presence.service import build
 from switchboard.presence.settings import PresenceSettings
+from switchboard.runtime.service import run_service
 
-asyncio.run(run(PresenceSettings()))
+run_service(build, PresenceSettings())

@@ -31,8 +31,8 @@ def _roster_path(settings: PresenceSettings) -> Path | None:
     return None
 
 
-async def run(settings: PresenceSettings) -> None:
-    """Run presence until SIGTERM: load the roster, sweep, serve the operator API."""
+async def build(settings: PresenceSettings) -> ServiceRuntime:
+    """A ready-to-serve presence service: roster loaded, sweep and roster watch registered, operator API mounted."""
     runtime = ServiceRuntime(settings)
     runtime.app.title = OPENAPI_TITLE
     redis = redis_client(settings)
@@ -60,4 +60,4 @@ async def run(settings: PresenceSettings) -> None:
     mount_operator_api(runtime.app, control, settings.operator_tokens)
     if not settings.operator_tokens:
         log.warning("operator_api_disabled", reason="SB_OPERATOR_TOKENS is empty: every operator call is 401")
-    await runtime.serve()
+    return runtime

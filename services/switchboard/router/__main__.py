@@ -1,9 +1,7 @@
 """`python -m switchboard.router`: the router (settings from the environment, prefix `SB_`)."""
 
-import uvloop
-
-from switchboard.router.service import run
+from switchboard.router.service import build
 from switchboard.router.settings import RouterSettings
+from switchboard.runtime.service import run_service
 
-# uvloop (installed with uvicorn[standard]) takes a good share off the per-decision cost of the asyncio loop.
-uvloop.run(run(RouterSettings()))
+run_service(build, RouterSettings(), fast_loop=True)

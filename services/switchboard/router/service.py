@@ -96,8 +96,8 @@ async def sweep_loop(upkeep: Upkeep, interval_s: float, stopping: asyncio.Event)
             continue
 
 
-async def run(settings: RouterSettings) -> None:
-    """Run the router until SIGTERM."""
+async def build(settings: RouterSettings) -> ServiceRuntime:
+    """A ready-to-serve router: both consumer groups joined, sweep and config watch registered."""
     runtime = ServiceRuntime(settings)
     redis = redis_client(settings)
     runtime.add_closer(redis.aclose)
@@ -130,17 +130,11 @@ async def run(settings: RouterSettings) -> None:
         handler=presence_handler(upkeep),
         producer=producer,
     )
-    await conversations.start()
-    await presence.start()
-    runtime.add_closer(conversations.stop)
-    runtime.add_closer(presence.stop)
-    runtime.add_ready_check("conversations", lambda: conversations.ready)
-    runtime.add_ready_check("presence", lambda: presence.ready)
+    await runtime.add_consumer("conversations", conversations)
+    await runtime.add_consumer("presence", presence)
     runtime.add_ready_check("routing_config", lambda: bool(configs.tenants()))
     stopping = asyncio.Event()
-    runtime.add_worker("conversations", conversations.run, stop=conversations.stop_intake)
-    runtime.add_worker("presence", presence.run, stop=presence.stop_intake)
     runtime.add_worker("sweep", lambda: sweep_loop(upkeep, settings.sweep_interval_s, stopping), stop=stopping.set)
     runtime.add_worker("config", lambda: configs.watch(settings.config_poll_s), stop=configs.stop)
     tune_gc()
-    await runtime.serve()
+    return runtime
