@@ -105,7 +105,7 @@ class RouterContext:
     snapshot_ttl_s: float = 0.0
     clock: Callable[[], int] = field(default=lambda: int(time.time() * 1000))
     scripts: Scripts = SCRIPTS
-    _snapshots: dict[tuple[str, frozenset[str]], tuple[float, TenantRouting, Snapshot]] = field(default_factory=dict)
+    _snapshots: dict[tuple[str, frozenset[str]], tuple[int, TenantRouting, Snapshot]] = field(default_factory=dict)
     _waits: dict[tuple[str, str], deque[float]] = field(default_factory=lambda: defaultdict(lambda: deque(maxlen=200)))
 
     def ctx(self, config: TenantRouting, now_ms: int) -> str:
@@ -132,7 +132,9 @@ class RouterContext:
             wanted.update(ring.group for ring in config.group(name).overflow)
         key = (config.tenant, frozenset(wanted))
         cached = self._snapshots.get(key)
-        if cached is not None and cached[1] is config and time.monotonic() - cached[0] < self.snapshot_ttl_s:
+        # Aged by the router's own clock, so a replay on a virtual clock reuses snapshots exactly as the router did.
+        now_ms = self.clock()
+        if cached is not None and cached[1] is config and now_ms - cached[0] < self.snapshot_ttl_s * 1000:
             return cached[2]
         snap = await read_groups(self.redis, self.keys, config.tenant, wanted, self.waits(config.tenant))
         target = config.queue.service_level_target_s
@@ -140,7 +142,7 @@ class RouterContext:
         if self.snapshot_ttl_s > 0:
             if len(self._snapshots) > 256:
                 self._snapshots.clear()
-            self._snapshots[key] = (time.monotonic(), config, snap)
+            self._snapshots[key] = (now_ms, config, snap)
         return snap
 
     def route(

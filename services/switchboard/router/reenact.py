@@ -262,15 +262,16 @@ class Reenactment:
         behaviour: Behaviour,
         *,
         sweep_interval_s: float,
+        snapshot_ttl_s: float,
         capacity_multiplier: float = 1.0,
     ) -> None:
         self.clock = VirtualClock()
         self.sink = MemorySink()
         self.configs = configs
-        # Every batch plans on fresh reads: a snapshot kept for a while of wall-clock time would make the replay's
-        # choices among equally loaded agents depend on how fast the replay runs.
+        # The recorded router's snapshot lifetime: the router ages snapshots by its clock, here the virtual one, so
+        # batches reuse a snapshot exactly when the recorded router's did.
         self.router = Router(
-            redis, keys, configs, self.sink, instance="replay", clock=self.clock.ms, snapshot_ttl_s=0.0
+            redis, keys, configs, self.sink, instance="replay", clock=self.clock.ms, snapshot_ttl_s=snapshot_ttl_s
         )
         self.upkeep = self.router.upkeep
         self.published = CollectingProducer()

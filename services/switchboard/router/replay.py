@@ -342,6 +342,7 @@ async def replay(
     *,
     redis_url: str | None,
     sweep_interval_s: float,
+    snapshot_ttl_s: float = RouterSettings().snapshot_ttl_s,
     capacity_multiplier: float = 1.0,
 ) -> list[RoutingEvent]:
     """Run the recording through the router on a scratch Redis; return the replay's routing events."""
@@ -352,6 +353,7 @@ async def replay(
             configs,
             Behaviour.of(recording.events),
             sweep_interval_s=sweep_interval_s,
+            snapshot_ttl_s=snapshot_ttl_s,
             capacity_multiplier=capacity_multiplier,
         )
         schedule(
@@ -382,6 +384,12 @@ def main(argv: list[str] | None = None) -> int:
         help="scratch Redis (default: REDIS_URL, else a local redis-server)",
     )
     parser.add_argument("--sweep-interval", type=float, default=RouterSettings().sweep_interval_s, help="seconds")
+    parser.add_argument(
+        "--snapshot-ttl",
+        type=float,
+        default=RouterSettings().snapshot_ttl_s,
+        help="the recorded router's SB_SNAPSHOT_TTL_S, seconds",
+    )
     parser.add_argument("--differences", type=int, default=10, help="how many differing conversations to list")
     args = parser.parse_args(argv)
     configs = load_configs(args.config, args.tenant)
@@ -404,6 +412,7 @@ def main(argv: list[str] | None = None) -> int:
             configs,
             redis_url=args.redis_url,
             sweep_interval_s=args.sweep_interval,
+            snapshot_ttl_s=args.snapshot_ttl,
             capacity_multiplier=args.capacity_multiplier,
         )
     )
