@@ -111,9 +111,9 @@ class CommandHandler:
             )
             return [Decision("refused", conv=cmd.conversation_id, agent=cmd.agent_id, reason=why, command=kind)]
         ks = ctx.key_set(config).add(ctx.keys.processed(tenant, "router", cmd.command_id))
-        ks.conversation(cmd.conversation_id, conv.customer_id).agent(cmd.agent_id).groups([conv.group])
+        ks.conversation(cmd.conversation_id, conv.customer_id).agent(cmd.agent_id)
         bump = tuple(sorted(actor.groups)) if actor is not None else ()
-        ks.groups(bump)
+        ks.capacity_versions(bump)
         route, chosen, declined = Route(), None, conv.declined
         back = int(config.offer_policy(cmd.transfer_to_group or conv.group).reoffer_after_s * 1000)
         if kind == "decline" or cmd.transfer_to_group:
@@ -121,7 +121,7 @@ class CommandHandler:
             route, chosen = await self._reroute(
                 config, conv, cmd.transfer_to_group or conv.group, declined, cmd.agent_id, now
             )
-            ks.route(route)
+            ks.route(route, conv.channel)
         target_expects = None
         if cmd.transfer_to_agent:
             ks.agent(cmd.transfer_to_agent)

@@ -34,6 +34,9 @@ log = get_logger(__name__)
 
 DECISIONS = Counter("sb_router_decisions_total", "Routing decisions by type", ["type"])
 ROUTE_DECISIONS = ("assigned", "offered", "queued")
+# A route plan offers the claim script this many candidates (each declares four keys). When all of them changed
+# since the snapshot, the conversation is queued and its groups drained at once, which finds whoever has room.
+CANDIDATES = 2
 
 
 class EventSink(Protocol):
@@ -105,7 +108,7 @@ class RouterContext:
     snapshot_ttl_s: float = 0.0
     clock: Callable[[], int] = field(default=lambda: int(time.time() * 1000))
     scripts: Scripts = SCRIPTS
-    _snapshots: dict[tuple[str, frozenset[str]], tuple[int, TenantRouting, Snapshot]] = field(default_factory=dict)
+    _snapshots: dict[str, tuple[int, TenantRouting, frozenset[str], Snapshot]] = field(default_factory=dict)
     _waits: dict[tuple[str, str], deque[float]] = field(default_factory=lambda: defaultdict(lambda: deque(maxlen=200)))
 
     def ctx(self, config: TenantRouting, now_ms: int) -> str:
@@ -121,28 +124,34 @@ class RouterContext:
         return {g: tuple(w) for (t, g), w in self._waits.items() if t == tenant}
 
     def forget_snapshots(self, tenant: str) -> None:
-        """Drop cached snapshots of a tenant (a claim found them stale)."""
-        for key in [k for k in self._snapshots if k[0] == tenant]:
-            del self._snapshots[key]
+        """Drop the cached snapshot of a tenant (a claim found it stale)."""
+        self._snapshots.pop(tenant, None)
 
     async def snapshot(self, config: TenantRouting, groups: set[str]) -> Snapshot:
-        """Agents and queue lengths of the groups and their overflow rings."""
+        """Agents and queue lengths of the groups and their overflow rings.
+
+        One snapshot per tenant is kept for `snapshot_ttl_s` and grows to every group asked for meanwhile: planned
+        assignments are counted in its agents, and an agent of several groups must be the same object whichever
+        group a batch plans for, or a plan would expect slots another batch's plan already took.
+        """
         wanted = set(groups)
         for name in groups:
             wanted.update(ring.group for ring in config.group(name).overflow)
-        key = (config.tenant, frozenset(wanted))
-        cached = self._snapshots.get(key)
+        cached = self._snapshots.get(config.tenant)
         # Aged by the router's own clock, so a replay on a virtual clock reuses snapshots exactly as the router did.
         now_ms = self.clock()
-        if cached is not None and cached[1] is config and now_ms - cached[0] < self.snapshot_ttl_s * 1000:
-            return cached[2]
+        fresh = cached is not None and cached[1] is config and now_ms - cached[0] < self.snapshot_ttl_s * 1000
+        if cached is not None and fresh and wanted <= cached[2]:
+            return cached[3]
+        if cached is not None and fresh:
+            wanted |= cached[2]
         snap = await read_groups(self.redis, self.keys, config.tenant, wanted, self.waits(config.tenant))
         target = config.queue.service_level_target_s
         snap.stats = {g: replace(s, level=service_level(s.recent_waits_s, target)) for g, s in snap.stats.items()}
         if self.snapshot_ttl_s > 0:
-            if len(self._snapshots) > 256:
+            if len(self._snapshots) > 4096:
                 self._snapshots.clear()
-            self._snapshots[key] = (now_ms, config, snap)
+            self._snapshots[config.tenant] = (now_ms, config, frozenset(wanted), snap)
         return snap
 
     def route(
@@ -167,7 +176,15 @@ class RouterContext:
         """
         index = snap.index()
         chosen = plan(
-            config, group, channel, index, sticky=sticky, returning=returning, excluded=excluded, stats=snap.stats
+            config,
+            group,
+            channel,
+            index,
+            sticky=sticky,
+            returning=returning,
+            excluded=excluded,
+            stats=snap.stats,
+            limit=CANDIDATES,
         )
         cands = tuple(
             RouteCandidate(c.agent_id, c.group, c.step, expectation(index.by_id[c.agent_id])) for c in chosen.candidates
@@ -200,6 +217,8 @@ class RouterContext:
         A script without processed marker (`unsent`) also keeps its decisions in the tenant's unsent set: they are
         taken out once published, and re-sent by a later sweep if this process dies first.
         """
+        if unsent:
+            keys.unsent()
         raw = await script(self.redis, keys.list(), [self.ctx(config, now_ms), request])
         found = decode_decisions(raw)
         if found:

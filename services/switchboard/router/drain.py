@@ -73,10 +73,10 @@ async def drain_agent(ctx: RouterContext, config: TenantRouting, agent_id: str, 
         picks = drain_order(agent, queued, config.capacity, now)
         if not picks:
             break
-        ks = ctx.key_set(config).agent(agent_id).groups(agent.groups)
+        ks = ctx.key_set(config).agent(agent_id).capacity_versions(agent.groups)
         for pick in picks:
             customer, groups = extra[pick.conversation_id]
-            ks.conversation(pick.conversation_id, customer).groups(groups)
+            ks.conversation(pick.conversation_id, customer).groups(groups, pick.channel)
         request = DrainRequest(
             agent_id,
             expectation(agent),

@@ -184,7 +184,7 @@ class InboundHandler:
             returning=seen.returning,
             count=True,
         )
-        ks.route(route)
+        ks.route(route, channel)
         reasons = list(boosts)
         if chosen.passed_over > len(chosen.verdicts):
             reasons.append(f"passed_over:{chosen.passed_over}")

@@ -72,15 +72,19 @@ def context(keys: Keys, config: TenantRouting, now_ms: int, instance: str, marke
     )
 
 
-# Key names of agents, groups and tenants repeat in every call: built once each (conversations' are not kept).
+# Key names of agents, groups and tenants repeat in every call: built once each, as the bytes the client sends
+# (a script call declares some thirty keys; encoding them again each time was a fifth of the router's CPU).
 @lru_cache(maxsize=1024)
-def _tenant_keys(keys: Keys, tenant: str) -> tuple[str, ...]:
-    return (keys.offers(tenant), keys.routing_unsent(tenant), keys.presence_pending(tenant), keys.desk_notify(tenant))
+def _tenant_keys(keys: Keys, tenant: str) -> tuple[bytes, ...]:
+    # In this order: offers and notify (every claim), unsent, presence pending (see KeySet).
+    return _encoded(
+        keys.offers(tenant), keys.desk_notify(tenant), keys.routing_unsent(tenant), keys.presence_pending(tenant)
+    )
 
 
 @lru_cache(maxsize=65536)
-def _agent_keys(keys: Keys, tenant: str, agent_id: str) -> tuple[str, ...]:
-    return (
+def _agent_keys(keys: Keys, tenant: str, agent_id: str) -> tuple[bytes, ...]:
+    return _encoded(
         keys.agent(tenant, agent_id),
         keys.agent_conversations(tenant, agent_id),
         keys.desk_outbox(tenant, agent_id),
@@ -89,8 +93,14 @@ def _agent_keys(keys: Keys, tenant: str, agent_id: str) -> tuple[str, ...]:
 
 
 @lru_cache(maxsize=16384)
-def _group_keys(keys: Keys, tenant: str, group: str) -> tuple[str, ...]:
-    return (keys.group_capacity_version(tenant, group), *(keys.queue_channel(tenant, group, ch) for ch in CHANNELS))
+def _group_keys(keys: Keys, tenant: str, group: str) -> tuple[bytes, ...]:
+    return _encoded(
+        keys.group_capacity_version(tenant, group), *(keys.queue_channel(tenant, group, ch) for ch in CHANNELS)
+    )
+
+
+def _encoded(*names: str) -> tuple[bytes, ...]:
+    return tuple(name.encode() for name in names)
 
 
 @dataclass
@@ -99,28 +109,29 @@ class KeySet:
 
     keys: Keys
     tenant: str
-    _names: dict[str, None] = field(default_factory=dict)
+    _names: dict[bytes, None] = field(default_factory=dict)
 
-    def add(self, *names: str) -> KeySet:
+    def add(self, *names: str | bytes) -> KeySet:
         """Declare keys by name."""
         for name in names:
-            self._names[name] = None
+            self._names[name.encode() if isinstance(name, str) else name] = None
         return self
 
     def tenant_wide(self) -> KeySet:
-        """Offers, unsent decisions, presence's pending set and the desk notify channel."""
-        k, t = self.keys, self.tenant
-        return self.add(k.offers(t), k.routing_unsent(t), k.presence_pending(t), k.desk_notify(t))
+        """What every claim may touch: the tenant's offers and desk notify channel."""
+        return self.add(*_tenant_keys(self.keys, self.tenant)[:2])
+
+    def unsent(self) -> KeySet:
+        """The tenant's unsent decisions (scripts without processed marker keep their decisions there)."""
+        return self.add(_tenant_keys(self.keys, self.tenant)[2])
+
+    def presence_pending(self) -> KeySet:
+        """Presence's pending set (a script that changes an agent's status through presence's function)."""
+        return self.add(_tenant_keys(self.keys, self.tenant)[3])
 
     def agent(self, agent_id: str) -> KeySet:
         """An agent's hash, its conversations and its desk outbox and seq."""
-        k, t = self.keys, self.tenant
-        return self.add(
-            k.agent(t, agent_id),
-            k.agent_conversations(t, agent_id),
-            k.desk_outbox(t, agent_id),
-            k.desk_seq(t, agent_id),
-        )
+        return self.add(*_agent_keys(self.keys, self.tenant, agent_id))
 
     def conversation(self, conversation_id: str, customer_id: str = "") -> KeySet:
         """A conversation's hash and backlog (and its customer's returning-agent key)."""
@@ -130,23 +141,28 @@ class KeySet:
             self.add(k.returning_customer(t, customer_id))
         return self
 
-    def groups(self, names: Iterable[str]) -> KeySet:
-        """Each group's queues (every channel) and capacity version."""
-        for group in names:
-            self.add(*_group_keys(self.keys, self.tenant, group))
+    def capacity_versions(self, groups: Iterable[str]) -> KeySet:
+        """The groups' capacity versions (what a release bumps and a plan to queue checks)."""
+        for group in groups:
+            self.add(_group_keys(self.keys, self.tenant, group)[0])
         return self
 
-    def route(self, route: Route) -> KeySet:
-        """What a route plan may touch: its candidates and its groups (and the candidates' groups)."""
+    def groups(self, names: Iterable[str], channel: str) -> KeySet:
+        """Each group's capacity version and its queue of one channel."""
+        index = 1 + CHANNELS.index(channel)
+        for group in names:
+            found = _group_keys(self.keys, self.tenant, group)
+            self.add(found[0], found[index])
+        return self
+
+    def route(self, route: Route, channel: str) -> KeySet:
+        """What a route plan of a conversation of `channel` may touch: its candidates, and its groups' (and the
+        candidates' groups') capacity versions and queues."""
         for cand in route.cands:
             self.agent(cand.a)
-        return self.groups({*route.groups, *(c.g for c in route.cands)})
+        return self.groups({*route.groups, *(c.g for c in route.cands)}, channel)
 
-    def agent_groups(self, groups: Iterable[str]) -> KeySet:
-        """The capacity versions a release bumps (the agent's groups)."""
-        return self.groups(groups)
-
-    def list(self) -> list[str]:
+    def list(self) -> list[bytes]:
         """KEYS, in declaration order."""
         return list(self._names)
 

@@ -66,10 +66,10 @@ class Upkeep:
         if not convs:
             return []
         views = [await read_conversation(ctx, tenant, conv) for conv in convs]
-        ks = ctx.key_set(config).agent(agent_id).groups(agent.groups)
+        ks = ctx.key_set(config).agent(agent_id).capacity_versions(agent.groups)
         items = []
         for view in views:
-            ks.conversation(view.conversation_id).groups([view.group])
+            ks.conversation(view.conversation_id).groups([view.group], view.channel)
             score = stored_score(view.enqueued_ms or now, view.priority, config.queue.aging_s_per_point)
             items.append(RequeueItem(view.conversation_id, score))
         request = RequeueRequest(agent_id, expectation(agent), tuple(items), bump=tuple(sorted(agent.groups)))
@@ -137,8 +137,8 @@ class Upkeep:
             now_ms=now,
             excluded=excluded_now(declined, now) | {conv.offer_agent},
         )
-        ks = ctx.key_set(config).conversation(conv_id, conv.customer_id).agent(conv.offer_agent)
-        ks.groups(agent.groups).groups([conv.group]).route(route)
+        ks = ctx.key_set(config).presence_pending().conversation(conv_id, conv.customer_id).agent(conv.offer_agent)
+        ks.capacity_versions(agent.groups).route(route, conv.channel)
         request = TimeoutRequest(
             conv_id,
             conversation_expectation(conv),
@@ -181,20 +181,16 @@ class Upkeep:
                     for ring in rings:
                         listed = text(queues).split(",")
                         if waited_s >= (ring.after_s or 0) and ring.group not in listed:
-                            await self._widen(
-                                config, text(conv), int(text(epoch) or 0), text(queues), ring.group, float(score), now
-                            )
+                            widen = OverflowRequest(text(conv), int(text(epoch) or 0), text(queues), ring.group, score)
+                            await self._widen(config, widen, ch, now)
 
-    async def _widen(
-        self, config: TenantRouting, conv: str, epoch: int, queues: str, ring: str, score: float, now: int
-    ) -> None:
+    async def _widen(self, config: TenantRouting, request: OverflowRequest, channel: str, now: int) -> None:
         ctx = self.ctx
-        groups = [q for q in queues.split(",") if q]
-        ks = ctx.key_set(config).conversation(conv).groups([*groups, ring])
-        request = OverflowRequest(conv, epoch, queues, ring, score)
+        groups = [q for q in request.queues.split(",") if q]
+        ks = ctx.key_set(config).conversation(request.conv).groups([*groups, request.ring], channel)
         found = await ctx.apply(config, ctx.scripts.overflow, ks, request.encode(), now, unsent=True)
         if found:
-            await drain_groups(ctx, config, [ring], now)
+            await drain_groups(ctx, config, [request.ring], now)
 
     async def _queued(self, config: TenantRouting) -> bool:
         pipe = self.ctx.redis.pipeline(transaction=False)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -48,12 +49,12 @@ class LuaScript:
             shebang += "\n"
         return cls(name, shebang + "\n".join((*libs, body)))
 
-    @property
+    @cached_property
     def sha(self) -> str:
-        """The SHA1 Redis knows the script by."""
+        """The SHA1 Redis knows the script by (computed once: scripts are called thousands of times a second)."""
         return hashlib.sha1(self.source.encode(), usedforsecurity=False).hexdigest()
 
-    async def __call__(self, redis: Redis, keys: Sequence[str], args: Sequence[Arg] = ()) -> Any:
+    async def __call__(self, redis: Redis, keys: Sequence[str | bytes], args: Sequence[Arg] = ()) -> Any:
         """Run the script once with `keys` and `args`."""
         try:
             return await redis.evalsha(self.sha, len(keys), *keys, *args)
@@ -67,7 +68,7 @@ class ScriptCall:
     """One queued call of a script."""
 
     script: LuaScript
-    keys: Sequence[str]
+    keys: Sequence[str | bytes]
     args: Sequence[Arg] = ()
 
 
