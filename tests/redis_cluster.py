@@ -26,15 +26,6 @@ MASTERS = 3
 # fixture of tests/conftest.py then hands `settings`, `redis` and `redis_url_for_test` the backend's URL.
 on_both_redis_backends = pytest.mark.parametrize("redis_backend", ["single", "cluster"])
 
-# For flows that go through the router: its scripts do not declare their keys in KEYS yet (issue 10, the routing
-# core's rewrite), so on the cluster they fail with "Script attempted to access a non local key". Strict: once the
-# router declares its keys these pass, the suite says so, and the module switches to on_both_redis_backends.
-ROUTER_KEYS_PENDING = "the router's scripts do not declare their KEYS yet (issue 10)"
-on_both_redis_backends_router_pending = pytest.mark.parametrize(
-    "redis_backend",
-    ["single", pytest.param("cluster", marks=pytest.mark.xfail(reason=ROUTER_KEYS_PENDING, strict=True))],
-)
-
 
 def _port_free(port: int) -> bool:
     with socket.socket() as sock:

@@ -25,8 +25,8 @@ from switchboard.contracts import (
     DeskEventType,
     InboundMessage,
 )
-from switchboard.router.claims import excluded_now
-from switchboard.router.config import CHANNELS, TenantRouting
+from switchboard.routing.config import CHANNELS, TenantRouting
+from switchboard.routing.exclusion import excluded_now
 from switchboard.state.keys import Keys
 from switchboard.state.outbox import read_outbox
 

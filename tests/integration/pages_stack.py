@@ -1,5 +1,5 @@
-"""A running stack for the page tests: presence, router, gateway, chat and phone processes on the test's topics and
-keys, with the dev roster (shop-a, shop-b), and Debian's Chromium driven by Playwright."""
+"""A running stack for the page tests: presence, router, gateway, chat, phone and email processes on the test's
+topics and keys, with the dev roster (shop-a, shop-b), and Debian's Chromium driven by Playwright."""
 
 from __future__ import annotations
 
@@ -40,6 +40,7 @@ class PagesStack:
     chat: str
     phone: str
     presence: str
+    email: str
     gateway_env: dict[str, str]
     procs: dict[str, asyncio.subprocess.Process] = field(default_factory=dict)
 
@@ -82,7 +83,9 @@ async def pages_stack(settings: ServiceSettings, log_dir: Path) -> AsyncIterator
         procs["gateway"], gateway = await start_service("switchboard.gateway", gateway_env)
         procs["chat"], chat = await start_service("switchboard.chat", _env(settings, "chat", free_port()))
         procs["phone"], phone = await start_service("switchboard.phone", _env(settings, "phone", free_port()))
-        stack = PagesStack(settings, log_dir, gateway, chat, phone, presence, gateway_env, procs)
+        email_env = _env(settings, "email", free_port(), SB_SMTP_PORT=str(free_port()), SB_SMTP_HOST="127.0.0.1")
+        procs["email"], email = await start_service("switchboard.email", email_env)
+        stack = PagesStack(settings, log_dir, gateway, chat, phone, presence, email, gateway_env, procs)
         yield stack
     finally:
         if router is not None:

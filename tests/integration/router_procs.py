@@ -12,7 +12,7 @@ import httpx
 from redis.asyncio import Redis
 
 from switchboard.contracts import AgentCommand, AgentCommandType, DeskEventType
-from switchboard.router.config import CHANNELS
+from switchboard.routing.config import CHANNELS
 from switchboard.runtime.kafka import RecordProducer
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.state.keys import Keys

@@ -18,10 +18,10 @@ from switchboard.state.roster import ChannelSlots, RosterAgent
 from tests.helpers import eventually, read_topic
 from tests.integration.gateway_support import Desk, gateway_settings, running_gateway, token
 from tests.integration.router_procs import start_router, stop_router
-from tests.redis_cluster import on_both_redis_backends_router_pending
+from tests.redis_cluster import on_both_redis_backends
 from tests.router_support import message
 
-pytestmark = [pytest.mark.broker, on_both_redis_backends_router_pending]
+pytestmark = [pytest.mark.broker, on_both_redis_backends]
 
 T = "tmall-flagship"
 

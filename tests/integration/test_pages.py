@@ -4,6 +4,7 @@ phone): what an agent and a supervisor see and do, and that bad input gets a cle
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import uuid
@@ -451,3 +452,29 @@ async def test_a_transfer_note_reaches_the_next_agent_and_a_second_tab_stops_the
         await page.context.close()
     for agent in ("a-emma", "a-jun"):
         await _set_status(stack, agent, "offline")
+
+
+async def test_an_email_shows_its_subject_and_takes_a_reply(stack: PagesStack, browser: Browser) -> None:
+    page = await new_page(browser)
+    await desk_login(page, stack, "shop-a", "a-lina", "dev-lina")
+    await page.get_by_label("Status").select_option("available")
+    mail = (
+        "From: Buyer <buyer@example.com>\r\nTo: service@shop-a.inbound.switchboard.local\r\n"
+        f"Message-ID: <{uuid.uuid4().hex}@example.com>\r\nSubject: =?utf-8?b?"
+        + base64.b64encode("尺码咨询".encode()).decode()
+        + "?=\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n这件外套有M码吗？\r\n"
+    )
+    async with httpx.AsyncClient(base_url=stack.email) as http:
+        answer = await http.post("/v1/email/inbound", content=mail.encode(), headers={"Content-Type": "message/rfc822"})
+    assert answer.status_code == 202, answer.text
+    [conversation] = answer.json()["conversation_ids"]
+    row = page.locator(f'[data-conversation="{conversation}"]')
+    await expect(row.get_by_label("email")).to_be_visible()
+    await row.click()
+    await expect(page.locator(".thread")).to_contain_text("Subject: 尺码咨询")
+    await page.locator("#reply-text").fill("有的，M 码有货。")
+    await page.get_by_role("button", name="Send").click()
+    await expect(page.locator(".thread .msg.agent")).to_contain_text("有的，M 码有货。")
+    await shot(page, "desk-email")
+    await page.context.close()
+    await _set_status(stack, "a-lina", "offline")

@@ -29,10 +29,10 @@ from switchboard.state.agents import PresenceStore
 from switchboard.state.keys import Keys
 from switchboard.state.roster import load_roster
 from tests.helpers import eventually
-from tests.redis_cluster import on_both_redis_backends_router_pending
+from tests.redis_cluster import on_both_redis_backends
 from tests.router_support import message
 
-pytestmark = [pytest.mark.broker, on_both_redis_backends_router_pending]
+pytestmark = [pytest.mark.broker, on_both_redis_backends]
 
 T = "shop-a"
 
@@ -97,7 +97,7 @@ async def stack(settings: ServiceSettings, redis: Redis, repo_root: Path, tmp_pa
         presence = PresenceStore(redis, keys, producer)
         await presence.load_roster(load_roster())
         control = SurgeControl(presence, AuditLog(redis, keys))
-        stack = Stack(presence, control, Upkeep(router), router, consumer)
+        stack = Stack(presence, control, router.upkeep, router, consumer)
         await stack.deliver_presence()
         yield stack
     finally:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -12,12 +11,13 @@ import pytest
 from redis.asyncio import Redis
 
 from switchboard.contracts import AgentCommand, AgentCommandType, AgentStatus, DeskEventType, RoutingEventType
-from switchboard.router.config import OfferPolicy, TenantRouting
 from switchboard.router.engine import MemorySink, Router
 from switchboard.router.reload import ConfigStore
 from switchboard.router.upkeep import Upkeep
+from switchboard.routing.config import OfferPolicy, TenantRouting
 from switchboard.runtime.errors import BrokerUnavailable
 from switchboard.state.keys import Keys
+from tests.redis_cluster import on_both_redis_backends
 from tests.router_support import (
     check_invariants,
     message,
@@ -29,7 +29,7 @@ from tests.router_support import (
     set_status,
 )
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, on_both_redis_backends]
 
 T = "tmall-flagship"
 
@@ -101,7 +101,7 @@ async def env(redis: Redis, prefix: str, repo_root: Path) -> AsyncIterator[Env]:
     sink = MemorySink()
     clock = [now_ms()]
     router = Router(redis, keys, store, sink, instance="test", clock=lambda: clock[0])
-    yield Env(redis, keys, store, router, Upkeep(router), sink, clock)
+    yield Env(redis, keys, store, router, router.upkeep, sink, clock)
 
 
 async def test_least_loaded_assignment_then_later_messages_follow_the_owner_in_order(env: Env) -> None:
@@ -341,43 +341,41 @@ async def test_sweep_decisions_that_missed_the_routing_topic_are_sent_later(env:
         async def routing(self, events: object) -> None:
             raise BrokerUnavailable("broker did not acknowledge")
 
-    env.router.sink = Down()
+    env.router.context.sink = Down()
     await set_status(env.redis, env.keys, T, "lina", "available")
     with pytest.raises(BrokerUnavailable):
         await env.upkeep.handle_presence([presence_record(T, "lina", "available", ["presales"])])
     assert (await env.conv("c1"))["owner"] == "lina"  # the desk already has it; only the event is owed
     assert env.events("assigned") == []
-    env.router.sink = env.sink
+    env.router.context.sink = env.sink
     env.clock[0] += 6_000
     await env.upkeep.sweep()
     assert env.events("assigned") == ["c1"]
     assert await env.redis.zcard(env.keys.routing_unsent(T)) == 0
 
 
-async def test_a_claim_on_a_stale_plan_looks_at_the_whole_group_before_queueing(env: Env) -> None:
-    """Another router took the planned agent's last slot: the script finds the agent who still has room."""
-    await put_agent(env.redis, env.keys, T, "taken", ["presales"], chat=1)
-    await put_agent(env.redis, env.keys, T, "free", ["presales"], chat=1)
-    await env.send(T, "c0", "m0")
-    busy = (await env.conv("c0"))["owner"]
-    other = "free" if busy == "taken" else "taken"
-    version = int(await env.redis.get(env.keys.group_capacity_version(T, "presales")) or 0)
-    m = message(T, "c1", "m1")
-    meta = env.router._meta(m)
-    meta.update(
-        group="presales",
-        prio=0,
-        rule="stale-plan",
-        cands=[{"a": busy, "g": "presales", "s": "least_loaded"}],
-        groups=["presales"],
-        verdicts=[],
-        ver={"presales": version},
+async def test_a_plan_on_a_stale_snapshot_is_not_applied_and_the_group_is_drained(env: Env) -> None:
+    """Another router took a slot of the planned agent since the snapshot: the script does not apply the plan (the
+    agent's used slots changed), queues the conversation and the router drains the group at once, so the agent
+    with room left takes it and nobody goes over capacity."""
+    await put_agent(env.redis, env.keys, T, "a", ["presales"], chat=1)
+    await put_agent(env.redis, env.keys, T, "b", ["presales"], chat=2)
+    clock = env.clock
+    stale = Router(
+        env.redis, env.keys, env.store, env.sink, instance="stale", snapshot_ttl_s=3600, clock=lambda: clock[0]
     )
-    raw = await env.router.scripts.inbound(
-        args=[env.router.ctx(env.config(), env.clock[0]), json.dumps(meta), m.SerializeToString()]
-    )
-    assert (await env.conv("c1"))["owner"] == other, raw
-    env.sent.setdefault(T, {})["c1"] = ["m1"]
+    await stale.handle_inbound([message(T, "w0", "w0")])  # its snapshot: a full, b with 0 of 2
+    assert (await env.conv("w0"))["owner"] == "a"
+    await env.send(T, "c0", "m0")  # a fresh read: b takes it
+    assert (await env.conv("c0"))["owner"] == "b"
+    await stale.handle_inbound([message(T, "c1", "m1")])  # planned on b with 0 used: stale
+    assert (await env.conv("c1"))["owner"] == "b"
+    queued = [
+        e for e in env.sink.events if e.conversation_id == "c1" and e.type == RoutingEventType.ROUTING_EVENT_QUEUED
+    ]
+    assert queued and any(v.reason == "changed_since_plan" and v.agent_id == "b" for v in queued[0].candidates)
+    env.sent.setdefault(T, {})["w0"] = ["w0"]
+    env.sent[T]["c1"] = ["m1"]
     await env.check()
 
 

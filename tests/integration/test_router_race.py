@@ -11,15 +11,16 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from switchboard.router.config import load_config_file
+from switchboard.routing.config import load_config_file
 from switchboard.runtime.kafka import RecordProducer
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.state.keys import Keys
 from tests.helpers import eventually
 from tests.integration.router_procs import REPO, DeskSimulator, start_router, stop_router
+from tests.redis_cluster import on_both_redis_backends
 from tests.router_support import check_invariants, message, put_agent, read_state
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, on_both_redis_backends]
 
 T = "tmall-flagship"
 TEXTS = ["这个尺码合适吗", "我要退货", "快递到哪了", "优惠券怎么用", "帮我改地址"]

@@ -20,9 +20,10 @@ from switchboard.runtime.settings import ServiceSettings
 from switchboard.state.keys import Keys
 from tests.helpers import eventually, read_topic
 from tests.integration.router_procs import start_router, stop_router
+from tests.redis_cluster import on_both_redis_backends
 from tests.router_support import message, outbox, presence_record, put_agent, set_status
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, on_both_redis_backends]
 
 T = "tmall-flagship"
 

@@ -17,13 +17,14 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
-from redis.asyncio import Redis
 
 from switchboard.contracts import AgentCommand, AgentCommandType
 from switchboard.router.engine import MemorySink, Router
 from switchboard.router.reload import ConfigStore
-from switchboard.router.upkeep import Upkeep
+from switchboard.runtime.redis_client import redis_client
+from switchboard.runtime.settings import ServiceSettings
 from switchboard.state.keys import Keys
+from tests.redis_cluster import on_both_redis_backends
 from tests.router_support import check_invariants, message, now_ms, presence_record, put_agent, read_state
 
 pytestmark = pytest.mark.broker
@@ -46,14 +47,14 @@ class RoutingMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.loop = asyncio.new_event_loop()
-        self.redis = Redis.from_url(self.redis_url)
+        self.redis = redis_client(ServiceSettings(redis_url=self.redis_url))
         self.keys = Keys(f"hyp{uuid.uuid4().hex[:10]}")
         self.store = ConfigStore(CONFIG_DIR)
         self.store.poll()
         self.clock = [now_ms()]
         self.sink = MemorySink()
         self.router = Router(self.redis, self.keys, self.store, self.sink, clock=lambda: self.clock[0])
-        self.upkeep = Upkeep(self.router)
+        self.upkeep = self.router.upkeep
         self.sent: dict[str, dict[str, list[str]]] = {TMALL: {}, SMALL: {}}
         self.seen: list[Any] = []
         self.count = 0
@@ -204,8 +205,9 @@ class RoutingMachine(RuleBasedStateMachine):
             check_invariants(state, config, self.sent[tenant], now_ms=self.clock[0])
 
 
-def test_routing_invariants_hold_after_every_step(redis_url: str) -> None:
-    RoutingMachine.redis_url = redis_url
+@on_both_redis_backends
+def test_routing_invariants_hold_after_every_step(redis_url_for_test: str) -> None:
+    RoutingMachine.redis_url = redis_url_for_test
     run_state_machine_as_test(
         RoutingMachine,
         settings=settings(

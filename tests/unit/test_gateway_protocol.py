@@ -8,7 +8,7 @@ import time
 import pytest
 
 from switchboard.contracts import Channel, DeskEvent, DeskEventType, InboundMessage
-from switchboard.gateway.commands import ConversationState, check_conversation
+from switchboard.gateway.commands import check_conversation
 from switchboard.gateway.protocol import (
     CloseCode,
     CommandBucket,
@@ -18,6 +18,7 @@ from switchboard.gateway.protocol import (
     parse_hello,
 )
 from switchboard.gateway.tokens import TokenRefused, issue_token, verify_token
+from switchboard.routing.commands import ConversationView
 
 SECRET = "unit-secret-0123456789-0123456789-abc"
 
@@ -104,7 +105,7 @@ def test_command_bucket_refills_at_its_rate() -> None:
     assert bucket.take(1.0) >= 0  # two tokens back after a second
 
 
-def _conv(**fields: object) -> ConversationState:
+def _conv(**fields: object) -> ConversationView:
     base: dict[str, object] = {
         "exists": True,
         "owner": "",
@@ -114,7 +115,7 @@ def _conv(**fields: object) -> ConversationState:
         "channel": "chat",
         "customer_id": "",
     }
-    return ConversationState(**{**base, **fields})  # type: ignore[arg-type]
+    return ConversationView(**{**base, **fields})  # type: ignore[arg-type]
 
 
 def test_ownership_rules() -> None:

@@ -8,9 +8,9 @@ from pathlib import Path
 import yaml
 
 from switchboard.phone.directory import PhoneDirectory
-from switchboard.router.classify import classify
-from switchboard.router.config import load_config_file
-from switchboard.router.engine import facts_of
+from switchboard.router.inbound import facts_of
+from switchboard.routing.classify import classify
+from switchboard.routing.config import load_config_file
 from switchboard.state.roster import load_roster
 from switchboard_tools.loadgen.fixtures import Credentials, write_stack_config
 from switchboard_tools.loadgen.scenario import load_scenario

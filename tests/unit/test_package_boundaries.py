@@ -1,4 +1,5 @@
-"""No service imports another service's package: services meet in `state`, `runtime` and `contracts`.
+"""No service imports another service's package: services meet in `state`, `runtime` and `contracts`, and the
+routing policy (`routing`, pure) is shared by the router and the gateway's pre-checks.
 
 Parses every module under services/switchboard with `ast` (imports inside functions count too) and checks each
 `switchboard.<package>` it imports against what its own package may use.
@@ -14,12 +15,17 @@ import pytest
 PACKAGE_ROOT = Path(__file__).resolve().parents[2] / "services" / "switchboard"
 
 SHARED = frozenset({"contracts", "runtime", "state"})
+# The routing policy: pure rules, imported by the services that decide or pre-check routing.
+POLICY = frozenset({"routing"})
 ADAPTERS = frozenset({"chat", "email", "phone"})
 SERVICES = ADAPTERS | {"router", "presence", "gateway"}
 
 # What each layer may import besides itself.
 ALLOWED: dict[str, frozenset[str]] = {
     **{service: SHARED for service in SERVICES - ADAPTERS},
+    "router": SHARED | POLICY,
+    "gateway": SHARED | POLICY,
+    "routing": frozenset(),
     **{adapter: SHARED | {"intake"} for adapter in ADAPTERS},
     "intake": SHARED,
     "state": frozenset({"contracts", "runtime"}),

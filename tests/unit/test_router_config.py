@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from switchboard.router.config import ConfigError, load_config_file, parse_config
 from switchboard.router.reload import ConfigStore
+from switchboard.routing.config import ConfigError, load_config_file, parse_config
 
 MINIMAL = """\
 tenant: shop-x

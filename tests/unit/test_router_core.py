@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from switchboard.router.chain import AgentView, GroupStats, plan, refusal, take
-from switchboard.router.classify import Facts, classify
-from switchboard.router.config import Capacity, TenantRouting, load_config_file
-from switchboard.router.scoring import effective_priority, estimated_wait_s, service_level, stored_score
+from switchboard.routing.chain import AgentView, GroupStats, plan, refusal, take
+from switchboard.routing.classify import Facts, classify
+from switchboard.routing.config import Capacity, TenantRouting, load_config_file
+from switchboard.routing.scoring import effective_priority, estimated_wait_s, service_level, stored_score
 
 
 @pytest.fixture(scope="module")

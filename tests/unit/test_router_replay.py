@@ -17,11 +17,11 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from switchboard.contracts import AgentPresence, AgentStatus, Channel, ChannelCapacity, RoutingEvent, RoutingEventType
-from switchboard.router.config import parse_config
 from switchboard.router.reload import ConfigStore
 from switchboard.router.replay import Recording, agreement, figures, main, outcomes, read_jsonl, replay
+from switchboard.routing.config import parse_config
 from switchboard.runtime.redis_client import connect_url
-from tests.redis_cluster import on_both_redis_backends_router_pending
+from tests.redis_cluster import on_both_redis_backends
 from tests.router_support import message
 
 T = "replay-shop"
@@ -113,7 +113,7 @@ def _times(events: list[RoutingEvent], conv: str) -> list[tuple[str, str, int]]:
     ]
 
 
-@on_both_redis_backends_router_pending
+@on_both_redis_backends
 async def test_same_rules_give_the_recorded_decisions_at_the_recorded_times(redis_url_for_test: str) -> None:
     recording = _recording()
     events = await replay(recording, _configs(RULES), redis_url=redis_url_for_test, sweep_interval_s=0.5)

@@ -144,7 +144,8 @@ function GroupCard({ g, lang }: { g: Json; lang: Lang }) {
   );
 }
 
-function Chart({ title, groups, pick }: { title: string; groups: Json[]; pick: (p: Json) => number | null }) {
+function Chart(props: { title: string; groups: Json[]; pick: (p: Json) => number | null; range?: [number, number] }) {
+  const { title, groups, pick } = props;
   const box = useRef<HTMLDivElement>(null);
   const plot = useRef<uPlot | null>(null);
   const times = groups[0]?.series.map((p: Json) => p.at_ms / 1000) ?? [];
@@ -159,6 +160,7 @@ function Chart({ title, groups, pick }: { title: string; groups: Json[]; pick: (
         title,
         width: Math.min(560, box.current.clientWidth || 380),
         height: 200,
+        scales: props.range ? { y: { range: props.range } } : undefined,
         series: [{}, ...groups.map((g, i) => ({ label: g.skill_group, stroke: colors[i % colors.length] }))],
       },
       data,
@@ -176,7 +178,7 @@ function Charts({ groups, lang }: { groups: Json[]; lang: Lang }) {
     <section class="charts" aria-label="30 min">
       <Chart title={`${t(lang, "arrivals")} (30 min)`} groups={groups} pick={(p) => p.arrivals} />
       <Chart title={`${t(lang, "queueDepth")} (30 min)`} groups={groups} pick={(p) => p.waiting} />
-      <Chart title={`${t(lang, "serviceLevel")} (30 min)`} groups={groups} pick={(p) => p.service_level} />
+      <Chart title={`${t(lang, "serviceLevel")} (30 min)`} groups={groups} pick={(p) => p.service_level} range={[0, 1]} />
     </section>
   );
 }

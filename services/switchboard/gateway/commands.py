@@ -10,7 +10,7 @@ import hashlib
 import json
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 from redis.asyncio import Redis
 
@@ -18,6 +18,7 @@ from switchboard.contracts import AgentCommand, AgentCommandType, Channel, Messa
 from switchboard.gateway.metrics import COMMANDS
 from switchboard.gateway.protocol import CONVERSATION_COMMANDS, Command, FrameError
 from switchboard.gateway.session import DeskSession
+from switchboard.routing.commands import ConversationView, command_refusal, transfer_refusal
 from switchboard.runtime.kafka import RecordProducer, now_timestamp
 from switchboard.runtime.topics import Topics
 from switchboard.state.history import CustomerHistory
@@ -27,19 +28,6 @@ from switchboard.state.keys import Keys
 TRANSFER_NOTE_TTL_S = 7 * 24 * 3600
 
 _CHANNELS = {"chat": Channel.CHANNEL_CHAT, "email": Channel.CHANNEL_EMAIL, "phone": Channel.CHANNEL_PHONE}
-
-
-@dataclass(frozen=True)
-class ConversationState:
-    """The router's conversation hash, as far as the gateway needs it."""
-
-    exists: bool
-    owner: str
-    epoch: int
-    state: str
-    offer_agent: str
-    channel: str
-    customer_id: str
 
 
 def _text(value: bytes | str | None) -> str:
@@ -56,19 +44,27 @@ def command_id(session: DeskSession, cmd: Command) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
 
-def check_conversation(agent_id: str, cmd: Command, conv: ConversationState) -> int:
-    """The epoch the command acts under, or FrameError when this agent may not do it (pure)."""
-    if not conv.exists:
-        raise FrameError("not_found", "no such conversation", cmd.ref)
-    if cmd.type in ("accept", "decline"):
-        if conv.owner == agent_id and cmd.type == "accept":
-            return conv.epoch  # accepted already (a resend): the router ignores the duplicate
-        if conv.offer_agent != agent_id or conv.state != "offered":
-            raise FrameError("not_offered", "this conversation is not offered to you", cmd.ref)
-    elif conv.owner != agent_id or conv.state == "closed":
-        raise FrameError("not_owner", "you do not own this conversation", cmd.ref)
-    if cmd.epoch and cmd.epoch != conv.epoch:
+# The routing policy's reasons, as the desktop protocol's error codes (docs/desktop-protocol.md).
+_ERRORS = {
+    "not_found": ("not_found", "no such conversation"),
+    "not_offered": ("not_offered", "this conversation is not offered to you"),
+    "not_owner": ("not_owner", "you do not own this conversation"),
+    "stale_session": ("stale_session", "a newer desktop session of yours exists"),
+}
+
+
+def check_conversation(agent_id: str, cmd: Command, conv: ConversationView) -> int:
+    """The epoch the command acts under, or FrameError when this agent may not do it (the routing policy's rules,
+    routing/commands.py, which the router applies too)."""
+    kind = "close" if cmd.type in ("reply", "typing") else cmd.type
+    why = command_refusal(kind, agent_id, conv, epoch=cmd.epoch)
+    if why == "not_offered" and cmd.type == "accept" and conv.owner == agent_id and conv.state == "assigned":
+        return conv.epoch  # accepted already (a resend): the router ignores the duplicate
+    if why == "stale_epoch":
         raise FrameError("stale_epoch", f"the conversation is at epoch {conv.epoch}", cmd.ref)
+    if why is not None:
+        code, text = _ERRORS.get(why, (why, why))
+        raise FrameError(code, text, cmd.ref)
     return conv.epoch
 
 
@@ -81,20 +77,11 @@ class DeskCommands:
         self.producer = producer
         self.topics = topics
 
-    async def conversation(self, tenant_id: str, conversation_id: str) -> ConversationState:
+    async def conversation(self, tenant_id: str, conversation_id: str) -> ConversationView:
         """Read the conversation hash of this tenant."""
-        fields = ["owner", "epoch", "state", "offer_agent", "channel", "customer_id"]
+        fields = ConversationView.FIELDS
         values = await self.redis.hmget(self.keys.conversation(tenant_id, conversation_id), fields)
-        owner, epoch, state, offer_agent, channel, customer = (_text(v) for v in values)
-        return ConversationState(
-            exists=any(v is not None for v in values),
-            owner=owner,
-            epoch=int(epoch or 0),
-            state=state,
-            offer_agent=offer_agent,
-            channel=channel,
-            customer_id=customer,
-        )
+        return ConversationView.of(conversation_id, dict(zip(fields, (_text(v) for v in values), strict=True)))
 
     async def act(self, session: DeskSession, cmd: Command) -> int:
         """accept / decline / close / transfer: an AgentCommand on the commands topic; returns its epoch."""
@@ -115,7 +102,7 @@ class DeskCommands:
             session_epoch=session.session_epoch,
             note=cmd.note,
         )
-        if record.type == AgentCommandType.AGENT_COMMAND_TRANSFER and cmd.to_agent == session.agent_id:
+        if record.type == AgentCommandType.AGENT_COMMAND_TRANSFER and transfer_refusal(session.agent_id, cmd.to_agent):
             raise FrameError("bad_field", "cannot transfer a conversation to yourself", cmd.ref)
         if record.type == AgentCommandType.AGENT_COMMAND_TRANSFER:
             await self._keep_note(session, cmd)
@@ -195,7 +182,7 @@ def _channel(value: str) -> Channel.ValueType:
 
 
 async def conversation_context(
-    redis: Redis, keys: Keys, tenant_id: str, conversation_id: str, conv: ConversationState
+    redis: Redis, keys: Keys, tenant_id: str, conversation_id: str, conv: ConversationView
 ) -> dict[str, object]:
     """History and transfer note of one conversation of `tenant_id` (shared by the desk and the board)."""
     history = await CustomerHistory(redis, keys).read(tenant_id, conv.customer_id)

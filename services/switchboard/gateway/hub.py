@@ -20,7 +20,6 @@ from redis.asyncio.connection import Connection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from switchboard.contracts import DeskEvent
 from switchboard.gateway.metrics import EVENTS_SENT, SOCKETS, SOCKETS_STALLED
 from switchboard.gateway.protocol import CloseCode, event_frame
 from switchboard.gateway.session import DeskSession
@@ -29,6 +28,7 @@ from switchboard.gateway.trim import Trimmer
 from switchboard.runtime.logs import get_logger
 from switchboard.runtime.redis_client import prepare_pubsub
 from switchboard.state.keys import Keys
+from switchboard.state.outbox import outbox_event
 
 log = get_logger(__name__)
 
@@ -238,8 +238,7 @@ class DeskHub:
                 # Events the desktop never got were cut from the outbox (MAXLEN): it must take a new snapshot.
                 self.spawn(session.close(CloseCode.RESYNC, "events were dropped; reconnect for a snapshot"))
                 return
-            event = DeskEvent.FromString(fields[b"e"])
-            event.seq = seq
+            event = outbox_event(entry_id, fields)
             session.enqueue(seq, event_frame(event))
             sent += 1
         EVENTS_SENT.inc(sent)

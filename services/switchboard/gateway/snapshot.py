@@ -12,7 +12,7 @@ from switchboard.contracts import DeskEvent
 from switchboard.gateway.trim import read_view
 from switchboard.gateway.view import DeskView, fold
 from switchboard.state.keys import Keys
-from switchboard.state.outbox import read_outbox
+from switchboard.state.outbox import outbox_event, read_outbox
 
 # Outbox entries read in the snapshot's one atomic round trip; a longer backlog is read page by page.
 _ONE_READ = 1000
@@ -54,9 +54,7 @@ async def _read_atomically(
     seq, raw_view, status, entries = await pipe.execute()
     events = []
     for entry_id, fields in entries:
-        event = DeskEvent.FromString(fields[b"e"])
-        event.seq = int(entry_id.split(b"-")[0])
-        events.append(event)
+        events.append(outbox_event(entry_id, fields))
     status_text = status.decode() if isinstance(status, bytes) else (status or "offline")
     return int(seq or 0), DeskView.from_json(raw_view), status_text, events, len(entries) >= _ONE_READ
 

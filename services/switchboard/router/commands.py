@@ -1,20 +1,27 @@
 """Agents' commands (accept, decline with reason, close with wrap-up code, transfer to an agent or a group).
 
-The command script checks the conversation's epoch and the desktop's session epoch and does the whole change in
-one step; decline and transfer-to-group are routed on with a plan made here, like a new conversation.
+The router reads the conversation and the agents involved, decides with the routing policy whether the command is
+allowed (routing/commands.py, the same rules the gateway checks before sending it), and command.lua applies it if
+nothing changed since the read; otherwise the router reads again. Decline and transfer to a group are routed on
+with a plan made here, like a new conversation; capacity that a command frees is drained at once.
 """
 
 from __future__ import annotations
 
-import json
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
 
 from switchboard.contracts import AgentCommand, AgentCommandType
-from switchboard.router.claims import decisions, excluded_now
-from switchboard.router.snapshot import text
+from switchboard.router.context import RouterContext, expectation
+from switchboard.router.contract import CommandRequest, ConversationExpectation, Decision, Route
+from switchboard.router.drain import drain_agents, drain_groups
+from switchboard.router.snapshot import read_agents, redis_guard, text
+from switchboard.routing.chain import Plan
+from switchboard.routing.commands import ConversationView, command_refusal, transfer_target_refusal
+from switchboard.routing.config import TenantRouting
+from switchboard.routing.exclusion import exclude, excluded_now
+from switchboard.runtime.logs import get_logger
 
-if TYPE_CHECKING:
-    from switchboard.router.engine import Router
+log = get_logger(__name__)
 
 COMMAND_NAMES = {
     AgentCommandType.AGENT_COMMAND_ACCEPT: "accept",
@@ -22,6 +29,8 @@ COMMAND_NAMES = {
     AgentCommandType.AGENT_COMMAND_CLOSE: "close",
     AgentCommandType.AGENT_COMMAND_TRANSFER: "transfer",
 }
+# A command whose conversation or agents changed between the read and the script is read and decided again.
+RETRIES = 5
 
 
 def invalid_command(cmd: AgentCommand, groups: set[str]) -> str | None:
@@ -35,45 +44,128 @@ def invalid_command(cmd: AgentCommand, groups: set[str]) -> str | None:
     return None
 
 
-async def apply_command(router: Router, cmd: AgentCommand) -> str | None:
-    """Apply one command; return why it was refused as bad input, or None (a stale one is refused quietly)."""
-    config = router.configs.get(cmd.tenant_id) if cmd.tenant_id else None
-    if config is None:
-        return f"no routing config for tenant {cmd.tenant_id!r}"
-    groups = {g.name for g in config.skill_groups}
-    reason = invalid_command(cmd, groups)
-    if reason is not None:
-        return reason
-    kind = COMMAND_NAMES[cmd.type]
-    now = router.clock()
-    meta: dict[str, Any] = {
-        "cid": cmd.command_id,
-        "type": kind,
-        "agent": cmd.agent_id,
-        "conv": cmd.conversation_id,
-        "epoch": cmd.epoch,
-        "session": cmd.session_epoch,
-        "reason": cmd.reason,
-        "wrap": cmd.wrap_up_code,
-        "to_agent": cmd.transfer_to_agent,
-        "to_group": cmd.transfer_to_group,
-        "ttl": router.marker_ttl_s,
-        "cands": [],
-        "groups": [],
-    }
-    if kind == "decline" or cmd.transfer_to_group:
-        group, channel, declined = await router.redis.hmget(
-            router.keys.conversation(config.tenant, cmd.conversation_id), "group", "channel", "declined"
+async def read_conversation(ctx: RouterContext, tenant: str, conversation_id: str) -> ConversationView:
+    """The conversation hash as the command rules see it."""
+    fields = ConversationView.FIELDS
+    values = await ctx.redis.hmget(ctx.keys.conversation(tenant, conversation_id), fields)
+    return ConversationView.of(conversation_id, dict(zip(fields, (text(v) for v in values), strict=True)))
+
+
+def conversation_expectation(conv: ConversationView) -> ConversationExpectation:
+    """What a decision made on this view assumes of the conversation."""
+    return ConversationExpectation(conv.state, conv.owner, conv.offer_agent, conv.epoch)
+
+
+class CommandHandler:
+    """Applies agents' commands of any tenant, in order."""
+
+    def __init__(self, ctx: RouterContext) -> None:
+        self.ctx = ctx
+
+    async def handle(self, commands: Sequence[AgentCommand]) -> list[tuple[AgentCommand, str]]:
+        """Apply agents' commands in order; return those refused as bad input, with the reason."""
+        refused: list[tuple[AgentCommand, str]] = []
+        async with redis_guard():
+            for command in commands:
+                reason = await self.apply(command)
+                if reason is not None:
+                    refused.append((command, reason))
+        return refused
+
+    async def apply(self, cmd: AgentCommand) -> str | None:
+        """Apply one command; return why it was refused as bad input, or None (a stale one is refused quietly)."""
+        config = self.ctx.configs.get(cmd.tenant_id) if cmd.tenant_id else None
+        if config is None:
+            return f"no routing config for tenant {cmd.tenant_id!r}"
+        reason = invalid_command(cmd, {g.name for g in config.skill_groups})
+        if reason is not None:
+            return reason
+        for _ in range(RETRIES):
+            found = await self._once(config, cmd)
+            if not (found and found[0].type == "refused" and found[0].reason == "changed"):
+                return None
+        log.warning("command_kept_changing", tenant=config.tenant, command=cmd.command_id)
+        return None
+
+    async def _once(self, config: TenantRouting, cmd: AgentCommand) -> list[Decision]:
+        ctx, tenant, kind, now = self.ctx, config.tenant, COMMAND_NAMES[cmd.type], self.ctx.clock()
+        conv = await read_conversation(ctx, tenant, cmd.conversation_id)
+        ids = [cmd.agent_id, *([cmd.transfer_to_agent] if cmd.transfer_to_agent else [])]
+        agents = await read_agents(ctx.redis, ctx.keys, tenant, ids)
+        actor = agents.get(cmd.agent_id)
+        session = await ctx.redis.hget(ctx.keys.agent(tenant, cmd.agent_id), "session_epoch")
+        why = command_refusal(
+            kind,
+            cmd.agent_id,
+            conv,
+            epoch=cmd.epoch or -1,
+            session=cmd.session_epoch,
+            current_session=int(text(session) or 0),
         )
-        group_name = cmd.transfer_to_group or text(group)
-        if group_name in groups and text(channel):
-            snap = await router.snapshot(config, {group_name})
-            excluded = excluded_now(text(declined), now) | {cmd.agent_id}
-            chosen = router.plan_for(config, snap, group_name, text(channel), excluded=excluded)
-            meta["cands"] = [{"a": c.agent_id, "g": c.group, "s": c.step} for c in chosen.candidates]
-            meta["groups"] = chosen.groups
-        else:
-            meta["groups"] = [group_name] if group_name else []
-    raw = await router.scripts.command(args=[router.ctx(config, now), json.dumps(meta)])
-    await router.publish(config, decisions(raw), now)
-    return None
+        if why is None and cmd.transfer_to_agent:
+            target = agents.get(cmd.transfer_to_agent)
+            why = transfer_target_refusal(cmd.agent_id, target, conv.channel, config.capacity)
+        if why is not None:
+            log.info(
+                "command_refused", tenant=tenant, conv=cmd.conversation_id, agent=cmd.agent_id, reason=why, command=kind
+            )
+            return [Decision("refused", conv=cmd.conversation_id, agent=cmd.agent_id, reason=why, command=kind)]
+        ks = ctx.key_set(config).add(ctx.keys.processed(tenant, "router", cmd.command_id))
+        ks.conversation(cmd.conversation_id, conv.customer_id).agent(cmd.agent_id).groups([conv.group])
+        bump = tuple(sorted(actor.groups)) if actor is not None else ()
+        ks.groups(bump)
+        route, chosen, declined = Route(), None, conv.declined
+        back = int(config.offer_policy(cmd.transfer_to_group or conv.group).reoffer_after_s * 1000)
+        if kind == "decline" or cmd.transfer_to_group:
+            declined = exclude(conv.declined, cmd.agent_id, back, now)
+            route, chosen = await self._reroute(
+                config, conv, cmd.transfer_to_group or conv.group, declined, cmd.agent_id, now
+            )
+            ks.route(route)
+        target_expects = None
+        if cmd.transfer_to_agent:
+            ks.agent(cmd.transfer_to_agent)
+            target_expects = expectation(agents[cmd.transfer_to_agent])
+        request = CommandRequest(
+            cid=cmd.command_id,
+            type=kind,
+            agent=cmd.agent_id,
+            conv=cmd.conversation_id,
+            expect=conversation_expectation(conv),
+            session=text(session),
+            reason=cmd.reason,
+            wrap=cmd.wrap_up_code,
+            to_agent=cmd.transfer_to_agent,
+            to_group=cmd.transfer_to_group,
+            declined=declined,
+            target=target_expects,
+            route=route,
+            bump=bump,
+        )
+        found = await ctx.apply(config, ctx.scripts.command, ks, request.encode(), now, chosen=chosen)
+        if found and found[0].type == "refused":
+            return found
+        stale = sorted({d.group for d in found if d.stale})
+        if stale:
+            ctx.forget_snapshots(tenant)
+            await drain_groups(ctx, config, stale, now)
+        if kind in ("decline", "close", "transfer"):
+            await drain_agents(ctx, config, [cmd.agent_id], now)
+        return found
+
+    async def _reroute(
+        self, config: TenantRouting, conv: ConversationView, group: str, declined: str, agent_id: str, now: int
+    ) -> tuple[Route, Plan]:
+        """Where a declined or transferred conversation goes next (it keeps its priority and enqueue time); the
+        agent who let it go is passed over for it."""
+        snap = await self.ctx.snapshot(config, {group})
+        return self.ctx.route(
+            config,
+            snap,
+            group,
+            conv.channel,
+            priority=conv.priority,
+            enqueued_ms=conv.enqueued_ms or now,
+            now_ms=now,
+            excluded=excluded_now(declined, now) | {agent_id},
+        )

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from switchboard.contracts import CandidateVerdict, Channel, RoutingEvent, RoutingEventType
-from switchboard.router.chain import Verdict
-from switchboard.router.scoring import effective_priority
+from switchboard.router.contract import Decision
+from switchboard.routing.chain import Verdict
+from switchboard.routing.scoring import effective_priority
 
 CHANNEL_NAMES = {Channel.CHANNEL_CHAT: "chat", Channel.CHANNEL_EMAIL: "email", Channel.CHANNEL_PHONE: "phone"}
 CHANNELS_BY_NAME = {name: value for value, name in CHANNEL_NAMES.items()}
@@ -35,76 +35,60 @@ def _ts(ms: float) -> Timestamp:
     return ts
 
 
-def _verdicts(raw: Any) -> list[CandidateVerdict]:
-    if not isinstance(raw, list):
-        return []
-    return [
-        CandidateVerdict(
-            agent_id=str(v.get("a", "")),
-            skill_group=str(v.get("g", "")),
-            step=str(v.get("s", "")),
-            reason=str(v.get("r", "")),
-            load=float(v.get("l", 0.0)),
-        )
-        for v in raw
-        if isinstance(v, Mapping)
-    ]
-
-
-def verdicts_json(verdicts: Sequence[Verdict]) -> list[dict[str, Any]]:
-    """The planner's verdicts in the compact form the scripts pass through."""
-    return [{"a": v.agent_id, "g": v.group, "s": v.step, "r": v.reason, "l": round(v.load, 3)} for v in verdicts]
+def _verdict(v: Verdict) -> CandidateVerdict:
+    return CandidateVerdict(
+        agent_id=v.agent_id, skill_group=v.group, step=v.step, reason=v.reason, load=round(v.load, 3)
+    )
 
 
 def routing_event(
-    tenant: str, decision: Mapping[str, Any], *, now_ms: int, instance: str, aging_s_per_point: float
+    tenant: str,
+    decision: Decision,
+    *,
+    now_ms: int,
+    instance: str,
+    aging_s_per_point: float,
+    verdicts: Sequence[Verdict] = (),
+    reasons: Sequence[str] = (),
 ) -> RoutingEvent | None:
     """The RoutingEvent of one decision, or None for decisions that are not events (held, refused)."""
-    kind = str(decision.get("type", ""))
-    if kind not in TYPES:
+    d = decision
+    if d.type not in TYPES:
         return None
     event = RoutingEvent(
         event_id=uuid.uuid4().hex,
         tenant_id=tenant,
-        conversation_id=str(decision.get("conv", "")),
-        type=TYPES[kind],
+        conversation_id=d.conv,
+        type=TYPES[d.type],
         at=_ts(now_ms),
-        skill_group=str(decision.get("group") or ""),
-        agent_id=str(decision.get("agent") or ""),
-        epoch=int(decision.get("epoch") or 0),
-        priority=int(decision.get("prio") or 0),
-        rule_matched=str(decision.get("rule") or ""),
-        message_id=str(decision.get("mid") or ""),
-        channel=CHANNELS_BY_NAME.get(str(decision.get("channel") or ""), Channel.CHANNEL_UNSPECIFIED),
-        wrap_up_code=str(decision.get("wrap") or ""),
-        decline_reason=str(decision.get("reason") or "") if kind == "declined" else "",
-        transfer_to_agent=str(decision.get("to_agent") or ""),
-        transfer_to_group=str(decision.get("to_group") or ""),
+        skill_group=d.group,
+        agent_id=d.agent,
+        epoch=d.epoch,
+        priority=d.prio,
+        rule_matched=d.rule,
+        message_id=d.mid,
+        channel=CHANNELS_BY_NAME.get(d.channel, Channel.CHANNEL_UNSPECIFIED),
+        wrap_up_code=d.wrap,
+        decline_reason=d.reason if d.type == "declined" else "",
+        transfer_to_agent=d.to_agent,
+        transfer_to_group=d.to_group,
         router_instance=instance,
-        queue_position=int(decision.get("pos") or 0),
-        previous_agent_id=str(decision.get("prev") or ""),
+        queue_position=d.pos,
+        previous_agent_id=d.prev,
     )
-    event.candidates.extend(_verdicts(decision.get("verdicts")))
-    if decision.get("step"):
+    event.candidates.extend(_verdict(v) for v in verdicts)
+    if d.step:
         event.candidates.append(
-            CandidateVerdict(
-                agent_id=event.agent_id,
-                skill_group=event.skill_group,
-                step=str(decision["step"]),
-                chosen=True,
-                reason=f"chosen:{decision['step']}",
-            )
+            CandidateVerdict(agent_id=d.agent, skill_group=d.group, step=d.step, chosen=True, reason=f"chosen:{d.step}")
         )
-    if decision.get("enq"):
-        enq = float(decision["enq"])
-        event.enqueued_at.CopyFrom(_ts(enq))
-        event.score = effective_priority(int(enq), event.priority, aging_s_per_point, now_ms)
-    if decision.get("deadline"):
-        event.offer_deadline.CopyFrom(_ts(float(decision["deadline"])))
-    for reason in decision.get("reasons") or []:
-        event.reasons.append(str(reason))
-    if decision.get("overflow"):
-        event.reasons.append(f"overflow:{decision['overflow']}:waited")
-    if kind == "timed_out" and decision.get("away"):
+    if d.enq:
+        event.enqueued_at.CopyFrom(_ts(d.enq))
+        event.score = effective_priority(int(d.enq), d.prio, aging_s_per_point, now_ms)
+    if d.deadline:
+        event.offer_deadline.CopyFrom(_ts(d.deadline))
+    event.reasons.extend(reasons)
+    if d.overflow:
+        event.reasons.append(f"overflow:{d.overflow}:waited")
+    if d.type == "timed_out" and d.away:
         event.reasons.append("agent_set_away:missed_offers")
     return event

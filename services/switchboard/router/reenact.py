@@ -42,7 +42,6 @@ from switchboard.contracts import (
 from switchboard.router.engine import MemorySink, Router
 from switchboard.router.events import CHANNEL_NAMES
 from switchboard.router.reload import ConfigStore
-from switchboard.router.upkeep import Upkeep
 from switchboard.runtime.kafka import Header, RecordProducer
 from switchboard.runtime.redis_client import connect_url
 from switchboard.runtime.topics import Topics
@@ -273,7 +272,7 @@ class Reenactment:
         self.router = Router(
             redis, keys, configs, self.sink, instance="replay", clock=self.clock.ms, snapshot_ttl_s=0.0
         )
-        self.upkeep = Upkeep(self.router)
+        self.upkeep = self.router.upkeep
         self.published = CollectingProducer()
         self.presence = PresenceStore(redis, keys, self.published, clock=self.clock.seconds)
         self.behaviour = behaviour

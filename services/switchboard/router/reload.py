@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from switchboard.router.config import ConfigError, TenantRouting, load_config_file
+from switchboard.routing.config import ConfigError, TenantRouting, load_config_file
 from switchboard.runtime.logs import get_logger
 
 log = get_logger(__name__)

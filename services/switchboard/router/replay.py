@@ -29,10 +29,10 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from switchboard.contracts import AgentCommand, AgentPresence, InboundMessage, RoutingEvent, RoutingEventType
-from switchboard.router.config import load_config_file
 from switchboard.router.reenact import Behaviour, Reenactment, Timed, schedule, scratch_redis
 from switchboard.router.reload import ConfigStore
 from switchboard.router.settings import RouterSettings
+from switchboard.routing.config import load_config_file
 
 RECORDS: dict[str, type[Message]] = {
     "InboundMessage": InboundMessage,

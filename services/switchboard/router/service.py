@@ -114,7 +114,7 @@ async def build(settings: RouterSettings) -> ServiceRuntime:
         marker_ttl_s=settings.marker_ttl_s,
         snapshot_ttl_s=settings.snapshot_ttl_s,
     )
-    upkeep = Upkeep(router)
+    upkeep = router.upkeep
     topics = Topics(settings.topic_prefix)
     conversations = BatchConsumer(
         settings,

@@ -10,12 +10,12 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
-from redis.exceptions import BusyLoadingError, ResponseError
+from redis.exceptions import BusyLoadingError, ClusterError, RedisClusterException, ResponseError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from switchboard.router.chain import AgentIndex, AgentView, GroupStats
-from switchboard.router.config import CHANNELS
+from switchboard.routing.chain import AgentIndex, AgentView, GroupStats
+from switchboard.routing.config import CHANNELS
 from switchboard.runtime.errors import TransientError
 from switchboard.state.keys import Keys
 
@@ -25,7 +25,12 @@ async def redis_guard() -> AsyncIterator[None]:
     """Turn Redis being unreachable, loading or busy into TransientError: the consumer pauses, nothing is guessed."""
     try:
         yield
-    except (RedisConnectionError, RedisTimeoutError, BusyLoadingError) as exc:
+    except (RedisConnectionError, RedisTimeoutError, BusyLoadingError, ClusterError, TryAgainError) as exc:
+        # A cluster that is down or whose slot owner cannot be reached (redis-py strips the CLUSTERDOWN / TRYAGAIN
+        # prefixes from these replies, so they are told apart by class).
+        raise TransientError(f"redis unavailable: {exc!r}") from exc
+    except RedisClusterException as exc:
+        # No node of the cluster answers at all (raised outside redis-py's RedisError tree).
         raise TransientError(f"redis unavailable: {exc!r}") from exc
     except ResponseError as exc:
         if str(exc).startswith(("BUSY", "OOM", "LOADING", "MASTERDOWN", "READONLY")):

@@ -9,144 +9,196 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from typing import Any
-
-from redis.commands.core import AsyncScript
 
 from switchboard.contracts import AgentPresence, AgentStatus
-from switchboard.router.chain import AgentView
-from switchboard.router.claims import decisions, excluded_now
-from switchboard.router.config import CHANNELS, TenantRouting
-from switchboard.router.engine import Router
-from switchboard.router.snapshot import Snapshot, read_agents, redis_guard, text
+from switchboard.router.commands import conversation_expectation, read_conversation
+from switchboard.router.context import Outcome, RouterContext, expectation
+from switchboard.router.contract import (
+    Decision,
+    OverflowRequest,
+    RequeueItem,
+    RequeueRequest,
+    TimeoutRequest,
+    decode_decisions,
+)
+from switchboard.router.drain import drain_agents, drain_groups, has_room
+from switchboard.router.snapshot import read_agents, redis_guard, text
+from switchboard.routing.chain import AgentView, sets_away
+from switchboard.routing.config import CHANNELS, TenantRouting
+from switchboard.routing.exclusion import exclude, excluded_now
+from switchboard.routing.scoring import stored_score
 from switchboard.runtime.logs import get_logger
 
 log = get_logger(__name__)
 
 
+def departed(agent: AgentView, config: TenantRouting, now: int) -> bool:
+    """Offline for longer than the tenant's grace period."""
+    return agent.status == "offline" and now - agent.status_since_ms >= config.offline_grace_s * 1000
+
+
 class Upkeep:
     """Presence reactions and the periodic sweep of one router process."""
 
-    def __init__(self, router: Router) -> None:
-        self.router = router
+    def __init__(self, ctx: RouterContext) -> None:
+        self.ctx = ctx
 
     async def handle_presence(self, records: Sequence[AgentPresence]) -> None:
         """React to agents' presence records in order."""
         async with redis_guard():
             for record in records:
-                config = self.router.configs.get(record.tenant_id)
+                config = self.ctx.configs.get(record.tenant_id)
                 if config is None or not record.agent_id:
                     continue
-                now = self.router.clock()
+                now = self.ctx.clock()
                 if record.status == AgentStatus.AGENT_STATUS_OFFLINE:
                     await self.requeue(config, record.agent_id, now)
-                await self.drain(config, [record.agent_id], now)
+                await drain_agents(self.ctx, config, [record.agent_id], now)
 
-    async def _run(self, config: TenantRouting, script: AsyncScript, meta: object, now: int) -> list[dict[str, Any]]:
-        """Run a script without processed marker, publish its decisions, then take them out of the unsent set."""
-        raw = await script(args=[self.router.ctx(config, now), json.dumps(meta)])
-        found = decisions(raw)
-        if found:
-            await self.router.publish(config, found, now)
-            await self.router.redis.zrem(self.router.keys.routing_unsent(config.tenant), raw)
-        return found
-
-    async def drain(self, config: TenantRouting, agents: Sequence[str], now: int) -> list[dict[str, Any]]:
-        """Drain queues for these agents (the script re-checks status and capacity)."""
-        if not agents:
-            return []
-        return await self._run(config, self.router.scripts.drain, list(agents), now)
-
-    async def requeue(self, config: TenantRouting, agent: str, now: int) -> list[dict[str, Any]]:
+    async def requeue(self, config: TenantRouting, agent_id: str, now: int) -> list[Decision]:
         """Requeue a departed agent's conversations if they are offline past the grace period."""
-        meta = {"agent": agent, "offline_before_ms": now - int(config.offline_grace_s * 1000)}
-        return await self._run(config, self.router.scripts.requeue, meta, now)
+        ctx, tenant = self.ctx, config.tenant
+        agent = (await read_agents(ctx.redis, ctx.keys, tenant, [agent_id])).get(agent_id)
+        if agent is None or not departed(agent, config, now):
+            return []
+        convs = sorted(text(c) for c in await ctx.redis.smembers(ctx.keys.agent_conversations(tenant, agent_id)))
+        if not convs:
+            return []
+        views = [await read_conversation(ctx, tenant, conv) for conv in convs]
+        ks = ctx.key_set(config).agent(agent_id).groups(agent.groups)
+        items = []
+        for view in views:
+            ks.conversation(view.conversation_id).groups([view.group])
+            score = stored_score(view.enqueued_ms or now, view.priority, config.queue.aging_s_per_point)
+            items.append(RequeueItem(view.conversation_id, score))
+        request = RequeueRequest(agent_id, expectation(agent), tuple(items), bump=tuple(sorted(agent.groups)))
+        found = await ctx.apply(config, ctx.scripts.requeue, ks, request.encode(), now, unsent=True)
+        groups = sorted({d.group for d in found if d.stale})
+        if groups:
+            await drain_groups(ctx, config, groups, now)
+        return found
 
     async def resend(self, config: TenantRouting, now: int, older_than_ms: int = 5_000) -> int:
         """Publish decisions a router recorded but did not get onto the routing topic (it died, or Kafka was down)."""
-        key = self.router.keys.routing_unsent(config.tenant)
-        stale = await self.router.redis.zrangebyscore(key, "-inf", now - older_than_ms, start=0, num=200)
+        key = self.ctx.keys.routing_unsent(config.tenant)
+        stale = await self.ctx.redis.zrangebyscore(key, "-inf", now - older_than_ms, start=0, num=200)
         for raw in stale:
             assert isinstance(raw, bytes | str)
-            await self.router.publish(config, decisions(raw), now)
-            await self.router.redis.zrem(key, raw)
+            await self.ctx.publish(config, [Outcome(d) for d in decode_decisions(raw)], now)
+            await self.ctx.redis.zrem(key, raw)
         return len(stale)
 
     async def sweep(self) -> None:
         """One pass over every configured tenant."""
         async with redis_guard():
-            for tenant in self.router.configs.tenants():
-                config = self.router.configs.get(tenant)
+            for tenant in self.ctx.configs.tenants():
+                config = self.ctx.configs.get(tenant)
                 if config is not None:
                     await self.sweep_tenant(config)
 
     async def sweep_tenant(self, config: TenantRouting) -> None:
         """Offer timeouts, departed agents, time-based overflow, then drains for agents with room."""
-        router, keys, tenant = self.router, self.router.keys, config.tenant
-        now = router.clock()
-        ids = {text(m) for m in await router.redis.smembers(keys.tenant_agents(tenant))}
-        agents = await read_agents(router.redis, keys, tenant, ids)
-        snap = Snapshot(agents, {})
-        due = await router.redis.zrangebyscore(keys.offers(tenant), "-inf", now, start=0, num=500)
+        ctx, keys, tenant = self.ctx, self.ctx.keys, config.tenant
+        now = ctx.clock()
+        ids = {text(m) for m in await ctx.redis.smembers(keys.tenant_agents(tenant))}
+        agents = await read_agents(ctx.redis, keys, tenant, ids)
+        due = await ctx.redis.zrangebyscore(keys.offers(tenant), "-inf", now, start=0, num=500)
         for conv in due:
-            await self._time_out(config, snap, text(conv), now)
+            await self._time_out(config, text(conv), now)
         for agent in agents.values():
-            gone = agent.status == "offline" and now - agent.status_since_ms >= config.offline_grace_s * 1000
-            if gone and await router.redis.scard(keys.agent_conversations(tenant, agent.agent_id)):
+            if departed(agent, config, now) and await ctx.redis.scard(keys.agent_conversations(tenant, agent.agent_id)):
                 await self.requeue(config, agent.agent_id, now)
         await self._overflow(config, now)
         await self.resend(config, now)
         if await self._queued(config):
-            await self.drain(config, [a.agent_id for a in agents.values() if _has_room(a)], now)
+            agents = await read_agents(ctx.redis, keys, tenant, ids)
+            await drain_agents(ctx, config, [a.agent_id for a in agents.values() if has_room(a, config)], now)
 
-    async def _time_out(self, config: TenantRouting, snap: Snapshot, conv: str, now: int) -> None:
-        router = self.router
-        group, channel, declined, agent = await router.redis.hmget(
-            router.keys.conversation(config.tenant, conv), "group", "channel", "declined", "offer_agent"
+    async def _time_out(self, config: TenantRouting, conv_id: str, now: int) -> None:
+        ctx, tenant = self.ctx, config.tenant
+        conv = await read_conversation(ctx, tenant, conv_id)
+        if conv.state != "offered":
+            await ctx.redis.zrem(ctx.keys.offers(tenant), conv_id)
+            return
+        agent = (await read_agents(ctx.redis, ctx.keys, tenant, [conv.offer_agent])).get(conv.offer_agent)
+        if agent is None or conv.group not in {g.name for g in config.skill_groups}:
+            log.warning("offer_timeout_skipped", tenant=tenant, conv=conv_id, agent=conv.offer_agent)
+            return
+        back = int(config.offer_policy(conv.group).reoffer_after_s * 1000)
+        declined = exclude(conv.declined, conv.offer_agent, back, now)
+        route, chosen = ctx.route(
+            config,
+            await ctx.snapshot(config, {conv.group}),
+            conv.group,
+            conv.channel,
+            priority=conv.priority,
+            enqueued_ms=conv.enqueued_ms or now,
+            now_ms=now,
+            excluded=excluded_now(declined, now) | {conv.offer_agent},
         )
-        meta: dict[str, Any] = {"conv": conv, "cands": [], "groups": [], "max_misses": config.offers.max_misses}
-        name = text(group)
-        if name in {g.name for g in config.skill_groups} and text(channel):
-            meta["max_misses"] = config.offer_policy(name).max_misses
-            # The agent whose offer timed out is passed over too (the script excludes them for the back-off).
-            excluded = excluded_now(text(declined), now) | {text(agent)}
-            chosen = router.plan_for(config, snap, name, text(channel), excluded=excluded)
-            meta["cands"] = [{"a": c.agent_id, "g": c.group, "s": c.step} for c in chosen.candidates]
-            meta["groups"] = chosen.groups
-        await self._run(config, router.scripts.timeout, meta, now)
+        ks = ctx.key_set(config).conversation(conv_id, conv.customer_id).agent(conv.offer_agent)
+        ks.groups(agent.groups).groups([conv.group]).route(route)
+        request = TimeoutRequest(
+            conv_id,
+            conversation_expectation(conv),
+            agent.missed_offers,
+            agent.presence_version,
+            sets_away(config, conv.group, agent),
+            declined,
+            route,
+            bump=tuple(sorted(agent.groups)),
+        )
+        found = await ctx.apply(config, ctx.scripts.timeout, ks, request.encode(), now, unsent=True, chosen=chosen)
+        stale = sorted({d.group for d in found if d.stale})
+        if stale:
+            ctx.forget_snapshots(tenant)
+            await drain_groups(ctx, config, stale, now)
+        if found:
+            await drain_agents(ctx, config, [conv.offer_agent], now)
 
     async def _overflow(self, config: TenantRouting, now: int) -> None:
-        router, keys, tenant = self.router, self.router.keys, config.tenant
+        ctx, keys, tenant = self.ctx, self.ctx.keys, config.tenant
         for group in config.skill_groups:
             rings = [r for r in group.overflow if r.after_s is not None]
             if not rings:
                 continue
             for ch in CHANNELS:
-                members = await router.redis.zrange(keys.queue_channel(tenant, group.name, ch), 0, 199)
+                members: list[tuple[bytes, float]] = await ctx.redis.zrange(
+                    keys.queue_channel(tenant, group.name, ch), 0, 199, withscores=True
+                )  # type: ignore[assignment]
                 if not members:
                     continue
-                pipe = router.redis.pipeline(transaction=False)
-                for conv in members:
-                    pipe.hmget(keys.conversation(tenant, text(conv)), "enqueued_ms", "queues", "group")
+                pipe = ctx.redis.pipeline(transaction=False)
+                for member in members:
+                    pipe.hmget(keys.conversation(tenant, text(member[0])), "enqueued_ms", "queues", "group", "epoch")
                 rows = await pipe.execute()
-                for conv, (enq, queues, primary) in zip(members, rows, strict=True):
+                for (conv, score), row in zip(members, rows, strict=True):
+                    enq, queues, primary, epoch = row
                     if text(primary) != group.name:
                         continue
                     waited_s = (now - int(text(enq) or now)) / 1000
                     for ring in rings:
-                        if waited_s >= (ring.after_s or 0) and ring.group not in text(queues).split(","):
-                            meta = {"conv": text(conv), "ring": ring.group}
-                            await self._run(config, router.scripts.overflow, meta, now)
+                        listed = text(queues).split(",")
+                        if waited_s >= (ring.after_s or 0) and ring.group not in listed:
+                            await self._widen(
+                                config, text(conv), int(text(epoch) or 0), text(queues), ring.group, float(score), now
+                            )
+
+    async def _widen(
+        self, config: TenantRouting, conv: str, epoch: int, queues: str, ring: str, score: float, now: int
+    ) -> None:
+        ctx = self.ctx
+        groups = [q for q in queues.split(",") if q]
+        ks = ctx.key_set(config).conversation(conv).groups([*groups, ring])
+        request = OverflowRequest(conv, epoch, queues, ring, score)
+        found = await ctx.apply(config, ctx.scripts.overflow, ks, request.encode(), now, unsent=True)
+        if found:
+            await drain_groups(ctx, config, [ring], now)
 
     async def _queued(self, config: TenantRouting) -> bool:
-        pipe = self.router.redis.pipeline(transaction=False)
+        pipe = self.ctx.redis.pipeline(transaction=False)
         for group in config.skill_groups:
             for ch in CHANNELS:
-                pipe.zcard(self.router.keys.queue_channel(config.tenant, group.name, ch))
+                pipe.zcard(self.ctx.keys.queue_channel(config.tenant, group.name, ch))
         return any(int(n) for n in await pipe.execute())
-
-
-def _has_room(agent: AgentView) -> bool:
-    return agent.status == "available" and any(agent.used.get(ch, 0) < agent.capacity(ch) for ch in CHANNELS)

@@ -16,7 +16,7 @@ from redis.asyncio.cluster import ClusterPubSub, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from switchboard.runtime.errors import TransientError
@@ -108,5 +108,6 @@ def redis_unavailable_as_transient() -> Iterator[None]:
     tells its sender to retry later. Errors of the block's own making (TransientError included) pass through."""
     try:
         yield
-    except (RedisError, OSError) as exc:
+    except (RedisError, RedisClusterException, OSError) as exc:
+        # RedisClusterException (no node of a cluster answers) is outside redis-py's RedisError tree.
         raise TransientError(f"redis unavailable: {exc!r}") from exc

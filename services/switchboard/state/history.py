@@ -8,7 +8,7 @@ The router records a conversation when it publishes the CLOSED decision; the gat
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -52,6 +52,18 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value or "")
 
 
+@dataclass(frozen=True)
+class Close:
+    """A conversation the router closed: what its customer's history keeps of it."""
+
+    conversation_id: str
+    channel: str
+    skill_group: str
+    agent_id: str
+    wrap_up_code: str
+    epoch: int
+
+
 class CustomerHistory:
     """Reads and writes the per-customer history lists of one deployment."""
 
@@ -59,30 +71,28 @@ class CustomerHistory:
         self.redis = redis
         self.keys = keys
 
-    async def record_closed(self, tenant_id: str, decisions: Sequence[Mapping[str, Any]], now_ms: int) -> int:
-        """Add each `closed` routing decision to its customer's history; how many were added.
+    async def record_closed(self, tenant_id: str, closes: Sequence[Close], now_ms: int) -> int:
+        """Add each closed conversation to its customer's history; how many were added.
 
-        The customer and opening time come from the conversation hash, which a close leaves in place. A decision
+        The customer and opening time come from the conversation hash, which a close leaves in place. A close
         published twice (a retried batch) is recognised by conversation and epoch and added once.
         """
-        closed = [d for d in decisions if d.get("type") == "closed" and d.get("conv")]
         added = 0
-        for decision in closed:
-            conv = str(decision["conv"])
+        for close in closes:
             customer, opened = await self.redis.hmget(
-                self.keys.conversation(tenant_id, conv), ["customer_id", "enqueued_ms"]
+                self.keys.conversation(tenant_id, close.conversation_id), ["customer_id", "enqueued_ms"]
             )
             if not customer:
                 continue
             entry = ClosedConversation(
-                conversation_id=conv,
-                channel=_text(decision.get("channel")),
-                skill_group=_text(decision.get("group")),
-                agent_id=_text(decision.get("agent")),
-                wrap_up_code=_text(decision.get("wrap")),
+                conversation_id=close.conversation_id,
+                channel=close.channel,
+                skill_group=close.skill_group,
+                agent_id=close.agent_id,
+                wrap_up_code=close.wrap_up_code,
                 opened_ms=int(_text(opened) or 0),
                 closed_ms=now_ms,
-                epoch=int(decision.get("epoch") or 0),
+                epoch=close.epoch,
             )
             added += await self._push(tenant_id, _text(customer), entry)
         return added

@@ -79,13 +79,13 @@ async def _redis_cpu(redis: Redis) -> float:
 async def _throughput(router: Router, total: int, batch: int, run: str) -> tuple[float, float, float]:
     """Decisions per second, and CPU microseconds per decision in this process and in Redis."""
     messages = [_message(n, run) for n in range(total)]
-    redis_before, cpu_before = await _redis_cpu(router.redis), time.process_time()
+    redis_before, cpu_before = await _redis_cpu(router.context.redis), time.process_time()
     started = time.perf_counter()
     for i in range(0, total, batch):
         await router.handle_inbound(messages[i : i + batch])
     elapsed = time.perf_counter() - started
     cpu = (time.process_time() - cpu_before) / total * 1e6
-    redis_cpu = (await _redis_cpu(router.redis) - redis_before) / total * 1e6
+    redis_cpu = (await _redis_cpu(router.context.redis) - redis_before) / total * 1e6
     return total / elapsed, cpu, redis_cpu
 
 
@@ -145,10 +145,10 @@ async def bench(args: argparse.Namespace) -> None:
         await _throughput(router, 1000, args.batch, "warm")
         assign, assign_cpu, assign_redis = await _throughput(router, args.conversations, args.batch, "assign")
         await _agents(redis, keys, args.agents, 0)
-        router._snapshots.clear()  # the agents changed under the router's feet: start the phase fresh
+        router.context.forget_snapshots(T)  # the agents changed under the router's feet: start the phase fresh
         queue, queue_cpu, queue_redis = await _throughput(router, args.conversations // 4, args.batch, "queue")
         await _agents(redis, keys, args.agents, per_agent)
-        router._snapshots.clear()
+        router.context.forget_snapshots(T)
         latencies = await _latency(router, assign / 2, args.seconds, args.latency_batch, "paced")
         print(f"router bench: {args.agents} agents, Tmall example config, Redis {os.environ.get('REDIS_URL', '')}")
         print(

@@ -118,7 +118,8 @@ class LocalKafka:
         if not (self.data_dir / "data" / "meta.properties").exists():
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             subprocess.run(
-                self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)),
+                # `--cluster-id=ID` in one argument: an id starting with "-" (1 in 32) would read as an option.
+                self._java("kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(config)),
                 check=True,
                 stdout=subprocess.DEVNULL,
             )

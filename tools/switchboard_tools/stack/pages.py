@@ -15,7 +15,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[3]
 WEB = ROOT / "web"
 BUILT = WEB / "dist" / ".built"
-CHROMIUM_HINT = "Chromium is missing: install Debian's package (`apt-get install -y chromium`) as root"
+# A Chinese font and colour emoji (the channel icons) for legible pages in Debian's chromium.
+FONTS = ("fonts-wqy-zenhei", "fonts-noto-color-emoji")
+CHROMIUM_HINT = (
+    "Chromium is missing: install Debian's packages (`apt-get install -y chromium fonts-wqy-zenhei`) as root"
+)
 
 
 def _newest_source() -> float:
@@ -38,15 +42,24 @@ def build_pages(force: bool = False) -> Path:
 
 
 def ensure_chromium() -> str:
-    """The path of Debian's chromium, installing the package first when it is missing and we are root."""
+    """The path of Debian's chromium, installing the package (and a Chinese font, so screenshots of the pages are
+    legible) first when it is missing and we are root."""
     found = shutil.which("chromium")
-    if found:
+    if found and _has_cjk_font():
         return found
     if os.geteuid() == 0 and shutil.which("apt-get"):
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         subprocess.run(["apt-get", "update", "-qq"], check=False, env=env)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=True, env=env)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium", *FONTS], check=True, env=env)
         found = shutil.which("chromium")
-        if found:
-            return found
+    if found:
+        return found
     raise RuntimeError(CHROMIUM_HINT)
+
+
+def _has_cjk_font() -> bool:
+    """True when fontconfig knows a font with Chinese glyphs (without one, the pages' Chinese shows as boxes)."""
+    if shutil.which("fc-list") is None:
+        return False
+    listed = subprocess.run(["fc-list", ":lang=zh"], capture_output=True, text=True, check=False)
+    return bool(listed.stdout.strip())

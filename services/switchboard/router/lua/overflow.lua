@@ -1,12 +1,15 @@
--- A queued conversation waited past an overflow ring's `after_s`: its secondary group may take it too.
--- ARGV[2]: JSON {conv, ring}.
-local M = cjson.decode(ARGV[2])
+-- A queued conversation waited past an overflow ring's `after_s` (contract.OverflowRequest): its secondary group's
+-- queue takes it too, with the same score. Applied only if it is still queued at the epoch the router read.
+-- KEYS: the conversation's hash, the queues of its groups and the ring's, unsent.
+-- ARGV[1]: context; ARGV[2]: request JSON.
+local context, request = ARGV[1], ARGV[2]
+begin(context, KEYS)
+local M = cjson.decode(request)
 local ckey = K('conv', M.conv)
-local st = redis.call('HMGET', ckey, 'state', 'queues')
-if st[1] ~= 'queued' or listed(st[2], M.ring) then return cjson.encode(E) end
-local groups = {}
-for g in string.gmatch(st[2] or '', '[^,]+') do groups[#groups + 1] = g end
-groups[#groups + 1] = M.ring
-local d = route(M.conv, {}, groups, {})
-d.overflow = M.ring
+local st = redis.call('HMGET', ckey, 'state', 'epoch', 'queues', 'channel')
+if st[1] ~= 'queued' or (tonumber(st[2]) or 0) ~= M.epoch or st[3] ~= M.queues then return unsent() end
+redis.call('ZADD', qkey(M.ring, st[4]), M.score, M.conv)
+redis.call('HSET', ckey, 'queues', st[3] .. ',' .. M.ring)
+local d = emit({ type = 'queued', conv = M.conv, group = M.ring, channel = st[4], overflow = M.ring,
+  epoch = tonumber(st[2]), pos = redis.call('ZRANK', qkey(M.ring, st[4]), M.conv) + 1, stale = true })
 return unsent()

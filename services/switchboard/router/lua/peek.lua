@@ -1,12 +1,13 @@
--- What planning needs to know of a batch's conversations, in one call: for each (conversation, customer) pair in
--- ARGV[2..], the conversation's state and last owner and the customer's last agent (熟客优先), '' when none.
+-- What planning needs to know of a batch's conversations, in one read-only call.
+-- KEYS: per message, its conversation's hash then its customer's returning-agent key (the conversation's hash
+--   again when it has no customer id).
+-- ARGV: none. Returns JSON (contract.Peek per message): the conversation's state, owner and last owner, and the
+--   customer's last agent (熟客优先), '' for each one missing.
 local out = {}
-for i = 2, #ARGV, 2 do
-  local c = redis.call('HMGET', K('conv', ARGV[i]), 'state', 'last_owner')
-  out[#out + 1] = c[1] or ''
-  out[#out + 1] = c[2] or ''
+for i = 1, #KEYS, 2 do
+  local c = redis.call('HMGET', KEYS[i], 'state', 'owner', 'last_owner')
   local last = false
-  if ARGV[i + 1] ~= '' then last = redis.call('GET', K('returning', ARGV[i + 1])) end
-  out[#out + 1] = last or ''
+  if KEYS[i + 1] ~= KEYS[i] then last = redis.call('GET', KEYS[i + 1]) end
+  out[#out + 1] = { state = c[1] or '', owner = c[2] or '', last_owner = c[3] or '', returning = last or '' }
 end
-return out
+return cjson.encode(out)

@@ -1,8 +1,8 @@
 """The candidate chain: which agents may take a conversation, in which order, and why the others were passed over.
 
-Pure functions over a snapshot of agents. The order is a plan; the Lua claim (`claims.py`) re-checks each
-candidate atomically and takes the first that still fits, so a stale snapshot can cost a retry but never a breach
-of capacity.
+Pure functions over a snapshot of agents. The order is a plan: the router's claim script takes the first candidate
+that is still as the snapshot had it (router/lua/lib.lua), so a stale snapshot can cost a re-plan but never a
+breach of capacity. `refusal` is the one place capacity arithmetic lives.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from switchboard.router.config import CHANNELS, Capacity, OverflowRing, SkillGroup, TenantRouting
-from switchboard.router.scoring import estimated_wait_s, service_level
+from switchboard.routing.config import CHANNELS, Capacity, OverflowRing, SkillGroup, TenantRouting
+from switchboard.routing.scoring import estimated_wait_s, service_level
 
 
 @dataclass
@@ -28,6 +28,10 @@ class AgentView:
     used: dict[str, int] = field(default_factory=dict)
     last_assigned_ms: int = 0
     status_since_ms: int = 0
+    # Presence bumps it on every change of status, skills, capacity or multiplier: with `used`, what a plan made on
+    # this view assumes of the agent (the claim scripts check both before applying the plan).
+    presence_version: str = ""
+    missed_offers: int = 0
 
     @classmethod
     def from_hash(cls, agent_id: str, fields: Mapping[bytes, bytes]) -> AgentView:
@@ -52,6 +56,8 @@ class AgentView:
             used={ch: int(number(f"used:{ch}")) for ch in CHANNELS},
             last_assigned_ms=int(number("last_assigned_ms")),
             status_since_ms=int(number("status_since_ms")),
+            presence_version=text("presence_version"),
+            missed_offers=int(number("missed_offers")),
         )
 
     def capacity(self, channel: str) -> int:
@@ -337,3 +343,14 @@ def take(agent: AgentView, channel: str, now_ms: int) -> None:
     """Count a planned assignment in the snapshot, so the next plan of the same batch sees the load."""
     agent.used[channel] = agent.used.get(channel, 0) + 1
     agent.last_assigned_ms = now_ms
+
+
+def offer_deadline_ms(config: TenantRouting, group: str, now_ms: int) -> int:
+    """When an offer of a conversation of `group` made now times out, or 0 when the group assigns directly."""
+    policy = config.offer_policy(group)
+    return now_ms + int(policy.timeout_s * 1000) if policy.mode == "offer" else 0
+
+
+def sets_away(config: TenantRouting, group: str, agent: AgentView) -> bool:
+    """Whether one more missed offer of `group` sets the agent away (N misses in a row)."""
+    return agent.status == "available" and agent.missed_offers + 1 >= config.offer_policy(group).max_misses

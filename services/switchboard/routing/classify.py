@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 
-from switchboard.router.config import Match, TenantRouting
+from switchboard.routing.config import Match, TenantRouting
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,250 @@
+"""The router's context: what every handler (inbound, commands, upkeep) shares, and no handler logic.
+
+Redis and its scripts, the key formats, the tenants' configs, where decisions go, the clock; reading a snapshot of a
+tenant's agents to plan on; turning a plan of the routing policy into a typed route for the scripts; publishing
+what the scripts decided.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+from prometheus_client import Counter
+from redis.asyncio import Redis
+
+from switchboard.contracts import RoutingEvent
+from switchboard.router.contract import AgentExpectation, Decision, Route, RouteCandidate, decode_decisions
+from switchboard.router.events import routing_event
+from switchboard.router.reload import ConfigStore
+from switchboard.router.scripts import SCRIPTS, KeySet, Scripts, context
+from switchboard.router.snapshot import Snapshot, read_groups
+from switchboard.routing.chain import AgentView, Plan, Verdict, offer_deadline_ms, plan
+from switchboard.routing.config import TenantRouting
+from switchboard.routing.scoring import service_level, stored_score
+from switchboard.runtime.logs import get_logger
+from switchboard.runtime.lua import LuaScript
+from switchboard.state.history import Close, CustomerHistory
+from switchboard.state.keys import Keys
+
+log = get_logger(__name__)
+
+DECISIONS = Counter("sb_router_decisions_total", "Routing decisions by type", ["type"])
+ROUTE_DECISIONS = ("assigned", "offered", "queued")
+
+
+class EventSink(Protocol):
+    """Where decisions go: the routing topic; and agents whose presence the router changed (set away)."""
+
+    async def routing(self, events: Sequence[RoutingEvent]) -> None:
+        """Publish routing events (keyed by conversation)."""
+
+    async def agents_changed(self, tenant: str, agents: Sequence[str]) -> None:
+        """Publish these agents' whole presence state (the presence store's publish)."""
+
+
+@dataclass
+class MemorySink:
+    """An EventSink that keeps what it got (tests, replay, benchmark)."""
+
+    events: list[RoutingEvent] = field(default_factory=list)
+    away: list[tuple[str, str]] = field(default_factory=list)
+
+    async def routing(self, events: Sequence[RoutingEvent]) -> None:
+        """Keep the events."""
+        self.events.extend(events)
+
+    async def agents_changed(self, tenant: str, agents: Sequence[str]) -> None:
+        """Keep the agents."""
+        self.away.extend((tenant, agent) for agent in agents)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A decision with the plan's account of it: verdicts of agents passed over, and reasons."""
+
+    decision: Decision
+    verdicts: tuple[Verdict, ...] = ()
+    reasons: tuple[str, ...] = ()
+
+
+def expectation(agent: AgentView) -> AgentExpectation:
+    """What a plan made on this view assumes of the agent."""
+    return AgentExpectation(
+        agent.presence_version, (agent.used.get("chat", 0), agent.used.get("email", 0), agent.used.get("phone", 0))
+    )
+
+
+def annotate(decisions: Sequence[Decision], chosen: Plan | None, reasons: Sequence[str] = ()) -> list[Outcome]:
+    """Attach a plan's verdicts and reasons to the route decision among a script's decisions."""
+    out = []
+    for d in decisions:
+        if chosen is not None and d.type in ROUTE_DECISIONS and not d.overflow:
+            changed = tuple(Verdict(a, d.group, "plan", "changed_since_plan") for a in d.changed)
+            out.append(Outcome(d, (*chosen.verdicts, *changed), (*reasons, *chosen.reasons)))
+        else:
+            out.append(Outcome(d))
+    return out
+
+
+@dataclass
+class RouterContext:
+    """What the router's handlers share (one per router process; any number of processes may share a tenant)."""
+
+    redis: Redis
+    keys: Keys
+    configs: ConfigStore
+    sink: EventSink
+    instance: str = "router"
+    marker_ttl_s: int = 7 * 24 * 3600
+    # A snapshot of a tenant's groups may serve the batches of this long (planned assignments are counted in it);
+    # it only steers the plan: a claim applies only to agents still as the snapshot had them.
+    snapshot_ttl_s: float = 0.0
+    clock: Callable[[], int] = field(default=lambda: int(time.time() * 1000))
+    scripts: Scripts = SCRIPTS
+    _snapshots: dict[tuple[str, frozenset[str]], tuple[float, TenantRouting, Snapshot]] = field(default_factory=dict)
+    _waits: dict[tuple[str, str], deque[float]] = field(default_factory=lambda: defaultdict(lambda: deque(maxlen=200)))
+
+    def ctx(self, config: TenantRouting, now_ms: int) -> str:
+        """ARGV[1] of the scripts for a tenant."""
+        return context(self.keys, config, now_ms, self.instance, self.marker_ttl_s)
+
+    def key_set(self, config: TenantRouting) -> KeySet:
+        """A new set of declared keys of the tenant, with the tenant-wide ones."""
+        return KeySet(self.keys, config.tenant).tenant_wide()
+
+    def waits(self, tenant: str) -> dict[str, tuple[float, ...]]:
+        """Recent waits per group of a tenant (for service-level overflow triggers)."""
+        return {g: tuple(w) for (t, g), w in self._waits.items() if t == tenant}
+
+    def forget_snapshots(self, tenant: str) -> None:
+        """Drop cached snapshots of a tenant (a claim found them stale)."""
+        for key in [k for k in self._snapshots if k[0] == tenant]:
+            del self._snapshots[key]
+
+    async def snapshot(self, config: TenantRouting, groups: set[str]) -> Snapshot:
+        """Agents and queue lengths of the groups and their overflow rings."""
+        wanted = set(groups)
+        for name in groups:
+            wanted.update(ring.group for ring in config.group(name).overflow)
+        key = (config.tenant, frozenset(wanted))
+        cached = self._snapshots.get(key)
+        if cached is not None and cached[1] is config and time.monotonic() - cached[0] < self.snapshot_ttl_s:
+            return cached[2]
+        snap = await read_groups(self.redis, self.keys, config.tenant, wanted, self.waits(config.tenant))
+        target = config.queue.service_level_target_s
+        snap.stats = {g: replace(s, level=service_level(s.recent_waits_s, target)) for g, s in snap.stats.items()}
+        if self.snapshot_ttl_s > 0:
+            if len(self._snapshots) > 256:
+                self._snapshots.clear()
+            self._snapshots[key] = (time.monotonic(), config, snap)
+        return snap
+
+    def route(
+        self,
+        config: TenantRouting,
+        snap: Snapshot,
+        group: str,
+        channel: str,
+        *,
+        priority: int,
+        enqueued_ms: int,
+        now_ms: int,
+        sticky: str = "",
+        returning: str = "",
+        excluded: frozenset[str] = frozenset(),
+        count: bool = False,
+    ) -> tuple[Route, Plan]:
+        """The policy's plan for one conversation over a snapshot, as a route for the scripts.
+
+        With `count`, the first candidate's planned assignment is counted in the snapshot, so the next plan of the
+        same batch sees the load (and expects it).
+        """
+        index = snap.index()
+        chosen = plan(
+            config, group, channel, index, sticky=sticky, returning=returning, excluded=excluded, stats=snap.stats
+        )
+        cands = tuple(
+            RouteCandidate(c.agent_id, c.group, c.step, expectation(index.by_id[c.agent_id])) for c in chosen.candidates
+        )
+        if count and cands:
+            index.take(cands[0].a, channel, now_ms)
+        route = Route(
+            cands=cands,
+            groups=tuple(chosen.groups),
+            score=stored_score(enqueued_ms, priority, config.queue.aging_s_per_point),
+            versions={g: snap.versions[g] for g in chosen.groups if g in snap.versions},
+            deadline=offer_deadline_ms(config, group, now_ms),
+        )
+        return route, chosen
+
+    async def apply(
+        self,
+        config: TenantRouting,
+        script: LuaScript,
+        keys: KeySet,
+        request: str,
+        now_ms: int,
+        *,
+        unsent: bool = False,
+        chosen: Plan | None = None,
+        reasons: Sequence[str] = (),
+    ) -> list[Decision]:
+        """Run one script with its declared keys, publish what it decided, and return the decisions.
+
+        A script without processed marker (`unsent`) also keeps its decisions in the tenant's unsent set: they are
+        taken out once published, and re-sent by a later sweep if this process dies first.
+        """
+        raw = await script(self.redis, keys.list(), [self.ctx(config, now_ms), request])
+        found = decode_decisions(raw)
+        if found:
+            await self.publish(config, annotate(found, chosen, reasons), now_ms)
+            if unsent:
+                await self.redis.zrem(self.keys.routing_unsent(config.tenant), raw)
+        return found
+
+    async def publish(self, config: TenantRouting, found: Sequence[Outcome], now_ms: int) -> None:
+        """Turn decisions into RoutingEvents and publish them (and the presence of agents set away)."""
+        events, away = [], []
+        for outcome in found:
+            d = outcome.decision
+            DECISIONS.labels(d.type).inc()
+            if d.type in ("assigned", "offered") and d.enq:
+                self._waits[(config.tenant, d.group)].append(max(0.0, (now_ms - d.enq) / 1000))
+            if d.type == "refused":
+                log.info(
+                    "command_refused",
+                    tenant=config.tenant,
+                    conv=d.conv,
+                    agent=d.agent,
+                    reason=d.reason,
+                    command=d.command,
+                )
+            event = routing_event(
+                config.tenant,
+                d,
+                now_ms=now_ms,
+                instance=self.instance,
+                aging_s_per_point=config.queue.aging_s_per_point,
+                verdicts=outcome.verdicts,
+                reasons=outcome.reasons,
+            )
+            if event is not None:
+                events.append(event)
+            if d.type == "timed_out" and d.away:
+                away.append(d.agent)
+        if events:
+            await self.sink.routing(events)
+        # The customer's history (for the next agent's desk) is written where the CLOSED decision is published.
+        closes = [
+            Close(d.conv, d.channel, d.group, d.agent, d.wrap, d.epoch)
+            for d in (o.decision for o in found)
+            if d.type == "closed" and d.conv
+        ]
+        if closes:
+            await CustomerHistory(self.redis, self.keys).record_closed(config.tenant, closes, now_ms)
+        if away:
+            await self.sink.agents_changed(config.tenant, away)

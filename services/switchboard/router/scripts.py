@@ -1,0 +1,172 @@
+"""The router's Redis scripts (router/lua/) and the keys each call declares.
+
+Each script is the outbox append + presence's status function + `lua/lib.lua` + one action (runtime/lua.py). A
+call declares every key the script will touch in KEYS (`KeySet`), so the scripts run on Redis Cluster: all keys of
+one call carry the tenant's hash tag. The context (ARGV[1]) gives the key templates the Lua builds names from;
+lib.lua refuses a name that was not declared.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from switchboard.router.contract import Route
+from switchboard.routing.config import CHANNELS, TenantRouting
+from switchboard.runtime.lua import LuaScript, lua_file
+from switchboard.state.agents_lua import PRESENCE_STATUS_LUA
+from switchboard.state.keys import Keys
+from switchboard.state.outbox import DESK_APPEND_LUA
+
+_MARK = "\x01"
+ACTIONS = ("inbound", "command", "drain", "timeout", "requeue", "overflow")
+# Read-only scripts: no shared functions, no context.
+READS = ("peek",)
+
+
+def _script(action: str) -> LuaScript:
+    """One action with the shared functions: outbox append, presence's status function, lib.lua."""
+    return LuaScript.load(__file__, action, libs=(DESK_APPEND_LUA, PRESENCE_STATUS_LUA, lua_file(__file__, "lib")))
+
+
+def _template(key: str) -> list[str]:
+    before, _, after = key.partition(_MARK)
+    return [before, after]
+
+
+def key_templates(keys: Keys, tenant: str) -> dict[str, Any]:
+    """Every key format a script builds names from, from keys.py, split around the variable part."""
+    return {
+        "agent": _template(keys.agent(tenant, _MARK)),
+        "conv": _template(keys.conversation(tenant, _MARK)),
+        "backlog": _template(keys.conversation_backlog(tenant, _MARK)),
+        "agent_convs": _template(keys.agent_conversations(tenant, _MARK)),
+        "capver": _template(keys.group_capacity_version(tenant, _MARK)),
+        "queue": _template(keys.queue(tenant, _MARK)),
+        "outbox": _template(keys.desk_outbox(tenant, _MARK)),
+        "seq": _template(keys.desk_seq(tenant, _MARK)),
+        "returning": _template(keys.returning_customer(tenant, _MARK)),
+        "processed": _template(keys.processed(tenant, "router", _MARK)),
+        "notify": keys.desk_notify(tenant),
+        "offers": keys.offers(tenant),
+        "pending": keys.presence_pending(tenant),
+        "unsent": keys.routing_unsent(tenant),
+    }
+
+
+def context(keys: Keys, config: TenantRouting, now_ms: int, instance: str, marker_ttl_s: int) -> str:
+    """ARGV[1] of every script: tenant, time, key templates, affinity TTL, marker TTL, router instance."""
+    return json.dumps(
+        {
+            "t": config.tenant,
+            "now": now_ms,
+            "k": key_templates(keys, config.tenant),
+            "aff_ttl": config.affinity.ttl_s if config.affinity.enabled else 0,
+            "ttl": marker_ttl_s,
+            "inst": instance,
+        },
+        separators=(",", ":"),
+    )
+
+
+# Key names of agents, groups and tenants repeat in every call: built once each (conversations' are not kept).
+@lru_cache(maxsize=1024)
+def _tenant_keys(keys: Keys, tenant: str) -> tuple[str, ...]:
+    return (keys.offers(tenant), keys.routing_unsent(tenant), keys.presence_pending(tenant), keys.desk_notify(tenant))
+
+
+@lru_cache(maxsize=65536)
+def _agent_keys(keys: Keys, tenant: str, agent_id: str) -> tuple[str, ...]:
+    return (
+        keys.agent(tenant, agent_id),
+        keys.agent_conversations(tenant, agent_id),
+        keys.desk_outbox(tenant, agent_id),
+        keys.desk_seq(tenant, agent_id),
+    )
+
+
+@lru_cache(maxsize=16384)
+def _group_keys(keys: Keys, tenant: str, group: str) -> tuple[str, ...]:
+    return (keys.group_capacity_version(tenant, group), *(keys.queue_channel(tenant, group, ch) for ch in CHANNELS))
+
+
+@dataclass
+class KeySet:
+    """The keys one script call declares (KEYS), in a stable order, each once."""
+
+    keys: Keys
+    tenant: str
+    _names: dict[str, None] = field(default_factory=dict)
+
+    def add(self, *names: str) -> KeySet:
+        """Declare keys by name."""
+        for name in names:
+            self._names[name] = None
+        return self
+
+    def tenant_wide(self) -> KeySet:
+        """Offers, unsent decisions, presence's pending set and the desk notify channel."""
+        k, t = self.keys, self.tenant
+        return self.add(k.offers(t), k.routing_unsent(t), k.presence_pending(t), k.desk_notify(t))
+
+    def agent(self, agent_id: str) -> KeySet:
+        """An agent's hash, its conversations and its desk outbox and seq."""
+        k, t = self.keys, self.tenant
+        return self.add(
+            k.agent(t, agent_id),
+            k.agent_conversations(t, agent_id),
+            k.desk_outbox(t, agent_id),
+            k.desk_seq(t, agent_id),
+        )
+
+    def conversation(self, conversation_id: str, customer_id: str = "") -> KeySet:
+        """A conversation's hash and backlog (and its customer's returning-agent key)."""
+        k, t = self.keys, self.tenant
+        self.add(k.conversation(t, conversation_id), k.conversation_backlog(t, conversation_id))
+        if customer_id:
+            self.add(k.returning_customer(t, customer_id))
+        return self
+
+    def groups(self, names: Iterable[str]) -> KeySet:
+        """Each group's queues (every channel) and capacity version."""
+        for group in names:
+            self.add(*_group_keys(self.keys, self.tenant, group))
+        return self
+
+    def route(self, route: Route) -> KeySet:
+        """What a route plan may touch: its candidates and its groups (and the candidates' groups)."""
+        for cand in route.cands:
+            self.agent(cand.a)
+        return self.groups({*route.groups, *(c.g for c in route.cands)})
+
+    def agent_groups(self, groups: Iterable[str]) -> KeySet:
+        """The capacity versions a release bumps (the agent's groups)."""
+        return self.groups(groups)
+
+    def list(self) -> list[str]:
+        """KEYS, in declaration order."""
+        return list(self._names)
+
+
+@dataclass(frozen=True)
+class Scripts:
+    """The router's scripts (EVALSHA; loaded on the node, or every primary of a cluster, that lacks one)."""
+
+    inbound: LuaScript
+    command: LuaScript
+    drain: LuaScript
+    timeout: LuaScript
+    requeue: LuaScript
+    overflow: LuaScript
+    peek: LuaScript
+
+    @classmethod
+    def load(cls) -> Scripts:
+        """Read every script from router/lua/."""
+        return cls(**{action: _script(action) for action in ACTIONS}, peek=LuaScript.load(__file__, "peek"))
+
+
+SCRIPTS = Scripts.load()
