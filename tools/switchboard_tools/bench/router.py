@@ -1,12 +1,12 @@
 """Router benchmark: routing decisions per second and decision latency, next to a bare Redis script call.
 
-    python -m switchboard.router.bench [--conversations 20000] [--agents 200] [--batch 500]
+    python -m switchboard_tools.bench.router [--conversations 20000] [--agents 200] [--batch 500]
 
-Runs one router (the real engine, Lua claims on the Redis at REDIS_URL, routing events built but kept in
+Runs one router (its real handlers, claim scripts on the Redis at REDIS_URL, routing events built but kept in
 memory instead of produced to Kafka) over new conversations of the Tmall example config:
 
 - throughput: batches of `--batch` new conversations as fast as they go, with room for all (assign), and with
-  every agent full (queue: each decision also re-checks the group's agents before queueing);
+  every agent full (queue: each plan to queue checks its groups' capacity versions);
 - latency: new conversations arriving at half the measured assign rate in consumer-sized batches; a
   conversation's latency is from its arrival to the end of its batch's decisions;
 - the baseline: EVALSHA of a script that returns 1, one call per round trip and pipelined like the router.
@@ -176,8 +176,10 @@ async def bench(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of `python -m switchboard.router.bench`."""
-    parser = argparse.ArgumentParser(prog="python -m switchboard.router.bench", description=__doc__.split("\n\n")[0])
+    """Entry point of `python -m switchboard_tools.bench.router`."""
+    parser = argparse.ArgumentParser(
+        prog="python -m switchboard_tools.bench.router", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--conversations", type=int, default=20_000)
     parser.add_argument("--agents", type=int, default=200)
     parser.add_argument("--batch", type=int, default=500)
