@@ -190,3 +190,17 @@ def test_any_mail_shaped_bytes_parse_or_are_refused_with_a_reason(chunks: list[b
         assert refused.reason and refused.error_type
         return
     assert isinstance(parsed.text, str)
+
+
+def test_raw_gbk_subject_decodes_like_a_raw_gbk_body() -> None:
+    # Undeclared 8-bit GBK in the Subject (no RFC 2047 word): the stdlib hands it over as a Header object.
+    raw = (
+        b"From: buyer@customer.example\r\nTo: service@shop-a.example\r\nSubject: "
+        + "退货申请".encode("gbk")
+        + b"\r\nMessage-ID: <gbk@customer.example>\r\nContent-Type: text/plain\r\n\r\n"
+        + "我要退货，谢谢".encode("gbk")
+        + b"\r\n"
+    )
+    parsed = parse_email(raw, LIMITS)
+    assert parsed.subject == "退货申请"
+    assert parsed.text == "我要退货，谢谢"

@@ -12,7 +12,7 @@ chosen charset cannot read become replacement characters, so a message never fai
 from __future__ import annotations
 
 import codecs
-from email.header import decode_header
+from email.header import Header, decode_header
 
 # The most frequent characters of customer-service Chinese, simplified and traditional. Text decoded with the
 # right table is full of them; text decoded with the wrong double-byte table almost never is.
@@ -122,7 +122,7 @@ def header_text(value: object) -> str:
     """A header as text: RFC 2047 encoded words decoded, raw 8-bit bytes (undeclared charsets) guessed."""
     if value is None:
         return ""
-    text = str(value)
+    text = _raw_text(value) if isinstance(value, Header) else str(value)
     try:
         raw = text.encode("ascii", "surrogateescape")
     except UnicodeEncodeError:
@@ -146,6 +146,18 @@ def header_text(value: object) -> str:
         else:
             out.append(decode_bytes(chunk, charset))
     return _unfold("".join(out))
+
+
+def _raw_text(header: Header) -> str:
+    """A parsed header's text with undeclared 8-bit bytes kept as surrogates (str() of a Header makes them U+FFFD).
+
+    The stdlib parser wraps a header holding raw 8-bit bytes in a Header of charset unknown-8bit; its bytes go
+    back to surrogates here so that `header_text` guesses their charset with `decode_bytes`, as a body's are.
+    """
+    return "".join(
+        chunk.decode("ascii", "surrogateescape") if isinstance(chunk, bytes) else chunk
+        for chunk, _ in decode_header(header)
+    )
 
 
 def _unfold(text: str) -> str:
