@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+import switchboard.chat.frames
+import switchboard.intake.accept
 from switchboard.chat.frames import (
     ChatInput,
     Limits,
@@ -17,7 +19,10 @@ from switchboard.chat.frames import (
     to_inbound,
 )
 from switchboard.contracts import Attachment, Channel, MessageKind, OutboundMessage
+from switchboard.intake.accept import Intake
+from switchboard.intake.pii import mask_pii
 from switchboard.runtime.errors import InvalidRecord
+from switchboard.state.keys import Keys
 
 LIMITS = Limits(max_text_chars=20, max_url_chars=40)
 
@@ -113,3 +118,24 @@ def test_a_customer_id_that_is_pii_is_replaced_by_a_stable_hash_on_the_record() 
     assert phone.customer_id != record_customer("shop-b", "13812341234", "", "").customer_id
     mail = record_customer("shop-a", "li.na@example.com", "", "")
     assert "li.na" not in mail.customer_id and mail.contact_masked == "l***@example.com"
+
+
+def test_a_chat_text_is_masked_once_by_the_shared_intake(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Masking belongs to Intake.prepare, shared by every adapter: the chat record reaches it with the text raw.
+    seen: list[str] = []
+
+    def counting(text: str) -> str:
+        seen.append(text)
+        return mask_pii(text)
+
+    monkeypatch.setattr(switchboard.chat.frames, "mask_pii", counting)
+    monkeypatch.setattr(switchboard.intake.accept, "mask_pii", counting)
+    text = "我的手机 13812341234，邮箱 li.na@example.com"
+    record = to_inbound(
+        ChatInput(kind="text", text=text), tenant_id="shop-a", customer_id="c-1", conversation_id="chat-1"
+    )
+    assert record.text == text
+    # prepare touches neither the producer nor Redis.
+    Intake(None, None, Keys("t")).prepare(record, "ws:c-1:1")  # type: ignore[arg-type]
+    assert record.text == "我的手机 138****1234，邮箱 l***@example.com"
+    assert seen.count(text) == 1
