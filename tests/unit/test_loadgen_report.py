@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 
 from switchboard_tools.loadgen.accounting import Delivery, Sent
 from switchboard_tools.loadgen.observations import ConversationTrack, Observations
-from switchboard_tools.loadgen.report import build_report, terminal_summary, write_report
+from switchboard_tools.loadgen.report import build_report, html_page, terminal_summary, write_report
 from switchboard_tools.loadgen.scenario import load_scenario
 from switchboard_tools.loadgen.stats import AgentSession
 
@@ -62,3 +63,16 @@ def test_summary_says_when_a_message_was_lost() -> None:
     assert report["accounting"]["lost"] == 1
     assert report["accounting"]["examples"]["lost"] == ["tag007"]
     assert "NOT BALANCED" in terminal_summary(report)
+
+
+def test_the_erlang_c_table_shows_every_figure() -> None:
+    report = build_report(_synthetic_run(), load_scenario("smoke"))
+    page = html_page(report, [])
+    table = page.split("<h2>Measured service level vs Erlang C</h2>", 1)[1].split("<h2>", 1)[0]
+    cells = re.findall(r"<td>(.*?)</td>", table)
+    assert len(cells) == 2 * 6  # two shops, six figures each
+    assert "None" not in cells
+    key = f"service_level_{report['run']['service_level_targets_s'][0]:g}s"
+    flagship = report["erlang_c"]["lg-flagship"]
+    assert f"{flagship['predicted'][key]:.3f}" in cells[:6]
+    assert f"{flagship['predicted_at_peak_minute'][key]:.3f}" in cells[:6]

@@ -288,14 +288,16 @@ def html_page(report: Report, charts: list[str]) -> str:
     erlang_rows = {
         t: {
             f"measured {key}": r["measured"].get(key, math.nan),
-            "predicted (average load)": r["predicted"].get(key, math.nan),
-            "predicted (busiest minute)": r["predicted_at_peak_minute"].get(key, math.nan),
+            f"predicted {key} (average load)": r["predicted"].get(key, math.nan),
+            f"predicted {key} (busiest minute)": r["predicted_at_peak_minute"].get(key, math.nan),
             "servers": r["servers"],
             "Erlangs": r["traffic_erlangs"],
             "AHT s": r["aht_s"],
         }
         for t, r in report["erlang_c"].items()
     }
+    # The columns are the rows' own keys, so a renamed figure cannot leave a column of empty cells.
+    erlang_columns = list(next(iter(erlang_rows.values()), {}))
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>switchboard load test {html.escape(report["run"]["name"])}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse;margin:1em 0}}
@@ -308,9 +310,7 @@ pre{{background:#f5f5f5;padding:1em}}
 <pre>{html.escape(_whereabouts(report))}</pre>
 <h2>Latency (seconds)</h2>{_table(lat, ["count", "mean", "p50", "p95", "p99", "max"])}
 <h2>Per-tenant waits</h2>{_table(report["per_tenant"], list(next(iter(report["per_tenant"].values()), {}).keys()))}
-<h2>Measured service level vs Erlang C</h2>{
-        _table(erlang_rows, ["measured SL", "predicted SL (avg)", "servers", "Erlangs", "AHT s"])
-    }
+<h2>Measured service level vs Erlang C</h2>{_table(erlang_rows, erlang_columns)}
 <h2>Fairness per tenant</h2>{_table(report["agents"]["per_tenant"], ["agents", "mean_occupancy", "cv", "jain"])}
 <h2>Charts</h2>{images}
 <p>Raw figures: <a href="report.json">report.json</a></p>
