@@ -71,3 +71,27 @@ def test_a_refused_message_is_neither_lost_nor_expected() -> None:
     assert result.refused == ["aaa"]
     assert result.lost == []
     assert result.balanced
+
+
+def test_a_message_queued_at_cut_off_is_pending_not_lost() -> None:
+    ledger = _ledger(["aaa", "bbb", "ccc"])
+    _deliver(ledger, "aaa")
+    assert ledger.undelivered() == ["bbb", "ccc"]
+    # "bbb" still waits in a queue when the run ends; "ccc" went missing.
+    result = ledger.settle(waiting={"bbb"})
+    assert result.pending_at_cut_off == ["bbb"]
+    assert result.lost == ["ccc"]
+    assert not result.balanced
+    summary = result.summary()
+    assert (summary["lost"], summary["pending_at_cut_off"]) == (1, 1)
+
+
+def test_pending_at_cut_off_alone_keeps_the_accounting_balanced() -> None:
+    ledger = _ledger(["aaa", "bbb"])
+    _deliver(ledger, "aaa")
+    _deliver(ledger, "zzz")
+    assert ledger.settle(waiting={"bbb"}).balanced is False  # the unexpected "zzz" still counts
+    ledger.deliveries.pop()
+    result = ledger.settle(waiting={"bbb", "aaa"})  # a delivered tag named waiting stays delivered
+    assert result.balanced
+    assert (result.delivered, result.lost, result.pending_at_cut_off) == (1, [], ["bbb"])

@@ -33,6 +33,7 @@ async def test_a_lost_message_is_traced_to_its_conversations_last_decision() -> 
     assert where["conversation_id"] == "c1"
     assert where["received_at"] == "+1.5s"
     assert where["last_decision"] == "queued group=orders agent=- at +7.0s"
+    assert where["queued_at_cut_off"] is True
     assert probe.whereabouts("zzzzzzzzzz", 100.0) == {"tag": "zzzzzzzzzz", "on_inbound_topic": False}
     await probe.stop()
 
@@ -43,4 +44,20 @@ async def test_other_tenants_and_undecodable_records_are_ignored() -> None:
     probe._take([(TYPE_HEADER, b"switchboard.v1.Nope")], b"\x00")
     assert probe.inbound == {}
     assert probe.times == []
+    await probe.stop()
+
+
+async def test_a_message_of_an_assigned_or_undecided_conversation_is_not_queued_at_cut_off() -> None:
+    probe = _probe()
+    for conversation, tag in (("c1", "aaaaaaaaaa"), ("c2", "bbbbbbbbbb")):
+        inbound = InboundMessage(message_id=conversation, tenant_id="shop-a", conversation_id=conversation)
+        inbound.text = f"hi [lg:{tag}]"
+        inbound.received_at.FromMilliseconds(101_000)
+        probe._take(*_record(inbound))
+    event = RoutingEvent(tenant_id="shop-a", conversation_id="c1", type=RoutingEventType.ROUTING_EVENT_ASSIGNED)
+    event.agent_id = "a1"
+    event.at.FromMilliseconds(102_000)
+    probe._take(*_record(event))
+    assert probe.whereabouts("aaaaaaaaaa", 100.0)["queued_at_cut_off"] is False
+    assert probe.whereabouts("bbbbbbbbbb", 100.0)["queued_at_cut_off"] is False  # on the topic, no decision yet
     await probe.stop()

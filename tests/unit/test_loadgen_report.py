@@ -76,3 +76,42 @@ def test_the_erlang_c_table_shows_every_figure() -> None:
     flagship = report["erlang_c"]["lg-flagship"]
     assert f"{flagship['predicted'][key]:.3f}" in cells[:6]
     assert f"{flagship['predicted_at_peak_minute'][key]:.3f}" in cells[:6]
+
+
+def test_a_message_still_queued_at_cut_off_is_pending_not_lost(tmp_path: Path) -> None:
+    obs = _synthetic_run(drop="tag007")
+    obs.whereabouts["tag007"] = {
+        "tag": "tag007",
+        "on_inbound_topic": True,
+        "conversation_id": "c7",
+        "message_id": "m7",
+        "received_at": "+7.0s",
+        "last_decision": "queued group=presales agent=- at +7.1s",
+        "queued_at_cut_off": True,
+    }
+    report = build_report(obs, load_scenario("smoke"))
+    acc = report["accounting"]
+    assert (acc["lost"], acc["pending_at_cut_off"]) == (0, 1)
+    assert acc["examples"]["pending_at_cut_off"] == ["tag007"]
+    assert acc["lost_whereabouts"] == [] and acc["pending_whereabouts"][0]["tag"] == "tag007"
+    summary = terminal_summary(report)
+    assert "lost 0  pending at cut-off 1" in summary and "NOT BALANCED" not in summary
+    assert "pending at cut-off tag007: received +7.0s in conversation c7" in summary
+    write_report(report, tmp_path)
+    assert json.loads((tmp_path / "report.json").read_text())["accounting"]["pending_at_cut_off"] == 1
+    page = (tmp_path / "index.html").read_text(encoding="utf-8")
+    assert "<th>pending_at_cut_off</th>" in page and "pending at cut-off tag007" in page
+
+
+def test_a_message_whose_conversation_was_assigned_is_still_lost() -> None:
+    obs = _synthetic_run(drop="tag007")
+    obs.whereabouts["tag007"] = {
+        "tag": "tag007",
+        "on_inbound_topic": True,
+        "conversation_id": "c7",
+        "last_decision": "assigned group=presales agent=a1 at +7.1s",
+        "queued_at_cut_off": False,
+    }
+    acc = build_report(obs, load_scenario("smoke"))["accounting"]
+    assert (acc["lost"], acc["pending_at_cut_off"]) == (1, 0)
+    assert acc["lost_whereabouts"][0]["tag"] == "tag007"

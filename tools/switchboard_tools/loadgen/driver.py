@@ -313,7 +313,7 @@ class Run:
         self.recorder.resolve({tag: seen.conversation_id for tag, seen in probe.inbound.items()})
         obs.routing_event_times = list(probe.times)
         obs.inbound_times = list(probe.inbound_times)
-        obs.whereabouts = {tag: probe.whereabouts(tag, obs.started_at) for tag in obs.ledger.settle().lost[:50]}
+        obs.whereabouts = {tag: probe.whereabouts(tag, obs.started_at) for tag in obs.ledger.undelivered()}
         obs.routing_event_types.update(probe.types)
         received_at = {seen.message_id: seen.received_at for seen in probe.inbound.values()}
         received_at.update(self.recorder.received_at)

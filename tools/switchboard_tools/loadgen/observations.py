@@ -39,7 +39,8 @@ class Observations:
     decision_latencies_s: list[float] = field(default_factory=list)
     routing_event_times: list[float] = field(default_factory=list)
     inbound_times: list[float] = field(default_factory=list)
-    # For each undelivered message: whether it reached the inbound topic and its conversation's last decision.
+    # For each undelivered message: whether it reached the inbound topic, its conversation's last decision, and
+    # whether that left it queued at the cut-off (pending, not lost).
     whereabouts: dict[str, dict[str, object]] = field(default_factory=dict)
     routing_event_types: Counter[str] = field(default_factory=Counter)
     # Offer latency: customer send → the first offer (or assignment) shown on any desktop.
@@ -53,3 +54,7 @@ class Observations:
     def elapsed(self, at: float) -> float:
         """Seconds since the run started."""
         return at - self.started_at
+
+    def queued_at_cut_off(self) -> set[str]:
+        """Undelivered messages still waiting in a queue when the run ended."""
+        return {tag for tag, where in self.whereabouts.items() if where.get("queued_at_cut_off")}

@@ -43,6 +43,11 @@ class LastDecision:
     at: float
 
 
+# A conversation whose latest decision is one of these still waits in switchboard for an agent: its undelivered
+# messages are pending when a run is cut off, not lost (after a timeout or decline the router offers it again).
+WAITING_DECISIONS = frozenset({"queued", "requeued", "offered", "timed_out", "declined"})
+
+
 class RoutingProbe:
     """Follows sb.inbound.v1 and sb.routing.v1 from the run's start.
 
@@ -113,7 +118,8 @@ class RoutingProbe:
         self.last_decision[event.conversation_id] = LastDecision(name, event.skill_group, event.agent_id, at)
 
     def whereabouts(self, tag: str, started_at: float) -> dict[str, object]:
-        """Where a message went: on the inbound topic or not, and its conversation's latest routing decision."""
+        """Where a message went: on the inbound topic or not, its conversation's latest routing decision, and
+        whether that decision leaves it queued (waiting for an agent) at the run's cut-off."""
         seen = self.inbound.get(tag)
         if seen is None:
             return {"tag": tag, "on_inbound_topic": False}
@@ -129,6 +135,7 @@ class RoutingProbe:
             where["last_decision"] = (
                 f"{last.type} group={last.group or '-'} agent={last.agent_id or '-'} at +{last.at - started_at:.1f}s"
             )
+        where["queued_at_cut_off"] = last is not None and last.type in WAITING_DECISIONS
         return where
 
     async def stop(self) -> None:

@@ -32,6 +32,8 @@ ERLANG_MODEL = (
     "an agent's other work, offers that time out, routing and delivery delays, and arrivals that are anything but "
     "steady during a spike; a measured service level below the prediction points at those."
 )
+# How many undelivered messages the report traces (of each kind: lost, pending at cut-off).
+WHEREABOUTS_SHOWN = 50
 
 
 def outcomes(obs: Observations) -> list[ConversationOutcome]:
@@ -144,7 +146,7 @@ def isolation(per_tenant_stats: dict[str, dict[str, float]], scenario: Scenario)
 
 def build_report(obs: Observations, scenario: Scenario) -> Report:
     """Every figure of the run as one JSON-able mapping."""
-    accounting = obs.ledger.settle()
+    accounting = obs.ledger.settle(waiting=obs.queued_at_cut_off())
     convs = outcomes(obs)
     targets = scenario.service_level_targets_s
     patience = scenario.conversation.patience_s
@@ -174,7 +176,11 @@ def build_report(obs: Observations, scenario: Scenario) -> Report:
             "service_level_targets_s": list(targets),
             "notes": obs.notes,
         },
-        "accounting": {**accounting.summary(), "lost_whereabouts": list(obs.whereabouts.values())},
+        "accounting": {
+            **accounting.summary(),
+            "lost_whereabouts": _traced(obs, accounting.lost),
+            "pending_whereabouts": _traced(obs, accounting.pending_at_cut_off),
+        },
         "throughput": {
             "channel_accepted": throughput(sent_times, obs.started_at),
             "inbound_topic": throughput(obs.inbound_times, obs.started_at),
@@ -201,6 +207,10 @@ def build_report(obs: Observations, scenario: Scenario) -> Report:
     }
 
 
+def _traced(obs: Observations, tags: list[str]) -> list[dict[str, object]]:
+    return [obs.whereabouts[t] for t in tags[:WHEREABOUTS_SHOWN] if t in obs.whereabouts]
+
+
 def _fmt(value: Any, unit: str = "") -> str:
     if isinstance(value, float):
         if math.isnan(value):
@@ -225,7 +235,8 @@ def terminal_summary(report: Report) -> str:
     lines = [
         f"run {run['name']}  scenario {run['scenario']}  seed {run['seed']}  {run['duration_s']:.0f}s",
         f"accounting  sent {acc['sent']}  accepted {acc['accepted']}  delivered {acc['delivered']}  "
-        f"lost {acc['lost']}  duplicated {acc['duplicated']}  unexpected {acc['unexpected']}  "
+        f"lost {acc['lost']}  pending at cut-off {acc['pending_at_cut_off']}  "
+        f"duplicated {acc['duplicated']}  unexpected {acc['unexpected']}  "
         f"refused {acc['refused_by_channel']}  → {'BALANCED' if acc['balanced'] else 'NOT BALANCED'}",
         "throughput  "
         + "  ".join(f"{k} {v['mean_per_s']:.1f}/s (peak {v['peak_per_s']:.0f}/s)" for k, v in thr.items()),
@@ -248,7 +259,7 @@ def terminal_summary(report: Report) -> str:
             f"{_fmt(small['wait_p95_s_median'], 's')}, worst {small['worst_shop']} "
             f"{_fmt(small['worst_wait_p95_s'], 's')}"
         )
-    if report["accounting"].get("lost_whereabouts"):
+    if report["accounting"].get("lost_whereabouts") or report["accounting"].get("pending_whereabouts"):
         lines.append(_whereabouts(report, limit=5))
     erlang = report["erlang_c"]
     if erlang:
@@ -323,17 +334,18 @@ def _scalar_keys(row: dict[str, Any]) -> list[str]:
 
 
 def _whereabouts(report: Report, limit: int = 20) -> str:
-    """Where undelivered messages are: an operator's first lead."""
+    """Where undelivered messages are: an operator's first lead (lost ones, then those pending at cut-off)."""
     lines = []
-    for where in report["accounting"].get("lost_whereabouts", [])[:limit]:
-        if not where.get("on_inbound_topic"):
-            lines.append(f"lost {where['tag']}: acknowledged by its channel but never on the inbound topic")
-        else:
-            last = where.get("last_decision", "no routing decision")
-            lines.append(
-                f"lost {where['tag']}: received {where.get('received_at', '?')} in conversation "
-                f"{where['conversation_id']}, its last decision {last}"
-            )
+    for label, key in (("lost", "lost_whereabouts"), ("pending at cut-off", "pending_whereabouts")):
+        for where in report["accounting"].get(key, [])[:limit]:
+            if not where.get("on_inbound_topic"):
+                lines.append(f"{label} {where['tag']}: acknowledged by its channel but never on the inbound topic")
+            else:
+                last = where.get("last_decision", "no routing decision")
+                lines.append(
+                    f"{label} {where['tag']}: received {where.get('received_at', '?')} in conversation "
+                    f"{where['conversation_id']}, its last decision {last}"
+                )
     return "\n".join(lines)
 
 
