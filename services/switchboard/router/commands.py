@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from switchboard.contracts import AgentCommand, AgentCommandType
-from switchboard.router.context import RouterContext, expectation
-from switchboard.router.contract import CommandRequest, ConversationExpectation, Decision, Route
+from switchboard.router.context import RouterContext, conversation_expectation, expectation, read_conversation
+from switchboard.router.contract import CommandRequest, Decision, Route
 from switchboard.router.drain import drain_agents, drain_groups
 from switchboard.router.snapshot import read_agents, redis_guard, text
 from switchboard.routing.chain import Plan
@@ -42,18 +42,6 @@ def invalid_command(cmd: AgentCommand, groups: set[str]) -> str | None:
     if cmd.transfer_to_group and cmd.transfer_to_group not in groups:
         return f"transfer to unknown skill group {cmd.transfer_to_group!r}"
     return None
-
-
-async def read_conversation(ctx: RouterContext, tenant: str, conversation_id: str) -> ConversationView:
-    """The conversation hash as the command rules see it."""
-    fields = ConversationView.FIELDS
-    values = await ctx.redis.hmget(ctx.keys.conversation(tenant, conversation_id), fields)
-    return ConversationView.of(conversation_id, dict(zip(fields, (text(v) for v in values), strict=True)))
-
-
-def conversation_expectation(conv: ConversationView) -> ConversationExpectation:
-    """What a decision made on this view assumes of the conversation."""
-    return ConversationExpectation(conv.state, conv.owner, conv.offer_agent, conv.epoch)
 
 
 class CommandHandler:

@@ -17,12 +17,20 @@ from prometheus_client import Counter
 from redis.asyncio import Redis
 
 from switchboard.contracts import RoutingEvent
-from switchboard.router.contract import AgentExpectation, Decision, Route, RouteCandidate, decode_decisions
+from switchboard.router.contract import (
+    AgentExpectation,
+    ConversationExpectation,
+    Decision,
+    Route,
+    RouteCandidate,
+    decode_decisions,
+)
 from switchboard.router.events import routing_event
 from switchboard.router.reload import ConfigStore
 from switchboard.router.scripts import SCRIPTS, KeySet, Scripts, context
-from switchboard.router.snapshot import Snapshot, read_groups
+from switchboard.router.snapshot import Snapshot, read_groups, text
 from switchboard.routing.chain import AgentView, Plan, Verdict, offer_deadline_ms, plan
+from switchboard.routing.commands import ConversationView
 from switchboard.routing.config import TenantRouting
 from switchboard.routing.scoring import service_level, stored_score
 from switchboard.runtime.logs import get_logger
@@ -79,6 +87,18 @@ def expectation(agent: AgentView) -> AgentExpectation:
     return AgentExpectation(
         agent.presence_version, (agent.used.get("chat", 0), agent.used.get("email", 0), agent.used.get("phone", 0))
     )
+
+
+async def read_conversation(ctx: RouterContext, tenant: str, conversation_id: str) -> ConversationView:
+    """The conversation hash as the command rules see it."""
+    fields = ConversationView.FIELDS
+    values = await ctx.redis.hmget(ctx.keys.conversation(tenant, conversation_id), fields)
+    return ConversationView.of(conversation_id, dict(zip(fields, (text(v) for v in values), strict=True)))
+
+
+def conversation_expectation(conv: ConversationView) -> ConversationExpectation:
+    """What a decision made on this view assumes of the conversation."""
+    return ConversationExpectation(conv.state, conv.owner, conv.offer_agent, conv.epoch)
 
 
 def annotate(decisions: Sequence[Decision], chosen: Plan | None, reasons: Sequence[str] = ()) -> list[Outcome]:

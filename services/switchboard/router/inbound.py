@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from prometheus_client import Histogram
@@ -188,8 +188,7 @@ class InboundHandler:
         reasons = list(boosts)
         if chosen.passed_over > len(chosen.verdicts):
             reasons.append(f"passed_over:{chosen.passed_over}")
-        opening = OpenConversation(group, priority, rule, route)
-        request = InboundRequest(m.message_id, m.conversation_id, channel, customer, seen.owner, is_live(m), opening)
+        request = replace(request, open=OpenConversation(group, priority, rule, route))
         return Call(m, request, ks, chosen, tuple(reasons))
 
     async def _claim_in_chunks(

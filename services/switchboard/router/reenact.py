@@ -429,23 +429,24 @@ class Reenactment:
                 self._end_ownership(event, self._owned[(conv, agent)])
                 self._owned[(conv, agent)] += 1
 
+    def _recorded(self, event: RoutingEvent, actions: Sequence[Action | None], nth: int) -> bool:
+        """Re-enact the agent's recorded `nth` action (None: it did nothing) when there is one."""
+        if nth >= len(actions):
+            return False
+        action = actions[nth]
+        if action is not None:
+            self._act(event, action, self.clock.now_ms + action.delay_ms)
+        return True
+
     def _answer_offer(self, event: RoutingEvent, nth: int) -> None:
-        recorded = self.behaviour.answers.get((event.conversation_id, event.agent_id), [])
-        if nth < len(recorded):
-            action = recorded[nth]
-            if action is not None:
-                self._act(event, action, self.clock.now_ms + action.delay_ms)
+        if self._recorded(event, self.behaviour.answers.get((event.conversation_id, event.agent_id), []), nth):
             return
         conv = event.conversation_id
         delay = self.behaviour.accept_delay_ms.get(conv, self.behaviour.typical_accept_ms())
         self._act(event, Action("accept", delay), self.clock.now_ms + delay)
 
     def _end_ownership(self, event: RoutingEvent, nth: int) -> None:
-        recorded = self.behaviour.endings.get((event.conversation_id, event.agent_id), [])
-        if nth < len(recorded):
-            action = recorded[nth]
-            if action is not None:
-                self._act(event, action, self.clock.now_ms + action.delay_ms)
+        if self._recorded(event, self.behaviour.endings.get((event.conversation_id, event.agent_id), []), nth):
             return
         conv = event.conversation_id
         handle = self.behaviour.handle_ms.get(conv)

@@ -37,7 +37,13 @@ def _template(key: str) -> list[str]:
     return [before, after]
 
 
-def key_templates(keys: Keys, tenant: str) -> dict[str, Any]:
+@lru_cache(maxsize=1024)
+def key_templates(keys: Keys, tenant: str) -> str:
+    """`key_formats` as the JSON the context embeds (built once per tenant)."""
+    return json.dumps(key_formats(keys, tenant), separators=(",", ":"))
+
+
+def key_formats(keys: Keys, tenant: str) -> dict[str, Any]:
     """Every key format a script builds names from, from keys.py, split around the variable part."""
     return {
         "agent": _template(keys.agent(tenant, _MARK)),
@@ -59,17 +65,18 @@ def key_templates(keys: Keys, tenant: str) -> dict[str, Any]:
 
 def context(keys: Keys, config: TenantRouting, now_ms: int, instance: str, marker_ttl_s: int) -> str:
     """ARGV[1] of every script: tenant, time, key templates, affinity TTL, marker TTL, router instance."""
-    return json.dumps(
+    rest = json.dumps(
         {
             "t": config.tenant,
             "now": now_ms,
-            "k": key_templates(keys, config.tenant),
             "aff_ttl": config.affinity.ttl_s if config.affinity.enabled else 0,
             "ttl": marker_ttl_s,
             "inst": instance,
         },
         separators=(",", ":"),
     )
+    # The key templates are the same for every call of a tenant: spliced in as the JSON built once.
+    return '{"k":' + key_templates(keys, config.tenant) + "," + rest[1:]
 
 
 # Key names of agents, groups and tenants repeat in every call: built once each, as the bytes the client sends

@@ -12,8 +12,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from switchboard.contracts import AgentPresence, AgentStatus
-from switchboard.router.commands import conversation_expectation, read_conversation
-from switchboard.router.context import Outcome, RouterContext, expectation
+from switchboard.router.context import (
+    Outcome,
+    RouterContext,
+    conversation_expectation,
+    expectation,
+    read_conversation,
+)
 from switchboard.router.contract import (
     Decision,
     OverflowRequest,
