@@ -18,11 +18,11 @@ from redis.asyncio import Redis
 from switchboard.contracts import TYPE_HEADER, AgentPresence, decode
 from switchboard.presence.audit import AuditLog
 from switchboard.presence.control import SurgeControl
-from switchboard.presence.surge import SurgeProfile
 from switchboard.presence.sweep import Sweeper
 from switchboard.router.engine import MemorySink, Router
 from switchboard.router.reload import ConfigStore
 from switchboard.router.upkeep import Upkeep
+from switchboard.routing.surge import SurgeProfile
 from switchboard.runtime.kafka import RecordProducer
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.state.agents import PresenceStore

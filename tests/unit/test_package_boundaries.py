@@ -24,6 +24,8 @@ SERVICES = ADAPTERS | {"router", "presence", "gateway"}
 ALLOWED: dict[str, frozenset[str]] = {
     **{service: SHARED for service in SERVICES - ADAPTERS},
     "router": SHARED | POLICY,
+    # Surge profiles are routing policy that presence defines, validates and applies to agents.
+    "presence": SHARED | POLICY,
     "gateway": SHARED | POLICY,
     "routing": frozenset(),
     **{adapter: SHARED | {"intake"} for adapter in ADAPTERS},

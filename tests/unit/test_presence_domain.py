@@ -13,11 +13,10 @@ from switchboard.presence.settings import OperatorGrant
 from switchboard.presence.surge import (
     ScheduleAction,
     ScheduleState,
-    SurgeProfile,
     SurgeSchedule,
     due_action,
-    factor_for,
 )
+from switchboard.routing.surge import SurgeProfile, factor_for
 from switchboard.state.agent_model import Status, parse_agent_hash, status_desk_event, to_presence_record
 from switchboard.state.roster import Roster, load_roster
 

@@ -34,7 +34,8 @@ from switchboard.presence.schemas import (
     WhereView,
 )
 from switchboard.presence.settings import OperatorGrant
-from switchboard.presence.surge import SurgeProfile, SurgeSchedule
+from switchboard.presence.surge import SurgeSchedule
+from switchboard.routing.surge import SurgeProfile
 from switchboard.runtime.logs import get_logger
 from switchboard.state.agent_model import AgentState, Status
 from switchboard.state.agents import AgentOffline, UnknownAgent

@@ -15,12 +15,11 @@ from switchboard.presence.audit import AuditLog
 from switchboard.presence.surge import (
     ScheduleAction,
     ScheduleState,
-    SurgeProfile,
     SurgeSchedule,
     due_action,
-    factor_for,
     next_state,
 )
+from switchboard.routing.surge import SurgeProfile, factor_for
 from switchboard.runtime.logs import get_logger
 from switchboard.state.agent_model import Status, text
 from switchboard.state.agents import PresenceStore

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pydantic import AwareDatetime, BaseModel, Field, model_validator
 
-from switchboard.presence.surge import MAX_FACTOR, SurgeProfile, SurgeSchedule
+from switchboard.presence.surge import SurgeSchedule
+from switchboard.routing.surge import MAX_FACTOR, SurgeProfile
 from switchboard.state.agent_model import AgentState, Status
 from switchboard.state.roster import ChannelSlots, Ident
 

@@ -1,4 +1,4 @@
-"""Surge profiles (大促模式) as plain data: which capacity factor an agent gets, and when a schedule acts.
+"""Surge schedules as plain data: when a window switches a profile (`routing.surge`) on and off.
 
 Pure functions; `control.py` does the Redis and Kafka side.
 """
@@ -6,39 +6,11 @@ Pure functions; `control.py` does the Redis and Kafka side.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from enum import StrEnum
 
 from pydantic import BaseModel, Field, model_validator
 
 from switchboard.state.roster import Ident
-
-# Beyond this a typo (15 instead of 1.5) would let every agent drown in work.
-MAX_FACTOR = 10.0
-
-
-class SurgeProfile(BaseModel):
-    """A named set of capacity factors: one for the whole tenant, and overrides per skill group."""
-
-    tenant_factor: float = Field(default=1.0, gt=0, le=MAX_FACTOR)
-    group_factors: dict[Ident, float] = Field(default_factory=dict)
-    description: str = ""
-
-    @model_validator(mode="after")
-    def _factors_in_range(self) -> SurgeProfile:
-        for group, factor in self.group_factors.items():
-            if not 0 < factor <= MAX_FACTOR:
-                raise ValueError(f"group factor of {group} must be in (0, {MAX_FACTOR}]")
-        return self
-
-
-def factor_for(groups: Sequence[str], profile: SurgeProfile | None) -> float:
-    """An agent's multiplier under a profile: the highest factor among its groups that have one, else the
-    tenant factor; 1.0 without a profile. (The highest, because an agent in a surged group takes surge work.)"""
-    if profile is None:
-        return 1.0
-    own = [profile.group_factors[g] for g in groups if g in profile.group_factors]
-    return max(own) if own else profile.tenant_factor
 
 
 class ScheduleState(StrEnum):

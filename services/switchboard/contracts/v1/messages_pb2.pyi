@@ -133,6 +133,12 @@ class _RoutingEventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Rout
     ROUTING_EVENT_CLOSED: _RoutingEventType.ValueType  # 9
     ROUTING_EVENT_MESSAGE_DELIVERED: _RoutingEventType.ValueType  # 10
     """a later message of an owned conversation went to its owner"""
+    ROUTING_EVENT_ABANDONED: _RoutingEventType.ValueType  # 11
+    """the customer left while queued or offered; wait_ms says how long"""
+    ROUTING_EVENT_ANSWERED_BY_BOT: _RoutingEventType.ValueType  # 12
+    """answered before queueing (bot_template, lookup); no agent slot used"""
+    ROUTING_EVENT_RESPONDED: _RoutingEventType.ValueType  # 13
+    """an agent replied to the customer; response_ms, first_response"""
 
 class RoutingEventType(_RoutingEventType, metaclass=_RoutingEventTypeEnumTypeWrapper): ...
 
@@ -148,6 +154,12 @@ ROUTING_EVENT_TRANSFERRED: RoutingEventType.ValueType  # 8
 ROUTING_EVENT_CLOSED: RoutingEventType.ValueType  # 9
 ROUTING_EVENT_MESSAGE_DELIVERED: RoutingEventType.ValueType  # 10
 """a later message of an owned conversation went to its owner"""
+ROUTING_EVENT_ABANDONED: RoutingEventType.ValueType  # 11
+"""the customer left while queued or offered; wait_ms says how long"""
+ROUTING_EVENT_ANSWERED_BY_BOT: RoutingEventType.ValueType  # 12
+"""answered before queueing (bot_template, lookup); no agent slot used"""
+ROUTING_EVENT_RESPONDED: RoutingEventType.ValueType  # 13
+"""an agent replied to the customer; response_ms, first_response"""
 Global___RoutingEventType: _TypeAlias = RoutingEventType  # noqa: Y015
 
 class _AgentStatus:
@@ -613,6 +625,26 @@ class RoutingEvent(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class LookupEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     EVENT_ID_FIELD_NUMBER: _builtins.int
     TENANT_ID_FIELD_NUMBER: _builtins.int
     CONVERSATION_ID_FIELD_NUMBER: _builtins.int
@@ -637,6 +669,13 @@ class RoutingEvent(_message.Message):
     QUEUE_POSITION_FIELD_NUMBER: _builtins.int
     OFFER_DEADLINE_FIELD_NUMBER: _builtins.int
     PREVIOUS_AGENT_ID_FIELD_NUMBER: _builtins.int
+    WAIT_MS_FIELD_NUMBER: _builtins.int
+    SURGE_PROFILE_FIELD_NUMBER: _builtins.int
+    BOT_TEMPLATE_FIELD_NUMBER: _builtins.int
+    LOOKUP_FIELD_NUMBER: _builtins.int
+    RESPONSE_MS_FIELD_NUMBER: _builtins.int
+    FIRST_RESPONSE_FIELD_NUMBER: _builtins.int
+    RESPONSE_TARGET_S_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     tenant_id: _builtins.str
     conversation_id: _builtins.str
@@ -659,6 +698,18 @@ class RoutingEvent(_message.Message):
     router_instance: _builtins.str
     queue_position: _builtins.int
     previous_agent_id: _builtins.str
+    wait_ms: _builtins.int
+    """ABANDONED: the customer's wait from the original arrival"""
+    surge_profile: _builtins.str
+    """the surge profile in force when the router decided ("" when none)"""
+    bot_template: _builtins.str
+    """ANSWERED_BY_BOT: the template that answered"""
+    response_ms: _builtins.int
+    """RESPONDED: customer message -> the agent's next reply"""
+    first_response: _builtins.bool
+    """RESPONDED: the first reply of this conversation"""
+    response_target_s: _builtins.float
+    """RESPONDED: the group's response-time target in force"""
     @_builtins.property
     def at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -669,6 +720,10 @@ class RoutingEvent(_message.Message):
     def enqueued_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def offer_deadline(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def lookup(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """ANSWERED_BY_BOT: the order lookup's result the answer was filled from"""
+
     def __init__(
         self,
         *,
@@ -696,10 +751,17 @@ class RoutingEvent(_message.Message):
         queue_position: _builtins.int = ...,
         offer_deadline: _timestamp_pb2.Timestamp | None = ...,
         previous_agent_id: _builtins.str = ...,
+        wait_ms: _builtins.int = ...,
+        surge_profile: _builtins.str = ...,
+        bot_template: _builtins.str = ...,
+        lookup: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        response_ms: _builtins.int = ...,
+        first_response: _builtins.bool = ...,
+        response_target_s: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "enqueued_at", b"enqueued_at", "offer_deadline", b"offer_deadline"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "at", b"at", "candidates", b"candidates", "channel", b"channel", "conversation_id", b"conversation_id", "decline_reason", b"decline_reason", "enqueued_at", b"enqueued_at", "epoch", b"epoch", "event_id", b"event_id", "message_id", b"message_id", "offer_deadline", b"offer_deadline", "previous_agent_id", b"previous_agent_id", "priority", b"priority", "queue_position", b"queue_position", "reasons", b"reasons", "router_instance", b"router_instance", "rule_matched", b"rule_matched", "score", b"score", "skill_group", b"skill_group", "tenant_id", b"tenant_id", "transfer_to_agent", b"transfer_to_agent", "transfer_to_group", b"transfer_to_group", "type", b"type", "wrap_up_code", b"wrap_up_code"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "at", b"at", "bot_template", b"bot_template", "candidates", b"candidates", "channel", b"channel", "conversation_id", b"conversation_id", "decline_reason", b"decline_reason", "enqueued_at", b"enqueued_at", "epoch", b"epoch", "event_id", b"event_id", "first_response", b"first_response", "lookup", b"lookup", "message_id", b"message_id", "offer_deadline", b"offer_deadline", "previous_agent_id", b"previous_agent_id", "priority", b"priority", "queue_position", b"queue_position", "reasons", b"reasons", "response_ms", b"response_ms", "response_target_s", b"response_target_s", "router_instance", b"router_instance", "rule_matched", b"rule_matched", "score", b"score", "skill_group", b"skill_group", "surge_profile", b"surge_profile", "tenant_id", b"tenant_id", "transfer_to_agent", b"transfer_to_agent", "transfer_to_group", b"transfer_to_group", "type", b"type", "wait_ms", b"wait_ms", "wrap_up_code", b"wrap_up_code"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -750,6 +812,7 @@ class AgentPresence(_message.Message):
     DISPLAY_NAME_FIELD_NUMBER: _builtins.int
     PRESENCE_VERSION_FIELD_NUMBER: _builtins.int
     TEMPORARY_FIELD_NUMBER: _builtins.int
+    SURGE_PROFILE_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
     agent_id: _builtins.str
     status: Global___AgentStatus.ValueType
@@ -768,6 +831,8 @@ class AgentPresence(_message.Message):
     """
     temporary: _builtins.bool
     """a surge helper added by an operator"""
+    surge_profile: _builtins.str
+    """the tenant's surge profile in force when this record was written"""
     @_builtins.property
     def skill_groups(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -800,10 +865,11 @@ class AgentPresence(_message.Message):
         display_name: _builtins.str = ...,
         presence_version: _builtins.int = ...,
         temporary: _builtins.bool = ...,
+        surge_profile: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["changed_at", b"changed_at", "last_heartbeat_at", b"last_heartbeat_at", "wrap_up_until", b"wrap_up_until"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "capacity", b"capacity", "capacity_multiplier", b"capacity_multiplier", "changed_at", b"changed_at", "changed_by", b"changed_by", "display_name", b"display_name", "gateway_instance", b"gateway_instance", "languages", b"languages", "last_heartbeat_at", b"last_heartbeat_at", "presence_version", b"presence_version", "reason", b"reason", "session_epoch", b"session_epoch", "skill_groups", b"skill_groups", "status", b"status", "temporary", b"temporary", "tenant_id", b"tenant_id", "wrap_up_until", b"wrap_up_until"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "capacity", b"capacity", "capacity_multiplier", b"capacity_multiplier", "changed_at", b"changed_at", "changed_by", b"changed_by", "display_name", b"display_name", "gateway_instance", b"gateway_instance", "languages", b"languages", "last_heartbeat_at", b"last_heartbeat_at", "presence_version", b"presence_version", "reason", b"reason", "session_epoch", b"session_epoch", "skill_groups", b"skill_groups", "status", b"status", "surge_profile", b"surge_profile", "temporary", b"temporary", "tenant_id", b"tenant_id", "wrap_up_until", b"wrap_up_until"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -827,6 +893,7 @@ class OutboundMessage(_message.Message):
     ATTACHMENTS_FIELD_NUMBER: _builtins.int
     IN_REPLY_TO_MESSAGE_ID_FIELD_NUMBER: _builtins.int
     CUSTOMER_ID_FIELD_NUMBER: _builtins.int
+    SENDER_FIELD_NUMBER: _builtins.int
     CHAT_FIELD_NUMBER: _builtins.int
     EMAIL_FIELD_NUMBER: _builtins.int
     PHONE_FIELD_NUMBER: _builtins.int
@@ -841,6 +908,8 @@ class OutboundMessage(_message.Message):
     text: _builtins.str
     in_reply_to_message_id: _builtins.str
     customer_id: _builtins.str
+    sender: _builtins.str
+    """"" (an agent's reply) or "bot" (switchboard's own answer; agent_id empty)"""
     @_builtins.property
     def sent_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -866,13 +935,14 @@ class OutboundMessage(_message.Message):
         attachments: _abc.Iterable[Global___Attachment] | None = ...,
         in_reply_to_message_id: _builtins.str = ...,
         customer_id: _builtins.str = ...,
+        sender: _builtins.str = ...,
         chat: Global___ChatDetail | None = ...,
         email: Global___EmailDetail | None = ...,
         phone: Global___PhoneDetail | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["chat", b"chat", "detail", b"detail", "email", b"email", "phone", b"phone", "sent_at", b"sent_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "attachments", b"attachments", "channel", b"channel", "chat", b"chat", "conversation_id", b"conversation_id", "customer_id", b"customer_id", "detail", b"detail", "email", b"email", "epoch", b"epoch", "in_reply_to_message_id", b"in_reply_to_message_id", "kind", b"kind", "message_id", b"message_id", "phone", b"phone", "sent_at", b"sent_at", "tenant_id", b"tenant_id", "text", b"text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "attachments", b"attachments", "channel", b"channel", "chat", b"chat", "conversation_id", b"conversation_id", "customer_id", b"customer_id", "detail", b"detail", "email", b"email", "epoch", b"epoch", "in_reply_to_message_id", b"in_reply_to_message_id", "kind", b"kind", "message_id", b"message_id", "phone", b"phone", "sender", b"sender", "sent_at", b"sent_at", "tenant_id", b"tenant_id", "text", b"text"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_detail: _TypeAlias = _typing.Literal["chat", "email", "phone"]  # noqa: Y015
     _WhichOneofArgType_detail: _TypeAlias = _typing.Literal["detail", b"detail"]  # noqa: Y015
