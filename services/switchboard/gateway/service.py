@@ -91,7 +91,10 @@ def workers(gateway: Gateway) -> list[Worker]:
         ("desk-pump", hub.run_pump),
         ("desk-reconcile", hub.run_reconcile),
         ("desk-trim", hub.trimmer.run),
-        ("desk-queue-stats", QueueStatsBroadcaster(gateway.redis, gateway.keys, hub, gateway.settings).run),
+        (
+            "desk-queue-stats",
+            QueueStatsBroadcaster(gateway.redis, gateway.keys, hub, gateway.settings, gateway.response_targets).run,
+        ),
     ]
 
 

@@ -167,7 +167,7 @@ class TenantRouting(_Model):
     affinity: Affinity = Affinity()
     queue: QueuePolicy = QueuePolicy()
     offline_grace_s: float = Field(default=60.0, ge=0)
-    # The response-time target of groups without their own (docs/routing.md, "Response time").
+    # The response-time target of groups without their own (docs/desk-config.md, "Response time").
     response_target_s: float = Field(default=DEFAULT_RESPONSE_TARGET_S, gt=0, le=MAX_RESPONSE_TARGET_S)
 
     @model_validator(mode="after")

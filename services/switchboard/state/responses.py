@@ -23,6 +23,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from google.protobuf.message import DecodeError
 from redis.asyncio import Redis
 
 from switchboard.contracts import InboundMessage, MessageKind
@@ -125,7 +126,7 @@ def customer_messages(raws: Iterable[bytes | str]) -> list[tuple[int, str]]:
         message = InboundMessage()
         try:
             message.ParseFromString(raw if isinstance(raw, bytes) else raw.encode())
-        except ValueError:
+        except DecodeError:
             continue
         if message.kind not in _WRITTEN or not message.HasField("received_at"):
             continue
