@@ -30,7 +30,17 @@ from switchboard.routing.surge import SurgeProfile
 from switchboard.runtime.kafka import RecordProducer
 from switchboard.runtime.logs import get_logger
 from switchboard.state.keys import Keys
-from switchboard.state.responses import Recorded, Reply, read_customer_messages, record_response
+from switchboard.state.responses import (
+    Recorded,
+    Reply,
+    agent_scope,
+    day_bucket,
+    group_scope,
+    minute_buckets,
+    read_customer_messages,
+    read_figures,
+    record_response,
+)
 from switchboard.state.surge import read_active_surge
 
 log = get_logger(__name__)
@@ -178,3 +188,38 @@ class ResponseRecorder:
             event.enqueued_at.CopyFrom(_ts(to.opened_ms))
         await self.producer.send(self.routing_topic, to.conversation_id, event)
         return recorded
+
+
+async def group_responses(
+    redis: Redis,
+    keys: Keys,
+    targets: TargetsInForce,
+    tenant_id: str,
+    groups: list[str],
+    *,
+    now_ms: int,
+    window_s: float,
+    utc_offset_min: int,
+) -> dict[str, dict[str, object]]:
+    """What the board shows of each group's responses: the target in force, today's figures and the last
+    `window_s` seconds' (whole minutes)."""
+    scopes = [group_scope(g) for g in groups]
+    today = await read_figures(redis, keys, tenant_id, scopes, [day_bucket(now_ms, utc_offset_min)])
+    window = await read_figures(redis, keys, tenant_id, scopes, minute_buckets(now_ms, window_s))
+    return {
+        g: {
+            "response_target_s": targets.target(g),
+            "responses_today": today[scope].as_dict(),
+            "responses_window": window[scope].as_dict(),
+        }
+        for g, scope in zip(groups, scopes, strict=True)
+    }
+
+
+async def agent_responses(
+    redis: Redis, keys: Keys, tenant_id: str, agents: list[str], *, now_ms: int, utc_offset_min: int
+) -> dict[str, dict[str, int | float | None]]:
+    """Each agent's responses today (the shop's local day)."""
+    scopes = [agent_scope(a) for a in agents]
+    today = await read_figures(redis, keys, tenant_id, scopes, [day_bucket(now_ms, utc_offset_min)])
+    return {a: today[scope].as_dict() for a, scope in zip(agents, scopes, strict=True)}

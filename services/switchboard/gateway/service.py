@@ -139,6 +139,8 @@ async def _install_board(
         gateway.redis,
         gateway.keys,
         settings.presence_url,
+        gateway.response_targets,
+        settings.response_day_utc_offset_min,
     )
     install_board(runtime.app, board)
     install_pages(runtime.app, settings.pages_dir)
