@@ -49,8 +49,10 @@ def test_figures_give_the_rate_within_target_and_the_averages() -> None:
     assert ResponseFigures().as_dict()["within_rate"] is None and ResponseFigures().average_s is None
 
 
-def _message(mid: str, at_ms: int, kind: MessageKind.ValueType = MessageKind.MESSAGE_KIND_TEXT) -> bytes:
-    m = InboundMessage(message_id=mid, kind=kind)
+def _message(
+    mid: str, at_ms: int, kind: MessageKind.ValueType = MessageKind.MESSAGE_KIND_TEXT, sender: str = ""
+) -> bytes:
+    m = InboundMessage(message_id=mid, kind=kind, attributes={"sender": sender} if sender else {})
     m.received_at.FromMilliseconds(at_ms)
     return m.SerializeToString()
 
@@ -75,3 +77,8 @@ def test_today_is_the_shops_local_day_and_windows_cover_whole_minutes() -> None:
     minute = at_ms // 60_000
     assert minute_buckets(at_ms, 900) == [f"m{m}" for m in range(minute - 14, minute + 1)]
     assert minute_buckets(at_ms, 1) == [f"m{minute}"]
+
+
+def test_what_the_bots_answer_answered_starts_no_clock() -> None:
+    raws = [_message("order?", 1_000), _message("bot", 1_500, sender="bot"), _message("转人工", 9_000)]
+    assert customer_messages(raws) == [(9_000, "转人工")]

@@ -40,6 +40,8 @@ DAY_TTL_S = 8 * 24 * 3600
 # A conversation's response state outlives its longest plausible life (e-mail threads stay open for days).
 CONVERSATION_TTL_S = 30 * 24 * 3600
 CHINA_UTC_OFFSET_MIN = 8 * 60
+# How the router marks the bot's answer it keeps in a conversation's thread (an InboundMessage attribute).
+BOT_SENDER = "bot"
 
 # Messages a customer writes; a phone call's events and transcript segments are spoken, not waiting for a reply.
 _WRITTEN = frozenset(
@@ -120,18 +122,25 @@ def minute_buckets(now_ms: int, window_s: float) -> list[str]:
 
 def customer_messages(raws: Iterable[bytes | str]) -> list[tuple[int, str]]:
     """(received ms, message id) of the written customer messages among serialized InboundMessages (a router
-    backlog), oldest first; undecodable entries are skipped."""
+    backlog) still waiting for a person, oldest first: those the bot's answer in the thread (attributes
+    `sender` = "bot") already answered are left out, and undecodable entries are skipped."""
     found: list[tuple[int, str]] = []
+    bot_answered_ms = 0
     for raw in raws:
         message = InboundMessage()
         try:
             message.ParseFromString(raw if isinstance(raw, bytes) else raw.encode())
         except DecodeError:
             continue
-        if message.kind not in _WRITTEN or not message.HasField("received_at"):
+        if not message.HasField("received_at"):
             continue
-        found.append((message.received_at.ToMilliseconds(), message.message_id))
-    return sorted(found)
+        at_ms = message.received_at.ToMilliseconds()
+        if message.attributes.get("sender") == BOT_SENDER:
+            # The bot's answer (kept in the thread by the router) answered what the customer wrote before it.
+            bot_answered_ms = max(bot_answered_ms, at_ms)
+        elif message.kind in _WRITTEN:
+            found.append((at_ms, message.message_id))
+    return sorted(m for m in found if m[0] > bot_answered_ms)
 
 
 async def read_customer_messages(
