@@ -8,6 +8,7 @@ import asyncio
 
 from redis.asyncio import Redis
 
+from switchboard.runtime.redis_client import connect_url
 from switchboard.state.keys import Keys
 from switchboard.state.responses import (
     Reply,
@@ -30,10 +31,19 @@ def reply(keys_reply: str, at_ms: int, messages: list[tuple[int, str]], *, opene
     return Reply(T, "c1", agent, "presales", keys_reply, at_ms, opened, 180.0, messages)
 
 
-async def test_a_reply_sent_by_several_replicas_at_once_counts_once(redis: Redis, prefix: str) -> None:
+async def test_a_reply_sent_by_several_replicas_at_once_counts_once(
+    redis: Redis, redis_url_for_test: str, prefix: str
+) -> None:
     keys = Keys(prefix.rstrip("."))
     messages = [(NOW - 200_000, "m1"), (NOW - 100_000, "m2")]
-    results = await asyncio.gather(*(record_response(redis, keys, reply("r1", NOW, messages)) for _ in range(8)))
+    replicas = [connect_url(redis_url_for_test) for _ in range(6)]  # each gateway replica has its own client
+    try:
+        results = await asyncio.gather(
+            *(record_response(client, keys, reply("r1", NOW, messages)) for client in replicas)
+        )
+    finally:
+        for client in replicas:
+            await client.aclose()
     assert sum(r.new for r in results) == 1
     assert {r.response.response_ms for r in results if r.response} == {200_000}, "from the first unanswered"
     assert all(r.response and r.response.first and not r.response.within for r in results)
