@@ -3,11 +3,15 @@ backlog entries start a clock, and the buckets."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from redis.asyncio import Redis
 
 from switchboard.contracts import InboundMessage, MessageKind
-from switchboard.gateway.responses import TargetsInForce
+from switchboard.gateway.responses import ResponseTargets, TargetsInForce
 from switchboard.routing.config import ConfigError, parse_config
+from switchboard.state.keys import Keys
 from switchboard.state.responses import ResponseFigures, customer_messages, day_bucket, minute_buckets
 
 CONFIG = """
@@ -82,3 +86,13 @@ def test_today_is_the_shops_local_day_and_windows_cover_whole_minutes() -> None:
 def test_what_the_bots_answer_answered_starts_no_clock() -> None:
     raws = [_message("order?", 1_000), _message("bot", 1_500, sender="bot"), _message("转人工", 9_000)]
     assert customer_messages(raws) == [(9_000, "转人工")]
+
+
+def test_the_gateway_rereads_a_routing_config_an_operator_changed(tmp_path: Path) -> None:
+    (tmp_path / "shop.yaml").write_text(CONFIG, encoding="utf-8")
+    (tmp_path / "broken.yaml").write_text("tenant: [", encoding="utf-8")
+    targets = ResponseTargets(Redis(), Keys("t"), tmp_path, recheck_s=0)
+    assert targets.configs["shop"].response_target("orders") == 150 and "broken" not in targets.configs
+    (tmp_path / "shop.yaml").write_text(CONFIG.replace("response_target_s: 150", "response_target_s: 90"), "utf-8")
+    targets.refresh()
+    assert targets.configs["shop"].response_target("orders") == 90

@@ -105,7 +105,7 @@ class Gateway:
         # Per-shop desk settings (config/desk); `assemble` loads them, a tenant without a file gets the defaults.
         self.desk_configs: dict[str, DeskConfig] = {}
         # Response targets from the routing configs and the surge profile in force (`assemble` loads the configs).
-        self.response_targets = ResponseTargets(redis, self.keys, {})
+        self.response_targets = ResponseTargets(redis, self.keys)
 
     def desk_config(self, tenant_id: str) -> DeskConfig:
         """The desk config of a tenant."""

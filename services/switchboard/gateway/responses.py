@@ -15,7 +15,9 @@ an id made from the reply's, so a consumer that sees it twice (the re-send after
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +46,9 @@ from switchboard.state.responses import (
 from switchboard.state.surge import read_active_surge
 
 log = get_logger(__name__)
+
+# Routing config files are checked for changes this often (an operator's edit reaches the targets within it).
+RECHECK_S = 10.0
 
 
 def load_routing_configs(directory: Path) -> dict[str, TenantRouting]:
@@ -81,16 +86,48 @@ class TargetsInForce:
         return {name: self.target(name) for name in names}
 
 
-class ResponseTargets:
-    """The routing configs of every tenant (read at start) and the surge profile in force (read from Redis)."""
+def _signature(directory: Path) -> tuple[tuple[str, int, int], ...]:
+    """What changes when a routing config file is added, removed or rewritten."""
+    if not directory.is_dir():
+        return ()
+    found = []
+    for path in sorted(directory.glob("*.yaml")):
+        with contextlib.suppress(OSError):
+            stat = path.stat()
+            found.append((path.name, stat.st_mtime_ns, stat.st_size))
+    return tuple(found)
 
-    def __init__(self, redis: Redis, keys: Keys, configs: dict[str, TenantRouting]) -> None:
+
+class ResponseTargets:
+    """The routing configs of every tenant (the router's files, re-read when they change, as the router does) and
+    the surge profile in force (read from Redis)."""
+
+    def __init__(
+        self, redis: Redis, keys: Keys, directory: Path | None = None, *, recheck_s: float = RECHECK_S
+    ) -> None:
         self.redis = redis
         self.keys = keys
-        self.configs = configs
+        self.directory = directory
+        self.recheck_s = recheck_s
+        self.configs: dict[str, TenantRouting] = {}
+        self._signature: tuple[tuple[str, int, int], ...] | None = None
+        self._checked = float("-inf")
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Re-read the configs if a file changed since the last read (checked at most every `recheck_s`)."""
+        if self.directory is None or time.monotonic() - self._checked < self.recheck_s:
+            return
+        self._checked = time.monotonic()
+        signature = _signature(self.directory)
+        if signature != self._signature:
+            self._signature = signature
+            self.configs = load_routing_configs(self.directory)
+            log.info("response_targets_loaded", tenants=sorted(self.configs))
 
     async def in_force(self, tenant_id: str) -> TargetsInForce:
         """The tenant's targets now: a profile whose definition does not validate overrides nothing (logged)."""
+        self.refresh()
         config = self.configs.get(tenant_id)
         surge = await read_active_surge(self.redis, self.keys, tenant_id)
         if surge is None:

@@ -17,7 +17,7 @@ from switchboard.gateway.desk_config import load_desk_configs
 from switchboard.gateway.hub import DeskHub
 from switchboard.gateway.limits import raise_open_files
 from switchboard.gateway.queue_stats import QueueStatsBroadcaster
-from switchboard.gateway.responses import ResponseRecorder, load_routing_configs
+from switchboard.gateway.responses import ResponseRecorder, ResponseTargets
 from switchboard.gateway.settings import GatewaySettings
 from switchboard.runtime.consumer import BatchConsumer
 from switchboard.runtime.kafka import RecordProducer
@@ -55,7 +55,7 @@ def assemble(settings: GatewaySettings, redis: Redis, producer: RecordProducer) 
         DeskHub(redis, keys, settings),
     )
     gateway.desk_configs = load_desk_configs(settings.desk_config_dir)
-    gateway.response_targets.configs = load_routing_configs(settings.routing_config_dir)
+    gateway.response_targets = ResponseTargets(redis, keys, settings.routing_config_dir)
     gateway.commands.responses = ResponseRecorder(
         redis,
         keys,
