@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,6 +145,40 @@ def checked_routing(scenario: Scenario, tenant_id: str) -> TenantRouting:
     return config
 
 
+# What the run's order file says about the orders customers ask after: mostly under way, as at 00:00 of a sale.
+ORDER_STATUSES = {"paid": 0.35, "shipped": 0.25, "in_transit": 0.25, "out_for_delivery": 0.05, "delivered": 0.1}
+CARRIERS = ("顺丰速运", "中通快递", "圆通速递", "京东物流")
+ITEMS = ("羽绒服 M码", "蓝牙耳机", "保温杯 500ml", "沙发套", "猫粮 10kg", "Wool coat, size L")
+
+
+def orders(schedule: Schedule) -> dict[str, Any]:
+    """The order file of a run (tools/switchboard_tools/orders format): every order id a customer asks about,
+    for its shop and customer, with a status, carrier, tracking number and expected arrival drawn from the seed."""
+    rng = random.Random(f"{schedule.seed}-orders")
+    rows = []
+    for conv in schedule.conversations:
+        if not conv.order_id:
+            continue
+        status = rng.choices(list(ORDER_STATUSES), weights=list(ORDER_STATUSES.values()), k=1)[0]
+        moving = status != "paid"
+        rows.append(
+            {
+                "tenant_id": conv.tenant_id,
+                "order_id": conv.order_id,
+                "customer_id": conv.customer_id,
+                "status": status,
+                "carrier": rng.choice(CARRIERS) if moving else "",
+                "tracking_number": f"SF{rng.randrange(10**12):012d}" if moving else "",
+                "eta": f"2026-11-{rng.randint(12, 16)}",
+                "paid_at": "2026-11-11T00:00:05+08:00",
+                "shipped_at": "2026-11-11T08:00:00+08:00" if moving else "",
+                "item": rng.choice(ITEMS),
+                "placed_at": "2026-11-11T00:00:01+08:00",
+            }
+        )
+    return {"orders": rows}
+
+
 def write_stack_config(scenario: Scenario, schedule: Schedule, creds: Credentials, out: Path) -> dict[str, str]:
     """Write every file into `out`; return the environment that points services at them."""
     out.mkdir(parents=True, exist_ok=True)
@@ -165,6 +200,8 @@ def write_stack_config(scenario: Scenario, schedule: Schedule, creds: Credential
         ],
     }
     phone_path.write_text(yaml.safe_dump(phone, sort_keys=False))
+    orders_path = out / "orders.json"
+    orders_path.write_text(json.dumps(orders(schedule), ensure_ascii=False, indent=1), encoding="utf-8")
     grants = [{"name": "loadgen", "token": creds.operator_token(), "tenants": tenants}]
     return {
         "SB_ROSTER_PATH": str(roster_path),
@@ -174,4 +211,6 @@ def write_stack_config(scenario: Scenario, schedule: Schedule, creds: Credential
         "SB_CHAT_TENANT_SECRETS": json.dumps({t: creds.chat_secret(t) for t in tenants}),
         "SB_TENANT_SUBDOMAIN_OF": EMAIL_DOMAIN,
         "SB_OPERATOR_TOKENS": json.dumps(grants),
+        # The order service the load test starts serves this file (SB_ORDER_LOOKUP_URL points the router at it).
+        "SB_ORDERS_FILE": str(orders_path),
     }

@@ -96,7 +96,7 @@ def erlang_comparison(obs: Observations, scenario: Scenario, convs: list[Convers
         multiplier = 1.0
         if surge_at is not None and scenario.operator is not None:
             on_share = max(0.0, min(1.0, (end - surge_at) / (end - start)))
-            multiplier = 1.0 + (scenario.operator.capacity_multiplier - 1.0) * on_share
+            multiplier = 1.0 + (scenario.operator.tenant_factor - 1.0) * on_share
         capacity = {ch: int(slots * multiplier) for ch, slots in scenario.agents.capacity.items()}
         servers = effective_slots(agents, capacity, scenario.channels)
         average = predict(len(group) / scenario.duration_s, aht, servers, targets)
