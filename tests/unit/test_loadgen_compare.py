@@ -89,7 +89,7 @@ def test_the_comparison_puts_both_runs_side_by_side(tmp_path: Path) -> None:
         figures["deflected (bot, never routed to an agent)"]["off"],
         figures["deflected (bot, never routed to an agent)"]["on"],
     ) == (0, 3)
-    sl = figures["service level within 20s (abandoned included)"]
+    sl = figures["service level within 18s (abandoned included)"]
     assert (sl["off"], sl["on"]) == (0.9, 6 / 7)
     assert sl["delta"] == "-4.3 pt"
     first = figures["first response within 18s"]
