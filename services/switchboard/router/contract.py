@@ -247,13 +247,15 @@ class RequeueRequest:
 
 @dataclass(frozen=True)
 class OverflowRequest:
-    """overflow.lua: a queued conversation joins an overflow ring's queue with its score."""
+    """overflow.lua: a queued conversation joins an overflow ring's queue with its score (`why`: the trigger, as
+    the routing event's reason)."""
 
     conv: str
     epoch: int
     queues: str
     ring: str
     score: float
+    why: str = ""
 
     def encode(self) -> str:
         """ARGV[2] of overflow.lua."""
@@ -311,6 +313,10 @@ class Decision:
     mid: str = ""
     cid: str = ""
     changed: tuple[str, ...] = ()
+    # The conversation's own group when another group's agent took it (overflow): its figures count there.
+    home: str = ""
+    # ABANDONED: how long the customer waited, from the original arrival.
+    wait: int = 0
 
     @classmethod
     def decode(cls, raw: Mapping[str, Any]) -> Self:
