@@ -96,3 +96,25 @@ async def test_bot_answers_and_abandonment_settle_a_conversation_without_an_agen
     assert (first.type, first.bot_template, first.surge_profile) == ("answered_by_bot", "order_status", "double11")
     assert (second.type, second.channel, second.wait_ms, second.enqueued_at) == ("abandoned", "phone", 42_000, 60.0)
     await probe.stop()
+
+
+async def test_a_response_is_kept_for_the_figures_but_is_no_routing_decision() -> None:
+    probe = _probe()
+    inbound = InboundMessage(message_id="m1", tenant_id="shop-a", conversation_id="c1", text="在吗 [lg:abcdefghij]")
+    inbound.received_at.FromMilliseconds(101_000)
+    probe._take(*_record(inbound))
+    queued = RoutingEvent(tenant_id="shop-a", conversation_id="c1", type=RoutingEventType.ROUTING_EVENT_QUEUED)
+    queued.at.FromMilliseconds(101_100)
+    responded = RoutingEvent(tenant_id="shop-a", conversation_id="c1", type=RoutingEventType.ROUTING_EVENT_RESPONDED)
+    responded.message_id = "m1"
+    responded.response_ms = 4_000
+    responded.first_response = True
+    responded.response_target_s = 18.0
+    responded.at.FromMilliseconds(105_000)
+    for event in (queued, responded):
+        probe._take(*_record(event))
+    assert probe.times == [101.1]
+    assert probe.whereabouts("abcdefghij", 100.0)["last_decision"] == "queued group=- agent=- at +1.1s"
+    assert [(e.type, e.response_ms, e.first_response) for e in probe.events][1] == ("responded", 4_000, True)
+    assert probe.types == {"queued": 1, "responded": 1}
+    await probe.stop()

@@ -55,6 +55,8 @@ class LastDecision:
 # A conversation whose latest decision is one of these still waits in switchboard for an agent: its undelivered
 # messages are pending when a run is cut off, not lost (after a timeout or decline the router offers it again).
 WAITING_DECISIONS = frozenset({"queued", "requeued", "offered", "timed_out", "declined"})
+# Routing events that are no routing decision: the gateway's record of an agent's reply (response time).
+NOT_DECISIONS = frozenset({"responded"})
 # A conversation whose latest decision is one of these is not for an agent: the customer left it, or the bot
 # answered it. Its undelivered messages are neither lost nor pending.
 NOT_FOR_AGENTS = frozenset({"abandoned", "answered_by_bot"})
@@ -155,13 +157,15 @@ class RoutingProbe:
 
     def _decision(self, event: RoutingEvent) -> None:
         at = event.at.ToMilliseconds() / 1000
-        self.times.append(at)
         name = RoutingEventType.Name(event.type).removeprefix("ROUTING_EVENT_").lower()
         self.types[name] = self.types.get(name, 0) + 1
+        self.events.append(event_record(event, name, at))
+        if name in NOT_DECISIONS:
+            return
+        self.times.append(at)
         if event.message_id and event.message_id not in self.first_decision:
             self.first_decision[event.message_id] = at
         self.last_decision[event.conversation_id] = LastDecision(name, event.skill_group, event.agent_id, at)
-        self.events.append(event_record(event, name, at))
         if name == "answered_by_bot" and self.on_bot_answer is not None:
             self.on_bot_answer(event.conversation_id)
 
