@@ -34,11 +34,12 @@ from switchboard.routing.surge import SurgeProfile
 from switchboard.runtime.kafka import RecordProducer
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.state.agents import PresenceStore
+from switchboard.state.figures import ABANDONED, ANSWERED, Outcome, record_outcomes
 from switchboard.state.keys import Keys
 from switchboard.state.roster import load_roster
 from tests.helpers import eventually
 from tests.redis_cluster import on_both_redis_backends
-from tests.router_support import message
+from tests.router_support import message, now_ms
 
 pytestmark = [pytest.mark.broker, on_both_redis_backends]
 
@@ -250,17 +251,35 @@ async def test_scheduled_profile_widens_queued_work_to_a_pool_and_ends(surge: Su
     ]
 
 
-async def test_a_presence_record_under_another_profile_reevaluates_queued_work_at_once(surge: Surge) -> None:
-    await surge.control.put_profile(T, "double11", SurgeProfile.model_validate(DOUBLE11), "operator:test")
+TRIGGERS = {
+    "estimated_wait": ({"group": "general", "estimated_wait_over_s": 45}, "overflow:general:estimated_wait=60s"),
+    "service_level": ({"group": "general", "service_level_below": 0.8}, "overflow:general:service_level=0.25"),
+    "after_s": ({"group": "general", "after_s": 0}, "overflow:general:waited="),
+}
+
+
+@pytest.mark.parametrize("trigger", sorted(TRIGGERS))
+async def test_a_switch_seen_in_a_presence_record_reevaluates_queued_work_for_every_trigger(
+    surge: Surge, trigger: str
+) -> None:
+    ring, reason = TRIGGERS[trigger]
+    profile = {**DOUBLE11, "overflow": {"presales": [ring]}}
+    await surge.control.put_profile(T, "double11", SurgeProfile.model_validate(profile), "operator:test")
+    # pre-sales answered one customer in time and lost three in the last minutes: service level 0.25
+    now = now_ms()
+    outcomes = [Outcome(ANSWERED, "old-1", "presales", "chat", now - 65_000, now - 60_000)]
+    outcomes += [Outcome(ABANDONED, f"gone-{i}", "presales", "chat", now - 90_000, now - 30_000) for i in range(3)]
+    await record_outcomes(surge.presence.redis, surge.presence.keys, T, outcomes)
     await surge.send("c1")
-    await surge.send("c2")
     assert (await surge.conv("c1"))["queues"] == "presales"
     await surge.control.activate(T, "double11", "operator:test")
-    # no router sweep: the pool agents' records (stamped with the new profile) are enough
+    # no router sweep: the pool agents' records, stamped with the profile now in force, are enough
     records = await surge.deliver_presence()
     assert {r.surge_profile for r in records} == {"double11"}
-    owners = {(await surge.conv(c))["owner"] for c in ("c1", "c2")}
-    assert owners <= {"a-wei", "a-min"} and "" not in owners
+    widened = [e for e in surge.events("c1") if e.type == RoutingEventType.ROUTING_EVENT_QUEUED][-1]
+    assert (widened.skill_group, widened.surge_profile) == ("general", "double11")
+    assert widened.reasons[-1].startswith(reason), widened.reasons
+    assert (await surge.conv("c1"))["owner"] in ("a-wei", "a-min")
     await surge.control.deactivate(T, "operator:test")
     records = await surge.deliver_presence()
     assert {r.surge_profile for r in records} == {""}
