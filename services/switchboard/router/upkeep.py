@@ -200,6 +200,7 @@ class Upkeep:
             return
         ctx, keys, tenant = self.ctx, self.ctx.keys, config.tenant
         snap: Snapshot | None = None
+        widened: set[str] = set()
         for group in groups:
             for ch in CHANNELS:
                 members: list[tuple[bytes, float]] = await ctx.redis.zrange(
@@ -226,15 +227,17 @@ class Upkeep:
                         widen = OverflowRequest(text(conv), int(epoch or 0), queues, ring.group, score, why)
                         if await self._widen(config, widen, ch, now):
                             queues = f"{queues},{ring.group}"
+                            widened.add(ring.group)
+        if widened:
+            # once for all: a profile switching on may widen hundreds of conversations into the same ring
+            await drain_groups(ctx, config, sorted(widened), now)
 
     async def _widen(self, config: TenantRouting, request: OverflowRequest, channel: str, now: int) -> bool:
-        """Put a queued conversation in a ring's queue too, and drain the ring; False when it changed meanwhile."""
+        """Put a queued conversation in a ring's queue too; False when it changed meanwhile (the caller drains)."""
         ctx = self.ctx
         groups = [q for q in request.queues.split(",") if q]
         ks = ctx.key_set(config).conversation(request.conv).groups([*groups, request.ring], channel)
         found = await ctx.apply(config, ctx.scripts.overflow, ks, request.encode(), now, unsent=True)
-        if found:
-            await drain_groups(ctx, config, [request.ring], now)
         return bool(found)
 
     async def _queue_lengths(self, config: TenantRouting) -> dict[tuple[str, str], int]:
