@@ -158,6 +158,11 @@ HUMAN_WORDS = ["转人工", "人工", "真人", "agent", "human", "real person"]
 ORDER_ID_PATTERN = r"(?<![0-9])[0-9]{6,20}(?![0-9])"
 
 
+def _bot_channels() -> list[ChannelName]:
+    # No phone by default: an answer on a call needs the telephony side to speak it.
+    return ["chat", "email"]
+
+
 def template_fields(template: str) -> list[str]:
     """The field names a bot template fills ({status} → "status"); ValueError on a malformed template."""
     return [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
@@ -206,7 +211,7 @@ class BotPolicy(_Model):
     lookup_timeout_s: float = Field(default=2.0, gt=0, le=30)
     # The shop's order system (docs/order-lookup.md); "" uses the deployment's SB_ORDER_LOOKUP_URL.
     order_lookup_url: str = Field(default="", pattern=r"^(https?://\S+)?$")
-    channels: list[ChannelName] = Field(default_factory=lambda: ["chat", "email"])
+    channels: list[ChannelName] = Field(default_factory=_bot_channels)
     human_words: list[str] = Field(default_factory=lambda: list(HUMAN_WORDS))
     order_id_pattern: str = ORDER_ID_PATTERN
     # A customer who writes again within this after the bot's answer keeps the original arrival time (queue score
