@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from switchboard.contracts import AgentPresence, AgentStatus
+from switchboard.router.bot import BotAnswers
 from switchboard.router.context import (
     Outcome,
     RouterContext,
@@ -46,8 +47,9 @@ def departed(agent: AgentView, config: TenantRouting, now: int) -> bool:
 class Upkeep:
     """Presence reactions and the periodic sweep of one router process."""
 
-    def __init__(self, ctx: RouterContext) -> None:
+    def __init__(self, ctx: RouterContext, bot: BotAnswers | None = None) -> None:
         self.ctx = ctx
+        self.bot = bot
 
     async def handle_presence(self, records: Sequence[AgentPresence]) -> None:
         """React to agents' presence records in order."""
@@ -115,6 +117,7 @@ class Upkeep:
             if departed(agent, config, now) and await ctx.redis.scard(keys.agent_conversations(tenant, agent.agent_id)):
                 await self.requeue(config, agent.agent_id, now)
         await self._overflow(config, now)
+        await self._bot_holds(config, now)
         await self.resend(config, now)
         if await self._queued(config):
             agents = await read_agents(ctx.redis, keys, tenant, ids)
@@ -188,6 +191,11 @@ class Upkeep:
                         if waited_s >= (ring.after_s or 0) and ring.group not in listed:
                             widen = OverflowRequest(text(conv), int(text(epoch) or 0), text(queues), ring.group, score)
                             await self._widen(config, widen, ch, now)
+
+    async def _bot_holds(self, config: TenantRouting, now: int) -> None:
+        """Conversations the bot held past their deadline (their router died mid-lookup) are routed."""
+        if self.bot is not None:
+            await self.bot.sweep_holds(config, now)
 
     async def _widen(self, config: TenantRouting, request: OverflowRequest, channel: str, now: int) -> None:
         ctx = self.ctx
