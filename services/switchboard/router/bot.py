@@ -137,7 +137,9 @@ class BotAnswers:
         try:
             async with redis_guard():
                 if answer is None:
-                    await self.route_held(config, message.conversation_id, message.message_id, f"bot:{result.outcome}")
+                    # Found but the template needs a field the order lacks: a person answers instead.
+                    why = result.outcome if result.outcome != "found" else "incomplete_order"
+                    await self.route_held(config, message.conversation_id, message.message_id, f"bot:{why}")
                 else:
                     await self._send(held, answer, result)
         except TransientError as exc:
@@ -148,7 +150,7 @@ class BotAnswers:
             tenant=config.tenant,
             conv=message.conversation_id,
             intent=intent.name,
-            outcome=result.outcome if answer is not None or result.outcome != "found" else "no_template_fit",
+            outcome=result.outcome,
             answered=answer is not None,
             seconds=round(time.monotonic() - started, 3),
         )

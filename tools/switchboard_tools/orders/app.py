@@ -23,7 +23,7 @@ def _found(order: Order | None) -> JSONResponse:
 
 
 def order_app(book: OrderBook, latency_s: float = 0.0) -> FastAPI:
-    """The interface: an order by id, a customer's latest order (both scoped to `tenant_id`), and /healthz.
+    """The interface: an order by id, a customer's latest order (both scoped to `tenant_id`), /healthz, /readyz.
 
     `latency_s`: every lookup answers after this long (load tests model a slow order system with it).
     """
@@ -42,6 +42,7 @@ def order_app(book: OrderBook, latency_s: float = 0.0) -> FastAPI:
         return _found(book.latest(tenant_id, customer_id))
 
     @app.get("/healthz")
+    @app.get("/readyz")
     async def healthz() -> dict[str, int]:
         return {"orders": len(book)}
 
