@@ -374,6 +374,10 @@ class Decision:
     mid: str = ""
     cid: str = ""
     changed: tuple[str, ...] = ()
+    # The conversation's own group when another group's agent took it (overflow): its figures count there.
+    home: str = ""
+    # ABANDONED: how long the customer waited, from the original arrival.
+    wait: int = 0
     tpl: str = ""
     lookup: str = ""
 
