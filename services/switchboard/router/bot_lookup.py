@@ -107,7 +107,8 @@ class OrderLookup:
     """Looks orders up in the shops' order systems; one HTTP client and one breaker per order system URL."""
 
     def __init__(self, *, failures: int = 5, cooldown_s: float = 30.0, clock: Callable[[], float] = time.monotonic):
-        self._client = httpx.AsyncClient(headers={"accept": "application/json"}, follow_redirects=False)
+        # Made at the first lookup: a router whose tenants have no bot never opens one.
+        self._client: httpx.AsyncClient | None = None
         self._breakers: dict[str, CircuitBreaker] = {}
         self._failures, self._cooldown_s, self._clock = failures, cooldown_s, clock
 
@@ -119,9 +120,16 @@ class OrderLookup:
             BREAKER_STATE.labels(base_url).set(0)
         return found
 
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(headers={"accept": "application/json"}, follow_redirects=False)
+        return self._client
+
     async def close(self) -> None:
         """Close the HTTP connections."""
-        await self._client.aclose()
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
 
     async def lookup(
         self, base_url: str, tenant: str, *, order_id: str = "", customer_id: str = "", timeout_s: float
@@ -137,7 +145,7 @@ class OrderLookup:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(timeout_s):
-                response = await self._client.get(base_url.rstrip("/") + path, params={"tenant_id": tenant})
+                response = await self._http().get(base_url.rstrip("/") + path, params={"tenant_id": tenant})
         except TimeoutError:
             breaker.failed()
             return self._count(tenant, LookupResult("timeout", detail=f"no answer within {timeout_s}s"))
