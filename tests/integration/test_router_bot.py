@@ -55,6 +55,7 @@ class BotEnv:
         """Switch on a profile with these bot intents, as presence stores it."""
         await self.redis.hset(self.keys.surge_profiles(T), "double11", json.dumps({"bot_first": intents}))
         await self.redis.hset(self.keys.surge_state(T), mapping={"active": "double11", "since_ms": now_ms()})
+        await self.store.surge.refresh(self.redis, self.keys, T)  # as the router's sweep does
 
     async def conv(self, conv: str) -> dict[str, str]:
         raw = await self.redis.hgetall(self.keys.conversation(T, conv))
@@ -158,7 +159,6 @@ async def test_no_bot_without_the_profile_or_when_the_first_message_asks_for_a_p
     router = env.router(orders.url)
     await router.handle_inbound([message(T, "c1", "m1", ASKS, customer="buyer-9001")])
     await env.surge(["order_status"])
-    await asyncio.sleep(1.1)  # the profile's bot intents are read at most once a second
     await router.handle_inbound([message(T, "c2", "m2", ASKS + "？转人工", customer="buyer-9001")])
     await router.handle_inbound([message(T, "c3", "m3", "这个尺码合适吗", customer="buyer-9003")])
     await router.bot.idle()

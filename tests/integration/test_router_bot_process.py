@@ -37,6 +37,16 @@ async def conv_field(redis: Redis, keys: Keys, conv: str, name: str) -> str:
     return value.decode() if value else ""
 
 
+async def profile_read(log_dir: Path, name: str) -> None:
+    """Wait until the router has read the tenant's surge profile in force (its sweep does, right after start)."""
+
+    async def logged() -> bool:
+        text = (log_dir / f"{name}.log").read_text(encoding="utf-8", errors="replace")
+        return '"surge_profile_in_force"' in text and '"profile": "double11"' in text
+
+    await eventually(logged, 30, f"{name} read the surge profile")
+
+
 async def routing_events(settings: ServiceSettings, topic: str, count: int) -> list[RoutingEvent]:
     return [m for _, m in await read_topic(settings.kafka_bootstrap, topic, count) if isinstance(m, RoutingEvent)]
 
@@ -55,6 +65,7 @@ async def test_bot_answer_goes_out_and_zhuanrengong_reaches_an_agent_with_the_or
     await producer.start()
     router, _ = await start_router(settings, tmp_path, "router-bot", extra={"SB_ORDER_LOOKUP_URL": orders.url})
     try:
+        await profile_read(tmp_path, "router-bot")
         topics = producer.topics
         await producer.send(topics.inbound, "c1", message(T, "c1", "m1", ASKS, customer="buyer-9001"))
         [(key, reply)] = await read_topic(settings.kafka_bootstrap, topics.outbound, 1)
@@ -98,6 +109,7 @@ async def test_router_killed_mid_lookup_loses_nothing(settings: ServiceSettings,
     first, _ = await start_router(settings, tmp_path, "router-1", extra={"SB_ORDER_LOOKUP_URL": url})
     second = None
     try:
+        await profile_read(tmp_path, "router-1")
         await producer.send(producer.topics.inbound, "c1", message(T, "c1", "m1", ASKS, customer="buyer-9001"))
 
         async def held() -> bool:

@@ -27,20 +27,19 @@ from switchboard.router.context import Outcome, RouterContext, read_conversation
 from switchboard.router.contract import BotAnswerRequest, BotHold, BotRouteRequest, Decision, decode_decisions
 from switchboard.router.drain import drain_groups
 from switchboard.router.snapshot import redis_guard, text
+from switchboard.router.surge import ActiveProfile
 from switchboard.routing.bot import Answer, bot_intent, fill, order_id_in
 from switchboard.routing.classify import Classification, Facts
 from switchboard.routing.config import BotIntent, TenantRouting
+from switchboard.routing.surge import profile_errors
 from switchboard.runtime.errors import TransientError
 from switchboard.runtime.logs import get_logger
-from switchboard.state.surge import read_active_surge
 
 log = get_logger(__name__)
 
 # A hold's deadline is the lookup timeout plus this: the router that holds it routes it itself when the lookup
 # times out; the sweep of any replica only takes holds whose router did not (it died).
 HOLD_GRACE_MS = 1_000
-# The active surge profile's bot intents are read at most this often per tenant.
-PROFILE_TTL_MS = 1_000
 
 
 @dataclass(frozen=True)
@@ -59,22 +58,22 @@ class BotAnswers:
         self.ctx = ctx
         self.lookup = lookup
         self.order_lookup_url = order_lookup_url
-        self._enabled: dict[str, tuple[int, frozenset[str]]] = {}
+        self._enabled: dict[str, tuple[ActiveProfile, TenantRouting, frozenset[str]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def enabled(self, config: TenantRouting) -> frozenset[str]:
-        """The bot intents the tenant's active surge profile switches on (`bot_first`), read at most once a
-        second; none without a profile or without intents in the config."""
-        if not config.bot.intents:
+    def enabled(self, config: TenantRouting) -> frozenset[str]:
+        """The bot intents the tenant's surge profile in force switches on (`bot_first`), as the router knows the
+        profile (router/surge.py: read on every sweep); none without a profile, or with one that does not fit the
+        tenant's config (the router then routes by the config alone)."""
+        active = self.ctx.configs.surge.get(config.tenant)
+        if not config.bot.intents or active.profile is None or not active.profile.bot_first:
             return frozenset()
-        now = self.ctx.clock()
         cached = self._enabled.get(config.tenant)
-        if cached is not None and now - cached[0] < PROFILE_TTL_MS:
-            return cached[1]
-        active = await read_active_surge(self.ctx.redis, self.ctx.keys, config.tenant)
-        names = active.definition.get("bot_first") if active is not None else None
-        found = frozenset(str(n) for n in names) if isinstance(names, list) else frozenset()
-        self._enabled[config.tenant] = (now, found)
+        if cached is not None and cached[0] is active and cached[1] is config:
+            return cached[2]
+        fits = not profile_errors(active.profile, config)
+        found = frozenset(active.profile.bot_first) if fits else frozenset()
+        self._enabled[config.tenant] = (active, config, found)
         return found
 
     def url_for(self, config: TenantRouting) -> str:

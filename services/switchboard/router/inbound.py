@@ -134,7 +134,7 @@ class InboundHandler:
         classified = classify(config, facts)
         if self.bot is None:
             return Opening(classified)
-        enabled = await self.bot.enabled(config)
+        enabled = self.bot.enabled(config)
         return Opening(classified, self.bot.hold_for(config, m, facts, classified, enabled, now) if enabled else None)
 
     async def handle(self, messages: Sequence[InboundMessage]) -> list[tuple[InboundMessage, str]]:
