@@ -8,7 +8,6 @@ what the scripts decided.
 from __future__ import annotations
 
 import time
-from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
@@ -32,9 +31,11 @@ from switchboard.router.snapshot import Snapshot, read_groups, text
 from switchboard.routing.chain import AgentView, Plan, Verdict, offer_deadline_ms, plan
 from switchboard.routing.commands import ConversationView
 from switchboard.routing.config import TenantRouting
-from switchboard.routing.scoring import service_level, stored_score
+from switchboard.routing.scoring import stored_score
 from switchboard.runtime.logs import get_logger
 from switchboard.runtime.lua import LuaScript
+from switchboard.state.figures import ABANDONED, ANSWERED, read_service_levels, record_outcomes
+from switchboard.state.figures import Outcome as FigureOutcome
 from switchboard.state.history import Close, CustomerHistory
 from switchboard.state.keys import Keys
 
@@ -45,6 +46,9 @@ ROUTE_DECISIONS = ("assigned", "offered", "queued")
 # A route plan offers the claim script this many candidates (each declares four keys). When all of them changed
 # since the snapshot, the conversation is queued and its groups drained at once, which finds whoever has room.
 CANDIDATES = 2
+# A group's service level (state/figures.py, shared by every replica) is read again after this long; between
+# reads, a batch's overflow triggers use the level read last.
+LEVEL_TTL_MS = 1000
 
 
 class EventSink(Protocol):
@@ -113,6 +117,20 @@ def annotate(decisions: Sequence[Decision], chosen: Plan | None, reasons: Sequen
     return out
 
 
+def figure_outcome(d: Decision, now_ms: int) -> FigureOutcome | None:
+    """What a decision counts in the service-level figures: an answer (an agent took the conversation directly or
+    accepted its offer) or an abandonment; None for anything else. Each arrival counts once (state/figures.py)."""
+    if not (d.conv and d.group and d.channel and d.enq):
+        return None
+    if d.type in ("assigned", "accepted"):
+        kind = ANSWERED
+    elif d.type == "abandoned":
+        kind = ABANDONED
+    else:
+        return None
+    return FigureOutcome(kind, d.conv, d.home or d.group, d.channel, int(d.enq), now_ms)
+
+
 @dataclass
 class RouterContext:
     """What the router's handlers share (one per router process; any number of processes may share a tenant)."""
@@ -129,7 +147,7 @@ class RouterContext:
     clock: Callable[[], int] = field(default=lambda: int(time.time() * 1000))
     scripts: Scripts = SCRIPTS
     _snapshots: dict[str, tuple[int, TenantRouting, frozenset[str], Snapshot]] = field(default_factory=dict)
-    _waits: dict[tuple[str, str], deque[float]] = field(default_factory=lambda: defaultdict(lambda: deque(maxlen=200)))
+    _levels: dict[tuple[str, str], tuple[int, float | None]] = field(default_factory=dict)
 
     def ctx(self, config: TenantRouting, now_ms: int) -> str:
         """ARGV[1] of the scripts for a tenant."""
@@ -139,9 +157,18 @@ class RouterContext:
         """A new set of declared keys of the tenant, with the tenant-wide ones."""
         return KeySet(self.keys, config.tenant).tenant_wide()
 
-    def waits(self, tenant: str) -> dict[str, tuple[float, ...]]:
-        """Recent waits per group of a tenant (for service-level overflow triggers)."""
-        return {g: tuple(w) for (t, g), w in self._waits.items() if t == tenant}
+    async def levels(self, config: TenantRouting, groups: set[str], now_ms: int) -> dict[str, float | None]:
+        """The groups' service levels from the shared figures (each read at most once per LEVEL_TTL_MS)."""
+        tenant = config.tenant
+        old = {g for g in groups if now_ms - self._levels.get((tenant, g), (-LEVEL_TTL_MS, None))[0] >= LEVEL_TTL_MS}
+        if old:
+            target = config.queue.service_level_target_s
+            found = await read_service_levels(self.redis, self.keys, tenant, old, target_s=target, now_ms=now_ms)
+            if len(self._levels) > 65536:
+                self._levels.clear()
+            for g, figures in found.items():
+                self._levels[(tenant, g)] = (now_ms, figures.level)
+        return {g: self._levels[(tenant, g)][1] for g in groups}
 
     def forget_snapshots(self, tenant: str) -> None:
         """Drop the cached snapshot of a tenant (a claim found it stale)."""
@@ -165,9 +192,9 @@ class RouterContext:
             return cached[3]
         if cached is not None and fresh:
             wanted |= cached[2]
-        snap = await read_groups(self.redis, self.keys, config.tenant, wanted, self.waits(config.tenant))
-        target = config.queue.service_level_target_s
-        snap.stats = {g: replace(s, level=service_level(s.recent_waits_s, target)) for g, s in snap.stats.items()}
+        snap = await read_groups(self.redis, self.keys, config.tenant, wanted)
+        levels = await self.levels(config, set(snap.stats), now_ms)
+        snap.stats = {g: replace(s, level=levels[g]) for g, s in snap.stats.items()}
         if self.snapshot_ttl_s > 0:
             if len(self._snapshots) > 4096:
                 self._snapshots.clear()
@@ -253,8 +280,6 @@ class RouterContext:
         for outcome in found:
             d = outcome.decision
             DECISIONS.labels(d.type).inc()
-            if d.type in ("assigned", "offered") and d.enq:
-                self._waits[(config.tenant, d.group)].append(max(0.0, (now_ms - d.enq) / 1000))
             if d.type == "refused":
                 log.info(
                     "command_refused",
@@ -289,3 +314,6 @@ class RouterContext:
             await CustomerHistory(self.redis, self.keys).record_closed(config.tenant, closes, now_ms)
         if away:
             await self.sink.agents_changed(config.tenant, away)
+        counted = [o for o in (figure_outcome(o.decision, now_ms) for o in found) if o is not None]
+        if counted:
+            await record_outcomes(self.redis, self.keys, config.tenant, counted)

@@ -311,6 +311,10 @@ class Decision:
     mid: str = ""
     cid: str = ""
     changed: tuple[str, ...] = ()
+    # The conversation's own group when another group's agent took it (overflow): its figures count there.
+    home: str = ""
+    # ABANDONED: how long the customer waited, from the original arrival.
+    wait: int = 0
 
     @classmethod
     def decode(cls, raw: Mapping[str, Any]) -> Self:

@@ -68,10 +68,8 @@ async def read_agents(redis: Redis, keys: Keys, tenant: str, agent_ids: Iterable
     return {agent: AgentView.from_hash(agent, row) for agent, row in zip(ids, rows, strict=True) if row}
 
 
-async def read_groups(
-    redis: Redis, keys: Keys, tenant: str, groups: Iterable[str], waits: dict[str, tuple[float, ...]] | None = None
-) -> Snapshot:
-    """The agents of the groups and each group's queue length (all channels)."""
+async def read_groups(redis: Redis, keys: Keys, tenant: str, groups: Iterable[str]) -> Snapshot:
+    """The agents of the groups and each group's queue length, per channel and in all."""
     names = sorted(set(groups))
     pipe = redis.pipeline(transaction=False)
     for group in names:
@@ -87,13 +85,11 @@ async def read_groups(
         members.update(m.decode() for m in row)
     lengths = rows[len(names) : len(names) * (1 + len(CHANNELS))]
     versions = {group: int(v or 0) for group, v in zip(names, rows[len(names) * (1 + len(CHANNELS)) :], strict=True)}
-    stats = {
-        group: GroupStats(
-            queue_length=sum(int(n) for n in lengths[i * len(CHANNELS) : (i + 1) * len(CHANNELS)]),
-            recent_waits_s=(waits or {}).get(group, ()),
-        )
-        for i, group in enumerate(names)
-    }
+    stats = {}
+    for i, group in enumerate(names):
+        row = lengths[i * len(CHANNELS) : (i + 1) * len(CHANNELS)]
+        per_channel: dict[str, int] = {ch: int(n) for ch, n in zip(CHANNELS, row, strict=True)}
+        stats[group] = GroupStats(queue_length=sum(per_channel.values()), channel_lengths=per_channel)
     return Snapshot(await read_agents(redis, keys, tenant, members), stats, versions)
 
 

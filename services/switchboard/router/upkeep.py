@@ -29,11 +29,12 @@ from switchboard.router.contract import (
 )
 from switchboard.router.drain import drain_agents, drain_groups, has_room
 from switchboard.router.snapshot import read_agents, redis_guard, text
-from switchboard.routing.chain import AgentView, sets_away
+from switchboard.routing.chain import AgentIndex, AgentView, sets_away
 from switchboard.routing.config import CHANNELS, TenantRouting
 from switchboard.routing.exclusion import exclude, excluded_now
 from switchboard.routing.scoring import stored_score
 from switchboard.runtime.logs import get_logger
+from switchboard.state.figures import Estimate, Estimates, write_estimates
 
 log = get_logger(__name__)
 
@@ -116,7 +117,9 @@ class Upkeep:
                 await self.requeue(config, agent.agent_id, now)
         await self._overflow(config, now)
         await self.resend(config, now)
-        if await self._queued(config):
+        lengths = await self._queue_lengths(config)
+        await self._estimates(config, agents, lengths, now)
+        if any(lengths.values()):
             agents = await read_agents(ctx.redis, keys, tenant, ids)
             await drain_agents(ctx, config, [a.agent_id for a in agents.values() if has_room(a, config)], now)
 
@@ -197,9 +200,23 @@ class Upkeep:
         if found:
             await drain_groups(ctx, config, [request.ring], now)
 
-    async def _queued(self, config: TenantRouting) -> bool:
+    async def _queue_lengths(self, config: TenantRouting) -> dict[tuple[str, str], int]:
+        """Conversations waiting per (group, channel) of the tenant."""
+        wanted = [(group.name, ch) for group in config.skill_groups for ch in CHANNELS]
         pipe = self.ctx.redis.pipeline(transaction=False)
+        for group, ch in wanted:
+            pipe.zcard(self.ctx.keys.queue_channel(config.tenant, group, ch))
+        return {queue: int(n) for queue, n in zip(wanted, await pipe.execute(), strict=True)}
+
+    async def _estimates(
+        self, config: TenantRouting, agents: dict[str, AgentView], lengths: dict[tuple[str, str], int], now: int
+    ) -> None:
+        """Write each group's estimated wait per channel to the shared figures (state/figures.py): a queue place
+        takes the group's average handle time over the channel's slots of its available agents."""
+        index = AgentIndex.of(agents.values())
+        estimates = Estimates()
         for group in config.skill_groups:
             for ch in CHANNELS:
-                pipe.zcard(self.ctx.keys.queue_channel(config.tenant, group.name, ch))
-        return any(int(n) for n in await pipe.execute())
+                per_position = group.avg_handle_s / max(1, index.slots(group.name, ch))
+                estimates.put(group.name, ch, Estimate(per_position, lengths.get((group.name, ch), 0), now))
+        await write_estimates(self.ctx.redis, self.ctx.keys, config.tenant, estimates)

@@ -112,8 +112,15 @@ class GroupStats:
 
     queue_length: int = 0
     recent_waits_s: tuple[float, ...] = ()
-    # The service level of recent_waits_s when already computed for the batch.
+    # The group's service level when already known (the router reads it from the shared figures,
+    # state/figures.py); otherwise computed from recent_waits_s.
     level: float | None = None
+    # Queue length per channel: a channel's estimated wait counts only its own queue.
+    channel_lengths: Mapping[str, int] = field(default_factory=dict)
+
+    def length(self, channel: str) -> int:
+        """Conversations waiting on a channel (all channels when not known per channel)."""
+        return self.channel_lengths.get(channel, 0) if self.channel_lengths else self.queue_length
 
 
 @dataclass
@@ -190,7 +197,7 @@ def active_rings(
     if not group.overflow:
         return []
     mine = stats.get(group.name, GroupStats())
-    wait = estimated_wait_s(mine.queue_length, index.slots(group.name, channel), group.avg_handle_s)
+    wait = estimated_wait_s(mine.length(channel), index.slots(group.name, channel), group.avg_handle_s)
     level = mine.level
     if level is None:
         level = service_level(mine.recent_waits_s, config.queue.service_level_target_s)

@@ -187,6 +187,19 @@ class Keys:
         """String with a TTL: the note the last agent left when transferring a conversation (gateway)."""
         return self._tenant(tenant_id, "conv", conversation_id, "transfer-note")
 
+    def figures_minute(self, tenant_id: str, group: str, minute: int) -> str:
+        """Hash with a TTL: one minute of a skill group's outcomes per channel (answered waits by bin, abandoned),
+        written by the router (state/figures.py)."""
+        return self._tenant(tenant_id, "figures", group, str(minute))
+
+    def figures_counted(self, tenant_id: str, conversation_id: str, enqueued_ms: int) -> str:
+        """String with a TTL: this arrival of a conversation is already counted as answered or abandoned."""
+        return self._tenant(tenant_id, "figures", "counted", conversation_id, str(enqueued_ms))
+
+    def figures_estimates(self, tenant_id: str) -> str:
+        """Hash: `group:channel` -> JSON estimate (seconds per queue position, queue length, when), router."""
+        return self._tenant(tenant_id, "figures", "estimates")
+
     def tenant_pattern(self, tenant_id: str) -> str:
         """A SCAN pattern matching every key of one tenant."""
         return self._tenant(tenant_id, "*")

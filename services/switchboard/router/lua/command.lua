@@ -27,7 +27,8 @@ elseif M.type == 'accept' then
   redis.call('ZREM', T('offers'), conv)
   redis.call('HSET', K('agent', agent), 'missed_offers', 0)
   deliver_backlog(agent, conv, epoch, redis.call('HGET', ckey, 'served_group'), redis.call('HGET', ckey, 'rule'))
-  emit({ type = 'accepted', conv = conv, agent = agent, epoch = epoch, group = group, channel = ch })
+  emit({ type = 'accepted', conv = conv, agent = agent, epoch = epoch, group = group, channel = ch,
+    enq = tonumber(redis.call('HGET', ckey, 'enqueued_ms')) or NOW })
 elseif M.type == 'decline' then
   release(agent, conv, ch)
   redis.call('ZREM', T('offers'), conv)

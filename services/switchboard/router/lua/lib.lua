@@ -146,7 +146,7 @@ end
 -- deadline: one atomic step with the desk events that tell the agent.
 local function claim(conv, agent, group, step, deadline)
   local ckey = K('conv', conv)
-  local c = redis.call('HMGET', ckey, 'channel', 'customer_id', 'rule', 'enqueued_ms', 'priority')
+  local c = redis.call('HMGET', ckey, 'channel', 'customer_id', 'rule', 'enqueued_ms', 'priority', 'group')
   local ch = c[1]
   local akey = K('agent', agent)
   redis.call('HINCRBY', akey, 'used:' .. ch, 1)
@@ -158,7 +158,7 @@ local function claim(conv, agent, group, step, deadline)
     redis.call('SET', K('returning', c[2]), agent, 'EX', C.aff_ttl)
   end
   local d = { type = 'assigned', conv = conv, agent = agent, group = group, step = step, epoch = epoch,
-    channel = ch, enq = tonumber(c[4]) or NOW, prio = tonumber(c[5]) or 0, rule = c[3] or '' }
+    channel = ch, enq = tonumber(c[4]) or NOW, prio = tonumber(c[5]) or 0, rule = c[3] or '', home = c[6] or '' }
   if deadline > 0 then
     redis.call('HSET', ckey, 'state', 'offered', 'owner', '', 'offer_agent', agent, 'offer_deadline_ms', deadline,
       'queues', '', 'served_group', group)
