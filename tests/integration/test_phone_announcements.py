@@ -31,6 +31,7 @@ async def test_a_waiting_caller_is_told_the_place_and_the_wait_in_the_answer(
     # Three callers wait: two for after-sales (2 min a place), one for pre-sales (1 min a place).
     await put_estimate(redis, keys, "shop-a", "after_sales", "phone", 120, 2)
     await put_estimate(redis, keys, "shop-a", "presales", "phone", 60, 1)
+    await put_estimate(redis, keys, "shop-a", "complaints", "phone", 900, 0)  # nobody waits there: not its wait
     await put_estimate(redis, keys, "shop-a", "after_sales", "chat", 5, 90)  # the chat queue says nothing here
     async with running_phone(settings) as phone, httpx.AsyncClient(base_url=phone.http, headers=SHOP_A_KEY) as http:
         # Before the router decided: behind everyone waiting on the phone, the longest group's wait.

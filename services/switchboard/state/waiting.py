@@ -102,10 +102,11 @@ class ChannelQueue:
 
 async def channel_queue(redis: Redis, keys: Keys, tenant_id: str, channel: str) -> ChannelQueue:
     """What a customer of `channel` joining now faces before the router decided their group: everyone waiting on
-    that channel ahead, and the longest of the groups' estimated waits (the group is not known yet)."""
+    that channel ahead, and the longest newcomer's wait among the groups where someone waits (the group is not
+    known yet; a group nobody waits for would most likely take them at once)."""
     estimates = {g: e for (g, ch), e in (await read_estimates(redis, keys, tenant_id)).items() if ch == channel}
     waiting = sum(e.queue_length for e in estimates.values())
-    longest = max((e.wait_s() for e in estimates.values()), default=0.0)
+    longest = max((e.wait_s() for e in estimates.values() if e.queue_length > 0), default=0.0)
     return ChannelQueue(waiting, round(longest))
 
 
