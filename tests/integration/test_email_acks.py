@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from switchboard.contracts import Channel, InboundMessage, RoutingEvent, RoutingEventType
 from switchboard.email.ack import AckSender
 from switchboard.email.threads import ThreadBook
+from switchboard.runtime.errors import TransientError
 from switchboard.runtime.kafka import RecordProducer
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.runtime.topics import Topics
@@ -198,4 +199,38 @@ async def test_the_router_queues_a_mail_and_the_customer_is_told_when_to_expect_
             assert acks_to(relay, "zhao@customer.example") == []
     finally:
         await stop_router(router)
+        await relay.stop()
+
+
+async def test_a_replica_that_died_mid_send_or_a_relay_that_is_down_still_ends_in_one_acknowledgement(
+    settings: ServiceSettings, redis: Redis
+) -> None:
+    keys = Keys(settings.key_prefix)
+    relay = CapturingRelay()
+    await relay.start()
+    es = email_settings(settings, relay.port)
+    try:
+        async with running_email(es) as service:
+            assert service.smtp.port is not None
+            question = customer_mail("sun@customer.example", "发票抬头写错了，能重开吗？", "发票")
+            conv = await conversation_of(settings, await send(service.smtp.port, question))
+        await switch_on(redis, keys, "shop-a", email=True)
+        await put_queued(redis, keys, "shop-a", conv, "after_sales", "email", ahead=1)
+        sender = AckSender(es, ThreadBook(redis, keys, 3600), keys)
+        # Another replica claimed it and died before sending: its lease must run out first.
+        marker = keys.processed("shop-a", "email-acks", conv)
+        await redis.set(marker, b"sending:email-dead", ex=1)
+        with pytest.raises(TransientError):
+            await sender.acknowledge("shop-a", conv)
+        await asyncio.sleep(1.2)
+        # The relay is down: nothing is taken, the claim is released for the retry.
+        await relay.stop()
+        with pytest.raises(TransientError):
+            await sender.acknowledge("shop-a", conv)
+        assert await redis.get(marker) is None
+        await relay.start()
+        assert await sender.acknowledge("shop-a", conv) == "sent"
+        assert await sender.acknowledge("shop-a", conv) == "already_sent"
+        assert [m["To"] for m in relay.messages] == ["sun@customer.example"]
+    finally:
         await relay.stop()
