@@ -143,8 +143,14 @@ async def test_no_acknowledgement_without_the_profile_for_a_taken_conversation_o
                 settings, await send(port, customer_mail("d@customer.example", "地址写错了", "改地址"))
             )
             await switch_on(redis, keys, "shop-a", email=True)  # shop-b has no profile in force
-            for tenant, conv in (("shop-b", off), ("shop-a", robot), ("shop-a", taken), ("shop-a", last)):
-                await put_queued(redis, keys, tenant, conv, "after_sales", "email", ahead=0)
+            # Each first in a queue of its own.
+            for tenant, conv, group in (
+                ("shop-b", off, "presales"),
+                ("shop-a", robot, "orders"),
+                ("shop-a", taken, "logistics"),
+                ("shop-a", last, "after_sales"),
+            ):
+                await put_queued(redis, keys, tenant, conv, group, "email", ahead=0)
             await redis.hset(keys.conversation("shop-a", taken), "state", "assigned")  # an agent took it meanwhile
             # One key, so one partition: when `last` is acknowledged, the three before it were handled.
             await producer.send_many(
