@@ -522,6 +522,8 @@ async def test_a_late_answer_turns_red_at_the_groups_target_in_force_and_the_boa
         await expect(group).to_contain_text("3秒响应率")  # the profile's target names the rate
         await expect(group.locator('[data-figure="response-rate"]')).to_have_text("0%")
         await expect(group.locator('[data-figure="response-average"]')).not_to_have_text("—")
+        # Answered at once: the router's shared service level (state/figures.py) the board now reads.
+        await expect(group.locator('[data-figure="service-level"]')).to_have_text("100%")
         await expect(board.locator('[data-agent="a-min"] [data-figure="agent-response-rate"]')).to_contain_text("0%")
         await shot(board, "board-responses")
         await page.get_by_label("Wrap-up code").select_option("answered")

@@ -85,7 +85,9 @@ const TEXT = {
   firstResponse: ["首次响应", "First response"],
   responses: ["响应次数", "Responses"],
   today: ["今日", "today"],
+  responseRateToday: ["响应率（今日）", "Response rate (today)"],
   myToday: ["我的今日", "My day"],
+  abandoned: ["放弃", "abandoned"],
 } as const;
 
 export type TextKey = keyof typeof TEXT;
