@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from switchboard.contracts import AgentPresence, AgentStatus
+from switchboard.router.bot import BotAnswers
 from switchboard.router.context import (
     Outcome,
     RouterContext,
@@ -56,8 +57,9 @@ def departed(agent: AgentView, config: TenantRouting, now: int) -> bool:
 class Upkeep:
     """Presence reactions and the periodic sweep of one router process."""
 
-    def __init__(self, ctx: RouterContext) -> None:
+    def __init__(self, ctx: RouterContext, bot: BotAnswers | None = None) -> None:
         self.ctx = ctx
+        self.bot = bot
 
     async def handle_presence(self, records: Sequence[AgentPresence]) -> None:
         """React to agents' presence records in order."""
@@ -143,6 +145,7 @@ class Upkeep:
             if departed(agent, config, now) and await ctx.redis.scard(keys.agent_conversations(tenant, agent.agent_id)):
                 await self.requeue(config, agent.agent_id, now)
         await self._overflow(config, now)
+        await self._bot_holds(config, now)
         await self.resend(config, now)
         lengths = await self._queue_lengths(config)
         await self._estimates(config, agents, lengths, now)
@@ -231,6 +234,11 @@ class Upkeep:
         if widened:
             # once for all: a profile switching on may widen hundreds of conversations into the same ring
             await drain_groups(ctx, config, sorted(widened), now)
+
+    async def _bot_holds(self, config: TenantRouting, now: int) -> None:
+        """Conversations the bot held past their deadline (their router died mid-lookup) are routed."""
+        if self.bot is not None:
+            await self.bot.sweep_holds(config, now)
 
     async def _widen(self, config: TenantRouting, request: OverflowRequest, channel: str, now: int) -> bool:
         """Put a queued conversation in a ring's queue too; False when it changed meanwhile (the caller drains)."""
