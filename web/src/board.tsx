@@ -126,6 +126,8 @@ function Board({ lang, login, signOut }: { lang: Lang; login: Login; signOut: (m
   );
 }
 
+const CHANNEL_ICONS: Record<string, string> = { chat: "💬", email: "✉️", phone: "📞" };
+
 function GroupCard({ g, lang }: { g: Json; lang: Lang }) {
   const level = g.service_level === null ? "—" : `${Math.round(g.service_level * 100)}%`;
   return (
@@ -134,8 +136,12 @@ function GroupCard({ g, lang }: { g: Json; lang: Lang }) {
       <div>{t(lang, "waiting")}: <span class="figure" data-figure="waiting">{g.waiting}</span>{" "}
         <span class="muted">(💬{g.waiting_by_channel.chat} ✉️{g.waiting_by_channel.email} 📞{g.waiting_by_channel.phone})</span></div>
       <div>{t(lang, "longest")}: {duration(g.oldest_wait_s)}</div>
-      <div>{t(lang, "serviceLevel")}: {level} <span class="muted">(≤ {g.service_level_target_s}s, 15 min)</span></div>
-      <div>{t(lang, "estWait")}: {g.estimated_wait_s === null ? "—" : duration(g.estimated_wait_s)}</div>
+      <div>{t(lang, "serviceLevel")}: <span data-figure="service-level">{level}</span>{" "}
+        <span class="muted">(≤ {g.service_level_target_s}s, 15 min; {t(lang, "abandoned")} {g.abandoned ?? 0})</span></div>
+      <div>{t(lang, "estWait")}: {g.estimated_wait_s === null ? "—" : duration(g.estimated_wait_s)}{" "}
+        <span class="muted">{Object.entries((g.estimated_wait_by_channel ?? {}) as Record<string, number>)
+          .filter(([c]) => g.waiting_by_channel[c] > 0)
+          .map(([c, w]) => `${CHANNEL_ICONS[c] ?? c}${duration(w)}`).join(" ")}</span></div>
       <div>{t(lang, "occupancy")}: {Math.round(g.occupancy * 100)}%</div>
       {g.responses_today && <GroupResponses g={g} lang={lang} />}
       <div class="muted">
@@ -208,7 +214,7 @@ function Agents({ agents, lang }: { agents: Json; lang: Lang }) {
     <section class="card" aria-label={t(lang, "agents")}>
       <h2>{t(lang, "agents")}</h2>
       <table>
-        <thead><tr><th>{t(lang, "agent")}</th><th>{t(lang, "status")}</th><th>{t(lang, "inStatus")}</th><th>{t(lang, "load")}</th><th>{t(lang, "current")}</th><th>{t(lang, "responseRate", { n: "" }).trim()} ({t(lang, "today")})</th><th>{t(lang, "avgResponse")}</th></tr></thead>
+        <thead><tr><th>{t(lang, "agent")}</th><th>{t(lang, "status")}</th><th>{t(lang, "inStatus")}</th><th>{t(lang, "load")}</th><th>{t(lang, "current")}</th><th>{t(lang, "responseRateToday")}</th><th>{t(lang, "avgResponse")}</th></tr></thead>
         <tbody>
           {agents.agents.map((a: Json) => (
             <tr data-agent={a.agent_id}>
@@ -289,6 +295,13 @@ function Monitor({ lang, login }: { lang: Lang; login: Login }) {
       {conv && (
         <div>
           <p class="muted">{conv.state} · {conv.owner || conv.offer_agent || "—"} · {conv.skill_group} · {conv.channel}</p>
+          {conv.responses && (
+            <p class="muted" data-figure="conversation-responses">
+              {t(lang, "firstResponse")} {conv.responses.first_response_s === null ? "—" : duration(conv.responses.first_response_s)} ·{" "}
+              {t(lang, "avgResponse")} {conv.responses.average_s === null ? "—" : duration(conv.responses.average_s)} ·{" "}
+              {t(lang, "responses")} {conv.responses.responses}
+            </p>
+          )}
           {conv.messages.map((m: Json) => <div class="msg">{m.text}</div>)}
         </div>
       )}

@@ -72,12 +72,12 @@ def board_figures(settings: GatewaySettings, gateway: Gateway) -> BoardFigures:
     figures = BoardFigures(
         gateway.redis,
         gateway.keys,
-        RoutingTally(max(settings.board_sl_window_s, settings.board_history_s)),
+        RoutingTally(settings.board_history_s),
         sample_s=settings.board_sample_s,
         history_s=settings.board_history_s,
         head=settings.queue_stats_head,
+        sl_window_s=settings.board_sl_window_s,
     )
-    figures.tally.window_ms = int(settings.board_sl_window_s * 1000)
     figures.targets = service_level_targets(settings.routing_config_dir)
     figures.know_roster(gateway.roster)
     return figures

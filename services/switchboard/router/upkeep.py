@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from switchboard.contracts import AgentPresence, AgentStatus
+from switchboard.router.bot import BotAnswers
 from switchboard.router.context import (
     Outcome,
     RouterContext,
@@ -34,7 +35,7 @@ from switchboard.router.contract import (
     decode_decisions,
 )
 from switchboard.router.drain import drain_agents, drain_groups, has_room
-from switchboard.router.snapshot import read_agents, redis_guard, text
+from switchboard.router.snapshot import Snapshot, read_agents, redis_guard, text
 from switchboard.routing.chain import AgentIndex, AgentView, rings_due, sets_away
 from switchboard.routing.config import CHANNELS, TenantRouting
 from switchboard.routing.exclusion import exclude, excluded_now
@@ -56,8 +57,9 @@ def departed(agent: AgentView, config: TenantRouting, now: int) -> bool:
 class Upkeep:
     """Presence reactions and the periodic sweep of one router process."""
 
-    def __init__(self, ctx: RouterContext) -> None:
+    def __init__(self, ctx: RouterContext, bot: BotAnswers | None = None) -> None:
         self.ctx = ctx
+        self.bot = bot
 
     async def handle_presence(self, records: Sequence[AgentPresence]) -> None:
         """React to agents' presence records in order."""
@@ -143,6 +145,7 @@ class Upkeep:
             if departed(agent, config, now) and await ctx.redis.scard(keys.agent_conversations(tenant, agent.agent_id)):
                 await self.requeue(config, agent.agent_id, now)
         await self._overflow(config, now)
+        await self._bot_holds(config, now)
         await self.resend(config, now)
         lengths = await self._queue_lengths(config)
         await self._estimates(config, agents, lengths, now)
@@ -199,8 +202,8 @@ class Upkeep:
         if not groups:
             return
         ctx, keys, tenant = self.ctx, self.ctx.keys, config.tenant
-        snap = await ctx.snapshot(config, {g.name for g in groups})
-        index = snap.index()
+        snap: Snapshot | None = None
+        widened: set[str] = set()
         for group in groups:
             for ch in CHANNELS:
                 members: list[tuple[bytes, float]] = await ctx.redis.zrange(
@@ -208,6 +211,9 @@ class Upkeep:
                 )  # type: ignore[assignment]
                 if not members:
                     continue
+                if snap is None:  # read only when something waits: the groups' agents and figures, once a sweep
+                    snap = await ctx.snapshot(config, {g.name for g in groups})
+                index = snap.index()
                 pipe = ctx.redis.pipeline(transaction=False)
                 for member in members:
                     pipe.hmget(keys.conversation(tenant, text(member[0])), "enqueued_ms", "queues", "group", "epoch")
@@ -224,15 +230,22 @@ class Upkeep:
                         widen = OverflowRequest(text(conv), int(epoch or 0), queues, ring.group, score, why)
                         if await self._widen(config, widen, ch, now):
                             queues = f"{queues},{ring.group}"
+                            widened.add(ring.group)
+        if widened:
+            # once for all: a profile switching on may widen hundreds of conversations into the same ring
+            await drain_groups(ctx, config, sorted(widened), now)
+
+    async def _bot_holds(self, config: TenantRouting, now: int) -> None:
+        """Conversations the bot held past their deadline (their router died mid-lookup) are routed."""
+        if self.bot is not None:
+            await self.bot.sweep_holds(config, now)
 
     async def _widen(self, config: TenantRouting, request: OverflowRequest, channel: str, now: int) -> bool:
-        """Put a queued conversation in a ring's queue too, and drain the ring; False when it changed meanwhile."""
+        """Put a queued conversation in a ring's queue too; False when it changed meanwhile (the caller drains)."""
         ctx = self.ctx
         groups = [q for q in request.queues.split(",") if q]
         ks = ctx.key_set(config).conversation(request.conv).groups([*groups, request.ring], channel)
         found = await ctx.apply(config, ctx.scripts.overflow, ks, request.encode(), now, unsent=True)
-        if found:
-            await drain_groups(ctx, config, [request.ring], now)
         return bool(found)
 
     async def _queue_lengths(self, config: TenantRouting) -> dict[tuple[str, str], int]:
