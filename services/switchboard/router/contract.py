@@ -92,6 +92,8 @@ class OpenConversation:
     prio: int
     rule: str
     route: Route
+    # The original arrival (ms) of a conversation whose customer left and came back; 0: it arrives now.
+    enq: int = 0
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,8 @@ class InboundRequest:
                 "rule": self.open.rule,
                 "route": self.open.route.encode(),
             }
+            if self.open.enq:
+                out["open"]["enq"] = self.open.enq
         return _dump(out)
 
 
@@ -261,6 +265,35 @@ class OverflowRequest:
 
 
 @dataclass(frozen=True)
+class AbandonRequest:
+    """abandon.lua: the customer left a queued or offered conversation (`reason`: call_ended, chat_patience).
+
+    `mid`: the call.ended message (its processed marker makes a redelivery change nothing); empty for the sweep.
+    `gone_before`: for the sweep, the customer must still be marked gone since this time (ms) or earlier.
+    """
+
+    conv: str
+    expect: ConversationExpectation
+    reason: str
+    mid: str = ""
+    gone_before: int = 0
+    bump: tuple[str, ...] = ()
+
+    def encode(self) -> str:
+        """ARGV[2] of abandon.lua."""
+        return _dump(
+            {
+                "conv": self.conv,
+                "expect": self.expect.encode(),
+                "reason": self.reason,
+                "mid": self.mid,
+                "gone_before": self.gone_before,
+                "bump": list(self.bump),
+            }
+        )
+
+
+@dataclass(frozen=True)
 class Peek:
     """peek.lua, per message: its conversation's state, owner and last owner, and its customer's last agent."""
 
@@ -268,6 +301,8 @@ class Peek:
     owner: str = ""
     last_owner: str = ""
     returning: str = ""
+    # The original arrival of an abandoned conversation (its customer may come back); 0 otherwise.
+    enqueued_ms: int = 0
 
     @classmethod
     def decode_all(cls, raw: bytes | str) -> list[Peek]:

@@ -26,6 +26,7 @@ TYPES = {
     "transferred": RoutingEventType.ROUTING_EVENT_TRANSFERRED,
     "closed": RoutingEventType.ROUTING_EVENT_CLOSED,
     "delivered": RoutingEventType.ROUTING_EVENT_MESSAGE_DELIVERED,
+    "abandoned": RoutingEventType.ROUTING_EVENT_ABANDONED,
 }
 
 
@@ -91,4 +92,7 @@ def routing_event(
         event.reasons.append(f"overflow:{d.overflow}:waited")
     if d.type == "timed_out" and d.away:
         event.reasons.append("agent_set_away:missed_offers")
+    if d.type == "abandoned":
+        event.wait_ms = d.wait
+        event.reasons.append(f"abandoned:{d.reason}")
     return event

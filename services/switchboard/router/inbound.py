@@ -17,6 +17,7 @@ from typing import Any
 from prometheus_client import Histogram
 
 from switchboard.contracts import InboundMessage, MessageKind
+from switchboard.router.abandon import Abandonment, is_call_ended
 from switchboard.router.context import Outcome, RouterContext, annotate
 from switchboard.router.contract import Decision, InboundRequest, OpenConversation, Peek, decode_decisions
 from switchboard.router.drain import drain_groups
@@ -94,6 +95,7 @@ class InboundHandler:
 
     def __init__(self, ctx: RouterContext) -> None:
         self.ctx = ctx
+        self.abandonment = Abandonment(ctx)
 
     async def handle(self, messages: Sequence[InboundMessage]) -> list[tuple[InboundMessage, str]]:
         """Route a batch of inbound messages in order; return those refused, with the reason."""
@@ -123,7 +125,30 @@ class InboundHandler:
             declared += (conv, keys.returning_customer(tenant, customer) if customer else conv)
         return Peek.decode_all(await self.ctx.scripts.peek(self.ctx.redis, declared))
 
-    async def _tenant(self, config: TenantRouting, items: Sequence[InboundMessage]) -> None:
+    async def _tenant(self, config: TenantRouting, batch: Sequence[InboundMessage]) -> None:
+        # A call.ended is the last message of its call: handled after the rest of the batch, on its own path.
+        items = [m for m in batch if not is_call_ended(m)]
+        if items:
+            await self._messages(config, items)
+        for m in batch:
+            if is_call_ended(m):
+                await self._end_call(config, m)
+
+    async def _end_call(self, config: TenantRouting, m: InboundMessage) -> None:
+        """A caller hung up: a waiting call is abandoned, an assigned one's owner gets the message, nothing reopens."""
+        for _ in range(RETRIES):
+            if await self.abandonment.call_ended(config, m):
+                return
+            now = self.ctx.clock()
+            call = self._call(config, m, (await self._read(config, [m]))[0], None, None, now)
+            args = (self.ctx.ctx(config, now), call.request.encode(), m.SerializeToString())
+            result = decode_decisions(await self.ctx.scripts.inbound(self.ctx.redis, call.keys.list(), args))
+            if not (result and result[0].type in ("need_plan", "changed")):
+                await self.ctx.publish(config, annotate(result, None), now)
+                return
+        raise RuntimeError(f"conversation {m.conversation_id} kept changing while its call ended")
+
+    async def _messages(self, config: TenantRouting, items: Sequence[InboundMessage]) -> None:
         now = self.ctx.clock()
         seen = await self._read(config, items)
         opened: set[str] = set()
@@ -172,13 +197,15 @@ class InboundHandler:
         if classified is None or snap is None:
             return Call(m, request, ks)
         group, priority, rule, boosts = classified.group, classified.priority, classified.rule, classified.boosts
+        # A customer who left while waiting and writes again keeps the original arrival (score and figures).
+        returned = seen.enqueued_ms if seen.state == "abandoned" else 0
         route, chosen = self.ctx.route(
             config,
             snap,
             group,
             channel,
             priority=priority,
-            enqueued_ms=now,
+            enqueued_ms=returned or now,
             now_ms=now,
             sticky=seen.last_owner,
             returning=seen.returning,
@@ -186,9 +213,11 @@ class InboundHandler:
         )
         ks.route(route, channel)
         reasons = list(boosts)
+        if returned:
+            reasons.append("returned_after_abandoning")
         if chosen.passed_over > len(chosen.verdicts):
             reasons.append(f"passed_over:{chosen.passed_over}")
-        request = replace(request, open=OpenConversation(group, priority, rule, route))
+        request = replace(request, open=OpenConversation(group, priority, rule, route, returned))
         return Call(m, request, ks, chosen, tuple(reasons))
 
     async def _claim_in_chunks(

@@ -22,7 +22,7 @@ from switchboard.state.keys import Keys
 from switchboard.state.outbox import DESK_APPEND_LUA
 
 _MARK = "\x01"
-ACTIONS = ("inbound", "command", "drain", "timeout", "requeue", "overflow")
+ACTIONS = ("inbound", "command", "drain", "timeout", "requeue", "overflow", "abandon")
 # Read-only scripts: no shared functions, no context.
 READS = ("peek",)
 
@@ -60,6 +60,7 @@ def key_formats(keys: Keys, tenant: str) -> dict[str, Any]:
         "offers": keys.offers(tenant),
         "pending": keys.presence_pending(tenant),
         "unsent": keys.routing_unsent(tenant),
+        "gone": keys.chat_gone(tenant),
     }
 
 
@@ -136,6 +137,10 @@ class KeySet:
         """Presence's pending set (a script that changes an agent's status through presence's function)."""
         return self.add(_tenant_keys(self.keys, self.tenant)[3])
 
+    def gone(self) -> KeySet:
+        """The tenant's chat customers without a socket (the patience sweep)."""
+        return self.add(self.keys.chat_gone(self.tenant))
+
     def agent(self, agent_id: str) -> KeySet:
         """An agent's hash, its conversations and its desk outbox and seq."""
         return self.add(*_agent_keys(self.keys, self.tenant, agent_id))
@@ -184,6 +189,7 @@ class Scripts:
     timeout: LuaScript
     requeue: LuaScript
     overflow: LuaScript
+    abandon: LuaScript
     peek: LuaScript
 
     @classmethod

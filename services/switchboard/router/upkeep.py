@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from switchboard.contracts import AgentPresence, AgentStatus
+from switchboard.router.abandon import Abandonment
 from switchboard.router.context import (
     Outcome,
     RouterContext,
@@ -40,7 +41,9 @@ log = get_logger(__name__)
 
 
 def departed(agent: AgentView, config: TenantRouting, now: int) -> bool:
-    """Offline for longer than the tenant's grace period."""
+    """Removed (by an operator or a roster prune), or offline for longer than the tenant's grace period."""
+    if agent.removed:
+        return True
     return agent.status == "offline" and now - agent.status_since_ms >= config.offline_grace_s * 1000
 
 
@@ -49,6 +52,7 @@ class Upkeep:
 
     def __init__(self, ctx: RouterContext) -> None:
         self.ctx = ctx
+        self.abandonment = Abandonment(ctx)
 
     async def handle_presence(self, records: Sequence[AgentPresence]) -> None:
         """React to agents' presence records in order."""
@@ -85,6 +89,16 @@ class Upkeep:
             await drain_groups(ctx, config, groups, now)
         return found
 
+    async def _removed(self, config: TenantRouting, now: int) -> None:
+        """Hand back what removed agents still hold (they are in no set of the tenant's agents any more)."""
+        ctx, keys, tenant = self.ctx, self.ctx.keys, config.tenant
+        ids = sorted(text(m) for m in await ctx.redis.smembers(keys.removed_agents(tenant)))
+        for agent in (await read_agents(ctx.redis, keys, tenant, ids)).values():
+            if agent.removed and await ctx.redis.scard(keys.agent_conversations(tenant, agent.agent_id)):
+                await self.requeue(config, agent.agent_id, now)
+            if not agent.removed or not await ctx.redis.scard(keys.agent_conversations(tenant, agent.agent_id)):
+                await ctx.redis.srem(keys.removed_agents(tenant), agent.agent_id)
+
     async def resend(self, config: TenantRouting, now: int, older_than_ms: int = 5_000) -> int:
         """Publish decisions a router recorded but did not get onto the routing topic (it died, or Kafka was down)."""
         key = self.ctx.keys.routing_unsent(config.tenant)
@@ -115,6 +129,8 @@ class Upkeep:
         for agent in agents.values():
             if departed(agent, config, now) and await ctx.redis.scard(keys.agent_conversations(tenant, agent.agent_id)):
                 await self.requeue(config, agent.agent_id, now)
+        await self._removed(config, now)
+        await self.abandonment.sweep_gone(config, now)
         await self._overflow(config, now)
         await self.resend(config, now)
         lengths = await self._queue_lengths(config)

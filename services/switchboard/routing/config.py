@@ -147,6 +147,14 @@ class Affinity(_Model):
     ttl_s: int = Field(default=7 * 24 * 3600, ge=1)
 
 
+class Abandonment(_Model):
+    """When a customer who left stops waiting. A caller who hangs up leaves at once (call.ended); a chat customer
+    whose widget has been closed this long, with no platform callback to reach them, leaves at the router's next
+    sweep (None: chat customers wait however long they are away)."""
+
+    chat_patience_s: float | None = Field(default=None, gt=0)
+
+
 class TenantRouting(_Model):
     """The whole routing config of one tenant."""
 
@@ -160,6 +168,7 @@ class TenantRouting(_Model):
     affinity: Affinity = Affinity()
     queue: QueuePolicy = QueuePolicy()
     offline_grace_s: float = Field(default=60.0, ge=0)
+    abandonment: Abandonment = Abandonment()
 
     @model_validator(mode="after")
     def _references(self) -> TenantRouting:

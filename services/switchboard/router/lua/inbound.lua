@@ -35,9 +35,9 @@ elseif st[1] == 'queued' or st[1] == 'offered' then
 else
   local open = M.open
   if not open then return cjson.encode({ { type = 'need_plan', conv = conv } }) end
+  local enq = arrival(conv, st[1], open)
   redis.call('HSET', ckey, 'state', 'new', 'group', open.group, 'channel', M.ch, 'priority', open.prio,
-    'enqueued_ms', NOW, 'customer_id', M.cust, 'rule', open.rule, 'declined', '', 'queues', '')
-  redis.call('DEL', K('backlog', conv))
+    'enqueued_ms', enq, 'customer_id', M.cust, 'rule', open.rule, 'declined', '', 'queues', '')
   keep_message(conv, message)
   route(conv, open.route)
 end
