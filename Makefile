@@ -6,12 +6,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml tools/pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: help venv prepare pages web-check proto proto-check fmt lint typecheck check test test-all soak bench bench-services loadtest up clean
+.PHONY: help venv prepare pages web-check proto proto-check fmt lint typecheck check test test-all soak bench bench-services loadtest loadtest-double11 up clean
 
 help:
 	@echo "make up         run Kafka, Redis and every service (Ctrl-C stops all)"
 	@echo "make test       the test suite against real Kafka and Redis (installs what it needs)"
 	@echo "make loadtest   the smoke big-sale scenario against a local stack, with a report"
+	@echo "make loadtest-double11  the double11 scenario with its surge profile off, then on (same seed), compared"
 	@echo "make bench      raw limits and pipeline figures on this machine"
 	@echo "make bench-services  each service's own benchmark (BENCH_ARGS=--quick for short runs)"
 	@echo "make check      format check, lint and typecheck"
@@ -75,6 +76,10 @@ bench-services: prepare
 
 loadtest: prepare
 	$(BIN)/switchboard loadtest --scenario smoke
+
+# Two stacks in a row, about 8 minutes each on 2 cores; not part of `make test`.
+loadtest-double11: prepare
+	$(BIN)/switchboard loadtest --scenario double11 --profile both
 
 clean:
 	rm -rf .run reports .pytest_cache .mypy_cache .ruff_cache

@@ -19,6 +19,8 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from switchboard.chat.signing import widget_token
 from switchboard.contracts import TYPE_HEADER, RoutingEvent, RoutingEventType, decode
+from switchboard.runtime.redis_client import connect_url
+from switchboard.state.keys import Keys
 from switchboard_tools.stack.pages import WEB
 from tests.conftest import _delete_topics, topic_settings
 from tests.integration.pages_stack import (
@@ -478,3 +480,57 @@ async def test_an_email_shows_its_subject_and_takes_a_reply(stack: PagesStack, b
     await shot(page, "desk-email")
     await page.context.close()
     await _set_status(stack, "a-lina", "offline")
+
+
+async def test_a_late_answer_turns_red_at_the_groups_target_in_force_and_the_board_counts_it(
+    stack: PagesStack, browser: Browser
+) -> None:
+    # A surge profile sets complaints' response target to 3 s (the group's own is the shop's 180 s).
+    keys = Keys(stack.settings.key_prefix)
+    redis = connect_url(stack.settings.redis_url)
+    profile = {"tenant_factor": 1.0, "response_target_s": {"complaints": 3}}
+    await redis.hset(keys.surge_profiles("shop-a"), "fast-answers", json.dumps(profile))
+    await redis.hset(keys.surge_state("shop-a"), mapping={"active": "fast-answers", "since_ms": 1})
+    try:
+        page = await new_page(browser)
+        await desk_login(page, stack, "shop-a", "a-min", "dev-min")  # complaints' only agent
+        await page.get_by_label("Status").select_option("available")
+        widget = await customer(stack, "shop-a", f"angry-{uuid.uuid4().hex[:6]}")
+        await say(widget, "我要投诉，三天没人理")
+        item = page.locator("[data-conversation]").first
+        await expect(item).to_be_visible()
+        waiting = item.locator("[data-waiting]")
+        await expect(waiting).to_have_attribute("data-waiting", "late", timeout=15 * SECONDS)
+        await expect(waiting).to_have_attribute("title", "≤ 3s")
+        await item.click()
+        await page.locator("#reply-text").fill("非常抱歉，我马上为您处理")
+        await page.locator("#reply-text").press("Control+Enter")
+        await frame_of(widget, "reply")
+        await expect(item.locator("[data-waiting]")).to_have_count(0)
+        mine = page.locator('[data-figure="my-responses"]')
+        await expect(mine).to_contain_text("(1)")  # one response today, over its 3 s target
+        await expect(mine).to_contain_text("0%")
+        await shot(page, "desk-response")
+
+        board = await new_page(browser)
+        await board.goto(f"{stack.gateway}/board/")
+        await board.get_by_label("语言").select_option("zh")
+        await board.get_by_label("店铺").fill("shop-a")
+        await board.get_by_label("主管令牌").fill(SUPERVISOR_A)
+        await board.get_by_role("button", name="登录").click()
+        group = board.locator('[data-group="complaints"]')
+        await expect(group).to_contain_text("3秒响应率")  # the profile's target names the rate
+        await expect(group.locator('[data-figure="response-rate"]')).to_have_text("0%")
+        await expect(group.locator('[data-figure="response-average"]')).not_to_have_text("—")
+        # Answered at once: the router's shared service level (state/figures.py) the board now reads.
+        await expect(group.locator('[data-figure="service-level"]')).to_have_text("100%")
+        await expect(board.locator('[data-agent="a-min"] [data-figure="agent-response-rate"]')).to_contain_text("0%")
+        await shot(board, "board-responses")
+        await page.get_by_label("Wrap-up code").select_option("answered")
+        await page.get_by_role("button", name="Close").click()
+        await widget.close()
+        for p in (page, board):
+            await p.context.close()
+    finally:
+        await redis.hdel(keys.surge_state("shop-a"), "active")
+        await redis.aclose()

@@ -9,10 +9,11 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
-from switchboard.contracts import AgentPresence
+from switchboard.contracts import TYPE_HEADER, AgentPresence, decode
 from switchboard.presence.api import mount_operator_api
 from switchboard.presence.audit import AuditLog
 from switchboard.presence.control import SurgeControl
@@ -264,3 +265,115 @@ async def test_redis_unreachable_is_503(settings: ServiceSettings) -> None:
     finally:
         await dead.aclose()
         await producer.stop()
+
+
+async def test_profile_checked_against_the_routing_config(presence: Presence) -> None:
+    bad = {
+        "group_factors": {"presales": 2.0, "nosuch": 1.5},
+        "overflow": {"presales": [{"group": "presales", "after_s": 10}, {"group": "ghosts", "after_s": 10}]},
+        "pools": {"general": ["presales", "warehouse"]},
+    }
+    resp = await presence.http.put(f"{A}/surge/profiles/broken", json=bad, headers=auth(OPS_A))
+    assert resp.status_code == 422, resp.text
+    assert sorted(resp.json()["detail"]) == [
+        "group_factors: unknown group 'nosuch'",
+        "overflow.presales: unknown or own group 'ghosts'",
+        "overflow.presales: unknown or own group 'presales'",
+        "pools.general: unknown group 'warehouse'",
+    ]
+    for out_of_range in [
+        {"overflow": {"presales": [{"group": "general", "after_s": -5}]}},
+        {"overflow": {"presales": [{"group": "general", "service_level_below": 1.5}]}},
+        {"overflow": {"presales": [{"group": "general", "estimated_wait_over_s": 100_000}]}},
+        {"response_target_s": {"presales": 0}},
+    ]:
+        resp = await presence.http.put(f"{A}/surge/profiles/broken", json=out_of_range, headers=auth(OPS_A))
+        assert resp.status_code == 422, (out_of_range, resp.text)
+    surge = (await presence.http.get(f"{A}/surge", headers=auth(OPS_A))).json()
+    assert surge["profiles"] == {}
+    audit = (await presence.http.get(f"{A}/audit", headers=auth(OPS_A))).json()
+    assert [e for e in audit if e["action"] == "put_profile"] == []
+    # a fitting profile is stored and audited
+    good = {"overflow": {"presales": [{"group": "general", "after_s": 5}]}, "pools": {"orders": ["general"]}}
+    resp = await presence.http.put(f"{A}/surge/profiles/double11", json=good, headers=auth(OPS_A))
+    assert resp.status_code == 200, resp.text
+    audit = (await presence.http.get(f"{A}/audit", headers=auth(OPS_A))).json()
+    assert audit[0]["action"] == "put_profile"
+    assert audit[0]["params"]["pools"] == {"orders": ["general"]}
+
+
+async def read_all(bootstrap: str, topic: str) -> list[tuple[str, object]]:
+    """Every record on the topic now (key, message)."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None)
+    await consumer.start()
+    found: list[tuple[str, object]] = []
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        ends = await consumer.end_offsets(partitions)
+        while [p for p in partitions if await consumer.position(p) < ends[p]]:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for r in records:
+                    headers = {k: v.decode() for k, v in r.headers}
+                    found.append((r.key.decode() if r.key else "", decode(headers.get(TYPE_HEADER), r.value)))
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def groups_of(presence: Presence, agent_id: str) -> tuple[list[str], list[str]]:
+    state = await presence.store.get_agent("shop-a", agent_id)
+    assert state is not None
+    return state.groups, state.own_groups
+
+
+async def test_pools_widen_agents_while_on_and_revert_exactly(presence: Presence, settings: ServiceSettings) -> None:
+    profile = {"pools": {"orders": ["general", "after_sales"]}, "group_factors": {"general": 2.0}}
+    assert (await presence.http.put(f"{A}/surge/profiles/d11", json=profile, headers=auth(OPS_A))).status_code == 200
+    await presence.store.login("shop-a", "a-lina")
+    resp = await presence.http.post(f"{A}/surge/activate", json={"profile": "d11"}, headers=auth(OPS_A))
+    assert resp.status_code == 200, resp.text
+    assert await groups_of(presence, "a-lina") == (
+        ["presales", "orders", "general", "after_sales"],
+        ["presales", "orders"],
+    )
+    assert await groups_of(presence, "a-wei") == (["after_sales", "logistics"], ["after_sales", "logistics"])
+    assert await presence.store.group_members("shop-a", "general") == ["a-jun", "a-lina"]
+    # agents added, reloaded or changed while the profile is on serve what it says too
+    tmp = [{"agent_id": "tmp-1", "groups": ["orders"]}]
+    assert (await presence.http.post(f"{A}/temporary-agents", json={"agents": tmp}, headers=auth(OPS_A))).is_success
+    assert await groups_of(presence, "tmp-1") == (["orders", "general", "after_sales"], ["orders"])
+    await presence.store.update_profile("shop-a", "a-lina", groups=["presales"])
+    await presence.store.load_roster(load_roster())  # the roster file again: lina's own groups come back, widened
+    assert await groups_of(presence, "a-lina") == (
+        ["presales", "orders", "general", "after_sales"],
+        ["presales", "orders"],
+    )
+    resp = await presence.http.patch(f"{A}/agents/a-wei", json={"groups": ["logistics", "orders"]}, headers=auth(OPS_A))
+    assert resp.json()["groups"] == ["logistics", "orders", "general", "after_sales"]
+    assert resp.json()["own_groups"] == ["logistics", "orders"]
+    resp = await presence.http.patch(f"{A}/agents/a-jun", json={"groups": ["promotions"]}, headers=auth(OPS_A))
+    assert resp.json()["groups"] == ["promotions"]
+    # switched off: everyone serves exactly their own groups, whatever happened meanwhile
+    assert (await presence.http.post(f"{A}/surge/deactivate", headers=auth(OPS_A))).status_code == 200
+    for agent_id, own in [
+        ("a-lina", ["presales", "orders"]),
+        ("a-wei", ["logistics", "orders"]),
+        ("a-jun", ["promotions"]),
+        ("tmp-1", ["orders"]),
+        ("a-min", ["complaints", "after_sales"]),
+    ]:
+        assert await groups_of(presence, agent_id) == (own, own), agent_id
+    assert await presence.store.group_members("shop-a", "general") == []
+    assert await presence.store.group_members("shop-a", "after_sales") == ["a-min"]
+    lina = await presence.store.get_agent("shop-a", "a-lina")
+    assert lina is not None
+    assert lina.status.value == "available"
+    # the records say which profile was in force when they were written
+    found = await read_all(settings.kafka_bootstrap, settings.topic_prefix + "sb.presence.v1")
+    lina_records = [m for k, m in found if k == "shop-a/a-lina" and isinstance(m, AgentPresence)]
+    widened = [m for m in lina_records if "general" in m.skill_groups]
+    assert widened
+    assert {m.surge_profile for m in widened} == {"d11"}
+    assert lina_records[-1].surge_profile == ""
+    assert list(lina_records[-1].skill_groups) == ["presales", "orders"]
+    assert lina_records[-1].capacity_multiplier == 1.0

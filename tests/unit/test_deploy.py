@@ -527,6 +527,7 @@ def check_loaded(service: str, settings: ServiceSettings) -> None:
         assert settings.routing_config_dir and list(settings.config_dir().glob("*.yaml"))
     elif isinstance(settings, PresenceSettings):
         assert settings.roster_path and Path(settings.roster_path).is_file()
+        assert settings.routing_config_dir and list(settings.config_dir().glob("*.yaml"))
         assert settings.operator_tokens, "the operator API would refuse everyone"
     elif isinstance(settings, GatewaySettings):
         assert settings.agents_file.is_file() and settings.jwt_secret is not None

@@ -13,8 +13,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_the_repo_desk_configs_load_and_give_an_agent_its_groups_phrases() -> None:
     configs = load_desk_configs(ROOT / "config" / "desk")
-    shop_a = configs["shop-a"].for_agent(("presales",))
+    shop_a = configs["shop-a"].for_agent(("presales",), {"presales": 120.0, "orders": 180.0})
     assert shop_a["language"] == "zh" and shop_a["wrap_up_required"] is True
+    assert shop_a["response_target_s"] == 120.0 and shop_a["response_targets"] == {"presales": 120.0, "orders": 180.0}
     groups = {q["group"] for q in shop_a["quick_replies"]}
     assert groups == {"", "presales"}, "the shop's phrases and the agent's groups', not other groups'"
 
@@ -23,7 +24,7 @@ def test_the_repo_desk_configs_load_and_give_an_agent_its_groups_phrases() -> No
     ("text", "expected"),
     [
         ("tenant_id: shop-x\nwrap_up: {codes: []}\n", "wrap_up.codes"),
-        ("tenant_id: shop-x\nresponse_target_s: 1\n", "response_target_s"),
+        ("tenant_id: shop-x\nresponse_target_s: 180\n", "response_target_s is set in the routing config"),
         ("tenant_id: shop-x\nlanguage: fr\n", "language"),
         ("tenant_id: shop-x\nquick_replies: {tenant: [{key: 'Bad Key', text: x}]}\n", "quick_replies.tenant.0.key"),
         ("tenant_id: shop-x\nsurprise: 1\n", "surprise"),

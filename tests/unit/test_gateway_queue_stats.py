@@ -49,3 +49,9 @@ def test_stats_skip_a_desktop_that_is_behind_and_never_take_its_events_room() ->
     assert not session.offer_ephemeral("stats")  # half full: skipped, the next tick brings fresh figures
     assert session.last_sent == 3 and session.full_since is None
     assert list(session.queue) == ["event 1", "event 2", "event 3", "stats"]
+
+
+def test_a_stats_frame_carries_the_groups_response_target_in_force_when_known() -> None:
+    stats = GroupQueue(waiting={"chat": 1, "email": 0, "phone": 0}, oldest_wait_s=3, available_agents=1)
+    assert json.loads(stats_frame("presales", stats, 60.0))["response_target_s"] == 60.0
+    assert "response_target_s" not in json.loads(stats_frame("presales", stats))

@@ -95,3 +95,18 @@ def test_pending_at_cut_off_alone_keeps_the_accounting_balanced() -> None:
     result = ledger.settle(waiting={"bbb", "aaa"})  # a delivered tag named waiting stays delivered
     assert result.balanced
     assert (result.delivered, result.lost, result.pending_at_cut_off) == (1, [], ["bbb"])
+
+
+def test_messages_of_abandoned_or_bot_answered_conversations_are_not_lost() -> None:
+    ledger = _ledger(["aaa", "bbb", "ccc", "ddd"])
+    _deliver(ledger, "aaa")
+    # "bbb": the customer hung up; "ccc": the bot answered; "ddd": nobody knows.
+    result = ledger.settle(not_for_agents={"bbb": "abandoned", "ccc": "answered_by_bot", "aaa": "abandoned"})
+    assert result.abandoned == ["bbb"]
+    assert result.answered_by_bot == ["ccc"]
+    assert result.lost == ["ddd"]
+    assert result.delivered == 1  # a delivered message stays delivered whatever its conversation did later
+    summary = result.summary()
+    assert (summary["abandoned_by_customer"], summary["answered_by_bot"], summary["lost"]) == (1, 1, 1)
+    ledger.deliveries.append(Delivery("ddd", "shop-a", "a1", "conv", 1, "MESSAGE", 11.0))
+    assert ledger.settle(not_for_agents={"bbb": "abandoned", "ccc": "answered_by_bot"}).balanced

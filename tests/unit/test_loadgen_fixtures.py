@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 
 from switchboard.phone.directory import PhoneDirectory
 from switchboard.router.inbound import facts_of
 from switchboard.routing.classify import classify
 from switchboard.routing.config import load_config_file
+from switchboard.routing.surge import profile_errors
 from switchboard.state.roster import load_roster
-from switchboard_tools.loadgen.fixtures import Credentials, write_stack_config
+from switchboard_tools.loadgen.fixtures import Credentials, checked_routing, routing, write_stack_config
 from switchboard_tools.loadgen.scenario import load_scenario
 from switchboard_tools.loadgen.schedule import build_schedule
 
@@ -54,3 +56,31 @@ def test_sample_texts_reach_their_skill_groups(tmp_path: Path) -> None:
                     tenant_id="lg-flagship", text=text, language=language, channel=Channel.CHANNEL_CHAT
                 )
                 assert classify(config, facts_of(message)).group == group, text
+
+
+def test_the_flagships_teams_and_the_scenarios_profile_fit_the_generated_config(tmp_path: Path) -> None:
+    scenario = load_scenario("double11")
+    schedule = build_schedule(scenario)
+    env = write_stack_config(scenario, schedule, Credentials("unit"), tmp_path)
+    roster = yaml.safe_load(Path(env["SB_ROSTER_PATH"]).read_text())
+    groups = {a["agent_id"]: a["groups"] for t in roster["tenants"] for a in t["agents"]}
+    assert groups["lg-flagship-a000"] == ["presales", "promotions", "crossborder"]
+    assert groups["lg-flagship-a001"] == ["orders", "logistics"]
+    assert len(groups["lg-shop-01-a000"]) == 7
+    config = checked_routing(scenario, "lg-flagship")
+    definition = scenario.operator.definition  # type: ignore[union-attr]
+    assert definition is not None and profile_errors(definition, config) == []
+
+
+def test_a_scenarios_routing_section_is_merged_and_a_profile_that_does_not_fit_is_refused() -> None:
+    scenario = load_scenario("double11")
+    merged_scenario = scenario.model_copy(update={"routing": {"offers": {"timeout_s": 9.0}, "offline_grace_s": 2}})
+    config = routing(merged_scenario, "lg-shop-01")
+    assert config["offers"] == {"mode": "offer", "timeout_s": 9.0, "max_misses": 3}
+    assert config["offline_grace_s"] == 2
+    op = scenario.operator
+    assert op is not None and op.definition is not None
+    bad = op.definition.model_copy(update={"pools": {"presales": ["nosuchgroup"]}})
+    broken = scenario.model_copy(update={"operator": op.model_copy(update={"definition": bad})})
+    with pytest.raises(ValueError, match="nosuchgroup"):
+        checked_routing(broken, "lg-flagship")

@@ -71,3 +71,63 @@ def test_unknown_intent_is_refused() -> None:
     data["intents"]["gossip"] = {"weight": 1, "texts": {"zh": ["?"], "en": ["?"]}}
     with pytest.raises(ValidationError, match="unknown intents"):
         Scenario.model_validate(data)
+
+
+def test_order_questions_carry_an_order_id_and_some_ask_for_a_human() -> None:
+    scenario = load_scenario("double11")
+    schedule = build_schedule(scenario)
+    orders = [c for c in schedule.conversations if c.intent == "order_status"]
+    assert orders and all(len(c.order_id) == 19 and c.order_id.isdigit() for c in orders)
+    assert all(c.order_id in c.messages[0].text for c in orders)
+    assert all(len(c.messages) == 1 for c in orders if c.channel == "chat")  # the intent's own message count
+    assert all(not c.order_id for c in schedule.conversations if c.intent != "order_status")
+    asking = [c for c in orders if c.ask_human is not None]
+    # Only chat customers ask, about a quarter of those with an order question.
+    assert all(c.channel == "chat" for c in asking)
+    chats = [c for c in orders if c.channel == "chat"]
+    assert len(asking) / len(chats) == pytest.approx(scenario.conversation.ask_human_share, abs=0.08)
+    texts = {t for lines in scenario.conversation.ask_human_texts.values() for t in lines}
+    assert {c.ask_human.text for c in asking if c.ask_human is not None} <= texts
+    tags = [t for c in schedule.conversations for t in c.tags]
+    assert len(tags) == len(set(tags))
+
+
+def test_only_callers_and_widget_customers_leave_a_queue() -> None:
+    scenario = load_scenario("double11")
+    patience = scenario.conversation.leave_after_s
+    assert patience is not None
+    for conv in build_schedule(scenario).conversations:
+        leaves = conv.channel == "phone" or (conv.channel == "chat" and conv.entry == "widget")
+        assert (conv.leave_after_s is not None) == leaves, conv
+        if conv.leave_after_s is not None:
+            assert patience.min <= conv.leave_after_s <= patience.max
+
+
+def test_teams_deal_the_flagships_agents_and_newcomers_join_a_leavers_team() -> None:
+    scenario = load_scenario("double11")
+    schedule = build_schedule(scenario)
+    teams = [tuple(t) for t in scenario.tenants[0].teams]
+    flagship = [a for a in schedule.agents if a.tenant_id == "lg-flagship"]
+    assert {a.groups for a in flagship} == set(teams)
+    assert all(a.groups == () for a in schedule.agents if a.tenant_id != "lg-flagship")
+    newcomers = [a for a in flagship if a.on_s > 0]
+    leavers = [a for a in flagship if a.off_s is not None]
+    assert sorted(a.groups for a in newcomers) == sorted(a.groups for a in leavers)
+
+
+def test_the_profile_off_run_has_the_same_schedule_without_the_operator() -> None:
+    schedule = build_schedule(load_scenario("double11"))
+    assert len(schedule.surges) == 21
+    assert all(s.switch == "schedule" and s.body["pools"] for s in schedule.surges)
+    off = schedule.without_surge()
+    assert off.surges == ()
+    assert off.conversations == schedule.conversations and off.agents == schedule.agents
+
+
+def test_a_profile_gives_its_capacity_factor_once() -> None:
+    data = load_scenario("smoke").model_dump()
+    data["operator"]["definition"] = {"tenant_factor": 2.0}
+    with pytest.raises(ValidationError, match="give the capacity factor once"):
+        Scenario.model_validate(data)
+    del data["operator"]["capacity_multiplier"]
+    assert Scenario.model_validate(data).operator.tenant_factor == 2.0  # type: ignore[union-attr]

@@ -3,7 +3,7 @@
 import { render } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
 import uPlot from "uplot";
-import { Lang, duration, initialLang, rememberLang, t } from "./i18n";
+import { Lang, duration, initialLang, percent, rememberLang, t, targetName } from "./i18n";
 
 type Json = Record<string, any>;
 interface Login {
@@ -126,6 +126,8 @@ function Board({ lang, login, signOut }: { lang: Lang; login: Login; signOut: (m
   );
 }
 
+const CHANNEL_ICONS: Record<string, string> = { chat: "💬", email: "✉️", phone: "📞" };
+
 function GroupCard({ g, lang }: { g: Json; lang: Lang }) {
   const level = g.service_level === null ? "—" : `${Math.round(g.service_level * 100)}%`;
   return (
@@ -134,11 +136,35 @@ function GroupCard({ g, lang }: { g: Json; lang: Lang }) {
       <div>{t(lang, "waiting")}: <span class="figure" data-figure="waiting">{g.waiting}</span>{" "}
         <span class="muted">(💬{g.waiting_by_channel.chat} ✉️{g.waiting_by_channel.email} 📞{g.waiting_by_channel.phone})</span></div>
       <div>{t(lang, "longest")}: {duration(g.oldest_wait_s)}</div>
-      <div>{t(lang, "serviceLevel")}: {level} <span class="muted">(≤ {g.service_level_target_s}s, 15 min)</span></div>
-      <div>{t(lang, "estWait")}: {g.estimated_wait_s === null ? "—" : duration(g.estimated_wait_s)}</div>
+      <div>{t(lang, "serviceLevel")}: <span data-figure="service-level">{level}</span>{" "}
+        <span class="muted">(≤ {g.service_level_target_s}s, 15 min; {t(lang, "abandoned")} {g.abandoned ?? 0})</span></div>
+      <div>{t(lang, "estWait")}: {g.estimated_wait_s === null ? "—" : duration(g.estimated_wait_s)}{" "}
+        <span class="muted">{Object.entries((g.estimated_wait_by_channel ?? {}) as Record<string, number>)
+          .filter(([c]) => g.waiting_by_channel[c] > 0)
+          .map(([c, w]) => `${CHANNEL_ICONS[c] ?? c}${duration(w)}`).join(" ")}</span></div>
       <div>{t(lang, "occupancy")}: {Math.round(g.occupancy * 100)}%</div>
+      {g.responses_today && <GroupResponses g={g} lang={lang} />}
       <div class="muted">
         {Object.entries(g.agents_by_status as Record<string, number>).map(([s, n]) => `${t(lang, s as any)} ${n}`).join(" · ")}
+      </div>
+    </div>
+  );
+}
+
+function GroupResponses({ g, lang }: { g: Json; lang: Lang }) {
+  const today = g.responses_today;
+  const window = g.responses_window;
+  const average = (s: number | null) => (s === null ? "—" : duration(s));
+  return (
+    <div data-figure="responses">
+      <div>
+        {t(lang, "responseRate", { n: targetName(lang, g.response_target_s) })}: {" "}
+        <span class="figure" data-figure="response-rate">{percent(today.within_rate)}</span>{" "}
+        <span class="muted">({t(lang, "today")}, {today.within_target}/{today.responses}; 15 min {percent(window.within_rate)})</span>
+      </div>
+      <div>
+        {t(lang, "avgResponse")}: <span data-figure="response-average">{average(today.average_s)}</span>{" "}
+        <span class="muted">({t(lang, "firstResponse")} {average(today.first_average_s)}; 15 min {average(window.average_s)})</span>
       </div>
     </div>
   );
@@ -188,7 +214,7 @@ function Agents({ agents, lang }: { agents: Json; lang: Lang }) {
     <section class="card" aria-label={t(lang, "agents")}>
       <h2>{t(lang, "agents")}</h2>
       <table>
-        <thead><tr><th>{t(lang, "agent")}</th><th>{t(lang, "status")}</th><th>{t(lang, "inStatus")}</th><th>{t(lang, "load")}</th><th>{t(lang, "current")}</th></tr></thead>
+        <thead><tr><th>{t(lang, "agent")}</th><th>{t(lang, "status")}</th><th>{t(lang, "inStatus")}</th><th>{t(lang, "load")}</th><th>{t(lang, "current")}</th><th>{t(lang, "responseRateToday")}</th><th>{t(lang, "avgResponse")}</th></tr></thead>
         <tbody>
           {agents.agents.map((a: Json) => (
             <tr data-agent={a.agent_id}>
@@ -197,6 +223,8 @@ function Agents({ agents, lang }: { agents: Json; lang: Lang }) {
               <td>{a.status_since_ms ? duration((agents.now_ms - a.status_since_ms) / 1000) : "—"}</td>
               <td>{["chat", "email", "phone"].map((c) => `${c} ${a.used[c] ?? 0}/${a.effective_capacity[c] ?? 0}`).join(" · ")}</td>
               <td>{a.conversations.join(", ")}</td>
+              <td data-figure="agent-response-rate">{percent(a.responses_today?.within_rate)} <span class="muted">({a.responses_today?.responses ?? 0})</span></td>
+              <td data-figure="agent-response-average">{a.responses_today?.average_s == null ? "—" : duration(a.responses_today.average_s)}</td>
             </tr>
           ))}
         </tbody>

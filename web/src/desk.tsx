@@ -2,7 +2,7 @@
 import { render } from "preact";
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { Conversation, DeskClient, Json, Message } from "./deskclient";
-import { Lang, duration, initialLang, rememberLang, t } from "./i18n";
+import { Lang, duration, initialLang, percent, rememberLang, t, targetName } from "./i18n";
 
 const MAX_TEXT = 8000; // the protocol's reply limit
 const STATUSES = ["available", "busy", "away", "wrap_up"] as const;
@@ -157,6 +157,7 @@ function Desk(props: { lang: Lang; setLang: (l: Lang) => void; login: Login; log
         <h1>switchboard · {t(lang, "deskTitle")}</h1>
         <span>{login.tenant_id} / {login.agent_id}</span>
         <StatusSwitch client={client} lang={lang} />
+        <MyResponses client={client} lang={lang} />
         <span class="spacer" />
         <LangSwitch lang={lang} setLang={props.setLang} />
         <button class="secondary" onClick={() => props.logout()}>{t(lang, "logout")}</button>
@@ -173,6 +174,18 @@ function Desk(props: { lang: Lang; setLang: (l: Lang) => void; login: Login; log
         </div>
       </main>
     </>
+  );
+}
+
+function MyResponses({ client, lang }: { client: DeskClient; lang: Lang }) {
+  const today = client.state.responses;
+  if (!today) return null;
+  const average = today.average_s === null ? "—" : duration(today.average_s);
+  return (
+    <span role="status" aria-label={t(lang, "myToday")} data-figure="my-responses">
+      {t(lang, "myToday")}: {t(lang, "responseRate", { n: targetName(lang, client.targetFor("")) })} {percent(today.within_rate)} ·{" "}
+      {t(lang, "avgResponse")} {average} ({today.responses})
+    </span>
   );
 }
 
@@ -231,7 +244,6 @@ function customerOf(conv: Conversation): Message["customer"] {
 
 function ConversationList(props: { convs: Conversation[]; selected: string | null; select: (id: string) => void; client: DeskClient; lang: Lang }) {
   const { lang } = props;
-  const target = Number(props.client.state.config?.response_target_s ?? 180);
   return (
     <nav class="card" aria-label={t(lang, "conversations")}>
       <h2>{t(lang, "conversations")}</h2>
@@ -240,6 +252,7 @@ function ConversationList(props: { convs: Conversation[]; selected: string | nul
         {props.convs.map((c) => {
           const customer = customerOf(c);
           const waited = c.waitingSinceMs ? (Date.now() - c.waitingSinceMs) / 1000 : 0;
+          const target = props.client.targetFor(c.group);
           return (
             <li role="option" tabIndex={0} aria-selected={c.id === props.selected} onClick={() => props.select(c.id)}
                 onKeyDown={(e) => e.key === "Enter" && props.select(c.id)} data-conversation={c.id}>
@@ -249,7 +262,7 @@ function ConversationList(props: { convs: Conversation[]; selected: string | nul
               {c.unread > 0 && <span class="unread" aria-label={`${c.unread} unread`}>{c.unread}</span>}
               <div class="muted">
                 {c.group}
-                {waited > 0 && <> · <span class={waited > target ? "late" : ""}>{t(lang, "waiting")} {duration(waited)}</span></>}
+                {waited > 0 && <> · <span class={waited > target ? "late" : ""} data-waiting={waited > target ? "late" : "ok"} title={`≤ ${target}s`}>{t(lang, "waiting")} {duration(waited)}</span></>}
               </div>
             </li>
           );

@@ -47,11 +47,17 @@ export interface DeskState {
   connection: Connection;
   stopReason: string; // why the desk stopped reconnecting (4009 ...), shown to the agent
   config: Json | null;
+  // The response target in force per skill group (seconds), from desk_config and every queue_stats frame.
+  targets: Map<string, number>;
+  // The agent's own responses today (response_stats), refreshed after replies and every half minute.
+  responses: Json | null;
   agentId: string;
   tenantId: string;
 }
 
 const HEARTBEAT_MS = 12_000;
+const RESPONSE_STATS_MS = 30_000;
+const DEFAULT_TARGET_S = 180;
 
 function messageMs(m: Message): number {
   const at = m.received_at || m.sent_at;
@@ -67,6 +73,7 @@ export class DeskClient {
   private pending = new Map<string, { resolve: (f: Json) => void }>();
   private nextId = 1;
   private heartbeat: number | undefined;
+  private statsTimer: number | undefined;
   private ackTimer: number | undefined;
   private retryMs = 500;
   private listeners = new Set<() => void>();
@@ -80,6 +87,8 @@ export class DeskClient {
       connection: "connecting",
       stopReason: "",
       config: null,
+      targets: new Map(),
+      responses: null,
       agentId,
       tenantId,
     };
@@ -112,6 +121,7 @@ export class DeskClient {
   stop(): void {
     this.state.connection = "stopped";
     window.clearInterval(this.heartbeat);
+    window.clearInterval(this.statsTimer);
     this.ws?.close(1000, "logout");
   }
 
@@ -131,7 +141,9 @@ export class DeskClient {
   private onFrame(frame: Json): void {
     if (frame.type === "snapshot") this.onSnapshot(frame);
     else if (frame.type === "event") this.onEvent(frame);
-    else if (frame.type === "result" || frame.type === "error") {
+    else if (frame.type === "queue_stats") {
+      if (typeof frame.response_target_s === "number") this.state.targets.set(frame.skill_group, frame.response_target_s);
+    } else if (frame.type === "result" || frame.type === "error") {
       const waiter = this.pending.get(frame.id);
       this.pending.delete(frame.id);
       waiter?.resolve(frame);
@@ -159,10 +171,30 @@ export class DeskClient {
     this.heartbeat = window.setInterval(() => void this.command({ type: "heartbeat" }), HEARTBEAT_MS);
     if (!this.state.config) {
       void this.command({ type: "desk_config" }).then((r) => {
-        if (r.type === "result") this.state.config = r.config;
+        if (r.type !== "result") return;
+        this.state.config = r.config;
+        for (const [group, target] of Object.entries(r.config.response_targets ?? {})) {
+          if (!this.state.targets.has(group)) this.state.targets.set(group, Number(target));
+        }
         this.changed();
       });
     }
+    this.refreshResponses();
+    window.clearInterval(this.statsTimer);
+    this.statsTimer = window.setInterval(() => this.refreshResponses(), RESPONSE_STATS_MS);
+  }
+
+  /** The response target in force for a conversation's group (seconds): past it, a waiting message is late. */
+  targetFor(group: string): number {
+    return this.state.targets.get(group) ?? Number(this.state.config?.response_target_s ?? DEFAULT_TARGET_S);
+  }
+
+  refreshResponses(): void {
+    void this.command({ type: "response_stats" }).then((r) => {
+      if (r.type !== "result") return;
+      this.state.responses = r.today;
+      this.changed();
+    });
   }
 
   private conversation(id: string, epoch: number, group: string, channel: string): Conversation {
@@ -258,6 +290,7 @@ export class DeskClient {
     conv.messages.push({ text, fromAgent: true, sent_at: new Date().toISOString() });
     conv.waitingSinceMs = 0;
     this.changed();
+    window.setTimeout(() => this.refreshResponses(), 300); // the reply was counted once it was sent
   }
 
   markRead(convId: string): void {
@@ -270,6 +303,7 @@ export class DeskClient {
 
   private onClose(code: number, reason: string): void {
     window.clearInterval(this.heartbeat);
+    window.clearInterval(this.statsTimer);
     for (const waiter of this.pending.values()) waiter.resolve({ type: "error", code: "offline", detail: reason });
     this.pending.clear();
     if (this.state.connection === "stopped") return;

@@ -79,6 +79,14 @@ const TEXT = {
   unknownToken: ["令牌无效或已过期，请重新登录。", "Unknown or expired token; sign in again."],
   notFound: ["本店铺没有会话 {c}。", "Shop has no conversation {c}."],
   active: ["当前", "Active"],
+  responseRate: ["{n}响应率", "{n} response rate"],
+  avgResponse: ["平均响应时间", "Average response time"],
+  firstResponse: ["首次响应", "First response"],
+  responses: ["响应次数", "Responses"],
+  today: ["今日", "today"],
+  responseRateToday: ["响应率（今日）", "Response rate (today)"],
+  myToday: ["我的今日", "My day"],
+  abandoned: ["放弃", "abandoned"],
 } as const;
 
 export type TextKey = keyof typeof TEXT;
@@ -103,4 +111,16 @@ export function duration(seconds: number): string {
   const s = Math.max(0, Math.floor(seconds));
   const m = Math.floor(s / 60);
   return m > 0 ? `${m}m${String(s % 60).padStart(2, "0")}s` : `${s}s`;
+}
+
+/** "3分钟" / "3-min" for a target in seconds (Taobao's 3分钟响应率 at 180 s), "45秒" / "45 s" otherwise. */
+export function targetName(lang: Lang, seconds: number): string {
+  const s = Math.round(seconds);
+  if (s % 60 === 0) return lang === "zh" ? `${s / 60}分钟` : `${s / 60}-min`;
+  return lang === "zh" ? `${s}秒` : `${s} s`;
+}
+
+/** A share as a percentage ("—" before there is anything to share). */
+export function percent(share: number | null | undefined): string {
+  return share === null || share === undefined ? "—" : `${Math.round(share * 100)}%`;
 }

@@ -29,6 +29,7 @@ from switchboard.gateway.protocol import (
     parse_hello,
     result_frame,
 )
+from switchboard.gateway.responses import ResponseTargets
 from switchboard.gateway.session import DeskSession
 from switchboard.gateway.settings import GatewaySettings
 from switchboard.gateway.snapshot import build_snapshot
@@ -37,6 +38,7 @@ from switchboard.runtime.errors import BrokerUnavailable
 from switchboard.runtime.logs import get_logger
 from switchboard.state.agents import AgentOffline, HeartbeatResult, PresenceStore, StaleSession, UnknownAgent
 from switchboard.state.keys import Keys
+from switchboard.state.responses import agent_scope, day_bucket, read_figures
 from switchboard.state.roster import Roster
 
 log = get_logger(__name__)
@@ -102,6 +104,8 @@ class Gateway:
         self.hub = hub
         # Per-shop desk settings (config/desk); `assemble` loads them, a tenant without a file gets the defaults.
         self.desk_configs: dict[str, DeskConfig] = {}
+        # Response targets from the routing configs and the surge profile in force (`assemble` loads the configs).
+        self.response_targets = ResponseTargets(redis, self.keys)
 
     def desk_config(self, tenant_id: str) -> DeskConfig:
         """The desk config of a tenant."""
@@ -284,7 +288,7 @@ class Gateway:
         """Do one command; the fields of its result frame, or None to close the session (already closed)."""
         if cmd.type == "reply":
             return {"message_id": await self.commands.reply(session, cmd)}
-        if cmd.type in ("typing", "context", "desk_config"):
+        if cmd.type in ("typing", "context", "desk_config", "response_stats"):
             return await self._run_desk_aid(session, cmd)
         if cmd.type == "heartbeat":
             beat = await self.presence.heartbeat(session.tenant_id, session.agent_id, session.session_epoch)
@@ -301,11 +305,22 @@ class Gateway:
         return {"epoch": await self.commands.act(session, cmd)}
 
     async def _run_desk_aid(self, session: DeskSession, cmd: Command) -> dict[str, Any]:
-        """typing, context and desk_config: what helps the desk without changing ownership."""
+        """typing, context, desk_config and response_stats: what helps the desk without changing ownership."""
         if cmd.type == "typing":
             return {"forwarded": await self.commands.typing(session, cmd)}
         if cmd.type == "context":
             return await self.commands.context(session, cmd)
+        if cmd.type == "response_stats":
+            return await self._response_stats(session)
         agent = await self.presence.get_agent(session.tenant_id, session.agent_id)
         groups = tuple(agent.groups) if agent is not None else ()
-        return {"config": self.desk_config(session.tenant_id).for_agent(groups)}
+        targets = await self.response_targets.in_force(session.tenant_id)
+        return {"config": self.desk_config(session.tenant_id).for_agent(groups, targets.groups())}
+
+    async def _response_stats(self, session: DeskSession) -> dict[str, Any]:
+        """The agent's own responses today (the shop's local day): 3-minute rate and average, first responses."""
+        now_ms = int(time.time() * 1000)
+        scope = agent_scope(session.agent_id)
+        day = day_bucket(now_ms, self.settings.response_day_utc_offset_min)
+        figures = await read_figures(self.redis, self.keys, session.tenant_id, [scope], [day])
+        return {"day": day[1:], "today": figures[scope].as_dict()}

@@ -1,15 +1,17 @@
 """The supervisor board's figures per (tenant, skill group): live, as Prometheus gauges, and 30 minutes of history.
 
-Two sources, each read once and fed to the board, the series and the gauges alike (no second bookkeeping):
+Three sources, each read once and fed to the board, the series and the gauges alike (no second bookkeeping):
 - the queues and agents in Redis, read with `queue_stats.read_group_boards` (the module that computes the desktops'
   queue_stats frames) every `SB_BOARD_SAMPLE_S`;
-- the routing decisions on sb.routing.v1 (RoutingTally): arrivals (a conversation entering a group's line) and
-  answers (offered or assigned, with the wait since it entered), for arrivals per interval, the service level over
-  `SB_BOARD_SL_WINDOW_S` against the tenant's routing target, and the estimated wait.
+- the service level and estimated wait the router keeps in Redis (`state/figures.py`: answered, abandoned and
+  still waiting past the target over `SB_BOARD_SL_WINDOW_S`, against the tenant's routing target; the estimated
+  wait per channel), read at the same time, so the board shows the figures the router's overflow decides on;
+- the routing decisions on sb.routing.v1 (RoutingTally): arrivals (a conversation entering a group's line) per
+  interval, for the arrivals chart.
 
-Every replica consumes the whole routing topic in a consumer group of its own, so each holds the same figures; the
+Every replica consumes the whole routing topic in a consumer group of its own, so each holds the same arrivals; the
 history is in memory, bounded (`SB_BOARD_HISTORY_S` / `SB_BOARD_SAMPLE_S` points per group), and starts anew with
-the replica (a new group reads the topic from its start, so the last 30 minutes are rebuilt from the records).
+the replica (a new group reads the topic from its start, so the last 30 minutes of arrivals are rebuilt).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from switchboard.contracts import RoutingEvent, RoutingEventType
 from switchboard.gateway.queue_stats import GroupBoard, TenantGroup, read_group_boards
 from switchboard.runtime.consumer import Delivery, Rejected
 from switchboard.runtime.logs import get_logger
+from switchboard.state.figures import ServiceLevel, read_estimates, read_service_levels
 from switchboard.state.keys import Keys
 from switchboard.state.roster import Roster
 
@@ -48,25 +51,23 @@ OCCUPANCY = Gauge(
 AGENTS = Gauge("sb_board_agents", "A group's agents by status", ["tenant", "group", "status"])
 
 DEFAULT_TARGET_S = 30.0
+# An estimate the router has not rewritten for this long (no router running) is not shown.
+ESTIMATE_FRESH_MS = 300_000
 _ARRIVING = (
     RoutingEventType.ROUTING_EVENT_QUEUED,
     RoutingEventType.ROUTING_EVENT_OFFERED,
     RoutingEventType.ROUTING_EVENT_ASSIGNED,
 )
-_ANSWERED = (RoutingEventType.ROUTING_EVENT_OFFERED, RoutingEventType.ROUTING_EVENT_ASSIGNED)
 
 
 class RoutingTally:
-    """Arrivals and answers per (tenant, group) from routing decisions, kept for a window (pure over its input)."""
+    """Arrivals per (tenant, group) from routing decisions, kept for a window (pure over its input)."""
 
     def __init__(self, window_s: float) -> None:
         self.window_ms = int(window_s * 1000)
         self.arrivals: dict[TenantGroup, deque[int]] = defaultdict(deque)
-        self.answers: dict[TenantGroup, deque[tuple[int, float]]] = defaultdict(deque)
-        # (tenant, conversation, enqueued_ms) already counted: a conversation enters a line once per enqueue time
-        # and is answered once per enqueue time, however many offers it takes.
+        # (tenant, conversation, enqueued_ms) already counted: a conversation enters a line once per enqueue time.
         self._arrived: dict[tuple[str, str, int], int] = {}
-        self._answered: dict[tuple[str, str, int], int] = {}
 
     def add(self, event: RoutingEvent) -> None:
         """Count one decision."""
@@ -74,14 +75,10 @@ class RoutingTally:
         if not enqueued_ms or event.type not in _ARRIVING:
             return
         at_ms = event.at.ToMilliseconds() if event.HasField("at") else int(time.time() * 1000)
-        pair = (event.tenant_id, event.skill_group)
         ident = (event.tenant_id, event.conversation_id, enqueued_ms)
         if ident not in self._arrived:
             self._arrived[ident] = at_ms
-            self.arrivals[pair].append(at_ms)
-        if event.type in _ANSWERED and ident not in self._answered:
-            self._answered[ident] = at_ms
-            self.answers[pair].append((at_ms, max(0.0, (at_ms - enqueued_ms) / 1000)))
+            self.arrivals[(event.tenant_id, event.skill_group)].append(at_ms)
 
     def prune(self, now_ms: int) -> None:
         """Forget what left the window."""
@@ -89,26 +86,12 @@ class RoutingTally:
         for arrivals in self.arrivals.values():
             while arrivals and arrivals[0] < cutoff:
                 arrivals.popleft()
-        for answers in self.answers.values():
-            while answers and answers[0][0] < cutoff:
-                answers.popleft()
-        for seen in (self._arrived, self._answered):
-            for ident in [i for i, at in seen.items() if at < cutoff]:
-                del seen[ident]
+        for ident in [i for i, at in self._arrived.items() if at < cutoff]:
+            del self._arrived[ident]
 
     def arrived_since(self, pair: TenantGroup, since_ms: int) -> int:
         """Arrivals of a group at or after `since_ms`."""
         return sum(1 for at in self.arrivals.get(pair, ()) if at >= since_ms)
-
-    def service_level(self, pair: TenantGroup, target_s: float, since_ms: int) -> float | None:
-        """Share of answers since `since_ms` that waited at most `target_s`; None when nothing was answered."""
-        waits = [w for at, w in self.answers.get(pair, ()) if at >= since_ms]
-        return round(sum(1 for w in waits if w <= target_s) / len(waits), 3) if waits else None
-
-    def answer_rate(self, pair: TenantGroup, since_ms: int, now_ms: int) -> float:
-        """Answers per second since `since_ms`."""
-        count = sum(1 for at, _ in self.answers.get(pair, ()) if at >= since_ms)
-        return count / max(1.0, (now_ms - since_ms) / 1000)
 
     async def handle(self, batch: Sequence[Delivery]) -> Sequence[Rejected]:
         """The consumer's handler: count every RoutingEvent of the batch."""
@@ -145,9 +128,20 @@ class BoardFigures:
     """Samples every group of the known tenants and keeps the live figures, the series and the gauges."""
 
     def __init__(
-        self, redis: Redis, keys: Keys, tally: RoutingTally, *, sample_s: float, history_s: float, head: int
+        self,
+        redis: Redis,
+        keys: Keys,
+        tally: RoutingTally,
+        *,
+        sample_s: float,
+        history_s: float,
+        head: int,
+        sl_window_s: float = 900.0,
     ) -> None:
         self.redis = redis
+        self.sl_window_s = sl_window_s
+        self.levels: dict[TenantGroup, ServiceLevel] = {}
+        self.estimates: dict[TenantGroup, dict[str, int]] = {}
         self.keys = keys
         self.tally = tally
         self.sample_s = sample_s
@@ -192,14 +186,50 @@ class BoardFigures:
         self.tally.prune(now_ms)
         pairs = sorted((t, g) for t, groups in self.groups.items() for g in groups if g)
         boards = await read_group_boards(self.redis, self.keys, pairs, now_ms, self.head)
+        await self._read_shared_figures(pairs, now_ms)
         since = self.sampled_ms or now_ms - int(self.sample_s * 1000)
         for pair, board in boards.items():
             self.live[pair] = board
-            level = self.tally.service_level(pair, self.target(pair[0]), now_ms - self.tally.window_ms)
+            level = self.level(pair)
             waiting = sum(board.queue.waiting.values())
             self.series[pair].append(BoardPoint(now_ms, waiting, self.tally.arrived_since(pair, since), level))
             self._gauges(pair, board, waiting, level)
         self.sampled_ms = now_ms
+
+    async def _read_shared_figures(self, pairs: list[TenantGroup], now_ms: int) -> None:
+        """The router's service level and estimated waits of every group (state/figures.py), per tenant."""
+        for tenant in sorted({t for t, _ in pairs}):
+            groups = [g for t, g in pairs if t == tenant]
+            levels = await read_service_levels(
+                self.redis,
+                self.keys,
+                tenant,
+                groups,
+                target_s=self.target(tenant),
+                window_s=self.sl_window_s,
+                now_ms=now_ms,
+            )
+            estimates = await read_estimates(self.redis, self.keys, tenant)
+            for group in groups:
+                self.levels[(tenant, group)] = levels[group]
+                self.estimates[(tenant, group)] = {
+                    channel: round(estimate.wait_s())
+                    for (of, channel), estimate in sorted(estimates.items())
+                    if of == group and now_ms - estimate.at_ms <= ESTIMATE_FRESH_MS
+                }
+
+    def level(self, pair: TenantGroup) -> float | None:
+        """The group's service level over the window (None when nothing arrived)."""
+        found = self.levels.get(pair)
+        level = found.level if found is not None else None
+        return round(level, 3) if level is not None else None
+
+    def estimated_wait(self, pair: TenantGroup) -> int | None:
+        """The wait of a conversation joining the group now: chat's when the group takes chat, else the longest."""
+        by_channel = self.estimates.get(pair) or {}
+        if "chat" in by_channel:
+            return by_channel["chat"]
+        return max(by_channel.values()) if by_channel else None
 
     @staticmethod
     def _gauges(pair: TenantGroup, board: GroupBoard, waiting: int, level: float | None) -> None:
@@ -213,7 +243,6 @@ class BoardFigures:
 
     def tenant_view(self, tenant_id: str, now_ms: int) -> dict[str, Any]:
         """Everything the board shows of one tenant's groups: live figures and series (only this tenant's)."""
-        window_start = now_ms - self.tally.window_ms
         target = self.target(tenant_id)
         groups = []
         for (tenant, group), board in sorted(self.live.items()):
@@ -221,16 +250,20 @@ class BoardFigures:
                 continue
             pair = (tenant, group)
             waiting = sum(board.queue.waiting.values())
-            rate = self.tally.answer_rate(pair, window_start, now_ms)
+            shared = self.levels.get(pair) or ServiceLevel(target, self.sl_window_s)
             groups.append(
                 {
                     "skill_group": group,
                     "waiting": waiting,
                     "waiting_by_channel": board.queue.waiting,
                     "oldest_wait_s": board.queue.oldest_wait_s,
-                    "service_level": self.tally.service_level(pair, target, window_start),
+                    "service_level": self.level(pair),
                     "service_level_target_s": target,
-                    "estimated_wait_s": round(waiting / rate) if rate > 0 else None,
+                    "answered": shared.answered,
+                    "abandoned": shared.abandoned,
+                    "waiting_over_target": shared.waiting_over,
+                    "estimated_wait_s": self.estimated_wait(pair),
+                    "estimated_wait_by_channel": self.estimates.get(pair) or {},
                     "agents_by_status": board.agents_by_status,
                     "occupancy": board.occupancy,
                     "series": [
@@ -248,6 +281,6 @@ class BoardFigures:
             "tenant_id": tenant_id,
             "sampled_ms": self.sampled_ms,
             "sample_s": self.sample_s,
-            "service_level_window_s": self.tally.window_ms // 1000,
+            "service_level_window_s": int(self.sl_window_s),
             "groups": groups,
         }

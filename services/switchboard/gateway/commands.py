@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from switchboard.contracts import AgentCommand, AgentCommandType, Channel, MessageKind, OutboundMessage
 from switchboard.gateway.metrics import COMMANDS
 from switchboard.gateway.protocol import CONVERSATION_COMMANDS, Command, FrameError
+from switchboard.gateway.responses import RepliedTo, ResponseRecorder
 from switchboard.gateway.session import DeskSession
 from switchboard.routing.commands import ConversationView, command_refusal, transfer_refusal
 from switchboard.runtime.kafka import RecordProducer, now_timestamp
@@ -76,6 +77,8 @@ class DeskCommands:
         self.keys = keys
         self.producer = producer
         self.topics = topics
+        # Counts replies as responses (set by the service; None: replies are not timed).
+        self.responses: ResponseRecorder | None = None
 
     async def conversation(self, tenant_id: str, conversation_id: str) -> ConversationView:
         """Read the conversation hash of this tenant."""
@@ -132,6 +135,21 @@ class DeskCommands:
         )
         await self.producer.send(self.topics.outbound, cmd.conversation_id, record)
         COMMANDS.labels("reply", "sent").inc()
+        if self.responses is not None:
+            # Counted only once the reply is on the broker; a resend after an error here counts it then, once.
+            served = _text(
+                await self.redis.hget(self.keys.conversation(session.tenant_id, conv.conversation_id), "served_group")
+            )
+            to = RepliedTo(
+                session.tenant_id,
+                conv.conversation_id,
+                session.agent_id,
+                conv.epoch,
+                record.channel,
+                served or conv.group,
+                conv.enqueued_ms,
+            )
+            await self.responses.replied(to, message_id, record.sent_at.ToMilliseconds())
         return message_id
 
     async def typing(self, session: DeskSession, cmd: Command) -> bool:

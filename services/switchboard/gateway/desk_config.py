@@ -1,12 +1,16 @@
-"""Per-shop desk configuration: UI language, response-time target, wrap-up codes, decline reasons, quick replies.
+"""Per-shop desk configuration: UI language, wrap-up codes, decline reasons, quick replies.
 
 One YAML file per tenant under `config/desk/` (format in docs/desk-config.md). Files are validated at start; a
 broken one raises DeskConfigError naming the file, the field and the problem. A tenant without a file gets
-DEFAULT_CONFIG (English UI, 180 s target, wrap-up code optional with one `answered` code, no quick replies).
+DEFAULT_CONFIG (English UI, wrap-up code optional with one `answered` code, no quick replies).
+
+The response-time target the desk's timer turns red at is not desk config: it is the routing config's (per group,
+overridden by the surge profile in force; gateway/responses.py), handed to `for_agent` with the groups' targets.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -15,6 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 Code = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_\-]{0,63}$")]
 Label = Annotated[str, StringConstraints(min_length=1, max_length=80)]
+
+
+DEFAULT_TARGET_S = 180.0
 
 
 class _Model(BaseModel):
@@ -62,13 +69,24 @@ class DeskConfig(_Model):
 
     tenant_id: Code
     language: Literal["zh", "en"] = "en"
-    response_target_s: Annotated[int, Field(ge=10, le=86400)] = 180
     wrap_up: WrapUp = WrapUp(codes=[CodeLabel(code="answered", zh="已解答", en="Answered")])
     decline_reasons: list[CodeLabel] = Field(default_factory=lambda: [CodeLabel(code="busy", zh="忙碌中", en="Busy")])
     quick_replies: QuickReplies = QuickReplies()
 
-    def for_agent(self, groups: tuple[str, ...]) -> dict[str, Any]:
-        """The config as the desk of an agent of `groups` gets it: the tenant's phrases, then its groups'."""
+    @model_validator(mode="before")
+    @classmethod
+    def _target_moved(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "response_target_s" in data:
+            raise ValueError(
+                "response_target_s is set in the routing config (config/routing/<tenant>.yaml: `response_target_s` "
+                "of the tenant or of a skill group; a surge profile may override it), not in the desk config"
+            )
+        return data
+
+    def for_agent(self, groups: tuple[str, ...], targets: Mapping[str, float]) -> dict[str, Any]:
+        """The config as the desk of an agent of `groups` gets it: the tenant's phrases, then its groups'; the
+        response targets in force per group (`targets`) and the strictest of the agent's groups as
+        `response_target_s` (what a desktop that knows no groups shows red at)."""
         phrases = [{"key": q.key, "text": q.text, "group": ""} for q in self.quick_replies.tenant]
         for group in groups:
             phrases += [
@@ -77,7 +95,8 @@ class DeskConfig(_Model):
         return {
             "tenant_id": self.tenant_id,
             "language": self.language,
-            "response_target_s": self.response_target_s,
+            "response_target_s": min((targets[g] for g in groups if g in targets), default=DEFAULT_TARGET_S),
+            "response_targets": dict(targets),
             "wrap_up_required": self.wrap_up.required,
             "wrap_up_codes": [c.model_dump() for c in self.wrap_up.codes],
             "decline_reasons": [c.model_dump() for c in self.decline_reasons],

@@ -65,7 +65,17 @@ CONVERSATION_COMMANDS: dict[str, AgentCommandType.ValueType] = {
     "transfer": AgentCommandType.AGENT_COMMAND_TRANSFER,
 }
 CLIENT_FRAMES = frozenset(
-    {*CONVERSATION_COMMANDS, "reply", "typing", "set_status", "heartbeat", "ack", "context", "desk_config"}
+    {
+        *CONVERSATION_COMMANDS,
+        "reply",
+        "typing",
+        "set_status",
+        "heartbeat",
+        "ack",
+        "context",
+        "desk_config",
+        "response_stats",
+    }
 )
 MAX_TEXT = 8000
 MAX_NOTE = 2000
@@ -191,7 +201,7 @@ def _conversation(kind: str, ref: str, frame: dict[str, Any]) -> Command:
 def _command(kind: str, ref: str, frame: dict[str, Any]) -> Command:
     if kind == "ack":
         return Command(kind, ref, seq=_int(frame, "seq", required=True))
-    if kind in ("heartbeat", "desk_config"):
+    if kind in ("heartbeat", "desk_config", "response_stats"):
         return Command(kind, ref)
     if kind == "set_status":
         status = _str(frame, "status", required=True)

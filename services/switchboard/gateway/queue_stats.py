@@ -27,6 +27,7 @@ from redis.exceptions import RedisError
 
 from switchboard.gateway.hub import DeskHub
 from switchboard.gateway.metrics import QUEUE_STATS_FRAMES
+from switchboard.gateway.responses import ResponseTargets
 from switchboard.gateway.session import DeskSession
 from switchboard.gateway.settings import GatewaySettings
 from switchboard.runtime.logs import get_logger
@@ -73,9 +74,10 @@ def group_queue(answer: Sequence[int], now_ms: int) -> GroupQueue:
     )
 
 
-def stats_frame(group: str, stats: GroupQueue) -> str:
-    """The text of a `queue_stats` frame (no seq: ephemeral)."""
-    frame = {
+def stats_frame(group: str, stats: GroupQueue, response_target_s: float | None = None) -> str:
+    """The text of a `queue_stats` frame (no seq: ephemeral), with the group's response target in force when known
+    (the desk's timer follows a surge profile switched on or off)."""
+    frame: dict[str, Any] = {
         "type": "queue_stats",
         "skill_group": group,
         "waiting": sum(stats.waiting.values()),
@@ -83,6 +85,8 @@ def stats_frame(group: str, stats: GroupQueue) -> str:
         "oldest_wait_s": stats.oldest_wait_s,
         "available_agents": stats.available_agents,
     }
+    if response_target_s is not None:
+        frame["response_target_s"] = response_target_s
     return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -100,8 +104,11 @@ async def _pipelined(redis: Redis, commands: list[tuple[Any, ...]]) -> list[Any]
 class QueueStatsBroadcaster:
     """The replica's periodic queue stats: read per (tenant, group), fan out to the group's sockets here."""
 
-    def __init__(self, redis: Redis, keys: Keys, hub: DeskHub, settings: GatewaySettings) -> None:
+    def __init__(
+        self, redis: Redis, keys: Keys, hub: DeskHub, settings: GatewaySettings, targets: ResponseTargets | None = None
+    ) -> None:
         self.redis = redis
+        self.targets = targets
         self.keys = keys
         self.hub = hub
         self.settings = settings
@@ -131,9 +138,14 @@ class QueueStatsBroadcaster:
         fresh = await self._refresh_groups(sessions, now)
         pairs = sorted({(s.tenant_id, g) for s in sessions for g in self._groups.get(s, ())})
         stats = await self._read(pairs, now_ms)
+        in_force = {}
+        if self.targets is not None:
+            for tenant in sorted({t for t, _ in pairs}):
+                in_force[tenant] = await self.targets.in_force(tenant)
         changed = set()
         for pair, figures in stats.items():
-            frame = stats_frame(pair[1], figures)
+            targets = in_force.get(pair[0])
+            frame = stats_frame(pair[1], figures, targets.target(pair[1]) if targets else None)
             if self._frames.get(pair) != frame:
                 self._frames[pair] = frame
                 changed.add(pair)

@@ -17,6 +17,7 @@ from switchboard.gateway.desk_config import load_desk_configs
 from switchboard.gateway.hub import DeskHub
 from switchboard.gateway.limits import raise_open_files
 from switchboard.gateway.queue_stats import QueueStatsBroadcaster
+from switchboard.gateway.responses import ResponseRecorder, ResponseTargets
 from switchboard.gateway.settings import GatewaySettings
 from switchboard.runtime.consumer import BatchConsumer
 from switchboard.runtime.kafka import RecordProducer
@@ -54,6 +55,15 @@ def assemble(settings: GatewaySettings, redis: Redis, producer: RecordProducer) 
         DeskHub(redis, keys, settings),
     )
     gateway.desk_configs = load_desk_configs(settings.desk_config_dir)
+    gateway.response_targets = ResponseTargets(redis, keys, settings.routing_config_dir)
+    gateway.commands.responses = ResponseRecorder(
+        redis,
+        keys,
+        producer,
+        Topics(settings.topic_prefix).routing,
+        gateway.response_targets,
+        settings.response_day_utc_offset_min,
+    )
     return gateway
 
 
@@ -62,12 +72,12 @@ def board_figures(settings: GatewaySettings, gateway: Gateway) -> BoardFigures:
     figures = BoardFigures(
         gateway.redis,
         gateway.keys,
-        RoutingTally(max(settings.board_sl_window_s, settings.board_history_s)),
+        RoutingTally(settings.board_history_s),
         sample_s=settings.board_sample_s,
         history_s=settings.board_history_s,
         head=settings.queue_stats_head,
+        sl_window_s=settings.board_sl_window_s,
     )
-    figures.tally.window_ms = int(settings.board_sl_window_s * 1000)
     figures.targets = service_level_targets(settings.routing_config_dir)
     figures.know_roster(gateway.roster)
     return figures
@@ -81,7 +91,10 @@ def workers(gateway: Gateway) -> list[Worker]:
         ("desk-pump", hub.run_pump),
         ("desk-reconcile", hub.run_reconcile),
         ("desk-trim", hub.trimmer.run),
-        ("desk-queue-stats", QueueStatsBroadcaster(gateway.redis, gateway.keys, hub, gateway.settings).run),
+        (
+            "desk-queue-stats",
+            QueueStatsBroadcaster(gateway.redis, gateway.keys, hub, gateway.settings, gateway.response_targets).run,
+        ),
     ]
 
 
@@ -126,6 +139,8 @@ async def _install_board(
         gateway.redis,
         gateway.keys,
         settings.presence_url,
+        gateway.response_targets,
+        settings.response_day_utc_offset_min,
     )
     install_board(runtime.app, board)
     install_pages(runtime.app, settings.pages_dir)

@@ -77,6 +77,8 @@ class GatewaySettings(ServiceSettings):
     presence_url: str | None = None
     # The routing config the router reads (for each tenant's service-level target on the board).
     routing_config_dir: Path = _REPO_ROOT / "config" / "routing"
+    # Response figures' "today" is the shop's local day: minutes east of UTC (China: 480).
+    response_day_utc_offset_min: int = 480
     # The board's figures: sampled this often, kept for `board_history_s`, service level over `board_sl_window_s`.
     board_sample_s: float = 5.0
     board_history_s: float = 1800.0

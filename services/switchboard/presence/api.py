@@ -18,7 +18,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from switchboard.presence.audit import AuditEntry
-from switchboard.presence.control import ControlError, SurgeControl
+from switchboard.presence.control import ControlError, ProfileInvalid, SurgeControl
 from switchboard.presence.schemas import (
     ActivateRequest,
     AgentChanges,
@@ -196,27 +196,46 @@ async def surge(tenant_id: str, operator: Operator, control: Control) -> SurgeVi
     )
 
 
-@router.put("/surge/profiles/{name}", summary="Define a surge profile")
+_PROFILE_INVALID: dict[int | str, dict[str, Any]] = {
+    422: {
+        "description": "The profile is malformed, or does not fit the tenant's routing config: `detail` lists "
+        "every problem (unknown group, overflow to its own group, threshold out of range); nothing was stored.",
+    }
+}
+
+
+def _invalid(exc: ProfileInvalid) -> HTTPException:
+    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, exc.errors)
+
+
+@router.put("/surge/profiles/{name}", summary="Define a surge profile", responses=_PROFILE_INVALID)
 async def put_profile(
     tenant_id: str, name: Ident, body: SurgeProfile, operator: Operator, control: Control
 ) -> SurgeView:
-    """Create or replace a profile; if it is in force its new factors apply at once."""
-    await control.put_profile(tenant_id, name, body, _actor(operator))
+    """Create or replace a profile, checked against the tenant's routing config (422 with the list of errors, and
+    nothing stored, when it does not fit). If it is in force, its new factors and pools apply at once."""
+    try:
+        await control.put_profile(tenant_id, name, body, _actor(operator))
+    except ProfileInvalid as exc:
+        raise _invalid(exc) from exc
     return await surge(tenant_id, operator, control)
 
 
-@router.post("/surge/activate", summary="Switch a surge profile on")
+@router.post("/surge/activate", summary="Switch a surge profile on", responses=_PROFILE_INVALID)
 async def activate(tenant_id: str, body: ActivateRequest, operator: Operator, control: Control) -> ChangedView:
-    """Every agent's multiplier becomes the profile's factor for its groups."""
+    """Every agent's multiplier becomes the profile's factor for its groups, and agents of a pool group also serve
+    the pool's groups. 422 when the profile no longer fits the routing config (changed since it was defined)."""
     try:
         return ChangedView(changed=await control.activate(tenant_id, body.profile, _actor(operator)))
+    except ProfileInvalid as exc:
+        raise _invalid(exc) from exc
     except ControlError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
 
 
 @router.post("/surge/deactivate", summary="Switch the surge profile off")
 async def deactivate(tenant_id: str, operator: Operator, control: Control) -> ChangedView:
-    """Every agent's multiplier goes back to 1."""
+    """Every agent's multiplier goes back to 1 and every agent serves exactly its own groups again."""
     return ChangedView(changed=await control.deactivate(tenant_id, _actor(operator)))
 
 

@@ -1,17 +1,23 @@
 """Operator controls: capacity factors, temporary agents, surge profiles and their schedules, each audited.
 
-Capacity changes go through PresenceStore (one script per agent, one AgentPresence record per changed agent), so
-the router sees a raised `multiplier` as soon as the record lands.
+Capacity and skill changes go through PresenceStore (one script per agent, one AgentPresence record per changed
+agent), so the router sees a raised `multiplier` or a pool's extra groups as soon as the record lands.
+
+A profile's `pools` widen what agents serve while it is on: an agent of a pool group also serves the groups listed
+for it. The agent hash keeps its own groups apart (`own_groups`), so switching the profile off (or on again, or
+changing it) recomputes what each agent serves from its own groups, exactly; agents added, reloaded from the roster
+or changed by an operator while a profile is on are widened as they are written (the store asks `widen_for`).
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
 from switchboard.presence import scripts
 from switchboard.presence.audit import AuditLog
+from switchboard.presence.routing_configs import RoutingConfigs
+from switchboard.presence.settings import REPO_ROUTING_DIR
 from switchboard.presence.surge import (
     ScheduleAction,
     ScheduleState,
@@ -19,10 +25,10 @@ from switchboard.presence.surge import (
     due_action,
     next_state,
 )
-from switchboard.routing.surge import SurgeProfile, factor_for
+from switchboard.routing.surge import SurgeProfile, factor_for, pooled_groups, profile_errors
 from switchboard.runtime.logs import get_logger
-from switchboard.state.agent_model import Status, text
-from switchboard.state.agents import PresenceStore
+from switchboard.state.agent_model import ProfileChange, Status, text
+from switchboard.state.agents import PresenceStore, Widen
 from switchboard.state.roster import RosterAgent
 
 log = get_logger(__name__)
@@ -32,14 +38,25 @@ class ControlError(Exception):
     """An operator control that cannot be applied as asked (unknown profile, not a temporary agent, …)."""
 
 
+class ProfileInvalid(ControlError):
+    """A surge profile that does not fit the tenant's routing config; `errors` says what (one line each)."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("; ".join(errors))
+        self.errors = errors
+
+
 class SurgeControl:
     """The operator's levers for one deployment; every method records an audit entry."""
 
-    def __init__(self, store: PresenceStore, audit: AuditLog) -> None:
+    def __init__(self, store: PresenceStore, audit: AuditLog, configs: RoutingConfigs | None = None) -> None:
         self.store = store
         self.audit = audit
         self.redis = store.redis
         self.keys = store.keys
+        self.configs = configs or RoutingConfigs(REPO_ROUTING_DIR)
+        # every agent the store writes (roster, temporary agents, operator changes) serves what the profile says
+        store.widening = self.widen_for
 
     async def scale_capacity(self, tenant_id: str, factor: float, operator: str, group: str | None = None) -> list[str]:
         """Set the capacity multiplier of every agent of the tenant (or of one group) to `factor`."""
@@ -77,7 +94,7 @@ class SurgeControl:
         added = ids
         profile = await self.active_profile(tenant_id)
         if profile is not None:
-            await self._apply_factors(tenant_id, profile, only=set(added))
+            await self._apply(tenant_id, profile, only=set(added))
         passwords = await self.store.issue_temporary_logins(tenant_id, added)
         await self.audit.record(
             tenant_id, operator, "add_temporary_agents", {"agent_ids": added}, {"added": len(added)}
@@ -99,13 +116,25 @@ class SurgeControl:
         await self.audit.record(tenant_id, operator, "remove_temporary_agents", {"agent_ids": list(agent_ids)}, outcome)
         return outcome
 
+    def check_profile(self, tenant_id: str, profile: SurgeProfile) -> None:
+        """Raise ProfileInvalid unless the profile fits the tenant's routing config (groups, rings, pools)."""
+        config = self.configs.get(tenant_id)
+        if config is None:
+            raise ProfileInvalid([f"no routing config for tenant {tenant_id!r} to check the profile against"])
+        errors = profile_errors(profile, config)
+        if errors:
+            raise ProfileInvalid(errors)
+
     async def put_profile(self, tenant_id: str, name: str, profile: SurgeProfile, operator: str) -> None:
-        """Define or replace a surge profile (does not switch it on; an active one is re-applied)."""
+        """Define or replace a surge profile (does not switch it on; an active one is re-applied).
+
+        Refused (ProfileInvalid, nothing stored) when it does not fit the tenant's routing config."""
+        self.check_profile(tenant_id, profile)
         await self.redis.hset(self.keys.surge_profiles(tenant_id), name, profile.model_dump_json())
         active = await self.active_profile_name(tenant_id)
         result: dict[str, Any] = {"reapplied": False}
         if active == name:
-            result["changed"] = await self._apply_factors(tenant_id, profile)
+            result["changed"] = await self._apply(tenant_id, profile)
             result["reapplied"] = True
         await self.audit.record(tenant_id, operator, "put_profile", {"name": name, **profile.model_dump()}, result)
 
@@ -129,11 +158,12 @@ class SurgeControl:
         profile = (await self.profiles(tenant_id)).get(name)
         if profile is None:
             raise ControlError(f"no surge profile {name!r}")
+        self.check_profile(tenant_id, profile)  # the routing config may have changed since it was defined
         await self.redis.hset(
             self.keys.surge_state(tenant_id),
             mapping={"active": name, "since_ms": self.store.now_ms(), "by": operator, "schedule_id": schedule_id},
         )
-        changed = await self._apply_factors(tenant_id, profile)
+        changed = await self._apply(tenant_id, profile)
         await self.audit.record(
             tenant_id, operator, "activate_profile", {"name": name, "schedule_id": schedule_id}, {"changed": changed}
         )
@@ -143,7 +173,7 @@ class SurgeControl:
         """Switch the surge profile off: every agent's multiplier back to 1."""
         previous = await self.active_profile_name(tenant_id)
         await self.redis.delete(self.keys.surge_state(tenant_id))
-        changed = await self._apply_factors(tenant_id, None)
+        changed = await self._apply(tenant_id, None)
         await self.audit.record(
             tenant_id,
             operator,
@@ -153,17 +183,20 @@ class SurgeControl:
         )
         return changed
 
-    async def _apply_factors(
-        self, tenant_id: str, profile: SurgeProfile | None, only: set[str] | None = None
-    ) -> list[str]:
-        by_factor: dict[float, list[str]] = defaultdict(list)
-        for agent in await self.store.list_agents(tenant_id):
-            if only is None or agent.agent_id in only:
-                by_factor[factor_for(agent.groups, profile)].append(agent.agent_id)
-        changed: list[str] = []
-        for factor, ids in by_factor.items():
-            changed += await self.store.set_multiplier(tenant_id, ids, factor)
-        return changed
+    async def widen_for(self, tenant_id: str) -> Widen:
+        """What an agent serves, given its own groups, under the tenant's profile in force (the store's hook)."""
+        profile = await self.active_profile(tenant_id)
+        return lambda groups: pooled_groups(groups, profile)
+
+    async def _apply(self, tenant_id: str, profile: SurgeProfile | None, only: set[str] | None = None) -> list[str]:
+        """Every agent (or those in `only`) gets the profile's factor for its own groups and serves what the
+        profile's pools add to them (its own groups exactly, without a profile)."""
+        changes = [
+            (agent.agent_id, ProfileChange(multiplier=factor_for(agent.own_groups, profile), regroup=True))
+            for agent in await self.store.list_agents(tenant_id)
+            if only is None or agent.agent_id in only
+        ]
+        return await self.store.apply_profiles(tenant_id, changes, widen=lambda groups: pooled_groups(groups, profile))
 
     # --- schedules ------------------------------------------------------------------------------------------
 
@@ -208,12 +241,26 @@ class SurgeControl:
                 continue  # another replica got there first
             actor = f"schedule:{schedule.schedule_id}"
             if action is ScheduleAction.APPLY:
-                await self.activate(tenant_id, schedule.profile, actor, schedule.schedule_id)
+                await self._apply_scheduled(tenant_id, schedule, actor)
             elif action is ScheduleAction.REVERT and await self._is_in_force(tenant_id, schedule.schedule_id):
                 await self.deactivate(tenant_id, actor, schedule.schedule_id)
             log.info("surge_schedule", tenant_id=tenant_id, schedule_id=schedule.schedule_id, action=action.value)
             done.append((schedule.schedule_id, action))
         return done
+
+    async def _apply_scheduled(self, tenant_id: str, schedule: SurgeSchedule, actor: str) -> None:
+        try:
+            await self.activate(tenant_id, schedule.profile, actor, schedule.schedule_id)
+        except ControlError as exc:
+            # deleted, or no longer fitting the routing config: the window passes without it, on the record
+            log.error("surge_schedule_refused", tenant_id=tenant_id, schedule_id=schedule.schedule_id, error=str(exc))
+            await self.audit.record(
+                tenant_id,
+                actor,
+                "activate_profile_refused",
+                {"name": schedule.profile, "schedule_id": schedule.schedule_id},
+                {"error": str(exc)},
+            )
 
     async def _is_in_force(self, tenant_id: str, schedule_id: str) -> bool:
         # An operator may have switched another profile on by hand meanwhile; the window's end must not undo it.
@@ -236,6 +283,10 @@ class SurgeControl:
         if await self.store.get_agent(tenant_id, agent_id) is None:
             raise ControlError(f"no agent {agent_id!r}")
         changed = await self.store.update_profile(tenant_id, agent_id, **changes)
+        profile = await self.active_profile(tenant_id)
+        if "groups" in changes and profile is not None:
+            # new own groups may carry another factor under the profile in force
+            changed = bool(await self._apply(tenant_id, profile, only={agent_id})) or changed
         await self.audit.record(
             tenant_id, operator, "update_agent", {"agent_id": agent_id, **changes}, {"changed": changed}
         )

@@ -11,13 +11,16 @@ from switchboard.state.roster import ChannelSlots, Ident
 
 
 class AgentView(BaseModel):
-    """An agent as operators see it: status, skills, capacity and the load the router wrote."""
+    """An agent as operators see it: status, skills, capacity and the load the router wrote.
+
+    `groups` are what it serves now; `own_groups` its own, which differ while a surge profile's pool widens them."""
 
     agent_id: str
     display_name: str
     status: Status
     status_since_ms: int
     groups: list[str]
+    own_groups: list[str]
     languages: list[str]
     capacity: dict[str, int]
     effective_capacity: dict[str, int]
@@ -36,6 +39,7 @@ class AgentView(BaseModel):
             status=state.status,
             status_since_ms=state.status_since_ms,
             groups=state.groups,
+            own_groups=state.own_groups,
             languages=state.languages,
             capacity=state.capacity,
             effective_capacity=state.effective_capacity(),

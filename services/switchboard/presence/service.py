@@ -7,6 +7,7 @@ from pathlib import Path
 from switchboard.presence.api import OPENAPI_TITLE, mount_operator_api
 from switchboard.presence.audit import AuditLog
 from switchboard.presence.control import SurgeControl
+from switchboard.presence.routing_configs import RoutingConfigs
 from switchboard.presence.settings import PresenceSettings
 from switchboard.presence.sweep import Sweeper
 from switchboard.presence.watch import RosterWatcher
@@ -40,10 +41,13 @@ async def build(settings: PresenceSettings) -> ServiceRuntime:
     producer = await runtime.start_producer()
     store = PresenceStore(redis, Keys(settings.key_prefix), producer, wrap_up_s=settings.wrap_up_s)
     roster_path = _roster_path(settings)
+    # before the roster loads: agents are written with what the surge profile in force (if any) adds to their groups
+    control = SurgeControl(
+        store, AuditLog(redis, store.keys, settings.audit_maxlen), RoutingConfigs(settings.config_dir())
+    )
     if settings.load_roster_on_start and roster_path is not None:
         # a broken roster at start is a deployment error: fail loudly (a broken reload later is only logged)
         await store.load_roster(load_roster(roster_path))
-    control = SurgeControl(store, AuditLog(redis, store.keys, settings.audit_maxlen))
     sweeper = Sweeper(
         store,
         control,

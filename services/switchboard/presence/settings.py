@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.state.operators import OperatorGrant
 
 __all__ = ["OperatorGrant", "PresenceSettings"]
+
+# The example configs of the repository this package lives in (config/routing/*.yaml), as the router's default.
+REPO_ROUTING_DIR = Path(__file__).resolve().parents[3] / "config" / "routing"
 
 
 class PresenceSettings(ServiceSettings):
@@ -30,3 +35,10 @@ class PresenceSettings(ServiceSettings):
     # e.g. SB_OPERATOR_TOKENS='[{"name":"ops-a","token":"…32 chars…","tenants":["shop-a"]}]'
     operator_tokens: list[OperatorGrant] = Field(default_factory=list)
     audit_maxlen: int = 10_000
+    # The tenants' routing configs (`*.yaml`), the same directory as the router's: surge profiles are checked
+    # against them (unknown groups are refused). The repository's `config/routing` when empty.
+    routing_config_dir: str = ""
+
+    def config_dir(self) -> Path:
+        """The routing config directory in force."""
+        return Path(self.routing_config_dir) if self.routing_config_dir else REPO_ROUTING_DIR

@@ -275,8 +275,10 @@ class RouterContext:
         return found
 
     async def publish(self, config: TenantRouting, found: Sequence[Outcome], now_ms: int) -> None:
-        """Turn decisions into RoutingEvents and publish them (and the presence of agents set away)."""
+        """Turn decisions into RoutingEvents and publish them (and the presence of agents set away); each event
+        names the tenant's surge profile in force (router/surge.py) it was decided under."""
         events, away = [], []
+        surge_profile = self.configs.surge.name(config.tenant)
         for outcome in found:
             d = outcome.decision
             DECISIONS.labels(d.type).inc()
@@ -299,6 +301,7 @@ class RouterContext:
                 reasons=outcome.reasons,
             )
             if event is not None:
+                event.surge_profile = surge_profile
                 events.append(event)
             if d.type == "timed_out" and d.away:
                 away.append(d.agent)

@@ -251,13 +251,15 @@ class RequeueRequest:
 
 @dataclass(frozen=True)
 class OverflowRequest:
-    """overflow.lua: a queued conversation joins an overflow ring's queue with its score."""
+    """overflow.lua: a queued conversation joins an overflow ring's queue with its score (`why`: the trigger, as
+    the routing event's reason)."""
 
     conv: str
     epoch: int
     queues: str
     ring: str
     score: float
+    why: str = ""
 
     def encode(self) -> str:
         """ARGV[2] of overflow.lua."""

@@ -89,7 +89,7 @@ def routing_event(
         event.offer_deadline.CopyFrom(_ts(d.deadline))
     event.reasons.extend(reasons)
     if d.overflow:
-        event.reasons.append(f"overflow:{d.overflow}:waited")
+        event.reasons.append(d.reason or f"overflow:{d.overflow}:waited")
     if d.type == "timed_out" and d.away:
         event.reasons.append("agent_set_away:missed_offers")
     if d.type == "abandoned":

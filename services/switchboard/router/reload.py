@@ -2,6 +2,9 @@
 
 A changed file that fails validation is logged with its file:line message and the tenant keeps its previous
 config; a removed file removes the tenant (its records then go to the DLQ as "no routing config").
+
+`get` answers with the config in force for routing: the file's, with the tenant's surge profile in force folded in
+(router/surge.py); `base` is the file's alone.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from switchboard.router.surge import ActiveProfiles
 from switchboard.routing.config import ConfigError, TenantRouting, load_config_file
 from switchboard.runtime.logs import get_logger
 
@@ -25,9 +29,16 @@ class ConfigStore:
         self._mtimes: dict[Path, float] = {}
         self.errors: dict[Path, str] = {}
         self._stopping = asyncio.Event()
+        # The surge profile in force per tenant (read by the router's upkeep), folded into what `get` answers.
+        self.surge = ActiveProfiles()
 
     def get(self, tenant: str) -> TenantRouting | None:
-        """The config in force for a tenant, or None when the tenant has none."""
+        """The config in force for a tenant (its surge profile in force folded in), or None when it has none."""
+        config = self._configs.get(tenant)
+        return None if config is None else self.surge.effective(config)
+
+    def base(self, tenant: str) -> TenantRouting | None:
+        """The tenant's config as its file says, without a surge profile."""
         return self._configs.get(tenant)
 
     def tenants(self) -> list[str]:

@@ -3,8 +3,14 @@
 - An agent became available or got more capacity (surge multiplier): drain the queues for them at once.
 - An agent is offline past the grace period: their conversations go back to the queue, original time and priority.
 - The sweep (every `sweep_interval_s`, on every replica; the scripts make repeats harmless) times out offers even
-  when no record arrives, widens overflow rings for conversations that waited past `after_s`, requeues departed
-  agents' work, and drains queues for any agent with room, so a lost wake-up costs at most one interval.
+  when no record arrives, re-evaluates the overflow rings of queued conversations, requeues departed agents' work,
+  and drains queues for any agent with room, so a lost wake-up costs at most one interval.
+- The surge profile in force (router/surge.py) is read again on every sweep, and at once when a presence record
+  names another one; when it changed, queued conversations are re-evaluated at once under the new rings.
+
+Re-evaluating overflow checks every trigger of every ring of the config in force (with the profile's rings): the
+ring's `after_s` against the conversation's own wait, and the group's estimated wait and service level as a new
+conversation's plan would see them. A conversation joins each ring that fires (it never leaves a queue it is in).
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from switchboard.router.contract import (
 )
 from switchboard.router.drain import drain_agents, drain_groups, has_room
 from switchboard.router.snapshot import read_agents, redis_guard, text
-from switchboard.routing.chain import AgentIndex, AgentView, sets_away
+from switchboard.routing.chain import AgentIndex, AgentView, rings_due, sets_away
 from switchboard.routing.config import CHANNELS, TenantRouting
 from switchboard.routing.exclusion import exclude, excluded_now
 from switchboard.routing.scoring import stored_score
@@ -38,6 +44,9 @@ from switchboard.runtime.logs import get_logger
 from switchboard.state.figures import Estimate, Estimates, write_estimates
 
 log = get_logger(__name__)
+
+# Queued conversations per group and channel whose overflow rings a sweep re-evaluates (the queue's head first).
+QUEUE_HEADS = 200
 
 
 def departed(agent: AgentView, config: TenantRouting, now: int) -> bool:
@@ -58,6 +67,7 @@ class Upkeep:
         """React to agents' presence records in order."""
         async with redis_guard():
             for record in records:
+                await self._follow_profile(record)
                 config = self.ctx.configs.get(record.tenant_id)
                 if config is None or not record.agent_id:
                     continue
@@ -110,12 +120,29 @@ class Upkeep:
         return len(stale)
 
     async def sweep(self) -> None:
-        """One pass over every configured tenant."""
+        """One pass over every configured tenant (its surge profile in force read first)."""
         async with redis_guard():
             for tenant in self.ctx.configs.tenants():
+                await self.refresh_profile(tenant)
                 config = self.ctx.configs.get(tenant)
                 if config is not None:
                     await self.sweep_tenant(config)
+
+    async def refresh_profile(self, tenant: str) -> bool:
+        """Read the tenant's surge profile in force; True when it changed (then `configs.get` answers with the
+        new effective config)."""
+        return await self.ctx.configs.surge.refresh(self.ctx.redis, self.ctx.keys, tenant)
+
+    async def _follow_profile(self, record: AgentPresence) -> None:
+        """A record written under another profile than the one known: read it, and if it switched, re-evaluate
+        the tenant's queued conversations under it at once."""
+        surge = self.ctx.configs.surge
+        if record.surge_profile == surge.name(record.tenant_id) or self.ctx.configs.base(record.tenant_id) is None:
+            return
+        if await self.refresh_profile(record.tenant_id):
+            config = self.ctx.configs.get(record.tenant_id)
+            if config is not None:
+                await self._overflow(config, self.ctx.clock())
 
     async def sweep_tenant(self, config: TenantRouting) -> None:
         """Offer timeouts, departed agents, time-based overflow, then drains for agents with room."""
@@ -182,14 +209,18 @@ class Upkeep:
             await drain_agents(ctx, config, [conv.offer_agent], now)
 
     async def _overflow(self, config: TenantRouting, now: int) -> None:
+        """Re-evaluate the overflow rings of queued conversations (the first QUEUE_HEADS of each queue) for every
+        trigger, and widen each into the rings that fire."""
+        groups = [g for g in config.skill_groups if g.overflow]
+        if not groups:
+            return
         ctx, keys, tenant = self.ctx, self.ctx.keys, config.tenant
-        for group in config.skill_groups:
-            rings = [r for r in group.overflow if r.after_s is not None]
-            if not rings:
-                continue
+        snap = await ctx.snapshot(config, {g.name for g in groups})
+        index = snap.index()
+        for group in groups:
             for ch in CHANNELS:
                 members: list[tuple[bytes, float]] = await ctx.redis.zrange(
-                    keys.queue_channel(tenant, group.name, ch), 0, 199, withscores=True
+                    keys.queue_channel(tenant, group.name, ch), 0, QUEUE_HEADS - 1, withscores=True
                 )  # type: ignore[assignment]
                 if not members:
                     continue
@@ -197,24 +228,28 @@ class Upkeep:
                 for member in members:
                     pipe.hmget(keys.conversation(tenant, text(member[0])), "enqueued_ms", "queues", "group", "epoch")
                 rows = await pipe.execute()
-                for (conv, score), row in zip(members, rows, strict=True):
-                    enq, queues, primary, epoch = row
-                    if text(primary) != group.name:
-                        continue
-                    waited_s = (now - int(text(enq) or now)) / 1000
-                    for ring in rings:
-                        listed = text(queues).split(",")
-                        if waited_s >= (ring.after_s or 0) and ring.group not in listed:
-                            widen = OverflowRequest(text(conv), int(text(epoch) or 0), text(queues), ring.group, score)
-                            await self._widen(config, widen, ch, now)
+                for ahead, ((conv, score), row) in enumerate(zip(members, rows, strict=True)):
+                    enq, queues, primary, epoch = (text(v) for v in row)
+                    if primary != group.name:
+                        continue  # waits here as another group's overflow: its own group's rings decide
+                    waited_s = (now - int(enq or now)) / 1000
+                    due = rings_due(config, group, snap.stats, index, ch, waited_s=waited_s, ahead=ahead)
+                    for ring, why in due:
+                        if ring.group in queues.split(","):
+                            continue
+                        widen = OverflowRequest(text(conv), int(epoch or 0), queues, ring.group, score, why)
+                        if await self._widen(config, widen, ch, now):
+                            queues = f"{queues},{ring.group}"
 
-    async def _widen(self, config: TenantRouting, request: OverflowRequest, channel: str, now: int) -> None:
+    async def _widen(self, config: TenantRouting, request: OverflowRequest, channel: str, now: int) -> bool:
+        """Put a queued conversation in a ring's queue too, and drain the ring; False when it changed meanwhile."""
         ctx = self.ctx
         groups = [q for q in request.queues.split(",") if q]
         ks = ctx.key_set(config).conversation(request.conv).groups([*groups, request.ring], channel)
         found = await ctx.apply(config, ctx.scripts.overflow, ks, request.encode(), now, unsent=True)
         if found:
             await drain_groups(ctx, config, [request.ring], now)
+        return bool(found)
 
     async def _queue_lengths(self, config: TenantRouting) -> dict[tuple[str, str], int]:
         """Conversations waiting per (group, channel) of the tenant."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from switchboard.routing.config import CHANNELS, Capacity, OverflowRing, SkillGroup, TenantRouting
 from switchboard.routing.scoring import estimated_wait_s, service_level
@@ -211,6 +211,32 @@ def active_rings(
         elif ring.service_level_below is not None and level is not None and level < ring.service_level_below:
             fired.append((ring, f"overflow:{ring.group}:service_level={level:.2f}"))
     return fired
+
+
+def rings_due(
+    config: TenantRouting,
+    group: SkillGroup,
+    stats: Mapping[str, GroupStats],
+    index: AgentIndex,
+    channel: str,
+    *,
+    waited_s: float,
+    ahead: int,
+) -> list[tuple[OverflowRing, str]]:
+    """Overflow rings a conversation of `group` queued on `channel` belongs in now, with the reason: what
+    re-evaluating a queued conversation checks, for every trigger.
+
+    Its estimated wait is that of its place in the queue (`ahead` of it), as its plan saw it when it was queued
+    behind as many, so only a longer wait fires a ring the plan did not; the service level is the group's; `after_s`
+    is against its own wait (`waited_s`)."""
+    mine = replace(stats.get(group.name, GroupStats()), queue_length=ahead, channel_lengths={channel: ahead})
+    due = active_rings(config, group, {**stats, group.name: mine}, index, channel)
+    fired = {ring.group for ring, _ in due}
+    for ring in group.overflow:
+        if ring.group not in fired and ring.after_s is not None and waited_s >= ring.after_s:
+            due.append((ring, f"overflow:{ring.group}:waited={waited_s:.0f}s"))
+            fired.add(ring.group)
+    return due
 
 
 def _load_key(channel: str) -> Callable[[AgentView], tuple[float, int, str]]:

@@ -50,9 +50,12 @@ class AgentState:
     agent_id: str
     status: Status = Status.OFFLINE
     session_epoch: int = 0
+    # What the agent serves now: its own groups, plus the groups a surge profile's pools add while it is on.
     groups: list[str] = field(default_factory=list)
     languages: list[str] = field(default_factory=list)
     capacity: dict[str, int] = field(default_factory=dict)
+    # The agent's own groups (roster, operator changes), which `groups` goes back to when the profile ends.
+    own_groups: list[str] = field(default_factory=list)
     used: dict[str, int] = field(default_factory=dict)
     multiplier: float = 1.0
     display_name: str = ""
@@ -78,7 +81,11 @@ class AgentState:
 
 @dataclass(frozen=True)
 class ProfileChange:
-    """What to change of an agent's profile; None leaves a field as it is."""
+    """What to change of an agent's profile; None leaves a field as it is.
+
+    `groups` are the agent's own groups; what it serves is them widened by the surge profile in force (the store's
+    `Widen`). `regroup` recomputes what it serves from the own groups in its hash (a profile switched on or off).
+    """
 
     groups: Sequence[str] | None = None
     languages: Sequence[str] | None = None
@@ -86,10 +93,14 @@ class ProfileChange:
     display_name: str | None = None
     multiplier: float | None = None
     temporary: bool | None = None
+    regroup: bool = False
 
     def hash_fields(self) -> list[str | int]:
-        """The agent-hash field/value pairs (flat) of everything but groups; raises ValueError on bad values."""
+        """The agent-hash field/value pairs (flat) of everything but the served groups; raises ValueError on bad
+        values."""
         fields: list[str | int] = []
+        if self.groups is not None:
+            fields += ["own_groups", ",".join(self.groups)]
         if self.languages is not None:
             fields += ["languages", ",".join(self.languages)]
         for channel, slots in (self.capacity or {}).items():
@@ -127,6 +138,7 @@ def text(value: bytes | str) -> str:
 def parse_agent_hash(tenant_id: str, agent_id: str, raw: Mapping[bytes | str, bytes | str]) -> AgentState:
     """An AgentState from the agent hash (bytes or str keys); missing fields get defaults."""
     fields = {text(k): text(v) for k, v in raw.items()}
+    groups = split_csv(fields.get("groups", ""))
     try:
         status = Status(fields.get("status", "offline"))
     except ValueError:
@@ -140,9 +152,11 @@ def parse_agent_hash(tenant_id: str, agent_id: str, raw: Mapping[bytes | str, by
         agent_id=agent_id,
         status=status,
         session_epoch=_int(fields, "session_epoch"),
-        groups=split_csv(fields.get("groups", "")),
+        groups=groups,
         languages=split_csv(fields.get("languages", "")),
         capacity={ch: _int(fields, f"cap:{ch}") for ch in CHANNELS},
+        # agents written before own groups were kept apart serve exactly their own
+        own_groups=split_csv(fields["own_groups"]) if "own_groups" in fields else groups,
         used={ch: _int(fields, f"used:{ch}") for ch in CHANNELS},
         multiplier=multiplier,
         display_name=fields.get("display_name", ""),
@@ -170,8 +184,8 @@ def presence_key(tenant_id: str, agent_id: str) -> str:
     return f"{tenant_id}/{agent_id}"
 
 
-def to_presence_record(state: AgentState, now_ms: int) -> AgentPresence:
-    """The AgentPresence record of an agent's current state."""
+def to_presence_record(state: AgentState, now_ms: int, surge_profile: str = "") -> AgentPresence:
+    """The AgentPresence record of an agent's current state (`surge_profile`: the tenant's profile in force)."""
     record = AgentPresence(
         tenant_id=state.tenant_id,
         agent_id=state.agent_id,
@@ -188,6 +202,7 @@ def to_presence_record(state: AgentState, now_ms: int) -> AgentPresence:
         display_name=state.display_name,
         presence_version=state.presence_version,
         temporary=state.temporary,
+        surge_profile=surge_profile,
     )
     if state.last_heartbeat_ms:
         record.last_heartbeat_at.CopyFrom(ms_timestamp(state.last_heartbeat_ms))

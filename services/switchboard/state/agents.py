@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 
 from redis.asyncio import Redis
 
@@ -28,6 +28,7 @@ from switchboard.state.agent_model import (
     Status,
     parse_agent_hash,
     presence_key,
+    split_csv,
     status_desk_event,
     text,
     to_presence_record,
@@ -36,11 +37,31 @@ from switchboard.state.keys import Keys
 from switchboard.state.roster import Roster, RosterAgent, check_secret, hash_secret
 
 # The gateway imports the errors from here, next to the store that raises them.
-__all__ = ["AgentOffline", "HeartbeatResult", "PresenceError", "PresenceStore", "StaleSession", "UnknownAgent"]
+__all__ = [
+    "AgentOffline",
+    "HeartbeatResult",
+    "PresenceError",
+    "PresenceStore",
+    "StaleSession",
+    "UnknownAgent",
+    "Widen",
+    "WidenLookup",
+]
+
+# What an agent with these own groups serves (its own groups, widened by a surge profile's pools while one is on).
+Widen = Callable[[Sequence[str]], list[str]]
+# The Widen in force for a tenant now (presence sets one: it knows the surge profiles).
+WidenLookup = Callable[[str], Awaitable[Widen]]
+
+
+def _own(groups: Sequence[str]) -> list[str]:
+    return list(groups)
+
 
 log = get_logger(__name__)
 
 _KEEP_GROUPS = "\x00"
+_NOT_CHECKED = "\x00"
 # A profile or removal script whose agent's groups changed between the read and the script is run again.
 _GROUP_RETRIES = 5
 
@@ -62,6 +83,8 @@ class PresenceStore:
         self.producer = producer
         self.wrap_up_s = wrap_up_s
         self._clock = clock
+        # Set by presence: how the surge profile in force widens an agent's groups (None: agents serve their own).
+        self.widening: WidenLookup | None = None
 
     def now_ms(self) -> int:
         """The store's clock in epoch milliseconds."""
@@ -299,53 +322,93 @@ class PresenceStore:
         return bool(await self.apply_profiles(tenant_id, [(agent_id, change)], publish=publish))
 
     async def apply_profiles(
-        self, tenant_id: str, changes: Sequence[tuple[str, ProfileChange]], *, publish: bool = True
+        self,
+        tenant_id: str,
+        changes: Sequence[tuple[str, ProfileChange]],
+        *,
+        publish: bool = True,
+        widen: Widen | None = None,
     ) -> list[str]:
         """Apply profile changes to many agents (pipelined in chunks: a Double 11 factor for 20,000 agents must not
-        take 20,000 round trips); returns the agents that changed, whose records are then sent in one batch."""
+        take 20,000 round trips); returns the agents that changed, whose records are then sent in one batch.
+
+        New own groups (and a `regroup`) are widened by `widen`, by default the one in force for the tenant."""
+        if widen is None:
+            widen = await self.widening(tenant_id) if self.widening is not None else _own
         changed: list[str] = []
         for start in range(0, len(changes), 1000):
-            changed += await self._apply_profile_chunk(tenant_id, changes[start : start + 1000])
+            changed += await self._apply_profile_chunk(tenant_id, changes[start : start + 1000], widen)
         if publish:
             await self.publish(tenant_id, changed)
         return changed
 
-    async def _apply_profile_chunk(self, tenant_id: str, chunk: Sequence[tuple[str, ProfileChange]]) -> list[str]:
+    async def _apply_profile_chunk(
+        self, tenant_id: str, chunk: Sequence[tuple[str, ProfileChange]], widen: Widen
+    ) -> list[str]:
         """One pipelined round of profile scripts; agents whose groups changed meanwhile are read and run again."""
-        k = self.keys
         changed: list[str] = []
         todo = list(chunk)
         for _ in range(_GROUP_RETRIES):
-            regrouping = [agent_id for agent_id, change in todo if change.groups is not None]
-            old_groups = dict(zip(regrouping, await self._read_groups(tenant_id, regrouping), strict=True))
+            regrouping = [agent_id for agent_id, change in todo if change.groups is not None or change.regroup]
+            read = dict(zip(regrouping, await self._read_group_fields(tenant_id, regrouping), strict=True))
             now = self.now_ms()
-            calls = []
-            for agent_id, change in todo:
-                named = [] if change.groups is None else sorted({*old_groups[agent_id], *change.groups})
-                calls.append(
-                    ScriptCall(
-                        lua.PROFILE,
-                        keys=[
-                            k.agent(tenant_id, agent_id),
-                            k.tenant_agents(tenant_id),
-                            k.presence_pending(tenant_id),
-                            *(k.group_agents(tenant_id, g) for g in named),
-                        ],
-                        args=[
-                            agent_id,
-                            now,
-                            _KEEP_GROUPS if change.groups is None else ",".join(change.groups),
-                            ",".join(named),
-                            *change.hash_fields(),
-                        ],
-                    )
-                )
+            calls = [
+                self._profile_call(tenant_id, agent_id, change, read.get(agent_id), widen, now)
+                for agent_id, change in todo
+            ]
             results = await run_pipelined(self.redis, calls)
             changed += [a for (a, _), (code, _) in zip(todo, results, strict=True) if code == lua.CHANGED]
             todo = [item for item, (code, _) in zip(todo, results, strict=True) if code == lua.RETRY]
             if not todo:
                 return changed
         raise PresenceError(f"groups of {len(todo)} agents of {tenant_id} kept changing during a profile update")
+
+    def _profile_call(
+        self,
+        tenant_id: str,
+        agent_id: str,
+        change: ProfileChange,
+        read: tuple[list[str], str | None] | None,
+        widen: Widen,
+        now: int,
+    ) -> ScriptCall:
+        """The profile script of one agent: `read` is (served groups, raw own groups) when its groups change."""
+        k = self.keys
+        served, expect_own, named = _KEEP_GROUPS, _NOT_CHECKED, []
+        if read is not None:
+            old, raw_own = read
+            if change.groups is not None:
+                own = list(change.groups)
+            else:  # a regroup: from the own groups as read, which must still be those when the script runs
+                own = split_csv(raw_own) if raw_own is not None else old
+                expect_own = raw_own or ""
+            new = widen(own)
+            served = ",".join(new)
+            named = sorted({*old, *new})
+        fields = change.hash_fields()
+        if change.regroup and change.groups is None and read is not None and read[1] is None:
+            fields += ["own_groups", ",".join(read[0])]  # kept apart from now on, so the revert is exact
+        return ScriptCall(
+            lua.PROFILE,
+            keys=[
+                k.agent(tenant_id, agent_id),
+                k.tenant_agents(tenant_id),
+                k.presence_pending(tenant_id),
+                *(k.group_agents(tenant_id, g) for g in named),
+            ],
+            args=[agent_id, now, served, ",".join(named), expect_own, *fields],
+        )
+
+    async def _read_group_fields(self, tenant_id: str, agent_ids: Sequence[str]) -> list[tuple[list[str], str | None]]:
+        """Each agent's served groups and its raw `own_groups` field (None when not kept apart), in one round trip."""
+        if not agent_ids:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for agent_id in agent_ids:
+            pipe.hmget(self.keys.agent(tenant_id, agent_id), ["groups", "own_groups"])
+        return [
+            (split_csv(text(groups or b"")), None if own is None else text(own)) for groups, own in await pipe.execute()
+        ]
 
     async def _read_groups(self, tenant_id: str, agent_ids: Sequence[str]) -> list[list[str]]:
         """The groups each agent's hash names now, in one round trip."""
@@ -504,10 +567,13 @@ class PresenceStore:
         pipe = self.redis.pipeline(transaction=False)
         for agent_id in agent_ids:
             pipe.hgetall(self.keys.agent(tenant_id, agent_id))
-        raws = await pipe.execute()
+        pipe.hget(self.keys.surge_state(tenant_id), "active")
+        *raws, active = await pipe.execute()
         now = self.now_ms()
+        # the profile in force as the records are written: a router that sees another name than it knows re-reads it
+        surge = text(active or b"")
         states = [parse_agent_hash(tenant_id, a, raw) for a, raw in zip(agent_ids, raws, strict=True) if raw]
-        records = [(presence_key(s.tenant_id, s.agent_id), to_presence_record(s, now)) for s in states]
+        records = [(presence_key(s.tenant_id, s.agent_id), to_presence_record(s, now, surge)) for s in states]
         try:
             await self.producer.send_many(self.producer.topics.presence, records)
         except BrokerUnavailable as exc:

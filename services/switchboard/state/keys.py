@@ -202,6 +202,16 @@ class Keys:
         """Set with a TTL: connection ids of a chat customer's open widget sockets, on any chat replica."""
         return self._tenant(tenant_id, "chat", "customer", customer_id, "sockets")
 
+    def conversation_responses(self, tenant_id: str, conversation_id: str) -> str:
+        """Hash: a conversation's response-time state (the opening it counts, the customer messages answered
+        through, responses so far), written by the gateway's reply path (state/responses.py)."""
+        return self._tenant(tenant_id, "conv", conversation_id, "responses")
+
+    def response_figures(self, tenant_id: str, scope: str, bucket: str) -> str:
+        """Hash with a TTL: response counts and sums of one group (`group:<name>`) or agent (`agent:<id>`) in one
+        time bucket (`m<minute>` or `d<local day>`), state/responses.py."""
+        return self._tenant(tenant_id, "responses", scope, bucket)
+
     def figures_minute(self, tenant_id: str, group: str, minute: int) -> str:
         """Hash with a TTL: one minute of a skill group's outcomes per channel (answered waits by bin, abandoned),
         written by the router (state/figures.py)."""

@@ -7,13 +7,15 @@ the new owner legitimately sees the conversation's messages again: that is a *re
 The same message twice to one owner under one epoch is a *duplicate*; a tag nobody sent is *unexpected*; a
 message acknowledged by its channel but never delivered is *lost*, unless the run was cut off while it waited in a
 queue (its conversation's last routing decision said queued or offered): that one is *pending at cut-off*, counted
-apart, as it went missing nowhere. One the channel refused is *refused*.
+apart, as it went missing nowhere. One whose conversation the customer left (ABANDONED) or the bot answered
+(ANSWERED_BY_BOT) with nothing routing it to an agent after is *not for agents*: no desktop should get it. One the
+channel refused is *refused*.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 
@@ -66,12 +68,15 @@ class Ledger:
         """Accepted messages no desktop received (lost or still waiting), sorted."""
         return sorted({t for t, s in self.sent.items() if s.accepted} - self.delivered_tags())
 
-    def settle(self, waiting: Collection[str] = ()) -> Accounting:
+    def settle(self, waiting: Collection[str] = (), not_for_agents: Mapping[str, str] | None = None) -> Accounting:
         """Match every accepted message to its deliveries.
 
         `waiting`: tags known to be still queued in switchboard when the run was cut off; undelivered, they are
-        pending at cut-off rather than lost. Every other undelivered message is lost.
+        pending at cut-off rather than lost. `not_for_agents`: tags of conversations abandoned or answered by the
+        bot (tag → "abandoned" / "answered_by_bot"); undelivered, they are counted by that reason. Every other
+        undelivered message is lost.
         """
+        settled = dict(not_for_agents or {})
         by_tag: dict[str, list[Delivery]] = defaultdict(list)
         for d in self.deliveries:
             by_tag[d.tag].append(d)
@@ -79,7 +84,9 @@ class Ledger:
         refused = sorted(t for t, s in self.sent.items() if not s.accepted)
         undelivered = accepted - by_tag.keys()
         pending = sorted(undelivered.intersection(waiting))
-        lost = sorted(undelivered.difference(waiting))
+        left = sorted(t for t in undelivered if settled.get(t) == "abandoned")
+        bot = sorted(t for t in undelivered if settled.get(t) == "answered_by_bot")
+        lost = sorted(undelivered.difference(waiting, left, bot))
         unexpected = sorted(t for t in by_tag if t not in accepted)
         duplicated: list[str] = []
         redelivered: list[str] = []
@@ -98,6 +105,8 @@ class Ledger:
             delivered=len(first),
             lost=lost,
             pending_at_cut_off=pending,
+            abandoned=left,
+            answered_by_bot=bot,
             duplicated=duplicated,
             redelivered=redelivered,
             unexpected=unexpected,
@@ -115,6 +124,8 @@ class Accounting:
     delivered: int
     lost: list[str]
     pending_at_cut_off: list[str]
+    abandoned: list[str]
+    answered_by_bot: list[str]
     duplicated: list[str]
     redelivered: list[str]
     unexpected: list[str]
@@ -138,6 +149,8 @@ class Accounting:
             "delivered": self.delivered,
             "lost": len(self.lost),
             "pending_at_cut_off": len(self.pending_at_cut_off),
+            "abandoned_by_customer": len(self.abandoned),
+            "answered_by_bot": len(self.answered_by_bot),
             "duplicated": len(self.duplicated),
             "redelivered_after_owner_change": len(self.redelivered),
             "unexpected": len(self.unexpected),

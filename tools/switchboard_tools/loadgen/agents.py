@@ -2,9 +2,11 @@
 
 Each agent logs in (`POST /login` → token), opens `/desk`, sends the auth frame, then for every event:
 an offer is accepted after a drawn accept delay (or missed now and then, so the router re-offers it); an assigned
-conversation is handled for a drawn handling time, answered with a reply and closed with a wrap-up code. Every
-event is acked by seq. At the end of its shift the agent sets itself busy (no new work), finishes what it holds,
-and leaves. Its random draws come from its own seeded generator, so two runs make the same choices.
+conversation is greeted with a first reply after a drawn delay, every later customer message is answered after
+another, and when its drawn handling time is over it gets a last reply and is closed with a wrap-up code (so
+switchboard has response times to measure). Every event is acked by seq. At the end of its shift the agent sets
+itself busy (no new work), finishes what it holds, and leaves. Its random draws come from its own seeded generator,
+so two runs make the same choices.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from switchboard.runtime.logs import get_logger
-from switchboard_tools.loadgen.scenario import Agents
+from switchboard_tools.loadgen.scenario import Agents, Range
 from switchboard_tools.loadgen.schedule import AgentShift
 
 log = get_logger(__name__)
@@ -53,6 +55,8 @@ class _Held:
     epoch: int
     answered_at: float
     task: asyncio.Task[None] | None = None
+    # The last reply and the close are on their way: no more in-between replies.
+    closing: bool = False
 
 
 @dataclass
@@ -192,11 +196,26 @@ class SimulatedAgent:
             self.held[conversation] = held
             self._mark_busy(now)
             held.task = asyncio.create_task(self._handle(conversation, held))
+            self._reply_later(conversation, held, self.behaviour.first_reply_s)
+        elif kind in ("message", "transcript") and conversation in self.held:
+            self._reply_later(conversation, self.held[conversation], self.behaviour.reply_s)
         elif kind in ("closed", "transferred", "revoked") and conversation in self.held:
             held = self.held.pop(conversation)
             if held.task is not None and kind != "closed":
                 held.task.cancel()
             self._mark_idle_if_free()
+
+    def _reply_later(self, conversation: str, held: _Held, delay: Range) -> None:
+        """Answer the customer after a drawn delay, if the agent still holds the conversation by then."""
+        task = asyncio.create_task(self._reply(conversation, held, self.rng.uniform(delay.min, delay.max)))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _reply(self, conversation: str, held: _Held, delay_s: float) -> None:
+        await asyncio.sleep(delay_s)
+        if self.held.get(conversation) is held and not held.closing:
+            text = "您好，正在为您查询 / looking into it"
+            await self._send({"type": "reply", "conversation_id": conversation, "epoch": held.epoch, "text": text})
 
     def _accept(self, conversation: str, epoch: int) -> None:
         # An agent handing over at the end of a shift declines what was offered meanwhile: it goes to another.
@@ -211,6 +230,7 @@ class SimulatedAgent:
     async def _handle(self, conversation: str, held: _Held) -> None:
         h = self.behaviour.handling_time
         await asyncio.sleep(handling_time(self.rng, h.mean_s, h.sigma, h.max_s))
+        held.closing = True
         await self._send(
             {"type": "reply", "conversation_id": conversation, "epoch": held.epoch, "text": "您好，已为您处理 / done"}
         )

@@ -19,6 +19,12 @@ def add_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="store_true",
         help="drive the stack at SB_LOADGEN_*_URL instead of starting one for the run",
     )
+    load.add_argument(
+        "--profile",
+        choices=("on", "off", "both"),
+        default=None,
+        help="surge profile of the scenario switched on (default), off, or both runs (same seed) and a comparison",
+    )
     load.add_argument("--write-config", type=Path, default=None, help="only write the run's stack config into DIR")
     bench = sub.add_parser("bench", help="raw Kafka/Redis/websocket limits and pipeline figures on this machine")
     bench.add_argument("--seconds", type=float, default=5.0, help="length of each raw measurement")
@@ -42,11 +48,20 @@ def run_subcommand(args: argparse.Namespace) -> int:
         overrides["loadgen_out"] = args.out
     if args.no_stack:
         overrides["loadgen_start_stack"] = False
+    if args.profile is not None:
+        overrides["loadgen_profile"] = args.profile
     settings = LoadgenSettings(**overrides)  # type: ignore[arg-type]
     if args.write_config is not None:
         env = write_config(settings, args.write_config)
         print("\n".join(f"{k}={v}" for k, v in env.items()))
         return 0
+    if settings.loadgen_profile == "both":
+        from switchboard_tools.loadgen.run import load_test_ab
+
+        off, on, folder, text = load_test_ab(settings)
+        print(f"{off.summary}\n\n{on.summary}\n\n{text}")
+        print(f"reports: {off.folder / 'index.html'}  {on.folder / 'index.html'}  comparison: {folder / 'index.html'}")
+        return 0 if off.balanced and on.balanced else 1
     outcome = load_test(settings)
     print(outcome.summary)
     print(f"report: {outcome.folder / 'index.html'}")

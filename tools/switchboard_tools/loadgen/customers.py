@@ -12,7 +12,8 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any
@@ -63,6 +64,51 @@ def _ws(url: str) -> str:
     return url.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
 
 
+class Signals:
+    """What a customer learns about their conversation while waiting: an agent took it (its messages reached the
+    agent's desktop), or the bot answered it (an ANSWERED_BY_BOT decision about the conversation id one of its
+    messages got). Keyed by the schedule's conversation key."""
+
+    def __init__(self, key_of_tag: dict[str, str]) -> None:
+        self._key_of_tag = key_of_tag
+        self._keys_of_id: dict[str, set[str]] = {}
+        self._bot_ids: set[str] = set()
+        self._taken: dict[str, asyncio.Event] = {}
+        self._bot: dict[str, asyncio.Event] = {}
+
+    def _event(self, table: dict[str, asyncio.Event], key: str) -> asyncio.Event:
+        if key not in table:
+            table[key] = asyncio.Event()
+        return table[key]
+
+    def taken(self, key: str) -> asyncio.Event:
+        """Set once an agent's desktop got one of the conversation's messages."""
+        return self._event(self._taken, key)
+
+    def bot_answered(self, key: str) -> asyncio.Event:
+        """Set once the bot answered the conversation."""
+        return self._event(self._bot, key)
+
+    def delivered(self, tag: str) -> None:
+        """A message reached the desktop of the agent who holds its conversation."""
+        if (key := self._key_of_tag.get(tag)) is not None:
+            self.taken(key).set()
+
+    def on_topic(self, tag: str, conversation_id: str) -> None:
+        """A message got its conversation id (seen on the inbound topic)."""
+        if (key := self._key_of_tag.get(tag)) is None:
+            return
+        self._keys_of_id.setdefault(conversation_id, set()).add(key)
+        if conversation_id in self._bot_ids:
+            self.bot_answered(key).set()
+
+    def bot_answer(self, conversation_id: str) -> None:
+        """The router answered a conversation with the bot (the event may be read before the message's record)."""
+        self._bot_ids.add(conversation_id)
+        for key in self._keys_of_id.get(conversation_id, ()):
+            self.bot_answered(key).set()
+
+
 @dataclass
 class CustomerContext:
     """What every simulated customer shares: endpoints, secrets, the run's clock and where to report."""
@@ -76,6 +122,12 @@ class CustomerContext:
     clock: Callable[[], float] = time.time
     replies: dict[str, float] = field(default_factory=dict)
     http: httpx.AsyncClient | None = None
+    signals: Signals = field(default_factory=lambda: Signals({}))
+    # Customers still to send something (the drain waits for them): conversation keys.
+    deciding: set[str] = field(default_factory=set)
+    # What customers did besides writing: `gave_up:<channel>`, `asked_human` (after a bot answer), `skipped`
+    # (planned messages not sent because the customer had left).
+    behaviour: Counter[str] = field(default_factory=Counter)
 
     async def until(self, offset_s: float) -> None:
         """Sleep until `offset_s` seconds into the run."""
@@ -83,31 +135,100 @@ class CustomerContext:
         if delay > 0:
             await asyncio.sleep(delay)
 
+    async def waits_for_agent(self, conv: PlannedConversation, since: float) -> str:
+        """Wait until an agent takes the conversation, the bot answers it, or the customer's patience (from
+        `since`, wall clock) runs out: "taken", "bot" or "gave_up" (never "gave_up" for a patient customer)."""
+        taken = asyncio.create_task(self.signals.taken(conv.conversation_key).wait())
+        bot = asyncio.create_task(self.signals.bot_answered(conv.conversation_key).wait())
+        timeout = None if conv.leave_after_s is None else max(0.0, since + conv.leave_after_s - self.clock())
+        stop = asyncio.create_task(self.stop.wait())
+        try:
+            await asyncio.wait([taken, bot, stop], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (taken, bot, stop):
+                task.cancel()
+        if self.signals.taken(conv.conversation_key).is_set():
+            return "taken"
+        if self.signals.bot_answered(conv.conversation_key).is_set():
+            return "bot"
+        return "stopped" if self.stop.is_set() else "gave_up"
+
 
 async def chat_conversation(ctx: CustomerContext, conv: PlannedConversation, linger_s: float) -> None:
-    """A customer in the chat widget: connect, send each message at its time, wait for acks, stay for the reply."""
+    """A customer in the chat widget: connect, send each message at its time, wait for acks, stay for the reply.
+
+    Waiting, the customer reacts: the bot answered → ask for a human (if planned) or go away content; nobody took
+    the conversation within their patience → close the widget for good (later planned messages are not sent).
+    """
     secret = ctx.creds.chat_secret(conv.tenant_id).encode()
     query = urlencode(
         {"tenant": conv.tenant_id, "customer": conv.customer_id, "token": widget_token(secret, conv.customer_id)}
     )
     await ctx.until(conv.start_s)
+    ctx.deciding.add(conv.conversation_key)
     try:
         async with connect(f"{_ws(ctx.endpoints.chat_http)}/chat/v1/ws?{query}", open_timeout=20) as ws:
             frames: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
             reader = asyncio.create_task(_read_frames(ws, frames, ctx, conv))
             try:
-                for message in conv.messages:
-                    await ctx.until(message.offset_s)
-                    await _send_chat(ws, frames, ctx, conv, message)
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(linger_s):
-                        await ctx.stop.wait()
+                if await _chat_until_done(ctx, conv, lambda m: _send_chat(ws, frames, ctx, conv, m)) == "taken":
+                    ctx.deciding.discard(conv.conversation_key)
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(linger_s):
+                            await ctx.stop.wait()
             finally:
                 reader.cancel()
                 await asyncio.gather(reader, return_exceptions=True)
     except (OSError, WebSocketException, TimeoutError) as exc:
         # Messages not acknowledged by then are reported as not sent (planned but never acknowledged).
         ctx.error(f"chat_connect:{type(exc).__name__}")
+    finally:
+        ctx.deciding.discard(conv.conversation_key)
+
+
+async def _chat_until_done(
+    ctx: CustomerContext, conv: PlannedConversation, send: Callable[[PlannedMessage], Awaitable[None]]
+) -> str:
+    """Send the planned messages while waiting for an agent; react to a bot answer or run out of patience.
+
+    Returns how it ended: "taken" (an agent has it), "bot" (answered, the customer goes), "gave_up" or "stopped".
+    """
+    left = asyncio.Event()
+    watcher = asyncio.create_task(_patience(ctx, conv, left, send))
+    try:
+        for i, message in enumerate(conv.messages):
+            gone = asyncio.create_task(left.wait())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(gone), max(0.0, ctx.started_at + message.offset_s - ctx.clock()))
+            gone.cancel()
+            if left.is_set():
+                ctx.behaviour["skipped"] += len(conv.messages) - i
+                break
+            await send(message)
+        return await watcher
+    finally:
+        watcher.cancel()
+
+
+async def _patience(
+    ctx: CustomerContext,
+    conv: PlannedConversation,
+    left: asyncio.Event,
+    send: Callable[[PlannedMessage], Awaitable[None]],
+) -> str:
+    """Wait for an agent; after a bot answer ask for a human once (if planned); leave when patience runs out."""
+    since = ctx.started_at + conv.start_s
+    outcome = await ctx.waits_for_agent(conv, since)
+    if outcome == "bot" and conv.ask_human is not None:
+        await asyncio.sleep(conv.ask_human.offset_s)
+        ctx.behaviour["asked_human"] += 1
+        await send(conv.ask_human)
+        ctx.signals.bot_answered(conv.conversation_key).clear()
+        outcome = await ctx.waits_for_agent(conv, ctx.clock())
+    if outcome == "gave_up":
+        ctx.behaviour[f"gave_up:{conv.channel}"] += 1
+        left.set()
+    return outcome
 
 
 def _sent(conv: PlannedConversation, message: PlannedMessage, at: float, accepted: bool = True) -> Sent:
@@ -166,40 +287,57 @@ async def _answer_for(frames: asyncio.Queue[dict[str, Any]], tag: str) -> dict[s
 
 
 async def webhook_conversation(ctx: CustomerContext, conv: PlannedConversation) -> None:
-    """A customer on a marketplace's IM: the platform posts each message, signed, to the shop's chat webhook."""
+    """A customer on a marketplace's IM: the platform posts each message, signed, to the shop's chat webhook.
+
+    The platform reaches the customer later, so they never leave a queue; answered by the bot, they may ask for a
+    human (if planned)."""
+    ctx.deciding.add(conv.conversation_key)
+    try:
+        for message in conv.messages:
+            await ctx.until(message.offset_s)
+            await _post_webhook(ctx, conv, message)
+        if conv.ask_human is None:
+            return
+        if await ctx.waits_for_agent(conv, ctx.clock()) == "bot":
+            await asyncio.sleep(conv.ask_human.offset_s)
+            ctx.behaviour["asked_human"] += 1
+            await _post_webhook(ctx, conv, conv.ask_human)
+    finally:
+        ctx.deciding.discard(conv.conversation_key)
+
+
+async def _post_webhook(ctx: CustomerContext, conv: PlannedConversation, message: PlannedMessage) -> None:
     assert ctx.http is not None
     secret = ctx.creds.chat_secret(conv.tenant_id).encode()
     url = f"{ctx.endpoints.chat_http}/chat/v1/webhook/{conv.tenant_id}"
-    for message in conv.messages:
-        await ctx.until(message.offset_s)
-        for attempt in range(RETRIES):
-            sent_at = ctx.clock()
-            body = json.dumps(
-                {
-                    "event_id": f"{message.tag}-{attempt}",
-                    "customer_id": conv.customer_id,
-                    "message_id": message.tag,
-                    "kind": "text",
-                    "text": tagged(message),
-                    "sent_at": int(sent_at * 1000),
-                    "platform": "tmall",
-                },
-                ensure_ascii=False,
-            ).encode()
-            headers = {"Content-Type": "application/json", **signed_headers(secret, int(sent_at), body)}
-            try:
-                resp = await ctx.http.post(url, content=body, headers=headers)
-            except httpx.HTTPError as exc:
-                ctx.error(f"webhook:{type(exc).__name__}")
-                return
-            if resp.status_code == 200:
-                ctx.record(_sent(conv, message, sent_at))
-                break
-            if resp.status_code != 503:
-                ctx.error(f"webhook_{resp.status_code}")
-                ctx.record(_sent(conv, message, sent_at, accepted=False))
-                break
-            await asyncio.sleep(float(resp.headers.get("Retry-After", "1")))
+    for attempt in range(RETRIES):
+        sent_at = ctx.clock()
+        body = json.dumps(
+            {
+                "event_id": f"{message.tag}-{attempt}",
+                "customer_id": conv.customer_id,
+                "message_id": message.tag,
+                "kind": "text",
+                "text": tagged(message),
+                "sent_at": int(sent_at * 1000),
+                "platform": "tmall",
+            },
+            ensure_ascii=False,
+        ).encode()
+        headers = {"Content-Type": "application/json", **signed_headers(secret, int(sent_at), body)}
+        try:
+            resp = await ctx.http.post(url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            ctx.error(f"webhook:{type(exc).__name__}")
+            return
+        if resp.status_code == 200:
+            ctx.record(_sent(conv, message, sent_at))
+            break
+        if resp.status_code != 503:
+            ctx.error(f"webhook_{resp.status_code}")
+            ctx.record(_sent(conv, message, sent_at, accepted=False))
+            break
+        await asyncio.sleep(float(resp.headers.get("Retry-After", "1")))
 
 
 async def email_conversation(ctx: CustomerContext, conv: PlannedConversation) -> None:
@@ -285,6 +423,7 @@ class PhoneStream:
                 return
             if answer.get("type") == "ack":
                 self.ctx.record(_sent(conv, message, sent_at))
+                await self._hang_up_if_nobody_answers(conv, call_id, sent_at)
                 return
             if answer.get("code") != "retry_later":
                 self.ctx.error(f"phone_refused:{answer.get('code')}")
@@ -292,6 +431,21 @@ class PhoneStream:
                 return
             await asyncio.sleep(1.0)
         self.ctx.record(_sent(conv, message, self.ctx.clock(), accepted=False))
+
+    async def _hang_up_if_nobody_answers(self, conv: PlannedConversation, call_id: str, since: float) -> None:
+        """A caller nobody took within their patience hangs up: `call.ended`, the call leaves the queue."""
+        if conv.leave_after_s is None or await self.ctx.waits_for_agent(conv, since) != "gave_up":
+            return
+        self.ctx.behaviour["gave_up:phone"] += 1
+        ended = {"type": "call.ended", "call_id": call_id, "reason": "caller_hung_up",
+                 "at_ms": int(self.ctx.clock() * 1000)}  # fmt: skip
+        try:
+            answer = await self._deliver({"id": f"{conv.messages[0].tag}-end", "items": [ended]})
+        except (OSError, WebSocketException, TimeoutError) as exc:
+            self.ctx.error(f"phone_stream:{type(exc).__name__}")
+            return
+        if answer.get("type") != "ack":
+            self.ctx.error(f"phone_end_refused:{answer.get('code')}")
 
     async def _deliver(self, frame: dict[str, Any]) -> dict[str, Any]:
         ws = await self._connect()

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -25,6 +25,7 @@ from switchboard_tools.loadgen.customers import (
     CustomerContext,
     Endpoints,
     PhoneStream,
+    Signals,
     chat_conversation,
     email_conversation,
     webhook_conversation,
@@ -42,6 +43,11 @@ DELIVERIES = ("assigned", "message", "transcript")
 LOGIN_TIMEOUT_S = 60.0
 
 
+def _iso(at: float) -> str:
+    """An RFC 3339 time with its zone, as the operator API's schedules take it."""
+    return datetime.fromtimestamp(at, tz=UTC).isoformat(timespec="milliseconds")
+
+
 def _rfc3339(value: Any) -> float | None:
     if not isinstance(value, str) or not value:
         return None
@@ -56,7 +62,8 @@ class Recorder:
     def __init__(self, obs: Observations, schedule: Schedule, progress: tqdm | None) -> None:
         self.obs = obs
         self.progress = progress
-        self.by_tag = {m.tag: c for c in schedule.conversations for m in c.messages}
+        self.by_tag = {tag: c for c in schedule.conversations for tag in c.tags}
+        self.signals = Signals({tag: c.conversation_key for tag, c in self.by_tag.items()})
         self.first_tag = {c.conversation_key: c.messages[0].tag for c in schedule.conversations}
         self.conversation_of_tag: dict[str, str] = {}
         self.received_at: dict[str, float] = {}  # message id → the adapter's receive time
@@ -110,6 +117,7 @@ class Recorder:
             )
         )
         self.obs.series.add("messages_delivered", self.obs.elapsed(received_at))
+        self.signals.delivered(tag)
 
     def handled(self, agent: AgentShift, conversation_id: str, answered_at: float, closed_at: float) -> None:
         """An agent closed a conversation."""
@@ -154,22 +162,28 @@ class Run:
         creds: Credentials,
         run_name: str,
         progress: bool = True,
+        profile: str = "on",
     ) -> None:
         self.scenario = scenario
-        self.schedule = schedule
+        self.schedule = schedule if profile == "on" else schedule.without_surge()
         self.endpoints = endpoints
         self.creds = creds
-        self.obs = Observations(run_name=run_name, scenario=scenario.name, seed=schedule.seed, started_at=0.0)
+        self.obs = Observations(
+            run_name=run_name, scenario=scenario.name, seed=schedule.seed, started_at=0.0, profile=profile
+        )
         self.bar = tqdm(total=schedule.message_count, desc=run_name, unit="msg", disable=not progress, mininterval=1.0)
         self.recorder = Recorder(self.obs, schedule, self.bar)
         self.stop = asyncio.Event()
         self.agents: list[SimulatedAgent] = []
         self.online: Counter[str] = Counter()
+        self.customers: CustomerContext | None = None
 
     async def execute(self) -> Observations:
         """Run the whole schedule (bounded by limits.max_run_s after the agents logged on)."""
         tenants = [t.id for t in self.scenario.all_tenants()]
         probe = RoutingProbe(self.endpoints.kafka_bootstrap, self.endpoints.topic_prefix, tenants)
+        probe.on_bot_answer = self.recorder.signals.bot_answer
+        probe.on_inbound = self.recorder.signals.on_topic
         await probe.start()
         redis = Redis.from_url(self.endpoints.redis_url)
         tasks: list[asyncio.Task[Any]] = []
@@ -177,7 +191,7 @@ class Run:
             async with httpx.AsyncClient(timeout=30) as http:
                 tasks = await self._start(http, redis, tenants)
                 async with asyncio.timeout(self.scenario.limits.max_run_s):
-                    await self._arrivals_and_drain()
+                    await self._arrivals_and_drain(probe)
         except TimeoutError:
             self.obs.notes.append(f"cut at limits.max_run_s = {self.scenario.limits.max_run_s:.0f}s")
         finally:
@@ -241,23 +255,58 @@ class Run:
         self.obs.agents_online.setdefault(tenant_id, []).append((time.time(), self.online[tenant_id]))
 
     async def _surge(self, http: httpx.AsyncClient, toggle: SurgeToggle) -> None:
-        """The operator defines the surge profile and switches it on (docs/operator-api.md)."""
-        await asyncio.sleep(toggle.at_s)
+        """The operator defines the surge profile and switches it on (docs/operator-api.md): by hand at its time,
+        or with a schedule made now for [its time, the end of the run) that presence's sweep carries out."""
         base = f"{self.endpoints.presence_http}/v1/operator/tenants/{toggle.tenant_id}/surge"
         headers = {"Authorization": f"Bearer {self.creds.operator_token()}"}
-        profile = {"tenant_factor": toggle.capacity_multiplier, "description": "load test surge"}
         try:
-            (await http.put(f"{base}/profiles/{toggle.profile}", json=profile, headers=headers)).raise_for_status()
-            (await http.post(f"{base}/activate", json={"profile": toggle.profile}, headers=headers)).raise_for_status()
-            self.obs.surge_on_at[toggle.tenant_id] = time.time()
+            resp = await http.put(f"{base}/profiles/{toggle.profile}", json=dict(toggle.body), headers=headers)
+            if resp.status_code == 422:
+                log.warning("loadgen_surge_refused", tenant_id=toggle.tenant_id, detail=resp.text[:500])
+            resp.raise_for_status()
+            if toggle.switch == "schedule":
+                start = self.obs.started_at + toggle.at_s
+                window = {"profile": toggle.profile, "start": _iso(start), "end": _iso(start + self._run_left_s())}
+                (await http.post(f"{base}/schedules", json=window, headers=headers)).raise_for_status()
+                await asyncio.sleep(toggle.at_s)
+                self.obs.surge_on_at[toggle.tenant_id] = await self._active_since(http, base, headers, toggle)
+            else:
+                await asyncio.sleep(toggle.at_s)
+                body = {"profile": toggle.profile}
+                (await http.post(f"{base}/activate", json=body, headers=headers)).raise_for_status()
+                self.obs.surge_on_at[toggle.tenant_id] = time.time()
         except httpx.HTTPError as exc:
             self.obs.errors[f"surge:{type(exc).__name__}"] += 1
             log.warning("loadgen_surge_failed", tenant_id=toggle.tenant_id, error=repr(exc))
 
+    def _run_left_s(self) -> float:
+        return self.scenario.limits.max_run_s + 60.0
+
+    async def _active_since(
+        self, http: httpx.AsyncClient, base: str, headers: dict[str, str], toggle: SurgeToggle
+    ) -> float:
+        """When presence's sweep switched the scheduled profile on (polled; its sweep runs every 2 s)."""
+        deadline = time.time() + 30.0
+        while time.time() < deadline:
+            view = (await http.get(base, headers=headers)).json()
+            if view.get("active_profile") == toggle.profile:
+                return time.time()
+            await asyncio.sleep(0.25)
+        raise httpx.HTTPError(f"scheduled profile {toggle.profile} not in force 30 s after its start")
+
     async def _customers(self, http: httpx.AsyncClient) -> None:
         ctx = CustomerContext(
-            self.endpoints, self.creds, self.obs.started_at, self.recorder.sent, self._error, self.stop, http=http
+            self.endpoints,
+            self.creds,
+            self.obs.started_at,
+            self.recorder.sent,
+            self._error,
+            self.stop,
+            http=http,
+            signals=self.recorder.signals,
+            behaviour=self.obs.behaviour,
         )
+        self.customers = ctx
         tenants = [t.id for t in self.scenario.all_tenants()]
         streams = {t: PhoneStream(ctx, t, hotline(i)) for i, t in enumerate(tenants, start=1)}
         linger = self.scenario.conversation.patience_s + self.scenario.agents.handling_time.max_s
@@ -290,15 +339,18 @@ class Run:
                 self.obs.series.set(f"queue:{label}", t, float(depth))
         self.bar.set_postfix(delivered=len(self.obs.ledger.deliveries), queued=sum(depths.values()), refresh=False)
 
-    async def _arrivals_and_drain(self) -> None:
+    async def _arrivals_and_drain(self, probe: RoutingProbe) -> None:
+        """Wait for the last planned send, then until every customer sent what they will and every acknowledged
+        message reached a desktop or its conversation is not for agents (left, or answered by the bot)."""
         await asyncio.sleep(max(0.0, self.schedule.last_send_s - self.obs.elapsed(time.time())))
         deadline = time.time() + self.scenario.limits.drain_s
         ledger = self.obs.ledger
         while time.time() < deadline:
-            accepted = {t for t, s in ledger.sent.items() if s.accepted}
-            attempted_all = len(ledger.sent) >= self.schedule.message_count
-            if attempted_all and accepted <= ledger.delivered_tags():
-                return
+            deciding = self.customers is None or bool(self.customers.deciding)
+            if not deciding:
+                open_tags = {t for t, s in ledger.sent.items() if s.accepted} - ledger.delivered_tags()
+                if all(probe.settled_without_agent(t) for t in open_tags):
+                    return
             await asyncio.sleep(0.5)
         self.obs.notes.append(f"drain ended after {self.scenario.limits.drain_s:.0f}s with deliveries missing")
 
@@ -315,6 +367,7 @@ class Run:
         obs.inbound_times = list(probe.inbound_times)
         obs.whereabouts = {tag: probe.whereabouts(tag, obs.started_at) for tag in obs.ledger.undelivered()}
         obs.routing_event_types.update(probe.types)
+        obs.events = list(probe.events)
         received_at = {seen.message_id: seen.received_at for seen in probe.inbound.values()}
         received_at.update(self.recorder.received_at)
         for message_id, decided_at in probe.first_decision.items():
@@ -323,7 +376,9 @@ class Run:
                 obs.decision_latencies_s.append(max(0.0, decided_at - received))
         for kind, count in self.recorder.untagged.items():
             obs.notes.append(f"{count} {kind} events carried no load-test message (e.g. call started)")
-        not_sent = self.schedule.message_count - len(obs.ledger.sent)
+        asked = obs.behaviour["asked_human"]
+        # Planned messages plus asks for a human, less those customers did not send because they had left.
+        not_sent = self.schedule.message_count + asked - len(obs.ledger.sent) - obs.behaviour["skipped"]
         if not_sent:
             obs.notes.append(f"{not_sent} planned messages were never acknowledged nor refused by a channel")
         for agent in self.agents:

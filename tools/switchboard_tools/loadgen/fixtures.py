@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from switchboard.routing.config import TenantRouting
+from switchboard.routing.surge import profile_errors
 from switchboard_tools.loadgen.scenario import Scenario
 from switchboard_tools.loadgen.schedule import Schedule
 
@@ -23,6 +27,7 @@ from switchboard_tools.loadgen.schedule import Schedule
 GROUPS = {
     "pre_sales": "presales",
     "order": "orders",
+    "order_status": "orders",
     "after_sales": "aftersales",
     "logistics": "logistics",
     "complaints": "complaints",
@@ -30,13 +35,15 @@ GROUPS = {
     "cross_border": "crossborder",
 }
 KEYWORDS = {
-    "order": ["收货地址", "取消", "发货", "拍错", "address", "cancel"],
+    "order": ["收货地址", "取消", "发货", "拍错", "订单", "address", "cancel", "order"],
     "after_sales": ["退货", "退款", "发票", "质量问题", "refund", "exchange", "broken"],
     "logistics": ["快递", "包裹", "物流", "parcel", "tracking"],
     "complaints": ["投诉", "气人", "complaint", "unacceptable", "escalate"],
     "promotions": ["券", "定金", "尾款", "价保", "coupon", "price protection"],
     "cross_border": ["海外", "关税", "新加坡", "customs", "singapore", "usd"],
 }
+# Every skill group of a load-test shop, once each (two intents share `orders`).
+SKILL_GROUPS = sorted(set(GROUPS.values()))
 EMAIL_DOMAIN = "inbound.switchboard.local"
 
 
@@ -85,7 +92,7 @@ def roster(scenario: Scenario, schedule: Schedule, creds: Credentials) -> dict[s
                 "agent_id": shift.agent_id,
                 "display_name": f"LG {shift.agent_id}",
                 "password": creds.agent_password(shift.tenant_id, shift.agent_id),
-                "groups": sorted(GROUPS.values()),
+                "groups": list(shift.groups) or SKILL_GROUPS,
                 "languages": list(scenario.agents.languages),
                 "capacity": dict(scenario.agents.capacity),
             }
@@ -97,15 +104,14 @@ def routing(scenario: Scenario, tenant_id: str) -> dict[str, Any]:
     """A tenant's routing config: a skill group per intent, keyword rules, offers with a timeout."""
     aht = scenario.agents.handling_time.mean_s
     groups = [
-        {"name": group, "languages": list(scenario.agents.languages), "avg_handle_s": aht}
-        for group in sorted(GROUPS.values())
+        {"name": group, "languages": list(scenario.agents.languages), "avg_handle_s": aht} for group in SKILL_GROUPS
     ]
     rules = [
         {"name": intent, "group": GROUPS[intent], "priority": 10 if intent == "complaints" else 0,
          "match": {"keywords": words}}
         for intent, words in KEYWORDS.items()
     ]  # fmt: skip
-    return {
+    config = {
         "tenant": tenant_id,
         "default_group": "presales",
         "skill_groups": groups,
@@ -114,6 +120,63 @@ def routing(scenario: Scenario, tenant_id: str) -> dict[str, Any]:
         "offers": {"mode": scenario.agents.offer_mode, "timeout_s": scenario.agents.offer_timeout_s, "max_misses": 3},
         "offline_grace_s": 5.0,
     }
+    return merged(config, scenario.routing)
+
+
+def merged(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """`base` with `extra` laid over it: mappings merged key by key, anything else replaced."""
+    result = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(result.get(key), Mapping):
+            result[key] = merged(result[key], value)
+        else:
+            result[key] = value
+    return result
+
+
+def checked_routing(scenario: Scenario, tenant_id: str) -> TenantRouting:
+    """The tenant's routing config as the router will read it; a scenario whose profile does not fit it fails
+    here, before any service starts (the operator API would refuse it with the same errors)."""
+    config = TenantRouting.model_validate(routing(scenario, tenant_id))
+    if scenario.operator is not None and scenario.operator.definition is not None:
+        errors = profile_errors(scenario.operator.definition, config)
+        if errors:
+            raise ValueError(f"surge profile of scenario {scenario.name} does not fit {tenant_id}: {errors}")
+    return config
+
+
+# What the run's order file says about the orders customers ask after: mostly under way, as at 00:00 of a sale.
+ORDER_STATUSES = {"paid": 0.35, "shipped": 0.25, "in_transit": 0.25, "out_for_delivery": 0.05, "delivered": 0.1}
+CARRIERS = ("顺丰速运", "中通快递", "圆通速递", "京东物流")
+ITEMS = ("羽绒服 M码", "蓝牙耳机", "保温杯 500ml", "沙发套", "猫粮 10kg", "Wool coat, size L")
+
+
+def orders(schedule: Schedule) -> dict[str, Any]:
+    """The order file of a run (tools/switchboard_tools/orders format): every order id a customer asks about,
+    for its shop and customer, with a status, carrier, tracking number and expected arrival drawn from the seed."""
+    rng = random.Random(f"{schedule.seed}-orders")
+    rows = []
+    for conv in schedule.conversations:
+        if not conv.order_id:
+            continue
+        status = rng.choices(list(ORDER_STATUSES), weights=list(ORDER_STATUSES.values()), k=1)[0]
+        moving = status != "paid"
+        rows.append(
+            {
+                "tenant_id": conv.tenant_id,
+                "order_id": conv.order_id,
+                "customer_id": conv.customer_id,
+                "status": status,
+                "carrier": rng.choice(CARRIERS) if moving else "",
+                "tracking_number": f"SF{rng.randrange(10**12):012d}" if moving else "",
+                "eta": f"2026-11-{rng.randint(12, 16)}",
+                "paid_at": "2026-11-11T00:00:05+08:00",
+                "shipped_at": "2026-11-11T08:00:00+08:00" if moving else "",
+                "item": rng.choice(ITEMS),
+                "placed_at": "2026-11-11T00:00:01+08:00",
+            }
+        )
+    return {"orders": rows}
 
 
 def write_stack_config(scenario: Scenario, schedule: Schedule, creds: Credentials, out: Path) -> dict[str, str]:
@@ -125,6 +188,7 @@ def write_stack_config(scenario: Scenario, schedule: Schedule, creds: Credential
     routing_dir = out / "routing"
     routing_dir.mkdir(exist_ok=True)
     for tenant in tenants:
+        checked_routing(scenario, tenant)
         text = yaml.safe_dump(routing(scenario, tenant), allow_unicode=True, sort_keys=False)
         (routing_dir / f"{tenant}.yaml").write_text(text)
     phone_path = out / "phone-directory.yaml"
@@ -136,6 +200,8 @@ def write_stack_config(scenario: Scenario, schedule: Schedule, creds: Credential
         ],
     }
     phone_path.write_text(yaml.safe_dump(phone, sort_keys=False))
+    orders_path = out / "orders.json"
+    orders_path.write_text(json.dumps(orders(schedule), ensure_ascii=False, indent=1), encoding="utf-8")
     grants = [{"name": "loadgen", "token": creds.operator_token(), "tenants": tenants}]
     return {
         "SB_ROSTER_PATH": str(roster_path),
@@ -145,4 +211,6 @@ def write_stack_config(scenario: Scenario, schedule: Schedule, creds: Credential
         "SB_CHAT_TENANT_SECRETS": json.dumps({t: creds.chat_secret(t) for t in tenants}),
         "SB_TENANT_SUBDOMAIN_OF": EMAIL_DOMAIN,
         "SB_OPERATOR_TOKENS": json.dumps(grants),
+        # The order service the load test starts serves this file (SB_ORDER_LOOKUP_URL points the router at it).
+        "SB_ORDERS_FILE": str(orders_path),
     }

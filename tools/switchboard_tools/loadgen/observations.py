@@ -6,6 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from switchboard_tools.loadgen.accounting import Ledger
+from switchboard_tools.loadgen.service import EventRecord
 from switchboard_tools.loadgen.stats import AgentSession, TimeSeries
 
 
@@ -50,6 +51,12 @@ class Observations:
     agents_online: dict[str, list[tuple[float, int]]] = field(default_factory=dict)
     surge_on_at: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # "on" (the operator switched the scenario's surge profile on) or "off" (the same run without it).
+    profile: str = "on"
+    # Every routing event of the run's tenants (the service figures: deflection, abandonment, response time).
+    events: list[EventRecord] = field(default_factory=list)
+    # What customers did besides writing: gave_up:<channel>, asked_human, skipped (planned, never sent).
+    behaviour: Counter[str] = field(default_factory=Counter)
 
     def elapsed(self, at: float) -> float:
         """Seconds since the run started."""
@@ -58,3 +65,7 @@ class Observations:
     def queued_at_cut_off(self) -> set[str]:
         """Undelivered messages still waiting in a queue when the run ended."""
         return {tag for tag, where in self.whereabouts.items() if where.get("queued_at_cut_off")}
+
+    def not_for_agents(self) -> dict[str, str]:
+        """Undelivered messages of conversations the customer left or the bot answered: tag → which."""
+        return {tag: str(w["not_for_agents"]) for tag, w in self.whereabouts.items() if w.get("not_for_agents")}

@@ -15,11 +15,20 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer
 from redis.asyncio import Redis
 
-from switchboard.contracts import TYPE_HEADER, ContractError, InboundMessage, RoutingEvent, RoutingEventType, decode
+from switchboard.contracts import (
+    TYPE_HEADER,
+    Channel,
+    ContractError,
+    InboundMessage,
+    RoutingEvent,
+    RoutingEventType,
+    decode,
+)
 from switchboard.runtime.topics import Topics
 from switchboard.state.keys import Keys
-from switchboard_tools.loadgen.fixtures import GROUPS
+from switchboard_tools.loadgen.fixtures import SKILL_GROUPS
 from switchboard_tools.loadgen.scenario import CHANNELS
+from switchboard_tools.loadgen.service import EventRecord
 
 TAG = re.compile(r"\[lg:([a-z]{10})\]")
 
@@ -46,6 +55,36 @@ class LastDecision:
 # A conversation whose latest decision is one of these still waits in switchboard for an agent: its undelivered
 # messages are pending when a run is cut off, not lost (after a timeout or decline the router offers it again).
 WAITING_DECISIONS = frozenset({"queued", "requeued", "offered", "timed_out", "declined"})
+# Routing events that are no routing decision: the gateway's record of an agent's reply (response time).
+NOT_DECISIONS = frozenset({"responded"})
+# A conversation whose latest decision is one of these is not for an agent: the customer left it, or the bot
+# answered it. Its undelivered messages are neither lost nor pending.
+NOT_FOR_AGENTS = frozenset({"abandoned", "answered_by_bot"})
+
+
+def event_record(event: RoutingEvent, name: str, at: float) -> EventRecord:
+    """What the service figures keep of a routing event."""
+    enqueued = event.enqueued_at.ToMilliseconds() / 1000 if event.HasField("enqueued_at") else None
+    return EventRecord(
+        conversation_id=event.conversation_id,
+        type=name,
+        at=at,
+        channel=Channel.Name(event.channel).removeprefix("CHANNEL_").lower() if event.channel else "",
+        group=event.skill_group,
+        agent_id=event.agent_id,
+        enqueued_at=enqueued or None,
+        wait_ms=event.wait_ms,
+        response_ms=event.response_ms,
+        first_response=event.first_response,
+        response_target_s=event.response_target_s,
+        bot_template=event.bot_template,
+        surge_profile=event.surge_profile,
+    )
+
+
+def not_for_agents(last: LastDecision | None) -> bool:
+    """True when a conversation's latest decision leaves it to nobody: abandoned, or answered by the bot."""
+    return last is not None and last.type in NOT_FOR_AGENTS
 
 
 class RoutingProbe:
@@ -64,6 +103,12 @@ class RoutingProbe:
         self.inbound: dict[str, OnTopic] = {}
         self.inbound_times: list[float] = []
         self.last_decision: dict[str, LastDecision] = {}
+        # Every routing event of the run's tenants, reduced (the service figures: deflection, abandonment, …).
+        self.events: list[EventRecord] = []
+        # Called with the conversation id of each ANSWERED_BY_BOT decision (simulated customers react to it).
+        self.on_bot_answer: Callable[[str], None] | None = None
+        # Called with (tag, conversation id) of each load-test message on the inbound topic.
+        self.on_inbound: Callable[[str, str], None] | None = None
         topics = Topics(topic_prefix)
         self._inbound_topic = topics.inbound
         self._consumer = AIOKafkaConsumer(
@@ -107,15 +152,27 @@ class RoutingProbe:
         match = TAG.search(message.text)
         if match:
             self.inbound[match.group(1)] = OnTopic(message.message_id, message.conversation_id, received)
+            if self.on_inbound is not None:
+                self.on_inbound(match.group(1), message.conversation_id)
 
     def _decision(self, event: RoutingEvent) -> None:
         at = event.at.ToMilliseconds() / 1000
-        self.times.append(at)
         name = RoutingEventType.Name(event.type).removeprefix("ROUTING_EVENT_").lower()
         self.types[name] = self.types.get(name, 0) + 1
+        self.events.append(event_record(event, name, at))
+        if name in NOT_DECISIONS:
+            return
+        self.times.append(at)
         if event.message_id and event.message_id not in self.first_decision:
             self.first_decision[event.message_id] = at
         self.last_decision[event.conversation_id] = LastDecision(name, event.skill_group, event.agent_id, at)
+        if name == "answered_by_bot" and self.on_bot_answer is not None:
+            self.on_bot_answer(event.conversation_id)
+
+    def settled_without_agent(self, tag: str) -> bool:
+        """The tag's conversation was abandoned or answered by the bot (so no desktop will get it)."""
+        seen = self.inbound.get(tag)
+        return seen is not None and not_for_agents(self.last_decision.get(seen.conversation_id))
 
     def whereabouts(self, tag: str, started_at: float) -> dict[str, object]:
         """Where a message went: on the inbound topic or not, its conversation's latest routing decision, and
@@ -136,6 +193,8 @@ class RoutingProbe:
                 f"{last.type} group={last.group or '-'} agent={last.agent_id or '-'} at +{last.at - started_at:.1f}s"
             )
         where["queued_at_cut_off"] = last is not None and last.type in WAITING_DECISIONS
+        # Not for an agent: the customer left (abandoned) or the bot answered, and nothing routed it after.
+        where["not_for_agents"] = last.type if last is not None and last.type in NOT_FOR_AGENTS else ""
         return where
 
     async def stop(self) -> None:
@@ -155,7 +214,7 @@ class QueueSampler:
         self.keys = Keys(key_prefix)
         self.targets: list[tuple[str, list[str]]] = []
         for tenant in tenants:
-            for group in sorted(GROUPS.values()):
+            for group in SKILL_GROUPS:
                 names = [self.keys.queue(tenant, group)]
                 names += [self.keys.queue_channel(tenant, group, channel) for channel in CHANNELS]
                 self.targets.append((f"{tenant}/{group}", names))

@@ -6,12 +6,14 @@ import html
 import json
 import math
 from collections import defaultdict
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
 from switchboard_tools.loadgen.erlang import predict
 from switchboard_tools.loadgen.observations import Observations
 from switchboard_tools.loadgen.scenario import Scenario
+from switchboard_tools.loadgen.service import histories, is_deflected, service_figures
 from switchboard_tools.loadgen.stats import (
     ConversationOutcome,
     answer_stats,
@@ -36,10 +38,12 @@ ERLANG_MODEL = (
 WHEREABOUTS_SHOWN = 50
 
 
-def outcomes(obs: Observations) -> list[ConversationOutcome]:
-    """Each conversation's start, answer and handling time."""
+def outcomes(obs: Observations, leave_out: Collection[str] = ()) -> list[ConversationOutcome]:
+    """Each conversation's start, answer and handling time (but those in `leave_out`: the deflected ones)."""
     result = []
-    for track in obs.conversations.values():
+    for conversation_id, track in obs.conversations.items():
+        if conversation_id in leave_out:
+            continue
         handling = None
         if track.answered_at is not None and track.closed_at is not None:
             handling = track.closed_at - track.answered_at
@@ -92,7 +96,7 @@ def erlang_comparison(obs: Observations, scenario: Scenario, convs: list[Convers
         multiplier = 1.0
         if surge_at is not None and scenario.operator is not None:
             on_share = max(0.0, min(1.0, (end - surge_at) / (end - start)))
-            multiplier = 1.0 + (scenario.operator.capacity_multiplier - 1.0) * on_share
+            multiplier = 1.0 + (scenario.operator.tenant_factor - 1.0) * on_share
         capacity = {ch: int(slots * multiplier) for ch, slots in scenario.agents.capacity.items()}
         servers = effective_slots(agents, capacity, scenario.channels)
         average = predict(len(group) / scenario.duration_s, aht, servers, targets)
@@ -146,8 +150,10 @@ def isolation(per_tenant_stats: dict[str, dict[str, float]], scenario: Scenario)
 
 def build_report(obs: Observations, scenario: Scenario) -> Report:
     """Every figure of the run as one JSON-able mapping."""
-    accounting = obs.ledger.settle(waiting=obs.queued_at_cut_off())
-    convs = outcomes(obs)
+    accounting = obs.ledger.settle(waiting=obs.queued_at_cut_off(), not_for_agents=obs.not_for_agents())
+    convs_by_id = histories(obs.events)
+    # The customers' view of waits covers conversations that needed an agent; the bot's are counted apart.
+    convs = outcomes(obs, leave_out={cid for cid, h in convs_by_id.items() if is_deflected(h)})
     targets = scenario.service_level_targets_s
     patience = scenario.conversation.patience_s
     e2e = [d.received_at - obs.ledger.sent[tag].sent_at for tag, d in accounting.first_delivery.items()]
@@ -174,6 +180,8 @@ def build_report(obs: Observations, scenario: Scenario) -> Report:
             "started_at": obs.started_at,
             "duration_s": obs.ended_at - obs.started_at,
             "service_level_targets_s": list(targets),
+            "profile": obs.profile,
+            "surge_profile": _surge_description(obs, scenario),
             "notes": obs.notes,
         },
         "accounting": {
@@ -196,6 +204,8 @@ def build_report(obs: Observations, scenario: Scenario) -> Report:
             "routing_decision": latency_summary(obs.decision_latencies_s),
         },
         "answer": answer_stats(convs, patience, targets),
+        "service": service_figures(obs.events, targets, scenario.response_reference_s),
+        "customers": _customers(obs),
         "per_tenant": tenants,
         "isolation": isolation(tenants, scenario),
         "agents": occupancy_and_fairness(obs.sessions),
@@ -204,6 +214,31 @@ def build_report(obs: Observations, scenario: Scenario) -> Report:
         "series": obs.series.as_lists(),
         "errors": dict(obs.errors),
         "e2e_samples_s": sorted(e2e),
+    }
+
+
+def _surge_description(obs: Observations, scenario: Scenario) -> dict[str, object]:
+    """Which profile the operator switched on, when, and what it holds (nothing in a profile-off run)."""
+    op = scenario.operator
+    if op is None or not obs.surge_on_at:
+        return {"name": None}
+    on_at = sorted(at - obs.started_at for at in obs.surge_on_at.values())
+    return {
+        "name": op.profile,
+        "switch": op.switch,
+        "tenants": len(obs.surge_on_at),
+        "on_at_s": {"first": on_at[0], "last": on_at[-1]},
+        "definition": op.profile_body(),
+    }
+
+
+def _customers(obs: Observations) -> dict[str, object]:
+    """What simulated customers did besides writing."""
+    gave_up = {k.removeprefix("gave_up:"): v for k, v in sorted(obs.behaviour.items()) if k.startswith("gave_up:")}
+    return {
+        "gave_up": gave_up,
+        "asked_human": obs.behaviour["asked_human"],
+        "skipped_messages": obs.behaviour["skipped"],
     }
 
 
@@ -247,6 +282,7 @@ def terminal_summary(report: Report) -> str:
         + "  ".join(f"SL {k.removeprefix('service_level_')} {_pct(ans[k])}" for k in sl)
         + f"  ASA {_fmt(ans['asa_s'], 's')}  abandoned {_pct(ans['abandonment_rate'])}",
     ]
+    lines += service_lines(report)
     iso = report.get("isolation", {})
     if iso.get("small_shops"):
         key, small = iso["service_level_key"], iso["small_shops"]
@@ -274,6 +310,52 @@ def terminal_summary(report: Report) -> str:
                 f"({row['servers']} slots, {row['traffic_erlangs']:.1f} E)"
             )
     return "\n".join(lines)
+
+
+def service_lines(report: Report) -> list[str]:
+    """The service figures from the routing events: profile, deflection, abandonment, service level, responses."""
+    svc = report.get("service")
+    if not svc:
+        return []
+    run, surge = report["run"], report["run"].get("surge_profile", {})
+    defl, sl, ab, resp = svc["deflection"], svc["service_level"], svc["abandonment"], svc["response"]
+    profile = f"profile     {run.get('profile', '?')}"
+    if surge.get("name"):
+        profile += (
+            f" ({surge['name']} {surge['switch']}d, in force for {surge['tenants']} tenants from "
+            f"+{surge['on_at_s']['first']:.1f}s)"
+        )
+    everyone = ab.get("all", {})
+    by_channel = "  ".join(
+        f"{ch} {int(row['abandoned'])} ({_pct(row['abandonment_rate'])}, wait p50 {_fmt(row['wait_p50_s'], 's')})"
+        for ch, row in ab.items()
+        if ch != "all"
+    )
+    keys = [k for k in sl if k.startswith("service_level_")]
+    first, reference = resp["first"], resp["reference_target_s"]
+    lines = [
+        profile,
+        f"deflection  {defl['deflected']} deflected of {defl['conversations']} conversations "
+        f"({_pct(defl['deflection_rate'])}); bot answered {defl['answered_by_bot']}, "
+        f"escalated after it {defl['escalated_after_bot']}",
+        f"service     {int(sl['needed_agent'])} needed an agent: "
+        + "  ".join(f"SL {k.removeprefix('service_level_')} {_pct(sl[k])}" for k in keys)
+        + f"  ASA {_fmt(sl['asa_s'], 's')}  (abandoned {int(sl['abandoned'])}, "
+        f"unanswered at end {int(sl['unanswered_at_end'])} included)",
+        f"abandoned   {int(everyone.get('abandoned', 0))} ({_pct(everyone.get('abandonment_rate', math.nan))}, "
+        f"wait p50 {_fmt(everyone.get('wait_p50_s', math.nan), 's')} p90 "
+        f"{_fmt(everyone.get('wait_p90_s', math.nan), 's')})  {by_channel}",
+        f"response    first: {int(first['count'])}  p50 {_fmt(first['p50_s'], 's')}  p90 {_fmt(first['p90_s'], 's')}  "
+        f"mean {_fmt(first['mean_s'], 's')}  within target in force {_pct(first['within_target_in_force'])}  "
+        f"within {reference:g}s {_pct(first[f'within_{reference:g}s'])}",
+    ]
+    customers = report.get("customers", {})
+    if customers:
+        gave_up = ", ".join(f"{ch} {n}" for ch, n in customers["gave_up"].items()) or "none"
+        lines.append(f"customers   gave up: {gave_up}; asked for a human after the bot: {customers['asked_human']}")
+    if svc.get("no_events_of"):
+        lines.append(f"no routing events of type {', '.join(svc['no_events_of'])} in this run")
+    return lines
 
 
 def _table(rows: dict[str, dict[str, Any]], columns: list[str]) -> str:
@@ -320,6 +402,7 @@ pre{{background:#f5f5f5;padding:1em}}
 <h2>Accounting</h2>{_table({"messages": report["accounting"]}, _scalar_keys(report["accounting"]))}
 <pre>{html.escape(_whereabouts(report))}</pre>
 <h2>Latency (seconds)</h2>{_table(lat, ["count", "mean", "p50", "p95", "p99", "max"])}
+{_service_html(report)}
 <h2>Per-tenant waits</h2>{_table(report["per_tenant"], list(next(iter(report["per_tenant"].values()), {}).keys()))}
 <h2>Measured service level vs Erlang C</h2>{_table(erlang_rows, erlang_columns)}
 <h2>Fairness per tenant</h2>{_table(report["agents"]["per_tenant"], ["agents", "mean_occupancy", "cv", "jain"])}
@@ -327,6 +410,29 @@ pre{{background:#f5f5f5;padding:1em}}
 <p>Raw figures: <a href="report.json">report.json</a></p>
 </body></html>
 """
+
+
+def _service_html(report: Report) -> str:
+    """The service figures' tables (deflection, service level, abandonment by channel, response times)."""
+    svc = report.get("service")
+    if not svc:
+        return ""
+    resp = svc["response"]
+    responses = {"first responses": resp["first"], "all responses": resp["all"]}
+    responses.update({f"first, group {g}": row for g, row in resp["first_by_group"].items()})
+    defl = {k: v for k, v in svc["deflection"].items() if k != "by_template"}
+    return (
+        "<h2>Service (switchboard's routing events)</h2>"
+        f"<h3>Deflection</h3>{_table({'conversations': defl}, list(defl))}"
+        f"{_table({'bot answers': svc['deflection']['by_template']}, list(svc['deflection']['by_template']))}"
+        f"<h3>Service level</h3>{_table({'needed an agent': svc['service_level']}, list(svc['service_level']))}"
+        f"<h3>Abandonment by channel</h3>{_table(svc['abandonment'], _first_keys(svc['abandonment']))}"
+        f"<h3>Response time</h3>{_table(responses, _first_keys(responses))}"
+    )
+
+
+def _first_keys(rows: dict[str, dict[str, Any]]) -> list[str]:
+    return list(next(iter(rows.values()), {}).keys())
 
 
 def _scalar_keys(row: dict[str, Any]) -> list[str]:
@@ -354,7 +460,7 @@ def write_report(report: Report, out_dir: Path) -> Path:
     from switchboard_tools.loadgen.charts import draw_charts
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "report.json").write_text(json.dumps(_finite(report), indent=1, default=str, ensure_ascii=False))
+    (out_dir / "report.json").write_text(json.dumps(finite(report), indent=1, default=str, ensure_ascii=False))
     charts = draw_charts(report, out_dir)
     (out_dir / "summary.txt").write_text(terminal_summary(report) + "\n")
     page = out_dir / "index.html"
@@ -362,12 +468,12 @@ def write_report(report: Report, out_dir: Path) -> Path:
     return page
 
 
-def _finite(value: Any) -> Any:
+def finite(value: Any) -> Any:
     """NaN and infinity become null: JSON has no such numbers."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {str(k): _finite(v) for k, v in value.items()}
+        return {str(k): finite(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
+        return [finite(v) for v in value]
     return value

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from switchboard_tools.loadgen.compare import comparison, comparison_text, write_comparison
 from switchboard_tools.loadgen.customers import Endpoints
 from switchboard_tools.loadgen.driver import Run
 from switchboard_tools.loadgen.fixtures import Credentials, write_stack_config
@@ -31,9 +32,10 @@ class Outcome:
         return bool(self.report["accounting"]["balanced"])
 
 
-def run_name(scenario: Scenario, seed: int) -> str:
-    """`<scenario>-s<seed>-<UTC time>`: a folder name that sorts by time."""
-    return f"{scenario.name}-s{seed}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+def run_name(scenario: Scenario, seed: int, profile: str = "on") -> str:
+    """`<scenario>-s<seed>[-off]-<UTC time>`: a folder name that sorts by time (`-off`: the profile-off run)."""
+    label = "-off" if profile == "off" else ""
+    return f"{scenario.name}-s{seed}{label}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
 
 
 def plan(settings: LoadgenSettings) -> tuple[Scenario, Schedule, Credentials]:
@@ -49,10 +51,17 @@ def write_config(settings: LoadgenSettings, out: Path) -> dict[str, str]:
     return write_stack_config(scenario, schedule, creds, out)
 
 
-def load_test(settings: LoadgenSettings) -> Outcome:
-    """Run one load test and write its report into `<loadgen_out>/<run name>/`."""
+def load_test(settings: LoadgenSettings, profile: str | None = None) -> Outcome:
+    """Run one load test and write its report into `<loadgen_out>/<run name>/`.
+
+    `profile` "on" lets the operator switch the scenario's surge profile on, "off" runs the same schedule without
+    it (default: the settings' `loadgen_profile`, which must then be "on" or "off").
+    """
+    profile = profile or settings.loadgen_profile
+    if profile not in ("on", "off"):
+        raise ValueError(f"one run has the profile on or off, not {profile!r}")
     scenario, schedule, creds = plan(settings)
-    name = run_name(scenario, schedule.seed)
+    name = run_name(scenario, schedule.seed, profile)
     folder = settings.loadgen_out / name
     if settings.loadgen_start_stack:
         config_env = write_stack_config(scenario, schedule, creds, folder / "stack-config")
@@ -65,17 +74,37 @@ def load_test(settings: LoadgenSettings) -> Outcome:
             settings.loadgen_ready_timeout_s,
             settings.loadgen_keep_data,
         ) as endpoints:
-            report = _drive(scenario, schedule, endpoints, creds, name, settings.loadgen_progress)
+            report = _drive(scenario, schedule, endpoints, creds, name, settings.loadgen_progress, profile)
     else:
-        report = _drive(scenario, schedule, settings.given_endpoints(), creds, name, settings.loadgen_progress)
+        endpoints = settings.given_endpoints()
+        report = _drive(scenario, schedule, endpoints, creds, name, settings.loadgen_progress, profile)
     write_report(report, folder)
     return Outcome(report, folder, terminal_summary(report))
 
 
+def load_test_ab(settings: LoadgenSettings) -> tuple[Outcome, Outcome, Path, str]:
+    """The scenario twice with one seed, surge profile off then on, each against a stack of its own; the two
+    reports and the comparison (`<loadgen_out>/<scenario>-s<seed>-ab-<time>/`: index.html, compare.json,
+    summary.txt). Returns both outcomes, the comparison folder and its text."""
+    off = load_test(settings, "off")
+    on = load_test(settings, "on")
+    cmp = comparison(off.report, on.report)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    folder = settings.loadgen_out / f"{cmp['scenario']}-s{cmp['seed']}-ab-{stamp}"
+    write_comparison(cmp, folder)
+    return off, on, folder, comparison_text(cmp)
+
+
 def _drive(
-    scenario: Scenario, schedule: Schedule, endpoints: Endpoints, creds: Credentials, name: str, progress: bool
+    scenario: Scenario,
+    schedule: Schedule,
+    endpoints: Endpoints,
+    creds: Credentials,
+    name: str,
+    progress: bool,
+    profile: str,
 ) -> Report:
-    observations = asyncio.run(Run(scenario, schedule, endpoints, creds, name, progress).execute())
+    observations = asyncio.run(Run(scenario, schedule, endpoints, creds, name, progress, profile).execute())
     report = build_report(observations, scenario)
     report["run"]["endpoints"] = endpoints.as_dict()
     report["run"]["schedule"] = {

@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from switchboard.routing.surge import SurgeProfile
+
 ChannelName = Literal["chat", "email", "phone"]
 CHANNELS: tuple[ChannelName, ...] = ("chat", "email", "phone")
-INTENTS = ("pre_sales", "order", "after_sales", "logistics", "complaints", "promotions", "cross_border")
+INTENTS = ("pre_sales", "order", "order_status", "after_sales", "logistics", "complaints", "promotions", "cross_border")
+# In an intent's sample texts, replaced by the order id the customer asks about (one of the run's order file).
+ORDER_ID_FIELD = "{order_id}"
 SCENARIO_DIR = Path(__file__).resolve().parents[3] / "config" / "scenarios"
 
 
@@ -53,20 +57,6 @@ class Arrivals(_Model):
         return self.baseline_per_s * (self.spike.peak_multiplier if self.spike else 1.0)
 
 
-class Intent(_Model):
-    """One kind of question, with what customers write about it in each language."""
-
-    weight: float = Field(ge=0)
-    texts: dict[str, list[str]]
-
-    @field_validator("texts")
-    @classmethod
-    def _non_empty(cls, texts: dict[str, list[str]]) -> dict[str, list[str]]:
-        if not texts or any(not lines for lines in texts.values()):
-            raise ValueError("every language of an intent needs at least one sample text")
-        return texts
-
-
 class Range(_Model):
     """A uniform draw between min and max."""
 
@@ -78,6 +68,31 @@ class Range(_Model):
         if self.max < self.min:
             raise ValueError("max must not be below min")
         return self
+
+
+class Intent(_Model):
+    """One kind of question, with what customers write about it in each language.
+
+    Texts with `{order_id}` ask about one order: the schedule draws an order id for the conversation and the run's
+    order file holds it, so a bot-first intent can answer from the order lookup.
+    """
+
+    weight: float = Field(ge=0)
+    texts: dict[str, list[str]]
+    # Messages of a chat conversation of this intent (the conversation's range when None).
+    messages: Range | None = None
+
+    @property
+    def asks_about_an_order(self) -> bool:
+        """True when its texts name an order id."""
+        return any(ORDER_ID_FIELD in text for lines in self.texts.values() for text in lines)
+
+    @field_validator("texts")
+    @classmethod
+    def _non_empty(cls, texts: dict[str, list[str]]) -> dict[str, list[str]]:
+        if not texts or any(not lines for lines in texts.values()):
+            raise ValueError("every language of an intent needs at least one sample text")
+        return texts
 
 
 class HandlingTime(_Model):
@@ -94,6 +109,15 @@ class Conversations(_Model):
     messages: Range = Range(min=1, max=3)
     think_time_s: Range = Range(min=1, max=5)
     patience_s: float = Field(gt=0, default=180, description="a customer not answered by then counts as abandoned")
+    # A phone caller or a widget chat customer not taken by an agent after a draw from this range hangs up (phone
+    # `call.ended`) or closes the widget for good; None: they wait until the run ends. E-mail and marketplace IM
+    # customers do not leave a queue (the platform reaches them later).
+    leave_after_s: Range | None = None
+    # Share of the customers the bot answered who then ask for a human, after a think time, with one of these texts.
+    ask_human_share: float = Field(ge=0, le=1, default=0.0)
+    ask_human_texts: dict[str, list[str]] = Field(
+        default_factory=lambda: {"zh": ["转人工", "人工客服"], "en": ["agent please", "I want to talk to a human"]}
+    )
 
 
 class Tenant(_Model):
@@ -102,6 +126,9 @@ class Tenant(_Model):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,40}$")
     share: float = Field(gt=0, description="relative share of arrivals")
     agents: int = Field(ge=1)
+    # Specialised teams: each a list of skill groups, agents dealt to them in turn. Empty: every agent serves every
+    # group (a surge profile's pools then have nothing to widen).
+    teams: list[list[str]] = Field(default_factory=list)
 
 
 class SmallShops(_Model):
@@ -118,6 +145,11 @@ class Agents(_Model):
 
     handling_time: HandlingTime
     accept_delay_s: Range = Range(min=0.2, max=1.5)
+    # An agent greets a conversation it got after a draw from `first_reply_s` and answers each later customer
+    # message after a draw from `reply_s` (the response times switchboard measures), then closes it when the
+    # handling time is over with a last reply.
+    first_reply_s: Range = Range(min=0.5, max=3.0)
+    reply_s: Range = Range(min=1.0, max=4.0)
     missed_offer_probability: float = Field(ge=0, le=1, default=0.02)
     wrap_up_code: str = "resolved"
     # How the shops' routing hands out work: offers to accept (with a timeout) or direct assignment.
@@ -142,12 +174,38 @@ class ShiftChange(_Model):
 
 
 class Operator(_Model):
-    """The operator turns on the surge profile (大促模式) of these tenants (all when empty) at `surge_at_s`."""
+    """The operator defines the surge profile (大促模式) of these tenants (all when empty) and switches it on at
+    `surge_at_s`: by hand (`activate` at that time) or with a schedule made at the start of the run (presence's
+    sweep switches it on at that time and off after the run).
+
+    `definition` is the whole profile (services/switchboard/routing/surge.py: capacity factors, overflow, pools,
+    bot_first, customer_updates, response_target_s); without one the profile only multiplies capacity by
+    `capacity_multiplier` (what surge profiles were before issue 12).
+    """
 
     surge_at_s: float = Field(ge=0)
     profile: str = "double11"
     capacity_multiplier: float = Field(gt=0, default=1.5)
     tenants: list[str] = Field(default_factory=list)
+    switch: Literal["activate", "schedule"] = "activate"
+    definition: SurgeProfile | None = None
+
+    @model_validator(mode="after")
+    def _one_factor(self) -> Operator:
+        if self.definition is not None and "capacity_multiplier" in self.model_fields_set:
+            raise ValueError("give the capacity factor once: definition.tenant_factor, not capacity_multiplier")
+        return self
+
+    def profile_body(self) -> dict[str, Any]:
+        """The profile as the operator API takes it (PUT /surge/profiles/{name})."""
+        if self.definition is not None:
+            return self.definition.model_dump(mode="json", exclude_defaults=True)
+        return {"tenant_factor": self.capacity_multiplier, "description": "load test surge"}
+
+    @property
+    def tenant_factor(self) -> float:
+        """The capacity factor the profile gives agents without a group factor."""
+        return self.definition.tenant_factor if self.definition is not None else self.capacity_multiplier
 
 
 class Limits(_Model):
@@ -179,6 +237,11 @@ class Scenario(_Model):
     # Share of chat conversations that come from a platform's IM webhook (signed POSTs) rather than the widget.
     chat_webhook_share: float = Field(ge=0, le=1, default=0.0)
     service_level_targets_s: tuple[float, ...] = (20.0, 180.0)
+    # The same response-time yardstick for every run of an A/B (the target in force may differ with the profile).
+    response_reference_s: float = Field(gt=0, default=180.0)
+    # Merged into every tenant's generated routing config (fixtures.routing): sections such as `bot`, or settings
+    # a scenario compresses (patience, response targets). Validated by the routing config model when written.
+    routing: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("channels", "languages")
     @classmethod

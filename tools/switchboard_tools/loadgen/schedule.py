@@ -7,14 +7,15 @@ so two runs with one seed send the same messages at the same offsets; only the s
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
-from switchboard_tools.loadgen.scenario import ChannelName, Scenario, Tenant
+from switchboard_tools.loadgen.scenario import ORDER_ID_FIELD, ChannelName, Scenario, Tenant
 
 # Tags are lowercase letters only, so PII masking (digits, e-mail addresses) never touches them.
 TAG_LETTERS = string.ascii_lowercase
@@ -43,11 +44,23 @@ class PlannedConversation:
     messages: tuple[PlannedMessage, ...]
     # How a chat customer arrives: the shop's widget (websocket) or a platform's webhook.
     entry: str = "widget"
+    # The order the customer asks about ("" when the question is not about one order).
+    order_id: str = ""
+    # Not taken by an agent this long after the first message, the customer leaves (None: never).
+    leave_after_s: float | None = None
+    # What the customer writes if the bot answered: its offset_s is the think time after the bot's answer.
+    ask_human: PlannedMessage | None = None
 
     @property
     def start_s(self) -> float:
         """When its first message is sent."""
         return self.messages[0].offset_s
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        """Every message it may send, the planned ones and the reaction to a bot answer."""
+        extra = (self.ask_human.tag,) if self.ask_human is not None else ()
+        return tuple(m.tag for m in self.messages) + extra
 
 
 @dataclass(frozen=True)
@@ -61,16 +74,19 @@ class AgentShift:
     seed: int
     # Leaves by closing the desktop with work in hand instead of handing over.
     abrupt: bool = False
+    # The skill groups of the agent's team (empty: every group).
+    groups: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class SurgeToggle:
-    """The operator turning a tenant's surge profile on."""
+    """The operator turning a tenant's surge profile on (`switch`: activate at `at_s`, or schedule it)."""
 
     at_s: float
     tenant_id: str
     profile: str
-    capacity_multiplier: float
+    body: Mapping[str, Any]
+    switch: str = "activate"
 
 
 @dataclass(frozen=True)
@@ -87,8 +103,12 @@ class Schedule:
 
     @property
     def message_count(self) -> int:
-        """How many customer messages the run sends."""
+        """How many customer messages the run plans (a reaction to a bot answer is sent only if it comes)."""
         return sum(len(c.messages) for c in self.conversations)
+
+    def without_surge(self) -> Schedule:
+        """The same schedule with the operator doing nothing: the A/B run with the profile off."""
+        return dataclasses.replace(self, surges=())
 
     @property
     def last_send_s(self) -> float:
@@ -118,21 +138,36 @@ def arrival_times(scenario: Scenario, rng: random.Random) -> list[float]:
             times.append(t)
 
 
+def order_id(rng: random.Random) -> str:
+    """A 19-digit order number as Taobao/Tmall write them (no PII mask touches 19 digits in a row)."""
+    return f"3{rng.randrange(10**18):018d}"
+
+
 def _conversation(scenario: Scenario, rng: random.Random, index: int, start: float, tenant: str) -> PlannedConversation:
     channel = cast(ChannelName, _pick(rng, scenario.channels))
     language = _pick(rng, scenario.languages)
     intent = _pick(rng, {k: v.weight for k, v in scenario.intents.items()})
     conv = scenario.conversation
+    spec = scenario.intents[intent]
+    counts = spec.messages or conv.messages
     # A phone call is one transcript stream; e-mails are rarely followed up within minutes.
-    count = rng.randint(int(conv.messages.min), int(conv.messages.max)) if channel == "chat" else 1
-    texts = scenario.intents[intent].texts[language]
+    count = rng.randint(int(counts.min), int(counts.max)) if channel == "chat" else 1
+    order = order_id(rng) if spec.asks_about_an_order else ""
+    texts = spec.texts[language]
     messages = []
     offset = start
     for _ in range(max(1, count)):
         tag = _tag(rng)
-        messages.append(PlannedMessage(tag=tag, offset_s=round(offset, 3), text=rng.choice(texts)))
+        text = rng.choice(texts).replace(ORDER_ID_FIELD, order)
+        messages.append(PlannedMessage(tag=tag, offset_s=round(offset, 3), text=text))
         offset += rng.uniform(conv.think_time_s.min, conv.think_time_s.max)
     entry = "webhook" if channel == "chat" and rng.random() < scenario.chat_webhook_share else "widget"
+    leaves = conv.leave_after_s is not None and (channel == "phone" or (channel == "chat" and entry == "widget"))
+    leave_after = round(rng.uniform(conv.leave_after_s.min, conv.leave_after_s.max), 3) if leaves else None  # type: ignore[union-attr]
+    ask_human = None
+    if order and channel == "chat" and rng.random() < conv.ask_human_share:
+        think = rng.uniform(conv.think_time_s.min, conv.think_time_s.max)
+        ask_human = PlannedMessage(_tag(rng), round(think, 3), rng.choice(conv.ask_human_texts[language]))
     return PlannedConversation(
         entry=entry,
         conversation_key=f"lg{scenario.seed:x}-{index:06d}",
@@ -142,6 +177,9 @@ def _conversation(scenario: Scenario, rng: random.Random, index: int, start: flo
         intent=intent,
         language=language,
         messages=tuple(messages),
+        order_id=order,
+        leave_after_s=leave_after,
+        ask_human=ask_human,
     )
 
 
@@ -151,14 +189,23 @@ def agent_shifts(scenario: Scenario, tenants: Sequence[Tenant], rng: random.Rand
     change = scenario.shift_change
     for tenant in tenants:
         leaving = round(tenant.agents * change.leaving_fraction) if change else 0
+
+        def team(i: int, tenant: Tenant = tenant) -> tuple[str, ...]:
+            return tuple(tenant.teams[i % len(tenant.teams)]) if tenant.teams else ()
+
         for i in range(tenant.agents):
             off = change.at_s if change and i < leaving else None
             abrupt = change is not None and off is not None and rng.random() < change.abrupt_fraction
-            shifts.append(AgentShift(tenant.id, f"{tenant.id}-a{i:03d}", 0.0, off, rng.randrange(2**31), abrupt))
+            shifts.append(
+                AgentShift(tenant.id, f"{tenant.id}-a{i:03d}", 0.0, off, rng.randrange(2**31), abrupt, team(i))
+            )
         for j in range(leaving):
             assert change is not None
             on = max(0.0, change.at_s - change.overlap_s)
-            shifts.append(AgentShift(tenant.id, f"{tenant.id}-b{j:03d}", on, None, rng.randrange(2**31)))
+            # A newcomer joins the team of the leaver it replaces.
+            shifts.append(
+                AgentShift(tenant.id, f"{tenant.id}-b{j:03d}", on, None, rng.randrange(2**31), groups=team(j))
+            )
     return shifts
 
 
@@ -177,7 +224,7 @@ def build_schedule(scenario: Scenario, seed: int | None = None) -> Schedule:
     if scenario.operator is not None:
         op = scenario.operator
         for tenant_id in op.tenants or [t.id for t in tenants]:
-            surges.append(SurgeToggle(op.surge_at_s, tenant_id, op.profile, op.capacity_multiplier))
+            surges.append(SurgeToggle(op.surge_at_s, tenant_id, op.profile, op.profile_body(), op.switch))
     buckets = [0] * max(1, math.ceil(scenario.duration_s))
     for t in times:
         buckets[int(t)] += 1

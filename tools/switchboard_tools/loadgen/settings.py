@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from switchboard.runtime.settings import ServiceSettings
 from switchboard_tools.loadgen.customers import Endpoints
@@ -17,6 +18,9 @@ class LoadgenSettings(ServiceSettings):
     # A scenario name (config/scenarios/<name>.yaml) or a path to a scenario file.
     loadgen_scenario: str = "smoke"
     loadgen_seed: int | None = None
+    # "on": the operator switches the scenario's surge profile on; "off": the same run without it; "both": off,
+    # then on, with one seed, and a comparison report of the two.
+    loadgen_profile: Literal["on", "off", "both"] = "on"
     loadgen_out: Path = _REPO_ROOT / "reports"
     # True: start Kafka/Redis (unless KAFKA_BOOTSTRAP / REDIS_URL are set) and every service for the run, with the
     # run's config. False: drive the stack at the URLs below, which must already serve the run's tenants (install
