@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
@@ -192,11 +192,14 @@ class RoutingMachine(RuleBasedStateMachine):
 
     @rule(tenant=st.sampled_from([TMALL, SMALL]), data=st.data())
     def hang_up(self, tenant: str, data: st.DataObject) -> None:
-        calls = [c for c in sorted(self.sent[tenant]) if self.run(self._conv(tenant, c)).get("channel") == "phone"]
+        calls = {c: self.run(self._conv(tenant, c)) for c in sorted(self.sent[tenant])}
+        calls = {c: f for c, f in calls.items() if f.get("channel") == "phone"}
         if not calls:
             return
-        conv = data.draw(st.sampled_from(calls))
-        before = self.run(self._conv(tenant, conv))["state"]
+        # Callers who wait are the interesting ones; any call (assigned, closed, abandoned) otherwise.
+        waiting = [c for c, f in calls.items() if f["state"] in ("queued", "offered")]
+        conv = data.draw(st.sampled_from(waiting or sorted(calls)))
+        before = calls[conv]["state"]
         self.count += 1
         m = message(tenant, conv, f"m{self.count}", "", channel="phone")
         m.kind = MessageKind.MESSAGE_KIND_CALL_EVENT
@@ -208,6 +211,7 @@ class RoutingMachine(RuleBasedStateMachine):
         after = self.run(self._conv(tenant, conv))["state"]
         expected = {"queued": "abandoned", "offered": "abandoned"}.get(before, before)
         assert after == expected, f"{conv}: {before} -> {after} after the caller hung up"
+        event(f"caller hung up while {before}")
 
     @rule(data=st.data())
     def chat_customer_leaves(self, data: st.DataObject) -> None:
@@ -220,6 +224,7 @@ class RoutingMachine(RuleBasedStateMachine):
             self.run(self.redis.set(self.keys.chat_conversation(TMALL, customer), conv))
             departures = Departures(self.redis, self.keys)
             self.run(departures.socket_closed(TMALL, customer, "sock", self.clock[0]))
+            event("chat customer left")
 
     @rule(data=st.data())
     def redeliver(self, data: st.DataObject) -> None:
