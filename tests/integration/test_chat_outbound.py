@@ -233,7 +233,9 @@ async def test_the_waiting_customer_sees_their_place_move_up_as_the_queue_drains
         # The router's state for a queued chat conversation with two ahead of it (see docs/state.md).
         queue = keys.queue_channel("shop-a", "presales", "chat")
         await redis.zadd(queue, {"ahead-1": 1, "ahead-2": 2, conv: 3})
-        await redis.hset(keys.conversation("shop-a", conv), mapping={"state": "queued", "group": "presales"})
+        await redis.hset(
+            keys.conversation("shop-a", conv), mapping={"state": "queued", "group": "presales", "channel": "chat"}
+        )
         first = await next_frame(ws, "queue")
         assert (first["conversation_id"], first["position"], first["estimated_wait_s"]) == (conv, 3, 60)
         await redis.zrem(queue, "ahead-1")

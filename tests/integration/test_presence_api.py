@@ -21,9 +21,9 @@ from switchboard.presence.settings import OperatorGrant
 from switchboard.presence.sweep import Sweeper
 from switchboard.runtime.kafka import RecordProducer
 from switchboard.runtime.settings import ServiceSettings
-from switchboard.state.agents import PresenceStore
+from switchboard.state.agents import PresenceStore, Widen
 from switchboard.state.keys import Keys
-from switchboard.state.roster import load_roster
+from switchboard.state.roster import RosterAgent, load_roster
 from tests.helpers import eventually, read_topic
 from tests.redis_cluster import on_both_redis_backends
 
@@ -377,3 +377,31 @@ async def test_pools_widen_agents_while_on_and_revert_exactly(presence: Presence
     assert lina_records[-1].surge_profile == ""
     assert list(lina_records[-1].skill_groups) == ["presales", "orders"]
     assert lina_records[-1].capacity_multiplier == 1.0
+
+
+async def test_an_agent_written_while_a_profile_switches_serves_what_the_profile_in_force_says(
+    presence: Presence,
+) -> None:
+    profile = {"pools": {"orders": ["general"]}}
+    assert (await presence.http.put(f"{A}/surge/profiles/d11", json=profile, headers=auth(OPS_A))).status_code == 200
+    looked_up = presence.control.widen_for
+    switch: list[str] = []
+
+    async def racing(tenant_id: str) -> tuple[str, Widen]:
+        found = await looked_up(tenant_id)
+        if switch:  # another replica switches the profile between this write's look-up and its scripts
+            if switch.pop() == "on":
+                await presence.control.activate(tenant_id, "d11", "operator:other-replica")
+            else:
+                await presence.control.deactivate(tenant_id, "operator:other-replica")
+        return found
+
+    presence.store.widening = racing
+    helper = RosterAgent(agent_id="tmp-r", groups=["orders"], temporary=True)
+    switch.append("on")
+    await presence.store.add_agents("shop-a", [helper])
+    assert await groups_of(presence, "tmp-r") == (["orders", "general"], ["orders"])
+    switch.append("off")
+    await presence.store.update_profile("shop-a", "tmp-r", groups=["orders", "logistics"])
+    assert await groups_of(presence, "tmp-r") == (["orders", "logistics"], ["orders", "logistics"])
+    assert await presence.store.group_members("shop-a", "general") == []

@@ -42,6 +42,9 @@ async def test_a_single_call_loads_its_script_when_the_node_lost_it(redis: Redis
     assert await HEARTBEAT(redis, [keys.agent("shop-a", "a1"), keys.heartbeats("shop-a")], ["a1", 1, 7]) == 1
 
 
+UNCHECKED = "\x00"  # the own groups the caller read: not checked
+
+
 async def test_profile_script_refuses_when_the_agent_is_in_a_group_the_caller_did_not_name(
     redis: Redis, settings: ServiceSettings
 ) -> None:
@@ -50,17 +53,30 @@ async def test_profile_script_refuses_when_the_agent_is_in_a_group_the_caller_di
     agent = keys.agent("shop-a", "a1")
     base = [agent, keys.tenant_agents("shop-a"), keys.presence_pending("shop-a")]
     code, _ = await lua.PROFILE(
-        redis, [*base, keys.group_agents("shop-a", "orders")], ["a1", 1, "orders", "orders", "cap:chat", "5"]
+        redis, [*base, keys.group_agents("shop-a", "orders")], ["a1", 1, "orders", "orders", UNCHECKED, "cap:chat", "5"]
     )
     assert code == lua.CHANGED
     stale = await lua.PROFILE(
-        redis, [*base, keys.group_agents("shop-a", "presales")], ["a1", 2, "presales", "presales", "cap:chat", "9"]
+        redis,
+        [*base, keys.group_agents("shop-a", "presales")],
+        ["a1", 2, "presales", "presales", UNCHECKED, "cap:chat", "9"],
     )
     assert stale == [lua.RETRY, 0]
     assert await redis.hget(agent, "cap:chat") == b"5"
     assert await redis.smembers(keys.group_agents("shop-a", "presales")) == set()
     named = [keys.group_agents("shop-a", g) for g in ("orders", "presales")]
-    code, _ = await lua.PROFILE(redis, [*base, *named], ["a1", 3, "presales", "orders,presales", "cap:chat", "9"])
+    code, _ = await lua.PROFILE(
+        redis, [*base, *named], ["a1", 3, "presales", "orders,presales", UNCHECKED, "cap:chat", "9"]
+    )
     assert code == lua.CHANGED
     assert await redis.smembers(keys.group_agents("shop-a", "orders")) == set()
     assert await redis.smembers(keys.group_agents("shop-a", "presales")) == {b"a1"}
+    # a regroup from the own groups it read: another value there now (an operator changed them) is a retry too
+    await redis.hset(agent, "own_groups", "presales")
+    regroup = ["a1", 4, "presales,general", "general,presales", "orders", "own_groups", "presales"]
+    general = [keys.group_agents("shop-a", g) for g in ("general", "presales")]
+    assert await lua.PROFILE(redis, [*base, *general], regroup) == [lua.RETRY, 0]
+    regroup[4] = "presales"
+    code, _ = await lua.PROFILE(redis, [*base, *general], regroup)
+    assert code == lua.CHANGED
+    assert await redis.hget(agent, "groups") == b"presales,general"

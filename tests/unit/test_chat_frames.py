@@ -104,7 +104,7 @@ def test_frames_sent_back_to_the_widget() -> None:
     reply.attachments.append(Attachment(url="https://i.example/b.png", content_type="image/png"))
     frame = reply_frame(reply)
     assert frame["kind"] == "image" and frame["attachments"][0]["url"].endswith("b.png") and frame["sent_at"] == 0
-    assert queue_frame("v", 4, 30)["estimated_wait_s"] == 120
+    assert queue_frame("v", 4, 120) == {"type": "queue", "conversation_id": "v", "position": 4, "estimated_wait_s": 120}
     assert error_frame("retry_later", "later", "m1", 2)["retry_after_s"] == 2
     assert "retry_after_s" not in error_frame("invalid", "bad")
 

@@ -17,7 +17,13 @@ from switchboard.presence.surge import (
     due_action,
 )
 from switchboard.routing.surge import SurgeProfile, factor_for
-from switchboard.state.agent_model import Status, parse_agent_hash, status_desk_event, to_presence_record
+from switchboard.state.agent_model import (
+    ProfileChange,
+    Status,
+    parse_agent_hash,
+    status_desk_event,
+    to_presence_record,
+)
 from switchboard.state.roster import Roster, load_roster
 
 
@@ -83,6 +89,16 @@ def test_agent_hash_to_record_and_load() -> None:
     assert record.presence_version == 9
     assert record.wrap_up_until.ToMilliseconds() == 1700000030000
     assert {(c.channel, c.slots) for c in record.capacity} >= {(Channel.CHANNEL_CHAT, 5)}
+    assert record.surge_profile == ""
+    # own groups: kept apart while a pool widens what the agent serves; a hash from before serves its own
+    assert state.own_groups == ["presales", "orders"]
+    pooled = parse_agent_hash(
+        "shop-a", "a-lina", {**raw, b"groups": b"presales,orders,general", b"own_groups": b"orders"}
+    )
+    assert (pooled.groups, pooled.own_groups) == (["presales", "orders", "general"], ["orders"])
+    assert to_presence_record(pooled, now_ms=1, surge_profile="double11").surge_profile == "double11"
+    assert ProfileChange(groups=["orders"]).hash_fields() == ["own_groups", "orders"]
+    assert ProfileChange(regroup=True).hash_fields() == []
     # garbage in a field never breaks parsing
     odd = parse_agent_hash("shop-a", "x", {"status": "dancing", "multiplier": "lots", "cap:chat": "many"})
     assert odd.status is Status.OFFLINE

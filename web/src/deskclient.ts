@@ -162,6 +162,10 @@ export class DeskClient {
       for (const c of frame.conversations as Json[]) {
         const conv = this.conversation(c.conversation_id, c.epoch, c.skill_group, c.channel);
         for (const m of c.messages as Message[]) this.addMessage(conv, m, false);
+        // Our replies are not in the snapshot: the gateway says up to when the customer's messages are answered.
+        const answered = Number(c.answered_ms ?? 0);
+        const waiting = conv.messages.filter((m) => !m.fromAgent && m.kind !== "MESSAGE_KIND_CALL_EVENT" && messageMs(m) > answered);
+        conv.waitingSinceMs = waiting.length ? Math.min(...waiting.map(messageMs)) : 0;
       }
       for (const o of frame.offers as Json[]) this.addOffer(o);
     }

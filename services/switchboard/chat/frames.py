@@ -183,13 +183,13 @@ def reply_frame(reply: OutboundMessage) -> dict[str, Any]:
     }
 
 
-def queue_frame(conversation_id: str, position: int, seconds_per_position: float) -> dict[str, Any]:
-    """The waiting customer's place in the queue and an estimate of the wait."""
+def queue_frame(conversation_id: str, position: int, estimated_wait_s: int) -> dict[str, Any]:
+    """The waiting customer's place in the queue (1 = next) and the estimated wait in seconds."""
     return {
         "type": "queue",
         "conversation_id": conversation_id,
         "position": position,
-        "estimated_wait_s": round(max(position, 0) * seconds_per_position),
+        "estimated_wait_s": max(0, estimated_wait_s),
     }
 
 

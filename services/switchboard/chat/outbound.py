@@ -2,8 +2,8 @@
 
 Replies go to the customer's open socket on any replica, else to the platform callback, else they are kept for
 the customer's next connection (see replies.py); a reply the platform refused is dead-lettered with the reason.
-QUEUED decisions become queue-position frames; CLOSED decisions end the customer's open conversation so their next
-message opens a new one.
+QUEUED decisions become queue frames (position, estimated wait; see queue_watch.QueueFrames); CLOSED decisions
+end the customer's open conversation so their next message opens a new one.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from redis.asyncio import Redis
 
 from switchboard.chat.callbacks import CallbackFailed
 from switchboard.chat.conversations import Conversations
-from switchboard.chat.frames import queue_frame, reply_frame
+from switchboard.chat.frames import reply_frame
+from switchboard.chat.queue_watch import QueueFrames
 from switchboard.chat.replies import ReplyRoute
 from switchboard.chat.sockets import SocketHub
 from switchboard.contracts import Channel, MessageKind, OutboundMessage, RoutingEvent, RoutingEventType
@@ -40,14 +41,14 @@ class ChatOutbound:
         conversations: Conversations,
         hub: SocketHub,
         route: ReplyRoute,
-        seconds_per_position: float,
+        queue_frames: QueueFrames,
     ) -> None:
         self._redis = redis
         self._keys = keys
         self._conversations = conversations
         self._hub = hub
         self._route = route
-        self._seconds_per_position = seconds_per_position
+        self._queue_frames = queue_frames
 
     async def handle(self, batch: Sequence[Delivery]) -> Sequence[Rejected]:
         """Handle one partition's batch in order; Redis trouble is transient (the batch is retried)."""
@@ -99,8 +100,11 @@ class ChatOutbound:
         if event.type in _WAITING and event.queue_position > 0:
             customer_id = await self._conversations.customer_of(event.tenant_id, event.conversation_id)
             if customer_id:
-                frame = queue_frame(event.conversation_id, event.queue_position, self._seconds_per_position)
-                await self._hub.publish(event.tenant_id, customer_id, frame)
+                frame = await self._queue_frames.decided(
+                    event.tenant_id, event.conversation_id, event.skill_group, int(event.queue_position)
+                )
+                if frame is not None:
+                    await self._hub.publish(event.tenant_id, customer_id, frame)
         elif event.type == RoutingEventType.ROUTING_EVENT_CLOSED:
             customer_id = await self._conversations.close(event.tenant_id, event.conversation_id)
             if customer_id:

@@ -16,7 +16,7 @@ from switchboard.chat.conversations import Conversations
 from switchboard.chat.limits import CustomerRate
 from switchboard.chat.outbound import ChatOutbound
 from switchboard.chat.pending import PendingReplies
-from switchboard.chat.queue_watch import QueueWatch
+from switchboard.chat.queue_watch import QueueFrames, QueueWatch
 from switchboard.chat.replies import ReplyRoute
 from switchboard.chat.settings import ChatSettings, Tenant
 from switchboard.chat.sockets import SocketHub, Undelivered
@@ -47,6 +47,7 @@ class _Parts:
     accept: ChatAccept
     hub: SocketHub
     route: ReplyRoute
+    queue_frames: QueueFrames
 
 
 async def build(settings: ChatSettings) -> ServiceRuntime:
@@ -69,10 +70,18 @@ async def build(settings: ChatSettings) -> ServiceRuntime:
     route.hub = hub
     runtime.add_closer(hub.close)
     runtime.add_worker("chat-sockets", hub.listen, stop=hub.stop_intake)
+    frames = QueueFrames(
+        redis,
+        keys,
+        always=settings.chat_queue_frames_always,
+        fallback_s_per_position=settings.chat_seconds_per_queue_position,
+    )
     if settings.chat_queue_refresh_s > 0:
-        watch = QueueWatch(hub, redis, keys, settings.chat_seconds_per_queue_position, settings.chat_queue_refresh_s)
+        watch = QueueWatch(
+            hub, frames, interval_s=settings.chat_queue_refresh_s, wait_change_s=settings.chat_queue_wait_change_s
+        )
         runtime.add_worker("chat-queue-watch", watch.run, stop=watch.stop_intake)
-    parts = _Parts(settings, redis, keys, accept, hub, route)
+    parts = _Parts(settings, redis, keys, accept, hub, route, frames)
     _mount(runtime, parts, tenants)
     await _consume(runtime, parts, producer)
     return runtime
@@ -117,7 +126,7 @@ async def _consume(runtime: ServiceRuntime, parts: _Parts, producer: RecordProdu
         conversations=parts.accept.conversations,
         hub=parts.hub,
         route=parts.route,
-        seconds_per_position=parts.settings.chat_seconds_per_queue_position,
+        queue_frames=parts.queue_frames,
     )
     topics = Topics(parts.settings.topic_prefix)
     consumer = BatchConsumer(

@@ -65,10 +65,17 @@ class ChatSettings(ServiceSettings):
     chat_retry_after_s: int = 2
     # An open conversation id lives this long after the customer's last message unless closed before.
     chat_conversation_ttl_s: int = 7 * 24 * 3600
-    # Estimated wait shown to a queued customer: position times this (a shop's average handle time per agent slot).
+    # `queue` frames (position, estimated wait) without a surge profile in force: on, as before surge profiles
+    # existed (widgets rely on them). False: only while the tenant's profile has `customer_updates.chat`.
+    chat_queue_frames_always: bool = True
+    # The estimated wait is the router's (state/figures.py, per group and channel); before it wrote one for the
+    # queue, position times this (a shop's average handle time per agent slot).
     chat_seconds_per_queue_position: float = 30.0
     # How often a replica looks up its waiting customers' places in the router's queues (0 turns it off).
     chat_queue_refresh_s: float = 5.0
+    # A changed estimate alone is sent again once it moved this far from the one last sent (the router rewrites
+    # its estimate every sweep; a customer needs no frame for every second).
+    chat_queue_wait_change_s: float = 15.0
     chat_callback_timeout_s: float = 5.0
     chat_callback_attempts: int = 3
 

@@ -23,6 +23,7 @@ from switchboard.email.tenants import TenantDirectory, normalise_address
 from switchboard.email.threads import Contact, ThreadBook, thread_root
 from switchboard.intake.accept import Intake, Outcome
 from switchboard.intake.ids import stable_id
+from switchboard.intake.language import detect_language
 from switchboard.intake.pii import mask_email, mask_pii
 from switchboard.runtime.errors import BrokerUnavailable, InvalidRecord, TransientError
 from switchboard.runtime.logs import get_logger
@@ -159,15 +160,19 @@ class EmailInbox:
         )
         # Thread links and the reply contact are derived from the message alone, so writing them before the
         # broker's ack is harmless when the send fails: the retry writes the same values.
+        language = detect_language(parsed.text or parsed.subject)
         contact = Contact(
             customer_address=parsed.from_address,
             shop_address=addresses[0],
             subject=parsed.subject,
             last_message_id=parsed.message_id,
             references=[*parsed.references, parsed.message_id] if parsed.message_id else parsed.references,
+            language=language,
         )
         await self.book.remember(tenant_id, conversation_id, [parsed.message_id], contact)
         record = self._record(parsed, tenant_id, conversation_id, addresses)
+        # The record and the acknowledgement mail (ack.py) speak of the same language.
+        record.language = language
         result = await self.intake.accept(record, provider_id)
         log.info(
             "email_accepted",

@@ -1,11 +1,13 @@
 """Mail that must not reach an agent: auto-replies, bounces, list traffic and our own replies coming back.
 
 Answering such mail (or routing it to an agent who answers it) is how mail loops start, so it is taken with 250,
-counted by reason, and dropped.
+counted by reason, and dropped. For the same reason our own automatic mail (the acknowledgement, ack.py) never
+goes to a robot or no-reply sender (`may_auto_reply`).
 """
 
 from __future__ import annotations
 
+import re
 from email.message import Message
 from email.utils import parseaddr
 
@@ -16,6 +18,17 @@ _AUTOREPLY_HEADERS = ("x-autoreply", "x-autorespond", "x-autoresponder", "x-auto
 
 def _local_part(address: str) -> str:
     return parseaddr(address)[1].partition("@")[0].lower()
+
+
+# Senders that say in their name that nobody reads answers (RFC 3834 5: do not auto-reply to them).
+_NO_REPLY_LOCAL_PARTS = re.compile(r"^(?:no[-_.]?reply|do[-_.]?not[-_.]?reply|donotreply)(?:[-_.+].*)?$")
+
+
+def may_auto_reply(address: str) -> bool:
+    """Whether an automatic mail of ours (the acknowledgement) may go to this address: never to robots
+    (mailer-daemon, postmaster …) nor to no-reply senders, whose answers would start or feed a loop."""
+    local = _local_part(address)
+    return bool(local) and local not in _ROBOT_SENDERS and not _NO_REPLY_LOCAL_PARTS.match(local)
 
 
 def loop_reason(message: Message, envelope_sender: str | None, own_domain: str) -> str | None:  # noqa: PLR0911

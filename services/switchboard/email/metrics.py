@@ -15,3 +15,8 @@ NOT_ROUTED = Counter(
     ["reason"],
 )
 REPLIES_SENT = Counter("sb_email_replies_total", "Agents' replies handed to the relay, by outcome", ["outcome"])
+ACKS = Counter(
+    "sb_email_acks_total",
+    "Acknowledgement mails to waiting customers by outcome (sent, refused, no_contact, robot_sender)",
+    ["outcome"],
+)

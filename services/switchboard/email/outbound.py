@@ -109,7 +109,7 @@ class ReplySender:
         if contact is None or not contact.customer_address:
             return "no e-mail was received in this conversation, so there is no address to reply to"
         message = compose_reply(reply, contact, self.settings)
-        problem = await self._relay(message, contact)
+        problem = await relay(message, self.settings)
         if problem is not None:
             return problem
         own_id = reply_message_id(reply, self.settings).strip("<>")
@@ -128,27 +128,29 @@ class ReplySender:
         )
         return None
 
-    async def _relay(self, message: EmailMessage, contact: Contact) -> str | None:
-        """Hand the message to the relay; a permanent refusal is returned, anything else raised as transient."""
-        try:
-            await aiosmtplib.send(
-                message,
-                hostname=self.settings.relay_host,
-                port=self.settings.relay_port,
-                username=self.settings.relay_username,
-                password=self.settings.relay_password,
-                start_tls=self.settings.relay_starttls,
-                timeout=self.settings.relay_timeout_s,
-            )
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            codes = [r.code for r in exc.recipients]
-            if all(c >= 500 for c in codes):
-                return f"the relay refused the customer's address ({codes})"
-            raise TransientError(f"relay deferred the recipient: {exc}") from exc
-        except aiosmtplib.SMTPResponseException as exc:
-            if exc.code >= 500:
-                return f"the relay refused the reply: {exc.code} {exc.message}"
-            raise TransientError(f"relay answered {exc.code}: {exc.message}") from exc
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            raise TransientError(f"relay unreachable: {exc!r}") from exc
-        return None
+
+async def relay(message: EmailMessage, settings: EmailSettings) -> str | None:
+    """Hand a message to the relay (the one SMTP way out, for replies and acknowledgements alike); a permanent
+    refusal is returned, anything else raised as TransientError."""
+    try:
+        await aiosmtplib.send(
+            message,
+            hostname=settings.relay_host,
+            port=settings.relay_port,
+            username=settings.relay_username,
+            password=settings.relay_password,
+            start_tls=settings.relay_starttls,
+            timeout=settings.relay_timeout_s,
+        )
+    except aiosmtplib.SMTPRecipientsRefused as exc:
+        codes = [r.code for r in exc.recipients]
+        if all(c >= 500 for c in codes):
+            return f"the relay refused the customer's address ({codes})"
+        raise TransientError(f"relay deferred the recipient: {exc}") from exc
+    except aiosmtplib.SMTPResponseException as exc:
+        if exc.code >= 500:
+            return f"the relay refused the message: {exc.code} {exc.message}"
+        raise TransientError(f"relay answered {exc.code}: {exc.message}") from exc
+    except (aiosmtplib.SMTPException, OSError) as exc:
+        raise TransientError(f"relay unreachable: {exc!r}") from exc
+    return None

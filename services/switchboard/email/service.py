@@ -1,9 +1,12 @@
-"""Wiring of the e-mail adapter: SMTP server, webhook route and reply sender on one ServiceRuntime."""
+"""Wiring of the e-mail adapter: SMTP server, webhook route, reply sender and acknowledgement sender on one
+ServiceRuntime."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from switchboard.email.ack import CONSUMER_NAME as ACKS_CONSUMER
+from switchboard.email.ack import AckSender
 from switchboard.email.inbox import EmailInbox
 from switchboard.email.outbound import CONSUMER_NAME, ReplySender
 from switchboard.email.settings import EmailSettings
@@ -26,6 +29,7 @@ class EmailService:
     inbox: EmailInbox
     smtp: SmtpServer
     replies: BatchConsumer
+    acks: BatchConsumer
 
 
 async def build(settings: EmailSettings) -> ServiceRuntime:
@@ -56,4 +60,13 @@ async def build_service(settings: EmailSettings) -> EmailService:
         producer=producer,
     )
     await runtime.add_consumer("replies", replies)
-    return EmailService(runtime, inbox, smtp, replies)
+    # Its own group: acknowledgements wait neither for replies nor replies for them.
+    acks = BatchConsumer(
+        settings,
+        topics=[producer.topics.routing],
+        group_id=f"{settings.topic_prefix}{ACKS_CONSUMER}",
+        handler=AckSender(settings, book, keys).handle,
+        producer=producer,
+    )
+    await runtime.add_consumer("acks", acks)
+    return EmailService(runtime, inbox, smtp, replies, acks)

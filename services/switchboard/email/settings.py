@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from switchboard.runtime.settings import ServiceSettings
@@ -37,3 +39,14 @@ class EmailSettings(ServiceSettings):
     max_depth: int = 8
     # How long a Message-ID keeps pointing at its conversation (replies after that open a new one).
     thread_ttl_s: int = 90 * 24 * 3600
+    # Acknowledgement mails (ack.py), while the tenant's surge profile in force has `customer_updates.email`.
+    # Language: the customer's mail's when it is Chinese or English, else the shop's (`{"shop-a": "en"}`), else
+    # the default.
+    email_ack_languages: dict[str, Literal["zh", "en"]] = Field(default_factory=dict)
+    email_ack_default_language: Literal["zh", "en"] = "zh"
+    # The expected answer time is the router's estimate for the group's e-mail queue (state/figures.py); before
+    # the router wrote one, queue position times this.
+    email_seconds_per_queue_position: float = 600.0
+    # A replica sending an acknowledgement holds the conversation's claim this long; if it dies meanwhile the
+    # claim expires and the redelivered trigger sends the mail then.
+    email_ack_claim_s: int = 60

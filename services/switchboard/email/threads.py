@@ -40,6 +40,8 @@ class Contact:
     subject: str
     last_message_id: str
     references: list[str]
+    # The customer's language as detected from their mail ("zh", "en", "other", "" when unknown).
+    language: str = ""
 
 
 def thread_root(message_id: str, in_reply_to: str, references: list[str]) -> str:
@@ -56,6 +58,7 @@ def _contact_fields(contact: Contact) -> dict[FieldT, EncodableT]:
         "subject": contact.subject,
         "last_message_id": contact.last_message_id,
         "references": " ".join(contact.references[-MAX_REFERENCES_KEPT:]),
+        "language": contact.language,
     }
 
 
@@ -117,4 +120,5 @@ class ThreadBook:
             subject=fields.get("subject", ""),
             last_message_id=fields.get("last_message_id", ""),
             references=fields.get("references", "").split(),
+            language=fields.get("language", ""),
         )

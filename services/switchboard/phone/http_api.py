@@ -1,6 +1,7 @@
 """HTTP endpoints of the phone adapter: batches of events and segments, and post-call transcripts.
 
-Answers: 200 with one result per item once Kafka acked every record; 503 + Retry-After when the broker (or
+Answers: 200 with one result per item once Kafka acked every record (and, while the tenant's surge profile asks
+for it, an announcement for each waiting call: announce.py); 503 + Retry-After when the broker (or
 Redis) is unreachable, nothing acknowledged; 4xx with a reason (and a DLQ record) for input that will never be
 taken. See docs/phone-api.md.
 """
@@ -13,7 +14,8 @@ from typing import Annotated
 from fastapi import FastAPI, Header, Request
 from fastapi.responses import JSONResponse
 
-from switchboard.phone.adapter import PhoneAdapter, results_json
+from switchboard.phone.adapter import PhoneAdapter
+from switchboard.phone.announce import Announcer, answer
 from switchboard.phone.metrics import PHONE_REFUSED, PHONE_RETRY_LATER
 from switchboard.phone.settings import PhoneSettings
 from switchboard.phone.transcripts import parse_json_transcript, parse_webvtt
@@ -60,7 +62,7 @@ def _media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
-def install_http_routes(app: FastAPI, adapter: PhoneAdapter, settings: PhoneSettings) -> None:
+def install_http_routes(app: FastAPI, adapter: PhoneAdapter, announcer: Announcer, settings: PhoneSettings) -> None:
     """Mount the HTTP endpoints on the service's app."""
 
     async def refuse(source: str, error: PhoneInputError, raw: bytes, tenant_id: str) -> JSONResponse:
@@ -96,7 +98,7 @@ def install_http_routes(app: FastAPI, adapter: PhoneAdapter, settings: PhoneSett
             return await refuse(source, error, raw, tenant_id)
         except TransientError as exc:
             return retry_later(settings, exc)
-        return JSONResponse({"id": delivery.id, "results": results_json(results)})
+        return JSONResponse(await answer(announcer, tenant_id, delivery, results))
 
     @app.post(TRANSCRIPT_PATH)
     async def phone_transcript(

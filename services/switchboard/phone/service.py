@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from switchboard.intake.accept import Intake
 from switchboard.phone.adapter import PhoneAdapter
+from switchboard.phone.announce import Announcer
 from switchboard.phone.calls import CallStore
 from switchboard.phone.directory import PhoneDirectory
 from switchboard.phone.http_api import install_http_routes
@@ -49,8 +50,15 @@ def build_adapter(settings: PhoneSettings, producer: RecordProducer, runtime: Se
     )
     if not settings.phone_customer_id_key:
         log.warning("phone_customer_id_key_unset", hint="set SB_PHONE_CUSTOMER_ID_KEY in production")
-    install_http_routes(runtime.app, adapter, settings)
-    install_ws_routes(runtime.app, adapter, settings)
+    announcer = Announcer(
+        redis,
+        keys,
+        adapter.calls,
+        fallback_s_per_position=settings.phone_seconds_per_queue_position,
+        default_lang=settings.phone_announcement_default_language,
+    )
+    install_http_routes(runtime.app, adapter, announcer, settings)
+    install_ws_routes(runtime.app, adapter, announcer, settings)
     return adapter
 
 

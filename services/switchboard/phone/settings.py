@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from switchboard.runtime.settings import ServiceSettings
 
@@ -32,3 +33,8 @@ class PhoneSettings(ServiceSettings):
     # Secret key of callers' customer ids (HMAC of tenant and number). Empty: an unkeyed hash, fine for
     # development, reversible by anyone holding records who tries every mobile number; set it in production.
     phone_customer_id_key: str = ""
+    # Announcements for waiting callers (announce.py), while the tenant's surge profile has
+    # `customer_updates.phone`: the estimated wait is the router's (state/figures.py); before it wrote one for
+    # the queue, position times this. Language: the call's (zh/en; a third language hears English), else this.
+    phone_seconds_per_queue_position: float = 60.0
+    phone_announcement_default_language: Literal["zh", "en"] = "zh"

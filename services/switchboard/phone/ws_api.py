@@ -4,7 +4,8 @@ Each frame is a delivery (`{"id": ..., "items": [...]}` or one item). Frames are
 `phone_ws_inflight_frames`, then the socket is not read further), so a segment waiting for its predecessor does
 not hold up the frame that carries it; a call's lifecycle events keep the order they were sent in (`_start`).
 Every frame gets exactly one answer:
-`{"type": "ack", "id", "results"}` after Kafka acked its records, or `{"type": "error", "id", "code", "reason"}`
+`{"type": "ack", "id", "results"}` after Kafka acked its records (plus `announcements` for waiting calls while the
+tenant's surge profile asks for them, see announce.py), or `{"type": "error", "id", "code", "reason"}`
 with code `retry_later` (nothing taken, send it again) or the refusal's error type (DLQ record written).
 Close codes: 4401 unknown API key, 1009 frame too big.
 """
@@ -19,7 +20,8 @@ from typing import Any
 from fastapi import FastAPI, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from switchboard.phone.adapter import ItemResult, PhoneAdapter, dump, results_json
+from switchboard.phone.adapter import ItemResult, PhoneAdapter, dump
+from switchboard.phone.announce import Announcer, answer
 from switchboard.phone.metrics import PHONE_REFUSED, PHONE_RETRY_LATER
 from switchboard.phone.settings import PhoneSettings
 from switchboard.phone.wire import CallEnded, Delivery, PhoneInputError, PhoneItem, Segment, delivery_id, parse_delivery
@@ -56,9 +58,12 @@ def _calls(items: Sequence[PhoneItem]) -> set[str]:
 class StreamSession:
     """One platform connection of one tenant."""
 
-    def __init__(self, ws: WebSocket, adapter: PhoneAdapter, settings: PhoneSettings, tenant_id: str) -> None:
+    def __init__(
+        self, ws: WebSocket, adapter: PhoneAdapter, announcer: Announcer, settings: PhoneSettings, tenant_id: str
+    ) -> None:
         self.ws = ws
         self.adapter = adapter
+        self.announcer = announcer
         self.settings = settings
         self.tenant_id = tenant_id
         self._send_lock = asyncio.Lock()
@@ -142,7 +147,8 @@ class StreamSession:
                     self.tenant_id, Delivery.model_construct(id=frame_id, items=list(part.items))
                 )
                 part.unit.done.set_result(None)
-            await self._send({"type": "ack", "id": frame_id, "results": results_json(results)})
+            handled = Delivery.model_construct(id=frame_id, items=[item for part in parts for item in part.items])
+            await self._send({"type": "ack", **await answer(self.announcer, self.tenant_id, handled, results)})
         except PhoneInputError as error:
             await self._refuse(error, raw)
         except TransientError as exc:
@@ -198,7 +204,7 @@ class StreamSession:
                 log.info("phone_answer_undelivered", tenant_id=self.tenant_id, frame_id=frame.get("id", ""))
 
 
-def install_ws_routes(app: FastAPI, adapter: PhoneAdapter, settings: PhoneSettings) -> None:
+def install_ws_routes(app: FastAPI, adapter: PhoneAdapter, announcer: Announcer, settings: PhoneSettings) -> None:
     """Mount the websocket endpoint on the service's app."""
 
     @app.websocket(STREAM_PATH)
@@ -209,4 +215,4 @@ def install_ws_routes(app: FastAPI, adapter: PhoneAdapter, settings: PhoneSettin
             PHONE_REFUSED.labels("unauthorized").inc()
             await ws.close(CLOSE_UNAUTHORIZED, "missing or unknown X-Api-Key")
             return
-        await StreamSession(ws, adapter, settings, tenant_id).run()
+        await StreamSession(ws, adapter, announcer, settings, tenant_id).run()

@@ -183,10 +183,15 @@ class SurgeControl:
         )
         return changed
 
-    async def widen_for(self, tenant_id: str) -> Widen:
-        """What an agent serves, given its own groups, under the tenant's profile in force (the store's hook)."""
-        profile = await self.active_profile(tenant_id)
-        return lambda groups: pooled_groups(groups, profile)
+    async def widen_for(self, tenant_id: str) -> tuple[str, Widen]:
+        """What an agent serves, given its own groups, under the tenant's profile in force, and a token of that
+        profile (which, since when, its definition): the store's hook."""
+        state = await self.redis.hgetall(self.keys.surge_state(tenant_id))
+        name = text(state.get(b"active") or b"")
+        raw = await self.redis.hget(self.keys.surge_profiles(tenant_id), name) if name else None
+        profile = SurgeProfile.model_validate_json(raw) if raw else None
+        token = f"{name}/{text(state.get(b'since_ms') or b'')}/{text(raw or b'')}"
+        return token, lambda groups: pooled_groups(groups, profile)
 
     async def _apply(self, tenant_id: str, profile: SurgeProfile | None, only: set[str] | None = None) -> list[str]:
         """Every agent (or those in `only`) gets the profile's factor for its own groups and serves what the

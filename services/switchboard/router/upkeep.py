@@ -35,7 +35,7 @@ from switchboard.router.contract import (
     decode_decisions,
 )
 from switchboard.router.drain import drain_agents, drain_groups, has_room
-from switchboard.router.snapshot import read_agents, redis_guard, text
+from switchboard.router.snapshot import Snapshot, read_agents, redis_guard, text
 from switchboard.routing.chain import AgentIndex, AgentView, rings_due, sets_away
 from switchboard.routing.config import CHANNELS, TenantRouting
 from switchboard.routing.exclusion import exclude, excluded_now
@@ -215,8 +215,7 @@ class Upkeep:
         if not groups:
             return
         ctx, keys, tenant = self.ctx, self.ctx.keys, config.tenant
-        snap = await ctx.snapshot(config, {g.name for g in groups})
-        index = snap.index()
+        snap: Snapshot | None = None
         for group in groups:
             for ch in CHANNELS:
                 members: list[tuple[bytes, float]] = await ctx.redis.zrange(
@@ -224,6 +223,9 @@ class Upkeep:
                 )  # type: ignore[assignment]
                 if not members:
                     continue
+                if snap is None:  # read only when something waits: the groups' agents and figures, once a sweep
+                    snap = await ctx.snapshot(config, {g.name for g in groups})
+                index = snap.index()
                 pipe = ctx.redis.pipeline(transaction=False)
                 for member in members:
                     pipe.hmget(keys.conversation(tenant, text(member[0])), "enqueued_ms", "queues", "group", "epoch")

@@ -50,8 +50,9 @@ __all__ = [
 
 # What an agent with these own groups serves (its own groups, widened by a surge profile's pools while one is on).
 Widen = Callable[[Sequence[str]], list[str]]
-# The Widen in force for a tenant now (presence sets one: it knows the surge profiles).
-WidenLookup = Callable[[str], Awaitable[Widen]]
+# The Widen in force for a tenant now, and a token of the profile it follows (presence sets one: it knows the surge
+# profiles). A write whose token changed by the time it is done is regrouped under the profile then in force.
+WidenLookup = Callable[[str], Awaitable[tuple[str, Widen]]]
 
 
 def _own(groups: Sequence[str]) -> list[str]:
@@ -333,13 +334,31 @@ class PresenceStore:
         take 20,000 round trips); returns the agents that changed, whose records are then sent in one batch.
 
         New own groups (and a `regroup`) are widened by `widen`, by default the one in force for the tenant."""
+        follow = widen is None and self.widening is not None
+        token = ""
         if widen is None:
-            widen = await self.widening(tenant_id) if self.widening is not None else _own
+            token, widen = await self.widening(tenant_id) if self.widening is not None else ("", _own)
+        changed = await self._apply_profile_chunks(tenant_id, changes, widen)
+        for _ in range(_GROUP_RETRIES if follow else 0):
+            assert self.widening is not None
+            now_token, now_widen = await self.widening(tenant_id)
+            if now_token == token:
+                break
+            # A profile switched while these agents were written (its own pass may have missed what this one
+            # wrote after it): what they serve follows the profile in force now.
+            token = now_token
+            regroup = [(a, ProfileChange(regroup=True)) for a, change in changes if change.groups is not None]
+            changed += await self._apply_profile_chunks(tenant_id, regroup, now_widen)
+        if publish:
+            await self.publish(tenant_id, list(dict.fromkeys(changed)))
+        return list(dict.fromkeys(changed))
+
+    async def _apply_profile_chunks(
+        self, tenant_id: str, changes: Sequence[tuple[str, ProfileChange]], widen: Widen
+    ) -> list[str]:
         changed: list[str] = []
         for start in range(0, len(changes), 1000):
             changed += await self._apply_profile_chunk(tenant_id, changes[start : start + 1000], widen)
-        if publish:
-            await self.publish(tenant_id, changed)
         return changed
 
     async def _apply_profile_chunk(
