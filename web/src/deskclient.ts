@@ -15,7 +15,13 @@ export interface Message {
   commerce?: { order_id?: string; order_status?: string; sku?: string; platform?: string; category?: string };
   email?: { subject?: string };
   phone?: { call_id?: string; is_final?: boolean; speaker?: string; segment_seq?: string | number; event?: string };
+  attributes?: Record<string, string>; // sender "bot": the bot's answer in the thread (docs/desktop-protocol.md)
   fromAgent?: boolean;
+}
+
+/** The bot's answer kept in a conversation's thread, not a customer message. */
+export function fromBot(m: Message): boolean {
+  return m.attributes?.sender === "bot";
 }
 
 export interface Conversation {
@@ -219,7 +225,7 @@ export class DeskClient {
       conv.live.delete(`${m.phone.call_id}/${m.phone.segment_seq}`); // the final replaces its partials
     }
     conv.messages.push(m);
-    if (!conv.waitingSinceMs && m.kind !== "MESSAGE_KIND_CALL_EVENT") conv.waitingSinceMs = messageMs(m);
+    if (!conv.waitingSinceMs && m.kind !== "MESSAGE_KIND_CALL_EVENT" && !fromBot(m)) conv.waitingSinceMs = messageMs(m);
     if (unread) conv.unread += 1;
   }
 

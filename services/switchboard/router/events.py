@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 
@@ -27,6 +28,7 @@ TYPES = {
     "closed": RoutingEventType.ROUTING_EVENT_CLOSED,
     "delivered": RoutingEventType.ROUTING_EVENT_MESSAGE_DELIVERED,
     "abandoned": RoutingEventType.ROUTING_EVENT_ABANDONED,
+    "answered_by_bot": RoutingEventType.ROUTING_EVENT_ANSWERED_BY_BOT,
 }
 
 
@@ -95,4 +97,7 @@ def routing_event(
     if d.type == "abandoned":
         event.wait_ms = d.wait
         event.reasons.append(f"abandoned:{d.reason}")
+    if d.tpl:
+        event.bot_template = d.tpl
+        event.lookup.update(json.loads(d.lookup or "{}"))
     return event

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 from switchboard.contracts import AgentPresence, AgentStatus
 from switchboard.router.abandon import Abandonment
+from switchboard.router.bot import BotAnswers
 from switchboard.router.context import (
     Outcome,
     RouterContext,
@@ -59,9 +60,10 @@ def departed(agent: AgentView, config: TenantRouting, now: int) -> bool:
 class Upkeep:
     """Presence reactions and the periodic sweep of one router process."""
 
-    def __init__(self, ctx: RouterContext) -> None:
+    def __init__(self, ctx: RouterContext, bot: BotAnswers | None = None) -> None:
         self.ctx = ctx
         self.abandonment = Abandonment(ctx)
+        self.bot = bot
 
     async def handle_presence(self, records: Sequence[AgentPresence]) -> None:
         """React to agents' presence records in order."""
@@ -159,6 +161,7 @@ class Upkeep:
         await self._removed(config, now)
         await self.abandonment.sweep_gone(config, now)
         await self._overflow(config, now)
+        await self._bot_holds(config, now)
         await self.resend(config, now)
         lengths = await self._queue_lengths(config)
         await self._estimates(config, agents, lengths, now)
@@ -216,6 +219,7 @@ class Upkeep:
             return
         ctx, keys, tenant = self.ctx, self.ctx.keys, config.tenant
         snap: Snapshot | None = None
+        widened: set[str] = set()
         for group in groups:
             for ch in CHANNELS:
                 members: list[tuple[bytes, float]] = await ctx.redis.zrange(
@@ -242,15 +246,22 @@ class Upkeep:
                         widen = OverflowRequest(text(conv), int(epoch or 0), queues, ring.group, score, why)
                         if await self._widen(config, widen, ch, now):
                             queues = f"{queues},{ring.group}"
+                            widened.add(ring.group)
+        if widened:
+            # once for all: a profile switching on may widen hundreds of conversations into the same ring
+            await drain_groups(ctx, config, sorted(widened), now)
+
+    async def _bot_holds(self, config: TenantRouting, now: int) -> None:
+        """Conversations the bot held past their deadline (their router died mid-lookup) are routed."""
+        if self.bot is not None:
+            await self.bot.sweep_holds(config, now)
 
     async def _widen(self, config: TenantRouting, request: OverflowRequest, channel: str, now: int) -> bool:
-        """Put a queued conversation in a ring's queue too, and drain the ring; False when it changed meanwhile."""
+        """Put a queued conversation in a ring's queue too; False when it changed meanwhile (the caller drains)."""
         ctx = self.ctx
         groups = [q for q in request.queues.split(",") if q]
         ks = ctx.key_set(config).conversation(request.conv).groups([*groups, request.ring], channel)
         found = await ctx.apply(config, ctx.scripts.overflow, ks, request.encode(), now, unsent=True)
-        if found:
-            await drain_groups(ctx, config, [request.ring], now)
         return bool(found)
 
     async def _queue_lengths(self, config: TenantRouting) -> dict[tuple[str, str], int]:

@@ -63,6 +63,10 @@ class Keys:
         """Set: conversations an agent owns or was offered, i.e. what holds its capacity (router)."""
         return self._tenant(tenant_id, "agent", agent_id, "conversations")
 
+    def bot_holds(self, tenant_id: str) -> str:
+        """Conversations the bot holds while it looks their order up, by deadline (the sweep routes late ones)."""
+        return self._tenant(tenant_id, "bot", "holds")
+
     def offers(self, tenant_id: str) -> str:
         """Sorted set: offered conversations by offer deadline (ms), swept for timeouts (router)."""
         return self._tenant(tenant_id, "offers")

@@ -240,13 +240,8 @@ local function abandon_conversation(conv, st, reason)
     wait = NOW - enq, prio = tonumber(st[7]) or 0, reason = reason })
 end
 
--- When a conversation opens: a customer who left while waiting and writes again keeps the original arrival (the
--- router planned with it) and the messages written before; anything else arrives now.
-local function arrival(conv, state, open)
-  if state == 'abandoned' and (open.enq or 0) > 0 then
-    redis.call('PERSIST', K('backlog', conv))
-    return open.enq
-  end
-  redis.call('DEL', K('backlog', conv))
-  return NOW
+-- A customer who left while waiting writes again: the conversation is routed with its original arrival (the
+-- caller's `since`, as for the bot's) and the messages written before, kept from now on.
+local function returns(conv, state)
+  if state == 'abandoned' then redis.call('PERSIST', K('backlog', conv)) end
 end
