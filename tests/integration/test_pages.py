@@ -571,7 +571,7 @@ async def test_the_bot_answers_an_order_question_and_the_agent_sees_its_answer_i
 
         await eventually(profile_read, 30, "the router read the profile")  # on its next sweep
         widget = await customer(stack, "shop-a", f"buyer-{uuid.uuid4().hex[:6]}")
-        await say(widget, "你好，订单2026111100001到哪了？")
+        conversation = await say(widget, "你好，订单2026111100001到哪了？")
         answer = await frame_of(widget, "reply")
         assert "已发货" in answer["text"] and "SF1432659870012" in answer["text"], answer
 
@@ -579,7 +579,8 @@ async def test_the_bot_answers_an_order_question_and_the_agent_sees_its_answer_i
         await desk_login(page, stack, "shop-a", "a-wei", "dev-wei")  # logistics' agent
         await page.get_by_label("Status").select_option("available")
         await say(widget, "转人工")
-        await page.locator("[data-conversation]").first.click()
+        mine = page.locator(f'[data-conversation="{conversation}"]')  # a-wei may hold queued logistics work too
+        await mine.click()
         bot = page.locator(".msg.bot")
         await expect(bot).to_contain_text("[Bot]")
         await expect(bot).to_contain_text("SF1432659870012")
@@ -589,7 +590,7 @@ async def test_the_bot_answers_an_order_question_and_the_agent_sees_its_answer_i
         await shot(page, "desk-bot-answer")
         await page.get_by_label("Wrap-up code").select_option("answered")
         await page.get_by_role("button", name="Close").click()
-        await expect(page.locator("[data-conversation]")).to_have_count(0)
+        await expect(mine).to_have_count(0)
         await widget.close()
         await page.context.close()
         await _set_status(stack, "a-wei", "offline")
