@@ -23,6 +23,7 @@ from switchboard.runtime.redis_client import connect_url
 from switchboard.state.keys import Keys
 from switchboard_tools.stack.pages import WEB
 from tests.conftest import _delete_topics, topic_settings
+from tests.helpers import eventually
 from tests.integration.pages_stack import (
     README_IMAGES,
     SCREENSHOTS,
@@ -493,44 +494,106 @@ async def test_a_late_answer_turns_red_at_the_groups_target_in_force_and_the_boa
     await redis.hset(keys.surge_state("shop-a"), mapping={"active": "fast-answers", "since_ms": 1})
     try:
         page = await new_page(browser)
-        await desk_login(page, stack, "shop-a", "a-min", "dev-min")  # complaints' only agent
-        await page.get_by_label("Status").select_option("available")
         widget = await customer(stack, "shop-a", f"angry-{uuid.uuid4().hex[:6]}")
-        await say(widget, "我要投诉，三天没人理")
-        item = page.locator("[data-conversation]").first
-        await expect(item).to_be_visible()
-        waiting = item.locator("[data-waiting]")
-        await expect(waiting).to_have_attribute("data-waiting", "late", timeout=15 * SECONDS)
-        await expect(waiting).to_have_attribute("title", "≤ 3s")
-        await item.click()
-        await page.locator("#reply-text").fill("非常抱歉，我马上为您处理")
-        await page.locator("#reply-text").press("Control+Enter")
-        await frame_of(widget, "reply")
-        await expect(item.locator("[data-waiting]")).to_have_count(0)
-        mine = page.locator('[data-figure="my-responses"]')
-        await expect(mine).to_contain_text("(1)")  # one response today, over its 3 s target
-        await expect(mine).to_contain_text("0%")
-        await shot(page, "desk-response")
-
+        conversation = await _answer_late(page, stack, widget)
         board = await new_page(browser)
-        await board.goto(f"{stack.gateway}/board/")
-        await board.get_by_label("语言").select_option("zh")
-        await board.get_by_label("店铺").fill("shop-a")
-        await board.get_by_label("主管令牌").fill(SUPERVISOR_A)
-        await board.get_by_role("button", name="登录").click()
-        group = board.locator('[data-group="complaints"]')
-        await expect(group).to_contain_text("3秒响应率")  # the profile's target names the rate
-        await expect(group.locator('[data-figure="response-rate"]')).to_have_text("0%")
-        await expect(group.locator('[data-figure="response-average"]')).not_to_have_text("—")
-        # Answered at once: the router's shared service level (state/figures.py) the board now reads.
-        await expect(group.locator('[data-figure="service-level"]')).to_have_text("100%")
-        await expect(board.locator('[data-agent="a-min"] [data-figure="agent-response-rate"]')).to_contain_text("0%")
-        await shot(board, "board-responses")
+        await _board_counts_the_late_answer(board, stack, conversation)
+        await page.locator("[data-conversation]").first.click()
         await page.get_by_label("Wrap-up code").select_option("answered")
         await page.get_by_role("button", name="Close").click()
         await widget.close()
         for p in (page, board):
             await p.context.close()
+    finally:
+        await redis.hdel(keys.surge_state("shop-a"), "active")
+        await redis.aclose()
+
+
+async def _answer_late(page: Page, stack: PagesStack, widget: ClientConnection) -> str:
+    """a-min's desk: the complaint's waiting time turns red after 3 s, the reply ends it; its conversation id."""
+    await desk_login(page, stack, "shop-a", "a-min", "dev-min")  # complaints' only agent
+    await page.get_by_label("Status").select_option("available")
+    await say(widget, "我要投诉，三天没人理")
+    item = page.locator("[data-conversation]").first
+    await expect(item).to_be_visible()
+    waiting = item.locator("[data-waiting]")
+    await expect(waiting).to_have_attribute("data-waiting", "late", timeout=15 * SECONDS)
+    await expect(waiting).to_have_attribute("title", "≤ 3s")
+    await item.click()
+    await page.locator("#reply-text").fill("非常抱歉，我马上为您处理")
+    await page.locator("#reply-text").press("Control+Enter")
+    await frame_of(widget, "reply")
+    await expect(item.locator("[data-waiting]")).to_have_count(0)
+    mine = page.locator('[data-figure="my-responses"]')
+    await expect(mine).to_contain_text("(1)")  # one response today, over its 3 s target
+    await expect(mine).to_contain_text("0%")
+    await shot(page, "desk-response")
+    await page.reload()  # the desk starts over from a snapshot: the answered message is not waiting again
+    await expect(page.locator("[data-conversation]").first).to_be_visible()
+    await page.wait_for_timeout(1500)
+    await expect(page.locator("[data-conversation] [data-waiting]")).to_have_count(0)
+    return await page.locator("[data-conversation]").first.get_attribute("data-conversation") or ""
+
+
+async def _board_counts_the_late_answer(board: Page, stack: PagesStack, conversation: str) -> None:
+    """The board: complaints' rate at the profile's target, its average, the agent's row, the conversation's own."""
+    await board.goto(f"{stack.gateway}/board/")
+    await board.get_by_label("语言").select_option("zh")
+    await board.get_by_label("店铺").fill("shop-a")
+    await board.get_by_label("主管令牌").fill(SUPERVISOR_A)
+    await board.get_by_role("button", name="登录").click()
+    group = board.locator('[data-group="complaints"]')
+    await expect(group).to_contain_text("3秒响应率")  # the profile's target names the rate
+    await expect(group.locator('[data-figure="response-rate"]')).to_have_text("0%")
+    await expect(group.locator('[data-figure="response-average"]')).not_to_have_text("—")
+    # Answered at once: the router's shared service level (state/figures.py) the board now reads.
+    await expect(group.locator('[data-figure="service-level"]')).to_have_text("100%")
+    await expect(board.locator('[data-agent="a-min"] [data-figure="agent-response-rate"]')).to_contain_text("0%")
+    await board.get_by_role("textbox", name="旁听会话（只读）").fill(conversation)
+    await board.get_by_role("button", name="打开").click()
+    await expect(board.locator('[data-figure="conversation-responses"]')).to_contain_text("响应次数 1")
+    await shot(board, "board-responses")
+
+
+async def test_the_bot_answers_an_order_question_and_the_agent_sees_its_answer_in_the_thread(
+    stack: PagesStack, browser: Browser
+) -> None:
+    # Bot-first for order status while a profile is on; the order is in the dev orders (config/orders/).
+    keys = Keys(stack.settings.key_prefix)
+    redis = connect_url(stack.settings.redis_url)
+    await redis.hset(keys.surge_profiles("shop-a"), "bot-first", json.dumps({"bot_first": ["order_status"]}))
+    await redis.hset(keys.surge_state("shop-a"), mapping={"active": "bot-first", "since_ms": 1})
+    try:
+        router_log = stack.log_dir / "router-pages.log"
+
+        async def profile_read() -> bool:
+            return '"profile": "bot-first"' in router_log.read_text(encoding="utf-8", errors="replace")
+
+        await eventually(profile_read, 30, "the router read the profile")  # on its next sweep
+        widget = await customer(stack, "shop-a", f"buyer-{uuid.uuid4().hex[:6]}")
+        conversation = await say(widget, "你好，订单2026111100001到哪了？")
+        answer = await frame_of(widget, "reply")
+        assert "已发货" in answer["text"] and "SF1432659870012" in answer["text"], answer
+
+        page = await new_page(browser)
+        await desk_login(page, stack, "shop-a", "a-wei", "dev-wei")  # logistics' agent
+        await page.get_by_label("Status").select_option("available")
+        await say(widget, "转人工")
+        mine = page.locator(f'[data-conversation="{conversation}"]')  # a-wei may hold queued logistics work too
+        await mine.click()
+        bot = page.locator(".msg.bot")
+        await expect(bot).to_contain_text("[Bot]")
+        await expect(bot).to_contain_text("SF1432659870012")
+        thread = page.locator(".msg")
+        await expect(thread.nth(0)).to_contain_text("订单2026111100001到哪了")
+        await expect(thread.nth(2)).to_contain_text("转人工")  # after the bot's answer, in order
+        await shot(page, "desk-bot-answer")
+        await page.get_by_label("Wrap-up code").select_option("answered")
+        await page.get_by_role("button", name="Close").click()
+        await expect(mine).to_have_count(0)
+        await widget.close()
+        await page.context.close()
+        await _set_status(stack, "a-wei", "offline")
     finally:
         await redis.hdel(keys.surge_state("shop-a"), "active")
         await redis.aclose()

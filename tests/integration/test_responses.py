@@ -8,7 +8,7 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -128,12 +128,14 @@ class Scene:
     events: Records
     replies: Records
     epoch: int = 0
+    written: list[InboundMessage] = field(default_factory=list)
 
     async def write(self, mid: str, seconds_ago: float) -> InboundMessage:
         """A customer message of `CONV` the adapter received `seconds_ago`."""
         m = message(T, CONV, mid, "在吗")
         m.received_at.FromMilliseconds(int(time.time() * 1000 - seconds_ago * 1000))
         await self.producer.send(self.producer.topics.inbound, CONV, m)
+        self.written.append(m)
         return m
 
     async def reply(self, ref: str, text: str = "好的") -> dict[str, Any]:
@@ -173,6 +175,11 @@ async def test_replies_are_timed_from_the_first_unanswered_message_once_against_
             later, surged = await _later_responses(scene, redis, Keys(gs.key_prefix))
             await _figures_agree(scene, redis, Keys(gs.key_prefix), [first, later, surged])
             await desk.close()
+            # A desk that opens again (a reload, another device) learns what is answered: its timer stays off.
+            again = await Desk.open(gw.url, token(T, "mei"))
+            [conv] = again.snapshot["conversations"]
+            assert conv["answered_ms"] == max(m.received_at.ToMilliseconds() for m in scene.written)
+            await again.close()
     finally:
         if router is not None:
             await stop_router(router)
@@ -243,6 +250,11 @@ async def _figures_agree(scene: Scene, redis: Redis, keys: Keys, responses: list
         assert got.within_rate == round(1 / 3, 4) and got.average_s == round(total_ms / 3 / 1000, 1)
     stats = await scene.desk.command({"type": "response_stats", "id": "stats"})
     assert stats["today"]["responses"] == 3 and stats["today"]["average_s"] == round(total_ms / 3 / 1000, 1)
+    # Per conversation (the desk's and the board's `context`): three responses, the first one's time, one within.
+    context = await scene.desk.command({"type": "context", "id": "ctx", "conversation_id": CONV})
+    mine = context["responses"]
+    assert (mine["responses"], mine["within_target"]) == (3, 1)
+    assert mine["first_response_s"] == round(responses[0].response_ms / 1000, 1)
 
 
 def answer_id(event: RoutingEvent) -> str:

@@ -61,7 +61,8 @@ def test_up_starts_everything_within_90s_and_ctrl_c_leaves_nothing(tmp_path: Pat
             time.sleep(0.2)
         took = time.monotonic() - started
         endpoints = json.loads(endpoints_file.read_text())
-        expected = {n for n in existing_services() if n not in NOT_STARTED_BY_UP}
+        # Every service, and the order service the bot's lookups go to (docs/order-lookup.md).
+        expected = {n for n in existing_services() if n not in NOT_STARTED_BY_UP} | {"orders"}
         assert set(endpoints["services"]) == expected
         for name, svc in endpoints["services"].items():
             assert httpx.get(f"{svc['http']}/readyz", timeout=5).status_code == 200, name

@@ -9,6 +9,9 @@ import pytest
 
 from switchboard.router.contract import (
     AgentExpectation,
+    BotAnswerRequest,
+    BotHold,
+    BotRouteRequest,
     CommandRequest,
     ConversationExpectation,
     Decision,
@@ -47,6 +50,10 @@ REQUESTS = [
     TimeoutRequest("c1", CONV, 1, "7", True, "lina@5", ROUTE, ("presales",)),
     RequeueRequest("lina", EXPECT, (RequeueItem("c1", 12.5),), ("presales",)),
     OverflowRequest("c1", 3, "presales", "general", 12.5),
+    InboundRequest("m3", "c3", "chat", "cust-3", bot=BotHold("order_status", "logistics", 5, "parcel", 1765000002000)),
+    InboundRequest("m4", "c3", "chat", "cust-3", open=OpenConversation("logistics", 5, "parcel", ROUTE, 1765000000000)),
+    BotAnswerRequest("c3", "m3", "order_status.zh", '{"status":"shipped"}'),
+    BotRouteRequest("c3", "m3", ROUTE),
 ]
 
 
@@ -77,6 +84,7 @@ def test_decisions_round_trip() -> None:
         Decision("queued", conv="c2", group="presales", pos=4, stale=True, mid="m2"),
         Decision("timed_out", conv="c3", agent="lina", missed=2, away=True),
         Decision("closed", conv="c4", agent="lina", wrap="resolved", cid="cmd-1"),
+        Decision("answered_by_bot", conv="c5", group="logistics", tpl="order_status.en", lookup='{"eta":"11-13"}'),
     ]
     assert decode_decisions(encode_decisions(decisions)) == decisions
 
@@ -102,6 +110,10 @@ def test_each_script_names_its_keys_and_arguments_and_encodes_no_protobuf(action
 
 
 def test_peeks_round_trip() -> None:
-    peeks = [Peek("assigned", "lina", "wei", "lina"), Peek()]
+    peeks = [
+        Peek("assigned", "lina", "wei", "lina"),
+        Peek(),
+        Peek("bot_answered", enq=1765000000000, group="g", prio=5),
+    ]
     assert Peek.decode_all(json.dumps([p.encode() for p in peeks])) == peeks
     assert Peek.decode_all("{}") == []

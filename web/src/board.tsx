@@ -295,6 +295,13 @@ function Monitor({ lang, login }: { lang: Lang; login: Login }) {
       {conv && (
         <div>
           <p class="muted">{conv.state} · {conv.owner || conv.offer_agent || "—"} · {conv.skill_group} · {conv.channel}</p>
+          {conv.responses && (
+            <p class="muted" data-figure="conversation-responses">
+              {t(lang, "firstResponse")} {conv.responses.first_response_s === null ? "—" : duration(conv.responses.first_response_s)} ·{" "}
+              {t(lang, "avgResponse")} {conv.responses.average_s === null ? "—" : duration(conv.responses.average_s)} ·{" "}
+              {t(lang, "responses")} {conv.responses.responses}
+            </p>
+          )}
           {conv.messages.map((m: Json) => <div class="msg">{m.text}</div>)}
         </div>
       )}

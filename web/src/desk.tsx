@@ -1,7 +1,7 @@
 // The agent desk (/desk/): log in, status, offers, conversations, thread, reply with quick replies, close, transfer.
 import { render } from "preact";
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
-import { Conversation, DeskClient, Json, Message } from "./deskclient";
+import { Conversation, DeskClient, Json, Message, fromBot } from "./deskclient";
 import { Lang, duration, initialLang, percent, rememberLang, t, targetName } from "./i18n";
 
 const MAX_TEXT = 8000; // the protocol's reply limit
@@ -281,8 +281,9 @@ function MessageView({ m, lang }: { m: Message; lang: Lang }) {
   const body = m.email && cut >= 0 ? lines.slice(0, cut).join("\n") : text;
   const quoted = m.email && cut >= 0 ? lines.slice(cut).join("\n") : "";
   return (
-    <div class={`msg${m.fromAgent ? " agent" : ""}${m.phone && !m.phone.is_final && m.kind !== "MESSAGE_KIND_TRANSCRIPT" && m.phone.speaker ? " partial" : ""}`}>
+    <div class={`msg${m.fromAgent ? " agent" : ""}${fromBot(m) ? " bot" : ""}${m.phone && !m.phone.is_final && m.kind !== "MESSAGE_KIND_TRANSCRIPT" && m.phone.speaker ? " partial" : ""}`}>
       {at && <time dateTime={at}>{new Date(at).toLocaleTimeString()} </time>}
+      {fromBot(m) && <span class="muted">[{t(lang, "bot")}] </span>}
       {m.phone?.speaker && <span class="muted">[{m.phone.speaker}] </span>}
       {m.email?.subject && <div><strong>{t(lang, "subject")}: {m.email.subject}</strong></div>}
       {body}

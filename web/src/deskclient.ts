@@ -15,7 +15,13 @@ export interface Message {
   commerce?: { order_id?: string; order_status?: string; sku?: string; platform?: string; category?: string };
   email?: { subject?: string };
   phone?: { call_id?: string; is_final?: boolean; speaker?: string; segment_seq?: string | number; event?: string };
+  attributes?: Record<string, string>; // sender "bot": the bot's answer in the thread (docs/desktop-protocol.md)
   fromAgent?: boolean;
+}
+
+/** The bot's answer kept in a conversation's thread, not a customer message. */
+export function fromBot(m: Message): boolean {
+  return m.attributes?.sender === "bot";
 }
 
 export interface Conversation {
@@ -162,6 +168,10 @@ export class DeskClient {
       for (const c of frame.conversations as Json[]) {
         const conv = this.conversation(c.conversation_id, c.epoch, c.skill_group, c.channel);
         for (const m of c.messages as Message[]) this.addMessage(conv, m, false);
+        // Our replies are not in the snapshot: the gateway says up to when the customer's messages are answered.
+        const answered = Number(c.answered_ms ?? 0);
+        const waiting = conv.messages.filter((m) => !m.fromAgent && m.kind !== "MESSAGE_KIND_CALL_EVENT" && messageMs(m) > answered);
+        conv.waitingSinceMs = waiting.length ? Math.min(...waiting.map(messageMs)) : 0;
       }
       for (const o of frame.offers as Json[]) this.addOffer(o);
     }
@@ -215,7 +225,7 @@ export class DeskClient {
       conv.live.delete(`${m.phone.call_id}/${m.phone.segment_seq}`); // the final replaces its partials
     }
     conv.messages.push(m);
-    if (!conv.waitingSinceMs && m.kind !== "MESSAGE_KIND_CALL_EVENT") conv.waitingSinceMs = messageMs(m);
+    if (!conv.waitingSinceMs && m.kind !== "MESSAGE_KIND_CALL_EVENT" && !fromBot(m)) conv.waitingSinceMs = messageMs(m);
     if (unread) conv.unread += 1;
   }
 

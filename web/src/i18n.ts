@@ -52,6 +52,7 @@ const TEXT = {
   typingSent: ["对方可见“正在输入”", "The customer sees you typing"],
   subject: ["主题", "Subject"],
   quoted: ["引用内容", "Quoted text"],
+  bot: ["智能客服", "Bot"],
   transcript: ["通话转写", "Call transcript"],
   wrapRequired: ["请先选择小结代码", "Choose a wrap-up code first"],
   error: ["出错了", "Something went wrong"],

@@ -24,6 +24,7 @@ from switchboard.runtime.kafka import RecordProducer, now_timestamp
 from switchboard.runtime.topics import Topics
 from switchboard.state.history import CustomerHistory
 from switchboard.state.keys import Keys
+from switchboard.state.responses import read_conversation_responses
 
 # A transfer note waits this long for the next owner to open the conversation.
 TRANSFER_NOTE_TTL_S = 7 * 24 * 3600
@@ -202,12 +203,15 @@ def _channel(value: str) -> Channel.ValueType:
 async def conversation_context(
     redis: Redis, keys: Keys, tenant_id: str, conversation_id: str, conv: ConversationView
 ) -> dict[str, object]:
-    """History and transfer note of one conversation of `tenant_id` (shared by the desk and the board)."""
+    """History, transfer note and responses so far of one conversation of `tenant_id` (shared by the desk and the
+    board)."""
     history = await CustomerHistory(redis, keys).read(tenant_id, conv.customer_id)
     raw_note = await redis.get(keys.transfer_note(tenant_id, conversation_id))
+    responses = await read_conversation_responses(redis, keys, tenant_id, [conversation_id])
     return {
         "conversation_id": conversation_id,
         "customer_id": conv.customer_id,
         "history": [asdict(h) for h in history if h.conversation_id != conversation_id],
         "transfer_note": json.loads(raw_note) if raw_note else None,
+        "responses": responses[conversation_id].as_dict(),
     }

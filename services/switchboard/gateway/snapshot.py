@@ -13,6 +13,7 @@ from switchboard.gateway.trim import read_view
 from switchboard.gateway.view import DeskView, fold
 from switchboard.state.keys import Keys
 from switchboard.state.outbox import outbox_event, read_outbox
+from switchboard.state.responses import read_conversation_responses
 
 # Outbox entries read in the snapshot's one atomic round trip; a longer backlog is read page by page.
 _ONE_READ = 1000
@@ -86,6 +87,7 @@ async def build_snapshot(
     else:
         fold(view, [e for e in events if e.seq <= as_of], keep_messages=1_000_000)
     await _drop_stale(redis, keys, tenant_id, agent_id, view)
+    responses = await read_conversation_responses(redis, keys, tenant_id, list(view.conversations))
     frame = {
         "type": "snapshot",
         "tenant_id": tenant_id,
@@ -95,7 +97,11 @@ async def build_snapshot(
         "as_of_seq": as_of,
         "last_seq": current,
         "resumed": resumed,
-        "conversations": [_trimmed(asdict(c), keep_messages) for c in view.conversations.values()],
+        # `answered_ms`: customer messages received up to then are answered (the desk's timer starts after it).
+        "conversations": [
+            {**_trimmed(asdict(c), keep_messages), "answered_ms": responses[conv].answered_ms}
+            for conv, c in view.conversations.items()
+        ],
         "offers": [asdict(o) for o in view.offers.values()],
         "queue_stats": view.queue_stats,
     }

@@ -15,7 +15,7 @@ from typing import Protocol
 from prometheus_client import Counter
 from redis.asyncio import Redis
 
-from switchboard.contracts import RoutingEvent
+from switchboard.contracts import OutboundMessage, RoutingEvent
 from switchboard.router.contract import (
     AgentExpectation,
     ConversationExpectation,
@@ -60,6 +60,9 @@ class EventSink(Protocol):
     async def agents_changed(self, tenant: str, agents: Sequence[str]) -> None:
         """Publish these agents' whole presence state (the presence store's publish)."""
 
+    async def outbound(self, messages: Sequence[OutboundMessage]) -> None:
+        """Publish the bot's answers to customers (the outbound topic, keyed by conversation)."""
+
 
 @dataclass
 class MemorySink:
@@ -67,6 +70,11 @@ class MemorySink:
 
     events: list[RoutingEvent] = field(default_factory=list)
     away: list[tuple[str, str]] = field(default_factory=list)
+    replies: list[OutboundMessage] = field(default_factory=list)
+
+    async def outbound(self, messages: Sequence[OutboundMessage]) -> None:
+        """Keep the bot's answers."""
+        self.replies.extend(messages)
 
     async def routing(self, events: Sequence[RoutingEvent]) -> None:
         """Keep the events."""

@@ -86,12 +86,26 @@ class Route:
 
 @dataclass(frozen=True)
 class OpenConversation:
-    """A new conversation's classification and route."""
+    """A new conversation's classification and route; `since` (ms, 0: now) is the original arrival kept when a
+    conversation the bot held or answered is routed after all (its queue score and waits count from then)."""
 
     group: str
     prio: int
     rule: str
     route: Route
+    since: int = 0
+
+
+@dataclass(frozen=True)
+class BotHold:
+    """The bot answers a new conversation: held (not queued) until the answer or `deadline` (ms); `group`,
+    `prio`, `rule` are its classification, for when it is routed after all."""
+
+    intent: str
+    group: str
+    prio: int
+    rule: str
+    deadline: int
 
 
 @dataclass(frozen=True)
@@ -105,6 +119,7 @@ class InboundRequest:
     owner: str = ""
     live: bool = False
     open: OpenConversation | None = None
+    bot: BotHold | None = None
 
     def encode(self) -> str:
         """ARGV[2] of inbound.lua."""
@@ -123,7 +138,10 @@ class InboundRequest:
                 "prio": self.open.prio,
                 "rule": self.open.rule,
                 "route": self.open.route.encode(),
+                "since": self.open.since,
             }
+        if self.bot is not None:
+            out["bot"] = asdict(self.bot)
         return _dump(out)
 
 
@@ -263,21 +281,95 @@ class OverflowRequest:
 
 
 @dataclass(frozen=True)
+class AbandonRequest:
+    """abandon.lua: the customer left a queued or offered conversation (`reason`: call_ended, chat_patience).
+
+    `mid`: the call.ended message (its processed marker makes a redelivery change nothing); empty for the sweep.
+    `gone_before`: for the sweep, the customer must still be marked gone since this time (ms) or earlier.
+    """
+
+    conv: str
+    expect: ConversationExpectation
+    reason: str
+    mid: str = ""
+    gone_before: int = 0
+    bump: tuple[str, ...] = ()
+
+    def encode(self) -> str:
+        """ARGV[2] of abandon.lua."""
+        return _dump(
+            {
+                "conv": self.conv,
+                "expect": self.expect.encode(),
+                "reason": self.reason,
+                "mid": self.mid,
+                "gone_before": self.gone_before,
+                "bump": list(self.bump),
+            }
+        )
+
+
+@dataclass(frozen=True)
+class BotAnswerRequest:
+    """bot_answer.lua: the bot answered a held conversation (`token`: the message it held it for); ARGV[3] is the
+    answer as the thread keeps it. `lookup`: the order lookup's fields, JSON."""
+
+    conv: str
+    token: str
+    tpl: str
+    lookup: str
+
+    def encode(self) -> str:
+        """ARGV[2] of bot_answer.lua."""
+        return _dump(asdict(self))
+
+
+@dataclass(frozen=True)
+class BotRouteRequest:
+    """bot_route.lua: a held conversation the bot does not answer after all is routed with this plan."""
+
+    conv: str
+    token: str
+    route: Route
+
+    def encode(self) -> str:
+        """ARGV[2] of bot_route.lua."""
+        return _dump({"conv": self.conv, "token": self.token, "route": self.route.encode()})
+
+
+# Conversation states of the bot: held while it looks the order up, answered until the customer writes again.
+BOT_STATES = ("bot", "bot_answered")
+
+
+@dataclass(frozen=True)
 class Peek:
-    """peek.lua, per message: its conversation's state, owner and last owner, and its customer's last agent."""
+    """peek.lua, per message: its conversation's state, owner and last owner, and its customer's last agent; for a
+    conversation the bot holds or answered, also its arrival (`enq`, ms), group, priority, rule and answer time."""
 
     state: str = ""
     owner: str = ""
     last_owner: str = ""
     returning: str = ""
+    enq: int = 0
+    group: str = ""
+    prio: int = 0
+    rule: str = ""
+    answered: int = 0
 
     @classmethod
     def decode_all(cls, raw: bytes | str) -> list[Peek]:
-        """The script's JSON list (an empty list comes as {})."""
+        """The script's JSON list (an empty list comes as {}); numbers come as strings."""
         value = json.loads(raw)
-        return [cls(**row) for row in value] if isinstance(value, list) else []
+        if not isinstance(value, list):
+            return []
+        return [cls(**row) for row in value]
 
-    def encode(self) -> dict[str, str]:
+    def __post_init__(self) -> None:
+        # Redis hash fields come as strings from the script.
+        for name in ("enq", "prio", "answered"):
+            object.__setattr__(self, name, int(float(getattr(self, name) or 0)))
+
+    def encode(self) -> dict[str, Any]:
         """The JSON object the script returns for one message (tests)."""
         return asdict(self)
 
@@ -317,6 +409,8 @@ class Decision:
     home: str = ""
     # ABANDONED: how long the customer waited, from the original arrival.
     wait: int = 0
+    tpl: str = ""
+    lookup: str = ""
 
     @classmethod
     def decode(cls, raw: Mapping[str, Any]) -> Self:

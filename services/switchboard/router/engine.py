@@ -16,10 +16,13 @@ from collections.abc import Callable, Sequence
 from redis.asyncio import Redis
 
 from switchboard.contracts import AgentCommand, InboundMessage
+from switchboard.router.bot import BotAnswers
+from switchboard.router.bot_lookup import OrderLookup
 from switchboard.router.commands import CommandHandler
 from switchboard.router.context import EventSink, MemorySink, RouterContext
 from switchboard.router.inbound import InboundHandler
 from switchboard.router.reload import ConfigStore
+from switchboard.router.settings import BotSettings
 from switchboard.router.upkeep import Upkeep
 from switchboard.state.keys import Keys
 
@@ -40,6 +43,7 @@ class Router:
         marker_ttl_s: int = 7 * 24 * 3600,
         snapshot_ttl_s: float = 0.0,
         clock: Callable[[], int] | None = None,
+        bot: BotSettings | None = None,
     ) -> None:
         self.context = RouterContext(
             redis,
@@ -51,9 +55,12 @@ class Router:
             snapshot_ttl_s=snapshot_ttl_s,
             clock=clock or (lambda: int(time.time() * 1000)),
         )
-        self.inbound = InboundHandler(self.context)
+        bot = bot or BotSettings()
+        lookup = OrderLookup(failures=bot.breaker_failures, cooldown_s=bot.breaker_cooldown_s)
+        self.bot = BotAnswers(self.context, lookup, bot.order_lookup_url)
+        self.inbound = InboundHandler(self.context, bot=self.bot)
         self.commands = CommandHandler(self.context)
-        self.upkeep = Upkeep(self.context)
+        self.upkeep = Upkeep(self.context, bot=self.bot)
 
     async def handle_inbound(self, messages: Sequence[InboundMessage]) -> list[tuple[InboundMessage, str]]:
         """Route a batch of inbound messages in order; return those refused, with the reason."""

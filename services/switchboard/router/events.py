@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 
@@ -26,6 +27,8 @@ TYPES = {
     "transferred": RoutingEventType.ROUTING_EVENT_TRANSFERRED,
     "closed": RoutingEventType.ROUTING_EVENT_CLOSED,
     "delivered": RoutingEventType.ROUTING_EVENT_MESSAGE_DELIVERED,
+    "abandoned": RoutingEventType.ROUTING_EVENT_ABANDONED,
+    "answered_by_bot": RoutingEventType.ROUTING_EVENT_ANSWERED_BY_BOT,
 }
 
 
@@ -91,4 +94,10 @@ def routing_event(
         event.reasons.append(d.reason or f"overflow:{d.overflow}:waited")
     if d.type == "timed_out" and d.away:
         event.reasons.append("agent_set_away:missed_offers")
+    if d.type == "abandoned":
+        event.wait_ms = d.wait
+        event.reasons.append(f"abandoned:{d.reason}")
+    if d.tpl:
+        event.bot_template = d.tpl
+        event.lookup.update(json.loads(d.lookup or "{}"))
     return event

@@ -17,8 +17,18 @@ from typing import Any
 from prometheus_client import Histogram
 
 from switchboard.contracts import InboundMessage, MessageKind
+from switchboard.router.bot import BotAnswers
+from switchboard.router.abandon import Abandonment, is_call_ended
 from switchboard.router.context import Outcome, RouterContext, annotate
-from switchboard.router.contract import Decision, InboundRequest, OpenConversation, Peek, decode_decisions
+from switchboard.router.contract import (
+    BOT_STATES,
+    BotHold,
+    Decision,
+    InboundRequest,
+    OpenConversation,
+    Peek,
+    decode_decisions,
+)
 from switchboard.router.drain import drain_groups
 from switchboard.router.events import CHANNEL_NAMES
 from switchboard.router.reload import ConfigStore
@@ -38,6 +48,8 @@ DECISION_SECONDS = Histogram(
 CHUNK = 100
 # A message whose conversation changed between the read and the script is read and tried again this often.
 RETRIES = 5
+# Why a conversation whose customer left while it waited is routed again, with its original arrival.
+RETURNED = ("returned_after_abandoning",)
 
 
 def facts_of(message: InboundMessage) -> Facts:
@@ -78,6 +90,29 @@ def is_live(message: InboundMessage) -> bool:
     )
 
 
+@dataclass(frozen=True)
+class Opening:
+    """How a conversation opens: its classification, and either a hold for the bot or (for one the bot held or
+    answered) the original arrival it keeps (`since`, ms; 0 for a new arrival)."""
+
+    classified: Classification
+    hold: BotHold | None = None
+    since: int = 0
+    reasons: tuple[str, ...] = ()
+
+
+def continuing(config: TenantRouting, seen: Peek, now_ms: int) -> Opening | None:
+    """A conversation the bot held or answered, routed now that the customer wrote again: its classification
+    and original arrival (a message after the tenant's `bot.followup_s` is a new arrival). Likewise one whose
+    customer left while it waited (abandoned) and writes again: it keeps its classification and arrival."""
+    if seen.state not in (*BOT_STATES, "abandoned") or seen.group not in {g.name for g in config.skill_groups}:
+        return None
+    if seen.state == "abandoned":
+        return Opening(Classification(seen.group, seen.prio, seen.rule), since=seen.enq, reasons=RETURNED)
+    since = seen.enq if now_ms - (seen.answered or seen.enq) <= config.bot.followup_s * 1000 else 0
+    return Opening(Classification(seen.group, seen.prio, seen.rule), since=since, reasons=("bot:customer_wrote",))
+
+
 @dataclass
 class Call:
     """One message's script call: its request, declared keys and the plan behind it."""
@@ -92,8 +127,22 @@ class Call:
 class InboundHandler:
     """Routes inbound messages of any tenant, in order."""
 
-    def __init__(self, ctx: RouterContext) -> None:
+    def __init__(self, ctx: RouterContext, bot: BotAnswers | None = None) -> None:
         self.ctx = ctx
+        self.bot = bot
+        self.abandonment = Abandonment(ctx)
+
+    async def _opening(self, config: TenantRouting, m: InboundMessage, seen: Peek, now: int) -> Opening:
+        """Classify a conversation's opening message; the bot may hold it (see router/bot.py)."""
+        found = continuing(config, seen, now)
+        if found is not None:
+            return found
+        facts = facts_of(m)
+        classified = classify(config, facts)
+        if self.bot is None:
+            return Opening(classified)
+        enabled = self.bot.enabled(config)
+        return Opening(classified, self.bot.hold_for(config, m, facts, classified, enabled, now) if enabled else None)
 
     async def handle(self, messages: Sequence[InboundMessage]) -> list[tuple[InboundMessage, str]]:
         """Route a batch of inbound messages in order; return those refused, with the reason."""
@@ -123,7 +172,30 @@ class InboundHandler:
             declared += (conv, keys.returning_customer(tenant, customer) if customer else conv)
         return Peek.decode_all(await self.ctx.scripts.peek(self.ctx.redis, declared))
 
-    async def _tenant(self, config: TenantRouting, items: Sequence[InboundMessage]) -> None:
+    async def _tenant(self, config: TenantRouting, batch: Sequence[InboundMessage]) -> None:
+        # A call.ended is the last message of its call: handled after the rest of the batch, on its own path.
+        items = [m for m in batch if not is_call_ended(m)]
+        if items:
+            await self._messages(config, items)
+        for m in batch:
+            if is_call_ended(m):
+                await self._end_call(config, m)
+
+    async def _end_call(self, config: TenantRouting, m: InboundMessage) -> None:
+        """A caller hung up: a waiting call is abandoned, an assigned one's owner gets the message, nothing reopens."""
+        for _ in range(RETRIES):
+            if await self.abandonment.call_ended(config, m):
+                return
+            now = self.ctx.clock()
+            call = self._call(config, m, (await self._read(config, [m]))[0], None, None, now)
+            args = (self.ctx.ctx(config, now), call.request.encode(), m.SerializeToString())
+            result = decode_decisions(await self.ctx.scripts.inbound(self.ctx.redis, call.keys.list(), args))
+            if not (result and result[0].type in ("need_plan", "changed")):
+                await self.ctx.publish(config, annotate(result, None), now)
+                return
+        raise RuntimeError(f"conversation {m.conversation_id} kept changing while its call ended")
+
+    async def _messages(self, config: TenantRouting, items: Sequence[InboundMessage]) -> None:
         now = self.ctx.clock()
         seen = await self._read(config, items)
         opened: set[str] = set()
@@ -133,8 +205,9 @@ class InboundHandler:
             if opens and not is_live(m):
                 opened.add(m.conversation_id)
                 to_plan.add(i)
-        classes = {i: classify(config, facts_of(items[i])) for i in sorted(to_plan)}
-        snap = await self.ctx.snapshot(config, {c.group for c in classes.values()}) if classes else Snapshot()
+        classes = {i: await self._opening(config, items[i], seen[i], now) for i in sorted(to_plan)}
+        groups = {o.classified.group for o in classes.values() if o.hold is None}
+        snap = await self.ctx.snapshot(config, groups) if groups else Snapshot()
         calls: list[Call] = []
         raws = await self._claim_in_chunks(config, items, seen, classes, snap, calls, now)
         found: list[Outcome] = []
@@ -149,6 +222,8 @@ class InboundHandler:
         if stale:
             self.ctx.forget_snapshots(config.tenant)
         await self.ctx.publish(config, found, now)
+        if self.bot is not None:
+            self.bot.start(config, items, [o.decision for o in found])
         if stale:
             await drain_groups(self.ctx, config, sorted(stale), now)
 
@@ -158,10 +233,11 @@ class InboundHandler:
         m: InboundMessage,
         seen: Peek,
         snap: Snapshot | None,
-        classified: Classification | None,
+        opening: Opening | None,
         now: int,
     ) -> Call:
-        """The request and declared keys of one message (with a route plan when it opens its conversation)."""
+        """The request and declared keys of one message (with a route plan when it opens its conversation, or
+        the bot's hold)."""
         channel = CHANNEL_NAMES[m.channel]
         customer = m.customer.customer_id
         ks = self.ctx.key_set(config).add(self.ctx.keys.processed(config.tenant, "router", m.message_id))
@@ -169,8 +245,11 @@ class InboundHandler:
         if seen.owner:
             ks.agent(seen.owner)
         request = InboundRequest(m.message_id, m.conversation_id, channel, customer, seen.owner, is_live(m))
-        if classified is None or snap is None:
+        if opening is None or snap is None:
             return Call(m, request, ks)
+        if opening.hold is not None:
+            return Call(m, replace(request, bot=opening.hold), ks.bot_holds())
+        classified = opening.classified
         group, priority, rule, boosts = classified.group, classified.priority, classified.rule, classified.boosts
         route, chosen = self.ctx.route(
             config,
@@ -178,17 +257,19 @@ class InboundHandler:
             group,
             channel,
             priority=priority,
-            enqueued_ms=now,
+            enqueued_ms=opening.since or now,
             now_ms=now,
             sticky=seen.last_owner,
             returning=seen.returning,
             count=True,
         )
         ks.route(route, channel)
-        reasons = list(boosts)
+        if opening.since:
+            ks.bot_holds()
+        reasons = [*boosts, *opening.reasons]
         if chosen.passed_over > len(chosen.verdicts):
             reasons.append(f"passed_over:{chosen.passed_over}")
-        request = replace(request, open=OpenConversation(group, priority, rule, route))
+        request = replace(request, open=OpenConversation(group, priority, rule, route, opening.since))
         return Call(m, request, ks, chosen, tuple(reasons))
 
     async def _claim_in_chunks(
@@ -196,7 +277,7 @@ class InboundHandler:
         config: TenantRouting,
         items: Sequence[InboundMessage],
         seen: Sequence[Peek],
-        classes: dict[int, Classification],
+        classes: dict[int, Opening],
         snap: Snapshot,
         calls: list[Call],
         now: int,
@@ -229,12 +310,12 @@ class InboundHandler:
         for _ in range(RETRIES):
             now = self.ctx.clock()
             seen = (await self._read(config, [m]))[0]
-            classified = None
+            opening = None
             snap = None
             if seen.state not in ("assigned", "queued", "offered") and not is_live(m):
-                classified = classify(config, facts_of(m))
-                snap = await self.ctx.snapshot(config, {classified.group})
-            call = self._call(config, m, seen, snap, classified, now)
+                opening = await self._opening(config, m, seen, now)
+                snap = await self.ctx.snapshot(config, {opening.classified.group})
+            call = self._call(config, m, seen, snap, opening, now)
             args = (self.ctx.ctx(config, now), call.request.encode(), m.SerializeToString())
             raw = await self.ctx.scripts.inbound(self.ctx.redis, call.keys.list(), args)
             result = decode_decisions(raw)

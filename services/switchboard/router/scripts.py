@@ -22,14 +22,15 @@ from switchboard.state.keys import Keys
 from switchboard.state.outbox import DESK_APPEND_LUA
 
 _MARK = "\x01"
-ACTIONS = ("inbound", "command", "drain", "timeout", "requeue", "overflow")
+ACTIONS = ("inbound", "command", "drain", "timeout", "requeue", "overflow", "abandon", "bot_answer", "bot_route")
 # Read-only scripts: no shared functions, no context.
 READS = ("peek",)
 
 
 def _script(action: str) -> LuaScript:
-    """One action with the shared functions: outbox append, presence's status function, lib.lua."""
-    return LuaScript.load(__file__, action, libs=(DESK_APPEND_LUA, PRESENCE_STATUS_LUA, lua_file(__file__, "lib")))
+    """One action with the shared functions: outbox append, presence's status function, lib.lua, bot.lua."""
+    libs = (DESK_APPEND_LUA, PRESENCE_STATUS_LUA, lua_file(__file__, "lib"), lua_file(__file__, "bot"))
+    return LuaScript.load(__file__, action, libs=libs)
 
 
 def _template(key: str) -> list[str]:
@@ -60,6 +61,8 @@ def key_formats(keys: Keys, tenant: str) -> dict[str, Any]:
         "offers": keys.offers(tenant),
         "pending": keys.presence_pending(tenant),
         "unsent": keys.routing_unsent(tenant),
+        "gone": keys.chat_gone(tenant),
+        "bot_holds": keys.bot_holds(tenant),
     }
 
 
@@ -136,6 +139,14 @@ class KeySet:
         """Presence's pending set (a script that changes an agent's status through presence's function)."""
         return self.add(_tenant_keys(self.keys, self.tenant)[3])
 
+    def gone(self) -> KeySet:
+        """The tenant's chat customers without a socket (the patience sweep)."""
+        return self.add(self.keys.chat_gone(self.tenant))
+
+    def bot_holds(self) -> KeySet:
+        """The conversations the bot holds (a script that holds, answers or routes one of them)."""
+        return self.add(self.keys.bot_holds(self.tenant))
+
     def agent(self, agent_id: str) -> KeySet:
         """An agent's hash, its conversations and its desk outbox and seq."""
         return self.add(*_agent_keys(self.keys, self.tenant, agent_id))
@@ -184,6 +195,9 @@ class Scripts:
     timeout: LuaScript
     requeue: LuaScript
     overflow: LuaScript
+    abandon: LuaScript
+    bot_answer: LuaScript
+    bot_route: LuaScript
     peek: LuaScript
 
     @classmethod

@@ -10,7 +10,7 @@ import asyncio
 import gc
 from collections.abc import Sequence
 
-from switchboard.contracts import AgentCommand, AgentPresence, InboundMessage, RoutingEvent
+from switchboard.contracts import AgentCommand, AgentPresence, InboundMessage, OutboundMessage, RoutingEvent
 from switchboard.router.engine import Router
 from switchboard.router.reload import ConfigStore
 from switchboard.router.settings import RouterSettings
@@ -43,6 +43,10 @@ class KafkaSink:
     async def agents_changed(self, tenant: str, agents: Sequence[str]) -> None:
         """The agents' whole presence state; if the broker does not ack, presence's sweep republishes it."""
         await self._presence.publish(tenant, agents)
+
+    async def outbound(self, messages: Sequence[OutboundMessage]) -> None:
+        """The bot's answers, keyed by conversation like agents' replies (the adapters deliver them)."""
+        await self._producer.send_many(self._topics.outbound, [(m.conversation_id, m) for m in messages])
 
 
 def tune_gc() -> None:
@@ -113,7 +117,9 @@ async def build(settings: RouterSettings) -> ServiceRuntime:
         instance=settings.instance_id,
         marker_ttl_s=settings.marker_ttl_s,
         snapshot_ttl_s=settings.snapshot_ttl_s,
+        bot=settings.bot(),
     )
+    runtime.add_closer(router.bot.close)
     upkeep = router.upkeep
     topics = Topics(settings.topic_prefix)
     conversations = BatchConsumer(

@@ -7,6 +7,7 @@ operator can fix it from the log line alone; the loader (`reload.py`) keeps the 
 from __future__ import annotations
 
 import re
+import string
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -154,6 +155,106 @@ class Affinity(_Model):
     ttl_s: int = Field(default=7 * 24 * 3600, ge=1)
 
 
+class Abandonment(_Model):
+    """When a customer who left stops waiting. A caller who hangs up leaves at once (call.ended); a chat customer
+    whose widget has been closed this long, with no platform callback to reach them, leaves at the router's next
+    sweep (None: chat customers wait however long they are away)."""
+
+    chat_patience_s: float | None = Field(default=None, gt=0)
+
+
+# What an order lookup answers, as template fields ({status}, {carrier} ...); docs/order-lookup.md defines them.
+LOOKUP_FIELDS = frozenset(
+    {"order_id", "status", "status_code", "carrier", "tracking_number", "eta", "shipped_at", "paid_at", "item"}
+)
+# Asking for a person in the first message means no bot at all (转人工 / 人工 / agent / human).
+HUMAN_WORDS = ["转人工", "人工", "真人", "agent", "human", "real person"]
+# An order id in the text: a run of 6–20 digits (Taobao/Tmall ids are 16–19), not part of a longer number.
+ORDER_ID_PATTERN = r"(?<![0-9])[0-9]{6,20}(?![0-9])"
+
+
+def _bot_channels() -> list[ChannelName]:
+    # No phone by default: an answer on a call needs the telephony side to speak it.
+    return ["chat", "email"]
+
+
+def template_fields(template: str) -> list[str]:
+    """The field names a bot template fills ({status} → "status"); ValueError on a malformed template."""
+    return [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+
+
+class BotTemplates(_Model):
+    """A bot answer in Chinese and in English (chosen by the conversation's language), with {fields}."""
+
+    zh: str = Field(min_length=1)
+    en: str = Field(min_length=1)
+
+
+class BotIntent(_Model):
+    """A simple intent the bot may answer before queueing (when the active surge profile lists it in `bot_first`).
+
+    `lookup: order` answers from the order lookup (the order id from the message's commerce context or its text,
+    else the customer's latest order); `none` answers from the template alone (promotion rules, invoice how-to).
+    """
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    match: Match
+    lookup: Literal["order", "none"] = "order"
+    templates: BotTemplates
+
+    @model_validator(mode="after")
+    def _fields_known(self) -> BotIntent:
+        for language in ("zh", "en"):
+            try:
+                names = template_fields(getattr(self.templates, language))
+            except ValueError as exc:
+                raise ValueError(f"at templates.{language}: malformed template: {exc}") from exc
+            for name in names:
+                if name not in LOOKUP_FIELDS:
+                    known = ", ".join(sorted(LOOKUP_FIELDS))
+                    raise ValueError(f"at templates.{language}: unknown field {{{name}}} (known: {known})")
+                if self.lookup == "none":
+                    raise ValueError(f"at templates.{language}: field {{{name}}} needs `lookup: order`")
+        return self
+
+
+class BotPolicy(_Model):
+    """Bot-first answers (智能客服先答): intents, the order lookup's timeout, who is never answered by the bot."""
+
+    intents: list[BotIntent] = Field(default_factory=list)
+    # The whole lookup (connect, request, answer) must finish within this; else the conversation is routed.
+    lookup_timeout_s: float = Field(default=2.0, gt=0, le=30)
+    # The shop's order system (docs/order-lookup.md); "" uses the deployment's SB_ORDER_LOOKUP_URL.
+    order_lookup_url: str = Field(default="", pattern=r"^(https?://\S+)?$")
+    channels: list[ChannelName] = Field(default_factory=_bot_channels)
+    human_words: list[str] = Field(default_factory=lambda: list(HUMAN_WORDS))
+    order_id_pattern: str = ORDER_ID_PATTERN
+    # A customer who writes again within this after the bot's answer keeps the original arrival time (queue score
+    # and waits count from their first message); later, the message is a new arrival.
+    followup_s: float = Field(default=1800.0, gt=0)
+
+    @field_validator("order_id_pattern")
+    @classmethod
+    def _pattern_compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"bad regular expression {value!r}: {exc}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _unique(self) -> BotPolicy:
+        names = [i.name for i in self.intents]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise ValueError(f"at intents.{i}.name: bot intent {name!r} is defined twice")
+        return self
+
+    def intent(self, name: str) -> BotIntent | None:
+        """The intent of that name, or None."""
+        return next((i for i in self.intents if i.name == name), None)
+
+
 class TenantRouting(_Model):
     """The whole routing config of one tenant."""
 
@@ -167,6 +268,8 @@ class TenantRouting(_Model):
     affinity: Affinity = Affinity()
     queue: QueuePolicy = QueuePolicy()
     offline_grace_s: float = Field(default=60.0, ge=0)
+    abandonment: Abandonment = Abandonment()
+    bot: BotPolicy = BotPolicy()
     # The response-time target of groups without their own (docs/desk-config.md, "Response time").
     response_target_s: float = Field(default=DEFAULT_RESPONSE_TARGET_S, gt=0, le=MAX_RESPONSE_TARGET_S)
 
@@ -250,10 +353,10 @@ def parse_config(text: str, source: str) -> TenantRouting:
         first = exc.errors()[0]
         loc = tuple(p for p in first["loc"] if isinstance(p, int | str))
         message = str(first["msg"])
-        # Cross-reference checks name their own location ("at rules.3.group: ...").
+        # Cross-reference checks name their own location below the model that checks ("at rules.3.group: ...").
         found = re.search(r"\bat ([\w.]+): (.*)", message)
-        if not loc and found:
-            loc = tuple(int(p) if p.isdigit() else p for p in found.group(1).split("."))
+        if found:
+            loc = (*loc, *(int(p) if p.isdigit() else p for p in found.group(1).split(".")))
             message = found.group(2)
         where = ".".join(str(p) for p in loc) or "(top level)"
         raise ConfigError(f"{source}:{_line_of(node, loc)}: {where}: {message}") from exc

@@ -119,6 +119,8 @@ def profile_errors(profile: SurgeProfile, config: TenantRouting) -> list[str]:
         if pool not in known:
             errors.append(f"pools: unknown group {pool!r}")
         errors += [f"pools.{pool}: unknown group {g!r}" for g in joined if g not in known]
+    intents = {i.name for i in config.bot.intents}
+    errors += [f"bot_first: unknown bot intent {name!r}" for name in profile.bot_first if name not in intents]
     return errors
 
 

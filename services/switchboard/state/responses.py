@@ -273,3 +273,43 @@ async def read_figures(
             total = total + ResponseFigures.of(next(answers))
         result[scope] = total
     return result
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationResponses:
+    """One conversation's responses so far (this opening): how many, the first, their sum and how many within."""
+
+    responses: int = 0
+    first_ms: int | None = None
+    sum_ms: int = 0
+    within: int = 0
+    # Customer messages received up to this time are answered (0: none yet).
+    answered_ms: int = 0
+
+    def as_dict(self) -> dict[str, int | float | None]:
+        """As the board's monitor and the desk show it."""
+        return {
+            "responses": self.responses,
+            "first_response_s": round(self.first_ms / 1000, 1) if self.first_ms is not None else None,
+            "average_s": round(self.sum_ms / self.responses / 1000, 1) if self.responses else None,
+            "within_target": self.within,
+            "answered_ms": self.answered_ms,
+        }
+
+
+_CONVERSATION_FIELDS = ("responses", "first_ms", "sum_ms", "within", "answered_ms")
+
+
+async def read_conversation_responses(
+    redis: Redis, keys: Keys, tenant_id: str, conversation_ids: Sequence[str]
+) -> dict[str, ConversationResponses]:
+    """The responses of each conversation so far (one pipelined round trip)."""
+    pipe = redis.pipeline(transaction=False)
+    for conversation_id in conversation_ids:
+        pipe.hmget(keys.conversation_responses(tenant_id, conversation_id), _CONVERSATION_FIELDS)
+    rows = await pipe.execute() if conversation_ids else []
+    found = {}
+    for conversation_id, row in zip(conversation_ids, rows, strict=True):
+        n, first, total, within, answered = (int(v) if v else None for v in row)
+        found[conversation_id] = ConversationResponses(n or 0, first, total or 0, within or 0, answered or 0)
+    return found

@@ -101,16 +101,35 @@ def infrastructure(run_dir: Path) -> Iterator[Infrastructure]:
             kafka.stop()
 
 
+def start_order_service(run_dir: Path, orders_file: Path | None = None) -> RunningService:
+    """switchboard's own order service (docs/order-lookup.md) over the dev shops' sample orders, or `orders_file`
+    (`SB_ORDERS_FILE`): the shops' order system for the bot's lookups in the local stack and the load test."""
+    port = free_port()
+    env = {**os.environ, "SB_HTTP_PORT": str(port)}
+    if orders_file is not None:
+        env["SB_ORDERS_FILE"] = str(orders_file)
+    log = run_dir / "logs" / "orders.log"
+    proc = spawn([sys.executable, "-m", "switchboard_tools.orders", "--host", "127.0.0.1"], log, env=env)
+    return RunningService("orders", port, proc, log)
+
+
 def start_services(
-    names: list[str], bootstrap: str, redis_url: str, run_dir: Path, supervisors: dict[str, str] | None = None
+    names: list[str],
+    bootstrap: str,
+    redis_url: str,
+    run_dir: Path,
+    supervisors: dict[str, str] | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> list[RunningService]:
     """Start each service as `python -m switchboard.<name>` on a port of its own (the gateway learns presence's
-    address, for the board's surge controls, and both share the run's supervisor tokens)."""
+    address, for the board's surge controls, and both share the run's supervisor tokens); `extra_env` goes to
+    every one (e.g. SB_ORDER_LOOKUP_URL)."""
     ports = {name: free_port() for name in names}
     running = []
     for name in names:
         env = {
             **os.environ,
+            **(extra_env or {}),
             "KAFKA_BOOTSTRAP": bootstrap,
             "REDIS_URL": redis_url,
             "SB_HTTP_PORT": str(ports[name]),
@@ -188,7 +207,11 @@ def up(run_dir: Path | None = None, ready_timeout: float = 90.0) -> int:
             asyncio.run(ensure_topics(bootstrap, Topics(os.environ.get("SB_TOPIC_PREFIX", "")).specs()))
             supervisors = dev_supervisor_tokens()
             names = [n for n in existing_services() if n not in NOT_STARTED_BY_UP]
-            services = start_services(names, bootstrap, redis_url, run_dir, supervisors)
+            extra: dict[str, str] = {}
+            if not os.environ.get("SB_ORDER_LOOKUP_URL"):
+                services.append(start_order_service(run_dir))
+                extra["SB_ORDER_LOOKUP_URL"] = f"http://127.0.0.1:{services[-1].port}"
+            services += start_services(names, bootstrap, redis_url, run_dir, supervisors, extra)
             wait_ready(services, ready_timeout)
             write_endpoints(run_dir, infra, services)
             _print_table(bootstrap, redis_url, services, time.monotonic() - started, run_dir, supervisors)

@@ -1,5 +1,6 @@
 -- One inbound customer message (contract.InboundRequest); `owner`: the owner the router read (its outbox is declared).
--- KEYS: the processed marker, the conversation's hash and backlog, and for a conversation to open: its groups'
+-- KEYS: the processed marker, the conversation's hash and backlog, the bot holds (a conversation the bot holds,
+--   answered or takes), and for a conversation to open: its groups'
 --   queues and capacity versions, each candidate's hash, conversations, outbox and seq, the customer's
 --   returning-agent key, offers, notify (router/scripts.py declares them).
 -- ARGV[1]: context; ARGV[2]: request JSON; ARGV[3]: the InboundMessage bytes.
@@ -32,12 +33,18 @@ elseif M.live then
 elseif st[1] == 'queued' or st[1] == 'offered' then
   keep_message(conv, message)
   emit({ type = 'held', conv = conv, state = st[1], group = st[4], agent = st[5] or '' })
+elseif M.bot then
+  bot_hold(conv, M, message)
 else
   local open = M.open
   if not open then return cjson.encode({ { type = 'need_plan', conv = conv } }) end
   redis.call('HSET', ckey, 'state', 'new', 'group', open.group, 'channel', M.ch, 'priority', open.prio,
     'enqueued_ms', NOW, 'customer_id', M.cust, 'rule', open.rule, 'declined', '', 'queues', '')
-  redis.call('DEL', K('backlog', conv))
+  if bot_continues(conv, open.since) then
+    returns(conv, st[1])
+  else
+    redis.call('DEL', K('backlog', conv))
+  end
   keep_message(conv, message)
   route(conv, open.route)
 end

@@ -19,7 +19,10 @@ if done then return { done, 0 } end
 local state = redis.call('HMGET', conv, 'opened_ms', 'answered_ms', 'responses')
 local answered, count = tonumber(state[2]) or 0, tonumber(state[3]) or 0
 -- A closed conversation that opened again (an e-mail thread the customer writes to later) counts anew.
-if state[1] ~= opened then answered, count = 0, 0 end
+if state[1] ~= opened then
+  answered, count = 0, 0
+  redis.call('DEL', conv)
+end
 
 -- Several customer messages before one reply count from the first unanswered one; the reply answers every
 -- customer message received up to it.
@@ -52,6 +55,9 @@ if start then
   redis.call('EXPIRE', group_day, day_ttl)
   redis.call('EXPIRE', agent_day, day_ttl)
   redis.call('HSET', conv, 'opened_ms', opened, 'answered_ms', through, 'responses', count + 1)
+  redis.call('HINCRBY', conv, 'sum_ms', ms)
+  redis.call('HINCRBY', conv, 'within', within)
+  if first == 1 then redis.call('HSET', conv, 'first_ms', ms) end
   result = cjson.encode({ responded = true, response_ms = ms, first = first == 1, within = within == 1,
     message_id = start_id, started_ms = start })
 else
