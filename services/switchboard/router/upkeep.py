@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from switchboard.contracts import AgentPresence, AgentStatus
+from switchboard.router.abandon import Abandonment
 from switchboard.router.bot import BotAnswers
 from switchboard.router.context import (
     Outcome,
@@ -28,15 +29,15 @@ from switchboard.router.context import (
 )
 from switchboard.router.contract import (
     Decision,
-    OverflowRequest,
     RequeueItem,
     RequeueRequest,
     TimeoutRequest,
     decode_decisions,
 )
 from switchboard.router.drain import drain_agents, drain_groups, has_room
-from switchboard.router.snapshot import Snapshot, read_agents, redis_guard, text
-from switchboard.routing.chain import AgentIndex, AgentView, rings_due, sets_away
+from switchboard.router.overflow import OverflowReevaluation
+from switchboard.router.snapshot import read_agents, redis_guard, text
+from switchboard.routing.chain import AgentIndex, AgentView, sets_away
 from switchboard.routing.config import CHANNELS, TenantRouting
 from switchboard.routing.exclusion import exclude, excluded_now
 from switchboard.routing.scoring import stored_score
@@ -45,12 +46,11 @@ from switchboard.state.figures import Estimate, Estimates, write_estimates
 
 log = get_logger(__name__)
 
-# Queued conversations per group and channel whose overflow rings a sweep re-evaluates (the queue's head first).
-QUEUE_HEADS = 200
-
 
 def departed(agent: AgentView, config: TenantRouting, now: int) -> bool:
-    """Offline for longer than the tenant's grace period."""
+    """Removed (by an operator or a roster prune), or offline for longer than the tenant's grace period."""
+    if agent.removed:
+        return True
     return agent.status == "offline" and now - agent.status_since_ms >= config.offline_grace_s * 1000
 
 
@@ -59,7 +59,9 @@ class Upkeep:
 
     def __init__(self, ctx: RouterContext, bot: BotAnswers | None = None) -> None:
         self.ctx = ctx
+        self.abandonment = Abandonment(ctx)
         self.bot = bot
+        self.overflow = OverflowReevaluation(ctx)
 
     async def handle_presence(self, records: Sequence[AgentPresence]) -> None:
         """React to agents' presence records in order."""
@@ -97,6 +99,16 @@ class Upkeep:
             await drain_groups(ctx, config, groups, now)
         return found
 
+    async def _removed(self, config: TenantRouting, now: int) -> None:
+        """Hand back what removed agents still hold (they are in no set of the tenant's agents any more)."""
+        ctx, keys, tenant = self.ctx, self.ctx.keys, config.tenant
+        ids = sorted(text(m) for m in await ctx.redis.smembers(keys.removed_agents(tenant)))
+        for agent in (await read_agents(ctx.redis, keys, tenant, ids)).values():
+            if agent.removed and await ctx.redis.scard(keys.agent_conversations(tenant, agent.agent_id)):
+                await self.requeue(config, agent.agent_id, now)
+            if not agent.removed or not await ctx.redis.scard(keys.agent_conversations(tenant, agent.agent_id)):
+                await ctx.redis.srem(keys.removed_agents(tenant), agent.agent_id)
+
     async def resend(self, config: TenantRouting, now: int, older_than_ms: int = 5_000) -> int:
         """Publish decisions a router recorded but did not get onto the routing topic (it died, or Kafka was down)."""
         key = self.ctx.keys.routing_unsent(config.tenant)
@@ -130,7 +142,7 @@ class Upkeep:
         if await self.refresh_profile(record.tenant_id):
             config = self.ctx.configs.get(record.tenant_id)
             if config is not None:
-                await self._overflow(config, self.ctx.clock())
+                await self._overflow(config, self.ctx.clock(), whole=True)
 
     async def sweep_tenant(self, config: TenantRouting) -> None:
         """Offer timeouts, departed agents, time-based overflow, then drains for agents with room."""
@@ -144,6 +156,8 @@ class Upkeep:
         for agent in agents.values():
             if departed(agent, config, now) and await ctx.redis.scard(keys.agent_conversations(tenant, agent.agent_id)):
                 await self.requeue(config, agent.agent_id, now)
+        await self._removed(config, now)
+        await self.abandonment.sweep_gone(config, now)
         await self._overflow(config, now)
         await self._bot_holds(config, now)
         await self.resend(config, now)
@@ -195,58 +209,14 @@ class Upkeep:
         if found:
             await drain_agents(ctx, config, [conv.offer_agent], now)
 
-    async def _overflow(self, config: TenantRouting, now: int) -> None:
-        """Re-evaluate the overflow rings of queued conversations (the first QUEUE_HEADS of each queue) for every
-        trigger, and widen each into the rings that fire."""
-        groups = [g for g in config.skill_groups if g.overflow]
-        if not groups:
-            return
-        ctx, keys, tenant = self.ctx, self.ctx.keys, config.tenant
-        snap: Snapshot | None = None
-        widened: set[str] = set()
-        for group in groups:
-            for ch in CHANNELS:
-                members: list[tuple[bytes, float]] = await ctx.redis.zrange(
-                    keys.queue_channel(tenant, group.name, ch), 0, QUEUE_HEADS - 1, withscores=True
-                )  # type: ignore[assignment]
-                if not members:
-                    continue
-                if snap is None:  # read only when something waits: the groups' agents and figures, once a sweep
-                    snap = await ctx.snapshot(config, {g.name for g in groups})
-                index = snap.index()
-                pipe = ctx.redis.pipeline(transaction=False)
-                for member in members:
-                    pipe.hmget(keys.conversation(tenant, text(member[0])), "enqueued_ms", "queues", "group", "epoch")
-                rows = await pipe.execute()
-                for ahead, ((conv, score), row) in enumerate(zip(members, rows, strict=True)):
-                    enq, queues, primary, epoch = (text(v) for v in row)
-                    if primary != group.name:
-                        continue  # waits here as another group's overflow: its own group's rings decide
-                    waited_s = (now - int(enq or now)) / 1000
-                    due = rings_due(config, group, snap.stats, index, ch, waited_s=waited_s, ahead=ahead)
-                    for ring, why in due:
-                        if ring.group in queues.split(","):
-                            continue
-                        widen = OverflowRequest(text(conv), int(epoch or 0), queues, ring.group, score, why)
-                        if await self._widen(config, widen, ch, now):
-                            queues = f"{queues},{ring.group}"
-                            widened.add(ring.group)
-        if widened:
-            # once for all: a profile switching on may widen hundreds of conversations into the same ring
-            await drain_groups(ctx, config, sorted(widened), now)
+    async def _overflow(self, config: TenantRouting, now: int, *, whole: bool = False) -> None:
+        """Re-evaluate queued conversations' overflow rings for every trigger (router/overflow.py)."""
+        await self.overflow.run(config, now, whole=whole)
 
     async def _bot_holds(self, config: TenantRouting, now: int) -> None:
         """Conversations the bot held past their deadline (their router died mid-lookup) are routed."""
         if self.bot is not None:
             await self.bot.sweep_holds(config, now)
-
-    async def _widen(self, config: TenantRouting, request: OverflowRequest, channel: str, now: int) -> bool:
-        """Put a queued conversation in a ring's queue too; False when it changed meanwhile (the caller drains)."""
-        ctx = self.ctx
-        groups = [q for q in request.queues.split(",") if q]
-        ks = ctx.key_set(config).conversation(request.conv).groups([*groups, request.ring], channel)
-        found = await ctx.apply(config, ctx.scripts.overflow, ks, request.encode(), now, unsent=True)
-        return bool(found)
 
     async def _queue_lengths(self, config: TenantRouting) -> dict[tuple[str, str], int]:
         """Conversations waiting per (group, channel) of the tenant."""
