@@ -237,7 +237,7 @@ def _check_conversation(
 ) -> None:
     """One owner (or offered agent) at most, queues consistent, and nothing waits while someone has room."""
     st, owner, offered = fields.get("state"), fields.get("owner", ""), fields.get("offer_agent", "")
-    assert st in ("queued", "offered", "assigned", "closed"), f"{conv} in state {st}"
+    assert st in ("queued", "offered", "assigned", "closed", "abandoned"), f"{conv} in state {st}"
     holder = owner if st == "assigned" else offered if st == "offered" else ""
     if holder:
         assert conv in state.agent_convs.get(holder, set()), f"{conv} owned by {holder} who does not hold it"
@@ -264,8 +264,8 @@ def _check_conversation(
 def _check_delivery(state: TenantState, config: TenantRouting, sent: dict[str, list[str]]) -> None:
     """The owner has the whole conversation: under the current ownership epoch their desk got every message of it
     once, in order (the ASSIGNED and what followed), however often it was requeued, timed out or transferred.
-    A queued or offered conversation holds every message in its backlog for the next owner; a closed one reached
-    an owner. No desk gets a message twice under one epoch, or out of order.
+    A queued, offered or abandoned conversation holds every message in its backlog for the next owner; a closed one
+    reached an owner. No desk gets a message twice under one epoch, or out of order.
     """
     got: dict[tuple[str, str, int], list[str]] = {}
     kinds = (DeskEventType.DESK_EVENT_ASSIGNED, DeskEventType.DESK_EVENT_MESSAGE)
@@ -285,7 +285,8 @@ def _check_delivery(state: TenantState, config: TenantRouting, sent: dict[str, l
             owner, epoch = fields["owner"], int(fields["epoch"])
             mine = got.get((owner, conv, epoch), [])
             assert mine == mids, f"{conv}: owner {owner} (epoch {epoch}) has {mine}, the customer sent {mids}"
-        elif st in ("queued", "offered"):
+        elif st in ("queued", "offered", "abandoned"):
+            # An abandoned conversation keeps them too, for when its customer comes back and writes again.
             held = state.backlogs.get(conv, [])
             assert held == mids, f"{conv} ({st}) holds {held} for its next owner, the customer sent {mids}"
         elif st == "closed":

@@ -27,7 +27,7 @@ from switchboard.runtime.kafka import RecordProducer
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.state.agents import PresenceStore
 from switchboard.state.keys import Keys
-from switchboard.state.roster import load_roster
+from switchboard.state.roster import ChannelSlots, RosterAgent, load_roster
 from tests.helpers import eventually
 from tests.redis_cluster import on_both_redis_backends
 from tests.router_support import message
@@ -158,3 +158,57 @@ async def test_surge_lets_a_waiting_conversation_in_at_once(stack: Stack, lever:
     assert "a-lina" in changed
     await stack.deliver_presence()
     assert (await stack.conv("c2"))["owner"] == "a-lina"
+
+
+async def _long_grace(stack: Stack) -> None:
+    """A grace period no test waits out: what follows does not depend on it."""
+    configs = stack.router.context.configs
+    config = configs.get(T)
+    assert config is not None
+    configs.put(config.model_copy(update={"offline_grace_s": 3600}))
+
+
+async def test_a_removed_temporary_agents_chats_reach_another_agent(stack: Stack) -> None:
+    await _long_grace(stack)
+    helper = RosterAgent(agent_id="tmp-1", groups=["presales"], capacity=ChannelSlots(chat=3))
+    await stack.control.add_temporary_agents(T, [helper], "operator:test")
+    await stack.presence.login(T, "tmp-1")
+    await stack.deliver_presence()
+    await stack.send("c1")
+    await stack.send("c2")
+    arrived = {c: (await stack.conv(c))["enqueued_ms"] for c in ("c1", "c2")}
+    assert {(await stack.conv(c))["owner"] for c in ("c1", "c2")} == {"tmp-1"}
+    await stack.presence.login(T, "a-lina")
+    await stack.deliver_presence()
+
+    # The operator API's DELETE of temporary agents: no grace period for an agent who is no agent any more.
+    assert await stack.control.remove_temporary_agents(T, ["tmp-1"], "operator:test") == {"tmp-1": "removed"}
+    await stack.deliver_presence()
+    for conv in ("c1", "c2"):
+        state = await stack.conv(conv)
+        assert (state["owner"], state["enqueued_ms"]) == ("a-lina", arrived[conv])
+    assert await stack.presence.redis.scard(stack.presence.keys.agent_conversations(T, "tmp-1")) == 0
+    await stack.upkeep.sweep()
+    assert not await stack.presence.redis.smembers(stack.presence.keys.removed_agents(T))
+
+
+async def test_an_agent_pruned_from_the_roster_hands_back_their_chats_on_the_next_sweep(stack: Stack) -> None:
+    await _long_grace(stack)
+    await stack.presence.login(T, "a-lina")
+    await stack.deliver_presence()
+    await stack.send("c1")
+    arrived = (await stack.conv("c1"))["enqueued_ms"]
+    assert (await stack.conv("c1"))["owner"] == "a-lina"
+    helper = RosterAgent(agent_id="tmp-2", groups=["presales"], capacity=ChannelSlots(chat=3))
+    await stack.control.add_temporary_agents(T, [helper], "operator:test")
+    await stack.presence.login(T, "tmp-2")
+    await stack.deliver_presence()
+
+    roster = load_roster()
+    for tenant in roster.tenants:
+        tenant.agents = [a for a in tenant.agents if a.agent_id != "a-lina"]
+    await stack.presence.load_roster(roster)
+    # The router missed the presence records (it was restarting, say): its sweep finds the removed agent.
+    await stack.upkeep.sweep()
+    state = await stack.conv("c1")
+    assert (state["owner"], state["enqueued_ms"]) == ("tmp-2", arrived)

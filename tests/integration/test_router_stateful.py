@@ -1,7 +1,8 @@
 """A stateful property test of routing against a real Redis: random arrivals, follow-ups, closes, offers,
-transfers, status and surge changes, time passing and redeliveries, with the invariants of docs/invariants.md
-checked after every step for two tenants that share agent and conversation ids: one owner, capacity never
-exceeded, every message on exactly one owner's desk once and in order, work-conserving, tenant isolation.
+transfers, status and surge changes, callers hanging up, chat customers leaving, time passing and redeliveries,
+with the invariants of docs/invariants.md checked after every step for two tenants that share agent and
+conversation ids: one owner, capacity never exceeded, every message on exactly one owner's desk once and in order
+(or kept for the customer who left), work-conserving, tenant isolation.
 """
 
 from __future__ import annotations
@@ -14,15 +15,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
-from switchboard.contracts import AgentCommand, AgentCommandType
+from switchboard.contracts import AgentCommand, AgentCommandType, CallEvent, MessageKind, PhoneDetail
 from switchboard.router.engine import MemorySink, Router
 from switchboard.router.reload import ConfigStore
 from switchboard.runtime.redis_client import redis_client
 from switchboard.runtime.settings import ServiceSettings
+from switchboard.state.departures import Departures
 from switchboard.state.keys import Keys
 from tests.redis_cluster import on_both_redis_backends
 from tests.router_support import check_invariants, message, now_ms, presence_record, put_agent, read_state
@@ -187,6 +189,42 @@ class RoutingMachine(RuleBasedStateMachine):
     def time_passes(self, seconds: int) -> None:
         self.clock[0] += seconds * 1000
         self.run(self.upkeep.sweep())
+
+    @rule(tenant=st.sampled_from([TMALL, SMALL]), data=st.data())
+    def hang_up(self, tenant: str, data: st.DataObject) -> None:
+        calls = {c: self.run(self._conv(tenant, c)) for c in sorted(self.sent[tenant])}
+        calls = {c: f for c, f in calls.items() if f.get("channel") == "phone"}
+        if not calls:
+            return
+        # Callers who wait are the interesting ones; any call (assigned, closed, abandoned) otherwise.
+        waiting = [c for c, f in calls.items() if f["state"] in ("queued", "offered")]
+        conv = data.draw(st.sampled_from(waiting or sorted(calls)))
+        before = calls[conv]["state"]
+        self.count += 1
+        m = message(tenant, conv, f"m{self.count}", "", channel="phone")
+        m.kind = MessageKind.MESSAGE_KIND_CALL_EVENT
+        m.phone.CopyFrom(PhoneDetail(call_id=f"call-{conv}", event=CallEvent.CALL_EVENT_ENDED))
+        if before == "assigned":
+            self.sent[tenant][conv].append(m.message_id)  # its owner's desk gets it like any later message
+        self.seen.append(m)
+        assert self.run(self.router.handle_inbound([m])) == []
+        after = self.run(self._conv(tenant, conv))["state"]
+        expected = {"queued": "abandoned", "offered": "abandoned"}.get(before, before)
+        assert after == expected, f"{conv}: {before} -> {after} after the caller hung up"
+        event(f"caller hung up while {before}")
+
+    @rule(data=st.data())
+    def chat_customer_leaves(self, data: st.DataObject) -> None:
+        # tmall-flagship's patience is 180 s: `time_passes` sweeps abandon the conversation once it has passed,
+        # and a follow-up brings the customer back (routed again with the original arrival).
+        picked = self._pick(data, TMALL, "queued")
+        if picked and picked[1].get("channel") == "chat":
+            conv, fields = picked
+            customer = fields["customer_id"]
+            self.run(self.redis.set(self.keys.chat_conversation(TMALL, customer), conv))
+            departures = Departures(self.redis, self.keys)
+            self.run(departures.socket_closed(TMALL, customer, "sock", self.clock[0]))
+            event("chat customer left")
 
     @rule(data=st.data())
     def redeliver(self, data: st.DataObject) -> None:

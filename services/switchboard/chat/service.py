@@ -31,6 +31,7 @@ from switchboard.runtime.logs import get_logger
 from switchboard.runtime.redis_client import redis_client
 from switchboard.runtime.service import ServiceRuntime
 from switchboard.runtime.topics import Topics
+from switchboard.state.departures import Departures
 from switchboard.state.keys import Keys
 
 log = get_logger(__name__)
@@ -106,7 +107,7 @@ def _undelivered(route: ReplyRoute, accept: ChatAccept) -> Undelivered:
 def _mount(runtime: ServiceRuntime, parts: _Parts, tenants: dict[str, Tenant]) -> None:
     s = parts.settings
     rate = CustomerRate(parts.redis, parts.keys, s.chat_customer_rate_per_window, s.chat_customer_rate_window_s)
-    widget = WidgetEndpoint(s, tenants, parts.accept, parts.hub, rate)
+    widget = WidgetEndpoint(s, tenants, parts.accept, parts.hub, rate, Departures(parts.redis, parts.keys))
     webhook = WebhookEndpoint(s, tenants, parts.accept, parts.redis, parts.keys)
 
     @runtime.app.websocket(WIDGET_PATH)

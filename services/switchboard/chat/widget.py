@@ -10,6 +10,7 @@ import time
 import uuid
 from typing import Any
 
+from redis.exceptions import RedisError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from switchboard.chat.accepting import ChatAccept
@@ -22,6 +23,7 @@ from switchboard.chat.sockets import CustomerSocket, SocketHub
 from switchboard.intake.ids import stable_id
 from switchboard.runtime.errors import InvalidRecord, TransientError
 from switchboard.runtime.logs import get_logger
+from switchboard.state.departures import Departures
 
 log = get_logger(__name__)
 
@@ -38,9 +40,16 @@ class WidgetEndpoint:
     """Serves widget sockets: authenticate, then take messages and push replies and queue positions."""
 
     def __init__(
-        self, settings: ChatSettings, tenants: dict[str, Tenant], accept: ChatAccept, hub: SocketHub, rate: CustomerRate
+        self,
+        settings: ChatSettings,
+        tenants: dict[str, Tenant],
+        accept: ChatAccept,
+        hub: SocketHub,
+        rate: CustomerRate,
+        departures: Departures | None = None,
     ) -> None:
         self.settings = settings
+        self.departures = departures
         self.tenants = tenants
         self.accept = accept
         self.hub = hub
@@ -68,6 +77,7 @@ class WidgetEndpoint:
         CHAT_SOCKETS.inc()
         try:
             await self.hub.add(sock)
+            await self._arrived(sock)
             sock.push({"type": "hello", "conversation_id": conversation_id, "connection_id": sock.connection_id})
             await self.hub.deliver_pending(tenant_id, customer_id)
             await _Session(self, sock).run()
@@ -76,7 +86,29 @@ class WidgetEndpoint:
         finally:
             CHAT_SOCKETS.dec()
             await self.hub.remove(sock)
+            await self._left(sock)
             await sock.drain_and_stop()
+
+    def _tracks_departures(self, tenant_id: str) -> bool:
+        # A shop whose platform takes replies by callback can reach its customers without a socket: never gone.
+        tenant = self.tenants.get(tenant_id)
+        return self.departures is not None and tenant is not None and not tenant.callback_url
+
+    async def _arrived(self, sock: CustomerSocket) -> None:
+        if self.departures is not None and self._tracks_departures(sock.tenant_id):
+            await self.departures.socket_opened(sock.tenant_id, sock.customer_id, sock.connection_id)
+
+    async def _left(self, sock: CustomerSocket) -> None:
+        """The customer's last socket closing marks their waiting conversation gone (state/departures.py)."""
+        if self.departures is None or not self._tracks_departures(sock.tenant_id):
+            return
+        try:
+            await self.departures.socket_closed(
+                sock.tenant_id, sock.customer_id, sock.connection_id, int(time.time() * 1000)
+            )
+        except (RedisError, OSError) as exc:
+            # Not marked: the customer keeps waiting, as they would in a shop without a patience window.
+            log.warning("chat_departure_not_recorded", tenant_id=sock.tenant_id, error=repr(exc))
 
     async def _authenticate(self, ws: WebSocket) -> tuple[str, str] | None:
         tenant_id = ws.query_params.get("tenant", "")

@@ -281,6 +281,35 @@ class OverflowRequest:
 
 
 @dataclass(frozen=True)
+class AbandonRequest:
+    """abandon.lua: the customer left a queued or offered conversation (`reason`: call_ended, chat_patience).
+
+    `mid`: the call.ended message (its processed marker makes a redelivery change nothing); empty for the sweep.
+    `gone_before`: for the sweep, the customer must still be marked gone since this time (ms) or earlier.
+    """
+
+    conv: str
+    expect: ConversationExpectation
+    reason: str
+    mid: str = ""
+    gone_before: int = 0
+    bump: tuple[str, ...] = ()
+
+    def encode(self) -> str:
+        """ARGV[2] of abandon.lua."""
+        return _dump(
+            {
+                "conv": self.conv,
+                "expect": self.expect.encode(),
+                "reason": self.reason,
+                "mid": self.mid,
+                "gone_before": self.gone_before,
+                "bump": list(self.bump),
+            }
+        )
+
+
+@dataclass(frozen=True)
 class BotAnswerRequest:
     """bot_answer.lua: the bot answered a held conversation (`token`: the message it held it for); ARGV[3] is the
     answer as the thread keeps it. `lookup`: the order lookup's fields, JSON."""

@@ -27,6 +27,7 @@ TYPES = {
     "transferred": RoutingEventType.ROUTING_EVENT_TRANSFERRED,
     "closed": RoutingEventType.ROUTING_EVENT_CLOSED,
     "delivered": RoutingEventType.ROUTING_EVENT_MESSAGE_DELIVERED,
+    "abandoned": RoutingEventType.ROUTING_EVENT_ABANDONED,
     "answered_by_bot": RoutingEventType.ROUTING_EVENT_ANSWERED_BY_BOT,
 }
 
@@ -93,6 +94,9 @@ def routing_event(
         event.reasons.append(d.reason or f"overflow:{d.overflow}:waited")
     if d.type == "timed_out" and d.away:
         event.reasons.append("agent_set_away:missed_offers")
+    if d.type == "abandoned":
+        event.wait_ms = d.wait
+        event.reasons.append(f"abandoned:{d.reason}")
     if d.tpl:
         event.bot_template = d.tpl
         event.lookup.update(json.loads(d.lookup or "{}"))

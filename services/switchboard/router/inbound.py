@@ -17,6 +17,7 @@ from typing import Any
 from prometheus_client import Histogram
 
 from switchboard.contracts import InboundMessage, MessageKind
+from switchboard.router.abandon import Abandonment, is_call_ended
 from switchboard.router.bot import BotAnswers
 from switchboard.router.context import Outcome, RouterContext, annotate
 from switchboard.router.contract import (
@@ -47,6 +48,8 @@ DECISION_SECONDS = Histogram(
 CHUNK = 100
 # A message whose conversation changed between the read and the script is read and tried again this often.
 RETRIES = 5
+# Why a conversation whose customer left while it waited is routed again, with its original arrival.
+RETURNED = ("returned_after_abandoning",)
 
 
 def facts_of(message: InboundMessage) -> Facts:
@@ -100,9 +103,12 @@ class Opening:
 
 def continuing(config: TenantRouting, seen: Peek, now_ms: int) -> Opening | None:
     """A conversation the bot held or answered, routed now that the customer wrote again: its classification
-    and original arrival (a message after the tenant's `bot.followup_s` is a new arrival)."""
-    if seen.state not in BOT_STATES or seen.group not in {g.name for g in config.skill_groups}:
+    and original arrival (a message after the tenant's `bot.followup_s` is a new arrival). Likewise one whose
+    customer left while it waited (abandoned) and writes again: it keeps its classification and arrival."""
+    if seen.state not in (*BOT_STATES, "abandoned") or seen.group not in {g.name for g in config.skill_groups}:
         return None
+    if seen.state == "abandoned":
+        return Opening(Classification(seen.group, seen.prio, seen.rule), since=seen.enq, reasons=RETURNED)
     since = seen.enq if now_ms - (seen.answered or seen.enq) <= config.bot.followup_s * 1000 else 0
     return Opening(Classification(seen.group, seen.prio, seen.rule), since=since, reasons=("bot:customer_wrote",))
 
@@ -124,6 +130,7 @@ class InboundHandler:
     def __init__(self, ctx: RouterContext, bot: BotAnswers | None = None) -> None:
         self.ctx = ctx
         self.bot = bot
+        self.abandonment = Abandonment(ctx)
 
     async def _opening(self, config: TenantRouting, m: InboundMessage, seen: Peek, now: int) -> Opening:
         """Classify a conversation's opening message; the bot may hold it (see router/bot.py)."""
@@ -165,7 +172,30 @@ class InboundHandler:
             declared += (conv, keys.returning_customer(tenant, customer) if customer else conv)
         return Peek.decode_all(await self.ctx.scripts.peek(self.ctx.redis, declared))
 
-    async def _tenant(self, config: TenantRouting, items: Sequence[InboundMessage]) -> None:
+    async def _tenant(self, config: TenantRouting, batch: Sequence[InboundMessage]) -> None:
+        # A call.ended is the last message of its call: handled after the rest of the batch, on its own path.
+        items = [m for m in batch if not is_call_ended(m)]
+        if items:
+            await self._messages(config, items)
+        for m in batch:
+            if is_call_ended(m):
+                await self._end_call(config, m)
+
+    async def _end_call(self, config: TenantRouting, m: InboundMessage) -> None:
+        """A caller hung up: a waiting call is abandoned, an assigned one's owner gets the message, nothing reopens."""
+        for _ in range(RETRIES):
+            if await self.abandonment.call_ended(config, m):
+                return
+            now = self.ctx.clock()
+            call = self._call(config, m, (await self._read(config, [m]))[0], None, None, now)
+            args = (self.ctx.ctx(config, now), call.request.encode(), m.SerializeToString())
+            result = decode_decisions(await self.ctx.scripts.inbound(self.ctx.redis, call.keys.list(), args))
+            if not (result and result[0].type in ("need_plan", "changed")):
+                await self.ctx.publish(config, annotate(result, None), now)
+                return
+        raise RuntimeError(f"conversation {m.conversation_id} kept changing while its call ended")
+
+    async def _messages(self, config: TenantRouting, items: Sequence[InboundMessage]) -> None:
         now = self.ctx.clock()
         seen = await self._read(config, items)
         opened: set[str] = set()

@@ -22,7 +22,7 @@ from switchboard.state.keys import Keys
 from switchboard.state.outbox import DESK_APPEND_LUA
 
 _MARK = "\x01"
-ACTIONS = ("inbound", "command", "drain", "timeout", "requeue", "overflow", "bot_answer", "bot_route")
+ACTIONS = ("inbound", "command", "drain", "timeout", "requeue", "overflow", "abandon", "bot_answer", "bot_route")
 # Read-only scripts: no shared functions, no context.
 READS = ("peek",)
 
@@ -61,6 +61,7 @@ def key_formats(keys: Keys, tenant: str) -> dict[str, Any]:
         "offers": keys.offers(tenant),
         "pending": keys.presence_pending(tenant),
         "unsent": keys.routing_unsent(tenant),
+        "gone": keys.chat_gone(tenant),
         "bot_holds": keys.bot_holds(tenant),
     }
 
@@ -138,6 +139,10 @@ class KeySet:
         """Presence's pending set (a script that changes an agent's status through presence's function)."""
         return self.add(_tenant_keys(self.keys, self.tenant)[3])
 
+    def gone(self) -> KeySet:
+        """The tenant's chat customers without a socket (the patience sweep)."""
+        return self.add(self.keys.chat_gone(self.tenant))
+
     def bot_holds(self) -> KeySet:
         """The conversations the bot holds (a script that holds, answers or routes one of them)."""
         return self.add(self.keys.bot_holds(self.tenant))
@@ -190,6 +195,7 @@ class Scripts:
     timeout: LuaScript
     requeue: LuaScript
     overflow: LuaScript
+    abandon: LuaScript
     bot_answer: LuaScript
     bot_route: LuaScript
     peek: LuaScript

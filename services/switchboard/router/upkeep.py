@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from switchboard.contracts import AgentPresence, AgentStatus
+from switchboard.router.abandon import Abandonment
 from switchboard.router.bot import BotAnswers
 from switchboard.router.context import (
     Outcome,
@@ -47,7 +48,9 @@ log = get_logger(__name__)
 
 
 def departed(agent: AgentView, config: TenantRouting, now: int) -> bool:
-    """Offline for longer than the tenant's grace period."""
+    """Removed (by an operator or a roster prune), or offline for longer than the tenant's grace period."""
+    if agent.removed:
+        return True
     return agent.status == "offline" and now - agent.status_since_ms >= config.offline_grace_s * 1000
 
 
@@ -56,6 +59,7 @@ class Upkeep:
 
     def __init__(self, ctx: RouterContext, bot: BotAnswers | None = None) -> None:
         self.ctx = ctx
+        self.abandonment = Abandonment(ctx)
         self.bot = bot
         self.overflow = OverflowReevaluation(ctx)
 
@@ -94,6 +98,16 @@ class Upkeep:
         if groups:
             await drain_groups(ctx, config, groups, now)
         return found
+
+    async def _removed(self, config: TenantRouting, now: int) -> None:
+        """Hand back what removed agents still hold (they are in no set of the tenant's agents any more)."""
+        ctx, keys, tenant = self.ctx, self.ctx.keys, config.tenant
+        ids = sorted(text(m) for m in await ctx.redis.smembers(keys.removed_agents(tenant)))
+        for agent in (await read_agents(ctx.redis, keys, tenant, ids)).values():
+            if agent.removed and await ctx.redis.scard(keys.agent_conversations(tenant, agent.agent_id)):
+                await self.requeue(config, agent.agent_id, now)
+            if not agent.removed or not await ctx.redis.scard(keys.agent_conversations(tenant, agent.agent_id)):
+                await ctx.redis.srem(keys.removed_agents(tenant), agent.agent_id)
 
     async def resend(self, config: TenantRouting, now: int, older_than_ms: int = 5_000) -> int:
         """Publish decisions a router recorded but did not get onto the routing topic (it died, or Kafka was down)."""
@@ -144,6 +158,8 @@ class Upkeep:
         for agent in agents.values():
             if departed(agent, config, now) and await ctx.redis.scard(keys.agent_conversations(tenant, agent.agent_id)):
                 await self.requeue(config, agent.agent_id, now)
+        await self._removed(config, now)
+        await self.abandonment.sweep_gone(config, now)
         await self._overflow(config, now)
         await self._bot_holds(config, now)
         await self.resend(config, now)

@@ -32,6 +32,8 @@ class AgentView:
     # this view assumes of the agent (the claim scripts check both before applying the plan).
     presence_version: str = ""
     missed_offers: int = 0
+    # Removed by an operator or a roster prune (presence): no agent any more, whatever the grace period.
+    removed: bool = False
 
     @classmethod
     def from_hash(cls, agent_id: str, fields: Mapping[bytes, bytes]) -> AgentView:
@@ -58,6 +60,7 @@ class AgentView:
             status_since_ms=int(number("status_since_ms")),
             presence_version=text("presence_version"),
             missed_offers=int(number("missed_offers")),
+            removed=text("removed") == "1",
         )
 
     def capacity(self, channel: str) -> int:

@@ -155,6 +155,14 @@ class Affinity(_Model):
     ttl_s: int = Field(default=7 * 24 * 3600, ge=1)
 
 
+class Abandonment(_Model):
+    """When a customer who left stops waiting. A caller who hangs up leaves at once (call.ended); a chat customer
+    whose widget has been closed this long, with no platform callback to reach them, leaves at the router's next
+    sweep (None: chat customers wait however long they are away)."""
+
+    chat_patience_s: float | None = Field(default=None, gt=0)
+
+
 # What an order lookup answers, as template fields ({status}, {carrier} ...); docs/order-lookup.md defines them.
 LOOKUP_FIELDS = frozenset(
     {"order_id", "status", "status_code", "carrier", "tracking_number", "eta", "shipped_at", "paid_at", "item"}
@@ -260,6 +268,7 @@ class TenantRouting(_Model):
     affinity: Affinity = Affinity()
     queue: QueuePolicy = QueuePolicy()
     offline_grace_s: float = Field(default=60.0, ge=0)
+    abandonment: Abandonment = Abandonment()
     bot: BotPolicy = BotPolicy()
     # The response-time target of groups without their own (docs/desk-config.md, "Response time").
     response_target_s: float = Field(default=DEFAULT_RESPONSE_TARGET_S, gt=0, le=MAX_RESPONSE_TARGET_S)

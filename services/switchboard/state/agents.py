@@ -502,6 +502,7 @@ class PresenceStore:
                     k.heartbeats(tenant_id),
                     k.wrap_up_timers(tenant_id),
                     k.presence_pending(tenant_id),
+                    k.removed_agents(tenant_id),
                     *(k.group_agents(tenant_id, g) for g in groups),
                 ],
                 args=[agent_id, self.now_ms(), ",".join(groups)],

@@ -155,6 +155,11 @@ class Keys:
         """Sorted set: agents whose presence changed but whose AgentPresence record is not acked yet, by change time."""
         return self._tenant(tenant_id, "presence", "pending")
 
+    def removed_agents(self, tenant_id: str) -> str:
+        """Set: agents removed (operator DELETE, roster prune) whose conversations the router may still have to hand
+        back to the queue (presence adds them; the router's sweep takes them out once they hold none)."""
+        return self._tenant(tenant_id, "presence", "removed")
+
     def wrap_up_timers(self, tenant_id: str) -> str:
         """Sorted set: agents in wrap_up, by the time (ms) their wrap-up ends."""
         return self._tenant(tenant_id, "presence", "wrap_up")
@@ -190,6 +195,16 @@ class Keys:
     def transfer_note(self, tenant_id: str, conversation_id: str) -> str:
         """String with a TTL: the note the last agent left when transferring a conversation (gateway)."""
         return self._tenant(tenant_id, "conv", conversation_id, "transfer-note")
+
+    def chat_gone(self, tenant_id: str) -> str:
+        """Sorted set: chat conversations whose customer has no widget socket open (and no platform callback),
+        by the time (ms) their last socket closed (chat adapter); the router's sweep abandons those past the
+        tenant's patience (state/departures.py)."""
+        return self._tenant(tenant_id, "chat", "gone")
+
+    def chat_customer_sockets(self, tenant_id: str, customer_id: str) -> str:
+        """Set with a TTL: connection ids of a chat customer's open widget sockets, on any chat replica."""
+        return self._tenant(tenant_id, "chat", "customer", customer_id, "sockets")
 
     def conversation_responses(self, tenant_id: str, conversation_id: str) -> str:
         """Hash: a conversation's response-time state (the opening it counts, the customer messages answered

@@ -40,7 +40,11 @@ else
   if not open then return cjson.encode({ { type = 'need_plan', conv = conv } }) end
   redis.call('HSET', ckey, 'state', 'new', 'group', open.group, 'channel', M.ch, 'priority', open.prio,
     'enqueued_ms', NOW, 'customer_id', M.cust, 'rule', open.rule, 'declined', '', 'queues', '')
-  if not bot_continues(conv, open.since) then redis.call('DEL', K('backlog', conv)) end
+  if bot_continues(conv, open.since) then
+    returns(conv, st[1])
+  else
+    redis.call('DEL', K('backlog', conv))
+  end
   keep_message(conv, message)
   route(conv, open.route)
 end

@@ -211,3 +211,37 @@ local function route(conv, plan)
   d.stale = stale
   return d
 end
+
+-- Customers who leave while waiting (abandon.lua) and come back (inbound.lua).
+-- A returning customer is routed again with the original arrival: the backlog waits for them this long.
+local KEEP_BACKLOG_S = 86400
+
+-- Take a queued or offered conversation out of the queue because its customer left (`st`: state, offer_agent,
+-- channel, group, enqueued_ms, epoch, priority of its hash). Frees only what it held: an offer's slot, with the
+-- offer revoked on the agent's desk.
+local function abandon_conversation(conv, st, reason)
+  local ckey = K('conv', conv)
+  local agent, ch, group = st[2] or '', st[3], st[4]
+  leave_queues(ckey, conv, ch)
+  if st[1] == 'offered' and agent ~= '' then
+    release(agent, conv, ch)
+    redis.call('ZREM', T('offers'), conv)
+    desk(agent, { type = 'revoked', conv = conv, epoch = tonumber(st[6]), group = group, routing = 'abandoned',
+      rule = 'customer_left:' .. reason })
+  else
+    agent = ''
+  end
+  local e = redis.call('HINCRBY', ckey, 'epoch', 1)
+  redis.call('HSET', ckey, 'state', 'abandoned', 'owner', '', 'offer_agent', '', 'offer_deadline_ms', 0,
+    'queues', '', 'abandoned_ms', NOW)
+  redis.call('EXPIRE', K('backlog', conv), KEEP_BACKLOG_S)
+  local enq = tonumber(st[5]) or NOW
+  return emit({ type = 'abandoned', conv = conv, agent = agent, group = group, channel = ch, epoch = e, enq = enq,
+    wait = NOW - enq, prio = tonumber(st[7]) or 0, reason = reason })
+end
+
+-- A customer who left while waiting writes again: the conversation is routed with its original arrival (the
+-- caller's `since`, as for the bot's) and the messages written before, kept from now on.
+local function returns(conv, state)
+  if state == 'abandoned' then redis.call('PERSIST', K('backlog', conv)) end
+end
