@@ -1,5 +1,6 @@
 """A running stack for the page tests: presence, router, gateway, chat, phone and email processes on the test's
-topics and keys, with the dev roster (shop-a, shop-b), and Debian's Chromium driven by Playwright."""
+topics and keys, with the dev roster (shop-a, shop-b) and the dev shops' order service, and Debian's Chromium
+driven by Playwright."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from switchboard.runtime.settings import ServiceSettings
+from switchboard_tools.orders import OrderServer, load_orders
 from switchboard_tools.stack.pages import build_pages, ensure_chromium
 from switchboard_tools.stack.procs import free_port
 from tests.helpers import service_env, start_service, stop_service
@@ -28,6 +30,8 @@ OPERATOR_TOKENS = json.dumps(
 )
 SCREENSHOTS = REPO / "reports" / "screenshots"
 README_IMAGES = REPO / "docs" / "img"
+# The dev shops' sample orders, served to the router's bot by switchboard's own order service.
+DEV_ORDERS = REPO / "config" / "orders" / "dev-orders.yaml"
 
 
 @dataclass
@@ -63,13 +67,15 @@ async def pages_stack(settings: ServiceSettings, log_dir: Path) -> AsyncIterator
     await asyncio.to_thread(ensure_chromium)
     procs: dict[str, asyncio.subprocess.Process] = {}
     router = None
+    orders = OrderServer(load_orders(DEV_ORDERS), free_port())
+    await orders.start()
     try:
         presence_port = free_port()
         procs["presence"], presence = await start_service(
             "switchboard.presence",
             _env(settings, "presence", presence_port, SB_OPERATOR_TOKENS=OPERATOR_TOKENS, SB_SWEEP_INTERVAL_S="0.5"),
         )
-        router, _ = await start_router(settings, log_dir, "router-pages")
+        router, _ = await start_router(settings, log_dir, "router-pages", extra={"SB_ORDER_LOOKUP_URL": orders.url})
         gateway_env = _env(
             settings,
             "gateway",
@@ -92,6 +98,7 @@ async def pages_stack(settings: ServiceSettings, log_dir: Path) -> AsyncIterator
             await stop_router(router)
         for proc in reversed(list(procs.values())):
             await stop_service(proc)
+        await orders.stop()
 
 
 def browser_args() -> dict[str, Any]:
