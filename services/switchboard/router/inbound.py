@@ -17,8 +17,8 @@ from typing import Any
 from prometheus_client import Histogram
 
 from switchboard.contracts import InboundMessage, MessageKind
-from switchboard.router.bot import BotAnswers
 from switchboard.router.abandon import Abandonment, is_call_ended
+from switchboard.router.bot import BotAnswers
 from switchboard.router.context import Outcome, RouterContext, annotate
 from switchboard.router.contract import (
     BOT_STATES,
