@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Awaitable, Callable
 from email.message import EmailMessage, Message
 from email.utils import make_msgid
 from pathlib import Path
@@ -30,7 +31,7 @@ from tests.helpers import eventually
 from tests.integration.email_support import CapturingRelay, email_settings, read_all, running_email
 from tests.integration.router_procs import start_router, stop_router
 from tests.integration.updates_support import put_estimate, put_queued, switch_on
-from tests.router_support import put_agent
+from tests.router_support import presence_record, put_agent
 
 pytestmark = pytest.mark.broker
 
@@ -171,7 +172,7 @@ async def test_no_acknowledgement_without_the_profile_for_a_taken_conversation_o
 
 
 async def test_the_router_queues_a_mail_and_the_customer_is_told_when_to_expect_the_answer(
-    settings: ServiceSettings, redis: Redis, tmp_path: Path
+    settings: ServiceSettings, redis: Redis, producer: RecordProducer, tmp_path: Path
 ) -> None:
     keys = Keys(settings.key_prefix)
     await switch_on(redis, keys, "shop-a", email=True)
@@ -183,21 +184,31 @@ async def test_the_router_queues_a_mail_and_the_customer_is_told_when_to_expect_
             assert service.smtp.port is not None
             # Nobody serves pre-sales e-mail: the router queues the first mail.
             waiting = customer_mail("wang@customer.example", "这件外套有黑色M码吗？", "咨询外套")
-            await send(service.smtp.port, waiting)
+            first = await conversation_of(settings, await send(service.smtp.port, waiting))
 
             async def acknowledged() -> bool:
                 return bool(acks_to(relay, "wang@customer.example"))
 
             await eventually(acknowledged, 60, "the acknowledgement of the queued mail")
-            # An agent comes: the next mail is assigned at once and needs no acknowledgement.
+            # An agent comes (presence writes the agent and publishes the record): the router drains the queue.
             await put_agent(redis, keys, "shop-a", "agent-1", ["presales"], email=5)
+            await producer.send(
+                producer.topics.presence,
+                "shop-a/agent-1",
+                presence_record("shop-a", "agent-1", "available", ["presales"]),
+            )
+
+            def assigned(conv: str) -> Callable[[], Awaitable[bool]]:
+                async def check() -> bool:
+                    return await redis.hget(keys.conversation("shop-a", conv), "state") == b"assigned"
+
+                return check
+
+            await eventually(assigned(first), 60, "the queued mail drained to the agent")
+            # The next mail is assigned at once and needs no acknowledgement.
             served = customer_mail("zhao@customer.example", "这件外套有白色L码吗？", "咨询外套")
             conv = await conversation_of(settings, await send(service.smtp.port, served))
-
-            async def assigned() -> bool:
-                return await redis.hget(keys.conversation("shop-a", conv), "state") == b"assigned"
-
-            await eventually(assigned, 60, "the second mail assigned")
+            await eventually(assigned(conv), 60, "the second mail assigned")
             await asyncio.sleep(1.5)
             [ack] = acks_to(relay, "wang@customer.example")
             assert ack["In-Reply-To"] == waiting["Message-ID"]

@@ -10,13 +10,15 @@ import yaml
 
 from switchboard.phone.directory import PhoneDirectory
 from switchboard.router.inbound import facts_of
+from switchboard.routing.bot import bot_intent, fill, order_id_in
 from switchboard.routing.classify import classify
 from switchboard.routing.config import load_config_file
 from switchboard.routing.surge import profile_errors
 from switchboard.state.roster import load_roster
-from switchboard_tools.loadgen.fixtures import Credentials, checked_routing, routing, write_stack_config
+from switchboard_tools.loadgen.fixtures import Credentials, checked_routing, orders, routing, write_stack_config
 from switchboard_tools.loadgen.scenario import load_scenario
 from switchboard_tools.loadgen.schedule import build_schedule
+from switchboard_tools.orders import load_orders
 
 
 def test_written_config_is_accepted_by_the_services(tmp_path: Path) -> None:
@@ -84,3 +86,52 @@ def test_a_scenarios_routing_section_is_merged_and_a_profile_that_does_not_fit_i
     broken = scenario.model_copy(update={"operator": op.model_copy(update={"definition": bad})})
     with pytest.raises(ValueError, match="nosuchgroup"):
         checked_routing(broken, "lg-flagship")
+
+
+def test_the_order_file_serves_every_order_a_customer_asks_about(tmp_path: Path) -> None:
+    scenario = load_scenario("double11")
+    schedule = build_schedule(scenario)
+    env = write_stack_config(scenario, schedule, Credentials("unit"), tmp_path)
+    book = load_orders(Path(env["SB_ORDERS_FILE"]))
+    asking = [c for c in schedule.conversations if c.order_id]
+    assert len(book) == len(asking) > 100
+    for conv in asking:
+        order = book.order(conv.tenant_id, conv.order_id)
+        assert order is not None and order.customer_id == conv.customer_id
+        assert book.order("lg-shop-99", conv.order_id) is None  # another shop's order is not found
+    statuses = {o.status for c in asking if (o := book.order(c.tenant_id, c.order_id)) is not None}
+    assert {"paid", "shipped", "in_transit"} <= statuses
+    assert build_schedule(scenario) == schedule and orders(schedule) == orders(build_schedule(scenario))
+
+
+def test_the_bot_answers_the_order_questions_and_only_those_when_the_profile_is_on(tmp_path: Path) -> None:
+    from switchboard.contracts import Channel, InboundMessage
+
+    scenario = load_scenario("double11")
+    schedule = build_schedule(scenario)
+    env = write_stack_config(scenario, schedule, Credentials("unit"), tmp_path)
+    config = load_config_file(Path(env["SB_ROUTING_CONFIG_DIR"]) / "lg-flagship.yaml")
+    operator = scenario.operator
+    assert operator is not None and operator.definition is not None
+    enabled = operator.definition.bot_first
+    book = load_orders(Path(env["SB_ORDERS_FILE"]))
+    answered = 0
+    for conv in schedule.conversations[:400]:
+        if conv.channel != "chat":
+            continue
+        text = f"{conv.messages[0].text} [lg:{conv.messages[0].tag}]"
+        message = InboundMessage(
+            tenant_id=conv.tenant_id, text=text, language=conv.language, channel=Channel.CHANNEL_CHAT
+        )
+        intent = bot_intent(config, facts_of(message), enabled)
+        assert (intent is not None) == (conv.intent == "order_status"), text
+        assert bot_intent(config, facts_of(message), []) is None  # profile off: no bot
+        if intent is None:
+            continue
+        assert order_id_in(config.bot, "", text) == conv.order_id
+        order = book.order(conv.tenant_id, conv.order_id)
+        assert order is not None
+        lookup = order.model_dump()
+        if fill(intent, conv.language, lookup) is not None:
+            answered += 1
+    assert answered > 10

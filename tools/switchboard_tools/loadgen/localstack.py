@@ -3,7 +3,7 @@
 Kafka and Redis are the ones in KAFKA_BOOTSTRAP / REDIS_URL, or local processes started here (as `up` does). The
 services run as `python -m switchboard.<name>` on loopback with the run's roster, routing, chat secrets and phone
 directory, and with topic and key prefixes of the run, so a shared broker and Redis are not disturbed; the run's
-topics and keys are removed afterwards.
+topics and keys are removed afterwards. switchboard's own order service serves the run's order file to the bot.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from switchboard_tools.stack.up import (
     RunningService,
     existing_services,
     infrastructure,
+    start_order_service,
     start_services,
 )
 from switchboard_tools.stack.up import wait_ready as wait_services_ready
@@ -66,7 +67,7 @@ def local_stack(
         "SB_RELAY_PORT": str(relay.port),
         "SB_LOG_LEVEL": "WARNING",
     }
-    saved = {name: os.environ.get(name) for name in env}
+    saved = {name: os.environ.get(name) for name in [*env, "SB_ORDER_LOOKUP_URL"]}
     # start_services passes its own environment on to every child: set the run's config there for the start.
     os.environ.update(env)
     services: list[RunningService] = []
@@ -75,7 +76,12 @@ def local_stack(
             asyncio.run(ensure_topics(infra.bootstrap, Topics(topic_prefix).specs(partitions)))
             names = [n for n in existing_services() if n not in NOT_STARTED_BY_UP]
             try:
-                services = start_services(names, infra.bootstrap, infra.redis_url, run_dir)
+                # The shops' order system for the bot's lookups: switchboard's own order service over the run's
+                # order file (every order id the schedule's customers ask about).
+                if config_env.get("SB_ORDERS_FILE"):
+                    services.append(start_order_service(run_dir, Path(config_env["SB_ORDERS_FILE"])))
+                    os.environ["SB_ORDER_LOOKUP_URL"] = f"http://127.0.0.1:{services[-1].port}"
+                services += start_services(names, infra.bootstrap, infra.redis_url, run_dir)
                 wait_services_ready(services, ready_timeout)
                 http = {s.name: f"http://127.0.0.1:{s.port}" for s in services}
                 yield Endpoints(

@@ -271,6 +271,7 @@ def terminal_summary(report: Report) -> str:
         f"run {run['name']}  scenario {run['scenario']}  seed {run['seed']}  {run['duration_s']:.0f}s",
         f"accounting  sent {acc['sent']}  accepted {acc['accepted']}  delivered {acc['delivered']}  "
         f"lost {acc['lost']}  pending at cut-off {acc['pending_at_cut_off']}  "
+        f"answered by bot {acc.get('answered_by_bot', 0)}  abandoned {acc.get('abandoned_by_customer', 0)}  "
         f"duplicated {acc['duplicated']}  unexpected {acc['unexpected']}  "
         f"refused {acc['refused_by_channel']}  → {'BALANCED' if acc['balanced'] else 'NOT BALANCED'}",
         "throughput  "
