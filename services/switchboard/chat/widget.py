@@ -77,9 +77,9 @@ class WidgetEndpoint:
         CHAT_SOCKETS.inc()
         try:
             await self.hub.add(sock)
-            await self._arrived(sock)
             sock.push({"type": "hello", "conversation_id": conversation_id, "connection_id": sock.connection_id})
             await self.hub.deliver_pending(tenant_id, customer_id)
+            await self._arrived(sock)
             await _Session(self, sock).run()
         except WebSocketDisconnect:
             pass
