@@ -119,7 +119,7 @@ async def test_a_queued_mail_is_acknowledged_once_with_the_expected_time(
         await relay.stop()
 
 
-async def test_no_acknowledgement_without_the_profile_for_a_taken_conversation_or_to_a_no_reply_sender(
+async def test_no_acknowledgement_without_the_profile_for_a_taken_or_drained_conversation_or_a_no_reply_sender(
     settings: ServiceSettings, redis: Redis, producer: RecordProducer
 ) -> None:
     keys, topics = Keys(settings.key_prefix), Topics(settings.topic_prefix)
@@ -140,6 +140,9 @@ async def test_no_acknowledgement_without_the_profile_for_a_taken_conversation_o
             taken = await conversation_of(
                 settings, await send(port, customer_mail("c@customer.example", "在吗", "咨询"))
             )
+            drained = await conversation_of(
+                settings, await send(port, customer_mail("e@customer.example", "能开专票吗", "发票"))
+            )
             last = await conversation_of(
                 settings, await send(port, customer_mail("d@customer.example", "地址写错了", "改地址"))
             )
@@ -149,16 +152,22 @@ async def test_no_acknowledgement_without_the_profile_for_a_taken_conversation_o
                 ("shop-b", off, "presales"),
                 ("shop-a", robot, "orders"),
                 ("shop-a", taken, "logistics"),
+                ("shop-a", drained, "promotions"),
                 ("shop-a", last, "after_sales"),
             ):
                 await put_queued(redis, keys, tenant, conv, group, "email", ahead=0)
             await redis.hset(keys.conversation("shop-a", taken), "state", "assigned")  # an agent took it meanwhile
-            # One key, so one partition: when `last` is acknowledged, the three before it were handled.
+            # Queued by a plan that found an agent's room changed: the router's drain assigns it a moment later.
+            just_now = queued("shop-a", drained, "ev-drained")
+            just_now.at.GetCurrentTime()
+            # One key, so one partition: when `last` is acknowledged, the four before it were handled.
             await producer.send_many(
                 topics.routing,
                 [("k", queued(t, c, f"ev-{c}")) for t, c in (("shop-b", off), ("shop-a", robot), ("shop-a", taken))]
-                + [("k", queued("shop-a", last, "ev-last"))],
+                + [("k", just_now), ("k", queued("shop-a", last, "ev-last"))],
             )
+            await asyncio.sleep(0.3)
+            await redis.hset(keys.conversation("shop-a", drained), "state", "assigned")
 
             async def last_acknowledged() -> bool:
                 return bool(acks_to(relay, "d@customer.example"))

@@ -7,6 +7,7 @@ import asyncio
 import base64
 import json
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -106,8 +107,13 @@ async def customer(stack: PagesStack, tenant: str, customer_id: str) -> ClientCo
 
 async def say(ws: ClientConnection, text: str) -> str:
     """Send a customer message; the conversation id the adapter's ack names."""
+    return str((await said(ws, text))["conversation_id"])
+
+
+async def said(ws: ClientConnection, text: str) -> dict[str, Any]:
+    """Send a customer message; the adapter's ack (conversation and message id)."""
     await ws.send(json.dumps({"type": "message", "client_msg_id": uuid.uuid4().hex[:8], "kind": "text", "text": text}))
-    return str((await frame_of(ws, "ack"))["conversation_id"])
+    return await frame_of(ws, "ack")
 
 
 async def frame_of(ws: ClientConnection, kind: str, timeout: float = 30) -> dict[str, Any]:
@@ -179,6 +185,11 @@ async def test_agent_accepts_an_offer_replies_with_a_quick_reply_and_closes_with
 
 async def _closed_record(stack: PagesStack, conversation: str) -> RoutingEvent:
     """The CLOSED routing record of a conversation, read from the start of the routing topic."""
+    return await _routing_record(stack, conversation, RoutingEventType.ROUTING_EVENT_CLOSED)
+
+
+async def _routing_record(stack: PagesStack, conversation: str, kind: RoutingEventType.ValueType) -> RoutingEvent:
+    """The first routing record of a kind of a conversation, read from the start of the routing topic."""
     consumer = AIOKafkaConsumer(
         stack.settings.topic_prefix + "sb.routing.v1",
         bootstrap_servers=stack.settings.kafka_bootstrap,
@@ -196,7 +207,7 @@ async def _closed_record(stack: PagesStack, conversation: str) -> RoutingEvent:
                         if (
                             isinstance(event, RoutingEvent)
                             and event.conversation_id == conversation
-                            and event.type == RoutingEventType.ROUTING_EVENT_CLOSED
+                            and event.type == kind
                         ):
                             return event
     finally:
@@ -578,7 +589,8 @@ async def test_the_bot_answers_an_order_question_and_the_agent_sees_its_answer_i
         page = await new_page(browser)
         await desk_login(page, stack, "shop-a", "a-wei", "dev-wei")  # logistics' agent
         await page.get_by_label("Status").select_option("available")
-        await say(widget, "转人工")
+        human_ms = time.time() * 1000
+        human = await said(widget, "转人工")
         mine = page.locator(f'[data-conversation="{conversation}"]')  # a-wei may hold queued logistics work too
         await mine.click()
         bot = page.locator(".msg.bot")
@@ -588,6 +600,14 @@ async def test_the_bot_answers_an_order_question_and_the_agent_sees_its_answer_i
         await expect(thread.nth(0)).to_contain_text("订单2026111100001到哪了")
         await expect(thread.nth(2)).to_contain_text("转人工")  # after the bot's answer, in order
         await shot(page, "desk-bot-answer")
+        # The agent's first reply is timed from 转人工: the question before it was the bot's to answer.
+        await page.locator("#reply-text").fill("您好，我来为您跟进物流")
+        await page.locator("#reply-text").press("Control+Enter")
+        await frame_of(widget, "reply")
+        replied_ms = time.time() * 1000
+        responded = await _routing_record(stack, conversation, RoutingEventType.ROUTING_EVENT_RESPONDED)
+        assert responded.first_response and responded.message_id == human["message_id"], responded
+        assert responded.response_ms <= replied_ms - human_ms + 1000, responded
         await page.get_by_label("Wrap-up code").select_option("answered")
         await page.get_by_role("button", name="Close").click()
         await expect(mine).to_have_count(0)

@@ -285,3 +285,20 @@ async def test_a_switch_seen_in_a_presence_record_reevaluates_queued_work_for_ev
     assert {r.surge_profile for r in records} == {""}
     assert surge.router.context.configs.surge.name(T) == ""
     assert surge.router.context.configs.get(T) is surge.router.context.configs.base(T)
+
+
+async def test_the_profile_in_force_redefined_reevaluates_queued_work_on_the_next_sweep(surge: Surge) -> None:
+    late = {"overflow": {"presales": [{"group": "general", "estimated_wait_over_s": 3600}]}}
+    await surge.control.put_profile(T, "double11", SurgeProfile.model_validate(late), "operator:test")
+    await surge.control.activate(T, "double11", "operator:test")
+    await surge.deliver_presence()
+    await surge.router.upkeep.sweep()
+    await surge.send("c1")
+    await surge.router.upkeep.sweep()
+    assert (await surge.conv("c1"))["queues"] == "presales"
+    # the operator makes its overflow earlier: same name, so only the sweep's read sees it
+    early = {"overflow": {"presales": [{"group": "general", "estimated_wait_over_s": 45}]}}
+    await surge.control.put_profile(T, "double11", SurgeProfile.model_validate(early), "operator:test")
+    await surge.router.upkeep.sweep()
+    assert (await surge.conv("c1"))["queues"] == "presales,general"
+    assert surge.events("c1")[-1].reasons[-1] == "overflow:general:estimated_wait=60s"

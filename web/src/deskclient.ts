@@ -169,8 +169,11 @@ export class DeskClient {
         const conv = this.conversation(c.conversation_id, c.epoch, c.skill_group, c.channel);
         for (const m of c.messages as Message[]) this.addMessage(conv, m, false);
         // Our replies are not in the snapshot: the gateway says up to when the customer's messages are answered.
-        const answered = Number(c.answered_ms ?? 0);
-        const waiting = conv.messages.filter((m) => !m.fromAgent && m.kind !== "MESSAGE_KIND_CALL_EVENT" && messageMs(m) > answered);
+        // The bot's answer in the thread answered what the customer wrote before it.
+        const answered = Math.max(Number(c.answered_ms ?? 0), ...conv.messages.filter(fromBot).map(messageMs));
+        const waiting = conv.messages.filter(
+          (m) => !m.fromAgent && !fromBot(m) && m.kind !== "MESSAGE_KIND_CALL_EVENT" && messageMs(m) > answered,
+        );
         conv.waitingSinceMs = waiting.length ? Math.min(...waiting.map(messageMs)) : 0;
       }
       for (const o of frame.offers as Json[]) this.addOffer(o);
@@ -225,7 +228,8 @@ export class DeskClient {
       conv.live.delete(`${m.phone.call_id}/${m.phone.segment_seq}`); // the final replaces its partials
     }
     conv.messages.push(m);
-    if (!conv.waitingSinceMs && m.kind !== "MESSAGE_KIND_CALL_EVENT" && !fromBot(m)) conv.waitingSinceMs = messageMs(m);
+    if (fromBot(m)) conv.waitingSinceMs = 0; // the bot answered what the customer wrote so far
+    else if (!conv.waitingSinceMs && m.kind !== "MESSAGE_KIND_CALL_EVENT") conv.waitingSinceMs = messageMs(m);
     if (unread) conv.unread += 1;
   }
 

@@ -6,8 +6,9 @@ the moment a conversation starts waiting, keyed by conversation, to every adapte
 conversation of every tenant to find the few that just started waiting. A conversation assigned (or offered) at
 once gets no QUEUED decision, so no acknowledgement.
 
-**Whether**, when the decision is handled: the tenant's surge profile in force has `customer_updates.email`; the
-conversation is still queued (one an agent took meanwhile needs no promise: the answer is on its way); the
+**Whether**, when the decision is handled (at the earliest `email_ack_grace_s` after it was made): the tenant's
+surge profile in force has `customer_updates.email`; the conversation is still queued (one an agent took meanwhile,
+e.g. the router's drain right after a queued-but-stale plan, needs no promise: the answer is on its way); the
 customer's address is no robot or no-reply sender (`loops.may_auto_reply`). **What**: its place and the router's
 estimate for its group's e-mail queue (`state.waiting`) as the expected answer time, in the customer's language
 (zh/en, else the shop's), threaded under the customer's last mail (In-Reply-To, References, "Re: subject"),
@@ -22,7 +23,9 @@ after the relay took the mail, before `sent` was written — resends the same me
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -125,9 +128,18 @@ class AckSender:
                 and event.tenant_id
                 and event.conversation_id
             ):
+                await self._settle(event)
                 with redis_unavailable_as_transient():
                     await self.acknowledge(event.tenant_id, event.conversation_id)
         return ()
+
+    async def _settle(self, event: RoutingEvent) -> None:
+        """Wait until the decision is `email_ack_grace_s` old: the router publishes a QUEUED decision before it
+        drains the queue of a plan that found an agent's room changed, so a conversation it assigns a moment later
+        is no waiting customer. Never longer than the grace, whatever the two clocks say."""
+        grace = self.settings.email_ack_grace_s
+        age = time.time() - event.at.ToMilliseconds() / 1000 if event.HasField("at") else grace
+        await asyncio.sleep(min(grace, max(0.0, grace - age)))
 
     async def acknowledge(self, tenant_id: str, conversation_id: str) -> str:
         """Send the conversation's acknowledgement if it is due; what became of it (for logs and tests)."""

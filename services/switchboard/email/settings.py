@@ -47,6 +47,9 @@ class EmailSettings(ServiceSettings):
     # The expected answer time is the router's estimate for the group's e-mail queue (state/figures.py); before
     # the router wrote one, queue position times this.
     email_seconds_per_queue_position: float = 600.0
+    # A QUEUED decision is acted on once it is this old: a conversation the router assigns right after queueing it
+    # (a plan that found an agent's room changed is queued, then drained at once) is not a waiting customer.
+    email_ack_grace_s: float = 2.0
     # A replica sending an acknowledgement holds the conversation's claim this long; if it dies meanwhile the
     # claim expires and the redelivered trigger sends the mail then.
     email_ack_claim_s: int = 60

@@ -122,7 +122,11 @@ class OrderLookup:
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
-            self._client = httpx.AsyncClient(headers={"accept": "application/json"}, follow_redirects=False)
+            # The pool bounds connections per order system; waiting for one counts against the lookup's timeout.
+            limits = httpx.Limits(max_connections=100, max_keepalive_connections=50)
+            self._client = httpx.AsyncClient(
+                headers={"accept": "application/json"}, follow_redirects=False, limits=limits
+            )
         return self._client
 
     async def close(self) -> None:

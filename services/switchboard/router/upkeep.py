@@ -123,9 +123,11 @@ class Upkeep:
         """One pass over every configured tenant (its surge profile in force read first)."""
         async with redis_guard():
             for tenant in self.ctx.configs.tenants():
-                await self.refresh_profile(tenant)
+                switched = await self.refresh_profile(tenant)
                 config = self.ctx.configs.get(tenant)
                 if config is not None:
+                    if switched:  # e.g. the profile in force redefined: no record names another profile
+                        await self._overflow(config, self.ctx.clock(), whole=True)
                     await self.sweep_tenant(config)
 
     async def refresh_profile(self, tenant: str) -> bool:
