@@ -267,3 +267,19 @@ async def _close(env: Env, conv: str, agent: str) -> bool:
         wrap_up_code="resolved",
     )
     return await env.router.handle_commands([cmd]) == []
+
+
+async def test_gone_marks_of_a_shop_without_patience_are_forgotten_after_a_day(env: Env) -> None:
+    env.store.put(env.config().model_copy(update={"abandonment": Abandonment()}))
+    await put_agent(env.redis, env.keys, T, "lina", ["presales"], chat=0)
+    await env.redis.set(env.keys.chat_conversation(T, "cust-chat-1"), "chat-1")
+    await env.send("chat-1", "c1", ASK)
+    assert await Departures(env.redis, env.keys).socket_closed(T, "cust-chat-1", "sock-a", env.clock[0])
+    env.clock[0] += 3_600_000
+    await env.router.upkeep.sweep()
+    assert (await env.conv("chat-1"))["state"] == "queued"  # no patience: they wait
+    assert await gone_since(env.redis, env.keys, T, "chat-1") is not None
+    env.clock[0] += 24 * 3_600_000
+    await env.router.upkeep.sweep()
+    assert await gone_since(env.redis, env.keys, T, "chat-1") is None
+    assert (await env.conv("chat-1"))["state"] == "queued"

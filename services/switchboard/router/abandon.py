@@ -19,7 +19,7 @@ from switchboard.router.snapshot import read_agents
 from switchboard.routing.commands import ConversationView
 from switchboard.routing.config import TenantRouting
 from switchboard.runtime.logs import get_logger
-from switchboard.state.departures import gone_before
+from switchboard.state.departures import forget_gone, gone_before
 
 log = get_logger(__name__)
 
@@ -59,6 +59,7 @@ class Abandonment:
 
     async def sweep_gone(self, config: TenantRouting, now: int) -> int:
         """Abandon chat conversations whose customer has been gone longer than the tenant's patience."""
+        await forget_gone(self.ctx.redis, self.ctx.keys, config.tenant, now)
         patience = config.abandonment.chat_patience_s
         if patience is None:
             return 0

@@ -21,6 +21,8 @@ SOCKET_OPENED = LuaScript.load(__file__, "chat_socket_opened")
 SOCKET_CLOSED = LuaScript.load(__file__, "chat_socket_closed")
 # The set of a customer's sockets lives this long after the last socket opened.
 SOCKETS_TTL_S = 24 * 3600
+# A gone mark older than this is dropped whatever the shop's patience (none set: nobody reads the marks).
+FORGET_AFTER_MS = 24 * 3600 * 1000
 
 
 class Departures:
@@ -58,3 +60,8 @@ async def gone_before(redis: Redis, keys: Keys, tenant_id: str, before_ms: int, 
     """Chat conversations whose customer has been gone since `before_ms` or earlier (longest gone first)."""
     found = await redis.zrangebyscore(keys.chat_gone(tenant_id), "-inf", before_ms, start=0, num=limit)
     return [m.decode() if isinstance(m, bytes) else str(m) for m in found]
+
+
+async def forget_gone(redis: Redis, keys: Keys, tenant_id: str, now_ms: int) -> int:
+    """Drop marks older than FORGET_AFTER_MS (a shop without a patience window never abandons, so never takes them)."""
+    return int(await redis.zremrangebyscore(keys.chat_gone(tenant_id), "-inf", now_ms - FORGET_AFTER_MS))
