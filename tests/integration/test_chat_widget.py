@@ -133,8 +133,10 @@ async def test_unknown_tenants_and_forged_tokens_are_closed_with_a_clear_code(se
 async def test_a_flooding_customer_is_limited_and_closed_while_another_is_served_promptly(
     settings: ServiceSettings,
 ) -> None:
+    # A bucket that hardly refills: the flood's acks are its burst, however long a loaded machine takes to send it.
+    cs = chat_settings(settings, chat_conn_rate_per_s=0.01)
     async with (
-        running_chat(chat_settings(settings)) as chat,
+        running_chat(cs) as chat,
         connect(chat.ws_url("shop-a", "flooder")) as flood,
         connect(chat.ws_url("shop-a", "calm")) as calm,
     ):

@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from switchboard_tools.loadgen.accounting import Delivery, Sent
 from switchboard_tools.loadgen.compare import comparison, comparison_text, write_comparison
 from switchboard_tools.loadgen.observations import ConversationTrack, Observations
-from switchboard_tools.loadgen.report import build_report, terminal_summary
+from switchboard_tools.loadgen.report import build_report, finite, terminal_summary
+from switchboard_tools.loadgen.run import compare_folders
 from switchboard_tools.loadgen.scenario import load_scenario
 from switchboard_tools.loadgen.service import EventRecord
 
@@ -101,3 +104,16 @@ def test_the_comparison_puts_both_runs_side_by_side(tmp_path: Path) -> None:
     page = write_comparison(cmp, tmp_path / "ab")
     assert "profile on" in page.read_text(encoding="utf-8")
     assert json.loads((tmp_path / "ab" / "compare.json").read_text())["runs"] == {"off": "unit-off", "on": "unit-on"}
+
+
+def test_two_report_folders_already_written_can_be_compared(tmp_path: Path) -> None:
+    off, on = _reports()
+    for name, report in (("off", off), ("on", on)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "report.json").write_text(json.dumps(finite(report), default=str))
+    folder, text = compare_folders(tmp_path / "off", tmp_path / "on", tmp_path / "out")
+    assert folder.parent == tmp_path / "out" and folder.name.startswith("double11-s1111-ab-")
+    assert "deflection rate" in text
+    assert json.loads((folder / "compare.json").read_text())["runs"] == {"off": "unit-off", "on": "unit-on"}
+    with pytest.raises(ValueError, match="not profile off"):
+        compare_folders(tmp_path / "on", tmp_path / "off", tmp_path / "out")

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+
+import pytest
 
 from switchboard_tools.loadgen.customers import CustomerContext, Endpoints, Signals
 from switchboard_tools.loadgen.fixtures import Credentials
@@ -49,3 +52,32 @@ async def test_a_customer_waits_for_an_agent_or_the_bot_until_patience_runs_out(
     assert await ctx.waits_for_agent(_conv("k3", "cccccccccc", 0.1), ctx.clock()) == "gave_up"
     ctx.stop.set()
     assert await ctx.waits_for_agent(_conv("k3", "cccccccccc", None), ctx.clock()) == "stopped"
+
+
+async def test_the_end_of_a_run_names_a_task_that_ignores_its_cancellation(monkeypatch: pytest.MonkeyPatch) -> None:
+    from switchboard_tools.loadgen import driver
+    from switchboard_tools.loadgen.scenario import load_scenario
+    from switchboard_tools.loadgen.schedule import build_schedule
+
+    scenario = load_scenario("smoke")
+    endpoints = Endpoints("http://c", "http://g", "http://p", "http://pr", "127.0.0.1", 25, "k:9092", "redis://r")
+    run = driver.Run(scenario, build_schedule(scenario), endpoints, Credentials("unit"), "unit", progress=False)
+    monkeypatch.setattr(driver, "FINISH_TIMEOUT_S", 0.2)
+    release = asyncio.Event()
+
+    async def stubborn() -> None:
+        while not release.is_set():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(10)
+
+    async def polite() -> None:
+        await asyncio.sleep(10)
+
+    tasks = [asyncio.create_task(stubborn(), name="customer:x"), asyncio.create_task(polite(), name="agent:a")]
+    await asyncio.sleep(0)  # both started
+    await run._finish(tasks)
+    assert run.obs.notes == ["1 tasks still running after the stop: customer:x"]
+    assert tasks[1].cancelled()
+    release.set()
+    tasks[0].cancel()
+    await asyncio.gather(tasks[0], return_exceptions=True)

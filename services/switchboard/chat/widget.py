@@ -76,18 +76,20 @@ class WidgetEndpoint:
         sock.start()
         CHAT_SOCKETS.inc()
         try:
+            # Marked back before the socket is live: once it is, a reply may overtake the kept ones below.
+            await self._arrived(sock)
             await self.hub.add(sock)
             sock.push({"type": "hello", "conversation_id": conversation_id, "connection_id": sock.connection_id})
             await self.hub.deliver_pending(tenant_id, customer_id)
-            await self._arrived(sock)
             await _Session(self, sock).run()
         except WebSocketDisconnect:
             pass
         finally:
             CHAT_SOCKETS.dec()
             await self.hub.remove(sock)
-            await self._left(sock)
+            # Drained first: what this socket could not send is kept for the customer before any newer reply is.
             await sock.drain_and_stop()
+            await self._left(sock)
 
     def _tracks_departures(self, tenant_id: str) -> bool:
         # A shop whose platform takes replies by callback can reach its customers without a socket: never gone.

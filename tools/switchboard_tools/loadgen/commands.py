@@ -26,6 +26,14 @@ def add_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="surge profile of the scenario switched on (default), off, or both runs (same seed) and a comparison",
     )
     load.add_argument("--write-config", type=Path, default=None, help="only write the run's stack config into DIR")
+    load.add_argument(
+        "--compare",
+        nargs=2,
+        type=Path,
+        metavar=("OFF_DIR", "ON_DIR"),
+        default=None,
+        help="no run: compare two report folders already written (profile off, profile on)",
+    )
     bench = sub.add_parser("bench", help="raw Kafka/Redis/websocket limits and pipeline figures on this machine")
     bench.add_argument("--seconds", type=float, default=5.0, help="length of each raw measurement")
 
@@ -54,6 +62,12 @@ def run_subcommand(args: argparse.Namespace) -> int:
     if args.write_config is not None:
         env = write_config(settings, args.write_config)
         print("\n".join(f"{k}={v}" for k, v in env.items()))
+        return 0
+    if args.compare is not None:
+        from switchboard_tools.loadgen.run import compare_folders
+
+        folder, text = compare_folders(args.compare[0], args.compare[1], settings.loadgen_out)
+        print(f"{text}\ncomparison: {folder / 'index.html'}")
         return 0
     if settings.loadgen_profile == "both":
         from switchboard_tools.loadgen.run import load_test_ab

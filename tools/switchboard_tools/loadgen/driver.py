@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
+from collections.abc import Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,6 +42,8 @@ log = get_logger(__name__)
 
 DELIVERIES = ("assigned", "message", "transcript")
 LOGIN_TIMEOUT_S = 60.0
+# How long the end of a run waits for its cancelled tasks (agents closing their desktops, customers their sockets).
+FINISH_TIMEOUT_S = 30.0
 
 
 def _iso(at: float) -> str:
@@ -177,6 +180,7 @@ class Run:
         self.agents: list[SimulatedAgent] = []
         self.online: Counter[str] = Counter()
         self.customers: CustomerContext | None = None
+        self.customer_tasks: list[asyncio.Task[Any]] = []
 
     async def execute(self) -> Observations:
         """Run the whole schedule (bounded by limits.max_run_s after the agents logged on)."""
@@ -207,18 +211,26 @@ class Run:
         first = [s for s in self.schedule.agents if s.on_s == 0]
         later = [s for s in self.schedule.agents if s.on_s > 0]
         leave = {s.agent_id: asyncio.Event() for s in self.schedule.agents}
-        tasks = [asyncio.create_task(self._agent(http, s, 0.0, leave[s.agent_id])) for s in first]
+        tasks = [
+            asyncio.create_task(self._agent(http, s, 0.0, leave[s.agent_id]), name=f"agent:{s.agent_id}") for s in first
+        ]
         await self._wait_logged_on(len(first), tasks)
         self.obs.started_at = time.time()
         loop = asyncio.get_running_loop()
         for shift in self.schedule.agents:
             if shift.off_s is not None:
                 loop.call_later(shift.off_s, leave[shift.agent_id].set)
-        tasks += [asyncio.create_task(self._agent(http, s, s.on_s, leave[s.agent_id])) for s in later]
-        tasks += [asyncio.create_task(self._surge(http, toggle)) for toggle in self.schedule.surges]
-        tasks.append(asyncio.create_task(self._customers(http)))
+        tasks += [
+            asyncio.create_task(self._agent(http, s, s.on_s, leave[s.agent_id]), name=f"agent:{s.agent_id}")
+            for s in later
+        ]
+        tasks += [
+            asyncio.create_task(self._surge(http, toggle), name=f"surge:{toggle.tenant_id}")
+            for toggle in self.schedule.surges
+        ]
+        tasks.append(asyncio.create_task(self._customers(http), name="customers"))
         sampler = QueueSampler(redis, self.endpoints.key_prefix, tenants)
-        tasks.append(asyncio.create_task(sampler.run(1.0, self._queue_sample)))
+        tasks.append(asyncio.create_task(sampler.run(1.0, self._queue_sample), name="queue-sampler"))
         return tasks
 
     async def _wait_logged_on(self, count: int, tasks: list[asyncio.Task[Any]]) -> None:
@@ -310,7 +322,7 @@ class Run:
         tenants = [t.id for t in self.scenario.all_tenants()]
         streams = {t: PhoneStream(ctx, t, hotline(i)) for i, t in enumerate(tenants, start=1)}
         linger = self.scenario.conversation.patience_s + self.scenario.agents.handling_time.max_s
-        work = []
+        work: list[Coroutine[Any, Any, None]] = []
         for conv in self.schedule.conversations:
             if conv.channel == "chat" and conv.entry == "webhook":
                 work.append(webhook_conversation(ctx, conv))
@@ -320,8 +332,10 @@ class Run:
                 work.append(email_conversation(ctx, conv))
             else:
                 work.append(streams[conv.tenant_id].call(conv))
+        names = [f"customer:{c.channel}:{c.entry}:{c.conversation_key}" for c in self.schedule.conversations]
+        self.customer_tasks = [asyncio.create_task(w, name=n) for w, n in zip(work, names, strict=True)]
         try:
-            results = await asyncio.gather(*work, return_exceptions=True)
+            results = await asyncio.gather(*self.customer_tasks, return_exceptions=True)
             for result in results:
                 if isinstance(result, Exception):
                     self._error(f"customer:{type(result).__name__}")
@@ -355,9 +369,17 @@ class Run:
         self.obs.notes.append(f"drain ended after {self.scenario.limits.drain_s:.0f}s with deliveries missing")
 
     async def _finish(self, tasks: list[asyncio.Task[Any]]) -> None:
-        for task in tasks:
+        """Cancel everything the run started; wait for it, bounded, so a task that ignores its cancellation is
+        named in the report's notes instead of holding the run forever."""
+        everything = [*tasks, *self.customer_tasks]
+        for task in everything:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if everything:
+            _, pending = await asyncio.wait(everything, timeout=FINISH_TIMEOUT_S)
+            if pending:
+                names = sorted(t.get_name() for t in pending)
+                self.obs.notes.append(f"{len(pending)} tasks still running after the stop: {', '.join(names[:10])}")
+                log.warning("loadgen_tasks_left", count=len(pending), tasks=names[:50])
         self.obs.ended_at = time.time()
 
     def _collect(self, probe: RoutingProbe) -> None:

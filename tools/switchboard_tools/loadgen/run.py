@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,11 +89,26 @@ def load_test_ab(settings: LoadgenSettings) -> tuple[Outcome, Outcome, Path, str
     summary.txt). Returns both outcomes, the comparison folder and its text."""
     off = load_test(settings, "off")
     on = load_test(settings, "on")
-    cmp = comparison(off.report, on.report)
+    folder, text = compare_reports(off.report, on.report, settings.loadgen_out)
+    return off, on, folder, text
+
+
+def compare_reports(off: Report, on: Report, out: Path) -> tuple[Path, str]:
+    """Write the comparison of a profile-off and a profile-on report into `<out>/<scenario>-s<seed>-ab-<time>/`."""
+    cmp = comparison(off, on)
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    folder = settings.loadgen_out / f"{cmp['scenario']}-s{cmp['seed']}-ab-{stamp}"
+    folder = out / f"{cmp['scenario']}-s{cmp['seed']}-ab-{stamp}"
     write_comparison(cmp, folder)
-    return off, on, folder, comparison_text(cmp)
+    return folder, comparison_text(cmp)
+
+
+def compare_folders(off: Path, on: Path, out: Path) -> tuple[Path, str]:
+    """The comparison of two runs already made (their report folders, each with report.json)."""
+    reports = [json.loads((folder / "report.json").read_text(encoding="utf-8")) for folder in (off, on)]
+    for folder, report, profile in zip((off, on), reports, ("off", "on"), strict=True):
+        if report["run"].get("profile") != profile:
+            raise ValueError(f"{folder} is a profile-{report['run'].get('profile')} run, not profile {profile}")
+    return compare_reports(reports[0], reports[1], out)
 
 
 def _drive(
