@@ -205,15 +205,7 @@ class BotAnswers:
         if conv.state != "bot" or conv.group not in {g.name for g in config.skill_groups}:
             await ctx.redis.zrem(ctx.keys.bot_holds(config.tenant), conv_id)
             return []
-        route, chosen = ctx.route(
-            config,
-            await ctx.snapshot(config, {conv.group}),
-            conv.group,
-            conv.channel,
-            priority=conv.priority,
-            enqueued_ms=conv.enqueued_ms or now,
-            now_ms=now,
-        )
+        route, chosen = await ctx.reroute(config, conv, now)
         ks = ctx.key_set(config).conversation(conv_id, conv.customer_id).bot_holds().route(route, conv.channel)
         request = BotRouteRequest(conv_id, token, route)
         found = await ctx.apply(

@@ -146,14 +146,4 @@ class CommandHandler:
     ) -> tuple[Route, Plan]:
         """Where a declined or transferred conversation goes next (it keeps its priority and enqueue time); the
         agent who let it go is passed over for it."""
-        snap = await self.ctx.snapshot(config, {group})
-        return self.ctx.route(
-            config,
-            snap,
-            group,
-            conv.channel,
-            priority=conv.priority,
-            enqueued_ms=conv.enqueued_ms or now,
-            now_ms=now,
-            excluded=excluded_now(declined, now) | {agent_id},
-        )
+        return await self.ctx.reroute(config, conv, now, group=group, excluded=excluded_now(declined, now) | {agent_id})

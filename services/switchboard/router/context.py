@@ -209,6 +209,29 @@ class RouterContext:
             self._snapshots[config.tenant] = (now_ms, config, frozenset(wanted), snap)
         return snap
 
+    async def reroute(
+        self,
+        config: TenantRouting,
+        conv: ConversationView,
+        now_ms: int,
+        *,
+        group: str = "",
+        excluded: frozenset[str] = frozenset(),
+    ) -> tuple[Route, Plan]:
+        """The plan for a conversation routed again (timed out, declined, transferred, held by the bot): it keeps
+        its priority and original arrival; `group` when it moves to another."""
+        group = group or conv.group
+        return self.route(
+            config,
+            await self.snapshot(config, {group}),
+            group,
+            conv.channel,
+            priority=conv.priority,
+            enqueued_ms=conv.enqueued_ms or now_ms,
+            now_ms=now_ms,
+            excluded=excluded,
+        )
+
     def route(
         self,
         config: TenantRouting,

@@ -181,16 +181,7 @@ class Upkeep:
             return
         back = int(config.offer_policy(conv.group).reoffer_after_s * 1000)
         declined = exclude(conv.declined, conv.offer_agent, back, now)
-        route, chosen = ctx.route(
-            config,
-            await ctx.snapshot(config, {conv.group}),
-            conv.group,
-            conv.channel,
-            priority=conv.priority,
-            enqueued_ms=conv.enqueued_ms or now,
-            now_ms=now,
-            excluded=excluded_now(declined, now) | {conv.offer_agent},
-        )
+        route, chosen = await ctx.reroute(config, conv, now, excluded=excluded_now(declined, now) | {conv.offer_agent})
         ks = ctx.key_set(config).presence_pending().conversation(conv_id, conv.customer_id).agent(conv.offer_agent)
         ks.capacity_versions(agent.groups).route(route, conv.channel)
         request = TimeoutRequest(
