@@ -12,9 +12,11 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+from aiokafka import AIOKafkaConsumer
 from redis.asyncio import Redis
 
 from switchboard.contracts import (
+    TYPE_HEADER,
     AgentPresence,
     AgentStatus,
     Channel,
@@ -24,6 +26,7 @@ from switchboard.contracts import (
     DeskEvent,
     DeskEventType,
     InboundMessage,
+    decode,
 )
 from switchboard.routing.config import CHANNELS, TenantRouting
 from switchboard.routing.exclusion import excluded_now
@@ -292,3 +295,18 @@ def _check_delivery(state: TenantState, config: TenantRouting, sent: dict[str, l
         elif st == "closed":
             reached = {m for (_, c, _), seen in got.items() if c == conv for m in seen}
             assert set(mids) <= reached, f"{conv} closed without {sorted(set(mids) - reached)} reaching an owner"
+
+
+async def presence_backlog(consumer: AIOKafkaConsumer) -> list[AgentPresence]:
+    """Every presence record on the consumer's partitions up to their current end, not yet read."""
+    partitions = list(consumer.assignment())
+    ends = await consumer.end_offsets(partitions)
+    records: list[AgentPresence] = []
+    while [p for p in partitions if await consumer.position(p) < ends[p]]:
+        for batch in (await consumer.getmany(timeout_ms=200)).values():
+            for r in batch:
+                headers = {k: v.decode() for k, v in r.headers}
+                record = decode(headers.get(TYPE_HEADER), r.value)
+                assert isinstance(record, AgentPresence)
+                records.append(record)
+    return records

@@ -15,7 +15,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from redis.asyncio import Redis
 
-from switchboard.contracts import TYPE_HEADER, AgentPresence, decode
+from switchboard.contracts import AgentPresence
 from switchboard.presence.audit import AuditLog
 from switchboard.presence.control import SurgeControl
 from switchboard.presence.sweep import Sweeper
@@ -30,7 +30,7 @@ from switchboard.state.keys import Keys
 from switchboard.state.roster import ChannelSlots, RosterAgent, load_roster
 from tests.helpers import eventually
 from tests.redis_cluster import on_both_redis_backends
-from tests.router_support import message
+from tests.router_support import message, presence_backlog
 
 pytestmark = [pytest.mark.broker, on_both_redis_backends]
 
@@ -49,16 +49,7 @@ class Stack:
 
     async def deliver_presence(self) -> list[AgentPresence]:
         """Hand the router every presence record published so far and not yet handed over (acked = on the topic)."""
-        partitions = list(self.consumer.assignment())
-        ends = await self.consumer.end_offsets(partitions)
-        records: list[AgentPresence] = []
-        while [p for p in partitions if await self.consumer.position(p) < ends[p]]:
-            for batch in (await self.consumer.getmany(timeout_ms=200)).values():
-                for r in batch:
-                    headers = {k: v.decode() for k, v in r.headers}
-                    record = decode(headers.get(TYPE_HEADER), r.value)
-                    assert isinstance(record, AgentPresence)
-                    records.append(record)
+        records = await presence_backlog(self.consumer)
         await self.upkeep.handle_presence(records)
         return records
 

@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
-from switchboard.contracts import TYPE_HEADER, AgentPresence, RoutingEvent, RoutingEventType, decode
+from switchboard.contracts import AgentPresence, RoutingEvent, RoutingEventType
 from switchboard.presence.api import mount_operator_api
 from switchboard.presence.audit import AuditLog
 from switchboard.presence.control import SurgeControl
@@ -39,7 +39,7 @@ from switchboard.state.keys import Keys
 from switchboard.state.roster import load_roster
 from tests.helpers import eventually
 from tests.redis_cluster import on_both_redis_backends
-from tests.router_support import message, now_ms
+from tests.router_support import message, now_ms, presence_backlog
 
 pytestmark = [pytest.mark.broker, on_both_redis_backends]
 
@@ -88,16 +88,7 @@ class Surge:
 
     async def deliver_presence(self) -> list[AgentPresence]:
         """Hand the router every presence record on the topic not yet handed over."""
-        partitions = list(self.consumer.assignment())
-        ends = await self.consumer.end_offsets(partitions)
-        records: list[AgentPresence] = []
-        while [p for p in partitions if await self.consumer.position(p) < ends[p]]:
-            for batch in (await self.consumer.getmany(timeout_ms=200)).values():
-                for r in batch:
-                    headers = {k: v.decode() for k, v in r.headers}
-                    record = decode(headers.get(TYPE_HEADER), r.value)
-                    assert isinstance(record, AgentPresence)
-                    records.append(record)
+        records = await presence_backlog(self.consumer)
         await self.router.upkeep.handle_presence(records)
         return records
 
