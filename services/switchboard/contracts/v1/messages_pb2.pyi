@@ -263,6 +263,7 @@ class Customer(_message.Message):
     DISPLAY_NAME_FIELD_NUMBER: _builtins.int
     MEMBER_TIER_FIELD_NUMBER: _builtins.int
     CONTACT_MASKED_FIELD_NUMBER: _builtins.int
+    TIER_SOURCE_FIELD_NUMBER: _builtins.int
     customer_id: _builtins.str
     """stable per tenant: platform buyer id, e-mail address hash, or caller number hash"""
     display_name: _builtins.str
@@ -270,6 +271,11 @@ class Customer(_message.Message):
     """e.g. "88VIP", "gold"; empty when the platform sends none"""
     contact_masked: _builtins.str
     """masked e-mail address or phone number, for display only"""
+    tier_source: _builtins.str
+    """Where member_tier came from, all sources the shop controls (docs/customer-lookup.md): "webhook" (the signed
+    platform webhook), "widget_token" (a claim in the widget token the shop's backend signed), "lookup" (the
+    shop's customer lookup), "config" (the static per-tenant map); "" when there is no tier.
+    """
     def __init__(
         self,
         *,
@@ -277,10 +283,11 @@ class Customer(_message.Message):
         display_name: _builtins.str = ...,
         member_tier: _builtins.str = ...,
         contact_masked: _builtins.str = ...,
+        tier_source: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["contact_masked", b"contact_masked", "customer_id", b"customer_id", "display_name", b"display_name", "member_tier", b"member_tier"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contact_masked", b"contact_masked", "customer_id", b"customer_id", "display_name", b"display_name", "member_tier", b"member_tier", "tier_source", b"tier_source"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -331,6 +338,7 @@ class CommerceContext(_message.Message):
     CATEGORY_FIELD_NUMBER: _builtins.int
     PLATFORM_FIELD_NUMBER: _builtins.int
     DISPUTE_STAGE_FIELD_NUMBER: _builtins.int
+    FACTS_SOURCE_FIELD_NUMBER: _builtins.int
     order_id: _builtins.str
     order_status: _builtins.str
     """e.g. "unpaid", "paid", "shipped", "delivered", "refunding", "disputed" """
@@ -340,6 +348,10 @@ class CommerceContext(_message.Message):
     """e.g. "tmall", "taobao", "pinduoduo", "web" """
     dispute_stage: _builtins.str
     """e.g. "", "claim_open", "platform_intervened" """
+    facts_source: _builtins.str
+    """Where order_status, dispute_stage and category came from: "webhook" or "widget_token" (signed by the shop or
+    its platform); "" when the record carries none of them (a browser's own fields are never used for them).
+    """
     def __init__(
         self,
         *,
@@ -349,10 +361,11 @@ class CommerceContext(_message.Message):
         category: _builtins.str = ...,
         platform: _builtins.str = ...,
         dispute_stage: _builtins.str = ...,
+        facts_source: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "dispute_stage", b"dispute_stage", "order_id", b"order_id", "order_status", b"order_status", "platform", b"platform", "sku", b"sku"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "dispute_stage", b"dispute_stage", "facts_source", b"facts_source", "order_id", b"order_id", "order_status", b"order_status", "platform", b"platform", "sku", b"sku"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
