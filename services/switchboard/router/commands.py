@@ -16,7 +16,12 @@ from switchboard.router.contract import CommandRequest, Decision, Route
 from switchboard.router.drain import drain_agents, drain_groups
 from switchboard.router.snapshot import read_agents, redis_guard, text
 from switchboard.routing.chain import Plan
-from switchboard.routing.commands import ConversationView, command_refusal, transfer_target_refusal
+from switchboard.routing.commands import (
+    ConversationView,
+    command_refusal,
+    transfer_group_refusal,
+    transfer_target_refusal,
+)
 from switchboard.routing.config import TenantRouting
 from switchboard.routing.exclusion import exclude, excluded_now
 from switchboard.runtime.logs import get_logger
@@ -93,6 +98,8 @@ class CommandHandler:
         if why is None and cmd.transfer_to_agent:
             target = agents.get(cmd.transfer_to_agent)
             why = transfer_target_refusal(cmd.agent_id, target, conv.channel, config.capacity)
+        if why is None and cmd.transfer_to_group:
+            why = transfer_group_refusal(config.group(cmd.transfer_to_group), conv.channel)
         if why is not None:
             log.info(
                 "command_refused", tenant=tenant, conv=cmd.conversation_id, agent=cmd.agent_id, reason=why, command=kind

@@ -8,7 +8,7 @@ what the scripts decided.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -32,6 +32,7 @@ from switchboard.routing.chain import AgentView, Plan, Verdict, offer_deadline_m
 from switchboard.routing.commands import ConversationView
 from switchboard.routing.config import TenantRouting
 from switchboard.routing.scoring import stored_score
+from switchboard.routing.skills import Requirement
 from switchboard.runtime.logs import get_logger
 from switchboard.runtime.lua import LuaScript
 from switchboard.state.figures import ABANDONED, ANSWERED, read_service_levels, record_outcomes
@@ -87,11 +88,13 @@ class MemorySink:
 
 @dataclass(frozen=True)
 class Outcome:
-    """A decision with the plan's account of it: verdicts of agents passed over, and reasons."""
+    """A decision with the plan's account of it: verdicts of agents passed over, reasons, and what the deciding
+    group asked of its agents (level ring, language) at the time."""
 
     decision: Decision
     verdicts: tuple[Verdict, ...] = ()
     reasons: tuple[str, ...] = ()
+    need: Requirement | None = None
 
 
 def expectation(agent: AgentView) -> AgentExpectation:
@@ -113,13 +116,22 @@ def conversation_expectation(conv: ConversationView) -> ConversationExpectation:
     return ConversationExpectation(conv.state, conv.owner, conv.offer_agent, conv.epoch)
 
 
-def annotate(decisions: Sequence[Decision], chosen: Plan | None, reasons: Sequence[str] = ()) -> list[Outcome]:
-    """Attach a plan's verdicts and reasons to the route decision among a script's decisions."""
+def annotate(
+    decisions: Sequence[Decision],
+    chosen: Plan | None,
+    reasons: Sequence[str] = (),
+    needs: Mapping[str, Requirement] | None = None,
+) -> list[Outcome]:
+    """Attach a plan's verdicts, reasons and requirement to the route decision among a script's decisions (a
+    drain's requirements come per conversation in `needs`)."""
     out = []
     for d in decisions:
         if chosen is not None and d.type in ROUTE_DECISIONS and not d.overflow:
             changed = tuple(Verdict(a, d.group, "plan", "changed_since_plan") for a in d.changed)
-            out.append(Outcome(d, (*chosen.verdicts, *changed), (*reasons, *chosen.reasons)))
+            need = chosen.needs.get(d.group)
+            out.append(Outcome(d, (*chosen.verdicts, *changed), (*reasons, *chosen.reasons), need))
+        elif needs is not None and d.type in ROUTE_DECISIONS and d.conv in needs:
+            out.append(Outcome(d, need=needs[d.conv]))
         else:
             out.append(Outcome(d))
     return out
@@ -230,6 +242,7 @@ class RouterContext:
             enqueued_ms=conv.enqueued_ms or now_ms,
             now_ms=now_ms,
             excluded=excluded,
+            language=conv.lang,
         )
 
     def route(
@@ -246,8 +259,10 @@ class RouterContext:
         returning: str = "",
         excluded: frozenset[str] = frozenset(),
         count: bool = False,
+        language: str = "",
     ) -> tuple[Route, Plan]:
-        """The policy's plan for one conversation over a snapshot, as a route for the scripts.
+        """The policy's plan for one conversation over a snapshot, as a route for the scripts; its wait (for the
+        groups' level rings and language relaxing) counts from `enqueued_ms`, its original arrival.
 
         With `count`, the first candidate's planned assignment is counted in the snapshot, so the next plan of the
         same batch sees the load (and expects it).
@@ -263,6 +278,8 @@ class RouterContext:
             excluded=excluded,
             stats=snap.stats,
             limit=CANDIDATES,
+            language=language,
+            waited_s=max(0.0, (now_ms - enqueued_ms) / 1000),
         )
         cands = tuple(
             RouteCandidate(c.agent_id, c.group, c.step, expectation(index.by_id[c.agent_id])) for c in chosen.candidates
@@ -289,6 +306,7 @@ class RouterContext:
         unsent: bool = False,
         chosen: Plan | None = None,
         reasons: Sequence[str] = (),
+        needs: Mapping[str, Requirement] | None = None,
     ) -> list[Decision]:
         """Run one script with its declared keys, publish what it decided, and return the decisions.
 
@@ -300,7 +318,7 @@ class RouterContext:
         raw = await script(self.redis, keys.list(), [self.ctx(config, now_ms), request])
         found = decode_decisions(raw)
         if found:
-            await self.publish(config, annotate(found, chosen, reasons), now_ms)
+            await self.publish(config, annotate(found, chosen, reasons, needs), now_ms)
             if unsent:
                 await self.redis.zrem(self.keys.routing_unsent(config.tenant), raw)
         return found
@@ -330,6 +348,8 @@ class RouterContext:
                 aging_s_per_point=config.queue.aging_s_per_point,
                 verdicts=outcome.verdicts,
                 reasons=outcome.reasons,
+                need=outcome.need,
+                language=d.lang,
             )
             if event is not None:
                 event.surge_profile = surge_profile

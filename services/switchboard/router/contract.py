@@ -120,6 +120,8 @@ class InboundRequest:
     live: bool = False
     open: OpenConversation | None = None
     bot: BotHold | None = None
+    # The conversation's language (kept as `lang` when it opens or the bot holds it; the drain and the sweep read it).
+    lang: str = ""
 
     def encode(self) -> str:
         """ARGV[2] of inbound.lua."""
@@ -129,6 +131,7 @@ class InboundRequest:
             "ch": self.ch,
             "cust": self.cust,
             "owner": self.owner,
+            "lang": self.lang,
         }
         if self.live:
             out["live"] = True  # only present when true: a JSON false is falsy in Lua, but keep the form small
@@ -344,7 +347,8 @@ BOT_STATES = ("bot", "bot_answered")
 @dataclass(frozen=True)
 class Peek:
     """peek.lua, per message: its conversation's state, owner and last owner, and its customer's last agent; for a
-    conversation the bot holds or answered, also its arrival (`enq`, ms), group, priority, rule and answer time."""
+    conversation the bot holds or answered, also its arrival (`enq`, ms), group, priority, rule, answer time and
+    language."""
 
     state: str = ""
     owner: str = ""
@@ -355,6 +359,7 @@ class Peek:
     prio: int = 0
     rule: str = ""
     answered: int = 0
+    lang: str = ""
 
     @classmethod
     def decode_all(cls, raw: bytes | str) -> list[Peek]:
@@ -411,6 +416,8 @@ class Decision:
     wait: int = 0
     tpl: str = ""
     lookup: str = ""
+    # Route decisions (assigned, offered, queued): the conversation's language as the router stored it.
+    lang: str = ""
 
     @classmethod
     def decode(cls, raw: Mapping[str, Any]) -> Self:

@@ -12,6 +12,7 @@ from switchboard.contracts import CandidateVerdict, Channel, RoutingEvent, Routi
 from switchboard.router.contract import Decision
 from switchboard.routing.chain import Verdict
 from switchboard.routing.scoring import effective_priority
+from switchboard.routing.skills import Requirement
 
 CHANNEL_NAMES = {Channel.CHANNEL_CHAT: "chat", Channel.CHANNEL_EMAIL: "email", Channel.CHANNEL_PHONE: "phone"}
 CHANNELS_BY_NAME = {name: value for value, name in CHANNEL_NAMES.items()}
@@ -53,8 +54,11 @@ def routing_event(
     aging_s_per_point: float,
     verdicts: Sequence[Verdict] = (),
     reasons: Sequence[str] = (),
+    need: Requirement | None = None,
+    language: str = "",
 ) -> RoutingEvent | None:
-    """The RoutingEvent of one decision, or None for decisions that are not events (held, refused)."""
+    """The RoutingEvent of one decision, or None for decisions that are not events (held, refused); `need`: what
+    the deciding group asked of its agents then (level ring, language relaxed), named on the event and its reasons."""
     d = decision
     if d.type not in TYPES:
         return None
@@ -78,6 +82,7 @@ def routing_event(
         router_instance=instance,
         queue_position=d.pos,
         previous_agent_id=d.prev,
+        language=language,
     )
     event.candidates.extend(_verdict(v) for v in verdicts)
     if d.step:
@@ -90,6 +95,10 @@ def routing_event(
     if d.deadline:
         event.offer_deadline.CopyFrom(_ts(d.deadline))
     event.reasons.extend(reasons)
+    if need is not None:
+        event.min_level = need.min_level
+        event.language_relaxed = need.relaxed
+        event.reasons.extend(need.reasons())
     if d.overflow:
         event.reasons.append(d.reason or f"overflow:{d.overflow}:waited")
     if d.type == "timed_out" and d.away:

@@ -99,6 +99,8 @@ class Opening:
     hold: BotHold | None = None
     since: int = 0
     reasons: tuple[str, ...] = ()
+    # The conversation's language: its opening message's (kept in the conversation hash as `lang`).
+    language: str = ""
 
 
 def continuing(config: TenantRouting, seen: Peek, now_ms: int) -> Opening | None:
@@ -107,10 +109,11 @@ def continuing(config: TenantRouting, seen: Peek, now_ms: int) -> Opening | None
     customer left while it waited (abandoned) and writes again: it keeps its classification and arrival."""
     if seen.state not in (*BOT_STATES, "abandoned") or seen.group not in {g.name for g in config.skill_groups}:
         return None
+    classified = Classification(seen.group, seen.prio, seen.rule)
     if seen.state == "abandoned":
-        return Opening(Classification(seen.group, seen.prio, seen.rule), since=seen.enq, reasons=RETURNED)
+        return Opening(classified, since=seen.enq, reasons=RETURNED, language=seen.lang)
     since = seen.enq if now_ms - (seen.answered or seen.enq) <= config.bot.followup_s * 1000 else 0
-    return Opening(Classification(seen.group, seen.prio, seen.rule), since=since, reasons=("bot:customer_wrote",))
+    return Opening(classified, since=since, reasons=("bot:customer_wrote",), language=seen.lang)
 
 
 @dataclass
@@ -136,13 +139,14 @@ class InboundHandler:
         """Classify a conversation's opening message; the bot may hold it (see router/bot.py)."""
         found = continuing(config, seen, now)
         if found is not None:
-            return found
+            return found if found.language else replace(found, language=m.language)
         facts = facts_of(m)
         classified = classify(config, facts)
         if self.bot is None:
-            return Opening(classified)
+            return Opening(classified, language=m.language)
         enabled = self.bot.enabled(config)
-        return Opening(classified, self.bot.hold_for(config, m, facts, classified, enabled, now) if enabled else None)
+        hold = self.bot.hold_for(config, m, facts, classified, enabled, now) if enabled else None
+        return Opening(classified, hold, language=m.language)
 
     async def handle(self, messages: Sequence[InboundMessage]) -> list[tuple[InboundMessage, str]]:
         """Route a batch of inbound messages in order; return those refused, with the reason."""
@@ -247,6 +251,7 @@ class InboundHandler:
         request = InboundRequest(m.message_id, m.conversation_id, channel, customer, seen.owner, is_live(m))
         if opening is None or snap is None:
             return Call(m, request, ks)
+        request = replace(request, lang=opening.language)
         if opening.hold is not None:
             return Call(m, replace(request, bot=opening.hold), ks.bot_holds())
         classified = opening.classified
@@ -262,6 +267,7 @@ class InboundHandler:
             sticky=seen.last_owner,
             returning=seen.returning,
             count=True,
+            language=opening.language,
         )
         ks.route(route, channel)
         if opening.since:

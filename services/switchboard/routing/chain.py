@@ -14,7 +14,15 @@ from dataclasses import dataclass, field, replace
 
 from switchboard.routing.config import CHANNELS, Capacity, OverflowRing, SkillGroup, TenantRouting
 from switchboard.routing.scoring import estimated_wait_s, service_level
-from switchboard.routing.skills import parse_languages, parse_proficiency
+from switchboard.routing.skills import (
+    Requirement,
+    level_in,
+    parse_languages,
+    parse_proficiency,
+    requirement,
+    skill_refusal,
+    takes_channel,
+)
 
 
 @dataclass
@@ -79,6 +87,10 @@ class AgentView:
         cap = self.capacity(channel)
         return self.used.get(channel, 0) / cap if cap > 0 else 1.0
 
+    def skill_refusal(self, need: Requirement, group: SkillGroup) -> str | None:
+        """Why the agent may not serve a conversation in `group` under `need` (level, language, channel), or None."""
+        return skill_refusal(need, group, self.proficiency, self.languages)
+
 
 def refusal(agent: AgentView, channel: str, capacity: Capacity) -> str | None:
     """Why the agent cannot take one more conversation of `channel` now, or None when it can."""
@@ -135,13 +147,20 @@ class GroupStats:
 
 @dataclass
 class Plan:
-    """The ordered candidates for one conversation, the verdicts of those passed over, and the groups it may use."""
+    """The ordered candidates for one conversation, the verdicts of those passed over, and the groups it may use;
+    `needs`: what each group walked asked of its agents (the decision's routing event names the one it took)."""
 
     candidates: list[Candidate] = field(default_factory=list)
     verdicts: list[Verdict] = field(default_factory=list)
     groups: list[str] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
     passed_over: int = 0
+    needs: dict[str, Requirement] = field(default_factory=dict)
+
+
+# A heap of a group's agents for one channel and one requirement: (group, channel, min level, language, weight).
+HeapKey = tuple[str, str, int, str, float]
+HeapEntry = tuple[tuple[float, int, str], int, AgentView]
 
 
 @dataclass
@@ -151,10 +170,13 @@ class AgentIndex:
     by_id: dict[str, AgentView]
     by_group: dict[str, list[AgentView]]
     _slots: dict[tuple[str, str], int] = field(default_factory=dict)
-    # Per (group, channel): a heap of (load key, version, agent) built on first use; an agent's version grows
-    # with every planned assignment, which pushes a fresh entry and leaves the old one stale. So a batch of
-    # plans for one group costs O(limit · log agents) each instead of a pass over every agent.
-    _heaps: dict[tuple[str, str], list[tuple[tuple[float, int, str], int, AgentView]]] = field(default_factory=dict)
+    # Per (group, channel, requirement): a heap of (load key, version, agent) over the agents whose level and
+    # languages meet the requirement, built on first use; an agent's version grows with every planned assignment,
+    # which pushes a fresh entry and leaves the old one stale. So a batch of plans for one group costs
+    # O(limit · log agents) each instead of a pass over every agent, whatever the levels and languages: an agent
+    # below a ring or without the language is never in the heap it would be popped from and put back into.
+    _heaps: dict[HeapKey, list[HeapEntry]] = field(default_factory=dict)
+    _variants: dict[tuple[str, str], list[tuple[HeapKey, Requirement, SkillGroup]]] = field(default_factory=dict)
     _versions: dict[str, int] = field(default_factory=dict)
 
     @classmethod
@@ -167,14 +189,17 @@ class AgentIndex:
                 by_group.setdefault(group, []).append(agent)
         return cls(by_id, by_group)
 
-    def ranked(self, group: str, channel: str) -> list[tuple[tuple[float, int, str], int, AgentView]]:
-        """The group's heap of agents by load on a channel (see `_heaps`)."""
-        key = (group, channel)
+    def ranked(self, group: SkillGroup, channel: str, need: Requirement, weight: float = 0.0) -> list[HeapEntry]:
+        """The heap of the group's agents who meet `need`, by load on a channel less proficiency × `weight`
+        (see `_heaps` and `load_key`)."""
+        key: HeapKey = (group.name, channel, need.min_level, need.language, weight)
         if key not in self._heaps:
-            order = _load_key(channel)
-            heap = [(order(a), self._versions.get(a.agent_id, 0), a) for a in self.by_group.get(group, [])]
+            order = load_key(channel, group.name, weight)
+            members = [a for a in self.by_group.get(group.name, []) if a.skill_refusal(need, group) is None]
+            heap = [(order(a), self._versions.get(a.agent_id, 0), a) for a in members]
             heapq.heapify(heap)
             self._heaps[key] = heap
+            self._variants.setdefault((group.name, channel), []).append((key, need, group))
         return self._heaps[key]
 
     def version(self, agent_id: str) -> int:
@@ -186,10 +211,10 @@ class AgentIndex:
         agent = self.by_id[agent_id]
         take(agent, channel, now_ms)
         version = self._versions[agent_id] = self._versions.get(agent_id, 0) + 1
-        for group in agent.groups:
-            heap = self._heaps.get((group, channel))
-            if heap is not None:
-                heapq.heappush(heap, (_load_key(channel)(agent), version, agent))
+        for name in agent.groups:
+            for key, need, group in self._variants.get((name, channel), []):
+                if agent.skill_refusal(need, group) is None:
+                    heapq.heappush(self._heaps[key], (load_key(channel, name, key[4])(agent), version, agent))
 
     def slots(self, group: str, channel: str) -> int:
         """Effective slots of a channel over the group's available agents (taking work does not change it)."""
@@ -212,7 +237,7 @@ def active_rings(
     if level is None:
         level = service_level(mine.recent_waits_s, config.queue.service_level_target_s)
     fired = []
-    for ring in group.overflow:
+    for ring in _rings_taking(config, group, channel):
         if ring.estimated_wait_over_s is not None and wait > ring.estimated_wait_over_s:
             fired.append((ring, f"overflow:{ring.group}:estimated_wait={wait:.0f}s"))
         elif ring.service_level_below is not None and level is not None and level < ring.service_level_below:
@@ -239,24 +264,37 @@ def rings_due(
     mine = replace(stats.get(group.name, GroupStats()), queue_length=ahead, channel_lengths={channel: ahead})
     due = active_rings(config, group, {**stats, group.name: mine}, index, channel)
     fired = {ring.group for ring, _ in due}
-    for ring in group.overflow:
+    for ring in _rings_taking(config, group, channel):
         if ring.group not in fired and ring.after_s is not None and waited_s >= ring.after_s:
             due.append((ring, f"overflow:{ring.group}:waited={waited_s:.0f}s"))
             fired.add(ring.group)
     return due
 
 
-def _load_key(channel: str) -> Callable[[AgentView], tuple[float, int, str]]:
+def _rings_taking(config: TenantRouting, group: SkillGroup, channel: str) -> list[OverflowRing]:
+    """The group's overflow rings to groups that take the channel: a ring to a chat-only group never fires for a
+    phone call."""
+    return [ring for ring in group.overflow if takes_channel(config.group(ring.group), channel)]
+
+
+def load_key(channel: str, group: str = "", weight: float = 0.0) -> Callable[[AgentView], tuple[float, int, str]]:
+    """The least-loaded order in `group`: load on the channel less `weight` × (level − 1) / 4, so with a weight a
+    more proficient agent goes first among agents of comparable load (0: pure least-loaded); ties go to the one
+    idle longest (earliest last assignment), then the agent id."""
+
     def key(a: AgentView) -> tuple[float, int, str]:
         cap = math.floor(a.cap.get(channel, 0) * a.multiplier)
-        return (a.used.get(channel, 0) / cap if cap > 0 else 1.0, a.last_assigned_ms, a.agent_id)
+        load = a.used.get(channel, 0) / cap if cap > 0 else 1.0
+        if weight:
+            load -= weight * (level_in(a.proficiency, group) - 1) / 4
+        return (load, a.last_assigned_ms, a.agent_id)
 
     return key
 
 
-def least_loaded(members: Iterable[AgentView], channel: str) -> list[AgentView]:
-    """Agents least loaded first; ties go to the one idle longest (earliest last assignment)."""
-    return sorted(members, key=_load_key(channel))
+def least_loaded(members: Iterable[AgentView], channel: str, group: str = "", weight: float = 0.0) -> list[AgentView]:
+    """Agents in the least-loaded order of `group` (see `load_key`)."""
+    return sorted(members, key=load_key(channel, group, weight))
 
 
 # A plan keeps at most this many verdicts of passed-over agents (and counts the rest).
@@ -266,18 +304,37 @@ MAX_VERDICTS = 20
 class _Walk:
     """One walk of the chain: candidates in order, verdicts of those passed over."""
 
-    def __init__(self, config: TenantRouting, channel: str, excluded: frozenset[str], limit: int) -> None:
+    def __init__(
+        self,
+        config: TenantRouting,
+        channel: str,
+        excluded: frozenset[str],
+        limit: int,
+        language: str = "",
+        waited_s: float = 0.0,
+    ) -> None:
         self.config, self.channel, self.excluded, self.limit = config, channel, excluded, limit
+        self.language, self.waited_s = language, waited_s
         self.result = Plan()
         self.seen: set[str] = set()
 
     def full(self) -> bool:
         return len(self.result.candidates) >= self.limit
 
+    def need(self, group: str) -> Requirement:
+        """What the group asks of its agents for this conversation now (kept in the plan)."""
+        found = self.result.needs.get(group)
+        if found is None:
+            found = requirement(self.config, self.config.group(group), self.channel, self.language, self.waited_s)
+            self.result.needs[group] = found
+        return found
+
     def why_not(self, agent: AgentView, group: str) -> str | None:
         why = refusal(agent, self.channel, self.config.capacity)
         if why is None and group not in agent.groups:
             why = "not_in_skill"
+        if why is None:
+            why = agent.skill_refusal(self.need(group), self.config.group(group))
         if why is None and agent.agent_id in self.excluded:
             why = "declined_or_missed"
         return why
@@ -302,7 +359,10 @@ class _Walk:
 
     def from_heap(self, index: AgentIndex, group: str, step: str) -> None:
         """Take the least-loaded fitting agents off the group's heap; put back what may fit again."""
-        heap = index.ranked(group, self.channel)
+        need = self.need(group)
+        if not need.channel_ok:
+            return  # the group does not take the channel: `explain` names it if nobody else fits
+        heap = index.ranked(self.config.group(group), self.channel, need, self.config.skills.proficiency_weight)
         keep = []
         while heap and not self.full():
             entry = heapq.heappop(heap)
@@ -354,16 +414,21 @@ def plan(
     excluded: frozenset[str] = frozenset(),
     stats: Mapping[str, GroupStats] | None = None,
     limit: int = 4,
+    language: str = "",
+    waited_s: float = 0.0,
 ) -> Plan:
     """Walk the group's chain over the snapshot and return up to `limit` candidates that fit, in order.
 
-    The claim script tries them in order and, if none still fits, re-checks the group's other agents before
-    queueing; so a short list costs nothing in correctness and keeps each decision small.
+    A candidate fits when it has room, serves the group, meets what the group asks for a conversation in
+    `language` that has waited `waited_s` (level ring, language, channel: routing/skills.py) and was not passed
+    over for it. The claim script tries them in order and, if none still fits, re-checks the group's other agents
+    before queueing; so a short list costs nothing in correctness and keeps each decision small.
     """
     index = agents if isinstance(agents, AgentIndex) else AgentIndex.of(agents)
     group = config.group(group_name)
-    walk = _Walk(config, channel, excluded, limit)
+    walk = _Walk(config, channel, excluded, limit, language, waited_s)
     walk.result.groups.append(group_name)
+    walk.need(group_name)
     for step in group.chain:
         if step == "sticky" and sticky:
             walk.one(index.by_id.get(sticky), sticky, group_name, "sticky")

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from switchboard.routing.chain import AgentView, refusal
-from switchboard.routing.config import Capacity
+from switchboard.routing.config import Capacity, SkillGroup
+from switchboard.routing.skills import takes_channel
 
 COMMANDS = ("accept", "decline", "close", "transfer")
 
@@ -30,6 +31,7 @@ class ConversationView:
     declined: str = ""
     priority: int = 0
     enqueued_ms: int = 0
+    lang: str = ""
 
     # The hash fields `of` reads (HMGET them in this order).
     FIELDS: ClassVar[tuple[str, ...]] = (
@@ -43,6 +45,7 @@ class ConversationView:
         "declined",
         "priority",
         "enqueued_ms",
+        "lang",
     )
 
     @classmethod
@@ -68,6 +71,7 @@ class ConversationView:
             declined=fields.get("declined", ""),
             priority=number("priority"),
             enqueued_ms=number("enqueued_ms"),
+            lang=fields.get("lang", ""),
         )
 
 
@@ -115,3 +119,9 @@ def transfer_target_refusal(agent_id: str, target: AgentView | None, channel: st
         return "same_agent"
     why = refusal(target, channel, capacity)
     return f"target_{why}" if why else None
+
+
+def transfer_group_refusal(group: SkillGroup, channel: str) -> str | None:
+    """Why a conversation of `channel` may not be transferred to `group` whoever serves it (the group does not take
+    the channel: a phone call never enters a chat-only group), or None."""
+    return None if takes_channel(group, channel) else f"target_group_channel:{channel}"

@@ -9,7 +9,7 @@ local function bot_hold(conv, M, message)
   redis.call('HSET', K('conv', conv), 'state', 'bot', 'group', b.group, 'channel', M.ch, 'priority', b.prio,
     'enqueued_ms', NOW, 'customer_id', M.cust, 'rule', b.rule, 'declined', '', 'queues', '', 'owner', '',
     'offer_agent', '', 'bot_intent', b.intent, 'bot_token', M.mid, 'bot_deadline_ms', b.deadline,
-    'bot_answered_ms', 0)
+    'bot_answered_ms', 0, 'lang', M.lang or '')
   redis.call('DEL', K('backlog', conv))
   keep_message(conv, message)
   redis.call('ZADD', T('bot_holds'), b.deadline, conv)

@@ -146,7 +146,7 @@ end
 -- deadline: one atomic step with the desk events that tell the agent.
 local function claim(conv, agent, group, step, deadline)
   local ckey = K('conv', conv)
-  local c = redis.call('HMGET', ckey, 'channel', 'customer_id', 'rule', 'enqueued_ms', 'priority', 'group')
+  local c = redis.call('HMGET', ckey, 'channel', 'customer_id', 'rule', 'enqueued_ms', 'priority', 'group', 'lang')
   local ch = c[1]
   local akey = K('agent', agent)
   redis.call('HINCRBY', akey, 'used:' .. ch, 1)
@@ -158,7 +158,8 @@ local function claim(conv, agent, group, step, deadline)
     redis.call('SET', K('returning', c[2]), agent, 'EX', C.aff_ttl)
   end
   local d = { type = 'assigned', conv = conv, agent = agent, group = group, step = step, epoch = epoch,
-    channel = ch, enq = tonumber(c[4]) or NOW, prio = tonumber(c[5]) or 0, rule = c[3] or '', home = c[6] or '' }
+    channel = ch, enq = tonumber(c[4]) or NOW, prio = tonumber(c[5]) or 0, rule = c[3] or '', home = c[6] or '',
+    lang = c[7] or '' }
   if deadline > 0 then
     redis.call('HSET', ckey, 'state', 'offered', 'owner', '', 'offer_agent', agent, 'offer_deadline_ms', deadline,
       'queues', '', 'served_group', group)
@@ -178,14 +179,15 @@ end
 -- Put a conversation in its groups' queues with the score the plan computed.
 local function enqueue(conv, groups, score)
   local ckey = K('conv', conv)
-  local c = redis.call('HMGET', ckey, 'channel', 'group', 'priority', 'enqueued_ms', 'rule', 'epoch')
+  local c = redis.call('HMGET', ckey, 'channel', 'group', 'priority', 'enqueued_ms', 'rule', 'epoch', 'lang')
   local ch = c[1]
   for _, g in ipairs(groups) do redis.call('ZADD', qkey(g, ch), score, conv) end
   redis.call('HSET', ckey, 'state', 'queued', 'owner', '', 'offer_agent', '', 'offer_deadline_ms', 0,
     'queues', table.concat(groups, ','))
   local pos = redis.call('ZRANK', qkey(groups[1] or c[2], ch), conv)
   return { type = 'queued', conv = conv, group = c[2], pos = (pos or 0) + 1, channel = ch,
-    enq = tonumber(c[4]) or NOW, prio = tonumber(c[3]) or 0, rule = c[5] or '', epoch = tonumber(c[6]) or 0 }
+    enq = tonumber(c[4]) or NOW, prio = tonumber(c[3]) or 0, rule = c[5] or '', epoch = tonumber(c[6]) or 0,
+    lang = c[7] or '' }
 end
 
 -- A route plan (contract.Route): the first candidate still as the plan read it takes the conversation; with none,
