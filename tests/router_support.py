@@ -30,6 +30,7 @@ from switchboard.contracts import (
 )
 from switchboard.routing.config import CHANNELS, TenantRouting
 from switchboard.routing.exclusion import excluded_now
+from switchboard.routing.skills import DEFAULT_LEVEL, language_relax_after_s, min_level
 from switchboard.state.keys import Keys
 from switchboard.state.outbox import read_outbox
 
@@ -60,15 +61,20 @@ async def put_agent(
     status: str = "available",
     multiplier: float = 1.0,
     since_ms: int | None = None,
+    languages: str = "zh,en",
+    proficiency: str = "",
 ) -> None:
-    """Write an agent as presence would (its own fields only; the router's used:* fields are left alone)."""
+    """Write an agent as presence would (its own fields only; the router's used:* fields are left alone);
+    `proficiency` as presence writes it ("complaints:5,orders:2"), left out when empty."""
+    if proficiency:
+        await redis.hset(keys.agent(tenant, agent), "proficiency", proficiency)
     await redis.hset(
         keys.agent(tenant, agent),
         mapping={
             "status": status,
             "session_epoch": 1,
             "groups": ",".join(groups),
-            "languages": "zh,en",
+            "languages": languages,
             "cap:chat": chat,
             "cap:email": email,
             "cap:phone": phone,
@@ -184,6 +190,25 @@ async def read_state(redis: Redis, keys: Keys, config: TenantRouting, conv_ids: 
     return state
 
 
+def _eligible(agent: dict[str, str], conv: dict[str, str], group: str, config: TenantRouting, now: int) -> bool:
+    """The agent meets what the group asks for the conversation now (docs/routing.md, "Skills"): the group takes
+    its channel, the agent's level is at the ring in force for its wait, and it speaks its language when the group
+    lists that language and the wait has not relaxed it."""
+    skill = config.group(group)
+    if conv.get("channel") not in skill.channels:
+        return False
+    waited_s = (now - int(float(conv.get("enqueued_ms") or now))) / 1000
+    levels = dict(entry.split(":") for entry in agent.get("proficiency", "").split(",") if ":" in entry)
+    if int(levels.get(group, DEFAULT_LEVEL)) < min_level(skill, waited_s):
+        return False
+    lang = conv.get("lang", "")
+    relax = language_relax_after_s(config, skill)
+    if lang in skill.languages and (relax is None or waited_s < relax):
+        spoken = {code for code in agent.get("languages", "").split(",") if code} or set(skill.languages)
+        return lang in spoken
+    return True
+
+
 def _fits(agent: dict[str, str], ch: str, group: str, config: TenantRouting) -> bool:
     if agent.get("status") != "available" or group not in agent.get("groups", "").split(","):
         return False
@@ -238,7 +263,7 @@ def _check_capacity(state: TenantState, check_capacity: bool) -> Counter[str]:
 def _check_conversation(
     state: TenantState, config: TenantRouting, conv: str, fields: dict[str, str], holders: Counter[str], now: int
 ) -> None:
-    """One owner (or offered agent) at most, queues consistent, and nothing waits while someone has room."""
+    """One owner (or offered agent) at most, queues consistent, and nothing waits while an eligible agent has room."""
     st, owner, offered = fields.get("state"), fields.get("owner", ""), fields.get("offer_agent", "")
     assert st in ("queued", "offered", "assigned", "closed", "abandoned"), f"{conv} in state {st}"
     holder = owner if st == "assigned" else offered if st == "offered" else ""
@@ -257,7 +282,11 @@ def _check_conversation(
     declined = excluded_now(fields.get("declined", ""), now)
     for group in in_queues:
         for agent, afields in state.agents.items():
-            if agent not in declined and _fits(afields, fields["channel"], group, config):
+            if (
+                agent not in declined
+                and _fits(afields, fields["channel"], group, config)
+                and _eligible(afields, fields, group, config, now)
+            ):
                 raise AssertionError(
                     f"{conv} waits in {group} while {agent} has room (not work-conserving; "
                     f"declined={fields.get('declined', '')!r} now={now})"

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from switchboard.routing.chain import AgentView
+from switchboard.routing.chain import AgentIndex, AgentView, GroupStats, plan, rings_due
+from switchboard.routing.commands import transfer_group_refusal
 from switchboard.routing.config import ConfigError, TenantRouting, parse_config
+from switchboard.routing.drain import QueuedConversation, drain_order, need_of
 from switchboard.routing.skills import (
     DEFAULT_LEVEL,
     format_proficiency,
@@ -137,3 +139,185 @@ def test_proficiency_weight_is_bounded() -> None:
     text = "tenant: t\ndefault_group: g\nskills: {proficiency_weight: 2}\nskill_groups:\n  - name: g\n"
     with pytest.raises(ConfigError, match=r"t\.yaml:3: skills\.proficiency_weight"):
         parse_config(text, "t.yaml")
+
+
+def view(
+    aid: str,
+    groups: str,
+    *,
+    used: int = 0,
+    cap: int = 4,
+    levels: dict[str, int] | None = None,
+    languages: str = "",
+    idle: int = 0,
+) -> AgentView:
+    return AgentView(
+        aid,
+        "available",
+        frozenset(groups.split(",")),
+        {"chat": cap, "email": 5, "phone": 1},
+        1.0,
+        {"chat": used, "email": 0, "phone": 0},
+        idle,
+        proficiency=levels or {},
+        languages=frozenset(languages.split(",")) if languages else frozenset(),
+    )
+
+
+def weighted(config: TenantRouting, weight: float) -> TenantRouting:
+    return config.model_copy(update={"skills": config.skills.model_copy(update={"proficiency_weight": weight})})
+
+
+def test_weight_zero_is_pure_least_loaded_and_a_weight_prefers_the_proficient(config: TenantRouting) -> None:
+    agents = [
+        view("novice", "presales", used=1, levels={"presales": 1}),
+        view("expert", "presales", used=2, levels={"presales": 5}),
+        view("middle", "presales", used=2),  # DEFAULT_LEVEL
+    ]
+    pure = plan(weighted(config, 0), "presales", "chat", agents, limit=3)
+    assert [c.agent_id for c in pure.candidates] == ["novice", "expert", "middle"]  # equal load, idle: by id
+    # 0.25 → load − 0.25·(level−1)/4: novice 0.25, expert 0.5 − 0.25 = 0.25 (earlier idle tie: id), middle 0.375
+    prefer = plan(weighted(config, 0.25), "presales", "chat", agents, limit=3)
+    assert [c.agent_id for c in prefer.candidates] == ["expert", "novice", "middle"]
+    strong = plan(weighted(config, 1.0), "presales", "chat", agents, limit=3)
+    assert [c.agent_id for c in strong.candidates] == ["expert", "middle", "novice"]
+    # Comparable load only: a full expert never gets more than its slots.
+    full = [view("expert", "presales", used=4, levels={"presales": 5}), view("novice", "presales", used=3)]
+    assert [c.agent_id for c in plan(weighted(config, 1.0), "presales", "chat", full).candidates] == ["novice"]
+
+
+def test_a_batch_with_a_weight_still_spreads_planned_work(config: TenantRouting) -> None:
+    index = AgentIndex.of([view("expert", "presales", levels={"presales": 5}), view("novice", "presales")])
+    chosen = []
+    for _ in range(9):
+        found = plan(weighted(config, 1.0), "presales", "chat", index).candidates
+        if not found:
+            break
+        chosen.append(found[0].agent_id)
+        index.take(found[0].agent_id, "chat", 1)
+    # Weight 1: the expert's lead over a level-3 agent is 1·(5−3)/4 = half the load, two of its four slots; then
+    # they alternate (ties to the one idle longer) and neither gets more than its slots.
+    assert chosen == ["expert", "expert", "novice", "expert", "expert", "novice", "novice", "novice"]
+
+
+def test_level_rings_refuse_below_the_level_in_force_and_relax_with_the_wait(config: TenantRouting) -> None:
+    agents = [view("junior", "complaints", levels={"complaints": 2}), view("senior", "complaints", used=3, cap=4)]
+    senior_full = [agents[0], view("senior", "complaints", used=4, cap=4, levels={"complaints": 5})]
+    fresh = plan(config, "complaints", "chat", senior_full, waited_s=0)
+    assert fresh.candidates == []
+    assert ("junior", "below_level:4") in {(v.agent_id, v.reason) for v in fresh.verdicts}
+    assert fresh.needs["complaints"].min_level == 4
+    later = plan(config, "complaints", "chat", senior_full, waited_s=31)
+    assert [c.agent_id for c in later.candidates] == ["junior"]
+    assert later.needs["complaints"].reasons() == ["min_level:complaints:2"]
+    # The senior (DEFAULT_LEVEL 3 without a level here) is below 4 too.
+    assert plan(config, "complaints", "chat", agents, waited_s=0).candidates == []
+
+
+def test_a_japanese_message_waits_for_a_japanese_speaker_until_the_wait_relaxes_it(config: TenantRouting) -> None:
+    agents = [view("anna", "cross_border", languages="en"), view("kenji", "cross_border", used=3, languages="en,ja")]
+    strict = plan(config, "cross_border", "chat", agents, language="ja", waited_s=5)
+    assert [c.agent_id for c in strict.candidates] == ["kenji"]  # more loaded, but speaks it
+    busy = [agents[0], view("kenji", "cross_border", used=4, languages="en,ja")]
+    waiting = plan(config, "cross_border", "chat", busy, language="ja", waited_s=5)
+    assert waiting.candidates == []
+    assert {(v.agent_id, v.reason) for v in waiting.verdicts} == {("anna", "language:ja"), ("kenji", "at_capacity")}
+    relaxed = plan(config, "cross_border", "chat", busy, language="ja", waited_s=60)
+    assert [c.agent_id for c in relaxed.candidates] == ["anna"]
+    assert relaxed.needs["cross_border"].relaxed
+    assert [c.agent_id for c in plan(config, "cross_border", "chat", agents, language="en").candidates] == [
+        "anna",
+        "kenji",
+    ]
+
+
+def test_sticky_and_returning_agents_must_meet_the_requirement_too(config: TenantRouting) -> None:
+    agents = [view("anna", "cross_border", languages="en"), view("kenji", "cross_border", used=2, languages="ja")]
+    found = plan(config, "cross_border", "chat", agents, sticky="anna", language="ja")
+    assert [(c.agent_id, c.step) for c in found.candidates] == [("kenji", "least_loaded")]
+    assert ("anna", "sticky", "language:ja") in {(v.agent_id, v.step, v.reason) for v in found.verdicts}
+
+
+CHANNELS_CONFIG = """
+tenant: channels
+default_group: orders
+skill_groups:
+  - name: orders
+    overflow:
+      - {group: chat_desk, after_s: 0, estimated_wait_over_s: 0}
+      - {group: general, after_s: 0, estimated_wait_over_s: 0}
+  - name: chat_desk
+    channels: [chat]
+  - name: general
+"""
+
+
+def test_a_phone_call_never_enters_a_chat_only_group(config: TenantRouting) -> None:
+    phone_agents = [
+        view("olga", "orders", used=0, cap=4),
+        view("chen", "chat_desk"),
+        view("gina", "general"),
+    ]
+    phone_agents[0].used["phone"] = 1  # on a call
+    shop = parse_config(CHANNELS_CONFIG, "channels.yaml")
+    found = plan(shop, "orders", "phone", phone_agents, stats={"orders": GroupStats(queue_length=9)})
+    assert found.groups == ["orders", "general"]  # the ring to the chat-only desk is skipped for a call
+    assert [c.agent_id for c in found.candidates] == ["gina"]
+    chat = plan(shop, "orders", "chat", [view("chen", "chat_desk")], stats={"orders": GroupStats(queue_length=9)})
+    assert [c.agent_id for c in chat.candidates] == ["chen"]
+    due = rings_due(shop, shop.group("orders"), {}, AgentIndex.of([]), "phone", waited_s=500, ahead=0)
+    assert [ring.group for ring, _ in due] == ["general"]
+    # Planned into a group that does not take the channel (a rule to it, a stale queue): nobody of it is a candidate.
+    direct = plan(shop, "chat_desk", "phone", [view("chen", "chat_desk")])
+    assert direct.candidates == []
+    assert [(v.agent_id, v.reason) for v in direct.verdicts] == [("chen", "channel:phone")]
+    assert transfer_group_refusal(shop.group("chat_desk"), "phone") == "target_group_channel:phone"
+    assert transfer_group_refusal(shop.group("general"), "phone") is None
+
+
+def queued(
+    conv: str, group: str, score: float, *, enq: int = 0, lang: str = "", channel: str = "chat"
+) -> QueuedConversation:
+    return QueuedConversation(conv, group, channel, score, 1, "", enq, lang)
+
+
+def test_the_drain_takes_only_what_the_agent_is_eligible_for_at_the_time(config: TenantRouting) -> None:
+    now = 100_000
+    junior = view("junior", "complaints,cross_border", levels={"complaints": 2}, languages="en")
+    heads = [
+        queued("fresh-complaint", "complaints", 1.0, enq=now - 5_000),  # needs 4
+        queued("old-complaint", "complaints", 2.0, enq=now - 40_000),  # relaxed to 2
+        queued("ja-new", "cross_border", 3.0, enq=now - 10_000, lang="ja"),  # strict for 60 s
+        queued("ja-old", "cross_border", 4.0, enq=now - 61_000, lang="ja"),  # relaxed
+        queued("en", "cross_border", 5.0, enq=now, lang="en"),
+    ]
+    picks = drain_order(junior, heads, config, now)
+    assert [p.conversation_id for p in picks] == ["old-complaint", "ja-old", "en"]
+    assert need_of(config, heads[0], now).min_level == 4
+    assert need_of(config, heads[3], now).relaxed
+    senior = view("senior", "complaints", levels={"complaints": 5}, cap=1)
+    assert [p.conversation_id for p in drain_order(senior, heads, config, now)] == ["fresh-complaint"]
+
+
+def test_the_drain_never_takes_a_call_into_a_group_without_phone(config: TenantRouting) -> None:
+    agent = view("p", "presales")
+    call = queued("call", "presales", 1.0, channel="phone")
+    assert drain_order(agent, [call], config, 0) == []
+
+
+def test_one_snapshot_plans_conversations_of_different_rings_and_languages(config: TenantRouting) -> None:
+    index = AgentIndex.of(
+        [
+            view("senior", "complaints", levels={"complaints": 5}, cap=2),
+            view("junior", "complaints", levels={"complaints": 1}, cap=2, languages="zh"),
+        ]
+    )
+    firsts = []
+    for waited_s, language in [(0, "zh"), (0, "zh"), (0, "zh"), (100, "zh"), (100, "en"), (100, "zh")]:
+        found = plan(config, "complaints", "chat", index, waited_s=waited_s, language=language).candidates
+        firsts.append(found[0].agent_id if found else "")
+        if found:
+            index.take(found[0].agent_id, "chat", 1)
+    # Fresh ones need level 4: the senior's two slots, then nobody; after 90 s anyone, but English not the junior
+    # (zh only, and complaints lists en) unless the tenant's relax time (120 s) passed.
+    assert firsts == ["senior", "senior", "", "junior", "", "junior"]
