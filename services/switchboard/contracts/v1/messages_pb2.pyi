@@ -689,6 +689,9 @@ class RoutingEvent(_message.Message):
     RESPONSE_MS_FIELD_NUMBER: _builtins.int
     FIRST_RESPONSE_FIELD_NUMBER: _builtins.int
     RESPONSE_TARGET_S_FIELD_NUMBER: _builtins.int
+    MIN_LEVEL_FIELD_NUMBER: _builtins.int
+    LANGUAGE_RELAXED_FIELD_NUMBER: _builtins.int
+    LANGUAGE_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     tenant_id: _builtins.str
     conversation_id: _builtins.str
@@ -723,6 +726,12 @@ class RoutingEvent(_message.Message):
     """RESPONDED: the first reply of this conversation"""
     response_target_s: _builtins.float
     """RESPONDED: the group's response-time target in force"""
+    min_level: _builtins.int
+    """the proficiency level the group required then (bullseye ring; 0 or 1: none)"""
+    language_relaxed: _builtins.bool
+    """the conversation waited past its group's language relax time"""
+    language: _builtins.str
+    """the conversation's language (ISO 639-1; "" when unknown)"""
     @_builtins.property
     def at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -771,10 +780,13 @@ class RoutingEvent(_message.Message):
         response_ms: _builtins.int = ...,
         first_response: _builtins.bool = ...,
         response_target_s: _builtins.float = ...,
+        min_level: _builtins.int = ...,
+        language_relaxed: _builtins.bool = ...,
+        language: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "enqueued_at", b"enqueued_at", "offer_deadline", b"offer_deadline"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "at", b"at", "bot_template", b"bot_template", "candidates", b"candidates", "channel", b"channel", "conversation_id", b"conversation_id", "decline_reason", b"decline_reason", "enqueued_at", b"enqueued_at", "epoch", b"epoch", "event_id", b"event_id", "first_response", b"first_response", "lookup", b"lookup", "message_id", b"message_id", "offer_deadline", b"offer_deadline", "previous_agent_id", b"previous_agent_id", "priority", b"priority", "queue_position", b"queue_position", "reasons", b"reasons", "response_ms", b"response_ms", "response_target_s", b"response_target_s", "router_instance", b"router_instance", "rule_matched", b"rule_matched", "score", b"score", "skill_group", b"skill_group", "surge_profile", b"surge_profile", "tenant_id", b"tenant_id", "transfer_to_agent", b"transfer_to_agent", "transfer_to_group", b"transfer_to_group", "type", b"type", "wait_ms", b"wait_ms", "wrap_up_code", b"wrap_up_code"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "at", b"at", "bot_template", b"bot_template", "candidates", b"candidates", "channel", b"channel", "conversation_id", b"conversation_id", "decline_reason", b"decline_reason", "enqueued_at", b"enqueued_at", "epoch", b"epoch", "event_id", b"event_id", "first_response", b"first_response", "language", b"language", "language_relaxed", b"language_relaxed", "lookup", b"lookup", "message_id", b"message_id", "min_level", b"min_level", "offer_deadline", b"offer_deadline", "previous_agent_id", b"previous_agent_id", "priority", b"priority", "queue_position", b"queue_position", "reasons", b"reasons", "response_ms", b"response_ms", "response_target_s", b"response_target_s", "router_instance", b"router_instance", "rule_matched", b"rule_matched", "score", b"score", "skill_group", b"skill_group", "surge_profile", b"surge_profile", "tenant_id", b"tenant_id", "transfer_to_agent", b"transfer_to_agent", "transfer_to_group", b"transfer_to_group", "type", b"type", "wait_ms", b"wait_ms", "wrap_up_code", b"wrap_up_code"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
