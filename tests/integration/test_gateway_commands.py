@@ -72,6 +72,7 @@ async def test_accept_decline_close_transfer_become_agent_commands(gs: GatewaySe
     keys = Keys(gs.key_prefix)
     await conversation(redis, keys, "shop-a", "c-offer", state="offered", offer_agent="a-lina", epoch=5, owner="")
     await conversation(redis, keys, "shop-a", "c-own", state="assigned", owner="a-lina", epoch=7)
+    await conversation(redis, keys, "shop-a", "c-call", state="assigned", owner="a-lina", epoch=2, channel="phone")
     async with running_gateway(gs) as gw:
         desk = await Desk.open(gw.url, token("shop-a", "a-lina"))
         wei = await Desk.open(gw.url, token("shop-a", "a-wei"))
@@ -85,6 +86,10 @@ async def test_accept_decline_close_transfer_become_agent_commands(gs: GatewaySe
         await desk.command({"type": "transfer", "id": "4", "conversation_id": "c-own", "to_group": "after_sales"})
         bad = await desk.command({"type": "close", "id": "5", "conversation_id": "c-own"})
         assert bad["code"] == "bad_field", "close needs a wrap-up code"
+        # shop-a's presales takes chat and e-mail only: a call cannot be transferred there.
+        call = {"type": "transfer", "id": "6", "conversation_id": "c-call", "to_group": "presales"}
+        wrong = await desk.command(call)
+        assert (wrong["code"], wrong["detail"]) == ("wrong_channel", "presales does not take phone conversations")
 
         records = await read_topic(gs.kafka_bootstrap, Topics(gs.topic_prefix).commands, 4)
         commands = sorted((m for _, m in records), key=lambda m: m.type)  # type: ignore[attr-defined]

@@ -10,7 +10,6 @@ from switchboard.routing.config import ConfigError, TenantRouting, parse_config
 from switchboard.routing.drain import QueuedConversation, drain_order, need_of
 from switchboard.routing.skills import (
     DEFAULT_LEVEL,
-    format_proficiency,
     language_relax_after_s,
     level_in,
     min_level,
@@ -52,7 +51,6 @@ def test_proficiency_field_round_trips_and_broken_entries_are_left_out() -> None
     assert parse_proficiency("presales:5,orders:3") == {"presales": 5, "orders": 3}
     assert parse_proficiency("presales:9,orders:x,:2,nolevel,after_sales: 2") == {"after_sales": 2}
     assert parse_proficiency("") == {}
-    assert format_proficiency({"orders": 3, "presales": 5}) == "orders:3,presales:5"
     assert level_in({"presales": 5}, "presales") == 5
     assert level_in({"presales": 5}, "orders") == DEFAULT_LEVEL == 3
 

@@ -17,9 +17,14 @@ from redis.asyncio import Redis
 from switchboard.contracts import AgentCommand, AgentCommandType, Channel, MessageKind, OutboundMessage
 from switchboard.gateway.metrics import COMMANDS
 from switchboard.gateway.protocol import CONVERSATION_COMMANDS, Command, FrameError
-from switchboard.gateway.responses import RepliedTo, ResponseRecorder
+from switchboard.gateway.responses import RepliedTo, ResponseRecorder, ResponseTargets
 from switchboard.gateway.session import DeskSession
-from switchboard.routing.commands import ConversationView, command_refusal, transfer_refusal
+from switchboard.routing.commands import (
+    ConversationView,
+    command_refusal,
+    transfer_group_refusal,
+    transfer_refusal,
+)
 from switchboard.runtime.kafka import RecordProducer, now_timestamp
 from switchboard.runtime.topics import Topics
 from switchboard.state.history import CustomerHistory
@@ -80,6 +85,9 @@ class DeskCommands:
         self.topics = topics
         # Counts replies as responses (set by the service; None: replies are not timed).
         self.responses: ResponseRecorder | None = None
+        # The tenants' routing configs (set by the service): a transfer to a group that does not take the
+        # conversation's channel is refused here with a clear code, as the router would refuse it.
+        self.routing: ResponseTargets | None = None
 
     async def conversation(self, tenant_id: str, conversation_id: str) -> ConversationView:
         """Read the conversation hash of this tenant."""
@@ -108,11 +116,25 @@ class DeskCommands:
         )
         if record.type == AgentCommandType.AGENT_COMMAND_TRANSFER and transfer_refusal(session.agent_id, cmd.to_agent):
             raise FrameError("bad_field", "cannot transfer a conversation to yourself", cmd.ref)
+        if record.type == AgentCommandType.AGENT_COMMAND_TRANSFER and cmd.to_group:
+            self._check_group(session.tenant_id, cmd, conv)
         if record.type == AgentCommandType.AGENT_COMMAND_TRANSFER:
             await self._keep_note(session, cmd)
         await self.producer.send(self.topics.commands, cmd.conversation_id, record)
         COMMANDS.labels(cmd.type, "sent").inc()
         return epoch
+
+    def _check_group(self, tenant_id: str, cmd: Command, conv: ConversationView) -> None:
+        """A transfer to a group of the shop's routing config that does not take the conversation's channel is
+        refused (`wrong_channel`); a tenant or group the gateway does not know is left to the router."""
+        if self.routing is None:
+            return
+        self.routing.refresh()
+        config = self.routing.configs.get(tenant_id)
+        group = next((g for g in config.skill_groups if g.name == cmd.to_group), None) if config else None
+        if group is not None and transfer_group_refusal(group, conv.channel):
+            detail = f"{cmd.to_group} does not take {conv.channel} conversations"
+            raise FrameError("wrong_channel", detail, cmd.ref)
 
     async def reply(self, session: DeskSession, cmd: Command) -> str:
         """An OutboundMessage, only from the current owner at the current epoch; returns its message id."""

@@ -56,6 +56,7 @@ def assemble(settings: GatewaySettings, redis: Redis, producer: RecordProducer) 
     )
     gateway.desk_configs = load_desk_configs(settings.desk_config_dir)
     gateway.response_targets = ResponseTargets(redis, keys, settings.routing_config_dir)
+    gateway.commands.routing = gateway.response_targets
     gateway.commands.responses = ResponseRecorder(
         redis,
         keys,

@@ -48,11 +48,6 @@ def parse_proficiency(text: str) -> dict[str, int]:
     return levels
 
 
-def format_proficiency(levels: Mapping[str, int]) -> str:
-    """The agent hash's `proficiency` field for these levels (groups sorted)."""
-    return ",".join(f"{group}:{levels[group]}" for group in sorted(levels))
-
-
 def parse_languages(text: str) -> frozenset[str]:
     """`zh,en` → {"zh", "en"} (lower case, blanks left out)."""
     return frozenset(code.strip().lower() for code in text.split(",") if code.strip())
