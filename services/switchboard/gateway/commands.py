@@ -127,7 +127,7 @@ class DeskCommands:
     def _check_group(self, tenant_id: str, cmd: Command, conv: ConversationView) -> None:
         """A transfer to a group of the shop's routing config that does not take the conversation's channel is
         refused (`wrong_channel`); a tenant or group the gateway does not know is left to the router."""
-        if self.routing is None:
+        if self.routing is None or not conv.channel:
             return
         self.routing.refresh()
         config = self.routing.configs.get(tenant_id)
