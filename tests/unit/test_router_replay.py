@@ -176,3 +176,65 @@ def test_replay_command_prints_figures_and_agreement(
     assert "service level (30s)" in out and "recorded" in out and "replayed" in out
     assert "same group and agent" in out and "25.0%" in out
     assert "c3: aftersales/a1 → presales/a2" in out
+
+
+SKILLS = """
+tenant: replay-shop
+default_group: cross_border
+skill_groups:
+  - {name: cross_border, languages: [en, ja], language_relax_after_s: 30, avg_handle_s: 60}
+  - name: complaints
+    avg_handle_s: 60
+    skill_levels: [{min_level: 3}, {min_level: 1, after_s: 20}]
+rules:
+  - {name: complaint, group: complaints, match: {keywords: [投诉]}}
+"""
+
+
+def _skilled(agent: str, languages: list[str], level: int, slots: int) -> AgentPresence:
+    record = AgentPresence(
+        tenant_id=T,
+        agent_id=agent,
+        status=AgentStatus.AGENT_STATUS_AVAILABLE,
+        skill_groups=["cross_border", "complaints"],
+        languages=languages,
+        proficiency={"complaints": level},
+        changed_by="agent",
+    )
+    record.capacity.append(ChannelCapacity(channel=Channel.CHANNEL_CHAT, slots=slots))
+    record.changed_at.FromMilliseconds(START)
+    return record
+
+
+@on_both_redis_backends
+async def test_levels_and_languages_replay_to_the_recorded_decisions(redis_url_for_test: str) -> None:
+    """A Japanese message to the Japanese speaker; one that waits for her until its language relaxes; a complaint
+    that waits for its level ring to relax (en1 has level 2 there, where an agent without one would count as 3):
+    the replay's router, fed the recorded presence (languages, levels), decides the same, at the sweep after each
+    relaxes."""
+    records: list[Message] = [_skilled("en1", ["zh", "en"], 2, 2), _skilled("ja1", ["ja", "en"], 5, 1)]
+    for conv, at, text, language in [
+        ("c1", 1_000, "在庫はありますか", "ja"),
+        ("c2", 2_000, "サイズを交換したい", "ja"),
+        ("c3", 3_000, "我要投诉", "zh"),
+    ]:
+        m = message(T, conv, f"{conv}-m1", text, language=language)
+        m.received_at.FromMilliseconds(START + at)
+        records.append(m)
+    records += [
+        _event(1_000, "c1", E.ROUTING_EVENT_ASSIGNED, "cross_border", "ja1"),
+        _event(2_000, "c2", E.ROUTING_EVENT_QUEUED, "cross_border"),
+        _event(3_000, "c3", E.ROUTING_EVENT_QUEUED, "complaints"),
+        _event(23_000, "c3", E.ROUTING_EVENT_ASSIGNED, "complaints", "en1"),
+        _event(32_000, "c2", E.ROUTING_EVENT_ASSIGNED, "cross_border", "en1"),
+    ]
+    recording = Recording()
+    for record in records:
+        recording.add(record)
+    events = await replay(recording, _configs(SKILLS), redis_url=redis_url_for_test, sweep_interval_s=0.5)
+    found = agreement(list(recording.arrivals()), outcomes(recording.events), outcomes(events))
+    assert (found.conversations, found.same_both, found.differences) == (3, 3, [])
+    assigned = {e.conversation_id: e for e in events if e.type == E.ROUTING_EVENT_ASSIGNED}
+    assert 23_000 <= assigned["c3"].at.ToMilliseconds() - START <= 23_500
+    assert 32_000 <= assigned["c2"].at.ToMilliseconds() - START <= 32_500
+    assert assigned["c2"].language_relaxed and assigned["c3"].min_level == 1
