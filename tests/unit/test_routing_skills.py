@@ -6,7 +6,7 @@ import pytest
 
 from switchboard.routing.chain import AgentIndex, AgentView, GroupStats, plan, rings_due
 from switchboard.routing.commands import transfer_group_refusal
-from switchboard.routing.config import ConfigError, TenantRouting, parse_config
+from switchboard.routing.config import ConfigError, OverflowRing, TenantRouting, parse_config
 from switchboard.routing.drain import QueuedConversation, drain_order, need_of
 from switchboard.routing.skills import (
     DEFAULT_LEVEL,
@@ -17,6 +17,7 @@ from switchboard.routing.skills import (
     requirement,
     skill_refusal,
 )
+from switchboard.routing.surge import SurgeProfile, effective_config
 
 CONFIG = """
 tenant: skills
@@ -319,3 +320,11 @@ def test_one_snapshot_plans_conversations_of_different_rings_and_languages(confi
     # Fresh ones need level 4: the senior's two slots, then nobody; after 90 s anyone, but English not the junior
     # (zh only, and complaints lists en) unless the tenant's relax time (120 s) passed.
     assert firsts == ["senior", "senior", "", "junior", "", "junior"]
+
+
+def test_a_surge_profile_keeps_a_groups_own_language_setting(config: TenantRouting) -> None:
+    profile = SurgeProfile(overflow={"strict": [OverflowRing(group="presales", after_s=10)]})
+    surged = effective_config(config, profile)
+    assert surged.group("strict").overflow[0].group == "presales"
+    assert language_relax_after_s(surged, surged.group("strict")) is None  # still "never", not the tenant's 120
+    assert language_relax_after_s(surged, surged.group("complaints")) == 120
