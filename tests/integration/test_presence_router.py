@@ -60,6 +60,11 @@ class Stack:
     async def send(self, conv: str, text: str = "这个尺码合适吗") -> None:
         assert await self.router.handle_inbound([message(T, conv, f"m-{conv}", text)]) == []
 
+    async def send_as(self, conv: str, text: str, language: str) -> str:
+        """Send the first message of a conversation in a language; its owner after routing ('' while it waits)."""
+        assert await self.router.handle_inbound([message(T, conv, f"m-{conv}", text, language=language)]) == []
+        return (await self.conv(conv)).get("owner", "")
+
 
 @pytest.fixture
 async def stack(settings: ServiceSettings, redis: Redis, repo_root: Path, tmp_path: Path) -> AsyncIterator[Stack]:
@@ -203,3 +208,31 @@ async def test_an_agent_pruned_from_the_roster_hands_back_their_chats_on_the_nex
     await stack.upkeep.sweep()
     state = await stack.conv("c1")
     assert (state["owner"], state["enqueued_ms"]) == ("tmp-2", arrived)
+
+
+async def test_levels_and_languages_from_presence_decide_and_a_raised_level_drains_at_once(stack: Stack) -> None:
+    """The roster's languages and an operator's level change reach the router through presence's records: a
+    Japanese message goes to the Japanese speaker though an English-only agent is less loaded, a complaint waits
+    while its only agent's level is below the ring (tmall example: 3 until 90 s), and raising the level lets it in
+    at once."""
+    for agent in ("a-emma", "a-min"):
+        await stack.presence.login(T, agent)
+    await stack.presence.update_profile(T, "a-lina", groups=["cross_border"], languages=["en"])
+    await stack.presence.login(T, "a-lina")
+    await stack.deliver_presence()
+    # English: the least loaded of the two (a tie goes to a-emma by id); then a-lina is the less loaded one, but
+    # the Japanese message goes to a-emma all the same.
+    assert (await stack.send_as("c-en", "hi, do you ship to Japan?", "en")) == "a-emma"
+    assert (await stack.send_as("c-ja", "在庫はありますか", "ja")) == "a-emma"
+    assert (await stack.send_as("c-en2", "and to Korea?", "en")) == "a-lina"
+
+    await stack.presence.update_profile(T, "a-min", proficiency={"complaints": 2})
+    await stack.deliver_presence()
+    assert (await stack.send_as("c-angry", "我要投诉 东西是坏的", "zh")) == ""
+    sink = stack.router.context.sink
+    assert isinstance(sink, MemorySink)
+    queued = [e for e in sink.events if e.conversation_id == "c-angry"][-1]
+    assert ("a-min", "below_level:3") in {(v.agent_id, v.reason) for v in queued.candidates}
+    await stack.presence.update_profile(T, "a-min", proficiency={"complaints": 4})
+    await stack.deliver_presence()
+    assert (await stack.conv("c-angry"))["owner"] == "a-min"
