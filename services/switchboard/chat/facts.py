@@ -113,4 +113,3 @@ def decode_claims(encoded: str) -> TrustedFacts:
     if unknown:
         raise InvalidRecord(f"unknown claims {unknown}; known: {', '.join(FACT_NAMES)}", "invalid_claims")
     return facts_from_fields(value, "widget_token")
-
