@@ -89,6 +89,13 @@ def test_a_few_kana_in_chinese_or_a_chinese_word_in_english_do_not_flip_the_lang
     assert detect_language("ユニクロ的衣服") == "zh"
 
 
+def test_links_and_addresses_do_not_count_as_words() -> None:
+    assert detect_language("看这个链接 https://detail.tmall.com/item.htm?id=123456789&spm=a1z10.1-b") == "zh"
+    assert detect_language("请回复 zhangsan.service@company-example.com") == "zh"
+    assert detect_language("Hi, see https://detail.tmall.com/item.htm?id=1 please") == "en"
+    assert detect_language("www.tmall.com") == ""
+
+
 def test_the_detector_is_one_per_process_and_warms_off_the_event_loop() -> None:
     asyncio.run(language.warm_language_detector())
     assert language.detector() is language.detector()

@@ -18,7 +18,8 @@ the Latin alphabet:
   (short texts need it), English favoured by ENGLISH_PRIOR since most foreign buyers of a Chinese shop write it.
   Latin-script languages outside that list (Indonesian, Dutch, Vietnamese without its own letters ...) come out
   as the nearest one of it; any of them routes cross-border all the same.
-- Fewer than two letters and no CJK character (emoji, digits, punctuation, "M?"): "".
+- Links and e-mail addresses do not count. Fewer than two letters and no CJK character (emoji, digits,
+  punctuation, "M?"): "".
 
 One detector per process (`detector()`). Its models load on first use, ~160 MB for the six Latin languages and a
 few seconds, so services load them at start-up off the event loop (`warm_language_detector`), never at their
@@ -52,6 +53,8 @@ CJK_WEIGHT = 3
 # Japanese is at least this share hiragana among its CJK characters; less is Chinese with a borrowed の.
 HIRAGANA_SHARE = 0.2
 
+# Links and e-mail addresses are in Latin letters whatever the language around them ("看这个 https://...").
+_NOT_LANGUAGE = re.compile(r"(?:https?://|www\.)\S+|\S+@\S+\.\S+", re.IGNORECASE)
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff]")
 _HIRAGANA = re.compile(r"[\u3040-\u309f]")
 _KATAKANA = re.compile(r"[\u30a0-\u30ff\u31f0-\u31ff]")
@@ -132,7 +135,7 @@ class LanguageDetection:
 
     def detect(self, text: str) -> str:
         """The ISO 639-1 code of the text's language, "" when nothing can be told."""
-        text = unicodedata.normalize("NFKC", text)
+        text = _NOT_LANGUAGE.sub(" ", unicodedata.normalize("NFKC", text))
         han, hangul = len(_HAN.findall(text)), len(_HANGUL.findall(text))
         hiragana, katakana = len(_HIRAGANA.findall(text)), len(_KATAKANA.findall(text))
         latin = len(_LATIN.findall(text))
