@@ -21,10 +21,10 @@ the Latin alphabet:
 - Links and e-mail addresses do not count. Fewer than two letters and no CJK character (emoji, digits,
   punctuation, "M?"): "".
 
-One detector per process (`detector()`). Its models load on first use, ~160 MB for the six Latin languages and a
-few seconds, so services load them at start-up off the event loop (`warm_language_detector`), never at their
-first message. (lingua's low-accuracy mode takes 14 MB but calls "Where is my order?" German; all of lingua's
-languages preloaded take over 1 GB, 15 of them ~300 MB.)
+One detector per process (`detector()`). Its models load on first use, ~160-175 MB for the six Latin languages and
+a few seconds, so services load them at start-up off the event loop (`warm_language_detector`), never at their
+first message. (lingua's low-accuracy mode takes 14 MB but calls "Where is my order?" German; 15 languages
+preloaded take ~290 MB. Figures: docs/routing.md, "Languages".)
 """
 
 from __future__ import annotations
