@@ -89,10 +89,13 @@ def _header(line: str, number: int, source: str, groups: Collection[str] | None)
     return name
 
 
-def parse_examples(raw: bytes | str, source: str, groups: Collection[str] | None = None) -> list[Example]:
+def parse_examples(
+    raw: bytes | str, source: str, groups: Collection[str] | None = None, *, training: bool = True
+) -> list[Example]:
     """The labelled examples of a file's content; ExamplesError naming `source:line` when it cannot be taken.
 
     `groups`: the config's skill groups (a header naming another is an error); None accepts any name.
+    `training`: a file to train on needs two groups of at least MIN_EXAMPLES_PER_GROUP (a held-out file does not).
     """
     text = _decode(raw, source) if isinstance(raw, bytes) else raw
     examples: list[Example] = []
@@ -123,7 +126,8 @@ def parse_examples(raw: bytes | str, source: str, groups: Collection[str] | None
         if earlier is None:
             seen[key] = example
             examples.append(example)
-    _check_counts(examples, headers, source)
+    if training:
+        _check_counts(examples, headers, source)
     return examples
 
 
