@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +18,11 @@ from switchboard.chat.signing import signed_headers, widget_token
 from switchboard.runtime.service import ServiceRuntime
 from switchboard.runtime.settings import ServiceSettings
 
-SECRETS = {"shop-a": "secret-a-0123456789", "shop-b": "secret-b-9876543210"}
+SECRETS = {
+    "shop-a": "secret-a-0123456789",
+    "shop-b": "secret-b-9876543210",
+    "tmall-flagship": "secret-t-1357924680",
+}
 
 
 @dataclass
@@ -37,6 +42,12 @@ class RunningChat:
         if token is None:
             token = widget_token(SECRETS[tenant].encode(), customer)
         return f"ws://127.0.0.1:{self.runtime.port}/chat/v1/ws?tenant={tenant}&customer={customer}&token={token}"
+
+    def claims_url(self, tenant: str, customer: str, claims: str, *, signed_claims: str | None = None) -> str:
+        """The widget URL of a customer whose token vouches for `claims` (or, forged, for `signed_claims`)."""
+        expires = int(time.time()) + 600
+        token = widget_token(SECRETS[tenant].encode(), customer, expires, signed_claims or claims)
+        return self.ws_url(tenant, customer, token) + f"&expires={expires}&claims={claims}"
 
 
 def chat_settings(settings: ServiceSettings, **overrides: Any) -> ChatSettings:

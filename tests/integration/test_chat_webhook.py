@@ -35,7 +35,10 @@ async def test_a_signed_message_is_taken_once_however_often_the_platform_redeliv
             "tb-msg-1",
             kind="order_card",
             order_id="3301",
-            order_status="refunding",
+            order_status="WAIT_BUYER_CONFIRM_GOODS",
+            refund_status="WAIT_SELLER_AGREE",
+            dispute_stage="claim_open",
+            category="apparel",
             text="退款怎么还没到？电话 139-1234-5678",
             display_name="淘宝用户",
             member_tier="88VIP",
@@ -57,7 +60,10 @@ async def test_a_signed_message_is_taken_once_however_often_the_platform_redeliv
     assert message.message_id == first.json()["message_id"]
     assert message.conversation_id == first.json()["conversation_id"]
     assert message.kind == MessageKind.MESSAGE_KIND_ORDER_CARD
-    assert (message.commerce.order_status, message.commerce.platform) == ("refunding", "taobao")
+    # Signed by the platform: its tier, order status (Taobao's codes normalised), dispute stage and category hold.
+    commerce = message.commerce
+    assert (commerce.order_status, commerce.platform, commerce.dispute_stage) == ("refunding", "taobao", "claim_open")
+    assert (commerce.category, commerce.facts_source, message.customer.tier_source) == ("apparel", "webhook", "webhook")
     assert message.text == "退款怎么还没到？电话 139****5678" and message.language == "zh"
     assert message.customer.member_tier == "88VIP" and message.chat.platform_event_id == "evt-1"
     second = records[1][1]

@@ -9,6 +9,7 @@ import time
 import pytest
 from websockets.exceptions import ConnectionClosed
 
+from switchboard.chat.facts import encode_claims
 from switchboard.chat.signing import widget_token
 from switchboard.contracts import Channel, DeadLetter, InboundMessage, MessageKind
 from switchboard.runtime.settings import ServiceSettings
@@ -50,12 +51,14 @@ async def test_every_message_kind_is_acked_once_on_the_topic_masked_and_with_its
         assert (m.tenant_id, m.channel, m.customer.customer_id) == ("shop-a", Channel.CHANNEL_CHAT, "buyer-1")
     assert first.text == "我的电话138****1234，什么时候发货？"
     assert first.customer.display_name == "小王 138****1234"
-    assert first.customer.member_tier == "88VIP"
+    # A tier the browser claims is no fact: only the shop's signed claims or the platform's webhook give one.
+    assert (first.customer.member_tier, first.customer.tier_source) == ("", "")
     assert (first.language, english.language) == ("zh", "en")
     assert image.kind == MessageKind.MESSAGE_KIND_IMAGE and image.attachments[0].url.endswith("/a.jpg")
     assert product.kind == MessageKind.MESSAGE_KIND_PRODUCT_CARD and product.commerce.sku == "SKU-10086"
     assert order.kind == MessageKind.MESSAGE_KIND_ORDER_CARD
-    assert (order.commerce.order_id, order.commerce.order_status) == ("202311110001", "shipped")
+    assert (order.commerce.order_id, order.commerce.order_status) == ("202311110001", "")
+    assert order.attributes["card_order_status"] == "shipped"
     assert emoji.kind == MessageKind.MESSAGE_KIND_EMOJI and emoji.text == "👍"
     for raw in (bytes(m.SerializeToString()) for m in messages if isinstance(m, InboundMessage)):
         assert b"13812341234" not in raw
@@ -91,13 +94,13 @@ async def test_bad_frames_get_an_error_and_a_masked_dead_letter_and_the_socket_s
         await ws.send("not json, call me 13812341234")
         await ws.send(json.dumps({"type": "message", "text": "no client id"}))
         await send_message(ws, "b1", kind="sticker", text="?")
-        await send_message(ws, "b2", kind="order_card", order_id="1")
+        await send_message(ws, "b2", kind="order_card", order_status="paid")
         await send_message(ws, "b3", text="x" * 101)
         await ws.send(json.dumps({"type": "message", "client_msg_id": "b4", "text": "y" * 3000}))
         errors = [await next_frame(ws, "error") for _ in range(6)]
         assert [e["code"] for e in errors] == ["invalid", "invalid", "invalid", "invalid", "too_large", "too_large"]
         assert [e["client_msg_id"] for e in errors][2:5] == ["b1", "b2", "b3"]
-        assert "order_status" in errors[3]["message"]
+        assert "order_id" in errors[3]["message"]
         await send_message(ws, "ok", text="still here")
         assert (await next_frame(ws, "ack"))["client_msg_id"] == "ok"
         letters = await read_topic(settings.kafka_bootstrap, topics.dlq, 6)
@@ -128,6 +131,42 @@ async def test_unknown_tenants_and_forged_tokens_are_closed_with_a_clear_code(se
                 with pytest.raises(ConnectionClosed) as closed:
                     await ws.recv()
                 assert closed.value.rcvd is not None and closed.value.rcvd.code == code
+
+
+async def test_the_claims_of_a_signed_token_are_the_records_facts_and_a_forged_claim_is_refused(
+    settings: ServiceSettings,
+) -> None:
+    topics = Topics(settings.topic_prefix)
+    claims = encode_claims({"member_tier": "88VIP", "order_id": "2408151234567890", "dispute_stage": "claim_open"})
+    async with running_chat(chat_settings(settings)) as chat:
+        async with connect(chat.claims_url("shop-a", "buyer-7", claims)) as ws:
+            await next_frame(ws, "hello")
+            # The browser's own tier is ignored: the token's stands.
+            await send_message(ws, "c1", text="退款的事怎么样了", member_tier="super_vip")
+            ack = await next_frame(ws, "ack")
+        forged = encode_claims({"member_tier": "super_vip"})
+        refused = [
+            # Claims the token was not signed for (the shop signed 88VIP, the browser sends super_vip).
+            (chat.claims_url("shop-a", "buyer-7", forged, signed_claims=claims), 4401),
+            # Claims added to a claim-less token.
+            (chat.ws_url("shop-a", "buyer-7") + f"&claims={forged}", 4401),
+            # Signed, but not claims at all.
+            (chat.claims_url("shop-a", "buyer-7", "bm90LWpzb24"), 4400),
+        ]
+        for url, code in refused:
+            async with connect(url) as ws:
+                with pytest.raises(ConnectionClosed) as closed:
+                    await ws.recv()
+                assert closed.value.rcvd is not None and closed.value.rcvd.code == code
+        [(_, record)] = await read_topic(settings.kafka_bootstrap, topics.inbound, 1)
+    assert isinstance(record, InboundMessage) and record.message_id == ack["message_id"]
+    assert (record.customer.member_tier, record.customer.tier_source) == ("88VIP", "widget_token")
+    commerce = record.commerce
+    assert (commerce.order_id, commerce.dispute_stage, commerce.facts_source) == (
+        "2408151234567890",
+        "claim_open",
+        "widget_token",
+    )
 
 
 async def test_a_flooding_customer_is_limited_and_closed_while_another_is_served_promptly(

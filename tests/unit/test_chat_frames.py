@@ -6,6 +6,7 @@ import pytest
 
 import switchboard.chat.frames
 import switchboard.intake.accept
+from switchboard.chat.facts import TrustedFacts
 from switchboard.chat.frames import (
     ChatInput,
     Limits,
@@ -48,11 +49,11 @@ def test_every_kind_with_its_fields_is_taken(fields: dict[str, object], kind: st
         ({"kind": "text", "text": "  "}, "invalid_field", "text"),
         ({"kind": "image", "image_url": "javascript:alert(1)"}, "invalid", "image_url"),
         ({"kind": "image", "image_url": "https://i.example/" + "a" * 40}, "invalid", "image_url"),
-        ({"kind": "order_card", "order_id": "1"}, "invalid_field", "order_status"),
+        ({"kind": "order_card", "order_status": "paid"}, "invalid_field", "order_id"),
         ({"text": "x" * 21}, "too_large", "20"),
         ({"text": 5}, "invalid_field", "text"),
         ({"text": "hi", "sent_at": "yesterday"}, "invalid_field", "sent_at"),
-        ({"text": "hi", "member_tier": "v" * 65}, "too_large", "member_tier"),
+        ({"text": "hi", "order_status": "v" * 65}, "too_large", "order_status"),
     ],
 )
 def test_bad_messages_are_refused_with_a_reason(fields: dict[str, object], error_type: str, says: str) -> None:
@@ -79,20 +80,25 @@ def test_the_record_carries_tenant_customer_commerce_and_masks_the_display_name(
         order_id="O-1",
         order_status="shipped",
         display_name="Li 13812341234",
-        member_tier="gold",
-        platform="tmall",
         image_url="https://i.example/a.png",
         sent_at_ms=1_700_000_000_123,
     )
-    record = to_inbound(msg, tenant_id="shop-a", customer_id="c-1", conversation_id="chat-1", connection_id="k")
+    facts = TrustedFacts("webhook", member_tier="gold", order_status="shipped", platform="tmall", category="shoes")
+    record = to_inbound(
+        msg, tenant_id="shop-a", customer_id="c-1", conversation_id="chat-1", connection_id="k", facts=facts
+    )
     assert (record.tenant_id, record.conversation_id, record.channel) == ("shop-a", "chat-1", Channel.CHANNEL_CHAT)
     assert record.kind == MessageKind.MESSAGE_KIND_ORDER_CARD
-    assert (record.commerce.order_id, record.commerce.order_status, record.commerce.platform) == (
+    commerce = record.commerce
+    assert (commerce.order_id, commerce.order_status, commerce.platform, commerce.category) == (
         "O-1",
         "shipped",
         "tmall",
+        "shoes",
     )
+    assert commerce.facts_source == "webhook" and "card_order_status" not in record.attributes
     assert record.customer.display_name == "Li 138****1234" and record.customer.member_tier == "gold"
+    assert record.customer.tier_source == "webhook"
     assert record.attachments[0].url == "https://i.example/a.png"
     assert record.sent_at.ToMilliseconds() == 1_700_000_000_123 and record.chat.connection_id == "k"
     emoji = to_inbound(ChatInput(kind="emoji", emoji="👍"), tenant_id="s", customer_id="c", conversation_id="v")
@@ -139,3 +145,43 @@ def test_a_chat_text_is_masked_once_by_the_shared_intake(monkeypatch: pytest.Mon
     Intake(None, None, Keys("t")).prepare(record, "ws:c-1:1")  # type: ignore[arg-type]
     assert record.text == "我的手机 138****1234，邮箱 l***@example.com"
     assert seen.count(text) == 1
+
+
+def test_a_browser_frame_states_no_facts_and_an_order_cards_status_is_for_display_only() -> None:
+    fields = {
+        "kind": "order_card",
+        "order_id": "O-9",
+        "order_status": "refunding",
+        "member_tier": "super_vip",
+        "platform": "tmall",
+        "dispute_stage": "platform_intervened",
+        "category": "luxury",
+    }
+    record = to_inbound(parse_message(fields, LIMITS), tenant_id="s", customer_id="c", conversation_id="v")
+    assert (record.customer.member_tier, record.customer.tier_source) == ("", "")
+    commerce = record.commerce
+    assert (commerce.order_status, commerce.dispute_stage, commerce.category, commerce.facts_source) == ("",) * 4
+    assert commerce.platform == "web" and commerce.order_id == "O-9"
+    assert record.attributes["card_order_status"] == "refunding"
+
+
+def test_signed_order_facts_apply_only_to_the_order_they_name() -> None:
+    claims = TrustedFacts("widget_token", member_tier="88VIP", order_id="O-1", order_status="refunding")
+    about_it = to_inbound(
+        ChatInput(kind="order_card", order_id="O-1"), tenant_id="s", customer_id="c", conversation_id="v", facts=claims
+    )
+    assert (about_it.commerce.order_status, about_it.commerce.facts_source) == ("refunding", "widget_token")
+    other = to_inbound(
+        ChatInput(kind="order_card", order_id="O-2", order_status="paid"),
+        tenant_id="s",
+        customer_id="c",
+        conversation_id="v",
+        facts=claims,
+    )
+    assert (other.commerce.order_id, other.commerce.order_status) == ("O-2", "")
+    assert other.attributes["card_order_status"] == "paid" and other.customer.member_tier == "88VIP"
+    text = to_inbound(
+        ChatInput(kind="text", text="在吗"), tenant_id="s", customer_id="c", conversation_id="v", facts=claims
+    )
+    assert (text.commerce.order_id, text.commerce.order_status) == ("O-1", "refunding")
+    assert text.customer.tier_source == "widget_token"

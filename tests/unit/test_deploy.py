@@ -725,6 +725,7 @@ def test_the_email_service_exposes_smtp_and_the_policies_let_it_in() -> None:
 DEV_CONFIG = K8S / "overlays" / "dev" / "config"
 COPIES = {
     **{DEV_CONFIG / "routing" / p.name: p for p in sorted((CONFIG / "routing").glob("*.yaml"))},
+    **{DEV_CONFIG / "routing" / p.name: p for p in sorted((CONFIG / "routing").glob("*.examples.txt"))},
     **{DEV_CONFIG / "desk" / p.name: p for p in sorted((CONFIG / "desk").glob("*.yaml"))},
     DEV_CONFIG / "agents" / "dev-agents.yaml": CONFIG / "agents" / "dev-agents.yaml",
     DEV_CONFIG / "phone" / "dev-numbers.yaml": CONFIG / "phone" / "dev-numbers.yaml",
@@ -747,7 +748,9 @@ def test_every_routing_config_is_in_the_dev_routing_config_map() -> None:
         g["name"]: g for g in load_yaml(K8S / "overlays" / "dev" / "kustomization.yaml")["configMapGenerator"]
     }
     files = {Path(entry).name for entry in generators["routing-config"]["files"]}
-    assert files == {p.name for p in (CONFIG / "routing").glob("*.yaml")}
+    # Each config and the labelled examples its classifier trains on (the held-out set under eval/ stays out).
+    wanted = [*(CONFIG / "routing").glob("*.yaml"), *(CONFIG / "routing").glob("*.examples.txt")]
+    assert files == {p.name for p in wanted}
 
 
 def test_dev_chat_tenants_are_config_chat_without_secrets_and_the_secrets_are_in_the_secret() -> None:

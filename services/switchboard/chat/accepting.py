@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from switchboard.chat.conversations import Conversations
+from switchboard.chat.facts import TrustedFacts
 from switchboard.chat.frames import ChatInput, to_inbound
 from switchboard.intake.accept import Intake, Outcome
 from switchboard.intake.pii import mask_pii
@@ -40,8 +41,10 @@ class ChatAccept:
         provider_id: str,
         connection_id: str = "",
         event_id: str = "",
+        facts: TrustedFacts | None = None,
     ) -> ChatAccepted:
-        """Accept one message; raises TransientError (BrokerUnavailable included) when the sender must retry."""
+        """Accept one message with the facts a signed source stated (webhook body, widget token claims); raises
+        TransientError (BrokerUnavailable included) when the sender must retry."""
         with redis_unavailable_as_transient():
             conversation_id = await self.conversations.current(tenant_id, customer_id)
         record = to_inbound(
@@ -51,6 +54,7 @@ class ChatAccept:
             conversation_id=conversation_id,
             connection_id=connection_id,
             event_id=event_id,
+            facts=facts,
         )
         accepted = await self.intake.accept(record, provider_id)
         return ChatAccepted(accepted.outcome == Outcome.DUPLICATE, accepted.message_id, conversation_id)

@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from switchboard.chat.facts import TrustedFacts
 from switchboard.contracts import (
     Attachment,
     Channel,
@@ -36,10 +37,15 @@ _REQUIRED = {
     "text": ("text",),
     "image": ("image_url",),
     "product_card": ("sku",),
-    "order_card": ("order_id", "order_status"),
+    "order_card": ("order_id",),
     "emoji": ("emoji",),
 }
-_OPTIONAL = ("text", "image_url", "sku", "order_id", "order_status", "emoji", "display_name", "member_tier", "platform")
+# What a message says. Facts about the customer or the order (member tier, order status, dispute stage, category,
+# platform) are not among them: they come from signed sources only (facts.py). A widget frame's `member_tier`,
+# `platform`, `dispute_stage` or `category` is ignored; an order card's `order_status` is kept for display only.
+_OPTIONAL = ("text", "image_url", "sku", "order_id", "order_status", "emoji", "display_name")
+# The attribute an order card's own (unverified) status is kept under, for the agent's eyes only.
+CARD_ORDER_STATUS = "card_order_status"
 _MAX_ID_CHARS = 128
 _MAX_SHORT_CHARS = 64
 
@@ -64,8 +70,6 @@ class ChatInput:
     order_status: str = ""
     emoji: str = ""
     display_name: str = ""
-    member_tier: str = ""
-    platform: str = ""
     sent_at_ms: int = 0
 
 
@@ -117,7 +121,7 @@ def _check_sizes(values: dict[str, str], limits: Limits) -> None:
     url = values["image_url"]
     if url and (len(url) > limits.max_url_chars or not url.startswith(("https://", "http://"))):
         raise InvalidRecord(f"`image_url` must be an http(s) URL of at most {limits.max_url_chars} characters")
-    for name in ("sku", "order_id", "order_status", "emoji", "display_name", "member_tier", "platform"):
+    for name in ("sku", "order_id", "order_status", "emoji", "display_name"):
         if len(values[name]) > _MAX_SHORT_CHARS:
             raise InvalidRecord(f"`{name}` is longer than {_MAX_SHORT_CHARS} characters", "too_large")
 
@@ -130,21 +134,27 @@ def to_inbound(
     conversation_id: str,
     connection_id: str = "",
     event_id: str = "",
+    facts: TrustedFacts | None = None,
 ) -> InboundMessage:
-    """The InboundMessage of a chat message (Intake.prepare fills ids, language and masks the text)."""
+    """The InboundMessage of a chat message (Intake.prepare fills ids, language and masks the text).
+
+    Tier, order status, dispute stage, category and platform come from `facts` (a signed source) only.
+    """
     text = msg.text or msg.emoji
     record = InboundMessage(
         tenant_id=tenant_id,
         conversation_id=conversation_id,
         channel=Channel.CHANNEL_CHAT,
-        customer=record_customer(tenant_id, customer_id, mask_pii(msg.display_name), msg.member_tier),
+        customer=record_customer(tenant_id, customer_id, mask_pii(msg.display_name), ""),
         kind=KINDS[msg.kind],
         text=text,
-        commerce=CommerceContext(
-            order_id=msg.order_id, order_status=msg.order_status, sku=msg.sku, platform=msg.platform or "web"
-        ),
+        commerce=CommerceContext(order_id=msg.order_id, sku=msg.sku, platform="web"),
         chat=ChatDetail(connection_id=connection_id, platform_event_id=event_id),
     )
+    if facts is not None:
+        _apply_facts(record, facts)
+    if msg.order_status and msg.order_status != record.commerce.order_status:
+        record.attributes[CARD_ORDER_STATUS] = msg.order_status
     if msg.image_url:
         record.attachments.append(Attachment(url=msg.image_url, content_type="image/*"))
     if msg.emoji:
@@ -152,6 +162,24 @@ def to_inbound(
     if msg.sent_at_ms:
         record.sent_at.FromMilliseconds(msg.sent_at_ms)
     return record
+
+
+def _apply_facts(record: InboundMessage, facts: TrustedFacts) -> None:
+    """Signed facts onto the record; the order's status and dispute stage only if they speak of its order."""
+    if facts.member_tier:
+        record.customer.member_tier = facts.member_tier
+        record.customer.tier_source = facts.source
+    commerce = record.commerce
+    if facts.platform:
+        commerce.platform = facts.platform
+    if not commerce.order_id:
+        commerce.order_id = facts.order_id
+    if facts.order_facts_apply_to(commerce.order_id):
+        commerce.order_status = facts.order_status
+        commerce.dispute_stage = facts.dispute_stage
+    commerce.category = facts.category
+    if commerce.order_status or commerce.dispute_stage or commerce.category:
+        commerce.facts_source = facts.source
 
 
 def record_customer(tenant_id: str, customer_id: str, display_name: str, member_tier: str) -> Customer:

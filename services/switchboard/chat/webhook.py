@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from switchboard.chat.accepting import ChatAccept
+from switchboard.chat.facts import facts_from_fields
 from switchboard.chat.frames import Limits, decode_json, parse_message, required_id
 from switchboard.chat.metrics import CHAT_MESSAGES
 from switchboard.chat.settings import ChatSettings, Tenant
@@ -118,6 +119,7 @@ class WebhookEndpoint:
                 customer_id=customer_id,
                 provider_id=provider_id,
                 event_id=event_id,
+                facts=fields["facts"],
             )
         except TransientError:
             await self._release(marker)
@@ -144,6 +146,8 @@ def _fields(raw: bytes, limits: Limits) -> dict[str, Any]:
             "customer_id": required_id(fields, "customer_id"),
             "message_id": required_id(fields, "message_id"),
             "message": parse_message(fields, limits),
+            # Signed by the tenant's secret: the body's tier, order status, dispute stage and category are facts.
+            "facts": facts_from_fields(fields, "webhook"),
         }
     except InvalidRecord as exc:
         raise Refusal(422, exc.error_type, exc.reason) from exc

@@ -1,4 +1,5 @@
-"""The customer websocket of the chat widget: `/chat/v1/ws?tenant=<shop>&customer=<id>&token=<hmac>`.
+"""The customer websocket of the chat widget: `/chat/v1/ws?tenant=<shop>&customer=<id>&token=<hmac>`
+(`&expires=<unix s>` and `&claims=<signed facts>` optional, docs/chat-widget.md).
 
 One reader per socket takes frames in order and awaits each message's broker ack before the next, which is what
 keeps a conversation's messages in order on the topic. Protocol: docs/chat-widget.md.
@@ -14,6 +15,7 @@ from redis.exceptions import RedisError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from switchboard.chat.accepting import ChatAccept
+from switchboard.chat.facts import TrustedFacts, decode_claims
 from switchboard.chat.frames import Limits, decode_json, error_frame, parse_message
 from switchboard.chat.limits import CustomerRate, TokenBucket
 from switchboard.chat.metrics import CHAT_MESSAGES, CHAT_SOCKETS
@@ -62,7 +64,7 @@ class WidgetEndpoint:
         who = await self._authenticate(ws)
         if who is None:
             return
-        tenant_id, customer_id = who
+        tenant_id, customer_id, facts = who
         if self.hub.held(tenant_id, customer_id) >= self.settings.chat_max_sockets_per_customer:
             await ws.close(CLOSE_POLICY, "too many sockets for this customer")
             return
@@ -81,7 +83,7 @@ class WidgetEndpoint:
             await self.hub.add(sock)
             sock.push({"type": "hello", "conversation_id": conversation_id, "connection_id": sock.connection_id})
             await self.hub.deliver_pending(tenant_id, customer_id)
-            await _Session(self, sock).run()
+            await _Session(self, sock, facts).run()
         except WebSocketDisconnect:
             pass
         finally:
@@ -112,7 +114,9 @@ class WidgetEndpoint:
             # Not marked: the customer keeps waiting, as they would in a shop without a patience window.
             log.warning("chat_departure_not_recorded", tenant_id=sock.tenant_id, error=repr(exc))
 
-    async def _authenticate(self, ws: WebSocket) -> tuple[str, str] | None:
+    async def _authenticate(self, ws: WebSocket) -> tuple[str, str, TrustedFacts | None] | None:
+        """Tenant, customer and the facts the token's claims vouch for (None without claims), or None when the
+        socket was closed (unknown tenant 4404, bad customer id or malformed claims 4400, bad token 4401)."""
         tenant_id = ws.query_params.get("tenant", "")
         customer_id = ws.query_params.get("customer", "")
         tenant = self.tenants.get(tenant_id)
@@ -122,25 +126,34 @@ class WidgetEndpoint:
         if not customer_id or len(customer_id) > 128 or "{" in customer_id or "}" in customer_id:
             await ws.close(CLOSE_BAD_REQUEST, "customer id missing or invalid")
             return None
-        if self.settings.chat_widget_auth and not self._token_ok(ws, tenant, customer_id):
+        if not self.settings.chat_widget_auth:
+            # Nothing is verified, so nothing is vouched for: claims count only under a checked signature.
+            return tenant_id, customer_id, None
+        claims = ws.query_params.get("claims", "")
+        if not self._token_ok(ws, tenant, customer_id, claims):
             await ws.close(CLOSE_UNAUTHORIZED, "bad or expired widget token")
             return None
-        return tenant_id, customer_id
+        try:
+            return tenant_id, customer_id, decode_claims(claims) if claims else None
+        except InvalidRecord as exc:
+            await ws.close(CLOSE_BAD_REQUEST, exc.reason[:120])
+            return None
 
-    def _token_ok(self, ws: WebSocket, tenant: Tenant, customer_id: str) -> bool:
+    def _token_ok(self, ws: WebSocket, tenant: Tenant, customer_id: str, claims: str) -> bool:
         expires = ws.query_params.get("expires", "")
         if not expires.isdigit() and (expires or self.settings.chat_widget_token_expiry_required):
             return False
         token = ws.query_params.get("token", "")
-        return verify_widget_token(tenant.secret, customer_id, token, int(expires or 0), time.time())
+        return verify_widget_token(tenant.secret, customer_id, token, int(expires or 0), time.time(), claims)
 
 
 class _Session:
     """The reading side of one socket: frames in order, limits, accept, ack."""
 
-    def __init__(self, endpoint: WidgetEndpoint, sock: CustomerSocket) -> None:
+    def __init__(self, endpoint: WidgetEndpoint, sock: CustomerSocket, facts: TrustedFacts | None) -> None:
         self.e = endpoint
         self.sock = sock
+        self.facts = facts
         s = endpoint.settings
         self.bucket = TokenBucket(s.chat_conn_rate_per_s, s.chat_conn_burst)
         self.strikes = 0
@@ -196,6 +209,7 @@ class _Session:
                 # is written to the topic, and a customer id may be a phone number.
                 provider_id=f"ws:{stable_id(sock.customer_id)}:{client_msg_id}",
                 connection_id=sock.connection_id,
+                facts=self.facts,
             )
         except TransientError:
             CHAT_MESSAGES.labels("widget", "retry_later").inc()

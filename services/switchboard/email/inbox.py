@@ -22,6 +22,7 @@ from switchboard.email.settings import EmailSettings
 from switchboard.email.tenants import TenantDirectory, normalise_address
 from switchboard.email.threads import Contact, ThreadBook, thread_root
 from switchboard.intake.accept import Intake, Outcome
+from switchboard.intake.customers import CustomerContact, CustomerTiers
 from switchboard.intake.ids import stable_id
 from switchboard.intake.language import detect_language
 from switchboard.intake.pii import mask_email, mask_pii
@@ -86,11 +87,19 @@ def _taken(accepted: list[str], duplicates: list[str], conversations: list[str])
 class EmailInbox:
     """Takes raw messages for the shops' addresses and writes them to the inbound topic, once each."""
 
-    def __init__(self, settings: EmailSettings, intake: Intake, book: ThreadBook, tenants: TenantDirectory) -> None:
+    def __init__(
+        self,
+        settings: EmailSettings,
+        intake: Intake,
+        book: ThreadBook,
+        tenants: TenantDirectory,
+        tiers: CustomerTiers | None = None,
+    ) -> None:
         self.settings = settings
         self.intake = intake
         self.book = book
         self.tenants = tenants
+        self.tiers = tiers
         self.limits = Limits(settings.max_attachment_bytes, settings.max_parts, settings.max_depth)
 
     async def receive(self, raw: bytes, recipients: list[str], envelope_sender: str | None, via: str) -> Verdict:
@@ -173,6 +182,7 @@ class EmailInbox:
         record = self._record(parsed, tenant_id, conversation_id, addresses)
         # The record and the acknowledgement mail (ack.py) speak of the same language.
         record.language = language
+        await self._tier(record, tenant_id, parsed.from_address)
         result = await self.intake.accept(record, provider_id)
         log.info(
             "email_accepted",
@@ -182,6 +192,13 @@ class EmailInbox:
             outcome=result.outcome.value,
         )
         return result.outcome, result.message_id, conversation_id
+
+    async def _tier(self, record: InboundMessage, tenant_id: str, address: str) -> None:
+        """The sender's member tier from the shop's customer lookup (or its static map); none when it fails."""
+        if self.tiers is None:
+            return
+        tier = await self.tiers.tier_of(tenant_id, CustomerContact("email", record.customer.customer_id, address))
+        record.customer.member_tier, record.customer.tier_source = tier.member_tier, tier.source
 
     def _record(
         self, parsed: ParsedEmail, tenant_id: str, conversation_id: str, addresses: list[str]

@@ -15,6 +15,7 @@ from switchboard.email.tenants import TenantDirectory
 from switchboard.email.threads import ThreadBook
 from switchboard.email.webhook import install_webhook
 from switchboard.intake.accept import Intake
+from switchboard.intake.customers import CustomerTiers
 from switchboard.runtime.consumer import BatchConsumer
 from switchboard.runtime.redis_client import redis_client
 from switchboard.runtime.service import ServiceRuntime
@@ -46,7 +47,9 @@ async def build_service(settings: EmailSettings) -> EmailService:
     keys = Keys(settings.key_prefix)
     book = ThreadBook(redis, keys, settings.thread_ttl_s)
     tenants = TenantDirectory(settings.tenant_addresses, settings.tenant_domains, settings.tenant_subdomain_of)
-    inbox = EmailInbox(settings, Intake(producer, redis, keys), book, tenants)
+    tiers = CustomerTiers(settings)
+    runtime.add_closer(tiers.close)
+    inbox = EmailInbox(settings, Intake(producer, redis, keys), book, tenants, tiers)
     install_webhook(runtime.app, inbox)
     smtp = SmtpServer(settings, inbox)
     await smtp.start()

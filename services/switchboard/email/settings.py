@@ -6,10 +6,10 @@ from typing import Literal
 
 from pydantic import Field
 
-from switchboard.runtime.settings import ServiceSettings
+from switchboard.intake.customers import CustomerLookupSettings
 
 
-class EmailSettings(ServiceSettings):
+class EmailSettings(CustomerLookupSettings):
     """Where the adapter listens, which tenant a recipient belongs to, how replies leave, and the input limits."""
 
     service_name: str = "email"

@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from switchboard.contracts import DeskEvent, DeskEventType
 from switchboard.intake.accept import Intake, Outcome
+from switchboard.intake.customers import CustomerContact, CustomerTiers
 from switchboard.intake.pii import mask_phone_number
 from switchboard.phone.calls import FIRST_SEQ, CallStore
 from switchboard.phone.directory import PhoneDirectory
@@ -71,8 +72,10 @@ class PhoneAdapter:
         redis: Redis,
         keys: Keys,
         customer_id_key: bytes = b"",
+        tiers: CustomerTiers | None = None,
     ) -> None:
         self.intake = intake
+        self.tiers = tiers
         self.customer_id_key = customer_id_key
         self.calls = calls
         self.directory = directory
@@ -115,13 +118,22 @@ class PhoneAdapter:
                         403,
                     )
                 language = self.directory.language_of(item.dialled_number)
-                calls[item.call_id] = new_call(tenant_id, item, language, self.customer_id_key)
+                call = new_call(tenant_id, item, language, self.customer_id_key)
+                calls[item.call_id] = await self._with_tier(tenant_id, item, call)
         for call_id in {item.call_id for item in items} - calls.keys():
             state = await self.calls.get(tenant_id, call_id)
             if state is None:
                 raise PhoneInputError(f"unknown call {call_id}: send call.started first", "unknown_call", 404)
             calls[call_id] = state
         return calls
+
+    async def _with_tier(self, tenant_id: str, started: CallStarted, call: CallState) -> CallState:
+        """The caller's member tier from the shop's customer lookup, asked once per call (a withheld number has
+        none); every record of the call carries it."""
+        if self.tiers is None or not re.search(r"\d", started.caller):
+            return call
+        tier = await self.tiers.tier_of(tenant_id, CustomerContact("phone", call.customer_id, started.caller))
+        return replace(call, member_tier=tier.member_tier, tier_source=tier.source)
 
     async def _event(self, tenant_id: str, call: CallState, item: PhoneItem) -> ItemResult:
         if isinstance(item, CallStarted):

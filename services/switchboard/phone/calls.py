@@ -1,8 +1,8 @@
 """Call state in Redis (`keys.phone_call`): written at call start, read by every later item of the call.
 
-Fields: conversation_id, customer_id, caller_masked, dialled_number, language, ivr_choice, state
-(started / answered / ended), next_seq (the lowest final segment seq not yet written). The caller's number is
-stored masked only.
+Fields: conversation_id, customer_id, caller_masked, dialled_number, language, ivr_choice, member_tier and
+tier_source (the caller's, looked up at call start), state (started / answered / ended), next_seq (the lowest
+final segment seq not yet written). The caller's number is stored masked only.
 """
 
 from __future__ import annotations
@@ -78,6 +78,8 @@ class CallStore:
             dialled_number=text.get("dialled_number", ""),
             language=text.get("language", ""),
             ivr_choice=text.get("ivr_choice", ""),
+            member_tier=text.get("member_tier", ""),
+            tier_source=text.get("tier_source", ""),
         )
         self._remember(tenant_id, call_id, call)
         return call

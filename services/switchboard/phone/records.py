@@ -44,6 +44,9 @@ class CallState:
     dialled_number: str
     language: str
     ivr_choice: str = ""
+    # From the shop's customer lookup at call start (intake/customers.py); "" when there is none.
+    member_tier: str = ""
+    tier_source: str = ""
 
 
 def conversation_id(tenant_id: str, call_id: str) -> str:
@@ -145,6 +148,8 @@ def _base(tenant_id: str, call: CallState, kind: int, at_ms: int | None) -> Inbo
     )
     message.customer.customer_id = call.customer_id
     message.customer.contact_masked = call.caller_masked
+    message.customer.member_tier = call.member_tier
+    message.customer.tier_source = call.tier_source
     sent = _timestamp(at_ms)
     if sent is not None:
         message.sent_at.CopyFrom(sent)

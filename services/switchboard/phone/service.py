@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from switchboard.intake.accept import Intake
+from switchboard.intake.customers import CustomerTiers
 from switchboard.phone.adapter import PhoneAdapter
 from switchboard.phone.announce import Announcer
 from switchboard.phone.calls import CallStore
@@ -39,6 +40,8 @@ def build_adapter(settings: PhoneSettings, producer: RecordProducer, runtime: Se
     keys = Keys(settings.key_prefix)
     directory = load_directory(settings)
     runtime.add_ready_check("phone_directory", lambda: bool(directory.tenant_by_key_hash))
+    tiers = CustomerTiers(settings)
+    runtime.add_closer(tiers.close)
     adapter = PhoneAdapter(
         intake=Intake(producer, redis, keys),
         calls=CallStore(redis, keys, settings.phone_call_ttl_s),
@@ -47,6 +50,7 @@ def build_adapter(settings: PhoneSettings, producer: RecordProducer, runtime: Se
         redis=redis,
         keys=keys,
         customer_id_key=settings.phone_customer_id_key.encode(),
+        tiers=tiers,
     )
     if not settings.phone_customer_id_key:
         log.warning("phone_customer_id_key_unset", hint="set SB_PHONE_CUSTOMER_ID_KEY in production")

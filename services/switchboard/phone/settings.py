@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from switchboard.runtime.settings import ServiceSettings
+from switchboard.intake.customers import CustomerLookupSettings
 
 # The dev directory is found relative to the repository root, so `switchboard up` needs no config.
 DEV_DIRECTORY = Path(__file__).resolve().parents[3] / "config" / "phone" / "dev-numbers.yaml"
 
 
-class PhoneSettings(ServiceSettings):
+class PhoneSettings(CustomerLookupSettings):
     """What the phone adapter reads from its environment."""
 
     service_name: str = "phone"

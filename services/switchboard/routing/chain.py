@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 
 from switchboard.routing.config import CHANNELS, Capacity, OverflowRing, SkillGroup, TenantRouting
 from switchboard.routing.scoring import estimated_wait_s, service_level
+from switchboard.routing.skills import parse_languages, parse_proficiency
 
 
 @dataclass
@@ -34,6 +35,10 @@ class AgentView:
     missed_offers: int = 0
     # Removed by an operator or a roster prune (presence): no agent any more, whatever the grace period.
     removed: bool = False
+    # Level (1-5) per group where the roster or an operator gave one; others count as skills.DEFAULT_LEVEL.
+    proficiency: dict[str, int] = field(default_factory=dict)
+    # ISO 639-1 codes the agent speaks; none: the languages of the group it serves in.
+    languages: frozenset[str] = frozenset()
 
     @classmethod
     def from_hash(cls, agent_id: str, fields: Mapping[bytes, bytes]) -> AgentView:
@@ -61,6 +66,8 @@ class AgentView:
             presence_version=text("presence_version"),
             missed_offers=int(number("missed_offers")),
             removed=text("removed") == "1",
+            proficiency=parse_proficiency(text("proficiency")),
+            languages=parse_languages(text("languages")),
         )
 
     def capacity(self, channel: str) -> int:

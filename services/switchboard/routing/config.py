@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import string
 from collections.abc import Mapping
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal
 
@@ -62,6 +63,14 @@ class OfferPolicy(_Model):
     reoffer_after_s: float = Field(default=5.0, ge=0)
 
 
+class SkillLevel(_Model):
+    """A bullseye ring of a group: from `after_s` of waiting, agents of at least `min_level` may take a
+    conversation (routing/skills.py)."""
+
+    min_level: int = Field(ge=1, le=5)
+    after_s: float = Field(default=0.0, ge=0)
+
+
 class SkillGroup(_Model):
     """A skill group (售前, 售后, 物流 …): the agents who serve it come from presence (`groups`)."""
 
@@ -76,6 +85,36 @@ class SkillGroup(_Model):
     avg_handle_s: float = Field(default=300.0, gt=0)
     # Response-time target (customer message -> the agent's next reply) of this group; None: the tenant's.
     response_target_s: float | None = Field(default=None, gt=0, le=MAX_RESPONSE_TARGET_S)
+    # Bullseye rings: the minimum proficiency level in force after each wait; they only relax (routing/skills.py).
+    skill_levels: list[SkillLevel] = Field(default_factory=list)
+    # A conversation in one of `languages` goes only to agents who speak it until it waited this long; given here
+    # (a number, or null for never) it overrides the tenant's `skills.language_relax_after_s`.
+    language_relax_after_s: float | None = Field(default=None, ge=0)
+
+    @field_validator("languages")
+    @classmethod
+    def _language_codes(cls, value: list[str]) -> list[str]:
+        for code in value:
+            if not re.fullmatch(r"[a-z]{2,3}", code):
+                raise ValueError(f"language {code!r} is not an ISO 639-1 code in lower case (zh, en, ja ...)")
+        return value
+
+    @field_validator("skill_levels")
+    @classmethod
+    def _rings_relax(cls, value: list[SkillLevel]) -> list[SkillLevel]:
+        # Rings that only relax keep an agent eligible once eligible while the conversation waits, which is what
+        # lets the sweep's drain be the one place a relaxed ring is acted on.
+        if value and value[0].after_s != 0:
+            raise ValueError("the first skill level ring applies from the start: after_s 0 (or left out)")
+        for before, ring in pairwise(value):
+            if ring.after_s <= before.after_s:
+                raise ValueError("skill level rings must be in order of after_s, each later than the one before")
+            if ring.min_level > before.min_level:
+                raise ValueError(
+                    f"skill level rings only relax: min_level {ring.min_level} after {ring.after_s:g}s is above "
+                    f"{before.min_level}"
+                )
+        return value
 
 
 class Match(_Model):
@@ -267,6 +306,17 @@ class ClassifierPolicy(_Model):
     threshold: float = Field(default=0.35, ge=0, le=1)
 
 
+class SkillsPolicy(_Model):
+    """Tenant-wide skills settings (routing/skills.py): how much proficiency weighs against load in the least-loaded
+    order, and when a conversation's language stops being required of its agent in groups without their own."""
+
+    # The least-loaded heap orders by load - weight * (level - 1) / 4: 0 is pure least-loaded; 0.25 lets a level-5
+    # agent go first over a level-1 agent up to a quarter more loaded.
+    proficiency_weight: float = Field(default=0.0, ge=0, le=1)
+    # None: never (a conversation in a group's language waits for an agent who speaks it).
+    language_relax_after_s: float | None = Field(default=None, ge=0)
+
+
 class TenantRouting(_Model):
     """The whole routing config of one tenant."""
 
@@ -291,6 +341,8 @@ class TenantRouting(_Model):
     # The intent classifier trained from the examples file (routing/intent.py), attached by the router's loader;
     # None when the config has none. Kept by model_copy, so the surge-effective copy classifies the same way.
     _intent: Any = PrivateAttr(default=None)
+    # Proficiency weight and the language relax default (routing/skills.py).
+    skills: SkillsPolicy = SkillsPolicy()
 
     @model_validator(mode="after")
     def _references(self) -> TenantRouting:

@@ -1,17 +1,20 @@
-"""The order-lookup interface over an OrderBook (docs/order-lookup.md), and a server to run it in-process."""
+"""The order-lookup interface (docs/order-lookup.md) and the customer-lookup interface (docs/customer-lookup.md)
+over an OrderBook, and a server to run them in-process."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Annotated
+from typing import Annotated, Any
 
 import uvicorn
-from fastapi import FastAPI, Query
+from fastapi import Body, FastAPI, Query
 from fastapi.responses import JSONResponse
 
+from switchboard.intake.customers import ContactKind
 from switchboard_tools.orders.store import Order, OrderBook
 
+_CONTACT_KINDS: dict[str, ContactKind] = {"email": "email", "phone": "phone"}
 # Every lookup is scoped to one shop: another shop's order is "not found".
 TenantId = Annotated[str, Query(min_length=1, max_length=128)]
 
@@ -23,7 +26,8 @@ def _found(order: Order | None) -> JSONResponse:
 
 
 def order_app(book: OrderBook, latency_s: float = 0.0) -> FastAPI:
-    """The interface: an order by id, a customer's latest order (both scoped to `tenant_id`), /healthz, /readyz.
+    """The interfaces: an order by id, a customer's latest order, a customer's tier by contact (all scoped to
+    `tenant_id`), /healthz, /readyz.
 
     `latency_s`: every lookup answers after this long (load tests model a slow order system with it).
     """
@@ -40,6 +44,20 @@ def order_app(book: OrderBook, latency_s: float = 0.0) -> FastAPI:
         if latency_s:
             await asyncio.sleep(latency_s)
         return _found(book.latest(tenant_id, customer_id))
+
+    @app.post("/v1/customers/lookup")
+    async def customer_lookup(tenant_id: TenantId, body: Annotated[dict[str, Any], Body()]) -> JSONResponse:
+        if latency_s:
+            await asyncio.sleep(latency_s)
+        if body.get("tenant_id", tenant_id) != tenant_id:
+            return JSONResponse({"error": "tenant_mismatch"}, status_code=422)
+        kind = _CONTACT_KINDS.get(str(body.get("channel", "")))
+        if kind is None:
+            return JSONResponse({"error": "channel must be email or phone"}, status_code=422)
+        customer = book.customer(tenant_id, kind, str(body.get(kind, "")))
+        if customer is None:
+            return JSONResponse({"error": "not_found"}, status_code=404)
+        return JSONResponse({"member_tier": customer.member_tier})
 
     @app.get("/healthz")
     @app.get("/readyz")

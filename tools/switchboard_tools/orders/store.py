@@ -1,14 +1,19 @@
-"""Orders from a YAML or JSON file: `{"orders": [{tenant_id, order_id, customer_id, status, ...}, ...]}`."""
+"""Orders and customers from a YAML or JSON file: `{"orders": [{tenant_id, order_id, customer_id, status, ...}],
+"customers": [{tenant_id, email, phone, member_tier}]}` (customers optional)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from switchboard.intake.customers import ContactKind, contact_key
+
+_M = TypeVar("_M", bound=BaseModel)
 
 STATUSES = (
     "unpaid",
@@ -42,6 +47,18 @@ class Order(BaseModel):
     placed_at: str = ""
 
 
+class Customer(BaseModel):
+    """A shop's customer as the customer lookup knows them (docs/customer-lookup.md): contacts and tier."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tenant_id: str = Field(min_length=1)
+    email: str = ""
+    phone: str = ""
+    # "" for a known customer without membership.
+    member_tier: str = ""
+
+
 class OrderFileError(ValueError):
     """The order file cannot be read; the message names the file and the entry."""
 
@@ -49,9 +66,16 @@ class OrderFileError(ValueError):
 class OrderBook:
     """Orders by (tenant, order id) and each customer's latest order."""
 
-    def __init__(self, orders: Iterable[Order]) -> None:
+    def __init__(self, orders: Iterable[Order], customers: Iterable[Customer] = ()) -> None:
         self._by_id: dict[tuple[str, str], Order] = {}
         self._latest: dict[tuple[str, str], Order] = {}
+        # (tenant, "email"|"phone", contact as the lookup sends it) -> customer
+        self._customers: dict[tuple[str, str, str], Customer] = {}
+        for customer in customers:
+            if customer.email:
+                self._customers[(customer.tenant_id, "email", contact_key("email", customer.email))] = customer
+            if customer.phone:
+                self._customers[(customer.tenant_id, "phone", contact_key("phone", customer.phone))] = customer
         for order in orders:
             self._by_id[(order.tenant_id, order.order_id)] = order
             if order.customer_id:
@@ -71,21 +95,32 @@ class OrderBook:
         """The customer's most recently placed order with the tenant."""
         return self._latest.get((tenant_id, customer_id))
 
+    def customer(self, tenant_id: str, kind: ContactKind, contact: str) -> Customer | None:
+        """The tenant's customer with this e-mail address or phone number (another tenant's is not found)."""
+        return self._customers.get((tenant_id, kind, contact_key(kind, contact))) if contact else None
+
 
 def parse_orders(data: Any, source: str) -> OrderBook:
-    """Validate the file's content (a mapping with `orders`, or a list of orders)."""
+    """Validate the file's content (a mapping with `orders` and optionally `customers`, or a list of orders)."""
     rows = data.get("orders") if isinstance(data, dict) else data
     if not isinstance(rows, list):
         raise OrderFileError(f"{source}: expected a list of orders under `orders`")
-    orders = []
+    customers = (data.get("customers") or []) if isinstance(data, dict) else []
+    if not isinstance(customers, list):
+        raise OrderFileError(f"{source}: expected a list of customers under `customers`")
+    return OrderBook(_entries(Order, rows, "orders", source), _entries(Customer, customers, "customers", source))
+
+
+def _entries(model: type[_M], rows: list[Any], section: str, source: str) -> list[_M]:
+    entries = []
     for i, row in enumerate(rows):
         try:
-            orders.append(Order.model_validate(row))
+            entries.append(model.model_validate(row))
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "(entry)"
-            raise OrderFileError(f"{source}: orders.{i}.{where}: {first['msg']}") from exc
-    return OrderBook(orders)
+            raise OrderFileError(f"{source}: {section}.{i}.{where}: {first['msg']}") from exc
+    return entries
 
 
 def load_orders(path: Path) -> OrderBook:

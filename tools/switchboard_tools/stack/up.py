@@ -102,8 +102,9 @@ def infrastructure(run_dir: Path) -> Iterator[Infrastructure]:
 
 
 def start_order_service(run_dir: Path, orders_file: Path | None = None) -> RunningService:
-    """switchboard's own order service (docs/order-lookup.md) over the dev shops' sample orders, or `orders_file`
-    (`SB_ORDERS_FILE`): the shops' order system for the bot's lookups in the local stack and the load test."""
+    """switchboard's own order service (docs/order-lookup.md, docs/customer-lookup.md) over the dev shops' sample
+    orders and customers, or `orders_file` (`SB_ORDERS_FILE`): the shops' order system for the bot's lookups and
+    their customer system for the adapters' tier lookups, in the local stack and the load test."""
     port = free_port()
     env = {**os.environ, "SB_HTTP_PORT": str(port)}
     if orders_file is not None:
@@ -211,6 +212,9 @@ def up(run_dir: Path | None = None, ready_timeout: float = 90.0) -> int:
             if not os.environ.get("SB_ORDER_LOOKUP_URL"):
                 services.append(start_order_service(run_dir))
                 extra["SB_ORDER_LOOKUP_URL"] = f"http://127.0.0.1:{services[-1].port}"
+                # The same dev service answers the e-mail and phone adapters' customer (tier) lookups.
+                if not os.environ.get("SB_CUSTOMER_LOOKUP_URL"):
+                    extra["SB_CUSTOMER_LOOKUP_URL"] = extra["SB_ORDER_LOOKUP_URL"]
             services += start_services(names, bootstrap, redis_url, run_dir, supervisors, extra)
             wait_ready(services, ready_timeout)
             write_endpoints(run_dir, infra, services)

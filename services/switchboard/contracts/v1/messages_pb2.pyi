@@ -263,6 +263,7 @@ class Customer(_message.Message):
     DISPLAY_NAME_FIELD_NUMBER: _builtins.int
     MEMBER_TIER_FIELD_NUMBER: _builtins.int
     CONTACT_MASKED_FIELD_NUMBER: _builtins.int
+    TIER_SOURCE_FIELD_NUMBER: _builtins.int
     customer_id: _builtins.str
     """stable per tenant: platform buyer id, e-mail address hash, or caller number hash"""
     display_name: _builtins.str
@@ -270,6 +271,11 @@ class Customer(_message.Message):
     """e.g. "88VIP", "gold"; empty when the platform sends none"""
     contact_masked: _builtins.str
     """masked e-mail address or phone number, for display only"""
+    tier_source: _builtins.str
+    """Where member_tier came from, all sources the shop controls (docs/customer-lookup.md): "webhook" (the signed
+    platform webhook), "widget_token" (a claim in the widget token the shop's backend signed), "lookup" (the
+    shop's customer lookup), "config" (the static per-tenant map); "" when there is no tier.
+    """
     def __init__(
         self,
         *,
@@ -277,10 +283,11 @@ class Customer(_message.Message):
         display_name: _builtins.str = ...,
         member_tier: _builtins.str = ...,
         contact_masked: _builtins.str = ...,
+        tier_source: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["contact_masked", b"contact_masked", "customer_id", b"customer_id", "display_name", b"display_name", "member_tier", b"member_tier"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contact_masked", b"contact_masked", "customer_id", b"customer_id", "display_name", b"display_name", "member_tier", b"member_tier", "tier_source", b"tier_source"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -331,6 +338,7 @@ class CommerceContext(_message.Message):
     CATEGORY_FIELD_NUMBER: _builtins.int
     PLATFORM_FIELD_NUMBER: _builtins.int
     DISPUTE_STAGE_FIELD_NUMBER: _builtins.int
+    FACTS_SOURCE_FIELD_NUMBER: _builtins.int
     order_id: _builtins.str
     order_status: _builtins.str
     """e.g. "unpaid", "paid", "shipped", "delivered", "refunding", "disputed" """
@@ -340,6 +348,10 @@ class CommerceContext(_message.Message):
     """e.g. "tmall", "taobao", "pinduoduo", "web" """
     dispute_stage: _builtins.str
     """e.g. "", "claim_open", "platform_intervened" """
+    facts_source: _builtins.str
+    """Where order_status, dispute_stage and category came from: "webhook" or "widget_token" (signed by the shop or
+    its platform); "" when the record carries none of them (a browser's own fields are never used for them).
+    """
     def __init__(
         self,
         *,
@@ -349,10 +361,11 @@ class CommerceContext(_message.Message):
         category: _builtins.str = ...,
         platform: _builtins.str = ...,
         dispute_stage: _builtins.str = ...,
+        facts_source: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "dispute_stage", b"dispute_stage", "order_id", b"order_id", "order_status", b"order_status", "platform", b"platform", "sku", b"sku"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "dispute_stage", b"dispute_stage", "facts_source", b"facts_source", "order_id", b"order_id", "order_status", b"order_status", "platform", b"platform", "sku", b"sku"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -679,6 +692,9 @@ class RoutingEvent(_message.Message):
     CLASSIFIED_BY_FIELD_NUMBER: _builtins.int
     CONFIDENCE_FIELD_NUMBER: _builtins.int
     CLASSIFIED_RULE_FIELD_NUMBER: _builtins.int
+    MIN_LEVEL_FIELD_NUMBER: _builtins.int
+    LANGUAGE_RELAXED_FIELD_NUMBER: _builtins.int
+    LANGUAGE_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     tenant_id: _builtins.str
     conversation_id: _builtins.str
@@ -722,6 +738,12 @@ class RoutingEvent(_message.Message):
     """the intent classifier's probability for its group (classifier, low_confidence)"""
     classified_rule: _builtins.str
     """the rule that classified it ("classifier", "default" when none did)"""
+    min_level: _builtins.int
+    """the proficiency level the group required then (bullseye ring; 0 or 1: none)"""
+    language_relaxed: _builtins.bool
+    """the conversation waited past its group's language relax time"""
+    language: _builtins.str
+    """the conversation's language (ISO 639-1; "" when unknown)"""
     @_builtins.property
     def at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -773,10 +795,13 @@ class RoutingEvent(_message.Message):
         classified_by: _builtins.str = ...,
         confidence: _builtins.float = ...,
         classified_rule: _builtins.str = ...,
+        min_level: _builtins.int = ...,
+        language_relaxed: _builtins.bool = ...,
+        language: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "enqueued_at", b"enqueued_at", "offer_deadline", b"offer_deadline"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "at", b"at", "bot_template", b"bot_template", "candidates", b"candidates", "channel", b"channel", "classified_by", b"classified_by", "classified_rule", b"classified_rule", "confidence", b"confidence", "conversation_id", b"conversation_id", "decline_reason", b"decline_reason", "enqueued_at", b"enqueued_at", "epoch", b"epoch", "event_id", b"event_id", "first_response", b"first_response", "lookup", b"lookup", "message_id", b"message_id", "offer_deadline", b"offer_deadline", "previous_agent_id", b"previous_agent_id", "priority", b"priority", "queue_position", b"queue_position", "reasons", b"reasons", "response_ms", b"response_ms", "response_target_s", b"response_target_s", "router_instance", b"router_instance", "rule_matched", b"rule_matched", "score", b"score", "skill_group", b"skill_group", "surge_profile", b"surge_profile", "tenant_id", b"tenant_id", "transfer_to_agent", b"transfer_to_agent", "transfer_to_group", b"transfer_to_group", "type", b"type", "wait_ms", b"wait_ms", "wrap_up_code", b"wrap_up_code"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "at", b"at", "bot_template", b"bot_template", "candidates", b"candidates", "channel", b"channel", "classified_by", b"classified_by", "classified_rule", b"classified_rule", "confidence", b"confidence", "conversation_id", b"conversation_id", "decline_reason", b"decline_reason", "enqueued_at", b"enqueued_at", "epoch", b"epoch", "event_id", b"event_id", "first_response", b"first_response", "language", b"language", "language_relaxed", b"language_relaxed", "lookup", b"lookup", "message_id", b"message_id", "min_level", b"min_level", "offer_deadline", b"offer_deadline", "previous_agent_id", b"previous_agent_id", "priority", b"priority", "queue_position", b"queue_position", "reasons", b"reasons", "response_ms", b"response_ms", "response_target_s", b"response_target_s", "router_instance", b"router_instance", "rule_matched", b"rule_matched", "score", b"score", "skill_group", b"skill_group", "surge_profile", b"surge_profile", "tenant_id", b"tenant_id", "transfer_to_agent", b"transfer_to_agent", "transfer_to_group", b"transfer_to_group", "type", b"type", "wait_ms", b"wait_ms", "wrap_up_code", b"wrap_up_code"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

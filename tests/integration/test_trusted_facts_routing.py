@@ -1,0 +1,82 @@
+"""Facts routing trusts, end to end: the chat adapter and the real router on real Kafka and Redis.
+
+A browser that claims `super_vip` in its frames gets no tier boost; the shop's signed widget token gets its tier's
+boost; the platform's signed webhook with a dispute stage makes the example shop's `dispute-open` rule fire.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from switchboard.chat.facts import encode_claims
+from switchboard.contracts import RoutingEvent, RoutingEventType
+from switchboard.runtime.settings import ServiceSettings
+from switchboard.runtime.topics import Topics
+from tests.helpers import eventually
+from tests.integration.chat_service import chat_settings, connect, next_frame, running_chat, send_message, signed
+from tests.integration.email_support import read_all
+from tests.integration.router_procs import start_router, stop_router
+
+pytestmark = pytest.mark.broker
+
+SHOP = "tmall-flagship"
+
+
+async def decisions(settings: ServiceSettings, conversations: set[str]) -> dict[str, RoutingEvent]:
+    """The router's first decision for each of the conversations, once it made one for every one of them."""
+    found: dict[str, RoutingEvent] = {}
+
+    async def all_decided() -> bool:
+        for _, event in await read_all(settings.kafka_bootstrap, Topics(settings.topic_prefix).routing):
+            if isinstance(event, RoutingEvent) and event.conversation_id in conversations:
+                found.setdefault(event.conversation_id, event)
+        return set(found) == conversations
+
+    await eventually(all_decided, 60, "the router's decisions")
+    return found
+
+
+async def widget_message(url: str, text: str, **fields: str) -> str:
+    """Send one message over a widget socket; the conversation it went to."""
+    async with connect(url) as ws:
+        await next_frame(ws, "hello")
+        await send_message(ws, "m1", text=text, **fields)
+        return str((await next_frame(ws, "ack"))["conversation_id"])
+
+
+async def test_only_signed_facts_move_a_conversations_group_and_priority(
+    settings: ServiceSettings, tmp_path: Path
+) -> None:
+    router, _ = await start_router(settings, tmp_path, "router-facts")
+    try:
+        async with running_chat(chat_settings(settings)) as chat:
+            browser = await widget_message(chat.ws_url(SHOP, "buyer-b"), "这件有M码吗", member_tier="super_vip")
+            claims = encode_claims({"member_tier": "88VIP"})
+            vip = await widget_message(chat.claims_url(SHOP, "buyer-v", claims), "这件有M码吗")
+            body = {
+                "event_id": "evt-d",
+                "message_id": "tb-d",
+                "customer_id": "tb-buyer-d",
+                "text": "你好",
+                "platform": "tmall",
+                "dispute_stage": "platform_intervened",
+            }
+            raw, headers = signed(SHOP, body, int(time.time()))
+            async with httpx.AsyncClient(base_url=chat.base) as http:
+                answer = await http.post(f"/chat/v1/webhook/{SHOP}", content=raw, headers=headers)
+            assert answer.status_code == 200
+            disputed = str(answer.json()["conversation_id"])
+            found = await decisions(settings, {browser, vip, disputed})
+    finally:
+        await stop_router(router)
+    assert all(e.type == RoutingEventType.ROUTING_EVENT_QUEUED for e in found.values()), "nobody is on shift"
+    assert not [r for r in found[browser].reasons if r.startswith("tier:")], found[browser].reasons
+    assert "tier:88VIP+20" in found[vip].reasons
+    assert found[vip].priority - found[browser].priority == 20
+    dispute = found[disputed]
+    assert (dispute.rule_matched, dispute.skill_group) == ("dispute-open", "complaints")
+    assert "dispute:platform_intervened+40" in dispute.reasons
