@@ -405,3 +405,58 @@ async def test_an_agent_written_while_a_profile_switches_serves_what_the_profile
     await presence.store.update_profile("shop-a", "tmp-r", groups=["orders", "logistics"])
     assert await groups_of(presence, "tmp-r") == (["orders", "logistics"], ["orders", "logistics"])
     assert await presence.store.group_members("shop-a", "general") == []
+
+
+async def test_levels_and_languages_patched_live_reach_hash_record_and_audit(
+    presence: Presence, settings: ServiceSettings
+) -> None:
+    key = presence.store.keys.agent("shop-a", "a-lina")
+    assert await presence.store.redis.hget(key, "proficiency") == b"orders:4,presales:5"  # from the roster
+    resp = await presence.http.patch(
+        f"{A}/agents/a-lina", json={"proficiency": {"presales": 3, "orders": 5}, "languages": ["zh", "ja"]},
+        headers=auth(OPS_A),
+    )  # fmt: skip
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["proficiency"] == {"orders": 5, "presales": 3}
+    assert resp.json()["languages"] == ["zh", "ja"]
+    assert await presence.store.redis.hget(key, "proficiency") == b"orders:5,presales:3"
+
+    found = await read_topic(settings.kafka_bootstrap, settings.topic_prefix + "sb.presence.v1", 8 + 1)
+    record = [m for k, m in found if k == "shop-a/a-lina" and isinstance(m, AgentPresence)][-1]
+    assert dict(record.proficiency) == {"orders": 5, "presales": 3}
+    assert list(record.languages) == ["zh", "ja"]
+
+    # leaving a group drops its level; the view lists what is left
+    resp = await presence.http.patch(f"{A}/agents/a-lina", json={"groups": ["presales"]}, headers=auth(OPS_A))
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["proficiency"] == {"presales": 3}
+    audit = (await presence.http.get(f"{A}/audit", headers=auth(OPS_A))).json()
+    assert audit[0]["action"] == "update_agent"
+    assert audit[0]["params"] == {"agent_id": "a-lina", "groups": ["presales"], "proficiency": {"presales": 3}}
+    assert audit[1]["params"]["proficiency"] == {"presales": 3, "orders": 5}
+
+    for body in [
+        {"proficiency": {"presales": 6}},
+        {"proficiency": {"presales": 0}},
+        {"proficiency": {"presales": "5"}},
+        {"proficiency": {"orders": 4}},  # no longer one of her groups
+        {"groups": ["logistics"], "proficiency": {"presales": 4}},
+        {"languages": ["cn"]},
+        {"languages": ["ZH"]},
+    ]:
+        resp = await presence.http.patch(f"{A}/agents/a-lina", json=body, headers=auth(OPS_A))
+        assert resp.status_code == 422, (body, resp.text)
+    lina = await presence.store.get_agent("shop-a", "a-lina")
+    assert lina is not None
+    assert (lina.own_groups, lina.proficiency, lina.languages) == (["presales"], {"presales": 3}, ["zh", "ja"])
+
+    helper = {"agent_id": "tmp-ja", "groups": ["cross_border"], "languages": ["ja", "en"],
+              "proficiency": {"cross_border": 4}}  # fmt: skip
+    resp = await presence.http.post(f"{A}/temporary-agents", json={"agents": [helper]}, headers=auth(OPS_A))
+    assert resp.status_code == 201, resp.text
+    view = (await presence.http.get(f"{A}/agents", params={"group": "cross_border"}, headers=auth(OPS_A))).json()
+    assert {a["agent_id"]: a["proficiency"] for a in view["agents"]} == {"a-emma": {"cross_border": 5, "presales": 2},
+                                                                        "tmp-ja": {"cross_border": 4}}  # fmt: skip
+    bad = {**helper, "proficiency": {"complaints": 5}}
+    resp = await presence.http.post(f"{A}/temporary-agents", json={"agents": [bad]}, headers=auth(OPS_A))
+    assert resp.status_code == 422

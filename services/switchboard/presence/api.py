@@ -18,7 +18,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from switchboard.presence.audit import AuditEntry
-from switchboard.presence.control import ControlError, ProfileInvalid, SurgeControl
+from switchboard.presence.control import ControlError, LevelsInvalid, ProfileInvalid, SurgeControl
 from switchboard.presence.schemas import (
     ActivateRequest,
     AgentChanges,
@@ -121,7 +121,19 @@ async def where(
     )
 
 
-@router.patch("/agents/{agent_id}", summary="Change an agent's skills, languages or capacity live")
+_LEVELS_INVALID: dict[int | str, dict[str, Any]] = {
+    422: {
+        "description": "A field out of bounds (a level outside 1-5, a language that is not an ISO 639-1 code), or a "
+        "level for a group the agent would not serve after the change; nothing was changed.",
+    }
+}
+
+
+@router.patch(
+    "/agents/{agent_id}",
+    summary="Change an agent's skills, levels, languages or capacity live",
+    responses=_LEVELS_INVALID,
+)
 async def update_agent(
     tenant_id: str, agent_id: Ident, body: AgentChanges, operator: Operator, control: Control
 ) -> AgentView:
@@ -131,6 +143,8 @@ async def update_agent(
         changes["capacity"] = body.capacity.as_dict()
     try:
         await control.update_agent(tenant_id, agent_id, changes, _actor(operator))
+    except LevelsInvalid as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
     except ControlError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
     return AgentView.of(await _agent(control, tenant_id, agent_id))

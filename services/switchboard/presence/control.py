@@ -27,9 +27,9 @@ from switchboard.presence.surge import (
 )
 from switchboard.routing.surge import SurgeProfile, factor_for, pooled_groups, profile_errors
 from switchboard.runtime.logs import get_logger
-from switchboard.state.agent_model import ProfileChange, Status, text
+from switchboard.state.agent_model import AgentState, ProfileChange, Status, text
 from switchboard.state.agents import PresenceStore, Widen
-from switchboard.state.roster import RosterAgent
+from switchboard.state.roster import RosterAgent, stray_level_message, stray_levels
 
 log = get_logger(__name__)
 
@@ -44,6 +44,25 @@ class ProfileInvalid(ControlError):
     def __init__(self, errors: list[str]) -> None:
         super().__init__("; ".join(errors))
         self.errors = errors
+
+
+class LevelsInvalid(ControlError):
+    """Levels given for groups the agent would not serve after the change."""
+
+
+def fit_levels(state: AgentState, changes: dict[str, Any]) -> dict[str, Any]:
+    """The changes with the agent's levels made to fit its own groups after them.
+
+    Given levels must all be in those groups (else LevelsInvalid); new groups without levels drop the levels of the
+    groups the agent leaves, so a level never outlives the agent's place in a group."""
+    groups = list(changes.get("groups", state.own_groups))
+    if "proficiency" in changes:
+        stray = stray_levels(changes["proficiency"], groups)
+        if stray:
+            raise LevelsInvalid(stray_level_message(stray[0], groups))
+        return changes
+    kept = {group: level for group, level in state.proficiency.items() if group in groups}
+    return {**changes, "proficiency": kept} if kept != state.proficiency else changes
 
 
 class SurgeControl:
@@ -284,9 +303,13 @@ class SurgeControl:
     # --- live profile and status changes by operators ---------------------------------------------------------
 
     async def update_agent(self, tenant_id: str, agent_id: str, changes: dict[str, Any], operator: str) -> bool:
-        """Change an agent's groups, languages, capacity or display name live."""
-        if await self.store.get_agent(tenant_id, agent_id) is None:
+        """Change an agent's groups, languages, capacity, levels or display name live.
+
+        Raises ControlError for an unknown agent, LevelsInvalid for a level in a group the agent would not serve."""
+        state = await self.store.get_agent(tenant_id, agent_id)
+        if state is None:
             raise ControlError(f"no agent {agent_id!r}")
+        changes = fit_levels(state, changes)
         changed = await self.store.update_profile(tenant_id, agent_id, **changes)
         profile = await self.active_profile(tenant_id)
         if "groups" in changes and profile is not None:

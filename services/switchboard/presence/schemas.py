@@ -7,13 +7,16 @@ from pydantic import AwareDatetime, BaseModel, Field, model_validator
 from switchboard.presence.surge import SurgeSchedule
 from switchboard.routing.surge import MAX_FACTOR, SurgeProfile
 from switchboard.state.agent_model import AgentState, Status
-from switchboard.state.roster import ChannelSlots, Ident
+from switchboard.state.languages import LanguageList
+from switchboard.state.roster import ChannelSlots, Ident, Proficiency, stray_level_message, stray_levels
 
 
 class AgentView(BaseModel):
     """An agent as operators see it: status, skills, capacity and the load the router wrote.
 
-    `groups` are what it serves now; `own_groups` its own, which differ while a surge profile's pool widens them."""
+    `groups` are what it serves now; `own_groups` its own, which differ while a surge profile's pool widens them.
+    `proficiency`: its level (1-5) per group it has one in; the router counts any other group it serves (a pooled
+    one too) at the default level."""
 
     agent_id: str
     display_name: str
@@ -29,6 +32,7 @@ class AgentView(BaseModel):
     multiplier: float
     temporary: bool
     last_heartbeat_ms: int
+    proficiency: dict[str, int]
 
     @classmethod
     def of(cls, state: AgentState) -> AgentView:
@@ -48,6 +52,7 @@ class AgentView(BaseModel):
             multiplier=state.multiplier,
             temporary=state.temporary,
             last_heartbeat_ms=state.last_heartbeat_ms,
+            proficiency=state.proficiency,
         )
 
 
@@ -75,12 +80,17 @@ class ChangedView(BaseModel):
 
 
 class AgentChanges(BaseModel):
-    """Live changes to an agent; omitted fields stay as they are."""
+    """Live changes to an agent; omitted fields stay as they are.
+
+    `proficiency` replaces the agent's levels as a whole (`{}` clears them); every group in it must be among the
+    agent's own groups after the change (422 otherwise). New `groups` without `proficiency` drop the levels of
+    groups the agent leaves. `languages` are ISO 639-1 codes."""
 
     groups: list[Ident] | None = None
-    languages: list[str] | None = None
+    languages: LanguageList | None = None
     capacity: ChannelSlots | None = None
     display_name: str | None = None
+    proficiency: Proficiency | None = None
 
     @model_validator(mode="after")
     def _not_empty(self) -> AgentChanges:
@@ -102,8 +112,16 @@ class TemporaryAgent(BaseModel):
     agent_id: Ident
     display_name: str = ""
     groups: list[Ident] = Field(min_length=1)
-    languages: list[str] = Field(default_factory=list)
+    languages: LanguageList = Field(default_factory=list)
     capacity: ChannelSlots = Field(default_factory=ChannelSlots)
+    proficiency: Proficiency = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _levels_in_groups(self) -> TemporaryAgent:
+        stray = stray_levels(self.proficiency, self.groups)
+        if stray:
+            raise ValueError(stray_level_message(stray[0], self.groups))
+        return self
 
 
 class TemporaryAgentsView(BaseModel):

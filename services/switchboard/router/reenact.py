@@ -398,6 +398,7 @@ class Reenactment:
             display_name=record.display_name,
             multiplier=(record.capacity_multiplier or 1.0) * self.capacity_multiplier,
             temporary=record.temporary,
+            proficiency=dict(record.proficiency),
         )
         state = await self.presence.get_agent(tenant, agent)
         new = PROTO_TO_STATUS.get(record.status, Status.OFFLINE)

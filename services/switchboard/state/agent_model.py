@@ -13,7 +13,7 @@ from enum import StrEnum
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from switchboard.contracts import AgentPresence, AgentStatus, Channel, ChannelCapacity, DeskEvent, DeskEventType
-from switchboard.state.roster import CHANNELS
+from switchboard.state.roster import CHANNELS, MAX_LEVEL, MIN_LEVEL
 
 
 class Status(StrEnum):
@@ -68,6 +68,8 @@ class AgentState:
     presence_version: int = 0
     changed_ms: int = 0
     gateway_instance: str = ""
+    # level 1-5 per group the agent has one in (the `proficiency` field, "presales:5,orders:3")
+    proficiency: dict[str, int] = field(default_factory=dict)
 
     def effective_capacity(self) -> dict[str, int]:
         """Slots per channel after the surge multiplier: floor(cap * multiplier)."""
@@ -94,6 +96,7 @@ class ProfileChange:
     multiplier: float | None = None
     temporary: bool | None = None
     regroup: bool = False
+    proficiency: Mapping[str, int] | None = None
 
     def hash_fields(self) -> list[str | int]:
         """The agent-hash field/value pairs (flat) of everything but the served groups; raises ValueError on bad
@@ -115,7 +118,31 @@ class ProfileChange:
             fields += ["multiplier", repr(float(self.multiplier))]
         if self.temporary is not None:
             fields += ["temporary", "1" if self.temporary else "0"]
+        if self.proficiency is not None:
+            bad = {
+                g: n
+                for g, n in self.proficiency.items()
+                if not MIN_LEVEL <= n <= MAX_LEVEL or not g or "," in g or ":" in g
+            }
+            if bad:
+                raise ValueError(f"bad proficiency {bad} (levels {MIN_LEVEL}-{MAX_LEVEL})")
+            fields += ["proficiency", format_proficiency(dict(self.proficiency))]
         return fields
+
+
+def format_proficiency(proficiency: dict[str, int]) -> str:
+    """The agent hash's `proficiency` field: `"orders:3,presales:5"` (sorted by group)."""
+    return ",".join(f"{group}:{level}" for group, level in sorted(proficiency.items()))
+
+
+def parse_proficiency(value: str) -> dict[str, int]:
+    """The agent hash's `proficiency` field as a dict; malformed or out-of-range parts are skipped."""
+    levels: dict[str, int] = {}
+    for part in value.split(","):
+        group, _, level = part.partition(":")
+        if group and level.isdigit() and MIN_LEVEL <= int(level) <= MAX_LEVEL:
+            levels[group] = int(level)
+    return levels
 
 
 def split_csv(value: str) -> list[str]:
@@ -169,6 +196,7 @@ def parse_agent_hash(tenant_id: str, agent_id: str, raw: Mapping[bytes | str, by
         presence_version=_int(fields, "presence_version"),
         changed_ms=_int(fields, "changed_ms"),
         gateway_instance=fields.get("gateway_instance", ""),
+        proficiency=parse_proficiency(fields.get("proficiency", "")),
     )
 
 
@@ -203,6 +231,7 @@ def to_presence_record(state: AgentState, now_ms: int, surge_profile: str = "") 
         presence_version=state.presence_version,
         temporary=state.temporary,
         surge_profile=surge_profile,
+        proficiency=state.proficiency,
     )
     if state.last_heartbeat_ms:
         record.last_heartbeat_at.CopyFrom(ms_timestamp(state.last_heartbeat_ms))

@@ -313,13 +313,17 @@ class PresenceStore:
         display_name: str | None = None,
         multiplier: float | None = None,
         temporary: bool | None = None,
+        proficiency: Mapping[str, int] | None = None,
         publish: bool = True,
     ) -> bool:
         """Change what an agent can do (creating it offline if new); None leaves a field as it is.
 
-        Returns True when something changed (and, with `publish`, its record was sent).
+        `proficiency` replaces the agent's levels (group -> 1..5) as a whole. Returns True when something changed
+        (and, with `publish`, its record was sent).
         """
-        change = ProfileChange(groups, languages, capacity, display_name, multiplier, temporary)
+        change = ProfileChange(
+            groups, languages, capacity, display_name, multiplier, temporary, proficiency=proficiency
+        )
         return bool(await self.apply_profiles(tenant_id, [(agent_id, change)], publish=publish))
 
     async def apply_profiles(
@@ -455,6 +459,7 @@ class PresenceStore:
                     capacity=a.capacity.as_dict(),
                     display_name=a.display_name,
                     temporary=a.temporary,
+                    proficiency=a.proficiency,
                 ),
             )
             for a in agents

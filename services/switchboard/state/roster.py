@@ -12,11 +12,33 @@ from pathlib import Path
 from typing import Annotated
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+
+from switchboard.runtime.yaml_lines import located, yaml_error_line
+from switchboard.state.languages import LanguageList
 
 CHANNELS = ("chat", "email", "phone")
 
 Ident = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+
+# An agent's proficiency in a skill group: 1 (beginner) to 5 (expert). The router counts a group the agent serves
+# without a level as `switchboard.routing.skills.DEFAULT_LEVEL`.
+MIN_LEVEL, MAX_LEVEL = 1, 5
+Level = Annotated[int, Field(ge=MIN_LEVEL, le=MAX_LEVEL, strict=True)]
+Proficiency = dict[Ident, Level]
+
+
+def stray_levels(proficiency: dict[str, int], groups: list[str]) -> list[str]:
+    """Groups given a level that the agent does not serve.
+
+    A level only means something in a group the agent is in; a level for another group is most likely a typo
+    (`presale: 5`), which would otherwise silently leave the agent at the default level where it was meant."""
+    return [group for group in proficiency if group not in groups]
+
+
+def stray_level_message(group: str, groups: list[str]) -> str:
+    """What is wrong with a level for a group the agent does not serve."""
+    return f"a level for {group!r}, which is not one of the agent's groups {groups}"
 
 
 def hash_secret(salt: str, password: str) -> str:
@@ -54,9 +76,18 @@ class RosterAgent(BaseModel):
     password_sha256: str | None = None
     password_salt: str = ""
     groups: list[Ident] = Field(default_factory=list)
-    languages: list[str] = Field(default_factory=list)
+    languages: LanguageList = Field(default_factory=list)
     capacity: ChannelSlots = Field(default_factory=ChannelSlots)
     temporary: bool = False
+    # level 1-5 per group of `groups`; a group without one counts as the router's default level
+    proficiency: Proficiency = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _levels_in_own_groups(self) -> RosterAgent:
+        stray = stray_levels(self.proficiency, self.groups)
+        if stray:
+            raise ValueError(f"at proficiency.{stray[0]}: {stray_level_message(stray[0], self.groups)}")
+        return self
 
     def check_password(self, password: str) -> bool:
         """True when `password` is this agent's (constant-time compare); False when no password is configured."""
@@ -112,11 +143,24 @@ def default_roster_path() -> Path:
     return Path(__file__).resolve().parents[3] / "config" / "agents" / "dev-agents.yaml"
 
 
-def load_roster(path: Path | str | None = None) -> Roster:
-    """Parse and validate a roster file (raises ValueError / pydantic.ValidationError on bad content)."""
-    source = Path(path) if path else default_roster_path()
+class RosterError(ValueError):
+    """A roster file that cannot be taken; the message starts with `file:line:` of the offending value."""
+
+
+def parse_roster(text: str, source: str) -> Roster:
+    """Parse and validate roster text; RosterError naming `source:line` and the field on any error."""
     try:
-        data = yaml.safe_load(source.read_text(encoding="utf-8")) or {}
+        node = yaml.compose(text)
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        raise ValueError(f"{source}: not valid YAML: {exc}") from exc
-    return Roster.model_validate(data)
+        raise RosterError(f"{source}:{yaml_error_line(exc)}: not valid YAML: {getattr(exc, 'problem', exc)}") from exc
+    try:
+        return Roster.model_validate(data)
+    except ValidationError as exc:
+        raise RosterError(located(exc, node, source)) from exc
+
+
+def load_roster(path: Path | str | None = None) -> Roster:
+    """Read, parse and validate a roster file (OSError when unreadable, RosterError on bad content)."""
+    source = Path(path) if path else default_roster_path()
+    return parse_roster(source.read_text(encoding="utf-8"), str(source))

@@ -835,6 +835,26 @@ class AgentPresence(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class ProficiencyEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     TENANT_ID_FIELD_NUMBER: _builtins.int
     AGENT_ID_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
@@ -853,6 +873,7 @@ class AgentPresence(_message.Message):
     PRESENCE_VERSION_FIELD_NUMBER: _builtins.int
     TEMPORARY_FIELD_NUMBER: _builtins.int
     SURGE_PROFILE_FIELD_NUMBER: _builtins.int
+    PROFICIENCY_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
     agent_id: _builtins.str
     status: Global___AgentStatus.ValueType
@@ -885,6 +906,12 @@ class AgentPresence(_message.Message):
     def last_heartbeat_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def wrap_up_until(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def proficiency(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """The agent's level (1-5) per skill group it has one in (roster or operator); a group without an entry counts as
+        the router's default level (switchboard.routing.skills.DEFAULT_LEVEL).
+        """
+
     def __init__(
         self,
         *,
@@ -906,10 +933,11 @@ class AgentPresence(_message.Message):
         presence_version: _builtins.int = ...,
         temporary: _builtins.bool = ...,
         surge_profile: _builtins.str = ...,
+        proficiency: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["changed_at", b"changed_at", "last_heartbeat_at", b"last_heartbeat_at", "wrap_up_until", b"wrap_up_until"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "capacity", b"capacity", "capacity_multiplier", b"capacity_multiplier", "changed_at", b"changed_at", "changed_by", b"changed_by", "display_name", b"display_name", "gateway_instance", b"gateway_instance", "languages", b"languages", "last_heartbeat_at", b"last_heartbeat_at", "presence_version", b"presence_version", "reason", b"reason", "session_epoch", b"session_epoch", "skill_groups", b"skill_groups", "status", b"status", "surge_profile", b"surge_profile", "temporary", b"temporary", "tenant_id", b"tenant_id", "wrap_up_until", b"wrap_up_until"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "capacity", b"capacity", "capacity_multiplier", b"capacity_multiplier", "changed_at", b"changed_at", "changed_by", b"changed_by", "display_name", b"display_name", "gateway_instance", b"gateway_instance", "languages", b"languages", "last_heartbeat_at", b"last_heartbeat_at", "presence_version", b"presence_version", "proficiency", b"proficiency", "reason", b"reason", "session_epoch", b"session_epoch", "skill_groups", b"skill_groups", "status", b"status", "surge_profile", b"surge_profile", "temporary", b"temporary", "tenant_id", b"tenant_id", "wrap_up_until", b"wrap_up_until"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
