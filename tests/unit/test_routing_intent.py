@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -119,21 +120,28 @@ def test_training_is_deterministic() -> None:
 
 
 def test_the_hand_written_inference_matches_scikit_learn() -> None:
-    from sklearn.linear_model import LogisticRegression
-
-    from switchboard.routing.intent import Features, _vectorizer
+    from switchboard.routing.intent import Features, _vectorizer, classifier
 
     examples = parse_examples(SMALL, "small", GROUPS)
     model = train(examples)
     vectorizer = _vectorizer(Features())
     matrix = vectorizer.fit_transform([e.text for e in examples])  # type: ignore[attr-defined]
-    reference = LogisticRegression(C=10.0, max_iter=2000, random_state=0).fit(matrix, [e.group for e in examples])
+    reference: Any = classifier()
+    reference.fit(matrix, [e.group for e in examples])
     for text in ("快递怎么还没到 2408151234567890", "这个有红色的吗", "能改地址吗", "zzz"):
         expected = reference.predict_proba(vectorizer.transform([text]))[0]  # type: ignore[attr-defined]
         found = model.predict(text)
         assert found is not None
         assert found.group == reference.classes_[int(expected.argmax())]
         assert found.confidence == pytest.approx(float(expected.max()), abs=1e-9)
+
+
+def test_greetings_and_fillers_alone_go_to_the_default_group(tmp_path: Path) -> None:
+    config = small_config(tmp_path)
+    for text in ("你好", "亲 在吗？", "hello 😊", "好的 谢谢", "2408151234567890"):
+        got = classify(config, Facts(text=text))
+        assert (got.group, got.rule, got.by, got.confidence) == ("presales", "no_intent", "default", 0)
+    assert classify(config, Facts(text="亲 买了三天了还在广州")).by == "classifier"
 
 
 def test_no_rule_the_classifier_decides_with_its_confidence(tmp_path: Path) -> None:
@@ -157,10 +165,10 @@ def test_rules_come_first(tmp_path: Path) -> None:
 
 def test_below_the_threshold_the_default_group_takes_it_and_says_so(tmp_path: Path) -> None:
     config = small_config(tmp_path)
-    strict = config.model_copy(update={"classifier": config.classifier.model_copy(update={"threshold": 0.99})})
+    strict = config.model_copy(update={"classifier": config.classifier.model_copy(update={"threshold": 1.0})})
     got = classify(strict, Facts(text="买了三天了还在广州"))
     assert (got.group, got.rule, got.by) == ("presales", "default", "low_confidence")
-    assert 0 < got.confidence < 0.99
+    assert 0 < got.confidence < 1
 
 
 def test_channels_skip_rules_and_bound_the_classifier(tmp_path: Path) -> None:

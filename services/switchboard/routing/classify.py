@@ -155,20 +155,34 @@ def fallback_group(config: TenantRouting, facts: Facts, ranked: list[str]) -> st
     return next((g for g in ranked if g in speaking), speaking[0])
 
 
+@lru_cache(maxsize=64)
+def _no_intent(phrases: tuple[str, ...]) -> re.Pattern[str]:
+    # Longest first, so "你们好" goes whole before "好"; then anything that is not a letter or Han (an order
+    # number alone says which order, not what about it).
+    words = sorted({p.casefold() for p in phrases if p}, key=len, reverse=True)
+    return re.compile("|".join([*(re.escape(w) for w in words), r"[\W_0-9]+"]))
+
+
+def without_intent(config: TenantRouting, text: str) -> bool:
+    """True when the text is only greetings and fillers (`classifier.no_intent`), punctuation, spaces or emoji."""
+    return not _no_intent(tuple(config.classifier.no_intent)).sub("", text.casefold())
+
+
 def decide(config: TenantRouting, facts: Facts) -> Classification:
     """The group, priority (without boosts), rule name, what decided and the classifier's confidence."""
     for rule in config.rules:
         if config.takes(rule.group, facts.channel) and matches(rule.match, facts):
             return Classification(rule.group, rule.priority, rule.name)
     model = intent_model(config)
+    if model is not None and without_intent(config, facts.text):
+        return Classification(fallback_group(config, facts, []), config.default_priority, "no_intent", by="default")
     found = None if model is None else model.predict(facts.text, candidate_groups(config, facts))
     if found is None:
         return Classification(fallback_group(config, facts, []), config.default_priority, "default", by="default")
     confidence = round(found.confidence, 4)
     if found.confidence >= config.classifier.threshold:
-        return Classification(
-            found.group, config.default_priority, "classifier", by="classifier", confidence=confidence
-        )
+        priority = config.classifier.priorities.get(found.group, config.default_priority)
+        return Classification(found.group, priority, "classifier", by="classifier", confidence=confidence)
     group = fallback_group(config, facts, [found.group])
     return Classification(group, config.default_priority, "default", by="low_confidence", confidence=confidence)
 

@@ -294,6 +294,14 @@ class BotPolicy(_Model):
         return next((i for i in self.intents if i.name == name), None)
 
 
+# Greetings and fillers of a first message (zh, en): no intent in them.
+NO_INTENT = [
+    "你好", "您好", "你们好", "在吗", "在么", "在不在", "在嘛", "亲", "亲亲", "请问", "客服", "老板", "掌柜",
+    "谢谢", "多谢", "好的", "好", "嗯", "嗯嗯", "哦", "噢", "哈喽", "早", "早上好", "晚上好",
+    "hello", "hi", "hey", "ok", "okay", "thanks", "thank you",
+]  # fmt: skip
+
+
 class ClassifierPolicy(_Model):
     """The intent classifier (docs/routing.md, "Intent classification"): trained at load from labelled examples,
     it decides a new conversation's group when no rule matched; below `threshold` the conversation goes to the
@@ -304,6 +312,12 @@ class ClassifierPolicy(_Model):
     examples: str = Field(default="", pattern=r"^([^/\\]+\.txt)?$")
     # The classifier's probability (among the groups it could choose) below which it does not decide.
     threshold: float = Field(default=0.35, ge=0, le=1)
+    # A first message made of these alone (with punctuation, spaces and emoji) says nothing of what the customer
+    # wants: the default group takes it without asking the classifier ("你好" must not look like a complaint).
+    no_intent: list[str] = Field(default_factory=lambda: list(NO_INTENT))
+    # The queue priority of a conversation the classifier put in a group (as a rule's `priority`); a group not
+    # named here gets `default_priority`.
+    priorities: dict[str, int] = Field(default_factory=dict)
 
 
 class SkillsPolicy(_Model):
@@ -365,6 +379,9 @@ class TenantRouting(_Model):
         return self._defaults(known)
 
     def _defaults(self, known: set[str]) -> TenantRouting:
+        for name in self.classifier.priorities:
+            if name not in known:
+                raise ValueError(f"at classifier.priorities.{name}: {name!r} is not a skill group")
         for channel, name in self.default_groups.items():
             if name not in known:
                 raise ValueError(f"at default_groups.{channel}: {name!r} is not a skill group")
