@@ -126,3 +126,23 @@ async def test_every_record_of_a_call_carries_the_callers_tier(settings: Service
     assert len(calls) == 2
     assert {(m.customer.member_tier, m.customer.tier_source) for m in calls} == {("88VIP", "lookup")}
     assert all("13800138001" not in m.SerializeToString().decode("utf-8", "replace") for m in calls)
+
+
+@pytest.mark.broker
+async def test_a_delivery_of_many_new_calls_waits_for_their_lookups_together(settings: ServiceSettings) -> None:
+    # Each lookup takes 0.5 s: one after the other, eight calls would hold the platform's answer 4 s.
+    server = OrderServer(load_orders(DEV_ORDERS), free_port(), latency_s=0.5)
+    await server.start()
+    try:
+        async with (
+            running_phone(settings, customer_lookup_url=server.url, customer_lookup_timeout_s=2) as phone,
+            httpx.AsyncClient(base_url=phone.http, headers=SHOP_A_KEY, timeout=30) as http,
+        ):
+            items = [started(f"call-{i}", caller=f"138 0013 80{i:02d}") for i in range(8)]
+            began = time.monotonic()
+            answer = await http.post("/v1/phone/events", json={"id": "many", "items": items})
+            took = time.monotonic() - began
+            assert answer.status_code == 200, answer.text
+    finally:
+        await server.stop()
+    assert took < 3.0, f"{took:.1f}s"

@@ -50,9 +50,11 @@ def test_the_acknowledgement_is_threaded_marked_automatic_and_says_the_expected_
 def test_the_acknowledgement_speaks_the_customers_language_else_the_shops() -> None:
     settings = EmailSettings(email_ack_languages={"shop-b": "en"}, email_ack_default_language="zh")
     assert ack_language(CONTACT, "shop-a", settings) == "en"
-    other = Contact("a@b.example", "", "", "", [], "other")
-    assert ack_language(other, "shop-b", settings) == "en"
-    assert ack_language(other, "shop-a", settings) == "zh"
+    japanese = Contact("a@b.example", "", "", "", [], "ja")
+    assert ack_language(japanese, "shop-a", settings) == "en"
+    unknown = Contact("a@b.example", "", "", "", [], "")
+    assert ack_language(unknown, "shop-b", settings) == "en"
+    assert ack_language(unknown, "shop-a", settings) == "zh"
     text = ack_text(QueuePlace("email-1", "g", "email", 1, 7200), "zh")
     assert "您是下一位" in text and "预计约 2 小时内回复您" in text
 

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from switchboard.chat.facts import decode_claims
+from switchboard.chat.signing import verify_widget_token
 from switchboard.phone.directory import PhoneDirectory
 from switchboard.router.inbound import facts_of
 from switchboard.routing.bot import bot_intent, fill, order_id_in
@@ -15,9 +17,10 @@ from switchboard.routing.classify import classify
 from switchboard.routing.config import load_config_file
 from switchboard.routing.surge import profile_errors
 from switchboard.state.roster import load_roster
+from switchboard_tools.loadgen.customers import widget_query
 from switchboard_tools.loadgen.fixtures import Credentials, checked_routing, orders, routing, write_stack_config
 from switchboard_tools.loadgen.scenario import load_scenario
-from switchboard_tools.loadgen.schedule import build_schedule
+from switchboard_tools.loadgen.schedule import build_schedule, caller_number, customer_email
 from switchboard_tools.orders import load_orders
 
 
@@ -135,3 +138,29 @@ def test_the_bot_answers_the_order_questions_and_only_those_when_the_profile_is_
         if fill(intent, conv.language, lookup) is not None:
             answered += 1
     assert answered > 10
+
+
+def test_members_are_vouched_for_as_a_shop_would_token_claims_for_chat_the_lookup_for_email_and_phone(
+    tmp_path: Path,
+) -> None:
+    scenario = load_scenario("double11").model_copy(update={"member_tiers": {"88VIP": 0.2}})
+    schedule = build_schedule(scenario)
+    env = write_stack_config(scenario, schedule, Credentials("unit"), tmp_path)
+    book = load_orders(Path(env["SB_ORDERS_FILE"]))
+    members = [c for c in schedule.conversations if c.member_tier]
+    for conv in members:
+        if conv.channel == "email":
+            found = book.customer(conv.tenant_id, "email", customer_email(conv.customer_id))
+        elif conv.channel == "phone":
+            found = book.customer(conv.tenant_id, "phone", caller_number(conv.messages[0]))
+        else:
+            query = widget_query(b"secret", conv, 1_000.0)
+            assert verify_widget_token(
+                b"secret", conv.customer_id, query["token"], int(query["expires"]), 1_000.0, query["claims"]
+            )
+            assert decode_claims(query["claims"]).member_tier == "88VIP"
+            continue
+        assert found is not None and found.member_tier == "88VIP"
+    assert {c.channel for c in members} == {"chat", "email", "phone"}
+    plain = next(c for c in schedule.conversations if not c.member_tier and c.channel == "chat")
+    assert "claims" not in widget_query(b"secret", plain, 1_000.0)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections import Counter
+
 import pytest
 from pydantic import ValidationError
 
@@ -131,3 +134,16 @@ def test_a_profile_gives_its_capacity_factor_once() -> None:
         Scenario.model_validate(data)
     del data["operator"]["capacity_multiplier"]
     assert Scenario.model_validate(data).operator.tenant_factor == 2.0  # type: ignore[union-attr]
+
+
+def test_member_tiers_follow_their_shares_and_leave_the_rest_of_the_schedule_as_it_was() -> None:
+    scenario = load_scenario("double11")
+    plain = build_schedule(scenario.model_copy(update={"member_tiers": {}}))
+    tiered = build_schedule(scenario.model_copy(update={"member_tiers": {"88VIP": 0.1, "gold": 0.2}}))
+    n = len(tiered.conversations)
+    share = Counter(c.member_tier for c in tiered.conversations)
+    assert share["88VIP"] / n == pytest.approx(0.1, abs=0.03) and share["gold"] / n == pytest.approx(0.2, abs=0.03)
+    assert [dataclasses.replace(c, member_tier="") for c in tiered.conversations] == list(plain.conversations)
+    assert all(c.member_tier == "" for c in plain.conversations)
+    with pytest.raises(ValidationError):
+        scenario.model_validate({**scenario.model_dump(), "member_tiers": {"a": 0.7, "b": 0.6}})

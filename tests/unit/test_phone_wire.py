@@ -87,7 +87,8 @@ def test_items_become_records_in_lifecycle_order_and_finals_by_seq() -> None:
 
 def test_ids_languages_speakers_and_masking() -> None:
     assert conversation_id("shop-a", "c1") == conversation_id("shop-a", "c1") != conversation_id("shop-b", "c1")
-    assert [call_language(t) for t in ("zh-CN", "cmn-Hans-CN", "en-US", "ja-JP", "")] == ["zh", "zh", "en", "other", ""]
+    tags = ("zh-CN", "cmn-Hans-CN", "yue", "en-US", "ja-JP", "es_MX", "", "x-klingon")
+    assert [call_language(t) for t in tags] == ["zh", "zh", "zh", "en", "ja", "es", "", ""]
     assert [speaker_of(s) for s in ("Customer", "客服", "bot")] == ["customer", "agent", "unknown"]
     partial = Segment(type="segment", call_id="c", seq=4, text="x", start_ms=0, end_ms=1, final=False)
     assert provider_id(partial) == "c:partial:4"

@@ -22,7 +22,8 @@ def tmall(repo_root: Path) -> TenantRouting:
     ("facts", "group", "rule"),
     [
         (Facts(text="我要退货，衣服破了"), "after_sales", "refund-return"),
-        (Facts(text="I want a refund please", language="en"), "cross_border", "english-buyer"),
+        (Facts(text="I want a refund please", language="en"), "cross_border", "cross-border"),
+        (Facts(text="返品したいです", language="ja"), "cross_border", "cross-border"),
         (Facts(text="快递到哪了？三天没动"), "logistics", "parcel"),
         (Facts(text="你好", dispute_stage="claim_open"), "complaints", "dispute-open"),
         (Facts(text="再不处理我就投诉你们"), "complaints", "complaint-words"),

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from switchboard.intake.language import detect_language
 from switchboard.routing.config import TenantRouting, load_config_file
 
 # Held-out lines may not be this close to a training line (Jaccard similarity of character bigrams after folding).
@@ -97,3 +98,15 @@ def test_the_copy_check_sees_through_spacing_case_punctuation_and_numbers() -> N
     assert _folded("Where is my order 123?") == _folded("where is my  ORDER 456")
     assert _folded("在吗？亲") == _folded("在吗 亲")
     assert _folded("在吗") != _folded("在么")
+
+
+def test_labels_follow_the_language_policy(training: list[tuple[str, str]], heldout: list[tuple[str, str]]) -> None:
+    # Chinese by intent; English cross_border unless a complaint; every other language cross_border.
+    for group, message in training + heldout:
+        code = detect_language(message)
+        if code == "zh":
+            assert group != "cross_border", message
+        elif code == "en":
+            assert group in ("cross_border", "complaints"), message
+        else:
+            assert group == "cross_border", (code, message)

@@ -7,6 +7,7 @@ import sys
 
 from switchboard import cli as service_cli
 from switchboard_tools.loadgen import commands as loadgen_commands
+from switchboard_tools.stack import widget_url
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,9 +20,12 @@ def main(argv: list[str] | None = None) -> int:
     service_cli.add_subcommands(sub)
     sub.add_parser("up", help="start Kafka, Redis, the topics and every service until Ctrl-C")
     loadgen_commands.add_subcommands(sub)
+    widget_url.add_subcommand(sub)
     args = parser.parse_args(argv)
     if args.command in loadgen_commands.COMMANDS:
         return loadgen_commands.run_subcommand(args)
+    if args.command == widget_url.COMMAND:
+        return widget_url.run_subcommand(args)
     if args.command == "up":
         from switchboard_tools.stack.up import up
 

@@ -398,6 +398,15 @@ function Thread({ conv, client, lang }: { conv: Conversation; client: DeskClient
   );
 }
 
+// The order's status as a signed source stated it, else an order card's own status marked unverified.
+function orderStatus(conv: Conversation, lang: Lang): string {
+  const latest = [...conv.messages].reverse();
+  const stated = latest.find((m) => m.commerce?.order_status)?.commerce?.order_status;
+  if (stated) return stated;
+  const card = latest.find((m) => m.attributes?.card_order_status)?.attributes?.card_order_status;
+  return card ? `${card} (${t(lang, "unverified")})` : t(lang, "none");
+}
+
 function Context({ conv, client, lang }: { conv: Conversation; client: DeskClient; lang: Lang }) {
   const [context, setContext] = useState<Json | null>(null);
   useEffect(() => {
@@ -413,11 +422,13 @@ function Context({ conv, client, lang }: { conv: Conversation; client: DeskClien
       <h2>{t(lang, "order")}</h2>
       <dl>
         <dt>{t(lang, "order")}</dt><dd>{commerce?.order_id || t(lang, "none")}</dd>
-        <dt>{t(lang, "orderStatus")}</dt><dd>{commerce?.order_status || t(lang, "none")}</dd>
+        <dt>{t(lang, "orderStatus")}</dt><dd>{orderStatus(conv, lang)}</dd>
+        {commerce?.dispute_stage && <><dt>{t(lang, "dispute")}</dt><dd>{commerce.dispute_stage}</dd></>}
         <dt>SKU</dt><dd>{commerce?.sku || t(lang, "none")}</dd>
         <dt>{t(lang, "platform")}</dt><dd>{commerce?.platform || t(lang, "none")}</dd>
         <dt>{t(lang, "language")}</dt><dd>{first?.language || t(lang, "none")}</dd>
-        <dt>{t(lang, "tier")}</dt><dd>{customer?.member_tier || t(lang, "none")}</dd>
+        <dt>{t(lang, "tier")}</dt>
+        <dd>{customer?.member_tier ? `${customer.member_tier}${customer.tier_source ? ` (${customer.tier_source})` : ""}` : t(lang, "none")}</dd>
       </dl>
       {context?.transfer_note && (
         <p class="banner info"><strong>{t(lang, "transferNote")}</strong> ({context.transfer_note.from_agent}): {context.transfer_note.note}</p>

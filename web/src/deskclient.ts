@@ -11,8 +11,14 @@ export interface Message {
   language?: string;
   received_at?: string;
   sent_at?: string;
-  customer?: { customer_id?: string; display_name?: string; member_tier?: string; contact_masked?: string };
-  commerce?: { order_id?: string; order_status?: string; sku?: string; platform?: string; category?: string };
+  // tier_source: where member_tier came from ("webhook", "widget_token", "lookup", "config"), docs/customer-lookup.md
+  customer?: {
+    customer_id?: string; display_name?: string; member_tier?: string; contact_masked?: string; tier_source?: string;
+  };
+  commerce?: {
+    order_id?: string; order_status?: string; sku?: string; platform?: string; category?: string;
+    dispute_stage?: string; facts_source?: string;
+  };
   email?: { subject?: string };
   phone?: { call_id?: string; is_final?: boolean; speaker?: string; segment_seq?: string | number; event?: string };
   attributes?: Record<string, string>; // sender "bot": the bot's answer in the thread (docs/desktop-protocol.md)

@@ -39,6 +39,9 @@ const TEXT = {
   noHistory: ["无历史会话", "No earlier conversations"],
   order: ["订单", "Order"],
   orderStatus: ["订单状态", "Order status"],
+  // An order card's own status, shown but never used for routing (docs/chat-widget.md, "Facts routing trusts").
+  unverified: ["买家卡片，未核实", "buyer's card, unverified"],
+  dispute: ["维权", "Dispute"],
   platform: ["平台", "Platform"],
   tier: ["会员等级", "Tier"],
   offlineBanner: ["网络已断开，正在重连…", "Offline — reconnecting…"],

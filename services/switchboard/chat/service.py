@@ -25,6 +25,7 @@ from switchboard.chat.webhook import WebhookEndpoint
 from switchboard.chat.widget import PATH as WIDGET_PATH
 from switchboard.chat.widget import WidgetEndpoint
 from switchboard.intake.accept import Intake
+from switchboard.intake.language import warm_language_detector
 from switchboard.runtime.consumer import BatchConsumer
 from switchboard.runtime.kafka import RecordProducer
 from switchboard.runtime.logs import get_logger
@@ -52,6 +53,7 @@ class _Parts:
 
 async def build(settings: ChatSettings) -> ServiceRuntime:
     """A ready-to-serve chat adapter (producer and consumer started); `run_service` or `runtime.serving()` runs it."""
+    await warm_language_detector()  # before the sockets open: no message waits for the models
     runtime = ServiceRuntime(settings)
     tenants = settings.tenants()
     if not tenants:

@@ -52,9 +52,11 @@ SENT = b"sent"
 
 
 def ack_language(contact: Contact, tenant_id: str, settings: EmailSettings) -> str:
-    """zh or en: the customer's mail's language, else the shop's configured one, else the default."""
+    """zh or en: the customer's mail's language (en for any but Chinese), else the shop's one, else the default."""
     if contact.language in ("zh", "en"):
         return contact.language
+    if contact.language:  # a buyer writing Japanese or Spanish reads English better than Chinese
+        return "en"
     return settings.email_ack_languages.get(tenant_id, settings.email_ack_default_language)
 
 

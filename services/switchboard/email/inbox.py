@@ -169,7 +169,7 @@ class EmailInbox:
         )
         # Thread links and the reply contact are derived from the message alone, so writing them before the
         # broker's ack is harmless when the send fails: the retry writes the same values.
-        language = detect_language(parsed.text or parsed.subject)
+        language = detect_language(f"{parsed.subject}\n{parsed.text}")
         contact = Contact(
             customer_address=parsed.from_address,
             shop_address=addresses[0],

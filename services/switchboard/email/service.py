@@ -16,6 +16,7 @@ from switchboard.email.threads import ThreadBook
 from switchboard.email.webhook import install_webhook
 from switchboard.intake.accept import Intake
 from switchboard.intake.customers import CustomerTiers
+from switchboard.intake.language import warm_language_detector
 from switchboard.runtime.consumer import BatchConsumer
 from switchboard.runtime.redis_client import redis_client
 from switchboard.runtime.service import ServiceRuntime
@@ -40,6 +41,7 @@ async def build(settings: EmailSettings) -> ServiceRuntime:
 
 async def build_service(settings: EmailSettings) -> EmailService:
     """`build`, with the parts tests reach for (the SMTP port, the inbox)."""
+    await warm_language_detector()  # before the SMTP port opens: no mail waits for the models
     runtime = ServiceRuntime(settings)
     redis = redis_client(settings)
     runtime.add_closer(redis.aclose)

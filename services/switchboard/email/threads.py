@@ -40,7 +40,7 @@ class Contact:
     subject: str
     last_message_id: str
     references: list[str]
-    # The customer's language as detected from their mail ("zh", "en", "other", "" when unknown).
+    # The customer's language as detected from their mail (ISO 639-1: "zh", "en", "ja" ..., "" when unknown).
     language: str = ""
 
 

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Sequence
@@ -108,6 +109,7 @@ class PhoneAdapter:
     async def _calls_of(self, tenant_id: str, items: Sequence[PhoneItem]) -> dict[str, CallState]:
         """Every call of the delivery: started in it (its number must be the tenant's), or started before."""
         calls: dict[str, CallState] = {}
+        started: list[CallStarted] = []
         for item in items:
             if isinstance(item, CallStarted) and item.call_id not in calls:
                 owner = self.directory.tenant_for_number(item.dialled_number)
@@ -118,8 +120,11 @@ class PhoneAdapter:
                         403,
                     )
                 language = self.directory.language_of(item.dialled_number)
-                call = new_call(tenant_id, item, language, self.customer_id_key)
-                calls[item.call_id] = await self._with_tier(tenant_id, item, call)
+                calls[item.call_id] = new_call(tenant_id, item, language, self.customer_id_key)
+                started.append(item)
+        # The callers' tiers at once: a delivery of many new calls waits one lookup timeout, not one per call.
+        tiered = await asyncio.gather(*(self._with_tier(tenant_id, s, calls[s.call_id]) for s in started))
+        calls.update((s.call_id, call) for s, call in zip(started, tiered, strict=True))
         for call_id in {item.call_id for item in items} - calls.keys():
             state = await self.calls.get(tenant_id, call_id)
             if state is None:

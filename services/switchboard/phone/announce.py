@@ -103,7 +103,7 @@ class Announcer:
 
     def _lang_of_other(self, language: str) -> str:
         # A caller in a third language hears English; one of unknown language the shop's default.
-        return "en" if language == "other" else self.default_lang
+        return "en" if language else self.default_lang
 
     async def _undecided(self, tenant_id: str, conversation_ids: list[str]) -> set[str]:
         """Of these conversations, those the router has not decided on yet (no state, or `new`)."""

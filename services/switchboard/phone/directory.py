@@ -31,7 +31,7 @@ class PhoneDirectory:
 
     tenant_by_key_hash: dict[str, str] = field(default_factory=dict)
     tenant_by_number: dict[str, str] = field(default_factory=dict)
-    # A hotline's language ("zh", "en", "other") for calls whose platform sends none (an English hotline for
+    # A hotline's language tag ("zh-CN", "en", "ja" ...) for calls whose platform sends none (an English hotline for
     # cross-border buyers routes to the 跨境 group before anyone said a word).
     language_by_number: dict[str, str] = field(default_factory=dict)
 

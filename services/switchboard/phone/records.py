@@ -55,15 +55,11 @@ def conversation_id(tenant_id: str, call_id: str) -> str:
 
 
 def call_language(tag: str) -> str:
-    """A platform's language tag ("zh-CN", "cmn-Hans", "en-US") as switchboard's "zh" / "en" / "other"."""
-    tag = tag.strip().lower()
-    if not tag:
-        return ""
-    if re.match(r"^(zh|cmn|yue|wuu)\b", tag):
+    """A platform's language tag ("zh-CN", "cmn-Hans", "yue", "en-US", "ja-JP") as an ISO 639-1 code ("" if none)."""
+    primary = re.split(r"[-_]", tag.strip().lower(), maxsplit=1)[0]
+    if primary in ("zh", "cmn", "yue", "wuu"):  # Mandarin, Cantonese and Wu are written Chinese
         return "zh"
-    if re.match(r"^en\b", tag):
-        return "en"
-    return "other"
+    return primary if re.fullmatch(r"[a-z]{2}", primary) else ""
 
 
 def caller_customer_id(tenant_id: str, caller: str, id_key: bytes = b"") -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from switchboard.intake.accept import Intake
 from switchboard.intake.customers import CustomerTiers
+from switchboard.intake.language import warm_language_detector
 from switchboard.phone.adapter import PhoneAdapter
 from switchboard.phone.announce import Announcer
 from switchboard.phone.calls import CallStore
@@ -68,6 +69,7 @@ def build_adapter(settings: PhoneSettings, producer: RecordProducer, runtime: Se
 
 async def build(settings: PhoneSettings) -> ServiceRuntime:
     """A ready-to-serve phone adapter: producer started, routes mounted."""
+    await warm_language_detector()  # before the routes serve: no transcript waits for the models
     runtime = ServiceRuntime(settings)
     producer = await runtime.start_producer()
     build_adapter(settings, producer, runtime)

@@ -69,8 +69,8 @@ def order_id_in(policy: BotPolicy, commerce_order_id: str, text: str) -> str:
 
 
 def answer_language(language: str) -> str:
-    """English for conversations in English, Chinese for everything else."""
-    return "en" if language.lower().startswith("en") else "zh"
+    """Chinese for conversations in Chinese or of unknown language, English for every other language."""
+    return "zh" if language in ("", "zh") else "en"
 
 
 def display_fields(lookup: Mapping[str, str], language: str) -> dict[str, str]:

@@ -24,15 +24,18 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
+from switchboard.chat.facts import encode_claims
 from switchboard.chat.signing import signed_headers, widget_token
 from switchboard.runtime.logs import get_logger
 from switchboard_tools.loadgen.accounting import Sent
 from switchboard_tools.loadgen.fixtures import Credentials, email_address
-from switchboard_tools.loadgen.schedule import PlannedConversation, PlannedMessage
+from switchboard_tools.loadgen.schedule import PlannedConversation, PlannedMessage, caller_number, customer_email
 
 log = get_logger(__name__)
 
 RETRIES = 5
+# A member's widget token vouches for their tier this long (a run is shorter; a real shop signs anew per page).
+CLAIMS_TTL_S = 3600
 
 
 def tagged(message: PlannedMessage) -> str:
@@ -154,16 +157,29 @@ class CustomerContext:
         return "stopped" if self.stop.is_set() else "gave_up"
 
 
+def widget_query(secret: bytes, conv: PlannedConversation, now: float) -> dict[str, str]:
+    """The widget URL's query as the shop's backend signs it: a member's token vouches for their tier."""
+    if not conv.member_tier:
+        return {"tenant": conv.tenant_id, "customer": conv.customer_id, "token": widget_token(secret, conv.customer_id)}
+    expires = int(now) + CLAIMS_TTL_S
+    claims = encode_claims({"member_tier": conv.member_tier})
+    token = widget_token(secret, conv.customer_id, expires, claims)
+    return {
+        "tenant": conv.tenant_id,
+        "customer": conv.customer_id,
+        "expires": str(expires),
+        "claims": claims,
+        "token": token,
+    }
+
+
 async def chat_conversation(ctx: CustomerContext, conv: PlannedConversation, linger_s: float) -> None:
     """A customer in the chat widget: connect, send each message at its time, wait for acks, stay for the reply.
 
     Waiting, the customer reacts: the bot answered → ask for a human (if planned) or go away content; nobody took
     the conversation within their patience → close the widget for good (later planned messages are not sent).
     """
-    secret = ctx.creds.chat_secret(conv.tenant_id).encode()
-    query = urlencode(
-        {"tenant": conv.tenant_id, "customer": conv.customer_id, "token": widget_token(secret, conv.customer_id)}
-    )
+    query = urlencode(widget_query(ctx.creds.chat_secret(conv.tenant_id).encode(), conv, time.time()))
     await ctx.until(conv.start_s)
     ctx.deciding.add(conv.conversation_key)
     try:
@@ -321,6 +337,8 @@ async def _post_webhook(ctx: CustomerContext, conv: PlannedConversation, message
                 "text": tagged(message),
                 "sent_at": int(sent_at * 1000),
                 "platform": "tmall",
+                # Signed by the platform, so routing trusts it (a widget frame's tier would be ignored).
+                "member_tier": conv.member_tier,
             },
             ensure_ascii=False,
         ).encode()
@@ -345,7 +363,7 @@ async def email_conversation(ctx: CustomerContext, conv: PlannedConversation) ->
     message = conv.messages[0]
     await ctx.until(message.offset_s)
     mail = EmailMessage()
-    mail["From"] = f"{conv.customer_id}@buyers.example"
+    mail["From"] = customer_email(conv.customer_id)
     mail["To"] = email_address(conv.tenant_id)
     mail["Subject"] = message.text[:40]
     mail["Message-ID"] = f"<{message.tag}@loadgen.switchboard.local>"
@@ -408,7 +426,7 @@ class PhoneStream:
         now_ms = int(self.ctx.clock() * 1000)
         items = [
             {"type": "call.started", "call_id": call_id, "dialled_number": self.hotline, "at_ms": now_ms,
-             "caller": f"+86 139 0000 {int(message.tag[:4], 36) % 10000:04d}", "language": conv.language},
+             "caller": caller_number(message), "language": conv.language},
             {"type": "segment", "call_id": call_id, "seq": 0, "speaker": "customer", "text": tagged(message),
              "start_ms": 0, "end_ms": 2500, "confidence": 0.93, "final": True, "at_ms": now_ms},
         ]  # fmt: skip

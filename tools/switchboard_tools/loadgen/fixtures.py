@@ -21,7 +21,7 @@ import yaml
 from switchboard.routing.config import TenantRouting
 from switchboard.routing.surge import profile_errors
 from switchboard_tools.loadgen.scenario import Scenario
-from switchboard_tools.loadgen.schedule import Schedule
+from switchboard_tools.loadgen.schedule import Schedule, caller_number, customer_email
 
 # Intent → skill group id, and the words the router's intent rules match on (they appear in the sample texts).
 GROUPS = {
@@ -176,7 +176,21 @@ def orders(schedule: Schedule) -> dict[str, Any]:
                 "placed_at": "2026-11-11T00:00:01+08:00",
             }
         )
-    return {"orders": rows}
+    return {"orders": rows, "customers": customers(schedule)}
+
+
+def customers(schedule: Schedule) -> list[dict[str, str]]:
+    """The members among the run's e-mail and phone customers, for the customer lookup (docs/customer-lookup.md):
+    the contact the adapter will look them up by, and their tier."""
+    rows = []
+    for conv in schedule.conversations:
+        if not conv.member_tier or conv.channel == "chat":
+            continue
+        contact = {"email": customer_email(conv.customer_id)} if conv.channel == "email" else {}
+        if conv.channel == "phone":
+            contact = {"phone": caller_number(conv.messages[0])}
+        rows.append({"tenant_id": conv.tenant_id, **contact, "member_tier": conv.member_tier})
+    return rows
 
 
 def write_stack_config(scenario: Scenario, schedule: Schedule, creds: Credentials, out: Path) -> dict[str, str]:
@@ -211,6 +225,7 @@ def write_stack_config(scenario: Scenario, schedule: Schedule, creds: Credential
         "SB_CHAT_TENANT_SECRETS": json.dumps({t: creds.chat_secret(t) for t in tenants}),
         "SB_TENANT_SUBDOMAIN_OF": EMAIL_DOMAIN,
         "SB_OPERATOR_TOKENS": json.dumps(grants),
-        # The order service the load test starts serves this file (SB_ORDER_LOOKUP_URL points the router at it).
+        # The order service the load test starts serves this file (SB_ORDER_LOOKUP_URL points the router at it,
+        # SB_CUSTOMER_LOOKUP_URL the e-mail and phone adapters).
         "SB_ORDERS_FILE": str(orders_path),
     }

@@ -67,7 +67,7 @@ def local_stack(
         "SB_RELAY_PORT": str(relay.port),
         "SB_LOG_LEVEL": "WARNING",
     }
-    saved = {name: os.environ.get(name) for name in [*env, "SB_ORDER_LOOKUP_URL"]}
+    saved = {name: os.environ.get(name) for name in [*env, "SB_ORDER_LOOKUP_URL", "SB_CUSTOMER_LOOKUP_URL"]}
     # start_services passes its own environment on to every child: set the run's config there for the start.
     os.environ.update(env)
     services: list[RunningService] = []
@@ -81,6 +81,8 @@ def local_stack(
                 if config_env.get("SB_ORDERS_FILE"):
                     services.append(start_order_service(run_dir, Path(config_env["SB_ORDERS_FILE"])))
                     os.environ["SB_ORDER_LOOKUP_URL"] = f"http://127.0.0.1:{services[-1].port}"
+                    # The same service answers the e-mail and phone adapters' customer (tier) lookups.
+                    os.environ["SB_CUSTOMER_LOOKUP_URL"] = os.environ["SB_ORDER_LOOKUP_URL"]
                 services += start_services(names, infra.bootstrap, infra.redis_url, run_dir)
                 wait_services_ready(services, ready_timeout)
                 http = {s.name: f"http://127.0.0.1:{s.port}" for s in services}

@@ -236,6 +236,10 @@ class Scenario(_Model):
     limits: Limits
     # Share of chat conversations that come from a platform's IM webhook (signed POSTs) rather than the widget.
     chat_webhook_share: float = Field(ge=0, le=1, default=0.0)
+    # Share of customers who are members of each tier ({"88VIP": 0.1}); the rest have none. The shop vouches for
+    # it as in production (docs/chat-widget.md, docs/customer-lookup.md): chat through the widget token's claims or
+    # the signed webhook body, e-mail and phone through the customer lookup of the run's order service.
+    member_tiers: dict[str, float] = Field(default_factory=dict)
     service_level_targets_s: tuple[float, ...] = (20.0, 180.0)
     # The same response-time yardstick for every run of an A/B (the target in force may differ with the profile).
     response_reference_s: float = Field(gt=0, default=180.0)
@@ -249,6 +253,13 @@ class Scenario(_Model):
         if not weights or sum(weights.values()) <= 0 or any(w < 0 for w in weights.values()):
             raise ValueError("a mix needs non-negative weights with a positive sum")
         return weights
+
+    @field_validator("member_tiers")
+    @classmethod
+    def _tier_shares(cls, shares: dict[str, float]) -> dict[str, float]:
+        if any(s < 0 for s in shares.values()) or sum(shares.values()) > 1:
+            raise ValueError("tier shares are non-negative and add up to at most 1")
+        return shares
 
     @field_validator("channels")
     @classmethod

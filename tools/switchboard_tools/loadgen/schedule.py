@@ -50,6 +50,8 @@ class PlannedConversation:
     leave_after_s: float | None = None
     # What the customer writes if the bot answered: its offset_s is the think time after the bot's answer.
     ask_human: PlannedMessage | None = None
+    # The customer's member tier ("" for none): what the shop vouches for (scenario `member_tiers`).
+    member_tier: str = ""
 
     @property
     def start_s(self) -> float:
@@ -143,6 +145,29 @@ def order_id(rng: random.Random) -> str:
     return f"3{rng.randrange(10**18):018d}"
 
 
+def customer_email(customer_id: str) -> str:
+    """The address a load-test customer writes e-mail from."""
+    return f"{customer_id}@buyers.example"
+
+
+def caller_number(message: PlannedMessage) -> str:
+    """The number a load-test caller rings from (derived from the message, so a retry rings from the same)."""
+    return f"+86 139 0000 {int(message.tag[:4], 36) % 10000:04d}"
+
+
+def member_tier(scenario: Scenario, index: int) -> str:
+    """The tier of the index-th customer, drawn from a generator of its own: a scenario without tiers plans
+    exactly the schedule it planned before tiers existed."""
+    if not scenario.member_tiers:
+        return ""
+    draw = random.Random(f"{scenario.seed}-tier-{index}").random()
+    for name in sorted(scenario.member_tiers):
+        draw -= scenario.member_tiers[name]
+        if draw < 0:
+            return name
+    return ""
+
+
 def _conversation(scenario: Scenario, rng: random.Random, index: int, start: float, tenant: str) -> PlannedConversation:
     channel = cast(ChannelName, _pick(rng, scenario.channels))
     language = _pick(rng, scenario.languages)
@@ -180,6 +205,7 @@ def _conversation(scenario: Scenario, rng: random.Random, index: int, start: flo
         order_id=order,
         leave_after_s=leave_after,
         ask_human=ask_human,
+        member_tier=member_tier(scenario, index),
     )
 
 

@@ -282,5 +282,9 @@ def _print_table(
         lines.append(f"  desk       http://127.0.0.1:{gateway.port}/desk/   (shop-a / a-lina / dev-lina)")
         lines.append(f"  board      http://127.0.0.1:{gateway.port}/board/")
         lines += [f"             supervisor token of {t}: {tok}" for t, tok in supervisors.items()]
+    if any(s.name == "chat" for s in services):
+        lines.append(
+            "  widget     switchboard widget-url --tenant shop-a --customer buyer-1 [--claim member_tier=88VIP]"
+        )
     lines.append(f"  logs       {run_dir / 'logs'}")
     print("\n".join(lines), flush=True)
