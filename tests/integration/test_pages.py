@@ -301,6 +301,9 @@ async def _monitor_and_scale(page: Page, conversation: str) -> None:
     await controls.get_by_role("button", name="Apply").click()
     await expect(controls.get_by_role("status")).to_contain_text("capacity:")
     await expect(page.locator('[data-agent="a-lina"]')).to_contain_text("chat 0/10")  # 5 slots x 2
+    await expect(page.locator('[data-agent="a-lina"] [data-figure="agent-skills"]')).to_have_text(
+        "presales 5 · orders 4"
+    )
     await controls.get_by_label("Capacity factor").fill("1")
     await controls.get_by_role("button", name="Apply").click()
     await expect(page.locator('[data-agent="a-lina"]')).to_contain_text("chat 0/5")

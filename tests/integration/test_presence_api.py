@@ -343,7 +343,12 @@ async def test_pools_widen_agents_while_on_and_revert_exactly(presence: Presence
     assert (await presence.http.post(f"{A}/temporary-agents", json={"agents": tmp}, headers=auth(OPS_A))).is_success
     assert await groups_of(presence, "tmp-1") == (["orders", "general", "after_sales"], ["orders"])
     await presence.store.update_profile("shop-a", "a-lina", groups=["presales"])
-    await presence.store.load_roster(load_roster())  # the roster file again: lina's own groups come back, widened
+    # her roster entry is edited (a reload writes only edited entries): her own groups come back, widened
+    roster = load_roster()
+    entry = roster.agent("shop-a", "a-lina")
+    assert entry is not None
+    entry.display_name = "李娜 Lina (senior)"
+    assert await presence.store.load_roster(roster) == 1
     assert await groups_of(presence, "a-lina") == (
         ["presales", "orders", "general", "after_sales"],
         ["presales", "orders"],

@@ -121,3 +121,44 @@ async def test_roster_reload_prunes_agents_it_no_longer_lists(store: PresenceSto
     assert await store.get_agent("shop-a", "a-jun") is None
     assert "a-jun" not in await store.group_members("shop-a", "orders")
     assert await store.get_agent("shop-a", "tmp-9") is not None  # temporary agents belong to operators
+
+
+async def test_a_reload_of_the_same_roster_keeps_live_changes_and_an_edited_entry_wins(
+    store: PresenceStore, settings: ServiceSettings
+) -> None:
+    lina = await store.get_agent("shop-a", "a-lina")
+    assert lina is not None
+    assert lina.proficiency == {"presales": 5, "orders": 4}
+    # an operator changes her levels and capacity live
+    assert await store.update_profile("shop-a", "a-lina", proficiency={"presales": 2}, capacity={"chat": 9})
+    # presence restarts: the file is the same, what operators changed stays
+    assert await store.load_roster(load_roster()) == 0
+    lina = await store.get_agent("shop-a", "a-lina")
+    assert lina is not None
+    assert (lina.proficiency, lina.capacity["chat"]) == ({"presales": 2}, 9)
+    found = await read_topic(settings.kafka_bootstrap, settings.topic_prefix + "sb.presence.v1", 8 + 1)
+    lina_records = [m for k, m in _records(found) if k == "shop-a/a-lina"]
+    assert dict(lina_records[-1].proficiency) == {"presales": 2}
+
+    # her entry in the file is edited: the file's entry is written as a whole
+    roster = load_roster()
+    entry = roster.agent("shop-a", "a-lina")
+    assert entry is not None
+    entry.proficiency = {"presales": 4, "orders": 3}
+    assert await store.load_roster(roster) == 1
+    lina = await store.get_agent("shop-a", "a-lina")
+    assert lina is not None
+    assert (lina.proficiency, lina.capacity["chat"]) == ({"presales": 4, "orders": 3}, 5)
+
+    # an agent the roster dropped (removed) and lists again comes back, though its entry is the same as before
+    shop_a = roster.tenants[0]
+    jun = next(a for a in shop_a.agents if a.agent_id == "a-jun")
+    shop_a.agents.remove(jun)
+    await store.load_roster(roster)
+    assert await store.get_agent("shop-a", "a-jun") is None
+    shop_a.agents.append(jun)
+    assert await store.load_roster(roster) == 1
+    back = await store.get_agent("shop-a", "a-jun")
+    assert back is not None
+    assert back.proficiency == {"promotions": 4, "orders": 2, "presales": 3}
+    assert "a-jun" in await store.group_members("shop-a", "promotions")

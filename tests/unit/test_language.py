@@ -9,6 +9,8 @@ import pytest
 
 from switchboard.intake import language
 from switchboard.intake.language import detect_language
+from switchboard.phone.records import new_call, segment_message
+from switchboard.phone.wire import CallStarted, Segment
 from switchboard.routing.config import load_config_file
 
 MESSAGES: dict[str, list[str]] = {
@@ -107,3 +109,16 @@ def test_the_example_shops_cross_border_rule_takes_every_language_but_chinese(re
     assert rule.group == "cross_border"
     assert set(rule.match.language) == language.LANGUAGE_CODES - {"zh"}
     assert {detect_language(text) for texts in MESSAGES.values() for text in texts} <= language.LANGUAGE_CODES | {""}
+
+
+def test_a_phone_segment_is_detected_from_its_text_else_it_keeps_the_calls_language() -> None:
+    started = CallStarted(type="call.started", call_id="c1", dialled_number="400-800-1009", language="ja-JP")
+    call = new_call("shop-a", started)
+    assert call.language == "ja"
+
+    def segment(text: str) -> str:
+        item = Segment(type="segment", call_id="c1", seq=1, text=text, start_ms=0, end_ms=900)
+        return segment_message("shop-a", call, item).language
+
+    assert (segment("¿Dónde está mi pedido?"), segment("我想改一下地址"), segment("嗯 123")) == ("es", "zh", "zh")
+    assert segment("…") == "ja", "nothing to tell from: the call's language"

@@ -35,6 +35,15 @@ def test_written_config_is_accepted_by_the_services(tmp_path: Path) -> None:
     for tenant_id, agent_id in every_agent:
         assert roster.check_login(tenant_id, agent_id, creds.agent_password(tenant_id, agent_id)) is not None
     assert roster.check_login("lg-flagship", "lg-flagship-a000", "wrong") is None
+    # every simulated agent has levels in its groups, strong somewhere; each shop has a Japanese-speaking
+    # cross-border agent
+    for tenant in roster.tenants:
+        assert all(set(a.proficiency) == set(a.groups) and max(a.proficiency.values()) >= 3 for a in tenant.agents)
+        assert any("ja" in a.languages and "crossborder" in a.groups for a in tenant.agents), tenant.tenant_id
+    levels = [n for t in roster.tenants for a in t.agents for n in a.proficiency.values()]
+    assert set(levels) == {1, 2, 3, 4, 5}
+    again = load_roster(write_stack_config(scenario, schedule, creds, tmp_path / "again")["SB_ROSTER_PATH"])
+    assert again == roster, "the same run gives the same levels"
 
     routing_files = sorted(Path(env["SB_ROUTING_CONFIG_DIR"]).glob("*.yaml"))
     assert len(routing_files) == len(scenario.all_tenants())

@@ -209,18 +209,26 @@ function Charts({ groups, lang }: { groups: Json[]; lang: Lang }) {
   );
 }
 
+// "presales 5 · orders 4 · general": each group the agent serves with its level; a group without one (a surge
+// pool's, or none given) counts at the router's default level.
+function skills(a: Json): string {
+  const levels = (a.proficiency ?? {}) as Record<string, number>;
+  return (a.groups as string[]).map((g) => (levels[g] ? `${g} ${levels[g]}` : g)).join(" · ");
+}
+
 function Agents({ agents, lang }: { agents: Json; lang: Lang }) {
   return (
     <section class="card" aria-label={t(lang, "agents")}>
       <h2>{t(lang, "agents")}</h2>
       <table>
-        <thead><tr><th>{t(lang, "agent")}</th><th>{t(lang, "status")}</th><th>{t(lang, "inStatus")}</th><th>{t(lang, "load")}</th><th>{t(lang, "current")}</th><th>{t(lang, "responseRateToday")}</th><th>{t(lang, "avgResponse")}</th></tr></thead>
+        <thead><tr><th>{t(lang, "agent")}</th><th>{t(lang, "status")}</th><th>{t(lang, "inStatus")}</th><th>{t(lang, "skills")}</th><th>{t(lang, "load")}</th><th>{t(lang, "current")}</th><th>{t(lang, "responseRateToday")}</th><th>{t(lang, "avgResponse")}</th></tr></thead>
         <tbody>
           {agents.agents.map((a: Json) => (
             <tr data-agent={a.agent_id}>
               <td>{a.display_name || a.agent_id}</td>
               <td>{t(lang, a.status)}</td>
               <td>{a.status_since_ms ? duration((agents.now_ms - a.status_since_ms) / 1000) : "—"}</td>
+              <td data-figure="agent-skills">{skills(a)}</td>
               <td>{["chat", "email", "phone"].map((c) => `${c} ${a.used[c] ?? 0}/${a.effective_capacity[c] ?? 0}`).join(" · ")}</td>
               <td>{a.conversations.join(", ")}</td>
               <td data-figure="agent-response-rate">{percent(a.responses_today?.within_rate)} <span class="muted">({a.responses_today?.responses ?? 0})</span></td>

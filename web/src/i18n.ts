@@ -66,6 +66,7 @@ const TEXT = {
   estWait: ["预计等待", "Estimated wait"],
   occupancy: ["占用率", "Occupancy"],
   agents: ["客服", "Agents"],
+  skills: ["技能等级", "Skills (level)"],
   load: ["负载", "Load"],
   current: ["当前会话", "Current conversations"],
   inStatus: ["状态时长", "Time in status"],

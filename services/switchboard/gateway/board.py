@@ -140,7 +140,8 @@ async def groups(request: Request, tenant_id: str, who: Supervisor) -> dict[str,
 
 @router.get("/tenants/{tenant_id}/agents")
 async def agents(request: Request, tenant_id: str, who: Supervisor) -> dict[str, Any]:
-    """Every agent of the tenant: status and since when, load per channel and the conversations it holds."""
+    """Every agent of the tenant: status and since when, groups with its levels, load per channel and the
+    conversations it holds."""
     board = _board(request)
     states = await board.presence.list_agents(tenant_id)
     pipe = board.redis.pipeline(transaction=False)
@@ -165,6 +166,8 @@ async def agents(request: Request, tenant_id: str, who: Supervisor) -> dict[str,
                 "status": state.status.value,
                 "status_since_ms": state.status_since_ms,
                 "groups": state.groups,
+                "proficiency": state.proficiency,
+                "languages": state.languages,
                 "effective_capacity": state.effective_capacity(),
                 "used": state.used,
                 "load": round(state.load(), 3),

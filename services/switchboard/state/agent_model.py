@@ -97,6 +97,8 @@ class ProfileChange:
     temporary: bool | None = None
     regroup: bool = False
     proficiency: Mapping[str, int] | None = None
+    # the digest of the roster entry this change comes from (`roster_entry` field; None: not from the roster)
+    roster_entry: str | None = None
 
     def hash_fields(self) -> list[str | int]:
         """The agent-hash field/value pairs (flat) of everything but the served groups; raises ValueError on bad
@@ -127,6 +129,8 @@ class ProfileChange:
             if bad:
                 raise ValueError(f"bad proficiency {bad} (levels {MIN_LEVEL}-{MAX_LEVEL})")
             fields += ["proficiency", format_proficiency(dict(self.proficiency))]
+        if self.roster_entry is not None:
+            fields += ["roster_entry", self.roster_entry]
         return fields
 
 

@@ -447,8 +447,12 @@ class PresenceStore:
         change = ProfileChange(multiplier=multiplier)
         return await self.apply_profiles(tenant_id, [(a, change) for a in agent_ids])
 
-    async def add_agents(self, tenant_id: str, agents: Sequence[RosterAgent], *, publish: bool = True) -> list[str]:
-        """Create or update agents from roster entries (temporary agents too); returns those that changed."""
+    async def add_agents(
+        self, tenant_id: str, agents: Sequence[RosterAgent], *, publish: bool = True, from_roster: bool = False
+    ) -> list[str]:
+        """Create or update agents from roster entries (temporary agents too); returns those that changed.
+
+        `from_roster`: the entries come from the roster file, and each hash keeps its entry's digest."""
         await self.redis.sadd(self.keys.presence_tenants(), tenant_id)
         changes = [
             (
@@ -460,6 +464,7 @@ class PresenceStore:
                     display_name=a.display_name,
                     temporary=a.temporary,
                     proficiency=a.proficiency,
+                    roster_entry=a.entry_digest() if from_roster else None,
                 ),
             )
             for a in agents
@@ -471,14 +476,18 @@ class PresenceStore:
         return bool(await self.add_agents(tenant_id, [agent], publish=publish))
 
     async def load_roster(self, roster: Roster, *, prune: bool = True) -> int:
-        """Write every configured agent's profile (never its status or session); returns how many changed.
+        """Write the profile of every configured agent whose entry is new or changed since presence last wrote it
+        (never its status or session); returns how many agents changed.
 
-        With `prune`, a rostered (not temporary) agent of a tenant in the roster that the roster no longer lists is
-        removed (offline first). Tenants the roster does not mention are left alone.
+        An entry presence already wrote (same digest in the hash's `roster_entry`) is left alone, so a restart or a
+        reload of an unchanged file keeps what operators changed live (levels, groups, capacity); an edited entry
+        is written as a whole. With `prune`, a rostered (not temporary) agent of a tenant in the roster that the
+        roster no longer lists is removed (offline first). Tenants the roster does not mention are left alone.
         """
         changed = 0
         for tenant in roster.tenants:
-            changed += len(await self.add_agents(tenant.tenant_id, tenant.agents))
+            fresh = await self._unwritten_entries(tenant.tenant_id, tenant.agents)
+            changed += len(await self.add_agents(tenant.tenant_id, fresh, from_roster=True))
             if prune:
                 listed = {a.agent_id for a in tenant.agents}
                 for gone in await self.list_agents(tenant.tenant_id):
@@ -487,6 +496,20 @@ class PresenceStore:
                         changed += 1
         log.info("roster_loaded", tenants=len(roster.tenants), changed=changed)
         return changed
+
+    async def _unwritten_entries(self, tenant_id: str, agents: Sequence[RosterAgent]) -> list[RosterAgent]:
+        """The roster entries whose agent hash does not hold them yet (new, edited, or the agent was removed)."""
+        if not agents:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for agent in agents:
+            pipe.hmget(self.keys.agent(tenant_id, agent.agent_id), ["roster_entry", "removed"])
+        rows = await pipe.execute()
+        return [
+            agent
+            for agent, (entry, removed) in zip(agents, rows, strict=True)
+            if entry is None or text(entry) != agent.entry_digest() or (removed is not None and text(removed) == "1")
+        ]
 
     async def remove_agent(self, tenant_id: str, agent_id: str, changed_by: str) -> bool:
         """Take an agent out of service: offline first (the router requeues its work), then out of every set."""

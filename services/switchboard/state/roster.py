@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -88,6 +89,14 @@ class RosterAgent(BaseModel):
         if stray:
             raise ValueError(f"at proficiency.{stray[0]}: {stray_level_message(stray[0], self.groups)}")
         return self
+
+    def entry_digest(self) -> str:
+        """A digest of what presence writes from this entry (skills, languages, levels, capacity, name): presence
+        keeps it in the agent hash to tell an entry the file changed from one it already wrote."""
+        written = self.model_dump(
+            include={"display_name", "groups", "languages", "capacity", "temporary", "proficiency"}
+        )
+        return hashlib.sha256(json.dumps(written, sort_keys=True).encode()).hexdigest()[:16]
 
     def check_password(self, password: str) -> bool:
         """True when `password` is this agent's (constant-time compare); False when no password is configured."""

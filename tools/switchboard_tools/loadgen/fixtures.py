@@ -21,7 +21,7 @@ import yaml
 from switchboard.routing.config import TenantRouting
 from switchboard.routing.surge import profile_errors
 from switchboard_tools.loadgen.scenario import Scenario
-from switchboard_tools.loadgen.schedule import Schedule, caller_number, customer_email
+from switchboard_tools.loadgen.schedule import AgentShift, Schedule, caller_number, customer_email
 
 # Intent → skill group id, and the words the router's intent rules match on (they appear in the sample texts).
 GROUPS = {
@@ -83,17 +83,41 @@ def email_address(tenant_id: str) -> str:
     return f"service@{tenant_id}.{EMAIL_DOMAIN}"
 
 
+# Levels of a simulated agent: strong in its main group, uneven in the others (1 beginner .. 5 expert).
+MAIN_LEVELS = {3: 0.3, 4: 0.4, 5: 0.3}
+OTHER_LEVELS = {1: 0.15, 2: 0.35, 3: 0.35, 4: 0.15}
+# The extra language of a shop's 1st, 2nd, ... cross-border agent (beyond the scenario's agent languages); the
+# others have none, as in shops where a few agents carry the foreign buyers.
+CROSS_BORDER_LANGUAGES = ("ja", "ko", "es", "ru", None, None)
+
+
+def levels(shift: AgentShift, groups: list[str]) -> dict[str, int]:
+    """The simulated agent's level per group, drawn from its own seed (the same run gives the same levels)."""
+    rng = random.Random(f"levels/{shift.seed}")
+    main = rng.choice(groups)
+    draw = {g: MAIN_LEVELS if g == main else OTHER_LEVELS for g in groups}
+    return {g: rng.choices(list(w), weights=list(w.values()), k=1)[0] for g, w in draw.items()}
+
+
 def roster(scenario: Scenario, schedule: Schedule, creds: Credentials) -> dict[str, Any]:
-    """The agent roster (docs/agents-config.md) with every simulated agent of the schedule."""
+    """The agent roster (docs/agents-config.md) with every simulated agent of the schedule: levels per group, the
+    scenario's languages, and a foreign language for some cross-border agents (the first of each shop: Japanese)."""
     by_tenant: dict[str, list[dict[str, Any]]] = {t.id: [] for t in scenario.all_tenants()}
     for shift in schedule.agents:
+        groups = list(shift.groups) or SKILL_GROUPS
+        languages = list(scenario.agents.languages)
+        if GROUPS["cross_border"] in groups:
+            nth = sum(GROUPS["cross_border"] in (a["groups"]) for a in by_tenant[shift.tenant_id])
+            extra = CROSS_BORDER_LANGUAGES[nth % len(CROSS_BORDER_LANGUAGES)]
+            languages += [extra] if extra and extra not in languages else []
         by_tenant[shift.tenant_id].append(
             {
                 "agent_id": shift.agent_id,
                 "display_name": f"LG {shift.agent_id}",
                 "password": creds.agent_password(shift.tenant_id, shift.agent_id),
-                "groups": list(shift.groups) or SKILL_GROUPS,
-                "languages": list(scenario.agents.languages),
+                "groups": groups,
+                "proficiency": levels(shift, groups),
+                "languages": languages,
                 "capacity": dict(scenario.agents.capacity),
             }
         )
