@@ -20,6 +20,7 @@ from switchboard.routing.skills import (
 CONFIG = """
 tenant: skills
 default_group: presales
+default_groups: {phone: complaints}
 skills:
   proficiency_weight: 0.25
   language_relax_after_s: 120
