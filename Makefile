@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml tools/pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: help venv prepare pages web-check proto proto-check fmt lint typecheck check test test-all soak bench bench-services loadtest loadtest-double11 up clean
+.PHONY: help venv prepare pages web-check proto proto-check fmt lint typecheck check test test-all soak bench bench-services loadtest loadtest-double11 eval-routing up clean
 
 help:
 	@echo "make up         run Kafka, Redis and every service (Ctrl-C stops all)"
@@ -16,6 +16,8 @@ help:
 	@echo "make bench      raw limits and pipeline figures on this machine"
 	@echo "make bench-services  each service's own benchmark (BENCH_ARGS=--quick for short runs)"
 	@echo "make check      format check, lint and typecheck"
+	@echo "make eval-routing  the example shop's routing on its labelled messages: accuracy, confusion matrix, timing"
+	@echo "                (EVAL_ARGS=--compare also measures the candidate classifiers; exits 1 below 90 % held out)"
 
 # The dev venv: every pinned package, then both distributions editable: the services (.) and their tooling
 # (tools/: the local stack, the load generator, the benchmarks; tools/README.md says why they are apart).
@@ -80,6 +82,10 @@ loadtest: prepare
 # Two stacks in a row, about 8 minutes each on 2 cores; not part of `make test`.
 loadtest-double11: prepare
 	$(BIN)/switchboard loadtest --scenario double11 --profile both
+
+# A benchmark of routing quality, not a timed test (not part of `make test`); docs/routing.md has its figures.
+eval-routing: venv
+	$(BIN)/python -m switchboard_tools.routing_eval $(EVAL_ARGS)
 
 clean:
 	rm -rf .run reports .pytest_cache .mypy_cache .ruff_cache

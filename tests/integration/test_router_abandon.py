@@ -38,6 +38,7 @@ pytestmark = [pytest.mark.broker, on_both_redis_backends]
 
 T = "tmall-flagship"
 ASK = "这个尺码合适吗"  # presales (chat and e-mail) in the tenant's rules
+CALL = "地址写错了 我要改地址"  # orders (every channel: presales takes no calls)
 
 
 @dataclass
@@ -108,9 +109,9 @@ async def env(redis: Redis, prefix: str, repo_root: Path) -> AsyncIterator[Env]:
 
 
 async def test_a_caller_who_hangs_up_while_queued_frees_nothing_and_is_never_assigned(env: Env) -> None:
-    await put_agent(env.redis, env.keys, T, "lina", ["presales"], chat=3, phone=1)
-    await env.send("call-1", "p1", ASK, channel="phone")
-    await env.send("call-2", "p2", ASK, channel="phone")  # lina's one phone slot is taken: queued
+    await put_agent(env.redis, env.keys, T, "lina", ["presales", "orders"], chat=3, phone=1)
+    await env.send("call-1", "p1", CALL, channel="phone")
+    await env.send("call-2", "p2", CALL, channel="phone")  # lina's one phone slot is taken: queued
     assert (await env.conv("call-2"))["state"] == "queued"
     env.clock[0] += 25_000
     await env.hang_up("call-2", "p2-ended")
@@ -118,16 +119,16 @@ async def test_a_caller_who_hangs_up_while_queued_frees_nothing_and_is_never_ass
     assert (await env.conv("call-2"))["state"] == "abandoned"
     assert await env.used("lina", "phone") == 1  # the call lina has is still hers; nothing else was freed
     [abandoned] = env.events("abandoned", "call-2")
-    assert abandoned.wait_ms == 25_000 and abandoned.skill_group == "presales" and abandoned.agent_id == ""
+    assert abandoned.wait_ms == 25_000 and abandoned.skill_group == "orders" and abandoned.agent_id == ""
     assert "abandoned:call_ended" in abandoned.reasons
     # When lina's call ends, the caller who hung up is not given to her.
     await env.hang_up("call-1", "p1-ended")
     assert await _close(env, "call-1", "lina")
     await env.router.upkeep.sweep()
     assert not env.events("assigned", "call-2") and not env.events("offered", "call-2")
-    assert await env.redis.zcard(env.keys.queue_channel(T, "presales", "phone")) == 0
+    assert await env.redis.zcard(env.keys.queue_channel(T, "orders", "phone")) == 0
     # It counts in the service level: one answered at once, one abandoned.
-    level = await read_service_level(env.redis, env.keys, T, "presales", "phone", target_s=30, now_ms=env.clock[0])
+    level = await read_service_level(env.redis, env.keys, T, "orders", "phone", target_s=30, now_ms=env.clock[0])
     assert (level.answered, level.answered_within, level.abandoned, level.level) == (1, 1, 1, 0.5)
     await env.check()
 
@@ -136,8 +137,8 @@ async def test_a_caller_who_hangs_up_while_offered_gives_the_offer_back_and_the_
     env: Env,
 ) -> None:
     env.use_offers()
-    await put_agent(env.redis, env.keys, T, "lina", ["presales"], chat=1, phone=1)
-    await env.send("call-1", "p1", ASK, channel="phone")
+    await put_agent(env.redis, env.keys, T, "lina", ["presales", "orders"], chat=1, phone=1)
+    await env.send("call-1", "p1", CALL, channel="phone")
     await env.send("chat-1", "c1", ASK)  # lina is on the phone (the call blocks other work): queued
     assert (await env.conv("call-1"))["state"] == "offered"
     assert await env.used("lina", "phone") == 1  # an offer holds the slot
@@ -157,8 +158,8 @@ async def test_a_caller_who_hangs_up_while_offered_gives_the_offer_back_and_the_
 
 
 async def test_an_ended_call_after_the_agent_closed_it_never_reopens_or_reassigns_it(env: Env) -> None:
-    await put_agent(env.redis, env.keys, T, "lina", ["presales"], phone=1)
-    await env.send("call-1", "p1", ASK, channel="phone")
+    await put_agent(env.redis, env.keys, T, "lina", ["presales", "orders"], phone=1)
+    await env.send("call-1", "p1", CALL, channel="phone")
     conv = await env.conv("call-1")
     assert conv["owner"] == "lina" and conv["epoch"] == "1"
     assert await _close(env, "call-1", "lina")
@@ -172,8 +173,8 @@ async def test_an_ended_call_after_the_agent_closed_it_never_reopens_or_reassign
 
 
 async def test_an_ended_call_of_an_assigned_conversation_reaches_its_owner(env: Env) -> None:
-    await put_agent(env.redis, env.keys, T, "lina", ["presales"], phone=1)
-    await env.send("call-1", "p1", ASK, channel="phone")
+    await put_agent(env.redis, env.keys, T, "lina", ["presales", "orders"], phone=1)
+    await env.send("call-1", "p1", CALL, channel="phone")
     await env.hang_up("call-1", "p1-ended")
     conv = await env.conv("call-1")
     assert (conv["state"], conv["owner"]) == ("assigned", "lina")
@@ -182,12 +183,12 @@ async def test_an_ended_call_of_an_assigned_conversation_reaches_its_owner(env: 
 
 
 async def test_a_redelivered_hang_up_abandons_once(env: Env) -> None:
-    await put_agent(env.redis, env.keys, T, "lina", ["presales"], phone=0)
-    await env.send("call-1", "p1", ASK, channel="phone")
+    await put_agent(env.redis, env.keys, T, "lina", ["presales", "orders"], phone=0)
+    await env.send("call-1", "p1", CALL, channel="phone")
     await env.hang_up("call-1", "p1-ended")
     await env.hang_up("call-1", "p1-ended")
     assert len(env.events("abandoned", "call-1")) == 2  # the event is sent again (at least once) ...
-    level = await read_service_level(env.redis, env.keys, T, "presales", target_s=30, now_ms=env.clock[0])
+    level = await read_service_level(env.redis, env.keys, T, "orders", target_s=30, now_ms=env.clock[0])
     assert level.abandoned == 1  # ... and counted once
     assert (await env.conv("call-1"))["epoch"] == "1"
 

@@ -27,12 +27,12 @@ async def test_a_caller_who_hangs_up_while_queued_is_abandoned_by_the_router_pro
     settings: ServiceSettings, redis: Redis, producer: RecordProducer, tmp_path: Path
 ) -> None:
     keys, topics = Keys(settings.key_prefix), Topics(settings.topic_prefix)
-    await put_agent(redis, keys, T, "lina", ["presales"], chat=0, email=0, phone=1)
+    await put_agent(redis, keys, T, "lina", ["orders"], chat=0, email=0, phone=1)
     router, _ = await start_router(settings, tmp_path, "router-abandon")
     try:
         for conv in ("call-1", "call-2"):
             await producer.send(
-                topics.inbound, conv, message(T, conv, f"{conv}-start", "这个尺码合适吗", channel="phone")
+                topics.inbound, conv, message(T, conv, f"{conv}-start", "地址写错了 我要改地址", channel="phone")
             )
 
         async def state_is(conv: str, wanted: str) -> bool:
@@ -52,5 +52,5 @@ async def test_a_caller_who_hangs_up_while_queued_is_abandoned_by_the_router_pro
     assert abandoned.conversation_id == "call-2" and abandoned.message_id == "call-2-ended"
     assert abandoned.wait_ms > 0 and "abandoned:call_ended" in abandoned.reasons
     assert await redis.hget(keys.agent(T, "lina"), "used:phone") == b"1"  # call-1 still holds lina's slot
-    level = await read_service_level(redis, keys, T, "presales", "phone", target_s=30, now_ms=now_ms())
+    level = await read_service_level(redis, keys, T, "orders", "phone", target_s=30, now_ms=now_ms())
     assert (level.answered, level.abandoned) == (1, 1)

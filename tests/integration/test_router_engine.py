@@ -244,7 +244,9 @@ async def test_offline_within_grace_keeps_the_work(env: Env) -> None:
 
 
 async def test_phone_call_takes_a_phone_slot_and_blocks_chats(env: Env) -> None:
-    await put_agent(env.redis, env.keys, T, "lina", ["presales"], chat=3, phone=1)
+    await put_agent(
+        env.redis, env.keys, T, "lina", ["presales", "general"], chat=3, phone=1
+    )  # a call nobody classified: general
     await env.send(T, "p1", "call-start", "", channel="phone")
     await env.send(T, "c1", "m1")
     assert (await env.conv("p1"))["owner"] == "lina"

@@ -6,15 +6,16 @@ from pathlib import Path
 
 import pytest
 
+from switchboard.router.reload import load_routing_file
 from switchboard.routing.chain import AgentView, GroupStats, plan, refusal, take
 from switchboard.routing.classify import Facts, classify
-from switchboard.routing.config import Capacity, TenantRouting, load_config_file
+from switchboard.routing.config import Capacity, TenantRouting
 from switchboard.routing.scoring import effective_priority, estimated_wait_s, service_level, stored_score
 
 
 @pytest.fixture(scope="module")
 def tmall(repo_root: Path) -> TenantRouting:
-    return load_config_file(repo_root / "config" / "routing" / "tmall-flagship.yaml")
+    return load_routing_file(repo_root / "config" / "routing" / "tmall-flagship.yaml")
 
 
 @pytest.mark.parametrize(
@@ -26,10 +27,10 @@ def tmall(repo_root: Path) -> TenantRouting:
         (Facts(text="快递到哪了？三天没动"), "logistics", "parcel"),
         (Facts(text="你好", dispute_stage="claim_open"), "complaints", "dispute-open"),
         (Facts(text="再不处理我就投诉你们"), "complaints", "complaint-words"),
-        (Facts(text="帮我改地址"), "orders", "order-change"),
-        (Facts(text="定金什么时候付尾款"), "promotions", "promo"),
-        (Facts(text="这件M码适合170吗 size"), "presales", "product-card"),
-        (Facts(text="在吗"), "presales", "default"),
+        (Facts(text="帮我改地址"), "orders", "classifier"),
+        (Facts(text="定金什么时候付尾款"), "promotions", "classifier"),
+        (Facts(text="这件M码适合170吗 size"), "presales", "classifier"),
+        (Facts(text="在吗"), "presales", "no_intent"),
         (Facts(text="我的订单", order_status="refunding"), "after_sales", "refunding-order"),
     ],
 )

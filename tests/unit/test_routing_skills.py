@@ -22,6 +22,7 @@ from switchboard.routing.surge import SurgeProfile, effective_config
 CONFIG = """
 tenant: skills
 default_group: presales
+default_groups: {phone: complaints}
 skills:
   proficiency_weight: 0.25
   language_relax_after_s: 120

@@ -99,7 +99,15 @@ class BotAnswers:
             if not self.url_for(config) or not (order_id or message.customer.customer_id):
                 return None
         deadline = now_ms + int(config.bot.lookup_timeout_s * 1000) + HOLD_GRACE_MS
-        return BotHold(intent.name, classified.group, classified.priority, classified.rule, deadline)
+        return BotHold(
+            intent.name,
+            classified.group,
+            classified.priority,
+            classified.rule,
+            deadline,
+            classified.by,
+            classified.confidence,
+        )
 
     def start(self, config: TenantRouting, messages: Sequence[InboundMessage], found: Sequence[Decision]) -> None:
         """Start the answer task of every conversation the batch's scripts held for the bot."""

@@ -87,25 +87,30 @@ class Route:
 @dataclass(frozen=True)
 class OpenConversation:
     """A new conversation's classification and route; `since` (ms, 0: now) is the original arrival kept when a
-    conversation the bot held or answered is routed after all (its queue score and waits count from then)."""
+    conversation the bot held or answered is routed after all (its queue score and waits count from then);
+    `by` and `conf`: what classified it and the classifier's confidence (routing.classify.Classification)."""
 
     group: str
     prio: int
     rule: str
     route: Route
     since: int = 0
+    by: str = ""
+    conf: float = 0.0
 
 
 @dataclass(frozen=True)
 class BotHold:
     """The bot answers a new conversation: held (not queued) until the answer or `deadline` (ms); `group`,
-    `prio`, `rule` are its classification, for when it is routed after all."""
+    `prio`, `rule`, `by`, `conf` are its classification, for when it is routed after all."""
 
     intent: str
     group: str
     prio: int
     rule: str
     deadline: int
+    by: str = ""
+    conf: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -142,6 +147,8 @@ class InboundRequest:
                 "rule": self.open.rule,
                 "route": self.open.route.encode(),
                 "since": self.open.since,
+                "by": self.open.by,
+                "conf": self.open.conf,
             }
         if self.bot is not None:
             out["bot"] = asdict(self.bot)
@@ -347,8 +354,8 @@ BOT_STATES = ("bot", "bot_answered")
 @dataclass(frozen=True)
 class Peek:
     """peek.lua, per message: its conversation's state, owner and last owner, and its customer's last agent; for a
-    conversation the bot holds or answered, also its arrival (`enq`, ms), group, priority, rule, answer time and
-    language."""
+    conversation the bot holds or answered, also its arrival (`enq`, ms), group, priority, rule, what classified
+    it and with which confidence, answer time and language."""
 
     state: str = ""
     owner: str = ""
@@ -359,6 +366,8 @@ class Peek:
     prio: int = 0
     rule: str = ""
     answered: int = 0
+    by: str = ""
+    conf: float = 0.0
     lang: str = ""
 
     @classmethod
@@ -373,6 +382,7 @@ class Peek:
         # Redis hash fields come as strings from the script.
         for name in ("enq", "prio", "answered"):
             object.__setattr__(self, name, int(float(getattr(self, name) or 0)))
+        object.__setattr__(self, "conf", float(self.conf or 0))
 
     def encode(self) -> dict[str, Any]:
         """The JSON object the script returns for one message (tests)."""
@@ -416,6 +426,11 @@ class Decision:
     wait: int = 0
     tpl: str = ""
     lookup: str = ""
+    # What classified the conversation, the classifier's confidence and the classifying rule, from its hash: on
+    # every decision of the conversation (lib.lua's `classified`).
+    by: str = ""
+    conf: float = 0.0
+    crule: str = ""
     # Route decisions (assigned, offered, queued): the conversation's language as the router stored it.
     lang: str = ""
 

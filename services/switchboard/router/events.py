@@ -82,6 +82,9 @@ def routing_event(
         router_instance=instance,
         queue_position=d.pos,
         previous_agent_id=d.prev,
+        classified_by=d.by,
+        confidence=d.conf,
+        classified_rule=d.crule,
         language=language,
     )
     event.candidates.extend(_verdict(v) for v in verdicts)

@@ -109,11 +109,11 @@ def continuing(config: TenantRouting, seen: Peek, now_ms: int) -> Opening | None
     customer left while it waited (abandoned) and writes again: it keeps its classification and arrival."""
     if seen.state not in (*BOT_STATES, "abandoned") or seen.group not in {g.name for g in config.skill_groups}:
         return None
-    classified = Classification(seen.group, seen.prio, seen.rule)
+    kept = Classification(seen.group, seen.prio, seen.rule, by=seen.by, confidence=seen.conf)
     if seen.state == "abandoned":
-        return Opening(classified, since=seen.enq, reasons=RETURNED, language=seen.lang)
+        return Opening(kept, since=seen.enq, reasons=RETURNED, language=seen.lang)
     since = seen.enq if now_ms - (seen.answered or seen.enq) <= config.bot.followup_s * 1000 else 0
-    return Opening(classified, since=since, reasons=("bot:customer_wrote",), language=seen.lang)
+    return Opening(kept, since=since, reasons=("bot:customer_wrote",), language=seen.lang)
 
 
 @dataclass
@@ -275,7 +275,8 @@ class InboundHandler:
         reasons = [*boosts, *opening.reasons]
         if chosen.passed_over > len(chosen.verdicts):
             reasons.append(f"passed_over:{chosen.passed_over}")
-        request = replace(request, open=OpenConversation(group, priority, rule, route, opening.since))
+        opened = OpenConversation(group, priority, rule, route, opening.since, classified.by, classified.confidence)
+        request = replace(request, open=opened)
         return Call(m, request, ks, chosen, tuple(reasons))
 
     async def _claim_in_chunks(

@@ -5,18 +5,78 @@ config; a removed file removes the tenant (its records then go to the DLQ as "no
 
 `get` answers with the config in force for routing: the file's, with the tenant's surge profile in force folded in
 (router/surge.py); `base` is the file's alone.
+
+A config with an intent classifier (its `<stem>.examples.txt` beside it, or the file its `classifier.examples`
+names) is trained at load and carries the model (routing/intent.py); a change of either file reloads and
+retrains, and a bad examples file is rejected like a bad config (file:line in the log, the previous config and
+model stay). Training the same examples again reuses the model already trained.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import time
 from pathlib import Path
 
 from switchboard.router.surge import ActiveProfiles
 from switchboard.routing.config import ConfigError, TenantRouting, load_config_file
+from switchboard.routing.intent import ExamplesError, IntentModel, parse_examples, train
 from switchboard.runtime.logs import get_logger
 
 log = get_logger(__name__)
+EXAMPLES_SUFFIX = ".examples.txt"
+# Models by a digest of the examples file and the config's groups: an edit of the config alone trains nothing.
+_TRAINED: dict[str, IntentModel] = {}
+
+
+def examples_path(path: Path, config: TenantRouting) -> Path | None:
+    """The examples file of the config read from `path`: the one `classifier.examples` names, else
+    `<stem>.examples.txt` when it exists; None without one or with the classifier disabled."""
+    if not config.classifier.enabled:
+        return None
+    if config.classifier.examples:
+        return path.parent / config.classifier.examples
+    default = path.with_name(path.stem + EXAMPLES_SUFFIX)
+    return default if default.exists() else None
+
+
+def with_classifier(config: TenantRouting, examples: Path | None) -> TenantRouting:
+    """The config with its intent classifier trained from `examples` (unchanged when None); ConfigError with the
+    examples file's file:line when it cannot be taken."""
+    if examples is None:
+        return config
+    try:
+        raw = examples.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{examples}:1: cannot read the intent examples: {exc}") from exc
+    groups = sorted(g.name for g in config.skill_groups)
+    key = hashlib.sha256(raw + "\0".join(groups).encode()).hexdigest()
+    model = _TRAINED.get(key)
+    if model is None:
+        try:
+            found = parse_examples(raw, str(examples), groups)
+        except ExamplesError as exc:
+            raise ConfigError(str(exc)) from exc
+        started = time.perf_counter()
+        model = _TRAINED[key] = train(found)
+        log.info(
+            "intent_classifier_trained",
+            tenant=config.tenant,
+            file=str(examples),
+            examples=len(found),
+            groups=len(model.groups),
+            fingerprint=model.fingerprint,
+            seconds=round(time.perf_counter() - started, 3),
+        )
+    config._intent = model
+    return config
+
+
+def load_routing_file(path: Path) -> TenantRouting:
+    """Read and validate one tenant's config and train its intent classifier (ConfigError naming file:line)."""
+    config = load_config_file(path)
+    return with_classifier(config, examples_path(path, config))
 
 
 class ConfigStore:
@@ -26,7 +86,10 @@ class ConfigStore:
         self.directory = directory
         self._configs: dict[str, TenantRouting] = {}
         self._tenant_of_file: dict[Path, str] = {}
-        self._mtimes: dict[Path, float] = {}
+        # Per config file: its mtime and its examples file's (0 without one), so a change of either reloads it.
+        self._mtimes: dict[Path, tuple[float, float]] = {}
+        # Per config file: the examples file it names (or would: `<stem>.examples.txt`).
+        self._examples: dict[Path, Path] = {}
         self.errors: dict[Path, str] = {}
         self._stopping = asyncio.Event()
         # The surge profile in force per tenant (read by the router's upkeep), folded into what `get` answers.
@@ -52,7 +115,7 @@ class ConfigStore:
     def poll(self) -> bool:
         """Load what changed since the last poll; True when any tenant's config changed."""
         try:
-            files = {p: p.stat().st_mtime for p in sorted(self.directory.glob("*.yaml"))}
+            files = {p: (p.stat().st_mtime, self._examples_mtime(p)) for p in sorted(self.directory.glob("*.yaml"))}
         except OSError as exc:
             log.warning("config_dir_unreadable", directory=str(self.directory), error=repr(exc))
             return False
@@ -70,6 +133,10 @@ class ConfigStore:
             self._mtimes[path] = mtime
             try:
                 config = load_config_file(path)
+                examples = examples_path(path, config)
+                if examples is not None:
+                    self._examples[path] = examples
+                config = with_classifier(config, examples)
             except ConfigError as exc:
                 self.errors[path] = str(exc)
                 log.error("config_rejected", file=str(path), error=str(exc), kept_previous=path in self._tenant_of_file)
@@ -87,10 +154,18 @@ class ConfigStore:
             changed = True
         return changed
 
+    def _examples_mtime(self, path: Path) -> float:
+        """The mtime of the config's examples file; 0 when there is none."""
+        examples = self._examples.get(path, path.with_name(path.stem + EXAMPLES_SUFFIX))
+        try:
+            return examples.stat().st_mtime
+        except OSError:
+            return 0.0
+
     async def watch(self, interval_s: float) -> None:
-        """Poll until `stop` is called."""
+        """Poll until `stop` is called (in a thread: training a classifier takes a moment the loop must not wait)."""
         while not self._stopping.is_set():
-            self.poll()
+            await asyncio.to_thread(self.poll)
             try:
                 await asyncio.wait_for(self._stopping.wait(), interval_s)
             except TimeoutError:

@@ -30,9 +30,8 @@ from google.protobuf.message import Message
 
 from switchboard.contracts import AgentCommand, AgentPresence, InboundMessage, RoutingEvent, RoutingEventType
 from switchboard.router.reenact import Behaviour, Reenactment, Timed, schedule, scratch_redis
-from switchboard.router.reload import ConfigStore
+from switchboard.router.reload import ConfigStore, load_routing_file
 from switchboard.router.settings import RouterSettings
-from switchboard.routing.config import load_config_file
 
 RECORDS: dict[str, type[Message]] = {
     "InboundMessage": InboundMessage,
@@ -310,7 +309,7 @@ def load_configs(path: Path, tenants: Sequence[str] = ()) -> ConfigStore:
             raise SystemExit("\n".join(store.errors.values()))
     else:
         store = ConfigStore(path.parent)
-        store.put(load_config_file(path))
+        store.put(load_routing_file(path))
     if tenants:
         kept = ConfigStore(path)
         for tenant in tenants:

@@ -1,17 +1,22 @@
 """Classification: a conversation's first message and commerce context → skill group, priority, and the rule.
 
-Pure functions over plain data. Rules are tried in config order and the first whose conditions all hold wins;
-priority boosts (channel, VIP tier, anger/urgency words, dispute stage) are added on top of the rule's priority.
+Pure functions over plain data. Rules are tried in config order and the first whose conditions all hold wins
+(a rule whose group does not take the message's channel is skipped); with none, the tenant's intent classifier
+(routing/intent.py) names a group with its confidence, among the groups that take the channel and, when any of
+them serves the message's language, among those; below the classifier's threshold, or without a classifier,
+the channel's default group. Priority boosts (channel, VIP tier, anger/urgency words, dispute stage) are added
+on top of the rule's priority.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property, lru_cache
 
 from switchboard.routing.config import Match, TenantRouting
+from switchboard.routing.intent import IntentModel
 
 
 @dataclass(frozen=True)
@@ -36,12 +41,19 @@ class Facts:
 
 @dataclass(frozen=True)
 class Classification:
-    """The skill group and priority of a conversation, with the rule and boosts that decided them."""
+    """The skill group and priority of a conversation, with the rule and boosts that decided them.
+
+    `by`: what decided the group: "rule" (`rule` names it), "classifier" (`rule` is "classifier"), "default" (no
+    rule and no classifier), "low_confidence" (the classifier's best was below the threshold: the default group).
+    `confidence`: the classifier's probability for its best group (0 when it was not asked).
+    """
 
     group: str
     priority: int
     rule: str
     boosts: tuple[str, ...] = field(default_factory=tuple)
+    by: str = "rule"
+    confidence: float = 0.0
 
 
 @lru_cache(maxsize=4096)
@@ -116,10 +128,68 @@ def boosts(config: TenantRouting, facts: Facts) -> tuple[int, tuple[str, ...]]:
     return points, tuple(reasons)
 
 
-def classify(config: TenantRouting, facts: Facts) -> Classification:
-    """The first matching rule's group and priority plus boosts; the tenant's default group when none matches."""
-    extra, reasons = boosts(config, facts)
+def intent_model(config: TenantRouting) -> IntentModel | None:
+    """The tenant's trained intent classifier, or None (none configured, disabled, or not attached)."""
+    model = config._intent
+    return model if isinstance(model, IntentModel) and config.classifier.enabled else None
+
+
+def candidate_groups(config: TenantRouting, facts: Facts) -> list[str]:
+    """The groups the classifier may choose for a message: those that take its channel and, when any of them
+    serves its language, only those (a Japanese message prefers a group that serves Japanese)."""
+    taking = [g for g in config.skill_groups if facts.channel in g.channels]
+    speaking = [g.name for g in taking if facts.language and facts.language in g.languages]
+    return speaking or [g.name for g in taking]
+
+
+def fallback_group(config: TenantRouting, facts: Facts, ranked: list[str]) -> str:
+    """The group of a message no rule and no confident classifier decided: the channel's default group, unless
+    another group taking the channel serves the message's language and the default does not; then the best
+    of `ranked` (the classifier's order of the groups that serve it), else the first such group in config order."""
+    default = config.default_for(facts.channel)
+    if not facts.language or facts.language in config.group(default).languages:
+        return default
+    speaking = [g.name for g in config.skill_groups if facts.channel in g.channels and facts.language in g.languages]
+    if not speaking:
+        return default
+    return next((g for g in ranked if g in speaking), speaking[0])
+
+
+@lru_cache(maxsize=64)
+def _no_intent(phrases: tuple[str, ...]) -> re.Pattern[str]:
+    # Longest first, so "你们好" goes whole before "好"; then anything that is not a letter or Han (an order
+    # number alone says which order, not what about it).
+    words = sorted({p.casefold() for p in phrases if p}, key=len, reverse=True)
+    return re.compile("|".join([*(re.escape(w) for w in words), r"[\W_0-9]+"]))
+
+
+def without_intent(config: TenantRouting, text: str) -> bool:
+    """True when the text is only greetings and fillers (`classifier.no_intent`), punctuation, spaces or emoji."""
+    return not _no_intent(tuple(config.classifier.no_intent)).sub("", text.casefold())
+
+
+def decide(config: TenantRouting, facts: Facts) -> Classification:
+    """The group, priority (without boosts), rule name, what decided and the classifier's confidence."""
     for rule in config.rules:
-        if matches(rule.match, facts):
-            return Classification(rule.group, rule.priority + extra, rule.name, reasons)
-    return Classification(config.default_group, config.default_priority + extra, "default", reasons)
+        if config.takes(rule.group, facts.channel) and matches(rule.match, facts):
+            return Classification(rule.group, rule.priority, rule.name)
+    model = intent_model(config)
+    if model is not None and without_intent(config, facts.text):
+        return Classification(fallback_group(config, facts, []), config.default_priority, "no_intent", by="default")
+    found = None if model is None else model.predict(facts.text, candidate_groups(config, facts))
+    if found is None:
+        return Classification(fallback_group(config, facts, []), config.default_priority, "default", by="default")
+    confidence = round(found.confidence, 4)
+    if found.confidence >= config.classifier.threshold:
+        priority = config.classifier.priorities.get(found.group, config.default_priority)
+        return Classification(found.group, priority, "classifier", by="classifier", confidence=confidence)
+    group = fallback_group(config, facts, [found.group])
+    return Classification(group, config.default_priority, "default", by="low_confidence", confidence=confidence)
+
+
+def classify(config: TenantRouting, facts: Facts) -> Classification:
+    """The first matching rule's group and priority plus boosts; else the classifier's group; else the channel's
+    default group (both with the default priority)."""
+    extra, reasons = boosts(config, facts)
+    decided = decide(config, facts)
+    return replace(decided, priority=decided.priority + extra, boosts=reasons)

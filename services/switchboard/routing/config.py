@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 ChannelName = Literal["chat", "email", "phone"]
 ChainStep = Literal["sticky", "returning", "least_loaded", "overflow"]
@@ -294,6 +294,32 @@ class BotPolicy(_Model):
         return next((i for i in self.intents if i.name == name), None)
 
 
+# Greetings and fillers of a first message (zh, en): no intent in them.
+NO_INTENT = [
+    "你好", "您好", "你们好", "在吗", "在么", "在不在", "在嘛", "亲", "亲亲", "请问", "客服", "老板", "掌柜",
+    "谢谢", "多谢", "好的", "好", "嗯", "嗯嗯", "哦", "噢", "哈喽", "早", "早上好", "晚上好",
+    "hello", "hi", "hey", "ok", "okay", "thanks", "thank you",
+]  # fmt: skip
+
+
+class ClassifierPolicy(_Model):
+    """The intent classifier (docs/routing.md, "Intent classification"): trained at load from labelled examples,
+    it decides a new conversation's group when no rule matched; below `threshold` the conversation goes to the
+    default group and the routing event says so."""
+
+    enabled: bool = True
+    # The examples file, beside this config; "" means `<config stem>.examples.txt` when that file exists.
+    examples: str = Field(default="", pattern=r"^([^/\\]+\.txt)?$")
+    # The classifier's probability (among the groups it could choose) below which it does not decide.
+    threshold: float = Field(default=0.35, ge=0, le=1)
+    # A first message made of these alone (with punctuation, spaces and emoji) says nothing of what the customer
+    # wants: the default group takes it without asking the classifier ("你好" must not look like a complaint).
+    no_intent: list[str] = Field(default_factory=lambda: list(NO_INTENT))
+    # The queue priority of a conversation the classifier put in a group (as a rule's `priority`); a group not
+    # named here gets `default_priority`.
+    priorities: dict[str, int] = Field(default_factory=dict)
+
+
 class SkillsPolicy(_Model):
     """Tenant-wide skills settings (routing/skills.py): how much proficiency weighs against load in the least-loaded
     order, and when a conversation's language stops being required of its agent in groups without their own."""
@@ -322,6 +348,13 @@ class TenantRouting(_Model):
     bot: BotPolicy = BotPolicy()
     # The response-time target of groups without their own (docs/desk-config.md, "Response time").
     response_target_s: float = Field(default=DEFAULT_RESPONSE_TARGET_S, gt=0, le=MAX_RESPONSE_TARGET_S)
+    classifier: ClassifierPolicy = ClassifierPolicy()
+    # The default group per channel where `default_group` does not take that channel (a phone call when the
+    # default group is chat and e-mail only).
+    default_groups: dict[ChannelName, str] = Field(default_factory=dict)
+    # The intent classifier trained from the examples file (routing/intent.py), attached by the router's loader;
+    # None when the config has none. Kept by model_copy, so the surge-effective copy classifies the same way.
+    _intent: Any = PrivateAttr(default=None)
     # Proficiency weight and the language relax default (routing/skills.py).
     skills: SkillsPolicy = SkillsPolicy()
 
@@ -343,7 +376,32 @@ class TenantRouting(_Model):
                         f"at skill_groups.{i}.overflow.{j}.group: {group.name!r} overflows to unknown group "
                         f"{ring.group!r}"
                     )
+        return self._defaults(known)
+
+    def _defaults(self, known: set[str]) -> TenantRouting:
+        for name in self.classifier.priorities:
+            if name not in known:
+                raise ValueError(f"at classifier.priorities.{name}: {name!r} is not a skill group")
+        for channel, name in self.default_groups.items():
+            if name not in known:
+                raise ValueError(f"at default_groups.{channel}: {name!r} is not a skill group")
+        for channel in CHANNELS:
+            default = self.default_for(channel)
+            if any(channel in g.channels for g in self.skill_groups) and channel not in self.group(default).channels:
+                where = f"default_groups.{channel}" if channel in self.default_groups else "default_group"
+                raise ValueError(
+                    f"at {where}: the default group of {channel} ({default!r}) does not take {channel}; name one "
+                    f"that does under default_groups.{channel}"
+                )
         return self
+
+    def default_for(self, channel: str) -> str:
+        """The default group of a channel: `default_groups`' entry, else `default_group`."""
+        return self.default_groups.get(channel, self.default_group)  # type: ignore[call-overload, no-any-return]
+
+    def takes(self, group: str, channel: str) -> bool:
+        """True when the group takes conversations of that channel (an unknown group takes none)."""
+        return any(g.name == group and channel in g.channels for g in self.skill_groups)
 
     def group(self, name: str) -> SkillGroup:
         """The skill group of that name (KeyError if unknown)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Annotated
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, WithJsonSchema
 
 # Every ISO 639-1 code in use (the 183 two-letter codes of the standard; "bh" is withdrawn). The detector's codes are
 # a subset: chinese written simplified or traditional is "zh" alike.
@@ -44,5 +44,17 @@ def _check_languages(codes: list[str]) -> list[str]:
     return codes
 
 
-# A list of agents' languages as pydantic validates it (roster file, operator API bodies).
-LanguageList = Annotated[list[str], AfterValidator(_check_languages)]
+# A list of agents' languages as pydantic validates it (roster file, operator API bodies); the API's schema says
+# the code's shape, the validator checks it is a code of the standard.
+LanguageList = Annotated[
+    list[str],
+    AfterValidator(_check_languages),
+    WithJsonSchema(
+        {
+            "type": "array",
+            "items": {"type": "string", "pattern": "^[a-z]{2}$"},
+            "uniqueItems": True,
+            "description": "ISO 639-1 language codes, lowercase (zh, en, ja, ko, es, ru, …)",
+        }
+    ),
+]

@@ -54,7 +54,8 @@ def outbox_event(entry_id: bytes, fields: Mapping[bytes, bytes]) -> DeskEvent:
     """The DeskEvent of one outbox entry, with its seq: a serialized event (`e`, appended from Python) or named
     fields (appended by the router's scripts): tenant, agent, at (ms), type (a DeskEventType name without prefix,
     lower case), conv, epoch, group, msg (InboundMessage bytes), deadline (ms), routing (a RoutingEventType name),
-    rule, inst, wrap_up, and for status events status, changed_by, reason. Built with the classes generated from
+    rule, by, conf (what classified the conversation), inst, wrap_up, and for status events status, changed_by,
+    reason. Built with the classes generated from
     proto/, so the schema lives there only."""
     raw = fields.get(b"e")
     event = DeskEvent.FromString(raw) if raw is not None else _from_fields(fields)
@@ -95,6 +96,7 @@ def _from_fields(fields: Mapping[bytes, bytes]) -> DeskEvent:
         routing.at.CopyFrom(event.at)
         routing.skill_group, routing.agent_id, routing.epoch = event.skill_group, event.agent_id, event.epoch
         routing.rule_matched, routing.router_instance = text("rule"), text("inst")
+        routing.classified_by, routing.confidence = text("by"), float(text("conf") or 0)
         routing.wrap_up_code = text("wrap_up")
     elif text("rule"):
         event.attributes["rule"] = text("rule")

@@ -689,6 +689,9 @@ class RoutingEvent(_message.Message):
     RESPONSE_MS_FIELD_NUMBER: _builtins.int
     FIRST_RESPONSE_FIELD_NUMBER: _builtins.int
     RESPONSE_TARGET_S_FIELD_NUMBER: _builtins.int
+    CLASSIFIED_BY_FIELD_NUMBER: _builtins.int
+    CONFIDENCE_FIELD_NUMBER: _builtins.int
+    CLASSIFIED_RULE_FIELD_NUMBER: _builtins.int
     MIN_LEVEL_FIELD_NUMBER: _builtins.int
     LANGUAGE_RELAXED_FIELD_NUMBER: _builtins.int
     LANGUAGE_FIELD_NUMBER: _builtins.int
@@ -726,6 +729,15 @@ class RoutingEvent(_message.Message):
     """RESPONDED: the first reply of this conversation"""
     response_target_s: _builtins.float
     """RESPONDED: the group's response-time target in force"""
+    classified_by: _builtins.str
+    """What decided the conversation's skill group, on every event of the conversation: "rule" (classified_rule
+    names it), "classifier" (the intent classifier, with its confidence), "low_confidence" (the classifier's best
+    was below the threshold: the default group), "default" (no rule, no classifier); "" before it was classified.
+    """
+    confidence: _builtins.float
+    """the intent classifier's probability for its group (classifier, low_confidence)"""
+    classified_rule: _builtins.str
+    """the rule that classified it ("classifier", "default" when none did)"""
     min_level: _builtins.int
     """the proficiency level the group required then (bullseye ring; 0 or 1: none)"""
     language_relaxed: _builtins.bool
@@ -780,13 +792,16 @@ class RoutingEvent(_message.Message):
         response_ms: _builtins.int = ...,
         first_response: _builtins.bool = ...,
         response_target_s: _builtins.float = ...,
+        classified_by: _builtins.str = ...,
+        confidence: _builtins.float = ...,
+        classified_rule: _builtins.str = ...,
         min_level: _builtins.int = ...,
         language_relaxed: _builtins.bool = ...,
         language: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "enqueued_at", b"enqueued_at", "offer_deadline", b"offer_deadline"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "at", b"at", "bot_template", b"bot_template", "candidates", b"candidates", "channel", b"channel", "conversation_id", b"conversation_id", "decline_reason", b"decline_reason", "enqueued_at", b"enqueued_at", "epoch", b"epoch", "event_id", b"event_id", "first_response", b"first_response", "language", b"language", "language_relaxed", b"language_relaxed", "lookup", b"lookup", "message_id", b"message_id", "min_level", b"min_level", "offer_deadline", b"offer_deadline", "previous_agent_id", b"previous_agent_id", "priority", b"priority", "queue_position", b"queue_position", "reasons", b"reasons", "response_ms", b"response_ms", "response_target_s", b"response_target_s", "router_instance", b"router_instance", "rule_matched", b"rule_matched", "score", b"score", "skill_group", b"skill_group", "surge_profile", b"surge_profile", "tenant_id", b"tenant_id", "transfer_to_agent", b"transfer_to_agent", "transfer_to_group", b"transfer_to_group", "type", b"type", "wait_ms", b"wait_ms", "wrap_up_code", b"wrap_up_code"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "at", b"at", "bot_template", b"bot_template", "candidates", b"candidates", "channel", b"channel", "classified_by", b"classified_by", "classified_rule", b"classified_rule", "confidence", b"confidence", "conversation_id", b"conversation_id", "decline_reason", b"decline_reason", "enqueued_at", b"enqueued_at", "epoch", b"epoch", "event_id", b"event_id", "first_response", b"first_response", "language", b"language", "language_relaxed", b"language_relaxed", "lookup", b"lookup", "message_id", b"message_id", "min_level", b"min_level", "offer_deadline", b"offer_deadline", "previous_agent_id", b"previous_agent_id", "priority", b"priority", "queue_position", b"queue_position", "reasons", b"reasons", "response_ms", b"response_ms", "response_target_s", b"response_target_s", "router_instance", b"router_instance", "rule_matched", b"rule_matched", "score", b"score", "skill_group", b"skill_group", "surge_profile", b"surge_profile", "tenant_id", b"tenant_id", "transfer_to_agent", b"transfer_to_agent", "transfer_to_group", b"transfer_to_group", "type", b"type", "wait_ms", b"wait_ms", "wrap_up_code", b"wrap_up_code"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

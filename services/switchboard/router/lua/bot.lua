@@ -7,7 +7,8 @@
 local function bot_hold(conv, M, message)
   local b = M.bot
   redis.call('HSET', K('conv', conv), 'state', 'bot', 'group', b.group, 'channel', M.ch, 'priority', b.prio,
-    'enqueued_ms', NOW, 'customer_id', M.cust, 'rule', b.rule, 'declined', '', 'queues', '', 'owner', '',
+    'enqueued_ms', NOW, 'customer_id', M.cust, 'rule', b.rule, 'by', b.by or '', 'conf', b.conf or 0,
+    'declined', '', 'queues', '', 'owner', '',
     'offer_agent', '', 'bot_intent', b.intent, 'bot_token', M.mid, 'bot_deadline_ms', b.deadline,
     'bot_answered_ms', 0, 'lang', M.lang or '')
   redis.call('DEL', K('backlog', conv))

@@ -39,7 +39,8 @@ else
   local open = M.open
   if not open then return cjson.encode({ { type = 'need_plan', conv = conv } }) end
   redis.call('HSET', ckey, 'state', 'new', 'group', open.group, 'channel', M.ch, 'priority', open.prio,
-    'enqueued_ms', NOW, 'customer_id', M.cust, 'rule', open.rule, 'declined', '', 'queues', '', 'lang', M.lang or '')
+    'enqueued_ms', NOW, 'customer_id', M.cust, 'rule', open.rule, 'by', open.by or '', 'conf', open.conf or 0,
+    'declined', '', 'queues', '', 'lang', M.lang or '')
   if bot_continues(conv, open.since) then
     returns(conv, st[1])
   else

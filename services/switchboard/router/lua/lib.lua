@@ -49,10 +49,28 @@ local function emit(d)
   return d
 end
 
+-- Every decision of a conversation says what classified it (contract.Decision by, conf, crule), from the
+-- conversation's hash, so later events (ASSIGNED after a wait, ABANDONED, CLOSED ...) carry it like the first.
+local function classified()
+  for _, d in ipairs(E) do
+    if d.conv and d.conv ~= '' and d.by == nil then
+      local t = C.k['conv']
+      local ckey = t[1] .. d.conv .. t[2]
+      if DECLARED[ckey] then
+        local c = redis.call('HMGET', ckey, 'by', 'conf', 'rule')
+        if c[1] and c[1] ~= '' then
+          d.by, d.conf, d.crule = c[1], tonumber(c[2]) or 0, c[3] or ''
+        end
+      end
+    end
+  end
+end
+
 -- Scripts without a processed marker (drains, timeouts, requeues, overflow) keep their decisions in the tenant's
 -- unsent set until the router has them on the routing topic, so a crash between script and send loses none.
 local function unsent()
   if #E == 0 then return '[]' end
+  classified()
   local out = cjson.encode(E)
   redis.call('ZADD', T('unsent'), NOW, out)
   return out
@@ -60,6 +78,7 @@ end
 
 -- Decisions of a script with a processed marker: stored with it, so a redelivered record changes nothing twice.
 local function marked(marker, id_field, id)
+  classified()
   for _, d in ipairs(E) do d[id_field] = id end
   local out = '[]'
   if #E > 0 then out = cjson.encode(E) end
@@ -116,8 +135,9 @@ end
 -- an earlier epoch by message_id.
 local function deliver_backlog(agent, conv, epoch, group, rule, routing, note)
   local msgs = redis.call('LRANGE', K('backlog', conv), 0, -1)
+  local c = redis.call('HMGET', K('conv', conv), 'by', 'conf')
   desk(agent, { type = 'assigned', conv = conv, epoch = epoch, group = group, msg = msgs[1],
-    routing = routing or 'assigned', rule = rule })
+    routing = routing or 'assigned', rule = rule, by = c[1], conf = c[2] })
   for i = 2, #msgs do
     desk(agent, { type = 'message', conv = conv, epoch = epoch, group = group, msg = msgs[i],
       routing = 'message_delivered' })
@@ -146,7 +166,8 @@ end
 -- deadline: one atomic step with the desk events that tell the agent.
 local function claim(conv, agent, group, step, deadline)
   local ckey = K('conv', conv)
-  local c = redis.call('HMGET', ckey, 'channel', 'customer_id', 'rule', 'enqueued_ms', 'priority', 'group', 'lang')
+  local c = redis.call('HMGET', ckey, 'channel', 'customer_id', 'rule', 'enqueued_ms', 'priority', 'group', 'by',
+    'conf', 'lang')
   local ch = c[1]
   local akey = K('agent', agent)
   redis.call('HINCRBY', akey, 'used:' .. ch, 1)
@@ -159,13 +180,14 @@ local function claim(conv, agent, group, step, deadline)
   end
   local d = { type = 'assigned', conv = conv, agent = agent, group = group, step = step, epoch = epoch,
     channel = ch, enq = tonumber(c[4]) or NOW, prio = tonumber(c[5]) or 0, rule = c[3] or '', home = c[6] or '',
-    lang = c[7] or '' }
+    lang = c[9] or '' }
   if deadline > 0 then
     redis.call('HSET', ckey, 'state', 'offered', 'owner', '', 'offer_agent', agent, 'offer_deadline_ms', deadline,
       'queues', '', 'served_group', group)
     redis.call('ZADD', T('offers'), deadline, conv)
     desk(agent, { type = 'offer', conv = conv, epoch = epoch, group = group,
-      msg = redis.call('LINDEX', K('backlog', conv), 0), deadline = deadline, routing = 'offered', rule = c[3] })
+      msg = redis.call('LINDEX', K('backlog', conv), 0), deadline = deadline, routing = 'offered', rule = c[3],
+      by = c[7], conf = c[8] })
     d.type = 'offered'
     d.deadline = deadline
   else
