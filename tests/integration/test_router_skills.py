@@ -46,6 +46,7 @@ rules:
   - {{name: complaint, group: complaints, priority: 30, match: {{keywords: [投诉]}}}}
   - {{name: foreign, group: cross_border, priority: 5, match: {{language: [en, ja, es]}}}}
   - {{name: address, group: orders, match: {{keywords: [改地址]}}}}
+  - {{name: live-stream, group: chat_desk, match: {{keywords: [直播间]}}}}
 """
 
 
@@ -181,6 +182,11 @@ async def test_the_drain_looks_past_heads_the_agent_may_not_take(env: Env) -> No
 async def test_a_phone_call_never_enters_a_chat_only_group(env: Env) -> None:
     await env.agent("olga", ["orders"], chat=0, phone=0)
     await env.agent("chen", ["chat_desk"])
+    # Classification: the rule to the chat desk is skipped for a call, which goes to the default group.
+    await env.send("live-call", "直播间那件外套还有吗", channel="phone")
+    assert (await env.conv("live-call"))["group"] == "general"
+    await env.send("live-chat", "直播间那件外套还有吗")
+    assert (await env.conv("live-chat"))["owner"] == "chen"
     await env.send("call", "我想改地址", channel="phone")
     await env.send("chat", "我想改地址")
     await env.sweep_at(31)
