@@ -245,3 +245,15 @@ def test_replacing_the_rule_keeps_the_classification_fields() -> None:
     held = Classification("orders", 5, "order-change")
     assert (held.by, held.confidence) == ("rule", 0.0)
     assert replace(held, by="classifier").by == "classifier"
+
+
+def test_replay_loads_the_same_model_from_the_same_files(tmp_path: Path) -> None:
+    from switchboard.router.replay import load_configs
+
+    small_config(tmp_path)
+    from_dir, from_file = load_configs(tmp_path).get("small-x"), load_configs(tmp_path / "small-x.yaml").get("small-x")
+    assert from_dir is not None and from_file is not None
+    first, second = intent_model(from_dir), intent_model(from_file)
+    assert first is not None and second is not None and first.fingerprint == second.fingerprint
+    text = "买了三天了还在广州"
+    assert classify(from_dir, Facts(text=text)) == classify(from_file, Facts(text=text))

@@ -54,6 +54,8 @@ def with_classifier(config: TenantRouting, examples: Path | None) -> TenantRouti
     key = hashlib.sha256(raw + "\0".join(groups).encode()).hexdigest()
     model = _TRAINED.get(key)
     if model is None:
+        if len(_TRAINED) >= 64:  # edits over a long life: forget old models (configs in force keep theirs)
+            _TRAINED.clear()
         try:
             found = parse_examples(raw, str(examples), groups)
         except ExamplesError as exc:

@@ -5,6 +5,8 @@ router itself) and by the gateway's pre-checks of agents' commands. Nothing here
 
 - `config`: a tenant's routing config (skill groups, rules, chains, capacity, queue, offers, affinity).
 - `classify`: the first message and commerce context → skill group, priority and the rule that decided.
+- `intent`: the intent classifier: the examples file's format and checks, training, prediction with a confidence
+  (scikit-learn only when training).
 - `chain`: the candidate chain (sticky → returning → least loaded → overflow rings) and capacity arithmetic.
 - `scoring`: queue score with aging, estimated wait, service level.
 - `exclusion`: the decline / missed-offer back-off.
