@@ -11,6 +11,7 @@ import pytest
 
 from switchboard.intake.language import detect_language
 from switchboard.routing.config import TenantRouting, load_config_file
+from switchboard.routing.intent import parse_examples
 
 # Held-out lines may not be this close to a training line (Jaccard similarity of character bigrams after folding).
 NEAR_DUPLICATE = 0.7
@@ -19,19 +20,8 @@ _DIGITS = re.compile(r"\d+")
 
 
 def _read(path: Path) -> list[tuple[str, str]]:
-    """(group, message) pairs of an examples file (the format of docs/routing.md: [group] headers, # comments)."""
-    pairs: list[tuple[str, str]] = []
-    group = ""
-    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("[") and line.endswith("]"):
-            group = line[1:-1].strip()
-            continue
-        assert group, f"{path}:{number}: a message before any [group] header"
-        pairs.append((group, line.replace("\\n", "\n")))
-    return pairs
+    """(group, message) pairs of an examples file, as the router parses it (routing/intent.py)."""
+    return [(e.group, e.text) for e in parse_examples(path.read_bytes(), str(path), training=False)]
 
 
 def _folded(message: str) -> str:
