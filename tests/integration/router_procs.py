@@ -28,16 +28,14 @@ async def start_router(
 ) -> tuple[asyncio.subprocess.Process, int]:
     """Start `python -m switchboard.router` on the test's topics and keys; wait until it is ready."""
     port = free_port()
-    env = service_env(
-        settings,
-        port,
-        SB_SERVICE_NAME="router",
-        SB_INSTANCE_ID=name,
-        SB_ROUTING_CONFIG_DIR=str(REPO / "config" / "routing"),
-        SB_SWEEP_INTERVAL_S="0.3",
-        SB_SHUTDOWN_GRACE_S="5",
-        **(extra or {}),
-    )
+    defaults = {
+        "SB_SERVICE_NAME": "router",
+        "SB_INSTANCE_ID": name,
+        "SB_ROUTING_CONFIG_DIR": str(REPO / "config" / "routing"),
+        "SB_SWEEP_INTERVAL_S": "0.3",
+        "SB_SHUTDOWN_GRACE_S": "5",
+    }
+    env = service_env(settings, port, **{**defaults, **(extra or {})})  # `extra` may replace a default
     log = (log_dir / f"{name}.log").open("ab")
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "switchboard.router", env=env, stdout=log, stderr=log, cwd=str(REPO)
