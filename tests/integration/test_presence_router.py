@@ -236,3 +236,54 @@ async def test_levels_and_languages_from_presence_decide_and_a_raised_level_drai
     await stack.presence.update_profile(T, "a-min", proficiency={"complaints": 4})
     await stack.deliver_presence()
     assert (await stack.conv("c-angry"))["owner"] == "a-min"
+
+
+async def test_an_operator_gives_a_waiting_japanese_buyer_a_speaker_live(stack: Stack) -> None:
+    """Operators' levers in presence reach the router's language rule at once: a Japanese message waits in
+    cross_border (strict for a minute) while only an English speaker is there; a helper added with Japanese takes it
+    as soon as it logs in, and the next one waits until an operator adds Japanese to the English speaker's
+    languages."""
+    await stack.control.update_agent(
+        T, "a-lina", {"groups": ["cross_border"], "languages": ["zh", "en"], "proficiency": {"cross_border": 4}}, "op"
+    )
+    await stack.presence.login(T, "a-lina")
+    await stack.deliver_presence()
+    assert (await stack.send_as("c-ja1", "この靴は日本に送れますか", "ja")) == ""
+    helper = RosterAgent(
+        agent_id="tmp-ja",
+        groups=["cross_border"],
+        languages=["ja"],
+        proficiency={"cross_border": 2},
+        capacity=ChannelSlots(chat=1),
+    )
+    await stack.control.add_temporary_agents(T, [helper], "operator:test")
+    await stack.presence.login(T, "tmp-ja")
+    await stack.deliver_presence()
+    assert (await stack.conv("c-ja1"))["owner"] == "tmp-ja"
+
+    assert (await stack.send_as("c-ja2", "サイズ交換できますか", "ja")) == ""  # tmp-ja is full, a-lina no speaker
+    await stack.control.update_agent(T, "a-lina", {"languages": ["zh", "en", "ja"]}, "operator:test")
+    await stack.deliver_presence()
+    assert (await stack.conv("c-ja2"))["owner"] == "a-lina"
+
+
+async def test_a_pooled_agent_has_the_default_level_in_the_pooled_group(stack: Stack) -> None:
+    """A surge pool puts agents into a group they have no level in: they count at DEFAULT_LEVEL there (3), which
+    the example's complaints ring asks for, so a complaint waiting for a level-3 agent reaches the pooled one as
+    soon as the profile is on."""
+    await stack.control.update_agent(T, "a-min", {"proficiency": {"complaints": 2, "after_sales": 3}}, "op")
+    await stack.presence.login(T, "a-min")
+    await stack.deliver_presence()
+    assert (await stack.send_as("c-angry", "我要投诉 客服一直不回", "zh")) == ""  # a-min is below the ring
+    await stack.presence.login(T, "a-lina")
+    await stack.deliver_presence()
+    assert (await stack.conv("c-angry"))["owner"] == ""  # a-lina does not serve complaints
+
+    profile = SurgeProfile(pools={"presales": ["complaints"]})
+    await stack.control.put_profile(T, "d11", profile, "operator:test")
+    await stack.control.activate(T, "d11", "operator:test")
+    lina = await stack.presence.get_agent(T, "a-lina")
+    assert lina is not None
+    assert "complaints" in lina.groups and "complaints" not in lina.proficiency
+    await stack.deliver_presence()
+    assert (await stack.conv("c-angry"))["owner"] == "a-lina"
