@@ -27,10 +27,12 @@ ALLOWED: dict[str, frozenset[str]] = {
     # Surge profiles are routing policy that presence defines, validates and applies to agents.
     "presence": SHARED | POLICY,
     "gateway": SHARED | POLICY,
-    "routing": frozenset(),
+    # Pure: it takes only the runtime's pure helpers (the YAML line walk of config errors).
+    "routing": frozenset({"runtime"}),
     **{adapter: SHARED | {"intake"} for adapter in ADAPTERS},
     "intake": SHARED,
-    "state": frozenset({"contracts", "runtime"}),
+    # The state layer stores what the policy defines (the proficiency scale and its agent-hash field).
+    "state": frozenset({"contracts", "runtime", "routing"}),
     "runtime": frozenset({"contracts"}),
     "contracts": frozenset(),
 }

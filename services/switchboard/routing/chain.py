@@ -21,7 +21,6 @@ from switchboard.routing.skills import (
     parse_proficiency,
     requirement,
     skill_refusal,
-    takes_channel,
 )
 
 
@@ -274,7 +273,7 @@ def rings_due(
 def _rings_taking(config: TenantRouting, group: SkillGroup, channel: str) -> list[OverflowRing]:
     """The group's overflow rings to groups that take the channel: a ring to a chat-only group never fires for a
     phone call."""
-    return [ring for ring in group.overflow if takes_channel(config.group(ring.group), channel)]
+    return [ring for ring in group.overflow if config.group(ring.group).takes(channel)]
 
 
 def load_key(channel: str, group: str = "", weight: float = 0.0) -> Callable[[AgentView], tuple[float, int, str]]:

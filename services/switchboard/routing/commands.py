@@ -10,7 +10,6 @@ from typing import ClassVar
 
 from switchboard.routing.chain import AgentView, refusal
 from switchboard.routing.config import Capacity, SkillGroup
-from switchboard.routing.skills import takes_channel
 
 COMMANDS = ("accept", "decline", "close", "transfer")
 
@@ -124,4 +123,4 @@ def transfer_target_refusal(agent_id: str, target: AgentView | None, channel: st
 def transfer_group_refusal(group: SkillGroup, channel: str) -> str | None:
     """Why a conversation of `channel` may not be transferred to `group` whoever serves it (the group does not take
     the channel: a phone call never enters a chat-only group), or None."""
-    return None if takes_channel(group, channel) else f"target_group_channel:{channel}"
+    return None if group.takes(channel) else f"target_group_channel:{channel}"

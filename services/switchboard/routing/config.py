@@ -16,6 +16,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from switchboard.runtime.yaml_lines import located, yaml_error_line
+
 ChannelName = Literal["chat", "email", "phone"]
 ChainStep = Literal["sticky", "returning", "least_loaded", "overflow"]
 CHANNELS: tuple[ChannelName, ...] = ("chat", "email", "phone")
@@ -115,6 +117,10 @@ class SkillGroup(_Model):
                     f"{before.min_level}"
                 )
         return value
+
+    def takes(self, channel: str) -> bool:
+        """Whether the group takes conversations of this channel at all."""
+        return channel in self.channels
 
 
 class Match(_Model):
@@ -401,7 +407,7 @@ class TenantRouting(_Model):
 
     def takes(self, group: str, channel: str) -> bool:
         """True when the group takes conversations of that channel (an unknown group takes none)."""
-        return any(g.name == group and channel in g.channels for g in self.skill_groups)
+        return any(g.name == group and g.takes(channel) for g in self.skill_groups)
 
     def group(self, name: str) -> SkillGroup:
         """The skill group of that name (KeyError if unknown)."""
@@ -430,46 +436,19 @@ class ConfigError(ValueError):
     """A routing config file cannot be taken; the message points at file:line."""
 
 
-def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int:
-    """The 1-based line of the YAML node at a pydantic error location (or of its nearest parent)."""
-    line = node.start_mark.line + 1 if node is not None else 1
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            child = next((v for k, v in node.value if getattr(k, "value", None) == part), None)
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            child = node.value[part]
-        else:
-            child = None
-        if child is None:
-            break
-        node, line = child, child.start_mark.line + 1
-    return line
-
-
 def parse_config(text: str, source: str) -> TenantRouting:
     """Parse and validate one tenant's config; raise ConfigError naming `source:line` on any error."""
     try:
         node = yaml.compose(text)
         data: Any = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else 1
-        raise ConfigError(f"{source}:{line}: not valid YAML: {getattr(exc, 'problem', exc)}") from exc
+        raise ConfigError(f"{source}:{yaml_error_line(exc)}: not valid YAML: {getattr(exc, 'problem', exc)}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{source}:1: a routing config is a mapping with tenant, skill_groups and rules")
     try:
         return TenantRouting.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = tuple(p for p in first["loc"] if isinstance(p, int | str))
-        message = str(first["msg"])
-        # Cross-reference checks name their own location below the model that checks ("at rules.3.group: ...").
-        found = re.search(r"\bat ([\w.]+): (.*)", message)
-        if found:
-            loc = (*loc, *(int(p) if p.isdigit() else p for p in found.group(1).split(".")))
-            message = found.group(2)
-        where = ".".join(str(p) for p in loc) or "(top level)"
-        raise ConfigError(f"{source}:{_line_of(node, loc)}: {where}: {message}") from exc
+        raise ConfigError(located(exc, node, source)) from exc
 
 
 def load_config_file(path: Path) -> TenantRouting:

@@ -31,6 +31,11 @@ MIN_LEVEL = 1
 MAX_LEVEL = 5
 
 
+def format_proficiency(proficiency: Mapping[str, int]) -> str:
+    """The agent hash's `proficiency` field: `"orders:3,presales:5"` (sorted by group)."""
+    return ",".join(f"{group}:{level}" for group, level in sorted(proficiency.items()))
+
+
 def parse_proficiency(text: str) -> dict[str, int]:
     """`presales:5,orders:3` → {"presales": 5, "orders": 3}; malformed or out-of-range entries are left out (presence
     validates what it writes; a reader never guesses a level from a broken entry)."""
@@ -75,11 +80,6 @@ def language_relax_after_s(config: TenantRouting, group: SkillGroup) -> float | 
     return config.skills.language_relax_after_s
 
 
-def takes_channel(group: SkillGroup, channel: str) -> bool:
-    """Whether the group takes conversations of this channel at all."""
-    return channel in group.channels
-
-
 @dataclass(frozen=True)
 class Requirement:
     """What a group asks of an agent for one conversation at one moment.
@@ -114,7 +114,7 @@ def requirement(config: TenantRouting, group: SkillGroup, channel: str, language
         after = language_relax_after_s(config, group)
         if after is not None and waited_s >= after:
             asked, relaxed = "", True
-    return Requirement(group.name, channel, min_level(group, waited_s), asked, relaxed, takes_channel(group, channel))
+    return Requirement(group.name, channel, min_level(group, waited_s), asked, relaxed, group.takes(channel))
 
 
 def speaks(languages: Iterable[str], group: SkillGroup, language: str) -> bool:

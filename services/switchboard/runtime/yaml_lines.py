@@ -1,8 +1,8 @@
-"""file:line for errors in the YAML config files services read through the state layer (the agent roster).
+"""file:line for errors in the YAML config files (routing configs, the agent roster).
 
 pydantic names an error by its location in the data (`tenants.0.agents.2.proficiency.orders`); the YAML node tree
-(`yaml.compose`) knows the line of every value. An operator fixes the file from the log line alone. (The routing
-policy, `switchboard.routing`, imports nothing of the house and keeps the same walk in `routing/config.py`.)
+(`yaml.compose`) knows the line of every value. An operator fixes the file from the log line alone. Pure: the
+routing policy imports it too.
 """
 
 from __future__ import annotations

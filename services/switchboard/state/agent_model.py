@@ -13,7 +13,8 @@ from enum import StrEnum
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from switchboard.contracts import AgentPresence, AgentStatus, Channel, ChannelCapacity, DeskEvent, DeskEventType
-from switchboard.state.roster import CHANNELS, MAX_LEVEL, MIN_LEVEL
+from switchboard.routing.skills import MAX_LEVEL, MIN_LEVEL, format_proficiency, parse_proficiency
+from switchboard.state.roster import CHANNELS
 
 
 class Status(StrEnum):
@@ -132,21 +133,6 @@ class ProfileChange:
         if self.roster_entry is not None:
             fields += ["roster_entry", self.roster_entry]
         return fields
-
-
-def format_proficiency(proficiency: dict[str, int]) -> str:
-    """The agent hash's `proficiency` field: `"orders:3,presales:5"` (sorted by group)."""
-    return ",".join(f"{group}:{level}" for group, level in sorted(proficiency.items()))
-
-
-def parse_proficiency(value: str) -> dict[str, int]:
-    """The agent hash's `proficiency` field as a dict; malformed or out-of-range parts are skipped."""
-    levels: dict[str, int] = {}
-    for part in value.split(","):
-        group, _, level = part.partition(":")
-        if group and level.isdigit() and MIN_LEVEL <= int(level) <= MAX_LEVEL:
-            levels[group] = int(level)
-    return levels
 
 
 def split_csv(value: str) -> list[str]:
