@@ -11,14 +11,16 @@ from pathlib import Path
 import httpx
 from redis.asyncio import Redis
 
-from switchboard.contracts import AgentCommand, AgentCommandType, DeskEventType
+from switchboard.contracts import AgentCommand, AgentCommandType, DeskEventType, RoutingEvent
 from switchboard.routing.config import CHANNELS
 from switchboard.runtime.kafka import RecordProducer
 from switchboard.runtime.settings import ServiceSettings
+from switchboard.runtime.topics import Topics
 from switchboard.state.keys import Keys
 from switchboard.state.outbox import read_outbox
 from switchboard_tools.stack.procs import free_port
 from tests.helpers import eventually, service_env
+from tests.integration.email_support import read_all
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -132,3 +134,17 @@ class DeskSimulator:
             cap = math.floor(int(fields.get(f"cap:{ch}".encode(), b"0")) * mult)
             if used > cap:
                 self.over_capacity.append(f"{agent} {ch} {used}>{cap}")
+
+
+async def first_decisions(settings: ServiceSettings, conversations: set[str]) -> dict[str, RoutingEvent]:
+    """The router's first decision for each conversation on the routing topic, once it made one for every one."""
+    found: dict[str, RoutingEvent] = {}
+
+    async def all_decided() -> bool:
+        for _, event in await read_all(settings.kafka_bootstrap, Topics(settings.topic_prefix).routing):
+            if isinstance(event, RoutingEvent) and event.conversation_id in conversations:
+                found.setdefault(event.conversation_id, event)
+        return set(found) == conversations
+
+    await eventually(all_decided, 60, "the router's decisions")
+    return found

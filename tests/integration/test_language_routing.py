@@ -14,13 +14,12 @@ from pathlib import Path
 import aiosmtplib
 import pytest
 
-from switchboard.contracts import InboundMessage, RoutingEvent
+from switchboard.contracts import InboundMessage
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.runtime.topics import Topics
-from tests.helpers import eventually
 from tests.integration.chat_service import chat_settings, connect, next_frame, running_chat, send_message
 from tests.integration.email_support import email_settings, read_all, running_email
-from tests.integration.router_procs import start_router, stop_router
+from tests.integration.router_procs import first_decisions, start_router, stop_router
 
 pytestmark = pytest.mark.broker
 
@@ -31,20 +30,6 @@ BUYERS = {
     "buyer-ko": ("한국으로 배송되나요?", "ko"),
     "buyer-zh": ("亲 这件还有M码吗", "zh"),
 }
-
-
-async def first_decisions(settings: ServiceSettings, conversations: set[str]) -> dict[str, RoutingEvent]:
-    """The router's first decision for each conversation, once it made one for every one of them."""
-    found: dict[str, RoutingEvent] = {}
-
-    async def all_decided() -> bool:
-        for _, event in await read_all(settings.kafka_bootstrap, Topics(settings.topic_prefix).routing):
-            if isinstance(event, RoutingEvent) and event.conversation_id in conversations:
-                found.setdefault(event.conversation_id, event)
-        return set(found) == conversations
-
-    await eventually(all_decided, 60, "the router's decisions")
-    return found
 
 
 async def test_japanese_and_spanish_buyers_reach_cross_border_and_chinese_ones_do_not(

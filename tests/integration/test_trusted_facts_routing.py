@@ -17,33 +17,18 @@ import httpx
 import pytest
 
 from switchboard.chat.facts import encode_claims
-from switchboard.contracts import InboundMessage, RoutingEvent, RoutingEventType
+from switchboard.contracts import InboundMessage, RoutingEventType
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.runtime.topics import Topics
 from switchboard_tools.orders import OrderServer, load_orders
 from switchboard_tools.stack.procs import free_port
-from tests.helpers import eventually
 from tests.integration.chat_service import chat_settings, connect, next_frame, running_chat, send_message, signed
 from tests.integration.email_support import email_settings, read_all, running_email
-from tests.integration.router_procs import REPO, start_router, stop_router
+from tests.integration.router_procs import REPO, first_decisions, start_router, stop_router
 
 pytestmark = pytest.mark.broker
 
 SHOP = "tmall-flagship"
-
-
-async def decisions(settings: ServiceSettings, conversations: set[str]) -> dict[str, RoutingEvent]:
-    """The router's first decision for each of the conversations, once it made one for every one of them."""
-    found: dict[str, RoutingEvent] = {}
-
-    async def all_decided() -> bool:
-        for _, event in await read_all(settings.kafka_bootstrap, Topics(settings.topic_prefix).routing):
-            if isinstance(event, RoutingEvent) and event.conversation_id in conversations:
-                found.setdefault(event.conversation_id, event)
-        return set(found) == conversations
-
-    await eventually(all_decided, 60, "the router's decisions")
-    return found
 
 
 async def widget_message(url: str, text: str, **fields: str) -> str:
@@ -76,7 +61,7 @@ async def test_only_signed_facts_move_a_conversations_group_and_priority(
                 answer = await http.post(f"/chat/v1/webhook/{SHOP}", content=raw, headers=headers)
             assert answer.status_code == 200
             disputed = str(answer.json()["conversation_id"])
-            found = await decisions(settings, {browser, vip, disputed})
+            found = await first_decisions(settings, {browser, vip, disputed})
     finally:
         await stop_router(router)
     assert all(e.type == RoutingEventType.ROUTING_EVENT_QUEUED for e in found.values()), "nobody is on shift"
@@ -108,7 +93,7 @@ async def test_an_email_customers_looked_up_tier_is_boosted_by_the_router(
             inbound = await read_all(settings.kafka_bootstrap, Topics(settings.topic_prefix).inbound)
             conv = {m.message_id: m.conversation_id for _, m in inbound if isinstance(m, InboundMessage)}
             vip, stranger = conv[ids["vip.buyer@customer.example"]], conv[ids["stranger@customer.example"]]
-            found = await decisions(settings, {vip, stranger})
+            found = await first_decisions(settings, {vip, stranger})
     finally:
         await stop_router(router)
         await orders.stop()
