@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import cached_property, lru_cache
 
-from switchboard.routing.config import Match, TenantRouting
+from switchboard.routing.config import Match, SkillGroup, TenantRouting
 from switchboard.routing.intent import IntentModel
 
 
@@ -137,9 +137,13 @@ def intent_model(config: TenantRouting) -> IntentModel | None:
 def candidate_groups(config: TenantRouting, facts: Facts) -> list[str]:
     """The groups the classifier may choose for a message: those that take its channel and, when any of them
     serves its language, only those (a Japanese message prefers a group that serves Japanese)."""
-    taking = [g for g in config.skill_groups if facts.channel in g.channels]
-    speaking = [g.name for g in taking if facts.language and facts.language in g.languages]
-    return speaking or [g.name for g in taking]
+    taking = [g for g in config.skill_groups if g.takes(facts.channel)]
+    return _speaking(taking, facts.language) or [g.name for g in taking]
+
+
+def _speaking(groups: list[SkillGroup], language: str) -> list[str]:
+    """The names of the groups that serve the language (none when it is not known)."""
+    return [g.name for g in groups if language and language in g.languages]
 
 
 def fallback_group(config: TenantRouting, facts: Facts, ranked: list[str]) -> str:
@@ -149,7 +153,7 @@ def fallback_group(config: TenantRouting, facts: Facts, ranked: list[str]) -> st
     default = config.default_for(facts.channel)
     if not facts.language or facts.language in config.group(default).languages:
         return default
-    speaking = [g.name for g in config.skill_groups if facts.channel in g.channels and facts.language in g.languages]
+    speaking = _speaking([g for g in config.skill_groups if g.takes(facts.channel)], facts.language)
     if not speaking:
         return default
     return next((g for g in ranked if g in speaking), speaking[0])

@@ -393,7 +393,7 @@ class TenantRouting(_Model):
                 raise ValueError(f"at default_groups.{channel}: {name!r} is not a skill group")
         for channel in CHANNELS:
             default = self.default_for(channel)
-            if any(channel in g.channels for g in self.skill_groups) and channel not in self.group(default).channels:
+            if any(g.takes(channel) for g in self.skill_groups) and not self.group(default).takes(channel):
                 where = f"default_groups.{channel}" if channel in self.default_groups else "default_group"
                 raise ValueError(
                     f"at {where}: the default group of {channel} ({default!r}) does not take {channel}; name one "
