@@ -7,10 +7,11 @@ build. Chromium is Debian's package (the tests drive it with Playwright's `execu
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
+
+from switchboard_tools.stack.debian import apt_install
 
 ROOT = Path(__file__).resolve().parents[3]
 WEB = ROOT / "web"
@@ -47,10 +48,7 @@ def ensure_chromium() -> str:
     found = shutil.which("chromium")
     if found and _has_cjk_font():
         return found
-    if os.geteuid() == 0 and shutil.which("apt-get"):
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update", "-qq"], check=False, env=env)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium", *FONTS], check=True, env=env)
+    if apt_install("chromium", *FONTS):
         found = shutil.which("chromium")
     if found:
         return found

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from switchboard_tools.stack.debian import ensure_debian_command
 from switchboard_tools.stack.procs import free_port, port_open, spawn, terminate, wait_for
 
 INSTALL_HINT = (
@@ -18,17 +17,7 @@ INSTALL_HINT = (
 
 def ensure_redis_server() -> str:
     """The path of redis-server, installing Debian's package first when it is missing and we are root."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    if os.geteuid() == 0 and shutil.which("apt-get"):
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update", "-qq"], check=False, env=env)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "redis-server"], check=True, env=env)
-        found = shutil.which("redis-server")
-        if found:
-            return found
-    raise RuntimeError(INSTALL_HINT)
+    return ensure_debian_command("redis-server", "redis-server", INSTALL_HINT)
 
 
 @dataclass
