@@ -12,12 +12,13 @@ import pytest
 from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
+from switchboard.gateway.board_stats import BoardFigures, RoutingTally, routing_facts
 from switchboard.gateway.queue_stats import read_group_boards
-from switchboard.gateway.service import assemble, board_figures
 from switchboard.gateway.settings import GatewaySettings
 from switchboard.runtime.kafka import RecordProducer
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.state.keys import Keys
+from switchboard.state.roster import load_roster
 from tests.integration.gateway_support import Desk, gateway_settings, load_agents, running_gateway, token
 from tests.redis_cluster import on_both_redis_backends
 
@@ -127,7 +128,9 @@ async def test_the_board_and_the_queue_gauges_show_the_same_figures_per_channel(
     await enqueue(redis, keys, "shop-a", "presales", "email", "c-3", waited_s=300)
     # A group no routing config or roster names (a decision of an older config, say): exported as "none".
     await enqueue(redis, keys, "shop-a", "retired-group", "phone", "c-4", waited_s=12)
-    figures = board_figures(gs, assemble(gs, redis, RecordProducer(gs)))
+    figures = BoardFigures(redis, keys, RoutingTally(60), sample_s=1, history_s=60, head=gs.queue_stats_head)
+    figures.know_roster(load_roster(gs.agents_file))
+    figures.know_routing(routing_facts(gs.routing_config_dir))
     figures.groups["shop-a"].add("retired-group")
     await figures.sample(int(time.time() * 1000))
     row = next(g for g in figures.tenant_view("shop-a", 0)["groups"] if g["skill_group"] == "presales")

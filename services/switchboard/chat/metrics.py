@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter
 
-from switchboard.state.metrics import WEBSOCKETS
+from switchboard.state.websockets import WEBSOCKETS
 
 CHAT_MESSAGES = Counter(
     "sb_chat_messages_total",

@@ -1,10 +1,10 @@
-"""The gateway's Prometheus metrics (desk sockets: `sb_websocket_connections{kind="desk"}`, state/metrics.py)."""
+"""The gateway's Prometheus metrics (desk sockets: `sb_websocket_connections{kind="desk"}`, state/websockets.py)."""
 
 from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from switchboard.state.metrics import WEBSOCKETS
+from switchboard.state.websockets import WEBSOCKETS
 
 # Authenticated desktop sessions on this replica.
 DESK_SOCKETS = WEBSOCKETS.labels("gateway", "desk")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter
 
-from switchboard.state.metrics import WEBSOCKETS
+from switchboard.state.websockets import WEBSOCKETS
 
 PHONE_ITEMS = Counter(
     "sb_phone_items_total", "Call events and transcript segments taken by the phone adapter", ["kind", "outcome"]

@@ -1,4 +1,4 @@
-"""What the services' domain metrics share: bounded label values and the open-websocket gauge.
+"""Bounded label values of the services' domain metrics (the open-websocket gauge is in state/websockets.py).
 
 A label value taken from outside (a tenant id in a request, a group in a record) would let anyone grow Prometheus'
 series without bound. Every tenant and group label goes through `LabelBounds`: a configured tenant stays itself,
@@ -10,20 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from prometheus_client import Gauge
-
 from switchboard.state.roster import CHANNELS
 
 UNKNOWN_TENANT = "unknown"
 NO_GROUP = "none"
 # A channel outside chat|email|phone (never sent by our adapters; a record from elsewhere could carry it).
 UNKNOWN_CHANNEL = "unknown"
-
-WEBSOCKETS = Gauge(
-    "sb_websocket_connections",
-    "Open websockets on this replica (widget: customers' chat, desk: agent desktops, phone_stream: call platforms)",
-    ["service", "kind"],
-)
 
 
 class LabelBounds:
