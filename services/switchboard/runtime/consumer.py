@@ -21,7 +21,7 @@ from google.protobuf.message import Message
 
 from switchboard.contracts import TYPE_HEADER, ContractError, decode
 from switchboard.runtime.errors import InvalidRecord, TransientError
-from switchboard.runtime.kafka import RecordProducer
+from switchboard.runtime.kafka import RecordProducer, kafka_client_options, start_client
 from switchboard.runtime.logs import get_logger
 from switchboard.runtime.metrics import BATCH_SECONDS, READY, RECORDS_CONSUMED, TRANSIENT_RETRIES
 from switchboard.runtime.settings import ServiceSettings
@@ -77,12 +77,13 @@ class BatchConsumer:
         self._settings = settings
         self._topics = list(topics)
         self._handler = handler
+        self._group_id = group_id
         self._producer = producer
         self._stopping = asyncio.Event()
         self.ready = False
         self._consumer = AIOKafkaConsumer(
             *self._topics,
-            bootstrap_servers=settings.kafka_bootstrap,
+            **kafka_client_options(settings),
             group_id=group_id,
             client_id=f"{settings.service_name}-{settings.instance_id}",
             enable_auto_commit=False,
@@ -92,8 +93,8 @@ class BatchConsumer:
         )
 
     async def start(self) -> None:
-        """Join the consumer group."""
-        await self._consumer.start()
+        """Join the consumer group (raises BrokerUnavailable, after a clear log line, when no broker takes it)."""
+        await start_client(self._consumer, self._settings, f"consumer {self._group_id}")
         self._set_ready(True)
 
     def stop_intake(self) -> None:
