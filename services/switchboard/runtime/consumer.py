@@ -83,7 +83,6 @@ class BatchConsumer:
         self._settings = settings
         self._topics = list(topics)
         self._handler = handler
-        self._group_id = group_id
         self._producer = producer
         self._stopping = asyncio.Event()
         self.ready = False
@@ -104,7 +103,7 @@ class BatchConsumer:
 
     async def start(self) -> None:
         """Join the consumer group (raises BrokerUnavailable, after a clear log line, when no broker takes it)."""
-        await start_client(self._consumer, self._settings, f"consumer {self._group_id}")
+        await start_client(self._consumer, self._settings, f"consumer {self.group_id}")
         self._set_ready(True)
         CONSUMER_LAG.track(self)
 
