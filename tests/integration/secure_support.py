@@ -8,6 +8,7 @@ Debian's redis-server (built with TLS).
 from __future__ import annotations
 
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from switchboard.runtime.settings import ServiceSettings
 from switchboard_tools.stack.kafka import LocalKafka
 from switchboard_tools.stack.procs import port_open, spawn, wait_for
 from switchboard_tools.stack.redis import LocalRedis, ensure_redis_server
+from tests.redis_cluster import MASTERS, LocalRedisCluster, free_node_ports
 
 # The broker's own user (inter-broker traffic) and the services' user, as Strimzi would create them.
 BROKER_USER, BROKER_PASSWORD = "broker", "broker-secret-0123"
@@ -293,3 +295,72 @@ def security_env(settings: ServiceSettings) -> dict[str, str]:
         if value is not None:
             env[name] = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
     return env
+
+
+class TlsRedisCluster(LocalRedisCluster):
+    """Three Redis masters speaking only TLS, to clients and to each other (`tls-cluster yes`), with the same
+    `REDIS_USER` on every node and the `default` user off."""
+
+    def __init__(self, data_dir: Path, pki: Pki) -> None:
+        super().__init__(data_dir)
+        self.pki = pki
+
+    @property
+    def url(self) -> str:
+        """One node's TLS cluster URL; the client discovers the others (and their TLS ports) from it."""
+        return f"rediss+cluster://127.0.0.1:{self.ports[0]}"
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Start the nodes, create the cluster over TLS as `REDIS_USER`, wait until every node reports ok."""
+        server = ensure_redis_server()
+        self.ports = free_node_ports(MASTERS)
+        self.procs = [self._start_node(server, port) for port in self.ports]
+        deadline = time.monotonic() + timeout
+        for port in self.ports:
+            self._wait(deadline, lambda p=port: self._cli(p, "PING").strip() == "PONG", f"node {port}")
+        nodes = [f"127.0.0.1:{port}" for port in self.ports]
+        created = self._cli(self.ports[0], "--cluster", "create", *nodes, "--cluster-replicas", "0", "--cluster-yes")
+        if "All 16384 slots covered" not in created:
+            raise RuntimeError(f"redis-cli --cluster create failed: {created}")
+        for port in self.ports:
+            self._wait(deadline, lambda p=port: "cluster_state:ok" in self._cli(p, "CLUSTER", "INFO"), f"{port} ok")
+
+    def _tls(self) -> list[str]:
+        return [
+            "--tls-cert-file",
+            str(self.pki.server_cert),
+            "--tls-key-file",
+            str(self.pki.server_key),
+            "--tls-ca-cert-file",
+            str(self.pki.ca),
+        ]
+
+    def _start_node(self, server: str, port: int) -> subprocess.Popen[bytes]:
+        node_dir = self.data_dir / str(port)
+        node_dir.mkdir(parents=True, exist_ok=True)
+        args = [server, "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1", *self._tls()]
+        args += ["--tls-cluster", "yes", "--cluster-enabled", "yes", "--cluster-node-timeout", "5000"]
+        args += ["--cluster-config-file", str(node_dir / "nodes.conf"), "--save", "", "--appendonly", "no"]
+        args += ["--dir", str(node_dir), "--daemonize", "no", "--user", "default", "off"]
+        args += ["--user", REDIS_USER, "on", f">{REDIS_PASSWORD}", "~*", "&*", "+@all"]
+        return spawn(args, node_dir / "redis.log")
+
+    def _cli(self, port: int, *args: str) -> str:
+        tls = [
+            "--tls",
+            "--cacert",
+            str(self.pki.ca),
+            "--cert",
+            str(self.pki.client_cert),
+            "--key",
+            str(self.pki.client_key),
+        ]
+        auth = ["--user", REDIS_USER, "--pass", REDIS_PASSWORD, "--no-auth-warning"]
+        found = subprocess.run(
+            ["redis-cli", "-h", "127.0.0.1", "-p", str(port), *tls, *auth, *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        return found.stdout + found.stderr

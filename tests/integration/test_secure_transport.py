@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -21,10 +22,14 @@ from websockets.asyncio.client import connect
 
 from switchboard.chat.signing import widget_token
 from switchboard.gateway.tokens import issue_token
-from switchboard.runtime.errors import BrokerUnavailable
+from switchboard.runtime.errors import BrokerUnavailable, TransientError
 from switchboard.runtime.kafka import RecordProducer, ensure_topics
+from switchboard.runtime.redis_client import redis_client, redis_unavailable_as_transient
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.runtime.topics import Topics
+from switchboard.state.agents import PresenceStore
+from switchboard.state.keys import Keys
+from switchboard.state.roster import load_roster
 from switchboard_tools.stack.procs import free_port
 from tests.helpers import eventually, service_env, start_service, stop_service
 from tests.integration.gateway_support import Desk
@@ -36,6 +41,7 @@ from tests.integration.secure_support import (
     Pki,
     SaslSslKafka,
     TlsRedis,
+    TlsRedisCluster,
     make_pki,
     secure_settings,
     security_env,
@@ -50,6 +56,8 @@ JWT_SECRET = "secure-test-jwt-secret-0123456789abcdef"
 OPERATOR = "secure-operator-token-0001"
 ORIGIN = "http://desk.test"
 WRONG = "not-the-password-0000"
+# Generous: a loaded CI machine starts four Python services side by side (each loads its models and configs).
+STARTS_WITHIN_S = 150.0
 
 
 @dataclass(frozen=True)
@@ -78,12 +86,15 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
 
 
 @pytest.fixture
-async def good(secured: Secured, prefix: str) -> AsyncIterator[ServiceSettings]:
+async def good(
+    secured: Secured, prefix: str, routing_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[ServiceSettings]:
     """Settings with the right credentials on this test's topics (created over SASL_SSL once the broker takes
-    clients) and keys."""
+    clients) and keys; the service processes the test starts read `routing_dir` (their environment is this one's)."""
     settings = secure_settings(
         secured.kafka, secured.redis, topic_prefix=prefix, key_prefix=prefix.rstrip("."), service_name="test"
     )
+    monkeypatch.setenv("SB_ROUTING_CONFIG_DIR", str(routing_dir))
 
     async def topics_created() -> bool:
         try:
@@ -96,13 +107,20 @@ async def good(secured: Secured, prefix: str) -> AsyncIterator[ServiceSettings]:
     yield settings
 
 
+@pytest.fixture(scope="module")
+def routing_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The dev shop's routing alone (the flagship's classifier would add seconds of training to every start)."""
+    folder = tmp_path_factory.mktemp("routing")
+    shutil.copy(REPO / "config" / "routing" / f"{TENANT}.yaml", folder)
+    return folder
+
+
 def _env(settings: ServiceSettings, name: str, **extra: str) -> dict[str, str]:
     return service_env(
         settings,
         free_port(),
         SB_SERVICE_NAME=name,
         SB_SHUTDOWN_GRACE_S="3",
-        SB_ROUTING_CONFIG_DIR=str(REPO / "config" / "routing"),
         **security_env(settings),
         **extra,
     )
@@ -116,10 +134,10 @@ async def test_a_chat_message_reaches_the_agents_desk_over_sasl_ssl_and_redis_tl
     chat_env = _env(good, "chat", SB_CHAT_TENANT_SECRETS=json.dumps({TENANT: CHAT_SECRET}))
     router_env = _env(good, "router", SB_SWEEP_INTERVAL_S="0.3")
     results = await asyncio.gather(
-        start_service("switchboard.presence", presence_env),
-        start_service("switchboard.router", router_env),
-        start_service("switchboard.gateway", gateway_env),
-        start_service("switchboard.chat", chat_env),
+        start_service("switchboard.presence", presence_env, STARTS_WITHIN_S),
+        start_service("switchboard.router", router_env, STARTS_WITHIN_S),
+        start_service("switchboard.gateway", gateway_env, STARTS_WITHIN_S),
+        start_service("switchboard.chat", chat_env, STARTS_WITHIN_S),
         return_exceptions=True,
     )
     started = [r for r in results if not isinstance(r, BaseException)]
@@ -177,11 +195,41 @@ async def _exits(module: str, env: dict[str, str], log: Path, timeout: float = 4
     return code, await asyncio.to_thread(log.read_text, errors="replace")
 
 
+async def test_the_state_layer_works_on_a_redis_cluster_over_tls_and_refuses_a_wrong_password(
+    secured: Secured, good: ServiceSettings, tmp_path: Path
+) -> None:
+    cluster = TlsRedisCluster(tmp_path / "cluster", secured.pki)
+    try:
+        await asyncio.to_thread(cluster.start)
+        on_cluster = good.model_copy(update={"redis_url": cluster.url})
+        redis = redis_client(on_cluster)
+        producer = RecordProducer(good)
+        await producer.start()
+        try:
+            # The roster's Lua scripts on every tenant's slot, each record acknowledged over SASL_SSL.
+            store = PresenceStore(redis, Keys(good.key_prefix), producer)
+            await store.load_roster(load_roster())
+            assert {a.agent_id for a in await store.list_agents(TENANT)} >= {AGENT}
+            assert len(redis.get_nodes()) == 3, "every node reached over TLS as the ACL user"  # type: ignore[attr-defined]
+        finally:
+            await producer.stop()
+            await redis.aclose()
+        wrong = redis_client(on_cluster.model_copy(update={"redis_password": SecretStr(WRONG)}))
+        try:
+            refused = pytest.raises(TransientError, match="invalid username-password pair")
+            with refused, redis_unavailable_as_transient():
+                await wrong.ping()
+        finally:
+            await wrong.aclose()
+    finally:
+        await asyncio.to_thread(cluster.stop)
+
+
 async def test_wrong_credentials_are_refused_with_a_clear_error_and_no_crash_loop(
     secured: Secured, good: ServiceSettings, tmp_path: Path
 ) -> None:
     """Each case in its own processes, side by side (they share nothing but the servers)."""
-    async with asyncio.timeout(90):
+    async with asyncio.timeout(2 * STARTS_WITHIN_S):
         await asyncio.gather(
             _kafka_password_stops_the_adapter(good, tmp_path),
             _unknown_ca_stops_the_adapter(
@@ -209,7 +257,7 @@ async def _unknown_ca_stops_the_adapter(other_ca: ServiceSettings, tmp_path: Pat
     assert "CERTIFICATE_VERIFY_FAILED" in text, text[-2000:]
 
 
-async def _exits(module: str, env: dict[str, str], log: Path, timeout: float = 60.0) -> tuple[int, str]:
+async def _exits(module: str, env: dict[str, str], log: Path, timeout: float = STARTS_WITHIN_S) -> tuple[int, str]:
     """Run a service that must refuse to start: its exit code and what it logged (it must not hang)."""
     with log.open("wb") as sink:
         proc = await asyncio.create_subprocess_exec(sys.executable, "-m", module, env=env, stdout=sink, stderr=sink)
@@ -234,7 +282,7 @@ async def _redis_password_makes_the_router_not_ready(good: ServiceSettings, tmp_
     await producer.start()
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{env['SB_HTTP_PORT']}") as http:
-            await eventually(_serving(http, proc, log), 60, "router serving")
+            await eventually(_serving(http, proc, log), STARTS_WITHIN_S, "router serving")
             await producer.send(producer.topics.inbound, "c-secure", message(TENANT, "c-secure", "m1", "在吗"))
 
             async def not_ready() -> bool:
