@@ -8,7 +8,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PYTHON VENV
 
-.PHONY: help venv lock prepare pages web-check proto proto-check fmt lint typecheck check test test-all soak bench bench-services loadtest loadtest-double11 eval-routing up clean
+.PHONY: help venv lock prepare pages web-check proto proto-check fmt lint typecheck check test test-unit test-all soak bench bench-services loadtest loadtest-double11 eval-routing up clean
 
 help:
 	@echo "make up         run Kafka, Redis and every service (Ctrl-C stops all)"
@@ -71,6 +71,10 @@ web-check: prepare
 
 test: prepare
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+
+# The fast tests alone (no broker), e.g. on the other supported Python: make test-unit VENV=.venv-3.12 PYTHON=python3.12
+test-unit: prepare
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
 test-all: prepare
 	$(BIN)/pytest $(PYTEST_ARGS)
