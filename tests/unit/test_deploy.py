@@ -462,6 +462,8 @@ TOPICS_ENV = {"SB_TOPIC_REPLICATION"}
 # Created in the cluster by the operator, never committed: production references them by name only.
 EXTERNAL = {"switchboard-secrets", "routing-config", "desk-config", "agent-roster", "phone-directory", "chat-tenants"}
 CONFIG = ROOT / "config"
+# Written by the Strimzi operators (components/strimzi): each service's KafkaUser password and the cluster CA.
+STRIMZI_SECRETS = {"switchboard-cluster-ca-cert", *(f"switchboard-{name}" for name in LONG_RUNNING)}
 
 
 def settings_class(service: str) -> type[ServiceSettings]:
@@ -671,7 +673,9 @@ def container_env(objects: list[Obj], target: str, pod: Obj, container: Obj) -> 
         data = object_data(objects, kind, name)
         if data is None:
             # Only production may leave an object to the cluster, and only the documented ones.
-            assert target in ("production", "double11") and name in EXTERNAL, f"{target}: no {kind} {name}"
+            overlay, _, component = target.partition("+")
+            external = EXTERNAL | (STRIMZI_SECRETS if component == "strimzi" else set())
+            assert overlay in ("production", "double11") and name in external, f"{target}: no {kind} {name}"
             return {}
         return data
 
@@ -1361,3 +1365,133 @@ def test_double11_prescales_every_autoscaled_service_before_midnight_in_shanghai
         assert not triggers(production[service], "cron"), "production runs without the promo floor"
     router_desired = {int(t["metadata"]["desiredReplicas"]) for t in triggers(scaled["router"], "cron")}
     assert router_desired == {INBOUND_PARTITIONS}
+
+
+# --- Strimzi: the production Kafka option -------------------------------------------------------------------------
+
+STRIMZI = "production+strimzi"
+STRIMZI_BOOTSTRAP = "switchboard-kafka-bootstrap:9093"
+
+
+def by_kind(objects: list[Obj], kind: str) -> dict[str, Obj]:
+    """The rendered objects of one kind by name."""
+    return {o["metadata"]["name"]: o for o in objects if o["kind"] == kind}
+
+
+def expected_acls(service: str) -> dict[tuple[str, str, str], set[str]]:
+    """The least-privilege ACLs of a service, from what its code consumes and produces."""
+    consumes, produces = kafka_usage(service)
+    acls: dict[tuple[str, str, str], set[str]] = {}
+    for group, topic in consumes:
+        acls.setdefault(("topic", topic, "literal"), set()).update({"Read", "Describe"})
+        pattern = ("group", group.rstrip("*"), "prefix" if group.endswith("*") else "literal")
+        acls.setdefault(pattern, set()).add("Read")
+    for topic in produces:
+        acls.setdefault(("topic", topic, "literal"), set()).update({"Write", "Describe"})
+    return acls
+
+
+def test_strimzi_has_a_kafka_topic_per_topic_of_the_code_with_its_layout(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    objects = rendered(STRIMZI, tmp_path_factory.getbasetemp())
+    topics = by_kind(objects, "KafkaTopic")
+    specs = {spec.name: spec for spec in Topics().specs()}
+    assert {t["spec"].get("topicName", name) for name, t in topics.items()} == set(specs)
+    for name, topic in topics.items():
+        spec = specs[topic["spec"].get("topicName", name)]
+        assert topic["metadata"]["labels"]["strimzi.io/cluster"] == "switchboard"
+        assert topic["spec"]["partitions"] == spec.partitions, name
+        config = {key: str(value) for key, value in topic["spec"]["config"].items()}
+        assert spec.configs().items() <= config.items(), f"{name}: {config} lacks {spec.configs()}"
+        assert topic["spec"]["replicas"] == 3 and config["min.insync.replicas"] == "2", name
+    assert "Job" not in {o["kind"] for o in objects}, "the topic operator replaces the topics Job"
+
+
+def test_strimzi_kafka_is_kraft_with_a_tls_scram_listener_and_acls(tmp_path_factory: pytest.TempPathFactory) -> None:
+    objects = rendered(STRIMZI, tmp_path_factory.getbasetemp())
+    (kafka,) = by_kind(objects, "Kafka").values()
+    assert kafka["metadata"]["name"] == STRIMZI_BOOTSTRAP.partition("-kafka-bootstrap")[0]
+    listener = next(item for item in kafka["spec"]["kafka"]["listeners"] if item["name"] == "tls")
+    assert (listener["port"], listener["tls"], listener["authentication"]["type"]) == (9093, True, "scram-sha-512")
+    assert str(listener["port"]) == STRIMZI_BOOTSTRAP.rpartition(":")[2]
+    assert kafka["spec"]["kafka"]["authorization"]["type"] == "simple"
+    assert kafka["spec"]["kafka"]["config"]["auto.create.topics.enable"] is False
+    roles = [role for pool in by_kind(objects, "KafkaNodePool").values() for role in pool["spec"]["roles"]]
+    assert {"controller", "broker"} <= set(roles)
+    for pool in by_kind(objects, "KafkaNodePool").values():
+        assert pool["metadata"]["labels"]["strimzi.io/cluster"] == kafka["metadata"]["name"]
+        assert pool["spec"]["replicas"] >= 3
+
+
+def test_strimzi_users_grant_each_service_only_what_its_code_reads_and_writes(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    users = by_kind(rendered(STRIMZI, tmp_path_factory.getbasetemp()), "KafkaUser")
+    assert set(users) == {f"switchboard-{name}" for name in LONG_RUNNING}
+    for name in LONG_RUNNING:
+        spec = users[f"switchboard-{name}"]["spec"]
+        assert spec["authentication"]["type"] == "scram-sha-512"
+        granted: dict[tuple[str, str, str], set[str]] = {}
+        for acl in spec["authorization"]["acls"]:
+            resource = acl["resource"]
+            key = (resource["type"], resource["name"], resource.get("patternType", "literal"))
+            assert key not in granted, f"{name}: {key} twice"
+            assert acl.get("type", "allow") == "allow" and acl.get("host", "*") == "*", name
+            granted[key] = set(acl["operations"])
+        assert granted == expected_acls(name), name
+
+
+def test_strimzi_services_connect_over_sasl_ssl_as_their_own_user(tmp_path_factory: pytest.TempPathFactory) -> None:
+    objects = rendered(STRIMZI, tmp_path_factory.getbasetemp())
+    users = by_kind(objects, "KafkaUser")
+    services = set()
+    for pod, container in switchboard_containers(objects):
+        service = container_service(container)
+        services.add(service)
+        env = container_env(objects, STRIMZI, pod, container)
+        assert env["KAFKA_BOOTSTRAP"] == STRIMZI_BOOTSTRAP, service
+        assert env["SB_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL" and env["SB_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+        assert env["SB_KAFKA_SASL_USERNAME"] == f"switchboard-{service}" and env["SB_KAFKA_SASL_USERNAME"] in users
+        password = next(var for var in container["env"] if var["name"] == "SB_KAFKA_SASL_PASSWORD")
+        assert password["valueFrom"]["secretKeyRef"] == {"name": f"switchboard-{service}", "key": "password"}
+        ca_file = Path(env["SB_KAFKA_SSL_CA_FILE"])
+        mount = next(m for m in container["volumeMounts"] if m["mountPath"] == str(ca_file.parent))
+        volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+        assert volume["secret"]["secretName"] == "switchboard-cluster-ca-cert"
+        assert {"key": "ca.crt", "path": ca_file.name} in volume["secret"]["items"]
+    assert services == set(LONG_RUNNING)
+
+
+def test_strimzi_lag_triggers_read_the_cluster_as_the_scaled_service(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    objects = rendered(STRIMZI, tmp_path_factory.getbasetemp())
+    authentications = by_kind(objects, "TriggerAuthentication")
+    checked = 0
+    for scaled in scaled_objects(objects).values():
+        namespace = scaled["metadata"]["namespace"]
+        for trigger in triggers(scaled, "kafka"):
+            # KEDA connects from its own namespace: the bootstrap Service by its namespaced name.
+            assert trigger["metadata"]["bootstrapServers"] == STRIMZI_BOOTSTRAP.replace(":", f".{namespace}.svc:")
+            assert "bootstrapServersFromEnv" not in trigger["metadata"]
+            auth = authentications[trigger["authenticationRef"]["name"]]["spec"]
+            assert {e["parameter"]: e["name"] for e in auth["env"]} == {
+                "username": "SB_KAFKA_SASL_USERNAME",
+                "password": "SB_KAFKA_SASL_PASSWORD",
+            }
+            assert {"parameter": "ca", "name": "switchboard-cluster-ca-cert", "key": "ca.crt"} in auth[
+                "secretTargetRef"
+            ]
+            checked += 1
+    assert checked >= 7
+
+
+def test_strimzi_containers_get_only_settings_their_service_reads(tmp_path_factory: pytest.TempPathFactory) -> None:
+    if "SB_KAFKA_SECURITY_PROTOCOL" not in env_names(ServiceSettings):
+        pytest.skip("runtime/settings.py does not read the SB_KAFKA_* credentials yet")
+    objects = rendered(STRIMZI, tmp_path_factory.getbasetemp())
+    for pod, container in switchboard_containers(objects):
+        service = container_service(container)
+        unknown = unknown_settings(service, set(container_env(objects, STRIMZI, pod, container)))
+        assert not unknown, f"{STRIMZI} {service}: {sorted(unknown)} are not settings of {module_of(service)}"
