@@ -2,7 +2,8 @@
 
 The page has a section per service ("## router", ...) and one for the metrics of "## every service"; each holds a
 table whose rows read "| `name` | type | labels | meaning |". A service exports the metrics of "every service"
-plus its own section's. A row whose meaning says "(after first event)" may have no sample in a scrape.
+plus its own section's; a metric some services share is a row in each of their sections (same type and labels).
+A row whose meaning says "(after first event)" may have no sample in a scrape.
 
     from tests.metrics_doc import documented, for_service, names
     names()                      # every documented metric name
@@ -101,15 +102,21 @@ def parse(text: str) -> dict[str, list[DocMetric]]:
 
 
 def _check_unique(sections: dict[str, list[DocMetric]]) -> None:
+    """A name once a section; in several service sections (a metric some services share) with one type and labels;
+    never both under "every service" and a service."""
     seen: dict[str, DocMetric] = {}
     for rows in sections.values():
         for metric in rows:
             first = seen.setdefault(metric.name, metric)
-            if first is not metric:
-                raise MetricsDocError(
-                    f"line {metric.line}: {metric.name} is documented twice (line {first.line} too): "
-                    "a metric several services export is documented once, under 'every service' or one service"
-                )
+            if first is metric:
+                continue
+            where = f"line {metric.line}: {metric.name} is documented again (line {first.line})"
+            if first.section == metric.section:
+                raise MetricsDocError(f"{where} in the same section")
+            if EVERY_SERVICE in (first.section, metric.section):
+                raise MetricsDocError(f"{where}: a metric of every service is documented there only")
+            if (first.type, first.labels) != (metric.type, metric.labels):
+                raise MetricsDocError(f"{where} with another type or labels: one metric, one definition")
 
 
 @cache
@@ -123,8 +130,17 @@ def documented(path: Path = DOC) -> dict[str, list[DocMetric]]:
 
 
 def all_metrics(path: Path = DOC) -> list[DocMetric]:
-    """Every documented metric, once."""
-    return [m for rows in documented(path).values() for m in rows]
+    """Every documented metric, once (a metric several services share: its first row)."""
+    first: dict[str, DocMetric] = {}
+    for rows in documented(path).values():
+        for metric in rows:
+            first.setdefault(metric.name, metric)
+    return list(first.values())
+
+
+def exporters(name: str, path: Path = DOC) -> list[str]:
+    """The services that export metric `name` (every service for one documented under "every service")."""
+    return [s for s in SERVICES if name in for_service(s, path)]
 
 
 def names(path: Path = DOC) -> frozenset[str]:

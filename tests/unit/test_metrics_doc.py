@@ -37,6 +37,14 @@ def test_rows_read_as_name_type_labels_and_the_first_event_mark() -> None:
     assert hist.sample_names() == {"sb_h_seconds_bucket", "sb_h_seconds_sum", "sb_h_seconds_count"}
 
 
+def test_a_metric_some_services_share_is_a_row_in_each_of_their_sections() -> None:
+    sections = parse(
+        PAGE
+        + "## chat\n| name | type | labels | meaning |\n|---|---|---|---|\n| `sb_h_seconds` | histogram | - | Time |\n"
+    )
+    assert [m.section for rows in sections.values() for m in rows if m.name == "sb_h_seconds"] == ["router", "chat"]
+
+
 @pytest.mark.parametrize(
     ("row", "complaint"),
     [
@@ -44,7 +52,9 @@ def test_rows_read_as_name_type_labels_and_the_first_event_mark() -> None:
         ("| `sb_y` | gauge | - |", "4 columns"),
         ("| `sb_y` | meter | - | unknown type |", "unknown type"),
         ("| `sb_y` | gauge | a b | bad labels |", "comma-separated"),
-        ("| `sb_ready` | gauge | service | twice |", "documented twice"),
+        ("| `sb_h_seconds` | histogram | - | twice in one section |", "same section"),
+        ("## chat\n| `sb_ready` | gauge | service | again |", "every service is documented there only"),
+        ("## chat\n| `sb_h_seconds` | histogram | service | other labels |", "another type or labels"),
     ],
 )
 def test_a_broken_row_is_refused(row: str, complaint: str) -> None:
