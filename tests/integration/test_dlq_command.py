@@ -158,7 +158,11 @@ async def send_raw(settings: ServiceSettings, topic: str, key: bytes, value: byt
 async def _read_inbound(settings: ServiceSettings) -> list[tuple[bytes | None, bytes, dict[str, bytes]]]:
     topic = Topics(settings.topic_prefix).inbound
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=settings.kafka_bootstrap, group_id=None, auto_offset_reset="earliest"
+        topic,
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
     )
     await consumer.start()
     try:
@@ -304,6 +308,17 @@ async def test_refused_edge_input_cannot_be_redriven_and_a_reason_redrives_the_r
     assert letters.garbage in through_tools.out and letters.refused_record not in through_tools.out
     redriven = [r for r in await _read_inbound(settings) if REDRIVEN_FROM_HEADER in r[2]]
     assert [(k, v) for k, v, _ in redriven] == [(b"conv-garbage", b"\x00\x01 not a record")]
+
+
+async def test_two_operators_redriving_at_once_send_a_record_once(
+    settings: ServiceSettings, producer: RecordProducer, inbound: Inbound
+) -> None:
+    letters = await _dead_letters(settings, producer, inbound)
+    runs = await asyncio.gather(*(dlq(settings, "redrive", "--id", letters.refused_record) for _ in range(3)))
+    redriven = [r for r in await _read_inbound(settings) if r[2].get(REDRIVEN_FROM_HEADER)]
+    assert [k for k, _, _ in redriven] == [b"conv-pii"], [r.out + r.err for r in runs]
+    assert [r.code for r in runs].count(0) == 1, [r.out + r.err for r in runs]
+    assert all("re-driven" in r.out or "skipped" in r.out or "failed" in r.out for r in runs)
 
 
 async def test_the_command_joins_no_consumer_group(settings: ServiceSettings, producer: RecordProducer) -> None:

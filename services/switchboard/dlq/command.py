@@ -1,8 +1,8 @@
 """`switchboard dlq list | show | redrive` (also `python -m switchboard dlq ...` in the service image).
 
 Connects with the runtime's settings from the environment (KAFKA_BOOTSTRAP, SB_TOPIC_PREFIX and the Kafka security
-settings). Exit status: 0 when it did what was asked, 1 when it could not (Kafka unreachable, no such record, or a
-re-drive that re-drove nothing), 2 for a usage error.
+settings). Exit status: 0 when it did what was asked, 1 when it could not (Kafka unreachable, no such record, a
+failed transaction, or a re-drive that re-drove nothing), 2 for a usage error.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import sys
 from datetime import UTC, datetime
 from typing import TextIO
 
+from aiokafka.errors import KafkaError
+
 from switchboard.dlq import render
 from switchboard.dlq.entries import Filter, Outcome, newest, parse_since
 from switchboard.dlq.kafka import DlqUnavailable
@@ -23,8 +25,14 @@ from switchboard.runtime.settings import ServiceSettings
 from switchboard.runtime.topics import Topics
 
 COMMAND = "dlq"
-_VERBS = {"redriven": "re-driven", "would_redrive": "would re-drive", "skipped": "skipped", "refused": "refused",
-          "not_found": "not found"}  # fmt: skip
+_VERBS = {
+    "redriven": "re-driven",
+    "would_redrive": "would re-drive",
+    "skipped": "skipped",
+    "refused": "refused",
+    "not_found": "not found",
+    "failed": "failed",
+}
 
 
 def add_subcommand(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -68,7 +76,7 @@ def run_subcommand(args: argparse.Namespace, out: TextIO = sys.stdout, err: Text
         if args.dlq_command == "show":
             return asyncio.run(_show(settings, args, out, err))
         return asyncio.run(_redrive(settings, args, out, err))
-    except (DlqUnavailable, ValueError) as exc:
+    except (DlqUnavailable, KafkaError, ValueError) as exc:
         err.write(f"switchboard dlq: {exc}\n")
         return 1
 
@@ -118,11 +126,11 @@ async def _redrive(settings: ServiceSettings, args: argparse.Namespace, out: Tex
 
 def _summarise(outcomes: list[Outcome], dry: bool, err: TextIO) -> int:
     done = sum(o.verdict in ("redriven", "would_redrive") for o in outcomes)
-    counts = {v: sum(o.verdict == v for o in outcomes) for v in ("skipped", "refused", "not_found")}
+    counts = {v: sum(o.verdict == v for o in outcomes) for v in ("skipped", "refused", "not_found", "failed")}
     rest = ", ".join(f"{n} {_VERBS[v]}" for v, n in counts.items() if n)
     verb = "would re-drive" if dry else "re-driven"
     err.write(f"{verb}: {done} of {len(outcomes)}{f' ({rest})' if rest else ''}\n")
     if done == 0:
         err.write(f"switchboard dlq: nothing {'would be ' if dry else ''}re-driven\n")
         return 1
-    return 0
+    return 1 if counts["failed"] else 0

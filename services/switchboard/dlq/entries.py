@@ -133,7 +133,7 @@ class Outcome:
     """What a re-drive did (or would do) with one DeadLetter id."""
 
     dead_letter_id: str
-    verdict: str  # "redriven", "would_redrive", "skipped" (re-driven before), "refused", "not_found"
+    verdict: str  # "redriven", "would_redrive", "skipped" (re-driven before), "refused", "not_found", "failed"
     detail: str
 
 

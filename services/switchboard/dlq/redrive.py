@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from switchboard.contracts import TYPE_HEADER, DeadLetterRedrive, type_name
 from switchboard.dlq.entries import (
@@ -86,7 +87,14 @@ async def redrive(settings: ServiceSettings, selection: Selection) -> list[Outco
         plan = plan_redrive(scan.records, topics, ids=selection.ids, by_filter=selection.by_filter)
         sent: list[Outcome] = []
         for start in range(0, len(plan.send), BATCH):
-            sent += await _send_batch(producer, topics, plan.send[start : start + BATCH])
+            batch = plan.send[start : start + BATCH]
+            try:
+                sent += await _send_batch(producer, topics, batch)
+            except KafkaError as exc:
+                # The transaction was aborted: none of this batch went back, nor any after it.
+                why = f"not re-driven: {exc!r} (nothing of its transaction was written; run the re-drive again)"
+                sent += [Outcome(r.id, "failed", why) for r in plan.send[start:]]
+                break
     finally:
         await producer.stop()
     return _in_order(selection, scan.records, sent + plan.kept_back)
