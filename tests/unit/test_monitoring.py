@@ -4,6 +4,7 @@ gauges with `max`, and the component carries the same rules it renders."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -16,6 +17,7 @@ import pytest
 import yaml
 
 from switchboard_tools.stack.debian import ensure_promtool
+from switchboard_tools.stack.pages import build_pages
 from tests import metrics_doc
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,6 +62,8 @@ def metric_names(expr: str) -> set[str]:
     """The metric names a PromQL expression selects (strings, label matchers, ranges, label lists, functions,
     keywords, numbers and Grafana's $variables left out)."""
     text = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
+    # A variable's label_values(selector, label): the label is no metric.
+    text = re.sub(r"(label_values\(.*),\s*\w+\s*\)", r"\1)", text)
     text = re.sub(r"\{[^}]*\}", " ", text)
     text = re.sub(r"\[[^\]]*\]", " ", text)
     text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", r"\1 ", text)
@@ -103,12 +107,14 @@ def test_shared_gauges_summed_catches_a_sum_and_accepts_a_max() -> None:
 
 # --- metrics.md -------------------------------------------------------------------------------------------------
 
-# Contract 1a of the operators' plan, the service metrics docs/metrics.md's service sections will list: used only
-# while those sections are still empty (the runtime metrics of "every service" are read from the page).
+# Contract 1a of the operators' plan (and one metric presence exported before it), the service metrics
+# docs/metrics.md's service sections will list: used only while those sections are still empty (the runtime
+# metrics of "every service" are read from the page).
 CONTRACT_SERVICE_METRICS = frozenset({
     "sb_inbound_messages_total", "sb_router_decisions_total", "sb_offers_missed_total", "sb_abandoned_total",
     "sb_bot_answered_total", "sb_queue_waiting", "sb_queue_oldest_wait_seconds", "sb_service_level",
     "sb_service_level_target_seconds", "sb_occupancy", "sb_agents", "sb_responses_total", "sb_websocket_connections",
+    "sb_presence_swept_offline_total",  # presence's, exported before the contract
     *(f"{histogram}{suffix}" for histogram in ("sb_time_to_offer_seconds", "sb_time_to_assign_seconds",
       "sb_response_seconds") for suffix in ("_bucket", "_sum", "_count")),
 })  # fmt: skip
@@ -226,6 +232,14 @@ def check_monitoring_objects(objects: list[Obj]) -> None:
     ]
     assert monitor["spec"]["selector"] == {"matchLabels": {"app.kubernetes.io/part-of": "switchboard"}}
     assert only(objects, "PrometheusRule")["spec"] == yaml.safe_load(ALERTS.read_text(encoding="utf-8"))
+    # Grafana's dashboard sidecar loads every ConfigMap labelled grafana_dashboard: "1".
+    labelled = [
+        o for o in objects if o["kind"] == "ConfigMap" and "grafana_dashboard" in o["metadata"].get("labels", {})
+    ]
+    assert [(o["metadata"]["name"], o["metadata"]["labels"]) for o in labelled] == [
+        ("switchboard-grafana-dashboards", {"grafana_dashboard": "1"})
+    ]
+    assert labelled[0]["data"] == {p.name: p.read_text(encoding="utf-8") for p in DASHBOARDS}
 
 
 def test_the_component_renders_alone() -> None:
@@ -243,3 +257,213 @@ def test_the_component_renders_with_every_overlay(overlay: str, tmp_path: Path) 
     # Every switchboard workload is selected by the PodMonitor.
     selected = [d for d in deployments if d["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/part-of")]
     assert {d["metadata"]["name"] for d in selected} >= {"router", "gateway", "chat", "email", "phone", "presence"}
+
+
+# --- dashboards -------------------------------------------------------------------------------------------------
+
+DASHBOARDS = sorted((MONITORING / "dashboards").glob("*.json"))
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+WEB = ROOT / "web"
+
+
+def load_dashboard(path: Path) -> Obj:
+    """A dashboard JSON file."""
+    data: Obj = json.loads(path.read_text(encoding="utf-8"))
+    return data
+
+
+def panels(dashboard: Obj) -> list[Obj]:
+    """Every panel that shows data (rows only group them)."""
+    return [p for p in dashboard["panels"] if p["type"] != "row"]
+
+
+def queries(dashboard: Obj) -> list[str]:
+    """Every PromQL expression of the panels."""
+    return [target["expr"] for panel in panels(dashboard) for target in panel["targets"]]
+
+
+def test_there_is_an_overview_dashboard() -> None:
+    assert [p.name for p in DASHBOARDS] == ["switchboard-overview.json"]
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_every_panel_has_a_query_on_the_chosen_prometheus(path: Path) -> None:
+    dashboard = load_dashboard(path)
+    assert panels(dashboard)
+    for panel in panels(dashboard):
+        assert panel["datasource"] == DATASOURCE, panel["title"]
+        assert panel["targets"], panel["title"]
+        assert len({t["refId"] for t in panel["targets"]}) == len(panel["targets"]), panel["title"]
+        for target in panel["targets"]:
+            assert target["datasource"] == DATASOURCE and target["expr"].strip(), panel["title"]
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_the_dashboard_covers_the_overview_rows(path: Path) -> None:
+    rows = [p["title"] for p in load_dashboard(path)["panels"] if p["type"] == "row"]
+    assert rows == [
+        "Overview",
+        "Traffic",
+        "Queues",
+        "Service level",
+        "Agents",
+        "Kafka consumer lag",
+        "Errors, DLQ and readiness",
+    ]
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_panels_have_unique_ids_and_do_not_overlap_on_the_grid(path: Path) -> None:
+    dashboard = load_dashboard(path)
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
+    taken: set[tuple[int, int]] = set()
+    for panel in dashboard["panels"]:
+        pos = panel["gridPos"]
+        assert pos["x"] >= 0 and pos["w"] > 0 and pos["x"] + pos["w"] <= 24, panel["title"]
+        cells = {(x, y) for x in range(pos["x"], pos["x"] + pos["w"]) for y in range(pos["y"], pos["y"] + pos["h"])}
+        assert not cells & taken, f"{panel['title']} overlaps another panel"
+        taken |= cells
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_the_dashboard_queries_only_documented_metrics(path: Path) -> None:
+    dashboard = load_dashboard(path)
+    variable_queries = [v["query"]["query"] for v in dashboard["templating"]["list"] if v["type"] == "query"]
+    names = set().union(*(metric_names(expr) for expr in [*queries(dashboard), *variable_queries]))
+    assert not undocumented(names), f"not in docs/metrics.md: {sorted(undocumented(names))}"
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_the_dashboard_takes_the_gateway_gauges_with_max(path: Path) -> None:
+    summed = [(expr, shared_gauges_summed(expr)) for expr in queries(load_dashboard(path))]
+    assert [(expr, names) for expr, names in summed if names] == []
+
+
+# Metrics of contract 1a with a tenant label: a tenant chosen in the dashboard must narrow every query on them.
+TENANT_METRICS = re.compile(
+    r"^sb_(inbound_messages_total|router_decisions_total|time_to_(offer|assign)_seconds_bucket|offers_missed_total"
+    r"|abandoned_total|bot_answered_total|queue_waiting|queue_oldest_wait_seconds|service_level"
+    r"|service_level_target_seconds|occupancy|agents|response_seconds_bucket|responses_total)$"
+)
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_the_tenant_variable_drills_down_every_tenant_query(path: Path) -> None:
+    dashboard = load_dashboard(path)
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
+    tenant = variables["tenant"]
+    assert tenant["type"] == "query" and tenant["multi"] and tenant["includeAll"] and tenant["allValue"] == ".*"
+    narrowed = 0
+    for expr in queries(dashboard):
+        for selector in re.finditer(r"\b(sb_\w+)\s*(\{[^}]*\})?", expr):
+            if TENANT_METRICS.match(selector.group(1)):
+                assert 'tenant=~"$tenant"' in (selector.group(2) or ""), expr
+                narrowed += 1
+    assert narrowed >= 20
+
+
+def grafana_type_check(dashboard: Obj) -> str:
+    """TypeScript that assigns the dashboard to Grafana's published schema (@grafana/schema, in web/'s dev
+    dependencies) and each panel's options and field config to its panel plugin's types: tsc rejects an unknown
+    field, a wrong type or a missing required option, as Grafana's import would."""
+    plugins = {"timeseries": "TimeSeries", "stat": "Stat", "table": "Table"}
+    lines = ['import type { Dashboard } from "@grafana/schema";']
+    for kind, name in plugins.items():
+        lines.append(
+            f'import type * as {kind} from "@grafana/schema/dist/esm/raw/composable/{kind}/panelcfg/x/'
+            f'{name}PanelCfg_types.gen";'
+        )
+    # The schema's TypeScript enums (FieldColorModeId, ThresholdsMode ...) as the strings a JSON file holds.
+    lines.append(
+        "type Plain<T> = T extends string ? `${T}` : T extends readonly (infer U)[] ? Plain<U>[] "
+        ": T extends object ? { [K in keyof T]: Plain<T[K]> } : T;"
+    )
+    lines.append(f"export const dashboard: Plain<Dashboard> = {json.dumps(dashboard)};")
+    for panel in panels(dashboard):
+        kind, pid = panel["type"], panel["id"]
+        assert kind in plugins, f"{panel['title']}: add the {kind} panel's types to this check"
+        lines.append(f"export const options{pid}: Plain<{kind}.Options> = {json.dumps(panel['options'])};")
+        if kind != "stat":  # the stat panel has no custom field config
+            custom = json.dumps(panel["fieldConfig"]["defaults"].get("custom", {}))
+            lines.append(f"export const custom{pid}: Plain<{kind}.FieldConfig> = {custom};")
+    return "\n".join(lines) + "\n"
+
+
+def grafana_type_errors(dashboard: Obj, tmp_path: Path) -> str:
+    """tsc's complaints about `dashboard` against Grafana's schema ("" when it fits)."""
+    build_pages()  # installs web/'s npm packages from its lock when they are missing or stale
+    (tmp_path / "node_modules").symlink_to(WEB / "node_modules")
+    (tmp_path / "dashboard.ts").write_text(grafana_type_check(dashboard), encoding="utf-8")
+    options = {"strict": True, "noEmit": True, "module": "esnext", "moduleResolution": "bundler", "target": "es2022"}
+    config = {"compilerOptions": {**options, "skipLibCheck": True}, "files": ["dashboard.ts"]}
+    (tmp_path / "tsconfig.json").write_text(json.dumps(config), encoding="utf-8")
+    tsc = WEB / "node_modules" / ".bin" / "tsc"
+    done = subprocess.run([str(tsc), "-p", str(tmp_path)], capture_output=True, text=True, timeout=300, check=False)
+    return "" if done.returncode == 0 else done.stdout[:4000] or done.stderr[:4000]
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_the_dashboard_matches_grafanas_schema(path: Path, tmp_path: Path) -> None:
+    assert grafana_type_errors(load_dashboard(path), tmp_path) == ""
+
+
+def test_the_schema_check_rejects_a_misspelt_option_and_a_wrong_value(tmp_path: Path) -> None:
+    dashboard = load_dashboard(DASHBOARDS[0])
+    panel = next(p for p in panels(dashboard) if p["type"] == "timeseries")
+    panel["options"]["legend"]["showLegnd"] = panel["options"]["legend"].pop("showLegend")
+    dashboard["graphTooltip"] = "shared"
+    errors = grafana_type_errors(dashboard, tmp_path).splitlines()
+    assert any("'\"showLegnd\"' does not exist" in line for line in errors), errors
+    assert any(
+        re.search(r"dashboard\.ts\(\d+,\d+\): error TS2322: Type 'string' is not assignable", line) for line in errors
+    )
+
+
+# --- the runbook ------------------------------------------------------------------------------------------------
+
+RUNBOOK = ROOT / "docs" / "runbook.md"
+
+
+def runbook_sections() -> dict[str, str]:
+    """The runbook's "## " sections by their anchor (GitHub's: lowercase, punctuation dropped, spaces as dashes)."""
+    sections: dict[str, str] = {}
+    for chunk in re.split(r"^## ", RUNBOOK.read_text(encoding="utf-8"), flags=re.M)[1:]:
+        heading, _, body = chunk.partition("\n")
+        anchor = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        sections[anchor] = body
+    return sections
+
+
+def test_the_runbook_covers_the_promo_the_night_and_the_dlq() -> None:
+    sections = runbook_sections()
+    assert {"before-a-promo", "at-0000-what-to-watch", "the-dlq-inspect-and-re-drive"} <= set(sections)
+    before = sections["before-a-promo"]
+    for lever in ("overlays/double11", "surge/profiles", "surge/schedules", "partition", "temporary-agents"):
+        assert lever in before, lever
+    dlq = sections["the-dlq-inspect-and-re-drive"]
+    for command in ("switchboard dlq list", "switchboard dlq show", "switchboard dlq redrive", "--dry-run"):
+        assert command in dlq, command
+
+
+@pytest.mark.parametrize("rule", rules(), ids=lambda r: r["alert"])
+def test_every_alert_has_its_runbook_section(rule: Obj) -> None:
+    anchor = rule["annotations"]["runbook_url"].partition("#")[2]
+    section = runbook_sections().get(anchor)
+    assert section is not None, f"docs/runbook.md has no '## {rule['alert']}'"
+    for part in ("**What it means.**", "**Likely causes.**", "**What to do.**", "**What not to do.**"):
+        assert part in section, f"{rule['alert']}: {part}"
+
+
+def test_the_runbooks_links_panels_and_metrics_exist() -> None:
+    text = RUNBOOK.read_text(encoding="utf-8")
+    anchors = set(runbook_sections())
+    assert {link for link in re.findall(r"\]\(#([^)]+)\)", text)} <= anchors
+    # Panels are named in italics, as the dashboard titles them.
+    dashboard = load_dashboard(DASHBOARDS[0])
+    titles = {p["title"] for p in dashboard["panels"]} | {dashboard["title"]}
+    named = set(re.findall(r"(?<![*\w])\*([^*\n]+)\*(?!\*)", text))
+    assert named and named <= titles, sorted(named - titles)
+    metrics = set(re.findall(r"`(sb_\w+)", text))
+    assert not undocumented(metrics), sorted(undocumented(metrics))
