@@ -340,4 +340,4 @@ async def test_the_command_joins_no_consumer_group(settings: ServiceSettings, pr
 async def test_an_unreachable_broker_is_said_plainly(settings: ServiceSettings) -> None:
     gone = ServiceSettings(kafka_bootstrap="127.0.0.1:1", topic_prefix=settings.topic_prefix)
     run = await dlq(gone, "list")
-    assert run.code == 1 and "cannot reach Kafka at 127.0.0.1:1" in run.err
+    assert run.code == 1 and "could not connect to Kafka at 127.0.0.1:1" in run.err

@@ -18,9 +18,9 @@ from aiokafka.errors import KafkaError
 
 from switchboard.dlq import render
 from switchboard.dlq.entries import Filter, Outcome, newest, parse_since
-from switchboard.dlq.kafka import DlqUnavailable
-from switchboard.dlq.reader import read_dlq
+from switchboard.dlq.reader import DlqUnavailable, read_dlq
 from switchboard.dlq.redrive import Selection, dry_run, redrive
+from switchboard.runtime.errors import BrokerUnavailable
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.runtime.topics import Topics
 
@@ -76,7 +76,7 @@ def run_subcommand(args: argparse.Namespace, out: TextIO = sys.stdout, err: Text
         if args.dlq_command == "show":
             return asyncio.run(_show(settings, args, out, err))
         return asyncio.run(_redrive(settings, args, out, err))
-    except (DlqUnavailable, KafkaError, ValueError) as exc:
+    except (BrokerUnavailable, DlqUnavailable, KafkaError, ValueError) as exc:
         err.write(f"switchboard dlq: {exc}\n")
         return 1
 

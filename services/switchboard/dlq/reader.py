@@ -14,9 +14,14 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from switchboard.contracts import TYPE_HEADER, ContractError, DeadLetter, DeadLetterRedrive, decode
 from switchboard.dlq.entries import DlqRecord, attach_redrives
-from switchboard.dlq.kafka import DlqUnavailable, client_options
+from switchboard.runtime.errors import BrokerUnavailable
+from switchboard.runtime.kafka import kafka_client_options, start_client
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.runtime.topics import Topics
+
+
+class DlqUnavailable(RuntimeError):
+    """The DLQ cannot be read: its topic is not there, or it was not read to its end in time."""
 
 
 @dataclass
@@ -39,7 +44,7 @@ async def read_dlq(settings: ServiceSettings, since: datetime | None = None, tim
     # Subscribed without a group id: aiokafka assigns every partition of the topic, no coordinator involved.
     consumer = AIOKafkaConsumer(
         topic,
-        **client_options(settings),
+        **kafka_client_options(settings),
         client_id="switchboard-dlq",
         group_id=None,
         enable_auto_commit=False,
@@ -47,10 +52,10 @@ async def read_dlq(settings: ServiceSettings, since: datetime | None = None, tim
         isolation_level="read_committed",
     )
     try:
-        await consumer.start()
-    except Exception as exc:
+        await start_client(consumer, settings, "dlq reader")
+    except BrokerUnavailable:
         await consumer.stop()
-        raise DlqUnavailable(f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc!r}") from exc
+        raise
     try:
         partitions = await _assign(consumer, topic, since)
         return await _read_to_end(consumer, topic, partitions, timeout_s)

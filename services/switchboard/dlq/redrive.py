@@ -26,9 +26,9 @@ from switchboard.dlq.entries import (
     plan_redrive,
     redrive_headers,
 )
-from switchboard.dlq.kafka import DlqUnavailable, client_options
 from switchboard.dlq.reader import read_dlq
-from switchboard.runtime.kafka import now_timestamp
+from switchboard.runtime.errors import BrokerUnavailable
+from switchboard.runtime.kafka import kafka_client_options, now_timestamp, start_client
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.runtime.topics import Topics
 
@@ -70,17 +70,17 @@ async def redrive(settings: ServiceSettings, selection: Selection) -> list[Outco
     """Re-drive the selection; the outcome of every id selected (sent, skipped, refused or not found)."""
     topics = Topics(settings.topic_prefix)
     producer = AIOKafkaProducer(
-        **client_options(settings),
+        **kafka_client_options(settings),
         client_id="switchboard-dlq",
         transactional_id=transactional_id(topics),
         enable_idempotence=True,
         acks="all",
     )
     try:
-        await producer.start()
-    except Exception as exc:
+        await start_client(producer, settings, "dlq re-drive producer")
+    except BrokerUnavailable:
         await producer.stop()
-        raise DlqUnavailable(f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc!r}") from exc
+        raise
     try:
         # Read after start: starting fenced any earlier run and waited for its transaction, so its marks are seen.
         scan = await read_dlq(settings)
