@@ -47,9 +47,16 @@ class Run:
         return json.loads(self.out)
 
 
-async def dlq(settings: ServiceSettings, *args: str, module: str = "switchboard") -> Run:
-    """Run `python -m <module> dlq <args>` with the deployment's environment."""
-    env = {"KAFKA_BOOTSTRAP": settings.kafka_bootstrap, "SB_TOPIC_PREFIX": settings.topic_prefix, "PATH": "/usr/bin"}
+async def dlq(
+    settings: ServiceSettings, *args: str, module: str = "switchboard", env: dict[str, str] | None = None
+) -> Run:
+    """Run `python -m <module> dlq <args>` with the deployment's environment (plus `env`)."""
+    env = {
+        "KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "SB_TOPIC_PREFIX": settings.topic_prefix,
+        "PATH": "/usr/bin",
+        **(env or {}),
+    }
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
