@@ -35,6 +35,7 @@ from switchboard_tools.stack.up import NOT_STARTED_BY_UP, SERVICES, module_of
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
 OVERLAYS = ("dev", "production", "double11")
+LOCKS = ("runtime.lock", "tools.lock")
 LONG_RUNNING = [name for name in SERVICES if name not in NOT_STARTED_BY_UP]
 TOOLS = [name for name in SERVICES if name in NOT_STARTED_BY_UP]
 # mailpit: the dev mail sink standing in for the relay of agents' e-mail replies.
@@ -136,10 +137,50 @@ def test_dockerfile_builds_in_stages_and_runs_as_a_numeric_non_root_user() -> No
     assert entrypoint == [["python", "-m"]]
 
 
+def dockerfile_stages() -> dict[str, list[tuple[str, str]]]:
+    """The instructions of each named stage (`FROM image AS name`), FROM itself first."""
+    stages: dict[str, list[tuple[str, str]]] = {}
+    current: list[tuple[str, str]] = []
+    for op, args in dockerfile_instructions():
+        if op == "FROM":
+            current = stages.setdefault(args.split()[-1], [])
+        current.append((op, args))
+    return stages
+
+
+def pip_installs(stage: list[tuple[str, str]]) -> list[str]:
+    """Every `pip install ...` command a stage's RUN instructions run."""
+    commands = [part.strip() for op, args in stage if op == "RUN" for part in args.split("&&")]
+    return [command for command in commands if command.startswith("pip install")]
+
+
+def test_the_service_image_installs_only_the_runtime_lock_with_hashes_checked() -> None:
+    stages = dockerfile_stages()
+    # The runtime stage copies its venv from `builder`; only there do third-party packages get installed.
+    assert any(op == "COPY" and args.startswith("--from=builder /opt/venv") for op, args in stages["runtime"])
+    installs = pip_installs(stages["builder"])
+    assert installs[0] == "pip install --require-hashes --requirement requirements/runtime.lock"
+    # Everything after the lock is a local distribution, installed without dependencies.
+    assert all("--no-deps" in command and "-r" not in command.split() for command in installs[1:])
+    assert not any("tools" in command or "--constraint" in command for command in installs)
+
+
+def test_the_loadtest_image_adds_the_tools_lock_with_hashes_checked() -> None:
+    stages = dockerfile_stages()
+    assert stages["tools-builder"][0][1].startswith("builder AS")
+    assert any(args.startswith("--from=tools-builder /opt/venv") for op, args in stages["loadtest"] if op == "COPY")
+    installs = pip_installs(stages["tools-builder"])
+    assert installs == [
+        "pip install --require-hashes --requirement requirements/tools.lock",
+        "pip install --no-deps ./tools",
+    ]
+
+
 def test_dockerignore_keeps_the_build_context_small_but_complete() -> None:
     ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()}
     assert {".git", ".venv", ".run"} <= ignored
-    assert not {"services", "pyproject.toml", "requirements.lock"} & ignored
+    assert not {"services", "pyproject.toml", "requirements", "tools"} & ignored
+    assert not any(fnmatch.fnmatch(f"requirements/{lock}", pattern) for pattern in ignored for lock in LOCKS)
     # Config and secrets are mounted at run time, never baked into the image.
     assert "config" in ignored
 
@@ -803,7 +844,33 @@ def test_every_data_file_of_the_package_is_installed_as_package_data() -> None:
     assert not missing, f"not installed into the image (pyproject package-data): {missing}"
 
 
-def test_the_compose_loadtest_override_points_services_at_the_files_write_config_makes(tmp_path: Path) -> None:
+def interpolate(value: str, variables: dict[str, str]) -> str:
+    """`${NAME}`, `${NAME:?message}` and `$$` as docker compose interpolates them (a missing `:?` one fails)."""
+
+    def substitute(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name, required = match.group(1), match.group(2) is not None
+        if required and name not in variables:
+            raise ValueError(f"compose would stop: {name} is not set")
+        return variables.get(name, "")
+
+    return re.sub(r"\$\$|\$\{(\w+)(:\?[^}]*)?\}", substitute, value)
+
+
+def effective_env(base: Obj, override: Obj, env_file: dict[str, str], variables: dict[str, str]) -> dict[str, str]:
+    """A container's environment under `-f docker-compose.yml -f docker-compose.loadtest.yml`: `environment` (the
+    two files merged key by key, the override winning) beats `env_file`; `variables` are `--env-file`'s."""
+    given = {**compose_env(base), **compose_env(override)}
+    return {**env_file, **{key: interpolate(value, variables) for key, value in given.items()}}
+
+
+def env_file_of(service: Obj, printed: dict[str, str]) -> dict[str, str]:
+    """What a service's `env_file:` would bring: the printed env file, when the service names it."""
+    return dict(printed) if service.get("env_file") else {}
+
+
+def test_the_compose_loadtest_override_gives_each_service_the_runs_settings(tmp_path: Path) -> None:
     from switchboard_tools.loadgen.run import write_config
     from switchboard_tools.loadgen.settings import LoadgenSettings
 
@@ -811,21 +878,39 @@ def test_the_compose_loadtest_override_points_services_at_the_files_write_config
     scenario = compose_file["loadgen"]["environment"]["SB_LOADGEN_SCENARIO"]
     mapped = host_path(compose_file["loadgen"], scenario)
     assert mapped is not None
+    # What `switchboard loadtest --write-config` prints into reports/stack-config.env.
     printed = write_config(LoadgenSettings(loadgen_scenario=str(mapped[0])), tmp_path / "stack-config")
     override: dict[str, Obj] = load_yaml(ROOT / "docker-compose.loadtest.yml")["services"]
     assert set(override) == set(LONG_RUNNING)
     written = ROOT / "reports" / "stack-config"
     for name, svc in override.items():
-        env = compose_env(svc)
-        assert not unknown_settings(name, set(env)), name
-        # Every host path the env file names is replaced by the container's path of the same file.
+        env = effective_env(compose_file[name], svc, env_file_of(svc, printed), variables=printed)
+        assert not unknown_settings(name, set(compose_env(svc))), name
         for key in set(printed) & allowed_env(name):
-            if printed[key].startswith(str(tmp_path)):
-                assert key in env, f"{name}: {key} would be the host's path {printed[key]}"
-        for key, value in env.items():
-            target = host_path(svc, value)
-            assert target is not None and target[1], f"{name}: {key}={value} is on no read-only mount"
-            assert (tmp_path / "stack-config" / target[0].relative_to(written)).exists(), f"{name}: {key}={value}"
+            value, run_value = env.get(key), printed[key]
+            assert value is not None, f"{name}: {key} of the run is not given"
+            if run_value.startswith(str(tmp_path)):
+                # The env file names the host's path; the container reads the same file on its read-only mount.
+                target = host_path(svc, value)
+                assert target is not None and target[1], f"{name}: {key}={value} is on no read-only mount"
+                assert target[0].relative_to(written) == Path(run_value).relative_to(tmp_path / "stack-config")
+            else:
+                # The run's secrets and names themselves, not the dev values of docker-compose.yml.
+                assert value == run_value, f"{name}: {key} is {value!r}, not the run's value"
+        for key, value in compose_env(svc).items():
+            if value.startswith("/"):
+                target = host_path(svc, value)
+                assert target is not None and target[1], f"{name}: {key}={value} is on no read-only mount"
+                assert (tmp_path / "stack-config" / target[0].relative_to(written)).exists(), f"{name}: {key}"
+
+
+def test_the_loadtest_override_stops_compose_without_the_runs_env_file() -> None:
+    override: dict[str, Obj] = load_yaml(ROOT / "docker-compose.loadtest.yml")["services"]
+    secrets = [value for svc in override.values() for value in compose_env(svc).values() if "${" in value]
+    assert secrets
+    for value in secrets:
+        with pytest.raises(ValueError, match="compose would stop"):
+            interpolate(value, {})
 
 
 # --- every overlay x component, rendered and validated strictly offline -----------------------------------------
