@@ -1391,6 +1391,7 @@ def expected_acls(service: str) -> dict[tuple[str, str, str], set[str]]:
     return acls
 
 
+@needs_kubectl
 def test_strimzi_has_a_kafka_topic_per_topic_of_the_code_with_its_layout(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
@@ -1442,6 +1443,7 @@ def test_strimzi_users_grant_each_service_only_what_its_code_reads_and_writes(
         assert granted == expected_acls(name), name
 
 
+@needs_kubectl
 def test_strimzi_services_connect_over_sasl_ssl_as_their_own_user(tmp_path_factory: pytest.TempPathFactory) -> None:
     objects = rendered(STRIMZI, tmp_path_factory.getbasetemp())
     users = by_kind(objects, "KafkaUser")
@@ -1463,6 +1465,7 @@ def test_strimzi_services_connect_over_sasl_ssl_as_their_own_user(tmp_path_facto
     assert services == set(LONG_RUNNING)
 
 
+@needs_kubectl
 def test_strimzi_lag_triggers_read_the_cluster_as_the_scaled_service(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
@@ -1487,6 +1490,7 @@ def test_strimzi_lag_triggers_read_the_cluster_as_the_scaled_service(
     assert checked >= 7
 
 
+@needs_kubectl
 def test_strimzi_containers_get_only_settings_their_service_reads(tmp_path_factory: pytest.TempPathFactory) -> None:
     if "SB_KAFKA_SECURITY_PROTOCOL" not in env_names(ServiceSettings):
         pytest.skip("runtime/settings.py does not read the SB_KAFKA_* credentials yet")
