@@ -93,6 +93,9 @@ async def test_presence_and_gateway_serve_the_operator_surface_only_on_the_inter
             assert (await http.get(f"{internal}{OPERATOR_AGENTS}", headers=AUTH)).status_code == 200
             assert (await http.get(f"{internal}/healthz")).json()["service"] == "presence"
             assert "sb_" in (await http.get(f"{internal}/metrics")).text
+            openapi = (await http.get(f"{internal}/openapi.json")).json()
+            assert openapi["info"]["title"] == "switchboard presence operator API"
+            assert any(path.startswith("/v1/operator/") for path in openapi["paths"])
             for path in OPERATOR_SURFACE:
                 assert (await http.get(f"{public}{path}", headers=AUTH)).status_code == 404, path
 
