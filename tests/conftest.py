@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -33,31 +31,23 @@ from switchboard.runtime.settings import ServiceSettings
 from switchboard.runtime.topics import Topics
 from switchboard_tools.stack.kafka import LocalKafka
 from switchboard_tools.stack.redis import LocalRedis
+from tests import containers
 from tests.redis_cluster import LocalRedisCluster
 
 TEST_PARTITIONS = 3
 
 
-def _docker_answers() -> bool:
-    if shutil.which("docker") is None:
-        return False
-    try:
-        return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A Kafka bootstrap address for the whole session."""
-    if os.environ.get("KAFKA_BOOTSTRAP"):
+    source = containers.backend(os.environ.get("KAFKA_BOOTSTRAP"))
+    if source == "given":
         yield os.environ["KAFKA_BOOTSTRAP"]
         return
-    if _docker_answers():
-        from testcontainers.kafka import KafkaContainer  # type: ignore[import-not-found]
-
-        with KafkaContainer("apache/kafka:4.1.1").with_kraft() as container:
-            yield container.get_bootstrap_server()
+    if source == "docker":
+        with containers.kafka_container() as bootstrap:
+            asyncio.run(_wait_for_broker(bootstrap, timeout=120.0))
+            yield bootstrap
         return
     broker = LocalKafka(tmp_path_factory.mktemp("kafka"))
     broker.start()
@@ -83,17 +73,30 @@ async def _wait_for_broker(bootstrap: str, timeout: float = 60.0) -> None:
                 await admin.close()
 
 
+async def _wait_for_redis(url: str, timeout: float = 30.0) -> None:
+    async with asyncio.timeout(timeout):
+        while True:
+            client = connect_url(url)
+            try:
+                if await client.ping():
+                    return
+            except Exception:
+                await asyncio.sleep(0.3)
+            finally:
+                await client.aclose()
+
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A Redis URL for the whole session."""
-    if os.environ.get("REDIS_URL"):
+    source = containers.backend(os.environ.get("REDIS_URL"))
+    if source == "given":
         yield os.environ["REDIS_URL"]
         return
-    if _docker_answers():
-        from testcontainers.redis import RedisContainer  # type: ignore[import-not-found]
-
-        with RedisContainer("redis:7") as container:
-            yield f"redis://{container.get_container_host_ip()}:{container.get_exposed_port(6379)}/0"
+    if source == "docker":
+        with containers.redis_container() as url:
+            asyncio.run(_wait_for_redis(url))
+            yield url
         return
     server = LocalRedis(tmp_path_factory.mktemp("redis"))
     server.start()

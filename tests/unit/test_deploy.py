@@ -565,16 +565,22 @@ RENDERED: dict[str, list[Obj]] = {}
 
 
 def rendered(target: str, tmp_dir: Path) -> list[Obj]:
-    """An overlay rendered once per session; `dev+loadtest` is dev with the loadtest component."""
+    """An overlay rendered once per session; `<overlay>+<component>` is the overlay with that component added."""
     if target not in RENDERED:
-        if target == "dev+loadtest":
-            directory = tmp_dir / "dev-loadtest"
+        overlay, _, component = target.partition("+")
+        if component:
+            directory = tmp_dir / f"{overlay}-{component}"
             directory.mkdir(exist_ok=True)
             up = Path(os.path.relpath(K8S, directory))
-            kustomization = {"resources": [str(up / "overlays/dev")], "components": [str(up / "components/loadtest")]}
+            kustomization = {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": [str(up / "overlays" / overlay)],
+                "components": [str(up / "components" / component)],
+            }
             (directory / "kustomization.yaml").write_text(yaml.safe_dump(kustomization), encoding="utf-8")
         else:
-            directory = K8S / "overlays" / target
+            directory = K8S / "overlays" / overlay
         RENDERED[target] = render(directory)
     return RENDERED[target]
 
@@ -814,13 +820,194 @@ def test_the_compose_loadtest_override_points_services_at_the_files_write_config
             assert (tmp_path / "stack-config" / target[0].relative_to(written)).exists(), f"{name}: {key}={value}"
 
 
+# --- every overlay x component, rendered and validated strictly offline -----------------------------------------
+
+# Checked against this Kubernetes version's schemas (kubernetes-validate ships them), strict: an unknown field fails.
+KUBERNETES_VERSION = "1.33.0"
+# CRD schemas of the operators the manifests use (KEDA, Strimzi, Prometheus Operator, Gateway API); README there
+# says where each file came from.
+SCHEMAS = K8S / "schemas"
+OBJECT_META = "https://kubernetes.io/api/_definitions.json#/$defs/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+
+
+def overlay_names() -> list[str]:
+    """Every overlay folder."""
+    return sorted(p.name for p in (K8S / "overlays").iterdir() if (p / "kustomization.yaml").is_file())
+
+
+def component_names() -> list[str]:
+    """Every component folder."""
+    return sorted(p.name for p in (K8S / "components").iterdir() if (p / "kustomization.yaml").is_file())
+
+
+def included_components(directory: Path) -> set[str]:
+    """The components a Kustomization brings in already, itself or through the Kustomizations it builds on."""
+    kustomization = load_yaml(directory / "kustomization.yaml")
+    found = {(directory / entry).resolve().name for entry in kustomization.get("components", [])}
+    for entry in kustomization.get("resources", []):
+        if (directory / entry).is_dir():
+            found |= included_components(directory / entry)
+    return found
+
+
+def render_targets() -> list[str]:
+    """Every overlay alone, and with each component it does not include already (`overlay+component`)."""
+    targets: list[str] = []
+    for overlay in overlay_names():
+        included = included_components(K8S / "overlays" / overlay)
+        targets += [overlay, *(f"{overlay}+{name}" for name in component_names() if name not in included)]
+    return targets
+
+
+def strict(schema: Any) -> Any:
+    """A copy of a JSON schema in which every object with listed properties refuses any other property.
+
+    The API server prunes unknown fields of a custom resource (and `kubectl apply` refuses them with strict field
+    validation), so a misspelt field would be dropped silently; here it fails. A schema that preserves unknown
+    fields (x-kubernetes-preserve-unknown-fields) or says what extra properties may hold is left as it is.
+    """
+    if isinstance(schema, list):
+        return [strict(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    copy: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key in ("properties", "patternProperties", "$defs", "definitions"):
+            copy[key] = {name: strict(sub) for name, sub in value.items()}
+        elif key in ("items", "additionalProperties", "not", "anyOf", "oneOf", "allOf", "prefixItems"):
+            copy[key] = strict(value)
+        else:
+            copy[key] = value
+    if (
+        "properties" in copy
+        and "additionalProperties" not in copy
+        and not copy.get("x-kubernetes-preserve-unknown-fields")
+    ):
+        copy["additionalProperties"] = False
+    return copy
+
+
+def vendored_schemas() -> Iterator[tuple[Path, str, str, Obj]]:
+    """(file, apiVersion, kind, JSON schema) of every served version in deploy/k8s/schemas."""
+    for path in sorted(SCHEMAS.rglob("*")):
+        if path.suffix in (".yaml", ".yml"):
+            for crd in load_docs(path):
+                assert crd["kind"] == "CustomResourceDefinition", path
+                for version in crd["spec"]["versions"]:
+                    if version.get("served", True):
+                        api_version = f"{crd['spec']['group']}/{version['name']}"
+                        yield path, api_version, crd["spec"]["names"]["kind"], version["schema"]["openAPIV3Schema"]
+        elif path.suffix == ".json":
+            schema = json.loads(path.read_text(encoding="utf-8"))
+            for gvk in schema["x-kubernetes-group-version-kind"]:
+                yield path, f"{gvk['group']}/{gvk['version']}", gvk["kind"], schema
+
+
+def with_object_root(schema: Obj) -> Obj:
+    """The schema with `apiVersion`, `kind` and `metadata` at its root, as every object has them: fabric8's
+    generated CRDs (Gateway API) list only `spec` and `status` there, and `strict` would refuse the rest."""
+    root = {"apiVersion": {"type": "string"}, "kind": {"type": "string"}, "metadata": {"type": "object"}}
+    return {**schema, "properties": {**root, **schema.get("properties", {})}}
+
+
+_VALIDATORS: dict[tuple[str, str], Any] = {}
+
+
+def custom_validators() -> dict[tuple[str, str], Any]:
+    """A strict validator per (apiVersion, kind) of the vendored CRD schemas, plus one for ObjectMeta."""
+    if not _VALIDATORS:
+        import jsonschema
+        from kubernetes_validate.utils import schema_contents
+        from referencing import Registry, Resource
+
+        for path, api_version, kind, schema in vendored_schemas():
+            assert (api_version, kind) not in _VALIDATORS, f"{path}: a second schema for {kind} {api_version}"
+            _VALIDATORS[api_version, kind] = jsonschema.Draft202012Validator(strict(with_object_root(schema)))
+        # A custom resource's schema says only `metadata: object`; its metadata is checked as the API server does.
+        definitions = schema_contents(
+            f"kubernetes-json-schema/v{KUBERNETES_VERSION}-local-strict/_definitions.json", KUBERNETES_VERSION
+        )
+        registry: Registry[Any] = Resource.from_contents(definitions) @ Registry()
+        _VALIDATORS["v1", "ObjectMeta"] = jsonschema.Draft202012Validator({"$ref": OBJECT_META}, registry=registry)
+    return _VALIDATORS
+
+
+def schema_problems(obj: Obj) -> list[str]:
+    """What is wrong with one rendered object against its schema; an object of a kind without one is a problem."""
+    import kubernetes_validate
+
+    where = f"{obj.get('kind')}/{obj.get('metadata', {}).get('name')}"
+    validators = custom_validators()
+    validator = validators.get((obj.get("apiVersion", ""), obj.get("kind", "")))
+    if validator is None:
+        try:
+            kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+        except kubernetes_validate.SchemaNotFoundError as exc:
+            return [f"{where}: {exc.message}; vendor its CRD schema under deploy/k8s/schemas"]
+        except kubernetes_validate.ValidationError as exc:
+            return [f"{where}: {'.'.join(map(str, exc.path))}: {exc.message}"]
+        return []
+    errors = [*validator.iter_errors(obj), *validators["v1", "ObjectMeta"].iter_errors(obj.get("metadata", {}))]
+    return [f"{where}: {'.'.join(map(str, e.absolute_path))}: {e.message}" for e in errors]
+
+
+def test_every_overlay_and_component_is_rendered() -> None:
+    targets = render_targets()
+    assert set(OVERLAYS) <= set(targets)
+    assert {f"production+{name}" for name in component_names()} <= set(targets)
+    # dev brings local-infra itself: adding it again would render Kafka twice.
+    assert "dev+local-infra" not in targets
+
+
+@pytest.mark.parametrize("target", render_targets())
+def test_every_rendered_object_is_valid_against_its_schema_in_strict_mode(
+    target: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    objects = rendered(target, tmp_path_factory.getbasetemp())
+    assert objects
+    problems = [problem for obj in objects for problem in schema_problems(obj)]
+    assert not problems, f"{target}:\n" + "\n".join(problems)
+
+
+def test_strict_validation_refuses_unknown_fields_wrong_types_and_kinds_without_a_schema() -> None:
+    deployment = load_docs(K8S / "base" / "router.yaml")[0]
+    assert schema_problems(deployment) == []
+    typo = json.loads(json.dumps(deployment))
+    typo["spec"]["template"]["spec"]["containers"][0]["readinessProbes"] = {}
+    assert schema_problems(typo)
+    scaled = {
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "ScaledObject",
+        "metadata": {"name": "router"},
+        "spec": {"scaleTargetRef": {"name": "router"}, "triggers": [{"type": "cpu", "metadata": {"value": "70"}}]},
+    }
+    assert schema_problems(scaled) == []
+    assert schema_problems({**scaled, "spec": {**scaled["spec"], "maxReplicas": 6}})
+    assert schema_problems({**scaled, "metadata": {"name": "router", "label": {}}})
+    topic = {
+        "apiVersion": "kafka.strimzi.io/v1",
+        "kind": "KafkaTopic",
+        "metadata": {"name": "t"},
+        "spec": {"partitions": "twelve"},
+    }
+    assert schema_problems(topic)
+    assert schema_problems({"apiVersion": "example.com/v1", "kind": "Unknown", "metadata": {"name": "x"}})
+
+
+def test_every_vendored_schema_says_where_it_came_from() -> None:
+    readme = (SCHEMAS / "README.md").read_text(encoding="utf-8")
+    files = {path for path, *_ in vendored_schemas()}
+    kinds = {kind for _, _, kind, _ in vendored_schemas()}
+    assert {"ScaledObject", "TriggerAuthentication", "Kafka", "KafkaNodePool", "KafkaTopic", "KafkaUser"} <= kinds
+    assert {"PodMonitor", "ServiceMonitor", "PrometheusRule", "HTTPRoute"} <= kinds
+    for path in files:
+        assert path.relative_to(SCHEMAS).as_posix() in readme, f"{path.name}: say in README.md where it came from"
+
+
 # --- house rules on every rendered workload ----------------------------------------------------------------------
 
-# The overlays, and each with the components an operator adds to it (loadtest; gateway-api instead of the Ingress).
-HOUSE_TARGETS = [
-    *OVERLAYS,
-    *(f"{overlay}+{component}" for overlay in OVERLAYS for component in ("loadtest", "gateway-api")),
-]
+# Every overlay, alone and with each component it does not include already.
+HOUSE_TARGETS = render_targets()
 HTTP_PORT, INTERNAL_PORT = 8080, 9090
 # What never goes through the public entrance: the internal port's paths.
 INTERNAL_PATHS = ("/metrics", "/healthz", "/readyz", "/v1/operator")
@@ -979,16 +1166,18 @@ def test_production_pins_every_image_by_digest(house: tuple[str, list[Obj]]) -> 
     target, objects = house
     if target.partition("+")[0] == "dev":
         pytest.skip("dev runs the image it just built")
-    images = [c["image"] for w in workloads(objects) for c in pod_of(w)["containers"]]
-    assert images
+    # switchboard's own images (local-infra's dev Kafka, Redis and mail sink keep their upstream tags).
+    ours = [w for w in workloads(objects) if w["metadata"]["labels"].get("app.kubernetes.io/part-of") == "switchboard"]
+    images = [c["image"] for w in ours for c in pod_of(w)["containers"]]
+    assert len(images) > len(LONG_RUNNING)
     for image in images:
         assert DIGEST.search(image), f"{target}: {image} is not pinned by digest"
 
 
 def test_production_with_the_load_test_drives_production_infrastructure(house: tuple[str, list[Obj]]) -> None:
     target, objects = house
-    if target.partition("+")[0] == "dev":
-        pytest.skip("dev runs its own Kafka, Redis and mail sink")
+    if target.partition("+")[0] == "dev" or target.endswith("+local-infra"):
+        pytest.skip("dev (or production with local-infra) runs its own Kafka, Redis and mail sink")
     assert not {"kafka", "redis", "mailpit"} & (names(objects, "Deployment") | names(objects, "StatefulSet"))
     services_env: dict[str, str] = {}
     for pod, container in switchboard_containers(objects):

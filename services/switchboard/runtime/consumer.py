@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import IllegalStateError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
 from google.protobuf.message import Message
 
@@ -23,7 +23,13 @@ from switchboard.contracts import TYPE_HEADER, ContractError, decode
 from switchboard.runtime.errors import InvalidRecord, TransientError
 from switchboard.runtime.kafka import RecordProducer
 from switchboard.runtime.logs import get_logger
-from switchboard.runtime.metrics import BATCH_SECONDS, READY, RECORDS_CONSUMED, TRANSIENT_RETRIES
+from switchboard.runtime.metrics import (
+    BATCH_SECONDS,
+    CONSUMER_LAG,
+    RECORDS_CONSUMED,
+    TRANSIENT_RETRIES,
+    PartitionLag,
+)
 from switchboard.runtime.settings import ServiceSettings
 
 log = get_logger(__name__)
@@ -80,6 +86,10 @@ class BatchConsumer:
         self._producer = producer
         self._stopping = asyncio.Event()
         self.ready = False
+        self.group_id = group_id
+        # This replica's partitions and how far behind it is on each (sb_consumer_lag*, read at scrape time).
+        self.lag: dict[tuple[str, int], PartitionLag] = {}
+        self._lag_refreshed_ms = int(time.time() * 1000)
         self._consumer = AIOKafkaConsumer(
             *self._topics,
             bootstrap_servers=settings.kafka_bootstrap,
@@ -95,6 +105,7 @@ class BatchConsumer:
         """Join the consumer group."""
         await self._consumer.start()
         self._set_ready(True)
+        CONSUMER_LAG.track(self)
 
     def stop_intake(self) -> None:
         """Ask the loop to finish the partition batch in hand, commit, and return."""
@@ -103,11 +114,13 @@ class BatchConsumer:
     async def stop(self) -> None:
         """Leave the group (after `run` returned)."""
         self._set_ready(False)
+        CONSUMER_LAG.untrack(self)
+        self.lag.clear()
         await self._consumer.stop()
 
     def _set_ready(self, ready: bool) -> None:
+        # sb_ready follows the service's /readyz, which reads this through its ready check.
         self.ready = ready
-        READY.labels(self._settings.service_name).set(1 if ready else 0)
 
     async def run(self) -> None:
         """Consume until `stop_intake` is called."""
@@ -115,6 +128,7 @@ class BatchConsumer:
             batches = await self._consumer.getmany(
                 timeout_ms=self._settings.consumer_poll_ms, max_records=self._settings.consumer_max_records
             )
+            await self._refresh_lag(batches)
             for tp, records in batches.items():
                 if self._stopping.is_set():
                     # Not handled, not committed: the next owner of the partition reads them again.
@@ -123,6 +137,49 @@ class BatchConsumer:
                     await self._handle_partition(tp, records)
                 except _Abandoned:
                     return
+                self._handled(tp, records[-1])
+
+    async def _refresh_lag(self, in_hand: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+        """After a poll: how far behind each owned partition is; the records just polled count as not handled."""
+        owned = self._consumer.assignment()
+        for key in [k for k in self.lag if TopicPartition(*k) not in owned]:
+            del self.lag[key]  # revoked: its new owner reports it
+        previous_ms, self._lag_refreshed_ms = self._lag_refreshed_ms, int(time.time() * 1000)
+        for tp in owned:
+            highwater = self._consumer.highwater(tp)
+            if highwater is None:
+                continue  # not fetched yet: no figure rather than a wrong one
+            records = in_hand.get(tp)
+            position = records[0].offset if records else await self._position(tp)
+            if position is None:
+                continue
+            lag = self.lag.setdefault((tp.topic, tp.partition), PartitionLag(records=0, oldest_at_ms=None))
+            lag.records = max(0, highwater - position)
+            if lag.records == 0:
+                lag.oldest_at_ms = None
+            elif records:
+                lag.oldest_at_ms = records[0].timestamp  # exact: the oldest unhandled record is in hand
+            elif lag.oldest_at_ms is None:
+                # Behind with no record in hand: they came after the last refresh, which found it caught up.
+                lag.oldest_at_ms = previous_ms
+
+    def _handled(self, tp: TopicPartition, last: ConsumerRecord[bytes, bytes]) -> None:
+        """A partition batch is handled (up to `last`): what is left behind it until the next poll."""
+        lag = self.lag.get((tp.topic, tp.partition))
+        if lag is None or tp not in self._consumer.assignment():
+            return
+        highwater = self._consumer.highwater(tp)
+        lag.records = max(0, (highwater or 0) - (last.offset + 1))
+        # The oldest record left came after `last`: its age is at most last's until the next poll says.
+        lag.oldest_at_ms = last.timestamp if lag.records else None
+
+    async def _position(self, tp: TopicPartition) -> int | None:
+        """The group's next offset on `tp`, or None while it has none (being reset, or revoked meanwhile)."""
+        try:
+            async with asyncio.timeout(0.05):
+                return int(await self._consumer.position(tp))
+        except (TimeoutError, IllegalStateError):
+            return None
 
     async def _handle_partition(self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]) -> None:
         started = time.perf_counter()

@@ -37,6 +37,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from switchboard.runtime.consumer import BatchConsumer
 from switchboard.runtime.kafka import RecordProducer
 from switchboard.runtime.logs import configure_logging, get_logger
+from switchboard.runtime.metrics import export_service
 from switchboard.runtime.settings import ServiceSettings
 
 log = get_logger(__name__)
@@ -78,6 +79,7 @@ class ServiceRuntime:
         self.port: int | None = None
         self.internal_port: int | None = None
         self._install_health_routes()
+        export_service(settings.service_name, self.is_ready)
 
     @property
     def internal_url(self) -> str:
@@ -92,14 +94,22 @@ class ServiceRuntime:
 
         @self.internal_app.get("/readyz", include_in_schema=False)
         async def readyz(response: Response) -> dict[str, object]:
-            checks = {name: check() for name, check in self._ready_checks.items()}
-            ready = all(checks.values()) and not self.stopping.is_set()
+            ready, checks = self.readiness()
             response.status_code = 200 if ready else 503
             return {"ready": ready, "checks": checks}
 
         @self.internal_app.get("/metrics", include_in_schema=False)
         async def metrics() -> Response:
             return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    def readiness(self) -> tuple[bool, dict[str, bool]]:
+        """What `/readyz` answers (and `sb_ready` shows): ready while every check passes and not stopping."""
+        checks = {name: check() for name, check in self._ready_checks.items()}
+        return all(checks.values()) and not self.stopping.is_set(), checks
+
+    def is_ready(self) -> bool:
+        """Whether `/readyz` would answer 200 now."""
+        return self.readiness()[0]
 
     def add_ready_check(self, name: str, check: ReadyCheck) -> None:
         """`/readyz` answers 200 only while every check returns True."""

@@ -35,7 +35,9 @@ def build_pages(force: bool = False) -> Path:
     npm = shutil.which("npm")
     if npm is None:
         raise RuntimeError("npm is missing: install Node.js 18+ (Debian: `apt-get install -y nodejs npm`)")
-    if not (WEB / "node_modules" / ".package-lock.json").exists() or force:
+    installed = WEB / "node_modules" / ".package-lock.json"
+    # A lock changed since the last install (a package added) needs a fresh `npm ci` too.
+    if force or not installed.exists() or installed.stat().st_mtime < (WEB / "package-lock.json").stat().st_mtime:
         subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=WEB, check=True)
     subprocess.run([npm, "run", "--silent", "build"], cwd=WEB, check=True)
     BUILT.touch()
