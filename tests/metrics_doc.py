@@ -2,8 +2,9 @@
 
 The page has a section per service ("## router", ...) and one for the metrics of "## every service"; each holds a
 table whose rows read "| `name` | type | labels | meaning |". A service exports the metrics of "every service"
-plus its own section's; a metric some services share is a row in each of their sections (same type and labels).
-A row whose meaning says "(after first event)" may have no sample in a scrape.
+plus its own section's. A metric some services share is one row, in one of their sections, whose meaning starts
+with "Exported by <service>, <service> and <service>". A row whose meaning says "(after first event)" may have no
+sample in a scrape.
 
     from tests.metrics_doc import documented, for_service, names
     names()                      # every documented metric name
@@ -22,6 +23,7 @@ EVERY_SERVICE = "every service"
 SERVICES = ("router", "gateway", "chat", "email", "phone", "presence")
 TYPES = frozenset({"counter", "gauge", "histogram", "summary", "info"})
 AFTER_FIRST_EVENT = "(after first event)"
+EXPORTED_BY = "Exported by "
 
 _SECTION = re.compile(r"^##\s+(.+?)\s*$")
 _NAME = re.compile(r"^`([a-zA-Z_:][a-zA-Z0-9_:]*)`$")
@@ -42,6 +44,8 @@ class DocMetric:
     meaning: str
     section: str  # "every service" or a service name
     line: int
+    # The services that export it: the section's service, or those its "Exported by ..." names; () for every one.
+    exporters: tuple[str, ...] = ()
 
     @property
     def after_first_event(self) -> bool:
@@ -78,7 +82,24 @@ def _row(cells: list[str], section: str, lineno: int) -> DocMetric:
             raise MetricsDocError(f"line {lineno}: labels are comma-separated names, not {bad}")
     if not meaning:
         raise MetricsDocError(f"line {lineno}: {found.group(1)} has no meaning")
-    return DocMetric(found.group(1), kind, labels, meaning, section, lineno)
+    return DocMetric(found.group(1), kind, labels, meaning, section, lineno, _exporters(meaning, section, lineno))
+
+
+def _exporters(meaning: str, section: str, lineno: int) -> tuple[str, ...]:
+    """The services named by a meaning's leading "Exported by a, b and c" (up to "(" or "."), else the section's."""
+    if not meaning.startswith(EXPORTED_BY):
+        return () if section == EVERY_SERVICE else (section,)
+    if section == EVERY_SERVICE:
+        raise MetricsDocError(f"line {lineno}: a metric of every service names no exporters")
+    listed = re.split(r"[(.]", meaning[len(EXPORTED_BY) :], maxsplit=1)[0]
+    names = tuple(n.strip() for n in re.split(r",|\band\b", listed) if n.strip())
+    unknown = [n for n in names if n not in SERVICES]
+    if unknown or section not in names:
+        raise MetricsDocError(
+            f"line {lineno}: 'Exported by' names services of {SERVICES}, this section's ({section}) among them; "
+            f"read {names}"
+        )
+    return names
 
 
 def parse(text: str) -> dict[str, list[DocMetric]]:
@@ -102,21 +123,15 @@ def parse(text: str) -> dict[str, list[DocMetric]]:
 
 
 def _check_unique(sections: dict[str, list[DocMetric]]) -> None:
-    """A name once a section; in several service sections (a metric some services share) with one type and labels;
-    never both under "every service" and a service."""
     seen: dict[str, DocMetric] = {}
     for rows in sections.values():
         for metric in rows:
             first = seen.setdefault(metric.name, metric)
-            if first is metric:
-                continue
-            where = f"line {metric.line}: {metric.name} is documented again (line {first.line})"
-            if first.section == metric.section:
-                raise MetricsDocError(f"{where} in the same section")
-            if EVERY_SERVICE in (first.section, metric.section):
-                raise MetricsDocError(f"{where}: a metric of every service is documented there only")
-            if (first.type, first.labels) != (metric.type, metric.labels):
-                raise MetricsDocError(f"{where} with another type or labels: one metric, one definition")
+            if first is not metric:
+                raise MetricsDocError(
+                    f"line {metric.line}: {metric.name} is documented twice (line {first.line} too): a metric some "
+                    "services share is one row whose meaning starts 'Exported by <service>, ... and <service>'"
+                )
 
 
 @cache
@@ -130,12 +145,8 @@ def documented(path: Path = DOC) -> dict[str, list[DocMetric]]:
 
 
 def all_metrics(path: Path = DOC) -> list[DocMetric]:
-    """Every documented metric, once (a metric several services share: its first row)."""
-    first: dict[str, DocMetric] = {}
-    for rows in documented(path).values():
-        for metric in rows:
-            first.setdefault(metric.name, metric)
-    return list(first.values())
+    """Every documented metric, once."""
+    return [m for rows in documented(path).values() for m in rows]
 
 
 def exporters(name: str, path: Path = DOC) -> list[str]:
@@ -154,8 +165,7 @@ def sample_names(path: Path = DOC) -> frozenset[str]:
 
 
 def for_service(service: str, path: Path = DOC) -> dict[str, DocMetric]:
-    """The metrics `service` exports: those of every service plus its own section's, by name."""
-    sections = documented(path)
+    """The metrics `service` exports: those of every service, of its own section, and those naming it, by name."""
     if service not in SERVICES:
         raise KeyError(f"no such service: {service}")
-    return {m.name: m for m in (*sections[EVERY_SERVICE], *sections[service])}
+    return {m.name: m for m in all_metrics(path) if not m.exporters or service in m.exporters}

@@ -37,12 +37,13 @@ def test_rows_read_as_name_type_labels_and_the_first_event_mark() -> None:
     assert hist.sample_names() == {"sb_h_seconds_bucket", "sb_h_seconds_sum", "sb_h_seconds_count"}
 
 
-def test_a_metric_some_services_share_is_a_row_in_each_of_their_sections() -> None:
-    sections = parse(
-        PAGE
-        + "## chat\n| name | type | labels | meaning |\n|---|---|---|---|\n| `sb_h_seconds` | histogram | - | Time |\n"
-    )
-    assert [m.section for rows in sections.values() for m in rows if m.name == "sb_h_seconds"] == ["router", "chat"]
+def test_a_metric_some_services_share_is_one_row_naming_them() -> None:
+    row = "| `sb_w` | gauge | service, kind | Exported by router, chat and phone (once, here). Open sockets |\n"
+    sections = parse(PAGE + row)
+    (shared,) = [m for m in sections["router"] if m.name == "sb_w"]
+    assert shared.exporters == ("router", "chat", "phone")
+    ready = sections[EVERY_SERVICE][0]
+    assert ready.exporters == () and sections["router"][0].exporters == ("router",)
 
 
 @pytest.mark.parametrize(
@@ -52,9 +53,9 @@ def test_a_metric_some_services_share_is_a_row_in_each_of_their_sections() -> No
         ("| `sb_y` | gauge | - |", "4 columns"),
         ("| `sb_y` | meter | - | unknown type |", "unknown type"),
         ("| `sb_y` | gauge | a b | bad labels |", "comma-separated"),
-        ("| `sb_h_seconds` | histogram | - | twice in one section |", "same section"),
-        ("## chat\n| `sb_ready` | gauge | service | again |", "every service is documented there only"),
-        ("## chat\n| `sb_h_seconds` | histogram | service | other labels |", "another type or labels"),
+        ("## chat\n| `sb_ready` | gauge | service | again |", "documented twice"),
+        ("| `sb_w` | gauge | kind | Exported by chat and phone (not the router's) |", "Exported by"),
+        ("| `sb_w` | gauge | kind | Exported by router and pager. |", "Exported by"),
     ],
 )
 def test_a_broken_row_is_refused(row: str, complaint: str) -> None:

@@ -107,12 +107,14 @@ def test_shared_gauges_summed_catches_a_sum_and_accepts_a_max() -> None:
 
 # --- metrics.md -------------------------------------------------------------------------------------------------
 
-# Contract 1a of the operators' plan, the service metrics docs/metrics.md's service sections will list: used only
-# while those sections are still empty (the runtime metrics of "every service" are read from the page).
+# Contract 1a of the operators' plan (and one metric presence exported before it), the service metrics
+# docs/metrics.md's service sections will list: used only while those sections are still empty (the runtime
+# metrics of "every service" are read from the page).
 CONTRACT_SERVICE_METRICS = frozenset({
     "sb_inbound_messages_total", "sb_router_decisions_total", "sb_offers_missed_total", "sb_abandoned_total",
     "sb_bot_answered_total", "sb_queue_waiting", "sb_queue_oldest_wait_seconds", "sb_service_level",
     "sb_service_level_target_seconds", "sb_occupancy", "sb_agents", "sb_responses_total", "sb_websocket_connections",
+    "sb_presence_swept_offline_total",  # presence's, exported before the contract
     *(f"{histogram}{suffix}" for histogram in ("sb_time_to_offer_seconds", "sb_time_to_assign_seconds",
       "sb_response_seconds") for suffix in ("_bucket", "_sum", "_count")),
 })  # fmt: skip
@@ -417,3 +419,51 @@ def test_the_schema_check_rejects_a_misspelt_option_and_a_wrong_value(tmp_path: 
     assert any(
         re.search(r"dashboard\.ts\(\d+,\d+\): error TS2322: Type 'string' is not assignable", line) for line in errors
     )
+
+
+# --- the runbook ------------------------------------------------------------------------------------------------
+
+RUNBOOK = ROOT / "docs" / "runbook.md"
+
+
+def runbook_sections() -> dict[str, str]:
+    """The runbook's "## " sections by their anchor (GitHub's: lowercase, punctuation dropped, spaces as dashes)."""
+    sections: dict[str, str] = {}
+    for chunk in re.split(r"^## ", RUNBOOK.read_text(encoding="utf-8"), flags=re.M)[1:]:
+        heading, _, body = chunk.partition("\n")
+        anchor = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        sections[anchor] = body
+    return sections
+
+
+def test_the_runbook_covers_the_promo_the_night_and_the_dlq() -> None:
+    sections = runbook_sections()
+    assert {"before-a-promo", "at-0000-what-to-watch", "the-dlq-inspect-and-re-drive"} <= set(sections)
+    before = sections["before-a-promo"]
+    for lever in ("overlays/double11", "surge/profiles", "surge/schedules", "partition", "temporary-agents"):
+        assert lever in before, lever
+    dlq = sections["the-dlq-inspect-and-re-drive"]
+    for command in ("switchboard dlq list", "switchboard dlq show", "switchboard dlq redrive", "--dry-run"):
+        assert command in dlq, command
+
+
+@pytest.mark.parametrize("rule", rules(), ids=lambda r: r["alert"])
+def test_every_alert_has_its_runbook_section(rule: Obj) -> None:
+    anchor = rule["annotations"]["runbook_url"].partition("#")[2]
+    section = runbook_sections().get(anchor)
+    assert section is not None, f"docs/runbook.md has no '## {rule['alert']}'"
+    for part in ("**What it means.**", "**Likely causes.**", "**What to do.**", "**What not to do.**"):
+        assert part in section, f"{rule['alert']}: {part}"
+
+
+def test_the_runbooks_links_panels_and_metrics_exist() -> None:
+    text = RUNBOOK.read_text(encoding="utf-8")
+    anchors = set(runbook_sections())
+    assert {link for link in re.findall(r"\]\(#([^)]+)\)", text)} <= anchors
+    # Panels are named in italics, as the dashboard titles them.
+    dashboard = load_dashboard(DASHBOARDS[0])
+    titles = {p["title"] for p in dashboard["panels"]} | {dashboard["title"]}
+    named = set(re.findall(r"(?<![*\w])\*([^*\n]+)\*(?!\*)", text))
+    assert named and named <= titles, sorted(named - titles)
+    metrics = set(re.findall(r"`(sb_\w+)", text))
+    assert not undocumented(metrics), sorted(undocumented(metrics))
