@@ -275,9 +275,14 @@ def test_the_component_renders_with_every_overlay(overlay: str, tmp_path: Path) 
     objects = kustomize(with_component(overlay, tmp_path))
     check_monitoring_objects(objects)
     deployments = [o for o in objects if o["kind"] == "Deployment"]
-    # Every switchboard workload is selected by the PodMonitor.
-    selected = [d for d in deployments if d["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/part-of")]
+    # Every switchboard workload is selected by the PodMonitor, and serves its metrics on the port it scrapes.
+    part_of = "app.kubernetes.io/part-of"
+    selected = [d for d in deployments if d["spec"]["template"]["metadata"]["labels"].get(part_of) == "switchboard"]
     assert {d["metadata"]["name"] for d in selected} >= {"router", "gateway", "chat", "email", "phone", "presence"}
+    for deployment in selected:
+        containers = deployment["spec"]["template"]["spec"]["containers"]
+        ports = {port["name"]: port["containerPort"] for c in containers for port in c.get("ports", [])}
+        assert ports.get("internal") == 9090, f"{deployment['metadata']['name']}: no container port `internal`"
 
 
 # --- dashboards -------------------------------------------------------------------------------------------------
