@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import UnknownTopicOrPartitionError
 
 from switchboard.contracts import TYPE_HEADER, ContractError, DeadLetter, DeadLetterRedrive, decode
 from switchboard.dlq.entries import DlqRecord, attach_redrives
@@ -53,8 +54,10 @@ async def read_dlq(settings: ServiceSettings, since: datetime | None = None, tim
     )
     try:
         await start_client(consumer, settings, "dlq reader")
-    except BrokerUnavailable:
+    except BrokerUnavailable as exc:
         await consumer.stop()
+        if isinstance(exc.__cause__, UnknownTopicOrPartitionError):
+            raise DlqUnavailable(_no_topic(topic)) from exc
         raise
     try:
         partitions = await _assign(consumer, topic, since)
@@ -65,7 +68,7 @@ async def read_dlq(settings: ServiceSettings, since: datetime | None = None, tim
 
 async def _assign(consumer: AIOKafkaConsumer, topic: str, since: datetime | None) -> list[TopicPartition]:
     if topic not in await consumer.topics():
-        raise DlqUnavailable(f"no topic {topic} on this cluster (is SB_TOPIC_PREFIX right?)")
+        raise DlqUnavailable(_no_topic(topic))
     partitions = sorted(consumer.assignment())
     if since is None:
         await consumer.seek_to_beginning(*partitions)
@@ -78,6 +81,13 @@ async def _assign(consumer: AIOKafkaConsumer, topic: str, since: datetime | None
         at = found.get(tp)
         consumer.seek(tp, at.offset if at is not None else ends[tp])
     return partitions
+
+
+def _no_topic(topic: str) -> str:
+    return (
+        f"no topic {topic} on this cluster, or this Kafka user may not describe it "
+        "(is SB_TOPIC_PREFIX right? docs/dlq.md, Kafka permissions)"
+    )
 
 
 async def _read_to_end(
