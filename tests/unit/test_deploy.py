@@ -674,8 +674,9 @@ def container_env(objects: list[Obj], target: str, pod: Obj, container: Obj) -> 
         if data is None:
             # Only production may leave an object to the cluster, and only the documented ones.
             overlay, _, component = target.partition("+")
-            external = EXTERNAL | (STRIMZI_SECRETS if component == "strimzi" else set())
-            assert overlay in ("production", "double11") and name in external, f"{target}: no {kind} {name}"
+            if component == "strimzi" and name in STRIMZI_SECRETS:
+                return {}  # written by the Strimzi operator, in whichever overlay the component is added to
+            assert overlay in ("production", "double11") and name in EXTERNAL, f"{target}: no {kind} {name}"
             return {}
         return data
 
@@ -1003,6 +1004,13 @@ def vendored_schemas() -> Iterator[tuple[Path, str, str, Obj]]:
                 yield path, f"{gvk['group']}/{gvk['version']}", gvk["kind"], schema
 
 
+def with_object_root(schema: Obj) -> Obj:
+    """The schema with `apiVersion`, `kind` and `metadata` at its root, as every object has them: fabric8's
+    generated CRDs (Gateway API) list only `spec` and `status` there, and `strict` would refuse the rest."""
+    root = {"apiVersion": {"type": "string"}, "kind": {"type": "string"}, "metadata": {"type": "object"}}
+    return {**schema, "properties": {**root, **schema.get("properties", {})}}
+
+
 _VALIDATORS: dict[tuple[str, str], Any] = {}
 
 
@@ -1015,7 +1023,7 @@ def custom_validators() -> dict[tuple[str, str], Any]:
 
         for path, api_version, kind, schema in vendored_schemas():
             assert (api_version, kind) not in _VALIDATORS, f"{path}: a second schema for {kind} {api_version}"
-            _VALIDATORS[api_version, kind] = jsonschema.Draft202012Validator(strict(schema))
+            _VALIDATORS[api_version, kind] = jsonschema.Draft202012Validator(strict(with_object_root(schema)))
         # A custom resource's schema says only `metadata: object`; its metadata is checked as the API server does.
         definitions = schema_contents(
             f"kubernetes-json-schema/v{KUBERNETES_VERSION}-local-strict/_definitions.json", KUBERNETES_VERSION
@@ -1398,6 +1406,7 @@ def expected_acls(service: str) -> dict[tuple[str, str, str], set[str]]:
     return acls
 
 
+@needs_kubectl
 def test_strimzi_has_a_kafka_topic_per_topic_of_the_code_with_its_layout(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
@@ -1449,6 +1458,7 @@ def test_strimzi_users_grant_each_service_only_what_its_code_reads_and_writes(
         assert granted == expected_acls(name), name
 
 
+@needs_kubectl
 def test_strimzi_services_connect_over_sasl_ssl_as_their_own_user(tmp_path_factory: pytest.TempPathFactory) -> None:
     objects = rendered(STRIMZI, tmp_path_factory.getbasetemp())
     users = by_kind(objects, "KafkaUser")
@@ -1470,6 +1480,7 @@ def test_strimzi_services_connect_over_sasl_ssl_as_their_own_user(tmp_path_facto
     assert services == set(LONG_RUNNING)
 
 
+@needs_kubectl
 def test_strimzi_lag_triggers_read_the_cluster_as_the_scaled_service(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
@@ -1494,6 +1505,7 @@ def test_strimzi_lag_triggers_read_the_cluster_as_the_scaled_service(
     assert checked >= 7
 
 
+@needs_kubectl
 def test_strimzi_containers_get_only_settings_their_service_reads(tmp_path_factory: pytest.TempPathFactory) -> None:
     if "SB_KAFKA_SECURITY_PROTOCOL" not in env_names(ServiceSettings):
         pytest.skip("runtime/settings.py does not read the SB_KAFKA_* credentials yet")
@@ -1502,3 +1514,287 @@ def test_strimzi_containers_get_only_settings_their_service_reads(tmp_path_facto
         service = container_service(container)
         unknown = unknown_settings(service, set(container_env(objects, STRIMZI, pod, container)))
         assert not unknown, f"{STRIMZI} {service}: {sorted(unknown)} are not settings of {module_of(service)}"
+
+
+# --- house rules on every rendered workload ----------------------------------------------------------------------
+
+# Every overlay, alone and with each component it does not include already.
+HOUSE_TARGETS = render_targets()
+HTTP_PORT, INTERNAL_PORT = 8080, 9090
+# What never goes through the public entrance: the internal port's paths.
+INTERNAL_PATHS = ("/metrics", "/healthz", "/readyz", "/v1/operator")
+WEBSOCKET_PATHS = {"/desk": "gateway", "/chat/v1/ws": "chat", "/v1/phone/stream": "phone"}
+PAGE_PATHS = {"/desk": "gateway", "/board": "gateway", "/assets": "gateway", "/login": "gateway"}
+DEV_INFRA = ("kafka:9092", "redis://redis:", "mailpit")
+DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+HOUSE_RENDERED: dict[str, list[Obj]] = {}
+
+
+# deploy/README.md: an overlay that adds the load test to production pins the load generator's image itself
+# (production's `images` apply to production's own objects only).
+LOADGEN_PIN = {
+    "name": "switchboard-loadtest",
+    "newName": "registry.example.com/switchboard/switchboard-loadtest",
+    "digest": "sha256:" + "0" * 64,
+}
+
+
+def house_rendered(target: str, tmp_dir: Path) -> list[Obj]:
+    """`overlay[+component...]` rendered once per session, as the overlay an operator writes for it."""
+    if target not in HOUSE_RENDERED:
+        overlay, *components = target.split("+")
+        directory = tmp_dir / f"house-{target.replace('+', '-')}"
+        directory.mkdir(exist_ok=True)
+        up = Path(os.path.relpath(K8S, directory))
+        kustomization: Obj = {
+            "resources": [str(up / "overlays" / overlay)],
+            "components": [str(up / "components" / name) for name in components],
+        }
+        if overlay != "dev" and "loadtest" in components:
+            kustomization["images"] = [LOADGEN_PIN]
+        (directory / "kustomization.yaml").write_text(yaml.safe_dump(kustomization), encoding="utf-8")
+        HOUSE_RENDERED[target] = render(directory)
+    return HOUSE_RENDERED[target]
+
+
+def workloads(objects: list[Obj]) -> Iterator[Obj]:
+    """Every Deployment, StatefulSet and Job."""
+    return (o for o in objects if o["kind"] in ("Deployment", "StatefulSet", "Job"))
+
+
+def services_deployments(objects: list[Obj]) -> list[Obj]:
+    """The long-running switchboard Deployments."""
+    return [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] in LONG_RUNNING]
+
+
+def pod_of(workload: Obj) -> Obj:
+    """A workload's pod spec."""
+    pod: Obj = workload["spec"]["template"]["spec"]
+    return pod
+
+
+def selects(selector: dict[str, str], workload: Obj) -> bool:
+    """Whether matchLabels `selector` selects the workload's pods."""
+    labels: dict[str, str] = workload["spec"]["template"]["metadata"]["labels"]
+    return bool(selector) and selector.items() <= labels.items()
+
+
+@pytest.fixture(params=HOUSE_TARGETS)
+def house(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list[Obj]]:
+    """(target, rendered objects) for every overlay x component the house rules cover."""
+    target: str = request.param
+    return target, house_rendered(target, tmp_path_factory.getbasetemp())
+
+
+def test_every_workload_runs_under_its_own_service_account_without_a_token(house: tuple[str, list[Obj]]) -> None:
+    target, objects = house
+    accounts = {o["metadata"]["name"]: o for o in objects if o["kind"] == "ServiceAccount"}
+    for workload in workloads(objects):
+        name, pod = workload["metadata"]["name"], pod_of(workload)
+        assert pod.get("automountServiceAccountToken") is False, f"{target} {name}"
+        if workload["metadata"]["labels"].get("app.kubernetes.io/part-of") != "switchboard":
+            continue  # local-infra's dev Kafka, Redis and mail sink
+        assert pod.get("serviceAccountName") == name, f"{target} {name}: serviceAccountName"
+        assert name in accounts, f"{target}: no ServiceAccount {name}"
+        assert accounts[name].get("automountServiceAccountToken") is False, f"{target} ServiceAccount {name}"
+
+
+def test_every_service_has_a_public_and_an_internal_port_and_probes_on_the_internal_one(
+    house: tuple[str, list[Obj]],
+) -> None:
+    target, objects = house
+    deployments = services_deployments(objects)
+    assert {d["metadata"]["name"] for d in deployments} == set(LONG_RUNNING)
+    for deployment in deployments:
+        name, pod = deployment["metadata"]["name"], pod_of(deployment)
+        (container,) = pod["containers"]
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert ports["http"] == HTTP_PORT and ports["internal"] == INTERNAL_PORT, f"{target} {name}: {ports}"
+        env = container_env(objects, target, pod, container)
+        assert env.get("SB_HTTP_PORT") == str(HTTP_PORT) and env.get("SB_INTERNAL_PORT") == str(INTERNAL_PORT), name
+        for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz"), ("startupProbe", "/healthz")):
+            assert container[probe]["httpGet"] == {"path": path, "port": "internal"}, f"{target} {name} {probe}"
+        startup = container["startupProbe"]
+        # Liveness only counts once started: a start that takes a minute (a consumer group's join) is not a hang.
+        assert startup["periodSeconds"] * startup["failureThreshold"] >= 60, f"{target} {name}"
+        assert "initialDelaySeconds" not in container["livenessProbe"], f"{target} {name}: the startup probe waits"
+        annotations = deployment["spec"]["template"]["metadata"].get("annotations", {})
+        assert annotations.get("prometheus.io/port") == str(INTERNAL_PORT), f"{target} {name}"
+
+
+def pre_stop_sleep_s(container: Obj) -> int:
+    """Seconds the container's preStop hook sleeps (`sleep N`)."""
+    command = container["lifecycle"]["preStop"]["exec"]["command"]
+    assert command[0] == "sleep" and len(command) == 2, command
+    return int(command[1])
+
+
+def test_every_service_stops_within_its_grace_period(house: tuple[str, list[Obj]]) -> None:
+    from switchboard.gateway.settings import GatewaySettings
+
+    target, objects = house
+    for deployment in services_deployments(objects):
+        name, pod = deployment["metadata"]["name"], pod_of(deployment)
+        (container,) = pod["containers"]
+        sleep_s = pre_stop_sleep_s(container)
+        assert sleep_s >= 3, f"{target} {name}: endpoints need a few seconds to drop a terminating pod"
+        env = container_env(objects, target, pod, container)
+        fields = settings_class(name).model_fields
+        grace_s = float(env.get("SB_SHUTDOWN_GRACE_S", fields["shutdown_grace_s"].default))
+        drain_s = 0.0
+        if settings_class(name) is GatewaySettings:
+            drain_s = float(env.get("SB_DESK_DRAIN_S", fields["desk_drain_s"].default))
+        # preStop, the drain, in-flight work, then a margin for closing clients: all before SIGKILL.
+        budget = sleep_s + drain_s + grace_s + 5
+        assert pod["terminationGracePeriodSeconds"] >= budget, f"{target} {name}: {budget}s needed"
+
+
+def test_every_service_has_a_disruption_budget_that_lets_a_node_drain(house: tuple[str, list[Obj]]) -> None:
+    target, objects = house
+    budgets = [o for o in objects if o["kind"] == "PodDisruptionBudget"]
+    for deployment in services_deployments(objects):
+        name = deployment["metadata"]["name"]
+        mine = [b for b in budgets if selects(b["spec"]["selector"]["matchLabels"], deployment)]
+        assert len(mine) == 1, f"{target} {name}: {len(mine)} PodDisruptionBudgets"
+        # maxUnavailable, never minAvailable: a budget a one-replica Deployment cannot meet blocks every drain.
+        assert mine[0]["spec"].get("maxUnavailable", 0) >= 1 and "minAvailable" not in mine[0]["spec"], name
+
+
+def test_production_spreads_every_service_over_zones_and_nodes(house: tuple[str, list[Obj]]) -> None:
+    target, objects = house
+    if target.partition("+")[0] == "dev":
+        pytest.skip("a developer's cluster has one node and no zones")
+    for deployment in services_deployments(objects):
+        name = deployment["metadata"]["name"]
+        constraints = {c["topologyKey"]: c for c in pod_of(deployment).get("topologySpreadConstraints", [])}
+        assert {"topology.kubernetes.io/zone", "kubernetes.io/hostname"} <= set(constraints), f"{target} {name}"
+        for constraint in constraints.values():
+            assert selects(constraint["labelSelector"]["matchLabels"], deployment), f"{target} {name}"
+            assert constraint["maxSkew"] == 1
+        assert constraints["topology.kubernetes.io/zone"]["whenUnsatisfiable"] == "DoNotSchedule", name
+
+
+def test_production_pins_every_image_by_digest(house: tuple[str, list[Obj]]) -> None:
+    target, objects = house
+    if target.partition("+")[0] == "dev":
+        pytest.skip("dev runs the image it just built")
+    # switchboard's own images (local-infra's dev Kafka, Redis and mail sink keep their upstream tags).
+    ours = [w for w in workloads(objects) if w["metadata"]["labels"].get("app.kubernetes.io/part-of") == "switchboard"]
+    images = [c["image"] for w in ours for c in pod_of(w)["containers"]]
+    assert len(images) >= len(LONG_RUNNING)
+    for image in images:
+        assert DIGEST.search(image), f"{target}: {image} is not pinned by digest"
+
+
+def test_production_with_the_load_test_drives_production_infrastructure(house: tuple[str, list[Obj]]) -> None:
+    target, objects = house
+    if target.partition("+")[0] == "dev" or target.endswith("+local-infra"):
+        pytest.skip("dev (or production with local-infra) runs its own Kafka, Redis and mail sink")
+    assert not {"kafka", "redis", "mailpit"} & (names(objects, "Deployment") | names(objects, "StatefulSet"))
+    services_env: dict[str, str] = {}
+    for pod, container in switchboard_containers(objects):
+        env = container_env(objects, target, pod, container)
+        for key, value in env.items():
+            assert not any(dev in value for dev in DEV_INFRA), f"{target} {container['name']}: {key}={value}"
+        if container_service(container) == "loadgen":
+            continue
+        for key in ("KAFKA_BOOTSTRAP", "REDIS_URL"):
+            assert services_env.setdefault(key, env[key]) == env[key], f"{target} {container['name']}: {key}"
+    if "loadtest" in target:
+        loadgen = next(c for w in workloads(objects) for c in pod_of(w)["containers"] if c["name"] == "loadgen")
+        pod = next(pod_of(w) for w in workloads(objects) if w["metadata"]["name"] == "loadgen")
+        env = container_env(objects, target, pod, loadgen)
+        assert {key: env[key] for key in services_env} == services_env
+
+
+def public_routes(objects: list[Obj]) -> list[tuple[str, str, str | int, str]]:
+    """(path, Service, port, kind) of every Ingress and HTTPRoute rule."""
+    routes: list[tuple[str, str, str | int, str]] = []
+    for ingress in (o for o in objects if o["kind"] == "Ingress"):
+        for rule in ingress["spec"]["rules"]:
+            for path in rule["http"]["paths"]:
+                service = path["backend"]["service"]
+                port = service["port"].get("name", service["port"].get("number"))
+                routes.append((path["path"], service["name"], port, "Ingress"))
+    for route in (o for o in objects if o["kind"] == "HTTPRoute"):
+        for rule in route["spec"]["rules"]:
+            for match in rule["matches"]:
+                for backend in rule["backendRefs"]:
+                    routes.append((match["path"]["value"], backend["name"], backend["port"], "HTTPRoute"))
+    return routes
+
+
+def test_the_public_entrance_routes_desks_pages_and_streams_and_never_the_internal_port(
+    house: tuple[str, list[Obj]],
+) -> None:
+    target, objects = house
+    routes = public_routes(objects)
+    kinds = {kind for *_, kind in routes}
+    assert kinds == ({"HTTPRoute"} if "gateway-api" in target else {"Ingress"}), f"{target}: one entrance"
+    services = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Service"}
+    for path, service, port, _ in routes:
+        assert not path.startswith(INTERNAL_PATHS) and path != "/", f"{target}: {path} is public"
+        ports = {p["name"]: p for p in services[service]["spec"]["ports"]}
+        assert port in ("http", HTTP_PORT), f"{target}: {path} -> {service}:{port}"
+        assert ports["http"]["port"] == HTTP_PORT and ports["http"]["targetPort"] == "http", service
+    routed = {path: service for path, service, *_ in routes}
+    for path, service in {**WEBSOCKET_PATHS, **PAGE_PATHS}.items():
+        assert routed.get(path) == service, f"{target}: {path} is not routed to {service}"
+
+
+def test_websocket_routes_outlive_an_idle_minute(house: tuple[str, list[Obj]]) -> None:
+    target, objects = house
+    for ingress in (o for o in objects if o["kind"] == "Ingress"):
+        paths = {p["path"] for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]}
+        if paths & set(WEBSOCKET_PATHS):
+            annotations = ingress["metadata"]["annotations"]
+            for key in ("proxy-read-timeout", "proxy-send-timeout"):
+                assert int(annotations[f"nginx.ingress.kubernetes.io/{key}"]) >= 3600, f"{target}: {key}"
+    for route in (o for o in objects if o["kind"] == "HTTPRoute"):
+        for rule in route["spec"]["rules"]:
+            if {m["path"]["value"] for m in rule["matches"]} & set(WEBSOCKET_PATHS):
+                # "0s" turns the request timeout off: a desk's socket is one request that lasts a shift.
+                assert rule["timeouts"]["request"] == "0s", f"{target}: {rule['matches']}"
+            else:
+                assert rule["timeouts"]["request"] != "0s", f"{target}: {rule['matches']}"
+
+
+def test_the_internal_port_is_open_only_to_named_callers(house: tuple[str, list[Obj]]) -> None:
+    target, objects = house
+    policies = [o for o in objects if o["kind"] == "NetworkPolicy"]
+    for policy in policies:
+        for rule in policy["spec"].get("ingress", []):
+            ports = {p["port"] for p in rule.get("ports", [])}
+            if INTERNAL_PORT in ports or not ports:
+                assert rule.get("from"), f"{target} {policy['metadata']['name']}: the internal port for anyone"
+    scrape = find(objects, "NetworkPolicy", "allow-prometheus-scrape")
+    assert scrape is not None
+    assert {p["port"] for rule in scrape["spec"]["ingress"] for p in rule["ports"]} == {INTERNAL_PORT}
+    edge = find(objects, "NetworkPolicy", "allow-edge-ingress")
+    assert edge is not None
+    assert {p["port"] for rule in edge["spec"]["ingress"] for p in rule["ports"]} == {HTTP_PORT}
+
+
+def test_the_gateway_and_the_load_generator_call_presence_on_its_internal_port(house: tuple[str, list[Obj]]) -> None:
+    target, objects = house
+    presence = find(objects, "Service", "presence")
+    assert presence is not None
+    assert {"name": "internal", "port": INTERNAL_PORT, "targetPort": "internal"} in presence["spec"]["ports"]
+    urls = {}
+    for pod, container in switchboard_containers(objects):
+        env = container_env(objects, target, pod, container)
+        for key in ("SB_PRESENCE_URL", "SB_LOADGEN_PRESENCE_URL"):
+            if key in env:
+                urls[container["name"]] = env[key]
+    assert urls["gateway"] == f"http://presence:{INTERNAL_PORT}"
+    if "loadtest" in target:
+        assert urls["loadgen"] == f"http://presence:{INTERNAL_PORT}"
+    egress = {
+        p["port"]
+        for policy in objects
+        if policy["kind"] == "NetworkPolicy" and policy["spec"]["podSelector"].get("matchLabels") == {"app": "gateway"}
+        for rule in policy["spec"].get("egress", [])
+        if any(peer.get("podSelector", {}).get("matchLabels") == {"app": "presence"} for peer in rule.get("to", []))
+        for p in rule["ports"]
+    }
+    assert egress == {INTERNAL_PORT}
