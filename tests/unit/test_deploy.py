@@ -912,6 +912,13 @@ def test_the_loadtest_override_stops_compose_without_the_runs_env_file() -> None
     for value in secrets:
         with pytest.raises(ValueError, match="compose would stop"):
             interpolate(value, {})
+    # Every documented command that uses the override passes the run's env file for those values.
+    for doc in (ROOT / "deploy" / "README.md", ROOT / "docker-compose.loadtest.yml"):
+        commands = [
+            line for line in doc.read_text(encoding="utf-8").splitlines() if "-f docker-compose.loadtest.yml" in line
+        ]
+        assert commands, doc
+        assert all("--env-file reports/stack-config.env" in line for line in commands), doc
 
 
 # --- every overlay x component, rendered and validated strictly offline -----------------------------------------
