@@ -348,3 +348,9 @@ async def test_an_unreachable_broker_is_said_plainly(settings: ServiceSettings) 
     gone = ServiceSettings(kafka_bootstrap="127.0.0.1:1", topic_prefix=settings.topic_prefix)
     run = await dlq(gone, "list")
     assert run.code == 1 and "could not connect to Kafka at 127.0.0.1:1" in run.err
+
+
+async def test_a_prefix_without_topics_is_said_plainly(settings: ServiceSettings) -> None:
+    elsewhere = ServiceSettings(kafka_bootstrap=settings.kafka_bootstrap, topic_prefix="no-such-deployment.")
+    run = await dlq(elsewhere, "list")
+    assert run.code == 1 and "no topic no-such-deployment.sb.dlq.v1 on this cluster" in run.err

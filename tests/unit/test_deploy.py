@@ -912,6 +912,13 @@ def test_the_loadtest_override_stops_compose_without_the_runs_env_file() -> None
     for value in secrets:
         with pytest.raises(ValueError, match="compose would stop"):
             interpolate(value, {})
+    # Every documented command that uses the override passes the run's env file for those values.
+    for doc in (ROOT / "deploy" / "README.md", ROOT / "docker-compose.loadtest.yml"):
+        commands = [
+            line for line in doc.read_text(encoding="utf-8").splitlines() if "-f docker-compose.loadtest.yml" in line
+        ]
+        assert commands, doc
+        assert all("--env-file reports/stack-config.env" in line for line in commands), doc
 
 
 # --- every overlay x component, rendered and validated strictly offline -----------------------------------------
@@ -1437,7 +1444,7 @@ def test_strimzi_users_grant_each_service_only_what_its_code_reads_and_writes(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     users = by_kind(rendered(STRIMZI, tmp_path_factory.getbasetemp()), "KafkaUser")
-    assert set(users) == {f"switchboard-{name}" for name in LONG_RUNNING}
+    assert set(users) == {f"switchboard-{name}" for name in LONG_RUNNING} | {"switchboard-dlq"}
     for name in LONG_RUNNING:
         spec = users[f"switchboard-{name}"]["spec"]
         assert spec["authentication"]["type"] == "scram-sha-512"
@@ -1449,6 +1456,28 @@ def test_strimzi_users_grant_each_service_only_what_its_code_reads_and_writes(
             assert acl.get("type", "allow") == "allow" and acl.get("host", "*") == "*", name
             granted[key] = set(acl["operations"])
         assert granted == expected_acls(name), name
+    assert acls_of(users["switchboard-dlq"]) == dlq_acls()
+
+
+def acls_of(user: Obj) -> dict[tuple[str, str, str], set[str]]:
+    """A KafkaUser's ACLs as {(resource type, name, pattern type): operations}."""
+    return {
+        (acl["resource"]["type"], acl["resource"]["name"], acl["resource"].get("patternType", "literal")): set(
+            acl["operations"]
+        )
+        for acl in user["spec"]["authorization"]["acls"]
+    }
+
+
+def dlq_acls() -> dict[tuple[str, str, str], set[str]]:
+    """What `switchboard dlq` needs: read the DLQ (no group), re-drive to any other topic, mark, in its transaction."""
+    from switchboard.dlq.redrive import transactional_id
+
+    topics = Topics()
+    acls = {("topic", spec.name, "literal"): {"Write", "Describe"} for spec in topics.specs()}
+    acls["topic", topics.dlq, "literal"] = {"Read", "Write", "Describe"}
+    acls["transactionalId", transactional_id(topics), "literal"] = {"Write", "Describe"}
+    return acls
 
 
 @needs_kubectl

@@ -248,3 +248,13 @@ def test_a_redriven_record_says_where_it_went() -> None:
         render.show_text(marked, TOPICS)
     )
     assert render.status(record(letter(source="smtp", partition=-1)), TOPICS) == "not_redrivable"
+
+
+def test_a_redrive_scan_holds_only_the_records_selected() -> None:
+    from switchboard.dlq.redrive import Selection
+
+    by_id = Selection(ids=["a", "c"]).scope().keep
+    assert by_id is not None and by_id(record(letter("a"))) and not by_id(record(letter("b")))
+    by_reason = Selection(by_filter=Filter(reason="too_large")).scope().keep
+    assert by_reason is not None
+    assert by_reason(record(letter("x", error_type="too_large"))) and not by_reason(record(letter("y")))

@@ -18,7 +18,7 @@ from aiokafka.errors import KafkaError
 
 from switchboard.dlq import render
 from switchboard.dlq.entries import Filter, Outcome, newest, parse_since
-from switchboard.dlq.reader import DlqUnavailable, read_dlq
+from switchboard.dlq.reader import DlqUnavailable, Scope, read_dlq
 from switchboard.dlq.redrive import Selection, dry_run, redrive
 from switchboard.runtime.errors import BrokerUnavailable
 from switchboard.runtime.settings import ServiceSettings
@@ -84,8 +84,8 @@ def run_subcommand(args: argparse.Namespace, out: TextIO = sys.stdout, err: Text
 async def _list(settings: ServiceSettings, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     topics = Topics(settings.topic_prefix)
     wanted = _filter(args)
-    scan = await read_dlq(settings, since=wanted.since)
-    kept = [r for r in scan.records if wanted.keeps(r)]
+    scan = await read_dlq(settings, since=wanted.since, scope=Scope(keep=wanted.keeps, payloads=False))
+    kept = scan.records
     shown = newest(kept, args.limit)
     if args.json:
         out.write(json.dumps([render.summary(r, topics) for r in shown], ensure_ascii=False, indent=2) + "\n")
@@ -100,7 +100,7 @@ async def _list(settings: ServiceSettings, args: argparse.Namespace, out: TextIO
 
 async def _show(settings: ServiceSettings, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     topics = Topics(settings.topic_prefix)
-    record = (await read_dlq(settings)).find(args.id)
+    record = (await read_dlq(settings, scope=Scope(keep=lambda r: r.id == args.id))).find(args.id)
     if record is None:
         err.write(f"switchboard dlq: no DeadLetter {args.id} on {topics.dlq}\n")
         return 1

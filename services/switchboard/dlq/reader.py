@@ -7,10 +7,12 @@ group; it reads committed records only (a re-drive's mark is written in a transa
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import UnknownTopicOrPartitionError
 
 from switchboard.contracts import TYPE_HEADER, ContractError, DeadLetter, DeadLetterRedrive, decode
 from switchboard.dlq.entries import DlqRecord, attach_redrives
@@ -38,8 +40,20 @@ class DlqScan:
         return next((r for r in self.records if r.id == dead_letter_id), None)
 
 
-async def read_dlq(settings: ServiceSettings, since: datetime | None = None, timeout_s: float = 120.0) -> DlqScan:
-    """Every DeadLetter on the deployment's DLQ topic (from `since`, when given) up to its end at the time of call."""
+@dataclass(frozen=True)
+class Scope:
+    """Which DeadLetters a scan holds on to: those `keep` takes (all when None), with or without their original
+    bytes (a listing prints no payload; a DLQ after a spike may hold many large ones)."""
+
+    keep: Callable[[DlqRecord], bool] | None = None
+    payloads: bool = True
+
+
+async def read_dlq(
+    settings: ServiceSettings, since: datetime | None = None, timeout_s: float = 120.0, scope: Scope = Scope()
+) -> DlqScan:
+    """The DeadLetters in `scope` on the deployment's DLQ topic (from `since`, when given) up to its end at the time
+    of call, with every re-drive mark attached."""
     topic = Topics(settings.topic_prefix).dlq
     # Subscribed without a group id: aiokafka assigns every partition of the topic, no coordinator involved.
     consumer = AIOKafkaConsumer(
@@ -53,19 +67,21 @@ async def read_dlq(settings: ServiceSettings, since: datetime | None = None, tim
     )
     try:
         await start_client(consumer, settings, "dlq reader")
-    except BrokerUnavailable:
+    except BrokerUnavailable as exc:
         await consumer.stop()
+        if isinstance(exc.__cause__, UnknownTopicOrPartitionError):
+            raise DlqUnavailable(_no_topic(topic)) from exc
         raise
     try:
         partitions = await _assign(consumer, topic, since)
-        return await _read_to_end(consumer, topic, partitions, timeout_s)
+        return await _read_to_end(consumer, topic, partitions, timeout_s, scope)
     finally:
         await consumer.stop()
 
 
 async def _assign(consumer: AIOKafkaConsumer, topic: str, since: datetime | None) -> list[TopicPartition]:
     if topic not in await consumer.topics():
-        raise DlqUnavailable(f"no topic {topic} on this cluster (is SB_TOPIC_PREFIX right?)")
+        raise DlqUnavailable(_no_topic(topic))
     partitions = sorted(consumer.assignment())
     if since is None:
         await consumer.seek_to_beginning(*partitions)
@@ -80,8 +96,15 @@ async def _assign(consumer: AIOKafkaConsumer, topic: str, since: datetime | None
     return partitions
 
 
+def _no_topic(topic: str) -> str:
+    return (
+        f"no topic {topic} on this cluster, or this Kafka user may not describe it "
+        "(is SB_TOPIC_PREFIX right? docs/dlq.md, Kafka permissions)"
+    )
+
+
 async def _read_to_end(
-    consumer: AIOKafkaConsumer, topic: str, partitions: list[TopicPartition], timeout_s: float
+    consumer: AIOKafkaConsumer, topic: str, partitions: list[TopicPartition], timeout_s: float, scope: Scope
 ) -> DlqScan:
     scan = DlqScan(topic)
     marks: list[DeadLetterRedrive] = []
@@ -92,12 +115,12 @@ async def _read_to_end(
             raise DlqUnavailable(f"{topic}: not read to its end within {timeout_s:.0f}s")
         for records in (await consumer.getmany(timeout_ms=500, max_records=5000)).values():
             for record in records:
-                _take(record, scan, marks)
+                _take(record, scan, marks, scope)
     scan.records = attach_redrives(scan.records, marks)
     return scan
 
 
-def _take(record: ConsumerRecord[bytes, bytes], scan: DlqScan, marks: list[DeadLetterRedrive]) -> None:
+def _take(record: ConsumerRecord[bytes, bytes], scan: DlqScan, marks: list[DeadLetterRedrive], scope: Scope) -> None:
     headers = {k: v.decode("utf-8", "replace") for k, v in (record.headers or ())}
     try:
         message = decode(headers.get(TYPE_HEADER), record.value)
@@ -106,7 +129,12 @@ def _take(record: ConsumerRecord[bytes, bytes], scan: DlqScan, marks: list[DeadL
         return
     if isinstance(message, DeadLetter):
         key = record.key.decode("utf-8", "replace") if record.key else ""
-        scan.records.append(DlqRecord(message, record.partition, record.offset, key))
+        found = DlqRecord(message, record.partition, record.offset, key)
+        if scope.keep is not None and not scope.keep(found):
+            return
+        if not scope.payloads:
+            message.ClearField("original")
+        scan.records.append(found)
     elif isinstance(message, DeadLetterRedrive):
         marks.append(message)
     else:

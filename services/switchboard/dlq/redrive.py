@@ -26,7 +26,7 @@ from switchboard.dlq.entries import (
     plan_redrive,
     redrive_headers,
 )
-from switchboard.dlq.reader import read_dlq
+from switchboard.dlq.reader import Scope, read_dlq
 from switchboard.runtime.errors import BrokerUnavailable
 from switchboard.runtime.kafka import kafka_client_options, now_timestamp, start_client
 from switchboard.runtime.settings import ServiceSettings
@@ -42,6 +42,13 @@ class Selection:
 
     ids: Sequence[str] = ()
     by_filter: Filter | None = None
+
+    def scope(self) -> Scope:
+        """The DeadLetters a scan for this selection holds on to."""
+        if self.by_filter is not None:
+            return Scope(keep=self.by_filter.keeps)
+        wanted = set(self.ids)
+        return Scope(keep=lambda r: r.id in wanted)
 
 
 def transactional_id(topics: Topics) -> str:
@@ -60,7 +67,7 @@ def operator() -> str:
 async def dry_run(settings: ServiceSettings, selection: Selection) -> list[Outcome]:
     """What `redrive` would do now, sending nothing."""
     topics = Topics(settings.topic_prefix)
-    scan = await read_dlq(settings)
+    scan = await read_dlq(settings, scope=selection.scope())
     plan = plan_redrive(scan.records, topics, ids=selection.ids, by_filter=selection.by_filter)
     would = [Outcome(r.id, "would_redrive", f"to {r.letter.source}") for r in plan.send]
     return _in_order(selection, scan.records, would + plan.kept_back)
@@ -83,7 +90,7 @@ async def redrive(settings: ServiceSettings, selection: Selection) -> list[Outco
         raise
     try:
         # Read after start: starting fenced any earlier run and waited for its transaction, so its marks are seen.
-        scan = await read_dlq(settings)
+        scan = await read_dlq(settings, scope=selection.scope())
         plan = plan_redrive(scan.records, topics, ids=selection.ids, by_filter=selection.by_filter)
         sent: list[Outcome] = []
         for start in range(0, len(plan.send), BATCH):
