@@ -1409,6 +1409,7 @@ def expected_acls(service: str) -> dict[tuple[str, str, str], set[str]]:
     return acls
 
 
+@needs_kubectl
 def test_strimzi_has_a_kafka_topic_per_topic_of_the_code_with_its_layout(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
@@ -1446,7 +1447,7 @@ def test_strimzi_users_grant_each_service_only_what_its_code_reads_and_writes(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     users = by_kind(rendered(STRIMZI, tmp_path_factory.getbasetemp()), "KafkaUser")
-    assert set(users) == {f"switchboard-{name}" for name in LONG_RUNNING}
+    assert set(users) == {f"switchboard-{name}" for name in LONG_RUNNING} | {"switchboard-dlq"}
     for name in LONG_RUNNING:
         spec = users[f"switchboard-{name}"]["spec"]
         assert spec["authentication"]["type"] == "scram-sha-512"
@@ -1458,8 +1459,31 @@ def test_strimzi_users_grant_each_service_only_what_its_code_reads_and_writes(
             assert acl.get("type", "allow") == "allow" and acl.get("host", "*") == "*", name
             granted[key] = set(acl["operations"])
         assert granted == expected_acls(name), name
+    assert acls_of(users["switchboard-dlq"]) == dlq_acls()
 
 
+def acls_of(user: Obj) -> dict[tuple[str, str, str], set[str]]:
+    """A KafkaUser's ACLs as {(resource type, name, pattern type): operations}."""
+    return {
+        (acl["resource"]["type"], acl["resource"]["name"], acl["resource"].get("patternType", "literal")): set(
+            acl["operations"]
+        )
+        for acl in user["spec"]["authorization"]["acls"]
+    }
+
+
+def dlq_acls() -> dict[tuple[str, str, str], set[str]]:
+    """What `switchboard dlq` needs: read the DLQ (no group), re-drive to any other topic, mark, in its transaction."""
+    from switchboard.dlq.redrive import transactional_id
+
+    topics = Topics()
+    acls = {("topic", spec.name, "literal"): {"Write", "Describe"} for spec in topics.specs()}
+    acls["topic", topics.dlq, "literal"] = {"Read", "Write", "Describe"}
+    acls["transactionalId", transactional_id(topics), "literal"] = {"Write", "Describe"}
+    return acls
+
+
+@needs_kubectl
 def test_strimzi_services_connect_over_sasl_ssl_as_their_own_user(tmp_path_factory: pytest.TempPathFactory) -> None:
     objects = rendered(STRIMZI, tmp_path_factory.getbasetemp())
     users = by_kind(objects, "KafkaUser")
@@ -1481,6 +1505,7 @@ def test_strimzi_services_connect_over_sasl_ssl_as_their_own_user(tmp_path_facto
     assert services == set(LONG_RUNNING)
 
 
+@needs_kubectl
 def test_strimzi_lag_triggers_read_the_cluster_as_the_scaled_service(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
@@ -1505,6 +1530,7 @@ def test_strimzi_lag_triggers_read_the_cluster_as_the_scaled_service(
     assert checked >= 7
 
 
+@needs_kubectl
 def test_strimzi_containers_get_only_settings_their_service_reads(tmp_path_factory: pytest.TempPathFactory) -> None:
     if "SB_KAFKA_SECURITY_PROTOCOL" not in env_names(ServiceSettings):
         pytest.skip("runtime/settings.py does not read the SB_KAFKA_* credentials yet")
