@@ -35,8 +35,12 @@ async def test_the_adapter_process_takes_a_message_and_exits_zero_on_sigterm(set
                 assert json.loads(await ws.recv())["type"] == "hello"
                 await ws.send(json.dumps({"type": "message", "client_msg_id": "1", "text": "在吗"}))
                 assert json.loads(await ws.recv())["type"] == "ack"
-            metrics = (await http.get("/metrics")).text
+                metrics = (await http.get("/metrics")).text
+                assert 'sb_websocket_connections{kind="widget",service="chat"} 1.0' in metrics
             assert 'sb_chat_messages_total{outcome="accepted",source="widget"} 1.0' in metrics
+            assert 'sb_inbound_messages_total{channel="chat",outcome="accepted",tenant="shop-p"} 1.0' in metrics
+            # A configured tenant's series exist before its first message of that outcome.
+            assert 'sb_inbound_messages_total{channel="chat",outcome="rate_limited",tenant="shop-p"} 0.0' in metrics
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 30) == 0
     finally:

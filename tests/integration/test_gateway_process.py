@@ -46,7 +46,7 @@ async def test_gateway_process_serves_and_shuts_down_gracefully(settings: Servic
             desk = await Desk.open(f"ws://127.0.0.1:{port}/desk", login.json()["token"])
             assert desk.snapshot["agent_id"] == "b-sara"
             metrics = (await http.get("/metrics")).text
-            assert "sb_gateway_sockets 1.0" in metrics
+            assert 'sb_websocket_connections{kind="desk",service="gateway"} 1.0' in metrics
         proc.terminate()
         assert await desk.close_code() == CloseCode.SERVICE_RESTART
         assert await asyncio.wait_for(proc.wait(), 30) == 0

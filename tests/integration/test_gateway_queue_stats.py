@@ -9,13 +9,16 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
+from switchboard.gateway.board_stats import BoardFigures, RoutingTally, routing_facts
 from switchboard.gateway.queue_stats import read_group_boards
 from switchboard.gateway.settings import GatewaySettings
 from switchboard.runtime.kafka import RecordProducer
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.state.keys import Keys
+from switchboard.state.roster import load_roster
 from tests.integration.gateway_support import Desk, gateway_settings, load_agents, running_gateway, token
 from tests.redis_cluster import on_both_redis_backends
 
@@ -110,3 +113,37 @@ async def test_the_board_reads_a_group_like_the_desktops_plus_its_agents_and_occ
     assert board.agents_by_status["available"] == 1
     assert board.agents_by_status["offline"] == 2  # a-emma and a-jun never logged in
     assert (board.used_slots, board.slots) == (2, 16) and board.occupancy == 0.125
+
+
+def _gauge(name: str, **labels: str) -> float | None:
+    return REGISTRY.get_sample_value(name, labels)
+
+
+async def test_the_board_and_the_queue_gauges_show_the_same_figures_per_channel(
+    gs: GatewaySettings, redis: Redis
+) -> None:
+    keys = Keys(gs.key_prefix)
+    await enqueue(redis, keys, "shop-a", "presales", "chat", "c-1", waited_s=42)
+    await enqueue(redis, keys, "shop-a", "presales", "chat", "c-2", waited_s=7)
+    await enqueue(redis, keys, "shop-a", "presales", "email", "c-3", waited_s=300)
+    # A group no routing config or roster names (a decision of an older config, say): exported as "none".
+    await enqueue(redis, keys, "shop-a", "retired-group", "phone", "c-4", waited_s=12)
+    figures = BoardFigures(redis, keys, RoutingTally(60), sample_s=1, history_s=60, head=gs.queue_stats_head)
+    figures.know_roster(load_roster(gs.agents_file))
+    figures.know_routing(routing_facts(gs.routing_config_dir))
+    figures.groups["shop-a"].add("retired-group")
+    await figures.sample(int(time.time() * 1000))
+    row = next(g for g in figures.tenant_view("shop-a", 0)["groups"] if g["skill_group"] == "presales")
+    assert row["waiting_by_channel"] == {"chat": 2, "email": 1, "phone": 0}
+    for channel in ("chat", "email", "phone"):
+        labels = {"tenant": "shop-a", "group": "presales", "channel": channel}
+        assert _gauge("sb_queue_waiting", **labels) == row["waiting_by_channel"][channel]
+        assert _gauge("sb_queue_oldest_wait_seconds", **labels) == row["oldest_wait_by_channel"][channel]
+    assert 42 <= row["oldest_wait_by_channel"]["chat"] < 60 and 300 <= row["oldest_wait_by_channel"]["email"] < 320
+    assert row["oldest_wait_s"] == row["oldest_wait_by_channel"]["email"]
+    assert _gauge("sb_occupancy", tenant="shop-a", group="presales") == row["occupancy"]
+    for status, count in row["agents_by_status"].items():
+        assert _gauge("sb_agents", tenant="shop-a", group="presales", status=status) == count
+    assert _gauge("sb_service_level_target_seconds", tenant="shop-a", group="presales") == row["service_level_target_s"]
+    assert _gauge("sb_queue_waiting", tenant="shop-a", group="none", channel="phone") == 1
+    assert _gauge("sb_queue_waiting", tenant="shop-a", group="retired-group", channel="phone") is None

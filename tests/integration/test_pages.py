@@ -332,7 +332,7 @@ async def test_the_board_shows_a_queue_grow_and_shrink_and_another_shop_sees_non
     await shot(page, "board", readme=True)
     async with httpx.AsyncClient(base_url=stack.gateway) as http:
         metrics = (await http.get("/metrics")).text  # the same figures, from the same code, for Prometheus
-    assert 'sb_board_waiting{group="logistics",tenant="shop-a"} 3.0' in metrics
+    assert 'sb_queue_waiting{channel="chat",group="logistics",tenant="shop-a"} 3.0' in metrics
     await _monitor_and_scale(page, conversations[1])
     wei = await new_page(browser)
     await desk_login(wei, stack, "shop-a", "a-wei", "dev-wei")

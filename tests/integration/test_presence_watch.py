@@ -60,8 +60,9 @@ async def test_roster_file_change_is_loaded_and_a_broken_one_ignored(store: Pres
 
 
 async def test_agent_count_gauge(store: PresenceStore) -> None:
-    await store.load_roster(load_roster())
-    watcher = RosterWatcher(store, None, interval_s=1)
+    roster = load_roster()
+    await store.load_roster(roster)
+    watcher = RosterWatcher(store, None, interval_s=1, roster_tenants=[t.tenant_id for t in roster.tenants])
     await store.login("shop-b", "b-hao")
     await store.set_status("shop-b", "b-hao", Status.BUSY, "agent")
     await watcher.count_agents()
@@ -72,3 +73,7 @@ async def test_agent_count_gauge(store: PresenceStore) -> None:
     assert gauge("busy") == 1
     assert gauge("offline") == 2
     assert gauge("available") == 0
+
+    # A tenant neither the roster nor a routing config names is counted, but not by its own id.
+    await RosterWatcher(store, None, interval_s=1, configured=lambda: {"shop-a"}).count_agents()
+    assert REGISTRY.get_sample_value("sb_presence_agents", {"tenant": "unknown", "status": "busy"}) == 1

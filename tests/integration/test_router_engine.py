@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
 from switchboard.contracts import AgentCommand, AgentCommandType, AgentStatus, DeskEventType, RoutingEventType
@@ -466,3 +467,47 @@ async def test_an_offer_that_timed_out_after_messages_arrived_brings_them_to_the
     await env.command("c1", "wei", "accept")
     assert await env.desk("wei") == [("OFFER", "c1", "m1"), ("ASSIGNED", "c1", "m1"), ("MESSAGE", "c1", "m2")]
     await env.check()
+
+
+def _sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_time_to_offer_and_to_assign_count_from_the_arrival_once_per_arrival(env: Env) -> None:
+    env.use_offers(timeout_s=20, max_misses=5)
+    where = {"tenant": T, "group": "presales", "channel": "chat"}
+    before = {
+        name: _sample(name, **where)
+        for name in (
+            "sb_time_to_offer_seconds_count",
+            "sb_time_to_offer_seconds_sum",
+            "sb_time_to_assign_seconds_count",
+            "sb_time_to_assign_seconds_sum",
+        )
+    }
+    missed = _sample("sb_offers_missed_total", tenant=T, group="presales")
+    offered = _sample("sb_router_decisions_total", type="offered", tenant=T, group="presales")
+    await put_agent(env.redis, env.keys, T, "lina", ["presales"], status="away")
+    await env.send(T, "c1", "m1")
+    assert (await env.conv("c1"))["state"] == "queued"
+    # Seven seconds in line, then lina comes back and is offered it: the first offer.
+    env.clock[0] += 7_000
+    await set_status(env.redis, env.keys, T, "lina", "available")
+    await env.upkeep.handle_presence([presence_record(T, "lina", "available", ["presales"])])
+    assert (await env.conv("c1"))["offer_agent"] == "lina"
+    # The offer times out after 21 s and goes to wei: a re-offer of the same arrival, not measured again.
+    await put_agent(env.redis, env.keys, T, "wei", ["presales"])
+    env.clock[0] += 21_000
+    await env.upkeep.sweep()
+    assert (await env.conv("c1"))["offer_agent"] == "wei"
+    env.clock[0] += 2_000
+    await env.command("c1", "wei", "accept")
+    assert (await env.conv("c1"))["owner"] == "wei"
+
+    def grown(name: str) -> float:
+        return _sample(name, **where) - before[name]
+
+    assert grown("sb_time_to_offer_seconds_count") == 1 and grown("sb_time_to_offer_seconds_sum") == 7
+    assert grown("sb_time_to_assign_seconds_count") == 1 and grown("sb_time_to_assign_seconds_sum") == 30
+    assert _sample("sb_offers_missed_total", tenant=T, group="presales") - missed == 1
+    assert _sample("sb_router_decisions_total", type="offered", tenant=T, group="presales") - offered == 2

@@ -22,6 +22,7 @@ from switchboard.chat.frames import (
 from switchboard.contracts import Attachment, Channel, MessageKind, OutboundMessage
 from switchboard.intake.accept import Intake
 from switchboard.intake.pii import mask_pii
+from switchboard.intake.tally import InboundTally
 from switchboard.runtime.errors import InvalidRecord
 from switchboard.state.keys import Keys
 
@@ -142,7 +143,7 @@ def test_a_chat_text_is_masked_once_by_the_shared_intake(monkeypatch: pytest.Mon
     )
     assert record.text == text
     # prepare touches neither the producer nor Redis.
-    Intake(None, None, Keys("t")).prepare(record, "ws:c-1:1")  # type: ignore[arg-type]
+    Intake(None, None, Keys("t"), InboundTally("chat", ())).prepare(record, "ws:c-1:1")  # type: ignore[arg-type]
     assert record.text == "我的手机 138****1234，邮箱 l***@example.com"
     assert seen.count(text) == 1
 

@@ -7,14 +7,18 @@ patch checked against the object it targets instead of applied).
 
 from __future__ import annotations
 
+import ast
 import base64
+import datetime
 import fnmatch
+import functools
 import json
 import os
 import re
 import shutil
 import subprocess
 import tomllib
+import zoneinfo
 from collections.abc import Iterator
 from importlib import import_module
 from pathlib import Path
@@ -25,6 +29,7 @@ import yaml
 from pydantic import AliasChoices
 
 from switchboard.runtime.settings import ServiceSettings
+from switchboard.runtime.topics import Topics
 from switchboard_tools.stack.up import NOT_STARTED_BY_UP, SERVICES, module_of
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -380,7 +385,7 @@ def test_every_overlay_renders_a_deployment_per_long_running_service(overlay: st
         assert [c["name"] for c in containers] == [name]
         assert containers[0]["args"] == [f"switchboard.{name}"]
     assert names(objects, "Job") == {"topics"}
-    assert {"router", "gateway"} <= names(objects, "HorizontalPodAutoscaler")
+    assert {"router", "gateway", "chat", "email", "phone"} <= names(objects, "ScaledObject")
     assert {"router", "gateway"} <= names(objects, "PodDisruptionBudget")
     assert "deny-all" in names(objects, "NetworkPolicy")
 
@@ -395,7 +400,7 @@ def test_every_rendered_service_autoscaler_and_budget_points_at_a_workload(overl
             selector = obj["spec"]["selector"]
         elif obj["kind"] == "PodDisruptionBudget":
             selector = obj["spec"]["selector"]["matchLabels"]
-        elif obj["kind"] == "HorizontalPodAutoscaler":
+        elif obj["kind"] in ("HorizontalPodAutoscaler", "ScaledObject"):
             assert obj["spec"]["scaleTargetRef"]["name"] in names(objects, "Deployment")
             continue
         else:
@@ -994,3 +999,280 @@ def test_every_vendored_schema_says_where_it_came_from() -> None:
     assert {"PodMonitor", "ServiceMonitor", "PrometheusRule", "HTTPRoute"} <= kinds
     for path in files:
         assert path.relative_to(SCHEMAS).as_posix() in readme, f"{path.name}: say in README.md where it came from"
+
+
+# --- what each service reads and writes on Kafka, read from its code ---------------------------------------------
+# The autoscalers' lag triggers and the Strimzi KafkaUsers' ACLs are checked against this: a service that starts
+# consuming another topic or group, or writing to one, fails the tests until the manifests follow.
+
+PACKAGE = ROOT / "services" / "switchboard"
+TOPIC_PROPERTIES = {"inbound", "routing", "presence", "outbound", "commands", "dlq"}
+
+
+@functools.cache
+def module_file(name: str) -> Path | None:
+    """The source file of a switchboard module, None for anything else."""
+    path = PACKAGE.parent.joinpath(*name.split("."))
+    if (path / "__init__.py").is_file():
+        return path / "__init__.py"
+    return path.with_suffix(".py") if path.with_suffix(".py").is_file() else None
+
+
+@functools.cache
+def parsed(name: str) -> ast.Module:
+    """The syntax tree of a switchboard module."""
+    path = module_file(name)
+    assert path is not None, name
+    return ast.parse(path.read_text(encoding="utf-8"))
+
+
+def absolute(name: str, node: ast.ImportFrom) -> str:
+    """The module a `from ... import` in module `name` reads from."""
+    if not node.level:
+        return node.module or ""
+    package = name if str(module_file(name)).endswith("__init__.py") else name.rpartition(".")[0]
+    parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+    return ".".join([*parts, *([node.module] if node.module else [])])
+
+
+@functools.cache
+def imported_modules(name: str) -> frozenset[str]:
+    """The switchboard modules one module imports (absolute and relative imports, `from x import module` too)."""
+    found: set[str] = set()
+    for node in ast.walk(parsed(name)):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = absolute(name, node)
+            found |= {base, *(f"{base}.{alias.name}" for alias in node.names)}
+    return frozenset(module for module in found if module.startswith("switchboard.") and module_file(module))
+
+
+@functools.cache
+def service_modules(service: str) -> frozenset[str]:
+    """Every switchboard module the service's process imports, following imports from `switchboard.<service>`."""
+    seen: set[str] = set()
+    todo = [f"switchboard.{service}", f"switchboard.{service}.__main__"]
+    while todo:
+        name = todo.pop()
+        if name not in seen and module_file(name):
+            seen.add(name)
+            todo += imported_modules(name)
+    return frozenset(seen)
+
+
+@functools.cache
+def own_constants(name: str) -> dict[str, str]:
+    """A module's top-level string constants (NAME = "value")."""
+    constants: dict[str, str] = {}
+    for node in parsed(name).body:
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+            constants |= {t.id: node.value.value for t in node.targets if isinstance(t, ast.Name)}
+    return constants
+
+
+def module_constants(name: str) -> dict[str, str]:
+    """The string constants a module can name: its own and those it imports by name from a switchboard module."""
+    constants = dict(own_constants(name))
+    for node in parsed(name).body:
+        if isinstance(node, ast.ImportFrom) and module_file(absolute(name, node)):
+            source = own_constants(absolute(name, node))
+            constants |= {a.asname or a.name: source[a.name] for a in node.names if a.name in source}
+    return constants
+
+
+def group_name(expr: ast.expr, constants: dict[str, str]) -> str:
+    """A consumer group id as the code builds it, without SB_TOPIC_PREFIX; a per-replica part reads `*`."""
+    assert isinstance(expr, ast.JoinedStr), ast.unparse(expr)
+    parts: list[str] = []
+    for value in expr.values:
+        if isinstance(value, ast.Constant):
+            parts.append(str(value.value))
+        elif isinstance(value, ast.FormattedValue):
+            source = ast.unparse(value.value)
+            if source.endswith("topic_prefix"):
+                continue
+            name = source.rpartition(".")[2]
+            parts.append(constants.get(name, "*"))
+    return "".join(parts)
+
+
+def topic_of(expr: ast.expr) -> str | None:
+    """The topic an expression names (`topics.inbound`, `self._topics.routing`, `self.routing_topic`), if any."""
+    if not isinstance(expr, ast.Attribute):
+        return None
+    name = expr.attr.removesuffix("_topic")
+    mentions_topics = "topic" in expr.attr or any(
+        (isinstance(node, ast.Name) and "topic" in node.id.lower())
+        or (isinstance(node, ast.Attribute) and "topic" in node.attr.lower())
+        or (isinstance(node, ast.Call) and ast.unparse(node.func) == "Topics")
+        for node in ast.walk(expr.value)
+    )
+    return str(getattr(Topics(), name)) if name in TOPIC_PROPERTIES and mentions_topics else None
+
+
+def kafka_usage(service: str) -> tuple[set[tuple[str, str]], set[str]]:
+    """((consumer group, topic) the service consumes, topics it produces to), from its code."""
+    modules = service_modules(service)
+    consumes: set[tuple[str, str]] = set()
+    produces: set[str] = set()
+    for name in modules:
+        for node in ast.walk(parsed(name)):
+            if not isinstance(node, ast.Call):
+                continue
+            if ast.unparse(node.func) == "BatchConsumer":
+                keywords = {k.arg: k.value for k in node.keywords}
+                group = group_name(keywords["group_id"], module_constants(name))
+                topics_expr = keywords["topics"]
+                assert isinstance(topics_expr, ast.List), f"{name}: topics= as a list literal"
+                for element in topics_expr.elts:
+                    topic = topic_of(element)
+                    assert topic is not None, f"{name}: cannot tell the topic of {ast.unparse(element)}"
+                    consumes.add((group, topic))
+            elif isinstance(node.func, ast.Attribute) and node.func.attr in ("send", "send_many") and node.args:
+                topic = topic_of(node.args[0])
+                if topic is not None:
+                    produces.add(topic)
+    return consumes, produces
+
+
+def test_kafka_usage_is_read_from_the_code_as_the_services_use_kafka() -> None:
+    # What the code says today, spelled out once so that the reader itself is checked.
+    consumes, produces = kafka_usage("router")
+    assert consumes == {
+        ("router", "sb.inbound.v1"),
+        ("router", "sb.commands.v1"),
+        ("router-presence", "sb.presence.v1"),
+    }
+    assert {"sb.routing.v1", "sb.outbound.v1", "sb.dlq.v1"} <= produces
+    consumes, produces = kafka_usage("gateway")
+    assert consumes == {("gateway-board-*", "sb.routing.v1")}
+    assert {"sb.commands.v1", "sb.outbound.v1", "sb.routing.v1"} <= produces
+    assert kafka_usage("email")[0] == {("email-outbound", "sb.outbound.v1"), ("email-acks", "sb.routing.v1")}
+    assert kafka_usage("phone") == (set(), {"sb.inbound.v1", "sb.dlq.v1"})
+
+
+# --- autoscaling: KEDA ScaledObjects ------------------------------------------------------------------------------
+
+# These read what overlays and components patch in: the resolver used without kubectl checks patches, applies none.
+needs_kubectl = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl applies the patches")
+INBOUND_PARTITIONS = next(spec.partitions for spec in Topics().specs() if spec.name == Topics().inbound)
+AUTOSCALED = {"router", "gateway", "chat", "email", "phone"}
+
+
+def scaled_objects(objects: list[Obj]) -> dict[str, Obj]:
+    """The rendered ScaledObjects by the name of the Deployment they scale."""
+    return {o["spec"]["scaleTargetRef"]["name"]: o for o in objects if o["kind"] == "ScaledObject"}
+
+
+def triggers(scaled: Obj, kind: str) -> list[Obj]:
+    """The triggers of one type."""
+    return [t for t in scaled["spec"]["triggers"] if t["type"] == kind]
+
+
+@needs_kubectl
+@pytest.mark.parametrize("target", render_targets())
+def test_no_workload_is_scaled_by_both_an_hpa_and_a_scaled_object(
+    target: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    objects = rendered(target, tmp_path_factory.getbasetemp())
+    hpa_targets = [o["spec"]["scaleTargetRef"]["name"] for o in objects if o["kind"] == "HorizontalPodAutoscaler"]
+    keda_targets = [o["spec"]["scaleTargetRef"]["name"] for o in objects if o["kind"] == "ScaledObject"]
+    assert len(keda_targets) == len(set(keda_targets)), "two ScaledObjects scale one Deployment"
+    assert not set(hpa_targets) & set(keda_targets), "an HPA and a ScaledObject scale the same Deployment"
+    assert set(keda_targets) >= AUTOSCALED
+    deployments = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Deployment"}
+    for name in set(keda_targets) | set(hpa_targets):
+        assert name in deployments, f"{name}: scaled but not rendered"
+        # A fixed count would reset the autoscaler's on every apply (to 2 at the peak of a promo).
+        assert "replicas" not in deployments[name]["spec"], f"{target}: {name} has fixed replicas and an autoscaler"
+
+
+@needs_kubectl
+@pytest.mark.parametrize("target", render_targets())
+def test_the_router_never_scales_beyond_the_inbound_partitions(
+    target: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    router = scaled_objects(rendered(target, tmp_path_factory.getbasetemp()))["router"]
+    assert router["spec"]["maxReplicaCount"] <= INBOUND_PARTITIONS
+    if not target.startswith("dev"):
+        assert router["spec"]["maxReplicaCount"] == INBOUND_PARTITIONS
+    for scaled in scaled_objects(rendered(target, tmp_path_factory.getbasetemp())).values():
+        spec = scaled["spec"]
+        assert 1 <= spec["minReplicaCount"] <= spec["maxReplicaCount"], scaled["metadata"]["name"]
+        for cron in triggers(scaled, "cron"):
+            assert int(cron["metadata"]["desiredReplicas"]) <= spec["maxReplicaCount"], scaled["metadata"]["name"]
+
+
+def test_consumers_scale_on_the_lag_of_the_groups_and_topics_their_code_consumes(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    for overlay in overlay_names():
+        objects = rendered(overlay, tmp_path_factory.getbasetemp())
+        for service, scaled in scaled_objects(objects).items():
+            consumes, _ = kafka_usage(service)
+            lag = {(t["metadata"]["consumerGroup"], t["metadata"]["topic"]) for t in triggers(scaled, "kafka")}
+            assert lag <= consumes, f"{overlay} {service}: {lag - consumes} is not consumed by {service}"
+            # Every group shared by the replicas has its backlog watched; a per-replica group (the gateway's
+            # board view, every replica reads everything) says nothing about the replica count.
+            shared = {pair for pair in consumes if "*" not in pair[0]}
+            assert shared <= lag, f"{overlay} {service}: no lag trigger for {shared - lag}"
+            for trigger in triggers(scaled, "kafka"):
+                assert trigger["metadata"]["allowIdleConsumers"] == "false"
+                assert int(trigger["metadata"]["lagThreshold"]) > 0
+        assert set(scaled_objects(objects)) == AUTOSCALED
+
+
+def test_the_gateway_scales_on_open_desk_sockets_and_phone_on_open_streams(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    from tests import metrics_doc
+
+    for overlay in overlay_names():
+        scaled = scaled_objects(rendered(overlay, tmp_path_factory.getbasetemp()))
+        for service, kind in (("gateway", "desk"), ("phone", "phone_stream")):
+            (prometheus,) = triggers(scaled[service], "prometheus")
+            # Per replica, so summed over the replicas (docs/metrics.md).
+            assert prometheus["metadata"]["query"] == (
+                f'sum(sb_websocket_connections{{service="{service}",kind="{kind}"}})'
+            )
+            assert float(prometheus["metadata"]["threshold"]) > 0
+    if "sb_websocket_connections" not in metrics_doc.names():
+        pytest.skip("docs/metrics.md has no row for sb_websocket_connections yet")
+    for service in ("gateway", "phone"):
+        assert "sb_websocket_connections" in metrics_doc.for_service(service), f"docs/metrics.md: {service}"
+
+
+def cron_window(metadata: Obj, year: int) -> tuple[datetime.datetime, datetime.datetime]:
+    """The start and end of a KEDA cron trigger with fixed day and month, in its time zone."""
+    zone = zoneinfo.ZoneInfo(metadata["timezone"])
+
+    def at(expression: str) -> datetime.datetime:
+        minute, hour, day, month, weekday = expression.split()
+        assert weekday == "*", expression
+        return datetime.datetime(year, int(month), int(day), int(hour), int(minute), tzinfo=zone)
+
+    return at(metadata["start"]), at(metadata["end"])
+
+
+@needs_kubectl
+def test_double11_prescales_every_autoscaled_service_before_midnight_in_shanghai(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    scaled = scaled_objects(rendered("double11", tmp_path_factory.getbasetemp()))
+    production = scaled_objects(rendered("production", tmp_path_factory.getbasetemp()))
+    shanghai = zoneinfo.ZoneInfo("Asia/Shanghai")
+    for service in AUTOSCALED:
+        windows = [cron_window(t["metadata"], 2027) for t in triggers(scaled[service], "cron")]
+        for month, day in ((11, 11), (6, 18)):
+            midnight = datetime.datetime(2027, month, day, tzinfo=shanghai)
+            # Up and ready well before the step: pods need scheduling, image pulls, Kafka group joins.
+            assert any(
+                start <= midnight - datetime.timedelta(hours=1) and end >= midnight + datetime.timedelta(hours=2)
+                for start, end in windows
+            ), f"{service}: no cron floor around {month}-{day} 00:00 Asia/Shanghai"
+        desired = {int(t["metadata"]["desiredReplicas"]) for t in triggers(scaled[service], "cron")}
+        assert min(desired) > production[service]["spec"]["minReplicaCount"], service
+        assert not triggers(production[service], "cron"), "production runs without the promo floor"
+    router_desired = {int(t["metadata"]["desiredReplicas"]) for t in triggers(scaled["router"], "cron")}
+    assert router_desired == {INBOUND_PARTITIONS}

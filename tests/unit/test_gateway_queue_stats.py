@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from switchboard.gateway.queue_stats import GroupQueue, group_queue, parse_groups, stats_frame
+from switchboard.gateway.queue_stats import GroupQueue, group_board, group_queue, parse_groups, stats_frame
 from switchboard.gateway.session import DeskSession
 
 
@@ -23,8 +23,13 @@ def test_groups_field_is_split_trimmed_and_deduplicated() -> None:
 
 
 def test_group_figures_from_the_scripts_answer() -> None:
-    stats = group_queue([2, 940_000, 3, 1, 0], 1_000_000)
-    assert stats == GroupQueue(waiting={"chat": 3, "email": 1, "phone": 0}, oldest_wait_s=60, available_agents=2)
+    stats = group_queue(2, [940_000, 970_000, 0], [3, 1, 0], 1_000_000)
+    assert stats == GroupQueue(
+        waiting={"chat": 3, "email": 1, "phone": 0},
+        oldest_wait_s=60,
+        available_agents=2,
+        oldest_wait_by_channel={"chat": 60, "email": 30, "phone": 0},
+    )
     frame = json.loads(stats_frame("售前", stats))
     assert frame == {
         "type": "queue_stats",
@@ -37,8 +42,17 @@ def test_group_figures_from_the_scripts_answer() -> None:
 
 
 def test_an_empty_queue_has_waited_nothing() -> None:
-    assert group_queue([0, 0, 0, 0, 0], 1_000_000).oldest_wait_s == 0
-    assert group_queue([1, 1_000_500, 1, 0, 0], 1_000_000).oldest_wait_s == 0  # clocks a little apart
+    assert group_queue(0, [0, 0, 0], [0, 0, 0], 1_000_000).oldest_wait_s == 0
+    assert group_queue(1, [1_000_500, 0, 0], [1, 0, 0], 1_000_000).oldest_wait_s == 0  # clocks a little apart
+
+
+def test_board_figures_from_the_scripts_answer_per_channel() -> None:
+    board = group_board([0, 880_000, 995_000, 1, 2, 0, 1, 3, 4, 10], [0, 2, 1], 1_000_000)
+    assert board.queue.oldest_wait_by_channel == {"chat": 0, "email": 120, "phone": 5}
+    assert board.queue.oldest_wait_s == 120
+    assert board.queue.available_agents == 1
+    assert board.agents_by_status == {"available": 1, "busy": 2, "away": 0, "wrap_up": 1, "offline": 3}
+    assert board.occupancy == 0.4
 
 
 def test_stats_skip_a_desktop_that_is_behind_and_never_take_its_events_room() -> None:

@@ -9,6 +9,7 @@ from switchboard.chat.facts import TrustedFacts
 from switchboard.chat.frames import ChatInput, to_inbound
 from switchboard.intake.accept import Intake, Outcome
 from switchboard.intake.pii import mask_pii
+from switchboard.intake.tally import InboundOutcome
 from switchboard.runtime.errors import BrokerUnavailable
 from switchboard.runtime.logs import get_logger
 from switchboard.runtime.redis_client import redis_unavailable_as_transient
@@ -59,12 +60,27 @@ class ChatAccept:
         accepted = await self.intake.accept(record, provider_id)
         return ChatAccepted(accepted.outcome == Outcome.DUPLICATE, accepted.message_id, conversation_id)
 
-    async def refuse(self, *, source: str, reason: str, error_type: str, raw: bytes, tenant_id: str = "") -> None:
-        """DLQ record of refused input (masked by Intake.reject); the refusal stands even when Kafka is down."""
+    def count(self, tenant_id: str, outcome: InboundOutcome) -> None:
+        """Count a message this adapter answered without the intake (retry later, rate limited)."""
+        self.intake.tally.count(tenant_id, outcome)
+
+    async def refuse(
+        self, *, source: str, reason: str, error_type: str, raw: bytes, tenant_id: str = "", offered: bool = True
+    ) -> None:
+        """DLQ record of refused input (masked by Intake.reject); the refusal stands even when Kafka is down.
+        `offered` False: no customer message (a reply that could not be delivered), not counted as inbound."""
         try:
             # Reasons may quote what the sender sent (an event id, a header): masked like the bytes.
             await self.intake.reject(
-                source=source, reason=mask_pii(reason), error_type=error_type, raw=raw, tenant_id=tenant_id
+                source=source,
+                reason=mask_pii(reason),
+                error_type=error_type,
+                raw=raw,
+                tenant_id=tenant_id,
+                offered=offered,
             )
         except BrokerUnavailable:
             log.warning("chat_dead_letter_failed", source=source, error_type=error_type, tenant_id=tenant_id)
+            # The sender is refused all the same: counted here, as Intake.reject counts only what it recorded.
+            if offered:
+                self.intake.tally.count(tenant_id, InboundOutcome.REFUSED)

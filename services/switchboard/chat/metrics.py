@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter
+
+from switchboard.state.websockets import WEBSOCKETS
 
 CHAT_MESSAGES = Counter(
     "sb_chat_messages_total",
     "Customer messages offered to the chat adapter, by source and outcome",
     ["source", "outcome"],  # source: widget, webhook; outcome: accepted, duplicate, retry_later, refused, rate_limited
 )
-CHAT_SOCKETS = Gauge("sb_chat_open_sockets", "Widget websockets open on this replica")
+# Widget websockets open on this replica.
+CHAT_SOCKETS = WEBSOCKETS.labels("chat", "widget")
 CHAT_REPLIES = Counter(
     "sb_chat_replies_total", "Agent replies by how they left", ["route"]
 )  # socket, callback, kept (for the next connection), failed

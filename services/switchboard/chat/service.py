@@ -26,6 +26,7 @@ from switchboard.chat.widget import PATH as WIDGET_PATH
 from switchboard.chat.widget import WidgetEndpoint
 from switchboard.intake.accept import Intake
 from switchboard.intake.language import warm_language_detector
+from switchboard.intake.tally import InboundTally
 from switchboard.runtime.consumer import BatchConsumer
 from switchboard.runtime.kafka import RecordProducer
 from switchboard.runtime.logs import get_logger
@@ -65,7 +66,7 @@ async def build(settings: ChatSettings) -> ServiceRuntime:
     callbacks = PlatformCallbacks(tenants, settings.chat_callback_timeout_s, settings.chat_callback_attempts)
     runtime.add_closer(callbacks.close)
     conversations = Conversations(redis, keys, settings.chat_conversation_ttl_s)
-    accept = ChatAccept(Intake(producer, redis, keys), conversations)
+    accept = ChatAccept(Intake(producer, redis, keys, InboundTally("chat", tenants)), conversations)
     pending = PendingReplies(redis, keys, settings.chat_conversation_ttl_s)
     route = ReplyRoute(callbacks, pending)
     hub = SocketHub(redis, keys, pending, _undelivered(route, accept))
@@ -100,7 +101,12 @@ def _undelivered(route: ReplyRoute, accept: ChatAccept) -> Undelivered:
             reason = f"reply {frame.get('message_id')} lost its socket and could not be sent on: {exc!r}"
             raw = json.dumps(frame, ensure_ascii=False).encode()
             await accept.refuse(
-                source="chat:socket", reason=reason, error_type="undeliverable", raw=raw, tenant_id=tenant_id
+                source="chat:socket",
+                reason=reason,
+                error_type="undeliverable",
+                raw=raw,
+                tenant_id=tenant_id,
+                offered=False,
             )
 
     return undelivered

@@ -23,6 +23,7 @@ from switchboard.chat.frames import Limits, decode_json, parse_message, required
 from switchboard.chat.metrics import CHAT_MESSAGES
 from switchboard.chat.settings import ChatSettings, Tenant
 from switchboard.chat.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_body
+from switchboard.intake.tally import InboundOutcome
 from switchboard.runtime.errors import InvalidRecord, TransientError
 from switchboard.runtime.redis_client import redis_unavailable_as_transient
 from switchboard.state.keys import Keys
@@ -71,6 +72,7 @@ class WebhookEndpoint:
             return JSONResponse({"error": refusal.error_type, "reason": refusal.reason}, refusal.status)
         except TransientError:
             CHAT_MESSAGES.labels("webhook", "retry_later").inc()
+            self.accept.count(tenant_id, InboundOutcome.RETRY_LATER)
             retry = str(self.settings.chat_retry_after_s)
             body = {"error": "retry_later", "reason": "not stored; send it again later"}
             return JSONResponse(body, 503, headers={"Retry-After": retry})

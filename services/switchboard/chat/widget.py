@@ -23,6 +23,7 @@ from switchboard.chat.settings import ChatSettings, Tenant
 from switchboard.chat.signing import verify_widget_token
 from switchboard.chat.sockets import CustomerSocket, SocketHub
 from switchboard.intake.ids import stable_id
+from switchboard.intake.tally import InboundOutcome
 from switchboard.runtime.errors import InvalidRecord, TransientError
 from switchboard.runtime.logs import get_logger
 from switchboard.state.departures import Departures
@@ -213,6 +214,7 @@ class _Session:
             )
         except TransientError:
             CHAT_MESSAGES.labels("widget", "retry_later").inc()
+            self.e.accept.count(sock.tenant_id, InboundOutcome.RETRY_LATER)
             retry = self.e.settings.chat_retry_after_s
             sock.push(error_frame("retry_later", "not stored; send it again later", client_msg_id, retry))
             return True
@@ -243,6 +245,7 @@ class _Session:
             retry_after = max(self.bucket.seconds_to_next(), 0.1)
         self.strikes += 1
         CHAT_MESSAGES.labels("widget", "rate_limited").inc()
+        self.e.accept.count(self.sock.tenant_id, InboundOutcome.RATE_LIMITED)
         self.sock.push(error_frame("rate_limited", "too many messages; slow down", client_msg_id, retry_after))
         return False
 

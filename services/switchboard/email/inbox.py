@@ -26,6 +26,7 @@ from switchboard.intake.customers import CustomerContact, CustomerTiers
 from switchboard.intake.ids import stable_id
 from switchboard.intake.language import detect_language
 from switchboard.intake.pii import mask_email, mask_pii
+from switchboard.intake.tally import InboundOutcome
 from switchboard.runtime.errors import BrokerUnavailable, InvalidRecord, TransientError
 from switchboard.runtime.logs import get_logger
 
@@ -44,6 +45,9 @@ class Result(enum.Enum):
     REFUSED = "refused"
     RETRY_LATER = "retry_later"
 
+
+# What the inbox answers without the intake counting it (the intake counts accepted, duplicate and refused).
+_COUNTED_HERE = frozenset({Result.NOT_ROUTED, Result.RETRY_LATER})
 
 # error type → (SMTP reply code and enhanced status, HTTP status)
 _REFUSALS: dict[str, tuple[str, int]] = {
@@ -118,6 +122,9 @@ class EmailInbox:
                 raw, via, f"the message could not be processed ({type(exc).__name__})", "internal_error", recipients
             )
         RECEIVED.labels(verdict.result.value, via.partition(":")[0]).inc()
+        if verdict.result in _COUNTED_HERE:
+            tenants = list(self.recipients_by_tenant(recipients))
+            self.intake.tally.count(tenants[0] if tenants else "", InboundOutcome(verdict.result.value))
         return verdict
 
     async def _receive(self, raw: bytes, recipients: list[str], envelope_sender: str | None, via: str) -> Verdict:

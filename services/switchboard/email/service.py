@@ -17,6 +17,7 @@ from switchboard.email.webhook import install_webhook
 from switchboard.intake.accept import Intake
 from switchboard.intake.customers import CustomerTiers
 from switchboard.intake.language import warm_language_detector
+from switchboard.intake.tally import InboundTally
 from switchboard.runtime.consumer import BatchConsumer
 from switchboard.runtime.redis_client import redis_client
 from switchboard.runtime.service import ServiceRuntime
@@ -51,7 +52,8 @@ async def build_service(settings: EmailSettings) -> EmailService:
     tenants = TenantDirectory(settings.tenant_addresses, settings.tenant_domains, settings.tenant_subdomain_of)
     tiers = CustomerTiers(settings)
     runtime.add_closer(tiers.close)
-    inbox = EmailInbox(settings, Intake(producer, redis, keys), book, tenants, tiers)
+    tally = InboundTally("email", tenants.known_tenants(settings.email_tenants))
+    inbox = EmailInbox(settings, Intake(producer, redis, keys, tally), book, tenants, tiers)
     install_webhook(runtime.app, inbox)
     smtp = SmtpServer(settings, inbox)
     await smtp.start()

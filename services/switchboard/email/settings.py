@@ -30,6 +30,9 @@ class EmailSettings(CustomerLookupSettings):
     tenant_addresses: dict[str, str] = Field(default_factory=dict)
     tenant_domains: dict[str, str] = Field(default_factory=dict)
     tenant_subdomain_of: str = "inbound.switchboard.local"
+    # Shops reached by subdomain addressing that metrics name: any other tenant a subdomain names is labelled
+    # "unknown" in sb_inbound_messages_total (docs/metrics.md), e.g. SB_EMAIL_TENANTS='["shop-a","shop-b"]'.
+    email_tenants: list[str] = Field(default_factory=list)
     # The From of agents' replies when the conversation does not say which shop address the customer wrote to.
     reply_from_local_part: str = "service"
     # Input limits: over them a message is refused (SMTP 552/554, HTTP 413/422) and dead-lettered.

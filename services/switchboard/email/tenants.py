@@ -23,6 +23,11 @@ class TenantDirectory:
     domains: dict[str, str] = field(default_factory=dict)
     subdomain_of: str = ""
 
+    def known_tenants(self, listed: list[str]) -> set[str]:
+        """The tenants the address and domain tables name, and those `listed` (SB_EMAIL_TENANTS): the only tenant
+        values of the adapter's metric labels (a subdomain names any tenant a sender makes up)."""
+        return {*self.addresses.values(), *self.domains.values(), *listed}
+
     def tenant_for(self, recipient: str) -> str | None:
         """The tenant a recipient belongs to, or None when no shop receives mail there."""
         address = normalise_address(recipient)

@@ -1,5 +1,9 @@
 """The supervisor board's figures per (tenant, skill group): live, as Prometheus gauges, and 30 minutes of history.
 
+The gauges (`sb_queue_waiting`, `sb_queue_oldest_wait_seconds` per channel, `sb_service_level`,
+`sb_service_level_target_seconds`, `sb_occupancy`, `sb_agents`; gateway/metrics.py) are set from each sample, the
+very figures the board shows, with tenant and group labels bounded to the configured ones (state/metrics.py).
+
 Three sources, each read once and fed to the board, the series and the gauges alike (no second bookkeeping):
 - the queues and agents in Redis, read with `queue_stats.read_group_boards` (the module that computes the desktops'
   queue_stats frames) every `SB_BOARD_SAMPLE_S`;
@@ -21,34 +25,32 @@ import contextlib
 import time
 from collections import defaultdict, deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
-from prometheus_client import Gauge
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from switchboard.contracts import RoutingEvent, RoutingEventType
-from switchboard.gateway.queue_stats import GroupBoard, TenantGroup, read_group_boards
+from switchboard.gateway.metrics import (
+    AGENTS,
+    OCCUPANCY,
+    QUEUE_OLDEST_WAIT,
+    QUEUE_WAITING,
+    SERVICE_LEVEL,
+    SERVICE_LEVEL_TARGET,
+)
+from switchboard.gateway.queue_stats import BOARD_STATUSES, GroupBoard, TenantGroup, read_group_boards
 from switchboard.runtime.consumer import Delivery, Rejected
 from switchboard.runtime.logs import get_logger
 from switchboard.state.figures import ServiceLevel, read_estimates, read_service_levels
 from switchboard.state.keys import Keys
+from switchboard.state.metrics import LabelBounds
 from switchboard.state.roster import Roster
 
 log = get_logger(__name__)
-
-WAITING = Gauge("sb_board_waiting", "Conversations waiting for a skill group", ["tenant", "group"])
-OLDEST_WAIT = Gauge("sb_board_oldest_wait_seconds", "Longest wait at the head of a group's queues", ["tenant", "group"])
-SERVICE_LEVEL = Gauge(
-    "sb_board_service_level", "Share answered within the target over the service-level window", ["tenant", "group"]
-)
-OCCUPANCY = Gauge(
-    "sb_board_occupancy", "Used over effective slots of a group's agents not offline", ["tenant", "group"]
-)
-AGENTS = Gauge("sb_board_agents", "A group's agents by status", ["tenant", "group", "status"])
 
 DEFAULT_TARGET_S = 30.0
 # An estimate the router has not rewritten for this long (no router running) is not shown.
@@ -111,17 +113,95 @@ class BoardPoint:
     service_level: float | None
 
 
-def service_level_targets(routing_dir: Path) -> dict[str, float]:
-    """Each tenant's routing target: `queue.service_level_target_s` of the router's config/routing/<tenant>.yaml
-    (the router validates those files; a file that cannot be read here is logged and left at the default)."""
-    targets: dict[str, float] = {}
+@dataclass(frozen=True, slots=True)
+class TenantRoutingFacts:
+    """What the board takes from a tenant's routing config: its service-level target and its skill groups."""
+
+    target_s: float
+    groups: tuple[str, ...]
+
+
+def routing_facts(routing_dir: Path) -> dict[str, TenantRoutingFacts]:
+    """Each tenant's `queue.service_level_target_s` and skill groups from the router's config/routing/<tenant>.yaml
+    (the router validates those files; a file that cannot be read here is logged and left out)."""
+    found: dict[str, TenantRoutingFacts] = {}
     for path in sorted(routing_dir.glob("*.yaml")) if routing_dir.is_dir() else []:
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
-            targets[str(data["tenant"])] = float(data.get("queue", {}).get("service_level_target_s", DEFAULT_TARGET_S))
+            target = float(data.get("queue", {}).get("service_level_target_s", DEFAULT_TARGET_S))
+            groups = tuple(str(g["name"]) for g in data.get("skill_groups", []))
+            found[str(data["tenant"])] = TenantRoutingFacts(target, groups)
         except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError, AttributeError) as exc:
             log.warning("board_routing_config_skipped", path=str(path), error=repr(exc))
-    return targets
+    return found
+
+
+def service_level_targets(routing_dir: Path) -> dict[str, float]:
+    """Each tenant's routing target (routing_facts)."""
+    return {tenant: facts.target_s for tenant, facts in routing_facts(routing_dir).items()}
+
+
+@dataclass
+class GaugeValues:
+    """The gauges of one sample, folded per bounded label set: groups that share a label set ("unknown" tenant,
+    "none" group) add their waiting, agents and slots and keep the longest wait; service levels and targets only of
+    configured groups (a level of several groups is no level of any)."""
+
+    waiting: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    oldest: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    agents: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    slots: dict[TenantGroup, tuple[int, int]] = field(default_factory=dict)
+    levels: dict[TenantGroup, float | None] = field(default_factory=dict)
+    targets: dict[TenantGroup, float] = field(default_factory=dict)
+
+    def occupancy(self, labels: TenantGroup) -> float:
+        """Used over effective slots of the label set (0 when none)."""
+        used, slots = self.slots[labels]
+        return round(used / slots, 3) if slots else 0.0
+
+
+def gauge_values(
+    boards: dict[TenantGroup, GroupBoard],
+    bounds: LabelBounds,
+    levels: dict[TenantGroup, float | None],
+    targets: dict[str, float],
+) -> GaugeValues:
+    """The gauges' values of a sample (pure)."""
+    out = GaugeValues()
+    for (tenant, group), board in sorted(boards.items()):
+        labels = bounds.pair(tenant, group)
+        for channel, waiting in board.queue.waiting.items():
+            key = (*labels, channel)
+            out.waiting[key] = out.waiting.get(key, 0) + waiting
+            out.oldest[key] = max(out.oldest.get(key, 0), board.queue.oldest_wait_by_channel.get(channel, 0))
+        for status in BOARD_STATUSES:
+            key = (*labels, status)
+            out.agents[key] = out.agents.get(key, 0) + board.agents_by_status.get(status, 0)
+        used, slots = out.slots.get(labels, (0, 0))
+        out.slots[labels] = (used + board.used_slots, slots + board.slots)
+        if labels == (tenant, group):
+            out.levels[labels] = levels.get((tenant, group))
+            out.targets[labels] = targets.get(tenant, DEFAULT_TARGET_S)
+    return out
+
+
+def export(values: GaugeValues) -> None:
+    """Set the gauges; a configured group whose window holds no arrival has no service level (series removed)."""
+    for key, waiting in values.waiting.items():
+        QUEUE_WAITING.labels(*key).set(waiting)
+        QUEUE_OLDEST_WAIT.labels(*key).set(values.oldest[key])
+    for key, count in values.agents.items():
+        AGENTS.labels(*key).set(count)
+    for labels in values.slots:
+        OCCUPANCY.labels(*labels).set(values.occupancy(labels))
+    for labels, target in values.targets.items():
+        SERVICE_LEVEL_TARGET.labels(*labels).set(target)
+        level = values.levels.get(labels)
+        if level is not None:
+            SERVICE_LEVEL.labels(*labels).set(level)
+        else:
+            with contextlib.suppress(KeyError):
+                SERVICE_LEVEL.remove(*labels)
 
 
 class BoardFigures:
@@ -147,6 +227,7 @@ class BoardFigures:
         self.sample_s = sample_s
         self.head = head
         self.targets: dict[str, float] = {}
+        self.bounds = LabelBounds()
         self.groups: dict[str, set[str]] = defaultdict(set)
         self.live: dict[TenantGroup, GroupBoard] = {}
         self.series: dict[TenantGroup, deque[BoardPoint]] = defaultdict(
@@ -156,10 +237,17 @@ class BoardFigures:
         self.stopping = asyncio.Event()
 
     def know_roster(self, roster: Roster) -> None:
-        """Watch every group of the roster's agents (temporary agents' groups join as routing decisions name them)."""
+        """Watch every group of the roster's agents (temporary agents' groups join as routing decisions name them);
+        the roster's tenants and groups are configured ones for the gauges' labels."""
         for tenant in roster.tenants:
             for agent in tenant.agents:
                 self.groups[tenant.tenant_id].update(agent.groups)
+        self.bounds.update(self.groups)
+
+    def know_routing(self, facts: dict[str, TenantRoutingFacts]) -> None:
+        """The tenants' service-level targets, and their skill groups as configured label values."""
+        self.targets = {tenant: f.target_s for tenant, f in facts.items()}
+        self.bounds.update({tenant: f.groups for tenant, f in facts.items()})
 
     def target(self, tenant_id: str) -> float:
         """The tenant's service-level target in seconds."""
@@ -190,10 +278,10 @@ class BoardFigures:
         since = self.sampled_ms or now_ms - int(self.sample_s * 1000)
         for pair, board in boards.items():
             self.live[pair] = board
-            level = self.level(pair)
             waiting = sum(board.queue.waiting.values())
-            self.series[pair].append(BoardPoint(now_ms, waiting, self.tally.arrived_since(pair, since), level))
-            self._gauges(pair, board, waiting, level)
+            arrivals = self.tally.arrived_since(pair, since)
+            self.series[pair].append(BoardPoint(now_ms, waiting, arrivals, self.level(pair)))
+        export(gauge_values(boards, self.bounds, {pair: self.level(pair) for pair in boards}, self.targets))
         self.sampled_ms = now_ms
 
     async def _read_shared_figures(self, pairs: list[TenantGroup], now_ms: int) -> None:
@@ -231,16 +319,6 @@ class BoardFigures:
             return by_channel["chat"]
         return max(by_channel.values()) if by_channel else None
 
-    @staticmethod
-    def _gauges(pair: TenantGroup, board: GroupBoard, waiting: int, level: float | None) -> None:
-        WAITING.labels(*pair).set(waiting)
-        OLDEST_WAIT.labels(*pair).set(board.queue.oldest_wait_s)
-        OCCUPANCY.labels(*pair).set(board.occupancy)
-        if level is not None:
-            SERVICE_LEVEL.labels(*pair).set(level)
-        for status, count in board.agents_by_status.items():
-            AGENTS.labels(*pair, status).set(count)
-
     def tenant_view(self, tenant_id: str, now_ms: int) -> dict[str, Any]:
         """Everything the board shows of one tenant's groups: live figures and series (only this tenant's)."""
         target = self.target(tenant_id)
@@ -257,6 +335,7 @@ class BoardFigures:
                     "waiting": waiting,
                     "waiting_by_channel": board.queue.waiting,
                     "oldest_wait_s": board.queue.oldest_wait_s,
+                    "oldest_wait_by_channel": board.queue.oldest_wait_by_channel,
                     "service_level": self.level(pair),
                     "service_level_target_s": target,
                     "answered": shared.answered,

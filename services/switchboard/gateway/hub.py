@@ -20,7 +20,7 @@ from redis.asyncio.connection import Connection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from switchboard.gateway.metrics import EVENTS_SENT, SOCKETS, SOCKETS_STALLED
+from switchboard.gateway.metrics import DESK_SOCKETS, EVENTS_SENT, SOCKETS_STALLED
 from switchboard.gateway.protocol import CloseCode, event_frame
 from switchboard.gateway.session import DeskSession
 from switchboard.gateway.settings import GatewaySettings
@@ -64,7 +64,7 @@ class DeskHub:
         """Add a session; returns the older session of the same agent on this replica, which the caller closes."""
         older = self.sessions.get(session.key)
         self.sessions[session.key] = session
-        SOCKETS.set(len(self.sessions))
+        DESK_SOCKETS.set(len(self.sessions))
         session.writer = asyncio.create_task(session.run_writer(self.mark_dirty), name="desk-writer")
         self.mark_dirty(session)
         return older
@@ -74,7 +74,7 @@ class DeskHub:
         if self.sessions.get(session.key) is session:
             del self.sessions[session.key]
         self._dirty.pop(session, None)
-        SOCKETS.set(len(self.sessions))
+        DESK_SOCKETS.set(len(self.sessions))
         session.closed = True
         session.wake.set()
         self.trimmer.request(session, final=True)

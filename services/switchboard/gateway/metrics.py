@@ -1,10 +1,13 @@
-"""The gateway's Prometheus metrics."""
+"""The gateway's Prometheus metrics (desk sockets: `sb_websocket_connections{kind="desk"}`, state/websockets.py)."""
 
 from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-SOCKETS = Gauge("sb_gateway_sockets", "Authenticated desktop sockets on this replica")
+from switchboard.state.websockets import WEBSOCKETS
+
+# Authenticated desktop sessions on this replica.
+DESK_SOCKETS = WEBSOCKETS.labels("gateway", "desk")
 SOCKETS_STALLED = Gauge("sb_gateway_sockets_stalled", "Sockets whose send queue is full (outbox reads paused)")
 EVENTS_SENT = Counter("sb_gateway_events_sent_total", "Desk events queued to desktop sockets")
 AUTH_REFUSED = Counter("sb_gateway_auth_refused_total", "Sockets closed before a session started", ["code"])
@@ -22,3 +25,26 @@ RESPONSES = Counter(
     "Responses by whether they met the group's target in force",
     ["tenant", "group", "kind", "within"],
 )
+
+# The queues and agents of every skill group, from the supervisor board's sampler (board_stats.py): the figures the
+# board shows, set from the same reads. Every replica exports the same numbers: aggregate with max, never sum.
+QUEUE_WAITING = Gauge(
+    "sb_queue_waiting", "Conversations waiting in a skill group's queue", ["tenant", "group", "channel"]
+)
+QUEUE_OLDEST_WAIT = Gauge(
+    "sb_queue_oldest_wait_seconds",
+    "Wait of the oldest conversation at the head of a skill group's queue (0: none waiting)",
+    ["tenant", "group", "channel"],
+)
+SERVICE_LEVEL = Gauge(
+    "sb_service_level",
+    "Share of a group's arrivals answered within the target over the service-level window (absent: none arrived)",
+    ["tenant", "group"],
+)
+SERVICE_LEVEL_TARGET = Gauge(
+    "sb_service_level_target_seconds", "The service-level target in force for a group", ["tenant", "group"]
+)
+OCCUPANCY = Gauge(
+    "sb_occupancy", "Used over effective slots of a group's agents who are not offline", ["tenant", "group"]
+)
+AGENTS = Gauge("sb_agents", "A skill group's agents by status", ["tenant", "group", "status"])

@@ -19,7 +19,7 @@ import contextlib
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
@@ -48,11 +48,13 @@ QUEUE_STATS = LuaScript.load(__file__, "queue_stats")
 
 @dataclass(frozen=True, slots=True)
 class GroupQueue:
-    """One skill group's queue as a desktop sees it."""
+    """One skill group's queue as a desktop sees it: waiting per channel, the longest wait (over every channel and
+    per channel) and its available agents."""
 
     waiting: dict[str, int]
     oldest_wait_s: int
     available_agents: int
+    oldest_wait_by_channel: dict[str, int] = field(default_factory=dict)
 
 
 def parse_groups(value: bytes | str | None) -> tuple[str, ...]:
@@ -63,14 +65,19 @@ def parse_groups(value: bytes | str | None) -> tuple[str, ...]:
     return tuple(sorted({g.strip() for g in text.split(",") if g.strip()}))
 
 
-def group_queue(answer: Sequence[int], now_ms: int) -> GroupQueue:
-    """A group's figures from the script's answer: [available agents, oldest enqueued_ms at the heads (0: none),
-    depth per channel in CHANNELS order]."""
-    available, oldest_ms, *depths = (int(v) for v in answer)
+def _wait_s(oldest_ms: int, now_ms: int) -> int:
+    return max(0, now_ms - oldest_ms) // 1000 if oldest_ms else 0
+
+
+def group_queue(available: int, oldest_ms: Sequence[int], depths: Sequence[int], now_ms: int) -> GroupQueue:
+    """A group's figures from its available agents, the oldest enqueued_ms at the head of each channel's queue
+    (0: none) and each channel's depth, both in CHANNELS order."""
+    by_channel = {ch: _wait_s(int(at), now_ms) for ch, at in zip(CHANNELS, oldest_ms, strict=True)}
     return GroupQueue(
-        waiting=dict(zip(CHANNELS, depths, strict=True)),
-        oldest_wait_s=max(0, now_ms - oldest_ms) // 1000 if oldest_ms else 0,
-        available_agents=available,
+        waiting={ch: int(depth) for ch, depth in zip(CHANNELS, depths, strict=True)},
+        oldest_wait_s=max(by_channel.values()),
+        available_agents=int(available),
+        oldest_wait_by_channel=by_channel,
     )
 
 
@@ -189,24 +196,33 @@ class QueueStatsBroadcaster:
     async def _read(self, pairs: list[TenantGroup], now_ms: int) -> dict[TenantGroup, GroupQueue]:
         """Members and queue heads of every (tenant, group), then one script call per group, pipelined."""
         heads = await read_group_heads(self.redis, self.keys, pairs, self.settings.queue_stats_head)
-        calls = [ScriptCall(QUEUE_STATS, keys=[*h.agents, *h.conversations], args=[len(h.agents)]) for h in heads]
+        calls = [ScriptCall(QUEUE_STATS, keys=h.keys(), args=h.args()) for h in heads]
         result: dict[TenantGroup, GroupQueue] = {}
         for start in range(0, len(calls), _CHUNK):
             chunk = range(start, min(start + _CHUNK, len(calls)))
             answered = await run_pipelined(self.redis, [calls[i] for i in chunk])
-            for i, (available, oldest) in zip(chunk, answered, strict=True):
-                result[pairs[i]] = group_queue([available, oldest, *heads[i].depths], now_ms)
+            for i, (available, *oldest) in zip(chunk, answered, strict=True):
+                result[pairs[i]] = group_queue(available, oldest, heads[i].depths, now_ms)
         return result
 
 
 @dataclass(frozen=True, slots=True)
 class GroupHeads:
-    """What the first round reads of one group: its agent hashes, the conversations at its queue heads, and the
-    depth of each channel queue (CHANNELS order)."""
+    """What the first round reads of one group: its agent hashes, the conversations at its queue heads (channel
+    after channel), how many of them each channel has, and the depth of each channel queue (CHANNELS order)."""
 
     agents: list[str]
     conversations: list[str]
     depths: list[int]
+    heads: list[int]
+
+    def keys(self) -> list[str]:
+        """KEYS of the group's script: the agents, then the head conversations."""
+        return [*self.agents, *self.conversations]
+
+    def args(self) -> list[int]:
+        """ARGV of the group's script: the agent count, then the head conversations per channel."""
+        return [len(self.agents), *self.heads]
 
 
 async def read_group_heads(redis: Redis, keys: Keys, pairs: Sequence[TenantGroup], head: int) -> list[GroupHeads]:
@@ -222,11 +238,13 @@ async def read_group_heads(redis: Redis, keys: Keys, pairs: Sequence[TenantGroup
     found = []
     for tenant, _group in pairs:
         members = sorted(next(answers))
-        depths, conversations = [], []
+        depths, conversations, counts = [], [], []
         for _channel in CHANNELS:
             depths.append(int(next(answers)))
-            conversations += [keys.conversation(tenant, c.decode()) for c in next(answers)]
-        found.append(GroupHeads([keys.agent(tenant, m.decode()) for m in members], conversations, depths))
+            head_ids = next(answers)
+            counts.append(len(head_ids))
+            conversations += [keys.conversation(tenant, c.decode()) for c in head_ids]
+        found.append(GroupHeads([keys.agent(tenant, m.decode()) for m in members], conversations, depths, counts))
     return found
 
 
@@ -251,13 +269,14 @@ class GroupBoard:
         return round(self.used_slots / self.slots, 3) if self.slots else 0.0
 
 
-def group_board(answer: Sequence[int], now_ms: int) -> GroupBoard:
-    """A group's board figures from GROUP_BOARD's answer followed by the queue depths: [oldest enqueued_ms, agents
-    per BOARD_STATUSES, used slots, effective slots, depth per channel in CHANNELS order]."""
+def group_board(answer: Sequence[int], depths: Sequence[int], now_ms: int) -> GroupBoard:
+    """A group's board figures from GROUP_BOARD's answer [oldest enqueued_ms per channel, agents per
+    BOARD_STATUSES, used slots, effective slots] and the depth of each channel's queue (CHANNELS order)."""
     values = [int(v) for v in answer]
-    oldest_ms, by_status, (used, slots), depths = values[0], values[1:6], values[6:8], values[8:]
+    n = len(CHANNELS)
+    oldest_ms, by_status, (used, slots) = values[:n], values[n : n + 5], values[n + 5 : n + 7]
     statuses = dict(zip(BOARD_STATUSES, by_status, strict=True))
-    queue = group_queue([statuses["available"], oldest_ms, *depths], now_ms)
+    queue = group_queue(statuses["available"], oldest_ms, depths, now_ms)
     return GroupBoard(queue=queue, agents_by_status=statuses, used_slots=used, slots=slots)
 
 
@@ -266,11 +285,11 @@ async def read_group_boards(
 ) -> dict[TenantGroup, GroupBoard]:
     """The board figures of each (tenant, group): the queue stats' first round, then one GROUP_BOARD call each."""
     heads = await read_group_heads(redis, keys, pairs, head)
-    calls = [ScriptCall(GROUP_BOARD, keys=[*h.agents, *h.conversations], args=[len(h.agents)]) for h in heads]
+    calls = [ScriptCall(GROUP_BOARD, keys=h.keys(), args=h.args()) for h in heads]
     result: dict[TenantGroup, GroupBoard] = {}
     for start in range(0, len(calls), _CHUNK):
         chunk = range(start, min(start + _CHUNK, len(calls)))
         answered = await run_pipelined(redis, [calls[i] for i in chunk])
         for i, answer in zip(chunk, answered, strict=True):
-            result[pairs[i]] = group_board([*answer, *heads[i].depths], now_ms)
+            result[pairs[i]] = group_board(answer, heads[i].depths, now_ms)
     return result

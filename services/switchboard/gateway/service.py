@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 
 from switchboard.gateway.app import Gateway
 from switchboard.gateway.board import Board, install_board, install_pages
-from switchboard.gateway.board_stats import BoardFigures, RoutingTally, service_level_targets
+from switchboard.gateway.board_stats import BoardFigures, RoutingTally, routing_facts
 from switchboard.gateway.commands import DeskCommands
 from switchboard.gateway.desk_config import load_desk_configs
 from switchboard.gateway.hub import DeskHub
@@ -79,7 +79,7 @@ def board_figures(settings: GatewaySettings, gateway: Gateway) -> BoardFigures:
         head=settings.queue_stats_head,
         sl_window_s=settings.board_sl_window_s,
     )
-    figures.targets = service_level_targets(settings.routing_config_dir)
+    figures.know_routing(routing_facts(settings.routing_config_dir))
     figures.know_roster(gateway.roster)
     return figures
 

@@ -3,6 +3,9 @@
     outcome = await intake.accept(message, provider_id)   # Accepted / Duplicate; raises BrokerUnavailable
     await intake.reject(source, reason, error_type, raw)    # DLQ record with the bytes masked
 
+Both count their outcome in `sb_inbound_messages_total` (intake/tally.py); the adapter counts through
+`intake.tally` what it answers without them.
+
 Idempotency: a Redis marker per (tenant, channel, provider id) is taken as `pending` (short TTL) before the send and
 set to `done` after the broker's ack. A redelivery while `done` is a Duplicate; while `pending` (the first copy is
 still in flight) the sender is told to retry later; a failed send drops the marker so the retry goes through.
@@ -23,6 +26,7 @@ from switchboard.contracts import Channel, InboundMessage
 from switchboard.intake.ids import message_id
 from switchboard.intake.language import detect_language
 from switchboard.intake.pii import mask_bytes, mask_pii
+from switchboard.intake.tally import InboundOutcome, InboundTally
 from switchboard.runtime.errors import BrokerUnavailable, TransientError
 from switchboard.runtime.kafka import RecordProducer, now_timestamp
 from switchboard.runtime.logs import get_logger
@@ -57,10 +61,11 @@ class Accepted:
 class Intake:
     """Writes normalized InboundMessages to the inbound topic, once per provider message."""
 
-    def __init__(self, producer: RecordProducer, redis: Redis, keys: Keys) -> None:
+    def __init__(self, producer: RecordProducer, redis: Redis, keys: Keys, tally: InboundTally) -> None:
         self.producer = producer
         self.redis = redis
         self.keys = keys
+        self.tally = tally
 
     def prepare(self, message: InboundMessage, provider_id: str) -> InboundMessage:
         """Fill the ids, receive time and language, and mask PII in the text (in place; returns it)."""
@@ -76,6 +81,14 @@ class Intake:
 
     async def accept(self, message: InboundMessage, provider_id: str) -> Accepted:
         """Send one message unless this provider id was accepted before; return after the broker's ack."""
+        accepted = await self._accept(message, provider_id)
+        self._count(message.tenant_id, accepted.outcome)
+        return accepted
+
+    def _count(self, tenant_id: str, outcome: Outcome) -> None:
+        self.tally.count(tenant_id, InboundOutcome(outcome.value))
+
+    async def _accept(self, message: InboundMessage, provider_id: str) -> Accepted:
         self.prepare(message, provider_id)
         marker = self.keys.idempotency(message.tenant_id, Channel.Name(message.channel), provider_id)
         with redis_unavailable_as_transient():
@@ -108,6 +121,12 @@ class Intake:
         When any of them is in flight elsewhere, nothing is sent and InFlight is raised (the sender retries the
         whole batch, and the rest become Duplicates then).
         """
+        found = await self._accept_many(items)
+        for (message, _), accepted in zip(items, found, strict=True):
+            self._count(message.tenant_id, accepted.outcome)
+        return found
+
+    async def _accept_many(self, items: Sequence[tuple[InboundMessage, str]]) -> list[Accepted]:
         for message, provider_id in items:
             self.prepare(message, provider_id)
         markers = [self.keys.idempotency(m.tenant_id, Channel.Name(m.channel), p) for m, p in items]
@@ -152,9 +171,19 @@ class Intake:
             log.warning("idempotency_forget_failed", error=repr(exc))
 
     async def reject(
-        self, *, source: str, reason: str, error_type: str, raw: bytes, tenant_id: str = "", key: str = ""
+        self,
+        *,
+        source: str,
+        reason: str,
+        error_type: str,
+        raw: bytes,
+        tenant_id: str = "",
+        key: str = "",
+        offered: bool = True,
     ) -> None:
-        """Record refused input in the DLQ, PII-masked; raises BrokerUnavailable when Kafka is down."""
+        """Record refused input in the DLQ, PII-masked, and count it refused unless it is no customer message
+        (`offered` False: e.g. a reply the adapter could not deliver); raises BrokerUnavailable when Kafka is down
+        (nothing counted: the adapter answers retry later, or counts the refusal it keeps anyway)."""
         await self.producer.dead_letter(
             source=source,
             reason=reason,
@@ -163,3 +192,5 @@ class Intake:
             tenant_id=tenant_id,
             key=key,
         )
+        if offered:
+            self.tally.count(tenant_id, InboundOutcome.REFUSED)

@@ -70,6 +70,10 @@ class PhoneDirectory:
         """Read the directory file."""
         return cls.from_mapping(yaml.safe_load(path.read_text(encoding="utf-8")))
 
+    def tenants(self) -> set[str]:
+        """Every tenant of the directory."""
+        return {*self.tenant_by_key_hash.values(), *self.tenant_by_number.values()}
+
     def tenant_for_key(self, api_key: str | None) -> str | None:
         """The tenant an API key belongs to, or None (compared by hash, in constant time per candidate)."""
         if not api_key:

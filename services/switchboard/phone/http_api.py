@@ -14,6 +14,7 @@ from typing import Annotated
 from fastapi import FastAPI, Header, Request
 from fastapi.responses import JSONResponse
 
+from switchboard.intake.tally import InboundOutcome, InboundTally
 from switchboard.phone.adapter import PhoneAdapter
 from switchboard.phone.announce import Announcer, answer
 from switchboard.phone.metrics import PHONE_REFUSED, PHONE_RETRY_LATER
@@ -29,9 +30,10 @@ EVENTS_PATH = "/v1/phone/events"
 TRANSCRIPT_PATH = "/v1/phone/calls/{call_id}/transcript"
 
 
-def retry_later(settings: PhoneSettings, exc: Exception) -> JSONResponse:
-    """503 with Retry-After: the sender keeps the delivery and sends it again."""
+def retry_later(settings: PhoneSettings, exc: Exception, tally: InboundTally, tenant_id: str) -> JSONResponse:
+    """503 with Retry-After: the sender keeps the delivery and sends it again (counted once per delivery)."""
     PHONE_RETRY_LATER.labels("http").inc()
+    tally.count(tenant_id, InboundOutcome.RETRY_LATER)
     log.warning("phone_retry_later", error=repr(exc))
     return JSONResponse(
         {"error": "retry_later", "reason": "the message broker is unavailable; nothing was taken, send it again"},
@@ -70,13 +72,14 @@ def install_http_routes(app: FastAPI, adapter: PhoneAdapter, announcer: Announce
             await adapter.reject(source=source, error=error, raw=raw, tenant_id=tenant_id)
         except TransientError as exc:
             # Without its DLQ record the refusal is not recorded yet: the sender retries and is refused then.
-            return retry_later(settings, exc)
+            return retry_later(settings, exc, adapter.intake.tally, tenant_id)
         PHONE_REFUSED.labels(error.error_type).inc()
         return JSONResponse({"error": error.error_type, "reason": error.reason}, status_code=error.status)
 
     def unauthorized() -> JSONResponse:
         # Not dead-lettered: anyone could fill the DLQ with unauthenticated requests. Counted instead.
         PHONE_REFUSED.labels("unauthorized").inc()
+        adapter.intake.tally.count("", InboundOutcome.REFUSED)
         return JSONResponse({"error": "unauthorized", "reason": "missing or unknown X-Api-Key"}, status_code=401)
 
     @app.post(EVENTS_PATH)
@@ -97,7 +100,7 @@ def install_http_routes(app: FastAPI, adapter: PhoneAdapter, announcer: Announce
         except PhoneInputError as error:
             return await refuse(source, error, raw, tenant_id)
         except TransientError as exc:
-            return retry_later(settings, exc)
+            return retry_later(settings, exc, adapter.intake.tally, tenant_id)
         return JSONResponse(await answer(announcer, tenant_id, delivery, results))
 
     @app.post(TRANSCRIPT_PATH)
@@ -118,7 +121,7 @@ def install_http_routes(app: FastAPI, adapter: PhoneAdapter, announcer: Announce
         except PhoneInputError as error:
             return await refuse(source, error, raw, tenant_id)
         except TransientError as exc:
-            return retry_later(settings, exc)
+            return retry_later(settings, exc, adapter.intake.tally, tenant_id)
         counts = {"accepted": 0, "duplicate": 0}
         for result in results:
             counts[result.status] = counts.get(result.status, 0) + 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 from switchboard.intake.accept import Intake
 from switchboard.intake.customers import CustomerTiers
 from switchboard.intake.language import warm_language_detector
+from switchboard.intake.tally import InboundTally
 from switchboard.phone.adapter import PhoneAdapter
 from switchboard.phone.announce import Announcer
 from switchboard.phone.calls import CallStore
@@ -44,7 +45,7 @@ def build_adapter(settings: PhoneSettings, producer: RecordProducer, runtime: Se
     tiers = CustomerTiers(settings)
     runtime.add_closer(tiers.close)
     adapter = PhoneAdapter(
-        intake=Intake(producer, redis, keys),
+        intake=Intake(producer, redis, keys, InboundTally("phone", directory.tenants())),
         calls=CallStore(redis, keys, settings.phone_call_ttl_s),
         directory=directory,
         sequencer=Sequencer(settings.phone_reorder_window_s),

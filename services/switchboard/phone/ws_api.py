@@ -20,9 +20,10 @@ from typing import Any
 from fastapi import FastAPI, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
+from switchboard.intake.tally import InboundOutcome
 from switchboard.phone.adapter import ItemResult, PhoneAdapter, dump
 from switchboard.phone.announce import Announcer, answer
-from switchboard.phone.metrics import PHONE_REFUSED, PHONE_RETRY_LATER
+from switchboard.phone.metrics import PHONE_REFUSED, PHONE_RETRY_LATER, PHONE_STREAMS
 from switchboard.phone.settings import PhoneSettings
 from switchboard.phone.wire import CallEnded, Delivery, PhoneInputError, PhoneItem, Segment, delivery_id, parse_delivery
 from switchboard.runtime.errors import TransientError
@@ -173,6 +174,7 @@ class StreamSession:
 
     async def _retry_later(self, frame_id: str, exc: Exception) -> None:
         PHONE_RETRY_LATER.labels("ws").inc()
+        self.adapter.intake.tally.count(self.tenant_id, InboundOutcome.RETRY_LATER)
         log.warning("phone_retry_later", tenant_id=self.tenant_id, error=repr(exc))
         await self._send(
             {
@@ -191,6 +193,8 @@ class StreamSession:
             await self.adapter.reject(source="ws:" + STREAM_PATH, error=error, raw=raw, tenant_id=self.tenant_id)
         except TransientError as exc:
             log.warning("phone_dead_letter_failed", error=repr(exc))
+            # The frame is refused all the same (the socket closes): counted here, Intake.reject did not.
+            self.adapter.intake.tally.count(self.tenant_id, InboundOutcome.REFUSED)
         PHONE_REFUSED.labels(error.error_type).inc()
         await self.ws.close(CLOSE_TOO_BIG, f"frame over {limit} bytes")
 
@@ -213,6 +217,11 @@ def install_ws_routes(app: FastAPI, adapter: PhoneAdapter, announcer: Announcer,
         tenant_id = adapter.directory.tenant_for_key(ws.headers.get("x-api-key"))
         if tenant_id is None:
             PHONE_REFUSED.labels("unauthorized").inc()
+            adapter.intake.tally.count("", InboundOutcome.REFUSED)
             await ws.close(CLOSE_UNAUTHORIZED, "missing or unknown X-Api-Key")
             return
-        await StreamSession(ws, adapter, announcer, settings, tenant_id).run()
+        PHONE_STREAMS.inc()
+        try:
+            await StreamSession(ws, adapter, announcer, settings, tenant_id).run()
+        finally:
+            PHONE_STREAMS.dec()

@@ -23,21 +23,29 @@ class RoutingConfigs:
 
     def get(self, tenant_id: str) -> TenantRouting | None:
         """The tenant's config, or None when no valid file names it."""
+        return next((config for config in self._configs() if config.tenant == tenant_id), None)
+
+    def tenants(self) -> set[str]:
+        """The tenants a valid file names."""
+        return {config.tenant for config in self._configs()}
+
+    def _configs(self) -> list[TenantRouting]:
+        """Every valid config of the directory, in file order (files read again when their mtime changed)."""
         try:
             files = {p: p.stat().st_mtime for p in sorted(self.directory.glob("*.yaml"))}
         except OSError as exc:
             log.warning("routing_config_dir_unreadable", directory=str(self.directory), error=repr(exc))
-            return None
+            return []
         for path in set(self._loaded) - set(files):
             del self._loaded[path]
-        found = None
+        found = []
         for path, mtime in files.items():
             cached = self._loaded.get(path)
             if cached is None or cached[0] != mtime:
                 cached = (mtime, self._load(path))
                 self._loaded[path] = cached
-            if cached[1] is not None and cached[1].tenant == tenant_id and found is None:
-                found = cached[1]
+            if cached[1] is not None:
+                found.append(cached[1])
         return found
 
     @staticmethod

@@ -45,9 +45,11 @@ async def build(settings: PresenceSettings) -> ServiceRuntime:
     control = SurgeControl(
         store, AuditLog(redis, store.keys, settings.audit_maxlen), RoutingConfigs(settings.config_dir())
     )
+    roster = None
     if settings.load_roster_on_start and roster_path is not None:
         # a broken roster at start is a deployment error: fail loudly (a broken reload later is only logged)
-        await store.load_roster(load_roster(roster_path))
+        roster = load_roster(roster_path)
+        await store.load_roster(roster)
     sweeper = Sweeper(
         store,
         control,
@@ -58,7 +60,12 @@ async def build(settings: PresenceSettings) -> ServiceRuntime:
     runtime.add_worker("sweep", sweeper.run, stop=sweeper.stop)
     runtime.add_ready_check("sweep", lambda: sweeper.healthy)
     watcher = RosterWatcher(
-        store, roster_path if settings.load_roster_on_start else None, settings.roster_poll_s, control.audit
+        store,
+        roster_path if settings.load_roster_on_start else None,
+        settings.roster_poll_s,
+        control.audit,
+        configured=control.configs.tenants,
+        roster_tenants=[t.tenant_id for t in roster.tenants] if roster is not None else (),
     )
     runtime.add_worker("roster", watcher.run, stop=watcher.stop)
     mount_operator_api(runtime.app, control, settings.operator_tokens)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -19,6 +20,7 @@ from switchboard.presence.metrics import AGENTS, ROSTER_RELOADS
 from switchboard.runtime.logs import get_logger
 from switchboard.state.agent_model import text
 from switchboard.state.agents import PresenceStore
+from switchboard.state.metrics import LabelBounds
 from switchboard.state.roster import load_roster
 
 log = get_logger(__name__)
@@ -30,9 +32,19 @@ class RosterWatcher:
     """Reloads the roster when its file changes, and refreshes the `sb_presence_agents` gauge."""
 
     def __init__(
-        self, store: PresenceStore, path: Path | None, interval_s: float, audit: AuditLog | None = None
+        self,
+        store: PresenceStore,
+        path: Path | None,
+        interval_s: float,
+        audit: AuditLog | None = None,
+        configured: Callable[[], set[str]] = set,
+        roster_tenants: Iterable[str] = (),
     ) -> None:
         self.store = store
+        # The tenants whose `sb_presence_agents` label is their own id: the routing configs' (`configured`) and
+        # those of the roster loaded last; any other tenant presence keeps agents for is counted as "unknown".
+        self.configured = configured
+        self.roster_tenants = set(roster_tenants)
         self.audit = audit
         self.path = path
         self.interval_s = interval_s
@@ -72,6 +84,7 @@ class RosterWatcher:
             ROSTER_RELOADS.labels("invalid").inc()
             log.error("roster_invalid", path=str(self.path), error=str(exc))
             return False
+        self.roster_tenants = {tenant.tenant_id for tenant in roster.tenants}
         changed = await self.store.load_roster(roster)
         ROSTER_RELOADS.labels("loaded").inc()
         if self.audit is not None:
@@ -82,13 +95,18 @@ class RosterWatcher:
         return True
 
     async def count_agents(self) -> None:
-        """Set `sb_presence_agents{tenant,status}` from Redis (statuses only: one pipelined HGET per agent)."""
+        """Set `sb_presence_agents{tenant,status}` from Redis (statuses only: one pipelined HGET per agent); tenants
+        outside the configured ones are added up as "unknown"."""
         redis, keys = self.store.redis, self.store.keys
+        bounds = LabelBounds.of_tenants(self.roster_tenants | self.configured())
+        counts: dict[str, Counter[str]] = {}
         for tenant in sorted(text(t) for t in await redis.smembers(keys.presence_tenants())):
             members = [text(m) for m in await redis.smembers(keys.tenant_agents(tenant))]
             pipe = redis.pipeline(transaction=False)
             for agent_id in members:
                 pipe.hget(keys.agent(tenant, agent_id), "status")
-            counts = Counter(text(s) if s else "offline" for s in await pipe.execute())
+            found = Counter(text(s) if s else "offline" for s in await pipe.execute())
+            counts.setdefault(bounds.tenant(tenant), Counter()).update(found)
+        for label, found in counts.items():
             for status in STATUSES:
-                AGENTS.labels(tenant, status).set(counts.get(status, 0))
+                AGENTS.labels(label, status).set(found.get(status, 0))

@@ -12,7 +12,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from prometheus_client import Counter
 from redis.asyncio import Redis
 
 from switchboard.contracts import OutboundMessage, RoutingEvent
@@ -25,6 +24,7 @@ from switchboard.router.contract import (
     decode_decisions,
 )
 from switchboard.router.events import routing_event
+from switchboard.router.metrics import ROUTE_DECISIONS, Published, observe
 from switchboard.router.reload import ConfigStore
 from switchboard.router.scripts import SCRIPTS, KeySet, Scripts, context
 from switchboard.router.snapshot import Snapshot, read_groups, text
@@ -42,8 +42,6 @@ from switchboard.state.keys import Keys
 
 log = get_logger(__name__)
 
-DECISIONS = Counter("sb_router_decisions_total", "Routing decisions by type", ["type"])
-ROUTE_DECISIONS = ("assigned", "offered", "queued")
 # A route plan offers the claim script this many candidates (each declares four keys). When all of them changed
 # since the snapshot, the conversation is queued and its groups drained at once, which finds whoever has room.
 CANDIDATES = 2
@@ -330,7 +328,6 @@ class RouterContext:
         surge_profile = self.configs.surge.name(config.tenant)
         for outcome in found:
             d = outcome.decision
-            DECISIONS.labels(d.type).inc()
             if d.type == "refused":
                 log.info(
                     "command_refused",
@@ -358,6 +355,8 @@ class RouterContext:
                 away.append(d.agent)
         if events:
             await self.sink.routing(events)
+        # Counted once the decisions are on the topic: a resend after a failed publish counts them then.
+        observe(config, [Published(o.decision, o.reasons) for o in found], now_ms)
         # The customer's history (for the next agent's desk) is written where the CLOSED decision is published.
         closes = [
             Close(d.conv, d.channel, d.group, d.agent, d.wrap, d.epoch)

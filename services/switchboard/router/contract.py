@@ -433,6 +433,9 @@ class Decision:
     crule: str = ""
     # Route decisions (assigned, offered, queued): the conversation's language as the router stored it.
     lang: str = ""
+    # offered / assigned / accepted: the conversation's first offer, or first assignment, since its arrival `enq`
+    # (a re-offer or a re-assignment with the same arrival is not measured again: router/metrics.py).
+    first: bool = False
 
     @classmethod
     def decode(cls, raw: Mapping[str, Any]) -> Self:

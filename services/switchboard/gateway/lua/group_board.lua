@@ -1,13 +1,17 @@
 #!lua flags=no-writes
 -- One skill group as the supervisor board shows it, read-only: its agents by status, the used and effective slots
--- of those not offline (occupancy), and the oldest enqueue time at the heads of its queues (as queue_stats reads it).
--- KEYS[1 .. agent_count]: the group's agent hashes; the KEYS after them: the conversations at its queue heads.
--- Returns {oldest enqueued_ms (0: none), available, busy, away, wrap_up, offline, used slots, effective slots}.
+-- of those not offline (occupancy), and per channel the oldest enqueue time at the head of its queue (as
+-- queue_stats reads it).
+-- KEYS[1 .. agent_count]: the group's agent hashes; the KEYS after them: the conversations at its queue heads,
+--   channel after channel (CHANNELS order), ARGV[2 ..] of them each.
+-- ARGV[1]: agent_count; ARGV[2 ..]: how many head conversations each channel has.
+-- Returns {oldest enqueued_ms per channel (0: none) ..., available, busy, away, wrap_up, offline, used slots,
+--   effective slots}.
 local agent_count = tonumber(ARGV[1])
 
 local order = {'available', 'busy', 'away', 'wrap_up', 'offline'}
 local statuses = {available = 0, busy = 0, away = 0, wrap_up = 0, offline = 0}
-local used, slots, oldest = 0, 0, 0
+local used, slots = 0, 0
 for i = 1, agent_count do
   local a = redis.call('HMGET', KEYS[i], 'status', 'multiplier',
     'cap:chat', 'cap:email', 'cap:phone', 'used:chat', 'used:email', 'used:phone')
@@ -21,11 +25,17 @@ for i = 1, agent_count do
     for j = 6, 8 do used = used + (tonumber(a[j]) or 0) end
   end
 end
-for i = agent_count + 1, #KEYS do
-  local at = tonumber(redis.call('HGET', KEYS[i], 'enqueued_ms'))
-  if at and (oldest == 0 or at < oldest) then oldest = at end
+local out = {}
+local last = agent_count
+for c = 2, #ARGV do
+  local oldest = 0
+  for i = last + 1, last + tonumber(ARGV[c]) do
+    local at = tonumber(redis.call('HGET', KEYS[i], 'enqueued_ms'))
+    if at and (oldest == 0 or at < oldest) then oldest = at end
+  end
+  last = last + tonumber(ARGV[c])
+  out[#out + 1] = oldest
 end
-local out = {oldest}
 for _, name in ipairs(order) do out[#out + 1] = statuses[name] end
 out[#out + 1] = used
 out[#out + 1] = slots

@@ -27,8 +27,10 @@ elseif M.type == 'accept' then
   redis.call('ZREM', T('offers'), conv)
   redis.call('HSET', K('agent', agent), 'missed_offers', 0)
   deliver_backlog(agent, conv, epoch, redis.call('HGET', ckey, 'served_group'), redis.call('HGET', ckey, 'rule'))
-  emit({ type = 'accepted', conv = conv, agent = agent, epoch = epoch, group = group, channel = ch,
-    enq = tonumber(redis.call('HGET', ckey, 'enqueued_ms')) or NOW })
+  local enq = redis.call('HGET', ckey, 'enqueued_ms')
+  local d = emit({ type = 'accepted', conv = conv, agent = agent, epoch = epoch, group = group, channel = ch,
+    enq = tonumber(enq) or NOW })
+  if first_since_arrival(ckey, 'assign_measured', enq) then d.first = true end
 elseif M.type == 'decline' then
   release(agent, conv, ch)
   redis.call('ZREM', T('offers'), conv)

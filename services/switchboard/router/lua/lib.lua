@@ -162,6 +162,15 @@ local function release(agent, conv, ch)
   end
 end
 
+-- Whether this is the conversation's first offer (`field` = 'offer_measured') or assignment ('assign_measured')
+-- since its arrival `enq` (its enqueued_ms as stored): a re-offer after a timeout, or the assignment after an agent
+-- left, keeps the arrival and is not measured again (the router's time-to-offer / time-to-assign histograms).
+local function first_since_arrival(ckey, field, enq)
+  if not enq or redis.call('HGET', ckey, field) == enq then return false end
+  redis.call('HSET', ckey, field, enq)
+  return true
+end
+
 -- Take `agent`'s slot for `conv` and make it the owner, or the offered agent when the plan gives an offer
 -- deadline: one atomic step with the desk events that tell the agent.
 local function claim(conv, agent, group, step, deadline)
@@ -190,7 +199,9 @@ local function claim(conv, agent, group, step, deadline)
       by = c[7], conf = c[8] })
     d.type = 'offered'
     d.deadline = deadline
+    if first_since_arrival(ckey, 'offer_measured', c[4]) then d.first = true end
   else
+    if first_since_arrival(ckey, 'assign_measured', c[4]) then d.first = true end
     redis.call('HSET', ckey, 'state', 'assigned', 'owner', agent, 'offer_agent', '', 'offer_deadline_ms', 0,
       'queues', '', 'served_group', group, 'declined', '')
     deliver_backlog(agent, conv, epoch, group, c[3])
