@@ -460,7 +460,15 @@ def test_only_the_dev_overlay_runs_its_own_kafka_and_redis() -> None:
 # Read by `switchboard topics` (cli.py) besides the ServiceSettings fields.
 TOPICS_ENV = {"SB_TOPIC_REPLICATION"}
 # Created in the cluster by the operator, never committed: production references them by name only.
-EXTERNAL = {"switchboard-secrets", "routing-config", "desk-config", "agent-roster", "phone-directory", "chat-tenants"}
+EXTERNAL = {
+    "switchboard-secrets",
+    "switchboard-redis",
+    "routing-config",
+    "desk-config",
+    "agent-roster",
+    "phone-directory",
+    "chat-tenants",
+}
 CONFIG = ROOT / "config"
 # Written by the Strimzi operators (components/strimzi): each service's KafkaUser password and the cluster CA.
 STRIMZI_SECRETS = {"switchboard-cluster-ca-cert", *(f"switchboard-{name}" for name in LONG_RUNNING)}
@@ -690,6 +698,8 @@ def container_env(objects: list[Obj], target: str, pod: Obj, container: Obj) -> 
             continue
         for kind, ref in (("ConfigMap", "configMapKeyRef"), ("Secret", "secretKeyRef")):
             key_ref = var.get("valueFrom", {}).get(ref)
+            if key_ref is not None and key_ref.get("optional") and object_data(objects, kind, key_ref["name"]) is None:
+                continue  # unset where the object is missing
             if key_ref is not None:
                 data = lookup(kind, key_ref["name"])
                 if data:
@@ -698,7 +708,7 @@ def container_env(objects: list[Obj], target: str, pod: Obj, container: Obj) -> 
     for volume in pod.get("volumes", []):
         if "configMap" in volume:
             lookup("ConfigMap", volume["configMap"]["name"])
-        if "secret" in volume:
+        if "secret" in volume and not volume["secret"].get("optional"):
             lookup("Secret", volume["secret"]["secretName"])
     return env
 
@@ -1820,3 +1830,28 @@ def test_the_gateway_and_the_load_generator_call_presence_on_its_internal_port(h
         for p in rule["ports"]
     }
     assert egress == {INTERNAL_PORT}
+
+
+def test_production_services_log_in_to_redis_as_their_own_user_over_tls(house: tuple[str, list[Obj]]) -> None:
+    target, objects = house
+    if target.partition("+")[0] == "dev" or target.endswith("+local-infra"):
+        pytest.skip("the in-cluster dev Redis has no users and no TLS")
+    for pod, container in switchboard_containers(objects):
+        service = container_service(container)
+        env = container_env(objects, target, pod, container)
+        assert env["REDIS_URL"].startswith("rediss://"), f"{target} {service}"
+        ca_file = Path(env["SB_REDIS_SSL_CA_FILE"])
+        mount = next(m for m in container.get("volumeMounts", []) if m["mountPath"] == str(ca_file.parent))
+        volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+        assert volume["secret"]["secretName"] == "switchboard-redis", f"{target} {service}"
+        assert {"key": "ca.crt", "path": ca_file.name} in volume["secret"]["items"], f"{target} {service}"
+        if service == "topics":
+            continue  # Kafka only
+        refs = {
+            var["name"]: var["valueFrom"]["secretKeyRef"]
+            for var in container["env"]
+            if "secretKeyRef" in var.get("valueFrom", {})
+        }
+        for setting, key in (("SB_REDIS_USERNAME", "username"), ("SB_REDIS_PASSWORD", "password")):
+            assert refs[setting]["name"] == "switchboard-redis", f"{target} {service}"
+            assert refs[setting]["key"] == f"{service}-{key}", f"{target} {service}"
