@@ -192,6 +192,7 @@ class RecordProducer:
             original=original,
             original_headers=original_headers or {},
             at=now_timestamp(),
+            key=key,
         )
         await self.send(self.topics.dlq, key or error_type, letter)
         RECORDS_DEAD_LETTERED.labels(self._settings.service_name, error_type).inc()

@@ -80,6 +80,9 @@ class ServiceSettings(BaseSettings):
     key_prefix: str = "sb"
     http_host: str = "0.0.0.0"
     http_port: int = 8080
+    # The operator surface (/metrics, /healthz, /readyz, presence's operator API) on a port of its own; the public
+    # port then answers 404 for it. None: everything on http_port (docs: deploy/README.md, "Internal port").
+    internal_port: int | None = None
     # Largest websocket message the HTTP server reads; a bigger one closes the socket (1009) before it is buffered.
     http_ws_max_bytes: int = 16 * 1024 * 1024
     # permessage-deflate for websockets when the client offers it (browsers always do). Each compressed socket holds
