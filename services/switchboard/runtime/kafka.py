@@ -44,11 +44,11 @@ def kafka_client_options(settings: ServiceSettings) -> dict[str, Any]:
     protocol = settings.kafka_security_protocol
     options: dict[str, Any] = {"bootstrap_servers": settings.kafka_bootstrap, "security_protocol": protocol}
     if protocol in ("SSL", "SASL_SSL"):
-        cert, key = settings.kafka_ssl_cert_file, settings.kafka_ssl_key_file
+        # Without a CA file the system's CAs; the broker's certificate must name the host it is reached by.
         options["ssl_context"] = create_ssl_context(
             cafile=settings.kafka_ssl_ca_file,
-            certfile=cert,
-            keyfile=key,
+            certfile=settings.kafka_ssl_cert_file,
+            keyfile=settings.kafka_ssl_key_file,
         )
     if protocol.startswith("SASL_"):
         password = settings.kafka_sasl_password
@@ -84,11 +84,9 @@ async def start_client(client: _Client, settings: ServiceSettings, what: str) ->
     try:
         await client.start()
     except (KafkaError, OSError) as exc:
-        reason = await connection_refusal(settings)
+        reason = await connection_refusal(settings) or repr(exc)
         log.error("kafka_connect_failed", client=what, reason=reason, **describe_connection(settings))
-        raise BrokerUnavailable(
-            f"{what} could not connect to Kafka at {settings.kafka_bootstrap}: {reason or repr(exc)}"
-        ) from exc
+        raise BrokerUnavailable(f"{what} could not connect to Kafka at {settings.kafka_bootstrap}: {reason}") from exc
 
 
 async def connection_refusal(settings: ServiceSettings) -> str:

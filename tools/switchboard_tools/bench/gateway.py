@@ -23,12 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from redis.asyncio import Redis
 
 from switchboard.contracts import Channel, DeskEvent, DeskEventType, InboundMessage
 from switchboard.gateway.limits import raise_open_files
 from switchboard.runtime.kafka import RecordProducer, ensure_topics
-from switchboard.runtime.redis_client import redis_client
+from switchboard.runtime.redis_client import connect_url, redis_client, redis_security_options
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.runtime.topics import Topics
 from switchboard.state.agents import PresenceStore
@@ -218,7 +217,7 @@ def _appends(args: argparse.Namespace, settings: ServiceSettings, agents: list[i
 
 async def _fan_out(args: argparse.Namespace, settings: ServiceSettings, desktops: Desktops) -> tuple[float, float]:
     """Append args.events events round-robin over the agents; (append seconds, until-all-received seconds)."""
-    redis = Redis.from_url(settings.redis_url, encoding="latin-1")
+    redis = connect_url(settings.redis_url, encoding="latin-1", **redis_security_options(settings))
     try:
         sha = await redis.script_load(APPEND)
         base = desktops.total_events()

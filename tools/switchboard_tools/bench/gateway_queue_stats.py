@@ -21,6 +21,7 @@ from switchboard.gateway.hub import DeskHub
 from switchboard.gateway.queue_stats import QueueStatsBroadcaster
 from switchboard.gateway.session import DeskSession
 from switchboard.gateway.settings import GatewaySettings
+from switchboard.runtime.redis_client import redis_for
 from switchboard.state.keys import Keys
 from switchboard.state.roster import CHANNELS
 
@@ -77,7 +78,7 @@ async def run(args: argparse.Namespace) -> None:
     prefix = f"bench-qs-{uuid.uuid4().hex[:8]}"
     settings = GatewaySettings(key_prefix=prefix, redis_url=args.redis_url)
     keys = Keys(prefix)
-    redis = Redis.from_url(args.redis_url)
+    redis = redis_for(args.redis_url)
     try:
         agents = await _seed(redis, keys, args)
         hub = DeskHub(redis, keys, settings)

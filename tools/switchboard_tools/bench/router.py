@@ -29,6 +29,7 @@ from switchboard.contracts import Channel, InboundMessage
 from switchboard.router.engine import MemorySink, Router
 from switchboard.router.reload import ConfigStore
 from switchboard.router.settings import REPO_ROUTING_DIR
+from switchboard.runtime.redis_client import redis_for
 from switchboard.state.keys import Keys
 
 T = "tmall-flagship"
@@ -133,7 +134,7 @@ def _pct(values: list[float], q: float) -> float:
 
 async def bench(args: argparse.Namespace) -> None:
     """Run every measurement and print the figures."""
-    redis = Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    redis = redis_for(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
     keys = Keys(f"bench{uuid.uuid4().hex[:8]}")
     store = ConfigStore(Path(os.environ.get("SB_ROUTING_CONFIG_DIR", REPO_ROUTING_DIR)))
     store.poll()
