@@ -2,8 +2,9 @@
 # One image for every switchboard service: the command picks the service, e.g.
 #   docker run switchboard switchboard.router
 #   docker run switchboard switchboard topics
-# It installs only the service distribution (pyproject.toml). The load generator and the benchmarks are the tools
-# distribution (tools/pyproject.toml, with matplotlib and tqdm); they get their own stage, `loadtest`:
+# It installs only the service distribution (pyproject.toml) and requirements/runtime.lock. The load generator and the
+# benchmarks are the tools distribution (tools/pyproject.toml, with matplotlib and tqdm; requirements/tools.lock);
+# they get their own stage, `loadtest`:
 #   docker build --target loadtest -t switchboard-loadtest .
 #   docker run switchboard-loadtest switchboard_tools.loadgen
 # The service image (`runtime`) is the last stage, so a plain `docker build .` builds it.
@@ -17,13 +18,12 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 RUN python -m venv /opt/venv
 WORKDIR /src
 
-# Dependencies get their own layer so that editing the code does not reinstall them.
-# requirements.lock also pins the dev tools (pytest, mypy, ruff, grpcio-tools, testcontainers); the image takes
-# only the direct runtime dependencies from pyproject.toml, with every version constrained by the lock.
-COPY pyproject.toml requirements.lock ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-        > requirements.runtime.txt \
- && pip install --requirement requirements.runtime.txt --constraint requirements.lock
+# Dependencies get their own layer so that editing the code does not reinstall them. requirements/runtime.lock
+# pins the services' dependencies (pyproject.toml) and nothing else, each with its hashes: pip refuses any file
+# whose hash the lock does not list, and any dependency the lock does not pin (README, "Dependencies").
+COPY pyproject.toml ./
+COPY requirements/runtime.lock ./requirements/
+RUN pip install --require-hashes --requirement requirements/runtime.lock
 
 # Only the package: config (tenants, rosters, routing) and every secret come from mounts and the environment at
 # run time (docker-compose.yml mounts ./config, Kubernetes mounts ConfigMaps and Secrets), never from the image.
@@ -39,12 +39,12 @@ RUN pip install --no-deps . \
     done
 
 # --- tools-builder: the same venv plus the tools distribution and its dependencies (load test only) -------------
+# requirements/tools.lock = runtime.lock's pins plus the tools' (matplotlib, tqdm, ...), hash-checked the same way.
 FROM builder AS tools-builder
+COPY requirements/tools.lock ./requirements/
+RUN pip install --require-hashes --requirement requirements/tools.lock
 COPY tools ./tools
-RUN python -c "import tomllib; deps = tomllib.load(open('tools/pyproject.toml', 'rb'))['project']['dependencies']; \
-print('\n'.join(d for d in deps if d != 'switchboard'))" > requirements.tools.txt \
- && pip install --requirement requirements.tools.txt --constraint requirements.lock \
- && pip install --no-deps ./tools
+RUN pip install --no-deps ./tools
 
 # --- loadtest: the load generator's image (docker-compose.yml `loadgen`, components/loadtest), never a service --
 FROM python:3.11-slim AS loadtest

@@ -1,12 +1,14 @@
 # switchboard — the same targets for people and CI.
 # `make up` runs the stack, `make test` runs the tests; both install what they need on their own.
 
-PYTHON ?= python3
-VENV := .venv
+# PYTHON: the interpreter for a new .venv (empty: scripts/venv.sh picks a supported one, see pyproject.toml's
+# requires-python). VENV: where the dev venv lives.
+PYTHON ?=
+VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml tools/pyproject.toml | cksum | cut -d' ' -f1)
+export PYTHON VENV
 
-.PHONY: help venv prepare pages web-check proto proto-check fmt lint typecheck check test test-all soak bench bench-services loadtest loadtest-double11 eval-routing up clean
+.PHONY: help venv lock prepare pages web-check proto proto-check fmt lint typecheck check test test-unit test-all soak bench bench-services loadtest loadtest-double11 eval-routing up clean
 
 help:
 	@echo "make up         run Kafka, Redis and every service (Ctrl-C stops all)"
@@ -16,19 +18,28 @@ help:
 	@echo "make bench      raw limits and pipeline figures on this machine"
 	@echo "make bench-services  each service's own benchmark (BENCH_ARGS=--quick for short runs)"
 	@echo "make check      format check, lint and typecheck"
+	@echo "make lock       regenerate requirements/*.lock after a dependency changed in a pyproject.toml"
 	@echo "make eval-routing  the example shop's routing on its labelled messages: accuracy, confusion matrix, timing"
 	@echo "                (EVAL_ARGS=--compare also measures the candidate classifiers; exits 1 below 90 % held out)"
 
-# The dev venv: every pinned package, then both distributions editable: the services (.) and their tooling
-# (tools/: the local stack, the load generator, the benchmarks; tools/README.md says why they are apart).
-$(STAMP): requirements.lock pyproject.toml tools/pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check -r requirements.lock
-	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e .
-	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e tools
-	rm -f $(VENV)/.installed-* && touch $@
+# The dev venv: every package of requirements/dev.lock (hash-checked), then both distributions editable: the
+# services (.) and their tooling (tools/: the local stack, the load generator, the benchmarks; tools/README.md says
+# why they are apart). scripts/venv.sh rebuilds a venv made by another Python or from another lock, and says why.
+venv:
+	@sh scripts/venv.sh
 
-venv: $(STAMP)
+# The three hashed locks (README, "Dependencies"), each a superset of the one before with the same pins:
+#   runtime.lock  the services' dependencies (pyproject.toml), all the service image installs
+#   tools.lock    plus the tools distribution (tools/pyproject.toml: load generator, charting), the load-test image
+#   dev.lock      plus the services' dev extra (tests, lint, typecheck, proto generation), the dev venv
+# uv keeps every pin already in a lock and resolves only what is new; UPGRADE=--upgrade moves every pin (or
+# UPGRADE="--upgrade-package NAME" one). --universal: one lock for every supported Python and platform.
+LOCK_COMPILE := $(BIN)/uv pip compile --quiet --generate-hashes --universal --python-version 3.11
+LOCAL_PACKAGES := --no-emit-package switchboard --no-emit-package switchboard-tools
+lock: venv
+	$(LOCK_COMPILE) $(UPGRADE) pyproject.toml -o requirements/runtime.lock
+	$(LOCK_COMPILE) $(UPGRADE) requirements/tools.in -c requirements/runtime.lock $(LOCAL_PACKAGES) -o requirements/tools.lock
+	$(LOCK_COMPILE) $(UPGRADE) requirements/dev.in -c requirements/tools.lock $(LOCAL_PACKAGES) -o requirements/dev.lock
 
 prepare: venv
 	$(BIN)/python -m switchboard_tools.stack.prepare
@@ -60,6 +71,10 @@ web-check: prepare
 
 test: prepare
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+
+# The fast tests alone (no broker), e.g. on the other supported Python: make test-unit VENV=.venv-3.12 PYTHON=python3.12
+test-unit: prepare
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
 test-all: prepare
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -1,4 +1,4 @@
-"""`python -m switchboard`: the service image's commands, `topics` and `replay` (switchboard.cli)."""
+"""`python -m switchboard`: the service image's commands, `topics`, `replay` and `dlq` (switchboard.cli)."""
 
 import sys
 

@@ -1,4 +1,4 @@
-"""`python -m switchboard`: the operational commands the service image carries (`topics`, `replay`).
+"""`python -m switchboard`: the operational commands the service image carries (`topics`, `replay`, `dlq`).
 
 The `switchboard` command of a development checkout (`switchboard_tools.cli`, the tools distribution) offers these
 and adds the local stack, the load test and the benchmarks, which the service image does not carry.
@@ -11,10 +11,11 @@ import asyncio
 import os
 import sys
 
+from switchboard.dlq import command as dlq_command
 from switchboard.runtime.kafka import ensure_topics
 from switchboard.runtime.topics import Topics
 
-COMMANDS = ("replay", "topics")
+COMMANDS = ("replay", "topics", dlq_command.COMMAND)
 
 
 def run_replay(argv: list[str]) -> int:
@@ -25,7 +26,7 @@ def run_replay(argv: list[str]) -> int:
 
 
 def add_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add `replay` (for --help only: it is dispatched before parsing) and `topics`."""
+    """Add `replay` (for --help only: it is dispatched before parsing), `topics` and `dlq`."""
     sub.add_parser("replay", help="replay a recorded day against a routing config, offline (router)")
     topics = sub.add_parser("topics", help="create the topics on KAFKA_BOOTSTRAP")
     topics.add_argument("--partitions", type=int, default=None, help="override the production partition counts")
@@ -35,10 +36,13 @@ def add_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=int(os.environ.get("SB_TOPIC_REPLICATION", "1")),
         help="replication factor (3 on a production cluster; env SB_TOPIC_REPLICATION)",
     )
+    dlq_command.add_subcommand(sub)
 
 
 def run_subcommand(args: argparse.Namespace) -> int:
-    """Run `topics`: create every topic with its production partition count; print their names."""
+    """Run `dlq`, or `topics`: create every topic with its production partition count; print their names."""
+    if args.command == dlq_command.COMMAND:
+        return dlq_command.run_subcommand(args)
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
     specs = Topics(os.environ.get("SB_TOPIC_PREFIX", "")).specs(args.partitions)
     asyncio.run(ensure_topics(bootstrap, specs, replication=args.replication))

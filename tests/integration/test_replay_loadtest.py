@@ -30,6 +30,7 @@ from switchboard.router.replay import (
     replay,
 )
 from switchboard.router.settings import RouterSettings
+from switchboard.runtime.settings import ServiceSettings
 from switchboard.runtime.topics import Topics
 from switchboard_tools.loadgen.run import Outcome, load_test
 from switchboard_tools.loadgen.scenario import load_scenario
@@ -96,7 +97,11 @@ def recorded_run(
     try:
         configs = load_configs(outcome.folder / "stack-config" / "routing")
         recording = asyncio.run(
-            read_topics(kafka_bootstrap, endpoints["topic_prefix"], set(configs.tenants()), folder / "run.jsonl")
+            read_topics(
+                ServiceSettings(kafka_bootstrap=kafka_bootstrap, topic_prefix=endpoints["topic_prefix"]),
+                set(configs.tenants()),
+                folder / "run.jsonl",
+            )
         )
     finally:
         asyncio.run(_drop_run(kafka_bootstrap, redis_url, endpoints["topic_prefix"], endpoints["key_prefix"]))

@@ -43,6 +43,7 @@ def test_every_record_type_round_trips_by_its_header() -> None:
         "switchboard.v1.AgentPresence",
         "switchboard.v1.OutboundMessage",
         "switchboard.v1.DeadLetter",
+        "switchboard.v1.DeadLetterRedrive",
         "switchboard.v1.AgentCommand",
         "switchboard.v1.DeskEvent",
     }

@@ -7,14 +7,18 @@ patch checked against the object it targets instead of applied).
 
 from __future__ import annotations
 
+import ast
 import base64
+import datetime
 import fnmatch
+import functools
 import json
 import os
 import re
 import shutil
 import subprocess
 import tomllib
+import zoneinfo
 from collections.abc import Iterator
 from importlib import import_module
 from pathlib import Path
@@ -25,11 +29,13 @@ import yaml
 from pydantic import AliasChoices
 
 from switchboard.runtime.settings import ServiceSettings
+from switchboard.runtime.topics import Topics
 from switchboard_tools.stack.up import NOT_STARTED_BY_UP, SERVICES, module_of
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
 OVERLAYS = ("dev", "production", "double11")
+LOCKS = ("runtime.lock", "tools.lock")
 LONG_RUNNING = [name for name in SERVICES if name not in NOT_STARTED_BY_UP]
 TOOLS = [name for name in SERVICES if name in NOT_STARTED_BY_UP]
 # mailpit: the dev mail sink standing in for the relay of agents' e-mail replies.
@@ -131,10 +137,50 @@ def test_dockerfile_builds_in_stages_and_runs_as_a_numeric_non_root_user() -> No
     assert entrypoint == [["python", "-m"]]
 
 
+def dockerfile_stages() -> dict[str, list[tuple[str, str]]]:
+    """The instructions of each named stage (`FROM image AS name`), FROM itself first."""
+    stages: dict[str, list[tuple[str, str]]] = {}
+    current: list[tuple[str, str]] = []
+    for op, args in dockerfile_instructions():
+        if op == "FROM":
+            current = stages.setdefault(args.split()[-1], [])
+        current.append((op, args))
+    return stages
+
+
+def pip_installs(stage: list[tuple[str, str]]) -> list[str]:
+    """Every `pip install ...` command a stage's RUN instructions run."""
+    commands = [part.strip() for op, args in stage if op == "RUN" for part in args.split("&&")]
+    return [command for command in commands if command.startswith("pip install")]
+
+
+def test_the_service_image_installs_only_the_runtime_lock_with_hashes_checked() -> None:
+    stages = dockerfile_stages()
+    # The runtime stage copies its venv from `builder`; only there do third-party packages get installed.
+    assert any(op == "COPY" and args.startswith("--from=builder /opt/venv") for op, args in stages["runtime"])
+    installs = pip_installs(stages["builder"])
+    assert installs[0] == "pip install --require-hashes --requirement requirements/runtime.lock"
+    # Everything after the lock is a local distribution, installed without dependencies.
+    assert all("--no-deps" in command and "-r" not in command.split() for command in installs[1:])
+    assert not any("tools" in command or "--constraint" in command for command in installs)
+
+
+def test_the_loadtest_image_adds_the_tools_lock_with_hashes_checked() -> None:
+    stages = dockerfile_stages()
+    assert stages["tools-builder"][0][1].startswith("builder AS")
+    assert any(args.startswith("--from=tools-builder /opt/venv") for op, args in stages["loadtest"] if op == "COPY")
+    installs = pip_installs(stages["tools-builder"])
+    assert installs == [
+        "pip install --require-hashes --requirement requirements/tools.lock",
+        "pip install --no-deps ./tools",
+    ]
+
+
 def test_dockerignore_keeps_the_build_context_small_but_complete() -> None:
     ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()}
     assert {".git", ".venv", ".run"} <= ignored
-    assert not {"services", "pyproject.toml", "requirements.lock"} & ignored
+    assert not {"services", "pyproject.toml", "requirements", "tools"} & ignored
+    assert not any(fnmatch.fnmatch(f"requirements/{lock}", pattern) for pattern in ignored for lock in LOCKS)
     # Config and secrets are mounted at run time, never baked into the image.
     assert "config" in ignored
 
@@ -380,7 +426,7 @@ def test_every_overlay_renders_a_deployment_per_long_running_service(overlay: st
         assert [c["name"] for c in containers] == [name]
         assert containers[0]["args"] == [f"switchboard.{name}"]
     assert names(objects, "Job") == {"topics"}
-    assert {"router", "gateway"} <= names(objects, "HorizontalPodAutoscaler")
+    assert {"router", "gateway", "chat", "email", "phone"} <= names(objects, "ScaledObject")
     assert {"router", "gateway"} <= names(objects, "PodDisruptionBudget")
     assert "deny-all" in names(objects, "NetworkPolicy")
 
@@ -395,7 +441,7 @@ def test_every_rendered_service_autoscaler_and_budget_points_at_a_workload(overl
             selector = obj["spec"]["selector"]
         elif obj["kind"] == "PodDisruptionBudget":
             selector = obj["spec"]["selector"]["matchLabels"]
-        elif obj["kind"] == "HorizontalPodAutoscaler":
+        elif obj["kind"] in ("HorizontalPodAutoscaler", "ScaledObject"):
             assert obj["spec"]["scaleTargetRef"]["name"] in names(objects, "Deployment")
             continue
         else:
@@ -416,6 +462,8 @@ TOPICS_ENV = {"SB_TOPIC_REPLICATION"}
 # Created in the cluster by the operator, never committed: production references them by name only.
 EXTERNAL = {"switchboard-secrets", "routing-config", "desk-config", "agent-roster", "phone-directory", "chat-tenants"}
 CONFIG = ROOT / "config"
+# Written by the Strimzi operators (components/strimzi): each service's KafkaUser password and the cluster CA.
+STRIMZI_SECRETS = {"switchboard-cluster-ca-cert", *(f"switchboard-{name}" for name in LONG_RUNNING)}
 
 
 def settings_class(service: str) -> type[ServiceSettings]:
@@ -625,7 +673,10 @@ def container_env(objects: list[Obj], target: str, pod: Obj, container: Obj) -> 
         data = object_data(objects, kind, name)
         if data is None:
             # Only production may leave an object to the cluster, and only the documented ones.
-            assert target in ("production", "double11") and name in EXTERNAL, f"{target}: no {kind} {name}"
+            overlay, _, component = target.partition("+")
+            if component == "strimzi" and name in STRIMZI_SECRETS:
+                return {}  # written by the Strimzi operator, in whichever overlay the component is added to
+            assert overlay in ("production", "double11") and name in EXTERNAL, f"{target}: no {kind} {name}"
             return {}
         return data
 
@@ -794,7 +845,33 @@ def test_every_data_file_of_the_package_is_installed_as_package_data() -> None:
     assert not missing, f"not installed into the image (pyproject package-data): {missing}"
 
 
-def test_the_compose_loadtest_override_points_services_at_the_files_write_config_makes(tmp_path: Path) -> None:
+def interpolate(value: str, variables: dict[str, str]) -> str:
+    """`${NAME}`, `${NAME:?message}` and `$$` as docker compose interpolates them (a missing `:?` one fails)."""
+
+    def substitute(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name, required = match.group(1), match.group(2) is not None
+        if required and name not in variables:
+            raise ValueError(f"compose would stop: {name} is not set")
+        return variables.get(name, "")
+
+    return re.sub(r"\$\$|\$\{(\w+)(:\?[^}]*)?\}", substitute, value)
+
+
+def effective_env(base: Obj, override: Obj, env_file: dict[str, str], variables: dict[str, str]) -> dict[str, str]:
+    """A container's environment under `-f docker-compose.yml -f docker-compose.loadtest.yml`: `environment` (the
+    two files merged key by key, the override winning) beats `env_file`; `variables` are `--env-file`'s."""
+    given = {**compose_env(base), **compose_env(override)}
+    return {**env_file, **{key: interpolate(value, variables) for key, value in given.items()}}
+
+
+def env_file_of(service: Obj, printed: dict[str, str]) -> dict[str, str]:
+    """What a service's `env_file:` would bring: the printed env file, when the service names it."""
+    return dict(printed) if service.get("env_file") else {}
+
+
+def test_the_compose_loadtest_override_gives_each_service_the_runs_settings(tmp_path: Path) -> None:
     from switchboard_tools.loadgen.run import write_config
     from switchboard_tools.loadgen.settings import LoadgenSettings
 
@@ -802,21 +879,39 @@ def test_the_compose_loadtest_override_points_services_at_the_files_write_config
     scenario = compose_file["loadgen"]["environment"]["SB_LOADGEN_SCENARIO"]
     mapped = host_path(compose_file["loadgen"], scenario)
     assert mapped is not None
+    # What `switchboard loadtest --write-config` prints into reports/stack-config.env.
     printed = write_config(LoadgenSettings(loadgen_scenario=str(mapped[0])), tmp_path / "stack-config")
     override: dict[str, Obj] = load_yaml(ROOT / "docker-compose.loadtest.yml")["services"]
     assert set(override) == set(LONG_RUNNING)
     written = ROOT / "reports" / "stack-config"
     for name, svc in override.items():
-        env = compose_env(svc)
-        assert not unknown_settings(name, set(env)), name
-        # Every host path the env file names is replaced by the container's path of the same file.
+        env = effective_env(compose_file[name], svc, env_file_of(svc, printed), variables=printed)
+        assert not unknown_settings(name, set(compose_env(svc))), name
         for key in set(printed) & allowed_env(name):
-            if printed[key].startswith(str(tmp_path)):
-                assert key in env, f"{name}: {key} would be the host's path {printed[key]}"
-        for key, value in env.items():
-            target = host_path(svc, value)
-            assert target is not None and target[1], f"{name}: {key}={value} is on no read-only mount"
-            assert (tmp_path / "stack-config" / target[0].relative_to(written)).exists(), f"{name}: {key}={value}"
+            value, run_value = env.get(key), printed[key]
+            assert value is not None, f"{name}: {key} of the run is not given"
+            if run_value.startswith(str(tmp_path)):
+                # The env file names the host's path; the container reads the same file on its read-only mount.
+                target = host_path(svc, value)
+                assert target is not None and target[1], f"{name}: {key}={value} is on no read-only mount"
+                assert target[0].relative_to(written) == Path(run_value).relative_to(tmp_path / "stack-config")
+            else:
+                # The run's secrets and names themselves, not the dev values of docker-compose.yml.
+                assert value == run_value, f"{name}: {key} is {value!r}, not the run's value"
+        for key, value in compose_env(svc).items():
+            if value.startswith("/"):
+                target = host_path(svc, value)
+                assert target is not None and target[1], f"{name}: {key}={value} is on no read-only mount"
+                assert (tmp_path / "stack-config" / target[0].relative_to(written)).exists(), f"{name}: {key}"
+
+
+def test_the_loadtest_override_stops_compose_without_the_runs_env_file() -> None:
+    override: dict[str, Obj] = load_yaml(ROOT / "docker-compose.loadtest.yml")["services"]
+    secrets = [value for svc in override.values() for value in compose_env(svc).values() if "${" in value]
+    assert secrets
+    for value in secrets:
+        with pytest.raises(ValueError, match="compose would stop"):
+            interpolate(value, {})
 
 
 # --- every overlay x component, rendered and validated strictly offline -----------------------------------------
@@ -902,6 +997,13 @@ def vendored_schemas() -> Iterator[tuple[Path, str, str, Obj]]:
                 yield path, f"{gvk['group']}/{gvk['version']}", gvk["kind"], schema
 
 
+def with_object_root(schema: Obj) -> Obj:
+    """The schema with `apiVersion`, `kind` and `metadata` at its root, as every object has them: fabric8's
+    generated CRDs (Gateway API) list only `spec` and `status` there, and `strict` would refuse the rest."""
+    root = {"apiVersion": {"type": "string"}, "kind": {"type": "string"}, "metadata": {"type": "object"}}
+    return {**schema, "properties": {**root, **schema.get("properties", {})}}
+
+
 _VALIDATORS: dict[tuple[str, str], Any] = {}
 
 
@@ -914,7 +1016,7 @@ def custom_validators() -> dict[tuple[str, str], Any]:
 
         for path, api_version, kind, schema in vendored_schemas():
             assert (api_version, kind) not in _VALIDATORS, f"{path}: a second schema for {kind} {api_version}"
-            _VALIDATORS[api_version, kind] = jsonschema.Draft202012Validator(strict(schema))
+            _VALIDATORS[api_version, kind] = jsonschema.Draft202012Validator(strict(with_object_root(schema)))
         # A custom resource's schema says only `metadata: object`; its metadata is checked as the API server does.
         definitions = schema_contents(
             f"kubernetes-json-schema/v{KUBERNETES_VERSION}-local-strict/_definitions.json", KUBERNETES_VERSION
@@ -994,3 +1096,698 @@ def test_every_vendored_schema_says_where_it_came_from() -> None:
     assert {"PodMonitor", "ServiceMonitor", "PrometheusRule", "HTTPRoute"} <= kinds
     for path in files:
         assert path.relative_to(SCHEMAS).as_posix() in readme, f"{path.name}: say in README.md where it came from"
+
+
+# --- what each service reads and writes on Kafka, read from its code ---------------------------------------------
+# The autoscalers' lag triggers and the Strimzi KafkaUsers' ACLs are checked against this: a service that starts
+# consuming another topic or group, or writing to one, fails the tests until the manifests follow.
+
+PACKAGE = ROOT / "services" / "switchboard"
+TOPIC_PROPERTIES = {"inbound", "routing", "presence", "outbound", "commands", "dlq"}
+
+
+@functools.cache
+def module_file(name: str) -> Path | None:
+    """The source file of a switchboard module, None for anything else."""
+    path = PACKAGE.parent.joinpath(*name.split("."))
+    if (path / "__init__.py").is_file():
+        return path / "__init__.py"
+    return path.with_suffix(".py") if path.with_suffix(".py").is_file() else None
+
+
+@functools.cache
+def parsed(name: str) -> ast.Module:
+    """The syntax tree of a switchboard module."""
+    path = module_file(name)
+    assert path is not None, name
+    return ast.parse(path.read_text(encoding="utf-8"))
+
+
+def absolute(name: str, node: ast.ImportFrom) -> str:
+    """The module a `from ... import` in module `name` reads from."""
+    if not node.level:
+        return node.module or ""
+    package = name if str(module_file(name)).endswith("__init__.py") else name.rpartition(".")[0]
+    parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+    return ".".join([*parts, *([node.module] if node.module else [])])
+
+
+@functools.cache
+def imported_modules(name: str) -> frozenset[str]:
+    """The switchboard modules one module imports (absolute and relative imports, `from x import module` too)."""
+    found: set[str] = set()
+    for node in ast.walk(parsed(name)):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = absolute(name, node)
+            found |= {base, *(f"{base}.{alias.name}" for alias in node.names)}
+    return frozenset(module for module in found if module.startswith("switchboard.") and module_file(module))
+
+
+@functools.cache
+def service_modules(service: str) -> frozenset[str]:
+    """Every switchboard module the service's process imports, following imports from `switchboard.<service>`."""
+    seen: set[str] = set()
+    todo = [f"switchboard.{service}", f"switchboard.{service}.__main__"]
+    while todo:
+        name = todo.pop()
+        if name not in seen and module_file(name):
+            seen.add(name)
+            todo += imported_modules(name)
+    return frozenset(seen)
+
+
+@functools.cache
+def own_constants(name: str) -> dict[str, str]:
+    """A module's top-level string constants (NAME = "value")."""
+    constants: dict[str, str] = {}
+    for node in parsed(name).body:
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+            constants |= {t.id: node.value.value for t in node.targets if isinstance(t, ast.Name)}
+    return constants
+
+
+def module_constants(name: str) -> dict[str, str]:
+    """The string constants a module can name: its own and those it imports by name from a switchboard module."""
+    constants = dict(own_constants(name))
+    for node in parsed(name).body:
+        if isinstance(node, ast.ImportFrom) and module_file(absolute(name, node)):
+            source = own_constants(absolute(name, node))
+            constants |= {a.asname or a.name: source[a.name] for a in node.names if a.name in source}
+    return constants
+
+
+def group_name(expr: ast.expr, constants: dict[str, str]) -> str:
+    """A consumer group id as the code builds it, without SB_TOPIC_PREFIX; a per-replica part reads `*`."""
+    assert isinstance(expr, ast.JoinedStr), ast.unparse(expr)
+    parts: list[str] = []
+    for value in expr.values:
+        if isinstance(value, ast.Constant):
+            parts.append(str(value.value))
+        elif isinstance(value, ast.FormattedValue):
+            source = ast.unparse(value.value)
+            if source.endswith("topic_prefix"):
+                continue
+            name = source.rpartition(".")[2]
+            parts.append(constants.get(name, "*"))
+    return "".join(parts)
+
+
+def topic_of(expr: ast.expr) -> str | None:
+    """The topic an expression names (`topics.inbound`, `self._topics.routing`, `self.routing_topic`), if any."""
+    if not isinstance(expr, ast.Attribute):
+        return None
+    name = expr.attr.removesuffix("_topic")
+    mentions_topics = "topic" in expr.attr or any(
+        (isinstance(node, ast.Name) and "topic" in node.id.lower())
+        or (isinstance(node, ast.Attribute) and "topic" in node.attr.lower())
+        or (isinstance(node, ast.Call) and ast.unparse(node.func) == "Topics")
+        for node in ast.walk(expr.value)
+    )
+    return str(getattr(Topics(), name)) if name in TOPIC_PROPERTIES and mentions_topics else None
+
+
+def kafka_usage(service: str) -> tuple[set[tuple[str, str]], set[str]]:
+    """((consumer group, topic) the service consumes, topics it produces to), from its code."""
+    modules = service_modules(service)
+    consumes: set[tuple[str, str]] = set()
+    produces: set[str] = set()
+    for name in modules:
+        for node in ast.walk(parsed(name)):
+            if not isinstance(node, ast.Call):
+                continue
+            if ast.unparse(node.func) == "BatchConsumer":
+                keywords = {k.arg: k.value for k in node.keywords}
+                group = group_name(keywords["group_id"], module_constants(name))
+                topics_expr = keywords["topics"]
+                assert isinstance(topics_expr, ast.List), f"{name}: topics= as a list literal"
+                for element in topics_expr.elts:
+                    topic = topic_of(element)
+                    assert topic is not None, f"{name}: cannot tell the topic of {ast.unparse(element)}"
+                    consumes.add((group, topic))
+            elif isinstance(node.func, ast.Attribute) and node.func.attr in ("send", "send_many") and node.args:
+                topic = topic_of(node.args[0])
+                if topic is not None:
+                    produces.add(topic)
+    return consumes, produces
+
+
+def test_kafka_usage_is_read_from_the_code_as_the_services_use_kafka() -> None:
+    # What the code says today, spelled out once so that the reader itself is checked.
+    consumes, produces = kafka_usage("router")
+    assert consumes == {
+        ("router", "sb.inbound.v1"),
+        ("router", "sb.commands.v1"),
+        ("router-presence", "sb.presence.v1"),
+    }
+    assert {"sb.routing.v1", "sb.outbound.v1", "sb.dlq.v1"} <= produces
+    consumes, produces = kafka_usage("gateway")
+    assert consumes == {("gateway-board-*", "sb.routing.v1")}
+    assert {"sb.commands.v1", "sb.outbound.v1", "sb.routing.v1"} <= produces
+    assert kafka_usage("email")[0] == {("email-outbound", "sb.outbound.v1"), ("email-acks", "sb.routing.v1")}
+    assert kafka_usage("phone") == (set(), {"sb.inbound.v1", "sb.dlq.v1"})
+
+
+# --- autoscaling: KEDA ScaledObjects ------------------------------------------------------------------------------
+
+# These read what overlays and components patch in: the resolver used without kubectl checks patches, applies none.
+needs_kubectl = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl applies the patches")
+INBOUND_PARTITIONS = next(spec.partitions for spec in Topics().specs() if spec.name == Topics().inbound)
+AUTOSCALED = {"router", "gateway", "chat", "email", "phone"}
+
+
+def scaled_objects(objects: list[Obj]) -> dict[str, Obj]:
+    """The rendered ScaledObjects by the name of the Deployment they scale."""
+    return {o["spec"]["scaleTargetRef"]["name"]: o for o in objects if o["kind"] == "ScaledObject"}
+
+
+def triggers(scaled: Obj, kind: str) -> list[Obj]:
+    """The triggers of one type."""
+    return [t for t in scaled["spec"]["triggers"] if t["type"] == kind]
+
+
+@needs_kubectl
+@pytest.mark.parametrize("target", render_targets())
+def test_no_workload_is_scaled_by_both_an_hpa_and_a_scaled_object(
+    target: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    objects = rendered(target, tmp_path_factory.getbasetemp())
+    hpa_targets = [o["spec"]["scaleTargetRef"]["name"] for o in objects if o["kind"] == "HorizontalPodAutoscaler"]
+    keda_targets = [o["spec"]["scaleTargetRef"]["name"] for o in objects if o["kind"] == "ScaledObject"]
+    assert len(keda_targets) == len(set(keda_targets)), "two ScaledObjects scale one Deployment"
+    assert not set(hpa_targets) & set(keda_targets), "an HPA and a ScaledObject scale the same Deployment"
+    assert set(keda_targets) >= AUTOSCALED
+    deployments = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Deployment"}
+    for name in set(keda_targets) | set(hpa_targets):
+        assert name in deployments, f"{name}: scaled but not rendered"
+        # A fixed count would reset the autoscaler's on every apply (to 2 at the peak of a promo).
+        assert "replicas" not in deployments[name]["spec"], f"{target}: {name} has fixed replicas and an autoscaler"
+
+
+@needs_kubectl
+@pytest.mark.parametrize("target", render_targets())
+def test_the_router_never_scales_beyond_the_inbound_partitions(
+    target: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    router = scaled_objects(rendered(target, tmp_path_factory.getbasetemp()))["router"]
+    assert router["spec"]["maxReplicaCount"] <= INBOUND_PARTITIONS
+    if not target.startswith("dev"):
+        assert router["spec"]["maxReplicaCount"] == INBOUND_PARTITIONS
+    for scaled in scaled_objects(rendered(target, tmp_path_factory.getbasetemp())).values():
+        spec = scaled["spec"]
+        assert 1 <= spec["minReplicaCount"] <= spec["maxReplicaCount"], scaled["metadata"]["name"]
+        for cron in triggers(scaled, "cron"):
+            assert int(cron["metadata"]["desiredReplicas"]) <= spec["maxReplicaCount"], scaled["metadata"]["name"]
+
+
+def test_consumers_scale_on_the_lag_of_the_groups_and_topics_their_code_consumes(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    for overlay in overlay_names():
+        objects = rendered(overlay, tmp_path_factory.getbasetemp())
+        for service, scaled in scaled_objects(objects).items():
+            consumes, _ = kafka_usage(service)
+            lag = {(t["metadata"]["consumerGroup"], t["metadata"]["topic"]) for t in triggers(scaled, "kafka")}
+            assert lag <= consumes, f"{overlay} {service}: {lag - consumes} is not consumed by {service}"
+            # Every group shared by the replicas has its backlog watched; a per-replica group (the gateway's
+            # board view, every replica reads everything) says nothing about the replica count.
+            shared = {pair for pair in consumes if "*" not in pair[0]}
+            assert shared <= lag, f"{overlay} {service}: no lag trigger for {shared - lag}"
+            for trigger in triggers(scaled, "kafka"):
+                assert trigger["metadata"]["allowIdleConsumers"] == "false"
+                assert int(trigger["metadata"]["lagThreshold"]) > 0
+        assert set(scaled_objects(objects)) == AUTOSCALED
+
+
+def test_the_gateway_scales_on_open_desk_sockets_and_phone_on_open_streams(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    from tests import metrics_doc
+
+    for overlay in overlay_names():
+        scaled = scaled_objects(rendered(overlay, tmp_path_factory.getbasetemp()))
+        for service, kind in (("gateway", "desk"), ("phone", "phone_stream")):
+            (prometheus,) = triggers(scaled[service], "prometheus")
+            # Per replica, so summed over the replicas (docs/metrics.md).
+            assert prometheus["metadata"]["query"] == (
+                f'sum(sb_websocket_connections{{service="{service}",kind="{kind}"}})'
+            )
+            assert float(prometheus["metadata"]["threshold"]) > 0
+    if "sb_websocket_connections" not in metrics_doc.names():
+        pytest.skip("docs/metrics.md has no row for sb_websocket_connections yet")
+    for service in ("gateway", "phone"):
+        assert "sb_websocket_connections" in metrics_doc.for_service(service), f"docs/metrics.md: {service}"
+
+
+def cron_window(metadata: Obj, year: int) -> tuple[datetime.datetime, datetime.datetime]:
+    """The start and end of a KEDA cron trigger with fixed day and month, in its time zone."""
+    zone = zoneinfo.ZoneInfo(metadata["timezone"])
+
+    def at(expression: str) -> datetime.datetime:
+        minute, hour, day, month, weekday = expression.split()
+        assert weekday == "*", expression
+        return datetime.datetime(year, int(month), int(day), int(hour), int(minute), tzinfo=zone)
+
+    return at(metadata["start"]), at(metadata["end"])
+
+
+@needs_kubectl
+def test_double11_prescales_every_autoscaled_service_before_midnight_in_shanghai(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    scaled = scaled_objects(rendered("double11", tmp_path_factory.getbasetemp()))
+    production = scaled_objects(rendered("production", tmp_path_factory.getbasetemp()))
+    shanghai = zoneinfo.ZoneInfo("Asia/Shanghai")
+    for service in AUTOSCALED:
+        windows = [cron_window(t["metadata"], 2027) for t in triggers(scaled[service], "cron")]
+        for month, day in ((11, 11), (6, 18)):
+            midnight = datetime.datetime(2027, month, day, tzinfo=shanghai)
+            # Up and ready well before the step: pods need scheduling, image pulls, Kafka group joins.
+            assert any(
+                start <= midnight - datetime.timedelta(hours=1) and end >= midnight + datetime.timedelta(hours=2)
+                for start, end in windows
+            ), f"{service}: no cron floor around {month}-{day} 00:00 Asia/Shanghai"
+        desired = {int(t["metadata"]["desiredReplicas"]) for t in triggers(scaled[service], "cron")}
+        assert min(desired) > production[service]["spec"]["minReplicaCount"], service
+        assert not triggers(production[service], "cron"), "production runs without the promo floor"
+    router_desired = {int(t["metadata"]["desiredReplicas"]) for t in triggers(scaled["router"], "cron")}
+    assert router_desired == {INBOUND_PARTITIONS}
+
+
+# --- Strimzi: the production Kafka option -------------------------------------------------------------------------
+
+STRIMZI = "production+strimzi"
+STRIMZI_BOOTSTRAP = "switchboard-kafka-bootstrap:9093"
+
+
+def by_kind(objects: list[Obj], kind: str) -> dict[str, Obj]:
+    """The rendered objects of one kind by name."""
+    return {o["metadata"]["name"]: o for o in objects if o["kind"] == kind}
+
+
+def expected_acls(service: str) -> dict[tuple[str, str, str], set[str]]:
+    """The least-privilege ACLs of a service, from what its code consumes and produces."""
+    consumes, produces = kafka_usage(service)
+    acls: dict[tuple[str, str, str], set[str]] = {}
+    for group, topic in consumes:
+        acls.setdefault(("topic", topic, "literal"), set()).update({"Read", "Describe"})
+        pattern = ("group", group.rstrip("*"), "prefix" if group.endswith("*") else "literal")
+        acls.setdefault(pattern, set()).add("Read")
+    for topic in produces:
+        acls.setdefault(("topic", topic, "literal"), set()).update({"Write", "Describe"})
+    return acls
+
+
+@needs_kubectl
+def test_strimzi_has_a_kafka_topic_per_topic_of_the_code_with_its_layout(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    objects = rendered(STRIMZI, tmp_path_factory.getbasetemp())
+    topics = by_kind(objects, "KafkaTopic")
+    specs = {spec.name: spec for spec in Topics().specs()}
+    assert {t["spec"].get("topicName", name) for name, t in topics.items()} == set(specs)
+    for name, topic in topics.items():
+        spec = specs[topic["spec"].get("topicName", name)]
+        assert topic["metadata"]["labels"]["strimzi.io/cluster"] == "switchboard"
+        assert topic["spec"]["partitions"] == spec.partitions, name
+        config = {key: str(value) for key, value in topic["spec"]["config"].items()}
+        assert spec.configs().items() <= config.items(), f"{name}: {config} lacks {spec.configs()}"
+        assert topic["spec"]["replicas"] == 3 and config["min.insync.replicas"] == "2", name
+    assert "Job" not in {o["kind"] for o in objects}, "the topic operator replaces the topics Job"
+
+
+def test_strimzi_kafka_is_kraft_with_a_tls_scram_listener_and_acls(tmp_path_factory: pytest.TempPathFactory) -> None:
+    objects = rendered(STRIMZI, tmp_path_factory.getbasetemp())
+    (kafka,) = by_kind(objects, "Kafka").values()
+    assert kafka["metadata"]["name"] == STRIMZI_BOOTSTRAP.partition("-kafka-bootstrap")[0]
+    listener = next(item for item in kafka["spec"]["kafka"]["listeners"] if item["name"] == "tls")
+    assert (listener["port"], listener["tls"], listener["authentication"]["type"]) == (9093, True, "scram-sha-512")
+    assert str(listener["port"]) == STRIMZI_BOOTSTRAP.rpartition(":")[2]
+    assert kafka["spec"]["kafka"]["authorization"]["type"] == "simple"
+    assert kafka["spec"]["kafka"]["config"]["auto.create.topics.enable"] is False
+    roles = [role for pool in by_kind(objects, "KafkaNodePool").values() for role in pool["spec"]["roles"]]
+    assert {"controller", "broker"} <= set(roles)
+    for pool in by_kind(objects, "KafkaNodePool").values():
+        assert pool["metadata"]["labels"]["strimzi.io/cluster"] == kafka["metadata"]["name"]
+        assert pool["spec"]["replicas"] >= 3
+
+
+def test_strimzi_users_grant_each_service_only_what_its_code_reads_and_writes(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    users = by_kind(rendered(STRIMZI, tmp_path_factory.getbasetemp()), "KafkaUser")
+    assert set(users) == {f"switchboard-{name}" for name in LONG_RUNNING}
+    for name in LONG_RUNNING:
+        spec = users[f"switchboard-{name}"]["spec"]
+        assert spec["authentication"]["type"] == "scram-sha-512"
+        granted: dict[tuple[str, str, str], set[str]] = {}
+        for acl in spec["authorization"]["acls"]:
+            resource = acl["resource"]
+            key = (resource["type"], resource["name"], resource.get("patternType", "literal"))
+            assert key not in granted, f"{name}: {key} twice"
+            assert acl.get("type", "allow") == "allow" and acl.get("host", "*") == "*", name
+            granted[key] = set(acl["operations"])
+        assert granted == expected_acls(name), name
+
+
+@needs_kubectl
+def test_strimzi_services_connect_over_sasl_ssl_as_their_own_user(tmp_path_factory: pytest.TempPathFactory) -> None:
+    objects = rendered(STRIMZI, tmp_path_factory.getbasetemp())
+    users = by_kind(objects, "KafkaUser")
+    services = set()
+    for pod, container in switchboard_containers(objects):
+        service = container_service(container)
+        services.add(service)
+        env = container_env(objects, STRIMZI, pod, container)
+        assert env["KAFKA_BOOTSTRAP"] == STRIMZI_BOOTSTRAP, service
+        assert env["SB_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL" and env["SB_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+        assert env["SB_KAFKA_SASL_USERNAME"] == f"switchboard-{service}" and env["SB_KAFKA_SASL_USERNAME"] in users
+        password = next(var for var in container["env"] if var["name"] == "SB_KAFKA_SASL_PASSWORD")
+        assert password["valueFrom"]["secretKeyRef"] == {"name": f"switchboard-{service}", "key": "password"}
+        ca_file = Path(env["SB_KAFKA_SSL_CA_FILE"])
+        mount = next(m for m in container["volumeMounts"] if m["mountPath"] == str(ca_file.parent))
+        volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+        assert volume["secret"]["secretName"] == "switchboard-cluster-ca-cert"
+        assert {"key": "ca.crt", "path": ca_file.name} in volume["secret"]["items"]
+    assert services == set(LONG_RUNNING)
+
+
+@needs_kubectl
+def test_strimzi_lag_triggers_read_the_cluster_as_the_scaled_service(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    objects = rendered(STRIMZI, tmp_path_factory.getbasetemp())
+    authentications = by_kind(objects, "TriggerAuthentication")
+    checked = 0
+    for scaled in scaled_objects(objects).values():
+        namespace = scaled["metadata"]["namespace"]
+        for trigger in triggers(scaled, "kafka"):
+            # KEDA connects from its own namespace: the bootstrap Service by its namespaced name.
+            assert trigger["metadata"]["bootstrapServers"] == STRIMZI_BOOTSTRAP.replace(":", f".{namespace}.svc:")
+            assert "bootstrapServersFromEnv" not in trigger["metadata"]
+            auth = authentications[trigger["authenticationRef"]["name"]]["spec"]
+            assert {e["parameter"]: e["name"] for e in auth["env"]} == {
+                "username": "SB_KAFKA_SASL_USERNAME",
+                "password": "SB_KAFKA_SASL_PASSWORD",
+            }
+            assert {"parameter": "ca", "name": "switchboard-cluster-ca-cert", "key": "ca.crt"} in auth[
+                "secretTargetRef"
+            ]
+            checked += 1
+    assert checked >= 7
+
+
+@needs_kubectl
+def test_strimzi_containers_get_only_settings_their_service_reads(tmp_path_factory: pytest.TempPathFactory) -> None:
+    if "SB_KAFKA_SECURITY_PROTOCOL" not in env_names(ServiceSettings):
+        pytest.skip("runtime/settings.py does not read the SB_KAFKA_* credentials yet")
+    objects = rendered(STRIMZI, tmp_path_factory.getbasetemp())
+    for pod, container in switchboard_containers(objects):
+        service = container_service(container)
+        unknown = unknown_settings(service, set(container_env(objects, STRIMZI, pod, container)))
+        assert not unknown, f"{STRIMZI} {service}: {sorted(unknown)} are not settings of {module_of(service)}"
+
+
+# --- house rules on every rendered workload ----------------------------------------------------------------------
+
+# Every overlay, alone and with each component it does not include already.
+HOUSE_TARGETS = render_targets()
+HTTP_PORT, INTERNAL_PORT = 8080, 9090
+# What never goes through the public entrance: the internal port's paths.
+INTERNAL_PATHS = ("/metrics", "/healthz", "/readyz", "/v1/operator")
+WEBSOCKET_PATHS = {"/desk": "gateway", "/chat/v1/ws": "chat", "/v1/phone/stream": "phone"}
+PAGE_PATHS = {"/desk": "gateway", "/board": "gateway", "/assets": "gateway", "/login": "gateway"}
+DEV_INFRA = ("kafka:9092", "redis://redis:", "mailpit")
+DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+HOUSE_RENDERED: dict[str, list[Obj]] = {}
+
+
+# deploy/README.md: an overlay that adds the load test to production pins the load generator's image itself
+# (production's `images` apply to production's own objects only).
+LOADGEN_PIN = {
+    "name": "switchboard-loadtest",
+    "newName": "registry.example.com/switchboard/switchboard-loadtest",
+    "digest": "sha256:" + "0" * 64,
+}
+
+
+def house_rendered(target: str, tmp_dir: Path) -> list[Obj]:
+    """`overlay[+component...]` rendered once per session, as the overlay an operator writes for it."""
+    if target not in HOUSE_RENDERED:
+        overlay, *components = target.split("+")
+        directory = tmp_dir / f"house-{target.replace('+', '-')}"
+        directory.mkdir(exist_ok=True)
+        up = Path(os.path.relpath(K8S, directory))
+        kustomization: Obj = {
+            "resources": [str(up / "overlays" / overlay)],
+            "components": [str(up / "components" / name) for name in components],
+        }
+        if overlay != "dev" and "loadtest" in components:
+            kustomization["images"] = [LOADGEN_PIN]
+        (directory / "kustomization.yaml").write_text(yaml.safe_dump(kustomization), encoding="utf-8")
+        HOUSE_RENDERED[target] = render(directory)
+    return HOUSE_RENDERED[target]
+
+
+def workloads(objects: list[Obj]) -> Iterator[Obj]:
+    """Every Deployment, StatefulSet and Job."""
+    return (o for o in objects if o["kind"] in ("Deployment", "StatefulSet", "Job"))
+
+
+def services_deployments(objects: list[Obj]) -> list[Obj]:
+    """The long-running switchboard Deployments."""
+    return [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] in LONG_RUNNING]
+
+
+def pod_of(workload: Obj) -> Obj:
+    """A workload's pod spec."""
+    pod: Obj = workload["spec"]["template"]["spec"]
+    return pod
+
+
+def selects(selector: dict[str, str], workload: Obj) -> bool:
+    """Whether matchLabels `selector` selects the workload's pods."""
+    labels: dict[str, str] = workload["spec"]["template"]["metadata"]["labels"]
+    return bool(selector) and selector.items() <= labels.items()
+
+
+@pytest.fixture(params=HOUSE_TARGETS)
+def house(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list[Obj]]:
+    """(target, rendered objects) for every overlay x component the house rules cover."""
+    target: str = request.param
+    return target, house_rendered(target, tmp_path_factory.getbasetemp())
+
+
+def test_every_workload_runs_under_its_own_service_account_without_a_token(house: tuple[str, list[Obj]]) -> None:
+    target, objects = house
+    accounts = {o["metadata"]["name"]: o for o in objects if o["kind"] == "ServiceAccount"}
+    for workload in workloads(objects):
+        name, pod = workload["metadata"]["name"], pod_of(workload)
+        assert pod.get("automountServiceAccountToken") is False, f"{target} {name}"
+        if workload["metadata"]["labels"].get("app.kubernetes.io/part-of") != "switchboard":
+            continue  # local-infra's dev Kafka, Redis and mail sink
+        assert pod.get("serviceAccountName") == name, f"{target} {name}: serviceAccountName"
+        assert name in accounts, f"{target}: no ServiceAccount {name}"
+        assert accounts[name].get("automountServiceAccountToken") is False, f"{target} ServiceAccount {name}"
+
+
+def test_every_service_has_a_public_and_an_internal_port_and_probes_on_the_internal_one(
+    house: tuple[str, list[Obj]],
+) -> None:
+    target, objects = house
+    deployments = services_deployments(objects)
+    assert {d["metadata"]["name"] for d in deployments} == set(LONG_RUNNING)
+    for deployment in deployments:
+        name, pod = deployment["metadata"]["name"], pod_of(deployment)
+        (container,) = pod["containers"]
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert ports["http"] == HTTP_PORT and ports["internal"] == INTERNAL_PORT, f"{target} {name}: {ports}"
+        env = container_env(objects, target, pod, container)
+        assert env.get("SB_HTTP_PORT") == str(HTTP_PORT) and env.get("SB_INTERNAL_PORT") == str(INTERNAL_PORT), name
+        for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz"), ("startupProbe", "/healthz")):
+            assert container[probe]["httpGet"] == {"path": path, "port": "internal"}, f"{target} {name} {probe}"
+        startup = container["startupProbe"]
+        # Liveness only counts once started: a start that takes a minute (a consumer group's join) is not a hang.
+        assert startup["periodSeconds"] * startup["failureThreshold"] >= 60, f"{target} {name}"
+        assert "initialDelaySeconds" not in container["livenessProbe"], f"{target} {name}: the startup probe waits"
+        annotations = deployment["spec"]["template"]["metadata"].get("annotations", {})
+        assert annotations.get("prometheus.io/port") == str(INTERNAL_PORT), f"{target} {name}"
+
+
+def pre_stop_sleep_s(container: Obj) -> int:
+    """Seconds the container's preStop hook sleeps (`sleep N`)."""
+    command = container["lifecycle"]["preStop"]["exec"]["command"]
+    assert command[0] == "sleep" and len(command) == 2, command
+    return int(command[1])
+
+
+def test_every_service_stops_within_its_grace_period(house: tuple[str, list[Obj]]) -> None:
+    from switchboard.gateway.settings import GatewaySettings
+
+    target, objects = house
+    for deployment in services_deployments(objects):
+        name, pod = deployment["metadata"]["name"], pod_of(deployment)
+        (container,) = pod["containers"]
+        sleep_s = pre_stop_sleep_s(container)
+        assert sleep_s >= 3, f"{target} {name}: endpoints need a few seconds to drop a terminating pod"
+        env = container_env(objects, target, pod, container)
+        fields = settings_class(name).model_fields
+        grace_s = float(env.get("SB_SHUTDOWN_GRACE_S", fields["shutdown_grace_s"].default))
+        drain_s = 0.0
+        if settings_class(name) is GatewaySettings:
+            drain_s = float(env.get("SB_DESK_DRAIN_S", fields["desk_drain_s"].default))
+        # preStop, the drain, in-flight work, then a margin for closing clients: all before SIGKILL.
+        budget = sleep_s + drain_s + grace_s + 5
+        assert pod["terminationGracePeriodSeconds"] >= budget, f"{target} {name}: {budget}s needed"
+
+
+def test_every_service_has_a_disruption_budget_that_lets_a_node_drain(house: tuple[str, list[Obj]]) -> None:
+    target, objects = house
+    budgets = [o for o in objects if o["kind"] == "PodDisruptionBudget"]
+    for deployment in services_deployments(objects):
+        name = deployment["metadata"]["name"]
+        mine = [b for b in budgets if selects(b["spec"]["selector"]["matchLabels"], deployment)]
+        assert len(mine) == 1, f"{target} {name}: {len(mine)} PodDisruptionBudgets"
+        # maxUnavailable, never minAvailable: a budget a one-replica Deployment cannot meet blocks every drain.
+        assert mine[0]["spec"].get("maxUnavailable", 0) >= 1 and "minAvailable" not in mine[0]["spec"], name
+
+
+def test_production_spreads_every_service_over_zones_and_nodes(house: tuple[str, list[Obj]]) -> None:
+    target, objects = house
+    if target.partition("+")[0] == "dev":
+        pytest.skip("a developer's cluster has one node and no zones")
+    for deployment in services_deployments(objects):
+        name = deployment["metadata"]["name"]
+        constraints = {c["topologyKey"]: c for c in pod_of(deployment).get("topologySpreadConstraints", [])}
+        assert {"topology.kubernetes.io/zone", "kubernetes.io/hostname"} <= set(constraints), f"{target} {name}"
+        for constraint in constraints.values():
+            assert selects(constraint["labelSelector"]["matchLabels"], deployment), f"{target} {name}"
+            assert constraint["maxSkew"] == 1
+        assert constraints["topology.kubernetes.io/zone"]["whenUnsatisfiable"] == "DoNotSchedule", name
+
+
+def test_production_pins_every_image_by_digest(house: tuple[str, list[Obj]]) -> None:
+    target, objects = house
+    if target.partition("+")[0] == "dev":
+        pytest.skip("dev runs the image it just built")
+    # switchboard's own images (local-infra's dev Kafka, Redis and mail sink keep their upstream tags).
+    ours = [w for w in workloads(objects) if w["metadata"]["labels"].get("app.kubernetes.io/part-of") == "switchboard"]
+    images = [c["image"] for w in ours for c in pod_of(w)["containers"]]
+    assert len(images) >= len(LONG_RUNNING)
+    for image in images:
+        assert DIGEST.search(image), f"{target}: {image} is not pinned by digest"
+
+
+def test_production_with_the_load_test_drives_production_infrastructure(house: tuple[str, list[Obj]]) -> None:
+    target, objects = house
+    if target.partition("+")[0] == "dev" or target.endswith("+local-infra"):
+        pytest.skip("dev (or production with local-infra) runs its own Kafka, Redis and mail sink")
+    assert not {"kafka", "redis", "mailpit"} & (names(objects, "Deployment") | names(objects, "StatefulSet"))
+    services_env: dict[str, str] = {}
+    for pod, container in switchboard_containers(objects):
+        env = container_env(objects, target, pod, container)
+        for key, value in env.items():
+            assert not any(dev in value for dev in DEV_INFRA), f"{target} {container['name']}: {key}={value}"
+        if container_service(container) == "loadgen":
+            continue
+        for key in ("KAFKA_BOOTSTRAP", "REDIS_URL"):
+            assert services_env.setdefault(key, env[key]) == env[key], f"{target} {container['name']}: {key}"
+    if "loadtest" in target:
+        loadgen = next(c for w in workloads(objects) for c in pod_of(w)["containers"] if c["name"] == "loadgen")
+        pod = next(pod_of(w) for w in workloads(objects) if w["metadata"]["name"] == "loadgen")
+        env = container_env(objects, target, pod, loadgen)
+        assert {key: env[key] for key in services_env} == services_env
+
+
+def public_routes(objects: list[Obj]) -> list[tuple[str, str, str | int, str]]:
+    """(path, Service, port, kind) of every Ingress and HTTPRoute rule."""
+    routes: list[tuple[str, str, str | int, str]] = []
+    for ingress in (o for o in objects if o["kind"] == "Ingress"):
+        for rule in ingress["spec"]["rules"]:
+            for path in rule["http"]["paths"]:
+                service = path["backend"]["service"]
+                port = service["port"].get("name", service["port"].get("number"))
+                routes.append((path["path"], service["name"], port, "Ingress"))
+    for route in (o for o in objects if o["kind"] == "HTTPRoute"):
+        for rule in route["spec"]["rules"]:
+            for match in rule["matches"]:
+                for backend in rule["backendRefs"]:
+                    routes.append((match["path"]["value"], backend["name"], backend["port"], "HTTPRoute"))
+    return routes
+
+
+def test_the_public_entrance_routes_desks_pages_and_streams_and_never_the_internal_port(
+    house: tuple[str, list[Obj]],
+) -> None:
+    target, objects = house
+    routes = public_routes(objects)
+    kinds = {kind for *_, kind in routes}
+    assert kinds == ({"HTTPRoute"} if "gateway-api" in target else {"Ingress"}), f"{target}: one entrance"
+    services = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Service"}
+    for path, service, port, _ in routes:
+        assert not path.startswith(INTERNAL_PATHS) and path != "/", f"{target}: {path} is public"
+        ports = {p["name"]: p for p in services[service]["spec"]["ports"]}
+        assert port in ("http", HTTP_PORT), f"{target}: {path} -> {service}:{port}"
+        assert ports["http"]["port"] == HTTP_PORT and ports["http"]["targetPort"] == "http", service
+    routed = {path: service for path, service, *_ in routes}
+    for path, service in {**WEBSOCKET_PATHS, **PAGE_PATHS}.items():
+        assert routed.get(path) == service, f"{target}: {path} is not routed to {service}"
+
+
+def test_websocket_routes_outlive_an_idle_minute(house: tuple[str, list[Obj]]) -> None:
+    target, objects = house
+    for ingress in (o for o in objects if o["kind"] == "Ingress"):
+        paths = {p["path"] for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]}
+        if paths & set(WEBSOCKET_PATHS):
+            annotations = ingress["metadata"]["annotations"]
+            for key in ("proxy-read-timeout", "proxy-send-timeout"):
+                assert int(annotations[f"nginx.ingress.kubernetes.io/{key}"]) >= 3600, f"{target}: {key}"
+    for route in (o for o in objects if o["kind"] == "HTTPRoute"):
+        for rule in route["spec"]["rules"]:
+            if {m["path"]["value"] for m in rule["matches"]} & set(WEBSOCKET_PATHS):
+                # "0s" turns the request timeout off: a desk's socket is one request that lasts a shift.
+                assert rule["timeouts"]["request"] == "0s", f"{target}: {rule['matches']}"
+            else:
+                assert rule["timeouts"]["request"] != "0s", f"{target}: {rule['matches']}"
+
+
+def test_the_internal_port_is_open_only_to_named_callers(house: tuple[str, list[Obj]]) -> None:
+    target, objects = house
+    policies = [o for o in objects if o["kind"] == "NetworkPolicy"]
+    for policy in policies:
+        for rule in policy["spec"].get("ingress", []):
+            ports = {p["port"] for p in rule.get("ports", [])}
+            if INTERNAL_PORT in ports or not ports:
+                assert rule.get("from"), f"{target} {policy['metadata']['name']}: the internal port for anyone"
+    scrape = find(objects, "NetworkPolicy", "allow-prometheus-scrape")
+    assert scrape is not None
+    assert {p["port"] for rule in scrape["spec"]["ingress"] for p in rule["ports"]} == {INTERNAL_PORT}
+    edge = find(objects, "NetworkPolicy", "allow-edge-ingress")
+    assert edge is not None
+    assert {p["port"] for rule in edge["spec"]["ingress"] for p in rule["ports"]} == {HTTP_PORT}
+
+
+def test_the_gateway_and_the_load_generator_call_presence_on_its_internal_port(house: tuple[str, list[Obj]]) -> None:
+    target, objects = house
+    presence = find(objects, "Service", "presence")
+    assert presence is not None
+    assert {"name": "internal", "port": INTERNAL_PORT, "targetPort": "internal"} in presence["spec"]["ports"]
+    urls = {}
+    for pod, container in switchboard_containers(objects):
+        env = container_env(objects, target, pod, container)
+        for key in ("SB_PRESENCE_URL", "SB_LOADGEN_PRESENCE_URL"):
+            if key in env:
+                urls[container["name"]] = env[key]
+    assert urls["gateway"] == f"http://presence:{INTERNAL_PORT}"
+    if "loadtest" in target:
+        assert urls["loadgen"] == f"http://presence:{INTERNAL_PORT}"
+    egress = {
+        p["port"]
+        for policy in objects
+        if policy["kind"] == "NetworkPolicy" and policy["spec"]["podSelector"].get("matchLabels") == {"app": "gateway"}
+        for rule in policy["spec"].get("egress", [])
+        if any(peer.get("podSelector", {}).get("matchLabels") == {"app": "presence"} for peer in rule.get("to", []))
+        for p in rule["ports"]
+    }
+    assert egress == {INTERNAL_PORT}

@@ -107,29 +107,45 @@ def test_shared_gauges_summed_catches_a_sum_and_accepts_a_max() -> None:
 
 # --- metrics.md -------------------------------------------------------------------------------------------------
 
-# Contract 1a of the operators' plan (and one metric presence exported before it), the service metrics
-# docs/metrics.md's service sections will list: used only while those sections are still empty (the runtime
-# metrics of "every service" are read from the page).
-CONTRACT_SERVICE_METRICS = frozenset({
-    "sb_inbound_messages_total", "sb_router_decisions_total", "sb_offers_missed_total", "sb_abandoned_total",
-    "sb_bot_answered_total", "sb_queue_waiting", "sb_queue_oldest_wait_seconds", "sb_service_level",
-    "sb_service_level_target_seconds", "sb_occupancy", "sb_agents", "sb_responses_total", "sb_websocket_connections",
-    "sb_presence_swept_offline_total",  # presence's, exported before the contract
-    *(f"{histogram}{suffix}" for histogram in ("sb_time_to_offer_seconds", "sb_time_to_assign_seconds",
-      "sb_response_seconds") for suffix in ("_bucket", "_sum", "_count")),
-})  # fmt: skip
-
 
 def documented_metrics() -> frozenset[str]:
     """The sample names docs/metrics.md allows (a histogram's `_bucket`, `_sum` and `_count`)."""
-    if not any(metrics_doc.documented()[service] for service in metrics_doc.SERVICES):
-        return metrics_doc.sample_names() | CONTRACT_SERVICE_METRICS
     return metrics_doc.sample_names()
 
 
 def undocumented(names: set[str]) -> set[str]:
     """The names that no metric of docs/metrics.md exports."""
     return names - documented_metrics()
+
+
+# Labels Prometheus adds to every series it scrapes through the PodMonitor.
+TARGET_LABELS = frozenset({"namespace", "pod", "container", "endpoint", "job", "instance"})
+
+
+def unknown_labels(expr: str) -> list[tuple[str, str]]:
+    """(metric, label) pairs `expr` matches on or aggregates by directly that docs/metrics.md does not give the
+    metric (a typo or a label the metric lacks matches nothing, silently)."""
+    labels = {m.name: set(m.labels) for m in metrics_doc.all_metrics()}
+    found = []
+    for match in re.finditer(r"\b(sb_\w+)\{([^}]*)\}", expr):
+        found += [(match.group(1), name) for name in re.findall(r"(\w+)\s*(?:=~|!~|!=|=)", match.group(2))]
+    inner = r"\bby\s*\(([^)]*)\)\s*\((?:\s*\w+\s*\()*\s*(sb_\w+)"
+    for match in re.finditer(inner, expr):
+        found += [(match.group(2), name.strip()) for name in match.group(1).split(",") if name.strip()]
+    wrong = []
+    for metric, label in found:
+        base = re.sub(r"_(bucket|sum|count)$", "", metric) if metric not in labels else metric
+        allowed = labels.get(base, set()) | TARGET_LABELS | ({"le"} if metric.endswith("_bucket") else set())
+        if label not in allowed:
+            wrong.append((metric, label))
+    return wrong
+
+
+def test_unknown_labels_catches_a_label_the_metric_lacks() -> None:
+    assert unknown_labels('max by (namespace, tenant, group) (sb_agents{status="busy"})') == []
+    assert unknown_labels('sum by (le) (rate(sb_time_to_offer_seconds_bucket{channel="chat"}[5m]))') == []
+    assert unknown_labels('sb_agents{state="busy"}') == [("sb_agents", "state")]
+    assert unknown_labels("max by (channel) (sb_service_level)") == [("sb_service_level", "channel")]
 
 
 # --- alert rules ------------------------------------------------------------------------------------------------
@@ -184,6 +200,11 @@ def test_every_alert_queries_only_documented_metrics(rule: Obj) -> None:
 @pytest.mark.parametrize("rule", rules(), ids=lambda r: r["alert"])
 def test_every_alert_takes_the_gateway_gauges_with_max(rule: Obj) -> None:
     assert shared_gauges_summed(rule["expr"]) == []
+
+
+@pytest.mark.parametrize("rule", rules(), ids=lambda r: r["alert"])
+def test_every_alert_uses_the_labels_its_metrics_have(rule: Obj) -> None:
+    assert unknown_labels(rule["expr"]) == []
 
 
 # --- the kustomize component ------------------------------------------------------------------------------------
@@ -338,6 +359,15 @@ def test_the_dashboard_queries_only_documented_metrics(path: Path) -> None:
 def test_the_dashboard_takes_the_gateway_gauges_with_max(path: Path) -> None:
     summed = [(expr, shared_gauges_summed(expr)) for expr in queries(load_dashboard(path))]
     assert [(expr, names) for expr, names in summed if names] == []
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_the_dashboard_uses_the_labels_its_metrics_have(path: Path) -> None:
+    dashboard = load_dashboard(path)
+    variable_queries = [v["query"]["query"] for v in dashboard["templating"]["list"] if v["type"] == "query"]
+    assert [
+        (expr, unknown_labels(expr)) for expr in [*queries(dashboard), *variable_queries] if unknown_labels(expr)
+    ] == []
 
 
 # Metrics of contract 1a with a tenant label: a tenant chosen in the dashboard must narrow every query on them.

@@ -21,7 +21,7 @@ import httpx
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from switchboard.runtime.kafka import ensure_topics
+from switchboard.runtime.kafka import ensure_topics, kafka_options_for
 from switchboard.runtime.topics import Topics, TopicSpec
 from switchboard_tools.stack.procs import free_port
 
@@ -38,7 +38,7 @@ def bench_parser(prog: str, description: str | None) -> argparse.ArgumentParser:
 
 async def raw_produce(bootstrap: str, topic: str, value: bytes, seconds: float) -> float:
     """Messages/s of an idempotent acks=all producer sending pipelined batches of `value`."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=5)
+    producer = AIOKafkaProducer(**kafka_options_for(bootstrap), enable_idempotence=True, acks="all", linger_ms=5)
     await producer.start()
     sent = 0
     try:
@@ -120,7 +120,7 @@ async def adapter_under_test(module: str, partitions: int, **env: str) -> AsyncI
     finally:
         proc.terminate()
         await proc.wait()
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        admin = AIOKafkaAdminClient(**kafka_options_for(bootstrap))
         await admin.start()
         try:
             await admin.delete_topics([raw_topic, *(s.name for s in topics.specs())])

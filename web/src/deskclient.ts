@@ -346,7 +346,9 @@ export class DeskClient {
     this.changed();
     const wait = this.retryMs;
     this.retryMs = Math.min(this.retryMs * 2, 15_000);
-    window.setTimeout(() => this.connect(), code === 1012 ? 100 : wait);
+    // 1012: the replica is restarting or draining (docs/desktop-protocol.md §3): reconnect at once, to another
+    // replica, after a random pause of up to a second so desks closed together do not all arrive together.
+    window.setTimeout(() => this.connect(), code === 1012 ? 100 + Math.random() * 900 : wait);
   }
 }
 

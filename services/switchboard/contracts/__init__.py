@@ -22,6 +22,7 @@ from switchboard.contracts.v1.messages_pb2 import (
     CommerceContext,
     Customer,
     DeadLetter,
+    DeadLetterRedrive,
     DeskEvent,
     DeskEventType,
     EmailDetail,
@@ -34,10 +35,21 @@ from switchboard.contracts.v1.messages_pb2 import (
 )
 
 TYPE_HEADER = "sb-type"
+# On a record an operator sent back from the DLQ (`switchboard dlq redrive`): the dead_letter_id it came from.
+REDRIVEN_FROM_HEADER = "sb-redriven-from"
 
 RECORD_TYPES: dict[str, type[Message]] = {
     cls.DESCRIPTOR.full_name: cls
-    for cls in (InboundMessage, RoutingEvent, AgentPresence, OutboundMessage, DeadLetter, AgentCommand, DeskEvent)
+    for cls in (
+        InboundMessage,
+        RoutingEvent,
+        AgentPresence,
+        OutboundMessage,
+        DeadLetter,
+        AgentCommand,
+        DeskEvent,
+        DeadLetterRedrive,
+    )
 }
 
 
@@ -69,6 +81,7 @@ def decode(type_header: str | None, value: bytes | None) -> Message:
 
 __all__ = [
     "RECORD_TYPES",
+    "REDRIVEN_FROM_HEADER",
     "TYPE_HEADER",
     "AgentCommand",
     "AgentCommandType",
@@ -84,6 +97,7 @@ __all__ = [
     "ContractError",
     "Customer",
     "DeadLetter",
+    "DeadLetterRedrive",
     "DeskEvent",
     "DeskEventType",
     "EmailDetail",

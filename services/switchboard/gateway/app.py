@@ -16,6 +16,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketDisconnected
 
 from switchboard.gateway.commands import DeskCommands
 from switchboard.gateway.desk_config import DeskConfig, default_config
+from switchboard.gateway.drain import DRAIN_REASON, DeskDrain
 from switchboard.gateway.hub import SESSION_PREFIX, DeskHub
 from switchboard.gateway.metrics import AUTH_REFUSED, COMMANDS
 from switchboard.gateway.protocol import (
@@ -106,6 +107,8 @@ class Gateway:
         self.desk_configs: dict[str, DeskConfig] = {}
         # Response targets from the routing configs and the surge profile in force (`assemble` loads the configs).
         self.response_targets = ResponseTargets(redis, self.keys)
+        # On SIGTERM the runtime runs the drain first: desks move to other replicas a few at a time.
+        self.drain = DeskDrain(hub, settings.desk_drain_s, settings.desk_drain_min_rate)
 
     def desk_config(self, tenant_id: str) -> DeskConfig:
         """The desk config of a tenant."""
@@ -131,7 +134,7 @@ class Gateway:
         app.add_middleware(DeskRoute, gateway=self)
 
     def stop_sessions(self) -> None:
-        """Shutdown: tell every desktop to reconnect (to another replica) with 1012."""
+        """Shutdown, after the drain: tell every desktop still here to reconnect (to another replica) with 1012."""
         for session in list(self.hub.sessions.values()):
             self.hub.spawn(session.close(CloseCode.SERVICE_RESTART, "gateway restarting; reconnect"))
 
@@ -197,6 +200,11 @@ class Gateway:
     async def serve_socket(self, websocket: WebSocket) -> None:
         """One desktop connection, from auth to disconnect; a peer that leaves or a Redis outage ends it quietly."""
         try:
+            if self.drain.draining:
+                # Not ready any more: the Service sends this desk elsewhere once it reconnects.
+                await websocket.accept()
+                await websocket.close(code=int(CloseCode.SERVICE_RESTART), reason=DRAIN_REASON)
+                return
             auth = await self._authenticate(websocket)
             if auth is not None:
                 await self._serve_session(websocket, *auth)

@@ -110,6 +110,8 @@ async def build_gateway(runtime: ServiceRuntime, settings: GatewaySettings) -> G
     runtime.add_ready_check("desk_notify", lambda: gateway.hub.listening)
     for name, run in workers(gateway):
         runtime.add_worker(name, run)
+    # First on SIGTERM, while /readyz already says 503 and everything else still works.
+    runtime.add_drain(gateway.drain.run)
     runtime.add_stopper(gateway.hub.stop)
     runtime.add_stopper(gateway.stop_sessions)
     return gateway

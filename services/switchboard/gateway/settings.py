@@ -31,6 +31,11 @@ class GatewaySettings(ServiceSettings):
             "http://127.0.0.1:3000",
         ]
     )
+    # SIGTERM: desk sockets are closed with 1012 in even steps over this window, at least `desk_drain_min_rate` a
+    # second, so the other replicas take the reconnects gradually (gateway/drain.py). 0 closes them all at once.
+    # terminationGracePeriodSeconds must cover the preStop sleep, this window and shutdown_grace_s.
+    desk_drain_s: float = 10.0
+    desk_drain_min_rate: float = 100.0
     # The first frame (auth) must arrive within this many seconds.
     auth_timeout_s: float = 5.0
     # Frames waiting to be written to one socket; when full the gateway stops reading that agent's outbox.

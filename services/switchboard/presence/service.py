@@ -35,7 +35,7 @@ def _roster_path(settings: PresenceSettings) -> Path | None:
 async def build(settings: PresenceSettings) -> ServiceRuntime:
     """A ready-to-serve presence service: roster loaded, sweep and roster watch registered, operator API mounted."""
     runtime = ServiceRuntime(settings)
-    runtime.app.title = OPENAPI_TITLE
+    runtime.internal_app.title = OPENAPI_TITLE
     redis = redis_client(settings)
     runtime.add_closer(redis.aclose)
     producer = await runtime.start_producer()
@@ -68,7 +68,8 @@ async def build(settings: PresenceSettings) -> ServiceRuntime:
         roster_tenants=[t.tenant_id for t in roster.tenants] if roster is not None else (),
     )
     runtime.add_worker("roster", watcher.run, stop=watcher.stop)
-    mount_operator_api(runtime.app, control, settings.operator_tokens)
+    # Operators only: on the internal port when SB_INTERNAL_PORT is set, never behind the public Ingress.
+    mount_operator_api(runtime.internal_app, control, settings.operator_tokens)
     if not settings.operator_tokens:
         log.warning("operator_api_disabled", reason="SB_OPERATOR_TOKENS is empty: every operator call is 401")
     return runtime

@@ -43,7 +43,7 @@ from switchboard.router.engine import MemorySink, Router
 from switchboard.router.events import CHANNEL_NAMES
 from switchboard.router.reload import ConfigStore
 from switchboard.runtime.kafka import Header, RecordProducer
-from switchboard.runtime.redis_client import connect_url
+from switchboard.runtime.redis_client import redis_for
 from switchboard.runtime.topics import Topics
 from switchboard.state.agent_model import PROTO_TO_STATUS, Status
 from switchboard.state.agents import PresenceStore
@@ -169,7 +169,7 @@ async def scratch_redis(url: str | None) -> AsyncIterator[tuple[Redis, Keys]]:
     """
     keys = Keys(f"replay-{uuid.uuid4().hex[:12]}")
     if url is not None:
-        redis = connect_url(url)
+        redis = redis_for(url)
         try:
             yield redis, keys
         finally:

@@ -32,6 +32,7 @@ from switchboard.contracts import AgentCommand, AgentPresence, InboundMessage, R
 from switchboard.router.reenact import Behaviour, Reenactment, Timed, schedule, scratch_redis
 from switchboard.router.reload import ConfigStore, load_routing_file
 from switchboard.router.settings import RouterSettings
+from switchboard.runtime.settings import ServiceSettings
 
 RECORDS: dict[str, type[Message]] = {
     "InboundMessage": InboundMessage,
@@ -254,25 +255,27 @@ def report_agreement(found: Agreement, shown: int, out: TextIO) -> None:
             out.write(f"  {conv}: {g0 or '-'}/{a0 or '-'} → {g1 or '-'}/{a1 or '-'}\n")
 
 
-async def read_topics(bootstrap: str, prefix: str, tenants: set[str], save: Path | None) -> Recording:
-    """Read the inbound, routing, presence and command topics from the start to their current end."""
+async def read_topics(settings: ServiceSettings, tenants: set[str], save: Path | None) -> Recording:
+    """Read the inbound, routing, presence and command topics of the settings' cluster and topic prefix from the
+    start to their current end."""
     from aiokafka import AIOKafkaConsumer
 
     from switchboard.contracts import TYPE_HEADER, decode
+    from switchboard.runtime.kafka import kafka_client_options, start_client
     from switchboard.runtime.topics import Topics
 
-    topics = Topics(prefix)
+    topics = Topics(settings.topic_prefix)
     consumer = AIOKafkaConsumer(
         topics.inbound,
         topics.routing,
         topics.presence,
         topics.commands,
-        bootstrap_servers=bootstrap,
+        **kafka_client_options(settings),
         group_id=None,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
     )
-    await consumer.start()
+    await start_client(consumer, settings, "replay reader")
     recording = Recording()
     sink = save.open("w", encoding="utf-8") if save else None
     try:
@@ -372,7 +375,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("recording", nargs="?", type=Path, help="JSON lines of the recorded records")
     parser.add_argument("--config", type=Path, required=True, help="routing config file or directory to replay with")
     parser.add_argument("--tenant", action="append", default=[], help="replay only this tenant (repeatable)")
-    parser.add_argument("--from-topics", action="store_true", help="read the topics (KAFKA_BOOTSTRAP, SB_TOPIC_PREFIX)")
+    parser.add_argument(
+        "--from-topics",
+        action="store_true",
+        help="read the topics (KAFKA_BOOTSTRAP, SB_TOPIC_PREFIX, SB_KAFKA_* credentials)",
+    )
     parser.add_argument("--save", type=Path, default=None, help="with --from-topics: write the recording here")
     parser.add_argument(
         "--capacity-multiplier", type=float, default=1.0, help="what-if: scale every agent's surge factor"
@@ -394,9 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     configs = load_configs(args.config, args.tenant)
     tenants = set(configs.tenants())
     if args.from_topics:
-        bootstrap = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
-        prefix = os.environ.get("SB_TOPIC_PREFIX", "")
-        recording = asyncio.run(read_topics(bootstrap, prefix, tenants, args.save))
+        recording = asyncio.run(read_topics(ServiceSettings(), tenants, args.save))
     elif args.recording is not None:
         with args.recording.open(encoding="utf-8") as lines:
             recording = read_jsonl(lines, tenants)

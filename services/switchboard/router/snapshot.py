@@ -17,6 +17,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from switchboard.routing.chain import AgentIndex, AgentView, GroupStats
 from switchboard.routing.config import CHANNELS
 from switchboard.runtime.errors import TransientError
+from switchboard.runtime.redis_client import describe_redis_error
 from switchboard.state.keys import Keys
 
 
@@ -28,10 +29,10 @@ async def redis_guard() -> AsyncIterator[None]:
     except (RedisConnectionError, RedisTimeoutError, BusyLoadingError, ClusterError, TryAgainError) as exc:
         # A cluster that is down or whose slot owner cannot be reached (redis-py strips the CLUSTERDOWN / TRYAGAIN
         # prefixes from these replies, so they are told apart by class).
-        raise TransientError(f"redis unavailable: {exc!r}") from exc
+        raise TransientError(f"redis unavailable: {describe_redis_error(exc)}") from exc
     except RedisClusterException as exc:
         # No node of the cluster answers at all (raised outside redis-py's RedisError tree).
-        raise TransientError(f"redis unavailable: {exc!r}") from exc
+        raise TransientError(f"redis unavailable: {describe_redis_error(exc)}") from exc
     except ResponseError as exc:
         if str(exc).startswith(("BUSY", "OOM", "LOADING", "MASTERDOWN", "READONLY")):
             raise TransientError(f"redis refused: {exc!r}") from exc

@@ -21,7 +21,7 @@ from google.protobuf.message import Message
 
 from switchboard.contracts import TYPE_HEADER, ContractError, decode
 from switchboard.runtime.errors import InvalidRecord, TransientError
-from switchboard.runtime.kafka import RecordProducer
+from switchboard.runtime.kafka import RecordProducer, kafka_client_options, start_client
 from switchboard.runtime.logs import get_logger
 from switchboard.runtime.metrics import (
     BATCH_SECONDS,
@@ -92,7 +92,7 @@ class BatchConsumer:
         self._lag_refreshed_ms = int(time.time() * 1000)
         self._consumer = AIOKafkaConsumer(
             *self._topics,
-            bootstrap_servers=settings.kafka_bootstrap,
+            **kafka_client_options(settings),
             group_id=group_id,
             client_id=f"{settings.service_name}-{settings.instance_id}",
             enable_auto_commit=False,
@@ -102,8 +102,8 @@ class BatchConsumer:
         )
 
     async def start(self) -> None:
-        """Join the consumer group."""
-        await self._consumer.start()
+        """Join the consumer group (raises BrokerUnavailable, after a clear log line, when no broker takes it)."""
+        await start_client(self._consumer, self._settings, f"consumer {self.group_id}")
         self._set_ready(True)
         CONSUMER_LAG.track(self)
 

@@ -1,4 +1,5 @@
-"""The one Kafka producer wrapper and the one topic admin of switchboard."""
+"""The one Kafka producer wrapper, the one topic admin, and the one source of every Kafka client's connection
+options (bootstrap, credentials, TLS) of switchboard."""
 
 from __future__ import annotations
 
@@ -7,10 +8,13 @@ import contextlib
 import time
 import uuid
 from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.conn import create_conn
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.helpers import create_ssl_context
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -31,6 +35,77 @@ log = get_logger(__name__)
 Header = tuple[str, bytes]
 
 
+def kafka_client_options(settings: ServiceSettings) -> dict[str, Any]:
+    """The connection options every aiokafka client takes (producer, consumer, admin): the bootstrap servers and,
+    as the settings say, SASL credentials and a TLS context from the CA / certificate / key files (docs/security.md).
+
+        AIOKafkaConsumer(topic, group_id=..., **kafka_client_options(settings))
+    """
+    protocol = settings.kafka_security_protocol
+    options: dict[str, Any] = {"bootstrap_servers": settings.kafka_bootstrap, "security_protocol": protocol}
+    if protocol in ("SSL", "SASL_SSL"):
+        cert, key = settings.kafka_ssl_cert_file, settings.kafka_ssl_key_file
+        options["ssl_context"] = create_ssl_context(
+            cafile=settings.kafka_ssl_ca_file,
+            certfile=cert,
+            keyfile=key,
+        )
+    if protocol.startswith("SASL_"):
+        password = settings.kafka_sasl_password
+        options.update(
+            sasl_mechanism=settings.kafka_sasl_mechanism,
+            sasl_plain_username=settings.kafka_sasl_username,
+            sasl_plain_password=password.get_secret_value() if password is not None else None,
+        )
+    return options
+
+
+def kafka_options_for(bootstrap: str) -> dict[str, Any]:
+    """`kafka_client_options` for another bootstrap address, with the credentials and TLS files of this process's
+    environment (SB_KAFKA_*): the tools' clients of the cluster a stack runs on."""
+    return kafka_client_options(ServiceSettings(kafka_bootstrap=bootstrap))
+
+
+def describe_connection(settings: ServiceSettings) -> dict[str, str]:
+    """Where and as whom a client connects, for log lines (no secret)."""
+    described = {"bootstrap": settings.kafka_bootstrap, "security_protocol": settings.kafka_security_protocol}
+    if settings.kafka_security_protocol.startswith("SASL_"):
+        described.update(sasl_mechanism=settings.kafka_sasl_mechanism, sasl_username=settings.kafka_sasl_username or "")
+    return described
+
+
+class _Client(Protocol):
+    async def start(self) -> None: ...
+
+
+async def start_client(client: _Client, settings: ServiceSettings, what: str) -> None:
+    """Start an aiokafka client; when no broker takes it, log one clear error naming the cluster, the protocol, the
+    user and the reason (aiokafka's start says only "Unable to bootstrap"), then raise BrokerUnavailable."""
+    try:
+        await client.start()
+    except (KafkaError, OSError) as exc:
+        reason = await connection_refusal(settings)
+        log.error("kafka_connect_failed", client=what, reason=reason, **describe_connection(settings))
+        raise BrokerUnavailable(
+            f"{what} could not connect to Kafka at {settings.kafka_bootstrap}: {reason or repr(exc)}"
+        ) from exc
+
+
+async def connection_refusal(settings: ServiceSettings) -> str:
+    """Why the first bootstrap server refuses a connection with these settings (e.g. "SaslAuthenticationFailed:
+    ... invalid credentials", a certificate verify failure, connection refused); "" when it takes one now."""
+    options = kafka_client_options(settings)
+    del options["bootstrap_servers"]
+    host, _, port = settings.kafka_bootstrap.split(",")[0].strip().rpartition(":")
+    try:
+        async with asyncio.timeout(10):
+            conn = await create_conn(host.strip("[]"), int(port), request_timeout_ms=5000, **options)
+    except Exception as exc:  # what the connection raised is the answer
+        return f"{type(exc).__name__}: {exc}"
+    conn.close()
+    return ""
+
+
 def now_timestamp() -> Timestamp:
     """The current time as a protobuf Timestamp."""
     ts = Timestamp()
@@ -49,7 +124,7 @@ class RecordProducer:
         self._settings = settings
         self.topics = Topics(settings.topic_prefix)
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap,
+            **kafka_client_options(settings),
             client_id=f"{settings.service_name}-{settings.instance_id}",
             enable_idempotence=True,
             acks="all",
@@ -59,8 +134,8 @@ class RecordProducer:
         )
 
     async def start(self) -> None:
-        """Connect to the cluster (raises KafkaError when no broker answers)."""
-        await self._producer.start()
+        """Connect to the cluster (raises BrokerUnavailable, after a clear log line, when no broker takes it)."""
+        await start_client(self._producer, self._settings, "producer")
 
     async def stop(self) -> None:
         """Flush what is pending and disconnect."""
@@ -119,6 +194,7 @@ class RecordProducer:
             original=original,
             original_headers=original_headers or {},
             at=now_timestamp(),
+            key=key,
         )
         await self.send(self.topics.dlq, key or error_type, letter)
         RECORDS_DEAD_LETTERED.labels(self._settings.service_name, error_type).inc()
@@ -126,10 +202,12 @@ class RecordProducer:
         return letter
 
 
-async def ensure_topics(bootstrap: str, specs: Sequence[TopicSpec], replication: int = 1) -> None:
-    """Create the topics that do not exist yet (idempotent)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="switchboard-admin")
-    await admin.start()
+async def ensure_topics(kafka: ServiceSettings | str, specs: Sequence[TopicSpec], replication: int = 1) -> None:
+    """Create the topics that do not exist yet (idempotent), on the settings' cluster or at a bootstrap address
+    (with the environment's credentials, `kafka_options_for`)."""
+    settings = kafka if isinstance(kafka, ServiceSettings) else ServiceSettings(kafka_bootstrap=kafka)
+    admin = AIOKafkaAdminClient(**kafka_client_options(settings), client_id="switchboard-admin")
+    await start_client(admin, settings, "admin")
     try:
         existing = set(await admin.list_topics())
         missing = [

@@ -2,6 +2,10 @@
 
 `REDIS_URL=redis+cluster://host:port` (or `rediss+cluster://`), or `SB_REDIS_CLUSTER=true` with a plain URL,
 gives every service a `redis.asyncio.cluster.RedisCluster` that discovers the other nodes from that one.
+
+Credentials and TLS (docs/security.md): an ACL user by SB_REDIS_USERNAME / SB_REDIS_PASSWORD (or in the URL), TLS by
+a `rediss://` URL with the CA (and optional client certificate and key) files of SB_REDIS_SSL_*; the same options
+reach every node of a cluster.
 """
 
 from __future__ import annotations
@@ -52,6 +56,25 @@ def connect_url(url: str, *, cluster: bool = False, **options: Any) -> Redis:
     return Redis.from_url(url, **options)
 
 
+def redis_security_options(settings: ServiceSettings) -> dict[str, Any]:
+    """The ACL user, password and TLS files of the settings as redis-py connection options (only those set).
+
+    TLS itself is chosen by the URL (`rediss://`, which the settings check when TLS files are given); the
+    certificate must name the host the URL names (redis-py checks the hostname).
+    """
+    options: dict[str, Any] = {}
+    if settings.redis_username:
+        options["username"] = settings.redis_username
+    if settings.redis_password is not None:
+        options["password"] = settings.redis_password.get_secret_value()
+    if settings.redis_ssl_ca_file is not None:
+        options["ssl_ca_certs"] = str(settings.redis_ssl_ca_file)
+    if settings.redis_ssl_cert_file is not None and settings.redis_ssl_key_file is not None:
+        options["ssl_certfile"] = str(settings.redis_ssl_cert_file)
+        options["ssl_keyfile"] = str(settings.redis_ssl_key_file)
+    return options
+
+
 def redis_client(settings: ServiceSettings, *, max_connections: int | None = None) -> Redis:
     """A client for the service's Redis; byte responses, short timeouts, a few quick reconnect retries.
 
@@ -66,6 +89,7 @@ def redis_client(settings: ServiceSettings, *, max_connections: int | None = Non
         "health_check_interval": 15,
         "retry": Retry(ExponentialBackoff(cap=0.5, base=0.02), retries=3),
         "retry_on_error": [RedisConnectionError, RedisTimeoutError],
+        **redis_security_options(settings),
     }
     if is_cluster(settings):
         if max_connections is not None:
@@ -75,6 +99,12 @@ def redis_client(settings: ServiceSettings, *, max_connections: int | None = Non
         return Redis.from_url(settings.redis_url, **options)
     pool = BlockingConnectionPool.from_url(settings.redis_url, max_connections=max_connections, timeout=10, **options)
     return Redis(connection_pool=pool)
+
+
+def redis_for(url: str) -> Redis:
+    """A client for another Redis URL with this process's credentials and TLS files (SB_REDIS_*): the tools'
+    clients of the Redis a stack runs on, and the router replay's scratch Redis."""
+    return connect_url(url, **redis_security_options(ServiceSettings(redis_url=url)))
 
 
 async def prepare_pubsub(redis: Redis) -> None:
@@ -110,4 +140,10 @@ def redis_unavailable_as_transient() -> Iterator[None]:
         yield
     except (RedisError, RedisClusterException, OSError) as exc:
         # RedisClusterException (no node of a cluster answers) is outside redis-py's RedisError tree.
-        raise TransientError(f"redis unavailable: {exc!r}") from exc
+        raise TransientError(f"redis unavailable: {describe_redis_error(exc)}") from exc
+
+
+def describe_redis_error(exc: BaseException) -> str:
+    """The error's type and message: redis-py's repr of some (AuthenticationError) hides the message, which is
+    what tells an operator that the credentials were refused ("invalid username-password pair ...")."""
+    return f"{type(exc).__name__}: {exc}"

@@ -12,8 +12,13 @@ its clients and registers them here, and its `__main__` hands that to `run_servi
     run_service(build, ChatSettings())          # switchboard/chat/__main__.py
 
 In-process (tests), `async with runtime.serving():` serves until the block ends, then stops gracefully.
-On SIGTERM or SIGINT: stop intake (every `stop` callback), give workers `shutdown_grace_s` to finish in-flight
-work, cancel what is left, close clients in reverse order, exit 0.
+On SIGTERM or SIGINT: `/readyz` answers 503 at once, drains run (work moved away while everything still works,
+e.g. the gateway's desks), then stop intake (every `stop` callback), give workers `shutdown_grace_s` to finish
+in-flight work, cancel what is left, close clients in reverse order, exit 0.
+
+With `SB_INTERNAL_PORT` the operator surface (`/metrics`, `/healthz`, `/readyz` and whatever a service mounts on
+`internal_app`, such as presence's operator API) is a second app on that port, and the public port answers 404 for
+it: an Ingress in front of the public port can never expose it. Unset, `internal_app` is the public app.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ log = get_logger(__name__)
 
 ReadyCheck = Callable[[], bool]
 Closer = Callable[[], Awaitable[None]]
+Drain = Callable[[], Awaitable[None]]
 S = TypeVar("S", bound=ServiceSettings)
 
 
@@ -51,33 +57,48 @@ class _Server(uvicorn.Server):
 
 
 class ServiceRuntime:
-    """Runs one service: its HTTP app, its workers, and an orderly shutdown."""
+    """Runs one service: its HTTP app (and internal app), its workers, and an orderly shutdown."""
 
     def __init__(self, settings: ServiceSettings, app: FastAPI | None = None) -> None:
         self.settings = settings
         configure_logging(settings.service_name, settings.instance_id, settings.log_level)
         self.app = app or FastAPI(title=f"switchboard {settings.service_name}")
+        # Health, readiness, metrics and operator APIs: the public app itself unless SB_INTERNAL_PORT is set.
+        self.internal_app = (
+            self.app
+            if settings.internal_port is None
+            else FastAPI(title=f"switchboard {settings.service_name} (internal)")
+        )
         self._ready_checks: dict[str, ReadyCheck] = {}
         self._workers: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []
+        self._drains: list[Drain] = []
         self._stoppers: list[Callable[[], None]] = []
         self._closers: list[Closer] = []
         self.stopping = asyncio.Event()
+        # The bound ports once serving (the settings' ports may be 0: any free port).
         self.port: int | None = None
+        self.internal_port: int | None = None
         self._install_health_routes()
         export_service(settings.service_name, self.is_ready)
 
+    @property
+    def internal_url(self) -> str:
+        """http://host:port of the operator surface once serving (the public port without SB_INTERNAL_PORT)."""
+        port = self.internal_port if self.internal_port is not None else self.port
+        return f"http://{self.settings.http_host}:{port}"
+
     def _install_health_routes(self) -> None:
-        @self.app.get("/healthz", include_in_schema=False)
+        @self.internal_app.get("/healthz", include_in_schema=False)
         async def healthz() -> dict[str, str]:
             return {"status": "alive", "service": self.settings.service_name}
 
-        @self.app.get("/readyz", include_in_schema=False)
+        @self.internal_app.get("/readyz", include_in_schema=False)
         async def readyz(response: Response) -> dict[str, object]:
             ready, checks = self.readiness()
             response.status_code = 200 if ready else 503
             return {"ready": ready, "checks": checks}
 
-        @self.app.get("/metrics", include_in_schema=False)
+        @self.internal_app.get("/metrics", include_in_schema=False)
         async def metrics() -> Response:
             return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
@@ -101,6 +122,12 @@ class ServiceRuntime:
         self._workers.append((name, run))
         if stop is not None:
             self._stoppers.append(stop)
+
+    def add_drain(self, drain: Drain) -> None:
+        """Called first on shutdown, all drains at once, while `/readyz` already answers 503 and workers, clients
+        and both ports still work: move work elsewhere gradually (the gateway closes its desks over a window). A
+        drain bounds its own duration."""
+        self._drains.append(drain)
 
     def add_stopper(self, stop: Callable[[], None]) -> None:
         """Called first on shutdown: stop intake (close a listener, stop reading a topic)."""
@@ -152,15 +179,11 @@ class ServiceRuntime:
             log.info("stopping", service=self.settings.service_name)
             self.stopping.set()
 
-    async def serve(self) -> None:
-        """Serve until SIGTERM/SIGINT or `request_stop`, then shut down in order."""
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.request_stop)
+    def _server(self, app: FastAPI, port: int) -> _Server:
         config = uvicorn.Config(
-            self.app,
+            app,
             host=self.settings.http_host,
-            port=self.settings.http_port,
+            port=port,
             log_config=None,
             lifespan="off",
             ws="websockets-sansio",
@@ -168,24 +191,36 @@ class ServiceRuntime:
             ws_per_message_deflate=self.settings.http_ws_deflate,
             timeout_graceful_shutdown=max(1, int(self.settings.shutdown_grace_s)),
         )
-        server = _Server(config)
-        http_task = asyncio.create_task(server.serve(), name="http")
+        return _Server(config)
+
+    async def serve(self) -> None:
+        """Serve until SIGTERM/SIGINT or `request_stop`, then shut down in order."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        servers = [self._server(self.app, self.settings.http_port)]
+        if self.settings.internal_port is not None:
+            servers.append(self._server(self.internal_app, self.settings.internal_port))
+        http_tasks = [asyncio.create_task(srv.serve(), name=f"http-{i}") for i, srv in enumerate(servers)]
         worker_tasks = [asyncio.create_task(run(), name=name) for name, run in self._workers]
-        await self._wait_started(server, http_task)
+        ports = [await self._wait_started(srv, task) for srv, task in zip(servers, http_tasks, strict=True)]
+        self.port = ports[0]
+        self.internal_port = ports[1] if len(ports) > 1 else None
         log.info(
             "serving",
             service=self.settings.service_name,
             port=self.port,
+            internal_port=self.internal_port,
             workers=[name for name, _ in self._workers],
         )
         stop_task = asyncio.create_task(self.stopping.wait())
         try:
-            await asyncio.wait([stop_task, http_task, *worker_tasks], return_when=asyncio.FIRST_COMPLETED)
-            failed = [t for t in [http_task, *worker_tasks] if t.done() and not t.cancelled() and t.exception()]
+            await asyncio.wait([stop_task, *http_tasks, *worker_tasks], return_when=asyncio.FIRST_COMPLETED)
+            failed = [t for t in [*http_tasks, *worker_tasks] if t.done() and not t.cancelled() and t.exception()]
             for task in failed:
                 log.error("worker_failed", worker=task.get_name(), error=repr(task.exception()))
             self.request_stop()
-            await self._shutdown(server, http_task, worker_tasks)
+            await self._shutdown(list(zip(servers, http_tasks, strict=True)), worker_tasks)
         finally:
             stop_task.cancel()
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -193,18 +228,28 @@ class ServiceRuntime:
         if failed:
             raise SystemExit(1)
 
-    async def _wait_started(self, server: _Server, http_task: asyncio.Task[None]) -> None:
+    async def _wait_started(self, server: _Server, http_task: asyncio.Task[None]) -> int:
+        """The port `server` listens on, once it does."""
         while not server.started:
             if http_task.done():
                 http_task.result()
                 raise RuntimeError("HTTP server exited before it started")
             await asyncio.sleep(0.01)
         sockets = [s for srv in server.servers for s in (srv.sockets or ())]
-        self.port = sockets[0].getsockname()[1] if sockets else self.settings.http_port
+        port: int = sockets[0].getsockname()[1] if sockets else server.config.port
+        return port
+
+    async def _drain(self) -> None:
+        """Run every drain at once; one that fails is logged, the shutdown goes on."""
+        results = await asyncio.gather(*(drain() for drain in self._drains), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                log.warning("drain_failed", error=repr(result))
 
     async def _shutdown(
-        self, server: _Server, http_task: asyncio.Task[None], workers: list[asyncio.Task[None]]
+        self, servers: list[tuple[_Server, asyncio.Task[None]]], workers: list[asyncio.Task[None]]
     ) -> None:
+        await self._drain()
         for stop in self._stoppers:
             stop()
         pending = [t for t in workers if not t.done()]
@@ -214,8 +259,10 @@ class ServiceRuntime:
                 log.warning("worker_cancelled", worker=task.get_name())
                 task.cancel()
             await asyncio.gather(*still, return_exceptions=True)
-        server.should_exit = True
-        await asyncio.gather(http_task, return_exceptions=True)
+        # The public port first; the internal one (probes, the last scrape) until the very end.
+        for server, task in servers:
+            server.should_exit = True
+            await asyncio.gather(task, return_exceptions=True)
         for close in reversed(self._closers):
             try:
                 await close()

@@ -1,22 +1,69 @@
-"""Settings from the environment, one pydantic-settings class per service built on ServiceSettings."""
+"""Settings from the environment, one pydantic-settings class per service built on ServiceSettings.
+
+Kafka and Redis credentials and TLS files are settings too (docs/security.md): secrets are `SecretStr` (never
+printed), and the files are checked when the settings are read, so a wrong path or a bad PEM stops the service at
+start with the setting's name in the error instead of failing on its first connection.
+"""
 
 from __future__ import annotations
 
 import os
 import socket
+import ssl
+from pathlib import Path
+from typing import Literal, Self
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+KafkaSaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+_FILE_SETTINGS = (
+    "kafka_ssl_ca_file",
+    "kafka_ssl_cert_file",
+    "kafka_ssl_key_file",
+    "redis_ssl_ca_file",
+    "redis_ssl_cert_file",
+    "redis_ssl_key_file",
+)
 
 
 def _instance_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
+def _env_name(field: str) -> str:
+    return f"SB_{field.upper()}"
+
+
+def check_tls_files(what: str, ca_file: Path | None, cert_file: Path | None, key_file: Path | None) -> None:
+    """Raise ValueError naming the setting when a CA, certificate or key file is not a readable PEM (or the
+    certificate and key do not belong together): the same loads a client does on its first TLS connection."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    if ca_file is not None:
+        try:
+            context.load_verify_locations(cafile=str(ca_file))
+        except (ssl.SSLError, OSError) as exc:
+            raise ValueError(f"{_env_name(what + '_ssl_ca_file')}={ca_file}: not a PEM CA certificate ({exc})") from exc
+    if (cert_file is None) != (key_file is None):
+        raise ValueError(f"{_env_name(what + '_ssl_cert_file')} and {_env_name(what + '_ssl_key_file')} go together")
+    if cert_file is not None:
+        try:
+            context.load_cert_chain(str(cert_file), str(key_file))
+        except (ssl.SSLError, OSError) as exc:
+            raise ValueError(
+                f"{_env_name(what + '_ssl_cert_file')}={cert_file} / {_env_name(what + '_ssl_key_file')}={key_file}:"
+                f" not a PEM certificate and its unencrypted key ({exc})"
+            ) from exc
+
+
 class ServiceSettings(BaseSettings):
     """What every service reads from its environment (prefix `SB_`; Kafka and Redis also by their usual names)."""
 
-    model_config = SettingsConfigDict(env_prefix="SB_", extra="ignore", validate_by_name=True, validate_by_alias=True)
+    # hide_input_in_errors: a settings error must not print the values it was given (passwords among them).
+    model_config = SettingsConfigDict(
+        env_prefix="SB_", extra="ignore", validate_by_name=True, validate_by_alias=True, hide_input_in_errors=True
+    )
 
     service_name: str = "switchboard"
     instance_id: str = Field(default_factory=_instance_id)
@@ -33,6 +80,9 @@ class ServiceSettings(BaseSettings):
     key_prefix: str = "sb"
     http_host: str = "0.0.0.0"
     http_port: int = 8080
+    # The operator surface (/metrics, /healthz, /readyz, presence's operator API) on a port of its own; the public
+    # port then answers 404 for it. None: everything on http_port (docs: deploy/README.md, "Internal port").
+    internal_port: int | None = None
     # Largest websocket message the HTTP server reads; a bigger one closes the socket (1009) before it is buffered.
     http_ws_max_bytes: int = 16 * 1024 * 1024
     # permessage-deflate for websockets when the client offers it (browsers always do). Each compressed socket holds
@@ -50,3 +100,60 @@ class ServiceSettings(BaseSettings):
     retry_backoff_max_s: float = 5.0
     # An adapter waits this long for the broker's ack before telling its sender to retry later.
     produce_timeout_s: float = 5.0
+
+    # Kafka credentials and TLS (runtime/kafka.py `kafka_client_options` hands them to every client). The CA file
+    # is a PEM bundle (Strimzi: Secret switchboard-cluster-ca-cert, key ca.crt); without one, SSL and SASL_SSL
+    # trust the system's CAs. Certificate and key (mutual TLS) are optional PEM files, the key unencrypted.
+    kafka_security_protocol: KafkaSecurityProtocol = "PLAINTEXT"
+    kafka_sasl_mechanism: KafkaSaslMechanism = "SCRAM-SHA-512"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_ca_file: Path | None = None
+    kafka_ssl_cert_file: Path | None = None
+    kafka_ssl_key_file: Path | None = None
+    # Redis ACL user (a password alone is the `default` user's); a user and password in REDIS_URL win over these.
+    # TLS is a `rediss://` URL; the CA file (PEM) is then needed unless the server's CA is a system CA.
+    redis_username: str | None = None
+    redis_password: SecretStr | None = None
+    redis_ssl_ca_file: Path | None = None
+    redis_ssl_cert_file: Path | None = None
+    redis_ssl_key_file: Path | None = None
+
+    @field_validator(
+        "kafka_sasl_username", "kafka_sasl_password", "redis_username", "redis_password", *_FILE_SETTINGS, mode="before"
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # An env var set from an optional Secret key that is missing arrives empty: that is "not set".
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _check_security(self) -> Self:
+        for name in _FILE_SETTINGS:
+            path: Path | None = getattr(self, name)
+            if path is not None and not path.is_file():
+                raise ValueError(f"{_env_name(name)}={path}: no such file")
+        self._check_kafka_security()
+        self._check_redis_security()
+        return self
+
+    def _check_kafka_security(self) -> None:
+        protocol = self.kafka_security_protocol
+        if protocol.startswith("SASL_") and (not self.kafka_sasl_username or self.kafka_sasl_password is None):
+            raise ValueError(
+                f"SB_KAFKA_SECURITY_PROTOCOL={protocol} needs SB_KAFKA_SASL_USERNAME and SB_KAFKA_SASL_PASSWORD"
+            )
+        files = self.kafka_ssl_ca_file or self.kafka_ssl_cert_file or self.kafka_ssl_key_file
+        if files and protocol not in ("SSL", "SASL_SSL"):
+            raise ValueError(
+                f"SB_KAFKA_SSL_* files are set but SB_KAFKA_SECURITY_PROTOCOL={protocol}: use SSL or SASL_SSL"
+            )
+        check_tls_files("kafka", self.kafka_ssl_ca_file, self.kafka_ssl_cert_file, self.kafka_ssl_key_file)
+
+    def _check_redis_security(self) -> None:
+        files = self.redis_ssl_ca_file or self.redis_ssl_cert_file or self.redis_ssl_key_file
+        if files and not self.redis_url.lower().startswith(("rediss://", "rediss+cluster://")):
+            raise ValueError("SB_REDIS_SSL_* files are set but REDIS_URL is not a rediss:// (TLS) URL")
+        if self.redis_password is None and self.redis_username:
+            raise ValueError("SB_REDIS_USERNAME needs SB_REDIS_PASSWORD")
+        check_tls_files("redis", self.redis_ssl_ca_file, self.redis_ssl_cert_file, self.redis_ssl_key_file)

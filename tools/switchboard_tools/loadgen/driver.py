@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 from tqdm import tqdm  # type: ignore[import-untyped]
 
 from switchboard.runtime.logs import get_logger
+from switchboard.runtime.redis_client import redis_for
 from switchboard_tools.loadgen.accounting import Delivery, Sent
 from switchboard_tools.loadgen.agents import SimulatedAgent
 from switchboard_tools.loadgen.customers import (
@@ -189,7 +190,7 @@ class Run:
         probe.on_bot_answer = self.recorder.signals.bot_answer
         probe.on_inbound = self.recorder.signals.on_topic
         await probe.start()
-        redis = Redis.from_url(self.endpoints.redis_url)
+        redis = redis_for(self.endpoints.redis_url)
         tasks: list[asyncio.Task[Any]] = []
         try:
             async with httpx.AsyncClient(timeout=30) as http:

@@ -16,10 +16,10 @@ from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient
 from aiosmtpd.controller import Controller
-from redis.asyncio import Redis
 
-from switchboard.runtime.kafka import ensure_topics
+from switchboard.runtime.kafka import ensure_topics, kafka_options_for
 from switchboard.runtime.logs import get_logger
+from switchboard.runtime.redis_client import redis_for
 from switchboard.runtime.topics import Topics
 from switchboard_tools.loadgen.customers import Endpoints
 from switchboard_tools.stack.procs import free_port, terminate
@@ -133,13 +133,13 @@ class ReplySink:
 
 async def _clean_up(bootstrap: str, redis_url: str, topic_prefix: str, key_prefix: str, partitions: int) -> None:
     """Delete the run's topics and keys (they carry the run's own prefixes, nobody else uses them)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="switchboard-loadgen-cleanup")
+    admin = AIOKafkaAdminClient(**kafka_options_for(bootstrap), client_id="switchboard-loadgen-cleanup")
     await admin.start()
     try:
         await admin.delete_topics([spec.name for spec in Topics(topic_prefix).specs(partitions)])
     finally:
         await admin.close()
-    redis = Redis.from_url(redis_url)
+    redis = redis_for(redis_url)
     try:
         batch: list[bytes] = []
         async for key in redis.scan_iter(match=f"{key_prefix}:*", count=1000):

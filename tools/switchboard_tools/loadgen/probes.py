@@ -24,6 +24,7 @@ from switchboard.contracts import (
     RoutingEventType,
     decode,
 )
+from switchboard.runtime.kafka import kafka_options_for
 from switchboard.runtime.topics import Topics
 from switchboard.state.keys import Keys
 from switchboard_tools.loadgen.fixtures import SKILL_GROUPS
@@ -114,7 +115,7 @@ class RoutingProbe:
         self._consumer = AIOKafkaConsumer(
             topics.inbound,
             topics.routing,
-            bootstrap_servers=bootstrap,
+            **kafka_options_for(bootstrap),
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="latest",

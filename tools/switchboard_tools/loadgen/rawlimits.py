@@ -17,9 +17,11 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from redis.asyncio import Redis
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
+
+from switchboard.runtime.kafka import kafka_options_for
+from switchboard.runtime.redis_client import redis_for
 
 PAYLOAD = ("switchboard bench 客服 " * 12).encode()[:300]
 
@@ -41,14 +43,15 @@ class Rate:
 async def kafka_passthrough(bootstrap: str, seconds: float, partitions: int = 4) -> Rate:
     """Produce for `seconds` and consume everything produced; records per second end to end."""
     topic = f"bench.passthrough.{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    connection = kafka_options_for(bootstrap)
+    admin = AIOKafkaAdminClient(**connection)
     await admin.start()
     try:
         await admin.create_topics([NewTopic(topic, partitions, 1)])
         producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=5, max_batch_size=256 * 1024
+            **connection, enable_idempotence=True, acks="all", linger_ms=5, max_batch_size=256 * 1024
         )
-        consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest")
+        consumer = AIOKafkaConsumer(topic, **connection, group_id=None, auto_offset_reset="earliest")
         await producer.start()
         await consumer.start()
         try:
@@ -91,7 +94,7 @@ _SCRIPT = "redis.call('INCR', KEYS[1]) return redis.call('XADD', KEYS[2], 'MAXLE
 
 async def redis_evalsha(redis_url: str, seconds: float, callers: int = 32) -> Rate:
     """EVALSHA calls per second of a desk-append-shaped script."""
-    redis = Redis.from_url(redis_url)
+    redis = redis_for(redis_url)
     prefix = f"bench:{uuid.uuid4().hex[:8]}"
     try:
         sha = await redis.script_load(_SCRIPT)

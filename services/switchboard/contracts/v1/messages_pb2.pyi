@@ -1055,6 +1055,7 @@ class DeadLetter(_message.Message):
     ORIGINAL_FIELD_NUMBER: _builtins.int
     ORIGINAL_HEADERS_FIELD_NUMBER: _builtins.int
     AT_FIELD_NUMBER: _builtins.int
+    KEY_FIELD_NUMBER: _builtins.int
     dead_letter_id: _builtins.str
     tenant_id: _builtins.str
     """when it could be read"""
@@ -1070,6 +1071,8 @@ class DeadLetter(_message.Message):
     """e.g. "decode_error", "invalid", "too_large", "bad_signature" """
     original: _builtins.bytes
     """the original bytes, PII-masked where they were text"""
+    key: _builtins.str
+    """the original record's key ("" when it had none, or it was not a record)"""
     @_builtins.property
     def original_headers(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     @_builtins.property
@@ -1088,14 +1091,61 @@ class DeadLetter(_message.Message):
         original: _builtins.bytes = ...,
         original_headers: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         at: _timestamp_pb2.Timestamp | None = ...,
+        key: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "dead_letter_id", b"dead_letter_id", "error_type", b"error_type", "offset", b"offset", "original", b"original", "original_headers", b"original_headers", "partition", b"partition", "reason", b"reason", "service", b"service", "source", b"source", "tenant_id", b"tenant_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "dead_letter_id", b"dead_letter_id", "error_type", b"error_type", "key", b"key", "offset", b"offset", "original", b"original", "original_headers", b"original_headers", "partition", b"partition", "reason", b"reason", "service", b"service", "source", b"source", "tenant_id", b"tenant_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeadLetter: _TypeAlias = DeadLetter  # noqa: Y015
+
+@_typing.final
+class DeadLetterRedrive(_message.Message):
+    """An operator sent a DeadLetter's original back to the topic it came from (`switchboard dlq redrive`). Written on
+    the DLQ topic in the same transaction as the re-driven record, so the DLQ itself says what was re-driven and a
+    second re-drive of the same DeadLetter is refused. Key: dead_letter_id.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEAD_LETTER_ID_FIELD_NUMBER: _builtins.int
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    TOPIC_FIELD_NUMBER: _builtins.int
+    PARTITION_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    BY_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    dead_letter_id: _builtins.str
+    tenant_id: _builtins.str
+    topic: _builtins.str
+    """where the original went back to"""
+    partition: _builtins.int
+    """where the re-driven record landed"""
+    offset: _builtins.int
+    by: _builtins.str
+    """who re-drove it (the operator's user name, when known)"""
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        dead_letter_id: _builtins.str = ...,
+        tenant_id: _builtins.str = ...,
+        topic: _builtins.str = ...,
+        partition: _builtins.int = ...,
+        offset: _builtins.int = ...,
+        by: _builtins.str = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "by", b"by", "dead_letter_id", b"dead_letter_id", "offset", b"offset", "partition", b"partition", "tenant_id", b"tenant_id", "topic", b"topic"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeadLetterRedrive: _TypeAlias = DeadLetterRedrive  # noqa: Y015
 
 @_typing.final
 class AgentCommand(_message.Message):

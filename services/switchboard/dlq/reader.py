@@ -1,0 +1,113 @@
+"""Read the DLQ topic from its start (or from a time) to its current end, without a consumer group.
+
+The reader assigns itself every partition and commits nothing, so it moves no service's offsets and joins no
+group; it reads committed records only (a re-drive's mark is written in a transaction).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+
+from switchboard.contracts import TYPE_HEADER, ContractError, DeadLetter, DeadLetterRedrive, decode
+from switchboard.dlq.entries import DlqRecord, attach_redrives
+from switchboard.runtime.errors import BrokerUnavailable
+from switchboard.runtime.kafka import kafka_client_options, start_client
+from switchboard.runtime.settings import ServiceSettings
+from switchboard.runtime.topics import Topics
+
+
+class DlqUnavailable(RuntimeError):
+    """The DLQ cannot be read: its topic is not there, or it was not read to its end in time."""
+
+
+@dataclass
+class DlqScan:
+    """What the DLQ topic holds: DeadLetters (with their re-drive marks attached) and how many records were
+    neither a DeadLetter nor a mark."""
+
+    topic: str
+    records: list[DlqRecord] = field(default_factory=list)
+    foreign: int = 0
+
+    def find(self, dead_letter_id: str) -> DlqRecord | None:
+        """The record with this id, if the scan saw it."""
+        return next((r for r in self.records if r.id == dead_letter_id), None)
+
+
+async def read_dlq(settings: ServiceSettings, since: datetime | None = None, timeout_s: float = 120.0) -> DlqScan:
+    """Every DeadLetter on the deployment's DLQ topic (from `since`, when given) up to its end at the time of call."""
+    topic = Topics(settings.topic_prefix).dlq
+    # Subscribed without a group id: aiokafka assigns every partition of the topic, no coordinator involved.
+    consumer = AIOKafkaConsumer(
+        topic,
+        **kafka_client_options(settings),
+        client_id="switchboard-dlq",
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+    )
+    try:
+        await start_client(consumer, settings, "dlq reader")
+    except BrokerUnavailable:
+        await consumer.stop()
+        raise
+    try:
+        partitions = await _assign(consumer, topic, since)
+        return await _read_to_end(consumer, topic, partitions, timeout_s)
+    finally:
+        await consumer.stop()
+
+
+async def _assign(consumer: AIOKafkaConsumer, topic: str, since: datetime | None) -> list[TopicPartition]:
+    if topic not in await consumer.topics():
+        raise DlqUnavailable(f"no topic {topic} on this cluster (is SB_TOPIC_PREFIX right?)")
+    partitions = sorted(consumer.assignment())
+    if since is None:
+        await consumer.seek_to_beginning(*partitions)
+        return partitions
+    # A DeadLetter's record timestamp is its producer's send time, within moments of its `at`; a re-drive's mark is
+    # always later than its DeadLetter, so reading from `since` still finds the marks of what it lists.
+    found = await consumer.offsets_for_times({tp: int(since.timestamp() * 1000) for tp in partitions})
+    ends = await consumer.end_offsets(partitions)
+    for tp in partitions:
+        at = found.get(tp)
+        consumer.seek(tp, at.offset if at is not None else ends[tp])
+    return partitions
+
+
+async def _read_to_end(
+    consumer: AIOKafkaConsumer, topic: str, partitions: list[TopicPartition], timeout_s: float
+) -> DlqScan:
+    scan = DlqScan(topic)
+    marks: list[DeadLetterRedrive] = []
+    ends = await consumer.end_offsets(partitions)
+    deadline = time.monotonic() + timeout_s
+    while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
+        if time.monotonic() > deadline:
+            raise DlqUnavailable(f"{topic}: not read to its end within {timeout_s:.0f}s")
+        for records in (await consumer.getmany(timeout_ms=500, max_records=5000)).values():
+            for record in records:
+                _take(record, scan, marks)
+    scan.records = attach_redrives(scan.records, marks)
+    return scan
+
+
+def _take(record: ConsumerRecord[bytes, bytes], scan: DlqScan, marks: list[DeadLetterRedrive]) -> None:
+    headers = {k: v.decode("utf-8", "replace") for k, v in (record.headers or ())}
+    try:
+        message = decode(headers.get(TYPE_HEADER), record.value)
+    except ContractError:
+        scan.foreign += 1
+        return
+    if isinstance(message, DeadLetter):
+        key = record.key.decode("utf-8", "replace") if record.key else ""
+        scan.records.append(DlqRecord(message, record.partition, record.offset, key))
+    elif isinstance(message, DeadLetterRedrive):
+        marks.append(message)
+    else:
+        scan.foreign += 1
