@@ -11,6 +11,7 @@ import time
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 from websockets.asyncio.client import ClientConnection
 
 from switchboard.contracts import InboundMessage
@@ -23,6 +24,11 @@ from tests.helpers import read_topic
 from tests.integration.chat_service import chat_settings, connect, next_frame, running_chat, send_message, signed
 
 pytestmark = pytest.mark.broker
+
+
+def _inbound(outcome: str) -> float:
+    labels = {"channel": "chat", "tenant": "shop-a", "outcome": outcome}
+    return REGISTRY.get_sample_value("sb_inbound_messages_total", labels) or 0.0
 
 
 async def _answer(ws: ClientConnection, client_msg_id: str, timeout: float = 15.0) -> dict[str, object]:
@@ -63,6 +69,7 @@ async def test_broker_stopped_and_restarted_retry_later_and_nothing_acknowledged
             acked.add(await _send_until_acked(ws, f"before-{i}", f"before {i}"))
 
         await asyncio.to_thread(own_kafka.stop)
+        retried = _inbound("retry_later")
         await send_message(ws, "during", text="sent while Kafka is down")
         refused = await _answer(ws, "during")
         assert (refused["type"], refused["code"]) == ("error", "retry_later")
@@ -70,6 +77,8 @@ async def test_broker_stopped_and_restarted_retry_later_and_nothing_acknowledged
         raw, headers = signed("shop-a", body, int(time.time()))
         response = await http.post("/chat/v1/webhook/shop-a", content=raw, headers=headers)
         assert response.status_code == 503 and response.headers["Retry-After"] == "1"
+        # Each answer "retry later" is counted once: the widget's and the webhook's.
+        assert _inbound("retry_later") - retried == 2
 
         await asyncio.to_thread(own_kafka.start)
         acked.add(await _send_until_acked(ws, "during", "sent while Kafka is down"))

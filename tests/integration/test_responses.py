@@ -187,7 +187,7 @@ async def test_replies_are_timed_from_the_first_unanswered_message_once_against_
 
 
 async def _first_response_counted_once(scene: Scene) -> RoutingEvent:
-    over_before = sample("sb_responses_total", tenant=T, group="presales", kind="first", within="over")
+    over_before = sample("sb_responses_total", tenant=T, group="presales", kind="first", within="no")
     # The customer wrote 100 s ago (the adapter's received_at); the agent's first reply comes now.
     first = await scene.write("r-m1", 100)
     scene.epoch = await _assigned(scene.desk, CONV)
@@ -203,7 +203,7 @@ async def _first_response_counted_once(scene: Scene) -> RoutingEvent:
     again = await scene.reply("r1", "在的，您好")
     assert again["message_id"] == answer["message_id"]
     await scene.replies.replies(2)
-    counted = sample("sb_responses_total", tenant=T, group="presales", kind="first", within="over")
+    counted = sample("sb_responses_total", tenant=T, group="presales", kind="first", within="no")
     assert counted == over_before + 1, "the resend was not counted again"
     return one
 

@@ -7,6 +7,7 @@ from prometheus_client import REGISTRY
 
 from switchboard.gateway.board_stats import gauge_values
 from switchboard.gateway.queue_stats import BOARD_STATUSES, GroupBoard, GroupQueue
+from switchboard.intake.customers import CustomerLookupSettings, CustomerTiers
 from switchboard.intake.tally import InboundOutcome, InboundTally
 from switchboard.state.metrics import NO_GROUP, UNKNOWN_TENANT, LabelBounds, channel_label
 
@@ -92,3 +93,9 @@ def test_board_gauges_fold_groups_outside_the_config_into_one_none_series() -> N
     # A service level belongs to one configured group: none for the folded series.
     assert values.levels == {("shop-a", "presales"): 0.9}
     assert values.targets == {("shop-a", "presales"): 20.0}
+
+
+def test_customer_lookups_name_only_configured_tenants() -> None:
+    tiers = CustomerTiers(CustomerLookupSettings(customer_lookup_url="http://127.0.0.1:9"), known_tenants=["shop-a"])
+    assert tiers.bounds.tenant("shop-a") == "shop-a"
+    assert tiers.bounds.tenant("shop-from-a-made-up-subdomain") == UNKNOWN_TENANT

@@ -32,6 +32,7 @@ from switchboard.routing.surge import SurgeProfile
 from switchboard.runtime.kafka import RecordProducer
 from switchboard.runtime.logs import get_logger
 from switchboard.state.keys import Keys
+from switchboard.state.metrics import LabelBounds
 from switchboard.state.responses import (
     Recorded,
     Reply,
@@ -125,6 +126,12 @@ class ResponseTargets:
             self.configs = load_routing_configs(self.directory)
             log.info("response_targets_loaded", tenants=sorted(self.configs))
 
+    def labels(self, tenant_id: str, group: str) -> tuple[str, str]:
+        """Metric label values of a tenant's group: as configured in the routing configs, else "unknown" / "none"."""
+        return LabelBounds({t: [g.name for g in c.skill_groups] for t, c in self.configs.items()}).pair(
+            tenant_id, group
+        )
+
     async def in_force(self, tenant_id: str) -> TargetsInForce:
         """The tenant's targets now: a profile whose definition does not validate overrides nothing (logged)."""
         self.refresh()
@@ -202,8 +209,9 @@ class ResponseRecorder:
         response = recorded.response
         if recorded.new:
             kind = "first" if response.first else "later"
-            RESPONSE_SECONDS.labels(to.tenant_id, to.group, kind).observe(response.response_ms / 1000)
-            RESPONSES.labels(to.tenant_id, to.group, kind, "within" if response.within else "over").inc()
+            tenant, group = self.targets.labels(to.tenant_id, to.group)
+            RESPONSE_SECONDS.labels(tenant, group, kind).observe(response.response_ms / 1000)
+            RESPONSES.labels(tenant, group, kind, "yes" if response.within else "no").inc()
         event = RoutingEvent(
             event_id="responded-" + hashlib.sha256(f"{to.tenant_id}\x00{reply_id}".encode()).hexdigest()[:32],
             tenant_id=to.tenant_id,

@@ -16,7 +16,7 @@ import re
 import time
 import unicodedata
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from switchboard.runtime.http_lookup import HttpLookups, LookupMetrics
 from switchboard.runtime.settings import ServiceSettings
+from switchboard.state.metrics import LabelBounds
 
 METRICS = LookupMetrics(
     name="customer_lookup",
@@ -136,9 +137,17 @@ def _tier_answer(body: object) -> str | None:
 class CustomerTiers:
     """Member tiers by customer: the shop's lookup with a per-customer cache, else the static map, else none."""
 
-    def __init__(self, settings: CustomerLookupSettings, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        settings: CustomerLookupSettings,
+        clock: Callable[[], float] = time.monotonic,
+        known_tenants: Iterable[str] = (),
+    ) -> None:
         self.settings = settings
         self.tenants = read_customers_file(settings.customer_lookup_file) if settings.customer_lookup_file else {}
+        # `sb_customer_lookups_total`'s tenant label: the adapter's configured tenants and the customers file's; a
+        # deployment-wide lookup URL is asked for any tenant a sender names, which is counted as "unknown".
+        self.bounds = LabelBounds.of_tenants({*known_tenants, *self.tenants})
         # The static map by contact as contact_key writes it, so "+86 138 0013 8000" in the file finds 13800138000.
         self._static = {
             tenant: {contact_key("email" if "@" in k else "phone", k): v for k, v in entry.tiers.items()}
@@ -186,7 +195,7 @@ class CustomerTiers:
         answer = await self._http.fetch(
             url,
             PATH,
-            tenant_id,
+            self.bounds.tenant(tenant_id),
             _tier_answer,
             timeout_s=self.settings.customer_lookup_timeout_s,
             params={"tenant_id": tenant_id},

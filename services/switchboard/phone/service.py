@@ -42,7 +42,7 @@ def build_adapter(settings: PhoneSettings, producer: RecordProducer, runtime: Se
     keys = Keys(settings.key_prefix)
     directory = load_directory(settings)
     runtime.add_ready_check("phone_directory", lambda: bool(directory.tenant_by_key_hash))
-    tiers = CustomerTiers(settings)
+    tiers = CustomerTiers(settings, known_tenants=directory.tenants())
     runtime.add_closer(tiers.close)
     adapter = PhoneAdapter(
         intake=Intake(producer, redis, keys, InboundTally("phone", directory.tenants())),
