@@ -820,6 +820,17 @@ def test_every_routing_config_is_in_the_dev_routing_config_map() -> None:
     assert files == {p.name for p in wanted}
 
 
+def test_the_dev_email_adapter_names_the_shops_of_the_dev_routing_configs(compose: dict[str, Obj]) -> None:
+    # Its metrics' tenant label (docs/metrics.md): the dev shops, not `unknown`.
+    shops = sorted(p.stem for p in (CONFIG / "routing").glob("*.yaml"))
+    assert sorted(json.loads(compose["email"]["environment"]["SB_EMAIL_TENANTS"])) == shops
+    generators = {
+        g["name"]: g for g in load_yaml(K8S / "overlays" / "dev" / "kustomization.yaml")["configMapGenerator"]
+    }
+    literals = dict(entry.split("=", 1) for entry in generators["email-env"]["literals"])
+    assert sorted(json.loads(literals["SB_EMAIL_TENANTS"])) == shops
+
+
 def test_dev_chat_tenants_are_config_chat_without_secrets_and_the_secrets_are_in_the_secret() -> None:
     dev = load_yaml(CONFIG / "chat" / "dev-tenants.yaml")["tenants"]
     public = load_yaml(DEV_CONFIG / "chat" / "tenants.yaml")["tenants"]

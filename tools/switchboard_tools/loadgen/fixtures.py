@@ -248,6 +248,8 @@ def write_stack_config(scenario: Scenario, schedule: Schedule, creds: Credential
         "SB_PHONE_DIRECTORY": str(phone_path),
         "SB_CHAT_TENANT_SECRETS": json.dumps({t: creds.chat_secret(t) for t in tenants}),
         "SB_TENANT_SUBDOMAIN_OF": EMAIL_DOMAIN,
+        # The shops the e-mail adapter's metrics name (others are `unknown`, docs/metrics.md).
+        "SB_EMAIL_TENANTS": json.dumps(tenants),
         "SB_OPERATOR_TOKENS": json.dumps(grants),
         # The order service the load test starts serves this file (SB_ORDER_LOOKUP_URL points the router at it,
         # SB_CUSTOMER_LOOKUP_URL the e-mail and phone adapters).

@@ -209,11 +209,21 @@ def start_services(
             "SB_HTTP_PORT": str(ports[name]),
             "SB_SERVICE_NAME": name,
             **_supervisor_env(name, ports, supervisors or {}, host),
+            **_email_env(name),
         }
         log = run_dir / "logs" / f"{name}.log"
         proc = spawn([sys.executable, "-m", module_of(name)], log, env=env)
         running.append(RunningService(name, ports[name], proc, log, host))
     return running
+
+
+def _email_env(name: str) -> dict[str, str]:
+    """The e-mail adapter's shops for its metrics' tenant label (SB_EMAIL_TENANTS): the shops with a routing config
+    (SB_ROUTING_CONFIG_DIR, else config/routing), unless the environment names them."""
+    if name != "email" or "SB_EMAIL_TENANTS" in os.environ:
+        return {}
+    routing = Path(os.environ.get("SB_ROUTING_CONFIG_DIR") or ROOT / "config" / "routing")
+    return {"SB_EMAIL_TENANTS": json.dumps(sorted(p.stem for p in routing.glob("*.yaml")))}
 
 
 # The grant name of the operator token `up` makes: every shop, for the operator API.
