@@ -31,7 +31,7 @@ from switchboard.gateway.responses import ResponseTargets
 from switchboard.gateway.session import DeskSession
 from switchboard.gateway.settings import GatewaySettings
 from switchboard.runtime.logs import get_logger
-from switchboard.runtime.lua import LuaScript, ScriptCall, run_pipelined
+from switchboard.runtime.lua import LuaScript, ScriptCall, lua_file, run_pipelined
 from switchboard.state.keys import Keys
 from switchboard.state.roster import CHANNELS
 
@@ -43,7 +43,9 @@ _CHUNK = 1000  # commands per pipelined round trip
 # Two pipelined rounds per tick: the groups' members and queue heads, then one read-only script per group over
 # exactly those agent and conversation keys (declared in KEYS, so it runs on a cluster too). The two rounds are
 # not one snapshot; the figures are a tick's estimate either way.
-QUEUE_STATS = LuaScript.load(__file__, "queue_stats")
+# The oldest enqueue time per channel: one Lua function for both scripts below.
+OLDEST_LUA = lua_file(__file__, "oldest")
+QUEUE_STATS = LuaScript.load(__file__, "queue_stats", libs=(OLDEST_LUA,))
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,7 +251,7 @@ async def read_group_heads(redis: Redis, keys: Keys, pairs: Sequence[TenantGroup
 
 
 # The supervisor board's read of one group: the same first round, then every member's status and slots.
-GROUP_BOARD = LuaScript.load(__file__, "group_board")
+GROUP_BOARD = LuaScript.load(__file__, "group_board", libs=(OLDEST_LUA,))
 
 BOARD_STATUSES = ("available", "busy", "away", "wrap_up", "offline")
 

@@ -8,6 +8,8 @@
 -- Returns {oldest enqueued_ms per channel (0: none) ..., available, busy, away, wrap_up, offline, used slots,
 --   effective slots}.
 local agent_count = tonumber(ARGV[1])
+local head_counts = {}
+for c = 2, #ARGV do head_counts[#head_counts + 1] = tonumber(ARGV[c]) end
 
 local order = {'available', 'busy', 'away', 'wrap_up', 'offline'}
 local statuses = {available = 0, busy = 0, away = 0, wrap_up = 0, offline = 0}
@@ -26,16 +28,7 @@ for i = 1, agent_count do
   end
 end
 local out = {}
-local last = agent_count
-for c = 2, #ARGV do
-  local oldest = 0
-  for i = last + 1, last + tonumber(ARGV[c]) do
-    local at = tonumber(redis.call('HGET', KEYS[i], 'enqueued_ms'))
-    if at and (oldest == 0 or at < oldest) then oldest = at end
-  end
-  last = last + tonumber(ARGV[c])
-  out[#out + 1] = oldest
-end
+append_oldest_per_channel(KEYS, head_counts, agent_count, out)
 for _, name in ipairs(order) do out[#out + 1] = statuses[name] end
 out[#out + 1] = used
 out[#out + 1] = slots

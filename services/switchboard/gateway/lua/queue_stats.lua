@@ -7,20 +7,13 @@
 -- ARGV[1]: agent_count; ARGV[2 ..]: how many head conversations each channel has.
 -- Returns {available agents, oldest enqueued_ms per channel (0: none)}.
 local agent_count = tonumber(ARGV[1])
+local head_counts = {}
+for c = 2, #ARGV do head_counts[#head_counts + 1] = tonumber(ARGV[c]) end
 
 local available = 0
 for i = 1, agent_count do
   if redis.call('HGET', KEYS[i], 'status') == 'available' then available = available + 1 end
 end
 local out = {available}
-local last = agent_count
-for c = 2, #ARGV do
-  local oldest = 0
-  for i = last + 1, last + tonumber(ARGV[c]) do
-    local at = tonumber(redis.call('HGET', KEYS[i], 'enqueued_ms'))
-    if at and (oldest == 0 or at < oldest) then oldest = at end
-  end
-  last = last + tonumber(ARGV[c])
-  out[#out + 1] = oldest
-end
+append_oldest_per_channel(KEYS, head_counts, agent_count, out)
 return out
