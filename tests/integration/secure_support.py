@@ -17,7 +17,7 @@ from pydantic import SecretStr
 
 from switchboard.runtime.settings import ServiceSettings
 from switchboard_tools.stack.kafka import LocalKafka
-from switchboard_tools.stack.procs import port_open, spawn, wait_for
+from switchboard_tools.stack.procs import spawn
 from switchboard_tools.stack.redis import LocalRedis, ensure_redis_server
 from tests.redis_cluster import MASTERS, LocalRedisCluster, free_node_ports
 
@@ -206,50 +206,30 @@ class TlsRedis(LocalRedis):
         """The TLS URL (no credentials in it: they come from SB_REDIS_USERNAME / SB_REDIS_PASSWORD)."""
         return f"rediss://127.0.0.1:{self.port}/0"
 
-    def start(self, timeout: float = 20.0) -> None:
-        """Start the server and wait until it accepts connections."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.proc = spawn(
-            [
-                ensure_redis_server(),
-                "--port",
-                "0",
-                "--tls-port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--tls-cert-file",
-                str(self.pki.server_cert),
-                "--tls-key-file",
-                str(self.pki.server_key),
-                "--tls-ca-cert-file",
-                str(self.pki.ca),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.data_dir),
-                "--daemonize",
-                "no",
-                "--user",
-                "default",
-                "off",
-                "--user",
-                REDIS_USER,
-                "on",
-                f">{REDIS_PASSWORD}",
-                "~*",
-                "&*",
-                "+@all",
-            ],
-            self.data_dir / "redis.log",
-        )
-        wait_for(
-            lambda: self.proc is not None and self.proc.poll() is None and port_open(self.port),
-            timeout,
-            f"Redis on {self.url}",
-        )
+    def listen_args(self) -> list[str]:
+        """TLS only: no plain port."""
+        return ["--port", "0", "--tls-port", str(self.port)]
+
+    def extra_args(self) -> list[str]:
+        """The server's certificate, the CA its clients' certificates must chain to, and the one ACL user."""
+        return [
+            "--tls-cert-file",
+            str(self.pki.server_cert),
+            "--tls-key-file",
+            str(self.pki.server_key),
+            "--tls-ca-cert-file",
+            str(self.pki.ca),
+            "--user",
+            "default",
+            "off",
+            "--user",
+            REDIS_USER,
+            "on",
+            f">{REDIS_PASSWORD}",
+            "~*",
+            "&*",
+            "+@all",
+        ]
 
 
 def secure_settings(kafka: SaslSslKafka, redis: TlsRedis, **overrides: Any) -> ServiceSettings:

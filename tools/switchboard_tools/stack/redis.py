@@ -33,6 +33,14 @@ class LocalRedis:
         """The URL clients use."""
         return f"redis://127.0.0.1:{self.port}/0"
 
+    def listen_args(self) -> list[str]:
+        """Where the server listens for clients (a TLS variant listens on its TLS port instead)."""
+        return ["--port", str(self.port)]
+
+    def extra_args(self) -> list[str]:
+        """More redis-server options of a variant (users, certificates); none here."""
+        return []
+
     def start(self, timeout: float = 20.0) -> None:
         """Start the server and wait until it accepts connections."""
         server = ensure_redis_server()
@@ -40,8 +48,7 @@ class LocalRedis:
         self.proc = spawn(
             [
                 server,
-                "--port",
-                str(self.port),
+                *self.listen_args(),
                 "--bind",
                 "127.0.0.1",
                 "--save",
@@ -52,6 +59,7 @@ class LocalRedis:
                 str(self.data_dir),
                 "--daemonize",
                 "no",
+                *self.extra_args(),
             ],
             self.data_dir / "redis.log",
         )
