@@ -74,12 +74,17 @@ RUN ./node_modules/.bin/tsc --noEmit && node build.mjs
 # Same base as the builder, so the venv's python symlink points at the same interpreter.
 FROM python:3.11-slim AS runtime
 
+# The commit the image is built from, for sb_build_info's revision label (docs/metrics.md):
+#   docker build --build-arg SB_BUILD_REVISION=$(git rev-parse --short HEAD) .
+ARG SB_BUILD_REVISION=unknown
+
 # The root filesystem is read-only in Kubernetes; pip already compiled the bytecode in the builder.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     SB_HTTP_PORT=8080 \
-    SB_PAGES_DIR=/opt/switchboard/pages
+    SB_PAGES_DIR=/opt/switchboard/pages \
+    SB_BUILD_REVISION=$SB_BUILD_REVISION
 
 COPY --from=builder /opt/venv /opt/venv
 # Static files only the gateway serves (/desk/, /board/); nothing is fetched at run time.
