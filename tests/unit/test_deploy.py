@@ -1,8 +1,8 @@
 """The deployment files agree with the services: compose, the Dockerfile and every kustomize overlay.
 
-No Docker engine or cluster is needed: the files are parsed, and each overlay is rendered by `kubectl kustomize`
-when kubectl is on PATH, otherwise by the small resolver below (resources, components and generators, with every
-patch checked against the object it targets instead of applied).
+No Docker engine or cluster is needed: the files are parsed, and each overlay is rendered by kustomize (`kubectl
+kustomize`, or kustomize built by `make prepare`: switchboard_tools.stack.kustomize). The small resolver below
+(resources, components and generators) checks every patch against the object it targets instead of applying it.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import functools
 import json
 import os
 import re
-import shutil
 import subprocess
 import tomllib
 import zoneinfo
@@ -30,6 +29,7 @@ from pydantic import AliasChoices
 
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.runtime.topics import Topics
+from switchboard_tools.stack.kustomize import ensure_kustomize
 from switchboard_tools.stack.up import NOT_STARTED_BY_UP, SERVICES, module_of
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -280,14 +280,9 @@ def test_base_config_points_every_service_at_kafka_and_redis() -> None:
 
 
 def render(directory: Path) -> list[Obj]:
-    """The objects a Kustomization renders to: `kubectl kustomize` if available, else the resolver below."""
-    kubectl = shutil.which("kubectl")
-    if kubectl is not None:
-        out = subprocess.run(
-            [kubectl, "kustomize", str(directory)], check=True, capture_output=True, text=True, timeout=60
-        )
-        return [doc for doc in yaml.safe_load_all(out.stdout) if doc is not None]
-    return resolve(directory, "Kustomization", [])
+    """The objects a Kustomization renders to, by kustomize."""
+    out = subprocess.run([*ensure_kustomize(), str(directory)], check=True, capture_output=True, text=True, timeout=60)
+    return [doc for doc in yaml.safe_load_all(out.stdout) if doc is not None]
 
 
 def resolve(directory: Path, kind: str, objects: list[Obj]) -> list[Obj]:
@@ -408,7 +403,7 @@ def test_the_overlays_are_the_ones_documented() -> None:
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_every_patch_of_an_overlay_targets_an_object_that_exists(overlay: str) -> None:
-    # The resolver runs even where kubectl is installed: kustomize itself accepts a strategic-merge patch that
+    # The resolver runs beside kustomize: kustomize itself accepts a strategic-merge patch that
     # names a missing container (it adds one without an image) and some JSON patches on missing paths.
     objects = resolve(K8S / "overlays" / overlay, "Kustomization", [])
     assert names(objects, "Deployment") >= set(LONG_RUNNING)
@@ -1279,8 +1274,6 @@ def test_kafka_usage_is_read_from_the_code_as_the_services_use_kafka() -> None:
 
 # --- autoscaling: KEDA ScaledObjects ------------------------------------------------------------------------------
 
-# These read what overlays and components patch in: the resolver used without kubectl checks patches, applies none.
-needs_kubectl = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl applies the patches")
 INBOUND_PARTITIONS = next(spec.partitions for spec in Topics().specs() if spec.name == Topics().inbound)
 AUTOSCALED = {"router", "gateway", "chat", "email", "phone"}
 
@@ -1295,7 +1288,6 @@ def triggers(scaled: Obj, kind: str) -> list[Obj]:
     return [t for t in scaled["spec"]["triggers"] if t["type"] == kind]
 
 
-@needs_kubectl
 @pytest.mark.parametrize("target", render_targets())
 def test_no_workload_is_scaled_by_both_an_hpa_and_a_scaled_object(
     target: str, tmp_path_factory: pytest.TempPathFactory
@@ -1313,7 +1305,6 @@ def test_no_workload_is_scaled_by_both_an_hpa_and_a_scaled_object(
         assert "replicas" not in deployments[name]["spec"], f"{target}: {name} has fixed replicas and an autoscaler"
 
 
-@needs_kubectl
 @pytest.mark.parametrize("target", render_targets())
 def test_the_router_never_scales_beyond_the_inbound_partitions(
     target: str, tmp_path_factory: pytest.TempPathFactory
@@ -1362,8 +1353,6 @@ def test_the_gateway_scales_on_open_desk_sockets_and_phone_on_open_streams(
                 f'sum(sb_websocket_connections{{service="{service}",kind="{kind}"}})'
             )
             assert float(prometheus["metadata"]["threshold"]) > 0
-    if "sb_websocket_connections" not in metrics_doc.names():
-        pytest.skip("docs/metrics.md has no row for sb_websocket_connections yet")
     for service in ("gateway", "phone"):
         assert "sb_websocket_connections" in metrics_doc.for_service(service), f"docs/metrics.md: {service}"
 
@@ -1380,7 +1369,6 @@ def cron_window(metadata: Obj, year: int) -> tuple[datetime.datetime, datetime.d
     return at(metadata["start"]), at(metadata["end"])
 
 
-@needs_kubectl
 def test_double11_prescales_every_autoscaled_service_before_midnight_in_shanghai(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
@@ -1427,7 +1415,6 @@ def expected_acls(service: str) -> dict[tuple[str, str, str], set[str]]:
     return acls
 
 
-@needs_kubectl
 def test_strimzi_has_a_kafka_topic_per_topic_of_the_code_with_its_layout(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
@@ -1501,7 +1488,6 @@ def dlq_acls() -> dict[tuple[str, str, str], set[str]]:
     return acls
 
 
-@needs_kubectl
 def test_strimzi_services_connect_over_sasl_ssl_as_their_own_user(tmp_path_factory: pytest.TempPathFactory) -> None:
     objects = rendered(STRIMZI, tmp_path_factory.getbasetemp())
     users = by_kind(objects, "KafkaUser")
@@ -1523,7 +1509,6 @@ def test_strimzi_services_connect_over_sasl_ssl_as_their_own_user(tmp_path_facto
     assert services == set(LONG_RUNNING)
 
 
-@needs_kubectl
 def test_strimzi_lag_triggers_read_the_cluster_as_the_scaled_service(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
@@ -1548,10 +1533,7 @@ def test_strimzi_lag_triggers_read_the_cluster_as_the_scaled_service(
     assert checked >= 7
 
 
-@needs_kubectl
 def test_strimzi_containers_get_only_settings_their_service_reads(tmp_path_factory: pytest.TempPathFactory) -> None:
-    if "SB_KAFKA_SECURITY_PROTOCOL" not in env_names(ServiceSettings):
-        pytest.skip("runtime/settings.py does not read the SB_KAFKA_* credentials yet")
     objects = rendered(STRIMZI, tmp_path_factory.getbasetemp())
     for pod, container in switchboard_containers(objects):
         service = container_service(container)
@@ -1625,6 +1607,28 @@ def selects(selector: dict[str, str], workload: Obj) -> bool:
 @pytest.fixture(params=HOUSE_TARGETS)
 def house(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list[Obj]]:
     """(target, rendered objects) for every overlay x component the house rules cover."""
+    target: str = request.param
+    return target, house_rendered(target, tmp_path_factory.getbasetemp())
+
+
+# The renders of production overlays (a developer's cluster: one node, no zones, the image it just built), and of
+# those among them on production's Kafka and Redis (not with local-infra's dev Kafka, Redis and mail sink).
+PRODUCTION_TARGETS = [t for t in HOUSE_TARGETS if t.partition("+")[0] != "dev"]
+PRODUCTION_INFRA_TARGETS = [t for t in PRODUCTION_TARGETS if not t.endswith("+local-infra")]
+
+
+@pytest.fixture(params=PRODUCTION_TARGETS)
+def production_house(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list[Obj]]:
+    """(target, rendered objects) for every render of a production overlay."""
+    target: str = request.param
+    return target, house_rendered(target, tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(params=PRODUCTION_INFRA_TARGETS)
+def production_infra_house(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[str, list[Obj]]:
+    """(target, rendered objects) for every production render on production's own Kafka and Redis."""
     target: str = request.param
     return target, house_rendered(target, tmp_path_factory.getbasetemp())
 
@@ -1703,10 +1707,8 @@ def test_every_service_has_a_disruption_budget_that_lets_a_node_drain(house: tup
         assert mine[0]["spec"].get("maxUnavailable", 0) >= 1 and "minAvailable" not in mine[0]["spec"], name
 
 
-def test_production_spreads_every_service_over_zones_and_nodes(house: tuple[str, list[Obj]]) -> None:
-    target, objects = house
-    if target.partition("+")[0] == "dev":
-        pytest.skip("a developer's cluster has one node and no zones")
+def test_production_spreads_every_service_over_zones_and_nodes(production_house: tuple[str, list[Obj]]) -> None:
+    target, objects = production_house
     for deployment in services_deployments(objects):
         name = deployment["metadata"]["name"]
         constraints = {c["topologyKey"]: c for c in pod_of(deployment).get("topologySpreadConstraints", [])}
@@ -1717,10 +1719,8 @@ def test_production_spreads_every_service_over_zones_and_nodes(house: tuple[str,
         assert constraints["topology.kubernetes.io/zone"]["whenUnsatisfiable"] == "DoNotSchedule", name
 
 
-def test_production_pins_every_image_by_digest(house: tuple[str, list[Obj]]) -> None:
-    target, objects = house
-    if target.partition("+")[0] == "dev":
-        pytest.skip("dev runs the image it just built")
+def test_production_pins_every_image_by_digest(production_house: tuple[str, list[Obj]]) -> None:
+    target, objects = production_house
     # switchboard's own images (local-infra's dev Kafka, Redis and mail sink keep their upstream tags).
     ours = [w for w in workloads(objects) if w["metadata"]["labels"].get("app.kubernetes.io/part-of") == "switchboard"]
     images = [c["image"] for w in ours for c in pod_of(w)["containers"]]
@@ -1729,10 +1729,10 @@ def test_production_pins_every_image_by_digest(house: tuple[str, list[Obj]]) -> 
         assert DIGEST.search(image), f"{target}: {image} is not pinned by digest"
 
 
-def test_production_with_the_load_test_drives_production_infrastructure(house: tuple[str, list[Obj]]) -> None:
-    target, objects = house
-    if target.partition("+")[0] == "dev" or target.endswith("+local-infra"):
-        pytest.skip("dev (or production with local-infra) runs its own Kafka, Redis and mail sink")
+def test_production_with_the_load_test_drives_production_infrastructure(
+    production_infra_house: tuple[str, list[Obj]],
+) -> None:
+    target, objects = production_infra_house
     assert not {"kafka", "redis", "mailpit"} & (names(objects, "Deployment") | names(objects, "StatefulSet"))
     services_env: dict[str, str] = {}
     for pod, container in switchboard_containers(objects):
@@ -1843,10 +1843,10 @@ def test_the_gateway_and_the_load_generator_call_presence_on_its_internal_port(h
     assert egress == {INTERNAL_PORT}
 
 
-def test_production_services_log_in_to_redis_as_their_own_user_over_tls(house: tuple[str, list[Obj]]) -> None:
-    target, objects = house
-    if target.partition("+")[0] == "dev" or target.endswith("+local-infra"):
-        pytest.skip("the in-cluster dev Redis has no users and no TLS")
+def test_production_services_log_in_to_redis_as_their_own_user_over_tls(
+    production_infra_house: tuple[str, list[Obj]],
+) -> None:
+    target, objects = production_infra_house
     for pod, container in switchboard_containers(objects):
         service = container_service(container)
         env = container_env(objects, target, pod, container)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ import pytest
 import yaml
 
 from switchboard_tools.stack.debian import ensure_promtool
+from switchboard_tools.stack.kustomize import ensure_kustomize
 from switchboard_tools.stack.pages import build_pages
 from tests import metrics_doc
 
@@ -222,11 +222,8 @@ def test_the_component_copies_of_deploy_monitoring_are_current() -> None:
 
 
 def kustomize(directory: Path) -> list[Obj]:
-    """`kubectl kustomize` of a folder (the component alone, or an overlay with it)."""
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.skip("kubectl is not on PATH")
-    out = subprocess.run([kubectl, "kustomize", str(directory)], check=True, capture_output=True, text=True, timeout=60)
+    """kustomize's render of a folder (the component alone, or an overlay with it)."""
+    out = subprocess.run([*ensure_kustomize(), str(directory)], check=True, capture_output=True, text=True, timeout=60)
     return [doc for doc in yaml.safe_load_all(out.stdout) if doc is not None]
 
 
