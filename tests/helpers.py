@@ -70,18 +70,21 @@ def service_env(settings: ServiceSettings, port: int, **extra: str) -> dict[str,
 async def start_service(
     module: str, env: dict[str, str], timeout: float = 60.0
 ) -> tuple[asyncio.subprocess.Process, str]:
-    """Start `python -m <module>` with `env` and wait until its /readyz answers 200; (process, base URL).
+    """Start `python -m <module>` with `env` and wait until its /readyz answers 200 (on SB_INTERNAL_PORT when the
+    environment sets one); (process, base URL of the public port).
 
-    The process is killed when it does not become ready in `timeout` seconds.
+    The process is killed when it exits or does not become ready in `timeout` seconds.
     """
     base_url = f"http://127.0.0.1:{env['SB_HTTP_PORT']}"
+    ready_url = f"http://127.0.0.1:{env.get('SB_INTERNAL_PORT') or env['SB_HTTP_PORT']}/readyz"
     proc = await asyncio.create_subprocess_exec(sys.executable, "-m", module, env=env)
     try:
-        async with httpx.AsyncClient(base_url=base_url) as http:
+        async with httpx.AsyncClient() as http:
 
             async def ready() -> bool:
+                assert proc.returncode is None, f"{module} exited with {proc.returncode}"
                 try:
-                    return (await http.get("/readyz")).status_code == 200
+                    return (await http.get(ready_url)).status_code == 200
                 except httpx.TransportError:
                     return False
 

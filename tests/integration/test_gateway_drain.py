@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 import time
 
 import httpx
@@ -20,7 +19,7 @@ from switchboard.runtime.kafka import RecordProducer
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.state.roster import load_roster
 from switchboard_tools.stack.procs import free_port
-from tests.helpers import eventually, service_env, stop_service
+from tests.helpers import eventually, service_env, start_service, stop_service
 from tests.integration.gateway_support import ORIGIN, SECRET, Desk, load_agents, token
 
 pytestmark = [pytest.mark.broker]
@@ -58,18 +57,9 @@ async def test_sigterm_moves_desks_away_a_few_at_a_time(settings: ServiceSetting
         SB_DESK_DRAIN_MIN_RATE="1",
         SB_SHUTDOWN_GRACE_S="5",
     )
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "switchboard.gateway", env=env)
+    proc, _ = await start_service("switchboard.gateway", env)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{internal}", timeout=2) as http:
-
-            async def ready() -> bool:
-                assert proc.returncode is None, "gateway exited"
-                try:
-                    return (await http.get("/readyz")).status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            await eventually(ready, 60, "gateway ready")
             url = f"ws://127.0.0.1:{port}/desk"
             desks = [await Desk.open(url, token(tenant, agent)) for tenant, agent in agents]
             last = desks[-1]  # the newest socket is closed last: it still works while the others go

@@ -7,14 +7,13 @@ import asyncio
 import json
 import os
 import signal
-import sys
 
 import httpx
 import pytest
 
 from switchboard.runtime.settings import ServiceSettings
 from switchboard_tools.stack.procs import free_port
-from tests.helpers import eventually, service_env, stop_service
+from tests.helpers import service_env, start_service, stop_service
 from tests.integration.gateway_support import ORIGIN, SECRET
 
 pytestmark = [pytest.mark.broker]
@@ -24,26 +23,6 @@ GRANTS = json.dumps([{"name": "ops", "token": TOKEN, "tenants": ["*"]}])
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 OPERATOR_AGENTS = "/v1/operator/tenants/shop-a/agents"
 OPERATOR_SURFACE = ["/metrics", "/healthz", "/readyz", OPERATOR_AGENTS]
-
-
-async def start(module: str, env: dict[str, str], ready_url: str) -> asyncio.subprocess.Process:
-    """`python -m module` with `env`, once `ready_url` answers 200."""
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", module, env=env)
-    try:
-        async with httpx.AsyncClient() as http:
-
-            async def ready() -> bool:
-                assert proc.returncode is None, f"{module} exited with {proc.returncode}"
-                try:
-                    return (await http.get(ready_url)).status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            await eventually(ready, 60, f"{module} ready")
-    except BaseException:
-        await stop_service(proc)
-        raise
-    return proc
 
 
 async def terminate(proc: asyncio.subprocess.Process) -> None:
@@ -83,7 +62,7 @@ async def test_presence_and_gateway_serve_the_operator_surface_only_on_the_inter
         SB_INTERNAL_PORT=str(presence_internal),
         SB_OPERATOR_TOKENS=GRANTS,
     )
-    presence = await start("switchboard.presence", presence_env, f"http://127.0.0.1:{presence_internal}/readyz")
+    presence, _ = await start_service("switchboard.presence", presence_env)
     gateway: asyncio.subprocess.Process | None = None
     try:
         assert listening_ports(presence.pid) == {presence_public, presence_internal}
@@ -111,7 +90,7 @@ async def test_presence_and_gateway_serve_the_operator_surface_only_on_the_inter
                 SB_OPERATOR_TOKENS=GRANTS,
                 SB_PRESENCE_URL=internal,
             )
-            gateway = await start("switchboard.gateway", gateway_env, f"http://127.0.0.1:{gateway_internal}/readyz")
+            gateway, _ = await start_service("switchboard.gateway", gateway_env)
             gw_public = f"http://127.0.0.1:{gateway_public}"
             for path in ("/metrics", "/healthz", "/readyz"):
                 assert (await http.get(f"{gw_public}{path}")).status_code == 404, path
@@ -134,7 +113,7 @@ async def test_without_an_internal_port_one_listener_serves_everything(settings:
     port = free_port()
     env = service_env(settings, port, SB_SERVICE_NAME="presence", SB_OPERATOR_TOKENS=GRANTS)
     env.pop("SB_INTERNAL_PORT", None)
-    presence = await start("switchboard.presence", env, f"http://127.0.0.1:{port}/readyz")
+    presence, _ = await start_service("switchboard.presence", env)
     try:
         assert listening_ports(presence.pid) == {port}
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
