@@ -63,18 +63,16 @@ class Published:
     reasons: tuple[str, ...] = ()
 
 
-def group_label(config: TenantRouting, group: str) -> str:
-    """A group the tenant's config names as itself, anything else as "none"."""
-    return group if any(g.name == group for g in config.skill_groups) else NO_GROUP
-
-
 def observe(config: TenantRouting, published: Sequence[Published], now_ms: int) -> None:
-    """Count and time what the router published for one tenant (its config bounds the labels)."""
+    """Count and time what the router published for one tenant (its config bounds the labels: a group it does not
+    name is "none")."""
     tenant = config.tenant
+    groups = {g.name for g in config.skill_groups}
     for item in published:
         d = item.decision
-        DECISIONS.labels(d.type, tenant, group_label(config, d.group)).inc()
-        home = group_label(config, d.home or d.group)
+        DECISIONS.labels(d.type, tenant, d.group if d.group in groups else NO_GROUP).inc()
+        home_group = d.home or d.group
+        home = home_group if home_group in groups else NO_GROUP
         waited_s = max(0.0, (now_ms - d.enq) / 1000) if d.enq else None
         if d.first and waited_s is not None and d.type == "offered":
             TIME_TO_OFFER.labels(tenant, home, channel_label(d.channel)).observe(waited_s)
