@@ -229,6 +229,16 @@ class Keys:
         """Hash: `group:channel` -> JSON estimate (seconds per queue position, queue length, when), router."""
         return self._tenant(tenant_id, "figures", "estimates")
 
+    def state_mark(self, tenant_id: str, service: str) -> str:
+        """String: set by a service once its state of the tenant is in Redis (written or rebuilt); missing means
+        Redis lost it (or the service never ran for the tenant): the service rebuilds from its sources of truth
+        (`state/marks.py`, docs/state.md "When Redis loses its data")."""
+        return self._tenant(tenant_id, "mark", service)
+
+    def state_rebuild_lock(self, tenant_id: str, service: str) -> str:
+        """String with a TTL: one replica of a service rebuilds the tenant's state at a time."""
+        return self._tenant(tenant_id, "mark", service, "rebuilding")
+
     def tenant_pattern(self, tenant_id: str) -> str:
         """A SCAN pattern matching every key of one tenant."""
         return self._tenant(tenant_id, "*")
