@@ -36,10 +36,11 @@ from switchboard.presence.schemas import (
 from switchboard.presence.settings import OperatorGrant
 from switchboard.presence.surge import SurgeSchedule
 from switchboard.routing.surge import SurgeProfile
+from switchboard.runtime.idents import Ident
 from switchboard.runtime.logs import get_logger
 from switchboard.state.agent_model import AgentState, Status
 from switchboard.state.agents import AgentOffline, UnknownAgent
-from switchboard.state.roster import Ident, RosterAgent
+from switchboard.state.roster import RosterAgent
 
 log = get_logger(__name__)
 

@@ -6,9 +6,10 @@ from pydantic import AwareDatetime, BaseModel, Field, model_validator
 
 from switchboard.presence.surge import SurgeSchedule
 from switchboard.routing.surge import MAX_FACTOR, SurgeProfile
+from switchboard.runtime.idents import Ident
 from switchboard.state.agent_model import AgentState, Status
 from switchboard.state.languages import LanguageList
-from switchboard.state.roster import ChannelSlots, Ident, Proficiency, stray_level_message, stray_levels
+from switchboard.state.roster import ChannelSlots, Proficiency, stray_level_message, stray_levels
 
 
 class AgentView(BaseModel):

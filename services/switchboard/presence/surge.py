@@ -10,7 +10,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field, model_validator
 
-from switchboard.state.roster import Ident
+from switchboard.runtime.idents import Ident
 
 
 class ScheduleState(StrEnum):

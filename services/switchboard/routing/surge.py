@@ -28,7 +28,6 @@ from switchboard.routing.config import OverflowRing, TenantRouting
 MAX_FACTOR = 10.0
 # Thresholds beyond a day are typos, not policies.
 MAX_THRESHOLD_S = 86_400.0
-IDENT = r"^[A-Za-z0-9_.-]{1,64}$"
 
 
 class CustomerUpdates(BaseModel):

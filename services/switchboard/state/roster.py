@@ -13,15 +13,15 @@ from pathlib import Path
 from typing import Annotated
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from switchboard.routing.skills import MAX_LEVEL, MIN_LEVEL
+from switchboard.runtime.idents import Ident
 from switchboard.runtime.yaml_lines import located, yaml_error_line
 from switchboard.state.languages import LanguageList
 
 CHANNELS = ("chat", "email", "phone")
 
-Ident = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
 
 # An agent's proficiency in a skill group: 1 (beginner) to 5 (expert), the scale of `switchboard.routing.skills`,
 # which also counts a group the agent serves without a level as DEFAULT_LEVEL.
