@@ -20,7 +20,7 @@ from google.protobuf.message import DecodeError, Message
 
 from switchboard.contracts import RECORD_TYPES, TYPE_HEADER, DeadLetterRedrive
 from switchboard.dlq.entries import DlqRecord, original_key, refusal
-from switchboard.intake.pii import mask_bytes, mask_pii
+from switchboard.runtime.pii import mask_bytes, mask_pii
 from switchboard.runtime.topics import Topics
 
 _REASON_WIDTH = 60
