@@ -43,6 +43,20 @@ class FailoverRun:
     arrived: dict[str, float] = field(default_factory=dict)
     decided: dict[str, float] = field(default_factory=dict)
 
+    def worst(self) -> list[str]:
+        """Per fault: which conversation waited longest, when it arrived and was decided (seconds from the fault)."""
+        result = []
+        for kill in self.kills:
+            window = [
+                c for c, at in self.arrived.items() if kill - 0.5 <= at <= kill + self.window_s and c in self.decided
+            ]
+            conv = max(window, key=lambda c: self.decided[c] - self.arrived[c], default=None)
+            if conv is not None:
+                result.append(
+                    f"{conv} arrived {self.arrived[conv] - kill:+.2f} s, decided {self.decided[conv] - kill:+.2f} s"
+                )
+        return result
+
     def pauses(self) -> list[float]:
         """Per kill: the longest wait for a first decision among conversations that arrived in the kill's window."""
         result = []
@@ -129,9 +143,8 @@ async def measure_failover(
             run.kills.append(time.time())
             await victim.wait()
             await asyncio.sleep(window_s)
-            victim = (
-                spares.pop(0) if spares else await _restart(settings, log_dir, f"router-restarted-{round_}", env, run)
-            )
+            if round_ + 1 < kills:
+                victim = spares.pop(0) if spares else await _restart(settings, log_dir, f"restarted-{round_}", env, run)
         await asyncio.sleep(2.0)
         stop.set()
         await feeding

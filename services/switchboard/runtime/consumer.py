@@ -153,6 +153,10 @@ class BatchConsumer:
                     self._drop(dict(pending[i:]))
                     await asyncio.sleep(self._settings.consumer_poll_ms / 1000)
                     break
+                if tp not in self._consumer.assignment():
+                    # Revoked by a rebalance since the poll: its commit would fail, and its next owner (maybe this
+                    # replica again) reads these records anyway; handling them now only delays the new assignment.
+                    continue
                 try:
                     await self._handle_partition(tp, records)
                 except _Abandoned:
