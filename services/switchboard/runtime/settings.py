@@ -80,7 +80,7 @@ class ServiceSettings(BaseSettings):
     # the pool is sized for the concurrency Redis should see, not for the socket count. Waited too long: the
     # command fails as Redis being away does (TransientError, "retry later"). On a cluster it is a cap per node.
     redis_max_connections: int = Field(default=100, ge=2)
-    redis_pool_wait_s: float = Field(default=5.0, gt=0)
+    redis_pool_wait_s: float = Field(default=30.0, gt=0)
     # Prepended to every topic name and Redis key; tests give each test its own.
     topic_prefix: str = ""
     key_prefix: str = "sb"
