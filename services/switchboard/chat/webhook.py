@@ -25,6 +25,7 @@ from switchboard.chat.settings import ChatSettings, Tenant
 from switchboard.chat.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_body
 from switchboard.intake.tally import InboundOutcome
 from switchboard.runtime.errors import InvalidRecord, TransientError
+from switchboard.runtime.input_limits import InputRefused, error_body
 from switchboard.runtime.redis_client import redis_unavailable_as_transient
 from switchboard.state.keys import Keys
 
@@ -69,7 +70,10 @@ class WebhookEndpoint:
                 raw=raw[: self.settings.chat_max_body_bytes],
                 tenant_id=tenant_id if tenant_id in self.tenants else "",
             )
-            return JSONResponse({"error": refusal.error_type, "reason": refusal.reason}, refusal.status)
+            # `detail` is the documented error shape (runtime/input_limits.py); `reason`, the same text, stays for
+            # platforms that read it.
+            body = {**error_body(refusal.error_type, refusal.reason), "reason": refusal.reason}
+            return JSONResponse(body, refusal.status)
         except TransientError:
             CHAT_MESSAGES.labels("webhook", "retry_later").inc()
             self.accept.count(tenant_id, InboundOutcome.RETRY_LATER)
@@ -106,7 +110,7 @@ class WebhookEndpoint:
         )
         if failure:
             raise Refusal(401, "bad_signature", failure)
-        fields = _fields(raw, self.limits)
+        fields = _fields(raw, self.limits, self.settings.chat_max_body_bytes)
         event_id, customer_id, provider_id = fields["event_id"], fields["customer_id"], fields["message_id"]
         marker = self.keys.chat_webhook_event(tenant_id, event_id)
         # A signature is good for `tolerance` seconds either way, so an event id must be remembered for twice that.
@@ -137,9 +141,11 @@ class WebhookEndpoint:
             await self.redis.delete(marker)
 
 
-def _fields(raw: bytes, limits: Limits) -> dict[str, Any]:
+def _fields(raw: bytes, limits: Limits, max_bytes: int) -> dict[str, Any]:
     try:
-        fields = decode_json(raw)
+        fields = decode_json(raw, max_bytes)
+    except InputRefused as exc:  # nested too deep, lone surrogates, control characters: runtime/input_limits.py
+        raise Refusal(exc.status, exc.kind, exc.reason) from exc
     except InvalidRecord as exc:
         raise Refusal(400, exc.error_type, exc.reason) from exc
     try:
