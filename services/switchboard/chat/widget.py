@@ -27,6 +27,7 @@ from switchboard.intake.ids import stable_id
 from switchboard.intake.tally import InboundOutcome
 from switchboard.runtime.buckets import TokenBucket
 from switchboard.runtime.errors import InvalidRecord, TransientError
+from switchboard.runtime.input_limits import TOO_LARGE, InputRefused
 from switchboard.runtime.logs import get_logger
 from switchboard.runtime.pii import CustomerRef, customer_ref
 from switchboard.state.departures import Departures
@@ -184,12 +185,10 @@ class _Session:
         if not self.bucket.take():
             client_msg_id = _client_msg_id(raw, s.chat_max_frame_bytes)
             return await self._limited(client_msg_id, max(self.bucket.seconds_to_next(), 0.1))
-        if len(raw) > s.chat_max_frame_bytes:
-            return await self._refuse(
-                raw[:1024], "", f"frame is larger than {s.chat_max_frame_bytes} bytes", "too_large"
-            )
         try:
-            fields = decode_json(raw)
+            fields = decode_json(raw, self.e.settings.chat_max_frame_bytes)
+        except InputRefused as exc:
+            return await self._close_refused(raw, exc)
         except InvalidRecord as exc:
             return await self._refuse(raw, "", exc.reason, exc.error_type)
         kind = fields.get("type")
@@ -199,6 +198,16 @@ class _Session:
         if kind != "message":
             return await self._refuse(raw, "", "`type` must be message or ping", "invalid_field")
         return await self._message(fields, raw)
+
+    async def _close_refused(self, raw: bytes, refused: InputRefused) -> bool:
+        # Not JSON text at all (or too big to read): the client is broken, not the customer's message. Told why,
+        # dead-lettered, closed with the code of input_limits (1009 too large, 1007 the rest).
+        kept = raw[:1024] if refused.kind == TOO_LARGE else raw
+        if not await self._refuse(kept, "", refused.reason, refused.kind):
+            return False  # that refusal was the last strike: closed 1008 already
+        await self.sock.drain_and_stop()
+        await self.sock.ws.close(refused.close_code, refused.reason[:120])
+        return False
 
     async def _message(self, fields: dict[str, Any], raw: bytes) -> bool:
         client_msg_id = fields.get("client_msg_id")
@@ -279,10 +288,8 @@ class _Session:
 
 def _client_msg_id(raw: bytes, limit: int) -> str:
     """The `client_msg_id` of a frame that has one (so a limited message's answer names it), else ""."""
-    if len(raw) > limit:
-        return ""
     try:
-        value = decode_json(raw).get("client_msg_id")
-    except (InvalidRecord, RecursionError):
+        value = decode_json(raw, limit).get("client_msg_id")
+    except (InvalidRecord, InputRefused):
         return ""
     return value if isinstance(value, str) and len(value) <= 128 else ""
