@@ -17,13 +17,15 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from switchboard.chat.accepting import ChatAccept
 from switchboard.chat.facts import TrustedFacts, decode_claims
 from switchboard.chat.frames import Limits, decode_json, error_frame, parse_message
-from switchboard.chat.limits import CustomerRate, TokenBucket
+from switchboard.chat.limits import CustomerRate
 from switchboard.chat.metrics import CHAT_MESSAGES, CHAT_SOCKETS
 from switchboard.chat.settings import ChatSettings, Tenant
 from switchboard.chat.signing import verify_widget_token
 from switchboard.chat.sockets import CustomerSocket, SocketHub
+from switchboard.intake.accept import RETRY_LATER_REASON
 from switchboard.intake.ids import stable_id
 from switchboard.intake.tally import InboundOutcome
+from switchboard.runtime.buckets import TokenBucket
 from switchboard.runtime.errors import InvalidRecord, TransientError
 from switchboard.runtime.logs import get_logger
 from switchboard.runtime.pii import CustomerRef, customer_ref
@@ -223,7 +225,7 @@ class _Session:
             CHAT_MESSAGES.labels("widget", "retry_later").inc()
             self.e.accept.count(sock.tenant_id, InboundOutcome.RETRY_LATER)
             retry = self.e.settings.chat_retry_after_s
-            sock.push(error_frame("retry_later", "not stored; send it again later", client_msg_id, retry))
+            sock.push(error_frame("retry_later", RETRY_LATER_REASON, client_msg_id, retry))
             return True
         CHAT_MESSAGES.labels("widget", "duplicate" if accepted.duplicate else "accepted").inc()
         sock.push(
