@@ -26,9 +26,10 @@ import yaml
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from websockets.asyncio.client import connect
 
-from switchboard.chat.signing import signed_headers, widget_token
+from switchboard.chat.signing import widget_token
 from switchboard.runtime.kafka import kafka_options_for
 from switchboard.runtime.redis_client import redis_for
+from switchboard.runtime.signing import signed_headers
 from switchboard.runtime.topics import Topics
 from switchboard_tools.loadgen.customers import Endpoints
 from switchboard_tools.loadgen.driver import Run
