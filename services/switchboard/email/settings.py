@@ -15,6 +15,8 @@ log = get_logger(__name__)
 
 DEV_WEBHOOK_SECRETS = Path(__file__).resolve().parents[3] / "config" / "email" / "dev-webhook-secrets.yaml"
 
+REPO_ROUTING_DIR = Path(__file__).resolve().parents[3] / "config" / "routing"
+
 
 class EmailSettings(CustomerLookupSettings):
     """Where the adapter listens, which tenant a recipient belongs to, how replies leave, and the input limits."""
@@ -37,9 +39,11 @@ class EmailSettings(CustomerLookupSettings):
     tenant_addresses: dict[str, str] = Field(default_factory=dict)
     tenant_domains: dict[str, str] = Field(default_factory=dict)
     tenant_subdomain_of: str = "inbound.switchboard.local"
-    # Shops reached by subdomain addressing that metrics name: any other tenant a subdomain names is labelled
-    # "unknown" in sb_inbound_messages_total (docs/metrics.md), e.g. SB_EMAIL_TENANTS='["shop-a","shop-b"]'.
+    # Shops reached by subdomain addressing, e.g. SB_EMAIL_TENANTS='["shop-a","shop-b"]': mail to any other
+    # subdomain is refused at RCPT (550). Empty: the shops with a routing config (`<tenant>.yaml` in
+    # SB_ROUTING_CONFIG_DIR, the repository's config/routing when that is empty too).
     email_tenants: list[str] = Field(default_factory=list)
+    routing_config_dir: str = ""
     # The From of agents' replies when the conversation does not say which shop address the customer wrote to.
     reply_from_local_part: str = "service"
     # The HTTP webhook: a shop signs what it posts with its secret (runtime/signing.py), a JSON object
@@ -79,6 +83,13 @@ class EmailSettings(CustomerLookupSettings):
         else:
             found = {}
         return {tenant: secret.encode() for tenant, secret in found.items() if secret}
+
+    def subdomain_tenants(self) -> frozenset[str]:
+        """The shops `<tenant>.<tenant_subdomain_of>` addresses reach."""
+        if self.email_tenants:
+            return frozenset(self.email_tenants)
+        routing = Path(self.routing_config_dir) if self.routing_config_dir else REPO_ROUTING_DIR
+        return frozenset(path.stem for path in routing.glob("*.yaml"))
 
 
 def dev_webhook_secrets() -> dict[str, str]:
