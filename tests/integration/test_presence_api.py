@@ -479,7 +479,7 @@ async def test_fields_out_of_bounds_are_refused_in_the_error_shape(presence: Pre
     state = await presence.store.get_agent("shop-a", "a-lina")
     assert state is not None and state.capacity["chat"] < 1000
     for body in [
-        {"display_name": "line\nbreak"},
+        {"display_name": "nul\u0000"},
         {"display_name": "x" * 129},
         {"groups": [f"g{i}" for i in range(65)]},
         {"groups": ["{presales}"]},

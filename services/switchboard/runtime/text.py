@@ -1,5 +1,5 @@
 """Free text from outside (display names, reasons, descriptions, passwords): bounded in length, valid Unicode, and
-no control characters where a person reads it.
+text by runtime.input_limits' rule where a person reads it.
 
 A lone surrogate (`"\\ud800"` is valid JSON) cannot be encoded to UTF-8, so it would fail later where the text is
 written to Redis, Kafka or a log line, as a 500 or a crash; control characters would forge log lines. Both are
@@ -8,30 +8,20 @@ refused where the text enters, with a 422 naming the field.
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field
 
-# No C0 control characters and no DEL: the schema says so, the validator checks it (and the encoding).
-PLAIN_TEXT_PATTERN = r"^[^\x00-\x1f\x7f]*$"
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+from switchboard.runtime.input_limits import text_problem
+
+# The text rule of runtime.input_limits (no lone surrogates, no C0 control characters but tab, LF and CR) as a
+# schema pattern; the validator applies that rule itself, so schema and check say the same.
+PLAIN_TEXT_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f]*$"
 
 NAME_MAX = 128
 REASON_MAX = 512
 DESCRIPTION_MAX = 2000
 SECRET_MAX = 512
-
-
-def text_problem(value: str, *, controls: bool = False) -> str | None:
-    """What makes `value` unfit as text (a lone surrogate; a control character unless `controls`), or None."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return "holds a lone surrogate (not valid Unicode text)"
-    if not controls and _CONTROL.search(value):
-        return "holds a control character"
-    return None
 
 
 def _plain(value: str) -> str:
@@ -42,9 +32,10 @@ def _plain(value: str) -> str:
 
 
 def _encodable(value: str) -> str:
-    problem = text_problem(value, controls=True)
-    if problem:
-        raise ValueError(problem)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError("holds a lone surrogate (not valid Unicode text)") from exc
     return value
 
 
