@@ -25,6 +25,7 @@ from switchboard.chat.settings import ChatSettings, Tenant
 from switchboard.chat.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_body
 from switchboard.intake.tally import InboundOutcome
 from switchboard.runtime.errors import InvalidRecord, TransientError
+from switchboard.runtime.pii import customer_ref
 from switchboard.runtime.redis_client import redis_unavailable_as_transient
 from switchboard.state.keys import Keys
 
@@ -107,7 +108,7 @@ class WebhookEndpoint:
         if failure:
             raise Refusal(401, "bad_signature", failure)
         fields = _fields(raw, self.limits)
-        event_id, customer_id, provider_id = fields["event_id"], fields["customer_id"], fields["message_id"]
+        event_id, provider_id = fields["event_id"], fields["message_id"]
         marker = self.keys.chat_webhook_event(tenant_id, event_id)
         # A signature is good for `tolerance` seconds either way, so an event id must be remembered for twice that.
         ttl = 2 * self.settings.chat_signature_tolerance_s
@@ -118,7 +119,7 @@ class WebhookEndpoint:
             accepted = await self.accept.offer(
                 fields["message"],
                 tenant_id=tenant_id,
-                customer_id=customer_id,
+                customer=customer_ref(tenant_id, fields["customer_id"]),
                 provider_id=provider_id,
                 event_id=event_id,
                 facts=fields["facts"],

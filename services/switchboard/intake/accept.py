@@ -25,11 +25,11 @@ from redis.exceptions import RedisError
 from switchboard.contracts import Channel, InboundMessage
 from switchboard.intake.ids import message_id
 from switchboard.intake.language import detect_language
-from switchboard.intake.pii import mask_bytes, mask_pii
 from switchboard.intake.tally import InboundOutcome, InboundTally
 from switchboard.runtime.errors import BrokerUnavailable, TransientError
 from switchboard.runtime.kafka import RecordProducer, now_timestamp
 from switchboard.runtime.logs import get_logger
+from switchboard.runtime.pii import mask_bytes, mask_pii
 from switchboard.runtime.redis_client import redis_unavailable_as_transient
 from switchboard.state.keys import Keys
 

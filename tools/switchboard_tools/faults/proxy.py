@@ -53,16 +53,16 @@ class Proxy:
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.writers.add(writer)
-        try:
+        # Cancelled when the proxy stops: the connections just close.
+        with contextlib.suppress(asyncio.CancelledError, OSError):
             await self.open.wait()
             up_reader, up_writer = await asyncio.open_connection(self.host, self.upstream_port)
-        except OSError:
-            self._close(writer)
-            return
-        self.writers.add(up_writer)
-        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True)
+            self.writers.add(up_writer)
+            try:
+                await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+            finally:
+                self._close(up_writer)
         self._close(writer)
-        self._close(up_writer)
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:

@@ -45,7 +45,7 @@ from switchboard_tools.loadgen.localstack import ReplySink
 from switchboard_tools.loadgen.schedule import build_schedule
 from switchboard_tools.stack.procs import free_port, port_open, spawn, terminate, wait_for
 from switchboard_tools.stack.redis import LocalRedis
-from switchboard_tools.stack.up import RunningService, module_of, start_order_service, wait_ready
+from switchboard_tools.stack.up import RunningService, module_of, wait_ready
 
 log = get_logger(__name__)
 
@@ -346,9 +346,12 @@ def _start(stack: FaultStack, logs: Path) -> None:
     stack.relay = Controller(ReplySink(), hostname="127.0.0.1", port=free_port())
     stack.relay.start()
     stack.smtp = ("127.0.0.1", free_port())
-    orders = start_order_service(stack.run_dir, Path(stack.config_env["SB_ORDERS_FILE"]))
-    stack.procs["orders"] = Proc("orders", [], {}, orders.log, orders.port, orders.proc)
-    lookup = f"http://127.0.0.1:{orders.port}"
+    orders_port = free_port()
+    orders_env = {**os.environ, "SB_HTTP_PORT": str(orders_port), "SB_ORDERS_FILE": stack.config_env["SB_ORDERS_FILE"]}
+    orders_args = [sys.executable, "-m", "switchboard_tools.orders", "--host", "127.0.0.1"]
+    stack.procs["orders"] = Proc("orders", orders_args, orders_env, logs / "orders.log", orders_port)
+    stack.procs["orders"].start()
+    lookup = stack.procs["orders"].url
     stack.config_env |= {"SB_ORDER_LOOKUP_URL": lookup, "SB_CUSTOMER_LOOKUP_URL": lookup}
     names = [n for n in SERVICES if not n.startswith("router-")]
     names[1:1] = [f"router-{i}" for i in range(1, stack.options.routers + 1)]
@@ -362,5 +365,5 @@ def _start(stack: FaultStack, logs: Path) -> None:
         entry.env = _service_env(stack, name, bootstrap, redis_url)
         entry.log = logs / f"{name}.log"
         entry.start()
-    stack.wait_ready(names)
+    stack.wait_ready(["orders", *names])
     log.info("fault_stack_up", took_s=round(time.monotonic() - started, 1), run_dir=str(stack.run_dir))
