@@ -385,7 +385,7 @@ async def isolation_sweep(stack: SweepStack, attempts: int = 10_000) -> FaultRow
         f"unexpected answers {len(outcome.errors)}; {time.monotonic() - started:.0f} s"
     )
     return FaultRow(
-        fault="tenant isolation sweep",
+        fault="tenant isolation",
         injections=outcome.attempts,
         acked=outcome.refused,
         lost=len(outcome.leaks) + len(outcome.errors),
