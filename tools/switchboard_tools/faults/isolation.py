@@ -39,7 +39,8 @@ import yaml
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from switchboard.chat.signing import signed_headers, widget_token
+from switchboard.chat.signing import widget_token
+from switchboard.runtime.signing import signed_headers
 from switchboard_tools.faults.table import FaultRow
 
 VECTORS = (
