@@ -26,6 +26,7 @@ class DeskSession:
         "_send",
         "acked",
         "agent_id",
+        "check_state",
         "closed",
         "full_since",
         "last_sent",
@@ -52,6 +53,8 @@ class DeskSession:
         self.acked = 0
         self.trim_requested = 0
         self.closed = False
+        # Set when Redis may have lost this desk's state (its seq counter or session): the pump checks it.
+        self.check_state = False
         self.full_since: float | None = None
         self.wake = asyncio.Event()
         self.writer: asyncio.Task[None] | None = None
