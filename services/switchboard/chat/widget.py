@@ -17,15 +17,18 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from switchboard.chat.accepting import ChatAccept
 from switchboard.chat.facts import TrustedFacts, decode_claims
 from switchboard.chat.frames import Limits, decode_json, error_frame, parse_message
-from switchboard.chat.limits import CustomerRate, TokenBucket
+from switchboard.chat.limits import CustomerRate
 from switchboard.chat.metrics import CHAT_MESSAGES, CHAT_SOCKETS
 from switchboard.chat.settings import ChatSettings, Tenant
 from switchboard.chat.signing import verify_widget_token
 from switchboard.chat.sockets import CustomerSocket, SocketHub
+from switchboard.intake.accept import RETRY_LATER_REASON
 from switchboard.intake.ids import stable_id
 from switchboard.intake.tally import InboundOutcome
+from switchboard.runtime.buckets import TokenBucket
 from switchboard.runtime.errors import InvalidRecord, TransientError
 from switchboard.runtime.logs import get_logger
+from switchboard.runtime.pii import CustomerRef, customer_ref
 from switchboard.state.departures import Departures
 
 log = get_logger(__name__)
@@ -65,7 +68,10 @@ class WidgetEndpoint:
         who = await self._authenticate(ws)
         if who is None:
             return
-        tenant_id, customer_id, facts = who
+        tenant_id, raw_customer_id, facts = who
+        # From here on the customer is their ref: a phone number or e-mail as id reaches no key, value or record.
+        customer = customer_ref(tenant_id, raw_customer_id)
+        customer_id = customer.ref
         if self.hub.held(tenant_id, customer_id) >= self.settings.chat_max_sockets_per_customer:
             await ws.close(CLOSE_POLICY, "too many sockets for this customer")
             return
@@ -84,7 +90,7 @@ class WidgetEndpoint:
             await self.hub.add(sock)
             sock.push({"type": "hello", "conversation_id": conversation_id, "connection_id": sock.connection_id})
             await self.hub.deliver_pending(tenant_id, customer_id)
-            await _Session(self, sock, facts).run()
+            await _Session(self, sock, facts, customer).run()
         except WebSocketDisconnect:
             pass
         finally:
@@ -151,10 +157,13 @@ class WidgetEndpoint:
 class _Session:
     """The reading side of one socket: frames in order, limits, accept, ack."""
 
-    def __init__(self, endpoint: WidgetEndpoint, sock: CustomerSocket, facts: TrustedFacts | None) -> None:
+    def __init__(
+        self, endpoint: WidgetEndpoint, sock: CustomerSocket, facts: TrustedFacts | None, customer: CustomerRef
+    ) -> None:
         self.e = endpoint
         self.sock = sock
         self.facts = facts
+        self.customer = customer
         s = endpoint.settings
         self.bucket = TokenBucket(s.chat_conn_rate_per_s, s.chat_conn_burst)
         self.strikes = 0
@@ -205,9 +214,9 @@ class _Session:
             accepted = await self.e.accept.offer(
                 msg,
                 tenant_id=sock.tenant_id,
-                customer_id=sock.customer_id,
+                customer=self.customer,
                 # Scoped by customer (two widgets may both number their messages 1, 2, 3), hashed: the provider id
-                # is written to the topic, and a customer id may be a phone number.
+                # is written to the topic.
                 provider_id=f"ws:{stable_id(sock.customer_id)}:{client_msg_id}",
                 connection_id=sock.connection_id,
                 facts=self.facts,
@@ -216,7 +225,7 @@ class _Session:
             CHAT_MESSAGES.labels("widget", "retry_later").inc()
             self.e.accept.count(sock.tenant_id, InboundOutcome.RETRY_LATER)
             retry = self.e.settings.chat_retry_after_s
-            sock.push(error_frame("retry_later", "not stored; send it again later", client_msg_id, retry))
+            sock.push(error_frame("retry_later", RETRY_LATER_REASON, client_msg_id, retry))
             return True
         CHAT_MESSAGES.labels("widget", "duplicate" if accepted.duplicate else "accepted").inc()
         sock.push(

@@ -1,0 +1,164 @@
+"""The load generator's run, with desktops that reconnect as the desktop protocol says and a trace of every event.
+
+A fault may drop a desk socket (the gateway loses Redis, a session ends); a real desktop reconnects with
+`resume_after` = the last seq it applied and drops frames it already applied (docs/desktop-protocol.md, §5), so
+the harness's agents do too: a loss the harness reports is the system's, not a desktop that gave up. Every desk
+event each agent applied goes into the row's `History` (what every actor saw).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import httpx
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
+
+from switchboard.runtime.logs import get_logger
+from switchboard_tools.faults.history import History
+from switchboard_tools.loadgen.agents import SimulatedAgent
+from switchboard_tools.loadgen.customers import Endpoints
+from switchboard_tools.loadgen.driver import Recorder, Run
+from switchboard_tools.loadgen.fixtures import Credentials
+from switchboard_tools.loadgen.observations import Observations
+from switchboard_tools.loadgen.scenario import Scenario
+from switchboard_tools.loadgen.schedule import AgentShift, Schedule
+
+log = get_logger(__name__)
+
+# Close codes after which a desktop does not come back by itself (docs/desktop-protocol.md): superseded.
+NO_RECONNECT = {4009}
+# A desktop waits this long before its first reconnect, twice as long after each failed one, at most MAX.
+RECONNECT_PAUSE_S = 0.5
+RECONNECT_PAUSE_MAX_S = 5.0
+
+
+class ResumingAgent(SimulatedAgent):
+    """A simulated agent whose desktop reconnects after a dropped socket and resumes after its last applied seq."""
+
+    applied_seq: int = 0
+    reconnects: int = 0
+
+    async def run(self, client: httpx.AsyncClient, leave: asyncio.Event) -> None:
+        """Work until `leave`, reconnecting whenever the socket drops; hand over and go at the end."""
+        pause = RECONNECT_PAUSE_S
+        try:
+            while not leave.is_set():
+                seen = self.applied_seq
+                closed_for_good = await self._session(client, leave)
+                if closed_for_good or leave.is_set():
+                    break
+                self.reconnects += 1
+                # A session that brought events resets the back-off; one that brought nothing doubles it.
+                pause = RECONNECT_PAUSE_S if self.applied_seq > seen else min(pause * 2, RECONNECT_PAUSE_MAX_S)
+                await asyncio.sleep(pause)
+        finally:
+            for held in self.held.values():
+                if held.task is not None:
+                    held.task.cancel()
+            self._mark_idle_if_free(force=True)
+            self.logged_off_at = self.clock()
+
+    async def _session(self, client: httpx.AsyncClient, leave: asyncio.Event) -> bool:
+        """One socket from login to its end; True when it ended in a way a desktop does not retry."""
+        url = self.gateway_http.replace("http://", "ws://", 1).replace("https://", "wss://", 1) + "/desk"
+        try:
+            token = await self.login(client)
+            async with connect(url, max_size=2**22, open_timeout=20) as ws:
+                self._ws = ws
+                auth: dict[str, Any] = {"type": "auth", "token": token, "tenant": self.shift.tenant_id}
+                if self.applied_seq:
+                    auth["resume_after"] = self.applied_seq
+                await ws.send(json.dumps(auth))
+                if self.logged_on_at is None:
+                    self.logged_on_at = self.clock()
+                reader = asyncio.create_task(self._read(ws))
+                beats = asyncio.create_task(self._heartbeats())
+                try:
+                    await self._until(leave, reader)
+                    if leave.is_set() and not reader.done() and not self.shift.abrupt:
+                        await self._hand_over(reader)
+                finally:
+                    beats.cancel()
+                    reader.cancel()
+                    await asyncio.gather(reader, beats, return_exceptions=True)
+                    self._ws = None
+                return ws.close_code in NO_RECONNECT
+        except (OSError, ConnectionClosed, InvalidHandshake, httpx.HTTPError, TimeoutError) as exc:
+            log.info("faults_desk_reconnect", agent_id=self.shift.agent_id, error=repr(exc))
+            return False
+
+    async def _read(self, ws: ClientConnection) -> None:
+        async for raw in ws:
+            frame = json.loads(raw)
+            if frame.get("type") in ("result", "error"):
+                self._unanswered.discard(str(frame.get("id", "")))
+                if not self._unanswered:
+                    self._answered.set()
+                continue
+            if frame.get("type") != "event":
+                continue
+            seq = int(frame.get("seq", 0))
+            if seq and seq <= self.applied_seq:
+                await self._send({"type": "ack", "seq": self.applied_seq})
+                continue  # already applied before the reconnect: the protocol says drop it
+            now = self.clock()
+            self.recorder.desk_event(self.shift, frame, now)
+            self.applied_seq = max(self.applied_seq, seq)
+            await self._send({"type": "ack", "seq": frame["seq"]})
+            self._on_event(frame, now)
+
+
+class TracingRecorder(Recorder):
+    """The driver's recorder, which also writes every applied desk event into the history."""
+
+    def __init__(self, obs: Observations, schedule: Schedule, history: History) -> None:
+        super().__init__(obs, schedule, None)
+        self.history = history
+
+    def desk_event(self, agent: AgentShift, frame: dict[str, Any], received_at: float) -> None:
+        """Trace the event, then record it as the load generator does."""
+        self.history.desk_event(agent.tenant_id, agent.agent_id, frame, received_at)
+        super().desk_event(agent, frame, received_at)
+
+
+class TracedRun(Run):
+    """A load-generator run with resuming desktops and the history of what they saw."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        schedule: Schedule,
+        endpoints: Endpoints,
+        creds: Credentials,
+        run_name: str,
+        history: History,
+    ) -> None:
+        super().__init__(scenario, schedule, endpoints, creds, run_name, progress=False, profile="off")
+        self.recorder = TracingRecorder(self.obs, self.schedule, history)
+        self.history = history
+        # Set once the first agents are logged on and the load begins.
+        self.started = asyncio.Event()
+
+    async def _wait_logged_on(self, count: int, tasks: list[asyncio.Task[Any]]) -> None:
+        await super()._wait_logged_on(count, tasks)
+        self.started.set()
+
+    async def _agent(self, http: httpx.AsyncClient, shift: AgentShift, delay: float, leave: asyncio.Event) -> None:
+        await asyncio.sleep(delay)
+        agent = ResumingAgent(
+            shift,
+            self.scenario.agents,
+            self.creds.agent_password(shift.tenant_id, shift.agent_id),
+            self.endpoints.gateway_http,
+            self.recorder,
+        )
+        self.agents.append(agent)
+        self._online(shift.tenant_id, +1)
+        try:
+            await agent.run(http, leave)
+        finally:
+            self._online(shift.tenant_id, -1)
+            self.history.reconnects += agent.reconnects
