@@ -324,23 +324,29 @@ class Gateway:
         if cmd.type in ("typing", "context", "desk_config", "response_stats"):
             return await self._run_desk_aid(session, cmd)
         if cmd.type == "heartbeat":
-            beat = await self.presence.heartbeat(session.tenant_id, session.agent_id, session.session_epoch)
-            if beat is HeartbeatResult.STALE_SESSION:
-                agent = await self.presence.get_agent(session.tenant_id, session.agent_id)
-                if agent is not None and agent.session_epoch > session.session_epoch:
-                    raise StaleSession(agent.session_epoch)
-                # Redis lost the session (the agent is gone or its epoch went back): log in again for the desk
-                if not await self.recovery.recover(session):
-                    return None
-            if beat is HeartbeatResult.OFFLINE:
-                raise AgentOffline("offline")
-            return {}
+            return await self._heartbeat(session)
         if cmd.type == "set_status":
             state = await self.presence.set_status(
                 session.tenant_id, session.agent_id, cmd.status, "agent", session.session_epoch, cmd.reason
             )
             return {"status": state.status.value}
         return {"epoch": await self.commands.act(session, cmd)}
+
+    async def _heartbeat(self, session: DeskSession) -> dict[str, Any] | None:
+        """Record the desk's heartbeat; a session Redis lost is logged in again (None: the socket was closed)."""
+        beat = await self.presence.heartbeat(session.tenant_id, session.agent_id, session.session_epoch)
+        if beat is HeartbeatResult.STALE_SESSION:
+            if session.recovering:
+                return {}  # the gateway is logging the desk in again right now
+            agent = await self.presence.get_agent(session.tenant_id, session.agent_id)
+            if agent is not None and agent.session_epoch > session.session_epoch:
+                raise StaleSession(agent.session_epoch)
+            # Redis lost the session (the agent is gone or its epoch went back): log in again for the desk
+            if not await self.recovery.recover(session):
+                return None
+        if beat is HeartbeatResult.OFFLINE:
+            raise AgentOffline("offline")
+        return {}
 
     async def _run_desk_aid(self, session: DeskSession, cmd: Command) -> dict[str, Any]:
         """typing, context, desk_config and response_stats: what helps the desk without changing ownership."""

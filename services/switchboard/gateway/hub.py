@@ -123,7 +123,7 @@ class DeskHub:
             log.warning("desk_notify_malformed", channel=channel.decode(), data=data.decode())
             return
         if session_notice:
-            if number > session.session_epoch:
+            if number > session.session_epoch and not session.recovering:
                 self.spawn(session.close(CloseCode.SUPERSEDED, "a newer session of this agent logged in"))
         elif number > session.last_sent:
             self.mark_dirty(session)
@@ -265,6 +265,8 @@ class DeskHub:
     def state_lost(self, session: DeskSession, seq: int, epoch: int) -> bool:
         """True (and the gateway told) when Redis lost the session's state: its seq counter is below what the desk
         was sent, or its session epoch is gone or older than the desk's."""
+        if session.recovering:
+            return True  # being logged in again: the recovery sends what the desk needs
         if session.closed or (seq >= session.last_sent and epoch >= session.session_epoch):
             return False
         log.warning(

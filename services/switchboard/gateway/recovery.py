@@ -45,11 +45,10 @@ class DeskRecovery:
         self.presence = presence
         self.hub = hub
         self.settings = settings
-        self._running: set[DeskSession] = set()
 
     def lost(self, session: DeskSession) -> None:
         """The hub's callback: recover the session in the background."""
-        if session not in self._running and not session.closed:
+        if not session.recovering and not session.closed:
             self.hub.spawn(self._recover_logged(session))
 
     async def _recover_logged(self, session: DeskSession) -> None:
@@ -61,13 +60,13 @@ class DeskRecovery:
     async def recover(self, session: DeskSession) -> bool:
         """Raise the seq counter, log the agent in again and send a fresh snapshot; False when the socket was closed
         instead. A recovery of the session already running is left to finish (True)."""
-        if session in self._running:
+        if session.recovering:
             return True
-        self._running.add(session)
+        session.recovering = True
         try:
             return await self._recover(session)
         finally:
-            self._running.discard(session)
+            session.recovering = False
 
     async def _recover(self, session: DeskSession) -> bool:
         tenant, agent = session.tenant_id, session.agent_id

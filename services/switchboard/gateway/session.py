@@ -32,6 +32,7 @@ class DeskSession:
         "last_sent",
         "queue",
         "queue_max",
+        "recovering",
         "session_epoch",
         "tenant_id",
         "trim_requested",
@@ -55,6 +56,9 @@ class DeskSession:
         self.closed = False
         # Set when Redis may have lost this desk's state (its seq counter or session): the pump checks it.
         self.check_state = False
+        # True while the gateway logs the desk in again (gateway/recovery.py): its epoch in Redis runs ahead of
+        # `session_epoch` for a moment, which must not read as "superseded".
+        self.recovering = False
         self.full_since: float | None = None
         self.wake = asyncio.Event()
         self.writer: asyncio.Task[None] | None = None
