@@ -162,6 +162,39 @@ async def test_chinese_charsets_arrive_as_readable_text_over_smtp(env: Env) -> N
         assert (record.tenant_id, record.channel) == ("shop-a", Channel.CHANNEL_EMAIL)
 
 
+async def test_a_raw_8bit_gbk_subject_arrives_readable_over_smtp_and_the_webhook(env: Env) -> None:
+    """Old Chinese mail clients write the Subject as raw GBK bytes, no encoded word: read like the body, never
+    stored as U+FFFD, whether the body declares the charset or not, and however long (folded) the Subject is."""
+    subjects = ["退货申请 订单123", "发票", "退货申请" * 12]
+    sent: list[tuple[str, str]] = []
+    for i, subject in enumerate(subjects):
+        for declared in (b"Content-Type: text/plain; charset=gbk\r\n", b""):
+            raw = (
+                f"From: {CUSTOMER}\r\nTo: service@shop-a.example\r\n".encode()
+                + b"Subject: "
+                + subject.encode("gbk")
+                + f"\r\nMessage-ID: {make_msgid(domain='customer.example')}\r\nMIME-Version: 1.0\r\n".encode()
+                + declared
+                + b"Content-Transfer-Encoding: 8bit\r\n\r\n"
+                + "你好，我要退货".encode("gbk")
+                + b"\r\n"
+            )
+            if (i + len(declared)) % 2:
+                reply = await smtp_send(env.smtp_port, raw)
+                assert reply.startswith("250"), reply
+                sent.append((reply.split()[-1], subject))
+            else:
+                url = f"http://127.0.0.1:{env.service.runtime.port}/v1/email/inbound"
+                answer = await env.http.post(url, content=raw, headers={"content-type": "message/rfc822"})
+                assert answer.status_code == 202, answer.text
+                sent.append((answer.json()["message_ids"][0], subject))
+    by_id = {m.message_id: m for m in await inbound(env)}
+    for message_id, subject in sent:
+        record = by_id[message_id]
+        assert record.email.subject == subject and "\ufffd" not in record.email.subject
+        assert record.text == "你好，我要退货"
+
+
 async def test_multipart_html_only_quotes_and_attachments(env: Env) -> None:
     msg = mail("纯文本版本：请帮我把尺码换成XL\n\n在 2025年11月3日 10:00，客服 写道：\n> 您好，请问需要什么帮助？")
     msg.add_alternative("<p>HTML版本</p>", subtype="html")
@@ -269,6 +302,11 @@ async def _metric(env: Env, series: str) -> float:
 async def test_refused_input_gets_a_clear_smtp_error_and_a_dead_letter(env: Env) -> None:
     unknown = await smtp_send(env.smtp_port, mail("hi").as_bytes(), rcpt="someone@elsewhere.example")
     assert unknown.startswith("550 5.1.1")
+    # A shop a sender made up under the subdomain: refused at RCPT too, not taken and dead-lettered later.
+    made_up = await smtp_send(
+        env.smtp_port, mail("hi").as_bytes(), rcpt="service@no-such-shop.inbound.switchboard.local"
+    )
+    assert made_up.startswith("550 5.1.1")
     big = mail("附件太大")
     big.add_attachment(bytes(150_000), maintype="application", subtype="pdf", filename="invoice.pdf")
     assert (await smtp_send(env.smtp_port, big.as_bytes())).startswith("552 5.3.4 attachments exceed")

@@ -27,6 +27,7 @@ from switchboard.intake.ids import stable_id
 from switchboard.intake.tally import InboundOutcome
 from switchboard.runtime.buckets import TokenBucket
 from switchboard.runtime.errors import InvalidRecord, TransientError
+from switchboard.runtime.input_limits import TOO_LARGE, InputRefused
 from switchboard.runtime.logs import get_logger
 from switchboard.runtime.pii import CustomerRef, customer_ref
 from switchboard.state.departures import Departures
@@ -179,12 +180,13 @@ class _Session:
 
     async def _frame(self, raw: bytes) -> bool:
         """Handle one frame; False when the socket was closed."""
-        s = self.e.settings
-        if len(raw) > s.chat_max_frame_bytes:
-            await self._refuse(raw[:1024], "", f"frame is larger than {s.chat_max_frame_bytes} bytes", "too_large")
-            return True
         try:
-            fields = decode_json(raw)
+            fields = decode_json(raw, self.e.settings.chat_max_frame_bytes)
+        except InputRefused as exc:
+            # Not JSON text at all (or too big to read): the client is broken, not the customer's message. Told
+            # why, dead-lettered, closed with the code of input_limits (1009 too large, 1007 the rest).
+            await self._refuse(raw[:1024] if exc.kind == TOO_LARGE else raw, "", exc.reason, exc.kind)
+            return await self._close_refused(exc)
         except InvalidRecord as exc:
             await self._refuse(raw, "", exc.reason, exc.error_type)
             return True
@@ -196,6 +198,11 @@ class _Session:
             await self._refuse(raw, "", "`type` must be message or ping", "invalid_field")
             return True
         return await self._message(fields, raw)
+
+    async def _close_refused(self, refused: InputRefused) -> bool:
+        await self.sock.drain_and_stop()
+        await self.sock.ws.close(refused.close_code, refused.reason[:120])
+        return False
 
     async def _message(self, fields: dict[str, Any], raw: bytes) -> bool:
         client_msg_id = fields.get("client_msg_id")

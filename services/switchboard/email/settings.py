@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 
 from switchboard.intake.customers import CustomerLookupSettings
+
+REPO_ROUTING_DIR = Path(__file__).resolve().parents[3] / "config" / "routing"
 
 
 class EmailSettings(CustomerLookupSettings):
@@ -30,9 +33,11 @@ class EmailSettings(CustomerLookupSettings):
     tenant_addresses: dict[str, str] = Field(default_factory=dict)
     tenant_domains: dict[str, str] = Field(default_factory=dict)
     tenant_subdomain_of: str = "inbound.switchboard.local"
-    # Shops reached by subdomain addressing that metrics name: any other tenant a subdomain names is labelled
-    # "unknown" in sb_inbound_messages_total (docs/metrics.md), e.g. SB_EMAIL_TENANTS='["shop-a","shop-b"]'.
+    # Shops reached by subdomain addressing, e.g. SB_EMAIL_TENANTS='["shop-a","shop-b"]': mail to any other
+    # subdomain is refused at RCPT (550). Empty: the shops with a routing config (`<tenant>.yaml` in
+    # SB_ROUTING_CONFIG_DIR, the repository's config/routing when that is empty too).
     email_tenants: list[str] = Field(default_factory=list)
+    routing_config_dir: str = ""
     # The From of agents' replies when the conversation does not say which shop address the customer wrote to.
     reply_from_local_part: str = "service"
     # Input limits: over them a message is refused (SMTP 552/554, HTTP 413/422) and dead-lettered.
@@ -56,3 +61,10 @@ class EmailSettings(CustomerLookupSettings):
     # A replica sending an acknowledgement holds the conversation's claim this long; if it dies meanwhile the
     # claim expires and the redelivered trigger sends the mail then.
     email_ack_claim_s: int = 60
+
+    def subdomain_tenants(self) -> frozenset[str]:
+        """The shops `<tenant>.<tenant_subdomain_of>` addresses reach."""
+        if self.email_tenants:
+            return frozenset(self.email_tenants)
+        routing = Path(self.routing_config_dir) if self.routing_config_dir else REPO_ROUTING_DIR
+        return frozenset(path.stem for path in routing.glob("*.yaml"))

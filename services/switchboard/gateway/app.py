@@ -37,6 +37,7 @@ from switchboard.gateway.settings import GatewaySettings
 from switchboard.gateway.snapshot import build_snapshot
 from switchboard.gateway.tokens import DeskClaims, TokenRefused, issue_token, verify_token
 from switchboard.runtime.errors import BrokerUnavailable
+from switchboard.runtime.input_limits import InputRefused
 from switchboard.runtime.logs import get_logger
 from switchboard.state.agents import AgentOffline, HeartbeatResult, PresenceStore, StaleSession, UnknownAgent
 from switchboard.state.keys import Keys
@@ -174,6 +175,9 @@ class Gateway:
         try:
             hello = parse_hello(raw)
             claims = verify_token(self.secret, hello.token)
+        except InputRefused as exc:  # nothing is sent before auth: the close code and reason say it
+            await self._refuse(websocket, CloseCode(exc.close_code), exc.reason)
+            return None
         except FrameError as exc:
             await self._refuse(websocket, CloseCode.PROTOCOL_ERROR, exc.detail)
             return None
@@ -281,6 +285,12 @@ class Gateway:
                 return
             try:
                 cmd = parse_command(raw)
+            except InputRefused as exc:
+                # Not JSON text at all (nested too deep, a lone surrogate, a control character): a broken client.
+                COMMANDS.labels("unparsed", exc.kind).inc()
+                await session.send(error_frame(exc.kind, exc.reason))
+                await session.close(CloseCode(exc.close_code), exc.reason[:120])
+                return
             except FrameError as exc:
                 await session.send(error_frame(exc.code, exc.detail, exc.ref))
                 continue
