@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import FastAPI, HTTPException, WebSocket
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -37,8 +37,11 @@ from switchboard.gateway.settings import GatewaySettings
 from switchboard.gateway.snapshot import build_snapshot
 from switchboard.gateway.tokens import DeskClaims, TokenRefused, issue_token, verify_token
 from switchboard.runtime.errors import BrokerUnavailable
+from switchboard.runtime.http_errors import ErrorBody, install_error_shapes
+from switchboard.runtime.idents import Ident
 from switchboard.runtime.input_limits import InputRefused
 from switchboard.runtime.logs import get_logger
+from switchboard.runtime.text import Secret
 from switchboard.state.agents import AgentOffline, HeartbeatResult, PresenceStore, StaleSession, UnknownAgent
 from switchboard.state.keys import Keys
 from switchboard.state.marks import StateMarks
@@ -49,11 +52,12 @@ log = get_logger(__name__)
 
 
 class LoginRequest(BaseModel):
-    """Dev login: an agent of the roster with its password."""
+    """Dev login: an agent of the roster with its password (ids of the one id pattern: a brace or a lone surrogate
+    is a 422, never a Redis key)."""
 
-    tenant_id: Annotated[str, Field(max_length=64)]
-    agent_id: Annotated[str, Field(max_length=64)]
-    password: Annotated[str, Field(max_length=256)]
+    tenant_id: Ident
+    agent_id: Ident
+    password: Secret
 
 
 class LoginResponse(BaseModel):
@@ -124,7 +128,14 @@ class Gateway:
     def install(self, app: FastAPI) -> None:
         """Add POST /login and the /desk websocket to `app`."""
 
-        @app.post("/login", response_model=LoginResponse, responses={401: {"description": "unknown agent"}})
+        @app.post(
+            "/login",
+            response_model=LoginResponse,
+            responses={
+                401: {"model": ErrorBody, "description": "`unauthorized`: unknown tenant, agent or password"},
+                422: {"model": ErrorBody, "description": "`schema`: an id outside the id pattern, a field missing"},
+            },
+        )
         async def login(body: LoginRequest) -> LoginResponse:
             """Issue a short-lived desk token for a configured agent."""
             configured = self.roster.check_login(body.tenant_id, body.agent_id, body.password) is not None
@@ -139,6 +150,7 @@ class Gateway:
             )
 
         app.add_middleware(DeskRoute, gateway=self)
+        install_error_shapes(app)
 
     def stop_sessions(self) -> None:
         """Shutdown, after the drain: tell every desktop still here to reconnect (to another replica) with 1012."""
