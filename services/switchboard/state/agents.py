@@ -109,11 +109,13 @@ class PresenceStore:
         gateway_instance: str = "",
         initial_status: Status = Status.AVAILABLE,
         changed_by: str = "agent",
+        after_epoch: int = 0,
     ) -> int:
         """Start a new session and return its epoch; every older session of the agent is fenced from now on.
 
         An offline agent becomes `initial_status`; an agent still online (a reconnect racing the grace period)
-        keeps its status.
+        keeps its status. The new epoch is above `after_epoch` too (a desk logged in again after Redis lost its
+        session keeps a rising epoch).
         """
         now = self.now_ms()
         k = self.keys
@@ -128,7 +130,15 @@ class PresenceStore:
                 k.desk_seq(tenant_id, agent_id),
                 k.desk_notify(tenant_id),
             ],
-            args=[agent_id, now, initial_status.value, gateway_instance, event.SerializeToString(), changed_by],
+            args=[
+                agent_id,
+                now,
+                initial_status.value,
+                gateway_instance,
+                event.SerializeToString(),
+                changed_by,
+                after_epoch,
+            ],
         )
         if code == lua.UNKNOWN_AGENT:
             raise UnknownAgent(f"{tenant_id}/{agent_id}")
