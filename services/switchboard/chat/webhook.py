@@ -26,6 +26,7 @@ from switchboard.chat.settings import ChatSettings, Tenant
 from switchboard.intake.accept import RETRY_LATER_REASON
 from switchboard.intake.tally import InboundOutcome
 from switchboard.runtime.errors import InvalidRecord, TransientError
+from switchboard.runtime.input_limits import InputRefused, error_body
 from switchboard.runtime.pii import customer_ref
 from switchboard.runtime.redis_client import redis_unavailable_as_transient
 from switchboard.runtime.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_body
@@ -78,7 +79,10 @@ class WebhookEndpoint:
             else:
                 # No DLQ record: anyone can send an unsigned request, and the DLQ must not be theirs to fill.
                 self.accept.count("", InboundOutcome.REFUSED)
-            return JSONResponse({"error": refusal.error_type, "reason": refusal.reason}, refusal.status)
+            # `detail` is the documented error shape (runtime/input_limits.py); `reason`, the same text, stays for
+            # platforms that read it.
+            body = {**error_body(refusal.error_type, refusal.reason), "reason": refusal.reason}
+            return JSONResponse(body, refusal.status)
         except TransientError:
             CHAT_MESSAGES.labels("webhook", "retry_later").inc()
             self.accept.count(tenant_id, InboundOutcome.RETRY_LATER)
@@ -116,7 +120,7 @@ class WebhookEndpoint:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type != "application/json":
             raise Refusal(415, "unsupported_media_type", f"content type must be application/json, not {content_type!r}")
-        fields = _fields(raw, self.limits)
+        fields = _fields(raw, self.limits, self.settings.chat_max_body_bytes)
         event_id, provider_id = fields["event_id"], fields["message_id"]
         marker = self.keys.chat_webhook_event(tenant_id, event_id)
         # A signature is good for `tolerance` seconds either way, so an event id must be remembered for twice that.
@@ -147,9 +151,11 @@ class WebhookEndpoint:
             await self.redis.delete(marker)
 
 
-def _fields(raw: bytes, limits: Limits) -> dict[str, Any]:
+def _fields(raw: bytes, limits: Limits, max_bytes: int) -> dict[str, Any]:
     try:
-        fields = decode_json(raw)
+        fields = decode_json(raw, max_bytes)
+    except InputRefused as exc:  # nested too deep, lone surrogates, control characters: runtime/input_limits.py
+        raise Refusal(exc.status, exc.kind, exc.reason) from exc
     except InvalidRecord as exc:
         raise Refusal(400, exc.error_type, exc.reason) from exc
     try:
