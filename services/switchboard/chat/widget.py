@@ -27,7 +27,7 @@ from switchboard.intake.ids import stable_id
 from switchboard.intake.tally import InboundOutcome
 from switchboard.runtime.buckets import TokenBucket
 from switchboard.runtime.errors import InvalidRecord, TransientError
-from switchboard.runtime.input_limits import TOO_LARGE, InputRefused
+from switchboard.runtime.input_limits import TOO_LARGE, InputRefused, close_reason
 from switchboard.runtime.logs import get_logger
 from switchboard.runtime.pii import CustomerRef, customer_ref
 from switchboard.state.departures import Departures
@@ -201,7 +201,7 @@ class _Session:
 
     async def _close_refused(self, refused: InputRefused) -> bool:
         await self.sock.drain_and_stop()
-        await self.sock.ws.close(refused.close_code, refused.reason[:120])
+        await self.sock.ws.close(refused.close_code, close_reason(refused.reason))
         return False
 
     async def _message(self, fields: dict[str, Any], raw: bytes) -> bool:

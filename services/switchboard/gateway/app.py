@@ -36,7 +36,7 @@ from switchboard.gateway.settings import GatewaySettings
 from switchboard.gateway.snapshot import build_snapshot
 from switchboard.gateway.tokens import DeskClaims, TokenRefused, issue_token, verify_token
 from switchboard.runtime.errors import BrokerUnavailable
-from switchboard.runtime.input_limits import InputRefused
+from switchboard.runtime.input_limits import InputRefused, JsonBodyGate, close_reason
 from switchboard.runtime.logs import get_logger
 from switchboard.state.agents import AgentOffline, HeartbeatResult, PresenceStore, StaleSession, UnknownAgent
 from switchboard.state.keys import Keys
@@ -117,6 +117,8 @@ class Gateway:
 
     def install(self, app: FastAPI) -> None:
         """Add POST /login and the /desk websocket to `app`."""
+        # JSON bodies (login, board) pass runtime/input_limits before FastAPI reads them: 400/413, never a 500.
+        app.add_middleware(JsonBodyGate)
 
         @app.post("/login", response_model=LoginResponse, responses={401: {"description": "unknown agent"}})
         async def login(body: LoginRequest) -> LoginResponse:
@@ -144,7 +146,7 @@ class Gateway:
     async def _refuse(self, websocket: WebSocket, code: CloseCode, reason: str) -> None:
         AUTH_REFUSED.labels(str(int(code))).inc()
         log.info("desk_refused", code=int(code), reason=reason)
-        await websocket.close(code=int(code), reason=reason)
+        await websocket.close(code=int(code), reason=close_reason(reason))
 
     async def _authenticate(self, websocket: WebSocket) -> tuple[DeskClaims, Hello] | None:
         """Origin, URL and the first frame; None after closing the socket with the reason."""
@@ -264,7 +266,7 @@ class Gateway:
                 # Not JSON text at all (nested too deep, a lone surrogate, a control character): a broken client.
                 COMMANDS.labels("unparsed", exc.kind).inc()
                 await session.send(error_frame(exc.kind, exc.reason))
-                await session.close(CloseCode(exc.close_code), exc.reason[:120])
+                await session.close(CloseCode(exc.close_code), close_reason(exc.reason))
                 return
             except FrameError as exc:
                 await session.send(error_frame(exc.code, exc.detail, exc.ref))
