@@ -36,6 +36,11 @@ was healed. The columns:
   and its sending to its delivery on a desk (baseline delivery takes well under a second; the note gives the
   median over injections). Not a failover figure alone: it includes the restart of what was killed.
 
+The note also counts messages that reached a desk although their channel never acknowledged them (the customer
+was told "retry later", or gave up waiting for the answer): not a loss, and what docs/chat-widget.md,
+docs/email.md and docs/phone-api.md say a timed-out acknowledgement means (it may have been stored; a resend with
+the same id is safe). "desk reconnects": sockets the simulated desktops opened again after a drop.
+
 For the input sweeps (malformed, isolation) the columns count what their note says (e.g. requests sent as
 `acked`, 5xx answers, sockets left without a close code or crashed processes, cross-tenant leaks as `lost`).
 Goal: zero in every loss column. A non-zero figure stays in the table until a later run measures it gone.

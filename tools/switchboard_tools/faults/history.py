@@ -18,7 +18,7 @@ import contextlib
 import math
 import statistics
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -181,7 +181,10 @@ def judge(fault: str, history: History, obs: Observations, schedule: Schedule, e
     if accounting.pending_at_cut_off:
         notes.append(f"{len(accounting.pending_at_cut_off)} of the lost still queued when the drain ended")
     if accounting.unexpected:
-        notes.append(f"{len(accounting.unexpected)} unexpected deliveries")
+        channel = {tag: conv.channel for conv in schedule.conversations for tag in conv.tags}
+        by_channel = Counter(channel.get(tag, "?") for tag in accounting.unexpected)
+        kinds = ", ".join(f"{ch} {n}" for ch, n in sorted(by_channel.items()))
+        notes.append(f"{len(accounting.unexpected)} delivered that no channel acknowledged ({kinds})")
     if waits:
         notes.append(f"recovery median {statistics.median(waits):.1f} s")
     notes.append(f"{len(history.events)} desk events, capacity sampled {history.capacity_samples}×")
