@@ -148,6 +148,13 @@ SWEEPS = {
     "isolation": ("switchboard_tools.faults.isolation", "isolation_sweep", "tenant isolation", 10_000, 1_000),
 }
 KEYS = [f.key for f in FAULTS] + list(SWEEPS)
+# The table's order of rows, by title: the one-node stack's faults, the sweeps, its last faults, the cluster's.
+ORDER = [
+    *(f.title for f in FAULTS if not f.cluster and not f.last),
+    *(sweep[2] for sweep in SWEEPS.values()),
+    *(f.title for f in FAULTS if not f.cluster and f.last),
+    *(f.title for f in FAULTS if f.cluster),
+]
 
 
 async def run_fault(stack: FaultStack, fault: Fault, count: int, seed: int) -> FaultRow:
