@@ -46,8 +46,12 @@ class Fault:
     title: str
     full: int
     quick: int
+    # How long one injection and the quiet after it take, as planned (the load runs for `count` of them).
     period_s: float
     inject: Inject
+    # At least this long of normal operation after each heal before the next injection (a slow restart on a busy
+    # machine must not turn five short outages into one long one).
+    gap_s: float = 5.0
     cluster: bool = False
     # Runs after every other row (and sweep) of its stack.
     last: bool = False
@@ -133,8 +137,8 @@ def blackhole(target: str, stall_s: float) -> Inject:
 FAULTS: tuple[Fault, ...] = (
     Fault("router-kill", "router SIGKILL + restart", 20, 2, 10.0, router_kill),
     Fault("router-sigstop", "router SIGSTOP past its session timeout, SIGCONT", 2, 1, 30.0, router_sigstop),
-    Fault("redis-kill", "Redis SIGKILL + restart (AOF everysec)", 5, 1, 15.0, redis_kill),
-    Fault("kafka-kill", "Kafka broker SIGKILL + restart (1 node)", 5, 1, 30.0, broker_kill),
+    Fault("redis-kill", "Redis SIGKILL + restart (AOF everysec)", 5, 1, 15.0, redis_kill, gap_s=8.0),
+    Fault("kafka-kill", "Kafka broker SIGKILL + restart (1 node)", 5, 1, 35.0, broker_kill, gap_s=20.0),
     Fault("redis-stall", "network: services ↔ Redis blackholed 5 s", 3, 1, 12.0, blackhole("redis", 5.0)),
     Fault("kafka-stall", "network: services ↔ Kafka blackholed 5 s", 3, 1, 12.0, blackhole("kafka", 5.0)),
     # Last on its stack: what a service cannot rebuild stays lost for every row after it.
@@ -188,7 +192,7 @@ async def _inject(stack: FaultStack, fault: Fault, count: int, history: History,
     for i in range(count):
         began = time.monotonic()
         await fault.inject(stack, history, i)
-        await asyncio.sleep(max(0.0, fault.period_s - (time.monotonic() - began)))
+        await asyncio.sleep(max(fault.gap_s, fault.period_s - (time.monotonic() - began)))
 
 
 async def run_sweep(stack: FaultStack, key: str, quick: bool) -> FaultRow:

@@ -180,6 +180,8 @@ def judge(fault: str, history: History, obs: Observations, schedule: Schedule, e
     notes = []
     if accounting.pending_at_cut_off:
         notes.append(f"{len(accounting.pending_at_cut_off)} of the lost still queued when the drain ended")
+    if lost:
+        notes.append(f"the lost stopped at: {_stopped_at(obs, [*accounting.lost, *accounting.pending_at_cut_off])}")
     if accounting.unexpected:
         channel = {tag: conv.channel for conv in schedule.conversations for tag in conv.tags}
         by_channel = Counter(channel.get(tag, "?") for tag in accounting.unexpected)
@@ -205,3 +207,16 @@ def judge(fault: str, history: History, obs: Observations, schedule: Schedule, e
         recovery_s=max(waits) if waits else None,
         note="; ".join(notes),
     )
+
+
+def _stopped_at(obs: Observations, tags: list[str]) -> str:
+    """Where undelivered messages stopped, counted: not on the inbound topic, or their conversation's last routing
+    decision (e.g. ROUTING_EVENT_QUEUED)."""
+    places: Counter[str] = Counter()
+    for tag in tags:
+        where = obs.whereabouts.get(tag, {})
+        if not where.get("on_inbound_topic"):
+            places["not on the inbound topic"] += 1
+        else:
+            places[str(where.get("last_decision", "no routing decision")).split(" ", 1)[0]] += 1
+    return ", ".join(f"{place} {n}" for place, n in places.most_common())
