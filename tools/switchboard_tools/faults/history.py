@@ -34,6 +34,9 @@ from switchboard_tools.loadgen.schedule import Schedule
 
 # Events that put a customer message on the owner's desk.
 DELIVERIES = ("assigned", "message", "transcript")
+# How long a simulated agent set away by the system (e.g. the router after missed offers) takes to notice and make
+# themselves available again.
+BACK_FROM_AWAY_S = 2.0
 # After a fault is healed, messages sent within this long are still counted as held up by it.
 AFTER_HEAL_S = 2.0
 
@@ -71,6 +74,7 @@ class History:
     over_capacity: list[str] = field(default_factory=list)
     capacity_samples: int = 0
     reconnects: int = 0
+    set_away: int = 0
     notes: list[str] = field(default_factory=list)
 
     def desk_event(self, tenant_id: str, agent_id: str, frame: dict[str, Any], at: float) -> None:
@@ -190,6 +194,8 @@ def judge(fault: str, history: History, obs: Observations, schedule: Schedule, e
     if waits:
         notes.append(f"recovery median {statistics.median(waits):.1f} s")
     notes.append(f"{len(history.events)} desk events, capacity sampled {history.capacity_samples}×")
+    if history.set_away:
+        notes.append(f"agents set away by the system {history.set_away}× (back after {BACK_FROM_AWAY_S:.0f} s)")
     if history.reconnects:
         notes.append(f"{history.reconnects} desk reconnects")
     notes += history.notes

@@ -17,7 +17,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from switchboard.runtime.logs import get_logger
-from switchboard_tools.faults.history import History
+from switchboard_tools.faults.history import BACK_FROM_AWAY_S, History
 from switchboard_tools.loadgen.agents import SimulatedAgent
 from switchboard_tools.loadgen.customers import Endpoints
 from switchboard_tools.loadgen.driver import Recorder, Run
@@ -42,6 +42,8 @@ class ResumingAgent(SimulatedAgent):
 
     applied_seq: int = 0
     reconnects: int = 0
+    # Times something else (the router after missed offers, presence) set this agent away.
+    set_away: int = 0
     # Commands sent and not answered yet, by id: sent again after a "retry later" or a dropped socket.
     commands: dict[str, dict[str, Any]]
 
@@ -162,6 +164,22 @@ class ResumingAgent(SimulatedAgent):
         self.applied_seq = max(self.applied_seq, seq)
         await self._send({"type": "ack", "seq": frame["seq"]})
         self._on_event(frame, now)
+        if frame.get("event") == "status" and self._sent_away(frame):
+            # The agent at the desk sees it and makes themselves available again (counted: a finding).
+            self.set_away += 1
+            loop = asyncio.get_running_loop()
+            loop.call_later(BACK_FROM_AWAY_S, self._resend_status)
+
+    def _sent_away(self, frame: dict[str, Any]) -> bool:
+        """True for a status event that made this agent away and that the agent did not ask for."""
+        attributes = frame.get("attributes") or {}
+        return bool(frame.get("status") == "away" and attributes.get("changed_by") not in (None, "", "agent"))
+
+    def _resend_status(self) -> None:
+        if not self._leaving:
+            task = asyncio.create_task(self._send({"type": "set_status", "status": "available", "reason": "back"}))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
 
 
 class TracingRecorder(Recorder):
@@ -215,3 +233,4 @@ class TracedRun(Run):
         finally:
             self._online(shift.tenant_id, -1)
             self.history.reconnects += agent.reconnects
+            self.history.set_away += agent.set_away
