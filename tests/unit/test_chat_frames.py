@@ -68,10 +68,17 @@ def test_ids_and_json_are_checked() -> None:
     for fields in ({}, {"event_id": ""}, {"event_id": "a{b}"}, {"event_id": "x" * 129}, {"event_id": 3}):
         with pytest.raises(InvalidRecord):
             required_id(fields, "event_id")
-    for raw in (b"[1]", b"{", b"\xff"):
+    for raw, error_type in (
+        (b"[1]", "invalid_json"),
+        (b"{", "invalid_json"),
+        (b"\xff", "invalid_text"),
+        (b'{"t": "\\ud800"}', "invalid_text"),
+        (b"[" * 40 + b"]" * 40, "too_deep"),
+        (b'{"t": "' + b"x" * 100 + b'"}', "too_large"),
+    ):
         with pytest.raises(InvalidRecord) as refused:
-            decode_json(raw)
-        assert refused.value.error_type == "invalid_json"
+            decode_json(raw, max_bytes=100)
+        assert refused.value.error_type == error_type, raw[:20]
 
 
 def test_the_record_carries_tenant_customer_commerce_and_masks_the_display_name() -> None:

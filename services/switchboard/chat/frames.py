@@ -6,7 +6,6 @@ tested without a broker. The protocol is documented in docs/chat-widget.md.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +21,7 @@ from switchboard.contracts import (
     OutboundMessage,
 )
 from switchboard.runtime.errors import InvalidRecord
+from switchboard.runtime.input_limits import parse_json
 from switchboard.runtime.pii import mask_pii
 
 KINDS: dict[str, MessageKind.ValueType] = {
@@ -72,12 +72,10 @@ class ChatInput:
     sent_at_ms: int = 0
 
 
-def decode_json(raw: bytes | str) -> dict[str, Any]:
-    """A JSON object, or InvalidRecord("invalid_json")."""
-    try:
-        value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidRecord(f"body is not JSON: {exc}", "invalid_json") from exc
+def decode_json(raw: bytes | str, max_bytes: int) -> dict[str, Any]:
+    """A JSON object; InputRefused (too_large, too_deep, invalid_json, invalid_text: runtime/input_limits.py) for
+    what is not JSON text at all, a plain InvalidRecord("invalid_json") for JSON that is not an object."""
+    value = parse_json(raw, max_bytes=max_bytes)
     if not isinstance(value, dict):
         raise InvalidRecord("body must be a JSON object", "invalid_json")
     return value

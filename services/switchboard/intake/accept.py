@@ -36,6 +36,10 @@ from switchboard.state.keys import Keys
 log = get_logger(__name__)
 
 PENDING_TTL_S = 30
+# What every adapter tells a sender whose message the broker did not acknowledge in time. It may have been stored
+# anyway (acks=all timed out after the write landed); a resend with the same id is safe: the same message id comes
+# out, and the router takes a message id once (docs/chat-widget.md, "Retry later").
+RETRY_LATER_REASON = "not acknowledged in time; it may have been stored: send it again with the same id (safe)"
 DONE_TTL_S = 7 * 24 * 3600
 
 
