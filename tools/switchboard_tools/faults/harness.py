@@ -138,7 +138,7 @@ FAULTS: tuple[Fault, ...] = (
     Fault("router-kill", "router SIGKILL + restart", 20, 2, 10.0, router_kill),
     Fault("router-sigstop", "router SIGSTOP past its session timeout, SIGCONT", 2, 1, 30.0, router_sigstop),
     Fault("redis-kill", "Redis SIGKILL + restart (AOF everysec)", 5, 1, 15.0, redis_kill, gap_s=8.0),
-    Fault("kafka-kill", "Kafka broker SIGKILL + restart (1 node)", 5, 1, 50.0, broker_kill, gap_s=20.0),
+    Fault("kafka-kill", "Kafka broker SIGKILL + restart (1 node)", 5, 1, 60.0, broker_kill, gap_s=20.0),
     Fault("redis-stall", "network: services ↔ Redis blackholed 5 s", 3, 1, 12.0, blackhole("redis", 5.0)),
     Fault("kafka-stall", "network: services ↔ Kafka blackholed 5 s", 3, 1, 12.0, blackhole("kafka", 5.0)),
     # Last on its stack: what a service cannot rebuild stays lost for every row after it.
