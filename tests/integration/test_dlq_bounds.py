@@ -4,19 +4,25 @@ original over the size limit is cut (docs/dlq.md, "Bounds")."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import time
 
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import REGISTRY
+from redis.asyncio import Redis
+from websockets.exceptions import ConnectionClosed
 
 from switchboard.contracts import TYPE_HEADER, DeadLetter, decode
+from switchboard.gateway.protocol import CloseCode
 from switchboard.runtime.kafka import DLQ_CUT_HEADER, RecordProducer
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.runtime.topics import Topics
 from tests.conftest import TEST_PARTITIONS
-from tests.integration.chat_service import chat_settings, running_chat, signed
+from tests.integration.chat_service import chat_settings, connect, next_frame, running_chat, send_message, signed
+from tests.integration.gateway_support import Desk, gateway_settings, load_agents, running_gateway, token
 
 pytestmark = pytest.mark.broker
 
@@ -104,3 +110,51 @@ async def test_an_original_over_the_limit_is_cut_and_says_so(settings: ServiceSe
     assert cut.original == b"a" * 4096 and cut_headers[DLQ_CUT_HEADER] == b"10000"
     assert "keeps the first 4096 of 10000 bytes" in cut.reason
     assert small.original == b"b" * 100 and DLQ_CUT_HEADER not in small_headers
+
+
+async def test_a_widget_socket_that_keeps_sending_garbage_is_limited_like_messages_and_closed(
+    settings: ServiceSettings,
+) -> None:
+    cs = chat_settings(settings, chat_conn_rate_per_s=0.01, chat_conn_burst=3, chat_rate_strikes_to_close=6)
+    async with running_chat(cs) as chat, connect(chat.ws_url("shop-a", "garbage")) as ws:
+        await next_frame(ws, "hello")
+        codes: list[str] = []
+        with contextlib.suppress(ConnectionClosed):
+            for i in range(50):
+                await ws.send(json.dumps({"type": "junk", "n": i}))
+            async for raw in ws:
+                frame = json.loads(raw)
+                codes.append(frame.get("code", frame["type"]))
+    # Three frames within the socket's bucket are refused (and recorded), the rest spend no Kafka write: limited,
+    # and the sixth strike in a row closes the socket.
+    assert codes == ["invalid"] * 3 + ["rate_limited"] * 3
+    assert ws.close_code == 1008
+    letters = await dlq_records(settings)
+    assert [letter.error_type for letter, _ in letters] == ["invalid_field"] * 3
+
+
+async def test_a_limited_message_is_answered_with_its_client_msg_id(settings: ServiceSettings) -> None:
+    cs = chat_settings(settings, chat_conn_rate_per_s=0.01, chat_conn_burst=1)
+    async with running_chat(cs) as chat, connect(chat.ws_url("shop-a", "quick")) as ws:
+        await next_frame(ws, "hello")
+        await send_message(ws, "q1", text="first")
+        await send_message(ws, "q2", text="second")
+        assert (await next_frame(ws, "ack"))["client_msg_id"] == "q1"
+        limited = await next_frame(ws, "error")
+    assert (limited["code"], limited["client_msg_id"]) == ("rate_limited", "q2")
+
+
+async def test_a_desk_that_keeps_sending_invalid_frames_is_closed_like_a_flood(
+    settings: ServiceSettings, redis: Redis
+) -> None:
+    gs = gateway_settings(settings, command_rate=0.01, command_burst=3)
+    producer = RecordProducer(gs)
+    await producer.start()
+    await load_agents(gs, redis, producer)
+    await producer.stop()
+    async with running_gateway(gs) as gw:
+        desk = await Desk.open(gw.url, token("shop-a", "a-lina"))
+        for i in range(20):
+            with contextlib.suppress(ConnectionClosed):
+                await desk.send({"type": "no-such-command", "id": f"x{i}"})
+        assert await desk.close_code() == CloseCode.RATE_LIMITED

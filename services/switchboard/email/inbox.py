@@ -241,14 +241,23 @@ class EmailInbox:
         return record
 
     async def refuse(
-        self, raw: bytes, via: str, reason: str, error_type: str, recipients: list[str], *, is_message: bool = True
+        self,
+        raw: bytes,
+        via: str,
+        reason: str,
+        error_type: str,
+        recipients: list[str],
+        *,
+        is_message: bool = True,
+        tenant_id: str = "",
     ) -> Verdict:
         """Record refused input in the DLQ (masked) and say why; 451/503 when even that cannot be recorded.
 
         `raw` is a message (kept as its decoded view) unless `is_message` is False (kept as it is, e.g. an envelope).
+        The record's tenant is `tenant_id` when given (the shop that signed the request), else the first recipient's.
         """
         code, http_status = _REFUSALS.get(error_type, ("554 5.6.0", 422))
-        tenants = list(self.recipients_by_tenant(recipients))
+        tenants = [tenant_id] if tenant_id else list(self.recipients_by_tenant(recipients))
         try:
             await self.intake.reject(
                 source=via,

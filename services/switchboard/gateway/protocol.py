@@ -25,6 +25,7 @@ class CloseCode(IntEnum):
     MESSAGE_TOO_BIG = 1009
     INTERNAL_ERROR = 1011
     SERVICE_RESTART = 1012
+    TRY_AGAIN_LATER = 1013  # the agent's state is being restored after Redis lost it: reconnect shortly
     PROTOCOL_ERROR = 4000  # the first frame is not an auth frame (a JSON object with type auth), or binary
     TOKEN_MISSING = 4001
     TOKEN_INVALID = 4002
