@@ -450,6 +450,17 @@ def test_only_the_dev_overlay_runs_its_own_kafka_and_redis() -> None:
         assert not names(render(K8S / "overlays" / overlay), "StatefulSet")
 
 
+def test_redis_persists_with_an_append_only_file_fsynced_every_second(compose: dict[str, Obj]) -> None:
+    """As LocalRedis does (SB_REDIS_APPENDFSYNC): AOF on, `everysec` unless `always` is chosen."""
+    (redis,) = [
+        o for o in render(K8S / "overlays" / "dev") if o["kind"] == "StatefulSet" and o["metadata"]["name"] == "redis"
+    ]
+    args = redis["spec"]["template"]["spec"]["containers"][0]["args"]
+    for command in (args, compose["redis"]["command"]):
+        assert command[command.index("--appendonly") + 1] == "yes"
+        assert command[command.index("--appendfsync") + 1] in ("everysec", "${SB_REDIS_APPENDFSYNC:-everysec}")
+
+
 # --- settings: every SB_ variable a container gets is one its service reads ------------------------------------
 
 # Read by `switchboard topics` (cli.py) besides the ServiceSettings fields.

@@ -1,0 +1,113 @@
+"""The one gate for JSON from outside: size, depth, text, and the codes each refusal maps to. Pure, no I/O."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import MutableMapping
+from typing import Any
+
+import pytest
+
+from switchboard.runtime.input_limits import (
+    HTTP_STATUS,
+    WS_CLOSE_CODES,
+    InputRefused,
+    check_text,
+    parse_json,
+    read_limited,
+    text_problem,
+)
+
+MAX = 64 * 1024
+
+
+@pytest.mark.parametrize(
+    ("data", "kind"),
+    [
+        ("[" * 5000 + "]" * 5000, "too_deep"),
+        ('{"a":' * 40 + "1" + "}" * 40, "too_deep"),
+        ("[" * 50_000, "too_deep"),  # not even closed: refused for its depth, never a crash
+        ('{"text": "\\ud800"}', "invalid_text"),
+        ('{"\\udfff": 1}', "invalid_text"),
+        ('["ok", {"t": "a\\u0000b"}]', "invalid_text"),
+        (b'{"text": "\xc3\x28"}', "invalid_text"),
+        (b"\xff\xfe{\x00}\x00", "invalid_text"),
+        ("{not json", "invalid_json"),
+        ('{"n": NaN}', "invalid_json"),
+        ('{"n": -Infinity}', "invalid_json"),
+        ('{"n": ' + "9" * 5000 + "}", "invalid_json"),
+        ("", "invalid_json"),
+        ("x" * (MAX + 1), "too_large"),
+        ("汉" * (MAX // 3 + 1), "too_large"),
+        (b"[" + b"1," * MAX + b"1]", "too_large"),
+    ],
+)
+def test_hostile_json_is_refused_with_its_kind(data: str | bytes, kind: str) -> None:
+    with pytest.raises(InputRefused) as refused:
+        parse_json(data, max_bytes=MAX)
+    assert refused.value.kind == kind == refused.value.error_type
+    assert refused.value.reason
+    assert refused.value.body() == {"error": kind, "detail": refused.value.reason}
+
+
+def test_depth_limit_counts_nested_containers() -> None:
+    value = parse_json("[" * 32 + "]" * 32, max_bytes=MAX)
+    for _ in range(31):
+        value = value[0]
+    assert value == []
+    with pytest.raises(InputRefused):
+        parse_json("[" * 33 + "]" * 33, max_bytes=MAX)
+    assert parse_json('{"a": [{"b": [1]}]}', max_bytes=MAX, max_depth=4) == {"a": [{"b": [1]}]}
+    with pytest.raises(InputRefused, match="deeper than 3"):
+        parse_json('{"a": [{"b": [1]}]}', max_bytes=MAX, max_depth=3)
+
+
+def test_ordinary_messages_pass_unchanged() -> None:
+    body = '{"type": "message", "text": "这件有M码吗？\\n😀 tab\\there", "n": [1, 2.5, true, null]}'
+    assert parse_json(body, max_bytes=MAX) == {
+        "type": "message",
+        "text": "这件有M码吗？\n😀 tab\there",
+        "n": [1, 2.5, True, None],
+    }
+    assert parse_json(body.encode(), max_bytes=MAX) == parse_json(body, max_bytes=MAX)
+    # A valid surrogate pair is one character, not a lone surrogate.
+    assert parse_json('"\\ud83d\\ude00"', max_bytes=MAX) == "😀"
+
+
+def test_codes_of_each_kind() -> None:
+    assert WS_CLOSE_CODES == {"too_large": 1009, "too_deep": 1007, "invalid_json": 1007, "invalid_text": 1007}
+    assert HTTP_STATUS["too_large"] == 413 and HTTP_STATUS["invalid_json"] == HTTP_STATUS["too_deep"] == 400
+    refused = InputRefused("x", "too_large")
+    assert (refused.close_code, refused.status) == (1009, 413)
+
+
+def test_text_problems_name_the_character() -> None:
+    assert text_problem("fine\tline\r\n") is None
+    assert text_problem("a\ud800") == "text contains a lone surrogate (U+D800)"
+    assert text_problem("\x1b[31m") == "text contains a control character (U+001B)"
+    with pytest.raises(InputRefused, match="`tenant`"):
+        check_text("shop\x00", "tenant")
+
+
+def test_a_deep_document_is_refused_quickly() -> None:
+    started = time.perf_counter()
+    for _ in range(20):
+        with pytest.raises(InputRefused):
+            parse_json("[" * 100_000 + "]" * 100_000, max_bytes=256 * 1024)
+    assert time.perf_counter() - started < 2.0
+
+
+def test_a_streamed_body_is_cut_at_the_limit() -> None:
+    chunks = [b"a" * 1000] * 100
+    seen: list[int] = []
+
+    async def receive() -> MutableMapping[str, Any]:
+        seen.append(1)
+        return {"type": "http.request", "body": chunks[len(seen) - 1], "more_body": len(seen) < len(chunks)}
+
+    with pytest.raises(InputRefused) as refused:
+        asyncio.run(read_limited(receive, 4500))
+    assert refused.value.kind == "too_large" and len(seen) == 5
+    seen.clear()
+    assert len(asyncio.run(read_limited(receive, 200_000))) == 100_000
