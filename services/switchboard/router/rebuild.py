@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 from google.protobuf.message import Message
 from redis.asyncio import Redis
 
@@ -32,6 +32,7 @@ from switchboard.router.inbound import is_live
 from switchboard.router.reload import ConfigStore
 from switchboard.router.scripts import REBUILD, KeySet, context, script
 from switchboard.routing.scoring import stored_score
+from switchboard.runtime.errors import TransientError
 from switchboard.runtime.kafka import kafka_client_options, start_client
 from switchboard.runtime.logs import get_logger
 from switchboard.runtime.lua import ScriptCall, run_pipelined
@@ -173,6 +174,15 @@ class Folded:
         )
 
 
+@dataclass(frozen=True)
+class Held:
+    """What a conversation's hash held before the rebuild: an agent's slot (assigned or offered), queue places."""
+
+    holder: str = ""
+    channel: str = "chat"
+    queues: tuple[str, ...] = ()
+
+
 def arrived_ms(m: InboundMessage) -> int:
     """When a message reached the adapter (its sent time when it has none)."""
     return m.received_at.ToMilliseconds() or m.sent_at.ToMilliseconds()
@@ -201,48 +211,31 @@ class TopicReader:
 
     async def read(self, tenant: str) -> tuple[list[RoutingEvent], list[InboundMessage]]:
         """The tenant's routing events and handled inbound messages, each in topic order."""
-        committed = await self.committed()
-        events = [m async for m in self._messages(self.topics.routing, None) if isinstance(m, RoutingEvent)]
-        inbound = [m async for m in self._messages(self.topics.inbound, committed) if isinstance(m, InboundMessage)]
+        events = [m async for m in self._messages(self.topics.routing, handled=False) if isinstance(m, RoutingEvent)]
+        inbound = [m async for m in self._messages(self.topics.inbound, handled=True) if isinstance(m, InboundMessage)]
         return [e for e in events if e.tenant_id == tenant], [m for m in inbound if m.tenant_id == tenant]
 
-    async def committed(self) -> dict[int, int]:
-        """The router group's committed offset per inbound partition (a partition without one: nothing handled)."""
-        admin = AIOKafkaAdminClient(**kafka_client_options(self.settings))
-        await start_client(admin, self.settings, "router rebuild admin")
-        try:
-            offsets = await admin.list_consumer_group_offsets(self.group_id)
-        finally:
-            await admin.close()
-        return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == self.topics.inbound}
-
-    async def _messages(self, topic: str, until: dict[int, int] | None) -> AsyncIterator[Message]:
-        async for record in self._records(topic, until):
+    async def _messages(self, topic: str, *, handled: bool) -> AsyncIterator[Message]:
+        async for record in self._records(topic, handled=handled):
             headers = {k: v.decode("utf-8", "replace") for k, v in (record.headers or ())}
             try:
                 yield decode(headers.get(TYPE_HEADER), record.value)
             except ContractError:
                 continue  # the consumers dead-lettered it: it changed no state
 
-    async def _records(self, topic: str, until: dict[int, int] | None) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
-        """The topic's records from the start to its end now (or to `until`, per partition)."""
-        consumer = AIOKafkaConsumer(
-            **kafka_client_options(self.settings),
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",
-            client_id=f"{self.settings.service_name}-{self.settings.instance_id}-rebuild",
-        )
+    async def _records(self, topic: str, *, handled: bool) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
+        """The topic's records from the start to its end now; with `handled`, only up to the router group's
+        committed offset of each partition (a partition without one: nothing, its records are consumed again)."""
+        consumer = self._consumer(topic, None)
         await start_client(consumer, self.settings, "router rebuild reader")
         try:
-            await consumer.topics()  # metadata of every topic, so the partitions are known
-            tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-            if not tps:
+            if topic not in await consumer.topics():
                 return
-            consumer.assign(tps)
-            ends = await consumer.end_offsets(tps)
-            stop = {tp: ends[tp] if until is None else min(ends[tp], until.get(tp.partition, 0)) for tp in tps}
+            tps = sorted(consumer.assignment())
+            stop = await consumer.end_offsets(tps)
+            if handled:
+                committed = await self._committed(tps)
+                stop = {tp: min(end, committed.get(tp, 0)) for tp, end in stop.items()}
             await consumer.seek_to_beginning(*tps)
             pending = set(tps)
             while pending:
@@ -258,6 +251,28 @@ class TopicReader:
                             yield record
         finally:
             await consumer.stop()
+
+    async def _committed(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        """The router group's committed offsets (read by a consumer that is given the partitions by hand: it
+        never joins the group and never commits)."""
+        consumer = self._consumer(None, self.group_id)
+        await start_client(consumer, self.settings, "router rebuild offsets")
+        try:
+            consumer.assign(tps)
+            return {tp: await consumer.committed(tp) or 0 for tp in tps}
+        finally:
+            await consumer.stop()
+
+    def _consumer(self, topic: str | None, group_id: str | None) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
+            *([topic] if topic else []),
+            **kafka_client_options(self.settings),
+            group_id=group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            client_id=f"{self.settings.service_name}-{self.settings.instance_id}-rebuild",
+        )
 
 
 @dataclass
@@ -278,7 +293,11 @@ class RouterRebuild:
         if config is None:
             return
         started = time.monotonic()
-        events, messages = await self.reader.read(tenant)
+        try:
+            events, messages = await self.reader.read(tenant)
+        except (KafkaError, OSError) as exc:
+            # The batch waits (the consumer retries it) and the lock's TTL lets any replica try again.
+            raise TransientError(f"router rebuild of {tenant} could not read the topics: {exc!r}") from exc
         folded = fold(events)
         by_conv: dict[str, list[InboundMessage]] = {}
         for m in messages:
@@ -286,10 +305,9 @@ class RouterRebuild:
                 by_conv.setdefault(m.conversation_id, []).append(m)
         now = int(time.time() * 1000)
         ctx = context(self.keys, config, now, self.instance, self.marker_ttl_s)
-        calls = [
-            self._call(config.tenant, ctx, f, by_conv.get(f.conv, []), config.queue.aging_s_per_point)
-            for f in folded.values()
-        ]
+        held = await self._held(tenant, list(folded))
+        aging = config.queue.aging_s_per_point
+        calls = [self._call(tenant, ctx, f, by_conv.get(f.conv, []), aging, held[f.conv]) for f in folded.values()]
         for start in range(0, len(calls), CHUNK):
             await run_pipelined(self.redis, calls[start : start + CHUNK])
         self.orphans[tenant] = [
@@ -311,10 +329,29 @@ class RouterRebuild:
             seconds=round(time.monotonic() - started, 3),
         )
 
-    def _call(self, tenant: str, ctx: str, f: Folded, msgs: list[InboundMessage], aging: float) -> ScriptCall:
+    async def _held(self, tenant: str, convs: list[str]) -> dict[str, Held]:
+        """What each conversation's hash holds now (nothing after a loss; the script gives it back otherwise).
+        Read before the scripts, which must declare the holder's keys: nothing else writes the tenant meanwhile,
+        its mark being missing."""
+        pipe = self.redis.pipeline(transaction=False)
+        for conv in convs:
+            pipe.hmget(self.keys.conversation(tenant, conv), ["state", "owner", "offer_agent", "channel", "queues"])
+        found: dict[str, Held] = {}
+        for conv, raw in zip(convs, await pipe.execute(), strict=True):
+            state, owner, offered, channel, queues = (v.decode() if isinstance(v, bytes) else (v or "") for v in raw)
+            holder = owner if state == "assigned" else offered if state == "offered" else ""
+            found[conv] = Held(holder, channel or "chat", tuple(g for g in queues.split(",") if g))
+        return found
+
+    def _call(
+        self, tenant: str, ctx: str, f: Folded, msgs: list[InboundMessage], aging: float, held: Held
+    ) -> ScriptCall:
         backlog = f.backlog(msgs)
         customer = next((m.customer.customer_id for m in msgs if m.customer.customer_id), "")
         ks = KeySet(self.keys, tenant).tenant_wide().conversation(f.conv)
+        if held.holder:
+            ks.agent(held.holder)
+        ks.groups(held.queues, held.channel)
         ks.add(*(self.keys.processed(tenant, "router", m.message_id) for m in backlog))
         if f.state in ("queued", "offered"):
             ks.groups([f.group], f.channel or "chat")

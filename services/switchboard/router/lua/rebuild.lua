@@ -3,7 +3,9 @@
 -- those messages, its place in its group's queue (queued) or its owner's slot and desk events (assigned: ASSIGNED
 -- with the backlog, which the desktop recognises by message_id). Idempotent: a rebuild run again changes nothing
 -- twice (the owner's desk gets the events again, recognised by message_id).
--- KEYS: the conversation's hash and backlog, the processed markers of its messages, its group's queue (queued), the owner's hash, conversations, outbox and seq (assigned), offers, notify.
+-- KEYS: the conversation's hash and backlog, the processed markers of its messages, its group's queue (queued),
+--   the owner's hash, conversations, outbox and seq (assigned), what the hash held before (the old holder's keys,
+--   its old queues), offers, notify.
 -- ARGV[1]: context (without the state mark: this script writes the state the mark stands for);
 -- ARGV[2]: request JSON (rebuild.Folded.request); ARGV[3..]: the backlog's InboundMessage bytes, oldest first.
 local context, request = ARGV[1], ARGV[2]
@@ -11,6 +13,15 @@ begin(context, KEYS)
 local R = cjson.decode(request)
 local conv = R.conv
 local ckey = K('conv', conv)
+-- What the hash held before (a rebuild over state that was not lost, e.g. the first start of a router that checks
+-- marks on a Redis that kept its data, or a rebuild run again): the old holder's slot, offer and queue places go.
+local was = redis.call('HMGET', ckey, 'state', 'owner', 'offer_agent', 'channel', 'queues')
+local holder = (was[1] == 'assigned' and was[2]) or (was[1] == 'offered' and was[3]) or ''
+if holder ~= '' then release(holder, conv, was[4]) end
+redis.call('ZREM', T('offers'), conv)
+if was[5] and was[5] ~= '' then
+  for g in string.gmatch(was[5], '[^,]+') do redis.call('ZREM', qkey(g, was[4]), conv) end
+end
 redis.call('DEL', K('backlog', conv))
 for i = 3, #ARGV do keep_message(conv, ARGV[i]) end
 for _, mid in ipairs(R.mids) do redis.call('SET', K('processed', mid), '[]', 'EX', C.ttl, 'NX') end
