@@ -14,9 +14,10 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from switchboard.chat.service import build
 from switchboard.chat.settings import ChatSettings
-from switchboard.chat.signing import signed_headers, widget_token
+from switchboard.chat.signing import widget_token
 from switchboard.runtime.service import ServiceRuntime
 from switchboard.runtime.settings import ServiceSettings
+from switchboard.runtime.signing import signed_headers
 
 SECRETS = {
     "shop-a": "secret-a-0123456789",

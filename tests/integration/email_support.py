@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from email import message_from_bytes
@@ -16,8 +17,9 @@ from google.protobuf.message import Message as ProtoMessage
 
 from switchboard.contracts import TYPE_HEADER, decode
 from switchboard.email.service import EmailService, build_service
-from switchboard.email.settings import EmailSettings
+from switchboard.email.settings import EmailSettings, dev_webhook_secrets
 from switchboard.runtime.settings import ServiceSettings
+from switchboard.runtime.signing import signed_headers
 from tests.conftest import TEST_PARTITIONS
 
 TENANT_DOMAINS = {"shop-a.example": "shop-a", "shop-b.example": "shop-b"}
@@ -107,3 +109,10 @@ async def read_all(
         return found
     finally:
         await consumer.stop()
+
+
+def signed_mail_headers(tenant: str, raw: bytes, content_type: str = "message/rfc822") -> dict[str, str]:
+    """The headers of a webhook post of `raw` to `/v1/email/inbound/<tenant>`, signed with the shop's development
+    secret (config/email/dev-webhook-secrets.yaml, which the tests' settings fall back to)."""
+    secret = dev_webhook_secrets()[tenant].encode()
+    return {"content-type": content_type, **signed_headers(secret, int(time.time()), raw)}

@@ -17,10 +17,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 from websockets.exceptions import ConnectionClosed
 
-from switchboard.chat.signing import verify_body
 from switchboard.contracts import Channel, DeadLetter, InboundMessage, OutboundMessage, RoutingEvent, RoutingEventType
 from switchboard.runtime.kafka import RecordProducer
 from switchboard.runtime.settings import ServiceSettings
+from switchboard.runtime.signing import verify_body
 from switchboard.runtime.topics import Topics
 from switchboard.state.keys import Keys
 from switchboard_tools.stack.procs import free_port

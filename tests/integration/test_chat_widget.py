@@ -91,20 +91,21 @@ async def test_bad_frames_get_an_error_and_a_masked_dead_letter_and_the_socket_s
     cs = chat_settings(settings, chat_max_frame_bytes=2048, chat_max_text_chars=100)
     async with running_chat(cs) as chat, connect(chat.ws_url("shop-a", "buyer-2")) as ws:
         await next_frame(ws, "hello")
-        await ws.send("not json, call me 13812341234")
-        await ws.send(json.dumps({"type": "message", "text": "no client id"}))
+        # Frames that are not JSON text at all close the socket (tests/integration/test_hostile_input.py); these
+        # are JSON a widget may get wrong, answered with an error frame on a socket that stays open.
+        await ws.send(json.dumps({"type": "message", "text": "no client id, call me 13812341234"}))
+        await ws.send(json.dumps(["not", "an", "object"]))
         await send_message(ws, "b1", kind="sticker", text="?")
         await send_message(ws, "b2", kind="order_card", order_status="paid")
         await send_message(ws, "b3", text="x" * 101)
-        await ws.send(json.dumps({"type": "message", "client_msg_id": "b4", "text": "y" * 3000}))
-        errors = [await next_frame(ws, "error") for _ in range(6)]
-        assert [e["code"] for e in errors] == ["invalid", "invalid", "invalid", "invalid", "too_large", "too_large"]
+        errors = [await next_frame(ws, "error") for _ in range(5)]
+        assert [e["code"] for e in errors] == ["invalid", "invalid", "invalid", "invalid", "too_large"]
         assert [e["client_msg_id"] for e in errors][2:5] == ["b1", "b2", "b3"]
         assert "order_id" in errors[3]["message"]
         await send_message(ws, "ok", text="still here")
         assert (await next_frame(ws, "ack"))["client_msg_id"] == "ok"
-        letters = await read_topic(settings.kafka_bootstrap, topics.dlq, 6)
-    assert len(letters) == 6
+        letters = await read_topic(settings.kafka_bootstrap, topics.dlq, 5)
+    assert len(letters) == 5
     for _, letter in letters:
         assert isinstance(letter, DeadLetter)
         assert letter.tenant_id == "shop-a" and letter.source == "ws:/chat/v1/ws" and letter.reason

@@ -21,9 +21,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 from switchboard.contracts import REDRIVEN_FROM_HEADER, TYPE_HEADER, Channel, InboundMessage
 from switchboard.dlq.entries import newest
 from switchboard.dlq.reader import DlqScan, read_dlq
-from switchboard.intake.pii import mask_bytes
 from switchboard.runtime.consumer import BatchConsumer, Delivery, Rejected
 from switchboard.runtime.kafka import RecordProducer
+from switchboard.runtime.pii import mask_bytes
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.runtime.topics import Topics
 from tests.helpers import eventually

@@ -23,7 +23,13 @@ from switchboard.runtime.kafka import RecordProducer
 from switchboard.runtime.topics import Topics
 from tests.conftest import topic_settings
 from tests.helpers import eventually
-from tests.integration.email_support import CapturingRelay, email_settings, read_all, running_email
+from tests.integration.email_support import (
+    CapturingRelay,
+    email_settings,
+    read_all,
+    running_email,
+    signed_mail_headers,
+)
 
 pytestmark = pytest.mark.broker
 
@@ -162,6 +168,39 @@ async def test_chinese_charsets_arrive_as_readable_text_over_smtp(env: Env) -> N
         assert (record.tenant_id, record.channel) == ("shop-a", Channel.CHANNEL_EMAIL)
 
 
+async def test_a_raw_8bit_gbk_subject_arrives_readable_over_smtp_and_the_webhook(env: Env) -> None:
+    """Old Chinese mail clients write the Subject as raw GBK bytes, no encoded word: read like the body, never
+    stored as U+FFFD, whether the body declares the charset or not, and however long (folded) the Subject is."""
+    subjects = ["退货申请 订单123", "发票", "退货申请" * 12]
+    sent: list[tuple[str, str]] = []
+    for i, subject in enumerate(subjects):
+        for declared in (b"Content-Type: text/plain; charset=gbk\r\n", b""):
+            raw = (
+                f"From: {CUSTOMER}\r\nTo: service@shop-a.example\r\n".encode()
+                + b"Subject: "
+                + subject.encode("gbk")
+                + f"\r\nMessage-ID: {make_msgid(domain='customer.example')}\r\nMIME-Version: 1.0\r\n".encode()
+                + declared
+                + b"Content-Transfer-Encoding: 8bit\r\n\r\n"
+                + "你好，我要退货".encode("gbk")
+                + b"\r\n"
+            )
+            if (i + len(declared)) % 2:
+                reply = await smtp_send(env.smtp_port, raw)
+                assert reply.startswith("250"), reply
+                sent.append((reply.split()[-1], subject))
+            else:
+                url = f"http://127.0.0.1:{env.service.runtime.port}/v1/email/inbound/shop-a"
+                answer = await env.http.post(url, content=raw, headers=signed_mail_headers("shop-a", raw))
+                assert answer.status_code == 202, answer.text
+                sent.append((answer.json()["message_ids"][0], subject))
+    by_id = {m.message_id: m for m in await inbound(env)}
+    for message_id, subject in sent:
+        record = by_id[message_id]
+        assert record.email.subject == subject and "\ufffd" not in record.email.subject
+        assert record.text == "你好，我要退货"
+
+
 async def test_multipart_html_only_quotes_and_attachments(env: Env) -> None:
     msg = mail("纯文本版本：请帮我把尺码换成XL\n\n在 2025年11月3日 10:00，客服 写道：\n> 您好，请问需要什么帮助？")
     msg.add_alternative("<p>HTML版本</p>", subtype="html")
@@ -227,9 +266,9 @@ async def test_the_same_message_id_delivered_twice_yields_one_record(env: Env) -
     first = await smtp_send(env.smtp_port, msg.as_bytes())
     again = await smtp_send(env.smtp_port, msg.as_bytes())
     via_http = await env.http.post(
-        f"http://127.0.0.1:{env.service.runtime.port}/v1/email/inbound",
+        f"http://127.0.0.1:{env.service.runtime.port}/v1/email/inbound/shop-a",
         content=msg.as_bytes(),
-        headers={"content-type": "message/rfc822"},
+        headers=signed_mail_headers("shop-a", msg.as_bytes()),
     )
     assert first.startswith("250 2.0.0 Accepted") and again.startswith("250 2.0.0 Already accepted")
     assert via_http.status_code == 200 and via_http.json()["result"] == "duplicate"
@@ -269,6 +308,11 @@ async def _metric(env: Env, series: str) -> float:
 async def test_refused_input_gets_a_clear_smtp_error_and_a_dead_letter(env: Env) -> None:
     unknown = await smtp_send(env.smtp_port, mail("hi").as_bytes(), rcpt="someone@elsewhere.example")
     assert unknown.startswith("550 5.1.1")
+    # A shop a sender made up under the subdomain: refused at RCPT too, not taken and dead-lettered later.
+    made_up = await smtp_send(
+        env.smtp_port, mail("hi").as_bytes(), rcpt="service@no-such-shop.inbound.switchboard.local"
+    )
+    assert made_up.startswith("550 5.1.1")
     big = mail("附件太大")
     big.add_attachment(bytes(150_000), maintype="application", subtype="pdf", filename="invoice.pdf")
     assert (await smtp_send(env.smtp_port, big.as_bytes())).startswith("552 5.3.4 attachments exceed")
@@ -289,29 +333,72 @@ async def test_refused_input_gets_a_clear_smtp_error_and_a_dead_letter(env: Env)
 
 
 async def test_http_webhook_answers_like_the_smtp_server(env: Env) -> None:
-    url = f"http://127.0.0.1:{env.service.runtime.port}/v1/email/inbound"
-    rfc822 = {"content-type": "message/rfc822"}
+    base = f"http://127.0.0.1:{env.service.runtime.port}/v1/email/inbound"
+
+    async def post(tenant: str, raw: bytes, content_type: str = "message/rfc822", **params: str) -> httpx.Response:
+        headers = signed_mail_headers(tenant, raw, content_type)
+        return await env.http.post(f"{base}/{tenant}", params=params, content=raw, headers=headers)
+
     msg = mail("通过 webhook 发来的邮件", To="service@shop-b.example")
-    accepted = await env.http.post(url, content=msg.as_bytes(), headers=rfc822)
+    accepted = await post("shop-b", msg.as_bytes())
     assert accepted.status_code == 202, accepted.text
     [message_id] = accepted.json()["message_ids"]
     record = next(m for m in await inbound(env) if m.message_id == message_id)
     assert record.tenant_id == "shop-b"
-    explicit = await env.http.post(
-        url, params={"recipient": "help@shop-a.example"}, content=mail("指定收件人").as_bytes(), headers=rfc822
-    )
+    explicit = await post("shop-a", mail("指定收件人").as_bytes(), recipient="help@shop-a.example")
     assert explicit.status_code == 202
-    assert (await env.http.post(url, content=b"{}", headers={"content-type": "application/json"})).status_code == 415
-    assert (await env.http.post(url, content=b"x" * 400_000, headers=rfc822)).status_code == 413
-    stranger = await env.http.post(url, content=mail("hi", To="a@elsewhere.example").as_bytes(), headers=rfc822)
-    assert stranger.status_code == 422 and "no shop" in stranger.json()["detail"]
+    assert (await post("shop-a", b"{}", "application/json")).status_code == 415
+    assert (await post("shop-a", b"x" * 400_000)).status_code == 413
+    stranger = await post("shop-a", mail("hi", To="a@elsewhere.example").as_bytes())
+    assert stranger.status_code == 422 and "no recipient" in stranger.json()["detail"]
+    # shop-a's secret does not speak for shop-b's addresses.
+    other = await post("shop-a", mail("not yours", To="service@shop-b.example").as_bytes())
+    assert other.status_code == 422 and "no recipient" in other.json()["detail"]
     no_sender = b"To: service@shop-a.example\r\nSubject: who am I\r\nMessage-ID: <nosender@x>\r\n\r\nhello\r\n"
-    nameless = await env.http.post(url, content=no_sender, headers=rfc822)
+    nameless = await post("shop-a", no_sender)
     assert nameless.status_code == 422 and "no sender" in nameless.json()["detail"]
-    auto = await env.http.post(url, content=mail("away", Auto_Submitted="auto-replied").as_bytes(), headers=rfc822)
+    auto = await post("shop-a", mail("away", Auto_Submitted="auto-replied").as_bytes())
     assert auto.status_code == 200 and auto.json()["result"] == "not_routed"
     letters = [d for d in await dead_letters(env) if d.source.startswith("http:")]
-    assert {"unsupported_media_type", "too_large", "unknown_recipient", "no_sender"} <= {d.error_type for d in letters}
+    assert {d.error_type for d in letters} == {"unsupported_media_type", "unknown_recipient", "no_sender"}
+    assert {d.tenant_id for d in letters} == {"shop-a"}
+
+
+async def test_unsigned_and_forged_webhook_posts_are_refused_without_a_dead_letter(env: Env) -> None:
+    base = f"http://127.0.0.1:{env.service.runtime.port}/v1/email/inbound"
+    marker = uuid.uuid4().hex
+    raw = mail(f"伪造的邮件 {marker}").as_bytes()
+    good = signed_mail_headers("shop-a", raw)
+    cases = [
+        ("", {"content-type": "message/rfc822"}),  # the path of old, which names no shop
+        ("/shop-a", {"content-type": "message/rfc822"}),
+        ("/shop-a", {**good, "X-SB-Signature": "sha256=" + "0" * 64}),
+        ("/shop-a", {**good, "X-SB-Timestamp": "1"}),
+        ("/shop-b", good),  # shop-a's signature at shop-b
+        ("/no-such-shop", good),
+    ]
+    for path, headers in cases:
+        answer = await env.http.post(base + path, content=raw, headers=headers)
+        assert answer.status_code == 401, (path, answer.text)
+        assert answer.json()["error"] == "unauthorized"
+    assert (await env.http.post(f"{base}/shop-a", content=raw, headers=good)).status_code == 202
+    # The signed post was taken; none of the others left a DLQ record (the env's DLQ holds other tests' records).
+    assert not [d for d in await dead_letters(env) if marker.encode() in d.original]
+
+
+async def test_one_message_to_two_shops_is_one_record_per_shop(env: Env) -> None:
+    msg = mail("两家店都问一下：有现货吗？", To="service@shop-a.example, service@shop-b.example")
+    # Each shop's webhook posts it with the shop's signature; each takes its own addresses.
+    for shop in ("shop-a", "shop-b"):
+        answer = await env.http.post(
+            f"http://127.0.0.1:{env.service.runtime.port}/v1/email/inbound/{shop}",
+            content=msg.as_bytes(),
+            headers=signed_mail_headers(shop, msg.as_bytes()),
+        )
+        assert answer.status_code == 202
+    records = [m for m in await inbound(env) if m.provider_message_id == msg["Message-ID"].strip("<>")]
+    assert sorted(r.tenant_id for r in records) == ["shop-a", "shop-b"]
+    assert records[0].conversation_id != records[1].conversation_id
 
 
 async def test_agent_reply_leaves_through_the_relay_threaded_and_the_answer_joins(env: Env) -> None:
@@ -361,19 +448,6 @@ async def test_replies_the_relay_refuses_or_that_have_no_address_go_to_the_dlq(e
         env.relay.refuse_with = None
     reasons = sorted(d.reason for d in await dead_letters(env) if d.error_type == "undeliverable")
     assert any("relay refused" in r for r in reasons) and any("no e-mail was received" in r for r in reasons)
-
-
-async def test_one_message_to_two_shops_is_one_record_per_shop(env: Env) -> None:
-    msg = mail("两家店都问一下：有现货吗？", To="service@shop-a.example, service@shop-b.example")
-    answer = await env.http.post(
-        f"http://127.0.0.1:{env.service.runtime.port}/v1/email/inbound",
-        content=msg.as_bytes(),
-        headers={"content-type": "message/rfc822"},
-    )
-    assert answer.status_code == 202
-    records = [m for m in await inbound(env) if m.provider_message_id == msg["Message-ID"].strip("<>")]
-    assert sorted(r.tenant_id for r in records) == ["shop-a", "shop-b"]
-    assert records[0].conversation_id != records[1].conversation_id
 
 
 async def test_a_reply_waits_while_the_relay_is_down_and_leaves_when_it_is_back(env: Env) -> None:

@@ -20,7 +20,7 @@ from switchboard.runtime.topics import Topics
 from switchboard_tools.stack.kafka import LocalKafka
 from tests.conftest import TEST_PARTITIONS
 from tests.helpers import eventually
-from tests.integration.email_support import email_settings, read_all, running_email
+from tests.integration.email_support import email_settings, read_all, running_email, signed_mail_headers
 
 pytestmark = pytest.mark.broker
 
@@ -64,10 +64,11 @@ async def test_broker_down_means_451_and_503_and_after_restart_nothing_is_lost(
 
         own_kafka.stop()
         assert [await _send(port, m) for m in during] == [451, 451, 451]
-        url = f"http://127.0.0.1:{service.runtime.port}/v1/email/inbound"
-        down = await http.post(url, content=during[0].as_bytes(), headers={"content-type": "message/rfc822"})
+        url = f"http://127.0.0.1:{service.runtime.port}/v1/email/inbound/shop-a"
+        raw = during[0].as_bytes()
+        down = await http.post(url, content=raw, headers=signed_mail_headers("shop-a", raw))
         assert down.status_code == 503 and down.headers["Retry-After"]
-        refused = await http.post(url, content=b"x", headers={"content-type": "application/json"})
+        refused = await http.post(url, content=b"x", headers=signed_mail_headers("shop-a", b"x", "application/json"))
         assert refused.status_code == 503, "a refusal is answered only after its DLQ record is written"
 
         own_kafka.start()

@@ -29,7 +29,7 @@ from switchboard.contracts import DeadLetter, InboundMessage
 from switchboard.email.service import EmailService
 from switchboard.runtime.topics import Topics
 from tests.conftest import topic_settings
-from tests.integration.email_support import email_settings, read_all, running_email
+from tests.integration.email_support import email_settings, read_all, running_email, signed_mail_headers
 
 pytestmark = pytest.mark.broker
 
@@ -142,7 +142,7 @@ async def test_every_corpus_message_gets_a_clear_answer_over_http(
     corpus_service: tuple[EmailService, Topics],
 ) -> None:
     service, _ = corpus_service
-    url = f"http://127.0.0.1:{service.runtime.port}/v1/email/inbound"
+    url = f"http://127.0.0.1:{service.runtime.port}/v1/email/inbound/shop-b"
     async with httpx.AsyncClient(timeout=30) as http:
 
         async def post(raw: bytes) -> httpx.Response:
@@ -150,7 +150,7 @@ async def test_every_corpus_message_gets_a_clear_answer_over_http(
                 url,
                 params={"recipient": "service@shop-b.example", "sender": "corpus@customer.example"},
                 content=raw,
-                headers={"content-type": "message/rfc822"},
+                headers=signed_mail_headers("shop-b", raw),
             )
 
         messages = _messages()

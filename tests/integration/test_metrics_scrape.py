@@ -35,6 +35,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from switchboard.contracts import TYPE_HEADER
 from switchboard.runtime.kafka import ensure_topics
+from switchboard.runtime.signing import signed_headers
 from switchboard.runtime.topics import Topics
 from switchboard_tools.loadgen.customers import Endpoints
 from switchboard_tools.loadgen.driver import Run
@@ -151,12 +152,15 @@ def _stack(
 
 
 async def _dead_letters(stack: Stack) -> None:
-    """One refused request at chat's webhook, one undecodable record at the router: both end in the DLQ."""
+    """One refused request at chat's webhook (signed: an unauthenticated one leaves no DLQ record), one
+    undecodable record at the router: both end in the DLQ."""
+    tenant = stack.tenants[0]
+    secret = json.loads(stack.config_env["SB_CHAT_TENANT_SECRETS"])[tenant].encode()
     async with httpx.AsyncClient(timeout=10) as http:
         refused = await http.post(
-            f"{stack.url('chat')}/chat/v1/webhook/{stack.tenants[0]}",
+            f"{stack.url('chat')}/chat/v1/webhook/{tenant}",
             content=b"not json",
-            headers={"content-type": "text/plain"},
+            headers={"content-type": "text/plain", **signed_headers(secret, int(time.time()), b"not json")},
         )
     assert refused.status_code == 415, refused.text
     producer = AIOKafkaProducer(bootstrap_servers=stack.endpoints.kafka_bootstrap)

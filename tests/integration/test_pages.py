@@ -25,6 +25,7 @@ from switchboard.state.keys import Keys
 from switchboard_tools.stack.pages import WEB
 from tests.conftest import _delete_topics, topic_settings
 from tests.helpers import eventually
+from tests.integration.email_support import signed_mail_headers
 from tests.integration.pages_stack import (
     README_IMAGES,
     SCREENSHOTS,
@@ -482,7 +483,8 @@ async def test_an_email_shows_its_subject_and_takes_a_reply(stack: PagesStack, b
         + "?=\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n这件外套有M码吗？\r\n"
     )
     async with httpx.AsyncClient(base_url=stack.email) as http:
-        answer = await http.post("/v1/email/inbound", content=mail.encode(), headers={"Content-Type": "message/rfc822"})
+        raw = mail.encode()
+        answer = await http.post("/v1/email/inbound/shop-a", content=raw, headers=signed_mail_headers("shop-a", raw))
     assert answer.status_code == 202, answer.text
     [conversation] = answer.json()["conversation_ids"]
     row = page.locator(f'[data-conversation="{conversation}"]')

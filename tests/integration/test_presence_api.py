@@ -465,3 +465,47 @@ async def test_levels_and_languages_patched_live_reach_hash_record_and_audit(
     bad = {**helper, "proficiency": {"complaints": 5}}
     resp = await presence.http.post(f"{A}/temporary-agents", json={"agents": [bad]}, headers=auth(OPS_A))
     assert resp.status_code == 422
+
+
+async def test_fields_out_of_bounds_are_refused_in_the_error_shape(presence: Presence) -> None:
+    # The value: stored, it stopped every sweep. Refused now, with every problem named, nothing changed.
+    lina = f"{A}/agents/a-lina"
+    resp = await presence.http.patch(lina, json={"capacity": {"chat": 41865718795}}, headers=auth(OPS_A))
+    assert resp.status_code == 422, resp.text
+    assert resp.json() == {
+        "error": "schema",
+        "detail": ["body.capacity.chat: Input should be less than or equal to 1000"],
+    }
+    state = await presence.store.get_agent("shop-a", "a-lina")
+    assert state is not None and state.capacity["chat"] < 1000
+    for body in [
+        {"display_name": "nul\u0000"},
+        {"display_name": "x" * 129},
+        {"groups": [f"g{i}" for i in range(65)]},
+        {"groups": ["{presales}"]},
+        {"capacity": {"chat": -1}},
+    ]:
+        resp = await presence.http.patch(lina, json=body, headers=auth(OPS_A))
+        assert (resp.status_code, resp.json()["error"]) == (422, "schema"), (body, resp.text)
+    # a lone surrogate, escaped as JSON allows
+    raw = b'{"display_name": "\\ud800"}'
+    resp = await presence.http.patch(lina, content=raw, headers={**auth(OPS_A), "Content-Type": "application/json"})
+    assert (resp.status_code, resp.json()["error"]) == (422, "schema"), resp.text
+    resp = await presence.http.patch(lina, content=b"{", headers={**auth(OPS_A), "Content-Type": "application/json"})
+    assert resp.json() == {"error": "invalid_json", "detail": "the body is not valid JSON"}
+    assert resp.status_code == 400
+    # every other answer of the API carries the same shape
+    expected = {
+        ("GET", f"{A}/agents", None): (401, "unauthorized"),
+        ("GET", "/v1/operator/tenants/shop-b/agents", OPS_A): (403, "forbidden"),
+        ("PATCH", f"{A}/agents/nobody", OPS_A): (404, "not_found"),
+        ("POST", f"{A}/surge/activate", OPS_A): (404, "not_found"),
+        ("DELETE", f"{A}/surge/schedules/none", OPS_A): (409, "conflict"),
+        ("GET", "/v1/operator/tenants/%7Bshop%7D/agents", OPS_A): (422, "schema"),
+    }
+    bodies = {"PATCH": {"display_name": "x"}, "POST": {"profile": "nosuch"}}
+    for (method, path, token), (code, kind) in expected.items():
+        headers = auth(token) if token else {}
+        resp = await presence.http.request(method, path, json=bodies.get(method), headers=headers)
+        assert (resp.status_code, resp.json()["error"]) == (code, kind), (method, path, resp.text)
+        assert isinstance(resp.json()["detail"], (str, list))

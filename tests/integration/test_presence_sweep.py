@@ -6,6 +6,7 @@ import asyncio
 import time
 
 import pytest
+from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
 from switchboard.contracts import AgentPresence, AgentStatus
@@ -191,3 +192,47 @@ async def test_status_set_by_another_services_script_is_published_whole(
     assert sara[-1].changed_by == "router"
     assert list(sara[-1].skill_groups) == ["cross_border", "logistics"]  # the whole state, not a partial record
     assert sara[-1].presence_version > sara[-2].presence_version
+
+
+async def test_one_out_of_bounds_value_never_stops_the_sweep(
+    redis: Redis, settings: ServiceSettings, producer: RecordProducer
+) -> None:
+    # A capacity no record can carry (the 41865718795, written before the API bounded it, or by hand)
+    # and an infinite multiplier: both agents are skipped and counted; every other agent still goes offline.
+    store, sweeper = make_replica(redis, settings, producer)
+    await store.load_roster(load_roster())
+    for agent in ("a-lina", "a-wei", "a-min"):
+        await store.login("shop-a", agent)
+    await redis.hset(store.keys.agent("shop-a", "a-lina"), "cap:chat", "41865718795")
+    await redis.hset(store.keys.agent("shop-a", "a-wei"), "multiplier", "25.0")
+    skipped_before = _sample("sb_presence_records_skipped_total")
+    task = asyncio.create_task(sweeper.run())
+    try:
+
+        async def all_offline() -> bool:
+            agents = await store.get_agents("shop-a", ["a-lina", "a-wei", "a-min"])
+            return all(a is not None and a.status is Status.OFFLINE for a in agents)
+
+        await eventually(all_offline, timeout=GRACE_S + 10 * INTERVAL_S + 3, what="every silent agent offline")
+        await asyncio.sleep(3 * INTERVAL_S)
+        assert sweeper.healthy
+    finally:
+        sweeper.stop()
+        await task
+    assert _sample("sb_presence_records_skipped_total") >= skipped_before + 2
+    records = await presence_records(settings, 8 + 3 + 1)
+    offline = {k for k, m in records if m.changed_by == "heartbeat_sweep"}
+    assert "shop-a/a-min" in offline
+    assert not {"shop-a/a-lina", "shop-a/a-wei"} & offline
+    # the bad values stay visible to an operator, who repairs them; then the records go out
+    lina = await store.get_agent("shop-a", "a-lina")
+    assert lina is not None and lina.out_of_bounds() == ["cap:chat=41865718795"]
+    await store.update_profile("shop-a", "a-lina", capacity={"chat": 5})
+    repaired = [m for k, m in await presence_records(settings, 8 + 3 + 2) if k == "shop-a/a-lina"]
+    assert repaired[-1].status == AgentStatus.AGENT_STATUS_OFFLINE
+    assert {c.slots for c in repaired[-1].capacity} >= {5}
+
+
+def _sample(name: str) -> float:
+    value = REGISTRY.get_sample_value(name)
+    return value or 0.0

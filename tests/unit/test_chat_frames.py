@@ -6,6 +6,7 @@ import pytest
 
 import switchboard.chat.frames
 import switchboard.intake.accept
+import switchboard.runtime.pii
 from switchboard.chat.facts import TrustedFacts
 from switchboard.chat.frames import (
     ChatInput,
@@ -14,16 +15,15 @@ from switchboard.chat.frames import (
     error_frame,
     parse_message,
     queue_frame,
-    record_customer,
     reply_frame,
     required_id,
     to_inbound,
 )
-from switchboard.contracts import Attachment, Channel, MessageKind, OutboundMessage
+from switchboard.contracts import Attachment, Channel, InboundMessage, MessageKind, OutboundMessage
 from switchboard.intake.accept import Intake
-from switchboard.intake.pii import mask_pii
 from switchboard.intake.tally import InboundTally
 from switchboard.runtime.errors import InvalidRecord
+from switchboard.runtime.pii import customer_ref, mask_pii
 from switchboard.state.keys import Keys
 
 LIMITS = Limits(max_text_chars=20, max_url_chars=40)
@@ -68,10 +68,17 @@ def test_ids_and_json_are_checked() -> None:
     for fields in ({}, {"event_id": ""}, {"event_id": "a{b}"}, {"event_id": "x" * 129}, {"event_id": 3}):
         with pytest.raises(InvalidRecord):
             required_id(fields, "event_id")
-    for raw in (b"[1]", b"{", b"\xff"):
+    for raw, error_type in (
+        (b"[1]", "invalid_json"),
+        (b"{", "invalid_json"),
+        (b"\xff", "invalid_text"),
+        (b'{"t": "\\ud800"}', "invalid_text"),
+        (b"[" * 40 + b"]" * 40, "too_deep"),
+        (b'{"t": "' + b"x" * 100 + b'"}', "too_large"),
+    ):
         with pytest.raises(InvalidRecord) as refused:
-            decode_json(raw)
-        assert refused.value.error_type == "invalid_json"
+            decode_json(raw, max_bytes=100)
+        assert refused.value.error_type == error_type, raw[:20]
 
 
 def test_the_record_carries_tenant_customer_commerce_and_masks_the_display_name() -> None:
@@ -116,36 +123,57 @@ def test_frames_sent_back_to_the_widget() -> None:
     assert "retry_after_s" not in error_frame("invalid", "bad")
 
 
+def _record_of(tenant_id: str, raw_customer_id: str, text: str = "hi") -> InboundMessage:
+    customer = customer_ref(tenant_id, raw_customer_id)
+    return to_inbound(
+        ChatInput(kind="text", text=text),
+        tenant_id=tenant_id,
+        customer_id=customer.ref,
+        contact_masked=customer.contact_masked,
+        conversation_id="chat-1",
+    )
+
+
 def test_a_customer_id_that_is_pii_is_replaced_by_a_stable_hash_on_the_record() -> None:
-    plain = record_customer("shop-a", "tb-buyer-1", "Li", "gold")
+    plain = _record_of("shop-a", "tb-buyer-1").customer
     assert (plain.customer_id, plain.contact_masked) == ("tb-buyer-1", "")
-    phone = record_customer("shop-a", "13812341234", "", "")
+    phone = _record_of("shop-a", "13812341234").customer
     assert phone.customer_id.startswith("h-") and phone.contact_masked == "138****1234"
-    assert phone.customer_id == record_customer("shop-a", "13812341234", "", "").customer_id
-    assert phone.customer_id != record_customer("shop-b", "13812341234", "", "").customer_id
-    mail = record_customer("shop-a", "li.na@example.com", "", "")
+    assert phone.customer_id == _record_of("shop-a", "13812341234").customer.customer_id
+    assert phone.customer_id != _record_of("shop-b", "13812341234").customer.customer_id
+    mail = _record_of("shop-a", "li.na@example.com").customer
     assert "li.na" not in mail.customer_id and mail.contact_masked == "l***@example.com"
 
 
-def test_a_chat_text_is_masked_once_by_the_shared_intake(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Masking belongs to Intake.prepare, shared by every adapter: the chat record reaches it with the text raw.
+def test_each_chat_message_is_masked_once_and_the_customer_id_once_per_socket(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The text is masked by Intake.prepare, shared by every adapter; the customer id once where it comes in (the
+    # socket's handshake, the webhook request), not again for every message.
     seen: list[str] = []
 
     def counting(text: str) -> str:
         seen.append(text)
         return mask_pii(text)
 
-    monkeypatch.setattr(switchboard.chat.frames, "mask_pii", counting)
-    monkeypatch.setattr(switchboard.intake.accept, "mask_pii", counting)
+    for module in (switchboard.chat.frames, switchboard.intake.accept, switchboard.runtime.pii):
+        monkeypatch.setattr(module, "mask_pii", counting)
+    customer = switchboard.runtime.pii.customer_ref("shop-a", "13812341234")
     text = "我的手机 13812341234，邮箱 li.na@example.com"
-    record = to_inbound(
-        ChatInput(kind="text", text=text), tenant_id="shop-a", customer_id="c-1", conversation_id="chat-1"
-    )
-    assert record.text == text
-    # prepare touches neither the producer nor Redis.
-    Intake(None, None, Keys("t"), InboundTally("chat", ())).prepare(record, "ws:c-1:1")  # type: ignore[arg-type]
-    assert record.text == "我的手机 138****1234，邮箱 l***@example.com"
-    assert seen.count(text) == 1
+    intake = Intake(None, None, Keys("t"), InboundTally("chat", ()))  # type: ignore[arg-type]
+    for n in range(3):
+        record = to_inbound(
+            ChatInput(kind="text", text=text),
+            tenant_id="shop-a",
+            customer_id=customer.ref,
+            contact_masked=customer.contact_masked,
+            conversation_id="chat-1",
+        )
+        assert record.text == text
+        # prepare touches neither the producer nor Redis.
+        intake.prepare(record, f"ws:c-1:{n}")
+        assert record.text == "我的手机 138****1234，邮箱 l***@example.com"
+    assert seen == ["13812341234", text, text, text]
 
 
 def test_a_browser_frame_states_no_facts_and_an_order_cards_status_is_for_display_only() -> None:

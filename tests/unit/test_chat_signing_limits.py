@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from switchboard.chat.limits import TokenBucket
 from switchboard.chat.settings import ChatSettings
-from switchboard.chat.signing import sign_body, signed_headers, verify_body, verify_widget_token, widget_token
+from switchboard.chat.signing import verify_widget_token, widget_token
+from switchboard.runtime.buckets import TokenBucket
+from switchboard.runtime.signing import sign_body, signed_headers, verify_body
 
 SECRET = b"s3cret"
 

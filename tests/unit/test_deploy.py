@@ -1267,6 +1267,18 @@ def kafka_usage(service: str) -> tuple[set[tuple[str, str]], set[str]]:
     return consumes, produces
 
 
+def topic_reads(service: str) -> set[str]:
+    """Topics the service reads whole without a consumer group (`runtime.topic_reader.read_topic_to_end`)."""
+    reads: set[str] = set()
+    for name in service_modules(service):
+        for node in ast.walk(parsed(name)):
+            if isinstance(node, ast.Call) and ast.unparse(node.func).endswith("read_topic_to_end") and node.args[1:]:
+                topic = topic_of(node.args[1])
+                assert topic is not None, f"{name}: cannot tell the topic of {ast.unparse(node.args[1])}"
+                reads.add(topic)
+    return reads
+
+
 def test_kafka_usage_is_read_from_the_code_as_the_services_use_kafka() -> None:
     # What the code says today, spelled out once so that the reader itself is checked.
     consumes, produces = kafka_usage("router")
@@ -1281,6 +1293,8 @@ def test_kafka_usage_is_read_from_the_code_as_the_services_use_kafka() -> None:
     assert {"sb.commands.v1", "sb.outbound.v1", "sb.routing.v1"} <= produces
     assert kafka_usage("email")[0] == {("email-outbound", "sb.outbound.v1"), ("email-acks", "sb.routing.v1")}
     assert kafka_usage("phone") == (set(), {"sb.inbound.v1", "sb.dlq.v1"})
+    # presence reads its compacted topic whole when it rebuilds what Redis lost
+    assert topic_reads("presence") == {"sb.presence.v1"}
 
 
 # --- autoscaling: KEDA ScaledObjects ------------------------------------------------------------------------------
@@ -1423,6 +1437,8 @@ def expected_acls(service: str) -> dict[tuple[str, str, str], set[str]]:
         acls.setdefault(pattern, set()).add("Read")
     for topic in produces:
         acls.setdefault(("topic", topic, "literal"), set()).update({"Write", "Describe"})
+    for topic in topic_reads(service):
+        acls.setdefault(("topic", topic, "literal"), set()).update({"Read", "Describe"})
     return acls
 
 

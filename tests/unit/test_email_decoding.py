@@ -10,7 +10,9 @@ from hypothesis import strategies as st
 
 from switchboard.email.charsets import decode_bytes, header_text
 from switchboard.email.html_text import html_to_text
+from switchboard.email.parse import Limits, parse_email
 from switchboard.email.quotes import strip_quotes
+from switchboard.email.render import dead_letter_view
 
 SIMPLIFIED = "您好，我的订单还没有发货，请问什么时候可以发出？谢谢！"
 TRADITIONAL = "您好，我的訂單還沒有發貨，請問什麼時候可以發出？謝謝！"
@@ -115,3 +117,39 @@ def test_a_broken_byte_costs_one_character_not_the_whole_text() -> None:
 def test_any_bytes_decode_without_raising(raw: bytes, declared: str | None) -> None:
     assert isinstance(decode_bytes(raw, declared), str)
     assert isinstance(header_text(raw.decode("ascii", "surrogateescape")), str)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        b'Content-Type: application/pdf\r\nContent-Disposition: attachment; filename="%s"',
+        b'Content-Type: application/pdf; name="%s"',
+    ],
+)
+def test_raw_8bit_gbk_attachment_name_is_decoded_not_replaced(headers: bytes) -> None:
+    raw = (
+        b"From: buyer@example.com\r\nSubject: " + "退货申请".encode("gbk") + b"\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain; charset=gbk\r\n\r\n"
+        + "发票在附件里".encode("gbk")
+        + b"\r\n--b\r\n"
+        + headers.replace(b"%s", "增值税发票.pdf".encode("gbk"))
+        + b"\r\n\r\n%PDF\r\n--b--\r\n"
+    )
+    parsed = parse_email(raw, Limits(10**6, 100, 8))
+    assert parsed.subject == "退货申请"
+    assert [a.name for a in parsed.attachments] == ["增值税发票.pdf"]
+    assert "'增值税发票.pdf'" in dead_letter_view(raw).decode()
+
+
+def test_hostile_headers_and_bodies_decode_to_storable_text() -> None:
+    # Text between encoded words is decoded as raw-unicode-escape by the stdlib: "\ud800" there became a lone
+    # surrogate, which no protobuf string, Redis key or UTF-8 encoder takes.
+    raw = (
+        b"From: =?utf-8?b?5L2g?= \\udfff <buyer@example.com>\r\nTo: service@shop-a.example\r\n"
+        b"Subject: =?utf-8?b?5L2g?= \\ud800 =?utf-8?b?5L2g?=\r\n\r\nhello \x00\x1b[2J\r\n"
+    )
+    parsed = parse_email(raw, Limits(10**6, 100, 8))
+    for text in (parsed.subject, parsed.from_name, parsed.text):
+        text.encode("utf-8")  # raises on a lone surrogate
+        assert not any(ord(c) < 0x20 and c not in "\t\r\n" for c in text)
+    assert parsed.subject == "你 \ufffd 你" and parsed.text == "hello [2J"

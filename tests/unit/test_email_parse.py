@@ -128,11 +128,14 @@ def test_tenant_by_address_domain_and_subdomain() -> None:
         addresses={"vip@shop-a.example": "shop-vip"},
         domains={"Shop-A.example": "shop-a"},
         subdomain_of="inbound.switchboard.local",
+        subdomain_tenants=frozenset({"shop-b"}),
     )
     assert directory.tenant_for("<VIP@shop-a.example>") == "shop-vip"
     assert directory.tenant_for('"客服" <service@shop-a.example>') == "shop-a"
     assert directory.tenant_for("help@shop-b.inbound.switchboard.local") == "shop-b"
     assert directory.tenant_for("help@x.y.inbound.switchboard.local") is None
+    # A subdomain no shop of the adapter's has: a made-up shop, refused at RCPT rather than taken and lost later.
+    assert directory.tenant_for("help@shop-zzz.inbound.switchboard.local") is None
     assert directory.tenant_for("someone@elsewhere.example") is None
     assert directory.tenant_for("not an address") is None
 

@@ -19,6 +19,7 @@ from switchboard.gateway.protocol import (
 )
 from switchboard.gateway.tokens import TokenRefused, issue_token, verify_token
 from switchboard.routing.commands import ConversationView
+from switchboard.runtime.input_limits import InputRefused
 
 SECRET = "unit-secret-0123456789-0123456789-abc"
 
@@ -28,10 +29,27 @@ def test_hello_needs_type_auth() -> None:
     assert parse_hello('{"type": "auth"}').token == ""
     with pytest.raises(FrameError):
         parse_hello('{"type": "reply"}')
-    with pytest.raises(FrameError):
+    with pytest.raises(InputRefused) as refused:
         parse_hello("not json")
+    assert (refused.value.kind, refused.value.close_code) == ("invalid_json", CloseCode.INVALID_PAYLOAD)
     with pytest.raises(FrameError):
         parse_hello('{"type": "auth", "token": "t", "resume_after": -1}')
+
+
+@pytest.mark.parametrize(
+    ("raw", "kind"),
+    [
+        ("[" * 5000 + "]" * 5000, "too_deep"),
+        ('{"type": "reply", "conversation_id": "c", "epoch": 1, "text": "\\ud800"}', "invalid_text"),
+        ('{"type": "set_status", "status": "away", "reason": "\\u0000"}', "invalid_text"),
+        ('{"type": "heartbeat", "n": NaN}', "invalid_json"),
+    ],
+)
+def test_hostile_frames_are_refused_before_they_are_read(raw: str, kind: str) -> None:
+    for parse in (parse_hello, parse_command):
+        with pytest.raises(InputRefused) as refused:
+            parse(raw)
+        assert refused.value.kind == kind and refused.value.close_code == 1007
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ from switchboard.runtime.input_limits import (
     WS_CLOSE_CODES,
     InputRefused,
     check_text,
+    clean_text,
     parse_json,
     read_limited,
     text_problem,
@@ -88,6 +89,13 @@ def test_text_problems_name_the_character() -> None:
     assert text_problem("\x1b[31m") == "text contains a control character (U+001B)"
     with pytest.raises(InputRefused, match="`tenant`"):
         check_text("shop\x00", "tenant")
+
+
+def test_clean_text_keeps_text_and_defuses_the_rest() -> None:
+    assert clean_text("退货\t申请\r\n😀") == "退货\t申请\r\n😀"
+    assert clean_text("a\ud800b\udfff") == "a\ufffdb\ufffd"
+    assert clean_text("\ud83d\ude00") == "😀"  # a pair that arrived as two escapes is one character
+    assert clean_text("bell\x07 nul\x00 esc\x1b[2J del\x7f") == "bell nul esc[2J del"
 
 
 def test_a_deep_document_is_refused_quickly() -> None:

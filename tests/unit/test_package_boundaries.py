@@ -33,8 +33,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     "intake": SHARED,
     # The state layer stores what the policy defines (the proficiency scale and its agent-hash field).
     "state": frozenset({"contracts", "runtime", "routing"}),
-    # The operators' DLQ command reads and re-drives records, and masks payloads as intake does.
-    "dlq": SHARED | {"intake"},
+    # The operators' DLQ command reads and re-drives records, and masks payloads (runtime/pii.py).
+    "dlq": SHARED,
     "runtime": frozenset({"contracts"}),
     "contracts": frozenset(),
 }

@@ -8,10 +8,10 @@ from switchboard.chat.conversations import Conversations
 from switchboard.chat.facts import TrustedFacts
 from switchboard.chat.frames import ChatInput, to_inbound
 from switchboard.intake.accept import Intake, Outcome
-from switchboard.intake.pii import mask_pii
 from switchboard.intake.tally import InboundOutcome
 from switchboard.runtime.errors import BrokerUnavailable
 from switchboard.runtime.logs import get_logger
+from switchboard.runtime.pii import CustomerRef, mask_pii
 from switchboard.runtime.redis_client import redis_unavailable_as_transient
 
 log = get_logger(__name__)
@@ -38,20 +38,22 @@ class ChatAccept:
         msg: ChatInput,
         *,
         tenant_id: str,
-        customer_id: str,
+        customer: CustomerRef,
         provider_id: str,
         connection_id: str = "",
         event_id: str = "",
         facts: TrustedFacts | None = None,
     ) -> ChatAccepted:
-        """Accept one message with the facts a signed source stated (webhook body, widget token claims); raises
-        TransientError (BrokerUnavailable included) when the sender must retry."""
+        """Accept one message of a customer (named by their ref, never their raw id) with the facts a signed source
+        stated (webhook body, widget token claims); raises TransientError (BrokerUnavailable included) when the
+        sender must retry."""
         with redis_unavailable_as_transient():
-            conversation_id = await self.conversations.current(tenant_id, customer_id)
+            conversation_id = await self.conversations.current(tenant_id, customer.ref)
         record = to_inbound(
             msg,
             tenant_id=tenant_id,
-            customer_id=customer_id,
+            customer_id=customer.ref,
+            contact_masked=customer.contact_masked,
             conversation_id=conversation_id,
             connection_id=connection_id,
             event_id=event_id,

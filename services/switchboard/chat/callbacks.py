@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 
 from switchboard.chat.settings import Tenant
-from switchboard.chat.signing import signed_headers
 from switchboard.runtime.logs import get_logger
+from switchboard.runtime.signing import signed_headers
 
 log = get_logger(__name__)
 

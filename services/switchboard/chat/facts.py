@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from switchboard.runtime.errors import InvalidRecord
+from switchboard.runtime.input_limits import parse_json
 
 Source = Literal["webhook", "widget_token"]
 # What a signed source may state, by the field names of the webhook body and of the token's claims.
@@ -104,8 +105,8 @@ def decode_claims(encoded: str) -> TrustedFacts:
         raise InvalidRecord(f"claims are longer than {MAX_CLAIMS_CHARS} characters", "too_large")
     try:
         raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
-        value = json.loads(raw)
-    except (binascii.Error, ValueError) as exc:
+        value = parse_json(raw, max_bytes=MAX_CLAIMS_CHARS)
+    except (binascii.Error, ValueError) as exc:  # InputRefused is a ValueError too
         raise InvalidRecord("claims are not base64url JSON", "invalid_claims") from exc
     if not isinstance(value, dict):
         raise InvalidRecord("claims must be a JSON object", "invalid_claims")

@@ -6,7 +6,6 @@ tested without a broker. The protocol is documented in docs/chat-widget.md.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,9 +20,9 @@ from switchboard.contracts import (
     MessageKind,
     OutboundMessage,
 )
-from switchboard.intake.ids import stable_id
-from switchboard.intake.pii import mask_pii
 from switchboard.runtime.errors import InvalidRecord
+from switchboard.runtime.input_limits import parse_json
+from switchboard.runtime.pii import mask_pii
 
 KINDS: dict[str, MessageKind.ValueType] = {
     "text": MessageKind.MESSAGE_KIND_TEXT,
@@ -73,12 +72,10 @@ class ChatInput:
     sent_at_ms: int = 0
 
 
-def decode_json(raw: bytes | str) -> dict[str, Any]:
-    """A JSON object, or InvalidRecord("invalid_json")."""
-    try:
-        value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidRecord(f"body is not JSON: {exc}", "invalid_json") from exc
+def decode_json(raw: bytes | str, max_bytes: int) -> dict[str, Any]:
+    """A JSON object; InputRefused (too_large, too_deep, invalid_json, invalid_text: runtime/input_limits.py) for
+    what is not JSON text at all, a plain InvalidRecord("invalid_json") for JSON that is not an object."""
+    value = parse_json(raw, max_bytes=max_bytes)
     if not isinstance(value, dict):
         raise InvalidRecord("body must be a JSON object", "invalid_json")
     return value
@@ -132,20 +129,27 @@ def to_inbound(
     tenant_id: str,
     customer_id: str,
     conversation_id: str,
+    contact_masked: str = "",
     connection_id: str = "",
     event_id: str = "",
     facts: TrustedFacts | None = None,
 ) -> InboundMessage:
     """The InboundMessage of a chat message (Intake.prepare fills ids, language and masks the text).
 
-    Tier, order status, dispute stage, category and platform come from `facts` (a signed source) only.
+    `customer_id` is the customer's ref (runtime.pii.customer_ref, made once per socket or request, with the
+    masked contact when the id is one). Tier, order status, dispute stage, category and platform come from `facts`
+    (a signed source) only.
     """
     text = msg.text or msg.emoji
     record = InboundMessage(
         tenant_id=tenant_id,
         conversation_id=conversation_id,
         channel=Channel.CHANNEL_CHAT,
-        customer=record_customer(tenant_id, customer_id, mask_pii(msg.display_name), ""),
+        customer=Customer(
+            customer_id=customer_id,
+            display_name=mask_pii(msg.display_name) if msg.display_name else "",
+            contact_masked=contact_masked,
+        ),
         kind=KINDS[msg.kind],
         text=text,
         commerce=CommerceContext(order_id=msg.order_id, sku=msg.sku, platform="web"),
@@ -180,20 +184,6 @@ def _apply_facts(record: InboundMessage, facts: TrustedFacts) -> None:
     commerce.category = facts.category
     if commerce.order_status or commerce.dispute_stage or commerce.category:
         commerce.facts_source = facts.source
-
-
-def record_customer(tenant_id: str, customer_id: str, display_name: str, member_tier: str) -> Customer:
-    """The Customer of a record. Shops often use the buyer's phone number or e-mail as their id: such an id is
-    replaced by a stable hash (the masked form goes to contact_masked), so it reaches no topic in the clear."""
-    masked = mask_pii(customer_id)
-    if masked == customer_id:
-        return Customer(customer_id=customer_id, display_name=display_name, member_tier=member_tier)
-    return Customer(
-        customer_id="h-" + stable_id(tenant_id, customer_id),
-        display_name=display_name,
-        member_tier=member_tier,
-        contact_masked=masked,
-    )
 
 
 def reply_frame(reply: OutboundMessage) -> dict[str, Any]:

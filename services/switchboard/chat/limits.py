@@ -1,4 +1,5 @@
-"""Rate limits: a token bucket per connection (in memory) and a window counter per customer (in Redis).
+"""Rate limits: a token bucket per connection (in memory, runtime/buckets.py) and a window counter per customer
+(in Redis).
 
 The connection bucket refuses a flood before it costs a Redis or Kafka round trip; the customer counter holds
 across a customer's tabs and across chat replicas. Neither blocks: a refused message is answered at once, so a
@@ -8,8 +9,6 @@ flooding customer only ever waits on their own socket and never on anyone else's
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
@@ -17,35 +16,6 @@ from switchboard.runtime.lua import LuaScript
 from switchboard.state.keys import Keys
 
 COUNT_IN_WINDOW = LuaScript.load(__file__, "count_in_window")
-
-
-@dataclass
-class TokenBucket:
-    """`rate` tokens a second up to `burst`; `take` spends one or says no."""
-
-    rate: float
-    burst: int
-    clock: Callable[[], float] = time.monotonic
-    tokens: float = field(init=False)
-    updated: float = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.tokens = float(self.burst)
-        self.updated = self.clock()
-
-    def take(self) -> bool:
-        """Spend a token if one is there."""
-        now = self.clock()
-        self.tokens = min(float(self.burst), self.tokens + (now - self.updated) * self.rate)
-        self.updated = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return True
-        return False
-
-    def seconds_to_next(self) -> float:
-        """How long until a token is back (a hint for the refused client)."""
-        return 0.0 if self.tokens >= 1.0 else round((1.0 - self.tokens) / self.rate, 2)
 
 
 class CustomerRate:

@@ -76,8 +76,7 @@ class ChatOutbound:
 
     async def _reply(self, reply: OutboundMessage) -> str:
         """Deliver a reply once; the reason when it could not be delivered."""
-        # The conversation knows the customer as the socket and the platform know them; the record's customer_id
-        # may be a hash of it (see frames.record_customer).
+        # The conversation and the record know the customer by the same ref (runtime.pii.customer_ref).
         customer_id = await self._conversations.customer_of(reply.tenant_id, reply.conversation_id) or reply.customer_id
         if not customer_id:
             return f"conversation {reply.conversation_id} has no known chat customer"

@@ -45,8 +45,8 @@ class ChatSettings(ServiceSettings):
     # Refuse widget tokens without an `expires` (recommended once every shop's backend sends one).
     chat_widget_token_expiry_required: bool = False
     chat_max_frame_bytes: int = 16 * 1024
-    # Frames up to chat_max_frame_bytes are taken; bigger ones up to this get a `too_large` error frame; anything
-    # bigger is never buffered: the server closes the socket with 1009.
+    # Frames up to chat_max_frame_bytes are taken; bigger ones up to this get a `too_large` error frame and a close
+    # with 1009; anything bigger is never buffered: the server (uvicorn) closes the socket with 1009 at once.
     http_ws_max_bytes: int = 256 * 1024
     chat_max_text_chars: int = 2000
     chat_max_url_chars: int = 2048

@@ -17,22 +17,26 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from switchboard.chat.accepting import ChatAccept
 from switchboard.chat.facts import TrustedFacts, decode_claims
 from switchboard.chat.frames import Limits, decode_json, error_frame, parse_message
-from switchboard.chat.limits import CustomerRate, TokenBucket
+from switchboard.chat.limits import CustomerRate
 from switchboard.chat.metrics import CHAT_MESSAGES, CHAT_SOCKETS
 from switchboard.chat.settings import ChatSettings, Tenant
 from switchboard.chat.signing import verify_widget_token
 from switchboard.chat.sockets import CustomerSocket, SocketHub
+from switchboard.intake.accept import RETRY_LATER_REASON
 from switchboard.intake.ids import stable_id
 from switchboard.intake.tally import InboundOutcome
+from switchboard.runtime.buckets import TokenBucket
 from switchboard.runtime.errors import InvalidRecord, TransientError
+from switchboard.runtime.input_limits import TOO_LARGE, InputRefused
 from switchboard.runtime.logs import get_logger
+from switchboard.runtime.pii import CustomerRef, customer_ref
 from switchboard.state.departures import Departures
 
 log = get_logger(__name__)
 
 PATH = "/chat/v1/ws"
 SOURCE = "ws:" + PATH
-CLOSE_POLICY = 1008  # rate limit kept being exceeded, or too many sockets of one customer
+CLOSE_POLICY = 1008  # rate limit kept being exceeded or frames kept being refused, or too many sockets
 CLOSE_TRY_LATER = 1013
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_UNKNOWN_TENANT = 4404
@@ -65,7 +69,10 @@ class WidgetEndpoint:
         who = await self._authenticate(ws)
         if who is None:
             return
-        tenant_id, customer_id, facts = who
+        tenant_id, raw_customer_id, facts = who
+        # From here on the customer is their ref: a phone number or e-mail as id reaches no key, value or record.
+        customer = customer_ref(tenant_id, raw_customer_id)
+        customer_id = customer.ref
         if self.hub.held(tenant_id, customer_id) >= self.settings.chat_max_sockets_per_customer:
             await ws.close(CLOSE_POLICY, "too many sockets for this customer")
             return
@@ -84,7 +91,7 @@ class WidgetEndpoint:
             await self.hub.add(sock)
             sock.push({"type": "hello", "conversation_id": conversation_id, "connection_id": sock.connection_id})
             await self.hub.deliver_pending(tenant_id, customer_id)
-            await _Session(self, sock, facts).run()
+            await _Session(self, sock, facts, customer).run()
         except WebSocketDisconnect:
             pass
         finally:
@@ -151,10 +158,13 @@ class WidgetEndpoint:
 class _Session:
     """The reading side of one socket: frames in order, limits, accept, ack."""
 
-    def __init__(self, endpoint: WidgetEndpoint, sock: CustomerSocket, facts: TrustedFacts | None) -> None:
+    def __init__(
+        self, endpoint: WidgetEndpoint, sock: CustomerSocket, facts: TrustedFacts | None, customer: CustomerRef
+    ) -> None:
         self.e = endpoint
         self.sock = sock
         self.facts = facts
+        self.customer = customer
         s = endpoint.settings
         self.bucket = TokenBucket(s.chat_conn_rate_per_s, s.chat_conn_burst)
         self.strikes = 0
@@ -171,43 +181,52 @@ class _Session:
     async def _frame(self, raw: bytes) -> bool:
         """Handle one frame; False when the socket was closed."""
         s = self.e.settings
-        if len(raw) > s.chat_max_frame_bytes:
-            await self._refuse(raw[:1024], "", f"frame is larger than {s.chat_max_frame_bytes} bytes", "too_large")
-            return True
+        # Every frame spends a token, valid or not: a socket sending garbage is limited like one sending messages.
+        if not self.bucket.take():
+            client_msg_id = _client_msg_id(raw, s.chat_max_frame_bytes)
+            return await self._limited(client_msg_id, max(self.bucket.seconds_to_next(), 0.1))
         try:
-            fields = decode_json(raw)
+            fields = decode_json(raw, self.e.settings.chat_max_frame_bytes)
+        except InputRefused as exc:
+            return await self._close_refused(raw, exc)
         except InvalidRecord as exc:
-            await self._refuse(raw, "", exc.reason, exc.error_type)
-            return True
+            return await self._refuse(raw, "", exc.reason, exc.error_type)
         kind = fields.get("type")
         if kind == "ping":
             self.sock.push({"type": "pong"})
             return True
         if kind != "message":
-            await self._refuse(raw, "", "`type` must be message or ping", "invalid_field")
-            return True
+            return await self._refuse(raw, "", "`type` must be message or ping", "invalid_field")
         return await self._message(fields, raw)
+
+    async def _close_refused(self, raw: bytes, refused: InputRefused) -> bool:
+        # Not JSON text at all (or too big to read): the client is broken, not the customer's message. Told why,
+        # dead-lettered, closed with the code of input_limits (1009 too large, 1007 the rest).
+        kept = raw[:1024] if refused.kind == TOO_LARGE else raw
+        if not await self._refuse(kept, "", refused.reason, refused.kind):
+            return False  # that refusal was the last strike: closed 1008 already
+        await self.sock.drain_and_stop()
+        await self.sock.ws.close(refused.close_code, refused.reason[:120])
+        return False
 
     async def _message(self, fields: dict[str, Any], raw: bytes) -> bool:
         client_msg_id = fields.get("client_msg_id")
         if not isinstance(client_msg_id, str) or not client_msg_id or len(client_msg_id) > 128:
-            await self._refuse(raw, "", "`client_msg_id` is required (at most 128 characters)", "invalid_field")
-            return True
-        if not await self._within_limits(client_msg_id):
-            return self.strikes < self.e.settings.chat_rate_strikes_to_close or await self._close_flooder()
+            return await self._refuse(raw, "", "`client_msg_id` is required (at most 128 characters)", "invalid_field")
+        if not await self._customer_within_limit():
+            return await self._limited(client_msg_id, float(self.e.settings.chat_customer_rate_window_s))
         try:
             msg = parse_message(fields, self.e.limits)
         except InvalidRecord as exc:
-            await self._refuse(raw, client_msg_id, exc.reason, exc.error_type)
-            return True
+            return await self._refuse(raw, client_msg_id, exc.reason, exc.error_type)
         sock = self.sock
         try:
             accepted = await self.e.accept.offer(
                 msg,
                 tenant_id=sock.tenant_id,
-                customer_id=sock.customer_id,
+                customer=self.customer,
                 # Scoped by customer (two widgets may both number their messages 1, 2, 3), hashed: the provider id
-                # is written to the topic, and a customer id may be a phone number.
+                # is written to the topic.
                 provider_id=f"ws:{stable_id(sock.customer_id)}:{client_msg_id}",
                 connection_id=sock.connection_id,
                 facts=self.facts,
@@ -216,7 +235,7 @@ class _Session:
             CHAT_MESSAGES.labels("widget", "retry_later").inc()
             self.e.accept.count(sock.tenant_id, InboundOutcome.RETRY_LATER)
             retry = self.e.settings.chat_retry_after_s
-            sock.push(error_frame("retry_later", "not stored; send it again later", client_msg_id, retry))
+            sock.push(error_frame("retry_later", RETRY_LATER_REASON, client_msg_id, retry))
             return True
         CHAT_MESSAGES.labels("widget", "duplicate" if accepted.duplicate else "accepted").inc()
         sock.push(
@@ -230,35 +249,47 @@ class _Session:
         )
         return True
 
-    async def _within_limits(self, client_msg_id: str) -> bool:
-        if self.bucket.take():
-            try:
-                allowed = await self.e.rate.allow(self.sock.tenant_id, self.sock.customer_id)
-            except Exception as exc:  # a limiter outage must not stop customers from writing
-                log.warning("chat_rate_check_failed", error=repr(exc))
-                allowed = True
-            if allowed:
-                self.strikes = 0
-                return True
-            retry_after = float(self.e.settings.chat_customer_rate_window_s)
-        else:
-            retry_after = max(self.bucket.seconds_to_next(), 0.1)
+    async def _customer_within_limit(self) -> bool:
+        try:
+            allowed = await self.e.rate.allow(self.sock.tenant_id, self.sock.customer_id)
+        except Exception as exc:  # a limiter outage must not stop customers from writing
+            log.warning("chat_rate_check_failed", error=repr(exc))
+            allowed = True
+        if allowed:
+            self.strikes = 0
+        return bool(allowed)
+
+    async def _limited(self, client_msg_id: str, retry_after: float) -> bool:
+        """Answer a frame over the limits; False when this strike closed the socket (1008)."""
         self.strikes += 1
         CHAT_MESSAGES.labels("widget", "rate_limited").inc()
         self.e.accept.count(self.sock.tenant_id, InboundOutcome.RATE_LIMITED)
         self.sock.push(error_frame("rate_limited", "too many messages; slow down", client_msg_id, retry_after))
-        return False
+        return self.strikes < self.e.settings.chat_rate_strikes_to_close or await self._close_flooder()
 
     async def _close_flooder(self) -> bool:
         log.warning("chat_flood_closed", tenant_id=self.sock.tenant_id, connection_id=self.sock.connection_id)
         await self.sock.drain_and_stop()
-        await self.sock.ws.close(CLOSE_POLICY, "rate limit exceeded")
+        await self.sock.ws.close(CLOSE_POLICY, "rate limit exceeded (messages or refused frames)")
         return False
 
-    async def _refuse(self, raw: bytes, client_msg_id: str, reason: str, error_type: str) -> None:
+    async def _refuse(self, raw: bytes, client_msg_id: str, reason: str, error_type: str) -> bool:
+        """Answer and record a refused frame; False when it closed the socket: a refused frame is a strike like a
+        limited one, so a socket that keeps sending garbage is closed (1008)."""
+        self.strikes += 1
         CHAT_MESSAGES.labels("widget", "refused").inc()
         code = "too_large" if error_type == "too_large" else "invalid"
         self.sock.push(error_frame(code, reason, client_msg_id))
         await self.e.accept.refuse(
             source=SOURCE, reason=reason, error_type=error_type, raw=raw, tenant_id=self.sock.tenant_id
         )
+        return self.strikes < self.e.settings.chat_rate_strikes_to_close or await self._close_flooder()
+
+
+def _client_msg_id(raw: bytes, limit: int) -> str:
+    """The `client_msg_id` of a frame that has one (so a limited message's answer names it), else ""."""
+    try:
+        value = decode_json(raw, limit).get("client_msg_id")
+    except (InvalidRecord, InputRefused):
+        return ""
+    return value if isinstance(value, str) and len(value) <= 128 else ""

@@ -1,6 +1,6 @@
 """DLQ records as operators read them: a table, a detail view, JSON; every free text PII-masked (pure: no I/O).
 
-Masking is intake's (`intake.pii.mask_pii`): mobile numbers, ID card numbers and e-mail addresses are masked in the
+Masking is `runtime.pii.mask_pii`: mobile numbers, ID card numbers and e-mail addresses are masked in the
 reason, the key, the tenant, the original headers and the original payload, whatever its form (a known protobuf
 record field by field, bytes fields included, text, or undecodable bytes shown with replacement characters).
 Identifiers the tooling wrote (dead_letter_id, service, source, error_type) are printed as they are, so an
@@ -20,7 +20,7 @@ from google.protobuf.message import DecodeError, Message
 
 from switchboard.contracts import RECORD_TYPES, TYPE_HEADER, DeadLetterRedrive
 from switchboard.dlq.entries import DlqRecord, original_key, refusal
-from switchboard.intake.pii import mask_bytes, mask_pii
+from switchboard.runtime.pii import mask_bytes, mask_pii
 from switchboard.runtime.topics import Topics
 
 _REASON_WIDTH = 60

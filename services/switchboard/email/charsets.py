@@ -13,6 +13,10 @@ from __future__ import annotations
 
 import codecs
 from email.header import Header, decode_header
+from email.message import Message
+from email.utils import collapse_rfc2231_value
+
+from switchboard.runtime.input_limits import clean_text
 
 # The most frequent characters of customer-service Chinese, simplified and traditional. Text decoded with the
 # right table is full of them; text decoded with the wrong double-byte table almost never is.
@@ -102,7 +106,12 @@ def _best_codec(sample: bytes, first: str | None) -> str:
 
 
 def decode_bytes(raw: bytes, declared: str | None = None) -> str:
-    """The most plausible text of `raw`, trying the declared charset first; never raises."""
+    """The most plausible text of `raw`, trying the declared charset first; never raises. Control characters
+    other than tab/CR/LF are dropped (runtime/input_limits.clean_text)."""
+    return clean_text(_decode_bytes(raw, declared))
+
+
+def _decode_bytes(raw: bytes, declared: str | None) -> str:
     if not raw:
         return ""
     if raw.isascii():
@@ -119,7 +128,12 @@ def decode_bytes(raw: bytes, declared: str | None = None) -> str:
 
 
 def header_text(value: object) -> str:
-    """A header as text: RFC 2047 encoded words decoded, raw 8-bit bytes (undeclared charsets) guessed."""
+    """A header as text: RFC 2047 encoded words decoded, raw 8-bit bytes (undeclared charsets) guessed; never a
+    lone surrogate (a `\\ud800` between encoded words decodes to one) or a control character."""
+    return clean_text(_header_text(value))
+
+
+def _header_text(value: object) -> str:
     if value is None:
         return ""
     text = _raw_text(value) if isinstance(value, Header) else str(value)
@@ -146,6 +160,24 @@ def header_text(value: object) -> str:
         else:
             out.append(decode_bytes(chunk, charset))
     return _unfold("".join(out))
+
+
+def attachment_name(part: Message) -> str:
+    """A part's file name (Content-Disposition `filename`, else Content-Type `name`) as text.
+
+    `get_filename()` reads a header holding raw 8-bit bytes (a GBK file name, no encoded word) as charset
+    unknown-8bit and hands back U+FFFD for every byte; here the raw header is decoded like a body's first.
+    """
+    for header, param in (("content-disposition", "filename"), ("content-type", "name")):
+        for name, value in part.raw_items():
+            if name.lower() != header:
+                continue
+            probe = Message()
+            probe[header] = header_text(value)
+            found = probe.get_param(param, header=header)
+            if found:
+                return _unfold(collapse_rfc2231_value(found))
+    return ""
 
 
 def _raw_text(header: Header) -> str:

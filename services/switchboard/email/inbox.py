@@ -25,10 +25,10 @@ from switchboard.intake.accept import Intake, Outcome
 from switchboard.intake.customers import CustomerContact, CustomerTiers
 from switchboard.intake.ids import stable_id
 from switchboard.intake.language import detect_language
-from switchboard.intake.pii import mask_email, mask_pii
 from switchboard.intake.tally import InboundOutcome
 from switchboard.runtime.errors import BrokerUnavailable, InvalidRecord, TransientError
 from switchboard.runtime.logs import get_logger
+from switchboard.runtime.pii import mask_email, mask_pii
 
 log = get_logger(__name__)
 
@@ -177,16 +177,18 @@ class EmailInbox:
         # Thread links and the reply contact are derived from the message alone, so writing them before the
         # broker's ack is harmless when the send fails: the retry writes the same values.
         language = detect_language(f"{parsed.subject}\n{parsed.text}")
+        # Masked once, for the record and the reply contact alike: a subject is customer text.
+        subject = mask_pii(parsed.subject)
         contact = Contact(
             customer_address=parsed.from_address,
             shop_address=addresses[0],
-            subject=parsed.subject,
+            subject=subject,
             last_message_id=parsed.message_id,
             references=[*parsed.references, parsed.message_id] if parsed.message_id else parsed.references,
             language=language,
         )
         await self.book.remember(tenant_id, conversation_id, [parsed.message_id], contact)
-        record = self._record(parsed, tenant_id, conversation_id, addresses)
+        record = self._record(parsed, tenant_id, conversation_id, addresses, subject)
         # The record and the acknowledgement mail (ack.py) speak of the same language.
         record.language = language
         await self._tier(record, tenant_id, parsed.from_address)
@@ -208,7 +210,7 @@ class EmailInbox:
         record.customer.member_tier, record.customer.tier_source = tier.member_tier, tier.source
 
     def _record(
-        self, parsed: ParsedEmail, tenant_id: str, conversation_id: str, addresses: list[str]
+        self, parsed: ParsedEmail, tenant_id: str, conversation_id: str, addresses: list[str], subject: str
     ) -> InboundMessage:
         record = InboundMessage(
             tenant_id=tenant_id,
@@ -220,7 +222,7 @@ class EmailInbox:
                 message_id=parsed.message_id,
                 in_reply_to=parsed.in_reply_to,
                 references=parsed.references,
-                subject=mask_pii(parsed.subject),
+                subject=subject,
                 from_address_masked=mask_email(parsed.from_address),
                 to_addresses=addresses,
                 thread_root=thread_root(parsed.message_id, parsed.in_reply_to, parsed.references),
@@ -239,14 +241,23 @@ class EmailInbox:
         return record
 
     async def refuse(
-        self, raw: bytes, via: str, reason: str, error_type: str, recipients: list[str], *, is_message: bool = True
+        self,
+        raw: bytes,
+        via: str,
+        reason: str,
+        error_type: str,
+        recipients: list[str],
+        *,
+        is_message: bool = True,
+        tenant_id: str = "",
     ) -> Verdict:
         """Record refused input in the DLQ (masked) and say why; 451/503 when even that cannot be recorded.
 
         `raw` is a message (kept as its decoded view) unless `is_message` is False (kept as it is, e.g. an envelope).
+        The record's tenant is `tenant_id` when given (the shop that signed the request), else the first recipient's.
         """
         code, http_status = _REFUSALS.get(error_type, ("554 5.6.0", 422))
-        tenants = list(self.recipients_by_tenant(recipients))
+        tenants = [tenant_id] if tenant_id else list(self.recipients_by_tenant(recipients))
         try:
             await self.intake.reject(
                 source=via,

@@ -15,10 +15,11 @@ from email import message_from_bytes
 from email.message import Message
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 
-from switchboard.email.charsets import decode_bytes, header_text
+from switchboard.email.charsets import attachment_name, decode_bytes, header_text
 from switchboard.email.html_text import html_to_text
 from switchboard.email.quotes import strip_quotes
 from switchboard.runtime.errors import InvalidRecord
+from switchboard.runtime.input_limits import clean_text
 
 _MSGID = re.compile(r"<([^<>\s]{1,500})>")
 MAX_REFERENCES = 50
@@ -63,7 +64,7 @@ class ParsedEmail:
 
 def message_ids(value: object) -> list[str]:
     """The <id>s of a Message-ID / In-Reply-To / References header, in order, without brackets."""
-    return _MSGID.findall(str(value or ""))
+    return _MSGID.findall(clean_text(str(value or "")))
 
 
 def parse_message(raw: bytes) -> Message:
@@ -144,7 +145,7 @@ def _attachment(part: Message) -> AttachmentInfo:
     payload = part.get_payload(decode=True)
     data = payload if isinstance(payload, bytes) else b""
     return AttachmentInfo(
-        name=header_text(part.get_filename() or part.get_param("name") or ""),
+        name=attachment_name(part),
         content_type=part.get_content_type(),
         size_bytes=len(data),
         sha256=hashlib.sha256(data).hexdigest(),

@@ -6,7 +6,7 @@ headers, the decoded body text and the attachment list instead, and the raw byte
 
 from __future__ import annotations
 
-from switchboard.email.charsets import decode_bytes, header_text
+from switchboard.email.charsets import attachment_name, decode_bytes, header_text
 from switchboard.email.parse import parse_message
 
 # Kafka refuses records over ~1 MB by default; a DLQ record must always fit.
@@ -30,7 +30,7 @@ def dead_letter_view(raw: bytes) -> bytes:
                 lines.append(f"[{part.get_content_type()}]")
                 lines.append(decode_bytes(data[:MAX_DEAD_LETTER_BYTES], part.get_content_charset()))
             else:
-                name = header_text(part.get_filename() or "")
+                name = attachment_name(part)
                 lines.append(f"[attachment {part.get_content_type()} {name!r} {len(data)} bytes]")
         view = "\n".join(lines).encode("utf-8", "replace")
     except Exception:  # the view is best effort; the raw head is the fallback

@@ -49,8 +49,11 @@ async def build_service(settings: EmailSettings) -> EmailService:
     producer = await runtime.start_producer()
     keys = Keys(settings.key_prefix)
     book = ThreadBook(redis, keys, settings.thread_ttl_s)
-    tenants = TenantDirectory(settings.tenant_addresses, settings.tenant_domains, settings.tenant_subdomain_of)
-    known = tenants.known_tenants(settings.email_tenants)
+    subdomain_tenants = settings.subdomain_tenants()
+    tenants = TenantDirectory(
+        settings.tenant_addresses, settings.tenant_domains, settings.tenant_subdomain_of, subdomain_tenants
+    )
+    known = tenants.known_tenants(sorted(subdomain_tenants))
     tiers = CustomerTiers(settings, known_tenants=known)
     runtime.add_closer(tiers.close)
     tally = InboundTally("email", known)

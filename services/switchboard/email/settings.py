@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+import yaml
+from pydantic import Field, SecretStr
 
 from switchboard.intake.customers import CustomerLookupSettings
+from switchboard.runtime.logs import get_logger
+
+log = get_logger(__name__)
+
+DEV_WEBHOOK_SECRETS = Path(__file__).resolve().parents[3] / "config" / "email" / "dev-webhook-secrets.yaml"
+
+REPO_ROUTING_DIR = Path(__file__).resolve().parents[3] / "config" / "routing"
 
 
 class EmailSettings(CustomerLookupSettings):
@@ -30,11 +39,18 @@ class EmailSettings(CustomerLookupSettings):
     tenant_addresses: dict[str, str] = Field(default_factory=dict)
     tenant_domains: dict[str, str] = Field(default_factory=dict)
     tenant_subdomain_of: str = "inbound.switchboard.local"
-    # Shops reached by subdomain addressing that metrics name: any other tenant a subdomain names is labelled
-    # "unknown" in sb_inbound_messages_total (docs/metrics.md), e.g. SB_EMAIL_TENANTS='["shop-a","shop-b"]'.
+    # Shops reached by subdomain addressing, e.g. SB_EMAIL_TENANTS='["shop-a","shop-b"]': mail to any other
+    # subdomain is refused at RCPT (550). Empty: the shops with a routing config (`<tenant>.yaml` in
+    # SB_ROUTING_CONFIG_DIR, the repository's config/routing when that is empty too).
     email_tenants: list[str] = Field(default_factory=list)
+    routing_config_dir: str = ""
     # The From of agents' replies when the conversation does not say which shop address the customer wrote to.
     reply_from_local_part: str = "service"
+    # The HTTP webhook: a shop signs what it posts with its secret (runtime/signing.py), a JSON object
+    # `{"shop-a": "…"}`; a shop without one cannot use the webhook. With none set, the development secrets of
+    # config/email/dev-webhook-secrets.yaml are used (and a warning is logged).
+    email_webhook_secrets: dict[str, SecretStr] = Field(default_factory=dict)
+    email_webhook_tolerance_s: int = 300
     # Input limits: over them a message is refused (SMTP 552/554, HTTP 413/422) and dead-lettered.
     max_message_bytes: int = 10 * 1024 * 1024
     max_attachment_bytes: int = 8 * 1024 * 1024
@@ -56,3 +72,27 @@ class EmailSettings(CustomerLookupSettings):
     # A replica sending an acknowledgement holds the conversation's claim this long; if it dies meanwhile the
     # claim expires and the redelivered trigger sends the mail then.
     email_ack_claim_s: int = 60
+
+    def webhook_secrets(self) -> dict[str, bytes]:
+        """Each shop's webhook secret (empty ones left out): the environment's, else the development file's."""
+        if self.email_webhook_secrets:
+            found = {k: v.get_secret_value() for k, v in self.email_webhook_secrets.items()}
+        elif DEV_WEBHOOK_SECRETS.exists():
+            log.warning("email_dev_webhook_secrets", path=str(DEV_WEBHOOK_SECRETS), hint="set SB_EMAIL_WEBHOOK_SECRETS")
+            found = dev_webhook_secrets()
+        else:
+            found = {}
+        return {tenant: secret.encode() for tenant, secret in found.items() if secret}
+
+    def subdomain_tenants(self) -> frozenset[str]:
+        """The shops `<tenant>.<tenant_subdomain_of>` addresses reach."""
+        if self.email_tenants:
+            return frozenset(self.email_tenants)
+        routing = Path(self.routing_config_dir) if self.routing_config_dir else REPO_ROUTING_DIR
+        return frozenset(path.stem for path in routing.glob("*.yaml"))
+
+
+def dev_webhook_secrets() -> dict[str, str]:
+    """The development secrets of config/email/dev-webhook-secrets.yaml (the dev stack's shops)."""
+    data = yaml.safe_load(DEV_WEBHOOK_SECRETS.read_text(encoding="utf-8")) or {}
+    return {str(k): str(v) for k, v in (data.get("secrets") or {}).items()}

@@ -17,11 +17,13 @@ def normalise_address(address: str) -> str:
 
 @dataclass(frozen=True)
 class TenantDirectory:
-    """Recipient → tenant: an exact address first, then its domain, then `<tenant>.<subdomain_of>`."""
+    """Recipient → tenant: an exact address first, then its domain, then `<tenant>.<subdomain_of>` for a tenant of
+    `subdomain_tenants` (any other subdomain is a shop a sender made up: refused at RCPT, not taken and lost later)."""
 
     addresses: dict[str, str] = field(default_factory=dict)
     domains: dict[str, str] = field(default_factory=dict)
     subdomain_of: str = ""
+    subdomain_tenants: frozenset[str] = frozenset()
 
     def known_tenants(self, listed: list[str]) -> set[str]:
         """The tenants the address and domain tables name, and those `listed` (SB_EMAIL_TENANTS): the only tenant
@@ -43,6 +45,6 @@ class TenantDirectory:
         suffix = "." + self.subdomain_of.lower().strip(".")
         if self.subdomain_of and domain.endswith(suffix):
             label = domain[: -len(suffix)]
-            if _TENANT_LABEL.match(label):
+            if _TENANT_LABEL.match(label) and label in self.subdomain_tenants:
                 return label
         return None

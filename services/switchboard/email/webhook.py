@@ -1,15 +1,20 @@
-"""The HTTP way in: a mail provider's inbound webhook posts the raw RFC 5322 message.
+"""The HTTP way in: a mail provider's inbound webhook posts the raw RFC 5322 message, signed with the shop's secret.
 
-    POST /v1/email/inbound?recipient=service@shop-a.example[&recipient=…][&sender=bounce@x]
+    POST /v1/email/inbound/<shop>?recipient=service@shop-a.example[&recipient=…][&sender=bounce@x]
     Content-Type: message/rfc822 (or application/octet-stream, text/plain)
+    X-SB-Timestamp: <unix seconds>
+    X-SB-Signature: sha256=<hex HMAC-SHA256(shop secret, "<timestamp>." + body)>    (runtime/signing.py)
 
-Without `recipient` the To, Cc and Delivered-To headers name the recipients. Answers: 202 accepted, 200 duplicate
-or not routed, 503 with Retry-After when Kafka or Redis is down, 413 too large, 415 wrong content type,
+Without `recipient` the To, Cc and Delivered-To headers name the recipients; only the shop's own addresses among
+them are taken. Answers: 401 for an unknown shop, a missing or bad signature (and for `POST /v1/email/inbound`,
+which names no shop), 413 too large: no DLQ record (not authenticated). Then 202 accepted, 200 duplicate or not
+routed, 503 with Retry-After when Kafka or Redis is down or did not acknowledge in time, 415 wrong content type,
 422 refused (with a DLQ record).
 """
 
 from __future__ import annotations
 
+import time
 from email.utils import getaddresses
 from typing import Annotated
 
@@ -18,9 +23,14 @@ from fastapi.responses import JSONResponse
 
 from switchboard.email.charsets import header_text
 from switchboard.email.inbox import EmailInbox, Verdict
+from switchboard.email.metrics import RECEIVED
 from switchboard.email.parse import parse_message
+from switchboard.intake.tally import InboundOutcome
+from switchboard.runtime.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_body
 
-PATH = "/v1/email/inbound"
+UNSIGNED_PATH = "/v1/email/inbound"
+PATH = UNSIGNED_PATH + "/{tenant_id}"
+SOURCE = f"http:{UNSIGNED_PATH}"
 CONTENT_TYPES = frozenset({"message/rfc822", "application/octet-stream", "text/plain"})
 RETRY_AFTER_S = "5"
 # What a DLQ record keeps of a body that is not a message at all.
@@ -57,38 +67,66 @@ async def _read_capped(request: Request, cap: int) -> tuple[bytes, bool]:
     return b"".join(chunks), True
 
 
+def _unauthorized(inbox: EmailInbox, status: int, detail: str) -> JSONResponse:
+    # No DLQ record: anyone can send this request, and the DLQ must not be theirs to fill (docs/dlq.md).
+    RECEIVED.labels("refused", "http").inc()
+    inbox.intake.tally.count("", InboundOutcome.REFUSED)
+    error = "unauthorized" if status == 401 else "too_large"
+    return JSONResponse({"result": "refused", "error": error, "detail": detail}, status_code=status)
+
+
 def install_webhook(app: FastAPI, inbox: EmailInbox) -> None:
-    """Add the inbound-mail route to the service's app."""
+    """Add the inbound-mail routes to the service's app."""
     limit = inbox.settings.max_message_bytes
-    source = f"http:{PATH}"
+    secrets = inbox.settings.webhook_secrets()
+    tolerance_s = inbox.settings.email_webhook_tolerance_s
+
+    @app.post(UNSIGNED_PATH)
+    async def unsigned_email() -> JSONResponse:
+        return _unauthorized(inbox, 401, f"post to {UNSIGNED_PATH}/<shop>, signed with the shop's secret")
 
     @app.post(PATH, status_code=202)
     async def inbound_email(
+        tenant_id: str,
         request: Request,
         recipient: Annotated[list[str] | None, Query()] = None,
         sender: Annotated[str | None, Query()] = None,
     ) -> JSONResponse:
-        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if content_type not in CONTENT_TYPES:
-            reason = f"content type must be one of {', '.join(sorted(CONTENT_TYPES))}"
-            head, _ = await _read_capped(request, DEAD_LETTER_HEAD_BYTES)
-            verdict = await inbox.refuse(
-                head[:DEAD_LETTER_HEAD_BYTES],
-                source,
-                reason,
-                "unsupported_media_type",
-                recipient or [],
-                is_message=False,
-            )
-            return _response(verdict)
+        secret = secrets.get(tenant_id)
+        if secret is None:
+            return _unauthorized(inbox, 401, "unknown shop, or no webhook secret for it")
         declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
-            # Not read at all: the sender said how big it is.
-            raw, complete = b"", False
-        else:
-            raw, complete = await _read_capped(request, limit)
+        # Over the limit: not read (the sender said how big it is), or not read further; never checked either.
+        raw, complete = (
+            (b"", False) if declared.isdigit() and int(declared) > limit else await _read_capped(request, limit)
+        )
         if not complete:
-            reason = f"message is larger than {limit} bytes"
-            return _response(await inbox.refuse(raw, source, reason, "too_large", recipient or []))
-        recipients = recipient or _header_recipients(raw)
-        return _response(await inbox.receive(raw, recipients, sender, source))
+            return _unauthorized(inbox, 413, f"message is larger than {limit} bytes")
+        headers = request.headers
+        failure = verify_body(
+            secret, headers.get(TIMESTAMP_HEADER), headers.get(SIGNATURE_HEADER), raw, time.time(), tolerance_s
+        )
+        if failure:
+            return _unauthorized(inbox, 401, failure)
+        return await _take(inbox, tenant_id, request, raw, recipient, sender)
+
+
+async def _take(
+    inbox: EmailInbox, tenant_id: str, request: Request, raw: bytes, recipient: list[str] | None, sender: str | None
+) -> JSONResponse:
+    """A signed request of `tenant_id`: refusals from here on are the shop's, recorded in the DLQ."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in CONTENT_TYPES:
+        reason = f"content type must be one of {', '.join(sorted(CONTENT_TYPES))}"
+        head = raw[:DEAD_LETTER_HEAD_BYTES]
+        verdict = await inbox.refuse(
+            head, SOURCE, reason, "unsupported_media_type", [], tenant_id=tenant_id, is_message=False
+        )
+        return _response(verdict)
+    recipients = recipient or _header_recipients(raw)
+    # A shop's secret speaks for the shop's own addresses only.
+    ours = [r for r in recipients if inbox.tenants.tenant_for(r) == tenant_id]
+    if not ours:
+        reason = "no recipient is an address of this shop"
+        return _response(await inbox.refuse(raw, SOURCE, reason, "unknown_recipient", [], tenant_id=tenant_id))
+    return _response(await inbox.receive(raw, ours, sender, SOURCE))

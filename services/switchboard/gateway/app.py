@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import FastAPI, HTTPException, WebSocket
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -30,15 +30,21 @@ from switchboard.gateway.protocol import (
     parse_hello,
     result_frame,
 )
+from switchboard.gateway.recovery import DeskRecovery
 from switchboard.gateway.responses import ResponseTargets
 from switchboard.gateway.session import DeskSession
 from switchboard.gateway.settings import GatewaySettings
 from switchboard.gateway.snapshot import build_snapshot
 from switchboard.gateway.tokens import DeskClaims, TokenRefused, issue_token, verify_token
 from switchboard.runtime.errors import BrokerUnavailable
+from switchboard.runtime.http_errors import ErrorBody, install_error_shapes
+from switchboard.runtime.idents import Ident
+from switchboard.runtime.input_limits import InputRefused
 from switchboard.runtime.logs import get_logger
+from switchboard.runtime.text import Secret
 from switchboard.state.agents import AgentOffline, HeartbeatResult, PresenceStore, StaleSession, UnknownAgent
 from switchboard.state.keys import Keys
+from switchboard.state.marks import StateMarks
 from switchboard.state.responses import agent_scope, day_bucket, read_figures
 from switchboard.state.roster import Roster
 
@@ -46,11 +52,12 @@ log = get_logger(__name__)
 
 
 class LoginRequest(BaseModel):
-    """Dev login: an agent of the roster with its password."""
+    """Dev login: an agent of the roster with its password (ids of the one id pattern: a brace or a lone surrogate
+    is a 422, never a Redis key)."""
 
-    tenant_id: Annotated[str, Field(max_length=64)]
-    agent_id: Annotated[str, Field(max_length=64)]
-    password: Annotated[str, Field(max_length=256)]
+    tenant_id: Ident
+    agent_id: Ident
+    password: Secret
 
 
 class LoginResponse(BaseModel):
@@ -109,6 +116,10 @@ class Gateway:
         self.response_targets = ResponseTargets(redis, self.keys)
         # On SIGTERM the runtime runs the drain first: desks move to other replicas a few at a time.
         self.drain = DeskDrain(hub, settings.desk_drain_s, settings.desk_drain_min_rate)
+        # Desks whose session or outbox Redis lost are logged in again and re-snapshotted, not closed.
+        self.recovery = DeskRecovery(redis, self.keys, presence, hub, settings)
+        hub.on_lost = self.recovery.lost
+        self.presence_marks = StateMarks(redis, self.keys, "presence", settings.instance_id)
 
     def desk_config(self, tenant_id: str) -> DeskConfig:
         """The desk config of a tenant."""
@@ -117,7 +128,14 @@ class Gateway:
     def install(self, app: FastAPI) -> None:
         """Add POST /login and the /desk websocket to `app`."""
 
-        @app.post("/login", response_model=LoginResponse, responses={401: {"description": "unknown agent"}})
+        @app.post(
+            "/login",
+            response_model=LoginResponse,
+            responses={
+                401: {"model": ErrorBody, "description": "`unauthorized`: unknown tenant, agent or password"},
+                422: {"model": ErrorBody, "description": "`schema`: an id outside the id pattern, a field missing"},
+            },
+        )
         async def login(body: LoginRequest) -> LoginResponse:
             """Issue a short-lived desk token for a configured agent."""
             configured = self.roster.check_login(body.tenant_id, body.agent_id, body.password) is not None
@@ -132,6 +150,7 @@ class Gateway:
             )
 
         app.add_middleware(DeskRoute, gateway=self)
+        install_error_shapes(app)
 
     def stop_sessions(self) -> None:
         """Shutdown, after the drain: tell every desktop still here to reconnect (to another replica) with 1012."""
@@ -168,6 +187,9 @@ class Gateway:
         try:
             hello = parse_hello(raw)
             claims = verify_token(self.secret, hello.token)
+        except InputRefused as exc:  # nothing is sent before auth: the close code and reason say it
+            await self._refuse(websocket, CloseCode(exc.close_code), exc.reason)
+            return None
         except FrameError as exc:
             await self._refuse(websocket, CloseCode.PROTOCOL_ERROR, exc.detail)
             return None
@@ -219,10 +241,12 @@ class Gateway:
 
     async def _serve_session(self, websocket: WebSocket, claims: DeskClaims, hello: Hello) -> None:
         tenant, agent = claims.tenant_id, claims.agent_id
-        try:
-            epoch = await self.presence.login(tenant, agent, gateway_instance=self.settings.instance_id)
-        except UnknownAgent:
-            await self._refuse(websocket, CloseCode.WRONG_TENANT, "agent not known in this tenant")
+        epoch = await self._login(tenant, agent)
+        if epoch is None:
+            if self.roster.agent(tenant, agent) is None or await self.presence_marks.present(tenant):
+                await self._refuse(websocket, CloseCode.WRONG_TENANT, "agent not known in this tenant")
+            else:
+                await self._refuse(websocket, CloseCode.TRY_AGAIN_LATER, "agents are being restored; reconnect shortly")
             return
         await self.redis.publish(self.keys.desk_notify(tenant), f"{agent} {SESSION_PREFIX}{epoch}")
         snapshot = await build_snapshot(
@@ -248,6 +272,23 @@ class Gateway:
                 session.writer.cancel()
             log.info("desk_disconnected", tenant_id=tenant, agent_id=agent, session_epoch=epoch)
 
+    async def _login(self, tenant: str, agent: str) -> int | None:
+        """A new session epoch; None for an agent presence does not know. While presence's state of the tenant is
+        being rebuilt (its mark is missing: Redis lost it), an agent of the roster is waited for up to
+        SB_RELOGIN_WAIT_S."""
+        deadline = time.monotonic() + self.settings.relogin_wait_s
+        delay = 0.25
+        while True:
+            try:
+                return await self.presence.login(tenant, agent, gateway_instance=self.settings.instance_id)
+            except UnknownAgent:
+                if self.roster.agent(tenant, agent) is None or time.monotonic() + delay > deadline:
+                    return None
+                if await self.presence_marks.present(tenant):
+                    return None
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 4.0)
+
     async def _command_loop(self, websocket: WebSocket, session: DeskSession) -> None:
         bucket = CommandBucket(self.settings.command_rate, self.settings.command_burst, time.monotonic())
         while not session.closed:
@@ -256,8 +297,19 @@ class Gateway:
                 return
             try:
                 cmd = parse_command(raw)
+            except InputRefused as exc:
+                # Not JSON text at all (nested too deep, a lone surrogate, a control character): a broken client.
+                COMMANDS.labels("unparsed", exc.kind).inc()
+                await session.send(error_frame(exc.kind, exc.reason))
+                await session.close(CloseCode(exc.close_code), exc.reason[:120])
+                return
             except FrameError as exc:
                 await session.send(error_frame(exc.code, exc.detail, exc.ref))
+                # An invalid frame spends a token like a command: a desk that keeps sending garbage is closed as
+                # a flood is (4029), not answered for ever.
+                if bucket.take(time.monotonic()) < -self.settings.command_burst:
+                    await session.close(CloseCode.RATE_LIMITED, "too many commands or invalid frames")
+                    return
                 continue
             if cmd.type == "ack":
                 self.hub.acked(session, cmd.seq)
@@ -299,18 +351,29 @@ class Gateway:
         if cmd.type in ("typing", "context", "desk_config", "response_stats"):
             return await self._run_desk_aid(session, cmd)
         if cmd.type == "heartbeat":
-            beat = await self.presence.heartbeat(session.tenant_id, session.agent_id, session.session_epoch)
-            if beat is HeartbeatResult.STALE_SESSION:
-                raise StaleSession(0)
-            if beat is HeartbeatResult.OFFLINE:
-                raise AgentOffline("offline")
-            return {}
+            return await self._heartbeat(session)
         if cmd.type == "set_status":
             state = await self.presence.set_status(
                 session.tenant_id, session.agent_id, cmd.status, "agent", session.session_epoch, cmd.reason
             )
             return {"status": state.status.value}
         return {"epoch": await self.commands.act(session, cmd)}
+
+    async def _heartbeat(self, session: DeskSession) -> dict[str, Any] | None:
+        """Record the desk's heartbeat; a session Redis lost is logged in again (None: the socket was closed)."""
+        beat = await self.presence.heartbeat(session.tenant_id, session.agent_id, session.session_epoch)
+        if beat is HeartbeatResult.STALE_SESSION:
+            if session.recovering:
+                return {}  # the gateway is logging the desk in again right now
+            agent = await self.presence.get_agent(session.tenant_id, session.agent_id)
+            if agent is not None and agent.session_epoch > session.session_epoch:
+                raise StaleSession(agent.session_epoch)
+            # Redis lost the session (the agent is gone or its epoch went back): log in again for the desk
+            if not await self.recovery.recover(session):
+                return None
+        if beat is HeartbeatResult.OFFLINE:
+            raise AgentOffline("offline")
+        return {}
 
     async def _run_desk_aid(self, session: DeskSession, cmd: Command) -> dict[str, Any]:
         """typing, context, desk_config and response_stats: what helps the desk without changing ownership."""

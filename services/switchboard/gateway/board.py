@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 import httpx
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response, status
+from fastapi import Path as PathParam
 from fastapi.responses import PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
@@ -27,7 +28,10 @@ from switchboard.contracts import InboundMessage
 from switchboard.gateway.board_stats import BoardFigures
 from switchboard.gateway.commands import DeskCommands, conversation_context
 from switchboard.gateway.responses import ResponseTargets, agent_responses, group_responses
+from switchboard.runtime.http_errors import ERROR_RESPONSES
+from switchboard.runtime.idents import Ident
 from switchboard.runtime.logs import get_logger
+from switchboard.runtime.text import Secret
 from switchboard.state.agents import PresenceStore
 from switchboard.state.keys import Keys
 from switchboard.state.operators import OperatorGrant
@@ -44,8 +48,8 @@ FORWARDED = {("GET", "surge"), ("POST", "surge/activate"), ("POST", "surge/deact
 class BoardLogin(BaseModel):
     """A supervisor's sign-in: the shop and the operator token granted it."""
 
-    tenant_id: Annotated[str, Field(min_length=1, max_length=64)]
-    token: Annotated[str, Field(min_length=1, max_length=512)]
+    tenant_id: Ident
+    token: Annotated[Secret, Field(min_length=1)]
 
 
 class Board:
@@ -96,7 +100,9 @@ def _board(request: Request) -> Board:
 
 
 def supervisor(
-    request: Request, tenant_id: str, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    request: Request,
+    tenant_id: Annotated[Ident, PathParam(description="The shop")],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> OperatorGrant:
     """The supervisor of this tenant behind the bearer token."""
     token = credentials.credentials if credentials and credentials.scheme.lower() == "bearer" else None
@@ -104,7 +110,9 @@ def supervisor(
 
 
 Supervisor = Annotated[OperatorGrant, Depends(supervisor)]
-router = APIRouter(prefix="/v1/board", tags=["board"])
+router = APIRouter(prefix="/v1/board", tags=["board"], responses=ERROR_RESPONSES)
+# A conversation id as the channels make them: bounded, and refused before it reaches a key when it is not text.
+ConversationId = Annotated[str, PathParam(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f{}]+$")]
 
 
 @router.post("/login")
@@ -179,7 +187,7 @@ async def agents(request: Request, tenant_id: str, who: Supervisor) -> dict[str,
 
 
 @router.get("/tenants/{tenant_id}/conversations/{conversation_id}")
-async def monitor(request: Request, tenant_id: str, conversation_id: str, who: Supervisor) -> dict[str, Any]:
+async def monitor(request: Request, tenant_id: str, conversation_id: ConversationId, who: Supervisor) -> dict[str, Any]:
     """Read-only view of one conversation of the tenant: state, owner, messages so far, customer history."""
     board = _board(request)
     conv = await board.commands.conversation(tenant_id, conversation_id)

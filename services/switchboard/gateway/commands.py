@@ -2,6 +2,8 @@
 
 Every key is built from the tenant in the agent's token, never from the frame, so a conversation id of another
 shop names a key that does not exist: an agent of shop A can neither read nor act on shop B's conversations.
+What agents write (replies, transfer notes, reasons) is PII-masked before it reaches a topic or Redis, as
+customers' text is (runtime/pii.py): an agent who repeats a customer's phone number sends it masked.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from switchboard.routing.commands import (
     transfer_refusal,
 )
 from switchboard.runtime.kafka import RecordProducer, now_timestamp
+from switchboard.runtime.pii import mask_pii
 from switchboard.runtime.topics import Topics
 from switchboard.state.history import CustomerHistory
 from switchboard.state.keys import Keys
@@ -106,20 +109,20 @@ class DeskCommands:
             conversation_id=cmd.conversation_id,
             type=CONVERSATION_COMMANDS[cmd.type],
             epoch=epoch,
-            reason=cmd.reason,
+            reason=mask_pii(cmd.reason),
             wrap_up_code=cmd.wrap_up_code,
             transfer_to_agent=cmd.to_agent,
             transfer_to_group=cmd.to_group,
             at=now_timestamp(),
             session_epoch=session.session_epoch,
-            note=cmd.note,
+            note=mask_pii(cmd.note),
         )
         if record.type == AgentCommandType.AGENT_COMMAND_TRANSFER and transfer_refusal(session.agent_id, cmd.to_agent):
             raise FrameError("bad_field", "cannot transfer a conversation to yourself", cmd.ref)
         if record.type == AgentCommandType.AGENT_COMMAND_TRANSFER and cmd.to_group:
             self._check_group(session.tenant_id, cmd, conv)
         if record.type == AgentCommandType.AGENT_COMMAND_TRANSFER:
-            await self._keep_note(session, cmd)
+            await self._keep_note(session, cmd.conversation_id, record.note)
         await self.producer.send(self.topics.commands, cmd.conversation_id, record)
         COMMANDS.labels(cmd.type, "sent").inc()
         return epoch
@@ -153,7 +156,7 @@ class DeskCommands:
             epoch=conv.epoch,
             sent_at=now_timestamp(),
             kind=MessageKind.MESSAGE_KIND_TEXT,
-            text=cmd.text,
+            text=mask_pii(cmd.text),
             customer_id=conv.customer_id,
         )
         await self.producer.send(self.topics.outbound, cmd.conversation_id, record)
@@ -196,13 +199,13 @@ class DeskCommands:
         await self.producer.send(self.topics.outbound, cmd.conversation_id, record)
         return True
 
-    async def _keep_note(self, session: DeskSession, cmd: Command) -> None:
-        """Keep the transfer note for whoever owns the conversation next (the router never sees it)."""
-        key = self.keys.transfer_note(session.tenant_id, cmd.conversation_id)
-        if not cmd.note:
+    async def _keep_note(self, session: DeskSession, conversation_id: str, text: str) -> None:
+        """Keep the (masked) transfer note for whoever owns the conversation next (the router never sees it)."""
+        key = self.keys.transfer_note(session.tenant_id, conversation_id)
+        if not text:
             await self.redis.delete(key)
             return
-        note = {"from_agent": session.agent_id, "note": cmd.note, "at_ms": int(time.time() * 1000)}
+        note = {"from_agent": session.agent_id, "note": text, "at_ms": int(time.time() * 1000)}
         await self.redis.set(key, json.dumps(note, ensure_ascii=False), ex=TRANSFER_NOTE_TTL_S)
 
     async def context(self, session: DeskSession, cmd: Command) -> dict[str, object]:

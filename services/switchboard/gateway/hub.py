@@ -52,6 +52,9 @@ class DeskHub:
         self._listener: asyncio.Task[Any] | None = None
         self._pubsub_connection: Connection | None = None
         self.awaiting_pong = False
+        # Called with a session whose state Redis lost (its seq counter below what it was sent, or its session
+        # epoch gone or older): the gateway logs it in again and re-snapshots it (gateway/recovery.py).
+        self.on_lost: Callable[[DeskSession], None] | None = None
 
     @property
     def stopping(self) -> asyncio.Event:
@@ -120,9 +123,14 @@ class DeskHub:
             log.warning("desk_notify_malformed", channel=channel.decode(), data=data.decode())
             return
         if session_notice:
-            if number > session.session_epoch:
+            if number > session.session_epoch and not session.recovering:
                 self.spawn(session.close(CloseCode.SUPERSEDED, "a newer session of this agent logged in"))
         elif number > session.last_sent:
+            self.mark_dirty(session)
+        elif number < session.last_sent:
+            # Usually the pump read ahead of this notification; after Redis lost the seq counter it is a new event
+            # under an old seq. The pump tells them apart by reading the counter.
+            session.check_state = True
             self.mark_dirty(session)
 
     async def run_listener(self) -> None:
@@ -136,7 +144,10 @@ class DeskHub:
                 await pubsub.psubscribe(pattern)
                 self.listening = True
                 for session in list(self.sessions.values()):
-                    self.mark_dirty(session)  # notifications may have been lost while not subscribed
+                    # notifications may have been lost while not subscribed, and a Redis that restarted may have
+                    # lost the desks' state: the pump reads the events and checks the state
+                    session.check_state = True
+                    self.mark_dirty(session)
                 self._pubsub_connection, self.awaiting_pong = pubsub.connection, False
                 await self._listen(pubsub.connection)
             except (RedisError, OSError) as exc:
@@ -215,12 +226,20 @@ class DeskHub:
     async def _read_round(self, batch: list[DeskSession]) -> None:
         pipe = self.redis.pipeline(transaction=False)
         counts = []
+        checked = [s for s in batch if s.check_state]
+        for session in checked:
+            session.check_state = False
+            pipe.get(self.keys.desk_seq(session.tenant_id, session.agent_id))
+            pipe.hget(self.keys.agent(session.tenant_id, session.agent_id), "session_epoch")
         for session in batch:
             count = min(session.room(), self.settings.outbox_batch)
             counts.append(count)
             outbox = self.keys.desk_outbox(session.tenant_id, session.agent_id)
             pipe.xrange(outbox, min=f"({session.last_sent}-1", max="+", count=count)
         results = await pipe.execute()
+        for i, session in enumerate(checked):
+            self.state_lost(session, int(results[2 * i] or 0), int(results[2 * i + 1] or 0))
+        results = results[2 * len(checked) :]
         for session, count, entries in zip(batch, counts, results, strict=True):
             if session.closed or not entries:
                 continue
@@ -242,6 +261,26 @@ class DeskHub:
             session.enqueue(seq, event_frame(event))
             sent += 1
         EVENTS_SENT.inc(sent)
+
+    def state_lost(self, session: DeskSession, seq: int, epoch: int) -> bool:
+        """True (and the gateway told) when Redis lost the session's state: its seq counter is below what the desk
+        was sent, or its session epoch is gone or older than the desk's."""
+        if session.recovering:
+            return True  # being logged in again: the recovery sends what the desk needs
+        if session.closed or (seq >= session.last_sent and epoch >= session.session_epoch):
+            return False
+        log.warning(
+            "desk_state_lost",
+            tenant_id=session.tenant_id,
+            agent_id=session.agent_id,
+            seq=seq,
+            sent=session.last_sent,
+            epoch=epoch,
+            session_epoch=session.session_epoch,
+        )
+        if self.on_lost is not None:
+            self.on_lost(session)
+        return True
 
     # --- reconcile --------------------------------------------------------------------------------------------
 
@@ -271,6 +310,8 @@ class DeskHub:
             values = await pipe.execute()
             for i, session in enumerate(chunk):
                 seq, epoch = int(values[2 * i] or 0), int(values[2 * i + 1] or 0)
+                if self.state_lost(session, seq, epoch):
+                    continue
                 if epoch > session.session_epoch:
                     await session.close(CloseCode.SUPERSEDED, "a newer session of this agent logged in")
                 elif session.full_since is not None and now - session.full_since > self.settings.slow_close_s:

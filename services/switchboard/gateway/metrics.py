@@ -11,6 +11,12 @@ DESK_SOCKETS = WEBSOCKETS.labels("gateway", "desk")
 SOCKETS_STALLED = Gauge("sb_gateway_sockets_stalled", "Sockets whose send queue is full (outbox reads paused)")
 EVENTS_SENT = Counter("sb_gateway_events_sent_total", "Desk events queued to desktop sockets")
 AUTH_REFUSED = Counter("sb_gateway_auth_refused_total", "Sockets closed before a session started", ["code"])
+DESK_RECOVERIES = Counter(
+    "sb_gateway_desk_recoveries_total",
+    "Connected desks logged in again after Redis lost their session or outbox: recovered, waiting (presence had not "
+    "rebuilt the agent yet; retried), gave_up (closed 4012)",
+    ["result"],
+)
 COMMANDS = Counter("sb_gateway_commands_total", "Client commands by type and outcome", ["type", "outcome"])
 TRIMS = Counter("sb_gateway_outbox_trims_total", "Outbox trims after acks (folded into the desk view)")
 QUEUE_STATS_FRAMES = Counter("sb_gateway_queue_stats_frames_total", "queue_stats frames queued to desktop sockets")

@@ -14,15 +14,19 @@ from typing import Any
 from google.protobuf.json_format import MessageToDict
 
 from switchboard.contracts import AgentCommandType, AgentStatus, DeskEvent, DeskEventType
+from switchboard.runtime.input_limits import parse_json
 
 
 class CloseCode(IntEnum):
     """Websocket close codes the gateway uses (4xxx are switchboard's own)."""
 
+    INVALID_PAYLOAD = 1007  # a frame nested too deep, with a lone surrogate or a control character, or not JSON
+    POLICY = 1008
     MESSAGE_TOO_BIG = 1009
     INTERNAL_ERROR = 1011
     SERVICE_RESTART = 1012
-    PROTOCOL_ERROR = 4000  # the first frame is not an auth frame, or a frame is not JSON
+    TRY_AGAIN_LATER = 1013  # the agent's state is being restored after Redis lost it: reconnect shortly
+    PROTOCOL_ERROR = 4000  # the first frame is not an auth frame (a JSON object with type auth), or binary
     TOKEN_MISSING = 4001
     TOKEN_INVALID = 4002
     ORIGIN_NOT_ALLOWED = 4003
@@ -80,6 +84,8 @@ CLIENT_FRAMES = frozenset(
 MAX_TEXT = 8000
 MAX_NOTE = 2000
 MAX_FIELD = 200
+# The socket refuses frames over SB_MAX_FRAME_BYTES (1009) before they are parsed; this only bounds direct callers.
+PARSE_MAX_BYTES = 1024 * 1024
 
 
 class FrameError(ValueError):
@@ -122,10 +128,8 @@ class Command:
 
 
 def _obj(raw: str) -> dict[str, Any]:
-    try:
-        frame = json.loads(raw)
-    except ValueError as exc:
-        raise FrameError("bad_json", f"frame is not JSON: {exc}") from exc
+    """A frame's JSON object; InputRefused (runtime/input_limits.py) when it is not JSON text at all."""
+    frame = parse_json(raw, max_bytes=PARSE_MAX_BYTES)
     if not isinstance(frame, dict):
         raise FrameError("bad_frame", "frame must be a JSON object")
     return frame

@@ -26,11 +26,13 @@ class DeskSession:
         "_send",
         "acked",
         "agent_id",
+        "check_state",
         "closed",
         "full_since",
         "last_sent",
         "queue",
         "queue_max",
+        "recovering",
         "session_epoch",
         "tenant_id",
         "trim_requested",
@@ -52,6 +54,11 @@ class DeskSession:
         self.acked = 0
         self.trim_requested = 0
         self.closed = False
+        # Set when Redis may have lost this desk's state (its seq counter or session): the pump checks it.
+        self.check_state = False
+        # True while the gateway logs the desk in again (gateway/recovery.py): its epoch in Redis runs ahead of
+        # `session_epoch` for a moment, which must not read as "superseded".
+        self.recovering = False
         self.full_since: float | None = None
         self.wake = asyncio.Event()
         self.writer: asyncio.Task[None] | None = None

@@ -60,6 +60,10 @@ class GatewaySettings(ServiceSettings):
     # pipelined), so a notification lost without a pub/sub reconnect delays an event by at most this long, and a
     # fenced session whose "session:<epoch>" notification was lost is closed within it.
     reconcile_interval_s: float = 30.0
+    # After Redis lost a connected desk's session, the gateway logs it in again on its behalf; while presence has not
+    # rebuilt the agent it retries (with backoff) this long, then closes the socket 4012. A new socket waits as long
+    # before it is refused 4005 while presence's state of the tenant is being rebuilt (docs/state.md).
+    relogin_wait_s: float = 20.0
     # Redis connections of the replica; connects beyond that wait for a free one (bursts of reconnects).
     redis_connections: int = 64
     # RLIMIT_NOFILE raised to this at start (one descriptor per desktop socket).

@@ -1,1 +1,2 @@
-"""What every channel adapter shares: PII masking, language detection, ids, and the accept-then-ack path."""
+"""What every channel adapter shares: language detection, ids, and the accept-then-ack path (PII masking is
+runtime.pii, which every service may import)."""

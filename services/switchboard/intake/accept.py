@@ -25,17 +25,21 @@ from redis.exceptions import RedisError
 from switchboard.contracts import Channel, InboundMessage
 from switchboard.intake.ids import message_id
 from switchboard.intake.language import detect_language
-from switchboard.intake.pii import mask_bytes, mask_pii
 from switchboard.intake.tally import InboundOutcome, InboundTally
 from switchboard.runtime.errors import BrokerUnavailable, TransientError
 from switchboard.runtime.kafka import RecordProducer, now_timestamp
 from switchboard.runtime.logs import get_logger
+from switchboard.runtime.pii import mask_bytes, mask_pii
 from switchboard.runtime.redis_client import redis_unavailable_as_transient
 from switchboard.state.keys import Keys
 
 log = get_logger(__name__)
 
 PENDING_TTL_S = 30
+# What every adapter tells a sender whose message the broker did not acknowledge in time. It may have been stored
+# anyway (acks=all timed out after the write landed); a resend with the same id is safe: the same message id comes
+# out, and the router takes a message id once (docs/chat-widget.md, "Retry later").
+RETRY_LATER_REASON = "not acknowledged in time; it may have been stored: send it again with the same id (safe)"
 DONE_TTL_S = 7 * 24 * 3600
 
 

@@ -20,7 +20,6 @@ from redis.exceptions import RedisError
 from switchboard.contracts import DeskEvent, DeskEventType
 from switchboard.intake.accept import Intake, Outcome
 from switchboard.intake.customers import CustomerContact, CustomerTiers
-from switchboard.intake.pii import mask_phone_number
 from switchboard.phone.calls import FIRST_SEQ, CallStore
 from switchboard.phone.directory import PhoneDirectory
 from switchboard.phone.metrics import PHONE_ITEMS
@@ -38,6 +37,7 @@ from switchboard.phone.wire import CallIvr, CallStarted, Delivery, PhoneInputErr
 from switchboard.runtime.errors import TransientError
 from switchboard.runtime.kafka import now_timestamp
 from switchboard.runtime.logs import get_logger
+from switchboard.runtime.pii import mask_phone_number
 from switchboard.state.keys import Keys
 from switchboard.state.outbox import append_desk_event
 

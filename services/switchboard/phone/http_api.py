@@ -1,9 +1,9 @@
 """HTTP endpoints of the phone adapter: batches of events and segments, and post-call transcripts.
 
 Answers: 200 with one result per item once Kafka acked every record (and, while the tenant's surge profile asks
-for it, an announcement for each waiting call: announce.py); 503 + Retry-After when the broker (or
-Redis) is unreachable, nothing acknowledged; 4xx with a reason (and a DLQ record) for input that will never be
-taken. See docs/phone-api.md.
+for it, an announcement for each waiting call: announce.py); 503 + Retry-After when the broker (or Redis) is
+unreachable: nothing acknowledged, though some may be stored (resend with the same ids, which is safe); 4xx with a
+reason (and a DLQ record) for input that will never be taken. See docs/phone-api.md.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Annotated
 from fastapi import FastAPI, Header, Request
 from fastapi.responses import JSONResponse
 
+from switchboard.intake.accept import RETRY_LATER_REASON
 from switchboard.intake.tally import InboundOutcome, InboundTally
 from switchboard.phone.adapter import PhoneAdapter
 from switchboard.phone.announce import Announcer, answer
@@ -36,7 +37,7 @@ def retry_later(settings: PhoneSettings, exc: Exception, tally: InboundTally, te
     tally.count(tenant_id, InboundOutcome.RETRY_LATER)
     log.warning("phone_retry_later", error=repr(exc))
     return JSONResponse(
-        {"error": "retry_later", "reason": "the message broker is unavailable; nothing was taken, send it again"},
+        {"error": "retry_later", "reason": RETRY_LATER_REASON},
         status_code=503,
         headers={"Retry-After": str(settings.retry_after_s)},
     )

@@ -19,8 +19,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from switchboard.contracts import CallEvent, Channel, InboundMessage, MessageKind, PhoneDetail
 from switchboard.intake.ids import stable_id
 from switchboard.intake.language import detect_language
-from switchboard.intake.pii import mask_phone_number
 from switchboard.phone.wire import CallAnswered, CallEnded, CallIvr, CallStarted, PhoneItem, Segment, speaker_of
+from switchboard.runtime.pii import mask_phone_number
 
 EVENTS: dict[str, int] = {
     "call.started": CallEvent.CALL_EVENT_STARTED,

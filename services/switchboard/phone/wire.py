@@ -11,8 +11,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from switchboard.intake.pii import mask_pii
 from switchboard.runtime.errors import InvalidRecord
+from switchboard.runtime.pii import mask_pii
 
 CALL_ID = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$"
 SPEAKERS = {

@@ -6,7 +6,8 @@ not hold up the frame that carries it; a call's lifecycle events keep the order 
 Every frame gets exactly one answer:
 `{"type": "ack", "id", "results"}` after Kafka acked its records (plus `announcements` for waiting calls while the
 tenant's surge profile asks for them, see announce.py), or `{"type": "error", "id", "code", "reason"}`
-with code `retry_later` (nothing taken, send it again) or the refusal's error type (DLQ record written).
+with code `retry_later` (not acknowledged in time: maybe stored, send it again with the same id) or the
+refusal's error type (DLQ record written).
 Close codes: 4401 unknown API key, 1009 frame too big.
 """
 
@@ -20,6 +21,7 @@ from typing import Any
 from fastapi import FastAPI, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
+from switchboard.intake.accept import RETRY_LATER_REASON
 from switchboard.intake.tally import InboundOutcome
 from switchboard.phone.adapter import ItemResult, PhoneAdapter, dump
 from switchboard.phone.announce import Announcer, answer
@@ -182,7 +184,7 @@ class StreamSession:
                 "id": frame_id,
                 "code": "retry_later",
                 "retry_after_s": self.settings.retry_after_s,
-                "reason": "the message broker is unavailable; nothing was taken, send it again",
+                "reason": RETRY_LATER_REASON,
             }
         )
 

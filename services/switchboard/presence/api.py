@@ -36,6 +36,7 @@ from switchboard.presence.schemas import (
 from switchboard.presence.settings import OperatorGrant
 from switchboard.presence.surge import SurgeSchedule
 from switchboard.routing.surge import SurgeProfile
+from switchboard.runtime.http_errors import ERROR_RESPONSES, ErrorBody, error_response, install_error_shapes
 from switchboard.runtime.idents import Ident
 from switchboard.runtime.logs import get_logger
 from switchboard.state.agent_model import AgentState, Status
@@ -89,7 +90,16 @@ def _actor(grant: OperatorGrant) -> str:
     return f"operator:{grant.name}"
 
 
-router = APIRouter(prefix="/v1/operator/tenants/{tenant_id}", tags=["operator"])
+router = APIRouter(prefix="/v1/operator/tenants/{tenant_id}", tags=["operator"], responses=ERROR_RESPONSES)
+# At most this many agents are skipped by `offset` (a tenant has far fewer).
+MAX_OFFSET = 1_000_000
+
+
+def _answer(status_code: int, description: str) -> dict[int | str, dict[str, Any]]:
+    return {status_code: {"model": ErrorBody, "description": description}}
+
+
+_NO_AGENT = _answer(404, "`not_found`: the tenant has no such agent")
 
 
 @router.get("/agents", summary="Who is where")
@@ -98,8 +108,8 @@ async def where(
     operator: Operator,
     control: Control,
     status_filter: Annotated[Status | None, Query(alias="status")] = None,
-    group: Annotated[str | None, Query()] = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    group: Annotated[Ident | None, Query()] = None,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
 ) -> WhereView:
     """Agents of the tenant (optionally of one status / group) with load, by agent id, one page at a time;
@@ -122,18 +132,17 @@ async def where(
     )
 
 
-_LEVELS_INVALID: dict[int | str, dict[str, Any]] = {
-    422: {
-        "description": "A field out of bounds (a level outside 1-5, a language that is not an ISO 639-1 code), or a "
-        "level for a group the agent would not serve after the change; nothing was changed.",
-    }
-}
+_LEVELS_INVALID = _answer(
+    422,
+    "`schema`: a field out of bounds (capacity above 1000 slots, a level outside 1-5, a language that is not an "
+    "ISO 639-1 code), or a level for a group the agent would not serve after the change; nothing was changed.",
+)
 
 
 @router.patch(
     "/agents/{agent_id}",
     summary="Change an agent's skills, levels, languages or capacity live",
-    responses=_LEVELS_INVALID,
+    responses={**_LEVELS_INVALID, **_NO_AGENT},
 )
 async def update_agent(
     tenant_id: str, agent_id: Ident, body: AgentChanges, operator: Operator, control: Control
@@ -151,7 +160,11 @@ async def update_agent(
     return AgentView.of(await _agent(control, tenant_id, agent_id))
 
 
-@router.put("/agents/{agent_id}/status", summary="Set an agent's status")
+@router.put(
+    "/agents/{agent_id}/status",
+    summary="Set an agent's status",
+    responses={**_NO_AGENT, **_answer(409, "`conflict`: the agent is offline (it comes back only by logging in)")},
+)
 async def set_status(
     tenant_id: str, agent_id: Ident, body: StatusRequest, operator: Operator, control: Control
 ) -> AgentView:
@@ -180,7 +193,12 @@ async def scale_capacity(tenant_id: str, body: CapacityRequest, operator: Operat
     return ChangedView(changed=changed)
 
 
-@router.post("/temporary-agents", summary="Add temporary agents in bulk", status_code=201)
+@router.post(
+    "/temporary-agents",
+    summary="Add temporary agents in bulk",
+    status_code=201,
+    responses=_answer(409, "`conflict`: the batch names a rostered agent; nothing was added"),
+)
 async def add_temporary(
     tenant_id: str, body: TemporaryAgentsRequest, operator: Operator, control: Control
 ) -> TemporaryAgentsView:
@@ -211,12 +229,12 @@ async def surge(tenant_id: str, operator: Operator, control: Control) -> SurgeVi
     )
 
 
-_PROFILE_INVALID: dict[int | str, dict[str, Any]] = {
-    422: {
-        "description": "The profile is malformed, or does not fit the tenant's routing config: `detail` lists "
-        "every problem (unknown group, overflow to its own group, threshold out of range); nothing was stored.",
-    }
-}
+_PROFILE_INVALID = _answer(
+    422,
+    "`schema`: the profile is malformed, or does not fit the tenant's routing config: `detail` lists every problem "
+    "(unknown group, overflow to its own group, threshold out of range); nothing was stored.",
+)
+_NO_PROFILE = _answer(404, "`not_found`: the tenant has no such surge profile")
 
 
 def _invalid(exc: ProfileInvalid) -> HTTPException:
@@ -236,7 +254,7 @@ async def put_profile(
     return await surge(tenant_id, operator, control)
 
 
-@router.post("/surge/activate", summary="Switch a surge profile on", responses=_PROFILE_INVALID)
+@router.post("/surge/activate", summary="Switch a surge profile on", responses={**_PROFILE_INVALID, **_NO_PROFILE})
 async def activate(tenant_id: str, body: ActivateRequest, operator: Operator, control: Control) -> ChangedView:
     """Every agent's multiplier becomes the profile's factor for its groups, and agents of a pool group also serve
     the pool's groups. 422 when the profile no longer fits the routing config (changed since it was defined)."""
@@ -254,7 +272,15 @@ async def deactivate(tenant_id: str, operator: Operator, control: Control) -> Ch
     return ChangedView(changed=await control.deactivate(tenant_id, _actor(operator)))
 
 
-@router.post("/surge/schedules", summary="Schedule a surge profile for a time window", status_code=201)
+@router.post(
+    "/surge/schedules",
+    summary="Schedule a surge profile for a time window",
+    status_code=201,
+    responses={
+        **_NO_PROFILE,
+        **_answer(422, "`schema`: a field out of bounds, or a window that ends before it starts"),
+    },
+)
 async def schedule(tenant_id: str, body: ScheduleRequest, operator: Operator, control: Control) -> SurgeSchedule:
     """The sweep switches the profile on at `start` and off at `end` (whichever presence replica sweeps first)."""
     try:
@@ -267,8 +293,12 @@ async def schedule(tenant_id: str, body: ScheduleRequest, operator: Operator, co
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
 
 
-@router.delete("/surge/schedules/{schedule_id}", summary="Cancel a schedule")
-async def cancel_schedule(tenant_id: str, schedule_id: str, operator: Operator, control: Control) -> SurgeSchedule:
+@router.delete(
+    "/surge/schedules/{schedule_id}",
+    summary="Cancel a schedule",
+    responses=_answer(409, "`conflict`: no such schedule, or it is over (done or cancelled)"),
+)
+async def cancel_schedule(tenant_id: str, schedule_id: Ident, operator: Operator, control: Control) -> SurgeSchedule:
     """A pending window never starts; an active one ends now."""
     try:
         return await control.cancel_schedule(tenant_id, schedule_id, _actor(operator))
@@ -303,12 +333,11 @@ def mount_operator_api(app: FastAPI, control: SurgeControl, grants: list[Operato
     app.state.surge_control = control
     app.state.operator_grants = grants
     app.include_router(router)
+    install_error_shapes(app)
     app.add_exception_handler(RedisConnectionError, _redis_unavailable)
     app.add_exception_handler(RedisTimeoutError, _redis_unavailable)
 
 
 async def _redis_unavailable(request: Request, exc: Exception) -> JSONResponse:
     # Nothing was half-applied that a retry would not finish: every change is one script, audited after it.
-    return JSONResponse(
-        {"detail": "presence store unavailable, retry later"}, status_code=503, headers={"Retry-After": "5"}
-    )
+    return error_response(503, "presence store unavailable, retry later", {"Retry-After": "5"})

@@ -15,3 +15,7 @@ SWEEP_SECONDS = Histogram(
 )
 AGENTS = Gauge("sb_presence_agents", "Agents by tenant and status", ["tenant", "status"])
 ROSTER_RELOADS = Counter("sb_presence_roster_reloads_total", "Roster file reloads", ["result"])
+STATE_REBUILDS = Counter(
+    "sb_presence_state_rebuilds_total",
+    "Tenants whose presence state was rebuilt from the presence topic and the roster (its state mark was missing)",
+)

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-from pydantic import AwareDatetime, BaseModel, Field, model_validator
+from datetime import datetime
+
+from pydantic import AwareDatetime, BaseModel, Field, field_validator, model_validator
 
 from switchboard.presence.surge import SurgeSchedule
 from switchboard.routing.surge import MAX_FACTOR, SurgeProfile
 from switchboard.runtime.idents import Ident
+from switchboard.runtime.text import Name, Reason
 from switchboard.state.agent_model import AgentState, Status
 from switchboard.state.languages import LanguageList
-from switchboard.state.roster import ChannelSlots, Proficiency, stray_level_message, stray_levels
+from switchboard.state.roster import ChannelSlots, Groups, Proficiency, stray_level_message, stray_levels
+
+# Agents one bulk call adds or removes.
+MAX_BULK = 5000
+# Schedules accept windows between these years: a date outside is a typo, and far dates overflow epoch milliseconds.
+EARLIEST_YEAR = 2000
+LATEST_YEAR = 2200
 
 
 class AgentView(BaseModel):
@@ -87,10 +96,10 @@ class AgentChanges(BaseModel):
     agent's own groups after the change (422 otherwise). New `groups` without `proficiency` drop the levels of
     groups the agent leaves. `languages` are ISO 639-1 codes."""
 
-    groups: list[Ident] | None = None
+    groups: Groups | None = None
     languages: LanguageList | None = None
     capacity: ChannelSlots | None = None
-    display_name: str | None = None
+    display_name: Name | None = None
     proficiency: Proficiency | None = None
 
     @model_validator(mode="after")
@@ -104,15 +113,15 @@ class StatusRequest(BaseModel):
     """An operator sets an agent's status (offline agents come back only by logging in)."""
 
     status: Status
-    reason: str = ""
+    reason: Reason = ""
 
 
 class TemporaryAgent(BaseModel):
     """A surge helper: skills, languages, capacity; offline until it logs in through the gateway."""
 
     agent_id: Ident
-    display_name: str = ""
-    groups: list[Ident] = Field(min_length=1)
+    display_name: Name = ""
+    groups: Groups = Field(min_length=1)
     languages: LanguageList = Field(default_factory=list)
     capacity: ChannelSlots = Field(default_factory=ChannelSlots)
     proficiency: Proficiency = Field(default_factory=dict)
@@ -135,13 +144,13 @@ class TemporaryAgentsView(BaseModel):
 class TemporaryAgentsRequest(BaseModel):
     """Agents to add in bulk."""
 
-    agents: list[TemporaryAgent] = Field(min_length=1, max_length=5000)
+    agents: list[TemporaryAgent] = Field(min_length=1, max_length=MAX_BULK)
 
 
 class RemoveRequest(BaseModel):
     """Temporary agents to remove in bulk."""
 
-    agent_ids: list[Ident] = Field(min_length=1, max_length=5000)
+    agent_ids: list[Ident] = Field(min_length=1, max_length=MAX_BULK)
 
 
 class ActivateRequest(BaseModel):
@@ -156,6 +165,14 @@ class ScheduleRequest(BaseModel):
     profile: Ident
     start: AwareDatetime
     end: AwareDatetime
+
+    @field_validator("start", "end")
+    @classmethod
+    def _plausible(cls, moment: datetime) -> datetime:
+        # checked in UTC: an offset near year 1 or 9999 would leave the range datetime can hold
+        if not EARLIEST_YEAR <= moment.year <= LATEST_YEAR:
+            raise ValueError(f"must be between the years {EARLIEST_YEAR} and {LATEST_YEAR}")
+        return moment
 
 
 class SurgeView(BaseModel):

@@ -9,3 +9,4 @@ from switchboard.runtime.lua import LuaScript
 
 CLAIM_PENDING = LuaScript.load(__file__, "claim_pending")
 CLAIM_SCHEDULE = LuaScript.load(__file__, "claim_schedule")
+RESTORE_AGENT = LuaScript.load(__file__, "restore_agent")

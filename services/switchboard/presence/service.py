@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from switchboard.presence.api import OPENAPI_TITLE, mount_operator_api
 from switchboard.presence.audit import AuditLog
 from switchboard.presence.control import SurgeControl
+from switchboard.presence.rebuild import PresenceRebuild
 from switchboard.presence.routing_configs import RoutingConfigs
 from switchboard.presence.settings import PresenceSettings
 from switchboard.presence.sweep import Sweeper
@@ -49,6 +51,21 @@ async def build(settings: PresenceSettings) -> ServiceRuntime:
     if settings.load_roster_on_start and roster_path is not None:
         # a broken roster at start is a deployment error: fail loudly (a broken reload later is only logged)
         roster = load_roster(roster_path)
+    roster_tenants = {t.tenant_id for t in roster.tenants} if roster is not None else set()
+    rebuild = PresenceRebuild(
+        settings,
+        store,
+        settings.instance_id,
+        roster_path if roster is not None else None,
+        known=lambda: control.configs.tenants() | roster_tenants,
+    )
+    # Tenants whose state Redis lost are rebuilt before anything new is written for them; then every sweep interval
+    # (Redis may lose it again while presence runs). A failure here (Kafka away) is retried by that loop.
+    try:
+        await rebuild.check()
+    except Exception as exc:
+        log.warning("presence_rebuild_failed", error=repr(exc))
+    if roster is not None:
         await store.load_roster(roster)
     sweeper = Sweeper(
         store,
@@ -68,6 +85,8 @@ async def build(settings: PresenceSettings) -> ServiceRuntime:
         roster_tenants=[t.tenant_id for t in roster.tenants] if roster is not None else (),
     )
     runtime.add_worker("roster", watcher.run, stop=watcher.stop)
+    stop_rebuild = asyncio.Event()
+    runtime.add_worker("rebuild", lambda: rebuild.run(settings.sweep_interval_s, stop_rebuild), stop=stop_rebuild.set)
     # Operators only: on the internal port when SB_INTERNAL_PORT is set, never behind the public Ingress.
     mount_operator_api(runtime.internal_app, control, settings.operator_tokens)
     if not settings.operator_tokens:

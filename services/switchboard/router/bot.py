@@ -34,6 +34,7 @@ from switchboard.routing.config import BotIntent, TenantRouting
 from switchboard.routing.surge import profile_errors
 from switchboard.runtime.errors import TransientError
 from switchboard.runtime.logs import get_logger
+from switchboard.runtime.pii import mask_pii
 
 log = get_logger(__name__)
 
@@ -237,14 +238,15 @@ class BotAnswers:
 
 
 def bot_reply(message: InboundMessage, answer: Answer) -> OutboundMessage:
-    """The bot's answer on the customer's channel; its id is fixed by the message it answers."""
+    """The bot's answer on the customer's channel; its id is fixed by the message it answers. PII-masked like an
+    agent's reply (an order lookup may answer with the delivery's phone number)."""
     reply = OutboundMessage(
         message_id=f"bot-{message.message_id}",
         tenant_id=message.tenant_id,
         conversation_id=message.conversation_id,
         channel=message.channel,
         kind=MessageKind.MESSAGE_KIND_TEXT,
-        text=answer.text,
+        text=mask_pii(answer.text),
         in_reply_to_message_id=message.message_id,
         customer_id=message.customer.customer_id,
         sender="bot",
@@ -263,7 +265,7 @@ def thread_entry_of(reply: OutboundMessage, message: InboundMessage, answer: Ans
         channel=reply.channel,
         customer=message.customer,
         kind=MessageKind.MESSAGE_KIND_TEXT,
-        text=answer.text,
+        text=reply.text,
         language=message.language,
         attributes={"sender": "bot", "bot_template": answer.template},
     )

@@ -27,6 +27,10 @@ DEFAULT_RESPONSE_TARGET_S = 180.0
 MAX_RESPONSE_TARGET_S = 86_400.0
 
 
+# An overflow ring's thresholds beyond a day are typos, not policies.
+MAX_RING_S = 86_400.0
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -42,11 +46,11 @@ def _default_weights() -> dict[ChannelName, int]:
 class OverflowRing(_Model):
     """A secondary group that may take a group's conversations once a trigger fires."""
 
-    group: str
-    # Fires for one conversation once it has waited this long (None: never by time).
-    after_s: float | None = None
+    group: str = Field(max_length=64)
+    # Fires for one conversation once it has waited this long (None: never by time); beyond a day is a typo.
+    after_s: float | None = Field(default=None, ge=0, le=MAX_RING_S)
     # Fires at decision time when the primary group's estimated wait is above this (None: never).
-    estimated_wait_over_s: float | None = None
+    estimated_wait_over_s: float | None = Field(default=None, ge=0, le=MAX_RING_S)
     # Fires at decision time when the primary group's recent service level is below this fraction (None: never).
     service_level_below: float | None = Field(default=None, ge=0, le=1)
 

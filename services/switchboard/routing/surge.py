@@ -19,15 +19,25 @@ thresholds), so the operator API answers a bad profile with a clear 4xx.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from switchboard.routing.config import OverflowRing, TenantRouting
+from switchboard.runtime.idents import Ident
+from switchboard.runtime.text import Description
 
 # Beyond this a typo (15 instead of 1.5) would let every agent drown in work.
 MAX_FACTOR = 10.0
 # Thresholds beyond a day are typos, not policies.
 MAX_THRESHOLD_S = 86_400.0
+# Groups, pools, intents a profile names: a bound on its size (a shop has a few dozen groups).
+MAX_ENTRIES = 256
+
+Factor = Annotated[float, Field(gt=0, le=MAX_FACTOR)]
+TargetS = Annotated[float, Field(gt=0, le=MAX_THRESHOLD_S)]
+Rings = Annotated[list[OverflowRing], Field(max_length=MAX_ENTRIES)]
+Groups = Annotated[list[Ident], Field(max_length=MAX_ENTRIES)]
 
 
 class CustomerUpdates(BaseModel):
@@ -52,32 +62,17 @@ class SurgeProfile(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    tenant_factor: float = Field(default=1.0, gt=0, le=MAX_FACTOR)
-    group_factors: dict[str, float] = Field(default_factory=dict)
-    description: str = ""
-    overflow: dict[str, list[OverflowRing]] = Field(default_factory=dict)
-    pools: dict[str, list[str]] = Field(default_factory=dict)
-    bot_first: list[str] = Field(default_factory=list)
+    tenant_factor: Factor = 1.0
+    group_factors: dict[Ident, Factor] = Field(default_factory=dict, max_length=MAX_ENTRIES)
+    description: Description = ""
+    overflow: dict[Ident, Rings] = Field(default_factory=dict, max_length=MAX_ENTRIES)
+    pools: dict[Ident, Groups] = Field(default_factory=dict, max_length=MAX_ENTRIES)
+    bot_first: list[Ident] = Field(default_factory=list, max_length=MAX_ENTRIES)
     customer_updates: CustomerUpdates = CustomerUpdates()
-    response_target_s: dict[str, float] = Field(default_factory=dict)
+    response_target_s: dict[Ident, TargetS] = Field(default_factory=dict, max_length=MAX_ENTRIES)
 
-    @model_validator(mode="after")
-    def _in_range(self) -> SurgeProfile:
-        for group, factor in self.group_factors.items():
-            if not 0 < factor <= MAX_FACTOR:
-                raise ValueError(f"group factor of {group} must be in (0, {MAX_FACTOR}]")
-        for group, target in self.response_target_s.items():
-            if not 0 < target <= MAX_THRESHOLD_S:
-                raise ValueError(f"response target of {group} must be in (0, {MAX_THRESHOLD_S:.0f}] seconds")
-        for group, rings in self.overflow.items():
-            for ring in rings:
-                for name in ("after_s", "estimated_wait_over_s"):
-                    value = getattr(ring, name)
-                    if value is not None and not 0 <= value <= MAX_THRESHOLD_S:
-                        raise ValueError(
-                            f"overflow of {group} to {ring.group}: {name} must be in [0, {MAX_THRESHOLD_S:.0f}]"
-                        )
-        return self
+    # Factors, targets and ring thresholds are bounded by their field types (OverflowRing's too), so a value out of
+    # range is a 422 naming its field, and the schema shows the bound.
 
 
 def factor_for(groups: Sequence[str], profile: SurgeProfile | None) -> float:

@@ -209,6 +209,7 @@ class BatchConsumer:
                     partition=d.partition,
                     offset=d.offset,
                     original_headers=d.headers,
+                    bounded=False,
                 )
         await self._commit(tp, records[-1].offset + 1)
         BATCH_SECONDS.labels(service).observe(time.perf_counter() - started)
@@ -249,6 +250,7 @@ class BatchConsumer:
             partition=record.partition,
             offset=record.offset,
             original_headers=headers,
+            bounded=False,
         )
 
     async def _commit(self, tp: TopicPartition, next_offset: int) -> None:

@@ -109,6 +109,18 @@ def check_text(value: str, name: str = "text") -> str:
     return value
 
 
+_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def clean_text(value: str) -> str:
+    """Text made safe to store where refusing is no option (a mail already taken apart): valid surrogate pairs
+    joined, lone surrogates replaced by U+FFFD, control characters other than tab/CR/LF dropped."""
+    if _BAD_TEXT.search(value) is None and "\x7f" not in value:
+        return value
+    joined = value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return _CONTROLS.sub("", joined)
+
+
 def _as_text(data: str | bytes, max_bytes: int) -> str:
     if isinstance(data, str):
         # Counted as UTF-8 would send it; surrogatepass so a lone surrogate is measured, then refused below.

@@ -19,9 +19,11 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from switchboard.contracts import TYPE_HEADER, DeadLetter, type_name
+from switchboard.runtime.buckets import KeyedBuckets
 from switchboard.runtime.errors import BrokerUnavailable
 from switchboard.runtime.logs import get_logger
 from switchboard.runtime.metrics import (
+    DLQ_DROPPED,
     PRODUCE_FAILURES,
     PRODUCE_LATENCY,
     RECORDS_DEAD_LETTERED,
@@ -33,6 +35,11 @@ from switchboard.runtime.topics import Topics, TopicSpec
 log = get_logger(__name__)
 
 Header = tuple[str, bytes]
+
+# The DLQ budget's sender when no tenant is known (docs/dlq.md, "Bounds").
+ANONYMOUS = "anonymous"
+# On a DeadLetter whose original was cut: the size it had, in bytes.
+DLQ_CUT_HEADER = "sb-dlq-cut"
 
 
 def kafka_client_options(settings: ServiceSettings) -> dict[str, Any]:
@@ -130,6 +137,8 @@ class RecordProducer:
             max_batch_size=256 * 1024,
             request_timeout_ms=max(1000, int(settings.produce_timeout_s * 1000)),
         )
+        # One budget per process: with N replicas a sender gets N times it (docs/dlq.md).
+        self._dlq_budget = KeyedBuckets(settings.dlq_rate_per_s, settings.dlq_burst, overflow_key=ANONYMOUS)
 
     async def start(self) -> None:
         """Connect to the cluster (raises BrokerUnavailable, after a clear log line, when no broker takes it)."""
@@ -178,12 +187,31 @@ class RecordProducer:
         partition: int = -1,
         offset: int = -1,
         original_headers: dict[str, str] | None = None,
-    ) -> DeadLetter:
-        """Write a DeadLetter record (waiting for the broker's ack) and return it."""
+        bounded: bool = True,
+    ) -> DeadLetter | None:
+        """Write a DeadLetter record (waiting for the broker's ack) and return it; None when it was not written.
+
+        `bounded` (input refused at a service's edge): the record is written only while its sender (`tenant_id`,
+        else `anonymous`) is within its DLQ budget, else dropped and counted in sb_dlq_dropped_total, and an original
+        over SB_DLQ_MAX_PAYLOAD_BYTES is cut (the record's `sb-dlq-cut` header holds the size it had). A record of a
+        topic (`bounded=False`) is written whole and always: its sender was acknowledged, so the DLQ is where it is
+        kept (docs/dlq.md).
+        """
+        service = self._settings.service_name
+        headers: list[Header] = []
+        if bounded:
+            if not self._dlq_budget.take(tenant_id or ANONYMOUS):
+                DLQ_DROPPED.labels(service, error_type).inc()
+                return None
+            limit = self._settings.dlq_max_payload_bytes
+            if len(original) > limit:
+                headers.append((DLQ_CUT_HEADER, str(len(original)).encode()))
+                reason += f" (the DLQ keeps the first {limit} of {len(original)} bytes)"
+                original = original[:limit]
         letter = DeadLetter(
             dead_letter_id=uuid.uuid4().hex,
             tenant_id=tenant_id,
-            service=self._settings.service_name,
+            service=service,
             source=source,
             partition=partition,
             offset=offset,
@@ -194,8 +222,8 @@ class RecordProducer:
             at=now_timestamp(),
             key=key,
         )
-        await self.send(self.topics.dlq, key or error_type, letter)
-        RECORDS_DEAD_LETTERED.labels(self._settings.service_name, error_type).inc()
+        await self.send(self.topics.dlq, key or error_type, letter, headers)
+        RECORDS_DEAD_LETTERED.labels(service, error_type).inc()
         log.warning("dead_lettered", source=source, error_type=error_type, reason=reason, tenant_id=tenant_id)
         return letter
 

@@ -26,6 +26,11 @@ RECORDS_CONSUMED = Counter("sb_records_consumed_total", "Records read from Kafka
 RECORDS_DEAD_LETTERED = Counter(
     "sb_records_dead_lettered_total", "Records and requests sent to the DLQ", ["service", "error_type"]
 )
+DLQ_DROPPED = Counter(
+    "sb_dlq_dropped_total",
+    "Refusals not written to the DLQ: their sender was over its DLQ budget",
+    ["service", "reason"],
+)
 RECORDS_PRODUCED = Counter("sb_records_produced_total", "Records acknowledged by Kafka", ["service", "topic"])
 PRODUCE_FAILURES = Counter(
     "sb_produce_failures_total", "Sends the broker did not acknowledge in time", ["service", "topic"]

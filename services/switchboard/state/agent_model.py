@@ -14,7 +14,11 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from switchboard.contracts import AgentPresence, AgentStatus, Channel, ChannelCapacity, DeskEvent, DeskEventType
 from switchboard.routing.skills import MAX_LEVEL, MIN_LEVEL, format_proficiency, parse_proficiency
-from switchboard.state.roster import CHANNELS
+from switchboard.routing.surge import MAX_FACTOR
+from switchboard.state.roster import CHANNELS, MAX_SLOTS
+
+# Counters and times are int64 on the record.
+_INT64 = 2**63
 
 
 class Status(StrEnum):
@@ -81,6 +85,32 @@ class AgentState:
         ratios = [self.used.get(ch, 0) / cap for ch, cap in self.effective_capacity().items() if cap > 0]
         return max(ratios, default=0.0)
 
+    def out_of_bounds(self) -> list[str]:
+        """Fields whose stored value no AgentPresence record may carry (`cap:chat=41865718795`); empty when all fit.
+
+        The operator API and the roster refuse such values, but a hash written by hand, or before a bound existed,
+        may hold one; it must not stop the records of every other agent."""
+        problems = [f"cap:{ch}={n}" for ch, n in self.capacity.items() if not 0 <= n <= MAX_SLOTS]
+        if not 0 < self.multiplier <= MAX_FACTOR:
+            problems.append(f"multiplier={self.multiplier}")
+        problems += [f"proficiency:{g}={n}" for g, n in self.proficiency.items() if not MIN_LEVEL <= n <= MAX_LEVEL]
+        problems += [f"{name}={value}" for name, value in self._counters().items() if not 0 <= value < _INT64]
+        return problems
+
+    def _counters(self) -> dict[str, int]:
+        return {
+            "session_epoch": self.session_epoch,
+            "presence_version": self.presence_version,
+            "last_heartbeat_ms": self.last_heartbeat_ms,
+            "status_since_ms": self.status_since_ms,
+            "changed_ms": self.changed_ms,
+            "wrap_up_until_ms": self.wrap_up_until_ms,
+        }
+
+
+class AgentHashInvalid(ValueError):
+    """An agent hash holds a value out of bounds (see `AgentState.out_of_bounds`): it has no valid record."""
+
 
 @dataclass(frozen=True)
 class ProfileChange:
@@ -110,7 +140,7 @@ class ProfileChange:
         if self.languages is not None:
             fields += ["languages", ",".join(self.languages)]
         for channel, slots in (self.capacity or {}).items():
-            if channel not in CHANNELS or slots < 0:
+            if channel not in CHANNELS or not 0 <= slots <= MAX_SLOTS:
                 raise ValueError(f"bad capacity {channel}={slots}")
             fields += [f"cap:{channel}", int(slots)]
         if self.display_name is not None:
@@ -164,6 +194,9 @@ def parse_agent_hash(tenant_id: str, agent_id: str, raw: Mapping[bytes | str, by
         multiplier = float(fields.get("multiplier") or 1.0)
     except ValueError:
         multiplier = 1.0
+    if not math.isfinite(multiplier):
+        # floor(slots × inf) has no value: read like any other unreadable multiplier
+        multiplier = 1.0
     return AgentState(
         tenant_id=tenant_id,
         agent_id=agent_id,
@@ -203,7 +236,12 @@ def presence_key(tenant_id: str, agent_id: str) -> str:
 
 
 def to_presence_record(state: AgentState, now_ms: int, surge_profile: str = "") -> AgentPresence:
-    """The AgentPresence record of an agent's current state (`surge_profile`: the tenant's profile in force)."""
+    """The AgentPresence record of an agent's current state (`surge_profile`: the tenant's profile in force).
+
+    Raises AgentHashInvalid when a field is out of bounds."""
+    problems = state.out_of_bounds()
+    if problems:
+        raise AgentHashInvalid(f"{state.tenant_id}/{state.agent_id}: out of bounds: {', '.join(problems)}")
     record = AgentPresence(
         tenant_id=state.tenant_id,
         agent_id=state.agent_id,

@@ -14,8 +14,10 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 
+from prometheus_client import Counter
 from redis.asyncio import Redis
 
+from switchboard.contracts import AgentPresence
 from switchboard.runtime.errors import BrokerUnavailable
 from switchboard.runtime.kafka import RecordProducer
 from switchboard.runtime.logs import get_logger
@@ -23,6 +25,7 @@ from switchboard.runtime.lua import ScriptCall, run_pipelined
 from switchboard.state import agents_lua as lua
 from switchboard.state.agent_errors import AgentOffline, HeartbeatResult, PresenceError, StaleSession, UnknownAgent
 from switchboard.state.agent_model import (
+    AgentHashInvalid,
     AgentState,
     ProfileChange,
     Status,
@@ -60,6 +63,11 @@ def _own(groups: Sequence[str]) -> list[str]:
 
 
 log = get_logger(__name__)
+
+RECORDS_SKIPPED = Counter(
+    "sb_presence_records_skipped_total",
+    "AgentPresence records not written because the agent hash holds a value out of bounds",
+)
 
 _KEEP_GROUPS = "\x00"
 _NOT_CHECKED = "\x00"
@@ -101,11 +109,13 @@ class PresenceStore:
         gateway_instance: str = "",
         initial_status: Status = Status.AVAILABLE,
         changed_by: str = "agent",
+        after_epoch: int = 0,
     ) -> int:
         """Start a new session and return its epoch; every older session of the agent is fenced from now on.
 
         An offline agent becomes `initial_status`; an agent still online (a reconnect racing the grace period)
-        keeps its status.
+        keeps its status. The new epoch is above `after_epoch` too (a desk logged in again after Redis lost its
+        session keeps a rising epoch).
         """
         now = self.now_ms()
         k = self.keys
@@ -120,7 +130,15 @@ class PresenceStore:
                 k.desk_seq(tenant_id, agent_id),
                 k.desk_notify(tenant_id),
             ],
-            args=[agent_id, now, initial_status.value, gateway_instance, event.SerializeToString(), changed_by],
+            args=[
+                agent_id,
+                now,
+                initial_status.value,
+                gateway_instance,
+                event.SerializeToString(),
+                changed_by,
+                after_epoch,
+            ],
         )
         if code == lua.UNKNOWN_AGENT:
             raise UnknownAgent(f"{tenant_id}/{agent_id}")
@@ -620,7 +638,7 @@ class PresenceStore:
         # the profile in force as the records are written: a router that sees another name than it knows re-reads it
         surge = text(active or b"")
         states = [parse_agent_hash(tenant_id, a, raw) for a, raw in zip(agent_ids, raws, strict=True) if raw]
-        records = [(presence_key(s.tenant_id, s.agent_id), to_presence_record(s, now, surge)) for s in states]
+        states, records = _records(states, now, surge)
         try:
             await self.producer.send_many(self.producer.topics.presence, records)
         except BrokerUnavailable as exc:
@@ -638,3 +656,24 @@ class PresenceStore:
             ],
         )
         return True
+
+
+def _records(
+    states: list[AgentState], now_ms: int, surge: str
+) -> tuple[list[AgentState], list[tuple[str, AgentPresence]]]:
+    """The states that have a record, and their records: an agent whose hash holds a value out of bounds is
+    skipped, logged and counted, so one bad value never stops every other agent's record (nor the sweep).
+
+    Its pending mark stays: the sweep retries it (and logs it again) until an operator repairs the value."""
+    kept: list[AgentState] = []
+    records: list[tuple[str, AgentPresence]] = []
+    for state in states:
+        try:
+            record = to_presence_record(state, now_ms, surge)
+        except AgentHashInvalid as exc:
+            RECORDS_SKIPPED.inc()
+            log.error("presence_record_skipped", tenant_id=state.tenant_id, agent_id=state.agent_id, error=str(exc))
+            continue
+        kept.append(state)
+        records.append((presence_key(state.tenant_id, state.agent_id), record))
+    return kept, records

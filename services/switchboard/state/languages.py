@@ -54,6 +54,7 @@ LanguageList = Annotated[
             "type": "array",
             "items": {"type": "string", "pattern": "^[a-z]{2}$"},
             "uniqueItems": True,
+            "maxItems": len(ISO_639_1),
             "description": "ISO 639-1 language codes, lowercase (zh, en, ja, ko, es, ru, …)",
         }
     ),

@@ -17,16 +17,24 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from switchboard.routing.skills import MAX_LEVEL, MIN_LEVEL
 from switchboard.runtime.idents import Ident
+from switchboard.runtime.text import Name
 from switchboard.runtime.yaml_lines import located, yaml_error_line
 from switchboard.state.languages import LanguageList
 
 CHANNELS = ("chat", "email", "phone")
+# Slots of one agent on one channel. More is a typo (41865718795), not a policy; the bound also keeps
+# floor(slots × the highest surge factor) inside the AgentPresence record's int32.
+MAX_SLOTS = 1000
+# Skill groups of one agent: a bound so that one agent hash and one record stay small.
+MAX_GROUPS = 64
 
 
 # An agent's proficiency in a skill group: 1 (beginner) to 5 (expert), the scale of `switchboard.routing.skills`,
 # which also counts a group the agent serves without a level as DEFAULT_LEVEL.
 Level = Annotated[int, Field(ge=MIN_LEVEL, le=MAX_LEVEL, strict=True)]
-Proficiency = dict[Ident, Level]
+Proficiency = Annotated[dict[Ident, Level], Field(max_length=MAX_GROUPS)]
+# An agent's own skill groups.
+Groups = Annotated[list[Ident], Field(max_length=MAX_GROUPS)]
 
 
 def stray_levels(proficiency: dict[str, int], groups: list[str]) -> list[str]:
@@ -57,9 +65,9 @@ class ChannelSlots(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    chat: int = Field(default=0, ge=0)
-    email: int = Field(default=0, ge=0)
-    phone: int = Field(default=0, ge=0)
+    chat: int = Field(default=0, ge=0, le=MAX_SLOTS)
+    email: int = Field(default=0, ge=0, le=MAX_SLOTS)
+    phone: int = Field(default=0, ge=0, le=MAX_SLOTS)
 
     def as_dict(self) -> dict[str, int]:
         """`{"chat": 5, "email": 10, "phone": 1}`."""
@@ -72,11 +80,11 @@ class RosterAgent(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     agent_id: Ident
-    display_name: str = ""
+    display_name: Name = ""
     password: str | None = None
     password_sha256: str | None = None
     password_salt: str = ""
-    groups: list[Ident] = Field(default_factory=list)
+    groups: Groups = Field(default_factory=list)
     languages: LanguageList = Field(default_factory=list)
     capacity: ChannelSlots = Field(default_factory=ChannelSlots)
     temporary: bool = False

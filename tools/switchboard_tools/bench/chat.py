@@ -15,8 +15,9 @@ import time
 
 from websockets.asyncio.client import connect
 
-from switchboard.chat.signing import signed_headers, widget_token
+from switchboard.chat.signing import widget_token
 from switchboard.contracts import Channel, InboundMessage
+from switchboard.runtime.signing import signed_headers
 from switchboard_tools.benchkit import (
     RAW_LINE,
     adapter_under_test,

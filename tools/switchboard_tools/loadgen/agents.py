@@ -214,7 +214,7 @@ class SimulatedAgent:
     async def _reply(self, conversation: str, held: _Held, delay_s: float) -> None:
         await asyncio.sleep(delay_s)
         if self.held.get(conversation) is held and not held.closing:
-            text = "您好，正在为您查询 / looking into it"
+            text = self.behaviour.reply_text
             await self._send({"type": "reply", "conversation_id": conversation, "epoch": held.epoch, "text": text})
 
     def _accept(self, conversation: str, epoch: int) -> None:
@@ -231,9 +231,8 @@ class SimulatedAgent:
         h = self.behaviour.handling_time
         await asyncio.sleep(handling_time(self.rng, h.mean_s, h.sigma, h.max_s))
         held.closing = True
-        await self._send(
-            {"type": "reply", "conversation_id": conversation, "epoch": held.epoch, "text": "您好，已为您处理 / done"}
-        )
+        text = self.behaviour.closing_text
+        await self._send({"type": "reply", "conversation_id": conversation, "epoch": held.epoch, "text": text})
         await self._send(
             {
                 "type": "close",

@@ -25,8 +25,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from switchboard.chat.facts import encode_claims
-from switchboard.chat.signing import signed_headers, widget_token
+from switchboard.chat.signing import widget_token
 from switchboard.runtime.logs import get_logger
+from switchboard.runtime.signing import signed_headers
 from switchboard_tools.loadgen.accounting import Sent
 from switchboard_tools.loadgen.fixtures import Credentials, email_address
 from switchboard_tools.loadgen.schedule import PlannedConversation, PlannedMessage, caller_number, customer_email

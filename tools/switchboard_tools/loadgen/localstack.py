@@ -46,6 +46,7 @@ def local_stack(
     partitions: int,
     ready_timeout: float = 120.0,
     keep_data: bool = False,
+    log_level: str = "WARNING",
 ) -> Iterator[Endpoints]:
     """Start infrastructure and services for one run; yield where they listen; stop and clean up after."""
     missing = [name for name in NEEDED if name not in existing_services()]
@@ -65,7 +66,7 @@ def local_stack(
         "SB_SMTP_PORT": str(smtp_port),
         "SB_RELAY_HOST": "127.0.0.1",
         "SB_RELAY_PORT": str(relay.port),
-        "SB_LOG_LEVEL": "WARNING",
+        "SB_LOG_LEVEL": log_level,
     }
     saved = {name: os.environ.get(name) for name in [*env, "SB_ORDER_LOOKUP_URL", "SB_CUSTOMER_LOOKUP_URL"]}
     # start_services passes its own environment on to every child: set the run's config there for the start.

@@ -151,6 +151,9 @@ class Agents(_Model):
     first_reply_s: Range = Range(min=0.5, max=3.0)
     reply_s: Range = Range(min=1.0, max=4.0)
     missed_offer_probability: float = Field(ge=0, le=1, default=0.02)
+    # What agents write: while they handle a conversation, and last before they close it.
+    reply_text: str = Field(min_length=1, default="您好，正在为您查询 / looking into it")
+    closing_text: str = Field(min_length=1, default="您好，已为您处理 / done")
     wrap_up_code: str = "resolved"
     # How the shops' routing hands out work: offers to accept (with a timeout) or direct assignment.
     offer_mode: Literal["offer", "auto"] = "offer"

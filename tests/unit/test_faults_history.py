@@ -1,0 +1,95 @@
+"""The fault harness's judgement of a history: a double owner, a reordered message, a duplicate, a loss and the
+recovery time are each found; a clean history is a clean row."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from switchboard_tools.faults.history import History, Injection, judge
+from switchboard_tools.faults.scenario import fault_scenario
+from switchboard_tools.faults.table import FaultRow, markdown_table
+from switchboard_tools.loadgen.accounting import Sent
+from switchboard_tools.loadgen.observations import Observations
+from switchboard_tools.loadgen.schedule import PlannedConversation, Schedule, build_schedule
+
+
+def _schedule() -> tuple[Schedule, PlannedConversation]:
+    schedule = build_schedule(fault_scenario(duration_s=20, seed=3))
+    conv = next(c for c in schedule.conversations if len(c.tags) >= 2)
+    return schedule, conv
+
+
+def _frame(event: str, conv: str, epoch: int, seq: int, tag: str) -> dict[str, Any]:
+    return {"event": event, "conversation_id": conv, "epoch": epoch, "seq": seq,
+            "message": {"message_id": f"m-{tag}", "text": f"text [lg:{tag}]"}}  # fmt: skip
+
+
+def _observe(history: History, obs: Observations, agent: str, frame: dict[str, Any], at: float) -> None:
+    """What the traced recorder does with one desk event: history and ledger."""
+    from switchboard_tools.loadgen.accounting import Delivery
+
+    history.desk_event("fx-flagship", agent, frame, at)
+    if frame["event"] in ("assigned", "message"):
+        tag = frame["message"]["text"].split("[lg:")[1].rstrip("]")
+        delivery = Delivery(tag, "fx-flagship", agent, frame["conversation_id"], frame["epoch"], frame["event"], at)
+        obs.ledger.record_delivery(delivery)
+
+
+def _sent(obs: Observations, conv: PlannedConversation, at: float) -> None:
+    for i, tag in enumerate(conv.tags[:2]):
+        obs.ledger.record_sent(Sent(tag, conv.tenant_id, conv.conversation_key, conv.channel, at + i))
+
+
+def test_a_clean_history_is_a_clean_row_with_its_recovery() -> None:
+    schedule, conv = _schedule()
+    obs, history = Observations("r", "faults", 3, 100.0), History()
+    _sent(obs, conv, 100.0)
+    history.injections.append(Injection("router SIGKILL", "router-1", 100.5, healed_at=103.0))
+    first, second = conv.tags[:2]
+    _observe(history, obs, "a1", _frame("assigned", "c1", 1, 1, first), 100.2)
+    _observe(history, obs, "a1", _frame("message", "c1", 1, 2, second), 105.0)
+    row = judge("router SIGKILL", history, obs, schedule)
+    assert row.clean and row.acked == 2 and row.injections == 1
+    # The second message, sent at 101 during the fault, reached its desk at 105.
+    assert row.recovery_s == 4.0
+
+
+def test_double_owner_reorder_duplicate_and_loss_are_each_counted() -> None:
+    schedule, conv = _schedule()
+    obs, history = Observations("r", "faults", 3, 100.0), History()
+    _sent(obs, conv, 100.0)
+    first, second = conv.tags[:2]
+    # The later message first, then the earlier one twice, and another agent given the same epoch.
+    _observe(history, obs, "a1", _frame("assigned", "c1", 1, 1, second), 102.0)
+    _observe(history, obs, "a1", _frame("message", "c1", 1, 2, first), 102.1)
+    _observe(history, obs, "a1", _frame("message", "c1", 1, 3, first), 102.2)
+    _observe(history, obs, "a2", _frame("assigned", "c1", 1, 1, second), 102.3)
+    row = judge("x", history, obs, schedule)
+    assert (row.duplicated, row.double_owned, row.reordered, row.lost) == (1, 1, 1, 0)
+    assert not row.clean
+
+    lonely = Observations("r", "faults", 3, 100.0)
+    _sent(lonely, conv, 100.0)
+    assert judge("x", History(), lonely, schedule).lost == 2
+
+
+def test_the_table_prints_every_column_and_escapes_pipes() -> None:
+    row = FaultRow("router SIGKILL", 20, 300, 0, 0, 0, 0, 0, 2.345, "a | b")
+    table = markdown_table([row, FaultRow("sweep", 0, 0, 0, 0, 0, 0, 0, None)])
+    assert "| router SIGKILL | 20 | 300 | 0 | 0 | 0 | 0 | 0 | 2.3 s | a \\| b |" in table
+    assert "| sweep | 0 | 0 | 0 | 0 | 0 | 0 | 0 | – |  |" in table
+
+
+def test_the_page_keeps_rows_not_measured_again_with_the_run_that_measured_them() -> None:
+    from switchboard_tools.faults.doc import render
+
+    kill = FaultRow("router SIGKILL + restart", 20, 300, 0, 0, 0, 0, 0, 9.0)
+    stall = FaultRow("network: services ↔ Redis blackholed 5 s", 3, 90, 1, 0, 0, 0, 0, 6.0, "one lost")
+    first = render([stall, kill], "python -m switchboard_tools.faults --full", 600.0, stamp="t1")
+    assert first.index("| router SIGKILL") < first.index("| network: services ↔ Redis")
+    again = render(
+        [FaultRow("router SIGKILL + restart", 2, 40, 0, 0, 0, 0, 0, 2.0)], "--only router-kill", 60.0, first, "t2"
+    )
+    assert "| router SIGKILL + restart | 2 | 40 |" in again and "| 20 | 300 |" not in again
+    assert "| network: services ↔ Redis blackholed 5 s | 3 | 90 | 1 |" in again
+    assert "`python -m switchboard_tools.faults --full`" in again and "`--only router-kill`" in again
