@@ -305,6 +305,11 @@ class Gateway:
                 return
             except FrameError as exc:
                 await session.send(error_frame(exc.code, exc.detail, exc.ref))
+                # An invalid frame spends a token like a command: a desk that keeps sending garbage is closed as
+                # a flood is (4029), not answered for ever.
+                if bucket.take(time.monotonic()) < -self.settings.command_burst:
+                    await session.close(CloseCode.RATE_LIMITED, "too many commands or invalid frames")
+                    return
                 continue
             if cmd.type == "ack":
                 self.hub.acked(session, cmd.seq)
