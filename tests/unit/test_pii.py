@@ -78,6 +78,11 @@ def test_a_customer_id_that_holds_pii_is_named_by_a_stable_hash_of_tenant_and_id
         customer = customer_ref("shop-a", raw)
         assert customer.ref == "h-" + stable_id("shop-a", raw) != customer_ref("shop-b", raw).ref
         assert customer.contact_masked == mask_pii(raw) != raw
+        keyed = customer_ref("shop-a", raw, b"shop-a-secret")
+        assert keyed.ref.startswith("h-") and keyed.ref != customer.ref and len(keyed.ref) == len(customer.ref)
+        assert keyed == customer_ref("shop-a", raw, b"shop-a-secret") != customer_ref("shop-a", raw, b"other")
+        assert keyed.contact_masked == customer.contact_masked
+    assert customer_ref("shop-a", "c-42", b"shop-a-secret").ref == "c-42"
 
 
 def test_the_bots_reply_and_the_thread_entry_it_leaves_are_masked() -> None:

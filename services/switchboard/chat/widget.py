@@ -71,7 +71,8 @@ class WidgetEndpoint:
             return
         tenant_id, raw_customer_id, facts = who
         # From here on the customer is their ref: a phone number or e-mail as id reaches no key, value or record.
-        customer = customer_ref(tenant_id, raw_customer_id)
+        # Keyed with the shop's secret, so the ref cannot be reversed by trying every mobile number.
+        customer = customer_ref(tenant_id, raw_customer_id, self.tenants[tenant_id].secret)
         customer_id = customer.ref
         if self.hub.held(tenant_id, customer_id) >= self.settings.chat_max_sockets_per_customer:
             await ws.close(CLOSE_POLICY, "too many sockets for this customer")
