@@ -108,8 +108,11 @@ def _previous(page: str) -> tuple[dict[str, str], dict[str, str]]:
     return rows, runs
 
 
-def write_doc(rows: Sequence[FaultRow], command: str, took_s: float, path: Path = DOC) -> Path:
-    """Write the page, keeping the rows of the page as it was that `rows` do not measure again; return its path."""
+def write_doc(
+    rows: Sequence[FaultRow], command: str, took_s: float, path: Path = DOC, stamp: str | None = None
+) -> Path:
+    """Write the page, keeping the rows of the page as it was that `rows` do not measure again (`stamp`: when the
+    rows were measured, default now); return its path."""
     previous = path.read_text(encoding="utf-8") if path.exists() else ""
-    path.write_text(render(rows, command, took_s, previous), encoding="utf-8")
+    path.write_text(render(rows, command, took_s, previous, stamp), encoding="utf-8")
     return path

@@ -135,7 +135,7 @@ def blackhole(target: str, stall_s: float) -> Inject:
 
 
 FAULTS: tuple[Fault, ...] = (
-    Fault("router-kill", "router SIGKILL + restart", 20, 2, 10.0, router_kill),
+    Fault("router-kill", "router SIGKILL + restart", 20, 2, 22.0, router_kill),
     Fault("router-sigstop", "router SIGSTOP past its session timeout, SIGCONT", 2, 1, 30.0, router_sigstop),
     Fault("redis-kill", "Redis SIGKILL + restart (AOF everysec)", 5, 1, 15.0, redis_kill, gap_s=8.0),
     Fault("kafka-kill", "Kafka broker SIGKILL + restart (1 node)", 5, 1, 60.0, broker_kill, gap_s=20.0),

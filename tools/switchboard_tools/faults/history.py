@@ -188,7 +188,7 @@ def judge(fault: str, history: History, obs: Observations, schedule: Schedule, e
         notes.append(f"the lost stopped at: {_stopped_at(obs, [*accounting.lost, *accounting.pending_at_cut_off])}")
     if accounting.unexpected:
         channel = {tag: conv.channel for conv in schedule.conversations for tag in conv.tags}
-        by_channel = Counter(channel.get(tag, "?") for tag in accounting.unexpected)
+        by_channel = Counter(channel.get(tag, "an earlier row's") for tag in accounting.unexpected)
         kinds = ", ".join(f"{ch} {n}" for ch, n in sorted(by_channel.items()))
         notes.append(f"{len(accounting.unexpected)} delivered that no channel acknowledged ({kinds})")
     if waits:
