@@ -53,7 +53,13 @@ async def start_router(
             except httpx.TransportError:
                 return False
 
-        await eventually(ready, 60, f"router {name} ready")
+        try:
+            await eventually(ready, 60, f"router {name} ready")
+        except BaseException:
+            if proc.returncode is None:  # never leave a router running behind a failed test
+                proc.kill()
+                await proc.wait()
+            raise
     return proc, port
 
 

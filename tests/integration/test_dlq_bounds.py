@@ -12,14 +12,17 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import REGISTRY
+from redis.asyncio import Redis
 from websockets.exceptions import ConnectionClosed
 
 from switchboard.contracts import TYPE_HEADER, DeadLetter, decode
+from switchboard.gateway.protocol import CloseCode
 from switchboard.runtime.kafka import DLQ_CUT_HEADER, RecordProducer
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.runtime.topics import Topics
 from tests.conftest import TEST_PARTITIONS
 from tests.integration.chat_service import chat_settings, connect, next_frame, running_chat, send_message, signed
+from tests.integration.gateway_support import Desk, gateway_settings, load_agents, running_gateway, token
 
 pytestmark = pytest.mark.broker
 
@@ -139,3 +142,19 @@ async def test_a_limited_message_is_answered_with_its_client_msg_id(settings: Se
         assert (await next_frame(ws, "ack"))["client_msg_id"] == "q1"
         limited = await next_frame(ws, "error")
     assert (limited["code"], limited["client_msg_id"]) == ("rate_limited", "q2")
+
+
+async def test_a_desk_that_keeps_sending_invalid_frames_is_closed_like_a_flood(
+    settings: ServiceSettings, redis: Redis
+) -> None:
+    gs = gateway_settings(settings, command_rate=0.01, command_burst=3)
+    producer = RecordProducer(gs)
+    await producer.start()
+    await load_agents(gs, redis, producer)
+    await producer.stop()
+    async with running_gateway(gs) as gw:
+        desk = await Desk.open(gw.url, token("shop-a", "a-lina"))
+        for i in range(20):
+            with contextlib.suppress(ConnectionClosed):
+                await desk.send({"type": "no-such-command", "id": f"x{i}"})
+        assert await desk.close_code() == CloseCode.RATE_LIMITED

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 
 import pytest
@@ -51,7 +52,7 @@ async def test_reply_only_from_the_current_owner_at_the_current_epoch(gs: Gatewa
         stale = await owner.command({"type": "reply", "id": "r2", "conversation_id": "c-1", "epoch": 2, "text": "hi"})
         assert stale["type"] == "error" and stale["code"] == "stale_epoch"
         ok = await owner.command(
-            {"type": "reply", "id": "r3", "conversation_id": "c-1", "epoch": 3, "text": "您好, your parcel ships today"}
+            {"type": "reply", "id": "r3", "conversation_id": "c-1", "epoch": 3, "text": "您好，回电 138 1234 5678"}
         )
         assert ok["type"] == "result" and ok["ok"] is True
 
@@ -62,7 +63,7 @@ async def test_reply_only_from_the_current_owner_at_the_current_epoch(gs: Gatewa
         assert key == "c-1"
         assert (message.tenant_id, message.agent_id, message.epoch) == ("shop-a", "a-lina", 3)
         assert message.channel == Channel.CHANNEL_CHAT and message.customer_id == "cust-1"
-        assert message.text == "您好, your parcel ships today"
+        assert message.text == "您好，回电 138****5678", "what agents write is PII-masked like customers' text"
         assert message.message_id == ok["message_id"]
         await owner.close()
         await other.close()
@@ -83,7 +84,9 @@ async def test_accept_decline_close_transfer_become_agent_commands(gs: GatewaySe
         await desk.command(
             {"type": "close", "id": "3", "conversation_id": "c-own", "epoch": 7, "wrap_up_code": "solved"}
         )
-        await desk.command({"type": "transfer", "id": "4", "conversation_id": "c-own", "to_group": "after_sales"})
+        note = "客户电话 138.1234.5678，身份证 110101 19900307 1234"
+        transfer = {"type": "transfer", "id": "4", "conversation_id": "c-own", "to_group": "after_sales", "note": note}
+        await desk.command(transfer)
         bad = await desk.command({"type": "close", "id": "5", "conversation_id": "c-own"})
         assert bad["code"] == "bad_field", "close needs a wrap-up code"
         # shop-a's presales takes chat and e-mail only: a call cannot be transferred there.
@@ -101,6 +104,10 @@ async def test_accept_decline_close_transfer_become_agent_commands(gs: GatewaySe
         assert by_type[AgentCommandType.AGENT_COMMAND_DECLINE].reason == "on a call"
         assert by_type[AgentCommandType.AGENT_COMMAND_CLOSE].wrap_up_code == "solved"
         assert by_type[AgentCommandType.AGENT_COMMAND_TRANSFER].transfer_to_group == "after_sales"
+        masked_note = "客户电话 138****5678，身份证 110101********1234"
+        assert by_type[AgentCommandType.AGENT_COMMAND_TRANSFER].note == masked_note
+        kept = await redis.get(keys.transfer_note("shop-a", "c-own"))
+        assert kept is not None and json.loads(kept)["note"] == masked_note
         await desk.close()
         await wei.close()
 

@@ -1,11 +1,11 @@
 """PII never stored raw: numbers and ID cards planted in every channel, in every written form, reach no sink.
 
 A small sale through the real services (the load generator's local stack: chat widget and webhook, SMTP, phone
-stream, agents' desks) where every customer text, e-mail subject, chat customer id and agents' replies carry mobile
-and ID card numbers in each form people write them, plus refused input (widget frame, webhook body, SMTP recipient)
-that goes to the DLQ with them. Then every sink is read whole: each topic of the run (inbound, routing, outbound,
-commands, presence, DLQ), each Redis key of the run with its value, each service's log (at INFO, so uvicorn's
-websocket lines are in), and the load-test report. None holds a planted number, in any form.
+stream and HTTP, agents' desks) where every customer text, e-mail subject, chat customer id and agents' replies
+carry mobile and ID card numbers in each form people write them, plus refused input (widget frame, webhook body,
+phone segment, SMTP recipient) that goes to the DLQ with them. Then every sink is read whole: each topic of the run
+(inbound, routing, outbound, commands, presence, DLQ), each Redis key of the run with its value, each service's log
+(at INFO, so uvicorn's websocket lines are in), and the load-test report. None holds a planted number, in any form.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from switchboard.runtime.signing import signed_headers
 from switchboard.runtime.topics import Topics
 from switchboard_tools.loadgen.customers import Endpoints
 from switchboard_tools.loadgen.driver import Run
-from switchboard_tools.loadgen.fixtures import Credentials, email_address, write_stack_config
+from switchboard_tools.loadgen.fixtures import Credentials, email_address, hotline, write_stack_config
 from switchboard_tools.loadgen.localstack import local_stack
 from switchboard_tools.loadgen.report import build_report, write_report
 from switchboard_tools.loadgen.scenario import Scenario, load_scenario
@@ -144,6 +144,21 @@ async def _refused_inputs(endpoints: Endpoints, creds: Credentials, tenant: str)
             assert answer.status_code == status, answer.text
 
 
+async def _phone_over_http(endpoints: Endpoints, creds: Credentials, tenant: str) -> None:
+    """A call over the HTTP API from a number written with dashes, a transcript segment with every form, and an
+    invalid segment (refused, dead-lettered) with them too."""
+    call = {"call_id": "pii-call-1", "at_ms": int(time.time() * 1000)}
+    started = {**call, "type": "call.started", "caller": MOBILE_FORMS[8], "dialled_number": hotline(1)}
+    segment = {**call, "type": "segment", "seq": 0, "speaker": "customer", "text": EVERY_FORM, "final": True}
+    segment |= {"start_ms": 0, "end_ms": 900, "confidence": 0.9}
+    invalid = {**segment, "seq": 1, "confidence": 7}
+    headers = {"X-Api-Key": creds.phone_key(tenant)}
+    async with httpx.AsyncClient(base_url=endpoints.phone_http, timeout=20, headers=headers) as http:
+        for items, status in (([started, segment], 200), ([invalid], 422)):
+            answer = await http.post("/v1/phone/events", json={"id": f"pii-{status}", "items": items})
+            assert answer.status_code == status, answer.text
+
+
 def _smtp_to_unknown_recipient(endpoints: Endpoints, tenant: str) -> None:
     """Mail to the shop and to an unknown address that is an ID card number (refused at RCPT, dead-lettered)."""
     mail = EmailMessage()
@@ -199,7 +214,7 @@ async def _redis_contents(endpoints: Endpoints) -> dict[str, bytes]:
     try:
         async for key in redis.scan_iter(match=f"{endpoints.key_prefix}:*", count=1000):
             name = key.decode() if isinstance(key, bytes) else str(key)
-            kind = (await redis.type(key)).decode()
+            kind = _flat(await redis.type(key)).decode()
             value: object
             if kind == "string":
                 value = await redis.get(key)
@@ -216,8 +231,8 @@ async def _redis_contents(endpoints: Endpoints) -> dict[str, bytes]:
             else:
                 value = kind
             found[name] = name.encode() + b"=" + _flat(value)
-        found["pubsub channels"] = _flat(await redis.execute_command("PUBSUB", "CHANNELS"))
-        found["pubsub shard channels"] = _flat(await redis.execute_command("PUBSUB", "SHARDCHANNELS"))
+        found["pubsub channels"] = _flat(await redis.pubsub_channels())
+        found["pubsub shard channels"] = _flat(await redis.pubsub_shardchannels())
     finally:
         await redis.aclose()
     return found
@@ -251,6 +266,7 @@ def test_planted_numbers_and_id_cards_reach_no_topic_key_log_or_report(
     run_id = f"pii{int(time.time()) % 10**7:07d}"
     with local_stack(run_dir, config_env, run_id, PARTITIONS, log_level="INFO") as endpoints:
         asyncio.run(_refused_inputs(endpoints, creds, tenant))
+        asyncio.run(_phone_over_http(endpoints, creds, tenant))
         _smtp_to_unknown_recipient(endpoints, tenant)
         observations = asyncio.run(Run(scenario, schedule, endpoints, creds, "pii", progress=False).execute())
         report = build_report(observations, scenario)

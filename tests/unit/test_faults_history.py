@@ -78,3 +78,18 @@ def test_the_table_prints_every_column_and_escapes_pipes() -> None:
     table = markdown_table([row, FaultRow("sweep", 0, 0, 0, 0, 0, 0, 0, None)])
     assert "| router SIGKILL | 20 | 300 | 0 | 0 | 0 | 0 | 0 | 2.3 s | a \\| b |" in table
     assert "| sweep | 0 | 0 | 0 | 0 | 0 | 0 | 0 | – |  |" in table
+
+
+def test_the_page_keeps_rows_not_measured_again_with_the_run_that_measured_them() -> None:
+    from switchboard_tools.faults.doc import render
+
+    kill = FaultRow("router SIGKILL + restart", 20, 300, 0, 0, 0, 0, 0, 9.0)
+    stall = FaultRow("network: services ↔ Redis blackholed 5 s", 3, 90, 1, 0, 0, 0, 0, 6.0, "one lost")
+    first = render([stall, kill], "python -m switchboard_tools.faults --full", 600.0, stamp="t1")
+    assert first.index("| router SIGKILL") < first.index("| network: services ↔ Redis")
+    again = render(
+        [FaultRow("router SIGKILL + restart", 2, 40, 0, 0, 0, 0, 0, 2.0)], "--only router-kill", 60.0, first, "t2"
+    )
+    assert "| router SIGKILL + restart | 2 | 40 |" in again and "| 20 | 300 |" not in again
+    assert "| network: services ↔ Redis blackholed 5 s | 3 | 90 | 1 |" in again
+    assert "`python -m switchboard_tools.faults --full`" in again and "`--only router-kill`" in again

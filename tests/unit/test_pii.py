@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from switchboard.contracts import InboundMessage
+from switchboard.router.bot import bot_reply, thread_entry_of
+from switchboard.routing.bot import Answer
 from switchboard.runtime.pii import (
     CustomerRef,
     contains_pii,
@@ -75,3 +78,16 @@ def test_a_customer_id_that_holds_pii_is_named_by_a_stable_hash_of_tenant_and_id
         customer = customer_ref("shop-a", raw)
         assert customer.ref == "h-" + stable_id("shop-a", raw) != customer_ref("shop-b", raw).ref
         assert customer.contact_masked == mask_pii(raw) != raw
+        keyed = customer_ref("shop-a", raw, b"shop-a-secret")
+        assert keyed.ref.startswith("h-") and keyed.ref != customer.ref and len(keyed.ref) == len(customer.ref)
+        assert keyed == customer_ref("shop-a", raw, b"shop-a-secret") != customer_ref("shop-a", raw, b"other")
+        assert keyed.contact_masked == customer.contact_masked
+    assert customer_ref("shop-a", "c-42", b"shop-a-secret").ref == "c-42"
+
+
+def test_the_bots_reply_and_the_thread_entry_it_leaves_are_masked() -> None:
+    message = InboundMessage(message_id="m-1", tenant_id="shop-a", conversation_id="c-1", text="where is it")
+    answer = Answer("您的包裹由快递员 139 0000 1234 派送，收件人证件 110101199003071234", "order_status.zh")
+    reply = bot_reply(message, answer)
+    assert reply.text == "您的包裹由快递员 139****1234 派送，收件人证件 110101********1234"
+    assert thread_entry_of(reply, message, answer).text == reply.text

@@ -132,7 +132,7 @@ class WebhookEndpoint:
             accepted = await self.accept.offer(
                 fields["message"],
                 tenant_id=tenant_id,
-                customer=customer_ref(tenant_id, fields["customer_id"]),
+                customer=customer_ref(tenant_id, fields["customer_id"], self.tenants[tenant_id].secret),
                 provider_id=provider_id,
                 event_id=event_id,
                 facts=fields["facts"],

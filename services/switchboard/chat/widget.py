@@ -27,7 +27,7 @@ from switchboard.intake.ids import stable_id
 from switchboard.intake.tally import InboundOutcome
 from switchboard.runtime.buckets import TokenBucket
 from switchboard.runtime.errors import InvalidRecord, TransientError
-from switchboard.runtime.input_limits import TOO_LARGE, InputRefused
+from switchboard.runtime.input_limits import TOO_LARGE, InputRefused, close_reason
 from switchboard.runtime.logs import get_logger
 from switchboard.runtime.pii import CustomerRef, customer_ref
 from switchboard.state.departures import Departures
@@ -85,7 +85,8 @@ class WidgetEndpoint:
             return
         tenant_id, raw_customer_id, facts = who
         # From here on the customer is their ref: a phone number or e-mail as id reaches no key, value or record.
-        customer = customer_ref(tenant_id, raw_customer_id)
+        # Keyed with the shop's secret, so the ref cannot be reversed by trying every mobile number.
+        customer = customer_ref(tenant_id, raw_customer_id, self.tenants[tenant_id].secret)
         customer_id = customer.ref
         if self.hub.held(tenant_id, customer_id) >= self.settings.chat_max_sockets_per_customer:
             await ws.close(CLOSE_POLICY, "too many sockets for this customer")
@@ -220,7 +221,7 @@ class _Session:
         if not await self._refuse(kept, "", refused.reason, refused.kind):
             return False  # that refusal was the last strike: closed 1008 already
         await self.sock.drain_and_stop()
-        await self.sock.ws.close(refused.close_code, refused.reason[:120])
+        await self.sock.ws.close(refused.close_code, close_reason(refused.reason))
         return False
 
     async def _message(self, fields: dict[str, Any], raw: bytes) -> bool:

@@ -73,6 +73,7 @@ class CommandHandler:
         reason = invalid_command(cmd, {g.name for g in config.skill_groups})
         if reason is not None:
             return reason
+        await self.ctx.ready(config.tenant)
         for _ in range(RETRIES):
             found = await self._once(config, cmd)
             if not (found and found[0].type == "refused" and found[0].reason == "changed"):

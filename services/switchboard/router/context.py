@@ -8,7 +8,7 @@ what the scripts decided.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -39,6 +39,7 @@ from switchboard.state.figures import ABANDONED, ANSWERED, read_service_levels, 
 from switchboard.state.figures import Outcome as FigureOutcome
 from switchboard.state.history import Close, CustomerHistory
 from switchboard.state.keys import Keys
+from switchboard.state.marks import StateMarks
 
 log = get_logger(__name__)
 
@@ -164,16 +165,35 @@ class RouterContext:
     snapshot_ttl_s: float = 0.0
     clock: Callable[[], int] = field(default=lambda: int(time.time() * 1000))
     scripts: Scripts = SCRIPTS
+    # The router's state marks (service "router"; None: not checked, as in tests and the replay's scratch Redis)
+    # and what rebuilds a tenant's state when its mark is missing (router/rebuild.py).
+    marks: StateMarks | None = None
+    rebuild: Callable[[str], Awaitable[None]] | None = None
+    rebuilt: Callable[[str], Awaitable[None]] | None = None
     _snapshots: dict[str, tuple[int, TenantRouting, frozenset[str], Snapshot]] = field(default_factory=dict)
     _levels: dict[tuple[str, str], tuple[int, float | None]] = field(default_factory=dict)
 
     def ctx(self, config: TenantRouting, now_ms: int) -> str:
-        """ARGV[1] of the scripts for a tenant."""
-        return context(self.keys, config, now_ms, self.instance, self.marker_ttl_s)
+        """ARGV[1] of the scripts for a tenant (with its state mark, which every script then checks)."""
+        mark = self.marks.key(config.tenant) if self.marks is not None else ""
+        return context(self.keys, config, now_ms, self.instance, self.marker_ttl_s, mark)
 
     def key_set(self, config: TenantRouting) -> KeySet:
-        """A new set of declared keys of the tenant, with the tenant-wide ones."""
-        return KeySet(self.keys, config.tenant).tenant_wide()
+        """A new set of declared keys of the tenant, with the tenant-wide ones (and its state mark)."""
+        keys = KeySet(self.keys, config.tenant).tenant_wide()
+        if self.marks is not None:
+            keys.add(self.marks.key(config.tenant))
+        return keys
+
+    async def ready(self, tenant: str) -> None:
+        """Before anything of a tenant is handled: when Redis lost the router's state of it (its mark is missing),
+        rebuild it first (one replica; the others get RebuildPending, a TransientError: their consumer pauses).
+        The scripts check the mark again atomically, so a loss after this check is refused (StateLost), not
+        written into."""
+        if self.marks is None or self.rebuild is None:
+            return
+        if await self.marks.ensure(tenant, self.rebuild) and self.rebuilt is not None:
+            await self.rebuilt(tenant)
 
     async def levels(self, config: TenantRouting, groups: set[str], now_ms: int) -> dict[str, float | None]:
         """The groups' service levels from the shared figures (each read at most once per LEVEL_TTL_MS)."""

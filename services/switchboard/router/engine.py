@@ -20,11 +20,17 @@ from switchboard.router.bot import BotAnswers
 from switchboard.router.bot_lookup import OrderLookup
 from switchboard.router.commands import CommandHandler
 from switchboard.router.context import EventSink, MemorySink, RouterContext
+from switchboard.router.drain import drain_groups
 from switchboard.router.inbound import InboundHandler
+from switchboard.router.rebuild import RouterRebuild
 from switchboard.router.reload import ConfigStore
 from switchboard.router.settings import BotSettings
 from switchboard.router.upkeep import Upkeep
+from switchboard.runtime.logs import get_logger
 from switchboard.state.keys import Keys
+from switchboard.state.marks import StateMarks
+
+log = get_logger(__name__)
 
 __all__ = ["EventSink", "MemorySink", "Router"]
 
@@ -44,7 +50,10 @@ class Router:
         snapshot_ttl_s: float = 0.0,
         clock: Callable[[], int] | None = None,
         bot: BotSettings | None = None,
+        rebuild: RouterRebuild | None = None,
     ) -> None:
+        """With `rebuild`, the router checks its state mark of each tenant (service "router") and rebuilds the
+        tenant's state from the topics when Redis lost it, before it handles anything of the tenant."""
         self.context = RouterContext(
             redis,
             keys,
@@ -61,6 +70,22 @@ class Router:
         self.inbound = InboundHandler(self.context, bot=self.bot)
         self.commands = CommandHandler(self.context)
         self.upkeep = Upkeep(self.context, bot=self.bot)
+        self._rebuild = rebuild
+        if rebuild is not None:
+            self.context.marks = StateMarks(redis, keys, "router", instance)
+            self.context.rebuild = rebuild
+            self.context.rebuilt = self._after_rebuild
+
+    async def _after_rebuild(self, tenant: str) -> None:
+        """Once a tenant's state is back: route what had no decision yet, and drain every group at once (agents
+        with room take the queued conversations now, not at the next sweep)."""
+        config = self.context.configs.get(tenant)
+        orphans = self._rebuild.orphans.pop(tenant, []) if self._rebuild is not None else []
+        if orphans:
+            for message, reason in await self.inbound.handle(orphans):
+                log.warning("rebuild_orphan_refused", tenant=tenant, message=message.message_id, reason=reason)
+        if config is not None:
+            await drain_groups(self.context, config, sorted(g.name for g in config.skill_groups), self.context.clock())
 
     async def handle_inbound(self, messages: Sequence[InboundMessage]) -> list[tuple[InboundMessage, str]]:
         """Route a batch of inbound messages in order; return those refused, with the reason."""

@@ -161,6 +161,7 @@ class InboundHandler:
                 by_tenant.setdefault(message.tenant_id, []).append(message)
         async with redis_guard():
             for tenant, items in by_tenant.items():
+                await self.ctx.ready(tenant)
                 config = self.ctx.configs.get(tenant)
                 assert config is not None
                 await self._tenant(config, items)

@@ -23,11 +23,13 @@ from switchboard.state.outbox import DESK_APPEND_LUA
 
 _MARK = "\x01"
 ACTIONS = ("inbound", "command", "drain", "timeout", "requeue", "overflow", "abandon", "bot_answer", "bot_route")
+# The script that writes one conversation back after Redis lost the router's state (router/rebuild.py).
+REBUILD = "rebuild"
 # Read-only scripts: no shared functions, no context.
 READS = ("peek",)
 
 
-def _script(action: str) -> LuaScript:
+def script(action: str) -> LuaScript:
     """One action with the shared functions: outbox append, presence's status function, lib.lua, bot.lua."""
     libs = (DESK_APPEND_LUA, PRESENCE_STATUS_LUA, lua_file(__file__, "lib"), lua_file(__file__, "bot"))
     return LuaScript.load(__file__, action, libs=libs)
@@ -66,18 +68,19 @@ def key_formats(keys: Keys, tenant: str) -> dict[str, Any]:
     }
 
 
-def context(keys: Keys, config: TenantRouting, now_ms: int, instance: str, marker_ttl_s: int) -> str:
-    """ARGV[1] of every script: tenant, time, key templates, affinity TTL, marker TTL, router instance."""
-    rest = json.dumps(
-        {
-            "t": config.tenant,
-            "now": now_ms,
-            "aff_ttl": config.affinity.ttl_s if config.affinity.enabled else 0,
-            "ttl": marker_ttl_s,
-            "inst": instance,
-        },
-        separators=(",", ":"),
-    )
+def context(keys: Keys, config: TenantRouting, now_ms: int, instance: str, marker_ttl_s: int, mark: str = "") -> str:
+    """ARGV[1] of every script: tenant, time, key templates, affinity TTL, marker TTL, router instance, and the
+    router's state mark of the tenant when the scripts must check it (declared in KEYS; lib.lua `begin`)."""
+    fields: dict[str, Any] = {
+        "t": config.tenant,
+        "now": now_ms,
+        "aff_ttl": config.affinity.ttl_s if config.affinity.enabled else 0,
+        "ttl": marker_ttl_s,
+        "inst": instance,
+    }
+    if mark:
+        fields["mark"] = mark
+    rest = json.dumps(fields, separators=(",", ":"))
     # The key templates are the same for every call of a tenant: spliced in as the JSON built once.
     return '{"k":' + key_templates(keys, config.tenant) + "," + rest[1:]
 
@@ -203,7 +206,7 @@ class Scripts:
     @classmethod
     def load(cls) -> Scripts:
         """Read every script from router/lua/."""
-        return cls(**{action: _script(action) for action in ACTIONS}, peek=LuaScript.load(__file__, "peek"))
+        return cls(**{action: script(action) for action in ACTIONS}, peek=LuaScript.load(__file__, "peek"))
 
 
 SCRIPTS = Scripts.load()

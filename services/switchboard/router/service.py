@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from switchboard.contracts import AgentCommand, AgentPresence, InboundMessage, OutboundMessage, RoutingEvent
 from switchboard.router.engine import Router
+from switchboard.router.rebuild import RouterRebuild, TopicReader
 from switchboard.router.reload import ConfigStore
 from switchboard.router.settings import RouterSettings
 from switchboard.router.upkeep import Upkeep
@@ -118,6 +119,14 @@ async def build(settings: RouterSettings) -> ServiceRuntime:
         marker_ttl_s=settings.marker_ttl_s,
         snapshot_ttl_s=settings.snapshot_ttl_s,
         bot=settings.bot(),
+        rebuild=RouterRebuild(
+            redis,
+            keys,
+            configs,
+            TopicReader(settings),
+            instance=settings.instance_id,
+            marker_ttl_s=settings.marker_ttl_s,
+        ),
     )
     runtime.add_closer(router.bot.close)
     upkeep = router.upkeep

@@ -20,6 +20,14 @@ from switchboard.runtime.errors import TransientError
 from switchboard.runtime.redis_client import describe_redis_error
 from switchboard.state.keys import Keys
 
+# What a router script answers (lib.lua `begin`) when the router's state mark of the tenant is missing.
+STATE_LOST = "switchboard: state lost"
+
+
+class StateLost(TransientError):
+    """A script found the router's state mark missing (Redis lost its data): nothing was written; the batch is
+    retried, and the handler's `ready` rebuilds the tenant first."""
+
 
 @contextlib.asynccontextmanager
 async def redis_guard() -> AsyncIterator[None]:
@@ -34,6 +42,8 @@ async def redis_guard() -> AsyncIterator[None]:
         # No node of the cluster answers at all (raised outside redis-py's RedisError tree).
         raise TransientError(f"redis unavailable: {describe_redis_error(exc)}") from exc
     except ResponseError as exc:
+        if STATE_LOST in str(exc):
+            raise StateLost(f"router state lost: {exc}") from exc
         if str(exc).startswith(("BUSY", "OOM", "LOADING", "MASTERDOWN", "READONLY")):
             raise TransientError(f"redis refused: {exc!r}") from exc
         raise

@@ -66,6 +66,8 @@ class Upkeep:
     async def handle_presence(self, records: Sequence[AgentPresence]) -> None:
         """React to agents' presence records in order."""
         async with redis_guard():
+            for tenant in dict.fromkeys(r.tenant_id for r in records if self.ctx.configs.get(r.tenant_id)):
+                await self.ctx.ready(tenant)
             for record in records:
                 await self._follow_profile(record)
                 config = self.ctx.configs.get(record.tenant_id)
@@ -123,6 +125,7 @@ class Upkeep:
         """One pass over every configured tenant (its surge profile in force read first)."""
         async with redis_guard():
             for tenant in self.ctx.configs.tenants():
+                await self.ctx.ready(tenant)
                 switched = await self.refresh_profile(tenant)
                 config = self.ctx.configs.get(tenant)
                 if config is not None:

@@ -13,6 +13,7 @@ record or a Redis key: `customer_ref` is what stands for them (a stable hash, `h
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -138,11 +139,17 @@ class CustomerRef:
     contact_masked: str = ""
 
 
-def customer_ref(tenant_id: str, customer_id: str) -> CustomerRef:
+def customer_ref(tenant_id: str, customer_id: str, key: bytes = b"") -> CustomerRef:
     """The id as given, or `h-` and a stable hash of tenant and id when the id is a phone number, an ID card number
     or an e-mail address (or holds one), so it is stored nowhere in the clear. Made once where the id comes in
-    (a socket's handshake, a request), not per message."""
+    (a socket's handshake, a request), not per message.
+
+    With `key` (a secret) the hash is keyed: nobody holding the records can find the number by trying every mobile
+    number, as they could with the plain hash."""
     masked = mask_pii(customer_id)
     if masked == customer_id:
         return CustomerRef(customer_id)
-    return CustomerRef("h-" + stable_id(tenant_id, customer_id), masked)
+    if not key:
+        return CustomerRef("h-" + stable_id(tenant_id, customer_id), masked)
+    digest = hmac.new(key, f"customer\x1f{tenant_id}\x1f{customer_id}".encode(), hashlib.sha256).hexdigest()
+    return CustomerRef("h-" + digest[:24], masked)

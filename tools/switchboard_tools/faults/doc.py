@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from switchboard_tools.faults.table import FaultRow, markdown_table
+from switchboard_tools.faults.harness import ORDER
+from switchboard_tools.faults.table import COLUMNS, FaultRow
 
 ROOT = Path(__file__).resolve().parents[3]
 DOC = ROOT / "docs" / "reliability.md"
@@ -36,37 +38,81 @@ was healed. The columns:
   and its sending to its delivery on a desk (baseline delivery takes well under a second; the note gives the
   median over injections). Not a failover figure alone: it includes the restart of what was killed.
 
+The note also counts messages that reached a desk although their channel never acknowledged them (the customer
+was told "retry later", or gave up waiting for the answer): not a loss, and what docs/chat-widget.md,
+docs/email.md and docs/phone-api.md say a timed-out acknowledgement means (it may have been stored; a resend with
+the same id is safe). "desk reconnects": sockets the simulated desktops opened again after a drop.
+
 For the input sweeps (malformed, isolation) the columns count what their note says (e.g. requests sent as
 `acked`, 5xx answers, sockets left without a close code or crashed processes, cross-tenant leaks as `lost`).
 Goal: zero in every loss column. A non-zero figure stays in the table until a later run measures it gone.
 """
 
 
-def render(rows: Sequence[FaultRow], command: str, took_s: float) -> str:
-    """The whole page."""
-    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+TABLE_START = "| " + " | ".join(COLUMNS) + " |"
+RUN_LINE = re.compile(r"^- `(?P<stamp>[^`]+)`: ")
+
+
+def render(rows: Sequence[FaultRow], command: str, took_s: float, previous: str = "", stamp: str | None = None) -> str:
+    """The whole page: `rows` measured by `command` (at `stamp`, default now); rows of `previous` (the page as it
+    was) that were not measured again are kept, each with the run that measured it."""
+    stamp = stamp or time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     machine = f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    fresh = {row.fault: _line(row, stamp) for row in rows}
+    kept, runs = _previous(previous)
+    lines = {**{fault: line for fault, line in kept.items() if fault not in fresh}, **fresh}
+    order = [*fresh, *(fault for fault in kept if fault not in fresh)]
+    order.sort(key=lambda fault: ORDER.index(fault) if fault in ORDER else len(ORDER))
+    runs[stamp] = f"- `{stamp}`: `{command}` ({took_s / 60:.0f} min; {machine})"
+    used = {stamp for line in lines.values() for stamp in re.findall(r"\[run ([^\]]+)\]", line)}
     return "\n".join(
         [
             "# Reliability: faults under load, measured",
             "",
             "Written by the fault harness (`tools/switchboard_tools/faults/`, `make faults`); do not edit the table by",
-            "hand, run the command again.",
+            "hand, run the harness again (`--write-doc`; with `--only` it measures those rows again and keeps the",
+            "others). Each row names the run that measured it:",
             "",
-            f"Measured {when} on {machine}, in {took_s / 60:.0f} minutes, with:",
+            *(line for when, line in runs.items() if when in used),
             "",
-            "```sh",
-            command,
-            "```",
-            "",
-            markdown_table(rows),
+            TABLE_START,
+            "|" + "---|" * len(COLUMNS),
+            *(lines[fault] for fault in order),
             "",
             HOW_TO_READ,
         ]
     )
 
 
-def write_doc(rows: Sequence[FaultRow], command: str, took_s: float, path: Path = DOC) -> Path:
-    """Write the page; return its path."""
-    path.write_text(render(rows, command, took_s), encoding="utf-8")
+def _line(row: FaultRow, stamp: str) -> str:
+    note = f"{row.note} [run {stamp}]".strip()
+    return "| " + " | ".join(cell.replace("|", "\\|") for cell in [*row.cells()[:-1], note]) + " |"
+
+
+def _previous(page: str) -> tuple[dict[str, str], dict[str, str]]:
+    """The table lines (by fault) and run lines (by stamp) of the page as it was."""
+    rows: dict[str, str] = {}
+    runs: dict[str, str] = {}
+    in_table = False
+    for line in page.splitlines():
+        if line == TABLE_START:
+            in_table = True
+        elif in_table and line.startswith("|---"):
+            continue
+        elif in_table and line.startswith("| "):
+            rows[line[2:].split(" | ", 1)[0]] = line
+        elif in_table:
+            in_table = False
+        elif match := RUN_LINE.match(line):
+            runs[match["stamp"]] = line
+    return rows, runs
+
+
+def write_doc(
+    rows: Sequence[FaultRow], command: str, took_s: float, path: Path = DOC, stamp: str | None = None
+) -> Path:
+    """Write the page, keeping the rows of the page as it was that `rows` do not measure again (`stamp`: when the
+    rows were measured, default now); return its path."""
+    previous = path.read_text(encoding="utf-8") if path.exists() else ""
+    path.write_text(render(rows, command, took_s, previous, stamp), encoding="utf-8")
     return path

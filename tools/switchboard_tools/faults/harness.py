@@ -46,8 +46,12 @@ class Fault:
     title: str
     full: int
     quick: int
+    # How long one injection and the quiet after it take, as planned (the load runs for `count` of them).
     period_s: float
     inject: Inject
+    # At least this long of normal operation after each heal before the next injection (a slow restart on a busy
+    # machine must not turn five short outages into one long one).
+    gap_s: float = 5.0
     cluster: bool = False
     # Runs after every other row (and sweep) of its stack.
     last: bool = False
@@ -131,10 +135,10 @@ def blackhole(target: str, stall_s: float) -> Inject:
 
 
 FAULTS: tuple[Fault, ...] = (
-    Fault("router-kill", "router SIGKILL + restart", 20, 2, 10.0, router_kill),
+    Fault("router-kill", "router SIGKILL + restart", 20, 2, 22.0, router_kill),
     Fault("router-sigstop", "router SIGSTOP past its session timeout, SIGCONT", 2, 1, 30.0, router_sigstop),
-    Fault("redis-kill", "Redis SIGKILL + restart (AOF everysec)", 5, 1, 15.0, redis_kill),
-    Fault("kafka-kill", "Kafka broker SIGKILL + restart (1 node)", 5, 1, 30.0, broker_kill),
+    Fault("redis-kill", "Redis SIGKILL + restart (AOF everysec)", 5, 1, 15.0, redis_kill, gap_s=8.0),
+    Fault("kafka-kill", "Kafka broker SIGKILL + restart (1 node)", 5, 1, 60.0, broker_kill, gap_s=20.0),
     Fault("redis-stall", "network: services ↔ Redis blackholed 5 s", 3, 1, 12.0, blackhole("redis", 5.0)),
     Fault("kafka-stall", "network: services ↔ Kafka blackholed 5 s", 3, 1, 12.0, blackhole("kafka", 5.0)),
     # Last on its stack: what a service cannot rebuild stays lost for every row after it.
@@ -148,6 +152,13 @@ SWEEPS = {
     "isolation": ("switchboard_tools.faults.isolation", "isolation_sweep", "tenant isolation", 10_000, 1_000),
 }
 KEYS = [f.key for f in FAULTS] + list(SWEEPS)
+# The table's order of rows, by title: the one-node stack's faults, the sweeps, its last faults, the cluster's.
+ORDER = [
+    *(f.title for f in FAULTS if not f.cluster and not f.last),
+    *(sweep[2] for sweep in SWEEPS.values()),
+    *(f.title for f in FAULTS if not f.cluster and f.last),
+    *(f.title for f in FAULTS if f.cluster),
+]
 
 
 async def run_fault(stack: FaultStack, fault: Fault, count: int, seed: int) -> FaultRow:
@@ -163,6 +174,9 @@ async def run_fault(stack: FaultStack, fault: Fault, count: int, seed: int) -> F
     try:
         obs = await run.execute()
         await injector
+    except Exception as exc:  # a broken row is a finding of the run, not the end of the table
+        log.warning("faults_row_failed", fault=fault.key, error=repr(exc))
+        return FaultRow(fault.title, len(history.injections), 0, 0, 0, 0, 0, 0, None, f"harness error: {exc!r}")
     finally:
         injector.cancel()
         sampler.cancel()
@@ -176,12 +190,18 @@ async def run_fault(stack: FaultStack, fault: Fault, count: int, seed: int) -> F
 
 
 async def _inject(stack: FaultStack, fault: Fault, count: int, history: History, run: TracedRun) -> None:
+    """`count` injections while the load runs; one that could not be healed before the last arrivals is not made
+    (the row then shows fewer injections and says so)."""
     await run.started.wait()
     await asyncio.sleep(WARMUP_S)
+    last_send = run.obs.started_at + run.schedule.last_send_s
     for i in range(count):
+        if time.time() + fault.period_s - fault.gap_s > last_send:
+            history.notes.append(f"{i} of {count} injections: the load ended before the rest")
+            return
         began = time.monotonic()
         await fault.inject(stack, history, i)
-        await asyncio.sleep(max(0.0, fault.period_s - (time.monotonic() - began)))
+        await asyncio.sleep(max(fault.gap_s, fault.period_s - (time.monotonic() - began)))
 
 
 async def run_sweep(stack: FaultStack, key: str, quick: bool) -> FaultRow:

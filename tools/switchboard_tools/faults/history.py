@@ -18,7 +18,7 @@ import contextlib
 import math
 import statistics
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +34,9 @@ from switchboard_tools.loadgen.schedule import Schedule
 
 # Events that put a customer message on the owner's desk.
 DELIVERIES = ("assigned", "message", "transcript")
+# How long a simulated agent set away by the system (e.g. the router after missed offers) takes to notice and make
+# themselves available again.
+BACK_FROM_AWAY_S = 2.0
 # After a fault is healed, messages sent within this long are still counted as held up by it.
 AFTER_HEAL_S = 2.0
 
@@ -71,6 +74,7 @@ class History:
     over_capacity: list[str] = field(default_factory=list)
     capacity_samples: int = 0
     reconnects: int = 0
+    set_away: int = 0
     notes: list[str] = field(default_factory=list)
 
     def desk_event(self, tenant_id: str, agent_id: str, frame: dict[str, Any], at: float) -> None:
@@ -180,11 +184,18 @@ def judge(fault: str, history: History, obs: Observations, schedule: Schedule, e
     notes = []
     if accounting.pending_at_cut_off:
         notes.append(f"{len(accounting.pending_at_cut_off)} of the lost still queued when the drain ended")
+    if lost:
+        notes.append(f"the lost stopped at: {_stopped_at(obs, [*accounting.lost, *accounting.pending_at_cut_off])}")
     if accounting.unexpected:
-        notes.append(f"{len(accounting.unexpected)} unexpected deliveries")
+        channel = {tag: conv.channel for conv in schedule.conversations for tag in conv.tags}
+        by_channel = Counter(channel.get(tag, "an earlier row's") for tag in accounting.unexpected)
+        kinds = ", ".join(f"{ch} {n}" for ch, n in sorted(by_channel.items()))
+        notes.append(f"{len(accounting.unexpected)} delivered that no channel acknowledged ({kinds})")
     if waits:
         notes.append(f"recovery median {statistics.median(waits):.1f} s")
     notes.append(f"{len(history.events)} desk events, capacity sampled {history.capacity_samples}×")
+    if history.set_away:
+        notes.append(f"agents set away by the system {history.set_away}× (back after {BACK_FROM_AWAY_S:.0f} s)")
     if history.reconnects:
         notes.append(f"{history.reconnects} desk reconnects")
     notes += history.notes
@@ -202,3 +213,16 @@ def judge(fault: str, history: History, obs: Observations, schedule: Schedule, e
         recovery_s=max(waits) if waits else None,
         note="; ".join(notes),
     )
+
+
+def _stopped_at(obs: Observations, tags: list[str]) -> str:
+    """Where undelivered messages stopped, counted: not on the inbound topic, or their conversation's last routing
+    decision (e.g. ROUTING_EVENT_QUEUED)."""
+    places: Counter[str] = Counter()
+    for tag in tags:
+        where = obs.whereabouts.get(tag, {})
+        if not where.get("on_inbound_topic"):
+            places["not on the inbound topic"] += 1
+        else:
+            places[str(where.get("last_decision", "no routing decision")).split(" ", 1)[0]] += 1
+    return ", ".join(f"{place} {n}" for place, n in places.most_common())

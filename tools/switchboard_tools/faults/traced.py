@@ -17,7 +17,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from switchboard.runtime.logs import get_logger
-from switchboard_tools.faults.history import History
+from switchboard_tools.faults.history import BACK_FROM_AWAY_S, History
 from switchboard_tools.loadgen.agents import SimulatedAgent
 from switchboard_tools.loadgen.customers import Endpoints
 from switchboard_tools.loadgen.driver import Recorder, Run
@@ -32,6 +32,8 @@ log = get_logger(__name__)
 NO_RECONNECT = {4009}
 # A desktop waits this long before its first reconnect, twice as long after each failed one, at most MAX.
 RECONNECT_PAUSE_S = 0.5
+# Error codes of a command a desktop sends again later (docs/desktop-protocol.md, "Commands").
+RETRYABLE = {"retry_later", "rate_limited"}
 RECONNECT_PAUSE_MAX_S = 5.0
 
 
@@ -40,6 +42,14 @@ class ResumingAgent(SimulatedAgent):
 
     applied_seq: int = 0
     reconnects: int = 0
+    # Times something else (the router after missed offers, presence) set this agent away.
+    set_away: int = 0
+    # Commands sent and not answered yet, by id: sent again after a "retry later" or a dropped socket.
+    commands: dict[str, dict[str, Any]]
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.commands = {}
 
     async def run(self, client: httpx.AsyncClient, leave: asyncio.Event) -> None:
         """Work until `leave`, reconnecting whenever the socket drops; hand over and go at the end."""
@@ -90,25 +100,86 @@ class ResumingAgent(SimulatedAgent):
             log.info("faults_desk_reconnect", agent_id=self.shift.agent_id, error=repr(exc))
             return False
 
+    async def _send(self, frame: dict[str, Any]) -> None:
+        if frame["type"] not in ("ack", "heartbeat"):
+            frame.setdefault("id", f"{self.shift.agent_id}-c{len(self.commands)}-{self.reconnects}")
+            self.commands[str(frame["id"])] = frame
+        await super()._send(frame)
+
     async def _read(self, ws: ClientConnection) -> None:
         async for raw in ws:
             frame = json.loads(raw)
-            if frame.get("type") in ("result", "error"):
-                self._unanswered.discard(str(frame.get("id", "")))
-                if not self._unanswered:
-                    self._answered.set()
-                continue
-            if frame.get("type") != "event":
-                continue
-            seq = int(frame.get("seq", 0))
-            if seq and seq <= self.applied_seq:
-                await self._send({"type": "ack", "seq": self.applied_seq})
-                continue  # already applied before the reconnect: the protocol says drop it
-            now = self.clock()
-            self.recorder.desk_event(self.shift, frame, now)
-            self.applied_seq = max(self.applied_seq, seq)
-            await self._send({"type": "ack", "seq": frame["seq"]})
-            self._on_event(frame, now)
+            kind = frame.get("type")
+            if kind in ("result", "error"):
+                self._answered_command(frame)
+            elif kind == "snapshot":
+                self._take_snapshot(frame)
+            elif kind == "event":
+                await self._event(frame)
+
+    def _answered_command(self, frame: dict[str, Any]) -> None:
+        """A command's answer; one refused for now ("retry later", rate limited) is sent again, as a desktop does."""
+        command_id = str(frame.get("id", ""))
+        sent = self.commands.pop(command_id, None)
+        if frame.get("type") == "error" and frame.get("code") in RETRYABLE and sent is not None:
+            self.commands[command_id] = sent
+            delay = float(frame.get("retry_after_s") or 1.0)
+            asyncio.get_running_loop().call_later(delay, self._resend, command_id)
+            return
+        self._unanswered.discard(command_id)
+        if not self._unanswered:
+            self._answered.set()
+
+    def _resend(self, command_id: str) -> None:
+        frame = self.commands.get(command_id)
+        if frame is not None:
+            task = asyncio.create_task(self._send(frame))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+
+    def _take_snapshot(self, frame: dict[str, Any]) -> None:
+        """After a fresh start the snapshot is the desk: work on what it says this agent owns (a close that never
+        went through, before a fault, leaves it there), answer its open offers, and send again every command the
+        dropped socket left unanswered."""
+        now = self.clock()
+        for conv in frame.get("conversations") or []:
+            conversation = str(conv.get("conversation_id", ""))
+            if conversation and conversation not in self.held:
+                self._on_event(
+                    {"event": "assigned", "conversation_id": conversation, "epoch": conv.get("epoch", 0)}, now
+                )
+        for offer in frame.get("offers") or []:
+            self._on_event({"event": "offer", "conversation_id": offer.get("conversation_id", ""),
+                            "epoch": offer.get("epoch", 0)}, now)  # fmt: skip
+        for command_id in list(self.commands):
+            self._resend(command_id)
+
+    async def _event(self, frame: dict[str, Any]) -> None:
+        seq = int(frame.get("seq", 0))
+        if seq and seq <= self.applied_seq:
+            await self._send({"type": "ack", "seq": self.applied_seq})
+            return  # already applied before the reconnect: the protocol says drop it
+        now = self.clock()
+        self.recorder.desk_event(self.shift, frame, now)
+        self.applied_seq = max(self.applied_seq, seq)
+        await self._send({"type": "ack", "seq": frame["seq"]})
+        self._on_event(frame, now)
+        if frame.get("event") == "status" and self._sent_away(frame):
+            # The agent at the desk sees it and makes themselves available again (counted: a finding).
+            self.set_away += 1
+            loop = asyncio.get_running_loop()
+            loop.call_later(BACK_FROM_AWAY_S, self._resend_status)
+
+    def _sent_away(self, frame: dict[str, Any]) -> bool:
+        """True for a status event that made this agent away and that the agent did not ask for."""
+        attributes = frame.get("attributes") or {}
+        return bool(frame.get("status") == "away" and attributes.get("changed_by") not in (None, "", "agent"))
+
+    def _resend_status(self) -> None:
+        if not self._leaving:
+            task = asyncio.create_task(self._send({"type": "set_status", "status": "available", "reason": "back"}))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
 
 
 class TracingRecorder(Recorder):
@@ -162,3 +233,4 @@ class TracedRun(Run):
         finally:
             self._online(shift.tenant_id, -1)
             self.history.reconnects += agent.reconnects
+            self.history.set_away += agent.set_away

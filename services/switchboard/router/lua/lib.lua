@@ -12,21 +12,27 @@
 -- Each script begins with begin(context, KEYS): KEYS are every key the script touches, declared by the caller
 -- (router/scripts.py), all with the tenant's hash tag, so the scripts run on Redis Cluster; K() builds a key from
 -- its template and refuses one not declared. The context (ARGV[1] of every script, JSON): tenant `t`, time `now`
--- (ms), key templates `k`, affinity TTL `aff_ttl` (s), marker TTL `ttl` (s), router instance `inst`.
+-- (ms), key templates `k`, affinity TTL `aff_ttl` (s), marker TTL `ttl` (s), router instance `inst`, and the
+-- router's state mark `mark` when the router checks it (begin refuses to run without it: LOST).
 local C = {}
 local NOW = 0
 local E = {}
 local DECLARED = {}
 
+local function declared(key)
+  if not DECLARED[key] then error('switchboard: undeclared key ' .. key) end
+  return key
+end
+
 local function begin(context, keys)
   C = cjson.decode(context)
   NOW = tonumber(C.now)
   for _, key in ipairs(keys) do DECLARED[key] = true end
-end
-
-local function declared(key)
-  if not DECLARED[key] then error('switchboard: undeclared key ' .. key) end
-  return key
+  -- The router's state mark of the tenant (`mark`, declared): missing means Redis lost the router's state, and
+  -- nothing may be written into it before the rebuild (router/rebuild.py). The error is the LOST reply.
+  if C.mark and redis.call('EXISTS', declared(C.mark)) == 0 then
+    error('switchboard: state lost ' .. C.t)
+  end
 end
 
 -- A per-id key of the tenant (agent, conversation, queue ...), from its template.
