@@ -91,10 +91,10 @@ async def _first_timestamps(bootstrap: str, topic: str) -> dict[str, float]:
         await consumer.stop()
 
 
-async def _feed(producer: RecordProducer, run: FailoverRun, stop: asyncio.Event) -> None:
+async def _feed(producer: RecordProducer, run: FailoverRun, stop: asyncio.Event, tag: str) -> None:
     n = 0
     while not stop.is_set():
-        conv = f"f{n}"
+        conv = f"{tag}{n}"
         await producer.send_many(producer.topics.inbound, [(conv, message(TENANT, conv, f"m{n}", TEXTS[n % 5]))])
         run.arrived[conv] = time.time()
         n += 1
@@ -111,6 +111,7 @@ async def measure_failover(
     env: dict[str, str],
     fault: Literal["kill", "stop"] = "kill",
     stop_s: float = 0.0,
+    tag: str = "f",
 ) -> FailoverRun:
     """Run routers with `env`; `kills` times SIGKILL one (a spare or restarted one next time), or SIGSTOP one for
     `stop_s` and SIGCONT it; measure, and check that nothing was lost or owned twice."""
@@ -130,7 +131,7 @@ async def measure_failover(
     desk = DeskSimulator(redis, keys, producer, TENANT, agents, hold_s=0.02)
     desk_task = asyncio.create_task(desk.run())
     stop = asyncio.Event()
-    feeding = asyncio.create_task(_feed(producer, run, stop))
+    feeding = asyncio.create_task(_feed(producer, run, stop, tag))
     victim = spares.pop(0)
     try:
         for round_ in range(kills):
@@ -187,7 +188,7 @@ async def _restart(
 async def _every_message_delivered_once(redis: Redis, keys: Keys, run: FailoverRun, desk: DeskSimulator) -> None:
     """Every conversation closed by its owner after its message reached exactly one desk once; no invariant broken."""
     config = load_config_file(REPO / "config" / "routing" / f"{TENANT}.yaml")
-    sent = {conv: [f"m{conv[1:]}"] for conv in run.arrived}
+    sent = {conv: [f"m{conv[1:]}"] for conv in run.arrived}  # conversation <tag><n> has the one message m<n>
 
     async def closed() -> bool:
         state = await read_state(redis, keys, config, set(sent))

@@ -29,12 +29,13 @@ async def test_router_failover_pause_per_sigkill_is_under_3_s(
 
 
 @pytest.mark.slow
-async def test_router_failover_before_and_after(settings: ServiceSettings, redis: Redis, tmp_path: Path) -> None:
-    """Both figures side by side (make soak): the old aiokafka timings, then the defaults."""
-    before = await measure_failover(settings, redis, tmp_path / "before", kills=3, window_s=14.0, env=OLD_TIMINGS)
-    after = await measure_failover(settings, redis, tmp_path / "after", kills=3, window_s=4.0, env={})
-    print(f"router failover pause per SIGKILL (s): before {before.pauses()}, after {after.pauses()}")
-    assert all(p < 3.0 for p in after.pauses())
+async def test_router_failover_with_aiokafkas_own_timings_for_comparison(
+    settings: ServiceSettings, redis: Redis, tmp_path: Path
+) -> None:
+    """The figure before (make soak): the old timings, three kills; the test above gives the one after."""
+    before = await measure_failover(settings, redis, tmp_path, kills=3, window_s=14.0, env=OLD_TIMINGS)
+    print(f"router failover pause per SIGKILL (s) with 10 s / 3 s: {before.pauses()}: {before.worst()}")
+    assert all(p > 3.0 for p in before.pauses())  # what the shorter session is for
 
 
 async def test_a_router_stopped_past_its_session_is_fenced_when_it_comes_back(
