@@ -95,6 +95,7 @@ def kafka_spec(host: str, port: int, version: str | None = None) -> ContainerSpe
             "KAFKA_SHARE_COORDINATOR_STATE_TOPIC_REPLICATION_FACTOR": "1",
             "KAFKA_SHARE_COORDINATOR_STATE_TOPIC_MIN_ISR": "1",
             "KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS": "0",
+            "KAFKA_GROUP_MIN_SESSION_TIMEOUT_MS": "1000",
             "KAFKA_AUTO_CREATE_TOPICS_ENABLE": "false",
         },
         ports={port: port},

@@ -7,14 +7,19 @@ import time
 from collections.abc import MutableMapping
 from typing import Any
 
+import httpx
 import pytest
+from fastapi import FastAPI
+from pydantic import BaseModel
 
 from switchboard.runtime.input_limits import (
     HTTP_STATUS,
     WS_CLOSE_CODES,
     InputRefused,
+    JsonBodyGate,
     check_text,
     clean_text,
+    close_reason,
     parse_json,
     read_limited,
     text_problem,
@@ -83,6 +88,12 @@ def test_codes_of_each_kind() -> None:
     assert (refused.close_code, refused.status) == (1009, 413)
 
 
+def test_close_reasons_fit_a_close_frame() -> None:
+    assert close_reason("short") == "short"
+    assert len(close_reason("x" * 500).encode()) == 123
+    assert close_reason("汉" * 100) == "汉" * 41  # never half a character
+
+
 def test_text_problems_name_the_character() -> None:
     assert text_problem("fine\tline\r\n") is None
     assert text_problem("a\ud800") == "text contains a lone surrogate (U+D800)"
@@ -119,3 +130,52 @@ def test_a_streamed_body_is_cut_at_the_limit() -> None:
     assert refused.value.kind == "too_large" and len(seen) == 5
     seen.clear()
     assert len(asyncio.run(read_limited(receive, 200_000))) == 100_000
+
+
+class Login(BaseModel):
+    """A body FastAPI reads as JSON."""
+
+    tenant_id: str
+
+
+def _gated_app() -> FastAPI:
+    app = FastAPI()
+
+    @app.post("/login")
+    async def login(body: Login) -> dict[str, str]:
+        return {"tenant_id": body.tenant_id}
+
+    app.add_middleware(JsonBodyGate, max_bytes=4096)
+    return app
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "kind"),
+    [
+        (b"[" * 2000 + b"]" * 2000, 400, "too_deep"),
+        (b'{"tenant_id": "\\ud800"}', 400, "invalid_text"),
+        (b'{"tenant_id": "a", "n": NaN}', 400, "invalid_json"),
+        (b'{"tenant_id": "' + b"x" * 5000 + b'"}', 413, "too_large"),
+    ],
+)
+def test_the_body_gate_answers_before_fastapi_parses(body: bytes, status: int, kind: str) -> None:
+    async def post() -> httpx.Response:
+        transport = httpx.ASGITransport(app=_gated_app())
+        async with httpx.AsyncClient(transport=transport, base_url="http://gate") as http:
+            return await http.post("/login", content=body, headers={"content-type": "application/json"})
+
+    answer = asyncio.run(post())
+    assert (answer.status_code, answer.json()["error"]) == (status, kind)
+    assert answer.json()["detail"]
+
+
+def test_the_body_gate_lets_good_and_schema_invalid_bodies_through() -> None:
+    async def post(body: bytes, content_type: str | None) -> httpx.Response:
+        transport = httpx.ASGITransport(app=_gated_app())
+        headers = {"content-type": content_type} if content_type else {}
+        async with httpx.AsyncClient(transport=transport, base_url="http://gate") as http:
+            return await http.post("/login", content=body, headers=headers)
+
+    assert asyncio.run(post(b'{"tenant_id": "shop-a"}', "application/json")).json() == {"tenant_id": "shop-a"}
+    assert asyncio.run(post(b'{"tenant": 1}', "application/json")).status_code == 422
+    assert asyncio.run(post(b"[" * 2000, None)).status_code == 400  # no content type: refused all the same

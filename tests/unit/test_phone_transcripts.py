@@ -81,7 +81,8 @@ def test_json_transcript_orders_by_start_then_seq() -> None:
     ("raw", "words"),
     [
         (b"nope", "not JSON"),
-        (b"[" * 50_000, "nested too deeply"),
+        (b"[" * 50_000, "nested deeper"),
+        (b'[{"text": "\\udfff", "start_ms": 0, "end_ms": 1}]', "lone surrogate"),
         (b'{"call_id": "other", "segments": [{"text": "x", "start_ms": 0, "end_ms": 1}]}', "uploaded to call c1"),
         (b'[{"text": "x", "start_ms": 5, "end_ms": 1}]', "before it starts"),
         (b'{"segments": [{"text": "x"}]}', "start_ms"),

@@ -27,7 +27,14 @@ def test_a_delivery_may_be_one_item_a_list_or_an_object_with_items() -> None:
     ("raw", "error_type", "status", "words"),
     [
         ("{", "bad_json", 400, "not JSON"),
-        ("[" * 50_000 + "]" * 50_000, "bad_json", 400, "nested too deeply"),
+        ("[" * 50_000 + "]" * 50_000, "too_deep", 400, "nested deeper"),
+        (
+            '{"type": "segment", "call_id": "c", "seq": 1, "text": "\\ud800", "start_ms": 0, "end_ms": 1}',
+            "invalid_text",
+            400,
+            "lone surrogate",
+        ),
+        ('{"type": "call.ivr", "call_id": "c", "ivr_choice": "1\\u0000"}', "invalid_text", 400, "control"),
         ('{"items": []}', "invalid", 422, "items"),
         ('[{"type": "call.exploded", "call_id": "c"}]', "invalid", 422, "type"),
         (

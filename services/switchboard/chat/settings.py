@@ -59,6 +59,10 @@ class ChatSettings(ServiceSettings):
     chat_rate_strikes_to_close: int = 20
     # Sockets one customer may hold on one replica (tabs, devices); one more is closed with 1008.
     chat_max_sockets_per_customer: int = 5
+    # Widget sockets one replica holds at most; one more is closed 1013 "server at its socket limit, retry later"
+    # (the widget reconnects with backoff, maybe to another replica). Each socket costs memory and a little CPU,
+    # no Redis connection: those are shared (SB_REDIS_MAX_CONNECTIONS).
+    chat_max_sockets: int = Field(default=20_000, ge=1)
     # Webhook: body limit, and how far a signed timestamp may be from now (replayed event ids are kept twice as long).
     chat_max_body_bytes: int = 64 * 1024
     chat_signature_tolerance_s: int = 300

@@ -27,7 +27,7 @@ from switchboard.intake.ids import stable_id
 from switchboard.intake.tally import InboundOutcome
 from switchboard.runtime.buckets import TokenBucket
 from switchboard.runtime.errors import InvalidRecord, TransientError
-from switchboard.runtime.input_limits import TOO_LARGE, InputRefused
+from switchboard.runtime.input_limits import TOO_LARGE, InputRefused, close_reason
 from switchboard.runtime.logs import get_logger
 from switchboard.runtime.pii import CustomerRef, customer_ref
 from switchboard.state.departures import Departures
@@ -38,6 +38,9 @@ PATH = "/chat/v1/ws"
 SOURCE = "ws:" + PATH
 CLOSE_POLICY = 1008  # rate limit kept being exceeded or frames kept being refused, or too many sockets
 CLOSE_TRY_LATER = 1013
+# The replica holds SB_CHAT_MAX_SOCKETS sockets already: the same code, its own reason (docs/chat-widget.md).
+CLOSE_SOCKET_LIMIT = 1013
+SOCKET_LIMIT_REASON = "server at its socket limit, retry later"
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_UNKNOWN_TENANT = 4404
 CLOSE_BAD_REQUEST = 4400
@@ -62,10 +65,21 @@ class WidgetEndpoint:
         self.hub = hub
         self.rate = rate
         self.limits = Limits(settings.chat_max_text_chars, settings.chat_max_url_chars)
+        self.open_sockets = 0
 
     async def serve(self, ws: WebSocket) -> None:
-        """One customer's socket, from handshake to close."""
+        """One customer's socket, from handshake to close; refused (1013) beyond the replica's socket limit."""
         await ws.accept()
+        if self.open_sockets >= self.settings.chat_max_sockets:
+            await ws.close(CLOSE_SOCKET_LIMIT, SOCKET_LIMIT_REASON)
+            return
+        self.open_sockets += 1
+        try:
+            await self._serve(ws)
+        finally:
+            self.open_sockets -= 1
+
+    async def _serve(self, ws: WebSocket) -> None:
         who = await self._authenticate(ws)
         if who is None:
             return
@@ -207,7 +221,7 @@ class _Session:
         if not await self._refuse(kept, "", refused.reason, refused.kind):
             return False  # that refusal was the last strike: closed 1008 already
         await self.sock.drain_and_stop()
-        await self.sock.ws.close(refused.close_code, refused.reason[:120])
+        await self.sock.ws.close(refused.close_code, close_reason(refused.reason))
         return False
 
     async def _message(self, fields: dict[str, Any], raw: bytes) -> bool:

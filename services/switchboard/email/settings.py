@@ -40,10 +40,8 @@ class EmailSettings(CustomerLookupSettings):
     tenant_domains: dict[str, str] = Field(default_factory=dict)
     tenant_subdomain_of: str = "inbound.switchboard.local"
     # Shops reached by subdomain addressing, e.g. SB_EMAIL_TENANTS='["shop-a","shop-b"]': mail to any other
-    # subdomain is refused at RCPT (550). Empty: the shops with a routing config (`<tenant>.yaml` in
-    # SB_ROUTING_CONFIG_DIR, the repository's config/routing when that is empty too).
+    # subdomain is refused at RCPT (550). Empty: the shops of the repository's config/routing (development).
     email_tenants: list[str] = Field(default_factory=list)
-    routing_config_dir: str = ""
     # The From of agents' replies when the conversation does not say which shop address the customer wrote to.
     reply_from_local_part: str = "service"
     # The HTTP webhook: a shop signs what it posts with its secret (runtime/signing.py), a JSON object
@@ -88,8 +86,7 @@ class EmailSettings(CustomerLookupSettings):
         """The shops `<tenant>.<tenant_subdomain_of>` addresses reach."""
         if self.email_tenants:
             return frozenset(self.email_tenants)
-        routing = Path(self.routing_config_dir) if self.routing_config_dir else REPO_ROUTING_DIR
-        return frozenset(path.stem for path in routing.glob("*.yaml"))
+        return frozenset(path.stem for path in REPO_ROUTING_DIR.glob("*.yaml"))
 
 
 def dev_webhook_secrets() -> dict[str, str]:

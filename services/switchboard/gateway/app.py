@@ -39,7 +39,7 @@ from switchboard.gateway.tokens import DeskClaims, TokenRefused, issue_token, ve
 from switchboard.runtime.errors import BrokerUnavailable
 from switchboard.runtime.http_errors import ErrorBody, install_error_shapes
 from switchboard.runtime.idents import Ident
-from switchboard.runtime.input_limits import InputRefused
+from switchboard.runtime.input_limits import InputRefused, JsonBodyGate, close_reason
 from switchboard.runtime.logs import get_logger
 from switchboard.runtime.text import Secret
 from switchboard.state.agents import AgentOffline, HeartbeatResult, PresenceStore, StaleSession, UnknownAgent
@@ -127,6 +127,8 @@ class Gateway:
 
     def install(self, app: FastAPI) -> None:
         """Add POST /login and the /desk websocket to `app`."""
+        # JSON bodies (login, board) pass runtime/input_limits before FastAPI reads them: 400/413, never a 500.
+        app.add_middleware(JsonBodyGate)
 
         @app.post(
             "/login",
@@ -162,7 +164,7 @@ class Gateway:
     async def _refuse(self, websocket: WebSocket, code: CloseCode, reason: str) -> None:
         AUTH_REFUSED.labels(str(int(code))).inc()
         log.info("desk_refused", code=int(code), reason=reason)
-        await websocket.close(code=int(code), reason=reason)
+        await websocket.close(code=int(code), reason=close_reason(reason))
 
     async def _authenticate(self, websocket: WebSocket) -> tuple[DeskClaims, Hello] | None:
         """Origin, URL and the first frame; None after closing the socket with the reason."""
@@ -301,7 +303,7 @@ class Gateway:
                 # Not JSON text at all (nested too deep, a lone surrogate, a control character): a broken client.
                 COMMANDS.labels("unparsed", exc.kind).inc()
                 await session.send(error_frame(exc.kind, exc.reason))
-                await session.close(CloseCode(exc.close_code), exc.reason[:120])
+                await session.close(CloseCode(exc.close_code), close_reason(exc.reason))
                 return
             except FrameError as exc:
                 await session.send(error_frame(exc.code, exc.detail, exc.ref))

@@ -8,13 +8,12 @@ same document idempotent.
 from __future__ import annotations
 
 import html
-import json
 import re
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from switchboard.phone.wire import PhoneInputError, Segment
+from switchboard.phone.wire import PhoneInputError, Segment, load_json
 
 _TIMING = re.compile(r"^\s*(\S+)\s+-->\s+(\S+)(?:\s+.*)?$")
 _TIME = re.compile(r"^(?:(\d{1,3}):)?([0-5]\d):([0-5]\d)\.(\d{3})$")
@@ -89,12 +88,7 @@ class _JsonTranscript(BaseModel):
 
 def parse_json_transcript(raw: bytes, call_id: str, max_text_chars: int) -> list[Segment]:
     """`{"call_id": ..., "segments": [{seq?, speaker, text, start_ms, end_ms, confidence?}]}` as final segments."""
-    try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise PhoneInputError(f"transcript is not JSON: {exc}", "bad_json", 400) from exc
-    except RecursionError as exc:
-        raise PhoneInputError("transcript is nested too deeply", "bad_json", 400) from exc
+    data = load_json(raw, "transcript")
     try:
         doc = _JsonTranscript.model_validate({"segments": data} if isinstance(data, list) else data)
     except ValidationError as exc:

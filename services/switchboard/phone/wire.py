@@ -6,13 +6,16 @@ Every refusal raises PhoneInputError with the HTTP status and the websocket erro
 
 from __future__ import annotations
 
-import json
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from switchboard.runtime.errors import InvalidRecord
+from switchboard.runtime.input_limits import INVALID_JSON, InputRefused, parse_json
 from switchboard.runtime.pii import mask_pii
+
+# The endpoints refuse bigger bodies and frames (SB_PHONE_MAX_*_BYTES, 413/1009) before anything is parsed.
+PARSE_MAX_BYTES = 8 * 1024 * 1024
 
 CALL_ID = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$"
 SPEAKERS = {
@@ -119,14 +122,21 @@ def _summary(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
+def load_json(raw: bytes | str, what: str = "body") -> Any:
+    """JSON through runtime/input_limits (depth, lone surrogates, control characters, UTF-8); PhoneInputError
+    with `bad_json` (not JSON, the documented type), `too_deep` or `invalid_text` and status 400 otherwise. The
+    callers bound the size before."""
+    try:
+        return parse_json(raw, max_bytes=PARSE_MAX_BYTES)
+    except InputRefused as exc:
+        kind = "bad_json" if exc.kind == INVALID_JSON else exc.kind
+        reason = exc.reason.replace("JSON is nested", f"{what} is nested").replace("not JSON", f"{what} is not JSON")
+        raise PhoneInputError(reason, kind, exc.status) from exc
+
+
 def parse_delivery(raw: bytes | str, max_items: int, max_text_chars: int) -> Delivery:
     """Decode and validate one delivery; raises PhoneInputError with a reason an integrator can act on."""
-    try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise PhoneInputError(f"body is not JSON: {exc}", "bad_json", 400) from exc
-    except RecursionError as exc:  # "[[[[...": nesting deeper than any delivery has
-        raise PhoneInputError("body is nested too deeply", "bad_json", 400) from exc
+    data = load_json(raw)
     if isinstance(data, dict) and "type" in data:
         data = {"id": data.get("id", ""), "items": [data]}
     if isinstance(data, list):
@@ -148,7 +158,7 @@ def parse_delivery(raw: bytes | str, max_items: int, max_text_chars: int) -> Del
 def delivery_id(raw: bytes | str) -> str:
     """The `id` of a delivery when it can be read at all (for the error frame of a refused one)."""
     try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        data = load_json(raw)
+    except PhoneInputError:
         return ""
     return str(data.get("id", ""))[:128] if isinstance(data, dict) else ""

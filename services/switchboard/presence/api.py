@@ -38,6 +38,7 @@ from switchboard.presence.surge import SurgeSchedule
 from switchboard.routing.surge import SurgeProfile
 from switchboard.runtime.http_errors import ERROR_RESPONSES, ErrorBody, error_response, install_error_shapes
 from switchboard.runtime.idents import Ident
+from switchboard.runtime.input_limits import JsonBodyGate
 from switchboard.runtime.logs import get_logger
 from switchboard.state.agent_model import AgentState, Status
 from switchboard.state.agents import AgentOffline, UnknownAgent
@@ -333,6 +334,8 @@ def mount_operator_api(app: FastAPI, control: SurgeControl, grants: list[Operato
     app.state.surge_control = control
     app.state.operator_grants = grants
     app.include_router(router)
+    # Bodies nested thousands deep, lone surrogates, NaN: 400 before FastAPI's json.loads (runtime/input_limits.py).
+    app.add_middleware(JsonBodyGate)
     install_error_shapes(app)
     app.add_exception_handler(RedisConnectionError, _redis_unavailable)
     app.add_exception_handler(RedisTimeoutError, _redis_unavailable)

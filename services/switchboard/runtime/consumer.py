@@ -5,6 +5,15 @@ partition's batch to the service's handler in order, sends what the handler refu
 the DLQ, and commits a partition's offsets only after its batch is handled. On stop it finishes the partition
 batch in hand, commits, and returns; what it did not finish is read again by the next owner, so handlers make
 redelivered records change nothing twice.
+
+Failover: the group's session (`SB_KAFKA_SESSION_TIMEOUT_MS`, heartbeats every `SB_KAFKA_HEARTBEAT_INTERVAL_MS`) is
+how long a replica that died without leaving (SIGKILL) keeps its partitions; static membership
+(`SB_KAFKA_GROUP_INSTANCE_ID`) is optional. aiokafka rebalances eagerly (no cooperative protocol).
+
+Fencing: a process that stood still for longer than the session (SIGSTOP, a paused VM, a stalled loop) has been
+dropped from the group, and another replica owns its partitions now; it may still hold records it fetched before.
+It does not handle them: it notices the stall, drops what it holds, seeks back, and handles nothing until the group
+has assigned it partitions again (or, if the group did keep it, one more session has passed).
 """
 
 from __future__ import annotations
@@ -14,8 +23,8 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.errors import IllegalStateError, KafkaError
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
 from google.protobuf.message import Message
 
@@ -91,19 +100,24 @@ class BatchConsumer:
         self.lag: dict[tuple[str, int], PartitionLag] = {}
         self._lag_refreshed_ms = int(time.time() * 1000)
         self._consumer = AIOKafkaConsumer(
-            *self._topics,
             **kafka_client_options(settings),
             group_id=group_id,
+            group_instance_id=settings.kafka_group_instance_id or None,
             client_id=f"{settings.service_name}-{settings.instance_id}",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed",
             max_poll_interval_ms=300_000,
+            session_timeout_ms=settings.kafka_session_timeout_ms,
+            heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
         )
+        self._fence = _StallFence(settings.kafka_session_timeout_ms / 1000, settings.kafka_heartbeat_interval_ms / 1000)
+        self._consumer.subscribe(self._topics, listener=self._fence)
 
     async def start(self) -> None:
         """Join the consumer group (raises BrokerUnavailable, after a clear log line, when no broker takes it)."""
         await start_client(self._consumer, self._settings, f"consumer {self.group_id}")
+        self._fence.start()
         self._set_ready(True)
         CONSUMER_LAG.track(self)
 
@@ -116,6 +130,7 @@ class BatchConsumer:
         self._set_ready(False)
         CONSUMER_LAG.untrack(self)
         self.lag.clear()
+        await self._fence.stop()
         await self._consumer.stop()
 
     def _set_ready(self, ready: bool) -> None:
@@ -129,15 +144,39 @@ class BatchConsumer:
                 timeout_ms=self._settings.consumer_poll_ms, max_records=self._settings.consumer_max_records
             )
             await self._refresh_lag(batches)
-            for tp, records in batches.items():
+            pending = list(batches.items())
+            for i, (tp, records) in enumerate(pending):
                 if self._stopping.is_set():
                     # Not handled, not committed: the next owner of the partition reads them again.
                     break
+                if self._fence.fenced():
+                    self._drop(dict(pending[i:]))
+                    await asyncio.sleep(self._settings.consumer_poll_ms / 1000)
+                    break
+                if tp not in self._consumer.assignment():
+                    # Revoked by a rebalance since the poll: its commit would fail, and its next owner (maybe this
+                    # replica again) reads these records anyway; handling them now only delays the new assignment.
+                    continue
                 try:
                     await self._handle_partition(tp, records)
                 except _Abandoned:
                     return
                 self._handled(tp, records[-1])
+
+    def _drop(self, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+        """Fenced: hand none of these records to the handler; seek back so they are read again if the group kept
+        this replica (a partition it lost is simply no longer fetched)."""
+        owned = self._consumer.assignment()
+        for tp, records in batches.items():
+            if records and tp in owned:
+                self._consumer.seek(tp, records[0].offset)
+        if batches:
+            log.warning(
+                "consumer_fenced_records_dropped",
+                group=self.group_id,
+                records=sum(len(r) for r in batches.values()),
+                partitions=[f"{tp.topic}/{tp.partition}" for tp in batches],
+            )
 
     async def _refresh_lag(self, in_hand: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
         """After a poll: how far behind each owned partition is; the records just polled count as not handled."""
@@ -259,6 +298,11 @@ class BatchConsumer:
             try:
                 await self._consumer.commit({tp: OffsetAndMetadata(next_offset, "")})
                 return
+            except (IllegalStateError, CommitFailedError) as exc:
+                # The partition was revoked (or the group moved to a new generation) meanwhile: retrying cannot
+                # succeed and would keep the loop from the partitions it owns now. Its next owner reads again.
+                log.info("commit_skipped_after_rebalance", topic=tp.topic, partition=tp.partition, error=repr(exc))
+                return
             except KafkaError as exc:
                 attempt += 1
                 if attempt > self._settings.transient_retries:
@@ -267,3 +311,61 @@ class BatchConsumer:
                     log.warning("commit_failed", topic=tp.topic, partition=tp.partition, error=repr(exc))
                     return
                 await asyncio.sleep(self._settings.retry_backoff_s * attempt)
+
+
+class _StallFence(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Tells the consumer loop when this process stood still for longer than the group's session.
+
+    A ticker notes the loop's time every heartbeat interval; a gap longer than the session means the broker has
+    expired this member and given its partitions to another replica. Fenced until the group assigns partitions
+    again (a new generation, positions from committed offsets), or one more session passed without a rebalance
+    (the group kept this member after all).
+    """
+
+    def __init__(self, session_s: float, tick_s: float) -> None:
+        self._session_s = session_s
+        self._tick_s = tick_s
+        self._last_tick = time.monotonic()
+        self._fenced_at: float | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start noting the loop's time."""
+        self._last_tick = time.monotonic()
+        self._task = asyncio.create_task(self._tick(), name="consumer-stall-fence")
+
+    async def stop(self) -> None:
+        """Stop the ticker."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(self._tick_s)
+            self._check()
+
+    def _check(self) -> None:
+        now = time.monotonic()
+        stalled_s = now - self._last_tick
+        self._last_tick = now
+        if stalled_s > self._session_s:
+            self._fenced_at = now
+            log.warning("consumer_fenced", stalled_s=round(stalled_s, 2), session_s=self._session_s)
+
+    def fenced(self) -> bool:
+        """Whether records in hand may belong to another replica by now: drop them, handle nothing."""
+        self._check()  # the loop may run before the ticker after a stop
+        if self._fenced_at is not None and time.monotonic() - self._fenced_at > 2 * self._session_s:
+            log.info("consumer_unfenced", reason="no rebalance came: the group kept this member")
+            self._fenced_at = None
+        return self._fenced_at is not None
+
+    async def on_partitions_revoked(self, revoked: object) -> None:
+        """Nothing to do: offsets are committed batch by batch."""
+
+    async def on_partitions_assigned(self, assigned: object) -> None:
+        """A new generation: fetch positions come from the committed offsets, so nothing stale is in hand."""
+        if self._fenced_at is not None:
+            log.info("consumer_unfenced", reason="partitions assigned again")
+            self._fenced_at = None

@@ -72,6 +72,12 @@ class InputRefused(InvalidRecord):
         return error_body(self.kind, self.reason)
 
 
+def close_reason(text: str) -> str:
+    """`text` cut to what a websocket close frame carries (123 bytes of UTF-8): a longer one fails the close."""
+    cut = text.encode("utf-8", "replace")[:123]
+    return cut.decode("utf-8", "ignore")
+
+
 def error_body(kind: str, detail: str) -> dict[str, str]:
     """`{"error": kind, "detail": detail}`: the one shape of an HTTP refusal."""
     return {"error": kind, "detail": detail}
@@ -176,3 +182,63 @@ async def read_limited(receive: Receive, max_bytes: int) -> bytes:
         if not message.get("more_body", False):
             break
     return bytes(body)
+
+
+Message = MutableMapping[str, Any]
+Send = Callable[[Message], Awaitable[None]]
+App = Callable[[Message, Receive, Send], Awaitable[None]]
+DEFAULT_MAX_BODY_BYTES: Final = 1024 * 1024
+
+
+class JsonBodyGate:
+    """ASGI middleware: a JSON request body passes `parse_json` before the app reads it.
+
+    FastAPI parses a JSON body with `json.loads` before any handler or dependency runs, so a body nested thousands
+    deep raised RecursionError there (a 500), and a lone surrogate reached the handler. With this in front such a
+    body is answered 400/413 with the documented error shape. For apps whose routes take pydantic bodies (the
+    operator API, the gateway's login and board); endpoints that read their body themselves (webhooks that write
+    DLQ records) call parse_json and stay outside it.
+    """
+
+    def __init__(self, app: App, max_bytes: int = DEFAULT_MAX_BODY_BYTES, max_depth: int = DEFAULT_MAX_DEPTH) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.max_depth = max_depth
+
+    async def __call__(self, scope: Message, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH") or not _json_request(scope):
+            await self.app(scope, receive, send)
+            return
+        try:
+            body = await read_limited(receive, self.max_bytes)
+            if body.strip():
+                parse_json(body, max_bytes=self.max_bytes, max_depth=self.max_depth)
+        except InputRefused as refused:
+            await _answer(send, refused.status, refused.body())
+            return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
+def _json_request(scope: Message) -> bool:
+    """A request FastAPI would read as JSON: content type JSON (or +json), or none at all."""
+    for name, value in scope.get("headers", ()):
+        if name == b"content-type":
+            media = value.split(b";", 1)[0].strip().lower()
+            return bool(media == b"application/json" or media.endswith(b"+json"))
+    return True
+
+
+async def _answer(send: Send, status: int, body: dict[str, str]) -> None:
+    payload = json.dumps(body).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})

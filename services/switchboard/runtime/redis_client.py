@@ -79,9 +79,10 @@ def redis_client(settings: ServiceSettings, *, max_connections: int | None = Non
     """A client for the service's Redis; byte responses, short timeouts, a few quick reconnect retries.
 
     Longer outages surface as redis ConnectionError, which callers turn into TransientError so the consumer
-    loop pauses instead of guessing. With `max_connections`, callers beyond that many concurrent commands wait
-    for a free connection (up to 10 s) instead of failing with "Too many connections" (the default pool's 100).
-    On a cluster that is a cap per node, and RedisCluster fails a command beyond it instead of waiting.
+    loop pauses instead of guessing. Callers beyond `max_connections` (default `SB_REDIS_MAX_CONNECTIONS`)
+    concurrent commands wait for a free connection (up to `SB_REDIS_POOL_WAIT_S`) instead of failing with "Too
+    many connections". On a cluster only an explicit `max_connections` caps (per node), and RedisCluster fails a
+    command beyond it instead of waiting, so a cluster client is left uncapped by default.
     """
     options: dict[str, Any] = {
         "socket_timeout": 2.0,
@@ -95,9 +96,12 @@ def redis_client(settings: ServiceSettings, *, max_connections: int | None = Non
         if max_connections is not None:
             options["max_connections"] = max_connections
         return connect_url(settings.redis_url, cluster=True, **options)
-    if max_connections is None:
-        return Redis.from_url(settings.redis_url, **options)
-    pool = BlockingConnectionPool.from_url(settings.redis_url, max_connections=max_connections, timeout=10, **options)
+    pool = BlockingConnectionPool.from_url(
+        settings.redis_url,
+        max_connections=max_connections or settings.redis_max_connections,
+        timeout=settings.redis_pool_wait_s,
+        **options,
+    )
     return Redis(connection_pool=pool)
 
 

@@ -35,6 +35,7 @@ from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from switchboard.runtime.consumer import BatchConsumer
+from switchboard.runtime.http_timeouts import timed_http_protocol
 from switchboard.runtime.kafka import RecordProducer
 from switchboard.runtime.logs import configure_logging, get_logger
 from switchboard.runtime.metrics import export_service
@@ -186,6 +187,10 @@ class ServiceRuntime:
             port=port,
             log_config=None,
             lifespan="off",
+            # Header and body deadlines (uvicorn has none): a slow or silent client cannot hold a connection.
+            http=timed_http_protocol(
+                self.settings.service_name, self.settings.http_header_timeout_s, self.settings.http_body_timeout_s
+            ),
             ws="websockets-sansio",
             ws_max_size=self.settings.http_ws_max_bytes,
             ws_per_message_deflate=self.settings.http_ws_deflate,

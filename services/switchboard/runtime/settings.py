@@ -75,6 +75,12 @@ class ServiceSettings(BaseSettings):
     )
     # Redis Cluster instead of one server (also chosen by a `redis+cluster://` REDIS_URL): the URL names one node.
     redis_cluster: bool = False
+    # The process's Redis connections. Every command waits for a free one up to `redis_pool_wait_s` instead of
+    # failing (redis-py's own pool fails at once beyond 100: a burst of widget connects was refused with 1013), so
+    # the pool is sized for the concurrency Redis should see, not for the socket count. Waited too long: the
+    # command fails as Redis being away does (TransientError, "retry later"). On a cluster it is a cap per node.
+    redis_max_connections: int = Field(default=100, ge=2)
+    redis_pool_wait_s: float = Field(default=30.0, gt=0)
     # Prepended to every topic name and Redis key; tests give each test its own.
     topic_prefix: str = ""
     key_prefix: str = "sb"
@@ -85,6 +91,11 @@ class ServiceSettings(BaseSettings):
     internal_port: int | None = None
     # Largest websocket message the HTTP server reads; a bigger one closes the socket (1009) before it is buffered.
     http_ws_max_bytes: int = 16 * 1024 * 1024
+    # A request's line and headers must arrive within this of the connection opening (or of the request's first
+    # byte on a keep-alive connection), its body within the second of its headers; else 408 and the connection is
+    # closed (runtime/http_timeouts.py: uvicorn itself has no such deadline, so a slow client could hold it open).
+    http_header_timeout_s: float = Field(default=10.0, gt=0)
+    http_body_timeout_s: float = Field(default=30.0, gt=0)
     # permessage-deflate for websockets when the client offers it (browsers always do). Each compressed socket holds
     # zlib state (about 40 KiB); services holding tens of thousands of sockets turn it off.
     http_ws_deflate: bool = True
@@ -98,6 +109,17 @@ class ServiceSettings(BaseSettings):
     transient_retries: int = 5
     retry_backoff_s: float = 0.1
     retry_backoff_max_s: float = 5.0
+    # Consumer group timings (runtime/consumer.py). A replica that dies without leaving the group (SIGKILL, a lost
+    # node) holds its partitions until the session times out, so the session is what a failover costs: 1.5 s with
+    # a heartbeat every 0.3 s hands them over in about 2 s (aiokafka's own 10 s / 3 s took 10-13 s). The broker's
+    # `group.min.session.timeout.ms` must allow it (LocalKafka and deploy/k8s/strimzi set 1000).
+    kafka_session_timeout_ms: int = Field(default=1500, ge=1000)
+    kafka_heartbeat_interval_ms: int = Field(default=300, ge=100)
+    # Static membership (KIP-345): a replica that comes back under the same id within the session takes its
+    # partitions back without a rebalance. Empty: off. It must be unique and stable per replica (a StatefulSet's
+    # pod name), never shared: two replicas with one id fence each other. With it on, a clean stop does not leave
+    # the group (Kafka keeps the member for a session), so its partitions wait one session timeout.
+    kafka_group_instance_id: str = ""
     # An adapter waits this long for the broker's ack before telling its sender to retry later.
     produce_timeout_s: float = 5.0
     # The DLQ's bound per sender (the tenant of a refused input, or `anonymous`), in each process: a token bucket
@@ -132,6 +154,15 @@ class ServiceSettings(BaseSettings):
     def _empty_is_unset(cls, value: object) -> object:
         # An env var set from an optional Secret key that is missing arrives empty: that is "not set".
         return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _check_group_timings(self) -> Self:
+        if self.kafka_heartbeat_interval_ms * 3 > self.kafka_session_timeout_ms:
+            raise ValueError(
+                "SB_KAFKA_HEARTBEAT_INTERVAL_MS must be at most a third of SB_KAFKA_SESSION_TIMEOUT_MS"
+                f" ({self.kafka_heartbeat_interval_ms} > {self.kafka_session_timeout_ms} / 3)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _check_security(self) -> Self:

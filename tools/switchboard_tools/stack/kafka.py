@@ -86,6 +86,8 @@ class LocalKafka:
                 "share.coordinator.state.topic.replication.factor=1",
                 "share.coordinator.state.topic.min.isr=1",
                 "group.initial.rebalance.delay.ms=0",
+                # The services' consumer sessions are 1.5 s (SB_KAFKA_SESSION_TIMEOUT_MS): the default floor is 6 s.
+                "group.min.session.timeout.ms=1000",
                 "auto.create.topics.enable=false",
                 # Small segments and indexes keep a test broker's disk and start time small.
                 "log.segment.bytes=16777216",
