@@ -102,7 +102,9 @@ def redis_client(settings: ServiceSettings, *, max_connections: int | None = Non
         timeout=settings.redis_pool_wait_s,
         **options,
     )
-    return Redis(connection_pool=pool)
+    # from_pool: the client owns the pool, so aclose() closes its connections too (with Redis(connection_pool=...)
+    # they would be left open).
+    return Redis.from_pool(pool)
 
 
 def redis_for(url: str) -> Redis:
