@@ -10,6 +10,7 @@ others wait for the mark. docs/state.md, "When Redis loses its data", says what 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -32,8 +33,11 @@ class RebuildPending(TransientError):
 class StateMarks:
     """The marks of one service: is its state of a tenant in Redis, and rebuild it when not."""
 
-    def __init__(self, redis: Redis, keys: Keys, service: str, instance: str, *, lock_ms: int = 60_000) -> None:
+    def __init__(
+        self, redis: Redis, keys: Keys, service: str, instance: str, *, lock_ms: int = 60_000, timeout_s: float = 15.0
+    ) -> None:
         self._redis = redis
+        self._timeout_s = timeout_s
         self._keys = keys
         self._service = service
         self._instance = instance
@@ -58,8 +62,14 @@ class StateMarks:
             raise RebuildPending(f"{self._service} state of {tenant_id} is being rebuilt by another replica")
         started = time.monotonic()
         try:
-            await rebuild(tenant_id)
+            # A rebuild stuck on a source (a broker that does not answer one reader) gives the lock back and is
+            # tried again from the start, instead of holding every replica's work for the tenant.
+            async with asyncio.timeout(self._timeout_s):
+                await rebuild(tenant_id)
             await self.set(tenant_id)
+        except TimeoutError as exc:
+            log.warning("state_rebuild_timed_out", service=self._service, tenant=tenant_id, seconds=self._timeout_s)
+            raise RebuildPending(f"{self._service} state of {tenant_id}: rebuild took over {self._timeout_s}s") from exc
         finally:
             await self._redis.delete(lock)
         log.info("state rebuilt", service=self._service, tenant=tenant_id, seconds=round(time.monotonic() - started, 3))
