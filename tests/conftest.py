@@ -202,6 +202,17 @@ async def producer(settings: ServiceSettings) -> AsyncIterator[RecordProducer]:
 
 
 @pytest.fixture
+async def own_redis(tmp_path: Path) -> AsyncIterator[LocalRedis]:
+    """A Redis only this test uses, so it may stop, kill or empty it."""
+    server = LocalRedis(tmp_path / "redis")
+    await asyncio.to_thread(server.start)
+    try:
+        yield server
+    finally:
+        await asyncio.to_thread(server.stop)
+
+
+@pytest.fixture
 async def own_kafka(tmp_path: Path) -> AsyncIterator[LocalKafka]:
     """A broker only this test uses, so it may stop and restart it (the shared one is never stopped)."""
     broker = LocalKafka(tmp_path / "kafka", heap="384m")

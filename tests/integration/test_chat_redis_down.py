@@ -8,8 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -24,17 +22,6 @@ from switchboard_tools.stack.redis import LocalRedis
 from tests.integration.chat_service import chat_settings, connect, next_frame, running_chat, send_message, signed
 
 pytestmark = pytest.mark.broker
-
-
-@pytest.fixture
-async def own_redis(tmp_path: Path) -> AsyncIterator[LocalRedis]:
-    """A Redis only this test uses, so it may stop it."""
-    server = LocalRedis(tmp_path / "redis")
-    await asyncio.to_thread(server.start)
-    try:
-        yield server
-    finally:
-        await asyncio.to_thread(server.stop)
 
 
 async def _answer(ws: ClientConnection, client_msg_id: str) -> dict[str, object]:

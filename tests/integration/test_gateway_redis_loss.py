@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,17 +29,6 @@ from tests.integration.gateway_support import ORIGIN, Desk, gateway_settings, ru
 pytestmark = pytest.mark.broker
 
 TENANT = "shop-a"
-
-
-@pytest.fixture
-async def own_redis(tmp_path: Path) -> AsyncIterator[LocalRedis]:
-    """A Redis only this test uses, so it may kill it."""
-    server = LocalRedis(tmp_path / "redis")
-    await asyncio.to_thread(server.start)
-    try:
-        yield server
-    finally:
-        await asyncio.to_thread(server.stop)
 
 
 async def _presence(settings: ServiceSettings) -> asyncio.subprocess.Process:

@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
@@ -30,17 +28,6 @@ from tests.helpers import eventually, service_env, start_service
 pytestmark = pytest.mark.broker
 
 TENANT = "shop-a"
-
-
-@pytest.fixture
-async def own_redis(tmp_path: Path) -> AsyncIterator[LocalRedis]:
-    """A Redis only this test uses, so it may kill it."""
-    server = LocalRedis(tmp_path / "redis")
-    await asyncio.to_thread(server.start)
-    try:
-        yield server
-    finally:
-        await asyncio.to_thread(server.stop)
 
 
 async def _groups(redis: Redis, keys: Keys) -> dict[str, set[str]]:
