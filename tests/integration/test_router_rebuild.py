@@ -3,6 +3,7 @@ data", router), and the scripts' refusal to write while the router's state mark 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -104,7 +105,8 @@ async def test_rebuild_from_the_topics_gives_back_owners_queues_backlogs_and_is_
     for _ in range(2):  # a second run (a rebuild interrupted and run again) changes nothing twice
         await rebuild(T)
         c1 = await redis.hgetall(keys.conversation(T, "c1"))
-        assert (c1[b"state"], c1[b"owner"], c1[b"epoch"]) == (b"assigned", b"a1", b"1")
+        # Assigned to its owner again under a new epoch: under one epoch a desk gets every message once.
+        assert (c1[b"state"], c1[b"owner"], c1[b"epoch"]) == (b"assigned", b"a1", b"2")
         backlog = await redis.lrange(keys.conversation_backlog(T, "c1"), 0, -1)
         assert [InboundMessage.FromString(raw).message_id for raw in backlog] == ["m1"]
         assert await redis.smembers(keys.agent_conversations(T, "a1")) == {b"c1"}
@@ -120,7 +122,12 @@ async def test_rebuild_from_the_topics_gives_back_owners_queues_backlogs_and_is_
         assert not await redis.exists(keys.processed(T, "router", "m4"))  # consumed again normally
     desk = await read_outbox(redis, keys, T, "a1", 0)
     assigned = [e for e in desk if e.type == DeskEventType.DESK_EVENT_ASSIGNED]
-    assert [(e.conversation_id, e.epoch, e.message.message_id) for e in assigned] == [("c1", 1, "m1")] * 2
+    assert [(e.conversation_id, e.epoch, e.message.message_id) for e in assigned] == [("c1", 2, "m1")]
+    # The re-assignment waits in the unsent set for the routing topic (the router publishes it after the rebuild).
+    unsent = [json.loads(raw) for raw in await redis.zrange(keys.routing_unsent(T), 0, -1)]
+    assert [(d["type"], d["conv"], d["agent"], d["epoch"]) for batch in unsent for d in batch] == [
+        ("assigned", "c1", "a1", 2)
+    ]
 
 
 async def test_no_script_writes_while_the_mark_is_missing_and_the_next_batch_rebuilds_first(

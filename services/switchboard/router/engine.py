@@ -77,9 +77,13 @@ class Router:
             self.context.rebuilt = self._after_rebuild
 
     async def _after_rebuild(self, tenant: str) -> None:
-        """Once a tenant's state is back: route what had no decision yet, and drain every group at once (agents
-        with room take the queued conversations now, not at the next sweep)."""
+        """Once a tenant's state is back: publish the re-assignments the rebuild made (its owners' new epochs),
+        route what had no decision yet, and drain every group at once (agents with room take the queued
+        conversations now, not at the next sweep)."""
         config = self.context.configs.get(tenant)
+        if config is not None:
+            while await self.upkeep.resend(config, self.context.clock(), older_than_ms=-1):
+                pass
         orphans = self._rebuild.orphans.pop(tenant, []) if self._rebuild is not None else []
         if orphans:
             for message, reason in await self.inbound.handle(orphans):

@@ -348,7 +348,7 @@ class RouterRebuild:
     ) -> ScriptCall:
         backlog = f.backlog(msgs)
         customer = next((m.customer.customer_id for m in msgs if m.customer.customer_id), "")
-        ks = KeySet(self.keys, tenant).tenant_wide().conversation(f.conv)
+        ks = KeySet(self.keys, tenant).tenant_wide().unsent().conversation(f.conv)
         if held.holder:
             ks.agent(held.holder)
         ks.groups(held.queues, held.channel)

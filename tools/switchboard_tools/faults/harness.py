@@ -143,7 +143,7 @@ FAULTS: tuple[Fault, ...] = (
     Fault("kafka-stall", "network: services ↔ Kafka blackholed 5 s", 3, 1, 12.0, blackhole("kafka", 5.0)),
     # Last on its stack: what a service cannot rebuild stays lost for every row after it.
     Fault("redis-empty", "Redis SIGKILL + restart empty", 1, 1, 30.0, redis_empty, last=True),
-    Fault("cluster-node-loss", "3-node KRaft (RF 3, min ISR 2): one node SIGKILLed 20 s", 3, 1, 40.0,
+    Fault("cluster-node-loss", "3-node KRaft (RF 3, min ISR 2): one node SIGKILLed 20 s", 3, 1, 60.0,
           cluster_node_loss, cluster=True),
 )  # fmt: skip
 # The sweeps other parts provide: key → (module, function, title, full count, quick count).

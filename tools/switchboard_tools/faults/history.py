@@ -73,6 +73,8 @@ class History:
     injections: list[Injection] = field(default_factory=list)
     over_capacity: list[str] = field(default_factory=list)
     capacity_samples: int = 0
+    # Samples of agents presence had not written back yet after Redis lost its data (nothing to compare).
+    capacity_unknown: int = 0
     reconnects: int = 0
     set_away: int = 0
     notes: list[str] = field(default_factory=list)
@@ -118,6 +120,11 @@ class CapacitySampler:
         for tenant, agents in self.agents.items():
             for agent in agents:
                 fields = await self.redis.hgetall(self.keys.agent(tenant, agent))
+                if b"presence_version" not in fields:
+                    # Presence has not written the agent back yet (Redis lost its data): Redis holds no capacity
+                    # to compare with, and the router gives no work to an agent presence has not written.
+                    self.history.capacity_unknown += 1
+                    continue
                 self.history.capacity_samples += 1
                 mult = float(fields.get(b"multiplier", b"1") or 1) or 1.0
                 for ch in CHANNELS:
@@ -193,7 +200,10 @@ def judge(fault: str, history: History, obs: Observations, schedule: Schedule, e
         notes.append(f"{len(accounting.unexpected)} delivered that no channel acknowledged ({kinds})")
     if waits:
         notes.append(f"recovery median {statistics.median(waits):.1f} s")
-    notes.append(f"{len(history.events)} desk events, capacity sampled {history.capacity_samples}×")
+    sampled = f"{len(history.events)} desk events, capacity sampled {history.capacity_samples}×"
+    if history.capacity_unknown:
+        sampled += f" ({history.capacity_unknown} more before presence wrote the agent back)"
+    notes.append(sampled)
     if history.set_away:
         notes.append(f"agents set away by the system {history.set_away}× (back after {BACK_FROM_AWAY_S:.0f} s)")
     if history.reconnects:

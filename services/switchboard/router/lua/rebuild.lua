@@ -1,8 +1,10 @@
 -- One conversation rebuilt after Redis lost the router's state (router/rebuild.py; docs/state.md "When Redis loses
 -- its data"): its hash as the routing topic left it, its backlog from the inbound topic, processed markers of
--- those messages, its place in its group's queue (queued) or its owner's slot and desk events (assigned: ASSIGNED
--- with the backlog, which the desktop recognises by message_id). Idempotent: a rebuild run again changes nothing
--- twice (the owner's desk gets the events again, recognised by message_id).
+-- those messages, its place in its group's queue (queued) or its owner's slot and desk events (assigned).
+-- An owned conversation is assigned to its owner again under a new epoch (ASSIGNED with the backlog, an ASSIGNED
+-- routing event kept in the unsent set): the owner's desk may have lost nothing, and under one epoch it gets
+-- every message once (docs/invariants.md, invariant 1). Idempotent: a conversation whose hash Redis kept, in the
+-- state, owner and epoch (or a later one) the topic says, is left as it is.
 -- KEYS: the conversation's hash and backlog, the processed markers of its messages, its group's queue (queued),
 --   the owner's hash, conversations, outbox and seq (assigned), what the hash held before (the old holder's keys,
 --   its old queues), offers, notify.
@@ -15,7 +17,10 @@ local conv = R.conv
 local ckey = K('conv', conv)
 -- What the hash held before (a rebuild over state that was not lost, e.g. the first start of a router that checks
 -- marks on a Redis that kept its data, or a rebuild run again): the old holder's slot, offer and queue places go.
-local was = redis.call('HMGET', ckey, 'state', 'owner', 'offer_agent', 'channel', 'queues')
+local was = redis.call('HMGET', ckey, 'state', 'owner', 'offer_agent', 'channel', 'queues', 'epoch')
+if was[1] == R.state and (was[2] or '') == (R.owner or '') and (tonumber(was[6]) or 0) >= R.epoch then
+  return 0
+end
 local holder = (was[1] == 'assigned' and was[2]) or (was[1] == 'offered' and was[3]) or ''
 if holder ~= '' then release(holder, conv, was[4]) end
 redis.call('ZREM', T('offers'), conv)
@@ -36,7 +41,12 @@ elseif R.state == 'assigned' then
   if redis.call('SADD', K('agent_convs', R.owner), conv) == 1 then
     redis.call('HINCRBY', K('agent', R.owner), 'used:' .. R.channel, 1)
   end
-  deliver_backlog(R.owner, conv, R.epoch, R.served, R.rule)
+  local epoch = math.max(R.epoch, tonumber(was[6]) or 0) + 1
+  redis.call('HSET', ckey, 'epoch', epoch)
+  deliver_backlog(R.owner, conv, epoch, R.served, R.rule)
+  emit({ type = 'assigned', conv = conv, agent = R.owner, group = R.served, epoch = epoch, channel = R.channel,
+    enq = R.enq, prio = R.prio, rule = R.rule, home = R.group, lang = R.lang, reason = 'rebuilt' })
+  unsent()
 elseif R.state == 'abandoned' then
   redis.call('EXPIRE', K('backlog', conv), KEEP_BACKLOG_S)
 end
