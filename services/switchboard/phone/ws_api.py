@@ -17,6 +17,7 @@ number) spend none: they come from the calls' state, and the tenant's DLQ budget
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -207,10 +208,8 @@ class StreamSession:
         log.warning("phone_stream_closed_refused_frames", tenant_id=self.tenant_id)
         async with self._send_lock:
             if self.ws.application_state == WebSocketState.CONNECTED:
-                try:
+                with contextlib.suppress(RuntimeError, OSError):
                     await self.ws.close(CLOSE_POLICY, "too many refused frames")
-                except (RuntimeError, OSError):
-                    pass
 
     async def _too_big(self, raw: bytes) -> None:
         limit = self.settings.phone_max_frame_bytes

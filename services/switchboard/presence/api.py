@@ -232,8 +232,8 @@ async def surge(tenant_id: str, operator: Operator, control: Control) -> SurgeVi
 
 _PROFILE_INVALID = _answer(
     422,
-    "`invalid_field`: the profile is malformed, or does not fit the tenant's routing config: `detail` lists every problem "
-    "(unknown group, overflow to its own group, threshold out of range); nothing was stored.",
+    "`invalid_field`: the profile is malformed, or does not fit the tenant's routing config: `detail` lists every "
+    "problem (unknown group, overflow to its own group, threshold out of range); nothing was stored.",
 )
 _NO_PROFILE = _answer(404, "`not_found`: the tenant has no such surge profile")
 
