@@ -1,4 +1,5 @@
-"""`python -m switchboard`: the operational commands the service image carries (`topics`, `replay`, `dlq`).
+"""`python -m switchboard`: the operational commands the service image carries (`topics`, `replay`, `dlq`,
+`state`).
 
 The `switchboard` command of a development checkout (`switchboard_tools.cli`, the tools distribution) offers these
 and adds the local stack, the load test and the benchmarks, which the service image does not carry.
@@ -14,8 +15,9 @@ import sys
 from switchboard.dlq import command as dlq_command
 from switchboard.runtime.kafka import ensure_topics
 from switchboard.runtime.topics import Topics
+from switchboard.state import command as state_command
 
-COMMANDS = ("replay", "topics", dlq_command.COMMAND)
+COMMANDS = ("replay", "topics", dlq_command.COMMAND, state_command.COMMAND)
 
 
 def run_replay(argv: list[str]) -> int:
@@ -26,7 +28,7 @@ def run_replay(argv: list[str]) -> int:
 
 
 def add_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add `replay` (for --help only: it is dispatched before parsing), `topics` and `dlq`."""
+    """Add `replay` (for --help only: it is dispatched before parsing), `topics`, `dlq` and `state`."""
     sub.add_parser("replay", help="replay a recorded day against a routing config, offline (router)")
     topics = sub.add_parser("topics", help="create the topics on KAFKA_BOOTSTRAP")
     topics.add_argument("--partitions", type=int, default=None, help="override the production partition counts")
@@ -37,12 +39,16 @@ def add_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="replication factor (3 on a production cluster; env SB_TOPIC_REPLICATION)",
     )
     dlq_command.add_subcommand(sub)
+    state_command.add_subcommand(sub)
 
 
 def run_subcommand(args: argparse.Namespace) -> int:
-    """Run `dlq`, or `topics`: create every topic with its production partition count; print their names."""
+    """Run `dlq`, `state`, or `topics`: create every topic with its production partition count; print their
+    names."""
     if args.command == dlq_command.COMMAND:
         return dlq_command.run_subcommand(args)
+    if args.command == state_command.COMMAND:
+        return state_command.run_subcommand(args)
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
     specs = Topics(os.environ.get("SB_TOPIC_PREFIX", "")).specs(args.partitions)
     asyncio.run(ensure_topics(bootstrap, specs, replication=args.replication))

@@ -138,3 +138,26 @@ async def test_close_codes_for_an_unknown_key_and_an_oversize_frame(settings: Se
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
     [(_, letter)] = await read_topic(settings.kafka_bootstrap, Topics(settings.topic_prefix).dlq, 1)
     assert letter.error_type == "too_large"  # type: ignore[attr-defined]
+
+
+async def test_a_flood_of_malformed_frames_closes_the_socket_1008_past_its_budget(settings: ServiceSettings) -> None:
+    """Each malformed frame spends a token of the socket's budget (3 here, refilled slowly): the fourth closes the
+    socket 1008 and leaves no DLQ record; well-formed items of unknown calls spend none."""
+    async with running_phone(settings, phone_ws_refused_per_s=0.01, phone_ws_refused_burst=3) as phone:
+        async with connect(phone.ws, additional_headers=SHOP_A_KEY) as ws:
+            for n in range(5):
+                await _send(ws, f"unknown-{n}", segment("no-such-call", 1, "hi"))
+            answers = await _answers(ws, 5)
+            assert {a["code"] for a in answers.values()} == {"unknown_call"}
+            for n in range(3):
+                await ws.send(f'{{"id": "bad-{n}", "items": [')
+            assert [a["code"] for a in (await _answers(ws, 3)).values()] == ["bad_json"]
+            await ws.send('{"id": "bad-3", "items": [')
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    await ws.recv()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+        assert closed.value.rcvd.reason == "too many refused frames"
+    letters = await read_topic(settings.kafka_bootstrap, Topics(settings.topic_prefix).dlq, 8)
+    kinds = sorted(letter.error_type for _, letter in letters)  # type: ignore[attr-defined]
+    assert kinds == ["bad_json"] * 3 + ["unknown_call"] * 5

@@ -473,7 +473,7 @@ async def test_fields_out_of_bounds_are_refused_in_the_error_shape(presence: Pre
     resp = await presence.http.patch(lina, json={"capacity": {"chat": 41865718795}}, headers=auth(OPS_A))
     assert resp.status_code == 422, resp.text
     assert resp.json() == {
-        "error": "schema",
+        "error": "invalid_field",
         "detail": ["body.capacity.chat: Input should be less than or equal to 1000"],
     }
     state = await presence.store.get_agent("shop-a", "a-lina")
@@ -489,7 +489,7 @@ async def test_fields_out_of_bounds_are_refused_in_the_error_shape(presence: Pre
         {"capacity": {"chat": -1}},
     ]:
         resp = await presence.http.patch(lina, json=body, headers=auth(OPS_A))
-        assert (resp.status_code, resp.json()["error"]) == (422, "schema"), (body, resp.text)
+        assert (resp.status_code, resp.json()["error"]) == (422, "invalid_field"), (body, resp.text)
     # a lone surrogate, escaped as JSON allows
     raw = b'{"display_name": "\\ud800"}'
     resp = await presence.http.patch(lina, content=raw, headers={**auth(OPS_A), "Content-Type": "application/json"})
@@ -504,7 +504,7 @@ async def test_fields_out_of_bounds_are_refused_in_the_error_shape(presence: Pre
         ("PATCH", f"{A}/agents/nobody", OPS_A): (404, "not_found"),
         ("POST", f"{A}/surge/activate", OPS_A): (404, "not_found"),
         ("DELETE", f"{A}/surge/schedules/none", OPS_A): (409, "conflict"),
-        ("GET", "/v1/operator/tenants/%7Bshop%7D/agents", OPS_A): (422, "schema"),
+        ("GET", "/v1/operator/tenants/%7Bshop%7D/agents", OPS_A): (422, "invalid_field"),
     }
     bodies = {"PATCH": {"display_name": "x"}, "POST": {"profile": "nosuch"}}
     for (method, path, token), (code, kind) in expected.items():

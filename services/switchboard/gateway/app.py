@@ -135,7 +135,10 @@ class Gateway:
             response_model=LoginResponse,
             responses={
                 401: {"model": ErrorBody, "description": "`unauthorized`: unknown tenant, agent or password"},
-                422: {"model": ErrorBody, "description": "`schema`: an id outside the id pattern, a field missing"},
+                422: {
+                    "model": ErrorBody,
+                    "description": "`invalid_field`: an id outside the id pattern, a field missing",
+                },
             },
         )
         async def login(body: LoginRequest) -> LoginResponse:

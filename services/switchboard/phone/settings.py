@@ -27,6 +27,10 @@ class PhoneSettings(CustomerLookupSettings):
     phone_max_text_chars: int = 4000
     # Frames of one websocket handled at once; the socket is not read further while this many are in flight.
     phone_ws_inflight_frames: int = 32
+    # Malformed frames (not JSON, too deep, bad text, invalid items) one websocket may send: each spends a token
+    # of this bucket; one with none left closes the socket 1008 (no DLQ record), as a widget's strikes do.
+    phone_ws_refused_per_s: float = 20.0
+    phone_ws_refused_burst: int = 200
     # How long a call's state (conversation, caller, next seq) is kept after its last event.
     phone_call_ttl_s: int = 2 * 24 * 3600
     retry_after_s: int = 1

@@ -8,12 +8,16 @@ Every frame gets exactly one answer:
 tenant's surge profile asks for them, see announce.py), or `{"type": "error", "id", "code", "reason"}`
 with code `retry_later` (not acknowledged in time: maybe stored, send it again with the same id) or the
 refusal's error type (DLQ record written).
-Close codes: 4401 unknown API key, 1009 frame too big.
+Close codes: 4401 unknown API key, 1009 frame too big, 1008 more malformed frames than
+`phone_ws_refused_per_s` / `phone_ws_refused_burst` allow (each frame that does not parse spends a token; past
+them the socket is closed without a DLQ record for the frame). Refusals of well-formed items (unknown call, wrong
+number) spend none: they come from the calls' state, and the tenant's DLQ budget bounds them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +32,7 @@ from switchboard.phone.announce import Announcer, answer
 from switchboard.phone.metrics import PHONE_REFUSED, PHONE_RETRY_LATER, PHONE_STREAMS
 from switchboard.phone.settings import PhoneSettings
 from switchboard.phone.wire import CallEnded, Delivery, PhoneInputError, PhoneItem, Segment, delivery_id, parse_delivery
+from switchboard.runtime.buckets import TokenBucket
 from switchboard.runtime.errors import TransientError
 from switchboard.runtime.logs import get_logger
 
@@ -36,6 +41,7 @@ log = get_logger(__name__)
 STREAM_PATH = "/v1/phone/stream"
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_TOO_BIG = 1009
+CLOSE_POLICY = 1008
 
 
 @dataclass(eq=False)
@@ -74,11 +80,13 @@ class StreamSession:
         self._tasks: set[asyncio.Task[None]] = set()
         # Parts of frames in hand, per call, that later frames of the call may have to wait for.
         self._units: dict[str, list[_Unit]] = {}
+        self._refusals = TokenBucket(settings.phone_ws_refused_per_s, settings.phone_ws_refused_burst)
+        self._closed = False
 
     async def run(self) -> None:
         """Read frames until the platform disconnects; answer each; wait for the frames in hand."""
         try:
-            while True:
+            while not self._closed:
                 message = await self.ws.receive()
                 if message["type"] == "websocket.disconnect":
                     break
@@ -106,7 +114,9 @@ class StreamSession:
         try:
             delivery = parse_delivery(raw, self.settings.phone_max_items, self.settings.phone_max_text_chars)
         except PhoneInputError as error:
-            self._track(asyncio.create_task(self._refuse(error, raw)), [])
+            # A malformed frame spends a token of the socket's budget; with none left the socket is closed.
+            refusal = self._refuse(error, raw) if self._refusals.take() else self._close_flooder()
+            self._track(asyncio.create_task(refusal), [])
             return
         loop = asyncio.get_running_loop()
         parts: list[_Part] = []
@@ -187,6 +197,19 @@ class StreamSession:
                 "reason": RETRY_LATER_REASON,
             }
         )
+
+    async def _close_flooder(self) -> None:
+        """More malformed frames than the socket's budget: close it 1008; the frame leaves no DLQ record."""
+        PHONE_REFUSED.labels("rate_limited").inc()
+        self.adapter.intake.tally.count(self.tenant_id, InboundOutcome.REFUSED)
+        if self._closed:
+            return
+        self._closed = True
+        log.warning("phone_stream_closed_refused_frames", tenant_id=self.tenant_id)
+        async with self._send_lock:
+            if self.ws.application_state == WebSocketState.CONNECTED:
+                with contextlib.suppress(RuntimeError, OSError):
+                    await self.ws.close(CLOSE_POLICY, "too many refused frames")
 
     async def _too_big(self, raw: bytes) -> None:
         limit = self.settings.phone_max_frame_bytes

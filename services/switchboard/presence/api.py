@@ -135,7 +135,7 @@ async def where(
 
 _LEVELS_INVALID = _answer(
     422,
-    "`schema`: a field out of bounds (capacity above 1000 slots, a level outside 1-5, a language that is not an "
+    "`invalid_field`: a field out of bounds (capacity above 1000 slots, a level outside 1-5, a language that is not an "
     "ISO 639-1 code), or a level for a group the agent would not serve after the change; nothing was changed.",
 )
 
@@ -232,8 +232,8 @@ async def surge(tenant_id: str, operator: Operator, control: Control) -> SurgeVi
 
 _PROFILE_INVALID = _answer(
     422,
-    "`schema`: the profile is malformed, or does not fit the tenant's routing config: `detail` lists every problem "
-    "(unknown group, overflow to its own group, threshold out of range); nothing was stored.",
+    "`invalid_field`: the profile is malformed, or does not fit the tenant's routing config: `detail` lists every "
+    "problem (unknown group, overflow to its own group, threshold out of range); nothing was stored.",
 )
 _NO_PROFILE = _answer(404, "`not_found`: the tenant has no such surge profile")
 
@@ -279,7 +279,7 @@ async def deactivate(tenant_id: str, operator: Operator, control: Control) -> Ch
     status_code=201,
     responses={
         **_NO_PROFILE,
-        **_answer(422, "`schema`: a field out of bounds, or a window that ends before it starts"),
+        **_answer(422, "`invalid_field`: a field out of bounds, or a window that ends before it starts"),
     },
 )
 async def schedule(tenant_id: str, body: ScheduleRequest, operator: Operator, control: Control) -> SurgeSchedule:

@@ -73,8 +73,18 @@ class Router:
         self._rebuild = rebuild
         if rebuild is not None:
             self.context.marks = StateMarks(redis, keys, "router", instance)
-            self.context.rebuild = rebuild
+            self.context.rebuild = self._rebuild_tenant
             self.context.rebuilt = self._after_rebuild
+
+    async def _rebuild_tenant(self, tenant: str) -> None:
+        """Publish the tenant's unsent decisions first (after a partial loss Redis may hold decisions the routing
+        topic does not have yet), then rebuild from the topics."""
+        config = self.context.configs.get(tenant)
+        if config is not None:
+            while await self.upkeep.resend(config, self.context.clock(), older_than_ms=-1):
+                pass
+        if self._rebuild is not None:
+            await self._rebuild(tenant)
 
     async def _after_rebuild(self, tenant: str) -> None:
         """Once a tenant's state is back: publish the re-assignments the rebuild made (its owners' new epochs),

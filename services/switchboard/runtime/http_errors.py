@@ -26,7 +26,7 @@ ErrorKind = Literal[
     "method_not_allowed",
     "conflict",
     "too_large",
-    "schema",
+    "invalid_field",
     "rate_limited",
     "unavailable",
     "error",
@@ -40,7 +40,7 @@ KIND_OF_STATUS: dict[int, ErrorKind] = {
     405: "method_not_allowed",
     409: "conflict",
     413: "too_large",
-    422: "schema",
+    422: "invalid_field",
     429: "rate_limited",
     502: "unavailable",
     503: "unavailable",
@@ -63,7 +63,9 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: _described("`invalid_json`: the body is not JSON (or not UTF-8)"),
     401: _described("`unauthorized`: no bearer token, another scheme, or an unknown token"),
     403: _described("`forbidden`: the token is not granted this tenant"),
-    422: _described("`schema`: a parameter or a field of the body is missing or out of bounds; `detail` lists each"),
+    422: _described(
+        "`invalid_field`: a parameter or a field of the body is missing or out of bounds; `detail` lists each"
+    ),
     503: _described("`unavailable`: the store is unavailable; retry after `Retry-After` seconds"),
 }
 

@@ -28,7 +28,8 @@ TOO_LARGE: Final = "too_large"
 TOO_DEEP: Final = "too_deep"
 INVALID_JSON: Final = "invalid_json"
 INVALID_TEXT: Final = "invalid_text"
-SCHEMA: Final = "invalid_field"
+# A field missing or outside its bounds: the DLQ error type and the `error` of an HTTP 422 alike.
+INVALID_FIELD: Final = "invalid_field"
 KINDS: Final = (TOO_LARGE, TOO_DEEP, INVALID_JSON, INVALID_TEXT)
 
 DEFAULT_MAX_DEPTH: Final = 32
@@ -43,7 +44,13 @@ WS_CLOSE_CODES: Final[dict[str, int]] = {
     INVALID_JSON: WS_CLOSE_INVALID,
     INVALID_TEXT: WS_CLOSE_INVALID,
 }
-HTTP_STATUS: Final[dict[str, int]] = {TOO_LARGE: 413, TOO_DEEP: 400, INVALID_JSON: 400, INVALID_TEXT: 400, SCHEMA: 422}
+HTTP_STATUS: Final[dict[str, int]] = {
+    TOO_LARGE: 413,
+    TOO_DEEP: 400,
+    INVALID_JSON: 400,
+    INVALID_TEXT: 400,
+    INVALID_FIELD: 422,
+}
 
 # Lone surrogates (only reachable through `\ud800` escapes once the bytes were valid UTF-8) and C0 controls except
 # tab, LF and CR: NUL and friends end up in logs, Redis keys and agents' screens.

@@ -182,6 +182,10 @@ def recovery(history: History, accounting: Accounting, sent_at: dict[str, float]
     return waits
 
 
+# The recovery a row's note counts injections under (the router failover goal of docs/reliability.md).
+QUICK_RECOVERY_S = 3.0
+
+
 def judge(fault: str, history: History, obs: Observations, schedule: Schedule, extra_note: str = "") -> FaultRow:
     """The row of the table for what `history` and the load generator's observations show."""
     accounting = obs.ledger.settle(waiting=obs.queued_at_cut_off(), not_for_agents=obs.not_for_agents())
@@ -199,7 +203,10 @@ def judge(fault: str, history: History, obs: Observations, schedule: Schedule, e
         kinds = ", ".join(f"{ch} {n}" for ch, n in sorted(by_channel.items()))
         notes.append(f"{len(accounting.unexpected)} delivered that no channel acknowledged ({kinds})")
     if waits:
-        notes.append(f"recovery median {statistics.median(waits):.1f} s")
+        under = sum(1 for w in waits if w < QUICK_RECOVERY_S)
+        notes.append(
+            f"recovery median {statistics.median(waits):.1f} s, {under} of {len(waits)} under {QUICK_RECOVERY_S:.0f} s"
+        )
     sampled = f"{len(history.events)} desk events, capacity sampled {history.capacity_samples}×"
     if history.capacity_unknown:
         sampled += f" ({history.capacity_unknown} more before presence wrote the agent back)"

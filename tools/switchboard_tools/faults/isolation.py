@@ -60,6 +60,9 @@ COMMAND_FIELDS: dict[str, dict[str, Any]] = {
     "transfer": {"to_group": "general"},
 }
 ANSWER_TIMEOUT_S = 10.0
+# Commands an attacking desk sends a second: under the gateway's per-desk command rate (SB_COMMAND_RATE, 20), so
+# the sweep meets the tenant checks, not the flood limit (a desk over it is closed 4029, an unexpected answer here).
+DESK_COMMANDS_PER_S = 10.0
 
 
 class SweepCredentials(Protocol):
@@ -126,6 +129,8 @@ class Sweep:
     outcome: Outcome = field(default_factory=Outcome)
     desks: dict[str, ClientConnection] = field(default_factory=dict)
     desk_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    # When each attacking desk may send its next command (DESK_COMMANDS_PER_S).
+    desk_next: dict[str, float] = field(default_factory=dict)
 
     @property
     def creds(self) -> SweepCredentials:
@@ -285,6 +290,9 @@ async def desk_command(sweep: Sweep, attacker: str, victim: Canary, n: int) -> N
     what = f"{attacker} desk {kind} on {victim.tenant_id}/{victim.conversation_id}"
     lock = sweep.desk_locks.setdefault(attacker, asyncio.Lock())
     async with lock:  # one command in flight per socket: its answer is the next frame with its id
+        now = time.monotonic()
+        await asyncio.sleep(max(0.0, sweep.desk_next.get(attacker, now) - now))
+        sweep.desk_next[attacker] = max(now, sweep.desk_next.get(attacker, now)) + 1.0 / DESK_COMMANDS_PER_S
         try:
             desk = await _desk(sweep, attacker)
             await desk.send(json.dumps(command))

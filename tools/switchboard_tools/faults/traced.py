@@ -198,6 +198,8 @@ class TracingRecorder(Recorder):
 class TracedRun(Run):
     """A load-generator run with resuming desktops and the history of what they saw."""
 
+    agent_class = ResumingAgent
+
     def __init__(
         self,
         scenario: Scenario,
@@ -217,20 +219,7 @@ class TracedRun(Run):
         await super()._wait_logged_on(count, tasks)
         self.started.set()
 
-    async def _agent(self, http: httpx.AsyncClient, shift: AgentShift, delay: float, leave: asyncio.Event) -> None:
-        await asyncio.sleep(delay)
-        agent = ResumingAgent(
-            shift,
-            self.scenario.agents,
-            self.creds.agent_password(shift.tenant_id, shift.agent_id),
-            self.endpoints.gateway_http,
-            self.recorder,
-        )
-        self.agents.append(agent)
-        self._online(shift.tenant_id, +1)
-        try:
-            await agent.run(http, leave)
-        finally:
-            self._online(shift.tenant_id, -1)
+    def _agent_done(self, agent: SimulatedAgent) -> None:
+        if isinstance(agent, ResumingAgent):
             self.history.reconnects += agent.reconnects
             self.history.set_away += agent.set_away

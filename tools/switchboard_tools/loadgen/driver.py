@@ -158,6 +158,9 @@ class Recorder:
 class Run:
     """Drives one scenario schedule against one stack."""
 
+    # The desktop each agent shift runs (a subclass may run one that behaves otherwise, e.g. resumes on a drop).
+    agent_class: type[SimulatedAgent] = SimulatedAgent
+
     def __init__(
         self,
         scenario: Scenario,
@@ -244,7 +247,7 @@ class Run:
 
     async def _agent(self, http: httpx.AsyncClient, shift: AgentShift, delay: float, leave: asyncio.Event) -> None:
         await asyncio.sleep(delay)
-        agent = SimulatedAgent(
+        agent = self.agent_class(
             shift,
             self.scenario.agents,
             self.creds.agent_password(shift.tenant_id, shift.agent_id),
@@ -262,6 +265,10 @@ class Run:
                 raise
         finally:
             self._online(shift.tenant_id, -1)
+            self._agent_done(agent)
+
+    def _agent_done(self, agent: SimulatedAgent) -> None:
+        """An agent's desktop has ended (a subclass reads what it saw)."""
 
     def _online(self, tenant_id: str, change: int) -> None:
         self.online[tenant_id] += change

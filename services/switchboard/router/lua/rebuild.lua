@@ -4,7 +4,8 @@
 -- An owned conversation is assigned to its owner again under a new epoch (ASSIGNED with the backlog, an ASSIGNED
 -- routing event kept in the unsent set): the owner's desk may have lost nothing, and under one epoch it gets
 -- every message once (docs/invariants.md, invariant 1). Idempotent: a conversation whose hash Redis kept, in the
--- state, owner and epoch (or a later one) the topic says, is left as it is.
+-- state, owner and epoch the topic says, or at a later epoch, is left as it is (the router publishes its unsent
+-- decisions before it reads the topic, so after a partial loss the topic is not behind what Redis kept).
 -- KEYS: the conversation's hash and backlog, the processed markers of its messages, its group's queue (queued),
 --   the owner's hash, conversations, outbox and seq (assigned), what the hash held before (the old holder's keys,
 --   its old queues), offers, notify.
@@ -18,7 +19,11 @@ local ckey = K('conv', conv)
 -- What the hash held before (a rebuild over state that was not lost, e.g. the first start of a router that checks
 -- marks on a Redis that kept its data, or a rebuild run again): the old holder's slot, offer and queue places go.
 local was = redis.call('HMGET', ckey, 'state', 'owner', 'offer_agent', 'channel', 'queues', 'epoch')
-if was[1] == R.state and (was[2] or '') == (R.owner or '') and (tonumber(was[6]) or 0) >= R.epoch then
+-- Kept as the topic says, or at a later epoch than the topic has (a claim whose event had not reached the topic):
+-- Redis is not behind, the conversation stays as it is.
+local kept_epoch = tonumber(was[6]) or 0
+if was[1] and (kept_epoch > R.epoch or (was[1] == R.state and (was[2] or '') == (R.owner or '') and
+    kept_epoch >= R.epoch)) then
   return 0
 end
 local holder = (was[1] == 'assigned' and was[2]) or (was[1] == 'offered' and was[3]) or ''
