@@ -2,10 +2,14 @@
 
 One shop, agents with room for every conversation and direct assignment (no offers), customers that each hold one
 conversation open. After a warm-up (every conversation assigned), two phases:
-- *maximum*: every customer sends its next message as soon as the previous one was acknowledged, for a while;
-  the delivery rate at the desktops is the pipeline's maximum on this machine;
-- *half rate*: customers send on a fixed timetable at half that maximum; the send → desktop latencies of this
-  phase are the latency figures.
+- *maximum* (closed loop): a few dozen customers each send their next message as soon as the previous one was
+  acknowledged, for a while; the delivery rate at the desktops is the pipeline's maximum on this machine;
+- *open loop*: thousands of customer sockets, as on a sale day, each sending rarely: messages at half that maximum
+  on a timetable of Poisson arrivals, each sent at its time whether or not earlier ones were acknowledged. A
+  message's latency runs from the time the timetable gave it, not from when it went out, so a stalled pipeline or
+  generator shows in the figures (no coordinated omission); they are kept in HDR histograms.
+In both phases the CPU time of every process (services, Kafka, Redis, this generator) is read from /proc and given
+per delivered message (cpu.py).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import random
 import string
 import time
@@ -21,11 +26,13 @@ from typing import Any
 from urllib.parse import urlencode
 
 import httpx
+from hdrh.histogram import HdrHistogram
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from switchboard.chat.signing import widget_token
 from switchboard_tools.loadgen.agents import SimulatedAgent
+from switchboard_tools.loadgen.cpu import CpuMeter, per_message_us
 from switchboard_tools.loadgen.customers import Endpoints
 from switchboard_tools.loadgen.fixtures import Credentials
 from switchboard_tools.loadgen.probes import TAG, RoutingProbe
@@ -34,6 +41,11 @@ from switchboard_tools.loadgen.schedule import AgentShift
 from switchboard_tools.loadgen.stats import latency_summary
 
 TENANT = "lg-bench"
+# Sockets of the closed-loop maximum and of the open-loop phase; agents, whose slots hold every conversation.
+CLOSED_LOOP_SOCKETS = 64
+OPEN_LOOP_SOCKETS = 2000
+AGENTS = 8
+SLOTS = (CLOSED_LOOP_SOCKETS + OPEN_LOOP_SOCKETS) // AGENTS + 1
 
 
 def bench_scenario(agents: int, slots: int) -> Scenario:
@@ -90,6 +102,7 @@ class BenchCustomer:
         self.url = endpoints.chat_http.replace("http://", "ws://", 1) + f"/chat/v1/ws?{query}"
         self.ws: ClientConnection | None = None
         self.sent_at: dict[str, float] = {}
+        self.acked_at: dict[str, float] = {}
         self.acked = 0
         self._acks: dict[str, asyncio.Future[None]] = {}
         self._reader: asyncio.Task[None] | None = None
@@ -104,15 +117,24 @@ class BenchCustomer:
         with contextlib.suppress(ConnectionClosed):
             async for raw in ws:
                 frame = json.loads(raw)
-                waiter = self._acks.pop(str(frame.get("client_msg_id", "")), None)
+                tag = str(frame.get("client_msg_id", ""))
+                waiter = self._acks.pop(tag, None)
                 if waiter is not None and not waiter.done():
                     if frame.get("type") == "ack":
+                        self.acked_at[tag] = time.time()
                         waiter.set_result(None)
                     else:
                         waiter.set_exception(RuntimeError(f"refused: {frame}"))
 
     async def send(self) -> None:
         """Send one message and wait for its ack."""
+        _, waiter = await self.send_nowait()
+        async with asyncio.timeout(30):
+            await waiter
+        self.acked += 1
+
+    async def send_nowait(self) -> tuple[str, asyncio.Future[None]]:
+        """Send one message without waiting for its ack (open loop): its tag and the future of its ack."""
         assert self.ws is not None
         tag = "".join(self._rng.choices(string.ascii_lowercase, k=10))
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -120,9 +142,7 @@ class BenchCustomer:
         self.sent_at[tag] = time.time()
         frame = {"type": "message", "client_msg_id": tag, "kind": "text", "text": f"在吗 [lg:{tag}]"}
         await self.ws.send(json.dumps(frame, ensure_ascii=False))
-        async with asyncio.timeout(30):
-            await waiter
-        self.acked += 1
+        return tag, waiter
 
     async def close(self) -> None:
         """Disconnect."""
@@ -141,25 +161,46 @@ class PipelineFigures:
     max_acked_per_s: float
     max_inbound_per_s: float
     max_decisions_per_s: float
-    half_rate_per_s: float
-    half_latency_s: dict[str, float]
-    half_delivered: int
-    half_sent: int
-    half_stages_s: dict[str, dict[str, float]]
+    # The open-loop phase: its rate and sockets, what was sent and delivered, latencies from each message's time
+    # on the timetable (ms: count, p50, p90, p99, p99.9, max), and the split per stage (seconds, as latency_summary).
+    open_rate_per_s: float
+    open_sockets: int
+    open_sent: int
+    open_delivered: int
+    open_latency_ms: dict[str, float]
+    open_ack_ms: dict[str, float]
+    open_stages_s: dict[str, dict[str, float]]
+    # CPU-µs per delivered message, per process and in total (cpu.py), in each phase.
+    cpu_us_max: dict[str, float]
+    cpu_us_open: dict[str, float]
     # CPU seconds the bench's own process (customers, agents, probe) used per second of the maximum phase: near
     # 1.0 means the generator, not the pipeline, set the maximum.
     generator_cpu_share: float
 
 
-async def pipeline(endpoints: Endpoints, creds: Credentials, seconds: float, customers: int = 64) -> PipelineFigures:
-    """Warm up, then the maximum and the half-rate phase."""
-    scenario = bench_scenario(agents=8, slots=max(8, customers // 4))
+def bench_agents() -> tuple[AgentShift, ...]:
+    """The bench's agents, on for the whole run."""
+    return tuple(AgentShift(TENANT, f"{TENANT}-a{i:03d}", 0.0, None, i) for i in range(AGENTS))
+
+
+async def pipeline(
+    endpoints: Endpoints,
+    creds: Credentials,
+    seconds: float,
+    customers: int = CLOSED_LOOP_SOCKETS,
+    open_sockets: int = OPEN_LOOP_SOCKETS,
+) -> PipelineFigures:
+    """Warm up, then the closed-loop maximum and the open-loop phase at half of it (the stack's roster must give
+    the agents room for `customers + open_sockets` conversations: bench_scenario(SLOTS))."""
+    scenario = bench_scenario(agents=AGENTS, slots=SLOTS)
     deliveries = Deliveries()
-    shifts = [AgentShift(TENANT, f"{TENANT}-a{i:03d}", 0.0, None, i) for i in range(8)]
+    shifts = bench_agents()
     leave = asyncio.Event()
     probe = RoutingProbe(endpoints.kafka_bootstrap, endpoints.topic_prefix, [TENANT])
     await probe.start()
-    clients = [BenchCustomer(endpoints, creds, i) for i in range(customers)]
+    closed = [BenchCustomer(endpoints, creds, i) for i in range(customers)]
+    many = [BenchCustomer(endpoints, creds, customers + i) for i in range(open_sockets)]
+    meter = CpuMeter(endpoints.processes)
     async with httpx.AsyncClient(timeout=30) as http:
         agents = [
             SimulatedAgent(
@@ -169,22 +210,44 @@ async def pipeline(endpoints: Endpoints, creds: Credentials, seconds: float, cus
         ]
         tasks = [asyncio.create_task(a.run(http, leave)) for a in agents]
         try:
-            await asyncio.gather(*(c.open() for c in clients))
-            await asyncio.gather(*(c.send() for c in clients))
-            await _all_delivered(clients, deliveries, 30)
-            cpu_before, wall_before = time.process_time(), time.time()
-            maximum = await _maximum(clients, deliveries, probe, seconds)
+            await _warm_up(closed + many, deliveries)
+            cpu_before, wall_before, before = time.process_time(), time.time(), meter.sample()
+            maximum = await _maximum(closed, deliveries, probe, seconds)
             cpu_share = (time.process_time() - cpu_before) / (time.time() - wall_before)
-            half = await _half_rate(clients, deliveries, maximum[0] / 2, seconds)
-            stages = _stage_latencies(clients, deliveries, probe, half[4])
+            cpu_max = per_message_us(meter.since(before), maximum[4])
+            before = meter.sample()
+            opened = await _open_loop(many, deliveries, maximum[0] / 2, seconds)
+            cpu_open = per_message_us(meter.since(before), opened.delivered)
+            stages = _stage_latencies(many, deliveries, probe, opened.tags)
         finally:
             leave.set()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
+            await asyncio.gather(*(c.close() for c in closed + many), return_exceptions=True)
             await probe.stop()
-    return PipelineFigures(*maximum, half[0], half[1], half[2], half[3], stages, cpu_share)
+    return PipelineFigures(
+        *maximum[:4],
+        opened.rate,
+        len(many),
+        len(opened.tags),
+        opened.delivered,
+        opened.latency_ms,
+        opened.ack_ms,
+        stages,
+        cpu_max,
+        cpu_open,
+        cpu_share,
+    )
+
+
+async def _warm_up(clients: list[BenchCustomer], deliveries: Deliveries, batch: int = 500) -> None:
+    """Open every socket and its conversation (one message each, all on desks), a batch of sockets at a time."""
+    for start in range(0, len(clients), batch):
+        part = clients[start : start + batch]
+        await asyncio.gather(*(c.open() for c in part))
+        await asyncio.gather(*(c.send() for c in part))
+    await _all_delivered(clients, deliveries, 60)
 
 
 def _stage_latencies(
@@ -218,7 +281,7 @@ async def _all_delivered(clients: list[BenchCustomer], deliveries: Deliveries, t
 
 async def _maximum(
     clients: list[BenchCustomer], deliveries: Deliveries, probe: RoutingProbe, seconds: float
-) -> tuple[float, float, float, float]:
+) -> tuple[float, float, float, float, int]:
     start = time.time()
     acked_before = sum(c.acked for c in clients)
 
@@ -234,28 +297,65 @@ async def _maximum(
     decisions = [t for t in probe.times if start <= t <= end]
     span = end - start
     acked = sum(c.acked for c in clients) - acked_before
-    return len(in_window) / span, acked / span, len(inbound) / span, len(decisions) / span
+    return len(in_window) / span, acked / span, len(inbound) / span, len(decisions) / span, len(in_window)
 
 
-async def _half_rate(
-    clients: list[BenchCustomer], deliveries: Deliveries, rate: float, seconds: float
-) -> tuple[float, dict[str, float], int, int, list[str]]:
-    interval = len(clients) / max(rate, 1.0)
+@dataclass(frozen=True)
+class OpenLoop:
+    """What the open-loop phase sent and measured."""
+
+    rate: float
+    tags: list[str]
+    delivered: int
+    latency_ms: dict[str, float]
+    ack_ms: dict[str, float]
+
+
+# Percentiles the open-loop phase reports (HDR histograms of microseconds, 1 µs to 2 minutes, 3 digits).
+PERCENTILES = {"p50": 50.0, "p90": 90.0, "p99": 99.0, "p99.9": 99.9}
+
+
+def hdr_summary(values_s: list[float]) -> dict[str, float]:
+    """count, p50, p90, p99, p99.9 and max (ms) of latencies in seconds, through an HDR histogram."""
+    histogram = HdrHistogram(1, 120_000_000, 3)
+    for value in values_s:
+        histogram.record_value(max(1, min(int(value * 1e6), 120_000_000)))
+    found = {"count": float(histogram.get_total_count())}
+    for name, percentile in PERCENTILES.items():
+        found[name] = histogram.get_value_at_percentile(percentile) / 1000 if values_s else math.nan
+    found["max"] = histogram.get_max_value() / 1000 if values_s else math.nan
+    return found
+
+
+async def _open_loop(clients: list[BenchCustomer], deliveries: Deliveries, rate: float, seconds: float) -> OpenLoop:
+    """Messages at `rate` on a timetable of Poisson arrivals, each from a socket picked at random, sent at its time
+    without waiting for earlier acks; latencies from the timetable's time."""
+    rng = random.Random(7)
+    timetable: list[float] = []
+    at = rng.expovariate(max(rate, 1.0))
+    while at < seconds:
+        timetable.append(at)
+        at += rng.expovariate(max(rate, 1.0))
     start = time.time()
-    sent: list[str] = []
-
-    async def loop(index: int, client: BenchCustomer) -> None:
-        # Spread the customers' timetables evenly over one interval, so the total is a steady `rate`.
-        next_at = start + interval * index / len(clients)
-        while next_at - start < seconds:
-            await asyncio.sleep(max(0.0, next_at - time.time()))
-            before = set(client.sent_at)
-            await client.send()
-            sent.extend(set(client.sent_at) - before)
-            next_at += interval
-
-    await asyncio.gather(*(loop(i, c) for i, c in enumerate(clients)))
+    intended: dict[str, float] = {}
+    pending: list[asyncio.Future[None]] = []
+    for offset in timetable:
+        await asyncio.sleep(max(0.0, start + offset - time.time()))
+        client = clients[rng.randrange(len(clients))]
+        tag, waiter = await client.send_nowait()
+        intended[tag] = start + offset
+        pending.append(waiter)
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(30):
+            await asyncio.gather(*pending, return_exceptions=True)
     await _all_delivered(clients, deliveries, 30)
-    sent_at = {t: at for c in clients for t, at in c.sent_at.items()}
-    latencies = [deliveries.at[t] - sent_at[t] for t in sent if t in deliveries.at]
-    return rate, latency_summary(latencies), len(latencies), len(sent), sent
+    acked_at = {t: a for c in clients for t, a in c.acked_at.items()}
+    delivered = [deliveries.at[t] - when for t, when in intended.items() if t in deliveries.at]
+    acks = [acked_at[t] - when for t, when in intended.items() if t in acked_at]
+    return OpenLoop(
+        rate=len(timetable) / seconds,
+        tags=list(intended),
+        delivered=len(delivered),
+        latency_ms=hdr_summary(delivered),
+        ack_ms=hdr_summary(acks),
+    )

@@ -58,10 +58,13 @@ class Endpoints:
     redis_url: str
     topic_prefix: str = ""
     key_prefix: str = "sb"
+    # The stack's processes started for the run, name → pid (services, and Kafka and Redis when started here):
+    # the bench reads their CPU time.
+    processes: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """For the report."""
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if k != "processes"}
 
 
 def _ws(url: str) -> str:
