@@ -7,9 +7,10 @@ import json
 import time
 from typing import Any
 
-import httpx
+import aiohttp
 
 from switchboard.chat.settings import Tenant
+from switchboard.runtime.http_client import shared_session
 from switchboard.runtime.logs import get_logger
 from switchboard.runtime.signing import signed_headers
 
@@ -26,11 +27,11 @@ class PlatformCallbacks:
     def __init__(self, tenants: dict[str, Tenant], timeout_s: float, attempts: int) -> None:
         self._tenants = tenants
         self._attempts = max(1, attempts)
-        self._client = httpx.AsyncClient(timeout=timeout_s)
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
 
     async def close(self) -> None:
-        """Close the HTTP client."""
-        await self._client.aclose()
+        """Nothing of its own to close: the process's HTTP client (runtime/http_client.py) is closed by
+        ServiceRuntime."""
 
     def configured(self, tenant_id: str) -> bool:
         """True when the tenant's platform takes replies by callback."""
@@ -47,14 +48,17 @@ class PlatformCallbacks:
         for attempt in range(self._attempts):
             headers = {"Content-Type": "application/json", **signed_headers(tenant.secret, int(time.time()), body)}
             try:
-                response = await self._client.post(tenant.callback_url, content=body, headers=headers)
-            except httpx.HTTPError as exc:
+                async with shared_session().post(
+                    tenant.callback_url, data=body, headers=headers, timeout=self._timeout
+                ) as response:
+                    status = response.status
+            except (aiohttp.ClientError, TimeoutError) as exc:
                 reason = f"callback unreachable: {exc!r}"
             else:
-                if response.is_success:
+                if 200 <= status < 300:
                     return
-                reason = f"callback answered {response.status_code}"
-                if response.status_code < 500 and response.status_code != 429:
+                reason = f"callback answered {status}"
+                if status < 500 and status != 429:
                     break  # the platform refused this reply; retrying will not change its mind
             await asyncio.sleep(0.2 * (attempt + 1))
         log.warning("chat_callback_failed", tenant_id=tenant_id, reason=reason)

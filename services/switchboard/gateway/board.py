@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
+import aiohttp
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response, status
 from fastapi import Path as PathParam
 from fastapi.responses import PlainTextResponse
@@ -28,6 +28,7 @@ from switchboard.contracts import InboundMessage
 from switchboard.gateway.board_stats import BoardFigures
 from switchboard.gateway.commands import DeskCommands, conversation_context
 from switchboard.gateway.responses import ResponseTargets, agent_responses, group_responses
+from switchboard.runtime.http_client import shared_session
 from switchboard.runtime.http_errors import ERROR_RESPONSES
 from switchboard.runtime.idents import Ident
 from switchboard.runtime.logs import get_logger
@@ -42,6 +43,8 @@ log = get_logger(__name__)
 _bearer = HTTPBearer(auto_error=False, description="An operator (supervisor) token from SB_OPERATOR_TOKENS")
 MONITOR_MESSAGES = 200
 # Presence operator calls the board may make, as (method, path under the tenant).
+# How long a forward to presence may take before the board answers 502.
+FORWARD_TIMEOUT = aiohttp.ClientTimeout(total=10)
 FORWARDED = {("GET", "surge"), ("POST", "surge/activate"), ("POST", "surge/deactivate"), ("POST", "capacity")}
 
 
@@ -225,12 +228,15 @@ async def forward(request: Request, tenant_id: str, path: str, who: Supervisor) 
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "surge controls need SB_PRESENCE_URL on the gateway")
     url = f"{board.presence_url}/v1/operator/tenants/{tenant_id}/{path}"
     headers = {"Authorization": request.headers.get("authorization", ""), "Content-Type": "application/json"}
+    body = await request.body()
     try:
-        async with httpx.AsyncClient(timeout=10) as http:
-            answer = await http.request(request.method, url, content=await request.body(), headers=headers)
-    except httpx.HTTPError as exc:
+        async with shared_session().request(
+            request.method, url, data=body, headers=headers, timeout=FORWARD_TIMEOUT
+        ) as answer:
+            status_code, content = answer.status, await answer.read()
+    except (aiohttp.ClientError, TimeoutError) as exc:
         raise HTTPException(status.HTTP_502_BAD_GATEWAY, f"presence did not answer: {exc!r}") from exc
-    return Response(answer.content, answer.status_code, media_type="application/json")
+    return Response(content, status_code, media_type="application/json")
 
 
 def install_board(app: FastAPI, board: Board) -> None:

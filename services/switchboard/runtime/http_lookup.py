@@ -11,14 +11,16 @@ the adapters' customer lookup (intake/customers.py, docs/customer-lookup.md) bot
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
-import httpx
+import aiohttp
 from prometheus_client import Counter, Gauge, Histogram
 
+from switchboard.runtime.http_client import shared_session
 from switchboard.runtime.logs import get_logger
 
 log = get_logger(__name__)
@@ -27,6 +29,7 @@ T = TypeVar("T")
 Outcome = Literal["found", "not_found", "failed", "timeout", "breaker_open"]
 BreakerState = Literal["closed", "half_open", "open"]
 _STATE_VALUE = {"closed": 0, "half_open": 1, "open": 2}
+ACCEPT_JSON = {"accept": "application/json"}
 
 
 @dataclass(frozen=True)
@@ -106,15 +109,14 @@ class Answer(Generic[T]):
 
 @dataclass
 class HttpLookups:
-    """One HTTP client (made at the first lookup) and one breaker per system base URL, for one kind of lookup."""
+    """One breaker per system base URL, for one kind of lookup, over the process's HTTP client
+    (runtime/http_client.py: at most `PER_HOST` connections per system; a lookup waiting for a free one waits
+    within its timeout)."""
 
     metrics: LookupMetrics
     failures: int = 5
     cooldown_s: float = 30.0
     clock: Callable[[], float] = time.monotonic
-    # Connections per system; a lookup waiting for a free one waits within its timeout.
-    max_connections: int = 100
-    _client: httpx.AsyncClient | None = None
     _breakers: dict[str, CircuitBreaker] = field(default_factory=dict)
 
     def breaker(self, base_url: str) -> CircuitBreaker:
@@ -126,19 +128,8 @@ class HttpLookups:
             self.metrics.breaker_state.labels(base_url).set(0)
         return found
 
-    def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
-            limits = httpx.Limits(max_connections=self.max_connections, max_keepalive_connections=50)
-            self._client = httpx.AsyncClient(
-                headers={"accept": "application/json"}, follow_redirects=False, limits=limits
-            )
-        return self._client
-
     async def close(self) -> None:
-        """Close the HTTP connections."""
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        """Nothing of its own to close: the process's HTTP client is closed by ServiceRuntime."""
 
     async def fetch(
         self,
@@ -158,20 +149,22 @@ class HttpLookups:
             return self._count(tenant, Answer[T]("breaker_open"))
         url = base_url.rstrip("/") + path
         started = time.perf_counter()
+        method = "GET" if json_body is None else "POST"
+        body = None if json_body is None else dict(json_body)
         try:
             async with asyncio.timeout(timeout_s):
-                if json_body is None:
-                    response = await self._http().get(url, params=params)
-                else:
-                    response = await self._http().post(url, params=params, json=dict(json_body))
+                async with shared_session().request(
+                    method, url, params=params, json=body, headers=ACCEPT_JSON, allow_redirects=False
+                ) as response:
+                    status, text = response.status, await response.text(errors="replace")
         except TimeoutError:
             breaker.failed()
             return self._count(tenant, Answer[T]("timeout", detail=f"no answer within {timeout_s}s"))
-        except httpx.HTTPError as exc:
+        except aiohttp.ClientError as exc:
             breaker.failed()
             return self._count(tenant, Answer[T]("failed", detail=repr(exc)))
         self.metrics.seconds.observe(time.perf_counter() - started)
-        return self._count(tenant, _answer(breaker, response, parse))
+        return self._count(tenant, _answer(breaker, status, text, parse))
 
     def _count(self, tenant: str, answer: Answer[T]) -> Answer[T]:
         self.metrics.lookups.labels(tenant, answer.outcome).inc()
@@ -180,18 +173,18 @@ class HttpLookups:
         return answer
 
 
-def _answer(breaker: CircuitBreaker, response: httpx.Response, parse: Callable[[object], T | None]) -> Answer[T]:
-    if response.status_code == 404:
+def _answer(breaker: CircuitBreaker, status: int, text: str, parse: Callable[[object], T | None]) -> Answer[T]:
+    if status == 404:
         breaker.succeeded()
         return Answer("not_found")
     value = None
-    if response.status_code == 200:
+    if status == 200:
         try:
-            value = parse(response.json())
+            value = parse(json.loads(text))
         except ValueError:
             value = None
     if value is None:
         breaker.failed()
-        return Answer("failed", detail=f"HTTP {response.status_code}: {response.text[:200]}")
+        return Answer("failed", detail=f"HTTP {status}: {text[:200]}")
     breaker.succeeded()
     return Answer("found", value)

@@ -35,6 +35,7 @@ from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from switchboard.runtime.consumer import BatchConsumer
+from switchboard.runtime.http_client import close_shared_session
 from switchboard.runtime.http_timeouts import timed_http_protocol
 from switchboard.runtime.kafka import RecordProducer
 from switchboard.runtime.logs import configure_logging, get_logger
@@ -74,7 +75,8 @@ class ServiceRuntime:
         self._workers: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []
         self._drains: list[Drain] = []
         self._stoppers: list[Callable[[], None]] = []
-        self._closers: list[Closer] = []
+        # Closed in reverse order when the service stops: the process's HTTP client last.
+        self._closers: list[Closer] = [close_shared_session]
         self.stopping = asyncio.Event()
         # The bound ports once serving (the settings' ports may be 0: any free port).
         self.port: int | None = None

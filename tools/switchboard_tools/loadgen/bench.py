@@ -2,7 +2,7 @@
 
 Everything runs from this one command in one process group: Kafka and Redis (those of KAFKA_BOOTSTRAP / REDIS_URL,
 or started here), the services as children, the raw measurements and the simulated customers and agents in this
-process. The goals (docs/perf.md) are printed beside the figures, met or not.
+process. The goals (docs/loadtest.md, "Benchmark") are printed beside the figures, met or not.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ async def measure(endpoints: Endpoints, creds: Credentials, seconds: float) -> d
     return table(kafka, redis, echo, figures)
 
 
-# Goals (docs/perf.md): each printed beside what was measured, met or not.
+# Goals (docs/loadtest.md, "Benchmark"): each printed beside what was measured, met or not.
 P50_GOAL_MS = 15.0
 P99_GOAL_MS = 50.0
 RATE_GOAL_PER_S = 5000.0
