@@ -46,8 +46,10 @@ AGENTS = [f"agent-{i}" for i in range(6)]
 class Desks:
     """Agents' desktops: accept every offer, close every assignment after a moment; what each desk got.
 
-    Like the gateway, a desk whose outbox's seq went backwards (Redis lost it) reads it again from the start and
-    recognises messages it already has by message_id."""
+    Like the gateway, a desk that finds Redis lost its outbox reads it again from the start and recognises messages
+    it already has by message_id. The gateway notices by its pub/sub subscription dropping; here a key the desks
+    set is gone (a seq that went backwards is not enough: after the rebuild the routers may have appended more
+    events than the desk had read before it could look)."""
 
     redis: Redis
     keys: Keys
@@ -67,6 +69,13 @@ class Desks:
 
     async def _poll(self) -> None:
         commands = []
+        alive = f"{self.keys.prefix}:test-desks-alive"
+        if not await self.redis.exists(alive):
+            for agent in AGENTS:
+                if self.seq[agent]:
+                    self.outbox_lost.add(agent)
+                self.seq[agent] = 0
+            await self.redis.set(alive, "1")
         for agent in AGENTS:
             top = int(await self.redis.get(self.keys.desk_seq(T, agent)) or 0)
             if top < self.seq[agent]:
