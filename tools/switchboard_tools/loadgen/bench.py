@@ -14,7 +14,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from switchboard_tools.loadgen.benchpipe import AGENTS, SLOTS, PipelineFigures, bench_agents, bench_scenario, pipeline
+from switchboard_tools.loadgen.benchpipe import (
+    AGENTS,
+    CLOSED_LOOP_SOCKETS,
+    OPEN_LOOP_SOCKETS,
+    PipelineFigures,
+    bench_agents,
+    bench_scenario,
+    pipeline,
+)
 from switchboard_tools.loadgen.customers import Endpoints
 from switchboard_tools.loadgen.fixtures import Credentials, write_stack_config
 from switchboard_tools.loadgen.localstack import local_stack
@@ -22,20 +30,24 @@ from switchboard_tools.loadgen.rawlimits import Rate, kafka_passthrough, redis_e
 from switchboard_tools.loadgen.schedule import Schedule
 from switchboard_tools.loadgen.settings import LoadgenSettings
 
-# The bench measures the pipeline, not the adapters' flood protection: lift the widget's rate limits.
-UNLIMITED_CHAT = {
+# The bench measures the pipeline, not the flood protection: lift the widget's rate limits, and the desk's command
+# rate (a bench agent holds hundreds of conversations and reads every message, far above a person's pace; over the
+# limit the gateway closes its desk 4029 and its conversations' messages reach nobody).
+UNLIMITED = {
     "SB_CHAT_CONN_RATE_PER_S": "100000",
     "SB_CHAT_CONN_BURST": "100000",
     "SB_CHAT_CUSTOMER_RATE_PER_WINDOW": "10000000",
+    "SB_COMMAND_RATE": "100000",
+    "SB_COMMAND_BURST": "100000",
 }
 
 
-async def measure(endpoints: Endpoints, creds: Credentials, seconds: float) -> dict[str, Any]:
+async def measure(endpoints: Endpoints, creds: Credentials, seconds: float, sockets: int) -> dict[str, Any]:
     """Raw limits, then the pipeline; every figure as one mapping."""
     kafka = await kafka_passthrough(endpoints.kafka_bootstrap, seconds)
     redis = await redis_evalsha(endpoints.redis_url, seconds)
     echo = await websocket_echo(seconds)
-    figures = await pipeline(endpoints, creds, seconds * 2)
+    figures = await pipeline(endpoints, creds, seconds * 2, open_sockets=sockets)
     return table(kafka, redis, echo, figures)
 
 
@@ -120,17 +132,18 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def bench(seconds: float) -> int:
+def bench(seconds: float, sockets: int | None = None) -> int:
     """Run the benchmark on a stack of its own; print the table; write bench.json. Exit 0 when it ran."""
     settings = LoadgenSettings(loadgen_scenario="smoke")
-    scenario = bench_scenario(agents=AGENTS, slots=SLOTS)
+    slots = (CLOSED_LOOP_SOCKETS + (sockets or OPEN_LOOP_SOCKETS)) // AGENTS + 1
+    scenario = bench_scenario(agents=AGENTS, slots=slots)
     schedule = Schedule(scenario="bench", seed=0, conversations=(), agents=bench_agents(), surges=())
     creds = Credentials(settings.loadgen_run_key)
     folder = Path(settings.loadgen_out) / f"bench-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
-    env = {**write_stack_config(scenario, schedule, creds, folder / "stack-config"), **UNLIMITED_CHAT}
+    env = {**write_stack_config(scenario, schedule, creds, folder / "stack-config"), **UNLIMITED}
     run_id = f"lg{int(time.time()) % 10**8:08d}"
     with local_stack(folder / "stack", env, run_id, settings.loadgen_partitions) as endpoints:
-        result = asyncio.run(measure(endpoints, creds, seconds))
+        result = asyncio.run(measure(endpoints, creds, seconds, sockets or OPEN_LOOP_SOCKETS))
     text = render(result)
     print(text)
     folder.mkdir(parents=True, exist_ok=True)

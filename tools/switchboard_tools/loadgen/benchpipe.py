@@ -45,7 +45,6 @@ TENANT = "lg-bench"
 CLOSED_LOOP_SOCKETS = 64
 OPEN_LOOP_SOCKETS = 2000
 AGENTS = 8
-SLOTS = (CLOSED_LOOP_SOCKETS + OPEN_LOOP_SOCKETS) // AGENTS + 1
 
 
 def bench_scenario(agents: int, slots: int) -> Scenario:
@@ -191,8 +190,8 @@ async def pipeline(
     open_sockets: int = OPEN_LOOP_SOCKETS,
 ) -> PipelineFigures:
     """Warm up, then the closed-loop maximum and the open-loop phase at half of it (the stack's roster must give
-    the agents room for `customers + open_sockets` conversations: bench_scenario(SLOTS))."""
-    scenario = bench_scenario(agents=AGENTS, slots=SLOTS)
+    the AGENTS agents room for `customers + open_sockets` conversations)."""
+    scenario = bench_scenario(agents=AGENTS, slots=(customers + open_sockets) // AGENTS + 1)
     deliveries = Deliveries()
     shifts = bench_agents()
     leave = asyncio.Event()

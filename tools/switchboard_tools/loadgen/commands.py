@@ -36,6 +36,9 @@ def add_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     bench = sub.add_parser("bench", help="raw Kafka/Redis/websocket limits and pipeline figures on this machine")
     bench.add_argument("--seconds", type=float, default=5.0, help="length of each raw measurement")
+    bench.add_argument(
+        "--sockets", type=int, default=None, help="customer sockets of the open-loop phase (default 2000)"
+    )
 
 
 def run_subcommand(args: argparse.Namespace) -> int:
@@ -43,7 +46,7 @@ def run_subcommand(args: argparse.Namespace) -> int:
     if args.command == "bench":
         from switchboard_tools.loadgen.bench import bench
 
-        return bench(args.seconds)
+        return bench(args.seconds, args.sockets)
     from switchboard_tools.loadgen.run import load_test, write_config
     from switchboard_tools.loadgen.settings import LoadgenSettings
 
