@@ -2,9 +2,11 @@
 
 Reads batches with `getmany`, decodes each record into its protobuf message by the type header, hands each
 partition's batch to the service's handler in order, sends what the handler refuses (and what does not decode) to
-the DLQ, and commits a partition's offsets only after its batch is handled. On stop it finishes the partition
-batch in hand, commits, and returns; what it did not finish is read again by the next owner, so handlers make
-redelivered records change nothing twice.
+the DLQ, and commits the offsets of the partitions it handled once per poll, after their batches (one round trip
+to the group coordinator per poll instead of one per partition). A batch that waits on a transient error first
+commits what the poll handled before it, so a long wait holds back no other partition's progress. On stop it
+finishes the partition batch in hand, commits, and returns; what it did not finish is read again by the next
+owner, so handlers make redelivered records change nothing twice.
 
 Failover: the group's session (`SB_KAFKA_SESSION_TIMEOUT_MS`, heartbeats every `SB_KAFKA_HEARTBEAT_INTERVAL_MS`) is
 how long a replica that died without leaving (SIGKILL) keeps its partitions; static membership
@@ -98,6 +100,8 @@ class BatchConsumer:
         self.group_id = group_id
         # This replica's partitions and how far behind it is on each (sb_consumer_lag*, read at scrape time).
         self.lag: dict[tuple[str, int], PartitionLag] = {}
+        # Handled this poll, not committed yet: the next offset of each partition.
+        self._uncommitted: dict[TopicPartition, int] = {}
         self._lag_refreshed_ms = int(time.time() * 1000)
         self._consumer = AIOKafkaConsumer(
             **kafka_client_options(settings),
@@ -145,23 +149,28 @@ class BatchConsumer:
             )
             await self._refresh_lag(batches)
             pending = list(batches.items())
-            for i, (tp, records) in enumerate(pending):
-                if self._stopping.is_set():
-                    # Not handled, not committed: the next owner of the partition reads them again.
-                    break
-                if self._fence.fenced():
-                    self._drop(dict(pending[i:]))
-                    await asyncio.sleep(self._settings.consumer_poll_ms / 1000)
-                    break
-                if tp not in self._consumer.assignment():
-                    # Revoked by a rebalance since the poll: its commit would fail, and its next owner (maybe this
-                    # replica again) reads these records anyway; handling them now only delays the new assignment.
-                    continue
-                try:
-                    await self._handle_partition(tp, records)
-                except _Abandoned:
-                    return
-                self._handled(tp, records[-1])
+            try:
+                for i, (tp, records) in enumerate(pending):
+                    if self._stopping.is_set():
+                        # Not handled, not committed: the next owner of the partition reads them again.
+                        break
+                    if self._fence.fenced():
+                        self._drop(dict(pending[i:]))
+                        await asyncio.sleep(self._settings.consumer_poll_ms / 1000)
+                        break
+                    if tp not in self._consumer.assignment():
+                        # Revoked by a rebalance since the poll: its commit would fail, and its next owner (maybe
+                        # this replica again) reads these records anyway; handling them now only delays the new
+                        # assignment.
+                        continue
+                    try:
+                        await self._handle_partition(tp, records)
+                    except _Abandoned:
+                        return
+                    self._uncommitted[tp] = records[-1].offset + 1
+                    self._handled(tp, records[-1])
+            finally:
+                await self._commit_handled()
 
     def _drop(self, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
         """Fenced: hand none of these records to the handler; seek back so they are read again if the group kept
@@ -250,7 +259,6 @@ class BatchConsumer:
                     original_headers=d.headers,
                     bounded=False,
                 )
-        await self._commit(tp, records[-1].offset + 1)
         BATCH_SECONDS.labels(service).observe(time.perf_counter() - started)
 
     async def _handle_with_retry(self, batch: Sequence[Delivery]) -> Sequence[Rejected]:
@@ -265,6 +273,8 @@ class BatchConsumer:
             except TransientError as exc:
                 if self._stopping.is_set():
                     raise _Abandoned from exc
+                # What this poll handled before the waiting batch is committed now, not after the wait.
+                await self._commit_handled()
                 attempt += 1
                 TRANSIENT_RETRIES.labels(self._settings.service_name).inc()
                 if attempt > self._settings.transient_retries:
@@ -292,23 +302,30 @@ class BatchConsumer:
             bounded=False,
         )
 
-    async def _commit(self, tp: TopicPartition, next_offset: int) -> None:
+    async def _commit_handled(self) -> None:
+        """Commit the partitions handled since the last commit (those still assigned), in one request."""
+        handled, self._uncommitted = self._uncommitted, {}
+        owned = self._consumer.assignment()
+        offsets = {tp: OffsetAndMetadata(offset, "") for tp, offset in handled.items() if tp in owned}
+        if not offsets:
+            return
+        names = [f"{tp.topic}/{tp.partition}" for tp in offsets]
         attempt = 0
         while True:
             try:
-                await self._consumer.commit({tp: OffsetAndMetadata(next_offset, "")})
+                await self._consumer.commit(offsets)
                 return
             except (IllegalStateError, CommitFailedError) as exc:
-                # The partition was revoked (or the group moved to a new generation) meanwhile: retrying cannot
-                # succeed and would keep the loop from the partitions it owns now. Its next owner reads again.
-                log.info("commit_skipped_after_rebalance", topic=tp.topic, partition=tp.partition, error=repr(exc))
+                # A partition was revoked (or the group moved to a new generation) meanwhile: retrying cannot
+                # succeed and would keep the loop from the partitions it owns now. Their next owner reads again.
+                log.info("commit_skipped_after_rebalance", partitions=names, error=repr(exc))
                 return
             except KafkaError as exc:
                 attempt += 1
                 if attempt > self._settings.transient_retries:
-                    # Lost the partition in a rebalance, or the coordinator is gone: the records will be read
+                    # Lost the partitions in a rebalance, or the coordinator is gone: the records will be read
                     # again by their next owner, and handlers are idempotent.
-                    log.warning("commit_failed", topic=tp.topic, partition=tp.partition, error=repr(exc))
+                    log.warning("commit_failed", partitions=names, error=repr(exc))
                     return
                 await asyncio.sleep(self._settings.retry_backoff_s * attempt)
 
