@@ -12,13 +12,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.errors import UnknownTopicOrPartitionError
 
 from switchboard.contracts import TYPE_HEADER, ContractError, DeadLetter, DeadLetterRedrive, decode
 from switchboard.dlq.entries import DlqRecord, attach_redrives
-from switchboard.runtime.errors import BrokerUnavailable
-from switchboard.runtime.kafka import kafka_client_options, start_client
 from switchboard.runtime.settings import ServiceSettings
+from switchboard.runtime.topic_reader import open_reader
 from switchboard.runtime.topics import Topics
 
 
@@ -55,23 +53,10 @@ async def read_dlq(
     """The DeadLetters in `scope` on the deployment's DLQ topic (from `since`, when given) up to its end at the time
     of call, with every re-drive mark attached."""
     topic = Topics(settings.topic_prefix).dlq
-    # Subscribed without a group id: aiokafka assigns every partition of the topic, no coordinator involved.
-    consumer = AIOKafkaConsumer(
-        topic,
-        **kafka_client_options(settings),
-        client_id="switchboard-dlq",
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        isolation_level="read_committed",
-    )
-    try:
-        await start_client(consumer, settings, "dlq reader")
-    except BrokerUnavailable as exc:
-        await consumer.stop()
-        if isinstance(exc.__cause__, UnknownTopicOrPartitionError):
-            raise DlqUnavailable(_no_topic(topic)) from exc
-        raise
+    # The partitions assigned by hand, without a group: no coordinator involved, and a missing topic is said at once.
+    consumer = await open_reader(settings, topic, client_id="switchboard-dlq")
+    if consumer is None:
+        raise DlqUnavailable(_no_topic(topic))
     try:
         partitions = await _assign(consumer, topic, since)
         return await _read_to_end(consumer, topic, partitions, timeout_s, scope)
@@ -80,8 +65,6 @@ async def read_dlq(
 
 
 async def _assign(consumer: AIOKafkaConsumer, topic: str, since: datetime | None) -> list[TopicPartition]:
-    if topic not in await consumer.topics():
-        raise DlqUnavailable(_no_topic(topic))
     partitions = sorted(consumer.assignment())
     if since is None:
         await consumer.seek_to_beginning(*partitions)

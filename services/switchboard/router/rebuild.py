@@ -21,7 +21,7 @@ import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 from google.protobuf.message import Message
 from redis.asyncio import Redis
@@ -33,10 +33,10 @@ from switchboard.router.reload import ConfigStore
 from switchboard.router.scripts import REBUILD, KeySet, context, script
 from switchboard.routing.scoring import stored_score
 from switchboard.runtime.errors import TransientError
-from switchboard.runtime.kafka import kafka_client_options, start_client
 from switchboard.runtime.logs import get_logger
 from switchboard.runtime.lua import ScriptCall, run_pipelined
 from switchboard.runtime.settings import ServiceSettings
+from switchboard.runtime.topic_reader import open_reader
 from switchboard.runtime.topics import Topics
 from switchboard.state.keys import Keys
 
@@ -226,11 +226,10 @@ class TopicReader:
     async def _records(self, topic: str, *, handled: bool) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
         """The topic's records from the start to its end now; with `handled`, only up to the router group's
         committed offset of each partition (a partition without one: nothing, its records are consumed again)."""
-        consumer = self._consumer(topic, None)
-        await start_client(consumer, self.settings, "router rebuild reader")
+        consumer = await open_reader(self.settings, topic, client_id=self._client_id)
+        if consumer is None:
+            return
         try:
-            if topic not in await consumer.topics():
-                return
             tps = sorted(consumer.assignment())
             stop = await consumer.end_offsets(tps)
             if handled:
@@ -255,24 +254,19 @@ class TopicReader:
     async def _committed(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
         """The router group's committed offsets (read by a consumer that is given the partitions by hand: it
         never joins the group and never commits)."""
-        consumer = self._consumer(None, self.group_id)
-        await start_client(consumer, self.settings, "router rebuild offsets")
+        if not tps:
+            return {}
+        consumer = await open_reader(self.settings, tps[0].topic, client_id=self._client_id, group_id=self.group_id)
+        if consumer is None:
+            return {}
         try:
-            consumer.assign(tps)
             return {tp: await consumer.committed(tp) or 0 for tp in tps}
         finally:
             await consumer.stop()
 
-    def _consumer(self, topic: str | None, group_id: str | None) -> AIOKafkaConsumer:
-        return AIOKafkaConsumer(
-            *([topic] if topic else []),
-            **kafka_client_options(self.settings),
-            group_id=group_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",
-            client_id=f"{self.settings.service_name}-{self.settings.instance_id}-rebuild",
-        )
+    @property
+    def _client_id(self) -> str:
+        return f"{self.settings.service_name}-{self.settings.instance_id}-rebuild"
 
 
 @dataclass

@@ -3,18 +3,49 @@
 Used to rebuild state from a source of truth after Redis lost it (presence reads `sb.presence.v1`). No group means
 no committed offsets and no rebalance: each call reads every partition from the beginning. The Kafka user needs
 Read and Describe on the topic only (deploy/k8s/components/strimzi/users.yaml).
+
+`open_reader` is how every reader without a group starts (this one, the router's rebuild, `switchboard dlq`): it
+assigns the topic's partitions by hand. A consumer *subscribed* to a topic the cluster does not have waits in
+`start()` for the topic's metadata for its whole request timeout (40 s) before it fails; this one says at once.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from switchboard.runtime.errors import BrokerUnavailable
 from switchboard.runtime.kafka import kafka_client_options, start_client
 from switchboard.runtime.settings import ServiceSettings
+
+
+async def open_reader(
+    settings: ServiceSettings, topic: str, *, client_id: str, group_id: str | None = None
+) -> AIOKafkaConsumer | None:
+    """A started consumer assigned every partition of `topic` (it joins no group and commits nothing; `group_id`
+    only lets it read that group's committed offsets), or None when the cluster has no such topic.
+
+    BrokerUnavailable when Kafka cannot be reached."""
+    consumer = AIOKafkaConsumer(
+        **kafka_client_options(settings),
+        client_id=client_id,
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+    )
+    await start_client(consumer, settings, client_id)
+    try:
+        if topic not in await consumer.topics():
+            await consumer.stop()
+            return None
+        partitions = sorted(consumer.partitions_for_topic(topic) or ())
+        consumer.assign([TopicPartition(topic, p) for p in partitions])
+    except BaseException:
+        await consumer.stop()
+        raise
+    return consumer
 
 
 async def read_topic_to_end(
@@ -23,23 +54,11 @@ async def read_topic_to_end(
     """Every record of `topic` from the start of each partition to its end as of the call, in partition order.
 
     BrokerUnavailable when Kafka cannot be reached or the end is not reached within `timeout_s`."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        **kafka_client_options(settings),
-        client_id=client_id,
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        isolation_level="read_committed",
-    )
-    await start_client(consumer, settings, client_id)
+    consumer = await open_reader(settings, topic, client_id=client_id)
+    if consumer is None:
+        raise BrokerUnavailable(f"{topic}: no such topic on this cluster")
     try:
-        # Without a group, the subscription is assigned every partition once the topic's metadata is known.
         deadline = time.monotonic() + timeout_s
-        while not consumer.assignment():
-            if time.monotonic() > deadline:
-                raise BrokerUnavailable(f"{topic}: no partitions known (does the topic exist?)")
-            await asyncio.sleep(0.05)
         partitions = sorted(consumer.assignment())
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
