@@ -21,7 +21,7 @@ import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 from google.protobuf.message import Message
 from redis.asyncio import Redis
@@ -33,6 +33,7 @@ from switchboard.router.reload import ConfigStore
 from switchboard.router.scripts import REBUILD, KeySet, context, script
 from switchboard.routing.scoring import stored_score
 from switchboard.runtime.errors import TransientError
+from switchboard.runtime.kafka import kafka_client_options, start_client
 from switchboard.runtime.logs import get_logger
 from switchboard.runtime.lua import ScriptCall, run_pipelined
 from switchboard.runtime.settings import ServiceSettings
@@ -254,12 +255,15 @@ class TopicReader:
     async def _committed(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
         """The router group's committed offsets (read by a consumer that is given the partitions by hand: it
         never joins the group and never commits)."""
-        if not tps:
-            return {}
-        consumer = await open_reader(self.settings, tps[0].topic, client_id=self._client_id, group_id=self.group_id)
-        if consumer is None:
-            return {}
+        consumer = AIOKafkaConsumer(
+            **kafka_client_options(self.settings),
+            group_id=self.group_id,
+            enable_auto_commit=False,
+            client_id=self._client_id,
+        )
+        await start_client(consumer, self.settings, "router rebuild offsets")
         try:
+            consumer.assign(tps)
             return {tp: await consumer.committed(tp) or 0 for tp in tps}
         finally:
             await consumer.stop()

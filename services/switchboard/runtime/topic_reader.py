@@ -11,9 +11,10 @@ assigns the topic's partitions by hand. A consumer *subscribed* to a topic the c
 
 from __future__ import annotations
 
+import asyncio
 import time
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 from switchboard.runtime.errors import BrokerUnavailable
 from switchboard.runtime.kafka import kafka_client_options, start_client
@@ -21,16 +22,16 @@ from switchboard.runtime.settings import ServiceSettings
 
 
 async def open_reader(
-    settings: ServiceSettings, topic: str, *, client_id: str, group_id: str | None = None
+    settings: ServiceSettings, topic: str, *, client_id: str, timeout_s: float = 30.0
 ) -> AIOKafkaConsumer | None:
-    """A started consumer assigned every partition of `topic` (it joins no group and commits nothing; `group_id`
-    only lets it read that group's committed offsets), or None when the cluster has no such topic.
+    """A started consumer without a group (it commits nothing) assigned every partition of `topic`, or None when
+    the cluster has no such topic.
 
-    BrokerUnavailable when Kafka cannot be reached."""
+    BrokerUnavailable when Kafka cannot be reached, or the partitions are not known within `timeout_s`."""
     consumer = AIOKafkaConsumer(
         **kafka_client_options(settings),
         client_id=client_id,
-        group_id=group_id,
+        group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         isolation_level="read_committed",
@@ -40,8 +41,13 @@ async def open_reader(
         if topic not in await consumer.topics():
             await consumer.stop()
             return None
-        partitions = sorted(consumer.partitions_for_topic(topic) or ())
-        consumer.assign([TopicPartition(topic, p) for p in partitions])
+        # Without a group, the subscription is assigned every partition once the topic's metadata is in.
+        consumer.subscribe([topic])
+        deadline = time.monotonic() + timeout_s
+        while not consumer.assignment():
+            if time.monotonic() > deadline:
+                raise BrokerUnavailable(f"{topic}: its partitions not known within {timeout_s:.0f}s")
+            await asyncio.sleep(0.02)
     except BaseException:
         await consumer.stop()
         raise
