@@ -72,8 +72,14 @@ async def test_router_process_routes_queues_reacts_to_presence_and_closes(
         routing = [m for _, m in await read_topic(settings.kafka_bootstrap, topics.routing, 4)]
         queued = [e for e in routing if isinstance(e, RoutingEvent) and e.type == RoutingEventType.ROUTING_EVENT_QUEUED]
         # A redelivered batch re-emits its decisions (at least once, docs/state.md "processed"): one per conversation.
-        positions = {e.conversation_id: e.queue_position for e in queued}
-        assert sorted(positions) == ["c2", "c3"] and sorted(positions.values()) == [1, 2]
+        positions = {e.conversation_id: (e.queue_position, e.skill_group) for e in queued}
+        assert sorted(positions) == ["c2", "c3"]
+        # c2 waited alone; c3's position is its place in its group's queue as it stands (nothing has left it since):
+        # behind c2 when both wait in one group with one priority, ahead of it when it ranks higher.
+        assert positions["c2"][0] == 1
+        position, group = positions["c3"]
+        rank = await redis.zrank(keys.queue_channel(T, group, "chat"), "c3")
+        assert rank is not None and position == rank + 1, (positions, rank)
 
         dead = [m for _, m in await read_topic(settings.kafka_bootstrap, topics.dlq, 1)]
         assert isinstance(dead[0], DeadLetter) and "no routing config" in dead[0].reason
