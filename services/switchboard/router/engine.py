@@ -81,8 +81,7 @@ class Router:
         topic does not have yet), then rebuild from the topics."""
         config = self.context.configs.get(tenant)
         if config is not None:
-            while await self.upkeep.resend(config, self.context.clock(), older_than_ms=-1):
-                pass
+            await self.upkeep.resend_all(config)
         if self._rebuild is not None:
             await self._rebuild(tenant)
 
@@ -92,8 +91,7 @@ class Router:
         conversations now, not at the next sweep)."""
         config = self.context.configs.get(tenant)
         if config is not None:
-            while await self.upkeep.resend(config, self.context.clock(), older_than_ms=-1):
-                pass
+            await self.upkeep.resend_all(config)
         orphans = self._rebuild.orphans.pop(tenant, []) if self._rebuild is not None else []
         if orphans:
             for message, reason in await self.inbound.handle(orphans):

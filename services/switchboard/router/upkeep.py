@@ -121,6 +121,11 @@ class Upkeep:
             await self.ctx.redis.zrem(key, raw)
         return len(stale)
 
+    async def resend_all(self, config: TenantRouting) -> None:
+        """Publish every decision the tenant's unsent set holds now, however recent (around a rebuild)."""
+        while await self.resend(config, self.ctx.clock(), older_than_ms=-1):
+            pass
+
     async def sweep(self) -> None:
         """One pass over every configured tenant (its surge profile in force read first)."""
         async with redis_guard():
