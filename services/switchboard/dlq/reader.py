@@ -6,7 +6,6 @@ group; it reads committed records only (a re-drive's mark is written in a transa
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,8 +14,10 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from switchboard.contracts import TYPE_HEADER, ContractError, DeadLetter, DeadLetterRedrive, decode
 from switchboard.dlq.entries import DlqRecord, attach_redrives
+from switchboard.runtime.errors import BrokerUnavailable
+from switchboard.runtime.kafka import stop_client
 from switchboard.runtime.settings import ServiceSettings
-from switchboard.runtime.topic_reader import open_reader
+from switchboard.runtime.topic_reader import open_reader, records_between
 from switchboard.runtime.topics import Topics
 
 
@@ -58,25 +59,21 @@ async def read_dlq(
     if consumer is None:
         raise DlqUnavailable(_no_topic(topic))
     try:
-        partitions = await _assign(consumer, topic, since)
-        return await _read_to_end(consumer, topic, partitions, timeout_s, scope)
+        return await _read_to_end(consumer, topic, await _starts(consumer, since), timeout_s, scope)
     finally:
-        await consumer.stop()
+        await stop_client(consumer, "dlq reader")
 
 
-async def _assign(consumer: AIOKafkaConsumer, topic: str, since: datetime | None) -> list[TopicPartition]:
+async def _starts(consumer: AIOKafkaConsumer, since: datetime | None) -> dict[TopicPartition, int]:
+    """Where each partition is read from: its start, or the first record at or after `since` (its end when none)."""
     partitions = sorted(consumer.assignment())
     if since is None:
-        await consumer.seek_to_beginning(*partitions)
-        return partitions
+        return dict(await consumer.beginning_offsets(partitions))
     # A DeadLetter's record timestamp is its producer's send time, within moments of its `at`; a re-drive's mark is
     # always later than its DeadLetter, so reading from `since` still finds the marks of what it lists.
     found = await consumer.offsets_for_times({tp: int(since.timestamp() * 1000) for tp in partitions})
     ends = await consumer.end_offsets(partitions)
-    for tp in partitions:
-        at = found.get(tp)
-        consumer.seek(tp, at.offset if at is not None else ends[tp])
-    return partitions
+    return {tp: at.offset if (at := found.get(tp)) is not None else ends[tp] for tp in partitions}
 
 
 def _no_topic(topic: str) -> str:
@@ -87,18 +84,16 @@ def _no_topic(topic: str) -> str:
 
 
 async def _read_to_end(
-    consumer: AIOKafkaConsumer, topic: str, partitions: list[TopicPartition], timeout_s: float, scope: Scope
+    consumer: AIOKafkaConsumer, topic: str, starts: dict[TopicPartition, int], timeout_s: float, scope: Scope
 ) -> DlqScan:
     scan = DlqScan(topic)
     marks: list[DeadLetterRedrive] = []
-    ends = await consumer.end_offsets(partitions)
-    deadline = time.monotonic() + timeout_s
-    while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
-        if time.monotonic() > deadline:
-            raise DlqUnavailable(f"{topic}: not read to its end within {timeout_s:.0f}s")
-        for records in (await consumer.getmany(timeout_ms=500, max_records=5000)).values():
-            for record in records:
-                _take(record, scan, marks, scope)
+    ends = await consumer.end_offsets(list(starts))
+    try:
+        async for record in records_between(consumer, starts, ends, timeout_s=timeout_s):
+            _take(record, scan, marks, scope)
+    except BrokerUnavailable as exc:
+        raise DlqUnavailable(f"{topic}: not read to its end within {timeout_s:.0f}s") from exc
     scan.records = attach_redrives(scan.records, marks)
     return scan
 

@@ -28,7 +28,7 @@ from switchboard.dlq.entries import (
 )
 from switchboard.dlq.reader import Scope, read_dlq
 from switchboard.runtime.errors import BrokerUnavailable
-from switchboard.runtime.kafka import kafka_client_options, now_timestamp, start_client
+from switchboard.runtime.kafka import kafka_client_options, now_timestamp, start_client, stop_client
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.runtime.topics import Topics
 
@@ -86,7 +86,7 @@ async def redrive(settings: ServiceSettings, selection: Selection) -> list[Outco
     try:
         await start_client(producer, settings, "dlq re-drive producer")
     except BrokerUnavailable:
-        await producer.stop()
+        await stop_client(producer, "dlq re-drive producer")
         raise
     try:
         # Read after start: starting fenced any earlier run and waited for its transaction, so its marks are seen.
@@ -103,7 +103,7 @@ async def redrive(settings: ServiceSettings, selection: Selection) -> list[Outco
                 sent += [Outcome(r.id, "failed", why) for r in plan.send[start:]]
                 break
     finally:
-        await producer.stop()
+        await stop_client(producer, "dlq re-drive producer")
     return _in_order(selection, scan.records, sent + plan.kept_back)
 
 

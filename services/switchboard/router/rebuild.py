@@ -33,11 +33,11 @@ from switchboard.router.reload import ConfigStore
 from switchboard.router.scripts import REBUILD, KeySet, context, script
 from switchboard.routing.scoring import stored_score
 from switchboard.runtime.errors import TransientError
-from switchboard.runtime.kafka import kafka_client_options, start_client
+from switchboard.runtime.kafka import kafka_client_options, start_client, stop_client
 from switchboard.runtime.logs import get_logger
 from switchboard.runtime.lua import ScriptCall, run_pipelined
 from switchboard.runtime.settings import ServiceSettings
-from switchboard.runtime.topic_reader import open_reader
+from switchboard.runtime.topic_reader import open_reader, records_between
 from switchboard.runtime.topics import Topics
 from switchboard.state.keys import Keys
 
@@ -61,6 +61,7 @@ STATE_AFTER = {
 SERVED = (T.ROUTING_EVENT_OFFERED, T.ROUTING_EVENT_ASSIGNED, T.ROUTING_EVENT_ACCEPTED)
 BACKLOG_MAX = 200  # lua/lib.lua BACKLOG_MAX
 CHUNK = 100
+READ_LIMIT_S = 120.0
 SCRIPT = script(REBUILD)
 
 
@@ -232,25 +233,17 @@ class TopicReader:
             return
         try:
             tps = sorted(consumer.assignment())
-            stop = await consumer.end_offsets(tps)
+            starts = await consumer.beginning_offsets(tps)
+            stops = await consumer.end_offsets(tps)
             if handled:
                 committed = await self._committed(tps)
-                stop = {tp: min(end, committed.get(tp, 0)) for tp, end in stop.items()}
-            await consumer.seek_to_beginning(*tps)
-            pending = set(tps)
-            while pending:
-                for tp in list(pending):
-                    if await consumer.position(tp) >= stop[tp]:
-                        pending.discard(tp)
-                if not pending:
-                    break
-                batches = await consumer.getmany(*pending, timeout_ms=500, max_records=5000)
-                for tp, records in batches.items():
-                    for record in records:
-                        if record.offset < stop[tp]:
-                            yield record
+                stops = {tp: min(end, committed.get(tp, 0)) for tp, end in stops.items()}
+            # The caller's StateMarks limit (15 s by default) bounds the whole rebuild; this one only ends a reader
+            # left behind.
+            async for record in records_between(consumer, starts, stops, timeout_s=READ_LIMIT_S):
+                yield record
         finally:
-            await consumer.stop()
+            await stop_client(consumer, "router rebuild reader")
 
     async def _committed(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
         """The router group's committed offsets (read by a consumer that is given the partitions by hand: it
@@ -266,7 +259,7 @@ class TopicReader:
             consumer.assign(tps)
             return {tp: await consumer.committed(tp) or 0 for tp in tps}
         finally:
-            await consumer.stop()
+            await stop_client(consumer, "router rebuild reader")
 
     @property
     def _client_id(self) -> str:

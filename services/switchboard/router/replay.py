@@ -261,7 +261,7 @@ async def read_topics(settings: ServiceSettings, tenants: set[str], save: Path |
     from aiokafka import AIOKafkaConsumer
 
     from switchboard.contracts import TYPE_HEADER, decode
-    from switchboard.runtime.kafka import kafka_client_options, start_client
+    from switchboard.runtime.kafka import kafka_client_options, start_client, stop_client
     from switchboard.runtime.topics import Topics
 
     topics = Topics(settings.topic_prefix)
@@ -296,7 +296,7 @@ async def read_topics(settings: ServiceSettings, tenants: set[str], save: Path |
                         }
                         sink.write(json.dumps(line, ensure_ascii=False) + "\n")
     finally:
-        await consumer.stop()
+        await stop_client(consumer, "replay reader")
         if sink is not None:
             sink.close()
     return recording

@@ -32,7 +32,7 @@ from google.protobuf.message import Message
 
 from switchboard.contracts import TYPE_HEADER, ContractError, decode
 from switchboard.runtime.errors import InvalidRecord, TransientError
-from switchboard.runtime.kafka import RecordProducer, kafka_client_options, start_client
+from switchboard.runtime.kafka import RecordProducer, kafka_client_options, start_client, stop_client
 from switchboard.runtime.logs import get_logger
 from switchboard.runtime.metrics import (
     BATCH_SECONDS,
@@ -135,7 +135,7 @@ class BatchConsumer:
         CONSUMER_LAG.untrack(self)
         self.lag.clear()
         await self._fence.stop()
-        await self._consumer.stop()
+        await stop_client(self._consumer, "consumer")
 
     def _set_ready(self, ready: bool) -> None:
         # sb_ready follows the service's /readyz, which reads this through its ready check.

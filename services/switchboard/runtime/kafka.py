@@ -84,6 +84,14 @@ def describe_connection(settings: ServiceSettings) -> dict[str, str]:
 class _Client(Protocol):
     async def start(self) -> None: ...
 
+    async def stop(self) -> None: ...
+
+
+# How long a caller waits for a Kafka client to stop (`stop_client`).
+CLIENT_STOP_S = 3.0
+# Stops still finishing after their caller moved on (held here so they are not garbage-collected half way).
+_closing: set[asyncio.Task[None]] = set()
+
 
 async def start_client(client: _Client, settings: ServiceSettings, what: str) -> None:
     """Start an aiokafka client; when no broker takes it, log one clear error naming the cluster, the protocol, the
@@ -94,6 +102,24 @@ async def start_client(client: _Client, settings: ServiceSettings, what: str) ->
         reason = await connection_refusal(settings) or repr(exc)
         log.error("kafka_connect_failed", client=what, reason=reason, **describe_connection(settings))
         raise BrokerUnavailable(f"{what} could not connect to Kafka at {settings.kafka_bootstrap}: {reason}") from exc
+
+
+async def stop_client(client: _Client, what: str, timeout_s: float = CLIENT_STOP_S) -> None:
+    """Stop an aiokafka client, waiting at most `timeout_s` for it.
+
+    A client's stop ends by waiting until each broker connection is closed. Over TLS that is the close handshake,
+    which a broker can leave unanswered; asyncio then waits its SSL shutdown timeout (30 s) before it drops the socket.
+    A rebuild that waited for that overran its 15 s limit, again on every retry. Past `timeout_s` the stop goes on in
+    the background and the caller moves on: what a stop sends (a consumer leaving its group, a producer's last batch)
+    has been sent by then, only the sockets are still closing."""
+    task = asyncio.ensure_future(client.stop())
+    done, _ = await asyncio.wait({task}, timeout=timeout_s)
+    if task in done:
+        task.result()
+        return
+    _closing.add(task)
+    task.add_done_callback(_closing.discard)
+    log.warning("kafka_client_stop_slow", client=what, waited_s=timeout_s)
 
 
 async def connection_refusal(settings: ServiceSettings) -> str:
@@ -146,7 +172,8 @@ class RecordProducer:
 
     async def stop(self) -> None:
         """Flush what is pending and disconnect."""
-        await self._producer.stop()
+        await self._producer.flush()
+        await stop_client(self._producer, "producer")
 
     async def send(self, topic: str, key: str, message: Message, headers: Sequence[Header] = ()) -> None:
         """Send one record and wait for the broker's acknowledgement."""

@@ -5,19 +5,25 @@ no committed offsets and no rebalance: each call reads every partition from the 
 Read and Describe on the topic only (deploy/k8s/components/strimzi/users.yaml).
 
 `open_reader` is how every reader without a group starts (this one, the router's rebuild, `switchboard dlq`): it
-assigns the topic's partitions by hand. A consumer *subscribed* to a topic the cluster does not have waits in
+asks the cluster for the topic first. A consumer *subscribed* to a topic the cluster does not have waits in
 `start()` for the topic's metadata for its whole request timeout (40 s) before it fails; this one says at once.
+
+`records_between` is how each of them reads: it places every partition at an offset it asked for (`seek`), so it
+never waits on the fetcher's position reset (`seek_to_beginning` does, up to the request timeout), and it does not
+fetch a partition with nothing in its range. `stop_client` ends each reader, bounded (a TLS broker may leave the
+close unanswered).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator, Mapping
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from switchboard.runtime.errors import BrokerUnavailable
-from switchboard.runtime.kafka import kafka_client_options, start_client
+from switchboard.runtime.kafka import kafka_client_options, start_client, stop_client
 from switchboard.runtime.settings import ServiceSettings
 
 
@@ -39,7 +45,7 @@ async def open_reader(
     await start_client(consumer, settings, client_id)
     try:
         if topic not in await consumer.topics():
-            await consumer.stop()
+            await stop_client(consumer, client_id)
             return None
         # Without a group, the subscription is assigned every partition once the topic's metadata is in.
         consumer.subscribe([topic])
@@ -49,9 +55,37 @@ async def open_reader(
                 raise BrokerUnavailable(f"{topic}: its partitions not known within {timeout_s:.0f}s")
             await asyncio.sleep(0.02)
     except BaseException:
-        await consumer.stop()
+        await stop_client(consumer, client_id)
         raise
     return consumer
+
+
+async def records_between(
+    consumer: AIOKafkaConsumer,
+    starts: Mapping[TopicPartition, int],
+    stops: Mapping[TopicPartition, int],
+    *,
+    timeout_s: float,
+) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
+    """Every record of each partition of `stops` from its offset in `starts` up to (not including) its stop, in
+    offset order per partition. The consumer must have those partitions (`open_reader`).
+
+    BrokerUnavailable when the stops are not all reached within `timeout_s`."""
+    pending = {tp for tp, stop in stops.items() if starts[tp] < stop}
+    for tp in pending:
+        consumer.seek(tp, starts[tp])
+    deadline = time.monotonic() + timeout_s
+    while pending:
+        if time.monotonic() > deadline:
+            raise BrokerUnavailable(f"{sorted(pending)}: not read to the end within {timeout_s:.0f}s")
+        batches = await consumer.getmany(*pending, timeout_ms=500, max_records=5000)
+        for tp, batch in batches.items():
+            for record in batch:
+                if record.offset < stops[tp]:
+                    yield record
+        for tp in list(pending):
+            if await consumer.position(tp) >= stops[tp]:
+                pending.discard(tp)
 
 
 async def read_topic_to_end(
@@ -64,17 +98,9 @@ async def read_topic_to_end(
     if consumer is None:
         raise BrokerUnavailable(f"{topic}: no such topic on this cluster")
     try:
-        deadline = time.monotonic() + timeout_s
         partitions = sorted(consumer.assignment())
-        await consumer.seek_to_beginning(*partitions)
+        starts = await consumer.beginning_offsets(partitions)
         ends = await consumer.end_offsets(partitions)
-        records: list[ConsumerRecord[bytes, bytes]] = []
-        while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
-            if time.monotonic() > deadline:
-                raise BrokerUnavailable(f"{topic}: not read to its end within {timeout_s:.0f}s")
-            batches = await consumer.getmany(*partitions, timeout_ms=500, max_records=5000)
-            for tp, batch in batches.items():
-                records += [r for r in batch if r.offset < ends[tp]]
-        return records
+        return [r async for r in records_between(consumer, starts, ends, timeout_s=timeout_s)]
     finally:
-        await consumer.stop()
+        await stop_client(consumer, client_id)
