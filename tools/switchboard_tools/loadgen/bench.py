@@ -42,12 +42,14 @@ UNLIMITED = {
 }
 
 
-async def measure(endpoints: Endpoints, creds: Credentials, seconds: float, sockets: int) -> dict[str, Any]:
+async def measure(
+    endpoints: Endpoints, creds: Credentials, seconds: float, sockets: int, profile: Path | None = None
+) -> dict[str, Any]:
     """Raw limits, then the pipeline; every figure as one mapping."""
     kafka = await kafka_passthrough(endpoints.kafka_bootstrap, seconds)
     redis = await redis_evalsha(endpoints.redis_url, seconds)
     echo = await websocket_echo(seconds)
-    figures = await pipeline(endpoints, creds, seconds * 2, open_sockets=sockets)
+    figures = await pipeline(endpoints, creds, seconds * 2, open_sockets=sockets, profile=profile)
     return table(kafka, redis, echo, figures)
 
 
@@ -132,7 +134,7 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def bench(seconds: float, sockets: int | None = None) -> int:
+def bench(seconds: float, sockets: int | None = None, profile: Path | None = None) -> int:
     """Run the benchmark on a stack of its own; print the table; write bench.json. Exit 0 when it ran."""
     settings = LoadgenSettings(loadgen_scenario="smoke")
     slots = (CLOSED_LOOP_SOCKETS + (sockets or OPEN_LOOP_SOCKETS)) // AGENTS + 1
@@ -143,11 +145,13 @@ def bench(seconds: float, sockets: int | None = None) -> int:
     env = {**write_stack_config(scenario, schedule, creds, folder / "stack-config"), **UNLIMITED}
     run_id = f"lg{int(time.time()) % 10**8:08d}"
     with local_stack(folder / "stack", env, run_id, settings.loadgen_partitions) as endpoints:
-        result = asyncio.run(measure(endpoints, creds, seconds, sockets or OPEN_LOOP_SOCKETS))
+        result = asyncio.run(measure(endpoints, creds, seconds, sockets or OPEN_LOOP_SOCKETS, profile))
     text = render(result)
     print(text)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "bench.json").write_text(json.dumps(result, indent=1))
     (folder / "bench.txt").write_text(text + "\n")
     print(f"figures: {folder / 'bench.json'}")
+    if profile is not None:
+        print(f"flame graphs of the maximum phase: {profile}/<service>.svg (hottest functions: <service>.txt)")
     return 0

@@ -22,6 +22,7 @@ import random
 import string
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -36,6 +37,7 @@ from switchboard_tools.loadgen.cpu import CpuMeter, per_message_us
 from switchboard_tools.loadgen.customers import Endpoints
 from switchboard_tools.loadgen.fixtures import Credentials
 from switchboard_tools.loadgen.probes import TAG, RoutingProbe
+from switchboard_tools.loadgen.profile import profiled
 from switchboard_tools.loadgen.scenario import Scenario
 from switchboard_tools.loadgen.schedule import AgentShift
 from switchboard_tools.loadgen.stats import latency_summary
@@ -188,9 +190,11 @@ async def pipeline(
     seconds: float,
     customers: int = CLOSED_LOOP_SOCKETS,
     open_sockets: int = OPEN_LOOP_SOCKETS,
+    profile: Path | None = None,
 ) -> PipelineFigures:
     """Warm up, then the closed-loop maximum and the open-loop phase at half of it (the stack's roster must give
-    the AGENTS agents room for `customers + open_sockets` conversations)."""
+    the AGENTS agents room for `customers + open_sockets` conversations). With `profile`, a flame graph of each
+    service over the maximum phase goes into that folder (loadgen/profile.py)."""
     scenario = bench_scenario(agents=AGENTS, slots=(customers + open_sockets) // AGENTS + 1)
     deliveries = Deliveries()
     shifts = bench_agents()
@@ -211,7 +215,8 @@ async def pipeline(
         try:
             await _warm_up(closed + many, deliveries)
             cpu_before, wall_before, before = time.process_time(), time.time(), meter.sample()
-            maximum = await _maximum(closed, deliveries, probe, seconds)
+            async with profiled(endpoints.processes, profile, seconds) if profile else contextlib.nullcontext():
+                maximum = await _maximum(closed, deliveries, probe, seconds)
             cpu_share = (time.process_time() - cpu_before) / (time.time() - wall_before)
             cpu_max = per_message_us(meter.since(before), maximum[4])
             before = meter.sample()

@@ -39,6 +39,13 @@ def add_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     bench.add_argument(
         "--sockets", type=int, default=None, help="customer sockets of the open-loop phase (default 2000)"
     )
+    bench.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write a py-spy flame graph of each service over the maximum phase into DIR",
+    )
 
 
 def run_subcommand(args: argparse.Namespace) -> int:
@@ -46,7 +53,7 @@ def run_subcommand(args: argparse.Namespace) -> int:
     if args.command == "bench":
         from switchboard_tools.loadgen.bench import bench
 
-        return bench(args.seconds, args.sockets)
+        return bench(args.seconds, args.sockets, args.profile)
     from switchboard_tools.loadgen.run import load_test, write_config
     from switchboard_tools.loadgen.settings import LoadgenSettings
 
