@@ -33,6 +33,7 @@ from tests.router_support import (
 pytestmark = [pytest.mark.broker, on_both_redis_backends]
 
 T = "tmall-flagship"
+T_QUEUED = RoutingEventType.ROUTING_EVENT_QUEUED
 
 
 @dataclass
@@ -136,6 +137,26 @@ async def test_queue_positions_then_close_drains_highest_score_first(env: Env) -
     assert await env.desk("lina") == [("ASSIGNED", "c1", "m1"), ("CLOSED", "c1", ""), ("ASSIGNED", "c3", "m3")]
     closed = [e for e in env.sink.events if e.type == RoutingEventType.ROUTING_EVENT_CLOSED]
     assert closed[0].wrap_up_code == "resolved"
+    await env.check()
+
+
+async def test_conversations_opened_in_one_batch_queue_in_their_order_of_arrival(env: Env) -> None:
+    """A batch holds several partitions one after another, not in arrival order: the queue still is."""
+    await put_agent(env.redis, env.keys, T, "lina", ["presales"], chat=1)
+    await env.send(T, "c0", "m0")
+    arrivals = {"c1": 40, "c2": 3, "c3": 25, "c4": 10}  # ms before the router's clock; c1 came first
+    batch = []
+    for conv, before in arrivals.items():
+        m = message(T, conv, f"m-{conv}", "这个尺码合适吗")
+        m.received_at.FromMilliseconds(env.clock[0] - before)
+        batch.append(m)
+        env.sent[T][conv] = [m.message_id]
+    assert await env.router.handle_inbound(batch[::-1]) == []
+    queue = await env.redis.zrange(env.keys.queue_channel(T, "presales", "chat"), 0, -1)
+    assert [c.decode() for c in queue] == ["c1", "c3", "c4", "c2"]
+    # Each position as it was when that conversation joined (handled c4, c3, c2, c1): its place among the earlier.
+    queued = [(e.conversation_id, e.queue_position) for e in env.sink.events if e.type == T_QUEUED]
+    assert queued == [("c4", 1), ("c3", 1), ("c2", 3), ("c1", 1)]
     await env.check()
 
 

@@ -138,3 +138,15 @@ def test_aging_lets_a_long_waiter_overtake_higher_priority() -> None:
     assert estimated_wait_s(9, 5, 60) == pytest.approx(120)
     assert service_level([10, 20, 40, 50], 30) == 0.5
     assert service_level([], 30) is None
+
+
+def test_conversations_enqueued_in_the_same_ms_are_ordered_by_arrival() -> None:
+    now = 1_765_000_000_000
+    first, second = (stored_score(now, 0, 30, arrived_ms=now - late) for late in (40, 3))
+    assert first < second < stored_score(now + 1, 0, 30, arrived_ms=now + 1)
+    # Under a ms in all: it orders nothing else. A priority point and a ms of enqueue time still weigh as before.
+    assert stored_score(now, 0, 30) <= first < second < stored_score(now, 0, 30) + 1
+    assert stored_score(now, 1, 30, arrived_ms=now) < stored_score(now, 0, 30, arrived_ms=now - 5000)
+    # An adapter's clock ahead of the router's, or an arrival long before: the fraction's ends, never beyond.
+    assert stored_score(now, 0, 30, arrived_ms=now + 60_000) == pytest.approx(now + 0.999)
+    assert stored_score(now, 0, 30, arrived_ms=now - 60_000) == now

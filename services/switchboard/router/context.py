@@ -278,12 +278,14 @@ class RouterContext:
         excluded: frozenset[str] = frozenset(),
         count: bool = False,
         language: str = "",
+        arrived_ms: int = 0,
     ) -> tuple[Route, Plan]:
         """The policy's plan for one conversation over a snapshot, as a route for the scripts; its wait (for the
         groups' level rings and language relaxing) counts from `enqueued_ms`, its original arrival.
 
         With `count`, the first candidate's planned assignment is counted in the snapshot, so the next plan of the
-        same batch sees the load (and expects it).
+        same batch sees the load (and expects it). `arrived_ms`: when the adapter received the opening message
+        (it orders conversations enqueued at the same ms, `routing.scoring.stored_score`).
         """
         index = snap.index()
         chosen = plan(
@@ -307,7 +309,7 @@ class RouterContext:
         route = Route(
             cands=cands,
             groups=tuple(chosen.groups),
-            score=stored_score(enqueued_ms, priority, config.queue.aging_s_per_point),
+            score=stored_score(enqueued_ms, priority, config.queue.aging_s_per_point, arrived_ms),
             versions={g: snap.versions[g] for g in chosen.groups if g in snap.versions},
             deadline=offer_deadline_ms(config, group, now_ms),
         )

@@ -103,6 +103,11 @@ class Opening:
     language: str = ""
 
 
+def received_ms(message: InboundMessage) -> int:
+    """When the adapter received a message (ms; 0 when it did not say)."""
+    return message.received_at.ToMilliseconds() if message.HasField("received_at") else 0
+
+
 def continuing(config: TenantRouting, seen: Peek, now_ms: int) -> Opening | None:
     """A conversation the bot held or answered, routed now that the customer wrote again: its classification
     and original arrival (a message after the tenant's `bot.followup_s` is a new arrival). Likewise one whose
@@ -269,6 +274,7 @@ class InboundHandler:
             returning=seen.returning,
             count=True,
             language=opening.language,
+            arrived_ms=0 if opening.since else received_ms(m),
         )
         ks.route(route, channel)
         if opening.since:

@@ -5,16 +5,30 @@ A queue is a Redis sorted set served lowest score first. A conversation's stored
 Because aging is linear in time for everyone, the order never changes as time passes, so the stored score needs no
 rewriting, and a low-priority conversation that waited long enough overtakes any newer high-priority one — nobody
 starves.
+
+The router decides a batch of messages at one clock reading, so conversations it opens together share their
+`enqueued_ms`; a batch holds several partitions, and their order in it is not their order of arrival. Equal scores
+would be served by conversation id. So the score's fraction (under one ms, nothing a wait or a level ring reads)
+orders them by arrival: how late in the second before `enqueued_ms` the adapter received the opening message.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+# The arrival fraction: 1/1000 of a ms per ms of arrival within the second before the enqueue time. Scores are
+# epoch milliseconds (about 1.8e12), where a double still resolves 1/4096 of a ms.
+ARRIVAL_WINDOW_MS = 1000
 
-def stored_score(enqueued_ms: int, priority: int, aging_s_per_point: float) -> float:
-    """The sorted-set score of a queued conversation (lower is served first)."""
-    return enqueued_ms - priority * aging_s_per_point * 1000.0
+
+def stored_score(enqueued_ms: int, priority: int, aging_s_per_point: float, arrived_ms: int = 0) -> float:
+    """The sorted-set score of a queued conversation (lower is served first). `arrived_ms`, when known, is when the
+    adapter received its opening message: it breaks ties between conversations enqueued in the same ms."""
+    score = enqueued_ms - priority * aging_s_per_point * 1000.0
+    if arrived_ms:
+        late = min(ARRIVAL_WINDOW_MS - 1, max(0, arrived_ms - (enqueued_ms - ARRIVAL_WINDOW_MS)))
+        score += late / ARRIVAL_WINDOW_MS
+    return score
 
 
 def effective_priority(enqueued_ms: int, priority: int, aging_s_per_point: float, now_ms: int) -> float:

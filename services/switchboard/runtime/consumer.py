@@ -1,12 +1,12 @@
 """The one batch consumer loop of switchboard.
 
-Reads batches with `getmany`, decodes each record into its protobuf message by the type header, hands each
-partition's batch to the service's handler in order, sends what the handler refuses (and what does not decode) to
-the DLQ, and commits the offsets of the partitions it handled once per poll, after their batches (one round trip
-to the group coordinator per poll instead of one per partition). A batch that waits on a transient error first
-commits what the poll handled before it, so a long wait holds back no other partition's progress. On stop it
-finishes the partition batch in hand, commits, and returns; what it did not finish is read again by the next
-owner, so handlers make redelivered records change nothing twice.
+Reads batches with `getmany`, decodes each record into its protobuf message by the type header, hands the whole
+poll to the service's handler in one call (each partition's records in offset order: order is kept per partition,
+which is all Kafka orders), sends what the handler refuses (and what does not decode) to the DLQ, and commits the
+offsets of the poll's partitions in one request after it. One call per poll means one round of Redis scripts and
+one wait for produce acks per poll, not one per partition. On stop it finishes the poll in hand, commits, and
+returns; what it did not finish is read again by the next owner, so handlers make redelivered records change
+nothing twice.
 
 Failover: the group's session (`SB_KAFKA_SESSION_TIMEOUT_MS`, heartbeats every `SB_KAFKA_HEARTBEAT_INTERVAL_MS`) is
 how long a replica that died without leaving (SIGKILL) keeps its partitions; static membership
@@ -80,7 +80,7 @@ class _Abandoned(Exception):
 
 
 class BatchConsumer:
-    """Consumes topics in one consumer group and feeds a handler partition batch by partition batch."""
+    """Consumes topics in one consumer group and feeds a handler poll by poll."""
 
     def __init__(
         self,
@@ -126,7 +126,7 @@ class BatchConsumer:
         CONSUMER_LAG.track(self)
 
     def stop_intake(self) -> None:
-        """Ask the loop to finish the partition batch in hand, commit, and return."""
+        """Ask the loop to finish the poll in hand, commit, and return."""
         self._stopping.set()
 
     async def stop(self) -> None:
@@ -148,29 +148,25 @@ class BatchConsumer:
                 timeout_ms=self._settings.consumer_poll_ms, max_records=self._settings.consumer_max_records
             )
             await self._refresh_lag(batches)
-            pending = list(batches.items())
+            if not batches or self._stopping.is_set():
+                # Not handled, not committed: the next owner of the partitions reads them again.
+                continue
+            if self._fence.fenced():
+                self._drop(batches)
+                await asyncio.sleep(self._settings.consumer_poll_ms / 1000)
+                continue
+            # A partition revoked by a rebalance since the poll is left out: its commit would fail, and its next
+            # owner (maybe this replica again) reads these records anyway.
+            owned = self._consumer.assignment()
+            polled = [(tp, records) for tp, records in batches.items() if tp in owned and records]
             try:
-                for i, (tp, records) in enumerate(pending):
-                    if self._stopping.is_set():
-                        # Not handled, not committed: the next owner of the partition reads them again.
-                        break
-                    if self._fence.fenced():
-                        self._drop(dict(pending[i:]))
-                        await asyncio.sleep(self._settings.consumer_poll_ms / 1000)
-                        break
-                    if tp not in self._consumer.assignment():
-                        # Revoked by a rebalance since the poll: its commit would fail, and its next owner (maybe
-                        # this replica again) reads these records anyway; handling them now only delays the new
-                        # assignment.
-                        continue
-                    try:
-                        await self._handle_partition(tp, records)
-                    except _Abandoned:
-                        return
-                    self._uncommitted[tp] = records[-1].offset + 1
-                    self._handled(tp, records[-1])
-            finally:
-                await self._commit_handled()
+                await self._handle_poll(polled)
+            except _Abandoned:
+                return
+            for tp, records in polled:
+                self._uncommitted[tp] = records[-1].offset + 1
+                self._handled(tp, records[-1])
+            await self._commit_handled()
 
     def _drop(self, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
         """Fenced: hand none of these records to the handler; seek back so they are read again if the group kept
@@ -229,20 +225,24 @@ class BatchConsumer:
         except (TimeoutError, IllegalStateError):
             return None
 
-    async def _handle_partition(self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+    async def _handle_poll(self, polled: list[tuple[TopicPartition, list[ConsumerRecord[bytes, bytes]]]]) -> None:
+        """Decode a poll's records and hand them to the handler in one call: each partition's in offset order,
+        partitions one after another (order is only kept within a partition; across partitions the handlers go by
+        what the records say, e.g. the router by each message's arrival)."""
         started = time.perf_counter()
         service = self._settings.service_name
-        RECORDS_CONSUMED.labels(service, tp.topic).inc(len(records))
         decoded: list[Delivery] = []
-        for record in records:
-            headers = _headers(record)
-            try:
-                message = decode(headers.get(TYPE_HEADER), record.value)
-            except ContractError as exc:
-                await self._dead_letter(record, headers, str(exc), "decode_error")
-                continue
-            key = record.key.decode("utf-8", "replace") if record.key else ""
-            decoded.append(Delivery(tp.topic, tp.partition, record.offset, key, message, record.timestamp, headers))
+        for tp, records in polled:
+            RECORDS_CONSUMED.labels(service, tp.topic).inc(len(records))
+            for record in records:
+                headers = _headers(record)
+                try:
+                    message = decode(headers.get(TYPE_HEADER), record.value)
+                except ContractError as exc:
+                    await self._dead_letter(record, headers, str(exc), "decode_error")
+                    continue
+                key = record.key.decode("utf-8", "replace") if record.key else ""
+                decoded.append(Delivery(tp.topic, tp.partition, record.offset, key, message, record.timestamp, headers))
         if decoded:
             for rejected in await self._handle_with_retry(decoded):
                 d = rejected.delivery
@@ -273,8 +273,6 @@ class BatchConsumer:
             except TransientError as exc:
                 if self._stopping.is_set():
                     raise _Abandoned from exc
-                # What this poll handled before the waiting batch is committed now, not after the wait.
-                await self._commit_handled()
                 attempt += 1
                 TRANSIENT_RETRIES.labels(self._settings.service_name).inc()
                 if attempt > self._settings.transient_retries:
