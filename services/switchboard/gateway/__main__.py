@@ -4,4 +4,4 @@ from switchboard.gateway.service import build
 from switchboard.gateway.settings import GatewaySettings
 from switchboard.runtime.service import run_service
 
-run_service(build, GatewaySettings(), fast_loop=True)
+run_service(build, GatewaySettings())

@@ -4,4 +4,4 @@ from switchboard.router.service import build
 from switchboard.router.settings import RouterSettings
 from switchboard.runtime.service import run_service
 
-run_service(build, RouterSettings(), fast_loop=True)
+run_service(build, RouterSettings())

@@ -278,18 +278,15 @@ class ServiceRuntime:
         log.info("stopped", service=self.settings.service_name)
 
 
-def run_service(build: Callable[[S], Awaitable[ServiceRuntime]], settings: S, *, fast_loop: bool = False) -> None:
+def run_service(build: Callable[[S], Awaitable[ServiceRuntime]], settings: S) -> None:
     """The process entry point of every service: build its runtime from `settings` and serve until SIGTERM.
 
-    `fast_loop` runs on uvloop (installed with the services), which takes a good share off the per-event cost of
-    the asyncio loop where that matters (router, gateway).
+    Every service runs on uvloop (installed with the services): it takes a good share off the per-event cost of the
+    asyncio loop, which is most of an adapter's or the gateway's work per message.
     """
 
     async def main() -> None:
         runtime = await build(settings)
         await runtime.serve()
 
-    if fast_loop:
-        uvloop.run(main())
-    else:
-        asyncio.run(main())
+    uvloop.run(main())

@@ -7,12 +7,13 @@ process. The goals (docs/loadtest.md, "Benchmark") are printed beside the figure
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import time
 from pathlib import Path
 from typing import Any
+
+import uvloop
 
 from switchboard_tools.loadgen.benchpipe import (
     AGENTS,
@@ -145,7 +146,7 @@ def bench(seconds: float, sockets: int | None = None, profile: Path | None = Non
     env = {**write_stack_config(scenario, schedule, creds, folder / "stack-config"), **UNLIMITED}
     run_id = f"lg{int(time.time()) % 10**8:08d}"
     with local_stack(folder / "stack", env, run_id, settings.loadgen_partitions) as endpoints:
-        result = asyncio.run(measure(endpoints, creds, seconds, sockets or OPEN_LOOP_SOCKETS, profile))
+        result = uvloop.run(measure(endpoints, creds, seconds, sockets or OPEN_LOOP_SOCKETS, profile))
     text = render(result)
     print(text)
     folder.mkdir(parents=True, exist_ok=True)

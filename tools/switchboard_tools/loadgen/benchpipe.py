@@ -91,6 +91,12 @@ class Deliveries:
         """Bench agents never close."""
 
 
+# What every bench customer writes: a typical pre-sales question. Its length matters: the adapter tells a message's
+# language from its letters, and a text of two characters and a 10-letter tag reads as Latin script (a lingua
+# model run per message), where a shop's real messages take the cheap CJK path.
+BENCH_TEXT = "这件衣服有XL码吗？今天下单什么时候能发货"
+
+
 class BenchCustomer:
     """One widget socket that sends tagged messages and awaits each ack."""
 
@@ -141,7 +147,7 @@ class BenchCustomer:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._acks[tag] = waiter
         self.sent_at[tag] = time.time()
-        frame = {"type": "message", "client_msg_id": tag, "kind": "text", "text": f"在吗 [lg:{tag}]"}
+        frame = {"type": "message", "client_msg_id": tag, "kind": "text", "text": f"{BENCH_TEXT} [lg:{tag}]"}
         await self.ws.send(json.dumps(frame, ensure_ascii=False))
         return tag, waiter
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import uvloop
 
 from switchboard_tools.loadgen.compare import comparison, comparison_text, write_comparison
 from switchboard_tools.loadgen.customers import Endpoints
@@ -120,7 +121,7 @@ def _drive(
     progress: bool,
     profile: str,
 ) -> Report:
-    observations = asyncio.run(Run(scenario, schedule, endpoints, creds, name, progress, profile).execute())
+    observations = uvloop.run(Run(scenario, schedule, endpoints, creds, name, progress, profile).execute())
     report = build_report(observations, scenario)
     report["run"]["endpoints"] = endpoints.as_dict()
     report["run"]["schedule"] = {
