@@ -75,3 +75,38 @@ async def test_only_a_shard_channel_counts_a_subscriber_on_another_node(
         assert (message["type"], message["data"]) == ("smessage", b"sharded")
     finally:
         await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
+async def test_a_shard_subscription_whose_last_channel_left_waits_instead_of_holding_the_loop(
+    redis: Redis, settings: ServiceSettings
+) -> None:
+    """A chat replica's last customer left: its reader of shard channels must wait out its timeout, not return at
+    once (a loop around it would hold the event loop, and the replica would ignore even SIGTERM)."""
+    channel = Keys(settings.key_prefix).chat_customer_channel("shop-b", "c-gone")
+    await prepare_pubsub(redis)
+    pubsub = redis.pubsub()
+    await pubsub.ssubscribe(channel)
+    try:
+        await pubsub.sunsubscribe(channel)
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        # Reads take the confirmations; after the unsubscribe's, no node holds a channel of it.
+        async with asyncio.timeout(5):
+            while pubsub.node_pubsub_mapping:
+                assert await next_shard_message(pubsub, timeout=0.1) is None
+        ticker = asyncio.create_task(tick())
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for _ in range(4):
+            assert await next_shard_message(pubsub, timeout=0.1) is None
+        ticker.cancel()
+        assert loop.time() - started >= 0.35
+        assert ticks >= 10, "the event loop went on while the reader waited"
+    finally:
+        await pubsub.aclose()  # type: ignore[no-untyped-call]

@@ -10,6 +10,8 @@ reach every node of a cluster.
 
 from __future__ import annotations
 
+import asyncio
+
 import contextlib
 from collections.abc import Iterator
 from typing import Any, cast
@@ -133,6 +135,11 @@ async def next_shard_message(pubsub: PubSub, timeout: float) -> dict[str, Any] |
     other node).
     """
     if isinstance(pubsub, ClusterPubSub):
+        if not pubsub.node_pubsub_mapping:
+            # No node holds a shard channel of it any more (the last one was unsubscribed): redis-py answers None
+            # at once, without reading anything, and a loop around this call would hold the event loop for good.
+            await asyncio.sleep(timeout)
+            return None
         return await pubsub.get_sharded_message(ignore_subscribe_messages=True, timeout=CLUSTER_SHARD_POLL_S)
     message: dict[str, Any] | None = await pubsub.get_message(ignore_subscribe_messages=True, timeout=timeout)
     return message
