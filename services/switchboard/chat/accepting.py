@@ -43,12 +43,14 @@ class ChatAccept:
         connection_id: str = "",
         event_id: str = "",
         facts: TrustedFacts | None = None,
+        conversation_id: str = "",
     ) -> ChatAccepted:
         """Accept one message of a customer (named by their ref, never their raw id) with the facts a signed source
         stated (webhook body, widget token claims); raises TransientError (BrokerUnavailable included) when the
-        sender must retry."""
-        with redis_unavailable_as_transient():
-            conversation_id = await self.conversations.current(tenant_id, customer.ref)
+        sender must retry. `conversation_id`: the customer's open conversation when the caller just read it."""
+        if not conversation_id:
+            with redis_unavailable_as_transient():
+                conversation_id = await self.conversations.current(tenant_id, customer.ref)
         record = to_inbound(
             msg,
             tenant_id=tenant_id,

@@ -7,10 +7,11 @@ conversation is closed when an agent closes it with a wrap-up code. The next mes
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from redis.asyncio import Redis
 
-from switchboard.runtime.lua import LuaScript
+from switchboard.runtime.lua import LuaScript, ScriptCall, run_pipelined
 from switchboard.state.keys import Keys
 
 OPEN_OR_GET = LuaScript.load(__file__, "open_or_get")
@@ -25,16 +26,35 @@ class Conversations:
         self._keys = keys
         self._ttl_s = ttl_s
 
-    async def current(self, tenant_id: str, customer_id: str) -> str:
-        """The customer's open conversation id, opening a new one when there is none."""
+    async def current(self, tenant_id: str, customer_id: str, known: str = "") -> str:
+        """The customer's open conversation id, opening a new one when there is none. `known`: the id the caller
+        saw last (a socket's), whose reverse key the same round trip refreshes when it is still the open one."""
+        call, fresh = self.open_call(tenant_id, customer_id, known)
+        return await self.opened(tenant_id, await call.script(self._redis, call.keys, call.args), fresh, known)
+
+    async def current_with(self, tenant_id: str, customer_id: str, known: str, other: ScriptCall) -> tuple[Any, str]:
+        """`current` and `other` (a script call of the same tenant, e.g. the customer's rate counter) in one round
+        trip: `other`'s answer and the open id."""
+        call, fresh = self.open_call(tenant_id, customer_id, known)
+        other_answer, answer = await run_pipelined(self._redis, [other, call])
+        return other_answer, await self.opened(tenant_id, answer, fresh, known)
+
+    def open_call(self, tenant_id: str, customer_id: str, known: str = "") -> tuple[ScriptCall, str]:
+        """`current` as a script call to pipeline with others, and the fresh id it may open; `opened` reads its
+        answer."""
         fresh = f"chat-{uuid.uuid4().hex}"
         keys = [
             self._keys.chat_conversation(tenant_id, customer_id),
             self._keys.chat_conversation_customer(tenant_id, fresh),
         ]
-        value = await OPEN_OR_GET(self._redis, keys=keys, args=[fresh, customer_id, self._ttl_s])
-        current = value.decode() if isinstance(value, bytes) else str(value)
-        if current != fresh:
+        if known:
+            keys.append(self._keys.chat_conversation_customer(tenant_id, known))
+        return ScriptCall(OPEN_OR_GET, keys, [fresh, customer_id, self._ttl_s, known]), fresh
+
+    async def opened(self, tenant_id: str, answer: bytes | str, fresh: str, known: str = "") -> str:
+        """The open id from an `open_call` answer."""
+        current = answer.decode() if isinstance(answer, bytes) else str(answer)
+        if current not in (fresh, known):
             # Keep the reverse key of the open id as long as the customer's (a TTL only: closes leave it to expire).
             await self._redis.expire(self._keys.chat_conversation_customer(tenant_id, current), self._ttl_s)
         return current

@@ -12,7 +12,7 @@ import time
 
 from redis.asyncio import Redis
 
-from switchboard.runtime.lua import LuaScript
+from switchboard.runtime.lua import LuaScript, ScriptCall
 from switchboard.state.keys import Keys
 
 COUNT_IN_WINDOW = LuaScript.load(__file__, "count_in_window")
@@ -29,7 +29,15 @@ class CustomerRate:
 
     async def allow(self, tenant_id: str, customer_id: str, now: float | None = None) -> bool:
         """Count one message; False when the customer is over the limit in this window."""
+        call = self.count_call(tenant_id, customer_id, now)
+        return self.within(await call.script(self._redis, call.keys, call.args))
+
+    def count_call(self, tenant_id: str, customer_id: str, now: float | None = None) -> ScriptCall:
+        """`allow` as a script call to pipeline with others; `within` reads its answer."""
         window = int((now if now is not None else time.time()) // self._window_s)
         key = self._keys.chat_customer_rate(tenant_id, customer_id, window)
-        count = int(await COUNT_IN_WINDOW(self._redis, keys=[key], args=[self._window_s * 2]))
-        return count <= self._limit
+        return ScriptCall(COUNT_IN_WINDOW, [key], [self._window_s * 2])
+
+    def within(self, count: int | bytes) -> bool:
+        """Whether a `count_call` answer is within the limit."""
+        return int(count) <= self._limit

@@ -30,6 +30,7 @@ from switchboard.runtime.errors import InvalidRecord, TransientError
 from switchboard.runtime.input_limits import TOO_LARGE, InputRefused, close_reason
 from switchboard.runtime.logs import get_logger
 from switchboard.runtime.pii import CustomerRef, customer_ref
+from switchboard.runtime.redis_client import redis_unavailable_as_transient
 from switchboard.state.departures import Departures
 
 log = get_logger(__name__)
@@ -106,7 +107,7 @@ class WidgetEndpoint:
             await self.hub.add(sock)
             sock.push({"type": "hello", "conversation_id": conversation_id, "connection_id": sock.connection_id})
             await self.hub.deliver_pending(tenant_id, customer_id)
-            await _Session(self, sock, facts, customer).run()
+            await _Session(self, sock, facts, customer, conversation_id).run()
         except WebSocketDisconnect:
             pass
         finally:
@@ -174,12 +175,19 @@ class _Session:
     """The reading side of one socket: frames in order, limits, accept, ack."""
 
     def __init__(
-        self, endpoint: WidgetEndpoint, sock: CustomerSocket, facts: TrustedFacts | None, customer: CustomerRef
+        self,
+        endpoint: WidgetEndpoint,
+        sock: CustomerSocket,
+        facts: TrustedFacts | None,
+        customer: CustomerRef,
+        conversation_id: str,
     ) -> None:
         self.e = endpoint
         self.sock = sock
         self.facts = facts
         self.customer = customer
+        # The customer's open conversation as this socket last saw it (its hello, then each message's).
+        self.conversation_id = conversation_id
         s = endpoint.settings
         self.bucket = TokenBucket(s.chat_conn_rate_per_s, s.chat_conn_burst)
         self.strikes = 0
@@ -228,8 +236,13 @@ class _Session:
         client_msg_id = fields.get("client_msg_id")
         if not isinstance(client_msg_id, str) or not client_msg_id or len(client_msg_id) > 128:
             return await self._refuse(raw, "", "`client_msg_id` is required (at most 128 characters)", "invalid_field")
-        if not await self._customer_within_limit():
+        try:
+            within = await self._admit()
+        except TransientError:
+            return self._retry_later(client_msg_id)
+        if not within:
             return await self._limited(client_msg_id, float(self.e.settings.chat_customer_rate_window_s))
+        self.strikes = 0
         try:
             msg = parse_message(fields, self.e.limits)
         except InvalidRecord as exc:
@@ -245,13 +258,10 @@ class _Session:
                 provider_id=f"ws:{stable_id(sock.customer_id)}:{client_msg_id}",
                 connection_id=sock.connection_id,
                 facts=self.facts,
+                conversation_id=self.conversation_id,
             )
         except TransientError:
-            CHAT_MESSAGES.labels("widget", "retry_later").inc()
-            self.e.accept.count(sock.tenant_id, InboundOutcome.RETRY_LATER)
-            retry = self.e.settings.chat_retry_after_s
-            sock.push(error_frame("retry_later", RETRY_LATER_REASON, client_msg_id, retry))
-            return True
+            return self._retry_later(client_msg_id)
         CHAT_MESSAGES.labels("widget", "duplicate" if accepted.duplicate else "accepted").inc()
         sock.push(
             {
@@ -264,15 +274,24 @@ class _Session:
         )
         return True
 
-    async def _customer_within_limit(self) -> bool:
-        try:
-            allowed = await self.e.rate.allow(self.sock.tenant_id, self.sock.customer_id)
-        except Exception as exc:  # a limiter outage must not stop customers from writing
-            log.warning("chat_rate_check_failed", error=repr(exc))
-            allowed = True
-        if allowed:
-            self.strikes = 0
-        return bool(allowed)
+    async def _admit(self) -> bool:
+        """Count the message against the customer's limit and read their open conversation, in one round trip;
+        whether it is within the limit. TransientError when Redis cannot be reached (the sender retries later)."""
+        sock, e = self.sock, self.e
+        count = e.rate.count_call(sock.tenant_id, sock.customer_id)
+        with redis_unavailable_as_transient():
+            answer, self.conversation_id = await e.accept.conversations.current_with(
+                sock.tenant_id, sock.customer_id, self.conversation_id, count
+            )
+        return e.rate.within(answer)
+
+    def _retry_later(self, client_msg_id: str) -> bool:
+        CHAT_MESSAGES.labels("widget", "retry_later").inc()
+        self.e.accept.count(self.sock.tenant_id, InboundOutcome.RETRY_LATER)
+        self.sock.push(
+            error_frame("retry_later", RETRY_LATER_REASON, client_msg_id, self.e.settings.chat_retry_after_s)
+        )
+        return True
 
     async def _limited(self, client_msg_id: str, retry_after: float) -> bool:
         """Answer a frame over the limits; False when this strike closed the socket (1008)."""

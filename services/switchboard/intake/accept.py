@@ -9,12 +9,14 @@ Both count their outcome in `sb_inbound_messages_total` (intake/tally.py); the a
 Idempotency: a Redis marker per (tenant, channel, provider id) is taken as `pending` (short TTL) before the send and
 set to `done` after the broker's ack. A redelivery while `done` is a Duplicate; while `pending` (the first copy is
 still in flight) the sender is told to retry later; a failed send drops the marker so the retry goes through.
-If the adapter dies between the ack and `done`, the marker expires and the retry produces a second record with the
-same message id, which the router drops as already seen.
+The sender is answered without waiting for `done`: the marks of the acks of one loop turn go to Redis together in
+one pipeline right after (`flush` on shutdown). If the adapter dies between the ack and `done`, the marker expires
+and the retry produces a second record with the same message id, which the router drops as already seen.
 """
 
 from __future__ import annotations
 
+import asyncio
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -70,6 +72,9 @@ class Intake:
         self.redis = redis
         self.keys = keys
         self.tally = tally
+        # Markers of acknowledged sends not yet set `done`, and the task setting them.
+        self._done: list[str] = []
+        self._marking: asyncio.Task[None] | None = None
 
     def prepare(self, message: InboundMessage, provider_id: str) -> InboundMessage:
         """Fill the ids, receive time and language, and mask PII in the text (in place; returns it)."""
@@ -111,11 +116,7 @@ class Intake:
         except BrokerUnavailable:
             await self._forget(marker)
             raise
-        try:
-            await self.redis.set(marker, b"done", ex=DONE_TTL_S)
-        except RedisError as exc:
-            # The record is on the topic, so the sender gets its ack; a redelivery would carry the same message id.
-            log.warning("idempotency_mark_failed", message_id=message.message_id, error=repr(exc))
+        self._mark_done(marker)
         return Accepted(Outcome.ACCEPTED, message.message_id)
 
     async def accept_many(self, items: Sequence[tuple[InboundMessage, str]]) -> list[Accepted]:
@@ -154,17 +155,36 @@ class Intake:
             except BrokerUnavailable:
                 await self._forget(*[mk for _, mk in to_send])
                 raise
-            try:
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    for _, marker in to_send:
-                        pipe.set(marker, b"done", ex=DONE_TTL_S)
-                    await pipe.execute()
-            except RedisError as exc:
-                log.warning("idempotency_mark_failed", count=len(to_send), error=repr(exc))
+            self._mark_done(*[mk for _, mk in to_send])
         return [
             Accepted(Outcome.ACCEPTED if t else Outcome.DUPLICATE, m.message_id)
             for (m, _), t in zip(items, taken, strict=True)
         ]
+
+    def _mark_done(self, *markers: str) -> None:
+        """Set these markers `done` soon, with the others of this loop turn, in one round trip."""
+        self._done.extend(markers)
+        if self._marking is None or self._marking.done():
+            self._marking = asyncio.create_task(self._set_done(), name="intake-done-marks")
+
+    async def _set_done(self) -> None:
+        await asyncio.sleep(0)  # the other acks of this loop turn add theirs
+        while self._done:
+            batch, self._done = self._done, []
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for marker in batch:
+                        pipe.set(marker, b"done", ex=DONE_TTL_S)
+                    await pipe.execute()
+            except RedisError as exc:
+                # The records are on the topic and their senders have their acks; a redelivery would carry the same
+                # message ids (the router takes each once).
+                log.warning("idempotency_mark_failed", count=len(batch), error=repr(exc))
+
+    async def flush(self) -> None:
+        """Set every pending `done` marker now (on shutdown, before the Redis client closes)."""
+        if self._marking is not None:
+            await self._marking
 
     async def _forget(self, *markers: str) -> None:
         if not markers:

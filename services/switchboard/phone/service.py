@@ -44,8 +44,10 @@ def build_adapter(settings: PhoneSettings, producer: RecordProducer, runtime: Se
     runtime.add_ready_check("phone_directory", lambda: bool(directory.tenant_by_key_hash))
     tiers = CustomerTiers(settings, known_tenants=directory.tenants())
     runtime.add_closer(tiers.close)
+    intake = Intake(producer, redis, keys, InboundTally("phone", directory.tenants()))
+    runtime.add_closer(intake.flush)
     adapter = PhoneAdapter(
-        intake=Intake(producer, redis, keys, InboundTally("phone", directory.tenants())),
+        intake=intake,
         calls=CallStore(redis, keys, settings.phone_call_ttl_s),
         directory=directory,
         sequencer=Sequencer(settings.phone_reorder_window_s),
