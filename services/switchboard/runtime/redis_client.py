@@ -11,7 +11,6 @@ reach every node of a cluster.
 from __future__ import annotations
 
 import asyncio
-
 import contextlib
 from collections.abc import Iterator
 from typing import Any, cast
