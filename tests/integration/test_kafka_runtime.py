@@ -11,7 +11,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from switchboard.contracts import Channel, DeadLetter, InboundMessage, RoutingEvent
 from switchboard.runtime.consumer import BatchConsumer, Delivery, Rejected
 from switchboard.runtime.errors import TransientError
-from switchboard.runtime.kafka import RecordProducer
+from switchboard.runtime.kafka import RecordProducer, channel_header
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.runtime.topics import Topics
 from tests.helpers import read_topic
@@ -29,7 +29,7 @@ def _message(i: int, conversation: str = "c1") -> InboundMessage:
     )
 
 
-async def _run_consumer(settings: ServiceSettings, handler, until) -> None:  # type: ignore[no-untyped-def]
+async def _run_consumer(settings: ServiceSettings, handler, until, channels=None) -> None:  # type: ignore[no-untyped-def]
     producer = RecordProducer(settings)
     await producer.start()
     consumer = BatchConsumer(
@@ -38,6 +38,7 @@ async def _run_consumer(settings: ServiceSettings, handler, until) -> None:  # t
         group_id=settings.topic_prefix + "g",
         handler=handler,
         producer=producer,
+        channels=channels,
     )
     await consumer.start()
     task = asyncio.create_task(consumer.run())
@@ -73,6 +74,40 @@ async def test_protobuf_records_round_trip_through_the_broker_in_key_order(setti
         ids = [int(d.message.message_id[1:]) for d in seen if d.key == conversation]  # type: ignore[attr-defined]
         assert ids == sorted(ids) and len(ids) == 10
     assert all(isinstance(d.message, InboundMessage) for d in seen)
+
+
+async def test_a_consumer_of_one_channel_gets_only_its_records_and_those_without_a_channel_header(
+    settings: ServiceSettings,
+) -> None:
+    topics = Topics(settings.topic_prefix)
+    mail = _message(1)
+    mail.channel = Channel.CHANNEL_EMAIL
+    producer = RecordProducer(settings)
+    await producer.start()
+    try:
+        await producer.send_many(topics.inbound, [("c1", _message(0)), ("c1", mail), ("c1", _message(2))])
+    finally:
+        await producer.stop()
+    raw = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+    await raw.start()
+    try:  # a record from a producer that sets no channel header: decoded and handled as before
+        headers = [("sb-type", b"switchboard.v1.InboundMessage")]
+        await raw.send_and_wait(topics.inbound, _message(3).SerializeToString(), key=b"c1", headers=headers)
+    finally:
+        await raw.stop()
+    assert channel_header(mail) == [("sb-channel", b"CHANNEL_EMAIL")]
+    assert channel_header(DeadLetter()) == []  # a record type without a channel carries no header
+    seen: list[str] = []
+    done = asyncio.Event()
+
+    async def handler(batch: Sequence[Delivery]) -> Sequence[Rejected]:
+        seen.extend(d.message.message_id for d in batch)  # type: ignore[attr-defined]
+        if "m3" in seen:
+            done.set()
+        return []
+
+    await _run_consumer(settings, handler, done, channels={"CHANNEL_EMAIL"})
+    assert seen == ["m1", "m3"]
 
 
 async def test_undecodable_and_refused_records_go_to_the_dlq_and_the_consumer_goes_on(

@@ -24,6 +24,7 @@ from switchboard.chat.webhook import PATH as WEBHOOK_PATH
 from switchboard.chat.webhook import WebhookEndpoint
 from switchboard.chat.widget import PATH as WIDGET_PATH
 from switchboard.chat.widget import WidgetEndpoint
+from switchboard.contracts import Channel
 from switchboard.intake.accept import Intake
 from switchboard.intake.language import warm_language_detector
 from switchboard.intake.tally import InboundTally
@@ -145,5 +146,7 @@ async def _consume(runtime: ServiceRuntime, parts: _Parts, producer: RecordProdu
         group_id=f"{parts.settings.topic_prefix}chat",
         handler=handler.handle,
         producer=producer,
+        # Replies, typing and routing events of chat conversations (and routing events that name no channel).
+        channels={Channel.Name(Channel.CHANNEL_CHAT), Channel.Name(Channel.CHANNEL_UNSPECIFIED)},
     )
     await runtime.add_consumer("chat-outbound", consumer)

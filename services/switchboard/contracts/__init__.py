@@ -35,6 +35,9 @@ from switchboard.contracts.v1.messages_pb2 import (
 )
 
 TYPE_HEADER = "sb-type"
+# On every record whose message has a `channel` (inbound, routing, outbound): its Channel name, e.g. CHANNEL_EMAIL.
+# A consumer that handles one channel skips the others' records by it, without decoding them.
+CHANNEL_HEADER = "sb-channel"
 # On a record an operator sent back from the DLQ (`switchboard dlq redrive`): the dead_letter_id it came from.
 REDRIVEN_FROM_HEADER = "sb-redriven-from"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from switchboard.contracts import Channel
 from switchboard.email.ack import CONSUMER_NAME as ACKS_CONSUMER
 from switchboard.email.ack import AckSender
 from switchboard.email.inbox import EmailInbox
@@ -22,6 +23,9 @@ from switchboard.runtime.consumer import BatchConsumer
 from switchboard.runtime.redis_client import redis_client
 from switchboard.runtime.service import ServiceRuntime
 from switchboard.state.keys import Keys
+
+# The channel the e-mail consumers handle: other channels' replies and routing events are skipped undecoded.
+EMAIL = Channel.Name(Channel.CHANNEL_EMAIL)
 
 
 @dataclass
@@ -71,6 +75,7 @@ async def build_service(settings: EmailSettings) -> EmailService:
         group_id=f"{settings.topic_prefix}{CONSUMER_NAME}",
         handler=ReplySender(settings, book, keys).handle,
         producer=producer,
+        channels={EMAIL},
     )
     await runtime.add_consumer("replies", replies)
     # Its own group: acknowledgements wait neither for replies nor replies for them.
@@ -80,6 +85,7 @@ async def build_service(settings: EmailSettings) -> EmailService:
         group_id=f"{settings.topic_prefix}{ACKS_CONSUMER}",
         handler=AckSender(settings, book, keys).handle,
         producer=producer,
+        channels={EMAIL},
     )
     await runtime.add_consumer("acks", acks)
     return EmailService(runtime, inbox, smtp, replies, acks)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
@@ -30,7 +30,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
 from google.protobuf.message import Message
 
-from switchboard.contracts import TYPE_HEADER, ContractError, decode
+from switchboard.contracts import CHANNEL_HEADER, TYPE_HEADER, ContractError, decode
 from switchboard.runtime.errors import InvalidRecord, TransientError
 from switchboard.runtime.kafka import RecordProducer, kafka_client_options, start_client, stop_client
 from switchboard.runtime.logs import get_logger
@@ -90,9 +90,13 @@ class BatchConsumer:
         group_id: str,
         handler: Handler,
         producer: RecordProducer,
+        channels: Collection[str] | None = None,
     ) -> None:
         self._settings = settings
         self._topics = list(topics)
+        # The channels whose records this consumer handles (Channel names); a record whose `sb-channel` header
+        # names another is skipped undecoded and committed with the rest. None: every record.
+        self._channels = frozenset(channels) if channels is not None else None
         self._handler = handler
         self._producer = producer
         self._stopping = asyncio.Event()
@@ -236,6 +240,9 @@ class BatchConsumer:
             RECORDS_CONSUMED.labels(service, tp.topic).inc(len(records))
             for record in records:
                 headers = _headers(record)
+                channel = headers.get(CHANNEL_HEADER)
+                if self._channels is not None and channel is not None and channel not in self._channels:
+                    continue
                 try:
                     message = decode(headers.get(TYPE_HEADER), record.value)
                 except ContractError as exc:

@@ -18,7 +18,7 @@ from aiokafka.helpers import create_ssl_context
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from switchboard.contracts import TYPE_HEADER, DeadLetter, type_name
+from switchboard.contracts import CHANNEL_HEADER, TYPE_HEADER, Channel, DeadLetter, type_name
 from switchboard.runtime.buckets import KeyedBuckets
 from switchboard.runtime.errors import BrokerUnavailable
 from switchboard.runtime.logs import get_logger
@@ -137,6 +137,13 @@ async def connection_refusal(settings: ServiceSettings) -> str:
     return ""
 
 
+def channel_header(message: Message) -> list[Header]:
+    """The `sb-channel` header of a message that has a channel (contracts.CHANNEL_HEADER), else none."""
+    if "channel" not in message.DESCRIPTOR.fields_by_name:
+        return []
+    return [(CHANNEL_HEADER, Channel.Name(message.channel).encode())]  # type: ignore[attr-defined]
+
+
 def now_timestamp() -> Timestamp:
     """The current time as a protobuf Timestamp."""
     ts = Timestamp()
@@ -189,7 +196,7 @@ class RecordProducer:
             async with asyncio.timeout(self._settings.produce_timeout_s):
                 futures = []
                 for key, message in records:
-                    record_headers = [(TYPE_HEADER, type_name(message).encode()), *headers]
+                    record_headers = [(TYPE_HEADER, type_name(message).encode()), *channel_header(message), *headers]
                     futures.append(
                         await self._producer.send(
                             topic, value=message.SerializeToString(), key=key.encode(), headers=record_headers
