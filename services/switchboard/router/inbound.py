@@ -31,6 +31,7 @@ from switchboard.router.contract import (
 )
 from switchboard.router.drain import drain_groups
 from switchboard.router.events import CHANNEL_NAMES
+from switchboard.router.metrics import PLANS_NOT_APPLIED
 from switchboard.router.reload import ConfigStore
 from switchboard.router.scripts import KeySet
 from switchboard.router.snapshot import Snapshot, redis_guard
@@ -226,9 +227,12 @@ class InboundHandler:
             result, call = decode_decisions(raw), first
             if result and result[0].type in ("need_plan", "changed"):
                 # The conversation changed between our read and the script: read and plan it again, alone.
+                PLANS_NOT_APPLIED.labels(config.tenant, "changed").inc()
                 result, call = await self._again(config, first.message)
             found.extend(annotate(result, call.chosen, call.reasons))
-            stale.update(d.group for d in result if d.stale)
+            if any(d.stale for d in result):
+                PLANS_NOT_APPLIED.labels(config.tenant, "stale").inc()
+                stale.update(d.group for d in result if d.stale)
         if stale:
             self.ctx.forget_snapshots(config.tenant)
         await self.ctx.publish(config, found, now)

@@ -46,6 +46,13 @@ TIME_TO_ASSIGN = Histogram(
     ["tenant", "group", "channel"],
     buckets=WAIT_BUCKETS,
 )
+PLANS_NOT_APPLIED = Counter(
+    "sb_router_plans_not_applied_total",
+    "Plans of new messages a claim script did not apply as planned: `changed` (the conversation changed since the "
+    "router read it: read and planned again) or `stale` (an agent or a group's capacity changed since the "
+    "snapshot: queued, snapshot dropped, group drained). Several routers deciding for one shop raise it.",
+    ["tenant", "reason"],
+)
 OFFERS_MISSED = Counter("sb_offers_missed_total", "Offers that timed out or were declined", ["tenant", "group"])
 ABANDONED = Counter(
     "sb_abandoned_total", "Conversations whose customer left while waiting", ["tenant", "group", "channel"]
