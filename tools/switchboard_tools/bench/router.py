@@ -37,7 +37,8 @@ TEXTS = ["这个尺码合适吗", "我要退货 衣服破了", "快递到哪了"
 GROUPS = ["presales", "orders", "after_sales", "logistics", "complaints", "promotions", "general"]
 
 
-def _message(n: int, run: str) -> InboundMessage:
+def message(n: int, run: str) -> InboundMessage:
+    """The `n`th new conversation of a run: its first message, one of TEXTS, from its own customer."""
     m = InboundMessage(
         message_id=f"{run}-m{n}",
         tenant_id=T,
@@ -49,7 +50,7 @@ def _message(n: int, run: str) -> InboundMessage:
     return m
 
 
-async def _agents(redis: Redis, keys: Keys, count: int, chat: int) -> None:
+async def put_agents(redis: Redis, keys: Keys, count: int, chat: int) -> None:
     pipe = redis.pipeline(transaction=False)
     for i in range(count):
         groups = [GROUPS[i % len(GROUPS)], GROUPS[(i + 3) % len(GROUPS)], "general"]
@@ -79,7 +80,7 @@ async def _redis_cpu(redis: Redis) -> float:
 
 async def _throughput(router: Router, total: int, batch: int, run: str) -> tuple[float, float, float]:
     """Decisions per second, and CPU microseconds per decision in this process and in Redis."""
-    messages = [_message(n, run) for n in range(total)]
+    messages = [message(n, run) for n in range(total)]
     redis_before, cpu_before = await _redis_cpu(router.context.redis), time.process_time()
     started = time.perf_counter()
     for i in range(0, total, batch):
@@ -93,7 +94,7 @@ async def _throughput(router: Router, total: int, batch: int, run: str) -> tuple
 async def _latency(router: Router, rate: float, seconds: float, batch_max: int, run: str) -> list[float]:
     """Arrivals at `rate`; each loop takes what arrived (up to batch_max) like a consumer poll."""
     total = int(rate * seconds)
-    messages = [_message(n, run) for n in range(total)]
+    messages = [message(n, run) for n in range(total)]
     latencies: list[float] = []
     start = time.perf_counter()
     done = 0
@@ -142,13 +143,13 @@ async def bench(args: argparse.Namespace) -> None:
     try:
         single, pipelined = await _bare_evalsha(redis, args.evalsha_calls, args.batch)
         per_agent = args.conversations * 3 // args.agents + 10
-        await _agents(redis, keys, args.agents, per_agent)
+        await put_agents(redis, keys, args.agents, per_agent)
         await _throughput(router, 1000, args.batch, "warm")
         assign, assign_cpu, assign_redis = await _throughput(router, args.conversations, args.batch, "assign")
-        await _agents(redis, keys, args.agents, 0)
+        await put_agents(redis, keys, args.agents, 0)
         router.context.forget_snapshots(T)  # the agents changed under the router's feet: start the phase fresh
         queue, queue_cpu, queue_redis = await _throughput(router, args.conversations // 4, args.batch, "queue")
-        await _agents(redis, keys, args.agents, per_agent)
+        await put_agents(redis, keys, args.agents, per_agent)
         router.context.forget_snapshots(T)
         latencies = await _latency(router, assign / 2, args.seconds, args.latency_batch, "paced")
         print(f"router bench: {args.agents} agents, Tmall example config, Redis {os.environ.get('REDIS_URL', '')}")

@@ -26,13 +26,13 @@ from pathlib import Path
 
 import httpx
 
-from switchboard.contracts import Channel, InboundMessage
+from switchboard.contracts import InboundMessage
 from switchboard.runtime.kafka import RecordProducer, ensure_topics
 from switchboard.runtime.redis_client import redis_for
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.runtime.topics import Topics
 from switchboard.state.keys import Keys
-from switchboard_tools.bench.router import TEXTS, T, _agents
+from switchboard_tools.bench.router import T, message, put_agents
 from switchboard_tools.loadgen.cpu import cpu_seconds
 from switchboard_tools.loadgen.probes import RoutingProbe
 from switchboard_tools.stack.procs import free_port, spawn, terminate
@@ -56,14 +56,8 @@ class Scaled:
 
 
 def _message(n: int, run: str) -> InboundMessage:
-    m = InboundMessage(
-        message_id=f"{run}-m{n}",
-        tenant_id=T,
-        conversation_id=f"{run}-c{n}",
-        channel=Channel.CHANNEL_CHAT,
-        text=TEXTS[n % len(TEXTS)],
-    )
-    m.customer.customer_id = f"buyer-{run}-{n}"
+    m = message(n, run)
+    m.customer.customer_id = f"buyer-{run}-{n}"  # no customer of the warm-up comes back in the measured run
     m.received_at.GetCurrentTime()
     return m
 
@@ -121,7 +115,7 @@ async def _measure(
     await ensure_topics(bootstrap, Topics(prefix).specs(args.partitions))
     redis = redis_for(redis_url)
     keys = Keys(key_prefix)
-    await _agents(redis, keys, args.agents, args.conversations * 2 // args.agents + 50)
+    await put_agents(redis, keys, args.agents, args.conversations * 2 // args.agents + 50)
     logs = Path(tempfile.mkdtemp(prefix=f"{run}-"))
     ports = [free_port() for _ in range(count)]
     procs = []
