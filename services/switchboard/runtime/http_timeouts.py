@@ -29,6 +29,8 @@ HTTP_TIMEOUTS = Counter(
     ["service", "phase"],
 )
 
+# How long a connection closed for a missed deadline still reads (and drops) what its client sends.
+LINGER_S = 1.0
 _TIMEOUT_RESPONSE = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 
 
@@ -42,6 +44,7 @@ class TimedHttpProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._deadline: asyncio.TimerHandle | None = None
+        self._lingering = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -88,7 +91,19 @@ class TimedHttpProtocol(HttpToolsProtocol):
             # The application waiting for the rest of the body sees the client gone, and its answer is dropped.
             cycle.disconnected = True
             cycle.message_event.set()
-        self.transport.close()
+        if self.transport.can_write_eof():
+            # A lingering close: the 408 and then our FIN go out, and what the client still sends is read and
+            # dropped for a moment. Closing at once with its bytes unread would answer them with a reset, which can
+            # reach the client before it read the 408.
+            self._lingering = True
+            self.transport.write_eof()
+            self.loop.call_later(LINGER_S, self.transport.close)
+        else:
+            self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        if not self._lingering:
+            super().data_received(data)
 
 
 def timed_http_protocol(service: str, header_timeout_s: float, body_timeout_s: float) -> type[TimedHttpProtocol]:
