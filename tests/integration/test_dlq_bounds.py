@@ -112,6 +112,30 @@ async def test_an_original_over_the_limit_is_cut_and_says_so(settings: ServiceSe
     assert small.original == b"b" * 100 and DLQ_CUT_HEADER not in small_headers
 
 
+async def test_a_sender_over_its_hourly_bytes_is_not_recorded_and_others_still_are(settings: ServiceSettings) -> None:
+    """The byte budget bounds what one sender's refusals can take of the DLQ (64 KiB an hour here, the least)."""
+    producer = RecordProducer(settings.model_copy(update={"dlq_bytes_per_hour": 64 * 1024}))
+    await producer.start()
+    dropped = REGISTRY.get_sample_value("sb_dlq_dropped_total", {"service": settings.service_name, "reason": "big"})
+    try:
+        written = [
+            await producer.dead_letter(
+                source="http:/x", reason="r", error_type="big", original=b"x" * size, tenant_id=tenant
+            )
+            for tenant, size in (("shop-a", 60_000), ("shop-a", 10_000), ("shop-b", 60_000), ("shop-a", 5_000))
+        ]
+    finally:
+        await producer.stop()
+    assert [letter is not None for letter in written] == [True, False, True, True]
+    assert sorted((letter.tenant_id, len(letter.original)) for letter, _ in await dlq_records(settings)) == [
+        ("shop-a", 5_000),
+        ("shop-a", 60_000),
+        ("shop-b", 60_000),
+    ]
+    after = REGISTRY.get_sample_value("sb_dlq_dropped_total", {"service": settings.service_name, "reason": "big"})
+    assert (after or 0.0) - (dropped or 0.0) == 1
+
+
 async def test_a_widget_socket_that_keeps_sending_garbage_is_limited_like_messages_and_closed(
     settings: ServiceSettings,
 ) -> None:

@@ -30,3 +30,14 @@ def test_refilled_buckets_are_forgotten_to_make_room() -> None:
     now[0] += 5.0  # both refilled: the same as new ones
     assert budget.take("c") and budget.take("d")
     assert not budget.take("c")
+
+
+def test_a_cost_spends_that_many_tokens_and_is_refused_whole_when_they_are_not_there() -> None:
+    now = [0.0]
+    sizes = KeyedBuckets(rate=10.0, burst=1000, clock=lambda: now[0])
+    assert sizes.take("a", 600)
+    assert not sizes.take("a", 600)  # 400 left: refused, and nothing spent
+    assert sizes.take("a", 400)
+    now[0] += 30.0  # 300 back
+    assert not sizes.take("a", 301) and sizes.take("a", 300)
+    assert sizes.take("b", 1000)

@@ -1,10 +1,12 @@
-"""Token buckets: one per connection (chat and phone sockets), and a bounded set of them keyed by sender (the DLQ).
+"""Token buckets: one per connection (chat and phone sockets), and a bounded set of them keyed by sender (the DLQ's
+record and byte budgets).
 
     bucket = TokenBucket(rate=5.0, burst=20)
     if not bucket.take(): ...            # refused: bucket.seconds_to_next() is the hint for the client
 
     budget = KeyedBuckets(rate=10.0, burst=100, max_keys=10_000)
     if budget.take("shop-a"): ...        # each key has its own bucket
+    if sizes.take("shop-a", 512): ...    # a cost of more than one token (bytes)
 
 Neither blocks nor does I/O: a refusal is answered at once.
 """
@@ -35,11 +37,11 @@ class TokenBucket:
         self.tokens = min(float(self.burst), self.tokens + (now - self.updated) * self.rate)
         self.updated = now
 
-    def take(self) -> bool:
-        """Spend a token if one is there."""
+    def take(self, cost: float = 1.0) -> bool:
+        """Spend `cost` tokens if that many are there (a byte budget spends one per byte)."""
         self._refill()
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
+        if self.tokens >= cost:
+            self.tokens -= cost
             return True
         return False
 
@@ -77,9 +79,9 @@ class KeyedBuckets:
         self._clock = clock
         self._buckets: dict[str, TokenBucket] = {}
 
-    def take(self, key: str) -> bool:
-        """Spend a token of `key`'s bucket if one is there."""
-        return self._bucket(key).take()
+    def take(self, key: str, cost: float = 1.0) -> bool:
+        """Spend `cost` tokens of `key`'s bucket if that many are there."""
+        return self._bucket(key).take(cost)
 
     def __len__(self) -> int:
         return len(self._buckets)

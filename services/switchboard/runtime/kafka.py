@@ -176,6 +176,8 @@ class RecordProducer:
         )
         # One budget per process: with N replicas a sender gets N times it (docs/dlq.md).
         self._dlq_budget = KeyedBuckets(settings.dlq_rate_per_s, settings.dlq_burst, overflow_key=ANONYMOUS)
+        hourly = settings.dlq_bytes_per_hour
+        self._dlq_bytes = KeyedBuckets(hourly / 3600, hourly, overflow_key=ANONYMOUS)
 
     async def start(self) -> None:
         """Connect to the cluster (raises BrokerUnavailable, after a clear log line, when no broker takes it)."""
@@ -230,18 +232,20 @@ class RecordProducer:
         """Write a DeadLetter record (waiting for the broker's ack) and return it; None when it was not written.
 
         `bounded` (input refused at a service's edge): the record is written only while its sender (`tenant_id`,
-        else `anonymous`) is within its DLQ budget, else dropped and counted in sb_dlq_dropped_total, and an original
-        over SB_DLQ_MAX_PAYLOAD_BYTES is cut (the record's `sb-dlq-cut` header holds the size it had). A record of a
-        topic (`bounded=False`) is written whole and always: its sender was acknowledged, so the DLQ is where it is
-        kept (docs/dlq.md).
+        else `anonymous`) is within its DLQ budgets (records a second, bytes an hour), else dropped and counted in
+        sb_dlq_dropped_total, and an original over SB_DLQ_MAX_PAYLOAD_BYTES is cut (the record's `sb-dlq-cut`
+        header holds the size it had). A record of a topic (`bounded=False`) is written whole and always: its
+        sender was acknowledged, so the DLQ is where it is kept (docs/dlq.md).
         """
         service = self._settings.service_name
         headers: list[Header] = []
         if bounded:
-            if not self._dlq_budget.take(tenant_id or ANONYMOUS):
+            sender = tenant_id or ANONYMOUS
+            limit = self._settings.dlq_max_payload_bytes
+            kept = min(len(original), limit)
+            if not (self._dlq_budget.take(sender) and self._dlq_bytes.take(sender, kept)):
                 DLQ_DROPPED.labels(service, error_type).inc()
                 return None
-            limit = self._settings.dlq_max_payload_bytes
             if len(original) > limit:
                 headers.append((DLQ_CUT_HEADER, str(len(original)).encode()))
                 reason += f" (the DLQ keeps the first {limit} of {len(original)} bytes)"

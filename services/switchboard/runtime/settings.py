@@ -123,11 +123,13 @@ class ServiceSettings(BaseSettings):
     # An adapter waits this long for the broker's ack before telling its sender to retry later.
     produce_timeout_s: float = 5.0
     # The DLQ's bound per sender (the tenant of a refused input, or `anonymous`), in each process: a token bucket
-    # of `dlq_rate_per_s` records a second up to `dlq_burst`; beyond it a refusal is answered but not recorded
-    # (counted in sb_dlq_dropped_total). An original over `dlq_max_payload_bytes` is cut (docs/dlq.md).
+    # of `dlq_rate_per_s` records a second up to `dlq_burst`, and one of `dlq_bytes_per_hour` bytes of originals
+    # an hour (up to an hour's worth); beyond either a refusal is answered but not recorded (counted in
+    # sb_dlq_dropped_total). An original over `dlq_max_payload_bytes` is cut (docs/dlq.md).
     dlq_rate_per_s: float = Field(default=20.0, gt=0)
     dlq_burst: int = Field(default=200, ge=1)
     dlq_max_payload_bytes: int = Field(default=64 * 1024, ge=1024)
+    dlq_bytes_per_hour: int = Field(default=16 * 1024 * 1024, ge=64 * 1024)
 
     # Kafka credentials and TLS (runtime/kafka.py `kafka_client_options` hands them to every client). The CA file
     # is a PEM bundle (Strimzi: Secret switchboard-cluster-ca-cert, key ca.crt); without one, SSL and SASL_SSL
