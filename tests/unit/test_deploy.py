@@ -461,6 +461,22 @@ def test_redis_persists_with_an_append_only_file_fsynced_every_second(compose: d
         assert command[command.index("--appendfsync") + 1] in ("everysec", "${SB_REDIS_APPENDFSYNC:-everysec}")
 
 
+def test_the_fsync_always_component_makes_the_in_cluster_redis_sync_every_write(tmp_path: Path) -> None:
+    """components/redis-fsync-always: `always` chosen without editing redis.yaml; everything else kept."""
+    (plain,) = [
+        o for o in render(K8S / "overlays" / "dev") if o["kind"] == "StatefulSet" and o["metadata"]["name"] == "redis"
+    ]
+    (synced,) = [
+        o
+        for o in rendered("dev+redis-fsync-always", tmp_path)
+        if o["kind"] == "StatefulSet" and o["metadata"]["name"] == "redis"
+    ]
+    before = plain["spec"]["template"]["spec"]["containers"][0]["args"]
+    after = synced["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert after[after.index("--appendfsync") + 1] == "always"
+    assert [a for a in after if a != "always"] == [a for a in before if a != "everysec"]
+
+
 # --- settings: every SB_ variable a container gets is one its service reads ------------------------------------
 
 # Read by `switchboard topics` (cli.py) besides the ServiceSettings fields.
