@@ -55,7 +55,8 @@ def test_board_figures_from_the_scripts_answer_per_channel() -> None:
     assert board.occupancy == 0.4
 
 
-def test_stats_skip_a_desktop_that_is_behind_and_never_take_its_events_room() -> None:
+async def test_stats_skip_a_desktop_that_is_behind_and_never_take_its_events_room() -> None:
+    # Its writer starts with the first frame and runs at the first await: everything below happens before.
     session = DeskSession("shop-a", "a-lina", 1, _send, _close, queue_max=8)
     for seq in range(1, 4):
         session.enqueue(seq, f"event {seq}")
@@ -63,6 +64,9 @@ def test_stats_skip_a_desktop_that_is_behind_and_never_take_its_events_room() ->
     assert not session.offer_ephemeral("stats")  # half full: skipped, the next tick brings fresh figures
     assert session.last_sent == 3 and session.full_since is None
     assert list(session.queue) == ["event 1", "event 2", "event 3", "stats"]
+    assert session.writer is not None
+    await session.writer
+    assert session.queued() == 0 and session.writer.done()
 
 
 def test_a_stats_frame_carries_the_groups_response_target_in_force_when_known() -> None:

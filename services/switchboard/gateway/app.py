@@ -209,8 +209,11 @@ class Gateway:
 
     async def _receive_text(self, websocket: WebSocket, timeout: float | None = None) -> str | None:
         """The next text frame; None when the peer left or after closing for a bad frame."""
-        async with asyncio.timeout(timeout):
+        if timeout is None:
             message = await websocket.receive()
+        else:
+            async with asyncio.timeout(timeout):
+                message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
             return None
         text: str | None = message.get("text")
@@ -233,8 +236,14 @@ class Gateway:
                 await websocket.close(code=int(CloseCode.SERVICE_RESTART), reason=DRAIN_REASON)
                 return
             auth = await self._authenticate(websocket)
-            if auth is not None:
-                await self._serve_session(websocket, *auth)
+            if auth is None:
+                return
+            session = await self._open_session(websocket, *auth)
+            # What the login and snapshot needed (the hello with its token, the snapshot frame) is not kept for
+            # the life of the socket: tens of thousands of them sit idle in one process.
+            auth = None
+            if session is not None:
+                await self._serve_session(websocket, session)
         except (WebSocketDisconnect, WebSocketDisconnected, OSError):
             # Session frames go through DeskSession.send, which ends the session when the peer is gone; this is
             # for the handshake and close frames (OSError covers uvicorn's ClientDisconnected).
@@ -244,7 +253,8 @@ class Gateway:
             with contextlib.suppress(Exception):
                 await websocket.close(CloseCode.INTERNAL_ERROR, "state unavailable; reconnect shortly")
 
-    async def _serve_session(self, websocket: WebSocket, claims: DeskClaims, hello: Hello) -> None:
+    async def _open_session(self, websocket: WebSocket, claims: DeskClaims, hello: Hello) -> DeskSession | None:
+        """Log the agent in, send the snapshot and register the session; None when the socket was refused or left."""
         tenant, agent = claims.tenant_id, claims.agent_id
         epoch = await self._login(tenant, agent)
         if epoch is None:
@@ -252,7 +262,7 @@ class Gateway:
                 await self._refuse(websocket, CloseCode.WRONG_TENANT, "agent not known in this tenant")
             else:
                 await self._refuse(websocket, CloseCode.TRY_AGAIN_LATER, "agents are being restored; reconnect shortly")
-            return
+            return None
         await self.redis.publish(self.keys.desk_notify(tenant), f"{agent} {SESSION_PREFIX}{epoch}")
         snapshot = await build_snapshot(
             self.redis, self.keys, tenant, agent, hello.resume_after, self.settings.snapshot_messages, epoch
@@ -264,18 +274,27 @@ class Gateway:
         session = DeskSession(tenant, agent, epoch, websocket.send_text, close, self.settings.send_queue_max)
         session.last_sent = session.acked = session.trim_requested = snapshot.as_of_seq
         if not await session.send(snapshot.frame):
-            return  # the desktop left while its snapshot was read
+            return None  # the desktop left while its snapshot was read
         older = self.hub.register(session)
         if older is not None:
             await older.close(CloseCode.SUPERSEDED, "a newer session of this agent logged in")
         log.info("desk_connected", tenant_id=tenant, agent_id=agent, session_epoch=epoch, resumed=snapshot.resumed)
+        return session
+
+    async def _serve_session(self, websocket: WebSocket, session: DeskSession) -> None:
+        """The registered session's commands until the socket ends."""
         try:
             await self._command_loop(websocket, session)
         finally:
             self.hub.unregister(session)
             if session.writer is not None:
                 session.writer.cancel()
-            log.info("desk_disconnected", tenant_id=tenant, agent_id=agent, session_epoch=epoch)
+            log.info(
+                "desk_disconnected",
+                tenant_id=session.tenant_id,
+                agent_id=session.agent_id,
+                session_epoch=session.session_epoch,
+            )
 
     async def _login(self, tenant: str, agent: str) -> int | None:
         """A new session epoch; None for an agent presence does not know. While presence's state of the tenant is

@@ -68,7 +68,7 @@ class DeskHub:
         older = self.sessions.get(session.key)
         self.sessions[session.key] = session
         DESK_SOCKETS.set(len(self.sessions))
-        session.writer = asyncio.create_task(session.run_writer(self.mark_dirty), name="desk-writer")
+        session.on_drained = self.mark_dirty
         self.mark_dirty(session)
         return older
 
@@ -79,7 +79,6 @@ class DeskHub:
         self._dirty.pop(session, None)
         DESK_SOCKETS.set(len(self.sessions))
         session.closed = True
-        session.wake.set()
         self.trimmer.request(session, final=True)
 
     def mark_dirty(self, session: DeskSession) -> None:
