@@ -65,21 +65,47 @@ async def env(kafka_bootstrap: str, redis_url: str) -> AsyncIterator[Env]:
         await relay.stop()
 
 
-async def smtp_send(port: int, raw: bytes, rcpt: str = "service@shop-a.example", sender: str = CUSTOMER) -> str:
-    """Send over SMTP; returns the final reply as "code text" (refusals included)."""
+@dataclass
+class SmtpExchange:
+    """What the server answered in one SMTP transaction: each RCPT's reply, and DATA's (None: never sent)."""
+
+    rcpt: dict[str, str]
+    data: str | None
+
+
+async def smtp_exchange(
+    port: int, raw: bytes, rcpts: list[str], sender: str = CUSTOMER, *, data_anyway: bool = False
+) -> SmtpExchange:
+    """MAIL, then one RCPT per recipient, each reply kept as "code text"; then DATA when a recipient was taken (or
+    `data_anyway`, as a client that ignores the refusals would)."""
     client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, timeout=30)
     await client.connect()
     try:
         await client.ehlo()
         await client.mail(sender)
+        answers: dict[str, str] = {}
+        for rcpt in rcpts:
+            try:
+                reply = await client.rcpt(rcpt)
+            except aiosmtplib.SMTPResponseException as exc:
+                answers[rcpt] = f"{exc.code} {exc.message}"
+            else:
+                answers[rcpt] = f"{reply.code} {reply.message}"
+        if not (data_anyway or any(a.startswith("250") for a in answers.values())):
+            return SmtpExchange(answers, None)
         try:
-            await client.rcpt(rcpt)
             response = await client.data(raw)
         except aiosmtplib.SMTPResponseException as exc:
-            return f"{exc.code} {exc.message}"
-        return f"{response.code} {response.message}"
+            return SmtpExchange(answers, f"{exc.code} {exc.message}")
+        return SmtpExchange(answers, f"{response.code} {response.message}")
     finally:
         await client.quit()
+
+
+async def smtp_send(port: int, raw: bytes, rcpt: str = "service@shop-a.example", sender: str = CUSTOMER) -> str:
+    """Send over SMTP; returns the final reply as "code text" (refusals included: RCPT's when it refused)."""
+    exchange = await smtp_exchange(port, raw, [rcpt], sender)
+    return exchange.rcpt[rcpt] if exchange.data is None else exchange.data
 
 
 def mail(text: str, *, charset: str = "utf-8", subject: str = "订单咨询", **headers: str) -> EmailMessage:
@@ -306,13 +332,40 @@ async def _metric(env: Env, series: str) -> float:
 
 
 async def test_refused_input_gets_a_clear_smtp_error_and_a_dead_letter(env: Env) -> None:
-    unknown = await smtp_send(env.smtp_port, mail("hi").as_bytes(), rcpt="someone@elsewhere.example")
-    assert unknown.startswith("550 5.1.1")
+    tag = uuid.uuid4().hex[:8]
+    elsewhere = f"someone@elsewhere-{tag}.example"
     # A shop a sender made up under the subdomain: refused at RCPT too, not taken and dead-lettered later.
-    made_up = await smtp_send(
-        env.smtp_port, mail("hi").as_bytes(), rcpt="service@no-such-shop.inbound.switchboard.local"
-    )
-    assert made_up.startswith("550 5.1.1")
+    made_up = f"service@no-such-shop-{tag}.inbound.switchboard.local"
+    for rcpt in (elsewhere, made_up):
+        alone = await smtp_exchange(env.smtp_port, mail("hi").as_bytes(), [rcpt])
+        assert alone.rcpt[rcpt].startswith("550 5.1.1 no shop receives mail"), alone
+        assert alone.data is None, alone
+    # Beside a shop's address only the unknown one is refused, and the message is taken for the shop alone.
+    shop = "service@shop-a.example"
+    both = await smtp_exchange(env.smtp_port, mail("hi").as_bytes(), [made_up, shop])
+    assert both.rcpt[made_up].startswith("550 5.1.1") and both.rcpt[shop].startswith("250 "), both
+    assert both.data is not None and both.data.startswith("250 2.0.0 Accepted as "), both
+    record = next(m for m in await inbound(env) if m.message_id == both.data.split()[-1])
+    assert list(record.email.to_addresses) == [shop]
+    # A client that sends DATA anyway after its only recipient was refused has nothing taken either.
+    pushy = await smtp_exchange(env.smtp_port, mail("hi").as_bytes(), [elsewhere], data_anyway=True)
+    assert pushy.rcpt[elsewhere].startswith("550 5.1.1") and (pushy.data or "").startswith("503 "), pushy
+    # Each refused RCPT has its DLQ record: the envelope, masked, with no shop (docs/email.md, "Which shop").
+    envelopes = [d for d in await dead_letters(env) if tag.encode() in d.original]
+    assert sorted(d.original for d in envelopes) == [
+        f"MAIL FROM:<z***@customer.example> RCPT TO:<s***@elsewhere-{tag}.example>".encode(),
+        f"MAIL FROM:<z***@customer.example> RCPT TO:<s***@elsewhere-{tag}.example>".encode(),
+        f"MAIL FROM:<z***@customer.example> RCPT TO:<s***@no-such-shop-{tag}.inbound.switchboard.local>".encode(),
+        f"MAIL FROM:<z***@customer.example> RCPT TO:<s***@no-such-shop-{tag}.inbound.switchboard.local>".encode(),
+    ]
+    for letter in envelopes:
+        assert (letter.error_type, letter.source, letter.service, letter.tenant_id) == (
+            "unknown_recipient",
+            "smtp",
+            "email",
+            "",
+        )
+        assert letter.reason == "no shop receives mail at this address"
     big = mail("附件太大")
     big.add_attachment(bytes(150_000), maintype="application", subtype="pdf", filename="invoice.pdf")
     assert (await smtp_send(env.smtp_port, big.as_bytes())).startswith("552 5.3.4 attachments exceed")

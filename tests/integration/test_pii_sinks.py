@@ -1,11 +1,14 @@
 """PII never stored raw: numbers and ID cards planted in every channel, in every written form, reach no sink.
 
-A small sale through the real services (the load generator's local stack: chat widget and webhook, SMTP, phone
-stream and HTTP, agents' desks) where every customer text, e-mail subject, chat customer id and agents' replies
-carry mobile and ID card numbers in each form people write them, plus refused input (widget frame, webhook body,
-phone segment, SMTP recipient) that goes to the DLQ with them. Then every sink is read whole: each topic of the run
-(inbound, routing, outbound, commands, presence, DLQ), each Redis key of the run with its value, each service's log
-(at INFO, so uvicorn's websocket lines are in), and the load-test report. None holds a planted number, in any form.
+A small sale through the real services (the load generator's local stack: chat widget and webhook, SMTP and the
+signed e-mail webhook, phone stream and HTTP, agents' desks) where every customer text, chat customer id and agents'
+replies carry mobile and ID card numbers in each form people write them; two buyers whose e-mail addresses are
+mobile numbers (one over SMTP, one through the webhook) write threads whose subjects carry every form; and refused
+input (widget frame, webhook body, phone segment, SMTP recipient, e-mail webhook post) goes to the DLQ with them.
+Then every sink is read whole: each topic of the run (inbound, routing, outbound, commands, presence, DLQ), each
+Redis key of the run with its value, each service's log (at INFO, so uvicorn's websocket lines are in), and the
+load-test report. None holds a planted number, in any form; the e-mail reply contacts, sealed, still open to the
+buyers' addresses with the stack's key.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import smtplib
 import time
 from dataclasses import replace
 from email.message import EmailMessage
+from email.utils import make_msgid
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -27,7 +31,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from websockets.asyncio.client import connect
 
 from switchboard.chat.signing import widget_token
+from switchboard.contracts import Channel, InboundMessage
 from switchboard.runtime.kafka import kafka_options_for
+from switchboard.runtime.pii import ContactSeal, mask_email
 from switchboard.runtime.redis_client import redis_for
 from switchboard.runtime.signing import signed_headers
 from switchboard.runtime.topics import Topics
@@ -38,6 +44,7 @@ from switchboard_tools.loadgen.localstack import local_stack
 from switchboard_tools.loadgen.report import build_report, write_report
 from switchboard_tools.loadgen.scenario import Scenario, load_scenario
 from switchboard_tools.loadgen.schedule import Schedule, build_schedule, caller_number
+from tests.integration.email_support import read_all
 
 pytestmark = pytest.mark.broker
 
@@ -70,6 +77,11 @@ FORMS = {**MOBILES, **ID_CARDS}
 # letter run together with a number makes it part of a longer one (an order number), which is not masked.
 LABELS = "甲乙丙丁戊己庚辛壬癸子丑寅卯辰巳"
 EVERY_FORM = "，".join(f"号码{label} {form} 。" for label, form in zip(LABELS, FORMS, strict=True))
+# Buyers whose mailbox is their mobile number (163.com, qq.com), one writing over SMTP, one through the webhook.
+SMTP_SENDER, WEBHOOK_SENDER = "15867243201@163.com", "15867243202@qq.com"
+SENDER_NUMBERS = {"15867243201", "15867243202"}
+EMAIL_WEBHOOK_SECRET = "pii-email-webhook-secret"
+EMAIL_CUSTOMER_KEY = "pii-email-customer-key"
 # Forms the agents write back (a reply while handling, the last before closing).
 AGENT_REPLY = f"已记下您的电话 {'、'.join(MOBILE_FORMS[:5])} 与证件 {ID_FORMS[1]}"
 AGENT_CLOSING = f"已处理，回访电话 {'、'.join(MOBILE_FORMS[5:])}，证件 {ID_FORMS[3]}"
@@ -159,16 +171,56 @@ async def _phone_over_http(endpoints: Endpoints, creds: Credentials, tenant: str
             assert answer.status_code == status, answer.text
 
 
-def _smtp_to_unknown_recipient(endpoints: Endpoints, tenant: str) -> None:
-    """Mail to the shop and to an unknown address that is an ID card number (refused at RCPT, dead-lettered)."""
-    mail = EmailMessage()
-    mail["From"] = "pii-buyer@buyers.example"
-    mail["To"] = email_address(tenant)
-    mail["Subject"] = EVERY_FORM[:60]
-    mail.set_content(EVERY_FORM)
+def _thread_of_subjects(sender: str, tenant: str) -> list[EmailMessage]:
+    """One buyer's thread: a first mail whose subject is every form at once (long, so folded into several encoded
+    words), then a reply per written form with that form alone in its subject; the display name is the number."""
+    subjects = [EVERY_FORM] + [f"Re: 号码{label} {form} 。" for label, form in zip(LABELS, FORMS, strict=True)]
+    number = sender.split("@", maxsplit=1)[0]
+    mails = []
+    for subject in subjects:
+        mail = EmailMessage()
+        mail["From"] = f"{number[:3]} {number[3:7]} {number[7:]} <{sender}>"
+        mail["To"] = email_address(tenant)
+        mail["Subject"] = subject
+        mail["Message-ID"] = make_msgid(domain=sender.split("@")[1])
+        if mails:
+            mail["In-Reply-To"] = mails[0]["Message-ID"]
+            mail["References"] = mails[0]["Message-ID"]
+        mail.set_content("请尽快回复，谢谢")
+        mails.append(mail)
+    return mails
+
+
+def _smtp_mail(endpoints: Endpoints, tenant: str) -> None:
+    """A buyer whose address is a mobile number writes a thread with every form in its subjects (the envelope
+    sender is that address too), and once also to an unknown address that is an ID card number (refused at RCPT,
+    dead-lettered with the envelope)."""
+    thread = _thread_of_subjects(SMTP_SENDER, tenant)
     with smtplib.SMTP(endpoints.smtp_host, endpoints.smtp_port, timeout=20) as smtp:
-        refused = smtp.send_message(mail, to_addrs=[email_address(tenant), f"{ID_FORMS[0]}@nowhere.example"])
-    assert len(refused) == 1, refused
+        for mail in thread:
+            assert smtp.send_message(mail, from_addr=SMTP_SENDER) == {}
+        also = [email_address(tenant), f"{ID_FORMS[0]}@nowhere.example"]
+        refused = smtp.send_message(_thread_of_subjects(SMTP_SENDER, tenant)[0], SMTP_SENDER, also)
+    assert list(refused) == [f"{ID_FORMS[0]}@nowhere.example"], refused
+
+
+async def _webhook_mail(endpoints: Endpoints, tenant: str) -> None:
+    """The same thread from another mobile-number address through the signed e-mail webhook (envelope sender
+    given as `sender`), and one post naming no address of the shop (refused, dead-lettered with the message)."""
+    url = f"{endpoints.email_http}/v1/email/inbound/{tenant}"
+    secret = EMAIL_WEBHOOK_SECRET.encode()
+    async with httpx.AsyncClient(timeout=20) as http:
+        for mail in _thread_of_subjects(WEBHOOK_SENDER, tenant):
+            raw = mail.as_bytes()
+            headers = {"Content-Type": "message/rfc822", **signed_headers(secret, int(time.time()), raw)}
+            answer = await http.post(url, params={"sender": WEBHOOK_SENDER}, content=raw, headers=headers)
+            assert answer.status_code == 202, answer.text
+        stray = _thread_of_subjects(WEBHOOK_SENDER, tenant)[0]
+        stray.replace_header("To", f"{ID_FORMS[2]}@elsewhere.example")
+        raw = stray.as_bytes()
+        headers = {"Content-Type": "message/rfc822", **signed_headers(secret, int(time.time()), raw)}
+        answer = await http.post(url, params={"sender": WEBHOOK_SENDER}, content=raw, headers=headers)
+        assert answer.status_code == 422, answer.text
 
 
 async def _topic_contents(endpoints: Endpoints) -> dict[str, bytes]:
@@ -205,6 +257,17 @@ def _flat(value: object) -> bytes:
     if isinstance(value, list | tuple | set):
         return b"|".join(_flat(v) for v in value)
     return str(value).encode()
+
+
+async def _reply_addresses(endpoints: Endpoints) -> set[str]:
+    """The customer addresses of the run's e-mail reply contacts, opened with the stack's key."""
+    redis = redis_for(endpoints.redis_url)
+    seal = ContactSeal(EMAIL_CUSTOMER_KEY.encode())
+    try:
+        keys = [k async for k in redis.scan_iter(match=f"{endpoints.key_prefix}:*email:contact:*", count=1000)]
+        return {seal.open(_flat(await redis.hget(k, "customer_address")).decode()) for k in keys}
+    finally:
+        await redis.aclose()
 
 
 async def _redis_contents(endpoints: Endpoints) -> dict[str, bytes]:
@@ -256,22 +319,34 @@ def test_planted_numbers_and_id_cards_reach_no_topic_key_log_or_report(
     schedule = _chat_customers_in_every_form(build_schedule(scenario, 11))
     creds = Credentials("pii-run")
     tenant = scenario.tenants[0].id
-    numbers = set(FORMS.values()) | {
-        re.sub(r"\D", "", caller_number(c.messages[0]))[-11:] for c in schedule.conversations if c.channel == "phone"
-    }
+    numbers = (
+        set(FORMS.values())
+        | SENDER_NUMBERS
+        | {
+            re.sub(r"\D", "", caller_number(c.messages[0]))[-11:]
+            for c in schedule.conversations
+            if c.channel == "phone"
+        }
+    )
     assert {c.channel for c in schedule.conversations} == {"chat", "email", "phone"}
     assert {c.entry for c in schedule.conversations if c.channel == "chat"} == {"widget", "webhook"}
     run_dir, reports = tmp_path / "stack", tmp_path / "reports"
     config_env = write_stack_config(scenario, schedule, creds, tmp_path / "stack-config")
+    config_env["SB_EMAIL_WEBHOOK_SECRETS"] = json.dumps({tenant: EMAIL_WEBHOOK_SECRET})
+    config_env["SB_EMAIL_CUSTOMER_KEY"] = EMAIL_CUSTOMER_KEY
     run_id = f"pii{int(time.time()) % 10**7:07d}"
     with local_stack(run_dir, config_env, run_id, PARTITIONS, log_level="INFO") as endpoints:
         asyncio.run(_refused_inputs(endpoints, creds, tenant))
         asyncio.run(_phone_over_http(endpoints, creds, tenant))
-        _smtp_to_unknown_recipient(endpoints, tenant)
+        _smtp_mail(endpoints, tenant)
+        asyncio.run(_webhook_mail(endpoints, tenant))
         observations = asyncio.run(Run(scenario, schedule, endpoints, creds, "pii", progress=False).execute())
         report = build_report(observations, scenario)
+        inbound = asyncio.run(read_all(endpoints.kafka_bootstrap, Topics(endpoints.topic_prefix).inbound, PARTITIONS))
+        emails = [m for _, m in inbound if isinstance(m, InboundMessage) and m.channel == Channel.CHANNEL_EMAIL]
         sinks = {f"topic {t}": blob for t, blob in asyncio.run(_topic_contents(endpoints)).items()}
         sinks |= {f"redis {k}": blob for k, blob in asyncio.run(_redis_contents(endpoints)).items()}
+        reply_addresses = asyncio.run(_reply_addresses(endpoints))
     write_report(report, reports)
     sinks |= {f"log {p.name}": p.read_bytes() for p in (run_dir / "logs").glob("*.log")}
     sinks |= {f"report {p.name}": p.read_bytes() for p in reports.rglob("*") if p.is_file()}
@@ -283,6 +358,15 @@ def test_planted_numbers_and_id_cards_reach_no_topic_key_log_or_report(
     assert {"inbound", "routing", "outbound", "dlq"} <= {n for n, b in by_topic.items() if b}, sorted(by_topic)
     assert b"158****3190" in by_topic["inbound"]
     assert b"158****" in by_topic["outbound"], "agents' replies reached the outbound topic masked"
+    # Every subject reached the inbound topic (masked), from both mobile-number senders.
+    subjects = [m.email.subject for m in emails]
+    # (SMTP: the thread and the mail that also had an unknown recipient; the webhook: the thread.)
+    for sender, mails in ((SMTP_SENDER, len(FORMS) + 2), (WEBHOOK_SENDER, len(FORMS) + 1)):
+        assert sum(m.customer.contact_masked == mask_email(sender) for m in emails) == mails, sender
+    # The reply contacts still lead to the senders (sealed in Redis, opened with the key).
+    assert {SMTP_SENDER, WEBHOOK_SENDER} <= reply_addresses, reply_addresses
+    for label in LABELS[: len(FORMS)]:
+        assert sum(s.startswith(f"Re: 号码{label} ") for s in subjects) == 2, (label, subjects)
     logs = [blob for name, blob in sinks.items() if name.startswith("log ")]
     # uvicorn's line of each widget socket is there, without its query (the token and the customer id).
     assert any(b'WebSocket /chat/v1/ws\\" [accepted]' in blob for blob in logs)

@@ -1,7 +1,13 @@
 """'Retry later' is honest: a send the broker did not acknowledge in time may still be stored, and a resend with the
 same id is safe. Per channel, on a broker of its own (frozen with SIGSTOP while a message is being written, so the
-write can land after the adapter gave up on its ack): the sender is told to retry, sends the same message again
-with the same id, and the agent's desk gets the message once (docs/chat-widget.md, email.md, phone-api.md).
+write lands after the adapter gave up on its ack): the sender is told to retry and sends the same message again
+with the same id. The inbound topic then holds two records of it, one written before the "retry later" answer (the
+abandoned write) and the resend's, both with the message id the resend was acknowledged with, and the agent's desk
+gets the message once (docs/chat-widget.md, email.md, phone-api.md).
+
+Each adapter has taken a message before the freeze, so its producer is connected to the partition leader and the
+abandoned write reaches the frozen broker's socket. (A producer that still had to connect would wait for the broker
+to answer, and drop the record when its request timeout passed: then nothing of it lands.)
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ import asyncio
 import json
 import os
 import signal
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -23,7 +30,7 @@ from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection
 
 from switchboard.contracts import InboundMessage
-from switchboard.intake.ids import message_id
+from switchboard.intake.ids import message_id, stable_id
 from switchboard.runtime.redis_client import connect_url
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.runtime.topics import Topics
@@ -91,11 +98,13 @@ async def outage(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> As
         await asyncio.to_thread(kafka.stop)
 
 
-async def told_to_retry(outage: Outage, send: Callable[[], Awaitable[bool]]) -> None:
-    """Freeze the broker, send once (`send` is True when the answer was "retry later"), resume the broker."""
+async def told_to_retry(outage: Outage, send: Callable[[], Awaitable[bool]]) -> float:
+    """Freeze the broker, send once (`send` is True when the answer was "retry later"), resume the broker; the
+    time (epoch seconds) the answer came."""
     outage.freeze()
     try:
         assert await send(), "a send to a frozen broker must be answered retry later"
+        return time.time()
     finally:
         outage.thaw()
 
@@ -125,10 +134,22 @@ async def desk_copies(outage: Outage, message_id: str, sentinel_id: str) -> int:
     return sum(e.message.message_id == message_id for e in events)
 
 
-async def records_of(outage: Outage, message_id: str) -> int:
-    """The inbound records carrying this message id: 2 when the given-up write landed and the resend was written."""
+async def records_of(outage: Outage, provider_id: str) -> list[InboundMessage]:
+    """The inbound records of one provider message (the sender's id), in the order written."""
     found = await read_all(outage.kafka.bootstrap, Topics(outage.settings.topic_prefix).inbound)
-    return sum(isinstance(m, InboundMessage) and m.message_id == message_id for _, m in found)
+    mine = [m for _, m in found if isinstance(m, InboundMessage) and m.provider_message_id == provider_id]
+    return sorted(mine, key=lambda m: m.received_at.ToNanoseconds())
+
+
+async def assert_abandoned_write_landed(outage: Outage, provider_id: str, acked_id: str, answered_at: float) -> None:
+    """The write the adapter gave up on landed (one record received before the "retry later" answer went out), the
+    resend wrote another after it (more, had a resend timed out too on a slow machine), and every copy carries the
+    message id the resend was acknowledged with."""
+    records = await records_of(outage, provider_id)
+    received = [m.received_at.ToNanoseconds() / 1e9 for m in records]
+    before = sum(at < answered_at for at in received)
+    assert (before, len(records) - before >= 1) == (1, True), (received, answered_at)
+    assert {m.message_id for m in records} == {acked_id}
 
 
 async def widget_answer(ws: ClientConnection, client_msg_id: str) -> dict[str, object]:
@@ -157,12 +178,15 @@ async def test_chat_a_widget_message_resent_after_retry_later_reaches_the_desk_o
         async def first_try() -> bool:
             return not await send("r1", "这件有M码吗")
 
-        await told_to_retry(outage, first_try)
+        # A message taken before the freeze: the producer is connected to the partition leader, so the write of
+        # the next one reaches the frozen broker's socket (and lands when it resumes) instead of waiting to connect.
+        await resend_until_taken(lambda: send("r0", "你好"), "r0 acked")
+        answered_at = await told_to_retry(outage, first_try)
         await resend_until_taken(lambda: send("r1", "这件有M码吗"), "r1 acked")
         await resend_until_taken(lambda: send("r2", "在吗"), "r2 acked")
-    copies = await desk_copies(outage, acked["r1"], acked["r2"])
-    print(f"chat: {await records_of(outage, acked['r1'])} inbound record(s) of r1, {copies} on the desk")
-    assert copies == 1
+    # The widget's provider id of a frame (docs/state.md): the customer and the frame's client_msg_id.
+    await assert_abandoned_write_landed(outage, f"ws:{stable_id('rl-buyer')}:r1", acked["r1"], answered_at)
+    assert await desk_copies(outage, acked["r1"], acked["r2"]) == 1
 
 
 def _mail(subject: str, text: str, in_reply_to: str = "") -> EmailMessage:
@@ -197,6 +221,7 @@ async def _smtp(port: int, msg: EmailMessage) -> tuple[int, str]:
 async def test_email_a_mail_sent_again_after_451_reaches_the_desk_once(outage: Outage) -> None:
     es = email_settings(outage.settings, produce_timeout_s=PRODUCE_TIMEOUT_S)
     # Pre-sales questions: that group assigns at once (a group with offers would show a message once per offer).
+    earlier = _mail("发票", "可以开发票吗？")
     first = _mail("尺码", "这件外套有M码吗？")
     follow_up = _mail("Re: 尺码", "还有货吗？", in_reply_to=first["Message-ID"])
     ids: dict[str, str] = {}
@@ -215,14 +240,15 @@ async def test_email_a_mail_sent_again_after_451_reaches_the_desk_once(outage: O
         async def first_try() -> bool:
             return not await send(first)
 
-        await told_to_retry(outage, first_try)
+        # An earlier mail taken before the freeze (the producer connected to the partition leader, see chat).
+        await resend_until_taken(lambda: send(earlier), "the earlier mail taken")
+        answered_at = await told_to_retry(outage, first_try)
         # What a sending MTA does with a 451: the very same message again, later.
         await resend_until_taken(lambda: send(first), "the mail taken")
         await resend_until_taken(lambda: send(follow_up), "the follow-up taken")
     mid = ids[first["Message-ID"]]
-    copies = await desk_copies(outage, mid, ids[follow_up["Message-ID"]])
-    print(f"email: {await records_of(outage, mid)} inbound record(s) of the mail, {copies} on the desk")
-    assert copies == 1
+    await assert_abandoned_write_landed(outage, first["Message-ID"].strip("<>"), mid, answered_at)
+    assert await desk_copies(outage, mid, ids[follow_up["Message-ID"]]) == 1
 
 
 async def test_phone_a_segment_resent_after_503_reaches_the_desk_once(outage: Outage) -> None:
@@ -234,12 +260,14 @@ async def test_phone_a_segment_resent_after_503_reaches_the_desk_once(outage: Ou
         answer = await http.post("/v1/phone/events", json=[started(call), segment(call, 1, "我想查一下订单")])
         assert answer.status_code == 200, answer.text
         results: dict[int, str] = {}
+        refs: dict[int, str] = {}
 
         async def send(seq: int, text: str) -> bool:
             response = await http.post("/v1/phone/events", json=[segment(call, seq, text)])
             if response.status_code == 200:
                 # The switchboard message id of the segment: the one its resend gets too (intake/ids.py).
-                results[seq] = message_id(TENANT, "CHANNEL_PHONE", response.json()["results"][0]["ref"])
+                refs[seq] = response.json()["results"][0]["ref"]
+                results[seq] = message_id(TENANT, "CHANNEL_PHONE", refs[seq])
                 return True
             assert response.status_code == 503, response.text
             return False
@@ -247,9 +275,9 @@ async def test_phone_a_segment_resent_after_503_reaches_the_desk_once(outage: Ou
         async def first_try() -> bool:
             return not await send(2, "订单号是 20240101")
 
-        await told_to_retry(outage, first_try)
+        # Segment 1, taken before the freeze, connected the producer to the partition leader (see chat).
+        answered_at = await told_to_retry(outage, first_try)
         await resend_until_taken(lambda: send(2, "订单号是 20240101"), "segment 2 taken")
         await resend_until_taken(lambda: send(3, "什么时候发货"), "segment 3 taken")
-    copies = await desk_copies(outage, results[2], results[3])
-    print(f"phone: {await records_of(outage, results[2])} inbound record(s) of segment 2, {copies} on the desk")
-    assert copies == 1
+    await assert_abandoned_write_landed(outage, refs[2], results[2], answered_at)
+    assert await desk_copies(outage, results[2], results[3]) == 1

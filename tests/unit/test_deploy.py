@@ -596,6 +596,7 @@ def load_settings(monkeypatch: pytest.MonkeyPatch, service: str, env: dict[str, 
 def check_loaded(service: str, settings: ServiceSettings) -> None:
     """What a service needs besides parsing: the files behind its settings hold tenants, secrets are set."""
     from switchboard.chat.settings import ChatSettings
+    from switchboard.email.settings import EmailSettings
     from switchboard.gateway.settings import GatewaySettings
     from switchboard.phone.settings import PhoneSettings
     from switchboard.presence.settings import PresenceSettings
@@ -613,6 +614,8 @@ def check_loaded(service: str, settings: ServiceSettings) -> None:
         assert settings.chat_tenants_file is not None and settings.tenants()
     elif isinstance(settings, PhoneSettings):
         assert settings.phone_directory.is_file() and settings.phone_customer_id_key
+    elif isinstance(settings, EmailSettings):
+        assert settings.customer_key()
 
 
 @pytest.mark.parametrize("name", SERVICES)

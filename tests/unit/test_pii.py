@@ -9,9 +9,11 @@ from switchboard.contracts import InboundMessage
 from switchboard.router.bot import bot_reply, thread_entry_of
 from switchboard.routing.bot import Answer
 from switchboard.runtime.pii import (
+    ContactSeal,
     CustomerRef,
     contains_pii,
     customer_ref,
+    keyed_id,
     mask_bytes,
     mask_email,
     mask_phone_number,
@@ -91,3 +93,28 @@ def test_the_bots_reply_and_the_thread_entry_it_leaves_are_masked() -> None:
     reply = bot_reply(message, answer)
     assert reply.text == "您的包裹由快递员 139****1234 派送，收件人证件 110101********1234"
     assert thread_entry_of(reply, message, answer).text == reply.text
+
+
+def test_a_sealed_contact_holds_no_trace_of_the_address_and_opens_only_with_its_key() -> None:
+    seal = ContactSeal(b"k1")
+    address = "15867243190@163.com"
+    sealed = seal.seal(address)
+    assert sealed.startswith("s1.") and "@" not in sealed and not contains_pii(sealed)
+    assert seal.open(sealed) == address
+    assert seal.seal(address) != sealed, "a new nonce each time: equal addresses do not look equal"
+    assert ContactSeal(b"k2").open(sealed) == "", "another key opens nothing"
+    flipped = sealed[:-2] + ("A" if sealed[-2] != "A" else "B") + sealed[-1]
+    assert seal.open(flipped) == "" and seal.open("s1.!!") == "" and seal.open("s1.") == ""
+    # A contact written before addresses were sealed is read as it is.
+    assert seal.open("li.na@example.com") == "li.na@example.com"
+    assert seal.open(seal.seal("张三 <zhang@例子.中国>")) == "张三 <zhang@例子.中国>"
+    with pytest.raises(ValueError):
+        ContactSeal(b"")
+
+
+def test_an_id_made_from_a_contact_is_keyed_when_there_is_a_key() -> None:
+    parts = ("shop-a", "email", "15867243190@163.com")
+    assert keyed_id(b"", *parts) == stable_id(*parts)
+    assert keyed_id(b"k1", *parts) == keyed_id(b"k1", *parts) != stable_id(*parts)
+    assert keyed_id(b"k1", *parts) != keyed_id(b"k2", *parts)
+    assert len(keyed_id(b"k1", *parts)) == 24

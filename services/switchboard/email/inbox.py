@@ -23,12 +23,11 @@ from switchboard.email.tenants import TenantDirectory, normalise_address
 from switchboard.email.threads import Contact, ThreadBook, thread_root
 from switchboard.intake.accept import Intake, Outcome
 from switchboard.intake.customers import CustomerContact, CustomerTiers
-from switchboard.intake.ids import stable_id
 from switchboard.intake.language import detect_language
 from switchboard.intake.tally import InboundOutcome
 from switchboard.runtime.errors import BrokerUnavailable, InvalidRecord, TransientError
 from switchboard.runtime.logs import get_logger
-from switchboard.runtime.pii import mask_email, mask_pii
+from switchboard.runtime.pii import keyed_id, mask_email, mask_pii
 
 log = get_logger(__name__)
 
@@ -228,7 +227,7 @@ class EmailInbox:
                 thread_root=thread_root(parsed.message_id, parsed.in_reply_to, parsed.references),
             ),
         )
-        record.customer.customer_id = stable_id(tenant_id, "email", parsed.from_address)
+        record.customer.customer_id = keyed_id(self.settings.customer_key(), tenant_id, "email", parsed.from_address)
         record.customer.display_name = mask_pii(parsed.from_name)
         record.customer.contact_masked = mask_email(parsed.from_address)
         if parsed.sent_at is not None:

@@ -20,9 +20,12 @@ from switchboard.intake.customers import CustomerTiers
 from switchboard.intake.language import warm_language_detector
 from switchboard.intake.tally import InboundTally
 from switchboard.runtime.consumer import BatchConsumer
+from switchboard.runtime.logs import get_logger
 from switchboard.runtime.redis_client import redis_client
 from switchboard.runtime.service import ServiceRuntime
 from switchboard.state.keys import Keys
+
+log = get_logger(__name__)
 
 # The channel the e-mail consumers handle: other channels' replies and routing events are skipped undecoded.
 EMAIL = Channel.Name(Channel.CHANNEL_EMAIL)
@@ -52,7 +55,9 @@ async def build_service(settings: EmailSettings) -> EmailService:
     runtime.add_closer(redis.aclose)
     producer = await runtime.start_producer()
     keys = Keys(settings.key_prefix)
-    book = ThreadBook(redis, keys, settings.thread_ttl_s)
+    if not settings.customer_key():
+        log.warning("email_customer_key_unset", hint="set SB_EMAIL_CUSTOMER_KEY in production")
+    book = ThreadBook(redis, keys, settings.thread_ttl_s, settings.contact_seal(), settings.customer_key())
     subdomain_tenants = settings.subdomain_tenants()
     tenants = TenantDirectory(
         settings.tenant_addresses, settings.tenant_domains, settings.tenant_subdomain_of, subdomain_tenants

@@ -10,8 +10,12 @@ from pydantic import Field, SecretStr
 
 from switchboard.intake.customers import CustomerLookupSettings
 from switchboard.runtime.logs import get_logger
+from switchboard.runtime.pii import ContactSeal
 
 log = get_logger(__name__)
+
+# Seals reply contacts when SB_EMAIL_CUSTOMER_KEY is unset (development only: anyone with the source has it).
+DEV_CUSTOMER_KEY = b"switchboard-dev-email-customer-key"
 
 DEV_WEBHOOK_SECRETS = Path(__file__).resolve().parents[3] / "config" / "email" / "dev-webhook-secrets.yaml"
 
@@ -49,6 +53,11 @@ class EmailSettings(CustomerLookupSettings):
     # config/email/dev-webhook-secrets.yaml are used (and a warning is logged).
     email_webhook_secrets: dict[str, SecretStr] = Field(default_factory=dict)
     email_webhook_tolerance_s: int = 300
+    # Secret key for customers' addresses: the reply contact kept in Redis holds the address sealed with it
+    # (runtime/pii.py ContactSeal), and customer and conversation ids made from an address are keyed hashes of it.
+    # Empty (development): a fixed development key seals (a warning is logged) and the ids are unkeyed hashes,
+    # which anyone holding records can reverse by hashing guessed addresses; set it in production.
+    email_customer_key: SecretStr = SecretStr("")
     # Input limits: over them a message is refused (SMTP 552/554, HTTP 413/422) and dead-lettered.
     max_message_bytes: int = 10 * 1024 * 1024
     max_attachment_bytes: int = 8 * 1024 * 1024
@@ -81,6 +90,14 @@ class EmailSettings(CustomerLookupSettings):
         else:
             found = {}
         return {tenant: secret.encode() for tenant, secret in found.items() if secret}
+
+    def customer_key(self) -> bytes:
+        """The key of customers' addresses (b"" when unset)."""
+        return self.email_customer_key.get_secret_value().encode()
+
+    def contact_seal(self) -> ContactSeal:
+        """What seals the reply contact's address: the customer key, else the development key."""
+        return ContactSeal(self.customer_key() or DEV_CUSTOMER_KEY)
 
     def subdomain_tenants(self) -> frozenset[str]:
         """The shops `<tenant>.<tenant_subdomain_of>` addresses reach."""

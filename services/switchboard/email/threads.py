@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from redis.typing import EncodableT, FieldT
 
-from switchboard.intake.ids import stable_id
+from switchboard.email.settings import DEV_CUSTOMER_KEY
+from switchboard.runtime.pii import ContactSeal, keyed_id
 from switchboard.runtime.redis_client import redis_unavailable_as_transient
 from switchboard.state.keys import Keys
 
@@ -51,9 +52,9 @@ def thread_root(message_id: str, in_reply_to: str, references: list[str]) -> str
     return in_reply_to or message_id
 
 
-def _contact_fields(contact: Contact) -> dict[FieldT, EncodableT]:
+def _contact_fields(contact: Contact, seal: ContactSeal) -> dict[FieldT, EncodableT]:
     return {
-        "customer_address": contact.customer_address,
+        "customer_address": seal.seal(contact.customer_address),
         "shop_address": contact.shop_address,
         "subject": contact.subject,
         "last_message_id": contact.last_message_id,
@@ -63,12 +64,24 @@ def _contact_fields(contact: Contact) -> dict[FieldT, EncodableT]:
 
 
 class ThreadBook:
-    """Message-ID → conversation, and conversation → reply contact, per tenant."""
+    """Message-ID → conversation, and conversation → reply contact, per tenant.
 
-    def __init__(self, redis: Redis, keys: Keys, ttl_s: int) -> None:
+    The contact's customer address is kept sealed with `seal` (never in the clear in Redis), and a conversation id
+    made from a sender's address is a hash keyed with `id_key` (when given)."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        ttl_s: int,
+        seal: ContactSeal | None = None,
+        id_key: bytes = b"",
+    ) -> None:
         self.redis = redis
         self.keys = keys
         self.ttl_s = ttl_s
+        self.seal = seal or ContactSeal(DEV_CUSTOMER_KEY)
+        self.id_key = id_key
 
     async def conversation_for(
         self, tenant_id: str, sender: str, message_id: str, in_reply_to: str, references: list[str]
@@ -87,9 +100,10 @@ class ThreadBook:
             joined = next((_text(v) for v in found if v), None)
             if joined is not None:
                 owner = await self.redis.hget(self.keys.email_contact(tenant_id, joined), "customer_address")
-                if owner is None or _text(owner) == sender:
+                if owner is None or self.seal.open(_text(owner)) == sender:
                     return joined
-        return "email-" + stable_id(tenant_id, "email", sender, thread_root(message_id, in_reply_to, references))
+        root = thread_root(message_id, in_reply_to, references)
+        return "email-" + keyed_id(self.id_key, tenant_id, "email", sender, root)
 
     async def remember(
         self, tenant_id: str, conversation_id: str, message_ids: list[str], contact: Contact | None = None
@@ -103,7 +117,7 @@ class ThreadBook:
                     pipe.set(self.keys.email_thread(tenant_id, _hash(mid)), conversation_id, nx=True, ex=self.ttl_s)
                 if contact is not None:
                     key = self.keys.email_contact(tenant_id, conversation_id)
-                    pipe.hset(key, mapping=_contact_fields(contact))
+                    pipe.hset(key, mapping=_contact_fields(contact, self.seal))
                     pipe.expire(key, self.ttl_s)
                 await pipe.execute()
 
@@ -115,7 +129,7 @@ class ThreadBook:
             return None
         fields = {_text(k): _text(v) for k, v in raw.items()}
         return Contact(
-            customer_address=fields.get("customer_address", ""),
+            customer_address=self.seal.open(fields.get("customer_address", "")),
             shop_address=fields.get("shop_address", ""),
             subject=fields.get("subject", ""),
             last_message_id=fields.get("last_message_id", ""),

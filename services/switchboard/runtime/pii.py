@@ -7,13 +7,16 @@ ways people write them: run together, grouped with spaces, dashes or dots (138 1
 138****1234, 110101********1234, l***@example.com. Text around a match is kept as it was written.
 
 Customer ids that are such values (shops often use the buyer's phone number or e-mail as the id) never go into a
-record or a Redis key: `customer_ref` is what stands for them (a stable hash, `h-…`).
+record or a Redis key: `customer_ref` is what stands for them (a stable hash, `h-…`). A contact switchboard must
+read back (the address an agent's e-mail reply goes to) is kept sealed with a deployment secret (`ContactSeal`).
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -128,6 +131,67 @@ def mask_email(address: str) -> str:
 def stable_id(*parts: str) -> str:
     """A short stable id from parts (customer ids from e-mail addresses or phone numbers)."""
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:24]
+
+
+def keyed_id(key: bytes, *parts: str) -> str:
+    """`stable_id` of the parts, keyed with `key` (HMAC-SHA256) when one is given: an id made from a contact that
+    nobody without the key can find by hashing every mobile number or address."""
+    if not key:
+        return stable_id(*parts)
+    return hmac.new(key, "\x1f".join(parts).encode(), hashlib.sha256).hexdigest()[:24]
+
+
+class ContactSeal:
+    """A contact kept where it must be read back (an e-mail reply address in Redis), sealed with a secret key.
+
+    `seal` gives `s1.` and the URL-safe base64 of a random 16-byte nonce, the text XORed with an HMAC-SHA256 key
+    stream of the nonce (counter mode), and a 16-byte HMAC-SHA256 tag over both (encrypt, then MAC; the two keys
+    are derived from the secret). `open` checks the tag and gives the text back, "" when the tag does not match
+    (another key, a changed value); a value without the prefix is one written before contacts were sealed, and is
+    given back as it is.
+    """
+
+    PREFIX = "s1."
+
+    def __init__(self, key: bytes) -> None:
+        if not key:
+            raise ValueError("a contact seal needs a key")
+        self._enc = hmac.new(key, b"contact-seal:enc", hashlib.sha256).digest()
+        self._mac = hmac.new(key, b"contact-seal:mac", hashlib.sha256).digest()
+
+    def _stream(self, nonce: bytes, size: int) -> bytes:
+        blocks = (size + 31) // 32
+        return b"".join(
+            hmac.new(self._enc, nonce + i.to_bytes(4, "big"), hashlib.sha256).digest() for i in range(blocks)
+        )[:size]
+
+    def _tag(self, nonce: bytes, sealed: bytes) -> bytes:
+        return hmac.new(self._mac, b"s1" + nonce + sealed, hashlib.sha256).digest()[:16]
+
+    def seal(self, text: str) -> str:
+        """The sealed form of `text` (a new nonce each time, so equal texts do not look equal)."""
+        plain = text.encode("utf-8")
+        nonce = os.urandom(16)
+        sealed = bytes(a ^ b for a, b in zip(plain, self._stream(nonce, len(plain)), strict=True))
+        return self.PREFIX + base64.urlsafe_b64encode(nonce + sealed + self._tag(nonce, sealed)).decode().rstrip("=")
+
+    def open(self, value: str) -> str:
+        """The text a `seal` gave `value` for; "" when it was sealed with another key or changed; a value that was
+        never sealed as it is."""
+        if not value.startswith(self.PREFIX):
+            return value
+        body = value[len(self.PREFIX) :]
+        try:
+            raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+        except ValueError:
+            return ""
+        if len(raw) < 32:
+            return ""
+        nonce, sealed, tag = raw[:16], raw[16:-16], raw[-16:]
+        if not hmac.compare_digest(tag, self._tag(nonce, sealed)):
+            return ""
+        plain = bytes(a ^ b for a, b in zip(sealed, self._stream(nonce, len(sealed)), strict=True))
+        return plain.decode("utf-8", "replace")
 
 
 @dataclass(frozen=True)

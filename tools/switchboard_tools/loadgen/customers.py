@@ -58,6 +58,8 @@ class Endpoints:
     redis_url: str
     topic_prefix: str = ""
     key_prefix: str = "sb"
+    # The e-mail adapter's HTTP port (its signed inbound webhook), where the stack knows it.
+    email_http: str = ""
     # The stack's processes started for the run, name → pid (services, and Kafka and Redis when started here):
     # the bench reads their CPU time.
     processes: dict[str, int] = field(default_factory=dict)

@@ -98,6 +98,7 @@ def local_stack(
                     redis_url=infra.redis_url,
                     topic_prefix=topic_prefix,
                     key_prefix=key_prefix,
+                    email_http=http["email"],
                     processes={**infra.pids, **{s.name: s.proc.pid for s in services}},
                 )
             finally:
