@@ -99,12 +99,12 @@ def test_a_sealed_contact_holds_no_trace_of_the_address_and_opens_only_with_its_
     seal = ContactSeal(b"k1")
     address = "15867243190@163.com"
     sealed = seal.seal(address)
-    assert sealed.startswith("s1.") and "@" not in sealed and not contains_pii(sealed)
+    assert sealed.startswith("s2.") and "@" not in sealed and not contains_pii(sealed)
     assert seal.open(sealed) == address
     assert seal.seal(address) != sealed, "a new nonce each time: equal addresses do not look equal"
     assert ContactSeal(b"k2").open(sealed) == "", "another key opens nothing"
     flipped = sealed[:-2] + ("A" if sealed[-2] != "A" else "B") + sealed[-1]
-    assert seal.open(flipped) == "" and seal.open("s1.!!") == "" and seal.open("s1.") == ""
+    assert seal.open(flipped) == "" and seal.open("s2.!!") == "" and seal.open("s2.") == ""
     # A contact written before addresses were sealed is read as it is.
     assert seal.open("li.na@example.com") == "li.na@example.com"
     assert seal.open(seal.seal("张三 <zhang@例子.中国>")) == "张三 <zhang@例子.中国>"

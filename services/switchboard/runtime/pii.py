@@ -21,6 +21,11 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
 # One character for one character, so a match in the normalised text has the same span in the original.
 _DIGITS = "0123456789"
 _NORMALISE = str.maketrans(
@@ -144,36 +149,25 @@ def keyed_id(key: bytes, *parts: str) -> str:
 class ContactSeal:
     """A contact kept where it must be read back (an e-mail reply address in Redis), sealed with a secret key.
 
-    `seal` gives `s1.` and the URL-safe base64 of a random 16-byte nonce, the text XORed with an HMAC-SHA256 key
-    stream of the nonce (counter mode), and a 16-byte HMAC-SHA256 tag over both (encrypt, then MAC; the two keys
-    are derived from the secret). `open` checks the tag and gives the text back, "" when the tag does not match
-    (another key, a changed value); a value without the prefix is one written before contacts were sealed, and is
-    given back as it is.
+    `seal` gives `s2.` and the URL-safe base64 of a random 12-byte nonce and the AES-256-GCM ciphertext with its
+    tag (the AES key is HKDF-SHA256 of the secret). `open` gives the text back, "" when the value does not
+    authenticate (another key, a changed value); a value without a known prefix is one written before contacts
+    were sealed, and is given back as it is.
     """
 
-    PREFIX = "s1."
+    PREFIX = "s2."
 
     def __init__(self, key: bytes) -> None:
         if not key:
             raise ValueError("a contact seal needs a key")
-        self._enc = hmac.new(key, b"contact-seal:enc", hashlib.sha256).digest()
-        self._mac = hmac.new(key, b"contact-seal:mac", hashlib.sha256).digest()
-
-    def _stream(self, nonce: bytes, size: int) -> bytes:
-        blocks = (size + 31) // 32
-        return b"".join(
-            hmac.new(self._enc, nonce + i.to_bytes(4, "big"), hashlib.sha256).digest() for i in range(blocks)
-        )[:size]
-
-    def _tag(self, nonce: bytes, sealed: bytes) -> bytes:
-        return hmac.new(self._mac, b"s1" + nonce + sealed, hashlib.sha256).digest()[:16]
+        derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"switchboard contact seal").derive(key)
+        self._aead = AESGCM(derived)
 
     def seal(self, text: str) -> str:
         """The sealed form of `text` (a new nonce each time, so equal texts do not look equal)."""
-        plain = text.encode("utf-8")
-        nonce = os.urandom(16)
-        sealed = bytes(a ^ b for a, b in zip(plain, self._stream(nonce, len(plain)), strict=True))
-        return self.PREFIX + base64.urlsafe_b64encode(nonce + sealed + self._tag(nonce, sealed)).decode().rstrip("=")
+        nonce = os.urandom(12)
+        sealed = self._aead.encrypt(nonce, text.encode("utf-8"), self.PREFIX.encode())
+        return self.PREFIX + base64.urlsafe_b64encode(nonce + sealed).decode().rstrip("=")
 
     def open(self, value: str) -> str:
         """The text a `seal` gave `value` for; "" when it was sealed with another key or changed; a value that was
@@ -183,15 +177,9 @@ class ContactSeal:
         body = value[len(self.PREFIX) :]
         try:
             raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
-        except ValueError:
+            return self._aead.decrypt(raw[:12], raw[12:], self.PREFIX.encode()).decode("utf-8", "replace")
+        except (ValueError, InvalidTag):
             return ""
-        if len(raw) < 32:
-            return ""
-        nonce, sealed, tag = raw[:16], raw[16:-16], raw[-16:]
-        if not hmac.compare_digest(tag, self._tag(nonce, sealed)):
-            return ""
-        plain = bytes(a ^ b for a, b in zip(sealed, self._stream(nonce, len(sealed)), strict=True))
-        return plain.decode("utf-8", "replace")
 
 
 @dataclass(frozen=True)
