@@ -138,3 +138,22 @@ async def test_desk_closes_a_session_on_hostile_frames_with_1007(
         assert (await desk.command({"type": "heartbeat", "id": "h1"}))["type"] == "result"
         await desk.close()
     assert gw.app_errors == []
+
+
+async def test_desk_answers_a_frame_whose_type_is_no_string_and_keeps_the_session(
+    settings: ServiceSettings, redis: Redis
+) -> None:
+    gs = gateway_settings(settings)
+    producer = RecordProducer(gs)
+    await producer.start()
+    await load_agents(gs, redis, producer)
+    await producer.stop()
+    async with running_gateway(gs) as gw:
+        desk = await Desk.open(gw.url, token("shop-a", "a-lina"))
+        for i, kind in enumerate(([1, 2], {"reply": 1}, None, ["reply"] * 2000)):
+            frame = {"type": kind, "id": f"t{i}", "conversation_id": "c-1", "epoch": 1, "text": "hi"}
+            answer = await desk.command(frame)
+            assert (answer["type"], answer["code"]) == ("error", "unknown_type"), answer
+        assert (await desk.command({"type": "heartbeat", "id": "h1"}))["type"] == "result"
+        await desk.close()
+    assert gw.app_errors == []

@@ -56,6 +56,11 @@ def test_hostile_frames_are_refused_before_they_are_read(raw: str, kind: str) ->
     ("frame", "code"),
     [
         ({"type": "launch"}, "unknown_type"),
+        # a type that is no string (unhashable ones too) is an unknown type, not a failure of the socket's handler
+        ({"type": [1, 2]}, "unknown_type"),
+        ({"type": {"reply": 1}}, "unknown_type"),
+        ({"type": None}, "unknown_type"),
+        ({"type": ["reply"] * 5000, "conversation_id": "c", "epoch": 1, "text": "hi"}, "unknown_type"),
         ({"type": "reply", "conversation_id": "c", "text": "hi"}, "bad_field"),  # epoch required
         ({"type": "reply", "conversation_id": "c", "epoch": 1, "text": ""}, "bad_field"),
         ({"type": "reply", "conversation_id": "c", "epoch": 1, "text": "x" * 9000}, "bad_field"),
@@ -73,6 +78,7 @@ def test_bad_commands_are_named(frame: dict[str, object], code: str) -> None:
         parse_command(json.dumps({**frame, "id": "r1"}))
     assert caught.value.code == code
     assert caught.value.ref == "r1"
+    assert len(caught.value.detail) <= 200
 
 
 def test_good_commands_parse() -> None:

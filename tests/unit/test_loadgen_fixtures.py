@@ -16,6 +16,7 @@ from switchboard.routing.bot import bot_intent, fill, order_id_in
 from switchboard.routing.classify import classify
 from switchboard.routing.config import load_config_file
 from switchboard.routing.surge import profile_errors
+from switchboard.state.operators import OperatorGrant
 from switchboard.state.roster import load_roster
 from switchboard_tools.loadgen.customers import widget_query
 from switchboard_tools.loadgen.fixtures import Credentials, checked_routing, orders, routing, write_stack_config
@@ -173,3 +174,18 @@ def test_members_are_vouched_for_as_a_shop_would_token_claims_for_chat_the_looku
     assert {c.channel for c in members} == {"chat", "email", "phone"}
     plain = next(c for c in schedule.conversations if not c.member_tier and c.channel == "chat")
     assert "claims" not in widget_query(b"secret", plain, 1_000.0)
+
+
+def test_every_shop_gets_an_email_webhook_secret_and_an_operator_token_of_its_own(tmp_path: Path) -> None:
+    scenario = load_scenario("smoke")
+    creds = Credentials("unit")
+    env = write_stack_config(scenario, build_schedule(scenario), creds, tmp_path)
+    tenants = [t.id for t in scenario.all_tenants()]
+    assert json.loads(env["SB_EMAIL_WEBHOOK_SECRETS"]) == {t: creds.email_secret(t) for t in tenants}
+    grants = [OperatorGrant.model_validate(g) for g in json.loads(env["SB_OPERATOR_TOKENS"])]
+    for tenant in tenants:
+        [grant] = [g for g in grants if g.token == creds.shop_operator_token(tenant)]
+        assert [t for t in tenants if grant.allows(t)] == [tenant]
+    [every] = [g for g in grants if g.token == creds.operator_token()]
+    assert all(every.allows(t) for t in tenants)
+    assert len({creds.email_secret(t) for t in tenants} | {creds.chat_secret(t) for t in tenants}) == 2 * len(tenants)

@@ -24,7 +24,8 @@ from switchboard.state.keys import Keys
 MAX_REFERENCES_KEPT = 20
 
 
-def _hash(message_id: str) -> str:
+def message_id_hash(message_id: str) -> str:
+    """What `keys.email_thread` names a Message-ID (without brackets) by."""
     return hashlib.sha256(message_id.encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
 
@@ -95,7 +96,9 @@ class ThreadBook:
         lookup = [m for m in (message_id, in_reply_to, *reversed(references)) if m]
         with redis_unavailable_as_transient():
             found = (
-                await self.redis.mget([self.keys.email_thread(tenant_id, _hash(m)) for m in lookup]) if lookup else []
+                await self.redis.mget([self.keys.email_thread(tenant_id, message_id_hash(m)) for m in lookup])
+                if lookup
+                else []
             )
             joined = next((_text(v) for v in found if v), None)
             if joined is not None:
@@ -114,7 +117,9 @@ class ThreadBook:
         with redis_unavailable_as_transient():
             async with self.redis.pipeline(transaction=False) as pipe:
                 for mid in filter(None, message_ids):
-                    pipe.set(self.keys.email_thread(tenant_id, _hash(mid)), conversation_id, nx=True, ex=self.ttl_s)
+                    pipe.set(
+                        self.keys.email_thread(tenant_id, message_id_hash(mid)), conversation_id, nx=True, ex=self.ttl_s
+                    )
                 if contact is not None:
                     key = self.keys.email_contact(tenant_id, conversation_id)
                     pipe.hset(key, mapping=_contact_fields(contact, self.seal))

@@ -7,6 +7,7 @@ keep the two in step.
 from __future__ import annotations
 
 import json
+import reprlib
 from dataclasses import dataclass, field, replace
 from enum import IntEnum
 from typing import Any
@@ -174,8 +175,9 @@ def parse_command(raw: str) -> Command:
     kind = frame.get("type")
     ref = frame.get("id", "")
     ref = ref if isinstance(ref, str) and len(ref) <= MAX_FIELD else ""
-    if kind not in CLIENT_FRAMES:
-        raise FrameError("unknown_type", f"unknown frame type {kind!r}", ref)
+    # A type that is no string is unknown too: a list or an object (unhashable) must not reach the set lookup.
+    if not isinstance(kind, str) or kind not in CLIENT_FRAMES:
+        raise FrameError("unknown_type", f"unknown frame type {reprlib.repr(kind)}", ref)
     try:
         return _command(str(kind), ref, frame)
     except FrameError as exc:

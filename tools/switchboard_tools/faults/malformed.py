@@ -5,9 +5,20 @@ socket before and after auth, phone stream socket, chat and phone webhooks, the 
 operator API, the gateway's login): JSON nested thousands deep, escaped lone surrogates, control characters,
 `NaN`, bytes that are not UTF-8, truncated and wrongly typed JSON, ids with braces, oversized bodies. A good answer
 is a 4xx (or a 2xx for input that is odd but valid), an SMTP reply, an error frame, or a close with a documented
-code (docs/chat-widget.md, docs/desktop-protocol.md, docs/phone-api.md). It counts what must never happen:
+code (docs/chat-widget.md, docs/desktop-protocol.md, docs/phone-api.md).
 
-- `5xx`: an HTTP 5xx, or an SMTP connection dropped without a reply (`lost` column);
+Webhooks are signed with the shop's secret (the chat webhook with its chat secret, the e-mail webhook, at the
+shop's own URL, with its e-mail webhook secret), as the shop's platform signs them, so the malformed bodies reach
+the parsers rather than the signature check. The e-mail webhook's good answers are the ones docs/email.md lists
+for a signed request: 200/202 (taken, or not routed), 413, 415, 422 (503 only while Kafka or Redis is down); its
+refusals with a DLQ record (415, 422) must leave records on the DLQ topic (some, not each: the tenant's DLQ budget
+drops the rest, docs/dlq.md). The desk gets the hostile frames both as a first frame and after a good auth; after
+auth the documented answer is an `error` frame (and, for a frame that is not JSON text, a close 1007 right after
+it), or a close 4000 (binary), 1009 (too big) or 4029 (flood). It counts what must never happen:
+
+- `5xx`: an HTTP 5xx, or an SMTP connection dropped without a reply, and `unexpected`: an answer the docs do not
+  give for the input (a signed e-mail webhook post answered 401, a desk's non-JSON frame not closed 1007, no DLQ
+  record at all for the e-mail webhook's refusals) (`lost` column);
 - `unanswered`: a socket that neither answered nor closed within the timeout (`duplicated` column);
 - `no close code`: a socket closed without one (1005/1006: the handler died) (`double_owned` column);
 - `crashed`: stack processes that exited meanwhile (`over_capacity` column).
@@ -24,6 +35,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, Protocol
 
@@ -32,6 +44,10 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from switchboard.chat.signing import widget_token
+from switchboard.dlq.entries import DlqRecord
+from switchboard.dlq.reader import Scope, read_dlq
+from switchboard.email.webhook import UNSIGNED_PATH as EMAIL_WEBHOOK_PATH
+from switchboard.runtime.settings import ServiceSettings
 from switchboard.runtime.signing import signed_headers
 from switchboard_tools.faults.table import FaultRow
 from switchboard_tools.loadgen.fixtures import email_address
@@ -44,12 +60,21 @@ REQUEST_TIMEOUT_S = 20.0
 CONCURRENCY = 16
 # Close codes a socket may end a malformed frame with (every one documented for its socket).
 GOOD_CLOSES = frozenset({1000, 1007, 1008, 1009, 1013, 4000, 4001, 4002, 4003, 4005, 4008, 4029, 4400, 4401, 4404})
+# What docs/email.md answers a signed e-mail webhook post: taken or not routed, too large, wrong content type,
+# refused (503, Kafka or Redis down, is let through like every channel's retry-later).
+EMAIL_WEBHOOK_GOOD = frozenset({200, 202, 413, 415, 422})
+# Error codes of a desk frame that is not JSON text: the socket is closed 1007 right after (docs/desktop-protocol.md).
+UNPARSED_DESK_FRAME = frozenset({"invalid_json", "too_deep", "invalid_text"})
+# The `source` of the e-mail webhook's DLQ records.
+EMAIL_WEBHOOK_SOURCE = f"http:{EMAIL_WEBHOOK_PATH}"
 
 
 class SweepCreds(Protocol):
     """The stack's secrets a sweep needs."""
 
+    def agent_password(self, tenant_id: str, agent_id: str) -> str: ...
     def chat_secret(self, tenant_id: str) -> str: ...
+    def email_secret(self, tenant_id: str) -> str: ...
     def phone_key(self, tenant_id: str) -> str: ...
     def operator_token(self) -> str: ...
 
@@ -60,10 +85,14 @@ class SweepStack(Protocol):
     @property
     def urls(self) -> dict[str, str]: ...
 
+    @property
+    def kafka_bootstrap(self) -> str: ...
+
     smtp: tuple[str, int]
     tenants: list[str]
     agents: dict[str, list[str]]
     creds: Any
+    topic_prefix: str
 
     def crashed(self) -> list[str]: ...
 
@@ -113,10 +142,22 @@ class Tally:
     sent: int = 0
     good: int = 0
     five_xx: int = 0
+    unexpected: int = 0
     unanswered: int = 0
     no_close_code: int = 0
+    # E-mail webhook answers that docs/email.md gives with a DLQ record (415, 422), and the records found.
+    email_dead_letters_due: int = 0
+    email_dead_letters: int = 0
     by_channel: Counter[str] = field(default_factory=Counter)
+    good_by_channel: Counter[str] = field(default_factory=Counter)
+    # The e-mail webhook's answers by status.
+    email_statuses: Counter[int] = field(default_factory=Counter)
     bad_examples: list[str] = field(default_factory=list)
+
+    def ok(self, channel: str, count: int = 1) -> None:
+        """Count good answers."""
+        self.good += count
+        self.good_by_channel[channel] += count
 
     def bad(self, channel: str, what: str, kind: str) -> None:
         """Count one bad answer."""
@@ -139,26 +180,45 @@ class Sweep:
         self.urls = stack.urls
         self.customer_seq = 0
         self.smtp_seq = 0
+        self.email_seq = 0
+        self.desk_seq = 0
+        self.desk_locks: dict[str, asyncio.Lock] = {}
 
     # -- HTTP -----------------------------------------------------------------------------------------------------
 
-    async def _http(self, channel: str, method: str, url: str, body: bytes, headers: dict[str, str]) -> None:
+    async def _http(
+        self,
+        channel: str,
+        method: str,
+        url: str,
+        body: bytes,
+        headers: dict[str, str],
+        good: frozenset[int] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> int | None:
+        """Send one request; its status (None: no answer). Under 500 is good unless `good` names the good ones."""
         self.tally.sent += 1
         try:
-            answer = await self.http.request(method, url, content=body, headers=headers, timeout=REQUEST_TIMEOUT_S)
+            answer = await self.http.request(
+                method, url, content=body, headers=headers, params=params, timeout=REQUEST_TIMEOUT_S
+            )
         except httpx.TimeoutException:
             self.tally.unanswered += 1
             self.tally.bad(channel, f"no answer to {body[:40]!r}", "unanswered")
-            return
+            return None
         except httpx.TransportError as exc:
             self.tally.five_xx += 1
             self.tally.bad(channel, f"connection failed ({exc!r}) on {body[:40]!r}", "5xx")
-            return
+            return None
         if answer.status_code >= 500 and answer.status_code != 503:
             self.tally.five_xx += 1
             self.tally.bad(channel, f"{answer.status_code} to {body[:40]!r}", "5xx")
+        elif good is not None and answer.status_code not in good:
+            self.tally.unexpected += 1
+            self.tally.bad(channel, f"{answer.status_code} {answer.text[:80]} to {body[:40]!r}", "unexpected")
         else:
-            self.tally.good += 1
+            self.tally.ok(channel)
+        return answer.status_code
 
     async def chat_webhook(self, body: bytes) -> None:
         """Signed by the shop, so the body itself is what is judged."""
@@ -182,11 +242,28 @@ class Sweep:
         )
 
     async def email_webhook(self, body: bytes) -> None:
-        to = email_address(self.tenant).encode()
-        mail = b"From: buyer@example.com\r\nTo: " + to + b"\r\nSubject: " + body[:2000].replace(b"\n", b" ")
-        mail += b"\r\n\r\n" + body
-        url = f"{self.urls['email']}/v1/email/inbound"
-        await self._http("email-webhook", "POST", url, mail, {"content-type": "message/rfc822"})
+        """Signed by the shop at its own URL, so the parser meets the body: the body inside a mail with headers,
+        the body as the whole message (its recipient in the query), or the body under another content type."""
+        self.email_seq += 1
+        to = email_address(self.tenant)
+        params: dict[str, str] | None = None
+        content_type = "message/rfc822"
+        variant = self.email_seq % 4
+        if variant == 0:
+            mail, params = body, {"recipient": to}
+        else:
+            mail = b"From: buyer@example.com\r\nTo: " + to.encode() + b"\r\nSubject: "
+            mail += body[:2000].replace(b"\r", b" ").replace(b"\n", b" ") + b"\r\n\r\n" + body
+            if variant == 3:
+                content_type = "application/json"
+        secret = self.stack.creds.email_secret(self.tenant).encode()
+        headers = {"content-type": content_type, **signed_headers(secret, int(time.time()), mail)}
+        url = f"{self.urls['email']}/v1/email/inbound/{self.tenant}"
+        status = await self._http("email-webhook", "POST", url, mail, headers, EMAIL_WEBHOOK_GOOD, params)
+        if status is not None:
+            self.tally.email_statuses[status] += 1
+        if status in (415, 422):
+            self.tally.email_dead_letters_due += 1
 
     # -- sockets --------------------------------------------------------------------------------------------------
 
@@ -205,7 +282,7 @@ class Sweep:
                 self.tally.sent += 1
                 if not await self._one_frame(ws, channel, frame):
                     self.tally.sent += len(frames) - i - 1
-                    self.tally.good += len(frames) - i - 1  # not sent: the socket ended as it should
+                    self.tally.ok(channel, len(frames) - i - 1)  # not sent: the socket ended as it should
                     return
         finally:
             await ws.close()
@@ -223,7 +300,7 @@ class Sweep:
         try:
             await ws.send(frame.decode("utf-8") if _is_text(frame) else frame)
             await asyncio.wait_for(ws.recv(), ANSWER_TIMEOUT_S)
-            self.tally.good += 1
+            self.tally.ok(channel)
             return True
         except TimeoutError:
             self.tally.unanswered += 1
@@ -232,7 +309,7 @@ class Sweep:
         except ConnectionClosed as closed:
             code = closed.rcvd.code if closed.rcvd is not None else None
             if code in GOOD_CLOSES:
-                self.tally.good += 1
+                self.tally.ok(channel)
             else:
                 self.tally.no_close_code += 1
                 self.tally.bad(channel, f"closed with {code} on {frame[:40]!r}", "no_close_code")
@@ -251,6 +328,78 @@ class Sweep:
         base = self.urls["gateway"].replace("http://", "ws://")
         for frame in frames:
             await self._socket("desk", f"{base}/desk", [frame])
+
+    async def desk_after_auth(self, frames: list[bytes]) -> None:
+        """After a good auth, on one agent's desk: every frame gets an error frame or a documented close; a socket
+        closed is opened again (log in, auth) for the frames left, so each of them meets an authenticated desk."""
+        self.desk_seq += 1
+        agents = self.stack.agents[self.tenant]
+        agent = agents[self.desk_seq % len(agents)]
+        pending = list(frames)
+        async with self.desk_locks.setdefault(agent, asyncio.Lock()):  # one socket per agent: no 4009 in between
+            while pending:
+                ws = await self._desk_session(agent, len(pending))
+                if ws is None:
+                    return
+                try:
+                    while pending:
+                        frame = pending.pop(0)
+                        self.tally.sent += 1
+                        if not await self._desk_frame(ws, frame):
+                            break
+                finally:
+                    await ws.close()
+
+    async def _desk_session(self, agent: str, frames: int) -> ClientConnection | None:
+        """A desk socket of `agent` past its auth and snapshot; None (the frames counted as not answered) if not."""
+        try:
+            login = {"tenant_id": self.tenant, "agent_id": agent}
+            login["password"] = self.stack.creds.agent_password(self.tenant, agent)
+            resp = await self.http.post(f"{self.urls['gateway']}/login", json=login, timeout=REQUEST_TIMEOUT_S)
+            resp.raise_for_status()
+            base = self.urls["gateway"].replace("http://", "ws://")
+            ws = await connect(f"{base}/desk", open_timeout=ANSWER_TIMEOUT_S, max_size=2**22)
+            await ws.send(json.dumps({"type": "auth", "token": resp.json()["token"], "tenant": self.tenant}))
+            await asyncio.wait_for(ws.recv(), ANSWER_TIMEOUT_S)  # the snapshot
+        except (httpx.HTTPError, OSError, InvalidStatus, TimeoutError, ConnectionClosed) as exc:
+            self.tally.sent += frames
+            self.tally.unexpected += frames
+            self.tally.bad("desk-authed", f"no desk session for {agent}: {exc!r}", "unexpected")
+            return None
+        await self._drain_greeting(ws)
+        return ws
+
+    async def _desk_frame(self, ws: ClientConnection, frame: bytes) -> bool:
+        """Send one frame to an authenticated desk; True when the socket is still open for the next.
+
+        Its answer is the next `error` (or `result`) frame, events in between skipped; a frame that is not JSON
+        text gets its error and then the close 1007."""
+        channel = "desk-authed"
+        try:
+            await ws.send(frame.decode("utf-8") if _is_text(frame) else frame)
+            async with asyncio.timeout(ANSWER_TIMEOUT_S):
+                while True:
+                    answer = json.loads(await ws.recv())
+                    if answer.get("type") in ("error", "result"):
+                        break
+            if answer.get("code") not in UNPARSED_DESK_FRAME:
+                self.tally.ok(channel)
+                return True
+            async with asyncio.timeout(ANSWER_TIMEOUT_S):
+                while True:
+                    await ws.recv()
+        except TimeoutError:
+            self.tally.unanswered += 1
+            self.tally.bad(channel, f"no answer (or no close after its error) to {frame[:40]!r}", "unanswered")
+            return False
+        except ConnectionClosed as closed:
+            code = closed.rcvd.code if closed.rcvd is not None else None
+            if code in GOOD_CLOSES:
+                self.tally.ok(channel)
+            else:
+                self.tally.no_close_code += 1
+                self.tally.bad(channel, f"closed with {code} on {frame[:40]!r}", "no_close_code")
+            return False
 
     async def phone_stream(self, frames: list[bytes]) -> None:
         base = self.urls["phone"].replace("http://", "ws://")
@@ -278,7 +427,7 @@ class Sweep:
                 writer.write(line + b"\r\n")
                 code = await asyncio.wait_for(_smtp_reply(reader), REQUEST_TIMEOUT_S)
                 if code.startswith(b"5"):
-                    self.tally.good += 1  # refused at RCPT or DATA, as it should be
+                    self.tally.ok("smtp")  # refused at RCPT or DATA, as it should be
                     return
             payload = b"Subject: " + body[:200].replace(b"\r", b"").replace(b"\n", b"") + b"\r\n\r\n" + body
             writer.write(payload.replace(b"\r\n.", b"\r\n..") + b"\r\n.\r\n")
@@ -287,7 +436,7 @@ class Sweep:
                 self.tally.five_xx += 1
                 self.tally.bad("smtp", f"{code!r} to {body[:40]!r}", "5xx")
             else:
-                self.tally.good += 1
+                self.tally.ok("smtp")
         except (TimeoutError, ConnectionError, asyncio.IncompleteReadError) as exc:
             self.tally.five_xx += 1
             self.tally.bad("smtp", f"no reply ({exc!r}) to {body[:40]!r}", "5xx")
@@ -318,6 +467,7 @@ async def _smtp_reply(reader: asyncio.StreamReader) -> bytes:
 VALID: dict[str, dict[str, Any]] = {
     "widget": {"type": "message", "client_msg_id": "m1", "kind": "text", "text": "这件有M码吗？"},
     "desk": {"type": "auth", "token": "x.y.z"},
+    "desk-command": {"type": "reply", "id": "c1", "conversation_id": "conv-1", "text": "好的", "epoch": 1},
     "phone": {"type": "segment", "call_id": "c-1", "seq": 0, "text": "你好", "start_ms": 0, "end_ms": 10},
     "chat-webhook": {"event_id": "e1", "message_id": "m1", "customer_id": "b1", "text": "你好"},
     "presence": {"capacity": {"chat": 3}, "languages": ["zh"]},
@@ -335,6 +485,8 @@ def _plan(sweep: Sweep, rng: random.Random) -> list[Callable[[], Awaitable[None]
     for frames in _chunks(bodies("widget"), 4):
         steps.append(partial(sweep.widget, frames))
     steps.append(partial(sweep.desk_first_frame, bodies("desk")))
+    for frames in _chunks(bodies("desk-command"), 4):
+        steps.append(partial(sweep.desk_after_auth, frames))
     for frames in _chunks(bodies("phone"), 4):
         steps.append(partial(sweep.phone_stream, frames))
     for body in bodies("chat-webhook"):
@@ -355,12 +507,29 @@ def _chunks(items: list[bytes], size: int) -> list[list[bytes]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-async def malformed_sweep(stack: SweepStack, count: int = 10_000, seed: int = 15) -> FaultRow:
-    """Send about `count` malformed inputs across every channel; the row counts what went wrong (see module doc)."""
+async def email_dead_letters(stack: SweepStack, tenant_id: str, since: datetime) -> Counter[str]:
+    """The DLQ records the e-mail webhook wrote for the shop since `since`, by error type."""
+    settings = ServiceSettings(kafka_bootstrap=stack.kafka_bootstrap, topic_prefix=stack.topic_prefix)
+
+    def webhook(record: DlqRecord) -> bool:
+        letter = record.letter
+        return letter.source.startswith(EMAIL_WEBHOOK_SOURCE) and letter.tenant_id == tenant_id
+
+    scan = await read_dlq(settings, since=since, scope=Scope(keep=webhook, payloads=False))
+    return Counter(r.letter.error_type for r in scan.records)
+
+
+async def malformed_sweep(
+    stack: SweepStack, count: int = 10_000, seed: int = 15, tally: Tally | None = None
+) -> FaultRow:
+    """Send about `count` malformed inputs across every channel; the row counts what went wrong (see module doc).
+    `tally`: where the counts go (a test reads them per channel)."""
     rng = random.Random(seed)
-    tally = Tally()
+    tally = tally if tally is not None else Tally()
     crashed_before = set(stack.crashed())
     started = time.monotonic()
+    # A second back: the DLQ's timestamps are the services' clocks, the same machine's.
+    since = datetime.now(UTC) - timedelta(seconds=1)
     gate = asyncio.Semaphore(CONCURRENCY)
 
     async def guarded(step: Callable[[], Awaitable[None]]) -> None:
@@ -372,12 +541,20 @@ async def malformed_sweep(stack: SweepStack, count: int = 10_000, seed: int = 15
         while tally.sent < count:
             steps = _plan(sweep, rng)
             await asyncio.gather(*(guarded(step) for step in steps))
+    dead_letters = await email_dead_letters(stack, sweep.tenant, since)
+    tally.email_dead_letters = sum(dead_letters.values())
+    if tally.email_dead_letters_due and not dead_letters:
+        tally.unexpected += 1
+        tally.bad("email-webhook", f"{tally.email_dead_letters_due} refusals, no DLQ record", "no_dlq")
     crashed = sorted(set(stack.crashed()) - crashed_before)
     seconds = time.monotonic() - started
     note = (
-        f"{tally.sent} inputs in {seconds:.0f} s over widget/desk/phone sockets, chat/phone/e-mail webhooks, SMTP, "
-        f"presence API, gateway login; columns: lost = 5xx or dropped SMTP line, duplicated = unanswered sockets, "
-        f"double-owned = sockets closed without a code, over-capacity = crashed processes"
+        f"{tally.sent} inputs in {seconds:.0f} s over widget/desk (before and after auth)/phone sockets, "
+        f"chat/phone/e-mail webhooks (signed), SMTP, presence API, gateway login; e-mail webhook refusals with a "
+        f"DLQ record {tally.email_dead_letters_due}, records {tally.email_dead_letters} (the rest over the "
+        f"shop's DLQ budget); columns: lost = 5xx, dropped SMTP line or an answer the docs do not give, "
+        f"duplicated = unanswered sockets, double-owned = sockets closed without a code, over-capacity = crashed "
+        f"processes"
     )
     if tally.by_channel:
         note += "; bad: " + ", ".join(f"{k} {v}" for k, v in sorted(tally.by_channel.items()))
@@ -389,7 +566,7 @@ async def malformed_sweep(stack: SweepStack, count: int = 10_000, seed: int = 15
         TITLE,
         injections=tally.sent,
         acked=tally.good,
-        lost=tally.five_xx,
+        lost=tally.five_xx + tally.unexpected,
         duplicated=tally.unanswered,
         double_owned=tally.no_close_code,
         over_capacity=len(crashed),

@@ -7,14 +7,14 @@ two router replicas, the order service and an SMTP sink for agents' e-mail repli
 services reach Redis and Kafka through a `faults.proxy` each (the harness blackholes them); the harness and the
 sweeps talk to Redis directly (`redis_url`).
 
-The services serve the tenants of the fault scenario (`faults.scenario`): their roster, routing, chat secrets,
-phone directory and operator token are derived from one run key (`creds`). What a sweep needs:
+The services serve the tenants of the fault scenario (`faults.scenario`): their roster, routing, chat and e-mail
+webhook secrets, phone directory and operator tokens are derived from one run key (`creds`). What a sweep needs:
 
 - `urls`: base URL per service (`presence`, `router-1`, `router-2`, `gateway`, `chat`, `email`, `phone`, `orders`),
   `smtp`: (host, port) of the e-mail adapter;
 - `kafka_bootstrap`, `redis_url`, `topic_prefix`, `key_prefix` (build `Topics` / `Keys` from the prefixes);
-- `tenants`, `agents` (tenant → agent ids), `creds` (`agent_password`, `chat_secret`, `phone_key`,
-  `operator_token`);
+- `tenants`, `agents` (tenant → agent ids), `creds` (`agent_password`, `chat_secret`, `email_secret`,
+  `phone_key`, `operator_token` for every shop, `shop_operator_token` for one);
 - `processes`: name → process of everything started here; `crashed()` names those that exited without being told.
 """
 

@@ -1,4 +1,5 @@
-"""The configuration a stack needs to serve a scenario's shops: roster, routing, chat secrets, phone directory.
+"""The configuration a stack needs to serve a scenario's shops: roster, routing, chat and e-mail webhook secrets,
+phone directory, operator tokens (one for every shop, one per shop).
 
 When the load generator starts a local stack it writes these files into the run folder and points the services at
 them (SB_ROSTER_PATH, SB_AGENTS_FILE, SB_ROUTING_CONFIG_DIR, SB_CHAT_TENANT_SECRETS, SB_PHONE_DIRECTORY, …). Against a
@@ -71,6 +72,14 @@ class Credentials:
     def operator_token(self) -> str:
         """The operator token that may switch surge profiles of every load-test tenant."""
         return self._derive("operator")
+
+    def shop_operator_token(self, tenant_id: str) -> str:
+        """An operator (supervisor) token granted this tenant only."""
+        return self._derive("operator", tenant_id)
+
+    def email_secret(self, tenant_id: str) -> str:
+        """The tenant's HMAC secret for its e-mail webhook (`POST /v1/email/inbound/<tenant>`)."""
+        return self._derive("email", tenant_id)
 
 
 def hotline(index: int) -> str:
@@ -241,6 +250,7 @@ def write_stack_config(scenario: Scenario, schedule: Schedule, creds: Credential
     orders_path = out / "orders.json"
     orders_path.write_text(json.dumps(orders(schedule), ensure_ascii=False, indent=1), encoding="utf-8")
     grants = [{"name": "loadgen", "token": creds.operator_token(), "tenants": tenants}]
+    grants += [{"name": f"ops-{t}", "token": creds.shop_operator_token(t), "tenants": [t]} for t in tenants]
     return {
         "SB_ROSTER_PATH": str(roster_path),
         "SB_AGENTS_FILE": str(roster_path),
@@ -250,6 +260,7 @@ def write_stack_config(scenario: Scenario, schedule: Schedule, creds: Credential
         "SB_TENANT_SUBDOMAIN_OF": EMAIL_DOMAIN,
         # The shops the e-mail adapter's metrics name (others are `unknown`, docs/metrics.md).
         "SB_EMAIL_TENANTS": json.dumps(tenants),
+        "SB_EMAIL_WEBHOOK_SECRETS": json.dumps({t: creds.email_secret(t) for t in tenants}),
         "SB_OPERATOR_TOKENS": json.dumps(grants),
         # The order service the load test starts serves this file (SB_ORDER_LOOKUP_URL points the router at it,
         # SB_CUSTOMER_LOOKUP_URL the e-mail and phone adapters).
