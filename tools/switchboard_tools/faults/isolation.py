@@ -63,6 +63,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from switchboard.chat.signing import widget_token
 from switchboard.email.threads import message_id_hash
+from switchboard.runtime.pii import ContactSeal
 from switchboard.runtime.redis_client import redis_for
 from switchboard.runtime.signing import signed_headers
 from switchboard.state.keys import Keys
@@ -104,6 +105,7 @@ class SweepCredentials(Protocol):
     def chat_secret(self, tenant_id: str) -> str: ...
     def phone_key(self, tenant_id: str) -> str: ...
     def email_secret(self, tenant_id: str) -> str: ...
+    def email_customer_key(self) -> str: ...
     def shop_operator_token(self, tenant_id: str) -> str: ...
 
 
@@ -210,6 +212,12 @@ class Sweep:
         """The conversation a Message-ID leads to in the shop's e-mail thread book (None: unknown there)."""
         found = await self.redis.get(self.keys.email_thread(tenant_id, message_id_hash(message_id)))
         return found.decode() if isinstance(found, bytes) else found
+
+    async def reply_address(self, tenant_id: str, conversation_id: str) -> str:
+        """Where the shop's e-mail conversation answers: its reply contact's address, opened with the stack's key."""
+        sealed = await self.redis.hget(self.keys.email_contact(tenant_id, conversation_id), "customer_address")
+        text = sealed.decode() if isinstance(sealed, bytes) else (sealed or "")
+        return ContactSeal(self.creds.email_customer_key().encode()).open(text)
 
 
 # -- canaries ------------------------------------------------------------------------------------------------------
@@ -322,9 +330,8 @@ async def check_canaries(sweep: Sweep) -> None:
         thread = await sweep.thread_of(tenant, canary.email_message_id)
         if thread != canary.email_conversation:
             sweep.outcome.leaks.append(f"state: {tenant}'s canary mail leads to {thread}")
-        contact = sweep.keys.email_contact(tenant, canary.email_conversation)
-        to = await sweep.redis.hget(contact, "customer_address")
-        if (to.decode() if isinstance(to, bytes) else to) != canary.email_customer:
+        to = await sweep.reply_address(tenant, canary.email_conversation)
+        if to != canary.email_customer:
             sweep.outcome.leaks.append(f"state: {tenant}'s canary e-mail conversation now answers {to!r}")
 
 
@@ -633,10 +640,8 @@ async def smtp(sweep: Sweep, attacker: str, victim: Canary, n: int) -> None:
         elif joined is None and "not routed" not in text:
             sweep.outcome.record("smtp", "error", f"{what} -> {text[:120]}, but no thread at {tenants[address]}")
             return
-    contact = await sweep.redis.hget(
-        sweep.keys.email_contact(victim.tenant_id, victim.email_conversation), "customer_address"
-    )
-    if (contact.decode() if isinstance(contact, bytes) else contact) != victim.email_customer:
+    contact = await sweep.reply_address(victim.tenant_id, victim.email_conversation)
+    if contact != victim.email_customer:
         problems.append(f"{victim.tenant_id}'s canary conversation now answers {contact!r}")
     sweep.judge("smtp", attacker, not problems, f"{text} {problems}", what)
 

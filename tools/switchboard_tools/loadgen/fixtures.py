@@ -81,6 +81,10 @@ class Credentials:
         """The tenant's HMAC secret for its e-mail webhook (`POST /v1/email/inbound/<tenant>`)."""
         return self._derive("email", tenant_id)
 
+    def email_customer_key(self) -> str:
+        """The e-mail adapter's key for customers' addresses (SB_EMAIL_CUSTOMER_KEY: reply contacts are sealed)."""
+        return self._derive("email-customer")
+
 
 def hotline(index: int) -> str:
     """A dialled number per tenant (400 numbers are what shops publish)."""
@@ -261,6 +265,7 @@ def write_stack_config(scenario: Scenario, schedule: Schedule, creds: Credential
         # The shops the e-mail adapter's metrics name (others are `unknown`, docs/metrics.md).
         "SB_EMAIL_TENANTS": json.dumps(tenants),
         "SB_EMAIL_WEBHOOK_SECRETS": json.dumps({t: creds.email_secret(t) for t in tenants}),
+        "SB_EMAIL_CUSTOMER_KEY": creds.email_customer_key(),
         "SB_OPERATOR_TOKENS": json.dumps(grants),
         # The order service the load test starts serves this file (SB_ORDER_LOOKUP_URL points the router at it,
         # SB_CUSTOMER_LOOKUP_URL the e-mail and phone adapters).
