@@ -141,7 +141,8 @@ def channel_header(message: Message) -> list[Header]:
     """The `sb-channel` header of a message that has a channel (contracts.CHANNEL_HEADER), else none."""
     if "channel" not in message.DESCRIPTOR.fields_by_name:
         return []
-    return [(CHANNEL_HEADER, Channel.Name(message.channel).encode())]  # type: ignore[attr-defined]
+    channel: Channel.ValueType = getattr(message, "channel")  # noqa: B009 (a field only some messages have)
+    return [(CHANNEL_HEADER, Channel.Name(channel).encode())]
 
 
 def now_timestamp() -> Timestamp:
