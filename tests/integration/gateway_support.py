@@ -97,7 +97,7 @@ async def running_gateway(settings: GatewaySettings) -> AsyncIterator[RunningGat
     gateway.install(app)
     app_errors: list[BaseException] = []
     config = uvicorn.Config(
-        _RaiseRecorder(app, app_errors),
+        _RaiseRecorder(gateway.asgi(app), app_errors),
         host="127.0.0.1",
         port=0,
         log_config=None,

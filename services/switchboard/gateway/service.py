@@ -106,6 +106,7 @@ async def build_gateway(runtime: ServiceRuntime, settings: GatewaySettings) -> G
     producer = await runtime.start_producer()
     gateway = assemble(settings, redis, producer)
     gateway.install(runtime.app)
+    runtime.set_front(gateway.asgi)
     await _install_board(runtime, settings, gateway, producer)
     runtime.add_ready_check("desk_notify", lambda: gateway.hub.listening)
     for name, run in workers(gateway):

@@ -33,6 +33,7 @@ import uvicorn
 import uvloop
 from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import ASGIApp
 
 from switchboard.runtime.consumer import BatchConsumer
 from switchboard.runtime.http_client import close_shared_session
@@ -78,6 +79,8 @@ class ServiceRuntime:
         # Closed in reverse order when the service stops: the process's HTTP client last.
         self._closers: list[Closer] = [close_shared_session]
         self.stopping = asyncio.Event()
+        # What the public port serves: the app, or the app behind `front` (set_front).
+        self._front: Callable[[ASGIApp], ASGIApp] | None = None
         # The bound ports once serving (the settings' ports may be 0: any free port).
         self.port: int | None = None
         self.internal_port: int | None = None
@@ -113,6 +116,11 @@ class ServiceRuntime:
     def is_ready(self) -> bool:
         """Whether `/readyz` would answer 200 now."""
         return self.readiness()[0]
+
+    def set_front(self, front: Callable[[ASGIApp], ASGIApp]) -> None:
+        """Serve the public port through `front(app)`: an ASGI layer outside the framework, for connections that
+        need none of it (the gateway's desk sockets: each framework layer is a suspended frame per idle socket)."""
+        self._front = front
 
     def add_ready_check(self, name: str, check: ReadyCheck) -> None:
         """`/readyz` answers 200 only while every check returns True."""
@@ -182,7 +190,7 @@ class ServiceRuntime:
             log.info("stopping", service=self.settings.service_name)
             self.stopping.set()
 
-    def _server(self, app: FastAPI, port: int) -> _Server:
+    def _server(self, app: ASGIApp, port: int) -> _Server:
         config = uvicorn.Config(
             app,
             host=self.settings.http_host,
@@ -205,7 +213,8 @@ class ServiceRuntime:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
-        servers = [self._server(self.app, self.settings.http_port)]
+        public: ASGIApp = self.app if self._front is None else self._front(self.app)
+        servers = [self._server(public, self.settings.http_port)]
         if self.settings.internal_port is not None:
             servers.append(self._server(self.internal_app, self.settings.internal_port))
         http_tasks = [asyncio.create_task(srv.serve(), name=f"http-{i}") for i, srv in enumerate(servers)]
