@@ -20,11 +20,11 @@ from fastapi import Path as PathParam
 from fastapi.responses import PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
-from google.protobuf.json_format import MessageToDict
 from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 
 from switchboard.contracts import InboundMessage
+from switchboard.contracts.json import message_dict
 from switchboard.gateway.board_stats import BoardFigures
 from switchboard.gateway.commands import DeskCommands, conversation_context
 from switchboard.gateway.responses import ResponseTargets, agent_responses, group_responses
@@ -203,7 +203,7 @@ async def monitor(request: Request, tenant_id: str, conversation_id: Conversatio
     for raw in raws:
         message = InboundMessage()
         message.ParseFromString(raw if isinstance(raw, bytes) else raw.encode())
-        messages.append(MessageToDict(message, preserving_proto_field_name=True))
+        messages.append(message_dict(message))
     context = await conversation_context(board.redis, board.keys, tenant_id, conversation_id, conv)
     return {
         **context,

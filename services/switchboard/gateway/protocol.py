@@ -12,9 +12,8 @@ from dataclasses import dataclass, field, replace
 from enum import IntEnum
 from typing import Any
 
-from google.protobuf.json_format import MessageToDict
-
 from switchboard.contracts import AgentCommandType, AgentStatus, DeskEvent, DeskEventType
+from switchboard.contracts.json import message_dict
 from switchboard.runtime.input_limits import parse_json
 
 
@@ -219,7 +218,7 @@ def _command(kind: str, ref: str, frame: dict[str, Any]) -> Command:
 
 def event_body(event: DeskEvent) -> dict[str, Any]:
     """A DeskEvent as the desktop sees it: proto3 JSON field names, without the fields the frame already says."""
-    body = MessageToDict(event, preserving_proto_field_name=True)
+    body = message_dict(event)
     for name in ("tenant_id", "agent_id", "seq", "type"):
         body.pop(name, None)
     if "epoch" in body:
