@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
@@ -12,6 +13,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Origin
 
+from switchboard.gateway.app import SOCKET_LIMIT_REASON
 from switchboard.gateway.protocol import CloseCode
 from switchboard.runtime.kafka import RecordProducer
 from switchboard.runtime.settings import ServiceSettings
@@ -122,3 +124,26 @@ async def test_login_issues_tokens_for_roster_agents_only(settings: ServiceSetti
         desk = await Desk.open(gw.url, body["token"])
         assert desk.snapshot["tenant_id"] == "shop-a"
         await desk.close()
+
+
+async def test_a_desk_beyond_the_replicas_socket_limit_is_closed_1013_and_the_others_keep_working(
+    settings: ServiceSettings, redis: Redis
+) -> None:
+    gs = gateway_settings(settings)
+    producer = RecordProducer(gs)
+    await producer.start()
+    await load_agents(gs, redis, producer)
+    await producer.stop()
+    async with running_gateway(gs) as gw:
+        gw.gateway.socket_limit = 2  # as if the open-files limit less SB_FD_RESERVE left room for two
+        held = [await Desk.open(gw.url, token("shop-a", agent)) for agent in ("a-lina", "a-wei")]
+        code, reason = await _refused(gw.url, {"type": "auth", "token": token("shop-b", "b-hao")})
+        assert (code, reason) == (CloseCode.TRY_AGAIN_LATER, SOCKET_LIMIT_REASON)
+        beat = await held[0].command({"type": "heartbeat", "id": "still-here"})
+        assert beat["type"] == "result", beat
+        await held[1].ws.close()
+        await asyncio.sleep(0.2)
+        again = await Desk.open(gw.url, token("shop-b", "b-hao"))  # room again once a desk left
+        assert again.snapshot["type"] == "snapshot"
+        for desk in (held[0], again):
+            await desk.ws.close()

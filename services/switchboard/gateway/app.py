@@ -18,6 +18,7 @@ from switchboard.gateway.commands import DeskCommands
 from switchboard.gateway.desk_config import DeskConfig, default_config
 from switchboard.gateway.drain import DRAIN_REASON, DeskDrain
 from switchboard.gateway.hub import SESSION_PREFIX, DeskHub
+from switchboard.gateway.limits import socket_room
 from switchboard.gateway.metrics import AUTH_REFUSED, COMMANDS
 from switchboard.gateway.protocol import (
     CloseCode,
@@ -70,6 +71,10 @@ class LoginResponse(BaseModel):
     agent_id: str
 
 
+# The reason of a 1013 close for a desk socket beyond the replica's socket limit.
+SOCKET_LIMIT_REASON = "gateway at its socket limit, retry later"
+
+
 class DeskRoute:
     """The ASGI layer in front of the gateway's app (`Gateway.asgi`): `/desk` websockets go straight to the
     gateway, everything else on to the app.
@@ -117,6 +122,9 @@ class Gateway:
         self.response_targets = ResponseTargets(redis, self.keys)
         # On SIGTERM the runtime runs the drain first: desks move to other replicas a few at a time.
         self.drain = DeskDrain(hub, settings.desk_drain_s, settings.desk_drain_min_rate)
+        # Desk sockets open now (authenticated or not) and how many the replica takes (limits.socket_room).
+        self.open_sockets = 0
+        self.socket_limit = socket_room(settings.fd_reserve)
         # Desks whose session or outbox Redis lost are logged in again and re-snapshotted, not closed.
         self.recovery = DeskRecovery(redis, self.keys, presence, hub, settings)
         hub.on_lost = self.recovery.lost
@@ -233,7 +241,20 @@ class Gateway:
 
     async def serve_socket(self, websocket: WebSocket) -> None:
         """One desktop connection, from auth to disconnect; a peer that leaves or a Redis outage ends it quietly."""
+        self.open_sockets += 1
         try:
+            await self._serve_socket(websocket)
+        finally:
+            self.open_sockets -= 1
+
+    async def _serve_socket(self, websocket: WebSocket) -> None:
+        try:
+            if self.open_sockets > self.socket_limit:
+                # Full: the descriptors left are the replica's own (Redis, Kafka), or the desks it holds would lose
+                # their events. The desk reconnects elsewhere or later.
+                await websocket.accept()
+                await websocket.close(code=int(CloseCode.TRY_AGAIN_LATER), reason=SOCKET_LIMIT_REASON)
+                return
             if self.drain.draining:
                 # Not ready any more: the Service sends this desk elsewhere once it reconnects.
                 await websocket.accept()

@@ -16,3 +16,9 @@ def raise_open_files(wanted: int) -> int:
         # Not privileged: the hard limit is as far as this process may go.
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def socket_room(reserve: int) -> int:
+    """How many client sockets the process may hold: its open-files limit less `reserve` descriptors kept for its
+    own connections (at least one)."""
+    return max(1, resource.getrlimit(resource.RLIMIT_NOFILE)[0] - reserve)

@@ -68,6 +68,9 @@ class GatewaySettings(ServiceSettings):
     redis_connections: int = 64
     # RLIMIT_NOFILE raised to this at start (one descriptor per desktop socket).
     max_open_files: int = 65536
+    # Descriptors kept for the replica's own connections (Redis, Kafka, HTTP): desk sockets beyond the open-files
+    # limit less this are closed 1013 at once, so a full replica still reaches Redis for the desks it holds.
+    fd_reserve: int = Field(default=256, ge=16)
     # Recent messages per conversation kept in the snapshot.
     snapshot_messages: int = 20
     # Queue stats of the connected agents' groups are pushed this often (0 = never); each (tenant, group) is read
