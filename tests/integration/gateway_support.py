@@ -86,6 +86,16 @@ async def load_agents(settings: ServiceSettings, redis: Redis, producer: RecordP
     await store.load_roster(load_roster())
 
 
+async def roster_loaded(settings: ServiceSettings, redis: Redis) -> None:
+    """`load_agents` with a producer of its own."""
+    producer = RecordProducer(settings)
+    await producer.start()
+    try:
+        await load_agents(settings, redis, producer)
+    finally:
+        await producer.stop()
+
+
 @contextlib.asynccontextmanager
 async def running_gateway(settings: GatewaySettings) -> AsyncIterator[RunningGateway]:
     """A replica with its own Redis client and producer; stopped (sockets closed) on exit."""

@@ -22,7 +22,7 @@ from switchboard.runtime.settings import ServiceSettings
 from switchboard.runtime.topics import Topics
 from tests.conftest import TEST_PARTITIONS
 from tests.integration.chat_service import chat_settings, connect, next_frame, running_chat, send_message, signed
-from tests.integration.gateway_support import Desk, gateway_settings, load_agents, running_gateway, token
+from tests.integration.gateway_support import Desk, gateway_settings, roster_loaded, running_gateway, token
 
 pytestmark = pytest.mark.broker
 
@@ -172,10 +172,7 @@ async def test_a_desk_that_keeps_sending_invalid_frames_is_closed_like_a_flood(
     settings: ServiceSettings, redis: Redis
 ) -> None:
     gs = gateway_settings(settings, command_rate=0.01, command_burst=3)
-    producer = RecordProducer(gs)
-    await producer.start()
-    await load_agents(gs, redis, producer)
-    await producer.stop()
+    await roster_loaded(gs, redis)
     async with running_gateway(gs) as gw:
         desk = await Desk.open(gw.url, token("shop-a", "a-lina"))
         for i in range(20):

@@ -15,9 +15,15 @@ from websockets.typing import Origin
 
 from switchboard.gateway.app import SOCKET_LIMIT_REASON
 from switchboard.gateway.protocol import CloseCode
-from switchboard.runtime.kafka import RecordProducer
 from switchboard.runtime.settings import ServiceSettings
-from tests.integration.gateway_support import ORIGIN, Desk, gateway_settings, load_agents, running_gateway, token
+from tests.integration.gateway_support import (
+    ORIGIN,
+    Desk,
+    gateway_settings,
+    roster_loaded,
+    running_gateway,
+    token,
+)
 from tests.redis_cluster import on_both_redis_backends
 
 pytestmark = [pytest.mark.broker, on_both_redis_backends]
@@ -38,10 +44,7 @@ async def _refused(url: str, first_frame: dict[str, object] | None, origin: str 
 
 async def test_auth_matrix_refuses_each_case_with_its_close_code(settings: ServiceSettings, redis: Redis) -> None:
     gs = gateway_settings(settings, auth_timeout_s=0.5)
-    producer = RecordProducer(gs)
-    await producer.start()
-    await load_agents(gs, redis, producer)
-    await producer.stop()
+    await roster_loaded(gs, redis)
     async with running_gateway(gs) as gw:
         url = gw.url
         cases: list[tuple[str, str, dict[str, object] | None, str | None, CloseCode]] = [
@@ -106,10 +109,7 @@ async def test_auth_matrix_refuses_each_case_with_its_close_code(settings: Servi
 
 async def test_login_issues_tokens_for_roster_agents_only(settings: ServiceSettings, redis: Redis) -> None:
     gs = gateway_settings(settings)
-    producer = RecordProducer(gs)
-    await producer.start()
-    await load_agents(gs, redis, producer)
-    await producer.stop()
+    await roster_loaded(gs, redis)
     async with running_gateway(gs) as gw, httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.port}") as http:
         wrong = await http.post("/login", json={"tenant_id": "shop-a", "agent_id": "a-lina", "password": "nope"})
         assert wrong.status_code == 401
@@ -130,10 +130,7 @@ async def test_a_desk_beyond_the_replicas_socket_limit_is_closed_1013_and_the_ot
     settings: ServiceSettings, redis: Redis
 ) -> None:
     gs = gateway_settings(settings)
-    producer = RecordProducer(gs)
-    await producer.start()
-    await load_agents(gs, redis, producer)
-    await producer.stop()
+    await roster_loaded(gs, redis)
     async with running_gateway(gs) as gw:
         gw.gateway.socket_limit = 2  # as if the open-files limit less SB_FD_RESERVE left room for two
         held = [await Desk.open(gw.url, token("shop-a", agent)) for agent in ("a-lina", "a-wei")]

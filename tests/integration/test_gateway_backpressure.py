@@ -6,12 +6,11 @@ import pytest
 from redis.asyncio import Redis
 
 from switchboard.contracts import DeskEventType
-from switchboard.runtime.kafka import RecordProducer
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.state.keys import Keys
 from switchboard.state.outbox import append_desk_event
 from tests.helpers import eventually
-from tests.integration.gateway_support import Desk, gateway_settings, load_agents, running_gateway, token
+from tests.integration.gateway_support import Desk, gateway_settings, roster_loaded, running_gateway, token
 from tests.integration.test_gateway_delivery import message_event
 from tests.redis_cluster import on_both_redis_backends
 
@@ -26,10 +25,7 @@ async def test_slow_desktop_is_held_back_by_the_outbox_and_later_gets_everything
 ) -> None:
     gs = gateway_settings(settings, send_queue_max=32)
     keys = Keys(gs.key_prefix)
-    producer = RecordProducer(gs)
-    await producer.start()
-    await load_agents(gs, redis, producer)
-    await producer.stop()
+    await roster_loaded(gs, redis)
     async with running_gateway(gs) as gw:
         slow = await Desk.open(
             gw.url, token("shop-a", "a-lina"), max_queue=1, rcvbuf=32 * 1024, compression=None

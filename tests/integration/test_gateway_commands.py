@@ -16,7 +16,7 @@ from switchboard.runtime.settings import ServiceSettings
 from switchboard.runtime.topics import Topics
 from switchboard.state.keys import Keys
 from tests.helpers import read_topic
-from tests.integration.gateway_support import Desk, gateway_settings, load_agents, running_gateway, token
+from tests.integration.gateway_support import Desk, gateway_settings, load_agents, roster_loaded, running_gateway, token
 from tests.redis_cluster import on_both_redis_backends
 
 pytestmark = [pytest.mark.broker, on_both_redis_backends]
@@ -149,10 +149,7 @@ async def test_a_newer_session_fences_the_older_socket(gs: GatewaySettings, redi
 
 async def test_command_rate_and_frame_size_are_limited(settings: ServiceSettings, redis: Redis) -> None:
     gs = gateway_settings(settings, command_rate=1.0, command_burst=3, max_frame_bytes=2048)
-    producer = RecordProducer(gs)
-    await producer.start()
-    await load_agents(gs, redis, producer)
-    await producer.stop()
+    await roster_loaded(gs, redis)
     async with running_gateway(gs) as gw:
         desk = await Desk.open(gw.url, token("shop-a", "a-lina"))
         answers = [await desk.command({"type": "heartbeat", "id": f"h{i}"}) for i in range(5)]

@@ -14,12 +14,11 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from switchboard.contracts import DeadLetter
-from switchboard.runtime.kafka import RecordProducer
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.runtime.topics import Topics
 from tests.helpers import read_topic
 from tests.integration.chat_service import chat_settings, connect, next_frame, running_chat, send_message, signed
-from tests.integration.gateway_support import Desk, gateway_settings, load_agents, running_gateway, token
+from tests.integration.gateway_support import Desk, gateway_settings, roster_loaded, running_gateway, token
 
 pytestmark = [pytest.mark.broker]
 
@@ -123,10 +122,7 @@ async def test_desk_closes_a_session_on_hostile_frames_with_1007(
     settings: ServiceSettings, redis: Redis, raw: str, kind: str
 ) -> None:
     gs = gateway_settings(settings)
-    producer = RecordProducer(gs)
-    await producer.start()
-    await load_agents(gs, redis, producer)
-    await producer.stop()
+    await roster_loaded(gs, redis)
     async with running_gateway(gs) as gw:
         desk = await Desk.open(gw.url, token("shop-a", "a-lina"))
         await desk.ws.send(raw)
@@ -144,10 +140,7 @@ async def test_desk_answers_a_frame_whose_type_is_no_string_and_keeps_the_sessio
     settings: ServiceSettings, redis: Redis
 ) -> None:
     gs = gateway_settings(settings)
-    producer = RecordProducer(gs)
-    await producer.start()
-    await load_agents(gs, redis, producer)
-    await producer.stop()
+    await roster_loaded(gs, redis)
     async with running_gateway(gs) as gw:
         desk = await Desk.open(gw.url, token("shop-a", "a-lina"))
         for i, kind in enumerate(([1, 2], {"reply": 1}, None, ["reply"] * 2000)):

@@ -307,13 +307,17 @@ class Sweep:
             self.tally.bad(channel, f"no answer to {frame[:40]!r}", "unanswered")
             return False
         except ConnectionClosed as closed:
-            code = closed.rcvd.code if closed.rcvd is not None else None
-            if code in GOOD_CLOSES:
-                self.tally.ok(channel)
-            else:
-                self.tally.no_close_code += 1
-                self.tally.bad(channel, f"closed with {code} on {frame[:40]!r}", "no_close_code")
+            self._closed(channel, closed, frame)
             return False
+
+    def _closed(self, channel: str, closed: ConnectionClosed, frame: bytes) -> None:
+        """Count a socket the server closed on a frame: fine with a documented code, else closed without one."""
+        code = closed.rcvd.code if closed.rcvd is not None else None
+        if code in GOOD_CLOSES:
+            self.tally.ok(channel)
+        else:
+            self.tally.no_close_code += 1
+            self.tally.bad(channel, f"closed with {code} on {frame[:40]!r}", "no_close_code")
 
     async def widget(self, frames: list[bytes]) -> None:
         self.customer_seq += 1
@@ -393,12 +397,7 @@ class Sweep:
             self.tally.bad(channel, f"no answer (or no close after its error) to {frame[:40]!r}", "unanswered")
             return False
         except ConnectionClosed as closed:
-            code = closed.rcvd.code if closed.rcvd is not None else None
-            if code in GOOD_CLOSES:
-                self.tally.ok(channel)
-            else:
-                self.tally.no_close_code += 1
-                self.tally.bad(channel, f"closed with {code} on {frame[:40]!r}", "no_close_code")
+            self._closed(channel, closed, frame)
             return False
 
     async def phone_stream(self, frames: list[bytes]) -> None:
