@@ -99,6 +99,35 @@ async def test_unknown_agent_and_live_profile_change(store: PresenceStore) -> No
     assert agent.capacity["chat"] == 7
 
 
+async def test_an_agent_hash_holding_only_the_routers_load_is_not_a_known_agent(
+    store: PresenceStore, redis: Redis, settings: ServiceSettings
+) -> None:
+    """After Redis lost its data the router's rebuild writes an owner's `used:*` back before presence restores
+    the agent: until presence has written it, nobody logs that agent in, changes it or publishes it."""
+    key = Keys(settings.key_prefix).agent("shop-a", "a-lina")
+    await redis.delete(key)
+    await redis.hset(key, "used:chat", 1)
+    with pytest.raises(UnknownAgent):
+        await store.login("shop-a", "a-lina", after_epoch=4)
+    with pytest.raises(UnknownAgent):
+        await store.set_status("shop-a", "a-lina", Status.AWAY, "operator:ops")
+    assert await store.get_agent("shop-a", "a-lina") is None
+    assert await redis.hgetall(key) == {b"used:chat": b"1"}
+    assert await store.publish("shop-a", ["a-lina"])
+    # Presence writing the agent back (here a roster load) keeps the router's load, and the agent logs in.
+    await store.load_roster(load_roster())
+    await store.login("shop-a", "a-lina", after_epoch=4)
+    lina = await store.get_agent("shop-a", "a-lina")
+    assert lina is not None and lina.capacity["chat"] == 5 and lina.session_epoch == 5
+    assert await redis.hget(key, "used:chat") == b"1"
+    # Every record of the agent is a whole one (the roster's first load, its reload and the login): none was
+    # published from the hash that held only the router's load.
+    found = _records(await read_topic(settings.kafka_bootstrap, store.producer.topics.presence, 8 + 2))
+    lina = [m for k, m in found if k == "shop-a/a-lina"]
+    assert len(lina) == 3
+    assert all(list(m.skill_groups) == ["presales", "orders"] for m in lina)
+
+
 async def test_temporary_agent_removed(store: PresenceStore) -> None:
     helper = RosterAgent(agent_id="tmp-1", groups=["presales"], capacity={"chat": 3}, temporary=True)
     assert await store.add_agent("shop-a", helper)

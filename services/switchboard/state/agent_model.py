@@ -182,6 +182,13 @@ def text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def presence_knows(raw: Mapping[bytes | str, bytes | str]) -> bool:
+    """Whether an agent hash (as HGETALL returns it) is an agent presence has written and not removed: it has a
+    `status`. A hash holding only the router's fields (`used:*`, written back by the router's rebuild after Redis
+    lost its data, before presence restored the agent) is not one (the `known` rule of lua/presence_status.lua)."""
+    return b"status" in raw and raw.get(b"removed") != b"1"  # a client without decode_responses: bytes keys
+
+
 def parse_agent_hash(tenant_id: str, agent_id: str, raw: Mapping[bytes | str, bytes | str]) -> AgentState:
     """An AgentState from the agent hash (bytes or str keys); missing fields get defaults."""
     fields = {text(k): text(v) for k, v in raw.items()}

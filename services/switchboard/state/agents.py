@@ -31,6 +31,7 @@ from switchboard.state.agent_model import (
     Status,
     parse_agent_hash,
     presence_key,
+    presence_knows,
     split_csv,
     status_desk_event,
     text,
@@ -594,9 +595,7 @@ class PresenceStore:
     async def get_agent(self, tenant_id: str, agent_id: str) -> AgentState | None:
         """The agent's current state, or None when unknown."""
         raw = await self.redis.hgetall(self.keys.agent(tenant_id, agent_id))
-        if not raw or raw.get(b"removed") == b"1":
-            return None
-        return parse_agent_hash(tenant_id, agent_id, raw)
+        return parse_agent_hash(tenant_id, agent_id, raw) if presence_knows(raw) else None
 
     async def list_agents(self, tenant_id: str) -> list[AgentState]:
         """Every agent of a tenant, sorted by id."""
@@ -616,7 +615,7 @@ class PresenceStore:
             pipe.hgetall(self.keys.agent(tenant_id, agent_id))
         raws = await pipe.execute()
         return [
-            parse_agent_hash(tenant_id, a, raw) if raw and raw.get(b"removed") != b"1" else None
+            parse_agent_hash(tenant_id, a, raw) if presence_knows(raw) else None
             for a, raw in zip(agent_ids, raws, strict=True)
         ]
 
@@ -637,7 +636,10 @@ class PresenceStore:
         now = self.now_ms()
         # the profile in force as the records are written: a router that sees another name than it knows re-reads it
         surge = text(active or b"")
-        states = [parse_agent_hash(tenant_id, a, raw) for a, raw in zip(agent_ids, raws, strict=True) if raw]
+        # a hash presence has not written (only the router's fields) has no record to give (a removed one has)
+        states = [
+            parse_agent_hash(tenant_id, a, raw) for a, raw in zip(agent_ids, raws, strict=True) if b"status" in raw
+        ]
         states, records = _records(states, now, surge)
         try:
             await self.producer.send_many(self.producer.topics.presence, records)

@@ -25,6 +25,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from switchboard.routing.config import CHANNELS
+from switchboard.state.agent_model import presence_knows
 from switchboard.state.keys import Keys
 from switchboard_tools.faults.table import FaultRow
 from switchboard_tools.loadgen.accounting import Accounting
@@ -120,7 +121,7 @@ class CapacitySampler:
         for tenant, agents in self.agents.items():
             for agent in agents:
                 fields = await self.redis.hgetall(self.keys.agent(tenant, agent))
-                if b"presence_version" not in fields:
+                if not presence_knows(fields):
                     # Presence has not written the agent back yet (Redis lost its data): Redis holds no capacity
                     # to compare with, and the router gives no work to an agent presence has not written.
                     self.history.capacity_unknown += 1
@@ -182,6 +183,8 @@ def recovery(history: History, accounting: Accounting, sent_at: dict[str, float]
     return waits
 
 
+# Samples of an agent over capacity a row's note lists (the column counts them all).
+OVER_CAPACITY_SHOWN = 8
 # The recovery a row's note counts injections under (the router failover goal of docs/reliability.md).
 QUICK_RECOVERY_S = 3.0
 
@@ -215,6 +218,14 @@ def judge(fault: str, history: History, obs: Observations, schedule: Schedule, e
         notes.append(f"agents set away by the system {history.set_away}× (back after {BACK_FROM_AWAY_S:.0f} s)")
     if history.reconnects:
         notes.append(f"{history.reconnects} desk reconnects")
+    if history.over_capacity:
+        shown = history.over_capacity[:OVER_CAPACITY_SHOWN]
+        more = len(history.over_capacity) - len(shown)
+        notes.append(
+            "over capacity (time tenant/agent channel used>cap): "
+            + ", ".join(shown)
+            + (f" and {more} more" if more else "")
+        )
     notes += history.notes
     if extra_note:
         notes.append(extra_note)

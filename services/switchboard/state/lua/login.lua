@@ -10,9 +10,7 @@ local agent_id, now, initial_status, gateway_instance = ARGV[1], ARGV[2], ARGV[3
 local event, changed_by = ARGV[5], ARGV[6]
 local floor = tonumber(ARGV[7] or '0') or 0
 
-if redis.call('EXISTS', agent_key) == 0 or redis.call('HGET', agent_key, 'removed') == '1' then
-  return {-2, 0, 0, 0}
-end
+if not known(agent_key) then return {-2, 0, 0, 0} end
 if (tonumber(redis.call('HGET', agent_key, 'session_epoch') or '0') or 0) < floor then
   redis.call('HSET', agent_key, 'session_epoch', floor)
 end

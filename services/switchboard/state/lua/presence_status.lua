@@ -6,6 +6,15 @@
 -- AgentPresence record is acked; returns the new presence_version.
 -- presence_set_status(agent_key, pending_key, agent_id, status, now, changed_by, reason): set status (never HSET
 -- `status` by hand) and mark pending; after the script call PresenceStore.publish(tenant, [agent]).
+-- known(agent_key): presence has written the agent (its hash has a `status`) and not removed it. An agent hash
+-- holding only the router's fields (`used:*`, written back by the router's rebuild after Redis lost its data,
+-- before presence restored the agent) is not a known agent: nobody logs it in or changes it until presence has
+-- restored it (state/agent_model.py `presence_knows` is the same rule in Python).
+
+local function known(agent_key)
+  local s = redis.call('HMGET', agent_key, 'status', 'removed')
+  return s[1] ~= false and s[2] ~= '1'
+end
 
 local function mark_pending(agent_key, pending_key, agent_id, now)
   local v = redis.call('HINCRBY', agent_key, 'presence_version', 1)

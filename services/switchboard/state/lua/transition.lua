@@ -11,9 +11,7 @@ local cutoff_ms = ARGV[6]
 local wrap_up_until_ms = ARGV[7]
 local changed_by, reason, event = ARGV[8], ARGV[9], ARGV[10]
 
-if redis.call('EXISTS', agent_key) == 0 or redis.call('HGET', agent_key, 'removed') == '1' then
-  return {-2, 0, 0, 0}
-end
+if not known(agent_key) then return {-2, 0, 0, 0} end
 local cur = redis.call('HGET', agent_key, 'status') or 'offline'
 local epoch = (tonumber(redis.call('HGET', agent_key, 'session_epoch')) or 0)
 if expect_epoch ~= '' and tonumber(expect_epoch) ~= epoch then return {-1, epoch, 0, 0} end
