@@ -93,3 +93,33 @@ def test_the_page_keeps_rows_not_measured_again_with_the_run_that_measured_them(
     assert "| router SIGKILL + restart | 2 | 40 |" in again and "| 20 | 300 |" not in again
     assert "| network: services ↔ Redis blackholed 5 s | 3 | 90 | 1 |" in again
     assert "`python -m switchboard_tools.faults --full`" in again and "`--only router-kill`" in again
+
+
+def test_a_message_a_desk_first_showed_in_a_snapshot_is_delivered_and_the_note_says_so() -> None:
+    """After Redis lost an outbox, events folded into a fresh snapshot never come as events: the snapshot's
+    messages are the desk's, and a row that ignored them would report them lost."""
+    from switchboard_tools.faults.traced import TracingRecorder
+    from switchboard_tools.loadgen.schedule import AgentShift
+
+    schedule, conv = _schedule()
+    obs, history = Observations("r", "faults", 3, 100.0), History()
+    _sent(obs, conv, 100.0)
+    recorder = TracingRecorder(obs, schedule, history)
+    shift = AgentShift(conv.tenant_id, "a1", 0.0, None, 1)
+    first, second = conv.tags[:2]
+    recorder.desk_event(shift, _frame("assigned", "c1", 1, 1, first), 100.2)
+    assert judge("Redis restarted empty", history, obs, schedule).lost == 1
+    recorder.snapshot_message(shift, "c1", 2, _frame("message", "c1", 2, 0, second)["message"], 104.0)
+    row = judge("Redis restarted empty", history, obs, schedule)
+    assert row.clean and row.lost == 0
+    assert "1 messages reached their desk in a snapshot" in row.note
+    assert len(history.events) == 1, "a snapshot's message is no desk event (no order or owner to judge)"
+
+
+def test_samples_over_capacity_are_listed_in_the_note() -> None:
+    schedule, _ = _schedule()
+    obs, history = Observations("r", "faults", 3, 100.0), History()
+    history.over_capacity = [f"{100 + i}.0 fx-flagship/a1 chat 2>1" for i in range(10)]
+    row = judge("Redis restarted empty", history, obs, schedule)
+    assert row.over_capacity == 10
+    assert "fx-flagship/a1 chat 2>1" in row.note and "and 2 more" in row.note

@@ -77,6 +77,8 @@ class History:
     # Samples of agents presence had not written back yet after Redis lost its data (nothing to compare).
     capacity_unknown: int = 0
     reconnects: int = 0
+    # Tagged messages a desk first showed from a snapshot (a fresh start after Redis lost its outbox), not an event.
+    snapshot_deliveries: int = 0
     set_away: int = 0
     notes: list[str] = field(default_factory=list)
 
@@ -218,6 +220,8 @@ def judge(fault: str, history: History, obs: Observations, schedule: Schedule, e
         notes.append(f"agents set away by the system {history.set_away}× (back after {BACK_FROM_AWAY_S:.0f} s)")
     if history.reconnects:
         notes.append(f"{history.reconnects} desk reconnects")
+    if history.snapshot_deliveries:
+        notes.append(f"{history.snapshot_deliveries} messages reached their desk in a snapshot")
     if history.over_capacity:
         shown = history.over_capacity[:OVER_CAPACITY_SHOWN]
         more = len(history.over_capacity) - len(shown)

@@ -23,6 +23,7 @@ from switchboard_tools.loadgen.customers import Endpoints
 from switchboard_tools.loadgen.driver import Recorder, Run
 from switchboard_tools.loadgen.fixtures import Credentials
 from switchboard_tools.loadgen.observations import Observations
+from switchboard_tools.loadgen.probes import TAG
 from switchboard_tools.loadgen.scenario import Scenario
 from switchboard_tools.loadgen.schedule import AgentShift, Schedule
 
@@ -50,6 +51,8 @@ class ResumingAgent(SimulatedAgent):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.commands = {}
+        # Messages this desk shows, as (conversation, epoch, message id): from events and snapshots.
+        self.shown: set[tuple[str, int, str]] = set()
 
     async def run(self, client: httpx.AsyncClient, leave: asyncio.Event) -> None:
         """Work until `leave`, reconnecting whenever the socket drops; hand over and go at the end."""
@@ -144,6 +147,14 @@ class ResumingAgent(SimulatedAgent):
         now = self.clock()
         for conv in frame.get("conversations") or []:
             conversation = str(conv.get("conversation_id", ""))
+            epoch = int(conv.get("epoch", 0))
+            for message in conv.get("messages") or []:
+                # A message the desk had not shown before reaches it in the snapshot (events folded into it were
+                # never sent as events): delivered, as on a real desktop that renders the snapshot.
+                shown = (conversation, epoch, str(message.get("message_id", "")))
+                if shown[2] and shown not in self.shown and isinstance(self.recorder, Recorder):
+                    self.shown.add(shown)
+                    self.recorder.snapshot_message(self.shift, conversation, epoch, message, now)
             if conversation and conversation not in self.held:
                 self._on_event(
                     {"event": "assigned", "conversation_id": conversation, "epoch": conv.get("epoch", 0)}, now
@@ -161,6 +172,9 @@ class ResumingAgent(SimulatedAgent):
             return  # already applied before the reconnect: the protocol says drop it
         now = self.clock()
         self.recorder.desk_event(self.shift, frame, now)
+        message_id = str((frame.get("message") or {}).get("message_id", ""))
+        if message_id:
+            self.shown.add((str(frame.get("conversation_id", "")), int(frame.get("epoch", 0)), message_id))
         self.applied_seq = max(self.applied_seq, seq)
         await self._send({"type": "ack", "seq": frame["seq"]})
         self._on_event(frame, now)
@@ -193,6 +207,15 @@ class TracingRecorder(Recorder):
         """Trace the event, then record it as the load generator does."""
         self.history.desk_event(agent.tenant_id, agent.agent_id, frame, received_at)
         super().desk_event(agent, frame, received_at)
+
+    def snapshot_message(
+        self, agent: AgentShift, conversation_id: str, epoch: int, message: dict[str, Any], received_at: float
+    ) -> None:
+        """Counted in the row's note; delivered, not traced as an event (it was none)."""
+        if TAG.search(str(message.get("text", ""))):
+            self.history.snapshot_deliveries += 1
+        frame = {"event": "message", "conversation_id": conversation_id, "epoch": epoch, "message": message}
+        Recorder.desk_event(self, agent, frame, received_at)
 
 
 class TracedRun(Run):

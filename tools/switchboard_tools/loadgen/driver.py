@@ -123,6 +123,14 @@ class Recorder:
         self.obs.series.add("messages_delivered", self.obs.elapsed(received_at))
         self.signals.delivered(tag)
 
+    def snapshot_message(
+        self, agent: AgentShift, conversation_id: str, epoch: int, message: dict[str, Any], received_at: float
+    ) -> None:
+        """A message the desktop first showed from a snapshot (events folded into it were never sent as events):
+        delivered under the conversation's epoch in the snapshot."""
+        frame = {"event": "message", "conversation_id": conversation_id, "epoch": epoch, "message": message}
+        self.desk_event(agent, frame, received_at)
+
     def handled(self, agent: AgentShift, conversation_id: str, answered_at: float, closed_at: float) -> None:
         """An agent closed a conversation."""
         self.closed.setdefault(conversation_id, (answered_at, closed_at))
