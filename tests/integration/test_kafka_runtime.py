@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Sequence
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from switchboard.contracts import Channel, DeadLetter, InboundMessage, RoutingEvent
 from switchboard.runtime.consumer import BatchConsumer, Delivery, Rejected
@@ -14,7 +14,8 @@ from switchboard.runtime.errors import TransientError
 from switchboard.runtime.kafka import RecordProducer, channel_header
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.runtime.topics import Topics
-from tests.helpers import read_topic
+from tests.conftest import TEST_PARTITIONS
+from tests.helpers import eventually, read_topic
 
 pytestmark = pytest.mark.broker
 
@@ -220,3 +221,65 @@ async def test_idempotent_producer_and_transactions_work_against_the_pinned_brok
     finally:
         await consumer.stop()
     assert events == ["committed"]
+
+
+async def _group_committed(settings: ServiceSettings, group: str) -> int:
+    topic = Topics(settings.topic_prefix).inbound
+    reader = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=group, enable_auto_commit=False)
+    await reader.start()
+    try:
+        return sum([(await reader.committed(TopicPartition(topic, p))) or 0 for p in range(TEST_PARTITIONS)])
+    finally:
+        await reader.stop()
+
+
+async def test_offsets_are_committed_at_the_interval_on_revocation_and_on_stop_so_a_rebalance_repeats_nothing(
+    settings: ServiceSettings,
+) -> None:
+    """Commits are spaced by SB_CONSUMER_COMMIT_INTERVAL_MS (here longer than the test); partitions a rebalance
+    takes away are committed first, so the replica that gets them does not handle their records again."""
+    settings = settings.model_copy(update={"consumer_commit_interval_ms": 120_000})
+    topics, group = Topics(settings.topic_prefix), settings.topic_prefix + "interval"
+    producer = RecordProducer(settings)
+    await producer.start()
+    handled: dict[str, list[str]] = {"a": [], "b": []}
+    consumers: list[BatchConsumer] = []
+    tasks: list[asyncio.Task[None]] = []
+
+    async def start(name: str) -> BatchConsumer:
+        async def handler(batch: Sequence[Delivery]) -> Sequence[Rejected]:
+            handled[name].extend(d.message.message_id for d in batch)  # type: ignore[attr-defined]
+            return []
+
+        consumer = BatchConsumer(settings, topics=[topics.inbound], group_id=group, handler=handler, producer=producer)
+        await consumer.start()
+        consumers.append(consumer)
+        tasks.append(asyncio.create_task(consumer.run()))
+        return consumer
+
+    try:
+        await producer.send_many(topics.inbound, [(f"c{i}", _message(i, f"c{i}")) for i in range(20)])
+        await start("a")
+        await eventually(lambda: _true(len(handled["a"]) == 20), 30, "a handled the first 20")
+        await asyncio.sleep(1.0)  # several polls later: nothing is due yet
+        assert await _group_committed(settings, group) == 0
+        second = await start("b")
+        await eventually(lambda: _true(bool(second._consumer.assignment())), 30, "b got partitions")
+        await producer.send_many(topics.inbound, [(f"c{i}", _message(i, f"c{i}")) for i in range(20, 40)])
+        await eventually(lambda: _true(len(handled["a"]) + len(handled["b"]) >= 40), 30, "all 40 handled")
+        await asyncio.sleep(1.0)
+        everything = handled["a"] + handled["b"]
+        assert sorted(everything) == sorted(f"m{i}" for i in range(40)), "nothing handled twice, nothing missed"
+        assert handled["b"] and all(int(m[1:]) >= 20 for m in handled["b"])
+    finally:
+        for consumer in consumers:
+            consumer.stop_intake()
+        await asyncio.gather(*tasks)
+        for consumer in consumers:
+            await consumer.stop()
+        await producer.stop()
+    assert await _group_committed(settings, group) == 40, "stopping committed what was handled"
+
+
+async def _true(value: bool) -> bool:
+    return value

@@ -2,11 +2,11 @@
 
 Reads batches with `getmany`, decodes each record into its protobuf message by the type header, hands the whole
 poll to the service's handler in one call (each partition's records in offset order: order is kept per partition,
-which is all Kafka orders), sends what the handler refuses (and what does not decode) to the DLQ, and commits the
-offsets of the poll's partitions in one request after it. One call per poll means one round of Redis scripts and
-one wait for produce acks per poll, not one per partition. On stop it finishes the poll in hand, commits, and
-returns; what it did not finish is read again by the next owner, so handlers make redelivered records change
-nothing twice.
+which is all Kafka orders), and sends what the handler refuses (and what does not decode) to the DLQ. One call per
+poll means one round of Redis scripts and one wait for produce acks per poll, not one per partition. Handled offsets
+are committed in one request at most every `SB_CONSUMER_COMMIT_INTERVAL_MS` (250 ms; 0: after every poll), when a
+rebalance takes partitions away, and on stop. On stop it finishes the poll in hand, commits, and returns; what it
+did not commit (a crash) is read again by the next owner, so handlers make redelivered records change nothing twice.
 
 Failover: the group's session (`SB_KAFKA_SESSION_TIMEOUT_MS`, heartbeats every `SB_KAFKA_HEARTBEAT_INTERVAL_MS`) is
 how long a replica that died without leaving (SIGKILL) keeps its partitions; static membership
@@ -118,8 +118,16 @@ class BatchConsumer:
             max_poll_interval_ms=300_000,
             session_timeout_ms=settings.kafka_session_timeout_ms,
             heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
+            fetch_min_bytes=settings.kafka_fetch_min_bytes,
+            fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
         )
-        self._fence = _StallFence(settings.kafka_session_timeout_ms / 1000, settings.kafka_heartbeat_interval_ms / 1000)
+        self._commit_interval_s = settings.consumer_commit_interval_ms / 1000
+        self._committed_at = time.monotonic()
+        self._fence = _StallFence(
+            settings.kafka_session_timeout_ms / 1000,
+            settings.kafka_heartbeat_interval_ms / 1000,
+            revoked=self._commit_revoked,
+        )
         self._consumer.subscribe(self._topics, listener=self._fence)
 
     async def start(self) -> None:
@@ -146,14 +154,23 @@ class BatchConsumer:
         self.ready = ready
 
     async def run(self) -> None:
-        """Consume until `stop_intake` is called."""
+        """Consume until `stop_intake` is called; what was handled is committed before it returns."""
+        try:
+            await self._consume()
+        finally:
+            await self._commit_handled()
+
+    async def _consume(self) -> None:
         while not self._stopping.is_set():
             batches = await self._consumer.getmany(
                 timeout_ms=self._settings.consumer_poll_ms, max_records=self._settings.consumer_max_records
             )
             await self._refresh_lag(batches)
             if not batches or self._stopping.is_set():
-                # Not handled, not committed: the next owner of the partitions reads them again.
+                # Not handled, not committed: the next owner of the partitions reads them again. What was handled
+                # before is committed once due.
+                if self._uncommitted and self._commit_due():
+                    await self._commit_handled()
                 continue
             if self._fence.fenced():
                 self._drop(batches)
@@ -170,6 +187,16 @@ class BatchConsumer:
             for tp, records in polled:
                 self._uncommitted[tp] = records[-1].offset + 1
                 self._handled(tp, records[-1])
+            if self._commit_due():
+                await self._commit_handled()
+
+    def _commit_due(self) -> bool:
+        return time.monotonic() - self._committed_at >= self._commit_interval_s
+
+    async def _commit_revoked(self, revoked: Collection[TopicPartition]) -> None:
+        """A rebalance takes partitions away: commit what was handled of them while they are still this
+        replica's, so their next owner does not read it again."""
+        if any(tp in self._uncommitted for tp in revoked):
             await self._commit_handled()
 
     def _drop(self, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
@@ -310,6 +337,7 @@ class BatchConsumer:
     async def _commit_handled(self) -> None:
         """Commit the partitions handled since the last commit (those still assigned), in one request."""
         handled, self._uncommitted = self._uncommitted, {}
+        self._committed_at = time.monotonic()
         owned = self._consumer.assignment()
         offsets = {tp: OffsetAndMetadata(offset, "") for tp, offset in handled.items() if tp in owned}
         if not offsets:
@@ -344,7 +372,10 @@ class _StallFence(ConsumerRebalanceListener):  # type: ignore[misc]
     (the group kept this member after all).
     """
 
-    def __init__(self, session_s: float, tick_s: float) -> None:
+    def __init__(
+        self, session_s: float, tick_s: float, revoked: Callable[[Collection[TopicPartition]], Awaitable[None]]
+    ) -> None:
+        self._revoked = revoked
         self._session_s = session_s
         self._tick_s = tick_s
         self._last_tick = time.monotonic()
@@ -383,8 +414,10 @@ class _StallFence(ConsumerRebalanceListener):  # type: ignore[misc]
             self._fenced_at = None
         return self._fenced_at is not None
 
-    async def on_partitions_revoked(self, revoked: object) -> None:
-        """Nothing to do: offsets are committed batch by batch."""
+    async def on_partitions_revoked(self, revoked: Collection[TopicPartition]) -> None:
+        """Commit what was handled of the partitions going away (unless stalled: they are another's by now)."""
+        if self._fenced_at is None:
+            await self._revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: object) -> None:
         """A new generation: fetch positions come from the committed offsets, so nothing stale is in hand."""
