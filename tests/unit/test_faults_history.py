@@ -114,6 +114,11 @@ def test_a_message_a_desk_first_showed_in_a_snapshot_is_delivered_and_the_note_s
     assert row.clean and row.lost == 0
     assert "1 messages reached their desk in a snapshot" in row.note
     assert len(history.events) == 1, "a snapshot's message is no desk event (no order or owner to judge)"
+    # An earlier run's message the snapshot still shows is not this run's delivery.
+    recorder.snapshot_message(shift, "c0", 1, {"message_id": "m-old", "text": "earlier [lg:zz-not-sent]"}, 104.5)
+    again = judge("Redis restarted empty", history, obs, schedule)
+    assert again.clean and "1 messages reached their desk in a snapshot" in again.note
+    assert "no channel acknowledged" not in again.note
 
 
 def test_samples_over_capacity_are_listed_in_the_note() -> None:

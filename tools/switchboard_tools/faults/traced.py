@@ -23,7 +23,6 @@ from switchboard_tools.loadgen.customers import Endpoints
 from switchboard_tools.loadgen.driver import Recorder, Run
 from switchboard_tools.loadgen.fixtures import Credentials
 from switchboard_tools.loadgen.observations import Observations
-from switchboard_tools.loadgen.probes import TAG
 from switchboard_tools.loadgen.scenario import Scenario
 from switchboard_tools.loadgen.schedule import AgentShift, Schedule
 
@@ -212,10 +211,9 @@ class TracingRecorder(Recorder):
         self, agent: AgentShift, conversation_id: str, epoch: int, message: dict[str, Any], received_at: float
     ) -> None:
         """Counted in the row's note; delivered, not traced as an event (it was none)."""
-        if TAG.search(str(message.get("text", ""))):
+        if self.in_run(message):
             self.history.snapshot_deliveries += 1
-        frame = {"event": "message", "conversation_id": conversation_id, "epoch": epoch, "message": message}
-        Recorder.desk_event(self, agent, frame, received_at)
+        super().snapshot_message(agent, conversation_id, epoch, message, received_at)
 
 
 class TracedRun(Run):

@@ -126,10 +126,18 @@ class Recorder:
     def snapshot_message(
         self, agent: AgentShift, conversation_id: str, epoch: int, message: dict[str, Any], received_at: float
     ) -> None:
-        """A message the desktop first showed from a snapshot (events folded into it were never sent as events):
-        delivered under the conversation's epoch in the snapshot."""
+        """A message of this run the desktop first showed from a snapshot (events folded into it were never sent as
+        events): delivered under the conversation's epoch in the snapshot. A snapshot also shows earlier runs'
+        messages of the conversations it holds; those are not this run's deliveries."""
+        if not self.in_run(message):
+            return
         frame = {"event": "message", "conversation_id": conversation_id, "epoch": epoch, "message": message}
-        self.desk_event(agent, frame, received_at)
+        Recorder.desk_event(self, agent, frame, received_at)  # the bookkeeping only: it was no event
+
+    def in_run(self, message: dict[str, Any]) -> bool:
+        """Whether a desk message carries the tag of a message this run sent."""
+        match = TAG.search(str(message.get("text", "")))
+        return match is not None and match.group(1) in self.by_tag
 
     def handled(self, agent: AgentShift, conversation_id: str, answered_at: float, closed_at: float) -> None:
         """An agent closed a conversation."""
