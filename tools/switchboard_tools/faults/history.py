@@ -185,6 +185,8 @@ def recovery(history: History, accounting: Accounting, sent_at: dict[str, float]
     return waits
 
 
+# Lost messages a row's note traces (conversation, last decision, the desk events of the conversation).
+LOST_TRACED = 3
 # Samples of an agent over capacity a row's note lists (the column counts them all).
 OVER_CAPACITY_SHOWN = 8
 # The recovery a row's note counts injections under (the router failover goal of docs/reliability.md).
@@ -202,6 +204,7 @@ def judge(fault: str, history: History, obs: Observations, schedule: Schedule, e
         notes.append(f"{len(accounting.pending_at_cut_off)} of the lost still queued when the drain ended")
     if lost:
         notes.append(f"the lost stopped at: {_stopped_at(obs, [*accounting.lost, *accounting.pending_at_cut_off])}")
+        notes += [_traced(obs, history, tag) for tag in accounting.lost[:LOST_TRACED]]
     if accounting.unexpected:
         channel = {tag: conv.channel for conv in schedule.conversations for tag in conv.tags}
         by_channel = Counter(channel.get(tag, "an earlier row's") for tag in accounting.unexpected)
@@ -244,6 +247,22 @@ def judge(fault: str, history: History, obs: Observations, schedule: Schedule, e
         reordered=len(reordered(history.events, schedule)),
         recovery_s=max(waits) if waits else None,
         note="; ".join(notes),
+    )
+
+
+def _traced(obs: Observations, history: History, tag: str) -> str:
+    """A lost message's trail: where it went (its conversation's last routing decision) and every event of that
+    conversation the desks applied (agent, event, epoch, seq, the message's tag)."""
+    where = obs.whereabouts.get(tag, {})
+    conv = str(where.get("conversation_id", ""))
+    seen = [
+        f"{e.agent_id} {e.event} e{e.epoch} s{e.seq}{' ' + e.tag if e.tag else ''}"
+        for e in history.events
+        if conv and e.conversation_id == conv
+    ]
+    return (
+        f"lost {tag}: {where.get('message_id', '?')} of {conv or '?'} received {where.get('received_at', '?')}, "
+        f"last decision {where.get('last_decision', '-')}; its desk events: {', '.join(seen[-12:]) or 'none'}"
     )
 
 

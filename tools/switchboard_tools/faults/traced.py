@@ -144,6 +144,11 @@ class ResumingAgent(SimulatedAgent):
         went through, before a fault, leaves it there), answer its open offers, and send again every command the
         dropped socket left unanswered."""
         now = self.clock()
+        if not frame.get("resumed"):
+            # A fresh start replaces the desk's state, seq included: events follow from as_of_seq + 1, which is
+            # below the seq this desk had applied when Redis lost the agent's seq counter (docs/desktop-protocol.md
+            # §4). A desk that kept its old seq would drop those events as already applied.
+            self.applied_seq = int(frame.get("as_of_seq", 0))
         for conv in frame.get("conversations") or []:
             conversation = str(conv.get("conversation_id", ""))
             epoch = int(conv.get("epoch", 0))
