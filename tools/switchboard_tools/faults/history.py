@@ -168,11 +168,11 @@ def reordered(events: list[DeskEvent], schedule: Schedule) -> list[str]:
     return sorted(found)
 
 
-def recovery(history: History, accounting: Accounting, sent_at: dict[str, float]) -> list[float]:
+def recovery(history: History, accounting: Accounting, sent_at: dict[str, float]) -> list[tuple[Injection, float]]:
     """Per injection: the longest wait of a message it held up (sent before the heal, delivered after the fault
     began), from the later of its sending and the fault's start to its first delivery."""
     first = {tag: d.received_at for tag, d in accounting.first_delivery.items()}
-    waits = []
+    waits: list[tuple[Injection, float]] = []
     for inj in history.injections:
         healed = inj.healed_at or inj.at
         held = [
@@ -181,7 +181,7 @@ def recovery(history: History, accounting: Accounting, sent_at: dict[str, float]
             if at >= inj.at and sent_at.get(tag, math.inf) <= healed + AFTER_HEAL_S
         ]
         if held:
-            waits.append(max(held))
+            waits.append((inj, max(held)))
     return waits
 
 
@@ -198,7 +198,8 @@ def judge(fault: str, history: History, obs: Observations, schedule: Schedule, e
     accounting = obs.ledger.settle(waiting=obs.queued_at_cut_off(), not_for_agents=obs.not_for_agents())
     sent_at = {tag: s.sent_at for tag, s in obs.ledger.sent.items()}
     lost = len(accounting.lost) + len(accounting.pending_at_cut_off)
-    waits = recovery(history, accounting, sent_at)
+    recovered = recovery(history, accounting, sent_at)
+    waits = [wait for _, wait in recovered]
     notes = []
     if accounting.pending_at_cut_off:
         notes.append(f"{len(accounting.pending_at_cut_off)} of the lost still queued when the drain ended")
@@ -215,6 +216,9 @@ def judge(fault: str, history: History, obs: Observations, schedule: Schedule, e
         notes.append(
             f"recovery median {statistics.median(waits):.1f} s, {under} of {len(waits)} under {QUICK_RECOVERY_S:.0f} s"
         )
+        slow = [f"{inj.target} at {inj.at:.1f}: {wait:.1f} s" for inj, wait in recovered if wait >= QUICK_RECOVERY_S]
+        if slow and under:
+            notes.append("over " + f"{QUICK_RECOVERY_S:.0f} s: " + ", ".join(slow[:5]))
     sampled = f"{len(history.events)} desk events, capacity sampled {history.capacity_samples}×"
     if history.capacity_unknown:
         sampled += f" ({history.capacity_unknown} more before presence wrote the agent back)"
