@@ -4,7 +4,8 @@ Reads batches with `getmany`, decodes each record into its protobuf message by t
 poll to the service's handler in one call (each partition's records in offset order: order is kept per partition,
 which is all Kafka orders), and sends what the handler refuses (and what does not decode) to the DLQ. One call per
 poll means one round of Redis scripts and one wait for produce acks per poll, not one per partition. Handled offsets
-are committed in one request at most every `SB_CONSUMER_COMMIT_INTERVAL_MS` (250 ms; 0: after every poll), when a
+are committed in one request after every poll (`SB_CONSUMER_COMMIT_INTERVAL_MS` = 0, the default: the router's
+rebuild after a Redis loss relies on committed = handled), or at most every that many ms, then also when a
 rebalance takes partitions away, and on stop. On stop it finishes the poll in hand, commits, and returns; what it
 did not commit (a crash) is read again by the next owner, so handlers make redelivered records change nothing twice.
 

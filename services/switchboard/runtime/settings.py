@@ -104,11 +104,12 @@ class ServiceSettings(BaseSettings):
     shutdown_grace_s: float = 10.0
     consumer_max_records: int = 500
     consumer_poll_ms: int = 200
-    # Handled offsets are committed at most this often (and on stop and when partitions are revoked); 0 commits
-    # after every poll. Each commit is a request the broker writes to its offsets topic: at high rates a commit per
-    # poll costs the broker and the consumer more than the records. What a crash leaves uncommitted is read again
-    # by the next owner (at most this much more than the poll in hand), and handlers take a record twice as once.
-    consumer_commit_interval_ms: int = Field(default=250, ge=0)
+    # 0 (the default): handled offsets are committed after every poll. Above 0: at most this often (and on stop
+    # and when partitions are revoked), which saves the broker a commit request per poll. But the router's rebuild
+    # after Redis lost its data reads the inbound topic up to the committed offsets: records handled and not yet
+    # committed when Redis loses its data are then in no backlog and not read again (lost from the desks). Only
+    # for consumers whose effects are not in Redis, or where Redis does not lose acknowledged writes.
+    consumer_commit_interval_ms: int = Field(default=0, ge=0)
     # The broker answers a fetch when it has this many bytes for the consumer, or after the wait (aiokafka's
     # defaults: 1 byte, 500 ms). 1 byte answers at once, which is the lowest latency at low rates.
     kafka_fetch_min_bytes: int = Field(default=1, ge=1)
