@@ -182,11 +182,16 @@ def text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def presence_wrote(raw: Mapping[bytes | str, bytes | str]) -> bool:
+    """Whether presence has written an agent hash (as HGETALL returns it, bytes keys): it has a `status`. A hash
+    holding only the router's fields (`used:*`, written back by the router's rebuild after Redis lost its data,
+    before presence restored the agent) is not one (the `written` rule of lua/presence_status.lua)."""
+    return b"status" in raw
+
+
 def presence_knows(raw: Mapping[bytes | str, bytes | str]) -> bool:
-    """Whether an agent hash (as HGETALL returns it) is an agent presence has written and not removed: it has a
-    `status`. A hash holding only the router's fields (`used:*`, written back by the router's rebuild after Redis
-    lost its data, before presence restored the agent) is not one (the `known` rule of lua/presence_status.lua)."""
-    return b"status" in raw and raw.get(b"removed") != b"1"  # a client without decode_responses: bytes keys
+    """Whether an agent hash is an agent presence has written and not removed (`known` in the Lua library)."""
+    return presence_wrote(raw) and raw.get(b"removed") != b"1"
 
 
 def parse_agent_hash(tenant_id: str, agent_id: str, raw: Mapping[bytes | str, bytes | str]) -> AgentState:

@@ -32,6 +32,7 @@ from switchboard.state.agent_model import (
     parse_agent_hash,
     presence_key,
     presence_knows,
+    presence_wrote,
     split_csv,
     status_desk_event,
     text,
@@ -638,7 +639,7 @@ class PresenceStore:
         surge = text(active or b"")
         # a hash presence has not written (only the router's fields) has no record to give (a removed one has)
         states = [
-            parse_agent_hash(tenant_id, a, raw) for a, raw in zip(agent_ids, raws, strict=True) if b"status" in raw
+            parse_agent_hash(tenant_id, a, raw) for a, raw in zip(agent_ids, raws, strict=True) if presence_wrote(raw)
         ]
         states, records = _records(states, now, surge)
         try:

@@ -6,14 +6,18 @@
 -- AgentPresence record is acked; returns the new presence_version.
 -- presence_set_status(agent_key, pending_key, agent_id, status, now, changed_by, reason): set status (never HSET
 -- `status` by hand) and mark pending; after the script call PresenceStore.publish(tenant, [agent]).
--- known(agent_key): presence has written the agent (its hash has a `status`) and not removed it. An agent hash
--- holding only the router's fields (`used:*`, written back by the router's rebuild after Redis lost its data,
--- before presence restored the agent) is not a known agent: nobody logs it in or changes it until presence has
--- restored it (state/agent_model.py `presence_knows` is the same rule in Python).
+-- written(agent_key): presence has written the agent: its hash has a `status`. An agent hash holding only the
+-- router's fields (`used:*`, written back by the router's rebuild after Redis lost its data, before presence
+-- restored the agent) is not: nobody logs it in or changes it until presence has restored it.
+-- known(agent_key): written and not removed. (state/agent_model.py `presence_wrote` and `presence_knows` are the
+-- same rules in Python.)
+
+local function written(agent_key)
+  return redis.call('HEXISTS', agent_key, 'status') == 1
+end
 
 local function known(agent_key)
-  local s = redis.call('HMGET', agent_key, 'status', 'removed')
-  return s[1] ~= false and s[2] ~= '1'
+  return written(agent_key) and redis.call('HGET', agent_key, 'removed') ~= '1'
 end
 
 local function mark_pending(agent_key, pending_key, agent_id, now)

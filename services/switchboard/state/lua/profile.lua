@@ -24,7 +24,7 @@ if groups ~= '\0' then
 end
 if expect_own ~= '\0' and (redis.call('HGET', agent_key, 'own_groups') or '') ~= expect_own then return {-4, 0} end
 local changed = false
-if redis.call('HEXISTS', agent_key, 'status') == 0 then
+if not written(agent_key) then
   redis.call('HSET', agent_key, 'status', 'offline', 'session_epoch', 0, 'multiplier', 1, 'status_since_ms', now,
     'groups', '', 'presence_version', 0)
   changed = true

@@ -8,7 +8,7 @@ local agent_key, tenant_agents_key, pending_key = KEYS[1], KEYS[2], KEYS[5]
 local heartbeats_key, wrap_up_key, removed_key = KEYS[3], KEYS[4], KEYS[6]
 local agent_id, now, group_names = ARGV[1], ARGV[2], ARGV[3]
 
-if redis.call('HEXISTS', agent_key, 'status') == 0 then return {-2, 0} end
+if not written(agent_key) then return {-2, 0} end
 local group_sets, n = {}, 7
 for g in string.gmatch(group_names, '[^,]+') do group_sets[g] = KEYS[n] n = n + 1 end
 local old = redis.call('HGET', agent_key, 'groups') or ''
