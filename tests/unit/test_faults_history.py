@@ -9,8 +9,9 @@ from switchboard_tools.faults.history import History, Injection, judge
 from switchboard_tools.faults.scenario import fault_scenario
 from switchboard_tools.faults.table import FaultRow, markdown_table
 from switchboard_tools.loadgen.accounting import Sent
-from switchboard_tools.loadgen.observations import Observations
+from switchboard_tools.loadgen.observations import Observations, Stages
 from switchboard_tools.loadgen.schedule import PlannedConversation, Schedule, build_schedule
+from switchboard_tools.loadgen.service import EventRecord
 
 
 def _schedule() -> tuple[Schedule, PlannedConversation]:
@@ -128,3 +129,23 @@ def test_samples_over_capacity_are_listed_in_the_note() -> None:
     row = judge("Redis restarted empty", history, obs, schedule)
     assert row.over_capacity == 10
     assert "fx-flagship/a1 chat 2>1" in row.note and "and 2 more" in row.note
+
+
+def test_a_slow_injection_is_named_with_where_its_message_waited() -> None:
+    schedule, conv = _schedule()
+    obs, history = Observations("r", "faults", 3, 100.0), History()
+    _sent(obs, conv, 100.0)
+    first, second = conv.tags[:2]
+    history.injections.append(Injection("router SIGKILL", "router-1", 98.0, healed_at=98.0))
+    history.injections.append(Injection("router SIGKILL", "router-2", 100.5, healed_at=101.5))
+    _observe(history, obs, "a1", _frame("assigned", "c1", 1, 1, first), 100.2)
+    _observe(history, obs, "a1", _frame("message", "c1", 1, 2, second), 105.0)
+    # The second message (sent at 101) reached the inbound topic at once; the router decided at 104.8.
+    obs.stages = {first: Stages("c1", 100.1, 100.15), second: Stages("c1", 101.1, 104.8)}
+    obs.events = [EventRecord("c1", "assigned", 100.3, agent_id="a1"), EventRecord("c2", "queued", 104.0)]
+    row = judge("router SIGKILL", history, obs, schedule)
+    assert "1 of 2 under 3 s" in row.note
+    assert (
+        f"router-2 at 100.5: 4.0 s ({second} inbound +0.1 decided +3.8 desk +4.0 (a1 message)"
+        " routing: assigned -0.7 a1)"
+    ) in row.note

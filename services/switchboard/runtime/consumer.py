@@ -188,6 +188,14 @@ class BatchConsumer:
             for tp, records in polled:
                 self._uncommitted[tp] = records[-1].offset + 1
                 self._handled(tp, records[-1])
+            if self._fence.assigned_at is not None:
+                log.info(
+                    "first_poll_handled",
+                    group=self.group_id,
+                    after_assignment_s=round(time.monotonic() - self._fence.assigned_at, 3),
+                    records=sum(len(r) for _, r in polled),
+                )
+                self._fence.assigned_at = None
             if self._commit_due():
                 await self._commit_handled()
 
@@ -382,6 +390,8 @@ class _StallFence(ConsumerRebalanceListener):  # type: ignore[misc]
         self._last_tick = time.monotonic()
         self._fenced_at: float | None = None
         self._task: asyncio.Task[None] | None = None
+        # When the group last assigned partitions, until the loop handled its first poll after that.
+        self.assigned_at: float | None = None
 
     def start(self) -> None:
         """Start noting the loop's time."""
@@ -420,8 +430,10 @@ class _StallFence(ConsumerRebalanceListener):  # type: ignore[misc]
         if self._fenced_at is None:
             await self._revoked(revoked)
 
-    async def on_partitions_assigned(self, assigned: object) -> None:
+    async def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
         """A new generation: fetch positions come from the committed offsets, so nothing stale is in hand."""
+        self.assigned_at = time.monotonic()
+        log.info("partitions_assigned", partitions=sorted(f"{tp.topic}/{tp.partition}" for tp in assigned))
         if self._fenced_at is not None:
             log.info("consumer_unfenced", reason="partitions assigned again")
             self._fenced_at = None

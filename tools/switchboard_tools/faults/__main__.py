@@ -13,6 +13,7 @@ from pathlib import Path
 
 from switchboard_tools.faults.doc import ROOT, write_doc
 from switchboard_tools.faults.harness import KEYS, run_rows
+from switchboard_tools.faults.stack import StackOptions
 from switchboard_tools.faults.table import markdown_table
 
 
@@ -25,11 +26,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", choices=KEYS, default=[], metavar="NAME", help=", ".join(KEYS))
     parser.add_argument("--write-doc", action="store_true", help="write docs/reliability.md")
     parser.add_argument("--run-dir", type=Path, default=ROOT / ".run" / "faults")
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        type=_env_pair,
+        help="more environment for every service of the stack (e.g. SB_LOG_LEVEL=INFO), repeatable",
+    )
     args = parser.parse_args(argv)
     # The harness's own Kafka clients (the load generator's probe) complain at every broker fault it causes.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     started = time.monotonic()
-    rows = run_rows(args.run_dir, quick=args.quick, only=args.only)
+    rows = run_rows(args.run_dir, quick=args.quick, only=args.only, options=StackOptions(env=tuple(args.env)))
     took = time.monotonic() - started
     table = markdown_table(rows)
     print(table)
@@ -41,6 +50,13 @@ def main(argv: list[str] | None = None) -> int:
         command = "python -m switchboard_tools.faults " + shlex.join(a for a in (argv or sys.argv[1:]))
         print(f"wrote {write_doc(rows, command.strip(), took)}")
     return 0 if all(r.clean for r in rows) else 1
+
+
+def _env_pair(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from switchboard.routing.config import CHANNELS
 from switchboard.state.agent_model import presence_knows
 from switchboard.state.keys import Keys
 from switchboard_tools.faults.table import FaultRow
-from switchboard_tools.loadgen.accounting import Accounting
+from switchboard_tools.loadgen.accounting import Accounting, Delivery
 from switchboard_tools.loadgen.observations import Observations
 from switchboard_tools.loadgen.probes import TAG
 from switchboard_tools.loadgen.schedule import Schedule
@@ -168,21 +168,52 @@ def reordered(events: list[DeskEvent], schedule: Schedule) -> list[str]:
     return sorted(found)
 
 
-def recovery(history: History, accounting: Accounting, sent_at: dict[str, float]) -> list[tuple[Injection, float]]:
+@dataclass(frozen=True)
+class Held:
+    """The message an injection held up longest: how long, and which."""
+
+    injection: Injection
+    wait_s: float
+    tag: str
+
+
+def recovery(history: History, accounting: Accounting, sent_at: dict[str, float]) -> list[Held]:
     """Per injection: the longest wait of a message it held up (sent before the heal, delivered after the fault
     began), from the later of its sending and the fault's start to its first delivery."""
     first = {tag: d.received_at for tag, d in accounting.first_delivery.items()}
-    waits: list[tuple[Injection, float]] = []
+    held: list[Held] = []
     for inj in history.injections:
         healed = inj.healed_at or inj.at
-        held = [
-            at - max(sent_at[tag], inj.at)
+        waits = [
+            (at - max(sent_at[tag], inj.at), tag)
             for tag, at in first.items()
             if at >= inj.at and sent_at.get(tag, math.inf) <= healed + AFTER_HEAL_S
         ]
-        if held:
-            waits.append((inj, max(held)))
-    return waits
+        if waits:
+            wait, tag = max(waits)
+            held.append(Held(inj, wait, tag))
+    return held
+
+
+def _stages(obs: Observations, held: Held, delivery: Delivery) -> str:
+    """Where a held message spent its wait: to the inbound topic, to the router's first decision, to the desk;
+    and its conversation's routing events in that time (seconds from the later of its sending and the fault)."""
+    start = max(obs.ledger.sent[held.tag].sent_at, held.injection.at)
+    seen = obs.stages.get(held.tag)
+    if seen is None:
+        return f"{held.tag}: never seen on the inbound topic"
+    parts = [f"inbound {seen.inbound_at - start:+.1f}"]
+    if seen.decided_at is not None:
+        parts.append(f"decided {seen.decided_at - start:+.1f}")
+    parts.append(f"desk {delivery.received_at - start:+.1f} ({delivery.agent_id} {delivery.event})")
+    events = [
+        f"{e.type} {e.at - start:+.1f}{' ' + e.agent_id if e.agent_id else ''}"
+        for e in obs.events
+        if e.conversation_id == seen.conversation_id and start - 1.0 <= e.at <= delivery.received_at
+    ]
+    if events:
+        parts.append("routing: " + ", ".join(events[:6]))
+    return f"{held.tag} {' '.join(parts)}"
 
 
 # Lost messages a row's note traces (conversation, last decision, the desk events of the conversation).
@@ -199,7 +230,7 @@ def judge(fault: str, history: History, obs: Observations, schedule: Schedule, e
     sent_at = {tag: s.sent_at for tag, s in obs.ledger.sent.items()}
     lost = len(accounting.lost) + len(accounting.pending_at_cut_off)
     recovered = recovery(history, accounting, sent_at)
-    waits = [wait for _, wait in recovered]
+    waits = [h.wait_s for h in recovered]
     notes = []
     if accounting.pending_at_cut_off:
         notes.append(f"{len(accounting.pending_at_cut_off)} of the lost still queued when the drain ended")
@@ -216,7 +247,12 @@ def judge(fault: str, history: History, obs: Observations, schedule: Schedule, e
         notes.append(
             f"recovery median {statistics.median(waits):.1f} s, {under} of {len(waits)} under {QUICK_RECOVERY_S:.0f} s"
         )
-        slow = [f"{inj.target} at {inj.at:.1f}: {wait:.1f} s" for inj, wait in recovered if wait >= QUICK_RECOVERY_S]
+        slow = [
+            f"{h.injection.target} at {h.injection.at:.1f}: {h.wait_s:.1f} s"
+            f" ({_stages(obs, h, accounting.first_delivery[h.tag])})"
+            for h in recovered
+            if h.wait_s >= QUICK_RECOVERY_S
+        ]
         if slow and under:
             notes.append("over " + f"{QUICK_RECOVERY_S:.0f} s: " + ", ".join(slow[:5]))
     sampled = f"{len(history.events)} desk events, capacity sampled {history.capacity_samples}×"

@@ -412,6 +412,7 @@ class Run:
         obs.routing_event_times = list(probe.times)
         obs.inbound_times = list(probe.inbound_times)
         obs.whereabouts = {tag: probe.whereabouts(tag, obs.started_at) for tag in obs.ledger.undelivered()}
+        obs.stages = probe.stages()
         obs.routing_event_types.update(probe.types)
         obs.events = list(probe.events)
         received_at = {seen.message_id: seen.received_at for seen in probe.inbound.values()}

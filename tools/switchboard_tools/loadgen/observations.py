@@ -23,6 +23,16 @@ class ConversationTrack:
     agent_id: str = ""
 
 
+@dataclass(frozen=True)
+class Stages:
+    """Where a message was seen on its way: the inbound topic (the adapter's receive time), the first routing
+    decision about it (the router's decision time; None: none seen)."""
+
+    conversation_id: str
+    inbound_at: float
+    decided_at: float | None
+
+
 @dataclass
 class Observations:
     """Everything measured during one run."""
@@ -43,6 +53,9 @@ class Observations:
     # For each undelivered message: whether it reached the inbound topic, its conversation's last decision, and
     # whether that left it queued at the cut-off (pending, not lost).
     whereabouts: dict[str, dict[str, object]] = field(default_factory=dict)
+    # For each message on the inbound topic: its conversation, when the adapter received it and when the router
+    # first decided about it (None: no decision seen), in epoch seconds. Splits a message's wait by stage.
+    stages: dict[str, Stages] = field(default_factory=dict)
     routing_event_types: Counter[str] = field(default_factory=Counter)
     # Offer latency: customer send → the first offer (or assignment) shown on any desktop.
     offer_latencies_s: list[float] = field(default_factory=list)

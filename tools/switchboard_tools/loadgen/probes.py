@@ -28,6 +28,7 @@ from switchboard.runtime.kafka import kafka_options_for
 from switchboard.runtime.topics import Topics
 from switchboard.state.keys import Keys
 from switchboard_tools.loadgen.fixtures import SKILL_GROUPS
+from switchboard_tools.loadgen.observations import Stages
 from switchboard_tools.loadgen.scenario import CHANNELS
 from switchboard_tools.loadgen.service import EventRecord
 
@@ -174,6 +175,14 @@ class RoutingProbe:
         """The tag's conversation was abandoned or answered by the bot (so no desktop will get it)."""
         seen = self.inbound.get(tag)
         return seen is not None and not_for_agents(self.last_decision.get(seen.conversation_id))
+
+    def stages(self) -> dict[str, Stages]:
+        """Each tag on the inbound topic: its conversation, the adapter's receive time and the router's first
+        decision (or None)."""
+        return {
+            tag: Stages(seen.conversation_id, seen.received_at, self.first_decision.get(seen.message_id))
+            for tag, seen in self.inbound.items()
+        }
 
     def whereabouts(self, tag: str, started_at: float) -> dict[str, object]:
         """Where a message went: on the inbound topic or not, its conversation's latest routing decision, and
