@@ -1,9 +1,12 @@
-"""A desk session's writer: it runs only while frames are queued, and frames go out in the order queued."""
+"""A desk session's writer: it runs only while frames are queued, and frames go out in the order queued; a command's
+idempotency id."""
 
 from __future__ import annotations
 
 import asyncio
 
+from switchboard.gateway.commands import command_id
+from switchboard.gateway.protocol import Command
 from switchboard.gateway.session import DeskSession
 
 
@@ -67,3 +70,18 @@ async def test_a_closed_session_starts_no_writer() -> None:
     await session.close(1000, "bye")
     session.enqueue(1, "e1")
     assert session.writer is None
+
+
+def test_a_command_id_is_the_same_for_a_resend_and_new_for_a_later_epoch() -> None:
+    async def send(frame: str) -> None: ...
+    async def close(code: int, reason: str) -> None: ...
+
+    session = DeskSession("shop-a", "a-lina", 1, send, close, queue_max=4)
+    accept = Command("accept", "c1", "conv-1", epoch=1)
+    assert command_id(session, accept) == command_id(session, Command("accept", "c1", "conv-1", epoch=1))
+    # The same client id on the accept of a later offer (a new epoch) is another command, applied on its own.
+    assert command_id(session, accept) != command_id(session, Command("accept", "c1", "conv-1", epoch=3))
+    assert command_id(session, accept) != command_id(session, Command("accept", "c1", "conv-2", epoch=1))
+    assert command_id(session, Command("accept", "", "conv-1", epoch=1)) != command_id(
+        session, Command("accept", "", "conv-1", epoch=1)
+    )

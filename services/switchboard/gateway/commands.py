@@ -47,10 +47,14 @@ def _text(value: bytes | str | None) -> str:
 
 
 def command_id(session: DeskSession, cmd: Command) -> str:
-    """The idempotency id of a command: the same client `id` resent (after a reconnect) gives the same id."""
+    """The idempotency id of a command: the same client `id` resent (after a reconnect) gives the same id.
+
+    The epoch the command acts under is part of it: a resend carries the same epoch, while a client that gives
+    the same `id` to an accept of a later offer of the conversation (a new epoch) gets that accept applied, not
+    the answer to its earlier one (docs/desktop-protocol.md §6)."""
     if not cmd.ref:
         return uuid.uuid4().hex
-    raw = f"{session.tenant_id}\x00{session.agent_id}\x00{cmd.type}\x00{cmd.conversation_id}\x00{cmd.ref}"
+    raw = "\x00".join((session.tenant_id, session.agent_id, cmd.type, cmd.conversation_id, str(cmd.epoch), cmd.ref))
     return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
 

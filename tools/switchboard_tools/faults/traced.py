@@ -46,6 +46,8 @@ class ResumingAgent(SimulatedAgent):
     set_away: int = 0
     # Commands sent and not answered yet, by id: sent again after a "retry later" or a dropped socket.
     commands: dict[str, dict[str, Any]]
+    # Commands this desk numbered: each new command gets an id of its own (a resend keeps its id).
+    _numbered: int = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -104,7 +106,8 @@ class ResumingAgent(SimulatedAgent):
 
     async def _send(self, frame: dict[str, Any]) -> None:
         if frame["type"] not in ("ack", "heartbeat"):
-            frame.setdefault("id", f"{self.shift.agent_id}-c{len(self.commands)}-{self.reconnects}")
+            self._numbered += 1
+            frame.setdefault("id", f"{self.shift.agent_id}-c{self._numbered}")
             self.commands[str(frame["id"])] = frame
         await super()._send(frame)
 
