@@ -39,7 +39,11 @@ was healed. The columns:
   median over injections and, in rows measured since 2026-12-07 06:05, how many recovered within 3 s). Not a
   failover figure alone: it includes the restart of what was killed. For the router, the failover alone (a
   replica SIGKILLed, the other takes its partitions) is measured by `tests/integration/test_router_failover.py`;
-  a kill here also restarts the router at once, and its joining the group again is a second rebalance.
+  a kill here also restarts the router at once, and its joining the group again is a second rebalance. For each
+  injection that held a message 3 s or more, the note names the message and where it waited, in seconds from the
+  later of the fault and its sending: on the inbound topic, first routing decision, on the desk (agent, event),
+  and its conversation's routing events in that time (e.g. `offered +0.1, accepted +0.7, timed_out +5.2` is an
+  accept that did not take).
 - capacity samples of an agent that presence has not written back yet after Redis lost its data are counted
   apart ("more before presence wrote the agent back"): Redis then holds no capacity to compare with, and the
   router gives no work to an agent that presence has not written.
