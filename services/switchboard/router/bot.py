@@ -112,18 +112,21 @@ class BotAnswers:
 
     def start(self, config: TenantRouting, messages: Sequence[InboundMessage], found: Sequence[Decision]) -> None:
         """Start the answer task of every conversation the batch's scripts held for the bot."""
-        held = {d.conv for d in found if d.type == "bot_held"}
+        # Each held conversation's intent: the rule of its first hold in the batch (one pass, not one per message).
+        held: dict[str, str] = {}
+        for d in found:
+            if d.type == "bot_held":
+                held.setdefault(d.conv, d.rule)
+        if not held:
+            return
         for message in messages:
-            intent = config.bot.intent(self._intent_of(found, message.conversation_id))
-            if message.conversation_id in held and intent is not None:
-                held.discard(message.conversation_id)
+            rule = held.get(message.conversation_id)
+            intent = config.bot.intent(rule) if rule is not None else None
+            if intent is not None:
+                del held[message.conversation_id]
                 task = asyncio.create_task(self._answer(HeldConversation(config, message, intent)))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
-
-    @staticmethod
-    def _intent_of(found: Sequence[Decision], conv: str) -> str:
-        return next((d.rule for d in found if d.type == "bot_held" and d.conv == conv), "")
 
     async def close(self) -> None:
         """Stop answer tasks in flight (their holds are routed by a sweep once their deadline passed)."""
