@@ -111,7 +111,8 @@ class ServiceSettings(BaseSettings):
     # for consumers whose effects are not in Redis, or where Redis does not lose acknowledged writes.
     consumer_commit_interval_ms: int = Field(default=0, ge=0)
     # The broker answers a fetch when it has this many bytes for the consumer, or after the wait (aiokafka's
-    # defaults: 1 byte, 500 ms). 1 byte answers at once, which is the lowest latency at low rates.
+    # defaults: 1 byte, 500 ms). 1 byte answers at once, which is the lowest latency at low rates; a short wait for
+    # a bigger batch cost more CPU in `make bench` (deploy/README.md, "Offset commits").
     kafka_fetch_min_bytes: int = Field(default=1, ge=1)
     kafka_fetch_max_wait_ms: int = Field(default=500, ge=0)
     # Transient errors (Redis or Kafka unreachable) are retried this many times with backoff, then the
