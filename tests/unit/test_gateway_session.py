@@ -4,6 +4,7 @@ idempotency id."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 
 from switchboard.gateway.commands import command_id
 from switchboard.gateway.protocol import Command
@@ -85,3 +86,7 @@ def test_a_command_id_is_the_same_for_a_resend_and_new_for_a_later_epoch() -> No
     assert command_id(session, Command("accept", "", "conv-1", epoch=1)) != command_id(
         session, Command("accept", "", "conv-1", epoch=1)
     )
+    # Without an epoch (a reply's message id) the id is the one earlier gateways gave: a resend across an upgrade
+    # keeps it.
+    before = hashlib.sha256(b"shop-a\x00a-lina\x00reply\x00conv-1\x00r1").hexdigest()[:32]
+    assert command_id(session, Command("reply", "r1", "conv-1")) == before

@@ -51,10 +51,14 @@ def command_id(session: DeskSession, cmd: Command) -> str:
 
     The epoch the command acts under is part of it: a resend carries the same epoch, while a client that gives
     the same `id` to an accept of a later offer of the conversation (a new epoch) gets that accept applied, not
-    the answer to its earlier one (docs/desktop-protocol.md §6)."""
+    the answer to its earlier one (docs/desktop-protocol.md §6). Without an epoch (a reply's message id, a status
+    change) the id is what it always was, so a reply resent across an upgrade keeps its message id."""
     if not cmd.ref:
         return uuid.uuid4().hex
-    raw = "\x00".join((session.tenant_id, session.agent_id, cmd.type, cmd.conversation_id, str(cmd.epoch), cmd.ref))
+    parts = [session.tenant_id, session.agent_id, cmd.type, cmd.conversation_id]
+    if cmd.epoch:
+        parts.append(str(cmd.epoch))
+    raw = "\x00".join([*parts, cmd.ref])
     return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
 
