@@ -117,13 +117,11 @@ class BotAnswers:
         for d in found:
             if d.type == "bot_held":
                 held.setdefault(d.conv, d.rule)
-        if not held:
-            return
         for message in messages:
-            rule = held.get(message.conversation_id)
+            # The first message of a held conversation starts its task (a later one of the batch finds it gone).
+            rule = held.pop(message.conversation_id, None)
             intent = config.bot.intent(rule) if rule is not None else None
             if intent is not None:
-                del held[message.conversation_id]
                 task = asyncio.create_task(self._answer(HeldConversation(config, message, intent)))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
