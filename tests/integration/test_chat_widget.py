@@ -84,6 +84,43 @@ async def test_messages_keep_their_order_and_a_resend_is_one_record(settings: Se
     assert texts == [f"message {i}" for i in range(count)]
 
 
+async def test_frames_sent_together_are_answered_in_their_order_and_a_repeat_among_them_is_a_duplicate(
+    settings: ServiceSettings,
+) -> None:
+    """The socket's reader reads ahead and the worker takes what was read as one batch: every answer still comes
+    in the order of the frames, and a message sent twice in one batch is one record (the second a duplicate)."""
+    topics = Topics(settings.topic_prefix)
+    async with (
+        running_chat(chat_settings(settings, chat_conn_burst=1000, chat_customer_rate_per_window=1000)) as chat,
+        connect(chat.ws_url("shop-b", "buyer-12")) as ws,
+    ):
+        await next_frame(ws, "hello")
+        rounds = 5
+        for r in range(rounds):  # nothing awaited in between: the frames reach the adapter together
+            await send_message(ws, f"r{r}-a", text=f"first of round {r}")
+            await ws.send(json.dumps({"type": "ping"}))
+            await ws.send(json.dumps({"type": "wave", "client_msg_id": f"r{r}-w"}))
+            await send_message(ws, f"r{r}-a", text=f"first of round {r}")
+            await send_message(ws, f"r{r}-b", text=f"second of round {r}")
+        answers: list[dict[str, object]] = []
+        async with asyncio.timeout(10):
+            while len(answers) < 5 * rounds:
+                frame = json.loads(await ws.recv())
+                if frame["type"] in ("ack", "pong", "error"):
+                    answers.append(frame)
+        records = await read_topic(settings.kafka_bootstrap, topics.inbound, 2 * rounds)
+    for r in range(rounds):
+        first, pong, error, repeat, second = answers[5 * r : 5 * r + 5]
+        assert (first["type"], first["client_msg_id"], first["duplicate"]) == ("ack", f"r{r}-a", False)
+        assert pong["type"] == "pong"
+        assert (error["type"], error["code"]) == ("error", "invalid")
+        assert (repeat["type"], repeat["client_msg_id"], repeat["duplicate"]) == ("ack", f"r{r}-a", True)
+        assert repeat["message_id"] == first["message_id"]
+        assert (second["type"], second["client_msg_id"], second["duplicate"]) == ("ack", f"r{r}-b", False)
+    texts = [m.text for _, m in records if isinstance(m, InboundMessage)]
+    assert texts == [t for r in range(rounds) for t in (f"first of round {r}", f"second of round {r}")]
+
+
 async def test_bad_frames_get_an_error_and_a_masked_dead_letter_and_the_socket_stays_usable(
     settings: ServiceSettings,
 ) -> None:

@@ -1,22 +1,28 @@
 """The customer websocket of the chat widget: `/chat/v1/ws?tenant=<shop>&customer=<id>&token=<hmac>`
 (`&expires=<unix s>` and `&claims=<signed facts>` optional, docs/chat-widget.md).
 
-One reader per socket takes frames in order and awaits each message's broker ack before the next, which is what
-keeps a conversation's messages in order on the topic. Protocol: docs/chat-widget.md.
+Per socket, a reader reads frames ahead while a worker handles the ones read before, in order: the messages read
+together are admitted in one Redis round trip and sent in one broker round trip, and every answer (ack, error) goes
+out in the order of the frames. So one socket's acks are pipelined, and a conversation's messages reach the topic in
+the order they were sent. Protocol: docs/chat-widget.md.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 import uuid
-from typing import Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, cast
 
 from redis.exceptions import RedisError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from switchboard.chat.accepting import ChatAccept
+from switchboard.chat.accepting import ChatAccept, ChatAccepted
 from switchboard.chat.facts import TrustedFacts, decode_claims
-from switchboard.chat.frames import Limits, decode_json, error_frame, parse_message
+from switchboard.chat.frames import ChatInput, Limits, decode_json, error_frame, parse_message
 from switchboard.chat.limits import CustomerRate
 from switchboard.chat.metrics import CHAT_MESSAGES, CHAT_SOCKETS
 from switchboard.chat.settings import ChatSettings, Tenant
@@ -30,7 +36,6 @@ from switchboard.runtime.errors import InvalidRecord, TransientError
 from switchboard.runtime.input_limits import TOO_LARGE, InputRefused, close_reason
 from switchboard.runtime.logs import get_logger
 from switchboard.runtime.pii import CustomerRef, customer_ref
-from switchboard.runtime.redis_client import redis_unavailable_as_transient
 from switchboard.state.departures import Departures
 
 log = get_logger(__name__)
@@ -45,6 +50,19 @@ SOCKET_LIMIT_REASON = "server at its socket limit, retry later"
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_UNKNOWN_TENANT = 4404
 CLOSE_BAD_REQUEST = 4400
+# Frames a socket's reader takes ahead of the one being handled (a widget sending faster waits in TCP).
+READ_AHEAD_FRAMES = 32
+
+
+@dataclass(eq=False)
+class _Message:
+    """A message frame that passed the frame checks, waiting for its batch: its bytes (for a DLQ record), its
+    client id, its provider id, and the message or why it is invalid."""
+
+    raw: bytes
+    client_msg_id: str
+    provider_id: str
+    parsed: ChatInput | InvalidRecord
 
 
 class WidgetEndpoint:
@@ -193,34 +211,98 @@ class _Session:
         self.strikes = 0
 
     async def run(self) -> None:
+        """Read frames while the ones read before are handled: a reader queues them (at most READ_AHEAD_FRAMES
+        ahead), a worker answers them in order, so one socket's acks are pipelined and its messages reach the topic
+        in the order they were sent."""
+        frames: asyncio.Queue[bytes | None] = asyncio.Queue()
+        room = asyncio.Semaphore(READ_AHEAD_FRAMES)
+        reader = asyncio.create_task(self._read(frames, room), name=f"chat-read-{self.sock.connection_id}")
+        try:
+            await self._work(frames, room)
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+
+    async def _read(self, frames: asyncio.Queue[bytes | None], room: asyncio.Semaphore) -> None:
+        try:
+            while True:
+                await room.acquire()
+                event = await self.sock.ws.receive()
+                if event["type"] == "websocket.disconnect":
+                    return
+                frames.put_nowait(event.get("bytes") or (event.get("text") or "").encode())
+        finally:
+            # The client left (or the socket broke): what it sent before is still handled, then the worker ends.
+            frames.put_nowait(None)
+
+    async def _work(self, frames: asyncio.Queue[bytes | None], room: asyncio.Semaphore) -> None:
         while True:
-            event = await self.sock.ws.receive()
-            if event["type"] == "websocket.disconnect":
-                return
-            raw: bytes = event.get("bytes") or (event.get("text") or "").encode()
-            if not await self._frame(raw):
+            read = [await frames.get()]
+            while not frames.empty():
+                read.append(frames.get_nowait())
+            for _ in read:
+                room.release()
+            if not await self._frames([raw for raw in read if raw is not None]) or None in read:
                 return
 
-    async def _frame(self, raw: bytes) -> bool:
-        """Handle one frame; False when the socket was closed."""
+    async def _frames(self, read: list[bytes]) -> bool:
+        """Handle frames read together, in order, consecutive messages in one batch; False when the socket was
+        closed."""
+        batch: list[_Message] = []
+        for raw in read:
+            step = self._step(raw)
+            if isinstance(step, _Message):
+                batch.append(step)
+                continue
+            if batch and not await self._messages(batch):
+                return False
+            batch = []
+            if not await step():
+                return False
+        return not batch or await self._messages(batch)
+
+    def _step(self, raw: bytes) -> _Message | Callable[[], Awaitable[bool]]:
+        """A frame's first checks (no I/O, nothing sent yet): a message to accept, or its answer to run in turn."""
         s = self.e.settings
         # Every frame spends a token, valid or not: a socket sending garbage is limited like one sending messages.
         if not self.bucket.take():
-            client_msg_id = _client_msg_id(raw, s.chat_max_frame_bytes)
-            return await self._limited(client_msg_id, max(self.bucket.seconds_to_next(), 0.1))
+            limited_id = _client_msg_id(raw, s.chat_max_frame_bytes)
+            retry_after = max(self.bucket.seconds_to_next(), 0.1)
+            return lambda: self._limited(limited_id, retry_after)
         try:
-            fields = decode_json(raw, self.e.settings.chat_max_frame_bytes)
+            fields = decode_json(raw, s.chat_max_frame_bytes)
         except InputRefused as exc:
-            return await self._close_refused(raw, exc)
+            refused = exc
+            return lambda: self._close_refused(raw, refused)
         except InvalidRecord as exc:
-            return await self._refuse(raw, "", exc.reason, exc.error_type)
+            invalid = exc
+            return lambda: self._refuse(raw, "", invalid.reason, invalid.error_type)
         kind = fields.get("type")
         if kind == "ping":
-            self.sock.push({"type": "pong"})
-            return True
+            return self._pong
         if kind != "message":
-            return await self._refuse(raw, "", "`type` must be message or ping", "invalid_field")
-        return await self._message(fields, raw)
+            return lambda: self._refuse(raw, "", "`type` must be message or ping", "invalid_field")
+        return self._message_step(raw, fields)
+
+    def _message_step(self, raw: bytes, fields: dict[str, Any]) -> _Message | Callable[[], Awaitable[bool]]:
+        client_msg_id = fields.get("client_msg_id")
+        if not isinstance(client_msg_id, str) or not client_msg_id or len(client_msg_id) > 128:
+            return lambda: self._refuse(
+                raw, "", "`client_msg_id` is required (at most 128 characters)", "invalid_field"
+            )
+        try:
+            parsed: ChatInput | InvalidRecord = parse_message(fields, self.e.limits)
+        except InvalidRecord as exc:
+            parsed = exc
+        # Scoped by customer (two widgets may both number their messages 1, 2, 3), hashed: the provider id is
+        # written to the topic.
+        provider_id = f"ws:{stable_id(self.sock.customer_id)}:{client_msg_id}"
+        return _Message(raw, client_msg_id, provider_id, parsed)
+
+    async def _pong(self) -> bool:
+        self.sock.push({"type": "pong"})
+        return True
 
     async def _close_refused(self, raw: bytes, refused: InputRefused) -> bool:
         # Not JSON text at all (or too big to read): the client is broken, not the customer's message. Told why,
@@ -232,58 +314,85 @@ class _Session:
         await self.sock.ws.close(refused.close_code, close_reason(refused.reason))
         return False
 
-    async def _message(self, fields: dict[str, Any], raw: bytes) -> bool:
-        client_msg_id = fields.get("client_msg_id")
-        if not isinstance(client_msg_id, str) or not client_msg_id or len(client_msg_id) > 128:
-            return await self._refuse(raw, "", "`client_msg_id` is required (at most 128 characters)", "invalid_field")
+    async def _messages(self, batch: list[_Message]) -> bool:
+        """Messages read together: each counted against the customer's limit, the open conversation read and the
+        valid ones' markers taken in one Redis round trip, the admitted ones sent in one broker round trip, then
+        each answered in order (ack, limited, refused, retry later) as if they had come one by one."""
+        sock, e = self.sock, self.e
+        counts = [e.rate.count_call(sock.tenant_id, sock.customer_id) for _ in batch]
+        valid = [m for m in batch if not isinstance(m.parsed, InvalidRecord)]
         try:
-            within = await self._admit()
-        except TransientError:
-            return self._retry_later(client_msg_id)
-        if not within:
-            return await self._limited(client_msg_id, float(self.e.settings.chat_customer_rate_window_s))
-        self.strikes = 0
-        try:
-            msg = parse_message(fields, self.e.limits)
-        except InvalidRecord as exc:
-            return await self._refuse(raw, client_msg_id, exc.reason, exc.error_type)
-        sock = self.sock
-        try:
-            accepted = await self.e.accept.offer(
-                msg,
-                tenant_id=sock.tenant_id,
-                customer=self.customer,
-                # Scoped by customer (two widgets may both number their messages 1, 2, 3), hashed: the provider id
-                # is written to the topic.
-                provider_id=f"ws:{stable_id(sock.customer_id)}:{client_msg_id}",
-                connection_id=sock.connection_id,
-                facts=self.facts,
-                conversation_id=self.conversation_id,
+            admission = await e.accept.admit(
+                sock.tenant_id, sock.customer_id, self.conversation_id, counts, [m.provider_id for m in valid]
             )
         except TransientError:
-            return self._retry_later(client_msg_id)
-        CHAT_MESSAGES.labels("widget", "duplicate" if accepted.duplicate else "accepted").inc()
-        sock.push(
+            return all(self._retry_later(m.client_msg_id) for m in batch)
+        self.conversation_id = admission.conversation_id
+        markers = dict(zip(map(id, valid), admission.markers, strict=True))
+        offered = self._offered(batch, admission.answers)
+        try:
+            accepted = await self._offer([(m, markers[id(m)]) for m in offered])
+        except TransientError:
+            accepted = [None] * len(offered)
+        finally:
+            await e.accept.release(sock.tenant_id, [(m.provider_id, markers[id(m)]) for m in valid if m not in offered])
+        found = dict(zip(map(id, offered), accepted, strict=True))
+        for m, count in zip(batch, admission.answers, strict=True):
+            if not await self._answer(m, e.rate.within(count), found):
+                return False
+        return True
+
+    def _offered(self, batch: list[_Message], counts: list[Any]) -> list[_Message]:
+        """Which messages are offered: those within the limit and valid, up to a strike that closes the socket (the
+        ones after it would not have been read); strikes counted as `_limited` and `_refuse` count them."""
+        offered: list[_Message] = []
+        strikes = self.strikes
+        for m, count in zip(batch, counts, strict=True):
+            if self.e.rate.within(count):
+                strikes = 0
+                if not isinstance(m.parsed, InvalidRecord):
+                    offered.append(m)
+                    continue
+            strikes += 1
+            if strikes >= self.e.settings.chat_rate_strikes_to_close:
+                break
+        return offered
+
+    async def _answer(self, m: _Message, within: bool, found: dict[int, ChatAccepted | None]) -> bool:
+        """Answer one message of a batch, as `_messages` decided; False when the socket was closed."""
+        if not within:
+            return await self._limited(m.client_msg_id, float(self.e.settings.chat_customer_rate_window_s))
+        self.strikes = 0
+        if isinstance(m.parsed, InvalidRecord):
+            return await self._refuse(m.raw, m.client_msg_id, m.parsed.reason, m.parsed.error_type)
+        answer = found[id(m)]
+        if answer is None:
+            return self._retry_later(m.client_msg_id)
+        CHAT_MESSAGES.labels("widget", "duplicate" if answer.duplicate else "accepted").inc()
+        self.sock.push(
             {
                 "type": "ack",
-                "client_msg_id": client_msg_id,
-                "message_id": accepted.message_id,
-                "conversation_id": accepted.conversation_id,
-                "duplicate": accepted.duplicate,
+                "client_msg_id": m.client_msg_id,
+                "message_id": answer.message_id,
+                "conversation_id": answer.conversation_id,
+                "duplicate": answer.duplicate,
             }
         )
         return True
 
-    async def _admit(self) -> bool:
-        """Count the message against the customer's limit and read their open conversation, in one round trip;
-        whether it is within the limit. TransientError when Redis cannot be reached (the sender retries later)."""
-        sock, e = self.sock, self.e
-        count = e.rate.count_call(sock.tenant_id, sock.customer_id)
-        with redis_unavailable_as_transient():
-            answer, self.conversation_id = await e.accept.conversations.current_with(
-                sock.tenant_id, sock.customer_id, self.conversation_id, count
-            )
-        return e.rate.within(answer)
+    async def _offer(self, offered: list[tuple[_Message, Any]]) -> list[ChatAccepted | None]:
+        """The admitted messages (each with its marker's answer) onto the topic; None for one in flight."""
+        if not offered:
+            return []
+        sock = self.sock
+        return await self.e.accept.offer_marked(
+            [(cast(ChatInput, m.parsed), m.provider_id, marker) for m, marker in offered],
+            tenant_id=sock.tenant_id,
+            customer=self.customer,
+            connection_id=sock.connection_id,
+            facts=self.facts,
+            conversation_id=self.conversation_id,
+        )
 
     def _retry_later(self, client_msg_id: str) -> bool:
         CHAT_MESSAGES.labels("widget", "retry_later").inc()

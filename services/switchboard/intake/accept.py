@@ -2,13 +2,17 @@
 
     outcome = await intake.accept(message, provider_id)   # Accepted / Duplicate; raises BrokerUnavailable
     await intake.reject(source, reason, error_type, raw)    # DLQ record with the bytes masked
+    # or, with the markers taken in the caller's own Redis round trip (the chat widget's admission):
+    states = await run_pipelined(redis, [*callers_calls, *(intake.marker_call(t, ch, pid) for ...)])
+    found = await intake.send_marked([(message, pid, state), ...])   # None: in flight, retry later
 
 Both count their outcome in `sb_inbound_messages_total` (intake/tally.py); the adapter counts through
 `intake.tally` what it answers without them.
 
-Idempotency: a Redis marker per (tenant, channel, provider id) is taken as `pending` (short TTL) before the send and
-set to `done` after the broker's ack. A redelivery while `done` is a Duplicate; while `pending` (the first copy is
-still in flight) the sender is told to retry later; a failed send drops the marker so the retry goes through.
+Idempotency: a Redis marker per (tenant, channel, provider id) is taken as `pending` (short TTL) before the send, in
+one script call (lua/take_marker.lua), and set to `done` after the broker's ack. A redelivery while `done` is a
+Duplicate; while `pending` (the first copy is still in flight) the sender is told to retry later; a failed send
+drops the marker so the retry goes through.
 The sender is answered without waiting for `done`: the marks of the acks of one loop turn go to Redis together in
 one pipeline right after (`flush` on shutdown). If the adapter dies between the ack and `done`, the marker expires
 and the retry produces a second record with the same message id, which the router drops as already seen.
@@ -20,6 +24,7 @@ import asyncio
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -31,6 +36,7 @@ from switchboard.intake.tally import InboundOutcome, InboundTally
 from switchboard.runtime.errors import BrokerUnavailable, TransientError
 from switchboard.runtime.kafka import RecordProducer, now_timestamp
 from switchboard.runtime.logs import get_logger
+from switchboard.runtime.lua import LuaScript, ScriptCall, run_pipelined
 from switchboard.runtime.pii import mask_bytes, mask_pii
 from switchboard.runtime.redis_client import redis_unavailable_as_transient
 from switchboard.state.keys import Keys
@@ -50,6 +56,22 @@ class Outcome(enum.Enum):
 
     ACCEPTED = "accepted"
     DUPLICATE = "duplicate"
+
+
+# What `marker_call` answers: this caller holds the marker now, another holds it (in flight), or it was done.
+TAKEN = "taken"
+PENDING = "pending"
+DONE = "done"
+TAKE_MARKER = LuaScript.load(__file__, "take_marker")
+
+
+def _state(answer: Any) -> str:
+    return answer.decode() if isinstance(answer, bytes) else str(answer)
+
+
+def marker_taken(answer: Any) -> bool:
+    """Whether a `marker_call` answer says the caller took the marker (and must send or release it)."""
+    return _state(answer) == TAKEN
 
 
 class InFlight(TransientError):
@@ -98,26 +120,13 @@ class Intake:
         self.tally.count(tenant_id, InboundOutcome(outcome.value))
 
     async def _accept(self, message: InboundMessage, provider_id: str) -> Accepted:
-        self.prepare(message, provider_id)
-        marker = self.keys.idempotency(message.tenant_id, Channel.Name(message.channel), provider_id)
+        call = self.marker_call(message.tenant_id, Channel.Name(message.channel), provider_id)
         with redis_unavailable_as_transient():
-            taken = await self.redis.set(marker, b"pending", nx=True, ex=PENDING_TTL_S)
-            if not taken:
-                state = await self.redis.get(marker)
-                if state == b"done":
-                    return Accepted(Outcome.DUPLICATE, message.message_id)
-                if state is not None:
-                    raise InFlight(f"provider message {provider_id} is being accepted")
-                taken = await self.redis.set(marker, b"pending", nx=True, ex=PENDING_TTL_S)
-                if not taken:
-                    raise InFlight(f"provider message {provider_id} is being accepted")
-        try:
-            await self.producer.send(self.producer.topics.inbound, message.conversation_id, message)
-        except BrokerUnavailable:
-            await self._forget(marker)
-            raise
-        self._mark_done(marker)
-        return Accepted(Outcome.ACCEPTED, message.message_id)
+            [state] = await run_pipelined(self.redis, [call])
+        [accepted] = await self.send_marked([(message, provider_id, state)])
+        if accepted is None:
+            raise InFlight(f"provider message {provider_id} is being accepted")
+        return accepted
 
     async def accept_many(self, items: Sequence[tuple[InboundMessage, str]]) -> list[Accepted]:
         """`accept` for several messages of one conversation in one round trip to the broker, order kept.
@@ -132,34 +141,59 @@ class Intake:
         return found
 
     async def _accept_many(self, items: Sequence[tuple[InboundMessage, str]]) -> list[Accepted]:
-        for message, provider_id in items:
-            self.prepare(message, provider_id)
-        markers = [self.keys.idempotency(m.tenant_id, Channel.Name(m.channel), p) for m, p in items]
+        calls = [self.marker_call(m.tenant_id, Channel.Name(m.channel), p) for m, p in items]
         with redis_unavailable_as_transient():
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for marker in markers:
-                    pipe.set(marker, b"pending", nx=True, ex=PENDING_TTL_S)
-                    pipe.get(marker)
-                replies = await pipe.execute()
-        taken = [bool(replies[2 * i]) for i in range(len(items))]
-        states = [replies[2 * i + 1] for i in range(len(items))]
-        if any(not t and s != b"done" for t, s in zip(taken, states, strict=True)):
-            await self._forget(*[m for m, t in zip(markers, taken, strict=True) if t])
+            states = await run_pipelined(self.redis, calls)
+        if any(_state(s) == PENDING for s in states):
+            await self.release([c.keys[0] for c, s in zip(calls, states, strict=True) if marker_taken(s)])
             raise InFlight("a message of the batch is being accepted")
-        to_send = [(m, mk) for (m, _), mk, t in zip(items, markers, taken, strict=True) if t]
+        found = await self.send_marked([(m, p, s) for (m, p), s in zip(items, states, strict=True)])
+        return [a for a in found if a is not None]
+
+    def marker_call(self, tenant_id: str, channel: str, provider_id: str) -> ScriptCall:
+        """Take a provider message's idempotency marker, as a script call to pipeline with a caller's others; its
+        answer goes to `send_marked` (or, when the message is not sent after all, its key to `release`)."""
+        return ScriptCall(TAKE_MARKER, [self.keys.idempotency(tenant_id, channel, provider_id)], [PENDING_TTL_S])
+
+    async def send_marked(self, items: Sequence[tuple[InboundMessage, str, Any]]) -> list[Accepted | None]:
+        """Messages of one conversation (message, provider id, the answer of its `marker_call`), in order: those
+        whose marker this replica took are sent in one round trip to the broker (raises BrokerUnavailable, their
+        markers dropped); those done before are Duplicates; None for one in flight elsewhere (retry later).
+        Counted by the caller (`accept`) or here (`count_marked`)."""
+        found: list[Accepted | None] = []
+        to_send: list[tuple[InboundMessage, str]] = []
+        taken_here: set[str] = set()
+        for message, provider_id, answer in items:
+            self.prepare(message, provider_id)
+            # The same provider message twice in the batch: the second is a Duplicate of the first, as if the two
+            # had come one after the other (its marker call found the first one's `pending`).
+            state = DONE if provider_id in taken_here else _state(answer)
+            if state == TAKEN:
+                taken_here.add(provider_id)
+                to_send.append(
+                    (message, self.keys.idempotency(message.tenant_id, Channel.Name(message.channel), provider_id))
+                )
+            found.append(
+                Accepted(Outcome.ACCEPTED if state == TAKEN else Outcome.DUPLICATE, message.message_id)
+                if state != PENDING
+                else None
+            )
         if to_send:
             try:
                 await self.producer.send_many(
                     self.producer.topics.inbound, [(m.conversation_id, m) for m, _ in to_send]
                 )
             except BrokerUnavailable:
-                await self._forget(*[mk for _, mk in to_send])
+                await self.release([marker for _, marker in to_send])
                 raise
-            self._mark_done(*[mk for _, mk in to_send])
-        return [
-            Accepted(Outcome.ACCEPTED if t else Outcome.DUPLICATE, m.message_id)
-            for (m, _), t in zip(items, taken, strict=True)
-        ]
+            self._mark_done(*[marker for _, marker in to_send])
+        return found
+
+    def count_marked(self, tenant_id: str, found: Sequence[Accepted | None]) -> None:
+        """Count what `send_marked` answered (one in flight is counted by the caller's retry-later answer)."""
+        for accepted in found:
+            if accepted is not None:
+                self._count(tenant_id, accepted.outcome)
 
     def _mark_done(self, *markers: str) -> None:
         """Set these markers `done` soon, with the others of this loop turn, in one round trip."""
@@ -186,7 +220,8 @@ class Intake:
         if self._marking is not None:
             await self._marking
 
-    async def _forget(self, *markers: str) -> None:
+    async def release(self, markers: Sequence[str | bytes]) -> None:
+        """Drop markers taken for messages that were not sent after all (their retry goes through)."""
         if not markers:
             return
         try:
