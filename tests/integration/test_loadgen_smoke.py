@@ -66,6 +66,9 @@ def test_tiny_sale_balances_and_writes_a_report(
     # The drain is long enough for this load: a message still queued at its end is a router that stopped offering.
     assert accounting["pending_at_cut_off"] == 0, (outcome.summary, accounting["pending_whereabouts"])
     assert accounting["delivered"] == accounting["accepted"], outcome.summary
+    # The load generator's own clients (desk logins, platform webhooks, the surge switch) met no error.
+    client_errors = {k: n for k, n in outcome.report["errors"].items() if k.startswith(("webhook", "surge"))}
+    assert not client_errors, outcome.summary
     assert outcome.report["throughput"]["routing_decisions"]["count"] > 0
     assert outcome.report["throughput"]["inbound_topic"]["count"] >= accounting["accepted"]
     assert outcome.report["latency_s"]["end_to_end"]["p50"] > 0

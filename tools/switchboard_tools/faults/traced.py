@@ -12,7 +12,7 @@ import asyncio
 import json
 from typing import Any
 
-import httpx
+import aiohttp
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
@@ -55,7 +55,7 @@ class ResumingAgent(SimulatedAgent):
         # Messages this desk shows, as (conversation, epoch, message id): from events and snapshots.
         self.shown: set[tuple[str, int, str]] = set()
 
-    async def run(self, client: httpx.AsyncClient, leave: asyncio.Event) -> None:
+    async def run(self, client: aiohttp.ClientSession, leave: asyncio.Event) -> None:
         """Work until `leave`, reconnecting whenever the socket drops; hand over and go at the end."""
         pause = RECONNECT_PAUSE_S
         try:
@@ -75,7 +75,7 @@ class ResumingAgent(SimulatedAgent):
             self._mark_idle_if_free(force=True)
             self.logged_off_at = self.clock()
 
-    async def _session(self, client: httpx.AsyncClient, leave: asyncio.Event) -> bool:
+    async def _session(self, client: aiohttp.ClientSession, leave: asyncio.Event) -> bool:
         """One socket from login to its end; True when it ended in a way a desktop does not retry."""
         url = self.gateway_http.replace("http://", "ws://", 1).replace("https://", "wss://", 1) + "/desk"
         try:
@@ -100,7 +100,7 @@ class ResumingAgent(SimulatedAgent):
                     await asyncio.gather(reader, beats, return_exceptions=True)
                     self._ws = None
                 return ws.close_code in NO_RECONNECT
-        except (OSError, ConnectionClosed, InvalidHandshake, httpx.HTTPError, TimeoutError) as exc:
+        except (OSError, ConnectionClosed, InvalidHandshake, aiohttp.ClientError, TimeoutError) as exc:
             log.info("faults_desk_reconnect", agent_id=self.shift.agent_id, error=repr(exc))
             return False
 

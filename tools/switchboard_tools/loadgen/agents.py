@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import httpx
+import aiohttp
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -89,16 +89,16 @@ class SimulatedAgent:
     def __post_init__(self) -> None:
         self.rng = random.Random(self.shift.seed)
 
-    async def login(self, client: httpx.AsyncClient) -> str:
+    async def login(self, client: aiohttp.ClientSession) -> str:
         """A desk token for this agent."""
-        resp = await client.post(
+        async with client.post(
             f"{self.gateway_http}/login",
             json={"tenant_id": self.shift.tenant_id, "agent_id": self.shift.agent_id, "password": self.password},
-        )
-        resp.raise_for_status()
-        return str(resp.json()["token"])
+        ) as resp:
+            resp.raise_for_status()
+            return str((await resp.json())["token"])
 
-    async def run(self, client: httpx.AsyncClient, leave: asyncio.Event) -> None:
+    async def run(self, client: aiohttp.ClientSession, leave: asyncio.Event) -> None:
         """Log in, work until `leave` is set, hand over, disconnect."""
         token = await self.login(client)
         url = self.gateway_http.replace("http://", "ws://", 1).replace("https://", "wss://", 1) + "/desk"

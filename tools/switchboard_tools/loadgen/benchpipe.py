@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-import httpx
 from hdrh.histogram import HdrHistogram
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -36,6 +35,7 @@ from switchboard_tools.loadgen.agents import SimulatedAgent
 from switchboard_tools.loadgen.cpu import CpuMeter, per_message_us
 from switchboard_tools.loadgen.customers import Endpoints
 from switchboard_tools.loadgen.fixtures import Credentials
+from switchboard_tools.loadgen.http import run_session
 from switchboard_tools.loadgen.probes import TAG, RoutingProbe
 from switchboard_tools.loadgen.profile import profiled
 from switchboard_tools.loadgen.scenario import Scenario
@@ -210,7 +210,7 @@ async def pipeline(
     closed = [BenchCustomer(endpoints, creds, i) for i in range(customers)]
     many = [BenchCustomer(endpoints, creds, customers + i) for i in range(open_sockets)]
     meter = CpuMeter(endpoints.processes)
-    async with httpx.AsyncClient(timeout=30) as http:
+    async with run_session() as http:
         agents = [
             SimulatedAgent(
                 s, scenario.agents, creds.agent_password(TENANT, s.agent_id), endpoints.gateway_http, deliveries

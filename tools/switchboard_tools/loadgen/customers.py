@@ -19,8 +19,8 @@ from email.message import EmailMessage
 from typing import Any
 from urllib.parse import urlencode
 
+import aiohttp
 import aiosmtplib
-import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
@@ -30,6 +30,7 @@ from switchboard.runtime.logs import get_logger
 from switchboard.runtime.signing import signed_headers
 from switchboard_tools.loadgen.accounting import Sent
 from switchboard_tools.loadgen.fixtures import Credentials, email_address
+from switchboard_tools.loadgen.http import HTTP_ERRORS
 from switchboard_tools.loadgen.schedule import PlannedConversation, PlannedMessage, caller_number, customer_email
 
 log = get_logger(__name__)
@@ -130,7 +131,7 @@ class CustomerContext:
     stop: asyncio.Event
     clock: Callable[[], float] = time.time
     replies: dict[str, float] = field(default_factory=dict)
-    http: httpx.AsyncClient | None = None
+    http: aiohttp.ClientSession | None = None
     signals: Signals = field(default_factory=lambda: Signals({}))
     # Customers still to send something (the drain waits for them): conversation keys.
     deciding: set[str] = field(default_factory=set)
@@ -350,18 +351,20 @@ async def _post_webhook(ctx: CustomerContext, conv: PlannedConversation, message
         ).encode()
         headers = {"Content-Type": "application/json", **signed_headers(secret, int(sent_at), body)}
         try:
-            resp = await ctx.http.post(url, content=body, headers=headers)
-        except httpx.HTTPError as exc:
+            async with ctx.http.post(url, data=body, headers=headers) as resp:
+                await resp.read()
+                status, retry_after = resp.status, resp.headers.get("Retry-After", "1")
+        except HTTP_ERRORS as exc:
             ctx.error(f"webhook:{type(exc).__name__}")
             return
-        if resp.status_code == 200:
+        if status == 200:
             ctx.record(_sent(conv, message, sent_at))
             break
-        if resp.status_code != 503:
-            ctx.error(f"webhook_{resp.status_code}")
+        if status != 503:
+            ctx.error(f"webhook_{status}")
             ctx.record(_sent(conv, message, sent_at, accepted=False))
             break
-        await asyncio.sleep(float(resp.headers.get("Retry-After", "1")))
+        await asyncio.sleep(float(retry_after))
 
 
 async def email_conversation(ctx: CustomerContext, conv: PlannedConversation) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
+import aiohttp
 from redis.asyncio import Redis
 from tqdm import tqdm  # type: ignore[import-untyped]
 
@@ -33,6 +33,7 @@ from switchboard_tools.loadgen.customers import (
     webhook_conversation,
 )
 from switchboard_tools.loadgen.fixtures import Credentials, hotline
+from switchboard_tools.loadgen.http import HTTP_ERRORS, run_session
 from switchboard_tools.loadgen.observations import ConversationTrack, Observations
 from switchboard_tools.loadgen.probes import TAG, QueueSampler, RoutingProbe
 from switchboard_tools.loadgen.scenario import Scenario
@@ -212,7 +213,7 @@ class Run:
         redis = redis_for(self.endpoints.redis_url)
         tasks: list[asyncio.Task[Any]] = []
         try:
-            async with httpx.AsyncClient(timeout=30) as http:
+            async with run_session() as http:
                 tasks = await self._start(http, redis, tenants)
                 async with asyncio.timeout(self.scenario.limits.max_run_s):
                     await self._arrivals_and_drain(probe)
@@ -227,7 +228,7 @@ class Run:
         self._collect(probe)
         return self.obs
 
-    async def _start(self, http: httpx.AsyncClient, redis: Redis, tenants: list[str]) -> list[asyncio.Task[Any]]:
+    async def _start(self, http: aiohttp.ClientSession, redis: Redis, tenants: list[str]) -> list[asyncio.Task[Any]]:
         first = [s for s in self.schedule.agents if s.on_s == 0]
         later = [s for s in self.schedule.agents if s.on_s > 0]
         leave = {s.agent_id: asyncio.Event() for s in self.schedule.agents}
@@ -261,7 +262,7 @@ class Run:
                     raise RuntimeError(f"an agent could not log on: {failed[0].exception()!r}")
                 await asyncio.sleep(0.05)
 
-    async def _agent(self, http: httpx.AsyncClient, shift: AgentShift, delay: float, leave: asyncio.Event) -> None:
+    async def _agent(self, http: aiohttp.ClientSession, shift: AgentShift, delay: float, leave: asyncio.Event) -> None:
         await asyncio.sleep(delay)
         agent = self.agent_class(
             shift,
@@ -290,28 +291,29 @@ class Run:
         self.online[tenant_id] += change
         self.obs.agents_online.setdefault(tenant_id, []).append((time.time(), self.online[tenant_id]))
 
-    async def _surge(self, http: httpx.AsyncClient, toggle: SurgeToggle) -> None:
+    async def _surge(self, http: aiohttp.ClientSession, toggle: SurgeToggle) -> None:
         """The operator defines the surge profile and switches it on (docs/operator-api.md): by hand at its time,
         or with a schedule made now for [its time, the end of the run) that presence's sweep carries out."""
         base = f"{self.endpoints.presence_http}/v1/operator/tenants/{toggle.tenant_id}/surge"
         headers = {"Authorization": f"Bearer {self.creds.operator_token()}"}
         try:
-            resp = await http.put(f"{base}/profiles/{toggle.profile}", json=dict(toggle.body), headers=headers)
-            if resp.status_code == 422:
-                log.warning("loadgen_surge_refused", tenant_id=toggle.tenant_id, detail=resp.text[:500])
-            resp.raise_for_status()
+            async with http.put(f"{base}/profiles/{toggle.profile}", json=dict(toggle.body), headers=headers) as resp:
+                if resp.status == 422:
+                    log.warning("loadgen_surge_refused", tenant_id=toggle.tenant_id, detail=(await resp.text())[:500])
+                resp.raise_for_status()
             if toggle.switch == "schedule":
                 start = self.obs.started_at + toggle.at_s
                 window = {"profile": toggle.profile, "start": _iso(start), "end": _iso(start + self._run_left_s())}
-                (await http.post(f"{base}/schedules", json=window, headers=headers)).raise_for_status()
+                async with http.post(f"{base}/schedules", json=window, headers=headers) as resp:
+                    resp.raise_for_status()
                 await asyncio.sleep(toggle.at_s)
                 self.obs.surge_on_at[toggle.tenant_id] = await self._active_since(http, base, headers, toggle)
             else:
                 await asyncio.sleep(toggle.at_s)
-                body = {"profile": toggle.profile}
-                (await http.post(f"{base}/activate", json=body, headers=headers)).raise_for_status()
+                async with http.post(f"{base}/activate", json={"profile": toggle.profile}, headers=headers) as resp:
+                    resp.raise_for_status()
                 self.obs.surge_on_at[toggle.tenant_id] = time.time()
-        except httpx.HTTPError as exc:
+        except HTTP_ERRORS as exc:
             self.obs.errors[f"surge:{type(exc).__name__}"] += 1
             log.warning("loadgen_surge_failed", tenant_id=toggle.tenant_id, error=repr(exc))
 
@@ -319,18 +321,19 @@ class Run:
         return self.scenario.limits.max_run_s + 60.0
 
     async def _active_since(
-        self, http: httpx.AsyncClient, base: str, headers: dict[str, str], toggle: SurgeToggle
+        self, http: aiohttp.ClientSession, base: str, headers: dict[str, str], toggle: SurgeToggle
     ) -> float:
         """When presence's sweep switched the scheduled profile on (polled; its sweep runs every 2 s)."""
         deadline = time.time() + 30.0
         while time.time() < deadline:
-            view = (await http.get(base, headers=headers)).json()
+            async with http.get(base, headers=headers) as resp:
+                view = await resp.json()
             if view.get("active_profile") == toggle.profile:
                 return time.time()
             await asyncio.sleep(0.25)
-        raise httpx.HTTPError(f"scheduled profile {toggle.profile} not in force 30 s after its start")
+        raise TimeoutError(f"scheduled profile {toggle.profile} not in force 30 s after its start")
 
-    async def _customers(self, http: httpx.AsyncClient) -> None:
+    async def _customers(self, http: aiohttp.ClientSession) -> None:
         ctx = CustomerContext(
             self.endpoints,
             self.creds,
