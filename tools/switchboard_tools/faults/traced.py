@@ -13,8 +13,6 @@ import json
 from typing import Any
 
 import aiohttp
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from switchboard.runtime.logs import get_logger
 from switchboard_tools.faults.history import BACK_FROM_AWAY_S, History
@@ -25,6 +23,7 @@ from switchboard_tools.loadgen.fixtures import Credentials
 from switchboard_tools.loadgen.observations import Observations
 from switchboard_tools.loadgen.scenario import Scenario
 from switchboard_tools.loadgen.schedule import AgentShift, Schedule
+from switchboard_tools.loadgen.sockets import SOCKET_ERRORS, Socket, open_socket
 
 log = get_logger(__name__)
 
@@ -80,7 +79,7 @@ class ResumingAgent(SimulatedAgent):
         url = self.gateway_http.replace("http://", "ws://", 1).replace("https://", "wss://", 1) + "/desk"
         try:
             token = await self.login(client)
-            async with connect(url, max_size=2**22, open_timeout=20) as ws:
+            async with open_socket(client, url) as ws:
                 self._ws = ws
                 auth: dict[str, Any] = {"type": "auth", "token": token, "tenant": self.shift.tenant_id}
                 if self.applied_seq:
@@ -100,7 +99,7 @@ class ResumingAgent(SimulatedAgent):
                     await asyncio.gather(reader, beats, return_exceptions=True)
                     self._ws = None
                 return ws.close_code in NO_RECONNECT
-        except (OSError, ConnectionClosed, InvalidHandshake, aiohttp.ClientError, TimeoutError) as exc:
+        except SOCKET_ERRORS as exc:
             log.info("faults_desk_reconnect", agent_id=self.shift.agent_id, error=repr(exc))
             return False
 
@@ -111,7 +110,7 @@ class ResumingAgent(SimulatedAgent):
             self.commands[str(frame["id"])] = frame
         await super()._send(frame)
 
-    async def _read(self, ws: ClientConnection) -> None:
+    async def _read(self, ws: Socket) -> None:
         async for raw in ws:
             frame = json.loads(raw)
             kind = frame.get("type")

@@ -22,12 +22,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import aiohttp
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
 
 from switchboard.runtime.logs import get_logger
 from switchboard_tools.loadgen.scenario import Agents, Range
 from switchboard_tools.loadgen.schedule import AgentShift
+from switchboard_tools.loadgen.sockets import Socket, SocketClosed, open_socket
 
 log = get_logger(__name__)
 
@@ -77,7 +76,7 @@ class SimulatedAgent:
     handled: int = 0
     missed: int = 0
     _busy_since: float | None = None
-    _ws: ClientConnection | None = None
+    _ws: Socket | None = None
     _refs: int = 0
     _leaving: bool = False
     _idle: asyncio.Event = field(default_factory=asyncio.Event)
@@ -102,7 +101,7 @@ class SimulatedAgent:
         """Log in, work until `leave` is set, hand over, disconnect."""
         token = await self.login(client)
         url = self.gateway_http.replace("http://", "ws://", 1).replace("https://", "wss://", 1) + "/desk"
-        async with connect(url, max_size=2**22, open_timeout=20) as ws:
+        async with open_socket(client, url) as ws:
             self._ws = ws
             await ws.send(json.dumps({"type": "auth", "token": token, "tenant": self.shift.tenant_id}))
             self.logged_on_at = self.clock()
@@ -163,10 +162,10 @@ class SimulatedAgent:
         if frame["type"] not in ("ack", "heartbeat"):
             self._unanswered.add(frame["id"])
             self._answered.clear()
-        with contextlib.suppress(ConnectionClosed):
+        with contextlib.suppress(SocketClosed):
             await self._ws.send(json.dumps(frame, ensure_ascii=False))
 
-    async def _read(self, ws: ClientConnection) -> None:
+    async def _read(self, ws: Socket) -> None:
         async for raw in ws:
             frame = json.loads(raw)
             if frame.get("type") in ("result", "error"):

@@ -26,9 +26,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import aiohttp
 from hdrh.histogram import HdrHistogram
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
 
 from switchboard.chat.signing import widget_token
 from switchboard_tools.loadgen.agents import SimulatedAgent
@@ -40,6 +39,7 @@ from switchboard_tools.loadgen.probes import TAG, RoutingProbe
 from switchboard_tools.loadgen.profile import profiled
 from switchboard_tools.loadgen.scenario import Scenario
 from switchboard_tools.loadgen.schedule import AgentShift
+from switchboard_tools.loadgen.sockets import Socket, connect_socket
 from switchboard_tools.loadgen.stats import latency_summary
 
 TENANT = "lg-bench"
@@ -107,7 +107,7 @@ class BenchCustomer:
             {"tenant": TENANT, "customer": self.customer_id, "token": widget_token(secret, self.customer_id)}
         )
         self.url = endpoints.chat_http.replace("http://", "ws://", 1) + f"/chat/v1/ws?{query}"
-        self.ws: ClientConnection | None = None
+        self.ws: Socket | None = None
         self.sent_at: dict[str, float] = {}
         self.acked_at: dict[str, float] = {}
         self.acked = 0
@@ -115,23 +115,22 @@ class BenchCustomer:
         self._reader: asyncio.Task[None] | None = None
         self._rng = random.Random(index)
 
-    async def open(self) -> None:
+    async def open(self, http: aiohttp.ClientSession) -> None:
         """Connect the widget."""
-        self.ws = await connect(self.url, open_timeout=30)
+        self.ws = await connect_socket(http, self.url, open_timeout_s=30)
         self._reader = asyncio.create_task(self._read(self.ws))
 
-    async def _read(self, ws: ClientConnection) -> None:
-        with contextlib.suppress(ConnectionClosed):
-            async for raw in ws:
-                frame = json.loads(raw)
-                tag = str(frame.get("client_msg_id", ""))
-                waiter = self._acks.pop(tag, None)
-                if waiter is not None and not waiter.done():
-                    if frame.get("type") == "ack":
-                        self.acked_at[tag] = time.time()
-                        waiter.set_result(None)
-                    else:
-                        waiter.set_exception(RuntimeError(f"refused: {frame}"))
+    async def _read(self, ws: Socket) -> None:
+        async for raw in ws:
+            frame = json.loads(raw)
+            tag = str(frame.get("client_msg_id", ""))
+            waiter = self._acks.pop(tag, None)
+            if waiter is not None and not waiter.done():
+                if frame.get("type") == "ack":
+                    self.acked_at[tag] = time.time()
+                    waiter.set_result(None)
+                else:
+                    waiter.set_exception(RuntimeError(f"refused: {frame}"))
 
     async def send(self) -> None:
         """Send one message and wait for its ack."""
@@ -219,7 +218,7 @@ async def pipeline(
         ]
         tasks = [asyncio.create_task(a.run(http, leave)) for a in agents]
         try:
-            await _warm_up(closed + many, deliveries)
+            await _warm_up(http, closed + many, deliveries)
             cpu_before, wall_before, before = time.process_time(), time.time(), meter.sample()
             async with profiled(endpoints.processes, profile, seconds) if profile else contextlib.nullcontext():
                 maximum = await _maximum(closed, deliveries, probe, seconds)
@@ -251,11 +250,13 @@ async def pipeline(
     )
 
 
-async def _warm_up(clients: list[BenchCustomer], deliveries: Deliveries, batch: int = 500) -> None:
+async def _warm_up(
+    http: aiohttp.ClientSession, clients: list[BenchCustomer], deliveries: Deliveries, batch: int = 500
+) -> None:
     """Open every socket and its conversation (one message each, all on desks), a batch of sockets at a time."""
     for start in range(0, len(clients), batch):
         part = clients[start : start + batch]
-        await asyncio.gather(*(c.open() for c in part))
+        await asyncio.gather(*(c.open(http) for c in part))
         await asyncio.gather(*(c.send() for c in part))
     await _all_delivered(clients, deliveries, 60)
 

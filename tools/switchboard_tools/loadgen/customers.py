@@ -21,8 +21,6 @@ from urllib.parse import urlencode
 
 import aiohttp
 import aiosmtplib
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from switchboard.chat.facts import encode_claims
 from switchboard.chat.signing import widget_token
@@ -32,6 +30,7 @@ from switchboard_tools.loadgen.accounting import Sent
 from switchboard_tools.loadgen.fixtures import Credentials, email_address
 from switchboard_tools.loadgen.http import HTTP_ERRORS
 from switchboard_tools.loadgen.schedule import PlannedConversation, PlannedMessage, caller_number, customer_email
+from switchboard_tools.loadgen.sockets import SOCKET_ERRORS, Socket, connect_socket, open_socket
 
 log = get_logger(__name__)
 
@@ -189,8 +188,9 @@ async def chat_conversation(ctx: CustomerContext, conv: PlannedConversation, lin
     query = urlencode(widget_query(ctx.creds.chat_secret(conv.tenant_id).encode(), conv, time.time()))
     await ctx.until(conv.start_s)
     ctx.deciding.add(conv.conversation_key)
+    assert ctx.http is not None
     try:
-        async with connect(f"{_ws(ctx.endpoints.chat_http)}/chat/v1/ws?{query}", open_timeout=20) as ws:
+        async with open_socket(ctx.http, f"{_ws(ctx.endpoints.chat_http)}/chat/v1/ws?{query}") as ws:
             frames: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
             reader = asyncio.create_task(_read_frames(ws, frames, ctx, conv))
             try:
@@ -202,7 +202,7 @@ async def chat_conversation(ctx: CustomerContext, conv: PlannedConversation, lin
             finally:
                 reader.cancel()
                 await asyncio.gather(reader, return_exceptions=True)
-    except (OSError, WebSocketException, TimeoutError) as exc:
+    except SOCKET_ERRORS as exc:
         # Messages not acknowledged by then are reported as not sent (planned but never acknowledged).
         ctx.error(f"chat_connect:{type(exc).__name__}")
     finally:
@@ -259,19 +259,18 @@ def _sent(conv: PlannedConversation, message: PlannedMessage, at: float, accepte
 
 
 async def _read_frames(
-    ws: ClientConnection, frames: asyncio.Queue[dict[str, Any]], ctx: CustomerContext, conv: PlannedConversation
+    ws: Socket, frames: asyncio.Queue[dict[str, Any]], ctx: CustomerContext, conv: PlannedConversation
 ) -> None:
-    with contextlib.suppress(ConnectionClosed):
-        async for raw in ws:
-            frame = json.loads(raw)
-            if frame.get("type") == "reply":
-                ctx.replies.setdefault(conv.conversation_key, ctx.clock())
-            elif frame.get("type") in ("ack", "error"):
-                await frames.put(frame)
+    async for raw in ws:
+        frame = json.loads(raw)
+        if frame.get("type") == "reply":
+            ctx.replies.setdefault(conv.conversation_key, ctx.clock())
+        elif frame.get("type") in ("ack", "error"):
+            await frames.put(frame)
 
 
 async def _send_chat(
-    ws: ClientConnection,
+    ws: Socket,
     frames: asyncio.Queue[dict[str, Any]],
     ctx: CustomerContext,
     conv: PlannedConversation,
@@ -405,27 +404,27 @@ class PhoneStream:
         self.ctx = ctx
         self.tenant_id = tenant_id
         self.hotline = hotline
-        self._ws: ClientConnection | None = None
+        self._ws: Socket | None = None
         self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._reader: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
-    async def _connect(self) -> ClientConnection:
+    async def _connect(self) -> Socket:
         async with self._lock:
             if self._ws is None:
                 url = f"{_ws(self.ctx.endpoints.phone_http)}/v1/phone/stream"
                 headers = {"X-Api-Key": self.ctx.creds.phone_key(self.tenant_id)}
-                self._ws = await connect(url, additional_headers=headers, open_timeout=20)
+                assert self.ctx.http is not None
+                self._ws = await connect_socket(self.ctx.http, url, headers)
                 self._reader = asyncio.create_task(self._read(self._ws))
             return self._ws
 
-    async def _read(self, ws: ClientConnection) -> None:
-        with contextlib.suppress(ConnectionClosed):
-            async for raw in ws:
-                frame = json.loads(raw)
-                waiter = self._waiting.pop(str(frame.get("id", "")), None)
-                if waiter is not None and not waiter.done():
-                    waiter.set_result(frame)
+    async def _read(self, ws: Socket) -> None:
+        async for raw in ws:
+            frame = json.loads(raw)
+            waiter = self._waiting.pop(str(frame.get("id", "")), None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(frame)
 
     async def call(self, conv: PlannedConversation) -> None:
         """A caller rings the hotline and says their question (call started + one final ASR segment)."""
@@ -443,7 +442,7 @@ class PhoneStream:
             sent_at = self.ctx.clock()
             try:
                 answer = await self._deliver({"id": message.tag, "items": items})
-            except (OSError, WebSocketException, TimeoutError) as exc:
+            except SOCKET_ERRORS as exc:
                 self.ctx.error(f"phone_stream:{type(exc).__name__}")
                 self.ctx.record(_sent(conv, message, sent_at, accepted=False))
                 await self._reset()
@@ -468,7 +467,7 @@ class PhoneStream:
                  "at_ms": int(self.ctx.clock() * 1000)}  # fmt: skip
         try:
             answer = await self._deliver({"id": f"{conv.messages[0].tag}-end", "items": [ended]})
-        except (OSError, WebSocketException, TimeoutError) as exc:
+        except SOCKET_ERRORS as exc:
             self.ctx.error(f"phone_stream:{type(exc).__name__}")
             return
         if answer.get("type") != "ack":

@@ -1,6 +1,7 @@
 """The load generator's HTTP client: one pooled aiohttp ClientSession per run, shared by every simulated agent's
-desk login, every platform webhook a simulated customer sends and the operator's surge calls. Thousands of
-simulated customers post over a few dozen kept-alive connections instead of a connection each.
+desk login and desk socket, every simulated customer's widget socket and platform webhook, the phone streams and
+the operator's surge calls. HTTP requests reuse kept-alive connections; a websocket holds its own while open
+(loadgen/sockets.py), so the pool sets no cap: a bench opens thousands of sockets to one host.
 
     async with run_session() as http:
         async with http.post(url, data=body, headers=headers) as resp:
@@ -11,9 +12,7 @@ from __future__ import annotations
 
 import aiohttp
 
-# Connections to one service at once; a request beyond them waits for one within its own deadline.
-PER_HOST = 64
-# Every request of a run has this deadline unless it passes its own.
+# Every request of a run has this deadline unless it passes its own (an open websocket is not bound by it).
 TIMEOUT_S = 30.0
 # What a request of the run may raise: the client's errors, and its deadline.
 HTTP_ERRORS: tuple[type[BaseException], ...] = (aiohttp.ClientError, TimeoutError)
@@ -21,5 +20,5 @@ HTTP_ERRORS: tuple[type[BaseException], ...] = (aiohttp.ClientError, TimeoutErro
 
 def run_session(timeout_s: float = TIMEOUT_S) -> aiohttp.ClientSession:
     """The run's client session (use as `async with`: its connections close with it)."""
-    connector = aiohttp.TCPConnector(limit=0, limit_per_host=PER_HOST)
+    connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
     return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout_s))
