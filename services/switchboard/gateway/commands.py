@@ -171,16 +171,13 @@ class DeskCommands:
         COMMANDS.labels("reply", "sent").inc()
         if self.responses is not None:
             # Counted only once the reply is on the broker; a resend after an error here counts it then, once.
-            served = _text(
-                await self.redis.hget(self.keys.conversation(session.tenant_id, conv.conversation_id), "served_group")
-            )
             to = RepliedTo(
                 session.tenant_id,
                 conv.conversation_id,
                 session.agent_id,
                 conv.epoch,
                 record.channel,
-                served or conv.group,
+                conv.served_group or conv.group,
                 conv.enqueued_ms,
             )
             await self.responses.replied(to, message_id, record.sent_at.ToMilliseconds())

@@ -31,6 +31,8 @@ class ConversationView:
     priority: int = 0
     enqueued_ms: int = 0
     lang: str = ""
+    # The group whose agent serves it now (a transfer's target group), '' until it is first assigned.
+    served_group: str = ""
 
     # The hash fields `of` reads (HMGET them in this order).
     FIELDS: ClassVar[tuple[str, ...]] = (
@@ -45,6 +47,7 @@ class ConversationView:
         "priority",
         "enqueued_ms",
         "lang",
+        "served_group",
     )
 
     @classmethod
@@ -71,6 +74,7 @@ class ConversationView:
             priority=number("priority"),
             enqueued_ms=number("enqueued_ms"),
             lang=fields.get("lang", ""),
+            served_group=fields.get("served_group", ""),
         )
 
 
