@@ -149,6 +149,10 @@ class SimulatedAgent:
                 # The result of an accept can come before its assignment: give the assignment a moment.
                 await asyncio.sleep(0.5)
 
+    def quiet(self) -> bool:
+        """Nothing of this desk's is in flight: no reply waiting for its time, no command waiting for its answer."""
+        return not self._pending and not self._unanswered
+
     async def _heartbeats(self) -> None:
         while True:
             await asyncio.sleep(HEARTBEAT_S)

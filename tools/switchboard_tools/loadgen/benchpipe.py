@@ -30,6 +30,7 @@ import aiohttp
 from hdrh.histogram import HdrHistogram
 
 from switchboard.chat.signing import widget_token
+from switchboard.runtime.logs import get_logger
 from switchboard_tools.loadgen.agents import SimulatedAgent
 from switchboard_tools.loadgen.cpu import CpuMeter, per_message_us
 from switchboard_tools.loadgen.customers import Endpoints
@@ -44,9 +45,15 @@ from switchboard_tools.loadgen.stats import latency_summary
 
 TENANT = "lg-bench"
 # Sockets of the closed-loop maximum and of the open-loop phase; agents, whose slots hold every conversation.
+log = get_logger(__name__)
+
 CLOSED_LOOP_SOCKETS = 64
 OPEN_LOOP_SOCKETS = 2000
-AGENTS = 8
+# One agent per closed-loop socket: each desk answers its share of the maximum (about ten replies a second), which
+# is a busy agent's pace, where 8 agents each had to answer a hundred a second and their replies queued.
+AGENTS = 64
+# The longest wait for the agents' replies between phases.
+REPLIES_TIMEOUT_S = 120.0
 
 
 def bench_scenario(agents: int, slots: int) -> Scenario:
@@ -217,15 +224,22 @@ async def pipeline(
             for s in shifts
         ]
         tasks = [asyncio.create_task(a.run(http, leave)) for a in agents]
+        # The agents answer each message 1 to 4 s after it (scenario.agents.reply_s): each phase starts once the
+        # replies to what came before it are sent and answered, and its CPU is read once the replies to its own
+        # messages are, so a phase's CPU per message is that of its messages and their replies, and its latency is
+        # not spent behind the replies of the phase before.
         try:
             await _warm_up(http, closed + many, deliveries)
+            await _replies_done(agents)
             cpu_before, wall_before, before = time.process_time(), time.time(), meter.sample()
             async with profiled(endpoints.processes, profile, seconds) if profile else contextlib.nullcontext():
                 maximum = await _maximum(closed, deliveries, probe, seconds)
             cpu_share = (time.process_time() - cpu_before) / (time.time() - wall_before)
+            await _replies_done(agents)
             cpu_max = per_message_us(meter.since(before), maximum[4])
             before = meter.sample()
             opened = await _open_loop(many, deliveries, maximum[0] / 2, seconds)
+            await _replies_done(agents)
             cpu_open = per_message_us(meter.since(before), opened.delivered)
             stages = _stage_latencies(many, deliveries, probe, opened.tags)
         finally:
@@ -248,6 +262,16 @@ async def pipeline(
         cpu_open,
         cpu_share,
     )
+
+
+async def _replies_done(agents: list[SimulatedAgent], timeout_s: float = REPLIES_TIMEOUT_S) -> None:
+    """Wait until every agent's replies are sent and answered by the gateway (at most `timeout_s`)."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            while not all(a.quiet() for a in agents):  # noqa: ASYNC110 (the state of 64 desks, polled)
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        log.warning("bench_replies_not_done", after_s=timeout_s, busy=sum(not a.quiet() for a in agents))
 
 
 async def _warm_up(
