@@ -137,6 +137,9 @@ async def build(settings: RouterSettings) -> ServiceRuntime:
         group_id=f"{settings.topic_prefix}router",
         handler=conversation_handler(router),
         producer=producer,
+        # After every poll, whatever SB_CONSUMER_COMMIT_INTERVAL_MS says: the rebuild after Redis lost its data
+        # reads the inbound topic up to these offsets (router/rebuild.py).
+        commit_interval_ms=0,
     )
     presence = BatchConsumer(
         settings,

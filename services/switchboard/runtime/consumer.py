@@ -92,6 +92,7 @@ class BatchConsumer:
         handler: Handler,
         producer: RecordProducer,
         channels: Collection[str] | None = None,
+        commit_interval_ms: int | None = None,
     ) -> None:
         self._settings = settings
         self._topics = list(topics)
@@ -122,7 +123,10 @@ class BatchConsumer:
             fetch_min_bytes=settings.kafka_fetch_min_bytes,
             fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
         )
-        self._commit_interval_s = settings.consumer_commit_interval_ms / 1000
+        # How often handled offsets are committed: SB_CONSUMER_COMMIT_INTERVAL_MS unless the consumer says (0: after
+        # every poll).
+        interval_ms = settings.consumer_commit_interval_ms if commit_interval_ms is None else commit_interval_ms
+        self._commit_interval_s = interval_ms / 1000
         self._committed_at = time.monotonic()
         self._fence = _StallFence(
             settings.kafka_session_timeout_ms / 1000,

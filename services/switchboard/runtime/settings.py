@@ -104,12 +104,13 @@ class ServiceSettings(BaseSettings):
     shutdown_grace_s: float = 10.0
     consumer_max_records: int = 500
     consumer_poll_ms: int = 200
-    # 0 (the default): handled offsets are committed after every poll. Above 0: at most this often (and on stop
-    # and when partitions are revoked), which saves the broker a commit request per poll. But the router's rebuild
-    # after Redis lost its data reads the inbound topic up to the committed offsets: records handled and not yet
-    # committed when Redis loses its data are then in no backlog and not read again (lost from the desks). Only
-    # for consumers whose effects are not in Redis, or where Redis does not lose acknowledged writes.
-    consumer_commit_interval_ms: int = Field(default=0, ge=0)
+    # Handled offsets are committed at most this often (and on stop and when partitions are revoked), not after
+    # every poll: at a sale's usual rates a poll holds a record or two, and a commit per poll cost the broker more
+    # than the records did (deploy/README.md, "Offset commits"). 0: after every poll. A crash re-reads at most this
+    # much, which every handler takes (they are idempotent). The router's conversations consumer always commits
+    # after every poll: its rebuild after Redis lost its data reads the inbound topic up to the committed offsets,
+    # and records handled but not committed then would be in no backlog (router/service.py).
+    consumer_commit_interval_ms: int = Field(default=200, ge=0)
     # The broker answers a fetch when it has this many bytes for the consumer, or after the wait (aiokafka's
     # defaults: 1 byte, 500 ms). 1 byte answers at once, which is the lowest latency at low rates; a short wait for
     # a bigger batch cost more CPU in `make bench` (deploy/README.md, "Offset commits").
