@@ -7,11 +7,10 @@ conversation is closed when an agent closes it with a wrap-up code. The next mes
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from redis.asyncio import Redis
 
-from switchboard.runtime.lua import LuaScript, ScriptCall, run_pipelined
+from switchboard.runtime.lua import LuaScript, ScriptCall
 from switchboard.state.keys import Keys
 
 OPEN_OR_GET = LuaScript.load(__file__, "open_or_get")
@@ -31,13 +30,6 @@ class Conversations:
         saw last (a socket's), whose reverse key the same round trip refreshes when it is still the open one."""
         call, fresh = self.open_call(tenant_id, customer_id, known)
         return await self.opened(tenant_id, await call.script(self._redis, call.keys, call.args), fresh, known)
-
-    async def current_with(self, tenant_id: str, customer_id: str, known: str, other: ScriptCall) -> tuple[Any, str]:
-        """`current` and `other` (a script call of the same tenant, e.g. the customer's rate counter) in one round
-        trip: `other`'s answer and the open id."""
-        call, fresh = self.open_call(tenant_id, customer_id, known)
-        other_answer, answer = await run_pipelined(self._redis, [other, call])
-        return other_answer, await self.opened(tenant_id, answer, fresh, known)
 
     def open_call(self, tenant_id: str, customer_id: str, known: str = "") -> tuple[ScriptCall, str]:
         """`current` as a script call to pipeline with others, and the fresh id it may open; `opened` reads its

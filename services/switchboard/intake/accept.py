@@ -122,7 +122,7 @@ class Intake:
     async def _accept(self, message: InboundMessage, provider_id: str) -> Accepted:
         call = self.marker_call(message.tenant_id, Channel.Name(message.channel), provider_id)
         with redis_unavailable_as_transient():
-            [state] = await run_pipelined(self.redis, [call])
+            state = await call.script(self.redis, call.keys, call.args)
         [accepted] = await self.send_marked([(message, provider_id, state)])
         if accepted is None:
             raise InFlight(f"provider message {provider_id} is being accepted")

@@ -43,10 +43,10 @@ from switchboard_tools.loadgen.schedule import AgentShift
 from switchboard_tools.loadgen.sockets import Socket, connect_socket
 from switchboard_tools.loadgen.stats import latency_summary
 
-TENANT = "lg-bench"
-# Sockets of the closed-loop maximum and of the open-loop phase; agents, whose slots hold every conversation.
 log = get_logger(__name__)
 
+TENANT = "lg-bench"
+# Sockets of the closed-loop maximum and of the open-loop phase; agents, whose slots hold every conversation.
 CLOSED_LOOP_SOCKETS = 64
 OPEN_LOOP_SOCKETS = 2000
 # One agent per closed-loop socket: each desk answers its share of the maximum (about ten replies a second), which
