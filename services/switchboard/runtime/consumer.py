@@ -4,10 +4,12 @@ Reads batches with `getmany`, decodes each record into its protobuf message by t
 poll to the service's handler in one call (each partition's records in offset order: order is kept per partition,
 which is all Kafka orders), and sends what the handler refuses (and what does not decode) to the DLQ. One call per
 poll means one round of Redis scripts and one wait for produce acks per poll, not one per partition. Handled offsets
-are committed in one request after every poll (`SB_CONSUMER_COMMIT_INTERVAL_MS` = 0, the default: the router's
-rebuild after a Redis loss relies on committed = handled), or at most every that many ms, then also when a
-rebalance takes partitions away, and on stop. On stop it finishes the poll in hand, commits, and returns; what it
-did not commit (a crash) is read again by the next owner, so handlers make redelivered records change nothing twice.
+are committed in one request at most every `SB_CONSUMER_COMMIT_INTERVAL_MS` (200), or after every poll for a
+consumer that asks for 0 (the router's conversations: its rebuild after a Redis loss relies on committed = handled),
+then also when a rebalance takes partitions away, and on stop. A commit runs while the next poll is fetched, and is
+done before that poll is handled (so the router's rebuild, inside its handler, finds committed = handled), before a
+rebalance's commit and before the stop's. On stop it finishes the poll in hand, commits, and returns; what it did not
+commit (a crash) is read again by the next owner, so handlers make redelivered records change nothing twice.
 
 Failover: the group's session (`SB_KAFKA_SESSION_TIMEOUT_MS`, heartbeats every `SB_KAFKA_HEARTBEAT_INTERVAL_MS`) is
 how long a replica that died without leaving (SIGKILL) keeps its partitions; static membership
@@ -108,6 +110,8 @@ class BatchConsumer:
         self.lag: dict[tuple[str, int], PartitionLag] = {}
         # Handled this poll, not committed yet: the next offset of each partition.
         self._uncommitted: dict[TopicPartition, int] = {}
+        # The commit in flight while the next poll is fetched (at most one).
+        self._committing: asyncio.Task[None] | None = None
         self._lag_refreshed_ms = int(time.time() * 1000)
         self._consumer = AIOKafkaConsumer(
             **kafka_client_options(settings),
@@ -163,6 +167,7 @@ class BatchConsumer:
         try:
             await self._consume()
         finally:
+            await self._commit_settled()
             await self._commit_handled()
 
     async def _consume(self) -> None:
@@ -175,7 +180,7 @@ class BatchConsumer:
                 # Not handled, not committed: the next owner of the partitions reads them again. What was handled
                 # before is committed once due.
                 if self._uncommitted and self._commit_due():
-                    await self._commit_handled()
+                    await self._commit_in_background()
                 continue
             if self._fence.fenced():
                 self._drop(batches)
@@ -185,6 +190,7 @@ class BatchConsumer:
             # owner (maybe this replica again) reads these records anyway.
             owned = self._consumer.assignment()
             polled = [(tp, records) for tp, records in batches.items() if tp in owned and records]
+            await self._commit_settled()
             try:
                 await self._handle_poll(polled)
             except _Abandoned:
@@ -201,7 +207,7 @@ class BatchConsumer:
                 )
                 self._fence.assigned_at = None
             if self._commit_due():
-                await self._commit_handled()
+                await self._commit_in_background()
 
     def _commit_due(self) -> bool:
         return time.monotonic() - self._committed_at >= self._commit_interval_s
@@ -209,6 +215,7 @@ class BatchConsumer:
     async def _commit_revoked(self, revoked: Collection[TopicPartition]) -> None:
         """A rebalance takes partitions away: commit what was handled of them while they are still this
         replica's, so their next owner does not read it again."""
+        await self._commit_settled()
         if any(tp in self._uncommitted for tp in revoked):
             await self._commit_handled()
 
@@ -347,14 +354,34 @@ class BatchConsumer:
             bounded=False,
         )
 
+    async def _commit_in_background(self) -> None:
+        """Start committing what was handled so far; the loop goes on to fetch the next poll meanwhile."""
+        await self._commit_settled()
+        offsets = self._take_handled()
+        if offsets:
+            self._committing = asyncio.create_task(self._commit(offsets), name=f"commit-{self.group_id}")
+
+    async def _commit_settled(self) -> None:
+        """Wait for the commit in flight, if any."""
+        committing, self._committing = self._committing, None
+        if committing is not None:
+            await committing
+
     async def _commit_handled(self) -> None:
         """Commit the partitions handled since the last commit (those still assigned), in one request."""
+        offsets = self._take_handled()
+        if offsets:
+            await self._commit(offsets)
+
+    def _take_handled(self) -> dict[TopicPartition, OffsetAndMetadata]:
+        """The offsets handled since the last commit, of the partitions still assigned; the next commit starts
+        from none."""
         handled, self._uncommitted = self._uncommitted, {}
         self._committed_at = time.monotonic()
         owned = self._consumer.assignment()
-        offsets = {tp: OffsetAndMetadata(offset, "") for tp, offset in handled.items() if tp in owned}
-        if not offsets:
-            return
+        return {tp: OffsetAndMetadata(offset, "") for tp, offset in handled.items() if tp in owned}
+
+    async def _commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
         names = [f"{tp.topic}/{tp.partition}" for tp in offsets]
         attempt = 0
         while True:
