@@ -7,7 +7,9 @@ Each server echoes every text frame. Each client process opens `--sockets` socke
 sized JSON frames on each, one after the other (the next once the echo is back). Server and client run as separate
 processes on uvloop; their CPU time is read from /proc, so each pairing prints the round trips per second and the
 CPU-µs per round trip of the server and of the client, with per-message deflate as the services configure it
-(`SB_HTTP_WS_DEFLATE`, on by default) or off.
+(`SB_HTTP_WS_DEFLATE`, on by default) or off; and what the server holds per open socket once the round trips are
+done and the sockets stay open (its resident memory then, less before, per socket): the desk and widget sockets
+spend hours idle, thousands to a process.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import uvicorn
 import uvloop
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 
-from switchboard_tools.loadgen.cpu import cpu_seconds
+from switchboard_tools.loadgen.cpu import cpu_seconds, resident_kib
 from switchboard_tools.stack.procs import free_port
 
 FRAME = json.dumps(
@@ -42,6 +44,7 @@ FRAME = json.dumps(
     ensure_ascii=False,
 )
 SERVERS = ("uvicorn", "aiohttp")
+WARM_UP_SOCKETS = 20
 CLIENTS = ("websockets", "aiohttp")
 
 
@@ -87,7 +90,22 @@ def _serve_aiohttp(port: int, deflate: bool) -> None:
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 
 
-async def _client_websockets(url: str, sockets: int, messages: int, deflate: bool) -> None:
+class _Hold:
+    """Every socket, its round trips done, stays open until the bench has read the server's memory."""
+
+    def __init__(self, sockets: int) -> None:
+        self._left = sockets
+        self.all_done = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def done(self) -> None:
+        self._left -= 1
+        if self._left == 0:
+            self.all_done.set()
+        await self.release.wait()
+
+
+async def _client_websockets(url: str, sockets: int, messages: int, deflate: bool, hold: _Hold) -> None:
     from websockets.asyncio.client import connect
 
     async def one() -> None:
@@ -95,22 +113,41 @@ async def _client_websockets(url: str, sockets: int, messages: int, deflate: boo
             for _ in range(messages):
                 await ws.send(FRAME)
                 await ws.recv()
+            await hold.done()
 
     await asyncio.gather(*(one() for _ in range(sockets)))
 
 
-async def _client_aiohttp(url: str, sockets: int, messages: int, deflate: bool) -> None:
+async def _client_aiohttp(url: str, sockets: int, messages: int, deflate: bool, hold: _Hold) -> None:
     import aiohttp
 
-    async with aiohttp.ClientSession() as session:
+    # No cap on connections: every socket stays open until all are done.
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
 
         async def one() -> None:
             async with session.ws_connect(url, compress=15 if deflate else 0) as ws:
                 for _ in range(messages):
                     await ws.send_str(FRAME)
                     await ws.receive_str()
+                await hold.done()
 
         await asyncio.gather(*(one() for _ in range(sockets)))
+
+
+async def _client(client: str, url: str, args: argparse.Namespace) -> dict[str, float]:
+    """Run the round trips; once all are done print a line and hold the sockets open until a line comes on stdin.
+    The figures: wall and CPU seconds until the last round trip."""
+    hold = _Hold(args.sockets)
+    run = _client_websockets if client == "websockets" else _client_aiohttp
+    cpu, wall = time.process_time(), time.monotonic()
+    task = asyncio.create_task(run(url, args.sockets, args.messages, args.deflate, hold))
+    await hold.all_done.wait()
+    figures = {"seconds": time.monotonic() - wall, "cpu": time.process_time() - cpu}
+    print("held", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    hold.release.set()
+    await task
+    return figures
 
 
 async def _wait_port(port: int, timeout: float = 30.0) -> None:
@@ -126,28 +163,42 @@ async def _wait_port(port: int, timeout: float = 30.0) -> None:
             await asyncio.sleep(0.1)
 
 
-def _pair(server: str, client: str, args: argparse.Namespace) -> tuple[float, float, float]:
-    """Round trips/s, server and client CPU-µs per round trip of one pairing."""
+def _pair(server: str, client: str, args: argparse.Namespace) -> tuple[float, float, float, float]:
+    """Round trips/s, server and client CPU-µs per round trip, and the server's KiB per open socket, of one
+    pairing."""
     port = free_port()
     me = [sys.executable, "-m", "switchboard_tools.bench.websockets"]
     flags = ["--deflate"] if args.deflate else []
     srv = subprocess.Popen([*me, "--serve", server, "--port", str(port), *flags])
     try:
         uvloop.run(_wait_port(port))
+        # A warm-up on a few sockets (imports, first calls), not on all: the memory of sockets closed stays with the
+        # server's allocator and would be reused by the measured ones.
+        warm_up = ["--client", client, "--port", str(port), "--sockets", str(min(WARM_UP_SOCKETS, args.sockets))]
+        subprocess.run([*me, *warm_up, "--messages", "5", *flags], check=True, capture_output=True, input=b"\n")
         cli_args = ["--client", client, "--port", str(port), "--sockets", str(args.sockets)]
-        subprocess.run([*me, *cli_args, "--messages", "5", *flags], check=True, capture_output=True)
-        server_before = cpu_seconds(srv.pid) or 0.0
-        done = subprocess.run(
-            [*me, *cli_args, "--messages", str(args.messages), *flags], check=True, capture_output=True, text=True
+        server_before, rss_before = cpu_seconds(srv.pid) or 0.0, resident_kib(srv.pid)
+        cli = subprocess.Popen(
+            [*me, *cli_args, "--messages", str(args.messages), *flags],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
+        assert cli.stdin is not None and cli.stdout is not None
+        if cli.stdout.readline().strip() != "held":
+            raise RuntimeError(f"the {client} client failed against {server}")
         server_cpu = (cpu_seconds(srv.pid) or 0.0) - server_before
-        measured = json.loads(done.stdout.strip().splitlines()[-1])
+        per_socket_kib = (resident_kib(srv.pid) - rss_before) / args.sockets
+        out, _ = cli.communicate("\n", timeout=60)
+        if cli.returncode:
+            raise RuntimeError(f"the {client} client failed against {server}")
+        measured = json.loads(out.strip().splitlines()[-1])
         elapsed, client_cpu = measured["seconds"], measured["cpu"]
     finally:
         srv.terminate()
         srv.wait(10)
     trips = args.sockets * args.messages
-    return trips / elapsed, server_cpu * 1e6 / trips, client_cpu * 1e6 / trips
+    return trips / elapsed, server_cpu * 1e6 / trips, client_cpu * 1e6 / trips, per_socket_kib
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -165,21 +216,21 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     url = f"ws://127.0.0.1:{args.port}/ws"
     if args.client:
-        run = _client_websockets if args.client == "websockets" else _client_aiohttp
-        cpu, wall = time.process_time(), time.monotonic()
-        uvloop.run(run(url, args.sockets, args.messages, args.deflate))
-        print(json.dumps({"seconds": time.monotonic() - wall, "cpu": time.process_time() - cpu}))
+        print(json.dumps(uvloop.run(_client(args.client, url, args))))
         return 0
     print(
         f"websocket stacks: {args.sockets} sockets x {args.messages} round trips of a {len(FRAME.encode())}-byte "
         f"frame, deflate {'on' if args.deflate else 'off'}, {os.cpu_count()} cores",
         flush=True,
     )
-    print(f"  {'server':8} {'client':10} {'round trips/s':>14} {'server µs/trip':>15} {'client µs/trip':>15}")
+    print(
+        f"  {'server':8} {'client':10} {'round trips/s':>14} {'server µs/trip':>15} {'client µs/trip':>15}"
+        f" {'server KiB/open socket':>23}"
+    )
     for server in SERVERS:
         for client in CLIENTS:
-            rate, server_us, client_us = _pair(server, client, args)
-            print(f"  {server:8} {client:10} {rate:14.0f} {server_us:15.0f} {client_us:15.0f}", flush=True)
+            rate, server_us, client_us, kib = _pair(server, client, args)
+            print(f"  {server:8} {client:10} {rate:14.0f} {server_us:15.0f} {client_us:15.0f} {kib:23.1f}", flush=True)
     return 0
 
 

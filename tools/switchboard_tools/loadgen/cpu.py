@@ -32,6 +32,18 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(after[11]) + int(after[12])) / TICKS_PER_S
 
 
+def resident_kib(pid: int) -> float:
+    """A process's resident set size in KiB (VmRSS; nan when it is gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return float("nan")
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return float(line.split()[1])
+    return float("nan")
+
+
 @dataclass
 class CpuMeter:
     """Samples the CPU time of named processes."""
