@@ -64,7 +64,10 @@ def test_tiny_sale_balances_and_writes_a_report(
     # shift change (docs/invariants.md, invariants 1 and 5); the lost whereabouts say where a lost one stopped.
     assert accounting["lost"] == 0, (outcome.summary, accounting["lost_whereabouts"])
     # The drain is long enough for this load: a message still queued at its end is a router that stopped offering.
-    assert accounting["pending_at_cut_off"] == 0, (outcome.summary, accounting["pending_whereabouts"])
+    # Where each one stood goes out whole (an assertion's message would be cut short).
+    if accounting["pending_at_cut_off"]:
+        where = json.dumps(accounting["pending_whereabouts"], indent=1)
+        pytest.fail(f"{outcome.summary}\npending at cut-off:\n{where}")
     assert accounting["delivered"] == accounting["accepted"], outcome.summary
     # The load generator's own clients (desk logins, platform webhooks, the surge switch) met no error.
     client_errors = {k: n for k, n in outcome.report["errors"].items() if k.startswith(("webhook", "surge"))}
