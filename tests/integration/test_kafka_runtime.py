@@ -281,5 +281,40 @@ async def test_offsets_are_committed_at_the_interval_on_revocation_and_on_stop_s
     assert await _group_committed(settings, group) == 40, "stopping committed what was handled"
 
 
+async def test_a_consumer_that_commits_every_poll_hands_over_a_poll_only_once_the_one_before_is_committed(
+    settings: ServiceSettings,
+) -> None:
+    """A commit runs while the next poll is fetched, but is done before that poll is handled: a handler (the router's
+    rebuild reads the group's committed offsets from inside one) always finds committed = handled so far."""
+    settings = settings.model_copy(update={"consumer_max_records": 5})
+    topics, group = Topics(settings.topic_prefix), settings.topic_prefix + "every-poll"
+    producer = RecordProducer(settings)
+    await producer.start()
+    handled = 0
+    seen: list[tuple[int, int]] = []
+
+    async def handler(batch: Sequence[Delivery]) -> Sequence[Rejected]:
+        nonlocal handled
+        seen.append((await _group_committed(settings, group), handled))
+        handled += len(batch)
+        return []
+
+    consumer = BatchConsumer(
+        settings, topics=[topics.inbound], group_id=group, handler=handler, producer=producer, commit_interval_ms=0
+    )
+    try:
+        await producer.send_many(topics.inbound, [(f"c{i}", _message(i, f"c{i}")) for i in range(15)])
+        await consumer.start()
+        task = asyncio.create_task(consumer.run())
+        await eventually(lambda: _true(handled == 15), 30, "all 15 handled")
+        consumer.stop_intake()
+        await task
+    finally:
+        await consumer.stop()
+        await producer.stop()
+    assert len(seen) >= 3, "polls of at most 5 records"
+    assert all(committed == before for committed, before in seen), seen
+
+
 async def _true(value: bool) -> bool:
     return value

@@ -362,10 +362,13 @@ class BatchConsumer:
             self._committing = asyncio.create_task(self._commit(offsets), name=f"commit-{self.group_id}")
 
     async def _commit_settled(self) -> None:
-        """Wait for the commit in flight, if any."""
-        committing, self._committing = self._committing, None
-        if committing is not None:
-            await committing
+        """Wait for the commit in flight, if any (the loop and a rebalance's listener may both wait for it)."""
+        committing = self._committing
+        if committing is None:
+            return
+        await committing
+        if self._committing is committing:
+            self._committing = None
 
     async def _commit_handled(self) -> None:
         """Commit the partitions handled since the last commit (those still assigned), in one request."""
